@@ -1,0 +1,40 @@
+# privacy — PGXS build.  The version lives only in privacy.control.
+
+EXTENSION    = privacy
+EXTVERSION   = $(shell sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" $(EXTENSION).control)
+MODULE_big   = privacy
+OBJS         = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+DATA         = $(sort $(wildcard sql/$(EXTENSION)--*.sql))
+DOC_FILES    = $(sort $(wildcard doc/*.md))
+ifneq ($(DOC_FILES),)
+DOCS         = $(DOC_FILES)
+endif
+SHLIB_LINK  += -lsodium
+PG_CPPFLAGS += -Isrc -Wall -Wextra -Werror -Wno-unused-parameter \
+               -Wno-missing-field-initializers -Wno-sign-compare
+
+PG_CONFIG   ?= pg_config
+PGXS        := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# Plain-C parts (no postgres.h) are also built alone for unit tests and fuzzing.
+UNIT_SRCS    = $(sort $(wildcard test/unit/test_*.c))
+UNIT_BINS    = $(UNIT_SRCS:.c=)
+PLAIN_SRCS   = src/hexkey.c
+
+test/unit/test_%: test/unit/test_%.c $(PLAIN_SRCS) test/unit/unit.h
+	$(CC) -std=c99 -O2 -Wall -Wextra -Werror -Isrc -o $@ $< $(PLAIN_SRCS) -lsodium
+
+unit: $(UNIT_BINS)
+
+.PHONY: test demo bench unit
+test:
+	./test/run
+
+demo:
+	./test/demo
+
+bench:
+	./test/bench/run
+
+EXTRA_CLEAN = $(UNIT_BINS) test/bench/sodium_floor results regression.diffs regression.out

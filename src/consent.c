@@ -1,0 +1,330 @@
+/*
+ * consent.c — purposes: may this session use this category now?
+ *
+ * Every part that shows personal data (the decryption gate of the encrypted
+ * types, the row-level security policies of protected tables, the subject
+ * report) asks one question: has the session declared a purpose
+ * (privacy.purpose), does the current role hold it, and is that purpose
+ * allowed the category of the data?  consent_purpose_verdict() answers it and
+ * consent_require_purpose() turns a "no" into the error an application
+ * developer can act on.
+ *
+ * The answer is needed once per value, so it is cached per backend, keyed by
+ * (role, purpose, category).  The cache is dropped whenever the vocabulary
+ * catalog changes in any session (a statement trigger on those tables sends a
+ * relcache invalidation, see privacy_catalog_changed) or role membership
+ * changes, so a revoked purpose stops working at the next statement
+ * everywhere.
+ */
+#include "privacy.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+
+typedef struct PurposeCacheKey
+{
+	Oid			roleid;
+	char		purpose[NAMEDATALEN];
+	char		category[NAMEDATALEN];
+} PurposeCacheKey;
+
+typedef struct PurposeCacheEntry
+{
+	PurposeCacheKey key;
+	PurposeVerdict verdict;
+} PurposeCacheEntry;
+
+#define MAX_CATALOG_RELS 8
+
+static HTAB *purpose_cache = NULL;
+static bool purpose_cache_valid = false;
+static Oid	catalog_relids[MAX_CATALOG_RELS];
+static int	n_catalog_relids = 0;
+static TimestampTz last_statement_start = 0;
+
+static const char *const catalog_relnames[] = {
+	"categories", "purposes", "purpose_categories", "role_purposes"
+};
+
+static void
+consent_relcache_callback(Datum arg, Oid relid)
+{
+	int			i;
+
+	if (relid == InvalidOid)
+	{
+		purpose_cache_valid = false;
+		return;
+	}
+	for (i = 0; i < n_catalog_relids; i++)
+		if (catalog_relids[i] == relid)
+			purpose_cache_valid = false;
+}
+
+static void
+consent_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	purpose_cache_valid = false;
+}
+
+void
+consent_init(void)
+{
+	CacheRegisterRelcacheCallback(consent_relcache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, consent_syscache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHOID, consent_syscache_callback, (Datum) 0);
+}
+
+static Oid
+privacy_namespace(void)
+{
+	Oid			nsp = get_namespace_oid(PRIVACY_SCHEMA, true);
+
+	if (!OidIsValid(nsp))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"privacy\" is not installed in this database"),
+				 errhint("Run CREATE EXTENSION privacy as a superuser.")));
+	return nsp;
+}
+
+static void
+reset_cache(void)
+{
+	HASHCTL		ctl;
+	Oid			nsp = privacy_namespace();
+	int			i;
+
+	if (purpose_cache != NULL)
+		hash_destroy(purpose_cache);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(PurposeCacheKey);
+	ctl.entrysize = sizeof(PurposeCacheEntry);
+	ctl.hcxt = TopMemoryContext;
+	purpose_cache = hash_create("privacy purpose cache", 64, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	n_catalog_relids = 0;
+	for (i = 0; i < lengthof(catalog_relnames); i++)
+	{
+		Oid			relid = get_relname_relid(catalog_relnames[i], nsp);
+
+		if (OidIsValid(relid))
+			catalog_relids[n_catalog_relids++] = relid;
+	}
+	purpose_cache_valid = true;
+}
+
+/*
+ * Ask the catalog, as the owner of the privacy schema: application roles
+ * cannot read the vocabulary tables, but their verdicts depend on them.  Every
+ * operator and function is schema-qualified, so the caller's search_path
+ * cannot substitute its own.
+ */
+static PurposeVerdict
+compute_verdict(Oid roleid, const char *purpose, const char *category)
+{
+	static const char *query =
+		"SELECT pg_catalog.bool_or(pg_catalog.pg_has_role($2, rp.role::pg_catalog.oid, 'USAGE')), "
+		"       $3 OPERATOR(pg_catalog.=) '' OR EXISTS ("
+		"         SELECT 1 FROM " PRIVACY_SCHEMA ".purpose_categories pc "
+		"          WHERE pc.purpose OPERATOR(pg_catalog.=) p.name "
+		"            AND pc.category OPERATOR(pg_catalog.=) $3) "
+		"  FROM " PRIVACY_SCHEMA ".purposes p "
+		"  LEFT JOIN " PRIVACY_SCHEMA ".role_purposes rp "
+		"         ON rp.purpose OPERATOR(pg_catalog.=) p.name "
+		" WHERE p.name OPERATOR(pg_catalog.=) $1 "
+		" GROUP BY p.name";
+	Oid			argtypes[3] = {TEXTOID, OIDOID, TEXTOID};
+	Datum		values[3];
+	Oid			save_userid;
+	int			save_sec_context;
+	Oid			owner;
+	PurposeVerdict verdict;
+	HeapTuple	tup;
+
+	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(privacy_namespace()));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for schema \"%s\"", PRIVACY_SCHEMA);
+	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
+	ReleaseSysCache(tup);
+
+	values[0] = CStringGetTextDatum(purpose);
+	values[1] = ObjectIdGetDatum(roleid);
+	values[2] = CStringGetTextDatum(category);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(owner, save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args(query, 3, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "purpose lookup failed");
+
+	if (SPI_processed == 0)
+		verdict = PURPOSE_UNKNOWN;
+	else
+	{
+		bool		isnull;
+		Datum		held = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		bool		is_held = (!isnull && DatumGetBool(held)) || superuser_arg(roleid);
+		Datum		allowed = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+
+		if (!is_held)
+			verdict = PURPOSE_NOT_HELD;
+		else if (isnull || !DatumGetBool(allowed))
+			verdict = PURPOSE_CATEGORY_NOT_ALLOWED;
+		else
+			verdict = PURPOSE_ALLOWED;
+	}
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	return verdict;
+}
+
+/*
+ * category may be NULL: then the question is only whether the declared
+ * purpose exists and the current role holds it.
+ */
+PurposeVerdict
+consent_purpose_verdict(const char *category)
+{
+	PurposeCacheKey key;
+	PurposeCacheEntry *entry;
+	bool		found;
+
+	if (privacy_purpose == NULL || privacy_purpose[0] == '\0')
+		return PURPOSE_NOT_DECLARED;
+
+	/*
+	 * Within a transaction, invalidations are otherwise only read when a new
+	 * lock is taken; a cache hit takes none.  Read them once per top-level
+	 * statement so that a revocation committed elsewhere applies from the
+	 * next statement, as a READ COMMITTED reader expects.
+	 */
+	if (GetCurrentStatementStartTimestamp() != last_statement_start)
+	{
+		AcceptInvalidationMessages();
+		last_statement_start = GetCurrentStatementStartTimestamp();
+	}
+
+	if (!purpose_cache_valid || purpose_cache == NULL)
+		reset_cache();
+
+	memset(&key, 0, sizeof(key));
+	key.roleid = GetUserId();
+	strlcpy(key.purpose, privacy_purpose, NAMEDATALEN);
+	if (category != NULL)
+		strlcpy(key.category, category, NAMEDATALEN);
+
+	entry = hash_search(purpose_cache, &key, HASH_FIND, NULL);
+	if (entry != NULL)
+		return entry->verdict;
+
+	{
+		PurposeVerdict verdict = compute_verdict(key.roleid, key.purpose, key.category);
+
+		/* an invalidation may have arrived while the catalog was read */
+		if (!purpose_cache_valid)
+			return verdict;
+		entry = hash_search(purpose_cache, &key, HASH_ENTER, &found);
+		entry->verdict = verdict;
+		return verdict;
+	}
+}
+
+void
+consent_require_purpose(const char *category)
+{
+	PurposeVerdict verdict = consent_purpose_verdict(category);
+
+	switch (verdict)
+	{
+		case PURPOSE_ALLOWED:
+			return;
+		case PURPOSE_NOT_DECLARED:
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("no purpose declared for processing personal data"),
+					 category ?
+					 errdetail("Data of category \"%s\" is shown only for a declared purpose that allows it.", category) :
+					 errdetail("Personal data is processed only for a declared purpose."),
+					 errhint("Declare one with SET privacy.purpose = '...' (or SET LOCAL for one transaction); privacy.my_purposes lists the purposes your role holds.")));
+			break;
+		case PURPOSE_UNKNOWN:
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("purpose \"%s\" does not exist", privacy_purpose),
+					 errdetail("The setting privacy.purpose names a purpose that has not been created."),
+					 errhint("privacy.my_purposes lists the purposes your role holds.")));
+			break;
+		case PURPOSE_NOT_HELD:
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("role \"%s\" does not hold purpose \"%s\"",
+							GetUserNameFromId(GetUserId(), false), privacy_purpose),
+					 errhint("A member of privacy_admin can grant it with privacy.grant_purpose(role, purpose).")));
+			break;
+		case PURPOSE_CATEGORY_NOT_ALLOWED:
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("purpose \"%s\" is not allowed category \"%s\"",
+							privacy_purpose, category),
+					 errhint("Declare a purpose that is allowed this category, or ask a member of privacy_admin to allow it with privacy.allow_category(purpose, category).")));
+			break;
+	}
+}
+
+static const char *
+text_arg_or_null(FunctionCallInfo fcinfo, int n)
+{
+	if (PG_NARGS() <= n || PG_ARGISNULL(n))
+		return NULL;
+	return text_to_cstring(PG_GETARG_TEXT_PP(n));
+}
+
+PG_FUNCTION_INFO_V1(privacy_check_purpose);
+Datum
+privacy_check_purpose(PG_FUNCTION_ARGS)
+{
+	consent_require_purpose(text_arg_or_null(fcinfo, 0));
+	PG_RETURN_TEXT_P(cstring_to_text(privacy_purpose));
+}
+
+PG_FUNCTION_INFO_V1(privacy_may_use);
+Datum
+privacy_may_use(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(consent_purpose_verdict(text_arg_or_null(fcinfo, 0)) == PURPOSE_ALLOWED);
+}
+
+/*
+ * Statement trigger on the vocabulary tables: tell every backend, at commit,
+ * that its purpose cache is stale.
+ */
+PG_FUNCTION_INFO_V1(privacy_catalog_changed);
+Datum
+privacy_catalog_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("privacy._catalog_changed() must be called as a trigger")));
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	return PointerGetDatum(NULL);
+}

@@ -1,0 +1,70 @@
+/*
+ * guc.c — every privacy.* setting, defined in one place, alphabetically.
+ *
+ * Anything that could weaken protection is superuser-only; the master key
+ * command is additionally hidden from non-superusers (it may name a vault or
+ * carry a token).  privacy.purpose is the one setting applications use.
+ */
+#include "privacy.h"
+
+
+#include "utils/guc.h"
+
+char	   *privacy_master_key_command = NULL;
+char	   *privacy_purpose = NULL;
+
+/*
+ * A purpose name is a lower-case identifier; refusing anything else at SET
+ * time gives the application developer the error where the mistake is.
+ * Whether the purpose exists is checked when it is used, because SET may run
+ * outside a transaction where the catalog cannot be read.
+ */
+static bool
+check_purpose(char **newval, void **extra, GucSource source)
+{
+	const char *p = *newval;
+
+	if (p == NULL || p[0] == '\0')
+		return true;
+	if (strlen(p) >= NAMEDATALEN)
+	{
+		GUC_check_errdetail("A purpose name is at most %d bytes long.", NAMEDATALEN - 1);
+		return false;
+	}
+	for (; *p; p++)
+	{
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+		{
+			GUC_check_errdetail("A purpose name consists of lower-case letters, digits and underscores.");
+			GUC_check_errhint("Use the name exactly as it appears in privacy.my_purposes.");
+			return false;
+		}
+	}
+	return true;
+}
+
+void
+guc_define(void)
+{
+	DefineCustomStringVariable("privacy.master_key_command",
+							   "Shell command that prints the 32-byte master key as 64 hexadecimal characters.",
+							   "Run once when the server starts; the key is kept in locked memory and never written anywhere. "
+							   "Changing it takes effect at the next restart.",
+							   &privacy_master_key_command,
+							   "",
+							   PGC_POSTMASTER,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("privacy.purpose",
+							   "Why this session or transaction processes personal data.",
+							   "Personal data is shown only for a declared purpose that the current role holds "
+							   "and that is allowed the data's category. Use SET LOCAL for one transaction.",
+							   &privacy_purpose,
+							   "",
+							   PGC_USERSET,
+							   0,
+							   check_purpose, NULL, NULL);
+
+	MarkGUCPrefixReserved("privacy");
+}

@@ -1,0 +1,46 @@
+/*
+ * privacy.c — entry point of privacy.so.
+ *
+ * _PG_init only wires the parts together (see doc/internals.md for the map):
+ *   keys.c      master key (and, later, data keys)
+ *   guc.c       settings
+ *   consent.c   purposes and the "may this session use this category?" check
+ * Parts still to come each get their own file: envelope.c (ciphertext
+ * format), types.c (encrypted_text/bytea), retention.c (purge, erasure),
+ * audit.c (hooks and queue), worker.c (background workers), label.c
+ * (SECURITY LABEL provider).
+ */
+#include "privacy.h"
+
+#include <sodium.h>
+
+#include "fmgr.h"
+#include "miscadmin.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	/*
+	 * The master key, shared memory and the hooks exist only when the
+	 * library is loaded at server start.  Loaded any other way (CREATE
+	 * EXTENSION, LOAD) it refuses, with the line to add.
+	 */
+	if (!process_shared_preload_libraries_in_progress)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("privacy must be loaded via shared_preload_libraries"),
+				 errdetail("The master key, the access-log queue and the background workers are set up when the server starts."),
+				 errhint("Add this line to postgresql.conf and restart the server: shared_preload_libraries = 'privacy'  (append privacy to the list if the setting already names other libraries)")));
+
+	if (sodium_init() < 0)
+		ereport(FATAL,
+				(errmsg("libsodium could not be initialized")));
+
+	guc_define();
+	keys_load_master_key();
+	consent_init();
+}
