@@ -52,6 +52,7 @@ static bool purpose_cache_valid = false;
 static Oid	catalog_relids[MAX_CATALOG_RELS];
 static int	n_catalog_relids = 0;
 static TimestampTz last_statement_start = 0;
+static bool cache_has_snapshot_entries = false;
 
 static const char *const catalog_relnames[] = {
 	"categories", "purposes", "purpose_categories", "role_purposes"
@@ -78,9 +79,28 @@ consent_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
 	purpose_cache_valid = false;
 }
 
+/*
+ * A verdict read under a REPEATABLE READ or SERIALIZABLE snapshot may be
+ * older than the invalidations this backend has already consumed; it must
+ * not outlive its transaction.
+ */
+static void
+consent_xact_callback(XactEvent event, void *arg)
+{
+	if (cache_has_snapshot_entries &&
+		(event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		 event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		 event == XACT_EVENT_PREPARE))
+	{
+		purpose_cache_valid = false;
+		cache_has_snapshot_entries = false;
+	}
+}
+
 void
 consent_init(void)
 {
+	RegisterXactCallback(consent_xact_callback, NULL);
 	CacheRegisterRelcacheCallback(consent_relcache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, consent_syscache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHOID, consent_syscache_callback, (Datum) 0);
@@ -242,6 +262,8 @@ consent_purpose_verdict(const char *category)
 			return verdict;
 		entry = hash_search(purpose_cache, &key, HASH_ENTER, &found);
 		entry->verdict = verdict;
+		if (IsolationUsesXactSnapshot())
+			cache_has_snapshot_entries = true;
 		return verdict;
 	}
 }
