@@ -20,14 +20,29 @@ include $(PGXS)
 # Plain-C parts (no postgres.h) are also built alone for unit tests and fuzzing.
 UNIT_SRCS    = $(sort $(wildcard test/unit/test_*.c))
 UNIT_BINS    = $(UNIT_SRCS:.c=)
-PLAIN_SRCS   = src/hexkey.c
+PLAIN_SRCS   = src/hexkey.c src/envelope.c
 
 test/unit/test_%: test/unit/test_%.c $(PLAIN_SRCS) test/unit/unit.h
 	$(CC) -std=c99 -O2 -Wall -Wextra -Werror -Isrc -o $@ $< $(PLAIN_SRCS) -lsodium
 
-unit: $(UNIT_BINS)
+# Replays test/fuzz/corpus through the fuzz target with the ordinary
+# compiler, as a unit test; the corpus path is compiled in because the test
+# runner does not choose the working directory.
+test/unit/test_fuzz_corpus: test/fuzz/replay.c test/fuzz/fuzz_envelope.c $(PLAIN_SRCS)
+	$(CC) -std=c99 -O2 -Wall -Wextra -Werror -Isrc -DCORPUS_DIR='"$(CURDIR)/test/fuzz/corpus"' \
+		-o $@ test/fuzz/replay.c test/fuzz/fuzz_envelope.c $(PLAIN_SRCS) -lsodium
 
-.PHONY: test demo bench unit
+unit: $(UNIT_BINS) test/unit/test_fuzz_corpus
+
+# libFuzzer build, not part of the default build: see test/fuzz/README.md.
+FUZZ_CC     ?= clang
+test/fuzz/fuzz_envelope: test/fuzz/fuzz_envelope.c $(PLAIN_SRCS)
+	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		-Wall -Wextra -Werror -Isrc -o $@ test/fuzz/fuzz_envelope.c $(PLAIN_SRCS) -lsodium
+
+fuzz: test/fuzz/fuzz_envelope
+
+.PHONY: test demo bench unit fuzz
 test:
 	./test/run
 
@@ -37,4 +52,4 @@ demo:
 bench:
 	./test/bench/run
 
-EXTRA_CLEAN = $(UNIT_BINS) test/bench/sodium_floor results regression.diffs regression.out
+EXTRA_CLEAN = $(UNIT_BINS) test/unit/test_fuzz_corpus test/fuzz/fuzz_envelope test/bench/sodium_floor results regression.diffs regression.out
