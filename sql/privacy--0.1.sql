@@ -38,13 +38,15 @@ $roles$;
 CREATE TABLE privacy.categories (
     name        text PRIMARY KEY
                 CONSTRAINT category_name_format CHECK (name ~ '^[a-z][a-z0-9_]{0,62}$'),
+    id          integer NOT NULL UNIQUE CHECK (id BETWEEN 1 AND 65535),
     description text NOT NULL DEFAULT '',
     special     boolean NOT NULL DEFAULT false,
+    builtin     boolean NOT NULL DEFAULT false,
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
     created_by  name NOT NULL DEFAULT session_user
 );
 COMMENT ON TABLE privacy.categories IS
-    'kinds of personal data; special = GDPR Art. 9 special category';
+    'kinds of personal data; special = GDPR Art. 9 special category; id is derived from the name and stored in every encrypted value';
 
 CREATE TABLE privacy.purposes (
     name        text PRIMARY KEY
@@ -79,11 +81,58 @@ CREATE TABLE privacy.role_purposes (
 COMMENT ON TABLE privacy.role_purposes IS
     'which roles (and their members) hold which purposes';
 
+-- The id of a category is a pure function of its name (see catalog.c), so
+-- that a column declared privacy.encrypted_text(contact) means the same
+-- before and after a restore has loaded this table.
+CREATE FUNCTION privacy._category_id(name text) RETURNS integer
+    AS 'MODULE_PATHNAME', 'privacy_category_id'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- Values whose column has not been classified yet are sealed under this
+-- category, which no purpose is allowed until an admin decides otherwise.
+INSERT INTO privacy.categories (name, id, description, builtin)
+VALUES ('unclassified', privacy._category_id('unclassified'),
+        'encrypted values whose column has not been classified yet', true);
+
 -- pg_dump carries the vocabulary with the data it classifies.
-SELECT pg_catalog.pg_extension_config_dump('privacy.categories', '');
+SELECT pg_catalog.pg_extension_config_dump('privacy.categories', 'WHERE NOT builtin');
 SELECT pg_catalog.pg_extension_config_dump('privacy.purposes', '');
 SELECT pg_catalog.pg_extension_config_dump('privacy.purpose_categories', '');
 SELECT pg_catalog.pg_extension_config_dump('privacy.role_purposes', '');
+
+------------------------------------------------------------------------------
+-- Data keys: stored only wrapped by the master key.  scope 'category' keys
+-- seal a category's values in ordinary tables; scope 'subject' keys seal a
+-- subject's values in protected tables, and destroying one shreds them.
+------------------------------------------------------------------------------
+CREATE SEQUENCE privacy.data_key_id_seq AS integer MINVALUE 1;
+
+CREATE TABLE privacy.data_keys (
+    id           integer PRIMARY KEY DEFAULT pg_catalog.nextval('privacy.data_key_id_seq'),
+    scope        text NOT NULL CHECK (scope IN ('category', 'subject')),
+    category     text REFERENCES privacy.categories,
+    subject_hash bytea,
+    state        text NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'retired', 'destroyed')),
+    wrapped_key  bytea,
+    wrapped_by   text NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    retired_at   timestamptz,
+    destroyed_at timestamptz,
+    CONSTRAINT data_key_owner CHECK ((scope = 'category') = (category IS NOT NULL)
+                                     AND (scope = 'subject') = (subject_hash IS NOT NULL)),
+    CONSTRAINT data_key_material CHECK ((state = 'destroyed') = (wrapped_key IS NULL))
+);
+ALTER SEQUENCE privacy.data_key_id_seq OWNED BY privacy.data_keys.id;
+CREATE UNIQUE INDEX data_keys_active_category ON privacy.data_keys (category)
+    WHERE scope = 'category' AND state = 'active';
+CREATE UNIQUE INDEX data_keys_active_subject ON privacy.data_keys (subject_hash)
+    WHERE scope = 'subject' AND state = 'active';
+CREATE INDEX data_keys_subject ON privacy.data_keys (subject_hash) WHERE scope = 'subject';
+COMMENT ON TABLE privacy.data_keys IS
+    'data keys, each wrapped by the master key whose fingerprint is in wrapped_by; wrapped_key is NULL once destroyed';
+
+SELECT pg_catalog.pg_extension_config_dump('privacy.data_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('privacy.data_key_id_seq', '');
 
 -- Every backend caches purpose verdicts; a change here invalidates them all
 -- at commit, so a revoked purpose stops working from the next statement.
@@ -99,6 +148,8 @@ CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
     ON privacy.purpose_categories FOR EACH STATEMENT EXECUTE FUNCTION privacy._catalog_changed();
 CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
     ON privacy.role_purposes FOR EACH STATEMENT EXECUTE FUNCTION privacy._catalog_changed();
+CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON privacy.data_keys FOR EACH STATEMENT EXECUTE FUNCTION privacy._catalog_changed();
 
 ------------------------------------------------------------------------------
 -- Validation helpers (internal).
@@ -173,6 +224,8 @@ CREATE FUNCTION privacy.create_category(name text, description text DEFAULT '',
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    clash text;
 BEGIN
     PERFORM privacy._check_name('category', name);
     IF EXISTS (SELECT 1 FROM privacy.categories c WHERE c.name = create_category.name) THEN
@@ -180,8 +233,17 @@ BEGIN
             ERRCODE = 'duplicate_object',
             MESSAGE = format('category "%s" already exists', name);
     END IF;
-    INSERT INTO privacy.categories (name, description, special)
-    VALUES (name, coalesce(description, ''), coalesce(special, false));
+    SELECT c.name INTO clash FROM privacy.categories c
+     WHERE c.id = privacy._category_id(create_category.name);
+    IF clash IS NOT NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'duplicate_object',
+            MESSAGE = format('category name "%s" has the same id as category "%s"', name, clash),
+            DETAIL  = 'Encrypted values carry a 16-bit category id derived from the name; two names collided.',
+            HINT    = 'Choose a slightly different name, for example with a suffix.';
+    END IF;
+    INSERT INTO privacy.categories (name, id, description, special)
+    VALUES (name, privacy._category_id(name), coalesce(description, ''), coalesce(special, false));
 END
 $$;
 COMMENT ON FUNCTION privacy.create_category(text, text, boolean) IS
@@ -195,6 +257,18 @@ DECLARE
     users text;
 BEGIN
     PERFORM privacy._require_category(name);
+    IF EXISTS (SELECT 1 FROM privacy.categories c WHERE c.name = drop_category.name AND c.builtin) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('category "%s" is built in and cannot be dropped', name);
+    END IF;
+    IF EXISTS (SELECT 1 FROM privacy.data_keys k WHERE k.category = drop_category.name) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'dependent_objects_still_exist',
+            MESSAGE = format('category "%s" has data keys', name),
+            DETAIL  = 'Values sealed under this category would become unreadable.',
+            HINT    = 'Keep the category; stop using it by reclassifying its columns.';
+    END IF;
     SELECT string_agg(pc.purpose, ', ' ORDER BY pc.purpose) INTO users
       FROM privacy.purpose_categories pc WHERE pc.category = drop_category.name;
     IF users IS NOT NULL THEN
@@ -322,6 +396,99 @@ BEGIN
 END
 $$;
 
+
+------------------------------------------------------------------------------
+-- Keys: management without key material
+------------------------------------------------------------------------------
+CREATE FUNCTION privacy._category_key(category text) RETURNS integer
+    AS 'MODULE_PATHNAME', 'privacy_category_key'
+    LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION privacy._subject_key(subject text, create_missing boolean) RETURNS integer
+    AS 'MODULE_PATHNAME', 'privacy_subject_key'
+    LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION privacy.subject_hash(subject text) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'privacy_subject_hash'
+    LANGUAGE C STRICT STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION privacy.subject_hash(text) IS
+    'keyed hash standing for a subject where the identifier itself must not be kept';
+CREATE FUNCTION privacy._rewrap_key(id integer, scope text, category text, subject_hash bytea,
+                                    wrapped bytea, wrapped_by text) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'privacy_rewrap_key'
+    LANGUAGE C VOLATILE;
+CREATE FUNCTION privacy.previous_master_key_fingerprint() RETURNS text
+    AS 'MODULE_PATHNAME', 'privacy_previous_master_key_fingerprint'
+    LANGUAGE C VOLATILE;
+
+CREATE VIEW privacy.keys AS
+SELECT k.id, k.scope, k.category,
+       pg_catalog.encode(pg_catalog.substr(k.subject_hash, 1, 8), 'hex') AS subject_hash_prefix,
+       k.state, k.wrapped_by AS master_key_fingerprint,
+       k.created_at, k.retired_at, k.destroyed_at
+  FROM privacy.data_keys k;
+COMMENT ON VIEW privacy.keys IS
+    'data keys without key material: scope, state and the fingerprint of the master key that wraps each';
+
+CREATE FUNCTION privacy.rotate_key(category text) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_id integer;
+BEGIN
+    PERFORM privacy._require_category(category);
+    UPDATE privacy.data_keys k SET state = 'retired', retired_at = now()
+     WHERE k.scope = 'category' AND k.category = rotate_key.category AND k.state = 'active';
+    new_id := privacy._category_key(category);
+    RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION privacy.rotate_key(text) IS
+    'retire the active key of a category and start sealing with a new one; CALL privacy.reencrypt() rewrites old values';
+
+CREATE FUNCTION privacy.rotate_master_key() RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current_fp text := privacy.master_key_fingerprint();
+    k record;
+    n integer := 0;
+BEGIN
+    FOR k IN SELECT * FROM privacy.data_keys
+              WHERE wrapped_key IS NOT NULL AND wrapped_by <> current_fp
+              ORDER BY id FOR UPDATE
+    LOOP
+        UPDATE privacy.data_keys d
+           SET wrapped_key = privacy._rewrap_key(k.id, k.scope, k.category, k.subject_hash,
+                                                 k.wrapped_key, k.wrapped_by),
+               wrapped_by = current_fp
+         WHERE d.id = k.id;
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION privacy.rotate_master_key() IS
+    'rewrap every data key under the current master key (the previous one must be loaded); no data is rewritten';
+
+CREATE FUNCTION privacy.destroy_subject_key(subject text) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    UPDATE privacy.data_keys k
+       SET state = 'destroyed', wrapped_key = NULL, destroyed_at = now()
+     WHERE k.scope = 'subject' AND k.subject_hash = privacy.subject_hash(subject)
+       AND k.state <> 'destroyed';
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION privacy.destroy_subject_key(text) IS
+    'crypto-shredding: destroy the keys of a subject, so every copy of their encrypted values becomes unreadable';
+
 ------------------------------------------------------------------------------
 -- The purpose check every other part uses
 ------------------------------------------------------------------------------
@@ -368,7 +535,7 @@ REVOKE ALL ON ALL TABLES IN SCHEMA privacy FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA privacy FROM PUBLIC;
 
 GRANT SELECT ON privacy.categories, privacy.purposes, privacy.purpose_categories,
-                privacy.role_purposes, privacy.purpose_holders
+                privacy.role_purposes, privacy.purpose_holders, privacy.keys
    TO privacy_admin, privacy_officer;
 GRANT SELECT ON privacy.my_purposes TO PUBLIC;
 
@@ -381,7 +548,12 @@ GRANT EXECUTE ON FUNCTION
     privacy.disallow_category(text, text),
     privacy.grant_purpose(text, text),
     privacy.revoke_purpose(text, text),
-    privacy.master_key_fingerprint()
+    privacy.master_key_fingerprint(),
+    privacy.previous_master_key_fingerprint(),
+    privacy.rotate_key(text),
+    privacy.rotate_master_key()
   TO privacy_admin;
+GRANT EXECUTE ON FUNCTION privacy.destroy_subject_key(text), privacy.subject_hash(text)
+  TO privacy_officer;
 GRANT EXECUTE ON FUNCTION privacy.master_key_status() TO privacy_admin, privacy_officer;
 GRANT EXECUTE ON FUNCTION privacy.check_purpose(text), privacy.may_use(text) TO PUBLIC;

@@ -10,11 +10,9 @@
  * developer can act on.
  *
  * The answer is needed once per value, so it is cached per backend, keyed by
- * (role, purpose, category).  The cache is dropped whenever the vocabulary
- * catalog changes in any session (a statement trigger on those tables sends a
- * relcache invalidation, see privacy_catalog_changed) or role membership
- * changes, so a revoked purpose stops working at the next statement
- * everywhere.
+ * (role, purpose, category), and dropped whenever the catalog generation
+ * moves (see catalog.c): a revoked purpose stops working at the next
+ * statement, in every session.
  */
 #include "privacy.h"
 
@@ -45,39 +43,9 @@ typedef struct PurposeCacheEntry
 	PurposeVerdict verdict;
 } PurposeCacheEntry;
 
-#define MAX_CATALOG_RELS 8
-
 static HTAB *purpose_cache = NULL;
-static bool purpose_cache_valid = false;
-static Oid	catalog_relids[MAX_CATALOG_RELS];
-static int	n_catalog_relids = 0;
-static TimestampTz last_statement_start = 0;
+static uint64 purpose_cache_generation = 0;
 static bool cache_has_snapshot_entries = false;
-
-static const char *const catalog_relnames[] = {
-	"categories", "purposes", "purpose_categories", "role_purposes"
-};
-
-static void
-consent_relcache_callback(Datum arg, Oid relid)
-{
-	int			i;
-
-	if (relid == InvalidOid)
-	{
-		purpose_cache_valid = false;
-		return;
-	}
-	for (i = 0; i < n_catalog_relids; i++)
-		if (catalog_relids[i] == relid)
-			purpose_cache_valid = false;
-}
-
-static void
-consent_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
-{
-	purpose_cache_valid = false;
-}
 
 /*
  * A verdict read under a REPEATABLE READ or SERIALIZABLE snapshot may be
@@ -92,7 +60,7 @@ consent_xact_callback(XactEvent event, void *arg)
 		 event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 		 event == XACT_EVENT_PREPARE))
 	{
-		purpose_cache_valid = false;
+		purpose_cache_generation = 0;
 		cache_has_snapshot_entries = false;
 	}
 }
@@ -101,30 +69,12 @@ void
 consent_init(void)
 {
 	RegisterXactCallback(consent_xact_callback, NULL);
-	CacheRegisterRelcacheCallback(consent_relcache_callback, (Datum) 0);
-	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, consent_syscache_callback, (Datum) 0);
-	CacheRegisterSyscacheCallback(AUTHOID, consent_syscache_callback, (Datum) 0);
-}
-
-static Oid
-privacy_namespace(void)
-{
-	Oid			nsp = get_namespace_oid(PRIVACY_SCHEMA, true);
-
-	if (!OidIsValid(nsp))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("extension \"privacy\" is not installed in this database"),
-				 errhint("Run CREATE EXTENSION privacy as a superuser.")));
-	return nsp;
 }
 
 static void
 reset_cache(void)
 {
 	HASHCTL		ctl;
-	Oid			nsp = privacy_namespace();
-	int			i;
 
 	if (purpose_cache != NULL)
 		hash_destroy(purpose_cache);
@@ -134,23 +84,12 @@ reset_cache(void)
 	ctl.hcxt = TopMemoryContext;
 	purpose_cache = hash_create("privacy purpose cache", 64, &ctl,
 								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-
-	n_catalog_relids = 0;
-	for (i = 0; i < lengthof(catalog_relnames); i++)
-	{
-		Oid			relid = get_relname_relid(catalog_relnames[i], nsp);
-
-		if (OidIsValid(relid))
-			catalog_relids[n_catalog_relids++] = relid;
-	}
-	purpose_cache_valid = true;
+	purpose_cache_generation = catalog_generation;
 }
 
 /*
- * Ask the catalog, as the owner of the privacy schema: application roles
- * cannot read the vocabulary tables, but their verdicts depend on them.  Every
- * operator and function is schema-qualified, so the caller's search_path
- * cannot substitute its own.
+ * Every operator and function is schema-qualified, so the caller's
+ * search_path cannot substitute its own (the query runs as the schema owner).
  */
 static PurposeVerdict
 compute_verdict(Oid roleid, const char *purpose, const char *category)
@@ -168,29 +107,14 @@ compute_verdict(Oid roleid, const char *purpose, const char *category)
 		" GROUP BY p.name";
 	Oid			argtypes[3] = {TEXTOID, OIDOID, TEXTOID};
 	Datum		values[3];
-	Oid			save_userid;
-	int			save_sec_context;
-	Oid			owner;
+	CatalogUserState st;
 	PurposeVerdict verdict;
-	HeapTuple	tup;
-
-	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(privacy_namespace()));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for schema \"%s\"", PRIVACY_SCHEMA);
-	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
-	ReleaseSysCache(tup);
 
 	values[0] = CStringGetTextDatum(purpose);
 	values[1] = ObjectIdGetDatum(roleid);
 	values[2] = CStringGetTextDatum(category);
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(owner, save_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	catalog_become_owner(&st);
 	if (SPI_execute_with_args(query, 3, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "purpose lookup failed");
 
@@ -210,8 +134,7 @@ compute_verdict(Oid roleid, const char *purpose, const char *category)
 		else
 			verdict = PURPOSE_ALLOWED;
 	}
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	catalog_restore_user(&st);
 	return verdict;
 }
 
@@ -229,19 +152,8 @@ consent_purpose_verdict(const char *category)
 	if (privacy_purpose == NULL || privacy_purpose[0] == '\0')
 		return PURPOSE_NOT_DECLARED;
 
-	/*
-	 * Within a transaction, invalidations are otherwise only read when a new
-	 * lock is taken; a cache hit takes none.  Read them once per top-level
-	 * statement so that a revocation committed elsewhere applies from the
-	 * next statement, as a READ COMMITTED reader expects.
-	 */
-	if (GetCurrentStatementStartTimestamp() != last_statement_start)
-	{
-		AcceptInvalidationMessages();
-		last_statement_start = GetCurrentStatementStartTimestamp();
-	}
-
-	if (!purpose_cache_valid || purpose_cache == NULL)
+	catalog_accept_invalidations();
+	if (purpose_cache == NULL || purpose_cache_generation != catalog_generation)
 		reset_cache();
 
 	memset(&key, 0, sizeof(key));
@@ -258,7 +170,7 @@ consent_purpose_verdict(const char *category)
 		PurposeVerdict verdict = compute_verdict(key.roleid, key.purpose, key.category);
 
 		/* an invalidation may have arrived while the catalog was read */
-		if (!purpose_cache_valid)
+		if (purpose_cache_generation != catalog_generation)
 			return verdict;
 		entry = hash_search(purpose_cache, &key, HASH_ENTER, &found);
 		entry->verdict = verdict;
@@ -331,22 +243,4 @@ Datum
 privacy_may_use(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_BOOL(consent_purpose_verdict(text_arg_or_null(fcinfo, 0)) == PURPOSE_ALLOWED);
-}
-
-/*
- * Statement trigger on the vocabulary tables: tell every backend, at commit,
- * that its purpose cache is stale.
- */
-PG_FUNCTION_INFO_V1(privacy_catalog_changed);
-Datum
-privacy_catalog_changed(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("privacy._catalog_changed() must be called as a trigger")));
-	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
-	return PointerGetDatum(NULL);
 }

@@ -11,6 +11,7 @@
 #include "utils/guc.h"
 
 char	   *privacy_master_key_command = NULL;
+char	   *privacy_previous_master_key_command = NULL;
 char	   *privacy_purpose = NULL;
 
 /*
@@ -51,6 +52,16 @@ guc_define(void)
 							   "Run once when the server starts; the key is kept in locked memory and never written anywhere. "
 							   "Changing it takes effect at the next restart.",
 							   &privacy_master_key_command,
+							   "",
+							   PGC_POSTMASTER,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("privacy.previous_master_key_command",
+							   "Shell command that prints the previous master key, during a master-key rotation.",
+							   "Set it to the old key's command, set privacy.master_key_command to the new one, restart, "
+							   "run SELECT privacy.rotate_master_key(), then clear this setting.",
+							   &privacy_previous_master_key_command,
 							   "",
 							   PGC_POSTMASTER,
 							   GUC_SUPERUSER_ONLY,

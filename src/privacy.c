@@ -2,7 +2,9 @@
  * privacy.c — entry point of privacy.so.
  *
  * _PG_init only wires the parts together (see doc/internals.md for the map):
- *   keys.c      master key (and, later, data keys)
+ *   catalog.c   the extension's tables seen from C: owner context, cache
+ *               invalidation, category ids
+ *   keys.c      master key and data keys
  *   guc.c       settings
  *   consent.c   purposes and the "may this session use this category?" check
  * Parts still to come each get their own file: envelope.c (ciphertext
@@ -42,5 +44,6 @@ _PG_init(void)
 
 	guc_define();
 	keys_load_master_key();
+	catalog_init();
 	consent_init();
 }

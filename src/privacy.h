@@ -13,14 +13,45 @@
 
 /* guc.c — settings, all privacy.* */
 extern char *privacy_master_key_command;
+extern char *privacy_previous_master_key_command;
 extern char *privacy_purpose;
 extern void guc_define(void);
+
+/* catalog.c — the extension's own tables, seen from C */
+typedef struct CatalogUserState
+{
+	Oid			save_userid;
+	int			save_sec_context;
+} CatalogUserState;
+
+extern uint64 catalog_generation;
+extern void catalog_init(void);
+extern Oid	catalog_namespace(void);
+extern Oid	catalog_relid(const char *relname);
+extern void catalog_accept_invalidations(void);
+extern void catalog_become_owner(CatalogUserState *state);
+extern void catalog_restore_user(CatalogUserState *state);
+extern uint16 catalog_category_id(const char *name);
+extern const char *catalog_category_name(uint16 id);
 
 /* keys.c — the master key, loaded once at postmaster start */
 #define PRIVACY_MASTER_KEY_BYTES 32
 extern void keys_load_master_key(void);
 extern bool keys_master_key_available(void);
 extern void keys_require_master_key(void);
+extern const char *keys_master_fingerprint(void);
+#define PRIVACY_DATA_KEY_BYTES 32
+#define PRIVACY_SUBJECT_HASH_BYTES 32
+typedef enum DataKeyState
+{
+	DATA_KEY_ACTIVE,
+	DATA_KEY_RETIRED,
+	DATA_KEY_DESTROYED
+} DataKeyState;
+extern const unsigned char *keys_data_key(uint32 key_id, DataKeyState *state);
+extern uint32 keys_category_key(const char *category);
+extern uint32 keys_subject_key(const char *subject, size_t len, bool create);
+extern void keys_subject_hash(const char *subject, size_t len, unsigned char *out);
 extern void keys_derive(const char *context, uint64 subkey_id,
 						unsigned char *out, size_t outlen);
 

@@ -1,0 +1,261 @@
+/*
+ * catalog.c — what every part needs from the extension's own tables.
+ *
+ * The per-backend caches (purpose verdicts in consent.c, data keys in
+ * keys.c, category names here) all depend on the tables in schema privacy.
+ * A statement trigger on each of those tables (privacy._catalog_changed)
+ * sends a relcache invalidation at commit; the callback here bumps
+ * catalog_generation, and each cache compares the generation it was built
+ * under.  Invalidations are read once per top-level statement, so a change
+ * committed elsewhere applies from the next statement, even inside a
+ * transaction that takes no new locks.
+ *
+ * Catalog reads run as the owner of schema privacy: application roles
+ * cannot read the tables, yet their verdicts and keys depend on them.
+ */
+#include "privacy.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+
+uint64		catalog_generation = 1;
+
+#define MAX_CATALOG_RELS 16
+static Oid	catalog_relids[MAX_CATALOG_RELS];
+static int	n_catalog_relids = 0;
+static uint64 relids_generation = 0;
+static TimestampTz last_statement_start = 0;
+
+/* Tables whose changes invalidate the caches. */
+static const char *const catalog_relnames[] = {
+	"categories", "purposes", "purpose_categories", "role_purposes",
+	"data_keys", "column_categories"
+};
+
+static void
+catalog_relcache_callback(Datum arg, Oid relid)
+{
+	int			i;
+
+	if (relid == InvalidOid)
+	{
+		catalog_generation++;
+		return;
+	}
+	for (i = 0; i < n_catalog_relids; i++)
+		if (catalog_relids[i] == relid)
+		{
+			catalog_generation++;
+			return;
+		}
+}
+
+static void
+catalog_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	catalog_generation++;
+}
+
+void
+catalog_init(void)
+{
+	CacheRegisterRelcacheCallback(catalog_relcache_callback, (Datum) 0);
+	/* verdicts depend on role membership; the schema may be dropped */
+	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, catalog_syscache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHOID, catalog_syscache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(NAMESPACEOID, catalog_syscache_callback, (Datum) 0);
+}
+
+Oid
+catalog_namespace(void)
+{
+	Oid			nsp = get_namespace_oid(PRIVACY_SCHEMA, true);
+
+	if (!OidIsValid(nsp))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"privacy\" is not installed in this database"),
+				 errhint("Run CREATE EXTENSION privacy as a superuser.")));
+	return nsp;
+}
+
+/*
+ * Read pending invalidations once per top-level statement, and learn the
+ * OIDs of our tables so the relcache callback recognises them.
+ */
+void
+catalog_accept_invalidations(void)
+{
+	if (GetCurrentStatementStartTimestamp() != last_statement_start)
+	{
+		AcceptInvalidationMessages();
+		last_statement_start = GetCurrentStatementStartTimestamp();
+	}
+	if (relids_generation != catalog_generation || n_catalog_relids == 0)
+	{
+		Oid			nsp = catalog_namespace();
+		int			i;
+
+		n_catalog_relids = 0;
+		for (i = 0; i < lengthof(catalog_relnames); i++)
+		{
+			Oid			relid = get_relname_relid(catalog_relnames[i], nsp);
+
+			if (OidIsValid(relid))
+				catalog_relids[n_catalog_relids++] = relid;
+		}
+		relids_generation = catalog_generation;
+	}
+}
+
+Oid
+catalog_relid(const char *relname)
+{
+	Oid			relid = get_relname_relid(relname, catalog_namespace());
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "relation %s.%s is missing", PRIVACY_SCHEMA, relname);
+	return relid;
+}
+
+/*
+ * Switch to the owner of schema privacy for a catalog read or write.  The
+ * switch is undone by catalog_restore_user, or by transaction abort.
+ */
+void
+catalog_become_owner(CatalogUserState *state)
+{
+	HeapTuple	tup;
+	Oid			owner;
+
+	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(catalog_namespace()));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for schema \"%s\"", PRIVACY_SCHEMA);
+	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
+	ReleaseSysCache(tup);
+
+	GetUserIdAndSecContext(&state->save_userid, &state->save_sec_context);
+	SetUserIdAndSecContext(owner, state->save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+void
+catalog_restore_user(CatalogUserState *state)
+{
+	SPI_finish();
+	SetUserIdAndSecContext(state->save_userid, state->save_sec_context);
+}
+
+/*
+ * A category's id is a pure function of its name, so that a column type
+ * such as privacy.encrypted_text(contact) means the same thing before and
+ * after pg_restore has loaded the categories table (the data section comes
+ * after the CREATE TABLE statements).  FNV-1a folded into 1..65535; a name
+ * whose id collides with an existing category is refused when created.
+ */
+uint16
+catalog_category_id(const char *name)
+{
+	uint32		h = 2166136261u;
+	const unsigned char *p;
+
+	for (p = (const unsigned char *) name; *p; p++)
+	{
+		h ^= *p;
+		h *= 16777619u;
+	}
+	return (uint16) (1 + h % 65535);
+}
+
+typedef struct CategoryCacheEntry
+{
+	uint16		id;
+	char		name[NAMEDATALEN];
+} CategoryCacheEntry;
+
+static HTAB *category_cache = NULL;
+static uint64 category_cache_generation = 0;
+
+/* The name of category id, or NULL if no such category exists (now). */
+const char *
+catalog_category_name(uint16 id)
+{
+	CategoryCacheEntry *entry;
+	bool		found;
+
+	catalog_accept_invalidations();
+	if (category_cache == NULL || category_cache_generation != catalog_generation)
+	{
+		HASHCTL		ctl;
+		CatalogUserState st;
+		uint64		i;
+
+		if (category_cache != NULL)
+			hash_destroy(category_cache);
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(uint16);
+		ctl.entrysize = sizeof(CategoryCacheEntry);
+		ctl.hcxt = TopMemoryContext;
+		category_cache = hash_create("privacy category cache", 64, &ctl,
+									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		category_cache_generation = catalog_generation;
+
+		catalog_become_owner(&st);
+		if (SPI_execute("SELECT id, name FROM " PRIVACY_SCHEMA ".categories", true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "category lookup failed");
+		for (i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+			int32		cid = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+			char	   *cname = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+			uint16		key = (uint16) cid;
+
+			entry = hash_search(category_cache, &key, HASH_ENTER, &found);
+			strlcpy(entry->name, cname, NAMEDATALEN);
+		}
+		catalog_restore_user(&st);
+	}
+	entry = hash_search(category_cache, &id, HASH_FIND, NULL);
+	return entry ? entry->name : NULL;
+}
+
+PG_FUNCTION_INFO_V1(privacy_category_id);
+Datum
+privacy_category_id(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	PG_RETURN_INT32((int32) catalog_category_id(name));
+}
+
+/*
+ * Statement trigger on the catalog tables: tell every backend, at commit,
+ * that its caches are stale.
+ */
+PG_FUNCTION_INFO_V1(privacy_catalog_changed);
+Datum
+privacy_catalog_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("privacy._catalog_changed() must be called as a trigger")));
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	return PointerGetDatum(NULL);
+}
