@@ -490,6 +490,391 @@ COMMENT ON FUNCTION privacy.destroy_subject_key(text) IS
     'crypto-shredding: destroy the keys of a subject, so every copy of their encrypted values becomes unreadable';
 
 ------------------------------------------------------------------------------
+-- Encrypted types.  The type modifier is the column's category (and
+-- optionally "searchable"): privacy.encrypted_text(contact, searchable).
+------------------------------------------------------------------------------
+CREATE TYPE privacy.encrypted_text;
+CREATE TYPE privacy.encrypted_bytea;
+
+CREATE FUNCTION privacy.encrypted_text_in(cstring, oid, integer) RETURNS privacy.encrypted_text
+    AS 'MODULE_PATHNAME', 'encrypted_text_in' LANGUAGE C STRICT STABLE;
+CREATE FUNCTION privacy.encrypted_text_out(privacy.encrypted_text) RETURNS cstring
+    AS 'MODULE_PATHNAME', 'encrypted_text_out' LANGUAGE C STRICT STABLE;
+CREATE FUNCTION privacy.encrypted_text_recv(internal, oid, integer) RETURNS privacy.encrypted_text
+    AS 'MODULE_PATHNAME', 'encrypted_text_recv' LANGUAGE C STRICT STABLE;
+CREATE FUNCTION privacy.encrypted_text_send(privacy.encrypted_text) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'encrypted_send' LANGUAGE C STRICT STABLE;
+CREATE FUNCTION privacy.encrypted_bytea_in(cstring, oid, integer) RETURNS privacy.encrypted_bytea
+    AS 'MODULE_PATHNAME', 'encrypted_bytea_in' LANGUAGE C STRICT STABLE;
+CREATE FUNCTION privacy.encrypted_bytea_out(privacy.encrypted_bytea) RETURNS cstring
+    AS 'MODULE_PATHNAME', 'encrypted_bytea_out' LANGUAGE C STRICT STABLE;
+CREATE FUNCTION privacy.encrypted_bytea_recv(internal, oid, integer) RETURNS privacy.encrypted_bytea
+    AS 'MODULE_PATHNAME', 'encrypted_bytea_recv' LANGUAGE C STRICT STABLE;
+CREATE FUNCTION privacy.encrypted_bytea_send(privacy.encrypted_bytea) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'encrypted_send' LANGUAGE C STRICT STABLE;
+CREATE FUNCTION privacy.encrypted_typmod_in(cstring[]) RETURNS integer
+    AS 'MODULE_PATHNAME', 'encrypted_typmod_in' LANGUAGE C STRICT IMMUTABLE;
+CREATE FUNCTION privacy.encrypted_typmod_out(integer) RETURNS cstring
+    AS 'MODULE_PATHNAME', 'encrypted_typmod_out' LANGUAGE C STRICT STABLE;
+
+-- Ciphertext does not compress: external storage skips pglz attempts.
+CREATE TYPE privacy.encrypted_text (
+    INPUT = privacy.encrypted_text_in, OUTPUT = privacy.encrypted_text_out,
+    RECEIVE = privacy.encrypted_text_recv, SEND = privacy.encrypted_text_send,
+    TYPMOD_IN = privacy.encrypted_typmod_in, TYPMOD_OUT = privacy.encrypted_typmod_out,
+    INTERNALLENGTH = VARIABLE, STORAGE = external, CATEGORY = 'U'
+);
+CREATE TYPE privacy.encrypted_bytea (
+    INPUT = privacy.encrypted_bytea_in, OUTPUT = privacy.encrypted_bytea_out,
+    RECEIVE = privacy.encrypted_bytea_recv, SEND = privacy.encrypted_bytea_send,
+    TYPMOD_IN = privacy.encrypted_typmod_in, TYPMOD_OUT = privacy.encrypted_typmod_out,
+    INTERNALLENGTH = VARIABLE, STORAGE = external, CATEGORY = 'U'
+);
+COMMENT ON TYPE privacy.encrypted_text IS 'text stored encrypted (XChaCha20-Poly1305); type modifier: (category[, searchable])';
+COMMENT ON TYPE privacy.encrypted_bytea IS 'bytea stored encrypted (XChaCha20-Poly1305); type modifier: (category[, searchable])';
+
+-- Assignment to a classified column reseals under the column's category key.
+CREATE FUNCTION privacy.encrypted_text(privacy.encrypted_text, integer, boolean) RETURNS privacy.encrypted_text
+    AS 'MODULE_PATHNAME', 'encrypted_text_typmod' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION privacy.encrypted_bytea(privacy.encrypted_bytea, integer, boolean) RETURNS privacy.encrypted_bytea
+    AS 'MODULE_PATHNAME', 'encrypted_bytea_typmod' LANGUAGE C STRICT VOLATILE;
+CREATE CAST (privacy.encrypted_text AS privacy.encrypted_text)
+    WITH FUNCTION privacy.encrypted_text(privacy.encrypted_text, integer, boolean) AS IMPLICIT;
+CREATE CAST (privacy.encrypted_bytea AS privacy.encrypted_bytea)
+    WITH FUNCTION privacy.encrypted_bytea(privacy.encrypted_bytea, integer, boolean) AS IMPLICIT;
+
+-- Plain values go in by assignment (INSERT ... SELECT, ALTER COLUMN TYPE);
+-- plaintext comes out only by an explicit cast, through the decryption gate.
+CREATE FUNCTION privacy.encrypted_text(text, integer, boolean) RETURNS privacy.encrypted_text
+    AS 'MODULE_PATHNAME', 'text_to_encrypted_text' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION privacy.encrypted_bytea(bytea, integer, boolean) RETURNS privacy.encrypted_bytea
+    AS 'MODULE_PATHNAME', 'bytea_to_encrypted_bytea' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION privacy.plaintext(privacy.encrypted_text) RETURNS text
+    AS 'MODULE_PATHNAME', 'encrypted_text_to_text' LANGUAGE C STRICT STABLE;
+CREATE FUNCTION privacy.plaintext(privacy.encrypted_bytea) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'encrypted_bytea_to_bytea' LANGUAGE C STRICT STABLE;
+CREATE CAST (text AS privacy.encrypted_text)
+    WITH FUNCTION privacy.encrypted_text(text, integer, boolean) AS ASSIGNMENT;
+CREATE CAST (character varying AS privacy.encrypted_text)
+    WITH FUNCTION privacy.encrypted_text(text, integer, boolean) AS ASSIGNMENT;
+CREATE CAST (bytea AS privacy.encrypted_bytea)
+    WITH FUNCTION privacy.encrypted_bytea(bytea, integer, boolean) AS ASSIGNMENT;
+CREATE CAST (privacy.encrypted_text AS text)
+    WITH FUNCTION privacy.plaintext(privacy.encrypted_text);
+CREATE CAST (privacy.encrypted_bytea AS bytea)
+    WITH FUNCTION privacy.plaintext(privacy.encrypted_bytea);
+
+-- Equality search compares blind-index tags (only columns classified as
+-- searchable keep them).  The order of < and > is the order of the tags,
+-- which says nothing about the plaintext: it exists for btree only.
+CREATE FUNCTION privacy.encrypted_eq(privacy.encrypted_text, privacy.encrypted_text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'encrypted_eq' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION privacy.encrypted_ne(privacy.encrypted_text, privacy.encrypted_text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'encrypted_ne' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION privacy.encrypted_lt(privacy.encrypted_text, privacy.encrypted_text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'encrypted_lt' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION privacy.encrypted_le(privacy.encrypted_text, privacy.encrypted_text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'encrypted_le' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION privacy.encrypted_gt(privacy.encrypted_text, privacy.encrypted_text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'encrypted_gt' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION privacy.encrypted_ge(privacy.encrypted_text, privacy.encrypted_text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'encrypted_ge' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION privacy.encrypted_cmp(privacy.encrypted_text, privacy.encrypted_text) RETURNS integer
+    AS 'MODULE_PATHNAME', 'encrypted_cmp' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION privacy.encrypted_hash(privacy.encrypted_text) RETURNS integer
+    AS 'MODULE_PATHNAME', 'encrypted_hash' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION privacy.encrypted_hash_extended(privacy.encrypted_text, bigint) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'encrypted_hash_extended' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION privacy.encrypted_eq(privacy.encrypted_bytea, privacy.encrypted_bytea) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'encrypted_eq' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION privacy.encrypted_ne(privacy.encrypted_bytea, privacy.encrypted_bytea) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'encrypted_ne' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE LEAKPROOF;
+CREATE FUNCTION privacy.encrypted_lt(privacy.encrypted_bytea, privacy.encrypted_bytea) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'encrypted_lt' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION privacy.encrypted_le(privacy.encrypted_bytea, privacy.encrypted_bytea) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'encrypted_le' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION privacy.encrypted_gt(privacy.encrypted_bytea, privacy.encrypted_bytea) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'encrypted_gt' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION privacy.encrypted_ge(privacy.encrypted_bytea, privacy.encrypted_bytea) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'encrypted_ge' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION privacy.encrypted_cmp(privacy.encrypted_bytea, privacy.encrypted_bytea) RETURNS integer
+    AS 'MODULE_PATHNAME', 'encrypted_cmp' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION privacy.encrypted_hash(privacy.encrypted_bytea) RETURNS integer
+    AS 'MODULE_PATHNAME', 'encrypted_hash' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION privacy.encrypted_hash_extended(privacy.encrypted_bytea, bigint) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'encrypted_hash_extended' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+
+CREATE OPERATOR pg_catalog.= (LEFTARG = privacy.encrypted_text, RIGHTARG = privacy.encrypted_text,
+    FUNCTION = privacy.encrypted_eq, COMMUTATOR = OPERATOR(pg_catalog.=), NEGATOR = OPERATOR(pg_catalog.<>),
+    RESTRICT = eqsel, JOIN = eqjoinsel, HASHES, MERGES);
+CREATE OPERATOR pg_catalog.<> (LEFTARG = privacy.encrypted_text, RIGHTARG = privacy.encrypted_text,
+    FUNCTION = privacy.encrypted_ne, COMMUTATOR = OPERATOR(pg_catalog.<>), NEGATOR = OPERATOR(pg_catalog.=),
+    RESTRICT = neqsel, JOIN = neqjoinsel);
+CREATE OPERATOR pg_catalog.< (LEFTARG = privacy.encrypted_text, RIGHTARG = privacy.encrypted_text,
+    FUNCTION = privacy.encrypted_lt, COMMUTATOR = OPERATOR(pg_catalog.>), NEGATOR = OPERATOR(pg_catalog.>=),
+    RESTRICT = scalarltsel, JOIN = scalarltjoinsel);
+CREATE OPERATOR pg_catalog.<= (LEFTARG = privacy.encrypted_text, RIGHTARG = privacy.encrypted_text,
+    FUNCTION = privacy.encrypted_le, COMMUTATOR = OPERATOR(pg_catalog.>=), NEGATOR = OPERATOR(pg_catalog.>),
+    RESTRICT = scalarlesel, JOIN = scalarlejoinsel);
+CREATE OPERATOR pg_catalog.> (LEFTARG = privacy.encrypted_text, RIGHTARG = privacy.encrypted_text,
+    FUNCTION = privacy.encrypted_gt, COMMUTATOR = OPERATOR(pg_catalog.<), NEGATOR = OPERATOR(pg_catalog.<=),
+    RESTRICT = scalargtsel, JOIN = scalargtjoinsel);
+CREATE OPERATOR pg_catalog.>= (LEFTARG = privacy.encrypted_text, RIGHTARG = privacy.encrypted_text,
+    FUNCTION = privacy.encrypted_ge, COMMUTATOR = OPERATOR(pg_catalog.<=), NEGATOR = OPERATOR(pg_catalog.<),
+    RESTRICT = scalargesel, JOIN = scalargejoinsel);
+CREATE OPERATOR CLASS privacy.encrypted_text_ops DEFAULT FOR TYPE privacy.encrypted_text USING btree AS
+    OPERATOR 1 pg_catalog.<, OPERATOR 2 pg_catalog.<=, OPERATOR 3 pg_catalog.=,
+    OPERATOR 4 pg_catalog.>=, OPERATOR 5 pg_catalog.>,
+    FUNCTION 1 privacy.encrypted_cmp(privacy.encrypted_text, privacy.encrypted_text);
+CREATE OPERATOR CLASS privacy.encrypted_text_hash_ops DEFAULT FOR TYPE privacy.encrypted_text USING hash AS
+    OPERATOR 1 pg_catalog.=,
+    FUNCTION 1 privacy.encrypted_hash(privacy.encrypted_text),
+    FUNCTION 2 privacy.encrypted_hash_extended(privacy.encrypted_text, bigint);
+
+CREATE OPERATOR pg_catalog.= (LEFTARG = privacy.encrypted_bytea, RIGHTARG = privacy.encrypted_bytea,
+    FUNCTION = privacy.encrypted_eq, COMMUTATOR = OPERATOR(pg_catalog.=), NEGATOR = OPERATOR(pg_catalog.<>),
+    RESTRICT = eqsel, JOIN = eqjoinsel, HASHES, MERGES);
+CREATE OPERATOR pg_catalog.<> (LEFTARG = privacy.encrypted_bytea, RIGHTARG = privacy.encrypted_bytea,
+    FUNCTION = privacy.encrypted_ne, COMMUTATOR = OPERATOR(pg_catalog.<>), NEGATOR = OPERATOR(pg_catalog.=),
+    RESTRICT = neqsel, JOIN = neqjoinsel);
+CREATE OPERATOR pg_catalog.< (LEFTARG = privacy.encrypted_bytea, RIGHTARG = privacy.encrypted_bytea,
+    FUNCTION = privacy.encrypted_lt, COMMUTATOR = OPERATOR(pg_catalog.>), NEGATOR = OPERATOR(pg_catalog.>=),
+    RESTRICT = scalarltsel, JOIN = scalarltjoinsel);
+CREATE OPERATOR pg_catalog.<= (LEFTARG = privacy.encrypted_bytea, RIGHTARG = privacy.encrypted_bytea,
+    FUNCTION = privacy.encrypted_le, COMMUTATOR = OPERATOR(pg_catalog.>=), NEGATOR = OPERATOR(pg_catalog.>),
+    RESTRICT = scalarlesel, JOIN = scalarlejoinsel);
+CREATE OPERATOR pg_catalog.> (LEFTARG = privacy.encrypted_bytea, RIGHTARG = privacy.encrypted_bytea,
+    FUNCTION = privacy.encrypted_gt, COMMUTATOR = OPERATOR(pg_catalog.<), NEGATOR = OPERATOR(pg_catalog.<=),
+    RESTRICT = scalargtsel, JOIN = scalargtjoinsel);
+CREATE OPERATOR pg_catalog.>= (LEFTARG = privacy.encrypted_bytea, RIGHTARG = privacy.encrypted_bytea,
+    FUNCTION = privacy.encrypted_ge, COMMUTATOR = OPERATOR(pg_catalog.<=), NEGATOR = OPERATOR(pg_catalog.<),
+    RESTRICT = scalargesel, JOIN = scalargejoinsel);
+CREATE OPERATOR CLASS privacy.encrypted_bytea_ops DEFAULT FOR TYPE privacy.encrypted_bytea USING btree AS
+    OPERATOR 1 pg_catalog.<, OPERATOR 2 pg_catalog.<=, OPERATOR 3 pg_catalog.=,
+    OPERATOR 4 pg_catalog.>=, OPERATOR 5 pg_catalog.>,
+    FUNCTION 1 privacy.encrypted_cmp(privacy.encrypted_bytea, privacy.encrypted_bytea);
+CREATE OPERATOR CLASS privacy.encrypted_bytea_hash_ops DEFAULT FOR TYPE privacy.encrypted_bytea USING hash AS
+    OPERATOR 1 pg_catalog.=,
+    FUNCTION 1 privacy.encrypted_hash(privacy.encrypted_bytea),
+    FUNCTION 2 privacy.encrypted_hash_extended(privacy.encrypted_bytea, bigint);
+
+------------------------------------------------------------------------------
+-- Inspection and maintenance of encrypted values
+------------------------------------------------------------------------------
+CREATE TYPE privacy.envelope_info AS (
+    format_version integer, key_id integer, category text, searchable boolean,
+    stored_bytes integer, plaintext_bytes integer
+);
+CREATE FUNCTION privacy.envelope_info(privacy.encrypted_text) RETURNS privacy.envelope_info
+    AS 'MODULE_PATHNAME', 'encrypted_info' LANGUAGE C STRICT STABLE;
+CREATE FUNCTION privacy.envelope_info(privacy.encrypted_bytea) RETURNS privacy.envelope_info
+    AS 'MODULE_PATHNAME', 'encrypted_info' LANGUAGE C STRICT STABLE;
+COMMENT ON FUNCTION privacy.envelope_info(privacy.encrypted_text) IS
+    'what an encrypted value says about itself (key, category, sizes), without opening it';
+CREATE FUNCTION privacy.is_erased(privacy.encrypted_text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'encrypted_is_erased' LANGUAGE C STRICT STABLE;
+CREATE FUNCTION privacy.is_erased(privacy.encrypted_bytea) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'encrypted_is_erased' LANGUAGE C STRICT STABLE;
+COMMENT ON FUNCTION privacy.is_erased(privacy.encrypted_text) IS
+    'true if the key that sealed the value was destroyed (the value was crypto-shredded)';
+CREATE FUNCTION privacy._reseal(privacy.encrypted_text) RETURNS privacy.encrypted_text
+    AS 'MODULE_PATHNAME', 'encrypted_text_reseal' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION privacy._reseal(privacy.encrypted_bytea) RETURNS privacy.encrypted_bytea
+    AS 'MODULE_PATHNAME', 'encrypted_bytea_reseal' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION privacy._needs_reseal(privacy.encrypted_text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'encrypted_needs_reseal' LANGUAGE C STRICT STABLE;
+CREATE FUNCTION privacy._needs_reseal(privacy.encrypted_bytea) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'encrypted_needs_reseal' LANGUAGE C STRICT STABLE;
+
+------------------------------------------------------------------------------
+-- Classification of columns
+------------------------------------------------------------------------------
+CREATE TABLE privacy.column_categories (
+    tbl           regclass NOT NULL,
+    col           name NOT NULL,
+    category      text NOT NULL REFERENCES privacy.categories,
+    searchable    boolean NOT NULL DEFAULT false,
+    encrypted     boolean NOT NULL,
+    classified_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    classified_by name NOT NULL DEFAULT session_user,
+    PRIMARY KEY (tbl, col)
+);
+COMMENT ON TABLE privacy.column_categories IS
+    'which category of personal data each classified column holds, and whether it is stored encrypted';
+SELECT pg_catalog.pg_extension_config_dump('privacy.column_categories', '');
+CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON privacy.column_categories FOR EACH STATEMENT EXECUTE FUNCTION privacy._catalog_changed();
+
+CREATE FUNCTION privacy.classify(tbl regclass, col name, category text,
+                                 searchable boolean DEFAULT false, encrypt boolean DEFAULT false)
+    RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    att record;
+    is_encrypted boolean;
+    target text;
+BEGIN
+    PERFORM privacy._require_category(category);
+    IF category = 'unclassified' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'columns cannot be classified as "unclassified"',
+            HINT    = 'Name the category of personal data the column holds.';
+    END IF;
+    SELECT a.attnum, a.atttypid, a.atttypmod, a.attinhcount INTO att
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'undefined_column',
+            MESSAGE = format('column "%s" of relation %s does not exist', col, tbl);
+    END IF;
+    is_encrypted := att.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype);
+    IF NOT is_encrypted AND encrypt THEN
+        IF att.atttypid IN ('text'::regtype, 'character varying'::regtype) THEN
+            target := 'privacy.encrypted_text';
+        ELSIF att.atttypid = 'bytea'::regtype THEN
+            target := 'privacy.encrypted_bytea';
+        ELSE
+            RAISE EXCEPTION USING
+                ERRCODE = 'datatype_mismatch',
+                MESSAGE = format('column "%s" of type %s cannot be encrypted', col, att.atttypid::regtype),
+                HINT    = 'Only text, varchar and bytea columns convert to privacy.encrypted_text or privacy.encrypted_bytea.';
+        END IF;
+        is_encrypted := true;
+    ELSIF is_encrypted THEN
+        target := att.atttypid::regtype::text;
+    END IF;
+    IF searchable AND NOT is_encrypted THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('column "%s" is not encrypted, so it cannot be made searchable', col),
+            HINT    = 'Pass encrypt => true to convert it, or leave searchable false.';
+    END IF;
+    IF is_encrypted THEN
+        IF att.attinhcount > 0 THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_table_definition',
+                MESSAGE = format('column "%s" of %s is inherited', col, tbl),
+                HINT    = 'Classify the column on the parent table; partitions follow it.';
+        END IF;
+        PERFORM privacy._category_key(category);
+        -- rewrites the column: every value is (re)sealed under the category key
+        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I TYPE %s(%s%s)', tbl, col, target,
+                       category, CASE WHEN searchable THEN ', searchable' ELSE '' END);
+    END IF;
+    INSERT INTO privacy.column_categories AS cc (tbl, col, category, searchable, encrypted)
+    VALUES (tbl, col, category, searchable, is_encrypted)
+    ON CONFLICT ON CONSTRAINT column_categories_pkey DO UPDATE
+       SET category = EXCLUDED.category, searchable = EXCLUDED.searchable,
+           encrypted = EXCLUDED.encrypted, classified_at = now(), classified_by = session_user;
+END
+$$;
+COMMENT ON FUNCTION privacy.classify(regclass, name, text, boolean, boolean) IS
+    'declare the category of a column; encrypted columns are resealed under the category key (searchable enables equality search); encrypt converts a text or bytea column';
+
+CREATE VIEW privacy.classified_columns AS
+SELECT cc.tbl AS table_name, cc.col AS column_name, cc.category, cc.searchable, cc.encrypted,
+       pg_catalog.format_type(a.atttypid, a.atttypmod) AS column_type,
+       cc.classified_at, cc.classified_by
+  FROM privacy.column_categories cc
+  LEFT JOIN pg_catalog.pg_attribute a
+         ON a.attrelid = cc.tbl AND a.attname = cc.col AND NOT a.attisdropped;
+COMMENT ON VIEW privacy.classified_columns IS 'classified columns with their current type';
+
+-- Every stored encrypted column has a category, so that no value sealed
+-- with a session's transient key can be kept: a column declared without one
+-- is given "unclassified" (readable by no purpose until classified).
+CREATE FUNCTION privacy._classify_new_columns() RETURNS event_trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT a.attrelid::regclass AS tbl, a.attname, a.atttypid::regtype AS typ, c.relkind
+          FROM pg_catalog.pg_event_trigger_ddl_commands() d
+          JOIN pg_catalog.pg_class c ON c.oid = d.objid
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
+         WHERE d.classid = 'pg_catalog.pg_class'::regclass
+           AND c.relkind IN ('r', 'p', 'm', 'f')
+           AND a.attnum > 0 AND NOT a.attisdropped AND a.attinhcount = 0
+           AND a.atttypmod = -1
+           AND a.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype)
+    LOOP
+        IF r.relkind IN ('m', 'f') THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_table_definition',
+                MESSAGE = format('encrypted column "%s" of %s needs a category', r.attname, r.tbl),
+                HINT    = format('Cast it to a classified type, for example %s(contact).', r.typ);
+        END IF;
+        -- our own ALTER fires this trigger again: skip what it already did
+        CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                                   WHERE a.attrelid = r.tbl AND a.attname = r.attname AND a.atttypmod = -1);
+        RAISE NOTICE 'column "%" of % has no category yet; it is "unclassified" until privacy.classify() is run',
+            r.attname, r.tbl;
+        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I TYPE %s(unclassified)', r.tbl, r.attname, r.typ);
+    END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER privacy_classify_new_columns ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE',
+                 'CREATE MATERIALIZED VIEW', 'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE')
+    EXECUTE FUNCTION privacy._classify_new_columns();
+
+-- Rewrites values sealed with retired keys, one block range per transaction,
+-- so it holds no long lock and can be stopped and run again at any time.
+CREATE PROCEDURE privacy.reencrypt(tbl regclass, col name, batch_pages integer DEFAULT 64)
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    pages bigint;
+    first_page bigint := 0;
+    done bigint := 0;
+    n bigint;
+    started timestamptz := pg_catalog.clock_timestamp();
+BEGIN
+    IF batch_pages IS NULL OR batch_pages < 1 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'batch_pages must be at least 1';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid = tbl AND a.attname = col AND NOT a.attisdropped
+                      AND a.atttypid IN ('privacy.encrypted_text'::pg_catalog.regtype,
+                                         'privacy.encrypted_bytea'::pg_catalog.regtype)) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('column "%s" of %s is not an encrypted column', col, tbl);
+    END IF;
+    pages := pg_catalog.pg_relation_size(tbl) / pg_catalog.current_setting('block_size')::integer;
+    WHILE first_page <= pages LOOP
+        EXECUTE pg_catalog.format(
+            'UPDATE %s SET %I = privacy._reseal(%I) '
+            'WHERE ctid >= pg_catalog.format(''(%s,0)'', %s::bigint)::pg_catalog.tid '
+            '  AND ctid < pg_catalog.format(''(%s,0)'', %s::bigint)::pg_catalog.tid '
+            '  AND privacy._needs_reseal(%I)',
+            tbl, col, col, '%s', first_page, '%s', first_page + batch_pages, col);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        done := done + n;
+        COMMIT;
+        first_page := first_page + batch_pages;
+        IF n > 0 THEN
+            RAISE NOTICE 'reencrypt %.%: % values resealed, % of % pages scanned',
+                tbl, col, done, pg_catalog.least(first_page, pages), pages;
+        END IF;
+    END LOOP;
+    RAISE NOTICE 'reencrypt %.% done: % values resealed in %', tbl, col, done,
+        pg_catalog.clock_timestamp() - started;
+END
+$$;
+COMMENT ON PROCEDURE privacy.reencrypt(regclass, name, integer) IS
+    'reseal values of a column that use retired keys, committing after each block range (resumable)';
+
+------------------------------------------------------------------------------
 -- The purpose check every other part uses
 ------------------------------------------------------------------------------
 CREATE FUNCTION privacy.check_purpose(category text DEFAULT NULL) RETURNS text
@@ -557,3 +942,43 @@ GRANT EXECUTE ON FUNCTION privacy.destroy_subject_key(text), privacy.subject_has
   TO privacy_officer;
 GRANT EXECUTE ON FUNCTION privacy.master_key_status() TO privacy_admin, privacy_officer;
 GRANT EXECUTE ON FUNCTION privacy.check_purpose(text), privacy.may_use(text) TO PUBLIC;
+
+-- The encrypted types are for everyone: their functions carry their own checks
+-- (the decryption gate, the category move check).
+GRANT EXECUTE ON FUNCTION
+    privacy.encrypted_text_in(cstring, oid, integer), privacy.encrypted_text_out(privacy.encrypted_text),
+    privacy.encrypted_text_recv(internal, oid, integer), privacy.encrypted_text_send(privacy.encrypted_text),
+    privacy.encrypted_bytea_in(cstring, oid, integer), privacy.encrypted_bytea_out(privacy.encrypted_bytea),
+    privacy.encrypted_bytea_recv(internal, oid, integer), privacy.encrypted_bytea_send(privacy.encrypted_bytea),
+    privacy.encrypted_typmod_in(cstring[]), privacy.encrypted_typmod_out(integer),
+    privacy.encrypted_text(privacy.encrypted_text, integer, boolean),
+    privacy.encrypted_bytea(privacy.encrypted_bytea, integer, boolean),
+    privacy.encrypted_text(text, integer, boolean), privacy.encrypted_bytea(bytea, integer, boolean),
+    privacy.plaintext(privacy.encrypted_text), privacy.plaintext(privacy.encrypted_bytea),
+    privacy.encrypted_eq(privacy.encrypted_text, privacy.encrypted_text),
+    privacy.encrypted_ne(privacy.encrypted_text, privacy.encrypted_text),
+    privacy.encrypted_lt(privacy.encrypted_text, privacy.encrypted_text),
+    privacy.encrypted_le(privacy.encrypted_text, privacy.encrypted_text),
+    privacy.encrypted_gt(privacy.encrypted_text, privacy.encrypted_text),
+    privacy.encrypted_ge(privacy.encrypted_text, privacy.encrypted_text),
+    privacy.encrypted_cmp(privacy.encrypted_text, privacy.encrypted_text),
+    privacy.encrypted_hash(privacy.encrypted_text),
+    privacy.encrypted_hash_extended(privacy.encrypted_text, bigint),
+    privacy.encrypted_eq(privacy.encrypted_bytea, privacy.encrypted_bytea),
+    privacy.encrypted_ne(privacy.encrypted_bytea, privacy.encrypted_bytea),
+    privacy.encrypted_lt(privacy.encrypted_bytea, privacy.encrypted_bytea),
+    privacy.encrypted_le(privacy.encrypted_bytea, privacy.encrypted_bytea),
+    privacy.encrypted_gt(privacy.encrypted_bytea, privacy.encrypted_bytea),
+    privacy.encrypted_ge(privacy.encrypted_bytea, privacy.encrypted_bytea),
+    privacy.encrypted_cmp(privacy.encrypted_bytea, privacy.encrypted_bytea),
+    privacy.encrypted_hash(privacy.encrypted_bytea),
+    privacy.encrypted_hash_extended(privacy.encrypted_bytea, bigint),
+    privacy.envelope_info(privacy.encrypted_text), privacy.envelope_info(privacy.encrypted_bytea),
+    privacy.is_erased(privacy.encrypted_text), privacy.is_erased(privacy.encrypted_bytea),
+    privacy._reseal(privacy.encrypted_text), privacy._reseal(privacy.encrypted_bytea),
+    privacy._needs_reseal(privacy.encrypted_text), privacy._needs_reseal(privacy.encrypted_bytea),
+    privacy._classify_new_columns()
+  TO PUBLIC;
+GRANT EXECUTE ON FUNCTION privacy.classify(regclass, name, text, boolean, boolean) TO privacy_admin;
+GRANT EXECUTE ON PROCEDURE privacy.reencrypt(regclass, name, integer) TO privacy_admin;
+GRANT SELECT ON privacy.column_categories, privacy.classified_columns TO privacy_admin, privacy_officer;

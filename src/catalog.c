@@ -67,9 +67,30 @@ catalog_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
 	catalog_generation++;
 }
 
+/*
+ * Rows this backend wrote to the catalog (a data key created for a first
+ * value) vanish if the transaction aborts; so must anything cached from them.
+ */
+static void
+catalog_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		catalog_generation++;
+}
+
+static void
+catalog_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		catalog_generation++;
+}
+
 void
 catalog_init(void)
 {
+	RegisterXactCallback(catalog_xact_callback, NULL);
+	RegisterSubXactCallback(catalog_subxact_callback, NULL);
 	CacheRegisterRelcacheCallback(catalog_relcache_callback, (Datum) 0);
 	/* verdicts depend on role membership; the schema may be dropped */
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, catalog_syscache_callback, (Datum) 0);

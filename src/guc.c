@@ -13,6 +13,13 @@
 char	   *privacy_master_key_command = NULL;
 char	   *privacy_previous_master_key_command = NULL;
 char	   *privacy_purpose = NULL;
+int			privacy_on_denied = ON_DENIED_ERROR;
+
+static const struct config_enum_entry on_denied_options[] = {
+	{"error", ON_DENIED_ERROR, false},
+	{"mask", ON_DENIED_MASK, false},
+	{NULL, 0, false}
+};
 
 /*
  * A purpose name is a lower-case identifier; refusing anything else at SET
@@ -56,6 +63,17 @@ guc_define(void)
 							   PGC_POSTMASTER,
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("privacy.on_denied",
+							 "What reading an encrypted value without a suitable purpose gives: an error, or a masked value.",
+							 "error stops the statement with the reason; mask returns ******** (text) or an empty bytea, "
+							 "which hides the refusal from the application and is therefore superuser-only.",
+							 &privacy_on_denied,
+							 ON_DENIED_ERROR,
+							 on_denied_options,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomStringVariable("privacy.previous_master_key_command",
 							   "Shell command that prints the previous master key, during a master-key rotation.",

@@ -288,6 +288,7 @@ typedef struct KeyCacheEntry
 {
 	uint32		key_id;
 	DataKeyState state;
+	char		scope;			/* 'c'ategory or 's'ubject */
 	int			slot;			/* index into the slab, -1 if destroyed */
 	uint64		last_used;
 } KeyCacheEntry;
@@ -479,7 +480,7 @@ keys_data_key(uint32 key_id, DataKeyState *state)
 
 		values[0] = Int32GetDatum((int32) key_id);
 		catalog_become_owner(&st);
-		if (SPI_execute_with_args(query, 1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		if (SPI_execute_with_args(query, 1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "data key lookup failed");
 		if (SPI_processed == 0)
 			ereport(ERROR,
@@ -536,6 +537,7 @@ keys_data_key(uint32 key_id, DataKeyState *state)
 
 		entry = hash_search(key_cache, &key_id, HASH_ENTER, &found);
 		entry->state = newstate;
+		entry->scope = scope[0];
 		entry->slot = slot;
 	}
 	entry->last_used = ++key_cache_tick;
@@ -543,6 +545,17 @@ keys_data_key(uint32 key_id, DataKeyState *state)
 	if (entry->state == DATA_KEY_DESTROYED)
 		return NULL;
 	return key_slab + (size_t) entry->slot * PRIVACY_DATA_KEY_BYTES;
+}
+
+bool
+keys_is_category_key(uint32 key_id)
+{
+	DataKeyState state;
+	KeyCacheEntry *entry;
+
+	(void) keys_data_key(key_id, &state);
+	entry = hash_search(key_cache, &key_id, HASH_FIND, NULL);
+	return entry != NULL && entry->scope == 'c';
 }
 
 /*
@@ -701,7 +714,7 @@ keys_category_key(const char *category)
 		entry->key_id = 0;
 		values[0] = CStringGetTextDatum(category);
 		catalog_become_owner(&st);
-		if (SPI_execute_with_args(query, 1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		if (SPI_execute_with_args(query, 1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "data key lookup failed");
 		if (SPI_processed > 0)
 			key_id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -743,7 +756,7 @@ keys_subject_key(const char *subject, size_t len, bool create)
 		memcpy(VARDATA(h), owner + 1, PRIVACY_SUBJECT_HASH_BYTES);
 		values[0] = PointerGetDatum(h);
 		catalog_become_owner(&st);
-		if (SPI_execute_with_args(query, 1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		if (SPI_execute_with_args(query, 1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "data key lookup failed");
 		if (SPI_processed > 0)
 			key_id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -847,4 +860,52 @@ privacy_previous_master_key_fingerprint(PG_FUNCTION_ARGS)
 	if (master_slots[1].key == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(master_slots[1].fingerprint));
+}
+
+/*
+ * The transient key: random, per backend, never stored.  Values typed in a
+ * statement without a known column (literals, parameters: the type modifier
+ * is not passed to input functions there) are sealed with it, and resealed
+ * under the column's key by the type-modifier coercion on assignment.  A
+ * transient value cannot outlive its backend, which is why no column may
+ * keep them (see the event trigger in the install script).
+ */
+static unsigned char *transient_key = NULL;
+
+const unsigned char *
+keys_transient_key(void)
+{
+	if (transient_key == NULL)
+	{
+		transient_key = sodium_malloc(PRIVACY_DATA_KEY_BYTES);
+		if (transient_key == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("could not allocate locked memory for the transient key")));
+		randombytes_buf(transient_key, PRIVACY_DATA_KEY_BYTES);
+	}
+	return transient_key;
+}
+
+/*
+ * The key of the blind index used for equality search: one per master key,
+ * so equal plaintexts in any searchable columns compare equal (joins work),
+ * and nobody without the master key can test a guess.
+ */
+void
+keys_search_key(unsigned char *out, size_t outlen)
+{
+	static unsigned char *search_key = NULL;
+
+	if (search_key == NULL)
+	{
+		search_key = sodium_malloc(crypto_generichash_KEYBYTES);
+		if (search_key == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("could not allocate locked memory for the search key")));
+		keys_derive("prvblind", 1, search_key, crypto_generichash_KEYBYTES);
+	}
+	Assert(outlen == crypto_generichash_KEYBYTES);
+	memcpy(out, search_key, outlen);
 }

@@ -15,6 +15,12 @@
 extern char *privacy_master_key_command;
 extern char *privacy_previous_master_key_command;
 extern char *privacy_purpose;
+typedef enum OnDenied
+{
+	ON_DENIED_ERROR,
+	ON_DENIED_MASK
+} OnDenied;
+extern int	privacy_on_denied;
 extern void guc_define(void);
 
 /* catalog.c — the extension's own tables, seen from C */
@@ -50,8 +56,12 @@ typedef enum DataKeyState
 } DataKeyState;
 extern const unsigned char *keys_data_key(uint32 key_id, DataKeyState *state);
 extern uint32 keys_category_key(const char *category);
+extern bool keys_is_category_key(uint32 key_id);
 extern uint32 keys_subject_key(const char *subject, size_t len, bool create);
 extern void keys_subject_hash(const char *subject, size_t len, unsigned char *out);
+#define PRIVACY_TRANSIENT_KEY_ID 0xFFFFFFFFu
+extern const unsigned char *keys_transient_key(void);
+extern void keys_search_key(unsigned char *out, size_t outlen);
 extern void keys_derive(const char *context, uint64 subkey_id,
 						unsigned char *out, size_t outlen);
 

@@ -1,0 +1,1001 @@
+/*
+ * types.c — privacy.encrypted_text and privacy.encrypted_bytea.
+ *
+ * A stored value is a varlena holding
+ *
+ *     format (1 byte) | search tag (16 bytes, if format = searchable) | envelope
+ *
+ * where the envelope (envelope.c) is the authenticated ciphertext and the
+ * search tag is a keyed BLAKE2b hash of the plaintext (a blind index) that
+ * makes equality search and joins possible on columns that opted in.  A
+ * changed tag is detected when the value is opened, since the tag of the
+ * decrypted plaintext must match.
+ *
+ * Values are sealed where they enter, so plaintext never reaches a temp
+ * file, WAL or a table:
+ *   - COPY passes the column's type modifier to the input function, which
+ *     seals with the key of the column's category at once;
+ *   - literals and parameters are parsed without the modifier, so they are
+ *     sealed with the backend's transient key, and the type-modifier coercion
+ *     applied on assignment reseals them under the column's key.
+ * The type modifier is the column's category (and the searchable flag):
+ * privacy.encrypted_text(contact) or (contact, searchable).
+ *
+ * Reading goes through the decryption gate: plaintext only when the session
+ * declared a purpose that its role holds and that is allowed the value's
+ * category.  A superuser or privacy_admin with no purpose declared reads and
+ * writes the envelope itself (the "pv1:" text form), which is what pg_dump
+ * and pg_restore see; binary send and receive always carry the stored bytes
+ * for those roles, and the send side for everyone, so that binary COPY and
+ * logical replication move ciphertext.
+ */
+#include "privacy.h"
+
+#include <sodium.h>
+
+#include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "envelope.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "libpq/pqformat.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+
+#define SEARCH_TAG_BYTES 16
+#define FORMAT_PLAIN 0x00
+#define FORMAT_SEARCHABLE 0x01
+
+/* type modifier: category id in the low 16 bits, searchable in bit 16 */
+#define TYPMOD_CATEGORY(t) ((uint16) ((t) & 0xFFFF))
+#define TYPMOD_SEARCHABLE(t) ((((uint32) (t)) >> 16) & 1)
+#define MAKE_TYPMOD(cat, s) ((int32) ((cat) | ((s) ? (1 << 16) : 0)))
+
+#define TEXT_MASK "********"
+#define TEXT_ERASED "[erased]"
+#define SEARCH_TAG_TEXT ";s="
+
+typedef struct EncValue
+{
+	uint8		format;
+	const unsigned char *tag;	/* NULL unless searchable */
+	const unsigned char *env;
+	size_t		envlen;
+	EnvelopeHeader hdr;
+} EncValue;
+
+static void
+enc_parse(bytea *v, EncValue *ev)
+{
+	const unsigned char *p = (const unsigned char *) VARDATA_ANY(v);
+	size_t		len = VARSIZE_ANY_EXHDR(v);
+	const char *why = NULL;
+
+	memset(ev, 0, sizeof(*ev));
+	if (len < 1 || (p[0] != FORMAT_PLAIN && p[0] != FORMAT_SEARCHABLE))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("encrypted value is corrupted"),
+				 errdetail("The value has an unknown format byte.")));
+	ev->format = p[0];
+	p++;
+	len--;
+	if (ev->format == FORMAT_SEARCHABLE)
+	{
+		if (len < SEARCH_TAG_BYTES)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("encrypted value is corrupted"),
+					 errdetail("The value is too short to hold its search tag.")));
+		ev->tag = p;
+		p += SEARCH_TAG_BYTES;
+		len -= SEARCH_TAG_BYTES;
+	}
+	ev->env = p;
+	ev->envlen = len;
+	if (envelope_parse(p, len, &ev->hdr, &why) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("encrypted value is corrupted"),
+				 errdetail("%s.", why)));
+}
+
+static void
+search_tag(const unsigned char *pt, size_t len, unsigned char *out)
+{
+	unsigned char key[crypto_generichash_KEYBYTES];
+
+	keys_search_key(key, sizeof(key));
+	crypto_generichash(out, SEARCH_TAG_BYTES, pt, len, key, sizeof(key));
+	sodium_memzero(key, sizeof(key));
+}
+
+/*
+ * Superusers and members of privacy_admin, with no purpose declared, handle
+ * envelopes rather than plaintext: that is how pg_dump and pg_restore work.
+ */
+static bool
+ciphertext_io(void)
+{
+	Oid			admin;
+
+	if (privacy_purpose != NULL && privacy_purpose[0] != '\0')
+		return false;
+	if (superuser())
+		return true;
+	admin = get_role_oid("privacy_admin", true);
+	return OidIsValid(admin) && has_privs_of_role(GetUserId(), admin);
+}
+
+static const char *
+category_name_or_error(uint16 id)
+{
+	const char *name = catalog_category_name(id);
+
+	if (name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("category with id %u does not exist", id),
+				 errdetail("Encrypted values name their category by an id derived from its name."),
+				 errhint("Create the category with privacy.create_category(), or restore privacy.categories with the data.")));
+	return name;
+}
+
+/*
+ * Seal plaintext for a column with this type modifier (-1: not known, seal
+ * with the transient key; the assignment coercion reseals it).
+ */
+static bytea *
+enc_seal(EnvelopeKind kind, int32 typmod, const unsigned char *pt, size_t len,
+		 const unsigned char *known_tag)
+{
+	bool		searchable;
+	uint16		category_id;
+	uint32		key_id;
+	const unsigned char *key;
+	size_t		envlen = envelope_sealed_size(len);
+	size_t		total;
+	bytea	   *out;
+	unsigned char *p;
+
+	if (envlen == 0 || envlen > MaxAllocSize - VARHDRSZ - 1 - SEARCH_TAG_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("value is too large to encrypt")));
+
+	keys_require_master_key();
+	if (typmod < 0)
+	{
+		searchable = true;		/* it may be compared in this statement */
+		category_id = catalog_category_id("unclassified");
+		key_id = PRIVACY_TRANSIENT_KEY_ID;
+		key = keys_transient_key();
+	}
+	else
+	{
+		DataKeyState state;
+
+		searchable = TYPMOD_SEARCHABLE(typmod);
+		category_id = TYPMOD_CATEGORY(typmod);
+		key_id = keys_category_key(category_name_or_error(category_id));
+		key = keys_data_key(key_id, &state);
+		if (key == NULL)
+			elog(ERROR, "active data key %u is destroyed", key_id);
+	}
+
+	total = VARHDRSZ + 1 + (searchable ? SEARCH_TAG_BYTES : 0) + envlen;
+	out = palloc(total);
+	SET_VARSIZE(out, total);
+	p = (unsigned char *) VARDATA(out);
+	*p++ = searchable ? FORMAT_SEARCHABLE : FORMAT_PLAIN;
+	if (searchable)
+	{
+		if (known_tag)
+			memcpy(p, known_tag, SEARCH_TAG_BYTES);
+		else
+			search_tag(pt, len, p);
+		p += SEARCH_TAG_BYTES;
+	}
+	if (envelope_seal(p, key_id, category_id, kind, key, pt, len) != 0)
+		elog(ERROR, "encryption failed");
+	return out;
+}
+
+/*
+ * Open a parsed value.  Returns the plaintext in palloc'd memory (with one
+ * spare byte for a terminator), or NULL when the value's key was destroyed.
+ * Never returns unauthenticated bytes.
+ */
+static unsigned char *
+enc_open(EnvelopeKind kind, EncValue *ev, size_t *len)
+{
+	const unsigned char *key;
+	unsigned char *pt;
+	const char *why = NULL;
+
+	if (ev->hdr.key_id == PRIVACY_TRANSIENT_KEY_ID)
+		key = keys_transient_key();
+	else
+	{
+		DataKeyState state;
+
+		key = keys_data_key(ev->hdr.key_id, &state);
+		if (key == NULL)
+			return NULL;
+	}
+
+	pt = palloc(ev->hdr.ciphertext_len + 1);
+	if (envelope_open(pt, ev->env, ev->envlen, kind, key, &why) != 0)
+	{
+		pfree(pt);
+		if (ev->hdr.key_id == PRIVACY_TRANSIENT_KEY_ID)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("encrypted value cannot be opened: it was sealed with another session's transient key"),
+					 errdetail("Values typed in a statement are sealed with a per-session key until they are assigned to a classified column.")));
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("encrypted value failed authentication"),
+				 errdetail("%s.", why),
+				 errhint("The stored bytes were changed, or moved from another column, category or type.")));
+	}
+	if (ev->tag != NULL)
+	{
+		unsigned char tag[SEARCH_TAG_BYTES];
+
+		search_tag(pt, ev->hdr.ciphertext_len, tag);
+		if (sodium_memcmp(tag, ev->tag, SEARCH_TAG_BYTES) != 0)
+		{
+			sodium_memzero(pt, ev->hdr.ciphertext_len);
+			pfree(pt);
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("encrypted value failed authentication"),
+					 errdetail("Its search tag does not match its content."),
+					 errhint("The stored bytes were changed, or moved from another column.")));
+		}
+	}
+	*len = ev->hdr.ciphertext_len;
+	pt[*len] = '\0';
+	return pt;
+}
+
+static void
+free_plaintext(unsigned char *pt, size_t len)
+{
+	sodium_memzero(pt, len);
+	pfree(pt);
+}
+
+/* The "pv1:" text form: the envelope, and the search tag if there is one. */
+static char *
+enc_to_text(EncValue *ev)
+{
+	size_t		need = envelope_text_size(ev->envlen);
+	size_t		tagneed = sodium_base64_ENCODED_LEN(SEARCH_TAG_BYTES, sodium_base64_VARIANT_ORIGINAL);
+	char	   *out = palloc(need + strlen(SEARCH_TAG_TEXT) + tagneed);
+
+	if (envelope_to_text(out, need, ev->env, ev->envlen) != 0)
+		elog(ERROR, "could not encode an encrypted value");
+	if (ev->tag)
+	{
+		strcat(out, SEARCH_TAG_TEXT);
+		sodium_bin2base64(out + strlen(out), tagneed, ev->tag, SEARCH_TAG_BYTES,
+						  sodium_base64_VARIANT_ORIGINAL);
+	}
+	return out;
+}
+
+static bytea *
+enc_from_text(const char *s, size_t len)
+{
+	const char *semi = memchr(s, ';', len);
+	size_t		envtextlen = semi ? (size_t) (semi - s) : len;
+	unsigned char *env = palloc(envtextlen + 1);
+	size_t		envlen = 0;
+	unsigned char tag[SEARCH_TAG_BYTES];
+	bool		has_tag = false;
+	const char *why = NULL;
+	EnvelopeHeader hdr;
+	bytea	   *out;
+	unsigned char *p;
+
+	if (envelope_from_text(env, &envlen, s, envtextlen, &why) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid encrypted value literal"),
+				 errdetail("%s.", why),
+				 errhint("A superuser or privacy_admin with no purpose declared enters stored envelopes (\"pv1:...\"); declare a purpose to enter plaintext that starts with \"pv1:\".")));
+	if (semi)
+	{
+		const char *t = semi + strlen(SEARCH_TAG_TEXT);
+		size_t		tlen = len - (t - s);
+		size_t		binlen = 0;
+		const char *end = NULL;
+		size_t		i;
+		bool		alphabet_ok = true;
+
+		for (i = 0; i < tlen; i++)
+			if (!(isalnum((unsigned char) t[i]) || t[i] == '+' || t[i] == '/' || t[i] == '='))
+				alphabet_ok = false;
+		if (len - envtextlen < strlen(SEARCH_TAG_TEXT) ||
+			strncmp(semi, SEARCH_TAG_TEXT, strlen(SEARCH_TAG_TEXT)) != 0 || !alphabet_ok ||
+			sodium_base642bin(tag, sizeof(tag), t, tlen, NULL, &binlen, &end,
+							  sodium_base64_VARIANT_ORIGINAL) != 0 ||
+			binlen != SEARCH_TAG_BYTES || end != t + tlen)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("invalid encrypted value literal"),
+					 errdetail("The search tag after \";s=\" is not 16 bytes of base64.")));
+		has_tag = true;
+	}
+	(void) envelope_parse(env, envlen, &hdr, &why);
+	if (hdr.key_id == PRIVACY_TRANSIENT_KEY_ID)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid encrypted value literal"),
+				 errdetail("The value is sealed with a session's transient key, which is never stored.")));
+
+	out = palloc(VARHDRSZ + 1 + (has_tag ? SEARCH_TAG_BYTES : 0) + envlen);
+	SET_VARSIZE(out, VARHDRSZ + 1 + (has_tag ? SEARCH_TAG_BYTES : 0) + envlen);
+	p = (unsigned char *) VARDATA(out);
+	*p++ = has_tag ? FORMAT_SEARCHABLE : FORMAT_PLAIN;
+	if (has_tag)
+	{
+		memcpy(p, tag, SEARCH_TAG_BYTES);
+		p += SEARCH_TAG_BYTES;
+	}
+	memcpy(p, env, envlen);
+	pfree(env);
+	return out;
+}
+
+/* Stored bytes received in binary form from a role that may send them. */
+static bytea *
+enc_from_bytes(const char *data, int len)
+{
+	bytea	   *out = palloc(VARHDRSZ + len);
+	EncValue	ev;
+
+	SET_VARSIZE(out, VARHDRSZ + len);
+	memcpy(VARDATA(out), data, len);
+	enc_parse(out, &ev);
+	if (ev.hdr.key_id == PRIVACY_TRANSIENT_KEY_ID)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+				 errmsg("invalid encrypted value"),
+				 errdetail("The value is sealed with a session's transient key, which is never stored.")));
+	return out;
+}
+
+typedef enum GateOutcome
+{
+	GATE_OPEN,					/* plaintext may be shown */
+	GATE_MASK,					/* show the mask */
+	GATE_CIPHERTEXT				/* show the envelope (dump/restore roles) */
+} GateOutcome;
+
+/*
+ * The decryption gate.  It does not depend on row-level security, so it
+ * also covers table owners, BYPASSRLS roles and values copied elsewhere.
+ */
+static GateOutcome
+gate(EncValue *ev)
+{
+	const char *category;
+
+	if (ciphertext_io())
+		return GATE_CIPHERTEXT;
+	/* a transient value is this session's own input, not stored data */
+	if (ev->hdr.key_id == PRIVACY_TRANSIENT_KEY_ID)
+		return GATE_OPEN;
+	category = category_name_or_error(ev->hdr.category_id);
+	if (consent_purpose_verdict(category) == PURPOSE_ALLOWED)
+		return GATE_OPEN;
+	if (privacy_on_denied == ON_DENIED_MASK)
+		return GATE_MASK;
+	consent_require_purpose(category);	/* raises the precise error */
+	return GATE_MASK;
+}
+
+/* ------------------------------------------------------------------------
+ * I/O
+ * ------------------------------------------------------------------------
+ */
+PG_FUNCTION_INFO_V1(encrypted_text_in);
+Datum
+encrypted_text_in(PG_FUNCTION_ARGS)
+{
+	char	   *s = PG_GETARG_CSTRING(0);
+	int32		typmod = PG_GETARG_INT32(2);
+	size_t		len = strlen(s);
+
+	if (envelope_text_has_prefix(s, len) && ciphertext_io())
+		PG_RETURN_BYTEA_P(enc_from_text(s, len));
+	PG_RETURN_BYTEA_P(enc_seal(ENVELOPE_TEXT, typmod, (unsigned char *) s, len, NULL));
+}
+
+static char *
+text_output(bytea *v)
+{
+	EncValue	ev;
+	unsigned char *pt;
+	size_t		len;
+	char	   *out;
+
+	enc_parse(v, &ev);
+	switch (gate(&ev))
+	{
+		case GATE_CIPHERTEXT:
+			return enc_to_text(&ev);
+		case GATE_MASK:
+			return pstrdup(TEXT_MASK);
+		case GATE_OPEN:
+			break;
+	}
+	pt = enc_open(ENVELOPE_TEXT, &ev, &len);
+	if (pt == NULL)
+		return pstrdup(TEXT_ERASED);
+	out = pnstrdup((char *) pt, len);
+	free_plaintext(pt, len);
+	return out;
+}
+
+PG_FUNCTION_INFO_V1(encrypted_text_out);
+Datum
+encrypted_text_out(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_CSTRING(text_output(PG_GETARG_BYTEA_PP(0)));
+}
+
+PG_FUNCTION_INFO_V1(encrypted_bytea_in);
+Datum
+encrypted_bytea_in(PG_FUNCTION_ARGS)
+{
+	char	   *s = PG_GETARG_CSTRING(0);
+	int32		typmod = PG_GETARG_INT32(2);
+	size_t		len = strlen(s);
+	bytea	   *plain;
+	bytea	   *out;
+
+	if (envelope_text_has_prefix(s, len) && ciphertext_io())
+		PG_RETURN_BYTEA_P(enc_from_text(s, len));
+	plain = DatumGetByteaPP(DirectFunctionCall1(byteain, CStringGetDatum(s)));
+	out = enc_seal(ENVELOPE_BYTEA, typmod, (unsigned char *) VARDATA_ANY(plain),
+				   VARSIZE_ANY_EXHDR(plain), NULL);
+	sodium_memzero(VARDATA_ANY(plain), VARSIZE_ANY_EXHDR(plain));
+	PG_RETURN_BYTEA_P(out);
+}
+
+static bytea *
+bytea_output(bytea *v, bool *ciphertext, char **cipher_text)
+{
+	EncValue	ev;
+	unsigned char *pt;
+	size_t		len;
+	bytea	   *out;
+
+	*ciphertext = false;
+	enc_parse(v, &ev);
+	switch (gate(&ev))
+	{
+		case GATE_CIPHERTEXT:
+			*ciphertext = true;
+			*cipher_text = enc_to_text(&ev);
+			return NULL;
+		case GATE_MASK:
+			out = palloc(VARHDRSZ);
+			SET_VARSIZE(out, VARHDRSZ);
+			return out;
+		case GATE_OPEN:
+			break;
+	}
+	pt = enc_open(ENVELOPE_BYTEA, &ev, &len);
+	if (pt == NULL)
+	{
+		out = palloc(VARHDRSZ);
+		SET_VARSIZE(out, VARHDRSZ);
+		return out;
+	}
+	out = palloc(VARHDRSZ + len);
+	SET_VARSIZE(out, VARHDRSZ + len);
+	memcpy(VARDATA(out), pt, len);
+	free_plaintext(pt, len);
+	return out;
+}
+
+PG_FUNCTION_INFO_V1(encrypted_bytea_out);
+Datum
+encrypted_bytea_out(PG_FUNCTION_ARGS)
+{
+	bool		ciphertext;
+	char	   *cipher_text = NULL;
+	bytea	   *plain = bytea_output(PG_GETARG_BYTEA_PP(0), &ciphertext, &cipher_text);
+
+	if (ciphertext)
+		PG_RETURN_CSTRING(cipher_text);
+	return DirectFunctionCall1(byteaout, PointerGetDatum(plain));
+}
+
+/*
+ * Binary receive: stored bytes from the dump/restore roles (binary COPY,
+ * logical replication apply), plaintext to seal from everyone else.
+ */
+static bytea *
+recv_common(StringInfo buf, int32 typmod, EnvelopeKind kind)
+{
+	if (ciphertext_io())
+	{
+		int			len = buf->len - buf->cursor;
+		const char *data = pq_getmsgbytes(buf, len);
+
+		return enc_from_bytes(data, len);
+	}
+	if (kind == ENVELOPE_TEXT)
+	{
+		int			nbytes;
+		char	   *str = pq_getmsgtext(buf, buf->len - buf->cursor, &nbytes);
+		bytea	   *out = enc_seal(kind, typmod, (unsigned char *) str, nbytes, NULL);
+
+		sodium_memzero(str, nbytes);
+		return out;
+	}
+	else
+	{
+		int			len = buf->len - buf->cursor;
+		const char *data = pq_getmsgbytes(buf, len);
+
+		return enc_seal(kind, typmod, (const unsigned char *) data, len, NULL);
+	}
+}
+
+PG_FUNCTION_INFO_V1(encrypted_text_recv);
+Datum
+encrypted_text_recv(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BYTEA_P(recv_common((StringInfo) PG_GETARG_POINTER(0), PG_GETARG_INT32(2), ENVELOPE_TEXT));
+}
+
+PG_FUNCTION_INFO_V1(encrypted_bytea_recv);
+Datum
+encrypted_bytea_recv(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BYTEA_P(recv_common((StringInfo) PG_GETARG_POINTER(0), PG_GETARG_INT32(2), ENVELOPE_BYTEA));
+}
+
+/* Binary send: always the stored bytes, never plaintext. */
+PG_FUNCTION_INFO_V1(encrypted_send);
+Datum
+encrypted_send(PG_FUNCTION_ARGS)
+{
+	bytea	   *v = PG_GETARG_BYTEA_PP(0);
+	StringInfoData buf;
+	EncValue	ev;
+
+	enc_parse(v, &ev);
+	if (ev.hdr.key_id == PRIVACY_TRANSIENT_KEY_ID)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot send an unstored encrypted value in binary form"),
+				 errhint("Cast it to text, or store it in a classified column first.")));
+	pq_begintypsend(&buf);
+	pq_sendbytes(&buf, VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
+	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+}
+
+/* ------------------------------------------------------------------------
+ * Type modifiers: the category, and whether equality search is enabled
+ * ------------------------------------------------------------------------
+ */
+PG_FUNCTION_INFO_V1(encrypted_typmod_in);
+Datum
+encrypted_typmod_in(PG_FUNCTION_ARGS)
+{
+	ArrayType  *ta = PG_GETARG_ARRAYTYPE_P(0);
+	Datum	   *elems;
+	int			n;
+	char	   *cat;
+	uint16		id;
+	bool		searchable = false;
+	char	   *end;
+	long		numeric;
+
+	deconstruct_array(ta, CSTRINGOID, -2, false, TYPALIGN_CHAR, &elems, NULL, &n);
+	if (n < 1 || n > 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid type modifier for an encrypted type"),
+				 errhint("Write privacy.encrypted_text(category) or privacy.encrypted_text(category, searchable).")));
+	cat = DatumGetCString(elems[0]);
+	numeric = strtol(cat, &end, 10);
+	if (*cat != '\0' && *end == '\0')
+	{
+		/* the numeric form, printed when a category's name is unknown */
+		if (numeric < 1 || numeric > 65535)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("category id %ld is out of range", numeric)));
+		id = (uint16) numeric;
+	}
+	else
+	{
+		const char *c;
+
+		for (c = cat; *c; c++)
+			if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_'))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("invalid category name \"%s\" in type modifier", cat),
+						 errhint("Category names are lower-case identifiers, such as contact or financial.")));
+		if (strlen(cat) == 0 || strlen(cat) >= NAMEDATALEN)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid category name in type modifier")));
+		id = catalog_category_id(cat);
+	}
+	if (n == 2)
+	{
+		if (strcmp(DatumGetCString(elems[1]), "searchable") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid type modifier \"%s\" for an encrypted type", DatumGetCString(elems[1])),
+					 errhint("The only option is searchable, which enables equality search (and its leakage).")));
+		searchable = true;
+	}
+	PG_RETURN_INT32(MAKE_TYPMOD(id, searchable));
+}
+
+PG_FUNCTION_INFO_V1(encrypted_typmod_out);
+Datum
+encrypted_typmod_out(PG_FUNCTION_ARGS)
+{
+	int32		typmod = PG_GETARG_INT32(0);
+	const char *name = NULL;
+	char	   *out;
+
+	if (typmod < 0)
+		PG_RETURN_CSTRING(pstrdup(""));
+	/* the category table may be absent while an extension is dropped */
+	if (OidIsValid(get_namespace_oid(PRIVACY_SCHEMA, true)))
+		name = catalog_category_name(TYPMOD_CATEGORY(typmod));
+	if (name != NULL)
+		out = psprintf("(%s%s)", name, TYPMOD_SEARCHABLE(typmod) ? ",searchable" : "");
+	else
+		out = psprintf("(%u%s)", TYPMOD_CATEGORY(typmod), TYPMOD_SEARCHABLE(typmod) ? ",searchable" : "");
+	PG_RETURN_CSTRING(out);
+}
+
+/*
+ * Assignment to a column: reseal a transient value under the column's
+ * category key, or move a stored value to another category.  Moving a
+ * stored value is disclosure-equivalent (the target category may be readable
+ * where the source is not), so it needs a purpose allowed the source
+ * category, or a dump/restore role.
+ */
+static bytea *
+coerce_common(bytea *v, int32 typmod, EnvelopeKind kind)
+{
+	EncValue	ev;
+	uint16		target;
+	bool		searchable;
+	unsigned char *pt;
+	size_t		len;
+	bytea	   *out;
+
+	if (typmod < 0)
+		return v;
+	enc_parse(v, &ev);
+	target = TYPMOD_CATEGORY(typmod);
+	searchable = TYPMOD_SEARCHABLE(typmod);
+
+	if (ev.hdr.key_id != PRIVACY_TRANSIENT_KEY_ID && ev.hdr.category_id == target)
+	{
+		if (searchable == (ev.tag != NULL))
+			return v;
+		if (!searchable)
+		{
+			/* drop the search tag: no need to open */
+			out = palloc(VARHDRSZ + 1 + ev.envlen);
+			SET_VARSIZE(out, VARHDRSZ + 1 + ev.envlen);
+			((unsigned char *) VARDATA(out))[0] = FORMAT_PLAIN;
+			memcpy((unsigned char *) VARDATA(out) + 1, ev.env, ev.envlen);
+			return out;
+		}
+	}
+	else if (ev.hdr.key_id != PRIVACY_TRANSIENT_KEY_ID)
+	{
+		const char *source = category_name_or_error(ev.hdr.category_id);
+
+		if (!ciphertext_io() && !superuser() &&
+			consent_purpose_verdict(source) != PURPOSE_ALLOWED)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("cannot move an encrypted value from category \"%s\" to category \"%s\"",
+							source, category_name_or_error(target)),
+					 errdetail("Moving a value to another category could make it readable where its own category is not."),
+					 errhint("Declare a purpose that is allowed category \"%s\", or have a privacy_admin reclassify the column.", source)));
+	}
+
+	pt = enc_open(kind, &ev, &len);
+	if (pt == NULL)
+		return v;				/* erased: nothing left to reseal */
+	out = enc_seal(kind, typmod, pt, len, ev.tag);
+	free_plaintext(pt, len);
+	return out;
+}
+
+PG_FUNCTION_INFO_V1(encrypted_text_typmod);
+Datum
+encrypted_text_typmod(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BYTEA_P(coerce_common(PG_GETARG_BYTEA_PP(0), PG_GETARG_INT32(1), ENVELOPE_TEXT));
+}
+
+PG_FUNCTION_INFO_V1(encrypted_bytea_typmod);
+Datum
+encrypted_bytea_typmod(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BYTEA_P(coerce_common(PG_GETARG_BYTEA_PP(0), PG_GETARG_INT32(1), ENVELOPE_BYTEA));
+}
+
+/* ------------------------------------------------------------------------
+ * Casts to and from the plain types
+ * ------------------------------------------------------------------------
+ */
+PG_FUNCTION_INFO_V1(text_to_encrypted_text);
+Datum
+text_to_encrypted_text(PG_FUNCTION_ARGS)
+{
+	text	   *t = PG_GETARG_TEXT_PP(0);
+
+	PG_RETURN_BYTEA_P(enc_seal(ENVELOPE_TEXT, PG_GETARG_INT32(1),
+							   (unsigned char *) VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), NULL));
+}
+
+PG_FUNCTION_INFO_V1(bytea_to_encrypted_bytea);
+Datum
+bytea_to_encrypted_bytea(PG_FUNCTION_ARGS)
+{
+	bytea	   *b = PG_GETARG_BYTEA_PP(0);
+
+	PG_RETURN_BYTEA_P(enc_seal(ENVELOPE_BYTEA, PG_GETARG_INT32(1),
+							   (unsigned char *) VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b), NULL));
+}
+
+PG_FUNCTION_INFO_V1(encrypted_text_to_text);
+Datum
+encrypted_text_to_text(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(text_output(PG_GETARG_BYTEA_PP(0))));
+}
+
+PG_FUNCTION_INFO_V1(encrypted_bytea_to_bytea);
+Datum
+encrypted_bytea_to_bytea(PG_FUNCTION_ARGS)
+{
+	bool		ciphertext;
+	char	   *cipher_text = NULL;
+	bytea	   *plain = bytea_output(PG_GETARG_BYTEA_PP(0), &ciphertext, &cipher_text);
+
+	if (ciphertext)
+		PG_RETURN_BYTEA_P((bytea *) cstring_to_text(cipher_text));
+	PG_RETURN_BYTEA_P(plain);
+}
+
+/* ------------------------------------------------------------------------
+ * Equality search: operators compare search tags, never plaintext
+ * ------------------------------------------------------------------------
+ */
+static const unsigned char *
+tag_of(bytea *v)
+{
+	EncValue	ev;
+
+	enc_parse(v, &ev);
+	if (ev.tag == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("equality search is not enabled for this encrypted column"),
+				 errdetail("Only columns classified as searchable keep the blind index that comparisons use."),
+				 errhint("Enable it with privacy.classify(table, column, category, searchable => true); equal values then become linkable, see the documentation.")));
+	return ev.tag;
+}
+
+static int
+tag_cmp(FunctionCallInfo fcinfo)
+{
+	bytea	   *a = PG_GETARG_BYTEA_PP(0);
+	bytea	   *b = PG_GETARG_BYTEA_PP(1);
+
+	return memcmp(tag_of(a), tag_of(b), SEARCH_TAG_BYTES);
+}
+
+PG_FUNCTION_INFO_V1(encrypted_eq);
+Datum
+encrypted_eq(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(tag_cmp(fcinfo) == 0);
+}
+
+PG_FUNCTION_INFO_V1(encrypted_ne);
+Datum
+encrypted_ne(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(tag_cmp(fcinfo) != 0);
+}
+
+PG_FUNCTION_INFO_V1(encrypted_lt);
+Datum
+encrypted_lt(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(tag_cmp(fcinfo) < 0);
+}
+
+PG_FUNCTION_INFO_V1(encrypted_le);
+Datum
+encrypted_le(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(tag_cmp(fcinfo) <= 0);
+}
+
+PG_FUNCTION_INFO_V1(encrypted_gt);
+Datum
+encrypted_gt(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(tag_cmp(fcinfo) > 0);
+}
+
+PG_FUNCTION_INFO_V1(encrypted_ge);
+Datum
+encrypted_ge(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(tag_cmp(fcinfo) >= 0);
+}
+
+PG_FUNCTION_INFO_V1(encrypted_cmp);
+Datum
+encrypted_cmp(PG_FUNCTION_ARGS)
+{
+	int			c = tag_cmp(fcinfo);
+
+	PG_RETURN_INT32(c < 0 ? -1 : (c > 0 ? 1 : 0));
+}
+
+PG_FUNCTION_INFO_V1(encrypted_hash);
+Datum
+encrypted_hash(PG_FUNCTION_ARGS)
+{
+	return hash_any(tag_of(PG_GETARG_BYTEA_PP(0)), SEARCH_TAG_BYTES);
+}
+
+PG_FUNCTION_INFO_V1(encrypted_hash_extended);
+Datum
+encrypted_hash_extended(PG_FUNCTION_ARGS)
+{
+	return hash_any_extended(tag_of(PG_GETARG_BYTEA_PP(0)), SEARCH_TAG_BYTES, PG_GETARG_INT64(1));
+}
+
+/* ------------------------------------------------------------------------
+ * Inspection and maintenance
+ * ------------------------------------------------------------------------
+ */
+PG_FUNCTION_INFO_V1(encrypted_info);
+Datum
+encrypted_info(PG_FUNCTION_ARGS)
+{
+	bytea	   *v = PG_GETARG_BYTEA_PP(0);
+	EncValue	ev;
+	TupleDesc	tupdesc;
+	Datum		values[6];
+	bool		nulls[6] = {false, false, false, false, false, false};
+	const char *cat;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	enc_parse(v, &ev);
+	cat = catalog_category_name(ev.hdr.category_id);
+	values[0] = Int32GetDatum(ev.hdr.version);
+	if (ev.hdr.key_id == PRIVACY_TRANSIENT_KEY_ID)
+		nulls[1] = true;
+	else
+		values[1] = Int32GetDatum((int32) ev.hdr.key_id);
+	if (cat)
+		values[2] = CStringGetTextDatum(cat);
+	else
+		nulls[2] = true;
+	values[3] = BoolGetDatum(ev.tag != NULL);
+	values[4] = Int32GetDatum((int32) VARSIZE_ANY_EXHDR(v));
+	values[5] = Int32GetDatum((int32) ev.hdr.ciphertext_len);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+PG_FUNCTION_INFO_V1(encrypted_is_erased);
+Datum
+encrypted_is_erased(PG_FUNCTION_ARGS)
+{
+	EncValue	ev;
+	DataKeyState state;
+
+	enc_parse(PG_GETARG_BYTEA_PP(0), &ev);
+	if (ev.hdr.key_id == PRIVACY_TRANSIENT_KEY_ID)
+		PG_RETURN_BOOL(false);
+	keys_require_master_key();
+	PG_RETURN_BOOL(keys_data_key(ev.hdr.key_id, &state) == NULL);
+}
+
+/*
+ * Reseal a stored value under the active key of its category (key rotation).
+ * Subject-key values and values already under the active key are returned
+ * unchanged.  Not disclosure: the category does not change.
+ */
+static bytea *
+reseal_common(bytea *v, EnvelopeKind kind)
+{
+	EncValue	ev;
+	const char *cat;
+	uint32		active;
+	unsigned char *pt;
+	size_t		len;
+	bytea	   *out;
+	int32		typmod;
+
+	enc_parse(v, &ev);
+	if (ev.hdr.key_id == PRIVACY_TRANSIENT_KEY_ID)
+		return v;
+	cat = category_name_or_error(ev.hdr.category_id);
+	active = keys_category_key(cat);
+	if (ev.hdr.key_id == active)
+		return v;
+	{
+		DataKeyState state;
+
+		if (keys_data_key(ev.hdr.key_id, &state) == NULL)
+			return v;			/* erased */
+		(void) state;
+	}
+	/* only category-scoped keys rotate this way; leave subject keys alone */
+	if (!keys_is_category_key(ev.hdr.key_id))
+		return v;
+	pt = enc_open(kind, &ev, &len);
+	if (pt == NULL)
+		return v;
+	typmod = MAKE_TYPMOD(ev.hdr.category_id, ev.tag != NULL);
+	out = enc_seal(kind, typmod, pt, len, ev.tag);
+	free_plaintext(pt, len);
+	return out;
+}
+
+PG_FUNCTION_INFO_V1(encrypted_text_reseal);
+Datum
+encrypted_text_reseal(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BYTEA_P(reseal_common(PG_GETARG_BYTEA_PP(0), ENVELOPE_TEXT));
+}
+
+PG_FUNCTION_INFO_V1(encrypted_bytea_reseal);
+Datum
+encrypted_bytea_reseal(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BYTEA_P(reseal_common(PG_GETARG_BYTEA_PP(0), ENVELOPE_BYTEA));
+}
+
+PG_FUNCTION_INFO_V1(encrypted_needs_reseal);
+Datum
+encrypted_needs_reseal(PG_FUNCTION_ARGS)
+{
+	EncValue	ev;
+	DataKeyState state;
+
+	enc_parse(PG_GETARG_BYTEA_PP(0), &ev);
+	if (ev.hdr.key_id == PRIVACY_TRANSIENT_KEY_ID)
+		PG_RETURN_BOOL(false);
+	if (ev.hdr.key_id == keys_category_key(category_name_or_error(ev.hdr.category_id)))
+		PG_RETURN_BOOL(false);
+	if (keys_data_key(ev.hdr.key_id, &state) == NULL)
+		PG_RETURN_BOOL(false);
+	PG_RETURN_BOOL(keys_is_category_key(ev.hdr.key_id));
+}
