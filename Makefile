@@ -5,10 +5,9 @@ EXTVERSION   = $(shell sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" $(EXTE
 MODULE_big   = privacy
 OBJS         = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 DATA         = $(sort $(wildcard sql/$(EXTENSION)--*.sql))
-DOC_FILES    = $(sort $(wildcard doc/*.md))
-ifneq ($(DOC_FILES),)
-DOCS         = $(DOC_FILES)
-endif
+# doc/*.md are read in the repository; they are not installed, because PGXS
+# would put README.md and reference.md into the directory every extension
+# shares.
 SHLIB_LINK  += -lsodium
 PG_CPPFLAGS += -Isrc -Wall -Wextra -Werror -Wno-unused-parameter \
                -Wno-missing-field-initializers -Wno-sign-compare

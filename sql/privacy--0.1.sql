@@ -103,14 +103,17 @@ SELECT pg_catalog.pg_extension_config_dump('privacy.role_purposes', '');
 ------------------------------------------------------------------------------
 -- Data keys: stored only wrapped by the master key.  scope 'category' keys
 -- seal a category's values in ordinary tables; scope 'subject' keys seal a
--- subject's values in protected tables, and destroying one shreds them.
+-- subject's values in protected tables, and destroying one shreds them;
+-- scope 'internal' keys serve the extension itself (the subject hash, the
+-- blind index), so that those survive a master-key rotation.
 ------------------------------------------------------------------------------
 CREATE SEQUENCE privacy.data_key_id_seq AS integer MINVALUE 1;
 
 CREATE TABLE privacy.data_keys (
     id           integer PRIMARY KEY DEFAULT pg_catalog.nextval('privacy.data_key_id_seq'),
-    scope        text NOT NULL CHECK (scope IN ('category', 'subject')),
+    scope        text NOT NULL CHECK (scope IN ('category', 'subject', 'internal')),
     category     text REFERENCES privacy.categories,
+    name         text,
     subject_hash bytea,
     state        text NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'retired', 'destroyed')),
     wrapped_key  bytea,
@@ -119,7 +122,8 @@ CREATE TABLE privacy.data_keys (
     retired_at   timestamptz,
     destroyed_at timestamptz,
     CONSTRAINT data_key_owner CHECK ((scope = 'category') = (category IS NOT NULL)
-                                     AND (scope = 'subject') = (subject_hash IS NOT NULL)),
+                                     AND (scope = 'subject') = (subject_hash IS NOT NULL)
+                                     AND (scope = 'internal') = (name IS NOT NULL)),
     CONSTRAINT data_key_material CHECK ((state = 'destroyed') = (wrapped_key IS NULL))
 );
 ALTER SEQUENCE privacy.data_key_id_seq OWNED BY privacy.data_keys.id;
@@ -128,6 +132,8 @@ CREATE UNIQUE INDEX data_keys_active_category ON privacy.data_keys (category)
 CREATE UNIQUE INDEX data_keys_active_subject ON privacy.data_keys (subject_hash)
     WHERE scope = 'subject' AND state = 'active';
 CREATE INDEX data_keys_subject ON privacy.data_keys (subject_hash) WHERE scope = 'subject';
+CREATE UNIQUE INDEX data_keys_active_internal ON privacy.data_keys (name)
+    WHERE scope = 'internal' AND state = 'active';
 COMMENT ON TABLE privacy.data_keys IS
     'data keys, each wrapped by the master key whose fingerprint is in wrapped_by; wrapped_key is NULL once destroyed';
 
@@ -244,6 +250,11 @@ BEGIN
     END IF;
     INSERT INTO privacy.categories (name, id, description, special)
     VALUES (name, privacy._category_id(name), coalesce(description, ''), coalesce(special, false));
+    -- create keys now, in a writable transaction, rather than on a first
+    -- read that might run on a standby
+    IF privacy.master_key_status() = 'loaded' THEN
+        PERFORM privacy._ensure_internal_keys();
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION privacy.create_category(text, text, boolean) IS
@@ -415,12 +426,15 @@ CREATE FUNCTION privacy._rewrap_key(id integer, scope text, category text, subje
                                     wrapped bytea, wrapped_by text) RETURNS bytea
     AS 'MODULE_PATHNAME', 'privacy_rewrap_key'
     LANGUAGE C VOLATILE;
+CREATE FUNCTION privacy._ensure_internal_keys() RETURNS void
+    AS 'MODULE_PATHNAME', 'privacy_ensure_internal_keys'
+    LANGUAGE C VOLATILE;
 CREATE FUNCTION privacy.previous_master_key_fingerprint() RETURNS text
     AS 'MODULE_PATHNAME', 'privacy_previous_master_key_fingerprint'
     LANGUAGE C VOLATILE;
 
 CREATE VIEW privacy.keys AS
-SELECT k.id, k.scope, k.category,
+SELECT k.id, k.scope, coalesce(k.category, k.name) AS category,
        pg_catalog.encode(pg_catalog.substr(k.subject_hash, 1, 8), 'hex') AS subject_hash_prefix,
        k.state, k.wrapped_by AS master_key_fingerprint,
        k.created_at, k.retired_at, k.destroyed_at
@@ -459,7 +473,7 @@ BEGIN
               ORDER BY id FOR UPDATE
     LOOP
         UPDATE privacy.data_keys d
-           SET wrapped_key = privacy._rewrap_key(k.id, k.scope, k.category, k.subject_hash,
+           SET wrapped_key = privacy._rewrap_key(k.id, k.scope, coalesce(k.category, k.name), k.subject_hash,
                                                  k.wrapped_key, k.wrapped_by),
                wrapped_by = current_fp
          WHERE d.id = k.id;
@@ -681,6 +695,12 @@ CREATE FUNCTION privacy._reseal(privacy.encrypted_text) RETURNS privacy.encrypte
     AS 'MODULE_PATHNAME', 'encrypted_text_reseal' LANGUAGE C STRICT VOLATILE;
 CREATE FUNCTION privacy._reseal(privacy.encrypted_bytea) RETURNS privacy.encrypted_bytea
     AS 'MODULE_PATHNAME', 'encrypted_bytea_reseal' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION privacy.seal_for_subject(privacy.encrypted_text, subject text) RETURNS privacy.encrypted_text
+    AS 'MODULE_PATHNAME', 'encrypted_text_seal_for_subject' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION privacy.seal_for_subject(privacy.encrypted_bytea, subject text) RETURNS privacy.encrypted_bytea
+    AS 'MODULE_PATHNAME', 'encrypted_bytea_seal_for_subject' LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION privacy.seal_for_subject(privacy.encrypted_text, text) IS
+    'reseal a value under its subject''s key (same category), so that privacy.destroy_subject_key() shreds it';
 CREATE FUNCTION privacy._needs_reseal(privacy.encrypted_text) RETURNS boolean
     AS 'MODULE_PATHNAME', 'encrypted_needs_reseal' LANGUAGE C STRICT STABLE;
 CREATE FUNCTION privacy._needs_reseal(privacy.encrypted_bytea) RETURNS boolean
@@ -760,6 +780,7 @@ BEGIN
                 MESSAGE = format('column "%s" of %s is inherited', col, tbl),
                 HINT    = 'Classify the column on the parent table; partitions follow it.';
         END IF;
+        PERFORM privacy._ensure_internal_keys();
         PERFORM privacy._category_key(category);
         -- rewrites the column: every value is (re)sealed under the category key
         EXECUTE format('ALTER TABLE %s ALTER COLUMN %I TYPE %s(%s%s)', tbl, col, target,
@@ -979,6 +1000,9 @@ GRANT EXECUTE ON FUNCTION
     privacy._needs_reseal(privacy.encrypted_text), privacy._needs_reseal(privacy.encrypted_bytea),
     privacy._classify_new_columns()
   TO PUBLIC;
-GRANT EXECUTE ON FUNCTION privacy.classify(regclass, name, text, boolean, boolean) TO privacy_admin;
+GRANT EXECUTE ON FUNCTION privacy.classify(regclass, name, text, boolean, boolean),
+    privacy.seal_for_subject(privacy.encrypted_text, text),
+    privacy.seal_for_subject(privacy.encrypted_bytea, text)
+  TO privacy_admin;
 GRANT EXECUTE ON PROCEDURE privacy.reencrypt(regclass, name, integer) TO privacy_admin;
 GRANT SELECT ON privacy.column_categories, privacy.classified_columns TO privacy_admin, privacy_officer;

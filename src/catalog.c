@@ -15,7 +15,15 @@
  */
 #include "privacy.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
 #include "commands/trigger.h"
@@ -151,20 +159,50 @@ catalog_relid(const char *relname)
 }
 
 /*
- * Switch to the owner of schema privacy for a catalog read or write.  The
+ * The owner of the extension (the superuser who created it), rather than
+ * of the schema, which could have existed before CREATE EXTENSION.
+ */
+static Oid
+extension_owner(void)
+{
+	static Oid	owner = InvalidOid;
+	static uint64 owner_generation = 0;
+	Oid			extoid;
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	if (OidIsValid(owner) && owner_generation == catalog_generation)
+		return owner;
+	extoid = get_extension_oid("privacy", true);
+	if (!OidIsValid(extoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"privacy\" is not installed in this database"),
+				 errhint("Run CREATE EXTENSION privacy as a superuser.")));
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(extoid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "extension \"privacy\" disappeared");
+	owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	owner_generation = catalog_generation;
+	return owner;
+}
+
+/*
+ * Switch to the owner of the extension for a catalog read or write.  The
  * switch is undone by catalog_restore_user, or by transaction abort.
  */
 void
 catalog_become_owner(CatalogUserState *state)
 {
-	HeapTuple	tup;
-	Oid			owner;
-
-	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(catalog_namespace()));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for schema \"%s\"", PRIVACY_SCHEMA);
-	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
-	ReleaseSysCache(tup);
+	Oid			owner = extension_owner();
 
 	GetUserIdAndSecContext(&state->save_userid, &state->save_sec_context);
 	SetUserIdAndSecContext(owner, state->save_sec_context |

@@ -100,6 +100,8 @@ compute_verdict(Oid roleid, const char *purpose, const char *category)
 		"         SELECT 1 FROM " PRIVACY_SCHEMA ".purpose_categories pc "
 		"          WHERE pc.purpose OPERATOR(pg_catalog.=) p.name "
 		"            AND pc.category OPERATOR(pg_catalog.=) $3) "
+		"       , $3 OPERATOR(pg_catalog.=) '' OR EXISTS (SELECT 1 FROM " PRIVACY_SCHEMA ".categories c "
+		"          WHERE c.name OPERATOR(pg_catalog.=) $3) "
 		"  FROM " PRIVACY_SCHEMA ".purposes p "
 		"  LEFT JOIN " PRIVACY_SCHEMA ".role_purposes rp "
 		"         ON rp.purpose OPERATOR(pg_catalog.=) p.name "
@@ -126,10 +128,15 @@ compute_verdict(Oid roleid, const char *purpose, const char *category)
 		Datum		held = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		bool		is_held = (!isnull && DatumGetBool(held)) || superuser_arg(roleid);
 		Datum		allowed = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		bool		allowed_null = isnull;
+
+		Datum		known = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
 
 		if (!is_held)
 			verdict = PURPOSE_NOT_HELD;
-		else if (isnull || !DatumGetBool(allowed))
+		else if (!DatumGetBool(known))
+			verdict = PURPOSE_UNKNOWN_CATEGORY;
+		else if (allowed_null || !DatumGetBool(allowed))
 			verdict = PURPOSE_CATEGORY_NOT_ALLOWED;
 		else
 			verdict = PURPOSE_ALLOWED;
@@ -157,7 +164,11 @@ consent_purpose_verdict(const char *category)
 		reset_cache();
 
 	memset(&key, 0, sizeof(key));
-	key.roleid = GetUserId();
+	/*
+	 * The role that asks is the session's current role outside any SECURITY
+	 * DEFINER function: a definer's privileges do not lend it purposes.
+	 */
+	key.roleid = GetOuterUserId();
 	strlcpy(key.purpose, privacy_purpose, NAMEDATALEN);
 	if (category != NULL)
 		strlcpy(key.category, category, NAMEDATALEN);
@@ -209,8 +220,14 @@ consent_require_purpose(const char *category)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("role \"%s\" does not hold purpose \"%s\"",
-							GetUserNameFromId(GetUserId(), false), privacy_purpose),
+							GetUserNameFromId(GetOuterUserId(), false), privacy_purpose),
 					 errhint("A member of privacy_admin can grant it with privacy.grant_purpose(role, purpose).")));
+			break;
+		case PURPOSE_UNKNOWN_CATEGORY:
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("category \"%s\" does not exist", category),
+					 errhint("privacy.my_purposes lists the categories each of your purposes may process.")));
 			break;
 		case PURPOSE_CATEGORY_NOT_ALLOWED:
 			ereport(ERROR,

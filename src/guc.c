@@ -39,6 +39,12 @@ check_purpose(char **newval, void **extra, GucSource source)
 		GUC_check_errdetail("A purpose name is at most %d bytes long.", NAMEDATALEN - 1);
 		return false;
 	}
+	if (!(*p >= 'a' && *p <= 'z'))
+	{
+		GUC_check_errdetail("A purpose name starts with a lower-case letter.");
+		GUC_check_errhint("Use the name exactly as it appears in privacy.my_purposes.");
+		return false;
+	}
 	for (; *p; p++)
 	{
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))

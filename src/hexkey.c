@@ -3,7 +3,7 @@
  *
  * The master key arrives as 64 hexadecimal characters on the stdout of
  * privacy.master_key_command.  This is the only code that sees those
- * characters; it decodes them with libsodium's constant-time decoder and
+ * characters; it decodes them with libsodium's hex decoder and
  * explains failures without echoing any of the input.
  */
 #include "hexkey.h"

@@ -24,6 +24,7 @@
 #include <sodium.h>
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "hexkey.h"
 #include "utils/builtins.h"
 
@@ -39,14 +40,14 @@ typedef struct MasterKeySlot
 {
 	const char *setting;
 	unsigned char *key;			/* sodium_malloc'ed, PROT_NONE */
-	bool		locked_here;
+	int			locked_pid;		/* process that last mlock'ed it */
 	char		fingerprint[17];
 	char		problem[256];
 } MasterKeySlot;
 
 static MasterKeySlot master_slots[2] = {
-	{"privacy.master_key_command", NULL, false, "", "privacy.master_key_command is not set"},
-	{"privacy.previous_master_key_command", NULL, false, "", "privacy.previous_master_key_command is not set"},
+	{"privacy.master_key_command", NULL, 0, "", "privacy.master_key_command is not set"},
+	{"privacy.previous_master_key_command", NULL, 0, "", "privacy.previous_master_key_command is not set"},
 };
 
 #define master_key (master_slots[0].key)
@@ -136,6 +137,13 @@ load_slot(MasterKeySlot *slot, const char *command, bool required)
 			}
 			else
 			{
+				/* sodium_malloc ignores a failed mlock; say so here */
+				if (sodium_mlock(key, PRIVACY_MASTER_KEY_BYTES) != 0)
+					ereport(WARNING,
+							(errmsg("privacy master key could not be locked in memory"),
+							 errdetail("mlock failed: %m."),
+							 errhint("Raise the memlock limit of the server (LimitMEMLOCK in its systemd unit, or ulimit -l) so the key cannot be swapped to disk.")));
+				slot->locked_pid = MyProcPid;
 				sodium_mprotect_noaccess(key);
 				slot->key = key;
 				slot->problem[0] = '\0';
@@ -148,7 +156,9 @@ load_slot(MasterKeySlot *slot, const char *command, bool required)
 		ereport(WARNING,
 				(errmsg("privacy %s could not be loaded", slot == &master_slots[0] ? "master key" : "previous master key"),
 				 errdetail("%s.", slot->problem),
-				 errhint("Encrypted values cannot be read or written until the command is fixed and the server restarted.")));
+				 slot == &master_slots[0] ?
+				 errhint("Encrypted values cannot be read or written until the command is fixed and the server restarted.") :
+				 errhint("Data keys still wrapped by the previous master key cannot be read or rewrapped until the command is fixed and the server restarted.")));
 	else
 	{
 		unsigned char subkey[32];
@@ -209,10 +219,10 @@ derive_from_slot(MasterKeySlot *slot, const char *context, uint64 subkey_id,
 	 * backend the first time it is used (best effort: the postmaster's lock
 	 * already keeps the shared physical page resident).
 	 */
-	if (!slot->locked_here)
+	if (slot->locked_pid != MyProcPid)
 	{
 		(void) sodium_mlock(slot->key, PRIVACY_MASTER_KEY_BYTES);
-		slot->locked_here = true;
+		slot->locked_pid = MyProcPid;
 	}
 
 	sodium_mprotect_readonly(slot->key);
@@ -432,12 +442,14 @@ unwrap_key(MasterKeySlot *slot, const unsigned char *wrapped, size_t wrapped_len
  * The keyed hash that stands for a subject wherever the identifier itself
  * must not be kept (key table, erasure records).
  */
+static void internal_key(const char *name, unsigned char *out);
+
 void
 keys_subject_hash(const char *subject, size_t len, unsigned char *out)
 {
 	unsigned char hkey[crypto_generichash_KEYBYTES];
 
-	keys_derive("prvsubjh", 1, hkey, sizeof(hkey));
+	internal_key("subject_hash", hkey);
 	crypto_generichash(out, PRIVACY_SUBJECT_HASH_BYTES, (const unsigned char *) subject, len,
 					   hkey, sizeof(hkey));
 	sodium_memzero(hkey, sizeof(hkey));
@@ -463,7 +475,7 @@ keys_data_key(uint32 key_id, DataKeyState *state)
 	if (entry == NULL)
 	{
 		static const char *query =
-			"SELECT state, wrapped_key, wrapped_by, scope, category, subject_hash "
+			"SELECT state, wrapped_key, wrapped_by, scope, coalesce(category, name), subject_hash "
 			"  FROM " PRIVACY_SCHEMA ".data_keys WHERE id OPERATOR(pg_catalog.=) $1";
 		Oid			argtypes[1] = {INT4OID};
 		Datum		values[1];
@@ -613,7 +625,7 @@ create_data_key(char scope, const char *category, const unsigned char *subject_h
 	}
 
 	values[0] = Int32GetDatum((int32) key_id);
-	values[1] = CStringGetTextDatum(scope == 'c' ? "category" : "subject");
+	values[1] = CStringGetTextDatum(scope == 'c' ? "category" : scope == 's' ? "subject" : "internal");
 	if (category)
 		values[2] = CStringGetTextDatum(category);
 	else
@@ -627,24 +639,27 @@ create_data_key(char scope, const char *category, const unsigned char *subject_h
 
 	/* the partial unique indexes allow one active key per category or subject */
 	rc = SPI_execute_with_args(
-		"INSERT INTO " PRIVACY_SCHEMA ".data_keys (id, scope, category, wrapped_key, subject_hash, wrapped_by) "
-		"VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING id",
+		"INSERT INTO " PRIVACY_SCHEMA ".data_keys (id, scope, category, name, wrapped_key, subject_hash, wrapped_by) "
+		"VALUES ($1, $2, CASE WHEN $2 OPERATOR(pg_catalog.=) 'category' THEN $3 END, "
+		"        CASE WHEN $2 OPERATOR(pg_catalog.=) 'internal' THEN $3 END, $4, $5, $6) "
+		"ON CONFLICT DO NOTHING RETURNING id",
 		6, argtypes, values, nulls, false, 1);
 	if (rc != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not store a data key");
 	if (SPI_processed == 0)
 	{
 		/* another session won the race: use its key */
-		if (scope == 'c')
+		if (scope == 'c' || scope == 'i')
 			rc = SPI_execute_with_args(
-				"SELECT id FROM " PRIVACY_SCHEMA ".data_keys WHERE scope OPERATOR(pg_catalog.=) 'category' "
-				"AND category OPERATOR(pg_catalog.=) $3 AND state OPERATOR(pg_catalog.=) 'active'",
-				3, argtypes, values, nulls, true, 1);
+				"SELECT id FROM " PRIVACY_SCHEMA ".data_keys WHERE scope OPERATOR(pg_catalog.=) $2 "
+				"AND coalesce(category, name) OPERATOR(pg_catalog.=) $3 "
+				"AND state OPERATOR(pg_catalog.=) 'active'",
+				3, argtypes, values, nulls, false, 1);
 		else
 			rc = SPI_execute_with_args(
 				"SELECT id FROM " PRIVACY_SCHEMA ".data_keys WHERE scope OPERATOR(pg_catalog.=) 'subject' "
 				"AND subject_hash OPERATOR(pg_catalog.=) $5 AND state OPERATOR(pg_catalog.=) 'active'",
-				5, argtypes, values, nulls, true, 1);
+				5, argtypes, values, nulls, false, 1);
 		if (rc != SPI_OK_SELECT || SPI_processed == 0)
 			elog(ERROR, "could not find the concurrently created data key");
 		key_id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -832,7 +847,7 @@ privacy_rewrap_key(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("data key %u was wrapped by master key %s, which is not loaded", key_id, wrapped_by),
 				 errhint("Set privacy.previous_master_key_command to the command that prints that key and restart the server.")));
-	adlen = wrap_ad(ad, key_id, scope[0] == 'c' ? 'c' : 's', category,
+	adlen = wrap_ad(ad, key_id, scope[0], category,
 					subject_hash ? (unsigned char *) VARDATA_ANY(subject_hash) : NULL,
 					subject_hash ? VARSIZE_ANY_EXHDR(subject_hash) : 0);
 	key = sodium_malloc(PRIVACY_DATA_KEY_BYTES);
@@ -888,9 +903,10 @@ keys_transient_key(void)
 }
 
 /*
- * The key of the blind index used for equality search: one per master key,
- * so equal plaintexts in any searchable columns compare equal (joins work),
- * and nobody without the master key can test a guess.
+ * The key of the blind index used for equality search: one per database
+ * (an internal data key, so it survives master-key rotation and travels with
+ * a dump), so equal plaintexts in any searchable columns compare equal
+ * (joins work), and nobody without the master key can test a guess.
  */
 void
 keys_search_key(unsigned char *out, size_t outlen)
@@ -904,8 +920,56 @@ keys_search_key(unsigned char *out, size_t outlen)
 			ereport(ERROR,
 					(errcode(ERRCODE_OUT_OF_MEMORY),
 					 errmsg("could not allocate locked memory for the search key")));
-		keys_derive("prvblind", 1, search_key, crypto_generichash_KEYBYTES);
+		internal_key("search", search_key);
 	}
 	Assert(outlen == crypto_generichash_KEYBYTES);
 	memcpy(out, search_key, outlen);
+}
+
+/*
+ * Internal keys: random keys stored wrapped like every data key, for uses
+ * that must not change when the master key rotates (the subject hash, the
+ * blind index).  Created on first use; privacy.classify() and
+ * privacy.create_category() create them early, in a writable transaction.
+ */
+static void
+internal_key(const char *name, unsigned char *out)
+{
+	static const char *query =
+		"SELECT id FROM " PRIVACY_SCHEMA ".data_keys WHERE scope OPERATOR(pg_catalog.=) 'internal' "
+		"AND name OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'active'";
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	CatalogUserState st;
+	bool		isnull;
+	uint32		key_id = 0;
+	const unsigned char *key;
+	DataKeyState state;
+
+	values[0] = CStringGetTextDatum(name);
+	catalog_become_owner(&st);
+	if (SPI_execute_with_args(query, 1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "internal key lookup failed");
+	if (SPI_processed > 0)
+		key_id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	catalog_restore_user(&st);
+	if (key_id == 0)
+		key_id = create_data_key('i', name, NULL);
+	key = keys_data_key(key_id, &state);
+	if (key == NULL)
+		elog(ERROR, "internal key \"%s\" is destroyed", name);
+	memcpy(out, key, PRIVACY_DATA_KEY_BYTES);
+}
+
+PG_FUNCTION_INFO_V1(privacy_ensure_internal_keys);
+Datum
+privacy_ensure_internal_keys(PG_FUNCTION_ARGS)
+{
+	unsigned char k[PRIVACY_DATA_KEY_BYTES];
+
+	keys_require_master_key();
+	internal_key("subject_hash", k);
+	internal_key("search", k);
+	sodium_memzero(k, sizeof(k));
+	PG_RETURN_VOID();
 }

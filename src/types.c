@@ -68,6 +68,16 @@ typedef struct EncValue
 	EnvelopeHeader hdr;
 } EncValue;
 
+/* The envelope code's reasons are clauses; error details are sentences. */
+static char *
+sentence(const char *why)
+{
+	char	   *s = psprintf("%s.", why ? why : "unknown reason");
+
+	s[0] = pg_toupper((unsigned char) s[0]);
+	return s;
+}
+
 static void
 enc_parse(bytea *v, EncValue *ev)
 {
@@ -101,7 +111,7 @@ enc_parse(bytea *v, EncValue *ev)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("encrypted value is corrupted"),
-				 errdetail("%s.", why)));
+				 errdetail("%s", sentence(why))));
 }
 
 static void
@@ -138,25 +148,19 @@ category_name_or_error(uint16 id)
 
 	if (name == NULL)
 		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("category with id %u does not exist", id),
-				 errdetail("Encrypted values name their category by an id derived from its name."),
-				 errhint("Create the category with privacy.create_category(), or restore privacy.categories with the data.")));
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("encrypted value names category id %u, which does not exist", id),
+				 errdetail("The value was altered, or its category was not restored with it."),
+				 errhint("Restore privacy.categories from the same dump as the data.")));
 	return name;
 }
 
-/*
- * Seal plaintext for a column with this type modifier (-1: not known, seal
- * with the transient key; the assignment coercion reseals it).
- */
+/* Seal under a given key; the search tag is kept if known, else computed. */
 static bytea *
-enc_seal(EnvelopeKind kind, int32 typmod, const unsigned char *pt, size_t len,
-		 const unsigned char *known_tag)
+enc_seal_with(EnvelopeKind kind, uint16 category_id, bool searchable, uint32 key_id,
+			  const unsigned char *key, const unsigned char *pt, size_t len,
+			  const unsigned char *known_tag)
 {
-	bool		searchable;
-	uint16		category_id;
-	uint32		key_id;
-	const unsigned char *key;
 	size_t		envlen = envelope_sealed_size(len);
 	size_t		total;
 	bytea	   *out;
@@ -166,26 +170,6 @@ enc_seal(EnvelopeKind kind, int32 typmod, const unsigned char *pt, size_t len,
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("value is too large to encrypt")));
-
-	keys_require_master_key();
-	if (typmod < 0)
-	{
-		searchable = true;		/* it may be compared in this statement */
-		category_id = catalog_category_id("unclassified");
-		key_id = PRIVACY_TRANSIENT_KEY_ID;
-		key = keys_transient_key();
-	}
-	else
-	{
-		DataKeyState state;
-
-		searchable = TYPMOD_SEARCHABLE(typmod);
-		category_id = TYPMOD_CATEGORY(typmod);
-		key_id = keys_category_key(category_name_or_error(category_id));
-		key = keys_data_key(key_id, &state);
-		if (key == NULL)
-			elog(ERROR, "active data key %u is destroyed", key_id);
-	}
 
 	total = VARHDRSZ + 1 + (searchable ? SEARCH_TAG_BYTES : 0) + envlen;
 	out = palloc(total);
@@ -203,6 +187,33 @@ enc_seal(EnvelopeKind kind, int32 typmod, const unsigned char *pt, size_t len,
 	if (envelope_seal(p, key_id, category_id, kind, key, pt, len) != 0)
 		elog(ERROR, "encryption failed");
 	return out;
+}
+
+/*
+ * Seal plaintext for a column with this type modifier (-1: not known, seal
+ * with the transient key; the assignment coercion reseals it).
+ */
+static bytea *
+enc_seal(EnvelopeKind kind, int32 typmod, const unsigned char *pt, size_t len,
+		 const unsigned char *known_tag)
+{
+	uint32		key_id;
+	const unsigned char *key;
+	DataKeyState state;
+
+	keys_require_master_key();
+	if (typmod < 0)
+		/* searchable: it may be compared in this very statement */
+		return enc_seal_with(kind, catalog_category_id("unclassified"), true,
+							 PRIVACY_TRANSIENT_KEY_ID, keys_transient_key(),
+							 pt, len, known_tag);
+
+	key_id = keys_category_key(category_name_or_error(TYPMOD_CATEGORY(typmod)));
+	key = keys_data_key(key_id, &state);
+	if (key == NULL)
+		elog(ERROR, "active data key %u is destroyed", key_id);
+	return enc_seal_with(kind, TYPMOD_CATEGORY(typmod), TYPMOD_SEARCHABLE(typmod),
+						 key_id, key, pt, len, known_tag);
 }
 
 /*
@@ -240,7 +251,7 @@ enc_open(EnvelopeKind kind, EncValue *ev, size_t *len)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("encrypted value failed authentication"),
-				 errdetail("%s.", why),
+				 errdetail("%s", sentence(why)),
 				 errhint("The stored bytes were changed, or moved from another column, category or type.")));
 	}
 	if (ev->tag != NULL)
@@ -308,7 +319,7 @@ enc_from_text(const char *s, size_t len)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 				 errmsg("invalid encrypted value literal"),
-				 errdetail("%s.", why),
+				 errdetail("%s", sentence(why)),
 				 errhint("A superuser or privacy_admin with no purpose declared enters stored envelopes (\"pv1:...\"); declare a purpose to enter plaintext that starts with \"pv1:\".")));
 	if (semi)
 	{
@@ -372,6 +383,8 @@ enc_from_bytes(const char *data, int len)
 	return out;
 }
 
+static bytea *coerce_common(bytea *v, int32 typmod, EnvelopeKind kind);
+
 typedef enum GateOutcome
 {
 	GATE_OPEN,					/* plaintext may be shown */
@@ -415,7 +428,7 @@ encrypted_text_in(PG_FUNCTION_ARGS)
 	size_t		len = strlen(s);
 
 	if (envelope_text_has_prefix(s, len) && ciphertext_io())
-		PG_RETURN_BYTEA_P(enc_from_text(s, len));
+		PG_RETURN_BYTEA_P(enc_from_text(s, len));	/* stored as is: a restore */
 	PG_RETURN_BYTEA_P(enc_seal(ENVELOPE_TEXT, typmod, (unsigned char *) s, len, NULL));
 }
 
@@ -746,14 +759,26 @@ encrypted_bytea_typmod(PG_FUNCTION_ARGS)
  * Casts to and from the plain types
  * ------------------------------------------------------------------------
  */
+/*
+ * A cast from a plain value follows the input function's rule: an envelope
+ * in text form from a dump/restore role is the stored value, anything else
+ * is plaintext to seal.
+ */
+static bytea *
+from_plain(const char *data, size_t len, int32 typmod, EnvelopeKind kind)
+{
+	if (envelope_text_has_prefix(data, len) && ciphertext_io())
+		return coerce_common(enc_from_text(data, len), typmod, kind);
+	return enc_seal(kind, typmod, (const unsigned char *) data, len, NULL);
+}
+
 PG_FUNCTION_INFO_V1(text_to_encrypted_text);
 Datum
 text_to_encrypted_text(PG_FUNCTION_ARGS)
 {
 	text	   *t = PG_GETARG_TEXT_PP(0);
 
-	PG_RETURN_BYTEA_P(enc_seal(ENVELOPE_TEXT, PG_GETARG_INT32(1),
-							   (unsigned char *) VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), NULL));
+	PG_RETURN_BYTEA_P(from_plain(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), PG_GETARG_INT32(1), ENVELOPE_TEXT));
 }
 
 PG_FUNCTION_INFO_V1(bytea_to_encrypted_bytea);
@@ -762,8 +787,7 @@ bytea_to_encrypted_bytea(PG_FUNCTION_ARGS)
 {
 	bytea	   *b = PG_GETARG_BYTEA_PP(0);
 
-	PG_RETURN_BYTEA_P(enc_seal(ENVELOPE_BYTEA, PG_GETARG_INT32(1),
-							   (unsigned char *) VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b), NULL));
+	PG_RETURN_BYTEA_P(from_plain(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b), PG_GETARG_INT32(1), ENVELOPE_BYTEA));
 }
 
 PG_FUNCTION_INFO_V1(encrypted_text_to_text);
@@ -998,4 +1022,50 @@ encrypted_needs_reseal(PG_FUNCTION_ARGS)
 	if (keys_data_key(ev.hdr.key_id, &state) == NULL)
 		PG_RETURN_BOOL(false);
 	PG_RETURN_BOOL(keys_is_category_key(ev.hdr.key_id));
+}
+
+/*
+ * Reseal a value under its subject's key, keeping its category: the
+ * primitive behind protected tables, where destroying a subject's key
+ * shreds every copy of that subject's values.  Not disclosure: the category
+ * does not change.
+ */
+static bytea *
+subject_seal_common(bytea *v, text *subject, EnvelopeKind kind)
+{
+	EncValue	ev;
+	unsigned char *pt;
+	size_t		len;
+	uint32		key_id;
+	const unsigned char *key;
+	DataKeyState state;
+	bytea	   *out;
+
+	enc_parse(v, &ev);
+	key_id = keys_subject_key(VARDATA_ANY(subject), VARSIZE_ANY_EXHDR(subject), true);
+	if (ev.hdr.key_id == key_id)
+		return v;
+	pt = enc_open(kind, &ev, &len);
+	if (pt == NULL)
+		return v;				/* erased already */
+	key = keys_data_key(key_id, &state);
+	if (key == NULL)
+		elog(ERROR, "active data key %u is destroyed", key_id);
+	out = enc_seal_with(kind, ev.hdr.category_id, ev.tag != NULL, key_id, key, pt, len, ev.tag);
+	free_plaintext(pt, len);
+	return out;
+}
+
+PG_FUNCTION_INFO_V1(encrypted_text_seal_for_subject);
+Datum
+encrypted_text_seal_for_subject(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BYTEA_P(subject_seal_common(PG_GETARG_BYTEA_PP(0), PG_GETARG_TEXT_PP(1), ENVELOPE_TEXT));
+}
+
+PG_FUNCTION_INFO_V1(encrypted_bytea_seal_for_subject);
+Datum
+encrypted_bytea_seal_for_subject(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BYTEA_P(subject_seal_common(PG_GETARG_BYTEA_PP(0), PG_GETARG_TEXT_PP(1), ENVELOPE_BYTEA));
 }
