@@ -52,7 +52,27 @@ COPY customers (id, email, iban, photo) FROM stdin;
 6	dave@example.org	GB29NWBK60161331926819	\\xcafe
 7	\N	\N	\N
 \.
--- input route 5: from plain columns by assignment
+-- input route 5: binary COPY.  Without a purpose a superuser moves stored
+-- envelopes (what binary dumps and logical replication carry) ...
+CREATE TABLE bin_copy (LIKE customers);
+\set bin_file '/tmp/privacy_regress_binary_copy.bin'
+COPY (SELECT id, email, iban, photo, note FROM customers WHERE id <= 3) TO :'bin_file' (FORMAT binary);
+COPY bin_copy FROM :'bin_file' (FORMAT binary);
+SELECT c.id, c.email::text = b.email::text AS same_envelope
+  FROM customers c JOIN bin_copy b USING (id) ORDER BY id;
+-- ... with a purpose declared, binary input is plaintext to seal.
+CREATE TABLE plain_src (id bigint, email text, iban text, photo bytea, note text);
+INSERT INTO plain_src VALUES (20, 'henry@example.org', 'NL91ABNA0417164300', '\x0a0b', NULL);
+COPY plain_src TO :'bin_file' (FORMAT binary);
+SET privacy.purpose = 'billing';
+COPY bin_copy FROM :'bin_file' (FORMAT binary);
+SELECT id, email, iban, photo FROM bin_copy WHERE id = 20;
+RESET privacy.purpose;
+SELECT (privacy.envelope_info(email)).category, (privacy.envelope_info(iban)).category
+  FROM bin_copy WHERE id = 20;
+DROP TABLE bin_copy, plain_src;
+
+-- input route 6: from plain columns by assignment
 CREATE TABLE legacy (id bigint, email text, photo bytea);
 INSERT INTO legacy VALUES (8, 'erin@example.org', '\x0102');
 INSERT INTO customers (id, email, photo) SELECT id, email, photo FROM legacy;
