@@ -896,6 +896,317 @@ COMMENT ON PROCEDURE privacy.reencrypt(regclass, name, integer) IS
     'reseal values of a column that use retired keys, committing after each block range (resumable)';
 
 ------------------------------------------------------------------------------
+-- Consent: an append-only ledger, and the current state derived from it
+------------------------------------------------------------------------------
+CREATE TABLE privacy.consent_events (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    subject     text NOT NULL,
+    purpose     text NOT NULL REFERENCES privacy.purposes,
+    action      text NOT NULL CHECK (action IN ('grant', 'withdraw', 'object')),
+    at          timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    source      text NOT NULL CHECK (source <> ''),
+    evidence    jsonb,
+    recorded_by name NOT NULL DEFAULT session_user
+);
+CREATE INDEX ON privacy.consent_events (subject, purpose, id);
+COMMENT ON TABLE privacy.consent_events IS
+    'consent ledger: every grant, withdrawal and objection with its source and evidence; append-only';
+
+-- One row per subject and purpose: what the ledger's latest event says.
+CREATE TABLE privacy.consent_state (
+    subject     text NOT NULL,
+    purpose     text NOT NULL REFERENCES privacy.purposes ON DELETE CASCADE,
+    state       text NOT NULL CHECK (state IN ('granted', 'withdrawn', 'objected')),
+    since       timestamptz NOT NULL,
+    last_event  bigint NOT NULL,
+    PRIMARY KEY (purpose, subject)
+);
+COMMENT ON TABLE privacy.consent_state IS
+    'current consent state per subject and purpose, kept by the consent functions in the same transaction as the ledger';
+
+SELECT pg_catalog.pg_extension_config_dump('privacy.consent_events', '');
+SELECT pg_catalog.pg_extension_config_dump('privacy.consent_state', '');
+
+CREATE FUNCTION privacy._ledger_guard() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'privacy_ledger_guard' LANGUAGE C;
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON privacy.consent_events
+    FOR EACH ROW EXECUTE FUNCTION privacy._ledger_guard();
+CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON privacy.consent_events
+    FOR EACH STATEMENT EXECUTE FUNCTION privacy._ledger_guard();
+
+CREATE FUNCTION privacy._record_consent(subject text, purpose text, action text,
+                                        source text, evidence jsonb) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    basis text;
+    new_state text := CASE action WHEN 'grant' THEN 'granted' WHEN 'withdraw' THEN 'withdrawn' ELSE 'objected' END;
+    event_id bigint;
+BEGIN
+    IF subject IS NULL OR subject = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'subject must not be empty',
+            HINT = 'Pass the value of the subject column as text, for example customer_id::text.';
+    END IF;
+    IF source IS NULL OR source = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'the source of a consent event must be given',
+            HINT = 'Name where the event came from, for example web-form, call-centre or app-settings.';
+    END IF;
+    SELECT p.legal_basis INTO basis FROM privacy.purposes p WHERE p.name = _record_consent.purpose;
+    IF basis IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('purpose "%s" does not exist', purpose);
+    END IF;
+    IF action IN ('grant', 'withdraw') AND basis <> 'consent' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('purpose "%s" is not based on consent', purpose),
+            DETAIL  = format('Its legal basis is %s; consent can be granted or withdrawn only for purposes based on consent.', basis),
+            HINT    = 'To stop processing under another legal basis, record an objection with privacy.object().';
+    END IF;
+    -- The state row is locked first, so concurrent events for one subject and
+    -- purpose reach the ledger in the order they take effect.
+    INSERT INTO privacy.consent_state AS cs (subject, purpose, state, since, last_event)
+    VALUES (subject, purpose, new_state, clock_timestamp(), 0)
+    ON CONFLICT ON CONSTRAINT consent_state_pkey DO UPDATE
+       SET state = EXCLUDED.state,
+           since = CASE WHEN cs.state = EXCLUDED.state THEN cs.since ELSE EXCLUDED.since END;
+    INSERT INTO privacy.consent_events (subject, purpose, action, source, evidence)
+    VALUES (subject, purpose, action, source, evidence)
+    RETURNING id INTO event_id;
+    UPDATE privacy.consent_state cs SET last_event = event_id
+     WHERE cs.purpose = _record_consent.purpose AND cs.subject = _record_consent.subject;
+    RETURN event_id;
+END
+$$;
+
+CREATE FUNCTION privacy.grant_consent(subject text, purpose text, source text, evidence jsonb DEFAULT NULL)
+    RETURNS bigint LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT privacy._record_consent(subject, purpose, 'grant', source, evidence) $$;
+COMMENT ON FUNCTION privacy.grant_consent(text, text, text, jsonb) IS
+    'record that a subject consents to a purpose based on consent; returns the ledger entry id';
+CREATE FUNCTION privacy.withdraw_consent(subject text, purpose text, source text, evidence jsonb DEFAULT NULL)
+    RETURNS bigint LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT privacy._record_consent(subject, purpose, 'withdraw', source, evidence) $$;
+COMMENT ON FUNCTION privacy.withdraw_consent(text, text, text, jsonb) IS
+    'record that a subject withdraws consent; effective for every statement that starts after the commit';
+CREATE FUNCTION privacy.object(subject text, purpose text, source text, evidence jsonb DEFAULT NULL)
+    RETURNS bigint LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT privacy._record_consent(subject, purpose, 'object', source, evidence) $$;
+COMMENT ON FUNCTION privacy.object(text, text, text, jsonb) IS
+    'record a subject''s objection (GDPR Art. 21): their rows are no longer shown for that purpose, whatever its legal basis';
+
+CREATE FUNCTION privacy.has_consent(subject text, purpose text) RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM privacy.consent_state cs
+                    WHERE cs.subject = has_consent.subject AND cs.purpose = has_consent.purpose
+                      AND cs.state = 'granted')
+$$;
+
+CREATE VIEW privacy.consents AS
+SELECT cs.subject, cs.purpose, p.legal_basis, cs.state, cs.since,
+       e.source, e.evidence, e.recorded_by, cs.last_event
+  FROM privacy.consent_state cs
+  JOIN privacy.purposes p ON p.name = cs.purpose
+  LEFT JOIN privacy.consent_events e ON e.id = cs.last_event;
+COMMENT ON VIEW privacy.consents IS 'current consent state per subject and purpose, with the event that set it';
+
+------------------------------------------------------------------------------
+-- Protected tables: consent-aware row-level security and per-subject keys
+------------------------------------------------------------------------------
+CREATE TABLE privacy.protected_tables (
+    tbl             regclass PRIMARY KEY,
+    subject_column  name NOT NULL,
+    parent          regclass,
+    rls_was_enabled boolean NOT NULL,
+    rls_was_forced  boolean NOT NULL,
+    base_policy     boolean NOT NULL,
+    protected_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    protected_by    name NOT NULL DEFAULT session_user
+);
+COMMENT ON TABLE privacy.protected_tables IS
+    'tables under consent-aware row-level security, and what protect_table changed (so unprotect_table can undo exactly that)';
+SELECT pg_catalog.pg_extension_config_dump('privacy.protected_tables', '');
+
+CREATE FUNCTION privacy._consent_required() RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_consent_required' LANGUAGE C STABLE;
+CREATE FUNCTION privacy._purpose_held() RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_purpose_held' LANGUAGE C STABLE;
+CREATE FUNCTION privacy._seal_row() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'privacy_seal_row' LANGUAGE C;
+
+-- What a policy may read of the consent state: the declared purpose only,
+-- and only for a role that holds it (readers have no access to the table).
+CREATE VIEW privacy.purpose_consent_state AS
+SELECT cs.subject, cs.state
+  FROM privacy.consent_state cs
+ WHERE cs.purpose OPERATOR(pg_catalog.=) pg_catalog.current_setting('privacy.purpose')
+   AND privacy._purpose_held();
+COMMENT ON VIEW privacy.purpose_consent_state IS
+    'consent state for the declared purpose, as row-level security policies see it';
+
+-- The visibility policy.  It must not call a function per row that reads
+-- the ledger: it is two correlated EXISTS on the consent state of the
+-- declared purpose, which the planner runs as hashed subplans when many rows
+-- are read (one hash table per statement) and as primary-key probes for a
+-- point lookup.  The purpose check, and whether the purpose needs consent,
+-- are evaluated once per statement (an InitPlan); for a purpose on another
+-- legal basis the consent test is skipped and only objections hide rows.
+CREATE FUNCTION privacy._policy_expr(subject_column name) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format(
+        '(NOT (SELECT privacy._consent_required()) OR EXISTS ('
+        'SELECT 1 FROM privacy.purpose_consent_state c '
+        ' WHERE c.subject OPERATOR(pg_catalog.=) %1$s AND c.state OPERATOR(pg_catalog.=) ''granted'')) '
+        'AND NOT EXISTS ('
+        'SELECT 1 FROM privacy.purpose_consent_state o '
+        ' WHERE o.subject OPERATOR(pg_catalog.=) %1$s AND o.state OPERATOR(pg_catalog.=) ''objected'')',
+        format('%I::pg_catalog.text', subject_column))
+$$;
+
+CREATE FUNCTION privacy._protect_one(tbl regclass, subject_column name, parent regclass) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel record;
+    subject_type regtype;
+    base boolean;
+BEGIN
+    SELECT c.relrowsecurity, c.relforcerowsecurity, c.relkind INTO rel
+      FROM pg_catalog.pg_class c WHERE c.oid = tbl;
+    SELECT a.atttypid::regtype INTO subject_type FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = subject_column AND a.attnum > 0 AND NOT a.attisdropped;
+    -- a permissive policy keeps the table readable where RLS was off before;
+    -- where the table had RLS already, its own policies keep deciding
+    base := NOT rel.relrowsecurity;
+    INSERT INTO privacy.protected_tables (tbl, subject_column, parent, rls_was_enabled, rls_was_forced, base_policy)
+    VALUES (tbl, subject_column, parent, rel.relrowsecurity, rel.relforcerowsecurity, base);
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
+    EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
+    IF base THEN
+        EXECUTE format('CREATE POLICY privacy_base ON %s AS PERMISSIVE FOR ALL USING (true) WITH CHECK (true)', tbl);
+    END IF;
+    EXECUTE format('CREATE POLICY privacy_visibility ON %s AS RESTRICTIVE FOR ALL USING (%s) WITH CHECK (privacy._purpose_held())',
+                   tbl, privacy._policy_expr(subject_column));
+    -- row triggers on a partitioned table are cloned to its partitions
+    IF parent IS NULL THEN
+        EXECUTE format('CREATE TRIGGER privacy_seal_row BEFORE INSERT OR UPDATE ON %s '
+                       'FOR EACH ROW EXECUTE FUNCTION privacy._seal_row(%L)', tbl, subject_column);
+    END IF;
+END
+$$;
+
+CREATE FUNCTION privacy.protect_table(tbl regclass, subject_column name) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kind "char";
+    part regclass;
+BEGIN
+    SELECT c.relkind INTO kind FROM pg_catalog.pg_class c WHERE c.oid = tbl;
+    IF kind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
+            MESSAGE = format('%s is not a table', tbl),
+            HINT = 'Only ordinary and partitioned tables can be protected.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM privacy.protected_tables p WHERE p.tbl = protect_table.tbl) THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = format('table %s is already protected', tbl),
+            HINT = 'Use privacy.unprotect_table() first to change its subject column.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = tbl) THEN
+        RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
+            MESSAGE = format('%s is a partition', tbl),
+            HINT = 'Protect the partitioned table; its partitions, present and future, follow.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid = tbl AND a.attname = subject_column AND a.attnum > 0 AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_column',
+            MESSAGE = format('column "%s" of relation %s does not exist', subject_column, tbl);
+    END IF;
+    PERFORM privacy._protect_one(tbl, subject_column, NULL);
+    FOR part IN SELECT p.relid FROM pg_catalog.pg_partition_tree(tbl) p WHERE p.relid <> tbl AND p.isleaf IS NOT NULL
+    LOOP
+        PERFORM privacy._protect_one(part, subject_column, tbl);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION privacy.protect_table(regclass, name) IS
+    'put a table (and its partitions) under consent-aware row-level security, with per-subject keys for its encrypted columns';
+
+CREATE FUNCTION privacy.unprotect_table(tbl regclass) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p record;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM privacy.protected_tables pt WHERE pt.tbl = unprotect_table.tbl AND pt.parent IS NULL) THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('table %s is not protected', tbl);
+    END IF;
+    FOR p IN SELECT * FROM privacy.protected_tables pt
+              WHERE pt.tbl = unprotect_table.tbl OR pt.parent = unprotect_table.tbl
+              ORDER BY pt.parent NULLS LAST
+    LOOP
+        EXECUTE format('DROP POLICY IF EXISTS privacy_visibility ON %s', p.tbl);
+        IF p.base_policy THEN
+            EXECUTE format('DROP POLICY IF EXISTS privacy_base ON %s', p.tbl);
+        END IF;
+        IF p.parent IS NULL THEN
+            EXECUTE format('DROP TRIGGER IF EXISTS privacy_seal_row ON %s', p.tbl);
+        END IF;
+        IF NOT p.rls_was_forced THEN
+            EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY', p.tbl);
+        END IF;
+        IF NOT p.rls_was_enabled THEN
+            EXECUTE format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', p.tbl);
+        END IF;
+        DELETE FROM privacy.protected_tables pt WHERE pt.tbl = p.tbl;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION privacy.unprotect_table(regclass) IS
+    'undo exactly what privacy.protect_table() did (values stay sealed under their subject keys)';
+
+-- New partitions of a protected table are protected as they appear.
+CREATE FUNCTION privacy._protect_new_partitions() RETURNS event_trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT c.oid::regclass AS part, pt.tbl AS root, pt.subject_column
+          FROM pg_catalog.pg_event_trigger_ddl_commands() d
+          JOIN pg_catalog.pg_class c ON c.oid = d.objid AND d.classid = 'pg_catalog.pg_class'::regclass
+          CROSS JOIN LATERAL pg_catalog.pg_partition_ancestors(c.oid) anc
+          JOIN privacy.protected_tables pt ON pt.tbl = anc.relid AND pt.parent IS NULL
+         WHERE c.relkind IN ('r', 'p') AND c.oid <> pt.tbl
+           AND NOT EXISTS (SELECT 1 FROM privacy.protected_tables q WHERE q.tbl = c.oid)
+    LOOP
+        PERFORM privacy._protect_one(r.part, r.subject_column, r.root);
+    END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER privacy_protect_new_partitions ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+    EXECUTE FUNCTION privacy._protect_new_partitions();
+
+CREATE VIEW privacy.protected AS
+SELECT pt.tbl AS table_name, pt.subject_column, pt.parent,
+       pt.protected_at, pt.protected_by
+  FROM privacy.protected_tables pt;
+COMMENT ON VIEW privacy.protected IS 'protected tables and partitions with their subject column';
+
+------------------------------------------------------------------------------
 -- The purpose check every other part uses
 ------------------------------------------------------------------------------
 CREATE FUNCTION privacy.check_purpose(category text DEFAULT NULL) RETURNS text
@@ -1005,4 +1316,21 @@ GRANT EXECUTE ON FUNCTION privacy.classify(regclass, name, text, boolean, boolea
     privacy.seal_for_subject(privacy.encrypted_bytea, text)
   TO privacy_admin;
 GRANT EXECUTE ON PROCEDURE privacy.reencrypt(regclass, name, integer) TO privacy_admin;
+
+-- Consent: recorded by the compliance role (and by applications a DBA grants
+-- these functions to); the policy helpers run for every reader.
+GRANT EXECUTE ON FUNCTION
+    privacy.grant_consent(text, text, text, jsonb), privacy.withdraw_consent(text, text, text, jsonb),
+    privacy.object(text, text, text, jsonb), privacy.has_consent(text, text)
+  TO privacy_officer;
+GRANT SELECT ON privacy.consent_events, privacy.consent_state, privacy.consents
+  TO privacy_officer, privacy_admin;
+GRANT EXECUTE ON FUNCTION privacy._consent_required(), privacy._purpose_held(),
+    privacy._seal_row()
+  TO PUBLIC;
+-- the policies read the consent state of the declared purpose through a view
+GRANT SELECT ON privacy.purpose_consent_state TO PUBLIC;
+GRANT EXECUTE ON FUNCTION privacy.protect_table(regclass, name), privacy.unprotect_table(regclass)
+  TO privacy_admin;
+GRANT SELECT ON privacy.protected_tables, privacy.protected TO privacy_admin, privacy_officer;
 GRANT SELECT ON privacy.column_categories, privacy.classified_columns TO privacy_admin, privacy_officer;

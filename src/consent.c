@@ -261,3 +261,73 @@ privacy_may_use(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_BOOL(consent_purpose_verdict(text_arg_or_null(fcinfo, 0)) == PURPOSE_ALLOWED);
 }
+
+/* ------------------------------------------------------------------------
+ * Consent-aware row-level security
+ * ------------------------------------------------------------------------
+ */
+
+/*
+ * Called once per statement from the policy of every protected table (in an
+ * InitPlan): raises the precise error when no purpose is declared or the
+ * role does not hold it, and answers whether the purpose needs an active
+ * consent (legal basis "consent") or only the absence of an objection.
+ */
+PG_FUNCTION_INFO_V1(privacy_consent_required);
+Datum
+privacy_consent_required(PG_FUNCTION_ARGS)
+{
+	static const char *query =
+		"SELECT legal_basis OPERATOR(pg_catalog.=) 'consent' FROM " PRIVACY_SCHEMA ".purposes "
+		" WHERE name OPERATOR(pg_catalog.=) $1";
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	CatalogUserState st;
+	bool		isnull;
+	bool		required = true;
+
+	consent_require_purpose(NULL);
+	values[0] = CStringGetTextDatum(privacy_purpose);
+	catalog_become_owner(&st);
+	if (SPI_execute_with_args(query, 1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "purpose lookup failed");
+	if (SPI_processed > 0)
+		required = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	catalog_restore_user(&st);
+	PG_RETURN_BOOL(required);
+}
+
+/* WITH CHECK of protected tables: writing needs a purpose the role holds. */
+PG_FUNCTION_INFO_V1(privacy_purpose_held);
+Datum
+privacy_purpose_held(PG_FUNCTION_ARGS)
+{
+	consent_require_purpose(NULL);
+	PG_RETURN_BOOL(true);
+}
+
+/*
+ * The consent ledger is append-only.  Only the erasure path (which reduces a
+ * subject's entries to what proves consent was honoured) may change it, and
+ * it does so by setting this flag for the duration of its own statement.
+ */
+bool		consent_ledger_unlocked = false;
+
+PG_FUNCTION_INFO_V1(privacy_ledger_guard);
+Datum
+privacy_ledger_guard(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "privacy._ledger_guard() must be called as a trigger");
+	if (!consent_ledger_unlocked)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("%s is append-only", RelationGetRelationName(trigdata->tg_relation)),
+				 errdetail("Consent history is evidence: entries are never changed or removed."),
+				 errhint("Record a new event with privacy.grant_consent(), privacy.withdraw_consent() or privacy.object().")));
+	if (TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		return PointerGetDatum(TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ? trigdata->tg_trigtuple : trigdata->tg_newtuple);
+	return PointerGetDatum(NULL);
+}

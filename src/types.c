@@ -36,6 +36,11 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
 #include "common/hashfn.h"
 #include "envelope.h"
 #include "fmgr.h"
@@ -1068,4 +1073,98 @@ Datum
 encrypted_bytea_seal_for_subject(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_BYTEA_P(subject_seal_common(PG_GETARG_BYTEA_PP(0), PG_GETARG_TEXT_PP(1), ENVELOPE_BYTEA));
+}
+
+/*
+ * BEFORE INSERT OR UPDATE row trigger of protected tables (argument: the
+ * subject column): every encrypted value of the row is resealed under the
+ * subject's key, so that destroying that key shreds the subject's data
+ * everywhere.  Values are taken verbatim from the dump/restore roles (no
+ * purpose declared): they are already sealed, and resealing them is how
+ * restores double-encrypt data (pgsodium #109).
+ */
+PG_FUNCTION_INFO_V1(privacy_seal_row);
+Datum
+privacy_seal_row(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	TupleDesc	tupdesc;
+	HeapTuple	tuple;
+	int			subject_att;
+	bool		isnull;
+	Datum		subject_datum;
+	text	   *subject;
+	Oid			text_type;
+	Oid			bytea_type;
+	Oid			nsp;
+	int			natts;
+	int			i;
+	Datum	   *values;
+	bool	   *nulls;
+	bool	   *replace;
+	bool		changed = false;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || trigdata->tg_trigger->tgnargs != 1)
+		elog(ERROR, "privacy._seal_row() must be a BEFORE ROW trigger with the subject column as argument");
+	rel = trigdata->tg_relation;
+	tupdesc = RelationGetDescr(rel);
+	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
+
+	if (ciphertext_io())
+		return PointerGetDatum(tuple);
+
+	subject_att = SPI_fnumber(tupdesc, trigdata->tg_trigger->tgargs[0]);
+	if (subject_att <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("subject column \"%s\" of %s does not exist",
+						trigdata->tg_trigger->tgargs[0], RelationGetRelationName(rel)),
+				 errhint("Protect the table again with privacy.protect_table().")));
+	subject_datum = heap_getattr(tuple, subject_att, tupdesc, &isnull);
+	if (isnull)
+		return PointerGetDatum(tuple);	/* no subject: stays under the category key */
+	{
+		Oid			typoutput;
+		bool		typisvarlena;
+
+		getTypeOutputInfo(TupleDescAttr(tupdesc, subject_att - 1)->atttypid, &typoutput, &typisvarlena);
+		subject = cstring_to_text(OidOutputFunctionCall(typoutput, subject_datum));
+	}
+
+	nsp = get_namespace_oid(PRIVACY_SCHEMA, false);
+	text_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("encrypted_text"), ObjectIdGetDatum(nsp));
+	bytea_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("encrypted_bytea"), ObjectIdGetDatum(nsp));
+
+	natts = tupdesc->natts;
+	values = palloc(natts * sizeof(Datum));
+	nulls = palloc(natts * sizeof(bool));
+	replace = palloc0(natts * sizeof(bool));
+	for (i = 0; i < natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
+		Datum		d;
+		bytea	   *v;
+		bytea	   *sealed;
+
+		if (att->attisdropped || (att->atttypid != text_type && att->atttypid != bytea_type))
+			continue;
+		d = heap_getattr(tuple, i + 1, tupdesc, &isnull);
+		if (isnull)
+			continue;
+		v = DatumGetByteaPP(d);
+		sealed = subject_seal_common(v, subject,
+									 att->atttypid == text_type ? ENVELOPE_TEXT : ENVELOPE_BYTEA);
+		if (sealed != v)
+		{
+			values[i] = PointerGetDatum(sealed);
+			nulls[i] = false;
+			replace[i] = true;
+			changed = true;
+		}
+	}
+	if (changed)
+		tuple = heap_modify_tuple(tuple, tupdesc, values, nulls, replace);
+	return PointerGetDatum(tuple);
 }
