@@ -885,7 +885,7 @@ BEGIN
         first_page := first_page + batch_pages;
         IF n > 0 THEN
             RAISE NOTICE 'reencrypt %.%: % values resealed, % of % pages scanned',
-                tbl, col, done, pg_catalog.least(first_page, pages), pages;
+                tbl, col, done, LEAST(first_page, pages), pages;
         END IF;
     END LOOP;
     RAISE NOTICE 'reencrypt %.% done: % values resealed in %', tbl, col, done,

@@ -77,4 +77,41 @@ sub slurp_tree
 	return $all;
 }
 
+# Set privacy.master_key_command (current => ...) and
+# privacy.previous_master_key_command (previous => ...) together, then
+# restart once: the shape of a master-key rotation.  An argument left out
+# keeps its setting; an empty string clears it.
+sub set_key_commands
+{
+	my ($node, %cmd) = @_;
+	my $conf = '';
+	for my $pair ([ current => 'privacy.master_key_command' ],
+		[ previous => 'privacy.previous_master_key_command' ])
+	{
+		my ($arg, $setting) = @$pair;
+		next unless defined $cmd{$arg};
+		(my $value = $cmd{$arg}) =~ s/'/''/g;
+		$conf .= "$setting = '$value'\n";
+	}
+	$node->append_conf('postgresql.conf', $conf);
+	$node->restart;
+}
+
+# psql with VERBOSITY verbose, so that errors carry their SQLSTATE
+# ("ERROR:  55000: ..."); returns ($ret, $stdout, $stderr) and never dies.
+sub psql_verbose
+{
+	my ($node, $db, $sql, %params) = @_;
+	my ($ret, $out, $err) = $node->psql($db, "\\set VERBOSITY verbose\n$sql", %params);
+	return ($ret, $out, $err);
+}
+
+# The needles that occur in a haystack (bytes), for "no plaintext here"
+# assertions: is_deeply(PrivacyNode::needles_in($tree, @needles), [], ...).
+sub needles_in
+{
+	my ($haystack, @needles) = @_;
+	return [ grep { index($haystack, $_) >= 0 } @needles ];
+}
+
 1;
