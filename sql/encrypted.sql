@@ -84,6 +84,11 @@ SELECT id, email::text LIKE 'pv1:%' AS email_is_envelope, iban::text LIKE 'pv1:%
 -- every value sits under its column's category key; no plaintext in storage
 SELECT id, (privacy.envelope_info(email)).*
   FROM customers WHERE email IS NOT NULL ORDER BY id;
+-- equal plaintexts never give equal envelopes (a fresh nonce each time)
+SELECT count(DISTINCT split_part(email::text, ';', 1)) AS distinct_envelopes,
+       count(DISTINCT split_part(email::text, ';', 2)) AS distinct_tags
+  FROM (SELECT 'same@example.org'::privacy.encrypted_text(contact, searchable) AS email
+          FROM generate_series(1, 3)) s;
 SELECT count(*) AS values_containing_plaintext
   FROM customers WHERE position('example' IN encode(textsend(email::text), 'escape')) > 0;
 

@@ -30,6 +30,20 @@ typedef char envelope_key_size_check[
 typedef char envelope_overhead_check[
 	ENVELOPE_OVERHEAD == ENVELOPE_HEADER_BYTES + ENVELOPE_TAG_BYTES ? 1 : -1];
 
+static void
+default_nonce_source(unsigned char *nonce, size_t len)
+{
+	randombytes_buf(nonce, len);
+}
+
+static EnvelopeNonceSource nonce_source = default_nonce_source;
+
+void
+envelope_set_nonce_source(EnvelopeNonceSource source)
+{
+	nonce_source = source != NULL ? source : default_nonce_source;
+}
+
 static const char *const why_auth =
 "authentication failed: the value was altered, or sealed with another key, category or type";
 
@@ -150,7 +164,7 @@ envelope_seal(unsigned char *out, uint32_t key_id, uint16_t category_id,
 	out[0] = ENVELOPE_VERSION;
 	put_u32(out + 1, key_id);
 	put_u16(out + 5, category_id);
-	randombytes_buf(nonce, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
+	nonce_source(nonce, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
 	build_ad(ad, out, kind);
 
 	/* An empty plaintext is a real value and must round-trip like any other. */

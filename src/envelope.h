@@ -126,4 +126,13 @@ extern int	envelope_text_has_prefix(const char *s, size_t slen);
 extern int	envelope_from_text(unsigned char *out, size_t *envlen,
 							   const char *s, size_t slen, const char **why);
 
+/*
+ * Where nonces come from.  By default every nonce is 24 fresh random bytes
+ * (randombytes_buf, one system call each); a caller may install a faster
+ * source that still never repeats a nonce, such as a random per-process
+ * prefix followed by a counter.  Passing NULL restores the default.
+ */
+typedef void (*EnvelopeNonceSource) (unsigned char *nonce, size_t len);
+extern void envelope_set_nonce_source(EnvelopeNonceSource source);
+
 #endif

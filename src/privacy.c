@@ -46,4 +46,5 @@ _PG_init(void)
 	keys_load_master_key();
 	catalog_init();
 	consent_init();
+	types_init();
 }

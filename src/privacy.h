@@ -80,4 +80,7 @@ extern void consent_init(void);
 extern PurposeVerdict consent_purpose_verdict(const char *category);
 extern void consent_require_purpose(const char *category);
 
+/* types.c — the encrypted types */
+extern void types_init(void);
+
 #endif

@@ -73,6 +73,50 @@ typedef struct EncValue
 	EnvelopeHeader hdr;
 } EncValue;
 
+/*
+ * Nonces: a random 128-bit prefix drawn once per backend process, then a
+ * 64-bit counter.  Unique per key with overwhelming probability (two
+ * backends would need the same 128-bit prefix), and it saves the system call
+ * that a fresh random nonce costs on every seal (over a third of the cost
+ * of sealing a short value).  The prefix is drawn again after a fork.
+ */
+static void
+backend_nonce(unsigned char *nonce, size_t len)
+{
+	static int	owner_pid = 0;
+	static unsigned char prefix[16];
+	static uint64 counter = 0;
+	uint64		c;
+	int			i;
+
+	Assert(len == 24);
+	if (owner_pid != MyProcPid)
+	{
+		randombytes_buf(prefix, sizeof(prefix));
+		counter = 0;
+		owner_pid = MyProcPid;
+	}
+	if (++counter == 0)
+	{
+		/* 2^64 seals in one backend: start over with a new prefix */
+		randombytes_buf(prefix, sizeof(prefix));
+		counter = 1;
+	}
+	memcpy(nonce, prefix, sizeof(prefix));
+	c = counter;
+	for (i = 23; i >= 16; i--)
+	{
+		nonce[i] = (unsigned char) (c & 0xff);
+		c >>= 8;
+	}
+}
+
+void
+types_init(void)
+{
+	envelope_set_nonce_source(backend_nonce);
+}
+
 /* The envelope code's reasons are clauses; error details are sentences. */
 static char *
 sentence(const char *why)

@@ -537,6 +537,12 @@ test_text_form(void)
 	free(env);
 }
 
+static void
+fixed_nonce(unsigned char *nonce, size_t len)
+{
+	memset(nonce, 0xAB, len);
+}
+
 int
 main(void)
 {
@@ -552,6 +558,26 @@ main(void)
 	test_tampering();
 	test_parse_and_refusals();
 	test_text_form();
+
+	/* the nonce source can be replaced, and NULL restores fresh random nonces */
+	{
+		unsigned char k[ENVELOPE_KEY_BYTES];
+		unsigned char a[ENVELOPE_OVERHEAD + 3];
+		unsigned char b[ENVELOPE_OVERHEAD + 3];
+		unsigned char pt[3] = {'a', 'b', 'c'};
+		unsigned char back[3];
+		const char *why = NULL;
+
+		memset(k, 7, sizeof(k));
+		envelope_set_nonce_source(fixed_nonce);
+		CHECK(envelope_seal(a, 5, 9, ENVELOPE_TEXT, k, pt, 3) == 0, "seal with a custom nonce source");
+		CHECK(a[7] == 0xAB && a[30] == 0xAB, "the custom source supplied the nonce");
+		CHECK(envelope_open(back, a, sizeof(a), ENVELOPE_TEXT, k, &why) == 0 && memcmp(back, pt, 3) == 0,
+			  "a value sealed with a custom nonce opens");
+		envelope_set_nonce_source(NULL);
+		CHECK(envelope_seal(b, 5, 9, ENVELOPE_TEXT, k, pt, 3) == 0 && memcmp(a + 7, b + 7, 24) != 0,
+			  "NULL restores random nonces");
+	}
 
 	UNIT_DONE();
 }
