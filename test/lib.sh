@@ -66,13 +66,35 @@ privacy_build_install() {
 	make -C "$PRIVACY_SRC" -s PG_CONFIG="$PG_CONFIG" all unit >/dev/null || die "build failed"
 	local libdir
 	libdir=$($PG_CONFIG --pkglibdir)
-	if [ -w "$libdir" ]; then
+	if [ -w "$libdir" ] && [ -w "$($PG_CONFIG --sharedir)/extension" ]; then
 		make -C "$PRIVACY_SRC" -s PG_CONFIG="$PG_CONFIG" install >/dev/null || die "install failed"
-	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-		sudo -n make -C "$PRIVACY_SRC" -s PG_CONFIG="$PG_CONFIG" install >/dev/null || die "install failed"
 	else
-		die "cannot write to $libdir: run as root, or with passwordless sudo"
+		privacy_private_install
 	fi
+}
+
+# Without write access to PostgreSQL's directories, install into a private
+# copy: PostgreSQL finds its share and lib directories relative to its own
+# binary (as "make check" does with tmp_install), so a copied bin directory
+# next to linked share and lib trees runs the freshly built extension.
+privacy_private_install() {
+	local root=${PRIVACY_PRIVATE_ROOT:-$PRIVACY_SRC/.private-install}
+	local pgbin=/usr/lib/postgresql/$PG_MAJOR/bin pglib=/usr/lib/postgresql/$PG_MAJOR/lib
+	local share=/usr/share/postgresql/$PG_MAJOR
+	say "no write access to $pglib: installing into $root"
+	rm -rf "$root"
+	mkdir -p "$root$pgbin" "$root$pglib" "$root$share"
+	cp -p "$pgbin"/* "$root$pgbin/"
+	local f
+	for f in "$pglib"/*; do [ "$(basename "$f")" = bitcode ] || ln -s "$f" "$root$pglib/"; done
+	for f in "$share"/*; do [ "$(basename "$f")" = extension ] || ln -s "$f" "$root$share/"; done
+	mkdir -p "$root$share/extension"
+	for f in "$share"/extension/*; do ln -s "$f" "$root$share/extension/"; done
+	# our own files replace any installed copy
+	rm -f "$root$share"/extension/privacy[.-]* "$root$pglib"/privacy.so
+	make -C "$PRIVACY_SRC" -s PG_CONFIG="$PG_CONFIG" DESTDIR="$root" install >/dev/null || die "install failed"
+	chmod -R a+rX "$root"
+	PG_BINDIR=$root$pgbin
 }
 
 # privacy_cluster_start: sets PRIVACY_TMP, PGHOST, PGPORT, PGDATA, PGUSER.
