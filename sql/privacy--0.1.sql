@@ -1034,13 +1034,17 @@ CREATE FUNCTION privacy._consent_required() RETURNS boolean
     AS 'MODULE_PATHNAME', 'privacy_consent_required' LANGUAGE C STABLE;
 CREATE FUNCTION privacy._purpose_held() RETURNS boolean
     AS 'MODULE_PATHNAME', 'privacy_purpose_held' LANGUAGE C STABLE;
+CREATE FUNCTION privacy._subject_int8(text) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'privacy_subject_int8' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE INDEX consent_state_int8 ON privacy.consent_state (purpose, privacy._subject_int8(subject))
+    WHERE privacy._subject_int8(subject) IS NOT NULL;
 CREATE FUNCTION privacy._seal_row() RETURNS trigger
     AS 'MODULE_PATHNAME', 'privacy_seal_row' LANGUAGE C;
 
 -- What a policy may read of the consent state: the declared purpose only,
 -- and only for a role that holds it (readers have no access to the table).
 CREATE VIEW privacy.purpose_consent_state AS
-SELECT cs.subject, cs.state
+SELECT cs.subject, privacy._subject_int8(cs.subject) AS subject_int8, cs.state
   FROM privacy.consent_state cs
  WHERE cs.purpose OPERATOR(pg_catalog.=) pg_catalog.current_setting('privacy.purpose')
    AND privacy._purpose_held();
@@ -1048,24 +1052,31 @@ COMMENT ON VIEW privacy.purpose_consent_state IS
     'consent state for the declared purpose, as row-level security policies see it';
 
 -- The visibility policy.  It must not call a function per row that reads
--- the ledger: it is two correlated EXISTS on the consent state of the
--- declared purpose, which the planner runs as hashed subplans when many rows
--- are read (one hash table per statement) and as primary-key probes for a
+-- the ledger: it is a correlated EXISTS on the consent state of the declared
+-- purpose, which the planner runs as a hashed subplan when many rows are
+-- read (one hash table per statement) and as a primary-key probe for a
 -- point lookup.  The purpose check, and whether the purpose needs consent,
--- are evaluated once per statement (an InitPlan); for a purpose on another
--- legal basis the consent test is skipped and only objections hide rows.
-CREATE FUNCTION privacy._policy_expr(subject_column name) RETURNS text
+-- are evaluated once per statement (an InitPlan): a consent-based purpose
+-- shows subjects with a granted consent, any other legal basis shows every
+-- subject who has not objected.  An objection to a consent-based purpose
+-- also ends its consent (the state is one per subject and purpose).
+CREATE FUNCTION privacy._policy_expr(subject_column name, subject_type regtype) RETURNS text
     LANGUAGE sql IMMUTABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT format(
-        '(NOT (SELECT privacy._consent_required()) OR EXISTS ('
-        'SELECT 1 FROM privacy.purpose_consent_state c '
-        ' WHERE c.subject OPERATOR(pg_catalog.=) %1$s AND c.state OPERATOR(pg_catalog.=) ''granted'')) '
-        'AND NOT EXISTS ('
-        'SELECT 1 FROM privacy.purpose_consent_state o '
-        ' WHERE o.subject OPERATOR(pg_catalog.=) %1$s AND o.state OPERATOR(pg_catalog.=) ''objected'')',
-        format('%I::pg_catalog.text', subject_column))
+        'CASE WHEN (SELECT privacy._consent_required()) '
+        'THEN EXISTS (SELECT 1 FROM privacy.purpose_consent_state c '
+        '              WHERE %2$s OPERATOR(pg_catalog.=) %1$s AND c.state OPERATOR(pg_catalog.=) ''granted'') '
+        'ELSE NOT EXISTS (SELECT 1 FROM privacy.purpose_consent_state c '
+        '                  WHERE %2$s OPERATOR(pg_catalog.=) %1$s AND c.state OPERATOR(pg_catalog.=) ''objected'') '
+        'END',
+        CASE WHEN subject_type IN ('bigint'::regtype, 'integer'::regtype, 'smallint'::regtype)
+             THEN format('%I::pg_catalog.int8', subject_column)
+             ELSE format('%I::pg_catalog.text', subject_column) END,
+        CASE WHEN subject_type IN ('bigint'::regtype, 'integer'::regtype, 'smallint'::regtype)
+             THEN 'c.subject_int8'
+             ELSE 'c.subject' END)
 $$;
 
 CREATE FUNCTION privacy._protect_one(tbl regclass, subject_column name, parent regclass) RETURNS void
@@ -1092,7 +1103,7 @@ BEGIN
         EXECUTE format('CREATE POLICY privacy_base ON %s AS PERMISSIVE FOR ALL USING (true) WITH CHECK (true)', tbl);
     END IF;
     EXECUTE format('CREATE POLICY privacy_visibility ON %s AS RESTRICTIVE FOR ALL USING (%s) WITH CHECK (privacy._purpose_held())',
-                   tbl, privacy._policy_expr(subject_column));
+                   tbl, privacy._policy_expr(subject_column, subject_type));
     -- row triggers on a partitioned table are cloned to its partitions
     IF parent IS NULL THEN
         EXECUTE format('CREATE TRIGGER privacy_seal_row BEFORE INSERT OR UPDATE ON %s '
@@ -1326,7 +1337,7 @@ GRANT EXECUTE ON FUNCTION
 GRANT SELECT ON privacy.consent_events, privacy.consent_state, privacy.consents
   TO privacy_officer, privacy_admin;
 GRANT EXECUTE ON FUNCTION privacy._consent_required(), privacy._purpose_held(),
-    privacy._seal_row()
+    privacy._subject_int8(text), privacy._seal_row()
   TO PUBLIC;
 -- the policies read the consent state of the declared purpose through a view
 GRANT SELECT ON privacy.purpose_consent_state TO PUBLIC;

@@ -280,6 +280,9 @@ privacy_consent_required(PG_FUNCTION_ARGS)
 	static const char *query =
 		"SELECT legal_basis OPERATOR(pg_catalog.=) 'consent' FROM " PRIVACY_SCHEMA ".purposes "
 		" WHERE name OPERATOR(pg_catalog.=) $1";
+	static char cached_purpose[NAMEDATALEN];
+	static bool cached_required;
+	static uint64 cached_generation = 0;
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
 	CatalogUserState st;
@@ -287,6 +290,9 @@ privacy_consent_required(PG_FUNCTION_ARGS)
 	bool		required = true;
 
 	consent_require_purpose(NULL);
+	/* once per statement and table, so remember it per catalog generation */
+	if (cached_generation == catalog_generation && strcmp(cached_purpose, privacy_purpose) == 0)
+		PG_RETURN_BOOL(cached_required);
 	values[0] = CStringGetTextDatum(privacy_purpose);
 	catalog_become_owner(&st);
 	if (SPI_execute_with_args(query, 1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
@@ -294,6 +300,9 @@ privacy_consent_required(PG_FUNCTION_ARGS)
 	if (SPI_processed > 0)
 		required = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	catalog_restore_user(&st);
+	strlcpy(cached_purpose, privacy_purpose, NAMEDATALEN);
+	cached_required = required;
+	cached_generation = catalog_generation;
 	PG_RETURN_BOOL(required);
 }
 
@@ -330,4 +339,47 @@ privacy_ledger_guard(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
 		return PointerGetDatum(TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ? trigdata->tg_trigtuple : trigdata->tg_newtuple);
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * Subjects arrive as text; integer subject columns compare with them as
+ * int8 (policy and expression index), so that no row pays for a cast to text.
+ * Only the canonical form int8out would print is accepted; anything else is
+ * no integer subject (NULL).
+ */
+PG_FUNCTION_INFO_V1(privacy_subject_int8);
+Datum
+privacy_subject_int8(PG_FUNCTION_ARGS)
+{
+	text	   *t = PG_GETARG_TEXT_PP(0);
+	const char *s = VARDATA_ANY(t);
+	int			len = VARSIZE_ANY_EXHDR(t);
+	int			i = 0;
+	bool		neg = false;
+	uint64		v = 0;
+
+	if (len == 0 || len > 20)
+		PG_RETURN_NULL();
+	if (s[0] == '-')
+	{
+		neg = true;
+		i = 1;
+		if (len == 1)
+			PG_RETURN_NULL();
+	}
+	if (s[i] == '0' && (len - i > 1 || neg))
+		PG_RETURN_NULL();
+	for (; i < len; i++)
+	{
+		if (s[i] < '0' || s[i] > '9')
+			PG_RETURN_NULL();
+		if (v > (PG_UINT64_MAX - (s[i] - '0')) / 10)
+			PG_RETURN_NULL();
+		v = v * 10 + (s[i] - '0');
+	}
+	if (!neg && v > (uint64) PG_INT64_MAX)
+		PG_RETURN_NULL();
+	if (neg && v > (uint64) PG_INT64_MAX + 1)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(neg ? (int64) (0 - v) : (int64) v);
 }
