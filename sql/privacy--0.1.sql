@@ -419,7 +419,7 @@ CREATE FUNCTION privacy._subject_key(subject text, create_missing boolean) RETUR
     LANGUAGE C STRICT VOLATILE;
 CREATE FUNCTION privacy.subject_hash(subject text) RETURNS bytea
     AS 'MODULE_PATHNAME', 'privacy_subject_hash'
-    LANGUAGE C STRICT STABLE PARALLEL SAFE;
+    LANGUAGE C STRICT VOLATILE;
 COMMENT ON FUNCTION privacy.subject_hash(text) IS
     'keyed hash standing for a subject where the identifier itself must not be kept';
 CREATE FUNCTION privacy._rewrap_key(id integer, scope text, category text, subject_hash bytea,
@@ -525,7 +525,7 @@ CREATE FUNCTION privacy.encrypted_bytea_out(privacy.encrypted_bytea) RETURNS cst
 CREATE FUNCTION privacy.encrypted_bytea_recv(internal, oid, integer) RETURNS privacy.encrypted_bytea
     AS 'MODULE_PATHNAME', 'encrypted_bytea_recv' LANGUAGE C STRICT STABLE;
 CREATE FUNCTION privacy.encrypted_bytea_send(privacy.encrypted_bytea) RETURNS bytea
-    AS 'MODULE_PATHNAME', 'encrypted_send' LANGUAGE C STRICT STABLE;
+    AS 'MODULE_PATHNAME', 'encrypted_bytea_send' LANGUAGE C STRICT STABLE;
 CREATE FUNCTION privacy.encrypted_typmod_in(cstring[]) RETURNS integer
     AS 'MODULE_PATHNAME', 'encrypted_typmod_in' LANGUAGE C STRICT IMMUTABLE;
 CREATE FUNCTION privacy.encrypted_typmod_out(integer) RETURNS cstring
@@ -808,6 +808,27 @@ COMMENT ON VIEW privacy.classified_columns IS 'classified columns with their cur
 -- Every stored encrypted column has a category, so that no value sealed
 -- with a session's transient key can be kept: a column declared without one
 -- is given "unclassified" (readable by no purpose until classified).
+CREATE FUNCTION privacy._typmod_category(integer) RETURNS text
+    AS 'MODULE_PATHNAME', 'encrypted_typmod_category' LANGUAGE C STRICT STABLE;
+
+-- Record a column whose type already names its category, so the register
+-- is complete however the column got its category.
+CREATE FUNCTION privacy._register_column(tbl regclass, col name, category text, searchable boolean)
+    RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT pg_catalog.pg_has_role(session_user, (SELECT relowner FROM pg_catalog.pg_class WHERE oid = tbl), 'USAGE') THEN
+        RETURN;
+    END IF;
+    INSERT INTO privacy.column_categories AS cc (tbl, col, category, searchable, encrypted)
+    VALUES (tbl, col, category, searchable, true)
+    ON CONFLICT ON CONSTRAINT column_categories_pkey DO UPDATE
+       SET category = EXCLUDED.category, searchable = EXCLUDED.searchable, encrypted = true;
+END
+$$;
+
 CREATE FUNCTION privacy._classify_new_columns() RETURNS event_trigger
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -816,16 +837,31 @@ DECLARE
     r record;
 BEGIN
     FOR r IN
-        SELECT DISTINCT a.attrelid::regclass AS tbl, a.attname, a.atttypid::regtype AS typ, c.relkind
+        SELECT DISTINCT a.attrelid::regclass AS tbl, a.attname, a.atttypid::regtype AS typ, c.relkind,
+               a.atttypmod, a.atthasdef
           FROM pg_catalog.pg_event_trigger_ddl_commands() d
           JOIN pg_catalog.pg_class c ON c.oid = d.objid
           JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
          WHERE d.classid = 'pg_catalog.pg_class'::regclass
            AND c.relkind IN ('r', 'p', 'm', 'f')
            AND a.attnum > 0 AND NOT a.attisdropped AND a.attinhcount = 0
-           AND a.atttypmod = -1
            AND a.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype)
     LOOP
+        -- a default would be sealed once, with the creating session's key
+        IF r.atthasdef THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_table_definition',
+                MESSAGE = format('encrypted column "%s" of %s cannot have a default', r.attname, r.tbl),
+                DETAIL  = 'A default value would be sealed once, when the table is defined, with a key only that session holds.',
+                HINT    = 'Set the value in the INSERT, or in a BEFORE INSERT trigger.';
+        END IF;
+        IF r.atttypmod <> -1 THEN
+            IF privacy._typmod_category(r.atttypmod) IS NOT NULL THEN
+                PERFORM privacy._register_column(r.tbl, r.attname, privacy._typmod_category(r.atttypmod),
+                                                 (r.atttypmod >> 16) & 1 = 1);
+            END IF;
+            CONTINUE;
+        END IF;
         IF r.relkind IN ('m', 'f') THEN
             RAISE EXCEPTION USING
                 ERRCODE = 'invalid_table_definition',
@@ -1261,6 +1297,7 @@ COMMENT ON VIEW privacy.my_purposes IS 'purposes the current role holds, with th
 GRANT USAGE ON SCHEMA privacy TO PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA privacy FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA privacy FROM PUBLIC;
+REVOKE ALL ON ALL PROCEDURES IN SCHEMA privacy FROM PUBLIC;
 
 GRANT SELECT ON privacy.categories, privacy.purposes, privacy.purpose_categories,
                 privacy.role_purposes, privacy.purpose_holders, privacy.keys
@@ -1320,7 +1357,8 @@ GRANT EXECUTE ON FUNCTION
     privacy.is_erased(privacy.encrypted_text), privacy.is_erased(privacy.encrypted_bytea),
     privacy._reseal(privacy.encrypted_text), privacy._reseal(privacy.encrypted_bytea),
     privacy._needs_reseal(privacy.encrypted_text), privacy._needs_reseal(privacy.encrypted_bytea),
-    privacy._classify_new_columns()
+    privacy._classify_new_columns(), privacy._typmod_category(integer),
+    privacy._register_column(regclass, name, text, boolean)
   TO PUBLIC;
 GRANT EXECUTE ON FUNCTION privacy.classify(regclass, name, text, boolean, boolean),
     privacy.seal_for_subject(privacy.encrypted_text, text),
@@ -1345,3 +1383,7 @@ GRANT EXECUTE ON FUNCTION privacy.protect_table(regclass, name), privacy.unprote
   TO privacy_admin;
 GRANT SELECT ON privacy.protected_tables, privacy.protected TO privacy_admin, privacy_officer;
 GRANT SELECT ON privacy.column_categories, privacy.classified_columns TO privacy_admin, privacy_officer;
+-- pg_dump run by a privacy_admin member reads every table of the extension
+-- (data keys only ever wrapped) and its sequences
+GRANT SELECT ON ALL TABLES IN SCHEMA privacy TO privacy_admin;
+GRANT SELECT ON ALL SEQUENCES IN SCHEMA privacy TO privacy_admin;

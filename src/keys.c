@@ -444,12 +444,45 @@ unwrap_key(MasterKeySlot *slot, const unsigned char *wrapped, size_t wrapped_len
  */
 static void internal_key(const char *name, unsigned char *out);
 
+/*
+ * The internal keys are needed per value (search tags) and per row (subject
+ * hashes): keep them in locked memory, for as long as the catalog
+ * generation says no key changed and no transaction that might have created
+ * one aborted.
+ */
+static void
+cached_internal_key(int which, const char *name, unsigned char *out)
+{
+	static unsigned char *slots = NULL;
+	static uint64 generation[2] = {0, 0};
+
+	if (slots == NULL)
+	{
+		slots = sodium_malloc(2 * PRIVACY_DATA_KEY_BYTES);
+		if (slots == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("could not allocate locked memory for internal keys")));
+	}
+	catalog_accept_invalidations();
+	if (generation[which] != catalog_generation || catalog_generation == 0)
+	{
+		uint64		before = catalog_generation;
+
+		internal_key(name, slots + which * PRIVACY_DATA_KEY_BYTES);
+		/* creating the key moved the generation; the key is current anyway */
+		generation[which] = catalog_generation;
+		(void) before;
+	}
+	memcpy(out, slots + which * PRIVACY_DATA_KEY_BYTES, PRIVACY_DATA_KEY_BYTES);
+}
+
 void
 keys_subject_hash(const char *subject, size_t len, unsigned char *out)
 {
 	unsigned char hkey[crypto_generichash_KEYBYTES];
 
-	internal_key("subject_hash", hkey);
+	cached_internal_key(1, "subject_hash", hkey);
 	crypto_generichash(out, PRIVACY_SUBJECT_HASH_BYTES, (const unsigned char *) subject, len,
 					   hkey, sizeof(hkey));
 	sodium_memzero(hkey, sizeof(hkey));
@@ -597,7 +630,7 @@ create_data_key(char scope, const char *category, const unsigned char *subject_h
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 				 errmsg("cannot create a data key in a read-only transaction"),
 				 errdetail("The %s has no key yet, and creating one writes privacy.data_keys.",
-						   scope == 'c' ? "category" : "subject"),
+						   scope == 'c' ? "category" : scope == 's' ? "subject" : "extension's internal key"),
 				 errhint("Seal a first value in a read-write transaction on the primary (privacy.classify() creates the category key).")));
 
 	catalog_become_owner(&st);
@@ -911,19 +944,8 @@ keys_transient_key(void)
 void
 keys_search_key(unsigned char *out, size_t outlen)
 {
-	static unsigned char *search_key = NULL;
-
-	if (search_key == NULL)
-	{
-		search_key = sodium_malloc(crypto_generichash_KEYBYTES);
-		if (search_key == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("could not allocate locked memory for the search key")));
-		internal_key("search", search_key);
-	}
 	Assert(outlen == crypto_generichash_KEYBYTES);
-	memcpy(out, search_key, outlen);
+	cached_internal_key(0, "search", out);
 }
 
 /*

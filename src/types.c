@@ -177,17 +177,29 @@ search_tag(const unsigned char *pt, size_t len, unsigned char *out)
  * Superusers and members of privacy_admin, with no purpose declared, handle
  * envelopes rather than plaintext: that is how pg_dump and pg_restore work.
  */
+/*
+ * Privilege is judged on the session's current role outside any SECURITY
+ * DEFINER function: a function owned by a superuser must not turn its
+ * caller's input into accepted ciphertext.
+ */
+static bool
+privileged_role(void)
+{
+	Oid			outer = GetOuterUserId();
+	Oid			admin;
+
+	if (superuser_arg(outer))
+		return true;
+	admin = get_role_oid("privacy_admin", true);
+	return OidIsValid(admin) && has_privs_of_role(outer, admin);
+}
+
 static bool
 ciphertext_io(void)
 {
-	Oid			admin;
-
 	if (privacy_purpose != NULL && privacy_purpose[0] != '\0')
 		return false;
-	if (superuser())
-		return true;
-	admin = get_role_oid("privacy_admin", true);
-	return OidIsValid(admin) && has_privs_of_role(GetUserId(), admin);
+	return privileged_role();
 }
 
 static const char *
@@ -257,6 +269,12 @@ enc_seal(EnvelopeKind kind, int32 typmod, const unsigned char *pt, size_t len,
 							 PRIVACY_TRANSIENT_KEY_ID, keys_transient_key(),
 							 pt, len, known_tag);
 
+	if (catalog_category_name(TYPMOD_CATEGORY(typmod)) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the category of this column (id %u) does not exist", TYPMOD_CATEGORY(typmod)),
+				 errdetail("The column's type names a category that was never created in this database."),
+				 errhint("Create it with privacy.create_category(), or change the column's type modifier.")));
 	key_id = keys_category_key(category_name_or_error(TYPMOD_CATEGORY(typmod)));
 	key = keys_data_key(key_id, &state);
 	if (key == NULL)
@@ -629,24 +647,57 @@ encrypted_bytea_recv(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(recv_common((StringInfo) PG_GETARG_POINTER(0), PG_GETARG_INT32(2), ENVELOPE_BYTEA));
 }
 
-/* Binary send: always the stored bytes, never plaintext. */
-PG_FUNCTION_INFO_V1(encrypted_send);
-Datum
-encrypted_send(PG_FUNCTION_ARGS)
+/*
+ * Binary send follows the rule of text output: the stored bytes for the
+ * dump/restore roles (binary COPY, logical replication), plaintext through
+ * the gate for everyone else, so binary COPY out and back in round-trips.
+ */
+static bytea *
+send_common(bytea *v, EnvelopeKind kind)
 {
-	bytea	   *v = PG_GETARG_BYTEA_PP(0);
 	StringInfoData buf;
 	EncValue	ev;
 
 	enc_parse(v, &ev);
-	if (ev.hdr.key_id == PRIVACY_TRANSIENT_KEY_ID)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot send an unstored encrypted value in binary form"),
-				 errhint("Cast it to text, or store it in a classified column first.")));
 	pq_begintypsend(&buf);
-	pq_sendbytes(&buf, VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
-	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+	if (ciphertext_io())
+	{
+		if (ev.hdr.key_id == PRIVACY_TRANSIENT_KEY_ID)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot send an unstored encrypted value in binary form"),
+					 errhint("Declare a purpose to receive its plaintext, or store it in a classified column first.")));
+		pq_sendbytes(&buf, VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
+	}
+	else if (kind == ENVELOPE_TEXT)
+	{
+		char	   *s = text_output(v);
+
+		pq_sendtext(&buf, s, strlen(s));
+	}
+	else
+	{
+		bool		ciphertext;
+		char	   *cipher_text = NULL;
+		bytea	   *plain = bytea_output(v, &ciphertext, &cipher_text);
+
+		pq_sendbytes(&buf, VARDATA_ANY(plain), VARSIZE_ANY_EXHDR(plain));
+	}
+	return pq_endtypsend(&buf);
+}
+
+PG_FUNCTION_INFO_V1(encrypted_send);
+Datum
+encrypted_send(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BYTEA_P(send_common(PG_GETARG_BYTEA_PP(0), ENVELOPE_TEXT));
+}
+
+PG_FUNCTION_INFO_V1(encrypted_bytea_send);
+Datum
+encrypted_bytea_send(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BYTEA_P(send_common(PG_GETARG_BYTEA_PP(0), ENVELOPE_BYTEA));
 }
 
 /* ------------------------------------------------------------------------
@@ -772,8 +823,7 @@ coerce_common(bytea *v, int32 typmod, EnvelopeKind kind)
 	{
 		const char *source = category_name_or_error(ev.hdr.category_id);
 
-		if (!ciphertext_io() && !superuser() &&
-			consent_purpose_verdict(source) != PURPOSE_ALLOWED)
+		if (!privileged_role() && consent_purpose_verdict(source) != PURPOSE_ALLOWED)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("cannot move an encrypted value from category \"%s\" to category \"%s\"",
@@ -863,12 +913,24 @@ encrypted_bytea_to_bytea(PG_FUNCTION_ARGS)
  * Equality search: operators compare search tags, never plaintext
  * ------------------------------------------------------------------------
  */
+/*
+ * Comparing is processing: a stored value is compared only for a purpose
+ * allowed its category (or by the dump/restore roles, and so by index builds
+ * they run), otherwise equality would let anyone test guesses.
+ */
 static const unsigned char *
 tag_of(bytea *v)
 {
 	EncValue	ev;
 
 	enc_parse(v, &ev);
+	if (ev.hdr.key_id != PRIVACY_TRANSIENT_KEY_ID && !ciphertext_io())
+	{
+		const char *category = category_name_or_error(ev.hdr.category_id);
+
+		if (consent_purpose_verdict(category) != PURPOSE_ALLOWED)
+			consent_require_purpose(category);
+	}
 	if (ev.tag == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -1211,4 +1273,20 @@ privacy_seal_row(PG_FUNCTION_ARGS)
 	if (changed)
 		tuple = heap_modify_tuple(tuple, tupdesc, values, nulls, replace);
 	return PointerGetDatum(tuple);
+}
+
+/* The category named by an encrypted column's type modifier (NULL if none). */
+PG_FUNCTION_INFO_V1(encrypted_typmod_category);
+Datum
+encrypted_typmod_category(PG_FUNCTION_ARGS)
+{
+	int32		typmod = PG_GETARG_INT32(0);
+	const char *name;
+
+	if (typmod < 0)
+		PG_RETURN_NULL();
+	name = catalog_category_name(TYPMOD_CATEGORY(typmod));
+	if (name == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(name));
 }
