@@ -71,3 +71,68 @@ SET privacy.purpose = 'support';
 SELECT privacy.check_purpose('contact');    -- expected error
 RESET privacy.purpose;
 RESET ROLE;
+
+\echo
+\echo '### 5. Encrypted columns: sealed where they enter, opened only for a purpose allowed their category'
+CREATE TABLE customers (
+    id    bigint PRIMARY KEY,
+    name  text,
+    email privacy.encrypted_text,
+    iban  privacy.encrypted_text
+);
+\echo 'Columns declared without a category are "unclassified" (readable under no purpose) until classified.'
+\echo 'email is made searchable: equal addresses can be looked up and joined, at the cost of linkability.'
+SELECT privacy.classify('customers', 'email', 'contact', searchable => true);
+SELECT privacy.classify('customers', 'iban', 'financial');
+SELECT column_name, category, searchable, column_type FROM privacy.classified_columns ORDER BY 1;
+
+\echo 'Plaintext goes in through ordinary SQL: literals, parameters, COPY.'
+INSERT INTO customers VALUES
+    (1, 'Ana', 'ana@example.org', 'FR7630006000011234567890189'),
+    (2, 'Bob', 'bob@example.org', 'DE89370400440532013000');
+COPY customers (id, name, email, iban) FROM STDIN;
+3	Carol	carol@example.org	GB29NWBK60161331926819
+\.
+
+\echo 'A superuser with no purpose declared sees only envelopes (what pg_dump writes), never plaintext:'
+SELECT id, name, email::text LIKE 'pv1:%' AS email_is_envelope, iban::text LIKE 'pv1:%' AS iban_is_envelope
+  FROM customers ORDER BY id;
+\echo 'What a value says about itself, without being opened (stored = plaintext + 48 bytes, + 16 if searchable):'
+SELECT id, (privacy.envelope_info(email)).category, (privacy.envelope_info(email)).searchable,
+       (privacy.envelope_info(email)).plaintext_bytes, (privacy.envelope_info(email)).stored_bytes
+  FROM customers ORDER BY id;
+
+\echo 'With a purpose allowed both categories (superusers hold every purpose, but must declare one):'
+SET privacy.purpose = 'billing';
+SELECT id, name, email, iban FROM customers ORDER BY id;
+
+\echo 'Equality search uses an ordinary index on the search tags; nothing is decrypted to find the row:'
+CREATE INDEX customers_email ON customers (email);
+SET enable_seqscan = off;
+EXPLAIN (COSTS OFF) SELECT id FROM customers WHERE email = 'bob@example.org';
+SELECT id, name FROM customers WHERE email = 'bob@example.org';
+RESET enable_seqscan;
+
+\echo 'support is allowed contact data, not financial data:'
+SET privacy.purpose = 'support';
+SELECT id, email FROM customers ORDER BY id;
+SELECT id, iban FROM customers ORDER BY id;    -- expected error
+RESET privacy.purpose;
+
+\echo 'An application role meets the same gate (it holds billing, but has declared nothing):'
+GRANT SELECT ON customers TO demo_billing_app;
+SET ROLE demo_billing_app;
+SELECT id, email FROM customers ORDER BY id;    -- expected error
+RESET ROLE;
+
+\echo
+\echo '### 6. Crypto-shredding: a subject''s values sealed under their own key, then the key destroyed'
+UPDATE customers SET email = privacy.seal_for_subject(email, id::text),
+                     iban = privacy.seal_for_subject(iban, id::text)
+ WHERE id = 2;
+SELECT privacy.destroy_subject_key('2') AS keys_destroyed;
+SET privacy.purpose = 'billing';
+SELECT id, name, email, iban, privacy.is_erased(email) AS erased FROM customers ORDER BY id;
+RESET privacy.purpose;
+\echo 'The key list keeps a trace of the destruction, never key material:'
+SELECT scope, category, subject_hash_prefix IS NOT NULL AS for_a_subject, state FROM privacy.keys ORDER BY id;
