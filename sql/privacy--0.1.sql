@@ -338,6 +338,13 @@ CREATE FUNCTION privacy.drop_purpose(name text) RETURNS void
 AS $$
 BEGIN
     PERFORM privacy._require_purpose(name);
+    IF EXISTS (SELECT 1 FROM privacy.consent_events e WHERE e.purpose = drop_purpose.name) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'dependent_objects_still_exist',
+            MESSAGE = format('purpose "%s" has consent history', name),
+            DETAIL  = 'The consent ledger is evidence and keeps every purpose it names.',
+            HINT    = 'Revoke the purpose from every role instead, so nobody can declare it.';
+    END IF;
     DELETE FROM privacy.purposes p WHERE p.name = drop_purpose.name;
 END
 $$;
@@ -530,18 +537,22 @@ CREATE FUNCTION privacy.encrypted_typmod_in(cstring[]) RETURNS integer
     AS 'MODULE_PATHNAME', 'encrypted_typmod_in' LANGUAGE C STRICT IMMUTABLE;
 CREATE FUNCTION privacy.encrypted_typmod_out(integer) RETURNS cstring
     AS 'MODULE_PATHNAME', 'encrypted_typmod_out' LANGUAGE C STRICT STABLE;
+CREATE FUNCTION privacy.encrypted_typanalyze(internal) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'encrypted_typanalyze' LANGUAGE C STRICT;
 
 -- Ciphertext does not compress: external storage skips pglz attempts.
 CREATE TYPE privacy.encrypted_text (
     INPUT = privacy.encrypted_text_in, OUTPUT = privacy.encrypted_text_out,
     RECEIVE = privacy.encrypted_text_recv, SEND = privacy.encrypted_text_send,
     TYPMOD_IN = privacy.encrypted_typmod_in, TYPMOD_OUT = privacy.encrypted_typmod_out,
+    ANALYZE = privacy.encrypted_typanalyze,
     INTERNALLENGTH = VARIABLE, STORAGE = external, CATEGORY = 'U'
 );
 CREATE TYPE privacy.encrypted_bytea (
     INPUT = privacy.encrypted_bytea_in, OUTPUT = privacy.encrypted_bytea_out,
     RECEIVE = privacy.encrypted_bytea_recv, SEND = privacy.encrypted_bytea_send,
     TYPMOD_IN = privacy.encrypted_typmod_in, TYPMOD_OUT = privacy.encrypted_typmod_out,
+    ANALYZE = privacy.encrypted_typanalyze,
     INTERNALLENGTH = VARIABLE, STORAGE = external, CATEGORY = 'U'
 );
 COMMENT ON TYPE privacy.encrypted_text IS 'text stored encrypted (XChaCha20-Poly1305); type modifier: (category[, searchable])';
@@ -1034,11 +1045,14 @@ COMMENT ON FUNCTION privacy.object(text, text, text, jsonb) IS
     'record a subject''s objection (GDPR Art. 21): their rows are no longer shown for that purpose, whatever its legal basis';
 
 CREATE FUNCTION privacy.has_consent(subject text, purpose text) RETURNS boolean
-    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT EXISTS (SELECT 1 FROM privacy.consent_state cs
+BEGIN
+    PERFORM privacy._require_purpose(purpose);
+    RETURN EXISTS (SELECT 1 FROM privacy.consent_state cs
                     WHERE cs.subject = has_consent.subject AND cs.purpose = has_consent.purpose
-                      AND cs.state = 'granted')
+                      AND cs.state = 'granted');
+END
 $$;
 
 CREATE VIEW privacy.consents AS
@@ -1067,9 +1081,9 @@ COMMENT ON TABLE privacy.protected_tables IS
 SELECT pg_catalog.pg_extension_config_dump('privacy.protected_tables', '');
 
 CREATE FUNCTION privacy._consent_required() RETURNS boolean
-    AS 'MODULE_PATHNAME', 'privacy_consent_required' LANGUAGE C STABLE;
+    AS 'MODULE_PATHNAME', 'privacy_consent_required' LANGUAGE C STABLE PARALLEL SAFE;
 CREATE FUNCTION privacy._purpose_held() RETURNS boolean
-    AS 'MODULE_PATHNAME', 'privacy_purpose_held' LANGUAGE C STABLE;
+    AS 'MODULE_PATHNAME', 'privacy_purpose_held' LANGUAGE C STABLE PARALLEL SAFE;
 CREATE FUNCTION privacy._subject_int8(text) RETURNS bigint
     AS 'MODULE_PATHNAME', 'privacy_subject_int8' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE INDEX consent_state_int8 ON privacy.consent_state (purpose, privacy._subject_int8(subject))
@@ -1083,6 +1097,7 @@ CREATE VIEW privacy.purpose_consent_state AS
 SELECT cs.subject, privacy._subject_int8(cs.subject) AS subject_int8, cs.state
   FROM privacy.consent_state cs
  WHERE cs.purpose OPERATOR(pg_catalog.=) pg_catalog.current_setting('privacy.purpose')
+   AND cs.state OPERATOR(pg_catalog.<>) 'withdrawn'
    AND privacy._purpose_held();
 COMMENT ON VIEW privacy.purpose_consent_state IS
     'consent state for the declared purpose, as row-level security policies see it';
@@ -1123,6 +1138,7 @@ DECLARE
     rel record;
     subject_type regtype;
     base boolean;
+    sets text;
 BEGIN
     SELECT c.relrowsecurity, c.relforcerowsecurity, c.relkind INTO rel
       FROM pg_catalog.pg_class c WHERE c.oid = tbl;
@@ -1144,6 +1160,16 @@ BEGIN
     IF parent IS NULL THEN
         EXECUTE format('CREATE TRIGGER privacy_seal_row BEFORE INSERT OR UPDATE ON %s '
                        'FOR EACH ROW EXECUTE FUNCTION privacy._seal_row(%L)', tbl, subject_column);
+        -- rows already there move under their subject's key too
+        SELECT string_agg(format('%1$I = privacy.seal_for_subject(%1$I, %2$I::pg_catalog.text)',
+                                 a.attname, subject_column), ', ')
+          INTO sets
+          FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+           AND a.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype);
+        IF sets IS NOT NULL THEN
+            EXECUTE format('UPDATE %s SET %s WHERE %I IS NOT NULL', tbl, sets, subject_column);
+        END IF;
     END IF;
 END
 $$;
@@ -1178,7 +1204,11 @@ BEGIN
             MESSAGE = format('column "%s" of relation %s does not exist', subject_column, tbl);
     END IF;
     PERFORM privacy._protect_one(tbl, subject_column, NULL);
-    FOR part IN SELECT p.relid FROM pg_catalog.pg_partition_tree(tbl) p WHERE p.relid <> tbl AND p.isleaf IS NOT NULL
+    -- (the event trigger may already have protected them, as protect_one's
+    -- ALTER TABLE commands fire it)
+    FOR part IN SELECT p.relid FROM pg_catalog.pg_partition_tree(tbl) p
+                 WHERE p.relid <> tbl
+                   AND NOT EXISTS (SELECT 1 FROM privacy.protected_tables q WHERE q.tbl = p.relid)
     LOOP
         PERFORM privacy._protect_one(part, subject_column, tbl);
     END LOOP;
@@ -1198,9 +1228,13 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = format('table %s is not protected', tbl);
     END IF;
-    FOR p IN SELECT * FROM privacy.protected_tables pt
-              WHERE pt.tbl = unprotect_table.tbl OR pt.parent = unprotect_table.tbl
-              ORDER BY pt.parent NULLS LAST
+    -- forget first: the ALTER TABLE commands below fire the event trigger
+    -- that protects partitions of protected tables
+    FOR p IN WITH gone AS (
+                 DELETE FROM privacy.protected_tables pt
+                  WHERE pt.tbl = unprotect_table.tbl OR pt.parent = unprotect_table.tbl
+                 RETURNING *)
+             SELECT * FROM gone ORDER BY parent NULLS LAST
     LOOP
         EXECUTE format('DROP POLICY IF EXISTS privacy_visibility ON %s', p.tbl);
         IF p.base_policy THEN
@@ -1215,7 +1249,6 @@ BEGIN
         IF NOT p.rls_was_enabled THEN
             EXECUTE format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', p.tbl);
         END IF;
-        DELETE FROM privacy.protected_tables pt WHERE pt.tbl = p.tbl;
     END LOOP;
 END
 $$;
@@ -1230,14 +1263,17 @@ AS $$
 DECLARE
     r record;
 BEGIN
+    -- CREATE TABLE ... PARTITION OF names the new table; ATTACH PARTITION
+    -- names the parent: look at every table below what the command touched
     FOR r IN
-        SELECT DISTINCT c.oid::regclass AS part, pt.tbl AS root, pt.subject_column
+        SELECT DISTINCT t.relid::regclass AS part, pt.tbl AS root, pt.subject_column
           FROM pg_catalog.pg_event_trigger_ddl_commands() d
           JOIN pg_catalog.pg_class c ON c.oid = d.objid AND d.classid = 'pg_catalog.pg_class'::regclass
-          CROSS JOIN LATERAL pg_catalog.pg_partition_ancestors(c.oid) anc
+          CROSS JOIN LATERAL pg_catalog.pg_partition_tree(c.oid) t
+          CROSS JOIN LATERAL pg_catalog.pg_partition_ancestors(t.relid) anc
           JOIN privacy.protected_tables pt ON pt.tbl = anc.relid AND pt.parent IS NULL
-         WHERE c.relkind IN ('r', 'p') AND c.oid <> pt.tbl
-           AND NOT EXISTS (SELECT 1 FROM privacy.protected_tables q WHERE q.tbl = c.oid)
+         WHERE c.relkind IN ('r', 'p') AND t.relid <> pt.tbl
+           AND NOT EXISTS (SELECT 1 FROM privacy.protected_tables q WHERE q.tbl = t.relid)
     LOOP
         PERFORM privacy._protect_one(r.part, r.subject_column, r.root);
     END LOOP;
@@ -1246,6 +1282,24 @@ $$;
 CREATE EVENT TRIGGER privacy_protect_new_partitions ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
     EXECUTE FUNCTION privacy._protect_new_partitions();
+
+-- A dropped table leaves nothing behind in the registers.
+CREATE FUNCTION privacy._forget_dropped() RETURNS event_trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM privacy.protected_tables pt
+     WHERE pt.tbl::oid IN (SELECT o.objid FROM pg_catalog.pg_event_trigger_dropped_objects() o
+                            WHERE o.classid = 'pg_catalog.pg_class'::regclass AND o.objsubid = 0);
+    DELETE FROM privacy.column_categories cc
+     WHERE cc.tbl::oid IN (SELECT o.objid FROM pg_catalog.pg_event_trigger_dropped_objects() o
+                            WHERE o.classid = 'pg_catalog.pg_class'::regclass AND o.objsubid = 0);
+END
+$$;
+CREATE EVENT TRIGGER privacy_forget_dropped ON sql_drop
+    WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
+    EXECUTE FUNCTION privacy._forget_dropped();
 
 CREATE VIEW privacy.protected AS
 SELECT pt.tbl AS table_name, pt.subject_column, pt.parent,

@@ -535,7 +535,7 @@ SELECT o.tableoid::regclass AS partition, o.id, k.scope FROM orders o
   JOIN privacy.keys k ON k.id = (privacy.envelope_info(o.address)).key_id ORDER BY o.id;
 
 -- ----------------------------------------------------------------------------
--- KNOWN BUG (review of issue #4): a partition ATTACHed after protect_table is
+-- FIXED (found in review of issue #4): a partition ATTACHed after protect_table was
 -- not protected.  The event trigger privacy_protect_new_partitions looks at
 -- the objects of pg_event_trigger_ddl_commands(); for ALTER TABLE ... ATTACH
 -- PARTITION that object is the partitioned table itself (which it skips), never
@@ -563,7 +563,7 @@ SELECT id FROM orders_2026 ORDER BY id;
 RESET ROLE;
 -- (the attached partition does get the cloned seal trigger)
 SELECT count(*) AS seal_triggers FROM pg_trigger WHERE tgname = 'privacy_seal_row' AND tgrelid = 'orders_2026'::regclass;
--- END KNOWN BUG
+-- END FIXED
 -- ----------------------------------------------------------------------------
 
 -- unprotect_table undoes all of it, partitions included
@@ -719,7 +719,7 @@ RESET ROLE;
 SELECT privacy.unprotect_table('contacts');
 DROP TABLE contacts;
 
--- Q3 (bug, shredding gap): rows already in a table when protect_table runs
+-- Q3 (FIXED: protect_table now reseals existing rows; was a shredding gap): rows already in a table when protect_table runs
 -- keep their category keys: nothing reseals them, so destroy_subject_key()
 -- does not shred them.  Correct: every row sealed under its subject key once
 -- the table is protected (scope 'subject' for both rows).
@@ -770,7 +770,7 @@ RESET privacy.purpose;
 RESET ROLE;
 ALTER TABLE customers RENAME client_id TO customer_id;
 
--- Q7 (bug): a dropped protected table leaves its row in privacy.protected
+-- Q7 (FIXED by an sql_drop event trigger; was a bug): a dropped protected table leaves its row in privacy.protected
 -- (shown by OID).  Correct: no row left (an sql_drop event trigger).
 CREATE TABLE dropped_one (id bigint);
 SELECT privacy.protect_table('dropped_one', 'id');
@@ -853,7 +853,7 @@ RESET ROLE;
 SELECT privacy.unprotect_table('gadgets');
 DROP TABLE gadgets;
 
--- Q12 (questionable): an objection to a purpose that is not based on consent
+-- Q12 (partly FIXED: drop_purpose and has_consent now raise clear errors): an objection to a purpose that is not based on consent
 -- cannot be lifted (grant and withdraw are refused for it), and a purpose
 -- with consent history cannot be dropped: drop_purpose fails on the ledger's
 -- foreign key with a raw constraint error rather than an explanation.
@@ -863,7 +863,7 @@ SELECT privacy.drop_purpose('support');
 -- (and has_consent() answers false for a purpose that does not exist)
 SELECT privacy.has_consent('1', 'nosuch');
 
--- Q13 (bug, encrypted types, not specific to protected tables): ANALYZE
+-- Q13 (FIXED: encrypted types keep no statistics; was a bug in the encrypted types): ANALYZE
 -- fails on any table with a non-searchable encrypted column holding two or
 -- more values: ANALYZE compares values with the type's default btree
 -- operators, which refuse columns without a blind index.  Autovacuum's

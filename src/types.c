@@ -1290,3 +1290,16 @@ encrypted_typmod_category(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(name));
 }
+
+/*
+ * ANALYZE keeps no statistics of encrypted columns: most-common values and
+ * histograms would need comparisons (refused for columns without equality
+ * search, and gated for the others), and would describe the distribution
+ * of personal data.  The planner uses its defaults instead.
+ */
+PG_FUNCTION_INFO_V1(encrypted_typanalyze);
+Datum
+encrypted_typanalyze(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(false);
+}
