@@ -1103,25 +1103,25 @@ COMMENT ON VIEW privacy.purpose_consent_state IS
     'consent state for the declared purpose, as row-level security policies see it';
 
 -- The visibility policy.  It must not call a function per row that reads
--- the ledger: it is a correlated EXISTS on the consent state of the declared
--- purpose, which the planner runs as a hashed subplan when many rows are
--- read (one hash table per statement) and as a primary-key probe for a
+-- the ledger: it is one correlated EXISTS on the consent state of the
+-- declared purpose, which the planner runs as a hashed subplan when many
+-- rows are read (one hash table per statement) and as an index probe for a
 -- point lookup.  The purpose check, and whether the purpose needs consent,
 -- are evaluated once per statement (an InitPlan): a consent-based purpose
--- shows subjects with a granted consent, any other legal basis shows every
--- subject who has not objected.  An objection to a consent-based purpose
+-- shows the subjects for whom a granted consent EXISTS, any other legal
+-- basis shows the subjects for whom no objection EXISTS, so the policy is
+--   consent_required = EXISTS (row in state consent_required ? granted : objected)  An objection to a consent-based purpose
 -- also ends its consent (the state is one per subject and purpose).
 CREATE FUNCTION privacy._policy_expr(subject_column name, subject_type regtype) RETURNS text
     LANGUAGE sql IMMUTABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT format(
-        'CASE WHEN (SELECT privacy._consent_required()) '
-        'THEN EXISTS (SELECT 1 FROM privacy.purpose_consent_state c '
-        '              WHERE %2$s OPERATOR(pg_catalog.=) %1$s AND c.state OPERATOR(pg_catalog.=) ''granted'') '
-        'ELSE NOT EXISTS (SELECT 1 FROM privacy.purpose_consent_state c '
-        '                  WHERE %2$s OPERATOR(pg_catalog.=) %1$s AND c.state OPERATOR(pg_catalog.=) ''objected'') '
-        'END',
+        '(SELECT privacy._consent_required()) OPERATOR(pg_catalog.=) EXISTS ('
+        'SELECT 1 FROM privacy.purpose_consent_state c '
+        ' WHERE %2$s OPERATOR(pg_catalog.=) %1$s '
+        '   AND c.state OPERATOR(pg_catalog.=) CASE WHEN (SELECT privacy._consent_required()) '
+        '                                       THEN ''granted'' ELSE ''objected'' END)',
         CASE WHEN subject_type IN ('bigint'::regtype, 'integer'::regtype, 'smallint'::regtype)
              THEN format('%I::pg_catalog.int8', subject_column)
              ELSE format('%I::pg_catalog.text', subject_column) END,

@@ -382,7 +382,9 @@ EXPLAIN (COSTS OFF) SELECT count(*) FROM customers;
 SELECT count(*) FROM customers;
 RESET privacy.purpose;
 RESET ROLE;
--- the functions of the policy run once per statement, not once per row
+-- the functions of the policy run a fixed number of times per statement
+-- (two InitPlans: whether to test consent, and which state to look for),
+-- not once per row
 SET track_functions = 'all';
 SELECT pg_stat_reset();
 SET ROLE prot_app;
