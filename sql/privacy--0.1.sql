@@ -1079,6 +1079,8 @@ CREATE TABLE privacy.protected_tables (
 COMMENT ON TABLE privacy.protected_tables IS
     'tables under consent-aware row-level security, and what protect_table changed (so unprotect_table can undo exactly that)';
 SELECT pg_catalog.pg_extension_config_dump('privacy.protected_tables', '');
+CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON privacy.protected_tables FOR EACH STATEMENT EXECUTE FUNCTION privacy._catalog_changed();
 
 CREATE FUNCTION privacy._consent_required() RETURNS boolean
     AS 'MODULE_PATHNAME', 'privacy_consent_required' LANGUAGE C STABLE PARALLEL SAFE;

@@ -683,7 +683,7 @@ RESET ROLE;
 -- the code does today, so that a fix shows up as a diff to decide on.
 -- ============================================================================
 
--- Q1 (questionable): with no row reaching the policy, a read without a purpose
+-- Q1 (FIXED: an executor hook asks for the purpose before any row is read; was questionable): with no row reaching the policy, a read without a purpose
 -- is a silent empty result instead of the error the design asks for ("never
 -- a silent empty result"): the purpose check is an InitPlan of the row filter,
 -- so it only runs when some row is filtered.  Correct per DESIGN.md: the

@@ -48,7 +48,7 @@ static TimestampTz last_statement_start = 0;
 /* Tables whose changes invalidate the caches. */
 static const char *const catalog_relnames[] = {
 	"categories", "purposes", "purpose_categories", "role_purposes",
-	"data_keys", "column_categories"
+	"data_keys", "column_categories", "protected_tables"
 };
 
 static void

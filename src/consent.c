@@ -383,3 +383,95 @@ privacy_subject_int8(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	PG_RETURN_INT64(neg ? (int64) (0 - v) : (int64) v);
 }
+
+/* ------------------------------------------------------------------------
+ * Statements on protected tables declare a purpose before they run.
+ *
+ * The policy checks the purpose when it filters a row; a statement that
+ * reaches no row (an empty table, a key that does not exist) would return
+ * an empty result instead of the error.  The executor hook asks before any
+ * row is read, for every protected table the statement touches where
+ * row-level security applies to the current role.
+ * ------------------------------------------------------------------------
+ */
+#include "executor/executor.h"
+#include "utils/rls.h"
+
+static ExecutorStart_hook_type prev_executor_start = NULL;
+static HTAB *protected_relids = NULL;
+static uint64 protected_generation = 0;
+static bool extension_here = false;
+
+static void
+load_protected_relids(void)
+{
+	HASHCTL		ctl;
+	CatalogUserState st;
+	uint64		i;
+
+	if (protected_relids != NULL)
+		hash_destroy(protected_relids);
+	protected_relids = NULL;
+	protected_generation = catalog_generation;
+	extension_here = OidIsValid(get_namespace_oid(PRIVACY_SCHEMA, true)) &&
+		OidIsValid(get_relname_relid("protected_tables", get_namespace_oid(PRIVACY_SCHEMA, true)));
+	if (!extension_here)
+		return;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(Oid);
+	ctl.hcxt = TopMemoryContext;
+	protected_relids = hash_create("privacy protected tables", 64, &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	catalog_become_owner(&st);
+	if (SPI_execute("SELECT tbl::pg_catalog.oid FROM " PRIVACY_SCHEMA ".protected_tables", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "protected table lookup failed");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+
+		hash_search(protected_relids, &relid, HASH_ENTER, NULL);
+	}
+	catalog_restore_user(&st);
+}
+
+static void
+consent_executor_start(QueryDesc *queryDesc, int eflags)
+{
+	if (IsTransactionState() && !(eflags & EXEC_FLAG_EXPLAIN_ONLY) &&
+		queryDesc->plannedstmt != NULL)
+	{
+		ListCell   *lc;
+
+		if (protected_generation != catalog_generation)
+			load_protected_relids();
+		if (extension_here && protected_relids != NULL && hash_get_num_entries(protected_relids) > 0)
+		{
+			foreach(lc, queryDesc->plannedstmt->rtable)
+			{
+				RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+				if (rte->rtekind == RTE_RELATION &&
+					hash_search(protected_relids, &rte->relid, HASH_FIND, NULL) != NULL &&
+					check_enable_rls(rte->relid, InvalidOid, true) == RLS_ENABLED)
+				{
+					consent_require_purpose(NULL);
+					break;
+				}
+			}
+		}
+	}
+	if (prev_executor_start)
+		prev_executor_start(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+}
+
+void
+consent_install_hooks(void)
+{
+	prev_executor_start = ExecutorStart_hook;
+	ExecutorStart_hook = consent_executor_start;
+}

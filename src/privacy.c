@@ -47,4 +47,5 @@ _PG_init(void)
 	catalog_init();
 	consent_init();
 	types_init();
+	consent_install_hooks();
 }

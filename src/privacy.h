@@ -77,6 +77,7 @@ typedef enum PurposeVerdict
 } PurposeVerdict;
 
 extern void consent_init(void);
+extern void consent_install_hooks(void);
 extern PurposeVerdict consent_purpose_verdict(const char *category);
 extern void consent_require_purpose(const char *category);
 
