@@ -140,22 +140,40 @@ COMMENT ON TABLE privacy.data_keys IS
 SELECT pg_catalog.pg_extension_config_dump('privacy.data_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('privacy.data_key_id_seq', '');
 
--- Every backend caches purpose verdicts; a change here invalidates them all
--- at commit, so a revoked purpose stops working from the next statement.
+-- Every backend caches purpose verdicts and keys; a change here invalidates
+-- them all at commit, so a revoked purpose stops working from the next
+-- statement.  Row triggers, enabled ALWAYS, because the logical replication
+-- apply worker fires neither statement triggers nor ordinary ones: on a
+-- subscriber a destroyed key must leave every session's cache too.
 CREATE FUNCTION privacy._catalog_changed() RETURNS trigger
     AS 'MODULE_PATHNAME', 'privacy_catalog_changed'
     LANGUAGE C;
 
-CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE
+    ON privacy.categories FOR EACH ROW EXECUTE FUNCTION privacy._catalog_changed();
+CREATE TRIGGER catalog_truncated AFTER TRUNCATE
     ON privacy.categories FOR EACH STATEMENT EXECUTE FUNCTION privacy._catalog_changed();
-CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+ALTER TABLE privacy.categories ENABLE ALWAYS TRIGGER catalog_changed, ENABLE ALWAYS TRIGGER catalog_truncated;
+CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE
+    ON privacy.purposes FOR EACH ROW EXECUTE FUNCTION privacy._catalog_changed();
+CREATE TRIGGER catalog_truncated AFTER TRUNCATE
     ON privacy.purposes FOR EACH STATEMENT EXECUTE FUNCTION privacy._catalog_changed();
-CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+ALTER TABLE privacy.purposes ENABLE ALWAYS TRIGGER catalog_changed, ENABLE ALWAYS TRIGGER catalog_truncated;
+CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE
+    ON privacy.purpose_categories FOR EACH ROW EXECUTE FUNCTION privacy._catalog_changed();
+CREATE TRIGGER catalog_truncated AFTER TRUNCATE
     ON privacy.purpose_categories FOR EACH STATEMENT EXECUTE FUNCTION privacy._catalog_changed();
-CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+ALTER TABLE privacy.purpose_categories ENABLE ALWAYS TRIGGER catalog_changed, ENABLE ALWAYS TRIGGER catalog_truncated;
+CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE
+    ON privacy.role_purposes FOR EACH ROW EXECUTE FUNCTION privacy._catalog_changed();
+CREATE TRIGGER catalog_truncated AFTER TRUNCATE
     ON privacy.role_purposes FOR EACH STATEMENT EXECUTE FUNCTION privacy._catalog_changed();
-CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+ALTER TABLE privacy.role_purposes ENABLE ALWAYS TRIGGER catalog_changed, ENABLE ALWAYS TRIGGER catalog_truncated;
+CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE
+    ON privacy.data_keys FOR EACH ROW EXECUTE FUNCTION privacy._catalog_changed();
+CREATE TRIGGER catalog_truncated AFTER TRUNCATE
     ON privacy.data_keys FOR EACH STATEMENT EXECUTE FUNCTION privacy._catalog_changed();
+ALTER TABLE privacy.data_keys ENABLE ALWAYS TRIGGER catalog_changed, ENABLE ALWAYS TRIGGER catalog_truncated;
 
 ------------------------------------------------------------------------------
 -- Validation helpers (internal).
@@ -733,8 +751,11 @@ CREATE TABLE privacy.column_categories (
 COMMENT ON TABLE privacy.column_categories IS
     'which category of personal data each classified column holds, and whether it is stored encrypted';
 SELECT pg_catalog.pg_extension_config_dump('privacy.column_categories', '');
-CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE
+    ON privacy.column_categories FOR EACH ROW EXECUTE FUNCTION privacy._catalog_changed();
+CREATE TRIGGER catalog_truncated AFTER TRUNCATE
     ON privacy.column_categories FOR EACH STATEMENT EXECUTE FUNCTION privacy._catalog_changed();
+ALTER TABLE privacy.column_categories ENABLE ALWAYS TRIGGER catalog_changed, ENABLE ALWAYS TRIGGER catalog_truncated;
 
 CREATE FUNCTION privacy.classify(tbl regclass, col name, category text,
                                  searchable boolean DEFAULT false, encrypt boolean DEFAULT false)
@@ -1079,8 +1100,11 @@ CREATE TABLE privacy.protected_tables (
 COMMENT ON TABLE privacy.protected_tables IS
     'tables under consent-aware row-level security, and what protect_table changed (so unprotect_table can undo exactly that)';
 SELECT pg_catalog.pg_extension_config_dump('privacy.protected_tables', '');
-CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE
+    ON privacy.protected_tables FOR EACH ROW EXECUTE FUNCTION privacy._catalog_changed();
+CREATE TRIGGER catalog_truncated AFTER TRUNCATE
     ON privacy.protected_tables FOR EACH STATEMENT EXECUTE FUNCTION privacy._catalog_changed();
+ALTER TABLE privacy.protected_tables ENABLE ALWAYS TRIGGER catalog_changed, ENABLE ALWAYS TRIGGER catalog_truncated;
 
 CREATE FUNCTION privacy._consent_required() RETURNS boolean
     AS 'MODULE_PATHNAME', 'privacy_consent_required' LANGUAGE C STABLE PARALLEL SAFE;

@@ -3,8 +3,9 @@
  *
  * The per-backend caches (purpose verdicts in consent.c, data keys in
  * keys.c, category names here) all depend on the tables in schema privacy.
- * A statement trigger on each of those tables (privacy._catalog_changed)
- * sends a relcache invalidation at commit; the callback here bumps
+ * A row trigger on each of those tables (privacy._catalog_changed, enabled
+ * ALWAYS so that logical replication's apply worker fires it too) sends a
+ * relcache invalidation at commit (duplicates are merged); the callback here bumps
  * catalog_generation, and each cache compares the generation it was built
  * under.  Invalidations are read once per top-level statement, so a change
  * committed elsewhere applies from the next statement, even inside a
@@ -302,8 +303,8 @@ privacy_category_id(PG_FUNCTION_ARGS)
 }
 
 /*
- * Statement trigger on the catalog tables: tell every backend, at commit,
- * that its caches are stale.
+ * Row (and TRUNCATE) trigger on the catalog tables: tell every backend, at
+ * commit, that its caches are stale.
  */
 PG_FUNCTION_INFO_V1(privacy_catalog_changed);
 Datum
@@ -316,5 +317,8 @@ privacy_catalog_changed(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("privacy._catalog_changed() must be called as a trigger")));
 	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	if (TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
+							   trigdata->tg_newtuple : trigdata->tg_trigtuple);
 	return PointerGetDatum(NULL);
 }

@@ -25,9 +25,10 @@
  * declared a purpose that its role holds and that is allowed the value's
  * category.  A superuser or privacy_admin with no purpose declared reads and
  * writes the envelope itself (the "pv1:" text form), which is what pg_dump
- * and pg_restore see; binary send and receive always carry the stored bytes
- * for those roles, and the send side for everyone, so that binary COPY and
- * logical replication move ciphertext.
+ * and pg_restore see; binary send and receive follow the same rule (the
+ * stored bytes for those roles, plaintext through the gate for everyone
+ * else), so that binary COPY by those roles and logical replication move
+ * ciphertext, and an application's binary COPY out and back in round-trips.
  */
 #include "privacy.h"
 
