@@ -735,6 +735,26 @@ active_key_lookup(const unsigned char *owner, bool *found)
 	return hash_search(active_keys, owner, HASH_ENTER, found);
 }
 
+/*
+ * The id of the active key found by a one-parameter query on
+ * privacy.data_keys (0 if there is none), read as the extension owner.
+ */
+static uint32
+lookup_active_key(const char *query, Oid argtype, Datum value)
+{
+	CatalogUserState st;
+	bool		isnull;
+	uint32		key_id = 0;
+
+	catalog_become_owner(&st);
+	if (SPI_execute_with_args(query, 1, &argtype, &value, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "data key lookup failed");
+	if (SPI_processed > 0)
+		key_id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	catalog_restore_user(&st);
+	return key_id;
+}
+
 uint32
 keys_category_key(const char *category)
 {
@@ -753,20 +773,10 @@ keys_category_key(const char *category)
 		static const char *query =
 			"SELECT id FROM " PRIVACY_SCHEMA ".data_keys WHERE scope OPERATOR(pg_catalog.=) 'category' "
 			"AND category OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'active'";
-		Oid			argtypes[1] = {TEXTOID};
-		Datum		values[1];
-		CatalogUserState st;
-		bool		isnull;
-		uint32		key_id = 0;
+		uint32		key_id;
 
 		entry->key_id = 0;
-		values[0] = CStringGetTextDatum(category);
-		catalog_become_owner(&st);
-		if (SPI_execute_with_args(query, 1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "data key lookup failed");
-		if (SPI_processed > 0)
-			key_id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		catalog_restore_user(&st);
+		key_id = lookup_active_key(query, TEXTOID, CStringGetTextDatum(category));
 		if (key_id == 0)
 			key_id = create_data_key('c', category, NULL);
 		/* the hash may have been rebuilt while the catalog was read */
@@ -792,23 +802,13 @@ keys_subject_key(const char *subject, size_t len, bool create)
 		static const char *query =
 			"SELECT id FROM " PRIVACY_SCHEMA ".data_keys WHERE scope OPERATOR(pg_catalog.=) 'subject' "
 			"AND subject_hash OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'active'";
-		Oid			argtypes[1] = {BYTEAOID};
-		Datum		values[1];
-		CatalogUserState st;
-		bool		isnull;
-		uint32		key_id = 0;
+		uint32		key_id;
 		bytea	   *h = palloc(VARHDRSZ + PRIVACY_SUBJECT_HASH_BYTES);
 
 		entry->key_id = 0;
 		SET_VARSIZE(h, VARHDRSZ + PRIVACY_SUBJECT_HASH_BYTES);
 		memcpy(VARDATA(h), owner + 1, PRIVACY_SUBJECT_HASH_BYTES);
-		values[0] = PointerGetDatum(h);
-		catalog_become_owner(&st);
-		if (SPI_execute_with_args(query, 1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "data key lookup failed");
-		if (SPI_processed > 0)
-			key_id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		catalog_restore_user(&st);
+		key_id = lookup_active_key(query, BYTEAOID, PointerGetDatum(h));
 		if (key_id == 0 && create)
 			key_id = create_data_key('s', NULL, owner + 1);
 		entry = active_key_lookup(owner, &found);
@@ -960,21 +960,11 @@ internal_key(const char *name, unsigned char *out)
 	static const char *query =
 		"SELECT id FROM " PRIVACY_SCHEMA ".data_keys WHERE scope OPERATOR(pg_catalog.=) 'internal' "
 		"AND name OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'active'";
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
-	CatalogUserState st;
-	bool		isnull;
-	uint32		key_id = 0;
+	uint32		key_id;
 	const unsigned char *key;
 	DataKeyState state;
 
-	values[0] = CStringGetTextDatum(name);
-	catalog_become_owner(&st);
-	if (SPI_execute_with_args(query, 1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "internal key lookup failed");
-	if (SPI_processed > 0)
-		key_id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	catalog_restore_user(&st);
+	key_id = lookup_active_key(query, TEXTOID, CStringGetTextDatum(name));
 	if (key_id == 0)
 		key_id = create_data_key('i', name, NULL);
 	key = keys_data_key(key_id, &state);
