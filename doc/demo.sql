@@ -136,3 +136,49 @@ SELECT id, name, email, iban, privacy.is_erased(email) AS erased FROM customers 
 RESET privacy.purpose;
 \echo 'The key list keeps a trace of the destruction, never key material:'
 SELECT scope, category, subject_hash_prefix IS NOT NULL AS for_a_subject, state FROM privacy.keys ORDER BY id;
+
+\echo
+\echo '### 7. Consent-aware row-level security: a row is shown only for the purposes its subject allows'
+CREATE ROLE demo_mailer LOGIN;
+CREATE ROLE demo_officer LOGIN IN ROLE privacy_officer;
+SELECT privacy.grant_purpose('demo_mailer', 'marketing');
+SELECT privacy.grant_purpose('demo_support_team', 'support');
+GRANT SELECT ON customers TO demo_mailer, demo_support_team;
+\echo 'Protecting the table: RLS forced, a restrictive policy on the consent state, rows resealed under subject keys.'
+SELECT privacy.protect_table('customers', 'id');
+SELECT table_name, subject_column FROM privacy.protected;
+
+\echo 'The compliance team records consent, with its source and evidence:'
+SET ROLE demo_officer;
+SELECT privacy.grant_consent('1', 'marketing', 'web-form', '{"form": "signup-v3", "ip": "192.0.2.1"}');
+SELECT privacy.grant_consent('3', 'marketing', 'call-centre', '{"agent": "a-17"}');
+RESET ROLE;
+
+\echo 'marketing has legal basis consent: the newsletter service sees the two subjects who consented.'
+SET ROLE demo_mailer;
+SET privacy.purpose = 'marketing';
+SELECT count(*) AS rows_for_marketing FROM customers;
+SELECT id, name, email FROM customers ORDER BY id;
+RESET ROLE;
+
+\echo 'Carol withdraws; the next statement no longer sees her row:'
+SET ROLE demo_officer;
+SELECT privacy.withdraw_consent('3', 'marketing', 'unsubscribe-link');
+RESET ROLE;
+SET ROLE demo_mailer;
+SELECT count(*) AS rows_for_marketing_after_withdrawal FROM customers;
+\echo 'Without a purpose, a protected table is an error, never a silent empty result:'
+RESET privacy.purpose;
+SELECT count(*) FROM customers;    -- expected error
+RESET ROLE;
+
+\echo 'support has legal basis legitimate_interests: everyone is shown but a subject who objected (Art. 21).'
+SET ROLE demo_officer;
+SELECT privacy.object('1', 'support', 'letter', '{"letter_ref": "2026/117"}');
+SELECT subject, purpose, legal_basis, state, source FROM privacy.consents ORDER BY subject, purpose;
+RESET ROLE;
+SET ROLE demo_agent;
+SET privacy.purpose = 'support';
+SELECT id, name, email FROM customers ORDER BY id;
+RESET privacy.purpose;
+RESET ROLE;

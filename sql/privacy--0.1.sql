@@ -845,17 +845,28 @@ CREATE FUNCTION privacy._typmod_category(integer) RETURNS text
 
 -- Record a column whose type already names its category, so the register
 -- is complete however the column got its category.
-CREATE FUNCTION privacy._register_column(tbl regclass, col name, category text, searchable boolean)
+CREATE FUNCTION privacy._register_column(tbl regclass, col name)
     RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    att record;
 BEGIN
-    IF NOT pg_catalog.pg_has_role(session_user, (SELECT relowner FROM pg_catalog.pg_class WHERE oid = tbl), 'USAGE') THEN
+    -- only what the catalog says, for the table's owner, never for
+    -- temporary tables (they leave without a trace the register could see)
+    SELECT a.atttypmod, c.relowner, c.relpersistence INTO att
+      FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+     WHERE a.attrelid = tbl AND a.attname = col AND NOT a.attisdropped
+       AND a.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype);
+    IF NOT FOUND OR att.relpersistence = 't' OR att.atttypmod = -1
+       OR NOT pg_catalog.pg_has_role(session_user, att.relowner, 'USAGE')
+       OR privacy._typmod_category(att.atttypmod) IS NULL
+       OR privacy._typmod_category(att.atttypmod) = 'unclassified' THEN
         RETURN;
     END IF;
     INSERT INTO privacy.column_categories AS cc (tbl, col, category, searchable, encrypted)
-    VALUES (tbl, col, category, searchable, true)
+    VALUES (tbl, col, privacy._typmod_category(att.atttypmod), (att.atttypmod >> 16) & 1 = 1, true)
     ON CONFLICT ON CONSTRAINT column_categories_pkey DO UPDATE
        SET category = EXCLUDED.category, searchable = EXCLUDED.searchable, encrypted = true;
 END
@@ -888,10 +899,7 @@ BEGIN
                 HINT    = 'Set the value in the INSERT, or in a BEFORE INSERT trigger.';
         END IF;
         IF r.atttypmod <> -1 THEN
-            IF privacy._typmod_category(r.atttypmod) IS NOT NULL THEN
-                PERFORM privacy._register_column(r.tbl, r.attname, privacy._typmod_category(r.atttypmod),
-                                                 (r.atttypmod >> 16) & 1 = 1);
-            END IF;
+            PERFORM privacy._register_column(r.tbl, r.attname);
             CONTINUE;
         END IF;
         IF r.relkind IN ('m', 'f') THEN
@@ -966,8 +974,9 @@ COMMENT ON PROCEDURE privacy.reencrypt(regclass, name, integer) IS
 ------------------------------------------------------------------------------
 -- Consent: an append-only ledger, and the current state derived from it
 ------------------------------------------------------------------------------
+CREATE SEQUENCE privacy.consent_event_id_seq;
 CREATE TABLE privacy.consent_events (
-    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id          bigint PRIMARY KEY DEFAULT pg_catalog.nextval('privacy.consent_event_id_seq'),
     subject     text NOT NULL,
     purpose     text NOT NULL REFERENCES privacy.purposes,
     action      text NOT NULL CHECK (action IN ('grant', 'withdraw', 'object')),
@@ -992,7 +1001,9 @@ CREATE TABLE privacy.consent_state (
 COMMENT ON TABLE privacy.consent_state IS
     'current consent state per subject and purpose, kept by the consent functions in the same transaction as the ledger';
 
+ALTER SEQUENCE privacy.consent_event_id_seq OWNED BY privacy.consent_events.id;
 SELECT pg_catalog.pg_extension_config_dump('privacy.consent_events', '');
+SELECT pg_catalog.pg_extension_config_dump('privacy.consent_event_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('privacy.consent_state', '');
 
 CREATE FUNCTION privacy._ledger_guard() RETURNS trigger
@@ -1156,7 +1167,8 @@ AS $$
              ELSE 'c.subject' END)
 $$;
 
-CREATE FUNCTION privacy._protect_one(tbl regclass, subject_column name, parent regclass) RETURNS void
+CREATE FUNCTION privacy._protect_one(tbl regclass, subject_column name, parent regclass,
+                                     reseal boolean DEFAULT false) RETURNS void
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1186,6 +1198,8 @@ BEGIN
     IF parent IS NULL THEN
         EXECUTE format('CREATE TRIGGER privacy_seal_row BEFORE INSERT OR UPDATE ON %s '
                        'FOR EACH ROW EXECUTE FUNCTION privacy._seal_row(%L)', tbl, subject_column);
+    END IF;
+    IF parent IS NULL OR reseal THEN
         -- rows already there move under their subject's key too
         SELECT string_agg(format('%1$I = privacy.seal_for_subject(%1$I, %2$I::pg_catalog.text)',
                                  a.attname, subject_column), ', ')
@@ -1301,7 +1315,8 @@ BEGIN
          WHERE c.relkind IN ('r', 'p') AND t.relid <> pt.tbl
            AND NOT EXISTS (SELECT 1 FROM privacy.protected_tables q WHERE q.tbl = t.relid)
     LOOP
-        PERFORM privacy._protect_one(r.part, r.subject_column, r.root);
+        -- a table attached with rows brings them under subject keys
+        PERFORM privacy._protect_one(r.part, r.subject_column, r.root, true);
     END LOOP;
 END
 $$;
@@ -1438,7 +1453,7 @@ GRANT EXECUTE ON FUNCTION
     privacy._reseal(privacy.encrypted_text), privacy._reseal(privacy.encrypted_bytea),
     privacy._needs_reseal(privacy.encrypted_text), privacy._needs_reseal(privacy.encrypted_bytea),
     privacy._classify_new_columns(), privacy._typmod_category(integer),
-    privacy._register_column(regclass, name, text, boolean)
+    privacy._register_column(regclass, name)
   TO PUBLIC;
 GRANT EXECUTE ON FUNCTION privacy.classify(regclass, name, text, boolean, boolean),
     privacy.seal_for_subject(privacy.encrypted_text, text),

@@ -819,7 +819,7 @@ SELECT relname, relrowsecurity FROM pg_class WHERE relname IN ('people', 'staff'
 SELECT privacy.unprotect_table('people');
 DROP TABLE people CASCADE;
 
--- Q10 (bug): for a character(n) subject column the policy compares col::text
+-- Q10 (FIXED: the seal trigger drops char(n) padding as subject::text does; was a bug): for a character(n) subject column the policy compares col::text
 -- (padding stripped) while the seal trigger names the key by the type's
 -- output (padded): consent for 'ab' shows the row, but destroy_subject_key('ab')
 -- destroys nothing, and the values are shredded only by 'ab   '.  Correct:

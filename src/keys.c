@@ -629,8 +629,10 @@ create_data_key(char scope, const char *category, const unsigned char *subject_h
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 				 errmsg("cannot create a data key in a read-only transaction"),
+				 scope == 'i' ?
+				 errdetail("The extension's internal key \"%s\" does not exist yet, and creating it writes privacy.data_keys.", category) :
 				 errdetail("The %s has no key yet, and creating one writes privacy.data_keys.",
-						   scope == 'c' ? "category" : scope == 's' ? "subject" : "extension's internal key"),
+						   scope == 'c' ? "category" : "subject"),
 				 errhint("Seal a first value in a read-write transaction on the primary (privacy.classify() creates the category key).")));
 
 	catalog_become_owner(&st);

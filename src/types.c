@@ -1236,8 +1236,20 @@ privacy_seal_row(PG_FUNCTION_ARGS)
 		Oid			typoutput;
 		bool		typisvarlena;
 
-		getTypeOutputInfo(TupleDescAttr(tupdesc, subject_att - 1)->atttypid, &typoutput, &typisvarlena);
-		subject = cstring_to_text(OidOutputFunctionCall(typoutput, subject_datum));
+		Oid			subject_type = TupleDescAttr(tupdesc, subject_att - 1)->atttypid;
+		char	   *str;
+
+		getTypeOutputInfo(subject_type, &typoutput, &typisvarlena);
+		str = OidOutputFunctionCall(typoutput, subject_datum);
+		/* the policy compares subject::text, which drops char(n) padding */
+		if (subject_type == BPCHAROID)
+		{
+			int			n = strlen(str);
+
+			while (n > 0 && str[n - 1] == ' ')
+				str[--n] = '\0';
+		}
+		subject = cstring_to_text(str);
 	}
 
 	nsp = get_namespace_oid(PRIVACY_SCHEMA, false);
