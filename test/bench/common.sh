@@ -144,3 +144,19 @@ floor_load() {
 	# shellcheck source=/dev/null
 	. "$BENCH_FLOOR_FILE"
 }
+
+# bench_drop_at_exit [ROLE...]: when the script exits (also when it breaks),
+# drop its database (PGDATABASE, as set by bench_db) and then the roles
+# named, so that large tables do not outlive the benchmark that made them.
+bench_drop_at_exit() {
+	BENCH_DROP_DB=$PGDATABASE
+	BENCH_DROP_ROLES=("$@")
+	trap bench_drop EXIT
+}
+bench_drop() {
+	local r
+	bench_psql -d postgres -c "DROP DATABASE IF EXISTS \"$BENCH_DROP_DB\" WITH (FORCE)" >/dev/null || true
+	for r in "${BENCH_DROP_ROLES[@]}"; do
+		bench_psql -d postgres -c "DROP ROLE IF EXISTS \"$r\"" >/dev/null || true
+	done
+}
