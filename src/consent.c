@@ -47,6 +47,11 @@ static HTAB *purpose_cache = NULL;
 static uint64 purpose_cache_generation = 0;
 static bool cache_has_snapshot_entries = false;
 
+/* the last answer, checked before the hash table (0 = none) */
+static PurposeCacheKey last_key;
+static PurposeVerdict last_verdict;
+static uint64 last_generation = 0;
+
 /*
  * A verdict read under a REPEATABLE READ or SERIALIZABLE snapshot may be
  * older than the invalidations this backend has already consumed; it must
@@ -61,6 +66,7 @@ consent_xact_callback(XactEvent event, void *arg)
 		 event == XACT_EVENT_PREPARE))
 	{
 		purpose_cache_generation = 0;
+		last_generation = 0;
 		cache_has_snapshot_entries = false;
 	}
 }
@@ -163,6 +169,17 @@ consent_purpose_verdict(const char *category)
 	if (purpose_cache == NULL || purpose_cache_generation != catalog_generation)
 		reset_cache();
 
+	/*
+	 * The gate asks once per value, almost always the same question as the
+	 * value before: answer that without building and hashing a key.
+	 */
+	if (last_generation != 0 && last_generation == purpose_cache_generation &&
+		last_generation == catalog_generation &&
+		last_key.roleid == GetOuterUserId() &&
+		strcmp(last_key.purpose, privacy_purpose) == 0 &&
+		strcmp(last_key.category, category ? category : "") == 0)
+		return last_verdict;
+
 	memset(&key, 0, sizeof(key));
 	/*
 	 * The role that asks is the session's current role outside any SECURITY
@@ -175,7 +192,12 @@ consent_purpose_verdict(const char *category)
 
 	entry = hash_search(purpose_cache, &key, HASH_FIND, NULL);
 	if (entry != NULL)
+	{
+		last_key = key;
+		last_verdict = entry->verdict;
+		last_generation = catalog_generation;
 		return entry->verdict;
+	}
 
 	{
 		PurposeVerdict verdict = compute_verdict(key.roleid, key.purpose, key.category);
