@@ -1167,6 +1167,37 @@ AS $$
              ELSE 'c.subject' END)
 $$;
 
+-- Every table below a table: partitions and children of inheritance alike.
+CREATE FUNCTION privacy._descendants(tbl regclass) RETURNS SETOF regclass
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE d(relid) AS (
+        SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent = tbl
+        UNION
+        SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN d ON i.inhparent = d.relid)
+    SELECT relid::regclass FROM d
+$$;
+
+CREATE FUNCTION privacy._policy_subject_column(regclass) RETURNS name
+    AS 'MODULE_PATHNAME', 'privacy_policy_subject_column' LANGUAGE C STRICT STABLE;
+
+-- The seal trigger of a protected table (partitions get theirs cloned from
+-- the partitioned table; children of inheritance need their own).
+CREATE FUNCTION privacy._create_seal_trigger(tbl regclass, subject_column name) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                WHERE t.tgrelid = tbl AND t.tgname = 'privacy_seal_row' AND NOT t.tgisinternal) THEN
+        EXECUTE format('DROP TRIGGER privacy_seal_row ON %s', tbl);
+    END IF;
+    EXECUTE format('CREATE TRIGGER privacy_seal_row BEFORE INSERT OR UPDATE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION privacy._seal_row(%L)', tbl, subject_column);
+END
+$$;
+
 CREATE FUNCTION privacy._protect_one(tbl regclass, subject_column name, parent regclass,
                                      reseal boolean DEFAULT false) RETURNS void
     LANGUAGE plpgsql
@@ -1195,9 +1226,8 @@ BEGIN
     EXECUTE format('CREATE POLICY privacy_visibility ON %s AS RESTRICTIVE FOR ALL USING (%s) WITH CHECK (privacy._purpose_held())',
                    tbl, privacy._policy_expr(subject_column, subject_type));
     -- row triggers on a partitioned table are cloned to its partitions
-    IF parent IS NULL THEN
-        EXECUTE format('CREATE TRIGGER privacy_seal_row BEFORE INSERT OR UPDATE ON %s '
-                       'FOR EACH ROW EXECUTE FUNCTION privacy._seal_row(%L)', tbl, subject_column);
+    IF parent IS NULL OR NOT (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = tbl) THEN
+        PERFORM privacy._create_seal_trigger(tbl, subject_column);
     END IF;
     IF parent IS NULL OR reseal THEN
         -- rows already there move under their subject's key too
@@ -1233,7 +1263,7 @@ BEGIN
             MESSAGE = format('table %s is already protected', tbl),
             HINT = 'Use privacy.unprotect_table() first to change its subject column.';
     END IF;
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = tbl) THEN
+    IF (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = tbl) THEN
         RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
             MESSAGE = format('%s is a partition', tbl),
             HINT = 'Protect the partitioned table; its partitions, present and future, follow.';
@@ -1246,11 +1276,13 @@ BEGIN
     PERFORM privacy._protect_one(tbl, subject_column, NULL);
     -- (the event trigger may already have protected them, as protect_one's
     -- ALTER TABLE commands fire it)
-    FOR part IN SELECT p.relid FROM pg_catalog.pg_partition_tree(tbl) p
-                 WHERE p.relid <> tbl
-                   AND NOT EXISTS (SELECT 1 FROM privacy.protected_tables q WHERE q.tbl = p.relid)
+    FOR part IN SELECT d FROM privacy._descendants(tbl) d
+                 WHERE NOT EXISTS (SELECT 1 FROM privacy.protected_tables q WHERE q.tbl = d)
     LOOP
-        PERFORM privacy._protect_one(part, subject_column, tbl);
+        -- children of inheritance are not covered by the UPDATE through the
+        -- parent above if their columns differ; reseal them on their own
+        PERFORM privacy._protect_one(part, subject_column, tbl,
+                                     NOT (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = part));
     END LOOP;
 END
 $$;
@@ -1280,7 +1312,7 @@ BEGIN
         IF p.base_policy THEN
             EXECUTE format('DROP POLICY IF EXISTS privacy_base ON %s', p.tbl);
         END IF;
-        IF p.parent IS NULL THEN
+        IF p.parent IS NULL OR NOT (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = p.tbl) THEN
             EXECUTE format('DROP TRIGGER IF EXISTS privacy_seal_row ON %s', p.tbl);
         END IF;
         IF NOT p.rls_was_forced THEN
@@ -1302,18 +1334,57 @@ CREATE FUNCTION privacy._protect_new_partitions() RETURNS event_trigger
 AS $$
 DECLARE
     r record;
+    actual name;
+    touched oid[];
 BEGIN
-    -- CREATE TABLE ... PARTITION OF names the new table; ATTACH PARTITION
-    -- names the parent: look at every table below what the command touched
+    IF NOT EXISTS (SELECT 1 FROM privacy.protected_tables) THEN
+        RETURN;
+    END IF;
+    -- tables touched by the command, and every table below them
+    SELECT array_agg(DISTINCT x.relid) INTO touched FROM (
+        SELECT c.oid AS relid FROM pg_catalog.pg_event_trigger_ddl_commands() d
+          JOIN pg_catalog.pg_class c ON c.oid = d.objid AND d.classid = 'pg_catalog.pg_class'::regclass
+         WHERE c.relkind IN ('r', 'p')) t
+    CROSS JOIN LATERAL (SELECT t.relid UNION ALL SELECT privacy._descendants(t.relid::regclass)::oid) x(relid);
+    IF touched IS NULL THEN
+        RETURN;
+    END IF;
+
+    -- a renamed subject column: the policy follows the rename, the register
+    -- and the seal triggers follow the policy
+    FOR r IN SELECT pt.tbl, pt.subject_column FROM privacy.protected_tables pt
+              WHERE pt.parent IS NULL AND pt.tbl::oid = ANY (touched)
+    LOOP
+        actual := privacy._policy_subject_column(r.tbl);
+        IF actual IS NOT NULL AND actual <> r.subject_column THEN
+            UPDATE privacy.protected_tables pt SET subject_column = actual
+             WHERE pt.tbl = r.tbl OR pt.parent = r.tbl;
+            PERFORM privacy._create_seal_trigger(q.tbl, actual)
+               FROM privacy.protected_tables q JOIN pg_catalog.pg_class c ON c.oid = q.tbl
+              WHERE q.tbl = r.tbl OR (q.parent = r.tbl AND NOT c.relispartition);
+        END IF;
+    END LOOP;
+
+    -- a detached partition or a child no longer inheriting: it stays
+    -- protected, on its own
+    FOR r IN SELECT pt.tbl, pt.subject_column FROM privacy.protected_tables pt
+              WHERE pt.parent IS NOT NULL
+                AND (pt.tbl::oid = ANY (touched) OR pt.parent::oid = ANY (touched))
+                AND pt.tbl NOT IN (SELECT privacy._descendants(pt.parent))
+    LOOP
+        UPDATE privacy.protected_tables pt SET parent = NULL WHERE pt.tbl = r.tbl;
+        PERFORM privacy._create_seal_trigger(r.tbl, r.subject_column);
+    END LOOP;
+
+    -- new partitions and children of protected tables (CREATE TABLE ...
+    -- PARTITION OF / INHERITS names the new table, ATTACH PARTITION and
+    -- INHERIT name the parent: look at everything below what was touched)
     FOR r IN
         SELECT DISTINCT t.relid::regclass AS part, pt.tbl AS root, pt.subject_column
-          FROM pg_catalog.pg_event_trigger_ddl_commands() d
-          JOIN pg_catalog.pg_class c ON c.oid = d.objid AND d.classid = 'pg_catalog.pg_class'::regclass
-          CROSS JOIN LATERAL pg_catalog.pg_partition_tree(c.oid) t
-          CROSS JOIN LATERAL pg_catalog.pg_partition_ancestors(t.relid) anc
-          JOIN privacy.protected_tables pt ON pt.tbl = anc.relid AND pt.parent IS NULL
-         WHERE c.relkind IN ('r', 'p') AND t.relid <> pt.tbl
-           AND NOT EXISTS (SELECT 1 FROM privacy.protected_tables q WHERE q.tbl = t.relid)
+          FROM pg_catalog.unnest(touched) t(relid)
+          JOIN privacy.protected_tables pt ON pt.parent IS NULL
+                                          AND t.relid IN (SELECT privacy._descendants(pt.tbl)::oid)
+         WHERE NOT EXISTS (SELECT 1 FROM privacy.protected_tables q WHERE q.tbl::oid = t.relid)
     LOOP
         -- a table attached with rows brings them under subject keys
         PERFORM privacy._protect_one(r.part, r.subject_column, r.root, true);

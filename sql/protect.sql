@@ -757,7 +757,7 @@ COPY customers (id, customer_id, name) TO stdout;
 RESET privacy.purpose;
 RESET ROLE;
 
--- Q6 (bug): renaming the subject column breaks writes.  The policy follows the
+-- Q6 (FIXED: the register and seal triggers follow the policy through a rename; was a bug): renaming the subject column breaks writes.  The policy follows the
 -- rename (it holds a column reference), but the seal trigger's argument and
 -- privacy.protected keep the old name; the error's hint (protect again)
 -- cannot be followed without unprotect_table first.  Correct: the INSERT
@@ -790,7 +790,7 @@ END
 $$;
 DELETE FROM privacy.protected_tables pt WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = pt.tbl);
 
--- Q8 (bug): a DETACHed partition stays in privacy.protected (with the old
+-- Q8 (FIXED: a detached partition stays protected on its own; was a bug): a DETACHed partition stays in privacy.protected (with the old
 -- parent) and keeps forced RLS and the policies, but loses the cloned seal
 -- trigger; it can be neither unprotected nor protected on its own.  Correct:
 -- detaching unprotects it (or leaves it a protected table of its own).
@@ -807,7 +807,7 @@ SELECT privacy.protect_table('visits_1', 'customer_id');
 SELECT privacy.unprotect_table('visits');
 DROP TABLE visits, visits_1;
 
--- Q9 (bug): a child of traditional inheritance cannot be protected, with a
+-- Q9 (FIXED: children of inheritance are protected with their parent; was a bug): a child of traditional inheritance cannot be protected, with a
 -- message that calls it a partition; protecting the parent leaves the child
 -- readable directly.  Correct: the child can be protected (or the parent's
 -- protection covers it, as for partitions).

@@ -497,3 +497,71 @@ consent_install_hooks(void)
 	prev_executor_start = ExecutorStart_hook;
 	ExecutorStart_hook = consent_executor_start;
 }
+
+/*
+ * The subject column of a protected table, as its visibility policy names
+ * it: PostgreSQL keeps the policy right through a RENAME COLUMN and through
+ * dump and restore, so this is how a rename is noticed (the policy
+ * expression references exactly one column of the table).
+ */
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_policy.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
+#include "utils/fmgroids.h"
+
+PG_FUNCTION_INFO_V1(privacy_policy_subject_column);
+Datum
+privacy_policy_subject_column(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	char	   *result = NULL;
+
+	rel = table_open(PolicyRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_policy_polrelid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	scan = systable_beginscan(rel, PolicyPolrelidPolnameIndexId, true, NULL, 1, &key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_policy pol = (Form_pg_policy) GETSTRUCT(tup);
+		bool		isnull;
+		Datum		qual;
+		List	   *vars;
+		ListCell   *lc;
+		AttrNumber	attno = InvalidAttrNumber;
+		bool		unique = true;
+
+		if (strcmp(NameStr(pol->polname), "privacy_visibility") != 0)
+			continue;
+		qual = heap_getattr(tup, Anum_pg_policy_polqual, RelationGetDescr(rel), &isnull);
+		if (isnull)
+			break;
+		/* the column is referenced from inside the EXISTS, as an outer Var */
+		vars = pull_vars_of_level((Node *) stringToNode(TextDatumGetCString(qual)), 0);
+		foreach(lc, vars)
+		{
+			Var		   *var = (Var *) lfirst(lc);
+
+			if (!IsA(var, Var) || var->varno != 1)
+				continue;
+			if (attno != InvalidAttrNumber && attno != var->varattno)
+				unique = false;
+			attno = var->varattno;
+		}
+		if (unique && attno > 0)
+			result = get_attname(relid, attno, true);
+		break;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	if (result == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_NAME(DatumGetName(DirectFunctionCall1(namein, CStringGetDatum(result))));
+}
