@@ -1225,6 +1225,9 @@ BEGIN
     END IF;
     EXECUTE format('CREATE POLICY privacy_visibility ON %s AS RESTRICTIVE FOR ALL USING (%s) WITH CHECK (privacy._purpose_held())',
                    tbl, privacy._policy_expr(subject_column, subject_type));
+    -- an UPDATE may not hand a row to a subject the purpose may not see
+    EXECUTE format('CREATE POLICY privacy_update ON %s AS RESTRICTIVE FOR UPDATE USING (true) WITH CHECK (%s)',
+                   tbl, privacy._policy_expr(subject_column, subject_type));
     -- row triggers on a partitioned table are cloned to its partitions
     IF parent IS NULL OR NOT (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = tbl) THEN
         PERFORM privacy._create_seal_trigger(tbl, subject_column);
@@ -1309,6 +1312,7 @@ BEGIN
              SELECT * FROM gone ORDER BY parent NULLS LAST
     LOOP
         EXECUTE format('DROP POLICY IF EXISTS privacy_visibility ON %s', p.tbl);
+        EXECUTE format('DROP POLICY IF EXISTS privacy_update ON %s', p.tbl);
         IF p.base_policy THEN
             EXECUTE format('DROP POLICY IF EXISTS privacy_base ON %s', p.tbl);
         END IF;

@@ -699,7 +699,7 @@ RESET ROLE;
 SELECT privacy.unprotect_table('empty_one');
 DROP TABLE empty_one;
 
--- Q2 (questionable): an UPDATE that neither filters on nor returns columns
+-- Q2 (FIXED: a restrictive UPDATE policy checks the new row against the visibility rule; was questionable): an UPDATE that neither filters on nor returns columns
 -- does not check the new row against the visibility policy (PostgreSQL
 -- requires SELECT policies on the new row only when the statement reads the
 -- table), so under 'marketing' a visible row can be handed to a subject
