@@ -87,11 +87,7 @@ done
 
 # pgbench_run TABLE SECONDS -> tps
 pgbench_run() {
-	local out
-	out=$(PGOPTIONS="-c privacy.purpose=support" "$PG_BINDIR/pgbench" -n -M simple -U "$APP" \
-		-c 2 -j 2 -T "$2" -f "$PRIVACY_TMP/lookup_$1.pgbench" 2>&1) || die "pgbench on $1 failed: $out"
-	grep -q "^number of failed transactions: 0 " <<<"$out" || die "pgbench on $1 had failures: $out"
-	awk '/^tps = / { printf "%.1f", $3 }' <<<"$out"
+	bench_pgbench_tps support simple "$APP" "$2" "$PRIVACY_TMP/lookup_$1.pgbench"
 }
 
 echo "load average before timing: $(cut -d' ' -f1-3 /proc/loadavg) (pgbench and 2 backends share $(nproc) cores)"

@@ -87,10 +87,7 @@ SELECT note FROM $t WHERE id = :id;
 PGB
 done
 pgbench_tps() {
-	local out
-	out=$(PGOPTIONS="-c privacy.purpose=marketing -c jit=off" "$PG_BINDIR/pgbench" -n -M prepared -U "$APP" \
-		-c 2 -j 2 -T "$2" -f "$1" 2>&1) || die "pgbench failed: $out"
-	awk '/^tps = / { printf "%.1f", $3 }' <<<"$out"
+	bench_pgbench_tps marketing prepared "$APP" "$2" "$1"
 }
 pgbench_tps "$PRIVACY_TMP/rls_orders.pgbench" 3 >/dev/null
 pgbench_tps "$PRIVACY_TMP/rls_orders_plain.pgbench" 3 >/dev/null

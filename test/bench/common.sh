@@ -160,3 +160,14 @@ bench_drop() {
 		bench_psql -d postgres -c "DROP ROLE IF EXISTS \"$r\"" >/dev/null || true
 	done
 }
+
+# bench_pgbench_tps PURPOSE PROTOCOL ROLE SECONDS SCRIPT -> TPS (2 clients,
+# 2 threads, privacy.purpose declared through PGOPTIONS, JIT off); dies if
+# pgbench fails or any transaction failed.
+bench_pgbench_tps() {
+	local purpose=$1 protocol=$2 role=$3 secs=$4 script=$5 out
+	out=$(PGOPTIONS="-c privacy.purpose=$purpose -c jit=off" "$PG_BINDIR/pgbench" -n -M "$protocol" \
+		-U "$role" -c 2 -j 2 -T "$secs" -f "$script" 2>&1) || die "pgbench $script failed: $out"
+	grep -q "^number of failed transactions: 0 " <<<"$out" || die "pgbench $script had failures: $out"
+	awk '/^tps = / { printf "%.1f", $3 }' <<<"$out"
+}
