@@ -1130,12 +1130,15 @@ CREATE FUNCTION privacy._seal_row() RETURNS trigger
 
 -- What a policy may read of the consent state: the declared purpose only,
 -- and only for a role that holds it (readers have no access to the table).
+CREATE FUNCTION privacy._held_purpose() RETURNS text
+    AS 'MODULE_PATHNAME', 'privacy_held_purpose' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION privacy._wanted_state() RETURNS text
+    AS 'MODULE_PATHNAME', 'privacy_wanted_state' LANGUAGE C STABLE PARALLEL SAFE;
+
 CREATE VIEW privacy.purpose_consent_state AS
 SELECT cs.subject, privacy._subject_int8(cs.subject) AS subject_int8, cs.state
   FROM privacy.consent_state cs
- WHERE cs.purpose OPERATOR(pg_catalog.=) pg_catalog.current_setting('privacy.purpose')
-   AND cs.state OPERATOR(pg_catalog.<>) 'withdrawn'
-   AND privacy._purpose_held();
+ WHERE cs.purpose OPERATOR(pg_catalog.=) privacy._held_purpose();
 COMMENT ON VIEW privacy.purpose_consent_state IS
     'consent state for the declared purpose, as row-level security policies see it';
 
@@ -1157,8 +1160,7 @@ AS $$
         '(SELECT privacy._consent_required()) OPERATOR(pg_catalog.=) EXISTS ('
         'SELECT 1 FROM privacy.purpose_consent_state c '
         ' WHERE %2$s OPERATOR(pg_catalog.=) %1$s '
-        '   AND c.state OPERATOR(pg_catalog.=) CASE WHEN (SELECT privacy._consent_required()) '
-        '                                       THEN ''granted'' ELSE ''objected'' END)',
+        '   AND c.state OPERATOR(pg_catalog.=) privacy._wanted_state())',
         CASE WHEN subject_type IN ('bigint'::regtype, 'integer'::regtype, 'smallint'::regtype)
              THEN format('%I::pg_catalog.int8', subject_column)
              ELSE format('%I::pg_catalog.text', subject_column) END,
@@ -1545,6 +1547,7 @@ GRANT EXECUTE ON FUNCTION
 GRANT SELECT ON privacy.consent_events, privacy.consent_state, privacy.consents
   TO privacy_officer, privacy_admin;
 GRANT EXECUTE ON FUNCTION privacy._consent_required(), privacy._purpose_held(),
+    privacy._held_purpose(), privacy._wanted_state(),
     privacy._subject_int8(text), privacy._seal_row()
   TO PUBLIC;
 -- the policies read the consent state of the declared purpose through a view

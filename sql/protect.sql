@@ -383,7 +383,7 @@ SELECT count(*) FROM customers;
 RESET privacy.purpose;
 RESET ROLE;
 -- the functions of the policy run a fixed number of times per statement
--- (two InitPlans: whether to test consent, and which state to look for),
+-- (one InitPlan: whether the declared purpose needs consent),
 -- not once per row
 SET track_functions = 'all';
 SELECT pg_stat_reset();

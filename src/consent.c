@@ -565,3 +565,31 @@ privacy_policy_subject_column(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	PG_RETURN_NAME(DatumGetName(DirectFunctionCall1(namein, CStringGetDatum(result))));
 }
+
+/*
+ * For the consent-state view the policies read: the declared purpose if
+ * the role holds it, NULL otherwise (so the view shows nothing to a role
+ * that merely sets the purpose).  Cheap enough for an index condition.
+ */
+extern Datum privacy_consent_required(PG_FUNCTION_ARGS);
+
+PG_FUNCTION_INFO_V1(privacy_held_purpose);
+Datum
+privacy_held_purpose(PG_FUNCTION_ARGS)
+{
+	if (consent_purpose_verdict(NULL) != PURPOSE_ALLOWED)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(privacy_purpose));
+}
+
+/* The consent state that makes a row visible for the declared purpose's
+ * legal basis is 'granted'; for any other basis the state that hides it is
+ * 'objected' (see the policy in the install script). */
+PG_FUNCTION_INFO_V1(privacy_wanted_state);
+Datum
+privacy_wanted_state(PG_FUNCTION_ARGS)
+{
+	bool		required = DatumGetBool(DirectFunctionCall1(privacy_consent_required, (Datum) 0));
+
+	PG_RETURN_TEXT_P(cstring_to_text(required ? "granted" : "objected"));
+}
