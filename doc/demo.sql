@@ -182,3 +182,19 @@ SET privacy.purpose = 'support';
 SELECT id, name, email FROM customers ORDER BY id;
 RESET privacy.purpose;
 RESET ROLE;
+
+\echo
+\echo '### 8. Retention: data leaves on time, in batches, with a log'
+CREATE TABLE orders (id bigint PRIMARY KEY, customer_id bigint NOT NULL, placed_at timestamptz NOT NULL, total numeric);
+INSERT INTO orders SELECT g, 1 + g % 4, now() - (g || ' months')::interval, g * 10 FROM generate_series(1, 60) g;
+SELECT privacy.protect_table('orders', 'customer_id');
+SET ROLE demo_officer;
+SELECT privacy.set_retention('orders', 'placed_at', interval '3 years', 'delete');
+SELECT privacy.place_hold('2', 'litigation 2026-117');
+\echo 'What a purge would do, changing nothing:'
+SELECT table_name, action, keep, rows_due, rows_held FROM privacy.purge_preview();
+RESET ROLE;
+\echo 'The purge commits batch by batch and skips the held subject:'
+CALL privacy.purge(batch_size => 5);
+SELECT r.outcome, r.started_by, t.tbl, t.matched, t.purged, t.held
+  FROM privacy.purge_runs r JOIN privacy.purge_run_tables t ON t.run_id = r.id ORDER BY r.id;
