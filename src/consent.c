@@ -342,7 +342,7 @@ privacy_purpose_held(PG_FUNCTION_ARGS)
  * subject's entries to what proves consent was honoured) may change it, and
  * it does so by setting this flag for the duration of its own statement.
  */
-bool		consent_ledger_unlocked = false;
+static bool consent_ledger_unlocked = false;
 
 PG_FUNCTION_INFO_V1(privacy_ledger_guard);
 Datum
@@ -592,4 +592,54 @@ privacy_wanted_state(PG_FUNCTION_ARGS)
 	bool		required = DatumGetBool(DirectFunctionCall1(privacy_consent_required, (Datum) 0));
 
 	PG_RETURN_TEXT_P(cstring_to_text(required ? "granted" : "objected"));
+}
+
+/*
+ * Erasure reduces a subject's consent history to what proves consent was
+ * honoured: each event keeps its purpose, action, time and source, the
+ * subject becomes its keyed hash, and the evidence (which may identify the
+ * person: a form, an IP address) is dropped.  The ledger guard lets this one
+ * statement through, and nothing else.
+ */
+PG_FUNCTION_INFO_V1(privacy_reduce_ledger);
+Datum
+privacy_reduce_ledger(PG_FUNCTION_ARGS)
+{
+	text	   *subject = PG_GETARG_TEXT_PP(0);
+	text	   *stand_in = PG_GETARG_TEXT_PP(1);
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	CatalogUserState st;
+	uint64		n = 0;
+
+	values[0] = PointerGetDatum(subject);
+	values[1] = PointerGetDatum(stand_in);
+	catalog_become_owner(&st);
+	consent_ledger_unlocked = true;
+	PG_TRY();
+	{
+		if (SPI_execute_with_args("UPDATE " PRIVACY_SCHEMA ".consent_events "
+								  "   SET subject = $2, evidence = NULL "
+								  " WHERE subject OPERATOR(pg_catalog.=) $1",
+								  2, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not reduce the consent ledger");
+		n = SPI_processed;
+	}
+	PG_FINALLY();
+	{
+		consent_ledger_unlocked = false;
+	}
+	PG_END_TRY();
+	catalog_restore_user(&st);
+	PG_RETURN_INT64((int64) n);
+}
+
+/* The role that called, outside any SECURITY DEFINER function: the actor
+ * recorded in receipts and logs. */
+PG_FUNCTION_INFO_V1(privacy_caller);
+Datum
+privacy_caller(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(DirectFunctionCall1(namein,
+										CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false))));
 }

@@ -1,0 +1,92 @@
+-- Erasure of a subject: rows, keys, consent history, holds, the receipt.
+\set SHOW_CONTEXT never
+CREATE EXTENSION privacy;
+SELECT privacy.create_category('contact');
+SELECT privacy.create_purpose('billing', 'contract', '', ARRAY['contact']);
+SELECT privacy.create_purpose('marketing', 'consent', '', ARRAY['contact']);
+CREATE ROLE era_officer LOGIN IN ROLE privacy_officer;
+CREATE ROLE era_app LOGIN;
+
+CREATE TABLE customers (id bigint PRIMARY KEY, name text, email privacy.encrypted_text(contact),
+                        closed_at timestamptz);
+CREATE TABLE orders (id bigint PRIMARY KEY, customer_id bigint NOT NULL, item text,
+                     note privacy.encrypted_text(contact));
+CREATE TABLE tickets (id bigint PRIMARY KEY, customer text NOT NULL, body privacy.encrypted_text(contact));
+INSERT INTO customers VALUES (17, 'Ana', 'ana@example.org', NULL), (18, 'Bob', 'bob@example.org', NULL);
+INSERT INTO orders SELECT g, CASE WHEN g <= 3 THEN 17 ELSE 18 END, 'item ' || g, 'note ' || g
+  FROM generate_series(1, 5) g;
+INSERT INTO tickets VALUES (1, '17', 'my parcel'), (2, '18', 'thanks');
+SELECT privacy.protect_table('customers', 'id');
+SELECT privacy.protect_table('orders', 'customer_id');
+SELECT privacy.protect_table('tickets', 'customer');
+-- the table's retention rule decides: customers are anonymized, tables
+-- without an anonymizing rule have the subject's rows deleted
+SELECT privacy.set_retention('customers', 'closed_at', interval '1 year', 'anonymize', ARRAY['name', 'email']);
+SELECT privacy.grant_consent('17', 'marketing', 'web-form', '{"ip": "192.0.2.7"}');
+SELECT privacy.withdraw_consent('17', 'marketing', 'unsubscribe-link');
+SELECT privacy.grant_consent('18', 'marketing', 'web-form', '{"ip": "192.0.2.8"}');
+
+-- a copy of Ana's encrypted e-mail kept elsewhere (a later dump would hold the same bytes)
+CREATE TABLE copies AS SELECT id, email FROM customers WHERE id = 17;
+SET privacy.purpose = 'billing';
+SELECT id, email FROM copies;
+RESET privacy.purpose;
+
+-- a legal hold refuses the erasure, and nothing changes
+SELECT privacy.place_hold('17', 'litigation 2026-117');
+SET ROLE era_officer;
+SELECT privacy.erase_subject('17', 'request #2291');
+RESET ROLE;
+SELECT count(*) AS ana_rows FROM orders WHERE customer_id = 17;
+SELECT privacy.release_hold('17');
+
+-- bad input
+SET ROLE era_officer;
+SELECT privacy.erase_subject('', 'x');
+SELECT privacy.erase_subject('17', '');
+RESET ROLE;
+SET ROLE era_app;
+SELECT privacy.erase_subject('17', 'x');
+RESET ROLE;
+
+-- the erasure, as the compliance officer; the receipt
+SET ROLE era_officer;
+SELECT receipt - 'erased_at' - 'subject_hash' - 'erasure' AS receipt,
+       receipt ->> 'subject_hash' = encode(privacy.subject_hash('17'), 'hex') AS hash_matches
+  FROM privacy.erase_subject('17', 'request #2291') AS receipt;
+RESET ROLE;
+
+-- Ana's rows: customers anonymized (by its rule), orders and tickets deleted
+SET privacy.purpose = 'billing';
+SELECT id, name, email FROM customers ORDER BY id;
+SELECT customer_id, count(*) FROM orders GROUP BY 1 ORDER BY 1;
+SELECT customer, body FROM tickets ORDER BY id;
+-- and every copy of her encrypted values is unreadable now
+SELECT id, email, privacy.is_erased(email) FROM copies;
+RESET privacy.purpose;
+SELECT state FROM privacy.keys WHERE scope = 'subject' ORDER BY id;
+
+-- consent: the state is gone, the history proves consent was honoured, without her
+SELECT subject, purpose, state FROM privacy.consents ORDER BY subject;
+SELECT subject LIKE 'erased:%' AS pseudonymous, purpose, action, source, evidence
+  FROM privacy.consent_events ORDER BY id;
+SELECT count(*) AS ledger_rows_naming_17 FROM privacy.consent_events WHERE subject = '17';
+-- the released hold keeps its history, without the identifier
+SELECT subject LIKE 'erased:%' AS pseudonymous, reason FROM privacy.holds;
+
+-- the erasure record holds no identifier in clear
+SELECT reason, erased_by, keys_destroyed, consent_events_reduced, tables,
+       subject_hash = privacy.subject_hash('17') AS proves_whom
+  FROM privacy.erasures;
+SELECT column_name, data_type FROM information_schema.columns
+ WHERE table_schema = 'privacy' AND table_name = 'erasures' ORDER BY ordinal_position;
+
+-- the ledger stays append-only for everyone else
+UPDATE privacy.consent_events SET evidence = NULL;
+
+-- erasing a subject who is not there is recorded too, and harmless
+SELECT (privacy.erase_subject('999', 'request #3000') -> 'tables') AS tables;
+
+DROP TABLE customers, orders, tickets, copies;
+DROP EXTENSION privacy;
+DROP ROLE era_officer, era_app;
