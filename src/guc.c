@@ -14,6 +14,9 @@ char	   *privacy_master_key_command = NULL;
 char	   *privacy_previous_master_key_command = NULL;
 char	   *privacy_purpose = NULL;
 int			privacy_on_denied = ON_DENIED_ERROR;
+int			privacy_purge_batch_size = 10000;
+int			privacy_purge_interval = 0;
+char	   *privacy_worker_database = NULL;
 
 static const struct config_enum_entry on_denied_options[] = {
 	{"error", ON_DENIED_ERROR, false},
@@ -91,6 +94,24 @@ guc_define(void)
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
 
+	DefineCustomIntVariable("privacy.purge_batch_size",
+							"Rows the purge worker deletes or anonymizes per committed batch.",
+							NULL,
+							&privacy_purge_batch_size,
+							10000, 1, 1000000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("privacy.purge_interval",
+							"Seconds between two purges by the purge worker; 0 turns the worker off.",
+							"The worker runs CALL privacy.purge() in privacy.worker_database.",
+							&privacy_purge_interval,
+							0, 0, 365 * 24 * 3600,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
 	DefineCustomStringVariable("privacy.purpose",
 							   "Why this session or transaction processes personal data.",
 							   "Personal data is shown only for a declared purpose that the current role holds "
@@ -100,6 +121,15 @@ guc_define(void)
 							   PGC_USERSET,
 							   0,
 							   check_purpose, NULL, NULL);
+
+	DefineCustomStringVariable("privacy.worker_database",
+							   "Database in which the purge worker runs.",
+							   "The extension must be installed there. A change on reload restarts the worker in the new database.",
+							   &privacy_worker_database,
+							   "postgres",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("privacy");
 }

@@ -7,10 +7,10 @@
  *   keys.c      master key and data keys
  *   guc.c       settings
  *   consent.c   purposes and the "may this session use this category?" check
- * Parts still to come each get their own file: envelope.c (ciphertext
- * format), types.c (encrypted_text/bytea), retention.c (purge, erasure),
- * audit.c (hooks and queue), worker.c (background workers), label.c
- * (SECURITY LABEL provider).
+ *   types.c     encrypted_text/bytea (envelope.c: the ciphertext format)
+ *   worker.c    the purge worker
+ * Parts still to come each get their own file: audit.c (hooks and queue),
+ * label.c (SECURITY LABEL provider).
  */
 #include "privacy.h"
 
@@ -48,4 +48,6 @@ _PG_init(void)
 	consent_init();
 	types_init();
 	consent_install_hooks();
+	if (!IsBinaryUpgrade)
+		worker_register();
 }

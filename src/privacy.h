@@ -21,6 +21,9 @@ typedef enum OnDenied
 	ON_DENIED_MASK
 } OnDenied;
 extern int	privacy_on_denied;
+extern int	privacy_purge_batch_size;
+extern int	privacy_purge_interval;
+extern char *privacy_worker_database;
 extern void guc_define(void);
 
 /* catalog.c — the extension's own tables, seen from C */
@@ -80,6 +83,9 @@ extern void consent_init(void);
 extern void consent_install_hooks(void);
 extern PurposeVerdict consent_purpose_verdict(const char *category);
 extern void consent_require_purpose(const char *category);
+
+/* worker.c — the purge worker */
+extern void worker_register(void);
 
 /* types.c — the encrypted types */
 extern void types_init(void);

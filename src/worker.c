@@ -1,0 +1,301 @@
+/*
+ * worker.c — the purge worker.
+ *
+ * One background worker per cluster, connected to the database named by
+ * privacy.worker_database.  Every privacy.purge_interval seconds (0 = off)
+ * it runs CALL privacy.purge(...) there, exactly what a compliance officer
+ * or pg_cron would run, so that its batches commit one by one and its run
+ * is logged in privacy.purge_runs with via = 'worker'.  An error is logged
+ * and retried after a growing pause; a change of database on reload makes
+ * the worker exit, and the postmaster starts it again in the new database.
+ * It shows in pg_stat_activity as backend_type "privacy purge worker".
+ */
+#include "privacy.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/timestamp.h"
+
+#define WORKER_TYPE "privacy purge worker"
+#define MAX_BACKOFF_SECONDS 3600
+
+void		privacy_worker_main(Datum arg);
+
+void
+worker_register(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 10;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "privacy");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "privacy_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, WORKER_TYPE);
+	snprintf(worker.bgw_type, BGW_MAXLEN, WORKER_TYPE);
+	RegisterBackgroundWorker(&worker);
+}
+
+/* Run one SQL statement returning one value, in a transaction of its own. */
+static Datum
+run_in_transaction(const char *sql, bool *isnull)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	Datum		result = (Datum) 0;
+
+	*isnull = true;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute(sql, false, 0) < 0)
+		elog(ERROR, "could not run: %s", sql);
+	if (SPI_processed > 0 && SPI_tuptable != NULL)
+	{
+		result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
+		if (!*isnull)
+		{
+			MemoryContext spi = MemoryContextSwitchTo(caller);
+
+			result = datumCopy(result, TupleDescAttr(SPI_tuptable->tupdesc, 0)->attbyval,
+							   TupleDescAttr(SPI_tuptable->tupdesc, 0)->attlen);
+			MemoryContextSwitchTo(spi);
+		}
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);	/* the pass's context, reset after it */
+	return result;
+}
+
+/*
+ * One purge: what CALL privacy.purge() does, driven from here because a
+ * procedure that commits needs a portal, which a background worker has not.
+ * The same functions do the work (privacy._purge_start, _purge_batch,
+ * _purge_finish), each batch in a transaction of its own, under the same
+ * advisory lock, so a run looks the same in privacy.purge_runs (via
+ * 'worker') and an interrupted one is recognised the same way.
+ */
+static void
+run_purge(void)
+{
+	bool		isnull;
+	int64		run;
+	List	   *volatile tables = NIL;
+	ListCell   *lc;
+	volatile bool locked = false;
+	volatile int64 run_id = 0;
+
+	if (!DatumGetBool(run_in_transaction(
+			"SELECT pg_catalog.count(*) > 0 FROM pg_catalog.pg_namespace WHERE nspname = '" PRIVACY_SCHEMA "'",
+			&isnull)))
+	{
+		ereport(LOG,
+				(errmsg("privacy purge worker: extension \"privacy\" is not installed in database \"%s\"",
+						privacy_worker_database),
+				 errhint("Run CREATE EXTENSION privacy there, or set privacy.worker_database to the database that has it.")));
+		return;
+	}
+
+	pgstat_report_activity(STATE_RUNNING, "privacy purge");
+	PG_TRY();
+	{
+		if (!DatumGetBool(run_in_transaction(
+				"SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('privacy.purge'))", &isnull)))
+		{
+			ereport(LOG,
+					(errmsg("privacy purge worker: another purge is running; skipping this one")));
+		}
+		else
+		{
+			char	   *sql;
+
+			locked = true;
+			sql = psprintf("SELECT " PRIVACY_SCHEMA "._purge_start(%d, NULL, 'worker', current_user)",
+						   privacy_purge_batch_size);
+			run = DatumGetInt64(run_in_transaction(sql, &isnull));
+			run_id = run;
+
+			/* the tables of the run, kept in the pass's memory context */
+			{
+				MemoryContext pass = CurrentMemoryContext;
+				uint64		i;
+
+				StartTransactionCommand();
+				PushActiveSnapshot(GetTransactionSnapshot());
+				if (SPI_connect() != SPI_OK_CONNECT)
+					elog(ERROR, "SPI_connect failed");
+				sql = psprintf("SELECT tbl::pg_catalog.oid FROM " PRIVACY_SCHEMA ".purge_run_tables "
+							   " WHERE run_id = " INT64_FORMAT " ORDER BY tbl::pg_catalog.text", run);
+				if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
+					elog(ERROR, "could not read the tables of purge run " INT64_FORMAT, run);
+				for (i = 0; i < SPI_processed; i++)
+				{
+					Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+					MemoryContext spi = MemoryContextSwitchTo(pass);
+
+					tables = lappend_oid(tables, relid);
+					MemoryContextSwitchTo(spi);
+				}
+				SPI_finish();
+				PopActiveSnapshot();
+				CommitTransactionCommand();
+				MemoryContextSwitchTo(pass);
+			}
+
+			foreach(lc, tables)
+			{
+				Oid			relid = lfirst_oid(lc);
+				int64		n;
+
+				do
+				{
+					CHECK_FOR_INTERRUPTS();
+					sql = psprintf("SELECT " PRIVACY_SCHEMA "._purge_batch(" INT64_FORMAT ", %u::pg_catalog.oid::pg_catalog.regclass, %d)",
+								   run, relid, privacy_purge_batch_size);
+					n = DatumGetInt64(run_in_transaction(sql, &isnull));
+				} while (n >= privacy_purge_batch_size);
+			}
+			list_free(tables);
+			run_in_transaction(psprintf("SELECT " PRIVACY_SCHEMA "._purge_finish(" INT64_FORMAT ", 'completed', NULL)", run),
+							   &isnull);
+			run_in_transaction("SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('privacy.purge'))", &isnull);
+			locked = false;
+		}
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		MemoryContext ecxt = MemoryContextSwitchTo(TopMemoryContext);
+
+		edata = CopyErrorData();
+		FlushErrorState();
+		MemoryContextSwitchTo(ecxt);
+		AbortCurrentTransaction();
+		/* the committed batches stay done; the run says how it ended */
+		if (run_id != 0)
+		{
+			bool		n2;
+			char	   *msg = quote_literal_cstr(edata->message ? edata->message : "unknown error");
+
+			run_in_transaction(psprintf("SELECT " PRIVACY_SCHEMA "._purge_finish(" INT64_FORMAT ", 'failed', %s)",
+										(int64) run_id, msg), &n2);
+		}
+		if (locked)
+		{
+			bool		n3;
+
+			run_in_transaction("SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('privacy.purge'))", &n3);
+		}
+		pgstat_report_activity(STATE_IDLE, NULL);
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+void
+privacy_worker_main(Datum arg)
+{
+	char	   *database;
+	MemoryContext pass_context;
+	volatile int backoff = 0;
+	TimestampTz next_run;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	database = pstrdup(privacy_worker_database);
+	BackgroundWorkerInitializeConnection(database, NULL, 0);
+	pgstat_report_appname(WORKER_TYPE);
+	ereport(LOG,
+			(errmsg("privacy purge worker started in database \"%s\" (purge every %d s%s)",
+					database, privacy_purge_interval,
+					privacy_purge_interval == 0 ? ": off" : "")));
+
+	pass_context = AllocSetContextCreate(TopMemoryContext, "privacy purge worker pass",
+										 ALLOCSET_DEFAULT_SIZES);
+	next_run = GetCurrentTimestamp() + (TimestampTz) privacy_purge_interval * USECS_PER_SEC;
+
+	for (;;)
+	{
+		long		wait_ms;
+		TimestampTz now;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			if (strcmp(database, privacy_worker_database) != 0)
+			{
+				ereport(LOG,
+						(errmsg("privacy purge worker: privacy.worker_database changed to \"%s\"; restarting there",
+								privacy_worker_database)));
+				proc_exit(1);	/* the postmaster starts it again */
+			}
+			next_run = GetCurrentTimestamp() + (TimestampTz) privacy_purge_interval * USECS_PER_SEC;
+		}
+
+		now = GetCurrentTimestamp();
+		if (privacy_purge_interval > 0 && now >= next_run)
+		{
+			MemoryContext old = MemoryContextSwitchTo(pass_context);
+
+			PG_TRY();
+			{
+				run_purge();
+				backoff = 0;
+			}
+			PG_CATCH();
+			{
+				/* log it, clean up, and try again later, a little later each time */
+				MemoryContextSwitchTo(pass_context);
+				EmitErrorReport();
+				FlushErrorState();
+				AbortCurrentTransaction();
+				SPI_finish();
+				pgstat_report_activity(STATE_IDLE, NULL);
+				backoff = backoff == 0 ? 10 : Min(backoff * 2, MAX_BACKOFF_SECONDS);
+				ereport(LOG,
+						(errmsg("privacy purge worker: purge failed; next attempt in %d s", backoff)));
+			}
+			PG_END_TRY();
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(pass_context);
+			next_run = GetCurrentTimestamp() +
+				(TimestampTz) (backoff > 0 ? backoff : privacy_purge_interval) * USECS_PER_SEC;
+		}
+
+		if (privacy_purge_interval > 0)
+		{
+			now = GetCurrentTimestamp();
+			wait_ms = next_run > now ? (long) ((next_run - now) / 1000) : 0;
+			wait_ms = Max(wait_ms, 10);
+		}
+		else
+			wait_ms = 60000;	/* off: wake up only to notice a reload */
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 wait_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
