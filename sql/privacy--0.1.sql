@@ -1474,7 +1474,8 @@ CREATE TABLE privacy.purge_runs (
     time_budget  interval,
     outcome      text NOT NULL DEFAULT 'running'
                  CHECK (outcome IN ('running', 'completed', 'stopped', 'failed', 'interrupted')),
-    error        text
+    error        text,
+    pid          integer
 );
 ALTER SEQUENCE privacy.purge_run_id_seq OWNED BY privacy.purge_runs.id;
 CREATE TABLE privacy.purge_run_tables (
@@ -1729,9 +1730,9 @@ BEGIN
 END
 $$;
 
--- Start a run: mark runs left 'running' by a crashed or cancelled session
--- as interrupted (the caller holds the purge lock, so none is live), and
--- record what each table has due and held.
+-- Start a run: refuse if another is live, mark runs left 'running' by a
+-- crashed or cancelled session as interrupted, and record what each table
+-- has due and held.
 CREATE FUNCTION privacy._purge_start(batch_size integer, time_budget interval, via text, caller name) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -1743,11 +1744,25 @@ DECLARE
     cutoff timestamptz := now();
     due bigint;
     held bigint;
+    live integer;
 BEGIN
+    -- one purge at a time: a run is live while its backend is busy with it;
+    -- one left behind by a crash, a cancel or a terminate is interrupted
+    PERFORM pg_advisory_xact_lock(hashtext('privacy.purge'));
+    SELECT pr.pid INTO live FROM privacy.purge_runs pr
+      JOIN pg_catalog.pg_stat_activity a ON a.pid = pr.pid
+     WHERE pr.outcome = 'running' AND a.state = 'active' AND a.pid <> pg_backend_pid()
+     LIMIT 1;
+    IF live IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'lock_not_available',
+            MESSAGE = 'another purge is running in this database',
+            DETAIL = format('Backend %s is running it.', live),
+            HINT = 'privacy.purge_progress shows it; run again when it has finished.';
+    END IF;
     UPDATE privacy.purge_runs pr SET outcome = 'interrupted', finished_at = coalesce(pr.finished_at, clock_timestamp())
      WHERE pr.outcome = 'running';
-    INSERT INTO privacy.purge_runs (batch_size, time_budget, via, started_by)
-    VALUES (batch_size, time_budget, via, caller)
+    INSERT INTO privacy.purge_runs (batch_size, time_budget, via, started_by, pid)
+    VALUES (batch_size, time_budget, via, caller, pg_backend_pid())
     RETURNING id INTO run;
     FOR r IN SELECT * FROM privacy.retention_rules ORDER BY tbl::text LOOP
         SELECT pt.subject_column INTO subject FROM privacy.protected_tables pt WHERE pt.tbl = r.tbl;
@@ -1771,8 +1786,8 @@ $$;
 
 -- The purge.  A procedure so that it can commit after every batch (and
 -- therefore not SECURITY DEFINER: its batches are).  One purge at a time
--- per database (an advisory lock), which is also how a run left 'running'
--- by a crash or a cancel is known to be interrupted.
+-- per database: a run is live while its backend is active; a run left
+-- 'running' by a crash, a cancel or a terminate is marked interrupted.
 CREATE PROCEDURE privacy.purge(batch_size integer DEFAULT 10000, time_budget interval DEFAULT NULL,
                                via text DEFAULT 'call')
     LANGUAGE plpgsql
@@ -1789,11 +1804,6 @@ DECLARE
 BEGIN
     IF batch_size IS NULL OR batch_size < 1 THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = 'batch_size must be at least 1';
-    END IF;
-    IF NOT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('privacy.purge')) THEN
-        RAISE EXCEPTION USING ERRCODE = 'lock_not_available',
-            MESSAGE = 'another purge is running in this database',
-            HINT = 'privacy.purge_progress shows it; run again when it has finished.';
     END IF;
     run := privacy._purge_start(batch_size, time_budget, via, current_user);
     COMMIT;
@@ -1824,7 +1834,6 @@ BEGIN
     PERFORM privacy._purge_finish(run, CASE WHEN failure IS NOT NULL THEN 'failed'
                                             WHEN out_of_time THEN 'stopped' ELSE 'completed' END, failure);
     COMMIT;
-    PERFORM pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('privacy.purge'));
     IF failure IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'external_routine_exception',
             MESSAGE = format('purge run %s failed', run),

@@ -89,9 +89,9 @@ run_in_transaction(const char *sql, bool *isnull)
  * One purge: what CALL privacy.purge() does, driven from here because a
  * procedure that commits needs a portal, which a background worker has not.
  * The same functions do the work (privacy._purge_start, _purge_batch,
- * _purge_finish), each batch in a transaction of its own, under the same
- * advisory lock, so a run looks the same in privacy.purge_runs (via
- * 'worker') and an interrupted one is recognised the same way.
+ * _purge_finish), each batch in a transaction of its own, so a run looks
+ * the same in privacy.purge_runs (via 'worker'), another live purge is
+ * refused the same way, and an interrupted one is recognised the same way.
  */
 static void
 run_purge(void)
@@ -100,7 +100,6 @@ run_purge(void)
 	int64		run;
 	List	   *volatile tables = NIL;
 	ListCell   *lc;
-	volatile bool locked = false;
 	volatile int64 run_id = 0;
 
 	if (!DatumGetBool(run_in_transaction(
@@ -117,17 +116,9 @@ run_purge(void)
 	pgstat_report_activity(STATE_RUNNING, "privacy purge");
 	PG_TRY();
 	{
-		if (!DatumGetBool(run_in_transaction(
-				"SELECT pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('privacy.purge'))", &isnull)))
-		{
-			ereport(LOG,
-					(errmsg("privacy purge worker: another purge is running; skipping this one")));
-		}
-		else
 		{
 			char	   *sql;
 
-			locked = true;
 			sql = psprintf("SELECT " PRIVACY_SCHEMA "._purge_start(%d, NULL, 'worker', current_user)",
 						   privacy_purge_batch_size);
 			run = DatumGetInt64(run_in_transaction(sql, &isnull));
@@ -176,8 +167,6 @@ run_purge(void)
 			list_free(tables);
 			run_in_transaction(psprintf("SELECT " PRIVACY_SCHEMA "._purge_finish(" INT64_FORMAT ", 'completed', NULL)", run),
 							   &isnull);
-			run_in_transaction("SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('privacy.purge'))", &isnull);
-			locked = false;
 		}
 	}
 	PG_CATCH();
@@ -197,12 +186,6 @@ run_purge(void)
 
 			run_in_transaction(psprintf("SELECT " PRIVACY_SCHEMA "._purge_finish(" INT64_FORMAT ", 'failed', %s)",
 										(int64) run_id, msg), &n2);
-		}
-		if (locked)
-		{
-			bool		n3;
-
-			run_in_transaction("SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('privacy.purge'))", &n3);
 		}
 		pgstat_report_activity(STATE_IDLE, NULL);
 		ReThrowError(edata);

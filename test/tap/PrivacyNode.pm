@@ -114,4 +114,62 @@ sub needles_in
 	return [ grep { index($haystack, $_) >= 0 } @needles ];
 }
 
+# Wait until the server log, from byte offset on, matches a regexp; returns
+# the log's length after the match, or undef after timeout seconds (so
+# that a test fails with an assertion rather than dying).
+sub wait_for_log_within
+{
+	my ($node, $regexp, $offset, $timeout) = @_;
+	$offset //= 0;
+	$timeout //= 30;
+	my $deadline = time() + $timeout;
+	while (1)
+	{
+		my $log = PostgreSQL::Test::Utils::slurp_file($node->logfile, $offset);
+		return $offset + length($log) if $log =~ m/$regexp/;
+		return undef if time() > $deadline;
+		select(undef, undef, undef, 0.1);
+	}
+}
+
+# How often a regexp matches the server log from byte offset on.
+sub log_count
+{
+	my ($node, $regexp, $offset) = @_;
+	my $log = PostgreSQL::Test::Utils::slurp_file($node->logfile, $offset // 0);
+	my $n = () = $log =~ m/$regexp/g;
+	return $n;
+}
+
+# kill -9 one server process, then bring the node back.  With
+# restart_after_crash = off (PostgreSQL::Test::Cluster's setting) the
+# postmaster terminates every process and exits, removing postmaster.pid:
+# wait for that, forget the old postmaster and start the node again (crash
+# recovery).  With restart_after_crash = on it reinitializes by itself:
+# wait until it accepts connections.  Returns true when the node is up.
+sub crash_and_restart
+{
+	my ($node, $pid) = @_;
+	my $pidfile = $node->data_dir . '/postmaster.pid';
+	open(my $fh, '<', $pidfile) or die "$pidfile: $!";
+	chomp(my $postmaster = <$fh>);
+	close $fh;
+	my $offset = -s $node->logfile;
+	kill 'KILL', $pid or die "could not kill $pid: $!";
+	my $deadline = time() + 60;
+	while (kill(0, $postmaster) && time() < $deadline)
+	{
+		# restart_after_crash = on: the postmaster stays and recovers
+		last if PostgreSQL::Test::Utils::slurp_file($node->logfile, $offset)
+		  =~ /all server processes terminated; reinitializing/;
+		select(undef, undef, undef, 0.1);
+	}
+	if (kill(0, $postmaster))
+	{
+		return $node->poll_query_until('postgres', 'SELECT true');
+	}
+	$node->_update_pid(-1);		# no postmaster.pid: nothing is running
+	return $node->start(fail_ok => 1);
+}
+
 1;
