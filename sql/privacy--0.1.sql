@@ -1697,7 +1697,8 @@ COMMENT ON FUNCTION privacy.purge_preview() IS
     'per table with a retention rule: rows due now, rows held back by legal holds, the oldest due; changes nothing';
 
 -- One batch of one rule, in the caller's transaction: rows locked by
--- others are skipped (SKIP LOCKED) and picked up by a later batch or run.
+-- others are waited for 100 ms at most, then skipped (SKIP LOCKED) and
+-- picked up by a later batch or run.
 CREATE FUNCTION privacy._purge_batch(run_id bigint, tbl regclass, batch_size integer) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -1707,23 +1708,40 @@ DECLARE
     subject name;
     cutoff timestamptz;
     sets text;
+    stmt text;
     n bigint;
+    saved_timeout text := pg_catalog.current_setting('lock_timeout');
 BEGIN
     SELECT * INTO r FROM privacy.retention_rules rr WHERE rr.tbl = _purge_batch.tbl;
     SELECT pt.subject_column INTO subject FROM privacy.protected_tables pt WHERE pt.tbl = r.tbl;
     SELECT prt.cutoff INTO cutoff FROM privacy.purge_run_tables prt
      WHERE prt.run_id = _purge_batch.run_id AND prt.tbl = _purge_batch.tbl;
     IF r.action = 'delete' THEN
-        EXECUTE format('DELETE FROM %s t WHERE (t.tableoid, t.ctid) IN (%s LIMIT %s FOR UPDATE OF t SKIP LOCKED)',
+        stmt := format('DELETE FROM %s t WHERE (t.tableoid, t.ctid) IN (%s LIMIT %s',
                        r.tbl, privacy._due_query(r, subject, false, cutoff), batch_size);
     ELSE
         SELECT string_agg(format('%I = %s', c.col, CASE WHEN jsonb_typeof(r.anonymize -> c.col) = 'null' THEN 'NULL'
                                                          ELSE quote_literal(r.anonymize ->> c.col) END), ', ')
           INTO sets FROM jsonb_object_keys(r.anonymize) AS c(col);
-        EXECUTE format('UPDATE %s t SET %s WHERE (t.tableoid, t.ctid) IN (%s LIMIT %s FOR UPDATE OF t SKIP LOCKED)',
+        stmt := format('UPDATE %s t SET %s WHERE (t.tableoid, t.ctid) IN (%s LIMIT %s',
                        r.tbl, sets, privacy._due_query(r, subject, false, cutoff), batch_size);
     END IF;
-    GET DIAGNOSTICS n = ROW_COUNT;
+    -- Usually no application holds a due row: write each row once.  If one
+    -- does, wait at most 100 ms, then redo the batch skipping locked rows
+    -- (which costs a lock on every row first).
+    BEGIN
+        -- a shorter lock_timeout of the session wins
+        PERFORM pg_catalog.set_config('lock_timeout',
+            CASE WHEN pg_catalog.current_setting('lock_timeout') IN ('0', '')
+                   OR '100ms'::interval < pg_catalog.current_setting('lock_timeout')::interval
+                 THEN '100ms' ELSE pg_catalog.current_setting('lock_timeout') END, true);
+        EXECUTE stmt || ')';
+        GET DIAGNOSTICS n = ROW_COUNT;
+    EXCEPTION WHEN lock_not_available THEN
+        EXECUTE stmt || ' FOR UPDATE OF t SKIP LOCKED)';
+        GET DIAGNOSTICS n = ROW_COUNT;
+    END;
+    PERFORM pg_catalog.set_config('lock_timeout', saved_timeout, true);
     UPDATE privacy.purge_run_tables prt SET purged = prt.purged + n, batches = prt.batches + 1
      WHERE prt.run_id = _purge_batch.run_id AND prt.tbl = _purge_batch.tbl;
     RETURN n;
@@ -1766,8 +1784,19 @@ BEGIN
     RETURNING id INTO run;
     FOR r IN SELECT * FROM privacy.retention_rules ORDER BY tbl::text LOOP
         SELECT pt.subject_column INTO subject FROM privacy.protected_tables pt WHERE pt.tbl = r.tbl;
-        EXECUTE format('SELECT count(*) FROM (%s) d', privacy._due_query(r, subject, false, cutoff - r.keep)) INTO due;
-        EXECUTE format('SELECT count(*) FROM (%s) d', privacy._due_query(r, subject, true, cutoff - r.keep)) INTO held;
+        IF NOT EXISTS (SELECT 1 FROM privacy.active_holds) THEN
+            -- no hold: nothing is held, and what is due needs no anti-join
+            EXECUTE format('SELECT count(*) FROM %s t WHERE t.%I < %L', r.tbl, r.time_column, cutoff - r.keep)
+               INTO due;
+            IF r.action = 'anonymize' THEN
+                EXECUTE format('SELECT count(*) FROM (%s) d', privacy._due_query(r, subject, false, cutoff - r.keep))
+                   INTO due;
+            END IF;
+            held := 0;
+        ELSE
+            EXECUTE format('SELECT count(*) FROM (%s) d', privacy._due_query(r, subject, false, cutoff - r.keep)) INTO due;
+            EXECUTE format('SELECT count(*) FROM (%s) d', privacy._due_query(r, subject, true, cutoff - r.keep)) INTO held;
+        END IF;
         INSERT INTO privacy.purge_run_tables (run_id, tbl, action, cutoff, matched, held)
         VALUES (run, r.tbl, r.action, cutoff - r.keep, due, held);
     END LOOP;
