@@ -1601,6 +1601,27 @@ BEGIN
 END
 $$;
 
+-- The SET list that anonymizes a row under a rule.
+CREATE FUNCTION privacy._anonymize_sets(r privacy.retention_rules) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT string_agg(format('%I = %s', c.col, CASE WHEN jsonb_typeof(r.anonymize -> c.col) = 'null' THEN 'NULL'
+                                                     ELSE quote_literal(r.anonymize ->> c.col) END), ', ' ORDER BY c.col)
+      FROM jsonb_object_keys(r.anonymize) AS c(col)
+$$;
+
+CREATE FUNCTION privacy._require_subject(subject text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF subject IS NULL OR subject = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = 'subject must not be empty';
+    END IF;
+END
+$$;
+
 CREATE FUNCTION privacy.place_hold(subject text, reason text, until timestamptz DEFAULT NULL)
     RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
@@ -1609,9 +1630,7 @@ AS $$
 DECLARE
     id bigint;
 BEGIN
-    IF subject IS NULL OR subject = '' THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = 'subject must not be empty';
-    END IF;
+    PERFORM privacy._require_subject(subject);
     IF reason IS NULL OR reason = '' THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = 'a legal hold needs a reason',
@@ -1720,9 +1739,7 @@ BEGIN
         stmt := format('DELETE FROM %s t WHERE (t.tableoid, t.ctid) IN (%s LIMIT %s',
                        r.tbl, privacy._due_query(r, subject, false, cutoff), batch_size);
     ELSE
-        SELECT string_agg(format('%I = %s', c.col, CASE WHEN jsonb_typeof(r.anonymize -> c.col) = 'null' THEN 'NULL'
-                                                         ELSE quote_literal(r.anonymize ->> c.col) END), ', ')
-          INTO sets FROM jsonb_object_keys(r.anonymize) AS c(col);
+        sets := privacy._anonymize_sets(r);
         stmt := format('UPDATE %s t SET %s WHERE (t.tableoid, t.ctid) IN (%s LIMIT %s',
                        r.tbl, sets, privacy._due_query(r, subject, false, cutoff), batch_size);
     END IF;
@@ -1933,9 +1950,7 @@ DECLARE
     receipt jsonb;
     erasure_id bigint;
 BEGIN
-    IF subject IS NULL OR subject = '' THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = 'subject must not be empty';
-    END IF;
+    PERFORM privacy._require_subject(subject);
     IF reason IS NULL OR reason = '' THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = 'an erasure needs a reason',
@@ -1961,9 +1976,7 @@ BEGIN
                       ELSE format('t.%I::pg_catalog.text = %L', pt.subject_column, subject) END;
         SELECT * INTO r FROM privacy.retention_rules rr WHERE rr.tbl = pt.tbl;
         IF r.action = 'anonymize' THEN
-            SELECT string_agg(format('%I = %s', c.col, CASE WHEN jsonb_typeof(r.anonymize -> c.col) = 'null' THEN 'NULL'
-                                                             ELSE quote_literal(r.anonymize ->> c.col) END), ', ')
-              INTO sets FROM jsonb_object_keys(r.anonymize) AS c(col);
+            sets := privacy._anonymize_sets(r);
             EXECUTE format('UPDATE %s t SET %s WHERE %s', pt.tbl, sets, match);
         ELSE
             EXECUTE format('DELETE FROM %s t WHERE %s', pt.tbl, match);
