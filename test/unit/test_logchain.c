@@ -1,0 +1,510 @@
+/*
+ * test_logchain.c — the access-log MAC chain: the published layout (a known
+ * answer computed outside libsodium, and a hand-built hash), a 100-entry
+ * chain, every byte of every entry and MAC flipped, lengths changed,
+ * deletions, swaps, duplicates, retention of a prefix, another key or
+ * anchor, empty entries, sequence-number overflow and bad arguments.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+
+#include "logchain.h"
+#include "unit.h"
+
+#define N 100
+#define MAXLEN 40
+
+static unsigned char key[LOGCHAIN_KEY_BYTES];
+static unsigned char other_key[LOGCHAIN_KEY_BYTES];
+static const unsigned char zero_anchor[LOGCHAIN_MAC_BYTES];
+
+/* The written chain: one spare byte per entry so that a length can grow. */
+static unsigned char bytes[N][MAXLEN + 1];
+static unsigned char macs[N][LOGCHAIN_MAC_BYTES];
+static LogchainEntry chain[N];
+
+/*
+ * Entry i has seq i + 1 and i % 37 random bytes, so entries 0, 37 and 74
+ * are empty.
+ */
+static void
+build_chain(void)
+{
+	size_t		i;
+
+	for (i = 0; i < N; i++)
+	{
+		chain[i].seq = i + 1;
+		chain[i].len = i % 37;
+		chain[i].bytes = bytes[i];
+		chain[i].mac = macs[i];
+		randombytes_buf(bytes[i], sizeof(bytes[i]));
+		if (logchain_mac(macs[i], key, chain[i].seq, i == 0 ? zero_anchor : macs[i - 1],
+						 bytes[i], chain[i].len) != 0)
+			exit(2);
+	}
+}
+
+/* 1 if verifying gives exactly this verdict at exactly this index. */
+static int
+verdict_is(const unsigned char *k, const unsigned char *anchor, uint64_t first_seq,
+		   const LogchainEntry *e, size_t n, LogchainVerdict want, size_t want_bad)
+{
+	size_t		bad = (size_t) -1;
+
+	return logchain_verify(k, anchor, first_seq, e, n, &bad) == want && bad == want_bad;
+}
+
+static int
+full_chain_is(LogchainVerdict want, size_t want_bad)
+{
+	return verdict_is(key, zero_anchor, 1, chain, N, want, want_bad);
+}
+
+static void
+test_layout(void)
+{
+	unsigned char k[LOGCHAIN_KEY_BYTES];
+	unsigned char m1[LOGCHAIN_MAC_BYTES], m2[LOGCHAIN_MAC_BYTES];
+	unsigned char want1[LOGCHAIN_MAC_BYTES], want2[LOGCHAIN_MAC_BYTES];
+	unsigned char msg[21 + 8 + 32 + 8 + MAXLEN];
+	unsigned char hand[LOGCHAIN_MAC_BYTES];
+	size_t		i, off;
+
+	for (i = 0; i < sizeof(k); i++)
+		k[i] = (unsigned char) i;
+
+	/* Computed with Python's hashlib.blake2b(key=k, digest_size=32), not libsodium. */
+	sodium_hex2bin(want1, sizeof(want1),
+				   "a34040bb7c82f568feec1e0fa23f970f5c363fca223e987ebf4698d56d004b73",
+				   64, NULL, NULL, NULL);
+	sodium_hex2bin(want2, sizeof(want2),
+				   "c2b16d92a3a0de3030ec39d3bc4e37fac6aafc54826581f3f131c9c8b44a4b55",
+				   64, NULL, NULL, NULL);
+	CHECK(logchain_mac(m1, k, 1, zero_anchor, (const unsigned char *) "abc", 3) == 0 &&
+		  memcmp(m1, want1, sizeof(m1)) == 0,
+		  "known answer: seq 1, zero anchor, \"abc\"");
+	CHECK(logchain_mac(m2, k, 2, m1, NULL, 0) == 0 && memcmp(m2, want2, sizeof(m2)) == 0,
+		  "known answer: seq 2 chained after it, empty entry");
+
+	/* Built by hand from the layout in logchain.h, hashed in one call. */
+	off = 0;
+	memcpy(msg + off, "privacy access log v1", 21);
+	off += 21;
+	memcpy(msg + off, "\x01\x02\x03\x04\x05\x06\x07\x08", 8);
+	off += 8;
+	memcpy(msg + off, macs[0], 32);
+	off += 32;
+	memcpy(msg + off, "\x00\x00\x00\x00\x00\x00\x00\x05", 8);
+	off += 8;
+	memcpy(msg + off, "hello", 5);
+	off += 5;
+	crypto_generichash(hand, sizeof(hand), msg, off, key, sizeof(key));
+	CHECK(logchain_mac(m1, key, UINT64_C(0x0102030405060708), macs[0],
+					   (const unsigned char *) "hello", 5) == 0 &&
+		  memcmp(m1, hand, sizeof(m1)) == 0,
+		  "the MAC is keyed BLAKE2b-256 over domain, seq, prev, length, bytes, integers big-endian");
+}
+
+static void
+test_intact(void)
+{
+	size_t		bad = 12345;
+
+	CHECK(full_chain_is(LOGCHAIN_OK, N), "a chain of 100 entries verifies, *bad = n");
+	CHECK(logchain_verify(key, zero_anchor, 1, chain, N, NULL) == LOGCHAIN_OK,
+		  "bad may be NULL");
+	CHECK(logchain_verify(key, zero_anchor, 1, chain, 0, &bad) == LOGCHAIN_OK && bad == 0,
+		  "n = 0 is OK with *bad = 0");
+	bad = 12345;
+	CHECK(logchain_verify(key, zero_anchor, 1, NULL, 0, &bad) == LOGCHAIN_OK && bad == 0,
+		  "n = 0 with entries NULL is OK with *bad = 0");
+	CHECK(verdict_is(key, zero_anchor, 1, chain, 37, LOGCHAIN_OK, 37),
+		  "any prefix of the chain verifies (the chain alone cannot see a cut-off tail)");
+}
+
+static void
+test_flips(void)
+{
+	size_t		i, b;
+	int			bit;
+	int			all;
+
+	all = 1;
+	for (i = 0; i < N; i++)
+		for (b = 0; b < chain[i].len; b++)
+		{
+			bytes[i][b] ^= 0xff;
+			if (!full_chain_is(LOGCHAIN_ALTERED, i))
+				all = 0;
+			bytes[i][b] ^= 0xff;
+		}
+	CHECK(all, "flipping any byte of any entry's bytes is ALTERED at exactly that entry");
+
+	all = 1;
+	for (i = 0; i < N; i++)
+		for (b = 0; b < LOGCHAIN_MAC_BYTES; b++)
+		{
+			macs[i][b] ^= 0xff;
+			if (!full_chain_is(LOGCHAIN_ALTERED, i))
+				all = 0;
+			macs[i][b] ^= 0xff;
+		}
+	CHECK(all, "flipping any byte of any entry's MAC is ALTERED at exactly that entry, not the next");
+
+	all = 1;
+	for (i = 45; i < 55; i++)
+	{
+		for (b = 0; b < chain[i].len; b++)
+			for (bit = 0; bit < 8; bit++)
+			{
+				bytes[i][b] ^= (unsigned char) (1 << bit);
+				if (!full_chain_is(LOGCHAIN_ALTERED, i))
+					all = 0;
+				bytes[i][b] ^= (unsigned char) (1 << bit);
+			}
+		for (b = 0; b < LOGCHAIN_MAC_BYTES; b++)
+			for (bit = 0; bit < 8; bit++)
+			{
+				macs[i][b] ^= (unsigned char) (1 << bit);
+				if (!full_chain_is(LOGCHAIN_ALTERED, i))
+					all = 0;
+				macs[i][b] ^= (unsigned char) (1 << bit);
+			}
+	}
+	CHECK(all, "every single-bit flip in entries 45-54, bytes or MAC, is ALTERED at that entry");
+
+	all = 1;
+	for (i = 0; i < N; i++)
+	{
+		if (chain[i].len == 0)
+			continue;
+		chain[i].len--;
+		if (!full_chain_is(LOGCHAIN_ALTERED, i))
+			all = 0;
+		chain[i].len++;
+	}
+	CHECK(all, "shortening any entry's length by one is ALTERED at that entry");
+
+	all = 1;
+	for (i = 0; i < N; i++)
+	{
+		chain[i].len++;
+		if (!full_chain_is(LOGCHAIN_ALTERED, i))
+			all = 0;
+		chain[i].len--;
+	}
+	CHECK(all, "lengthening any entry by one byte (empty ones included) is ALTERED at that entry");
+
+	CHECK(full_chain_is(LOGCHAIN_OK, N), "after every flip is undone the chain verifies again");
+}
+
+/*
+ * A changed MAC is caught at its own entry.  Only when the entry itself is
+ * not verified (retention removed it and its MAC became the anchor) does it
+ * show at the next one, the first whose MAC depends on it.
+ */
+static void
+test_predecessor(void)
+{
+	unsigned char forged[LOGCHAIN_MAC_BYTES];
+	unsigned char saved[LOGCHAIN_MAC_BYTES];
+	unsigned char anchor[LOGCHAIN_MAC_BYTES];
+
+	memcpy(anchor, macs[49], sizeof(anchor));
+	anchor[0] ^= 0x01;
+	CHECK(verdict_is(key, anchor, 51, chain + 50, N - 50, LOGCHAIN_ALTERED, 0),
+		  "an altered anchor (the removed predecessor's MAC) is ALTERED at the first remaining entry");
+
+	/* Rewrite entry 60 with a MAC under another key: the forger lacks the chain key. */
+	memcpy(saved, macs[60], sizeof(saved));
+	bytes[60][0] ^= 0x55;
+	logchain_mac(forged, other_key, 61, macs[59], bytes[60], chain[60].len);
+	memcpy(macs[60], forged, sizeof(forged));
+	CHECK(full_chain_is(LOGCHAIN_ALTERED, 60),
+		  "an entry rewritten with a MAC under another key is ALTERED at that entry");
+
+	/* With the chain key, a rewritten entry's own MAC holds but the next one breaks. */
+	logchain_mac(forged, key, 61, macs[59], bytes[60], chain[60].len);
+	memcpy(macs[60], forged, sizeof(forged));
+	CHECK(full_chain_is(LOGCHAIN_ALTERED, 61),
+		  "an entry re-MACed with the chain key but not its successors is ALTERED at the next entry");
+	bytes[60][0] ^= 0x55;
+	memcpy(macs[60], saved, sizeof(saved));
+	CHECK(full_chain_is(LOGCHAIN_OK, N), "restored, the chain verifies");
+}
+
+static void
+test_deletions(void)
+{
+	LogchainEntry e[N];
+	size_t		k, d;
+	int			all;
+
+	all = 1;
+	for (k = 0; k < N - 1; k++)
+	{
+		memcpy(e, chain, k * sizeof(e[0]));
+		memcpy(e + k, chain + k + 1, (N - k - 1) * sizeof(e[0]));
+		if (!verdict_is(key, zero_anchor, 1, e, N - 1, LOGCHAIN_MISSING, k))
+			all = 0;
+	}
+	CHECK(all, "deleting any one entry but the last is MISSING at its position");
+
+	all = 1;
+	for (d = 2; d <= 5; d++)
+	{
+		memcpy(e, chain, 30 * sizeof(e[0]));
+		memcpy(e + 30, chain + 30 + d, (N - 30 - d) * sizeof(e[0]));
+		if (!verdict_is(key, zero_anchor, 1, e, N - d, LOGCHAIN_MISSING, 30))
+			all = 0;
+	}
+	CHECK(all, "deleting 2 to 5 consecutive entries is MISSING at the first gap");
+
+	CHECK(verdict_is(key, zero_anchor, 1, chain + 1, N - 1, LOGCHAIN_MISSING, 0),
+		  "deleting the first entry without moving the anchor is MISSING at 0");
+	CHECK(verdict_is(key, zero_anchor, 1, chain, N - 1, LOGCHAIN_OK, N - 1),
+		  "deleting the last entry goes unseen by the chain (the caller must check the head)");
+}
+
+static void
+test_retention(void)
+{
+	size_t		k;
+	int			all;
+
+	all = 1;
+	for (k = 1; k < N; k++)
+		if (!verdict_is(key, macs[k - 1], k + 1, chain + k, N - k, LOGCHAIN_OK, N - k))
+			all = 0;
+	CHECK(all, "after deleting any prefix, verifying from the last removed MAC as anchor is OK");
+	CHECK(verdict_is(key, macs[N - 1], N + 1, chain + N, 0, LOGCHAIN_OK, 0),
+		  "after deleting every entry, an empty remainder is OK");
+	CHECK(verdict_is(key, zero_anchor, 41, chain + 40, N - 40, LOGCHAIN_ALTERED, 0),
+		  "after deleting a prefix, the zero anchor is ALTERED at 0");
+	CHECK(verdict_is(key, macs[38], 41, chain + 40, N - 40, LOGCHAIN_ALTERED, 0),
+		  "an anchor from the wrong removed entry is ALTERED at 0");
+	CHECK(verdict_is(key, macs[39], 40, chain + 40, N - 40, LOGCHAIN_MISSING, 0),
+		  "a first_seq one too low is MISSING at 0");
+	CHECK(verdict_is(key, macs[39], 42, chain + 40, N - 40, LOGCHAIN_OUT_OF_ORDER, 0),
+		  "a first_seq one too high is OUT_OF_ORDER at 0");
+}
+
+static void
+test_reordering(void)
+{
+	LogchainEntry e[N + 1];
+	LogchainEntry t;
+	size_t		i, j;
+	int			all;
+
+	/*
+	 * Entries swapped in the input: position i holds a later seq whose own
+	 * entry is still further on, so it is a reordering, not a gap.
+	 */
+	all = 1;
+	for (i = 0; i < N; i++)
+		for (j = i + 1; j < N; j++)
+		{
+			memcpy(e, chain, sizeof(chain));
+			t = e[i];
+			e[i] = e[j];
+			e[j] = t;
+			if (!verdict_is(key, zero_anchor, 1, e, N, LOGCHAIN_OUT_OF_ORDER, i))
+				all = 0;
+		}
+	CHECK(all, "swapping any two entries is OUT_OF_ORDER at the first swapped index");
+
+	/*
+	 * Contents swapped under fixed seqs, as a reader ordering by seq would
+	 * see two rows whose other columns were exchanged.
+	 */
+	all = 1;
+	for (i = 0; i < N; i++)
+		for (j = i + 1; j < N; j++)
+		{
+			memcpy(e, chain, sizeof(chain));
+			e[i].bytes = chain[j].bytes;
+			e[i].len = chain[j].len;
+			e[i].mac = chain[j].mac;
+			e[j].bytes = chain[i].bytes;
+			e[j].len = chain[i].len;
+			e[j].mac = chain[i].mac;
+			if (!verdict_is(key, zero_anchor, 1, e, N, LOGCHAIN_ALTERED, i))
+				all = 0;
+		}
+	CHECK(all, "swapping two entries' contents and MACs but not their seqs is ALTERED at the first");
+
+	memcpy(e, chain, 21 * sizeof(e[0]));
+	e[21] = chain[20];
+	memcpy(e + 22, chain + 21, (N - 21) * sizeof(e[0]));
+	CHECK(verdict_is(key, zero_anchor, 1, e, N + 1, LOGCHAIN_OUT_OF_ORDER, 21),
+		  "a duplicated entry is OUT_OF_ORDER at the copy");
+	memcpy(e, chain, sizeof(chain));
+	e[N] = chain[10];
+	CHECK(verdict_is(key, zero_anchor, 1, e, N + 1, LOGCHAIN_OUT_OF_ORDER, N),
+		  "an old entry replayed at the end is OUT_OF_ORDER there");
+
+	memcpy(e, chain, sizeof(chain));
+	e[70].seq = 72;
+	CHECK(verdict_is(key, zero_anchor, 1, e, N, LOGCHAIN_MISSING, 70),
+		  "an entry whose seq is rewritten upward is reported at its index (MISSING: its seq is nowhere)");
+	e[70].seq = 70;
+	CHECK(verdict_is(key, zero_anchor, 1, e, N, LOGCHAIN_OUT_OF_ORDER, 70),
+		  "an entry whose seq is rewritten downward is OUT_OF_ORDER at its index");
+}
+
+static void
+test_keys(void)
+{
+	unsigned char anchor[LOGCHAIN_MAC_BYTES];
+
+	CHECK(verdict_is(other_key, zero_anchor, 1, chain, N, LOGCHAIN_ALTERED, 0),
+		  "verifying with another key is ALTERED at 0");
+	memset(anchor, 0, sizeof(anchor));
+	anchor[31] = 1;
+	CHECK(verdict_is(key, anchor, 1, chain, N, LOGCHAIN_ALTERED, 0),
+		  "verifying a new log from a nonzero anchor is ALTERED at 0");
+}
+
+static void
+test_empty_entries(void)
+{
+	unsigned char m[10][LOGCHAIN_MAC_BYTES];
+	unsigned char a[LOGCHAIN_MAC_BYTES], b[LOGCHAIN_MAC_BYTES];
+	LogchainEntry e[10];
+	static const unsigned char nul = 0;
+	size_t		i;
+
+	for (i = 0; i < 10; i++)
+	{
+		e[i].seq = i + 1;
+		e[i].bytes = NULL;
+		e[i].len = 0;
+		e[i].mac = m[i];
+		logchain_mac(m[i], key, i + 1, i == 0 ? zero_anchor : m[i - 1], NULL, 0);
+	}
+	CHECK(verdict_is(key, zero_anchor, 1, e, 10, LOGCHAIN_OK, 10),
+		  "a chain of ten empty entries with NULL bytes verifies");
+	e[3].bytes = &nul;
+	CHECK(verdict_is(key, zero_anchor, 1, e, 10, LOGCHAIN_OK, 10),
+		  "an empty entry's MAC does not depend on whether bytes is NULL");
+	e[3].len = 1;
+	CHECK(verdict_is(key, zero_anchor, 1, e, 10, LOGCHAIN_ALTERED, 3),
+		  "an empty entry turned into one NUL byte is ALTERED");
+
+	CHECK(logchain_mac(a, key, 1, zero_anchor, NULL, 0) == 0 &&
+		  logchain_mac(b, key, 1, zero_anchor, &nul, 1) == 0 &&
+		  memcmp(a, b, sizeof(a)) != 0, "the empty entry and a single NUL byte have different MACs");
+	CHECK(logchain_mac(a, key, 1, zero_anchor, (const unsigned char *) "x", 1) == 0 &&
+		  logchain_mac(b, key, 2, zero_anchor, (const unsigned char *) "x", 1) == 0 &&
+		  memcmp(a, b, sizeof(a)) != 0, "the same bytes at another seq have a different MAC");
+}
+
+static void
+test_seq_limits(void)
+{
+	unsigned char m0[LOGCHAIN_MAC_BYTES], m1[LOGCHAIN_MAC_BYTES];
+	LogchainEntry e[2];
+
+	logchain_mac(m0, key, UINT64_MAX, zero_anchor, (const unsigned char *) "last", 4);
+	e[0].seq = UINT64_MAX;
+	e[0].bytes = (const unsigned char *) "last";
+	e[0].len = 4;
+	e[0].mac = m0;
+	CHECK(verdict_is(key, zero_anchor, UINT64_MAX, e, 1, LOGCHAIN_OK, 1),
+		  "an entry at seq 2^64-1 verifies");
+	e[1] = e[0];
+	CHECK(verdict_is(key, zero_anchor, UINT64_MAX, e, 2, LOGCHAIN_OUT_OF_ORDER, 1),
+		  "nothing can follow seq 2^64-1: a repeat is OUT_OF_ORDER");
+	e[1].seq = 0;
+	e[1].mac = m1;
+	memset(m1, 0, sizeof(m1));
+	CHECK(verdict_is(key, zero_anchor, UINT64_MAX, e, 2, LOGCHAIN_OUT_OF_ORDER, 1),
+		  "nothing can follow seq 2^64-1: a wrap to 0 is OUT_OF_ORDER");
+}
+
+static void
+test_bad_args(void)
+{
+	unsigned char out[LOGCHAIN_MAC_BYTES];
+	LogchainEntry e[3];
+	size_t		bad;
+
+	memset(out, 0xAA, sizeof(out));
+	CHECK(logchain_mac(out, NULL, 1, zero_anchor, NULL, 0) == -1 && sodium_is_zero(out, sizeof(out)),
+		  "mac: a NULL key is refused and out zeroed");
+	memset(out, 0xAA, sizeof(out));
+	CHECK(logchain_mac(out, key, 1, NULL, NULL, 0) == -1 && sodium_is_zero(out, sizeof(out)),
+		  "mac: a NULL prev is refused and out zeroed");
+	memset(out, 0xAA, sizeof(out));
+	CHECK(logchain_mac(out, key, 1, zero_anchor, NULL, 1) == -1 && sodium_is_zero(out, sizeof(out)),
+		  "mac: NULL bytes with a nonzero length are refused and out zeroed");
+	memset(out, 0xAA, sizeof(out));
+	CHECK(logchain_mac(out, key, 0, zero_anchor, NULL, 0) == -1 && sodium_is_zero(out, sizeof(out)),
+		  "mac: seq 0 is refused (sequence numbers start at 1)");
+	CHECK(logchain_mac(NULL, key, 1, zero_anchor, NULL, 0) == -1, "mac: a NULL out is refused");
+
+	bad = 99;
+	CHECK(logchain_verify(NULL, zero_anchor, 1, chain, N, &bad) == LOGCHAIN_ALTERED && bad == 0,
+		  "verify: a NULL key is ALTERED at 0");
+	bad = 99;
+	CHECK(logchain_verify(key, NULL, 1, chain, N, &bad) == LOGCHAIN_ALTERED && bad == 0,
+		  "verify: a NULL anchor is ALTERED at 0");
+	bad = 99;
+	CHECK(logchain_verify(key, zero_anchor, 1, NULL, 5, &bad) == LOGCHAIN_ALTERED && bad == 0,
+		  "verify: NULL entries with n > 0 is ALTERED at 0");
+	bad = 99;
+	CHECK(logchain_verify(key, zero_anchor, 0, chain, N, &bad) == LOGCHAIN_ALTERED && bad == 0,
+		  "verify: first_seq 0 is ALTERED at 0");
+	bad = 99;
+	CHECK(logchain_verify(NULL, zero_anchor, 1, chain, 0, &bad) == LOGCHAIN_ALTERED && bad == 0,
+		  "verify: bad arguments are refused even when n = 0");
+
+	memcpy(e, chain, sizeof(e));
+	e[2].mac = NULL;
+	CHECK(verdict_is(key, zero_anchor, 1, e, 3, LOGCHAIN_ALTERED, 2),
+		  "verify: an entry with a NULL MAC is ALTERED at its index");
+	memcpy(e, chain, sizeof(e));
+	e[1].bytes = NULL;
+	CHECK(e[1].len > 0 && verdict_is(key, zero_anchor, 1, e, 3, LOGCHAIN_ALTERED, 1),
+		  "verify: an entry with NULL bytes and a nonzero length is ALTERED at its index");
+}
+
+static void
+test_names(void)
+{
+	CHECK(strcmp(logchain_verdict_name(LOGCHAIN_OK), "ok") == 0 &&
+		  strcmp(logchain_verdict_name(LOGCHAIN_ALTERED), "altered") == 0 &&
+		  strcmp(logchain_verdict_name(LOGCHAIN_MISSING), "missing") == 0 &&
+		  strcmp(logchain_verdict_name(LOGCHAIN_OUT_OF_ORDER), "out of order") == 0,
+		  "verdict names");
+	CHECK(strcmp(logchain_verdict_name((LogchainVerdict) 99), "unknown") == 0,
+		  "an out-of-range verdict is named \"unknown\", never NULL");
+}
+
+int
+main(void)
+{
+	if (sodium_init() < 0)
+		return 2;
+	randombytes_buf(key, sizeof(key));
+	randombytes_buf(other_key, sizeof(other_key));
+	build_chain();
+
+	test_layout();
+	test_intact();
+	test_flips();
+	test_predecessor();
+	test_deletions();
+	test_retention();
+	test_reordering();
+	test_keys();
+	test_empty_entries();
+	test_seq_limits();
+	test_bad_args();
+	test_names();
+
+	UNIT_DONE();
+}
