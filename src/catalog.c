@@ -78,20 +78,32 @@ catalog_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
 
 /*
  * Rows this backend wrote to the catalog (a data key created for a first
- * value) vanish if the transaction aborts; so must anything cached from them.
+ * value) vanish if the transaction aborts; so must anything cached from
+ * them.  Only a transaction that wrote the catalog (the invalidation
+ * trigger notes it) needs that: an ordinary failed statement keeps the
+ * caches.
  */
+static bool catalog_written_in_xact = false;
+
 static void
 catalog_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
-		catalog_generation++;
+	{
+		if (catalog_written_in_xact)
+			catalog_generation++;
+		catalog_written_in_xact = false;
+	}
+	else if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
+			 event == XACT_EVENT_PREPARE)
+		catalog_written_in_xact = false;
 }
 
 static void
 catalog_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						 SubTransactionId parentSubid, void *arg)
 {
-	if (event == SUBXACT_EVENT_ABORT_SUB)
+	if (event == SUBXACT_EVENT_ABORT_SUB && catalog_written_in_xact)
 		catalog_generation++;
 }
 
@@ -317,6 +329,7 @@ privacy_catalog_changed(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("privacy._catalog_changed() must be called as a trigger")));
 	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	catalog_written_in_xact = true;
 	if (TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
 		return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
 							   trigdata->tg_newtuple : trigdata->tg_trigtuple);

@@ -175,26 +175,37 @@ search_tag(const unsigned char *pt, size_t len, unsigned char *out)
 }
 
 /*
- * Superusers and members of privacy_admin, with no purpose declared, handle
- * envelopes rather than plaintext: that is how pg_dump and pg_restore work.
- */
-/*
+ * Superusers and members of privacy_admin are the dump/restore roles.
  * Privilege is judged on the session's current role outside any SECURITY
  * DEFINER function: a function owned by a superuser must not turn its
- * caller's input into accepted ciphertext.
+ * caller's input into accepted ciphertext.  Asked once per value, so the
+ * answer is kept per role until role membership (or anything else in the
+ * catalog generation) changes.
  */
 static bool
 privileged_role(void)
 {
+	static Oid	cached_role = InvalidOid;
+	static uint64 cached_generation = 0;
+	static bool cached_answer = false;
 	Oid			outer = GetOuterUserId();
 	Oid			admin;
 
-	if (superuser_arg(outer))
-		return true;
+	catalog_accept_invalidations();
+	if (outer == cached_role && cached_generation == catalog_generation)
+		return cached_answer;
 	admin = get_role_oid("privacy_admin", true);
-	return OidIsValid(admin) && has_privs_of_role(outer, admin);
+	cached_answer = superuser_arg(outer) ||
+		(OidIsValid(admin) && has_privs_of_role(outer, admin));
+	cached_role = outer;
+	cached_generation = catalog_generation;
+	return cached_answer;
 }
 
+/*
+ * The dump/restore roles with no purpose declared handle envelopes rather
+ * than plaintext: that is how pg_dump and pg_restore work.
+ */
 static bool
 ciphertext_io(void)
 {
@@ -262,6 +273,7 @@ enc_seal(EnvelopeKind kind, int32 typmod, const unsigned char *pt, size_t len,
 	uint32		key_id;
 	const unsigned char *key;
 	DataKeyState state;
+	const char *category;
 
 	keys_require_master_key();
 	if (typmod < 0)
@@ -270,13 +282,14 @@ enc_seal(EnvelopeKind kind, int32 typmod, const unsigned char *pt, size_t len,
 							 PRIVACY_TRANSIENT_KEY_ID, keys_transient_key(),
 							 pt, len, known_tag);
 
-	if (catalog_category_name(TYPMOD_CATEGORY(typmod)) == NULL)
+	category = catalog_category_name(TYPMOD_CATEGORY(typmod));
+	if (category == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("the category of this column (id %u) does not exist", TYPMOD_CATEGORY(typmod)),
 				 errdetail("The column's type names a category that was never created in this database."),
 				 errhint("Create it with privacy.create_category(), or change the column's type modifier.")));
-	key_id = keys_category_key(category_name_or_error(TYPMOD_CATEGORY(typmod)));
+	key_id = keys_category_key(category);
 	key = keys_data_key(key_id, &state);
 	if (key == NULL)
 		elog(ERROR, "active data key %u is destroyed", key_id);
@@ -659,10 +672,10 @@ send_common(bytea *v, EnvelopeKind kind)
 	StringInfoData buf;
 	EncValue	ev;
 
-	enc_parse(v, &ev);
 	pq_begintypsend(&buf);
 	if (ciphertext_io())
 	{
+		enc_parse(v, &ev);
 		if (ev.hdr.key_id == PRIVACY_TRANSIENT_KEY_ID)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -673,8 +686,10 @@ send_common(bytea *v, EnvelopeKind kind)
 	else if (kind == ENVELOPE_TEXT)
 	{
 		char	   *s = text_output(v);
+		size_t		len = strlen(s);
 
-		pq_sendtext(&buf, s, strlen(s));
+		pq_sendtext(&buf, s, len);
+		free_plaintext((unsigned char *) s, len);
 	}
 	else
 	{
@@ -683,6 +698,7 @@ send_common(bytea *v, EnvelopeKind kind)
 		bytea	   *plain = bytea_output(v, &ciphertext, &cipher_text);
 
 		pq_sendbytes(&buf, VARDATA_ANY(plain), VARSIZE_ANY_EXHDR(plain));
+		free_plaintext((unsigned char *) plain, VARSIZE(plain));
 	}
 	return pq_endtypsend(&buf);
 }
@@ -1143,7 +1159,7 @@ encrypted_needs_reseal(PG_FUNCTION_ARGS)
  * does not change.
  */
 static bytea *
-subject_seal_common(bytea *v, text *subject, EnvelopeKind kind)
+subject_seal_common(bytea *v, text *subject, uint32 *subject_key, EnvelopeKind kind)
 {
 	EncValue	ev;
 	unsigned char *pt;
@@ -1154,7 +1170,10 @@ subject_seal_common(bytea *v, text *subject, EnvelopeKind kind)
 	bytea	   *out;
 
 	enc_parse(v, &ev);
-	key_id = keys_subject_key(VARDATA_ANY(subject), VARSIZE_ANY_EXHDR(subject), true);
+	/* looked up (or created) once per row, on its first encrypted value */
+	if (*subject_key == 0)
+		*subject_key = keys_subject_key(VARDATA_ANY(subject), VARSIZE_ANY_EXHDR(subject), true);
+	key_id = *subject_key;
 	if (ev.hdr.key_id == key_id)
 		return v;
 	pt = enc_open(kind, &ev, &len);
@@ -1172,14 +1191,41 @@ PG_FUNCTION_INFO_V1(encrypted_text_seal_for_subject);
 Datum
 encrypted_text_seal_for_subject(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BYTEA_P(subject_seal_common(PG_GETARG_BYTEA_PP(0), PG_GETARG_TEXT_PP(1), ENVELOPE_TEXT));
+	uint32		subject_key = 0;
+
+	PG_RETURN_BYTEA_P(subject_seal_common(PG_GETARG_BYTEA_PP(0), PG_GETARG_TEXT_PP(1), &subject_key, ENVELOPE_TEXT));
 }
 
 PG_FUNCTION_INFO_V1(encrypted_bytea_seal_for_subject);
 Datum
 encrypted_bytea_seal_for_subject(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BYTEA_P(subject_seal_common(PG_GETARG_BYTEA_PP(0), PG_GETARG_TEXT_PP(1), ENVELOPE_BYTEA));
+	uint32		subject_key = 0;
+
+	PG_RETURN_BYTEA_P(subject_seal_common(PG_GETARG_BYTEA_PP(0), PG_GETARG_TEXT_PP(1), &subject_key, ENVELOPE_BYTEA));
+}
+
+/* The OIDs of the two encrypted types, looked up once per catalog generation. */
+static void
+encrypted_type_oids(Oid *text_type, Oid *bytea_type)
+{
+	static Oid	cached_text = InvalidOid;
+	static Oid	cached_bytea = InvalidOid;
+	static uint64 cached_generation = 0;
+
+	catalog_accept_invalidations();
+	if (cached_generation != catalog_generation || !OidIsValid(cached_text))
+	{
+		Oid			nsp = catalog_namespace();
+
+		cached_text = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+									  CStringGetDatum("encrypted_text"), ObjectIdGetDatum(nsp));
+		cached_bytea = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+									   CStringGetDatum("encrypted_bytea"), ObjectIdGetDatum(nsp));
+		cached_generation = catalog_generation;
+	}
+	*text_type = cached_text;
+	*bytea_type = cached_bytea;
 }
 
 /*
@@ -1204,7 +1250,7 @@ privacy_seal_row(PG_FUNCTION_ARGS)
 	text	   *subject;
 	Oid			text_type;
 	Oid			bytea_type;
-	Oid			nsp;
+	uint32		subject_key = 0;
 	int			natts;
 	int			i;
 	Datum	   *values;
@@ -1235,7 +1281,6 @@ privacy_seal_row(PG_FUNCTION_ARGS)
 	{
 		Oid			typoutput;
 		bool		typisvarlena;
-
 		Oid			subject_type = TupleDescAttr(tupdesc, subject_att - 1)->atttypid;
 		char	   *str;
 
@@ -1252,9 +1297,7 @@ privacy_seal_row(PG_FUNCTION_ARGS)
 		subject = cstring_to_text(str);
 	}
 
-	nsp = get_namespace_oid(PRIVACY_SCHEMA, false);
-	text_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("encrypted_text"), ObjectIdGetDatum(nsp));
-	bytea_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("encrypted_bytea"), ObjectIdGetDatum(nsp));
+	encrypted_type_oids(&text_type, &bytea_type);
 
 	natts = tupdesc->natts;
 	values = palloc(natts * sizeof(Datum));
@@ -1273,7 +1316,7 @@ privacy_seal_row(PG_FUNCTION_ARGS)
 		if (isnull)
 			continue;
 		v = DatumGetByteaPP(d);
-		sealed = subject_seal_common(v, subject,
+		sealed = subject_seal_common(v, subject, &subject_key,
 									 att->atttypid == text_type ? ENVELOPE_TEXT : ENVELOPE_BYTEA);
 		if (sealed != v)
 		{
