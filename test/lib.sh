@@ -66,7 +66,9 @@ privacy_build_install() {
 	make -C "$PRIVACY_SRC" -s PG_CONFIG="$PG_CONFIG" all unit >/dev/null || die "build failed"
 	local libdir
 	libdir=$($PG_CONFIG --pkglibdir)
-	if [ -w "$libdir" ] && [ -w "$($PG_CONFIG --sharedir)/extension" ]; then
+	# PRIVACY_PRIVATE_INSTALL=1 keeps a second checkout (a git worktree) from
+	# replacing the installed copy another checkout's tests are using.
+	if [ -z "${PRIVACY_PRIVATE_INSTALL:-}" ] && [ -w "$libdir" ] && [ -w "$($PG_CONFIG --sharedir)/extension" ]; then
 		make -C "$PRIVACY_SRC" -s PG_CONFIG="$PG_CONFIG" install >/dev/null || die "install failed"
 	else
 		privacy_private_install
@@ -81,7 +83,7 @@ privacy_private_install() {
 	local root=${PRIVACY_PRIVATE_ROOT:-$PRIVACY_SRC/.private-install}
 	local pgbin=/usr/lib/postgresql/$PG_MAJOR/bin pglib=/usr/lib/postgresql/$PG_MAJOR/lib
 	local share=/usr/share/postgresql/$PG_MAJOR
-	say "no write access to $pglib: installing into $root"
+	say "installing into the private copy $root"
 	rm -rf "$root"
 	mkdir -p "$root$pgbin" "$root$pglib" "$root$share"
 	cp -p "$pgbin"/* "$root$pgbin/"
