@@ -16,6 +16,10 @@ PG_CONFIG   ?= pg_config
 PGXS        := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS does not track headers: every object depends on all of ours, so a
+# changed struct never leaves a stale object behind.
+$(OBJS) $(OBJS:.o=.bc): $(wildcard src/*.h)
+
 # Plain-C parts (no postgres.h) are also built alone for unit tests and fuzzing.
 UNIT_SRCS    = $(sort $(wildcard test/unit/test_*.c))
 UNIT_BINS    = $(UNIT_SRCS:.c=)

@@ -1426,6 +1426,120 @@ SELECT pt.tbl AS table_name, pt.subject_column, pt.parent,
 COMMENT ON VIEW privacy.protected IS 'protected tables and partitions with their subject column';
 
 ------------------------------------------------------------------------------
+-- Access log: one entry per statement per protected table, and one per
+-- subject whose values a statement opened.  Written only by the access log
+-- writer (a background worker), chained by a keyed MAC (audit.c); nobody
+-- but the extension's retention deletes from it.
+------------------------------------------------------------------------------
+CREATE TABLE privacy.access_log (
+    seq          bigint PRIMARY KEY,
+    at           timestamptz NOT NULL,
+    session_role text NOT NULL,
+    acting_role  text NOT NULL,
+    application  text,
+    client_addr  text,
+    backend_pid  integer NOT NULL,
+    purpose      text,
+    command      text NOT NULL,
+    relid        oid,
+    relation     text,
+    columns      text[] NOT NULL,
+    categories   text[] NOT NULL,
+    rows         bigint NOT NULL,
+    query_id     bigint NOT NULL,
+    level        integer NOT NULL,
+    outcome      text NOT NULL,
+    mac          bytea NOT NULL
+);
+COMMENT ON TABLE privacy.access_log IS
+    'who accessed which protected table, when, as which roles, for which purpose, which personal columns and how many rows; never statement text';
+SELECT pg_catalog.pg_extension_config_dump('privacy.access_log', '');
+
+CREATE TABLE privacy.access_log_subjects (
+    seq          bigint PRIMARY KEY,
+    event        bigint NOT NULL,
+    subject_hash bytea NOT NULL,
+    category     text NOT NULL,
+    opened       bigint NOT NULL,
+    mac          bytea NOT NULL
+);
+CREATE INDEX access_log_subjects_subject ON privacy.access_log_subjects (subject_hash);
+COMMENT ON TABLE privacy.access_log_subjects IS
+    'whose encrypted values a logged statement (event = access_log.seq) opened: the subject''s keyed hash, the category and how many values';
+SELECT pg_catalog.pg_extension_config_dump('privacy.access_log_subjects', '');
+
+CREATE TABLE privacy.access_log_anchors (
+    first_seq  bigint PRIMARY KEY,
+    anchor     bytea NOT NULL,
+    removed    bigint NOT NULL,
+    trimmed_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    mac        bytea NOT NULL
+);
+COMMENT ON TABLE privacy.access_log_anchors IS
+    'where the access log starts after its retention removed older entries: the MAC of the last removed entry, itself authenticated';
+SELECT pg_catalog.pg_extension_config_dump('privacy.access_log_anchors', '');
+
+CREATE TABLE privacy.access_log_verifications (
+    verified_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    verified_by name NOT NULL DEFAULT session_user,
+    status      text NOT NULL,
+    seq         bigint,
+    checked     bigint NOT NULL,
+    detail      text
+);
+COMMENT ON TABLE privacy.access_log_verifications IS
+    'every run of privacy.verify_access_log() and what it found';
+SELECT pg_catalog.pg_extension_config_dump('privacy.access_log_verifications', '');
+
+CREATE FUNCTION privacy._verify_access_log(OUT status text, OUT seq bigint, OUT checked bigint, OUT detail text)
+    AS 'MODULE_PATHNAME', 'privacy_verify_access_log' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION privacy.verify_access_log(OUT status text, OUT seq bigint, OUT checked bigint, OUT detail text)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    SELECT v.status, v.seq, v.checked, v.detail INTO status, seq, checked, detail
+      FROM privacy._verify_access_log() v;
+    INSERT INTO privacy.access_log_verifications (verified_by, status, seq, checked, detail)
+    VALUES (session_user, status, seq, checked, detail);
+END;
+$$;
+COMMENT ON FUNCTION privacy.verify_access_log() IS
+    'recompute the access log''s MAC chain: ok, or the first entry that is missing, altered or out of order';
+
+CREATE FUNCTION privacy.flush_access_log(timeout_ms integer DEFAULT 10000) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_flush_access_log' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION privacy.flush_access_log(integer) IS
+    'wait until every access event queued so far is committed to privacy.access_log (false: the timeout passed first)';
+
+CREATE FUNCTION privacy.access_log_status(OUT enabled boolean, OUT strict boolean, OUT queue_bytes bigint,
+                                          OUT queued_bytes bigint, OUT writer_pid integer, OUT last_seq bigint)
+    AS 'MODULE_PATHNAME', 'privacy_access_log_status' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION privacy.access_log_status() IS
+    'the access log of this database: settings, bytes waiting in shared memory, the writer and the last entry it wrote since the server started';
+
+CREATE FUNCTION privacy._trim_access_log() RETURNS bigint
+    AS 'MODULE_PATHNAME', 'privacy_trim_access_log' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION privacy.trim_access_log() RETURNS bigint
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'SELECT privacy._trim_access_log()';
+COMMENT ON FUNCTION privacy.trim_access_log() IS
+    'delete access log entries older than privacy.access_log_retention, keeping the chain verifiable; run by CALL privacy.purge()';
+
+-- The log is written by the writer worker only; the compliance role reads it.
+REVOKE ALL ON privacy.access_log, privacy.access_log_subjects, privacy.access_log_anchors,
+    privacy.access_log_verifications FROM PUBLIC;
+GRANT SELECT ON privacy.access_log, privacy.access_log_subjects, privacy.access_log_anchors,
+    privacy.access_log_verifications TO privacy_officer;
+REVOKE ALL ON FUNCTION privacy._verify_access_log(), privacy._trim_access_log() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION privacy.verify_access_log(), privacy.flush_access_log(integer),
+    privacy.access_log_status(), privacy.trim_access_log()
+  TO privacy_officer;
+
+------------------------------------------------------------------------------
 -- Retention: rules, legal holds, previews and batched purges
 ------------------------------------------------------------------------------
 CREATE TABLE privacy.retention_rules (
@@ -1843,6 +1957,7 @@ DECLARE
     t record;
     n bigint;
     total bigint := 0;
+    trimmed bigint;
     batches integer := 0;
     started timestamptz := pg_catalog.clock_timestamp();
     failure text;
@@ -1879,6 +1994,12 @@ BEGIN
     END LOOP;
     PERFORM privacy._purge_finish(run, CASE WHEN failure IS NOT NULL THEN 'failed'
                                             WHEN out_of_time THEN 'stopped' ELSE 'completed' END, failure);
+    COMMIT;
+    -- the access log's own retention
+    trimmed := privacy.trim_access_log();
+    IF trimmed > 0 THEN
+        RAISE NOTICE 'access log: % entries past privacy.access_log_retention removed', trimmed;
+    END IF;
     COMMIT;
     IF failure IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'external_routine_exception',

@@ -16,6 +16,8 @@
  */
 #include "privacy.h"
 
+#include "utils/snapmgr.h"
+
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
@@ -223,11 +225,22 @@ catalog_become_owner(CatalogUserState *state)
 						   SECURITY_RESTRICTED_OPERATION);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+
+	/*
+	 * Values are opened outside any query too (a FETCH sends rows its
+	 * executor run stored earlier): give the lookups a snapshot of their own
+	 * then, rather than one SPI would leave behind.
+	 */
+	state->pushed_snapshot = !ActiveSnapshotSet();
+	if (state->pushed_snapshot)
+		PushActiveSnapshot(GetTransactionSnapshot());
 }
 
 void
 catalog_restore_user(CatalogUserState *state)
 {
+	if (state->pushed_snapshot)
+		PopActiveSnapshot();
 	SPI_finish();
 	SetUserIdAndSecContext(state->save_userid, state->save_sec_context);
 }

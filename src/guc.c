@@ -7,6 +7,8 @@
  */
 #include "privacy.h"
 
+#include <limits.h>
+
 
 #include "utils/guc.h"
 
@@ -17,6 +19,12 @@ int			privacy_on_denied = ON_DENIED_ERROR;
 int			privacy_purge_batch_size = 10000;
 int			privacy_purge_interval = 0;
 char	   *privacy_worker_database = NULL;
+bool		privacy_access_log = true;
+bool		privacy_access_log_strict = false;
+int			privacy_access_log_queue_size = 2048;
+int			privacy_access_log_flush_interval = 200;
+int			privacy_access_log_retention = 365 * 24 * 60;
+int			privacy_access_log_databases = 4;
 
 static const struct config_enum_entry on_denied_options[] = {
 	{"error", ON_DENIED_ERROR, false},
@@ -130,6 +138,61 @@ guc_define(void)
 							   PGC_SIGHUP,
 							   0,
 							   NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("privacy.access_log",
+							 "Records every access to a protected table in privacy.access_log.",
+							 "Set in postgresql.conf (or ALTER SYSTEM) only, so that switching it off is a reload the server log records, never a SET.",
+							 &privacy_access_log,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("privacy.access_log_strict",
+							 "Makes a statement on a protected table wait until its access events are durable.",
+							 "Off: events reach the disk within privacy.access_log_flush_interval, and a server crash can lose that much. "
+							 "On: a statement's result completes only once its events are committed.",
+							 &privacy_access_log_strict,
+							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("privacy.access_log_queue_size",
+							"Shared memory for access events on their way to the log, per database.",
+							"When it is full, statements wait (wait event Extension) until the writer has made room.",
+							&privacy_access_log_queue_size,
+							2048, 512, 1024 * 1024,
+							PGC_POSTMASTER,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("privacy.access_log_flush_interval",
+							"How long access events may wait in shared memory before the writer commits them.",
+							"This is the most a server crash can lose of the log when privacy.access_log_strict is off.",
+							&privacy_access_log_flush_interval,
+							200, 1, 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("privacy.access_log_retention",
+							"How long access events are kept; 0 keeps them forever.",
+							"Older events are deleted by CALL privacy.purge() and the purge worker; the deletion is recorded so that privacy.verify_access_log() still passes.",
+							&privacy_access_log_retention,
+							365 * 24 * 60, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MIN,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("privacy.access_log_databases",
+							"How many databases can log access events at the same time.",
+							"Each gets a queue of privacy.access_log_queue_size and a writer worker while it has events.",
+							&privacy_access_log_databases,
+							4, 1, 64,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("privacy");
 }

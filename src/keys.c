@@ -301,6 +301,7 @@ typedef struct KeyCacheEntry
 	char		scope;			/* 'c'ategory or 's'ubject */
 	int			slot;			/* index into the slab, -1 if destroyed */
 	uint64		last_used;
+	unsigned char subject_hash[PRIVACY_SUBJECT_HASH_BYTES];	/* scope 's' only */
 } KeyCacheEntry;
 
 static HTAB *key_cache = NULL;
@@ -454,11 +455,11 @@ static void
 cached_internal_key(int which, const char *name, unsigned char *out)
 {
 	static unsigned char *slots = NULL;
-	static uint64 generation[2] = {0, 0};
+	static uint64 generation[3] = {0, 0, 0};
 
 	if (slots == NULL)
 	{
-		slots = sodium_malloc(2 * PRIVACY_DATA_KEY_BYTES);
+		slots = sodium_malloc(3 * PRIVACY_DATA_KEY_BYTES);
 		if (slots == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_OUT_OF_MEMORY),
@@ -584,12 +585,33 @@ keys_data_key(uint32 key_id, DataKeyState *state)
 		entry->state = newstate;
 		entry->scope = scope[0];
 		entry->slot = slot;
+		memset(entry->subject_hash, 0, PRIVACY_SUBJECT_HASH_BYTES);
+		if (subject_hash != NULL && VARSIZE_ANY_EXHDR(subject_hash) == PRIVACY_SUBJECT_HASH_BYTES)
+			memcpy(entry->subject_hash, VARDATA_ANY(subject_hash), PRIVACY_SUBJECT_HASH_BYTES);
 	}
 	entry->last_used = ++key_cache_tick;
 	*state = entry->state;
 	if (entry->state == DATA_KEY_DESTROYED)
 		return NULL;
 	return key_slab + (size_t) entry->slot * PRIVACY_DATA_KEY_BYTES;
+}
+
+/*
+ * The subject hash owning a subject key the cache holds (keys_data_key has
+ * just returned it), or NULL for any other key.  The access log records
+ * whose values a statement opened by this hash.
+ */
+const unsigned char *
+keys_key_subject(uint32 key_id)
+{
+	KeyCacheEntry *entry;
+
+	if (key_cache == NULL || key_id == PRIVACY_TRANSIENT_KEY_ID)
+		return NULL;
+	entry = hash_search(key_cache, &key_id, HASH_FIND, NULL);
+	if (entry == NULL || entry->scope != 's')
+		return NULL;
+	return entry->subject_hash;
 }
 
 bool
@@ -975,6 +997,16 @@ internal_key(const char *name, unsigned char *out)
 	memcpy(out, key, PRIVACY_DATA_KEY_BYTES);
 }
 
+/*
+ * The key of the access log's MAC chain: an internal data key, so that the
+ * chain still verifies after a master-key rotation and after a restore.
+ */
+void
+keys_access_log_key(unsigned char *out)
+{
+	cached_internal_key(2, "access_log", out);
+}
+
 PG_FUNCTION_INFO_V1(privacy_ensure_internal_keys);
 Datum
 privacy_ensure_internal_keys(PG_FUNCTION_ARGS)
@@ -984,6 +1016,7 @@ privacy_ensure_internal_keys(PG_FUNCTION_ARGS)
 	keys_require_master_key();
 	internal_key("subject_hash", k);
 	internal_key("search", k);
+	internal_key("access_log", k);
 	sodium_memzero(k, sizeof(k));
 	PG_RETURN_VOID();
 }

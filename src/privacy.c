@@ -8,9 +8,10 @@
  *   guc.c       settings
  *   consent.c   purposes and the "may this session use this category?" check
  *   types.c     encrypted_text/bytea (envelope.c: the ciphertext format)
+ *   audit.c     the access log: hooks, shared-memory queue, writer worker
  *   worker.c    the purge worker
- * Parts still to come each get their own file: audit.c (hooks and queue),
- * label.c (SECURITY LABEL provider).
+ * Parts still to come each get their own file: label.c (SECURITY LABEL
+ * provider).
  */
 #include "privacy.h"
 
@@ -48,6 +49,8 @@ _PG_init(void)
 	consent_init();
 	types_init();
 	consent_install_hooks();
+	audit_init();
+	audit_install_hooks();
 	if (!IsBinaryUpgrade)
 		worker_register();
 }

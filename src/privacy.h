@@ -31,6 +31,7 @@ typedef struct CatalogUserState
 {
 	Oid			save_userid;
 	int			save_sec_context;
+	bool		pushed_snapshot;
 } CatalogUserState;
 
 extern uint64 catalog_generation;
@@ -60,6 +61,8 @@ typedef enum DataKeyState
 extern const unsigned char *keys_data_key(uint32 key_id, DataKeyState *state);
 extern uint32 keys_category_key(const char *category);
 extern bool keys_is_category_key(uint32 key_id);
+extern const unsigned char *keys_key_subject(uint32 key_id);
+extern void keys_access_log_key(unsigned char *out);
 extern uint32 keys_subject_key(const char *subject, size_t len, bool create);
 extern void keys_subject_hash(const char *subject, size_t len, unsigned char *out);
 #define PRIVACY_TRANSIENT_KEY_ID 0xFFFFFFFFu
@@ -83,6 +86,18 @@ extern void consent_init(void);
 extern void consent_install_hooks(void);
 extern PurposeVerdict consent_purpose_verdict(const char *category);
 extern void consent_require_purpose(const char *category);
+
+/* audit.c — the access log: hooks, shared-memory queue, writer worker */
+extern bool privacy_access_log;
+extern bool privacy_access_log_strict;
+extern int	privacy_access_log_queue_size;
+extern int	privacy_access_log_flush_interval;
+extern int	privacy_access_log_retention;
+extern int	privacy_access_log_databases;
+extern void audit_init(void);
+extern void audit_install_hooks(void);
+extern void audit_value_opened(uint32 key_id, uint16 category_id);
+extern int64 audit_trim_log(void);
 
 /* worker.c — the purge worker */
 extern void worker_register(void);

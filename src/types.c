@@ -351,6 +351,8 @@ enc_open(EnvelopeKind kind, EncValue *ev, size_t *len)
 					 errhint("The stored bytes were changed, or moved from another column.")));
 		}
 	}
+	if (ev->hdr.key_id != PRIVACY_TRANSIENT_KEY_ID)
+		audit_value_opened(ev->hdr.key_id, ev->hdr.category_id);
 	*len = ev->hdr.ciphertext_len;
 	pt[*len] = '\0';
 	return pt;

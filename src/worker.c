@@ -167,6 +167,8 @@ run_purge(void)
 			list_free(tables);
 			run_in_transaction(psprintf("SELECT " PRIVACY_SCHEMA "._purge_finish(" INT64_FORMAT ", 'completed', NULL)", run),
 							   &isnull);
+			/* the access log's own retention */
+			run_in_transaction("SELECT " PRIVACY_SCHEMA ".trim_access_log()", &isnull);
 		}
 	}
 	PG_CATCH();

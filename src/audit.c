@@ -1,0 +1,2573 @@
+/*
+ * audit.c — the access log: who touched whose personal data, when and why.
+ *
+ * Backends record one event per statement per protected table it touches
+ * (executor hooks; the utility hook for COPY, which reads and writes tables
+ * outside the executor), plus the subjects whose encrypted values the
+ * statement opened (types.c calls audit_value_opened).  Events never
+ * contain statement text or parameter values.
+ *
+ * Delivery: at the end of a statement (or when its transaction or
+ * subtransaction aborts) the backend serializes its events into a queue in
+ * shared memory, one queue per database, and goes on: a SELECT never waits
+ * for the log's disk I/O.  A writer background worker, started on demand
+ * for each database, commits the queue to privacy.access_log every
+ * privacy.access_log_flush_interval, so a crash loses at most that much.
+ * Events are written outside the reader's transaction, so they survive its
+ * rollback and work in read-only transactions.  A full queue makes the
+ * backend wait (wait event Extension) rather than drop anything.  In strict
+ * mode (privacy.access_log_strict) a statement waits until its events are
+ * committed before it completes.  On a hot standby, where nothing can be
+ * written, events go to the server log as one JSON object per line.
+ *
+ * Tamper evidence: the writer gives each entry (a statement event, or one
+ * subject opened in it) the next sequence number and chains a keyed MAC
+ * over its canonical bytes (logchain.c); privacy.verify_access_log()
+ * recomputes the chain.  The canonical bytes are this file's serialization
+ * of an entry's fields, the same the queue carries, so the writer MACs
+ * exactly what the backend recorded.
+ *
+ * Statements run by the extension's own SECURITY DEFINER functions (purge,
+ * erasure, key maintenance) are not user access and are not logged: an
+ * fmgr hook counts how deep the backend is inside them.
+ */
+#include "privacy.h"
+
+#include <sodium.h>
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "commands/copy.h"
+#include "commands/dbcommands.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/condition_variable.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "tcop/utility.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#if PG_VERSION_NUM >= 160000
+#include "nodes/queryjumble.h"
+#else
+#include "utils/queryjumble.h"
+#endif
+#include "utils/timestamp.h"
+
+#include "logchain.h"
+
+#define WRITER_TYPE "privacy access log writer"
+#define WRITER_IDLE_EXIT_MS 2000	/* well inside DROP DATABASE's 5 s wait */
+#define SUBJECTS_PER_RECORD 200
+#define ENTRY_STATEMENT 'S'
+#define ENTRY_SUBJECTS 'U'		/* queue record: subjects of the last 'S' */
+#define ENTRY_SUBJECT 'u'		/* canonical bytes of one subject entry */
+
+/* ------------------------------------------------------------------------
+ * Shared memory: one queue per database that logs, each a byte ring.
+ * ------------------------------------------------------------------------
+ */
+typedef enum WriterState
+{
+	WRITER_NONE,
+	WRITER_STARTING,
+	WRITER_RUNNING
+} WriterState;
+
+typedef struct AuditQueue
+{
+	Oid			dboid;			/* InvalidOid: free */
+	WriterState writer_state;
+	TimestampTz writer_requested;
+	int			writer_pid;
+	Latch	   *writer_latch;
+	uint64		head;			/* bytes ever enqueued */
+	uint64		tail;			/* bytes ever committed to the log */
+	uint64		chain_seq;		/* last seq a writer committed since start */
+	unsigned char chain_mac[LOGCHAIN_MAC_BYTES];
+	ConditionVariable space_cv; /* tail moved */
+	char	   *data;			/* privacy_access_log_queue_size kB */
+} AuditQueue;
+
+typedef struct AuditShared
+{
+	LWLock	   *lock;
+	int			nqueues;
+	Size		qsize;
+	AuditQueue	queues[FLEXIBLE_ARRAY_MEMBER];
+} AuditShared;
+
+static AuditShared *audit_shared = NULL;
+
+#if PG_VERSION_NUM >= 150000
+static shmem_request_hook_type prev_shmem_request = NULL;
+#endif
+static shmem_startup_hook_type prev_shmem_startup = NULL;
+
+static Size
+audit_shmem_size(void)
+{
+	Size		size = offsetof(AuditShared, queues);
+
+	size = add_size(size, mul_size(privacy_access_log_databases, sizeof(AuditQueue)));
+	size = MAXALIGN(size);
+	size = add_size(size, mul_size(privacy_access_log_databases,
+								   (Size) privacy_access_log_queue_size * 1024));
+	return size;
+}
+
+static void
+audit_shmem_request(void)
+{
+#if PG_VERSION_NUM >= 150000
+	if (prev_shmem_request)
+		prev_shmem_request();
+#endif
+	RequestAddinShmemSpace(audit_shmem_size());
+	RequestNamedLWLockTranche("privacy access log", 1);
+}
+
+static void
+audit_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup)
+		prev_shmem_startup();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	audit_shared = ShmemInitStruct("privacy access log", audit_shmem_size(), &found);
+	if (!found)
+	{
+		char	   *data;
+		int			i;
+
+		audit_shared->lock = &(GetNamedLWLockTranche("privacy access log"))->lock;
+		audit_shared->nqueues = privacy_access_log_databases;
+		audit_shared->qsize = (Size) privacy_access_log_queue_size * 1024;
+		data = (char *) audit_shared +
+			MAXALIGN(offsetof(AuditShared, queues) + privacy_access_log_databases * sizeof(AuditQueue));
+		for (i = 0; i < audit_shared->nqueues; i++)
+		{
+			AuditQueue *q = &audit_shared->queues[i];
+
+			memset(q, 0, sizeof(*q));
+			q->dboid = InvalidOid;
+			q->writer_state = WRITER_NONE;
+			ConditionVariableInit(&q->space_cv);
+			q->data = data + (Size) i * audit_shared->qsize;
+		}
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* ------------------------------------------------------------------------
+ * Canonical bytes.  Integers big-endian; a string is its length (4 bytes,
+ * 0xFFFFFFFF for NULL) and its bytes.  The queue carries statement events
+ * in exactly this form; verify rebuilds it from the stored row.
+ * ------------------------------------------------------------------------
+ */
+static void
+put_u32(StringInfo buf, uint32 v)
+{
+	unsigned char b[4];
+
+	b[0] = v >> 24;
+	b[1] = v >> 16;
+	b[2] = v >> 8;
+	b[3] = v;
+	appendBinaryStringInfo(buf, (char *) b, 4);
+}
+
+static void
+put_i64(StringInfo buf, int64 v)
+{
+	put_u32(buf, (uint32) ((uint64) v >> 32));
+	put_u32(buf, (uint32) v);
+}
+
+static void
+put_str(StringInfo buf, const char *s)
+{
+	if (s == NULL)
+		put_u32(buf, 0xFFFFFFFFu);
+	else
+	{
+		size_t		len = strlen(s);
+
+		put_u32(buf, (uint32) len);
+		appendBinaryStringInfo(buf, s, len);
+	}
+}
+
+typedef struct Reader
+{
+	const unsigned char *p;
+	const unsigned char *end;
+} Reader;
+
+static uint32
+get_u32(Reader *r)
+{
+	uint32		v;
+
+	if (r->end - r->p < 4)
+		elog(ERROR, "access log record truncated");
+	v = ((uint32) r->p[0] << 24) | ((uint32) r->p[1] << 16) | ((uint32) r->p[2] << 8) | r->p[3];
+	r->p += 4;
+	return v;
+}
+
+static int64
+get_i64(Reader *r)
+{
+	uint64		hi = get_u32(r);
+
+	return (int64) ((hi << 32) | get_u32(r));
+}
+
+/* A palloc'd copy, or NULL. */
+static char *
+get_str(Reader *r)
+{
+	uint32		len = get_u32(r);
+	char	   *s;
+
+	if (len == 0xFFFFFFFFu)
+		return NULL;
+	if ((size_t) (r->end - r->p) < len)
+		elog(ERROR, "access log record truncated");
+	s = palloc(len + 1);
+	memcpy(s, r->p, len);
+	s[len] = '\0';
+	r->p += len;
+	return s;
+}
+
+/* One statement event, as stored in a row of privacy.access_log. */
+typedef struct StatementEntry
+{
+	TimestampTz at;
+	char	   *session_role;
+	char	   *acting_role;
+	char	   *application;
+	char	   *client_addr;
+	int32		backend_pid;
+	char	   *purpose;
+	char	   *command;
+	Oid			relid;
+	char	   *relation;
+	int			ncolumns;
+	char	  **columns;
+	char	  **categories;
+	int64		rows;
+	int64		query_id;
+	int32		level;
+	char	   *outcome;
+} StatementEntry;
+
+static void
+canon_statement(StringInfo buf, const StatementEntry *e)
+{
+	int			i;
+
+	appendStringInfoChar(buf, ENTRY_STATEMENT);
+	put_i64(buf, e->at);
+	put_str(buf, e->session_role);
+	put_str(buf, e->acting_role);
+	put_str(buf, e->application);
+	put_str(buf, e->client_addr);
+	put_u32(buf, (uint32) e->backend_pid);
+	put_str(buf, e->purpose);
+	put_str(buf, e->command);
+	put_u32(buf, e->relid);
+	put_str(buf, e->relation);
+	put_u32(buf, (uint32) e->ncolumns);
+	for (i = 0; i < e->ncolumns; i++)
+	{
+		put_str(buf, e->columns[i]);
+		put_str(buf, e->categories[i]);
+	}
+	put_i64(buf, e->rows);
+	put_i64(buf, e->query_id);
+	put_u32(buf, (uint32) e->level);
+	put_str(buf, e->outcome);
+}
+
+static void
+parse_statement(Reader *r, StatementEntry *e)
+{
+	int			i;
+
+	if (r->p >= r->end || *r->p != ENTRY_STATEMENT)
+		elog(ERROR, "access log record is not a statement event");
+	r->p++;
+	e->at = get_i64(r);
+	e->session_role = get_str(r);
+	e->acting_role = get_str(r);
+	e->application = get_str(r);
+	e->client_addr = get_str(r);
+	e->backend_pid = (int32) get_u32(r);
+	e->purpose = get_str(r);
+	e->command = get_str(r);
+	e->relid = get_u32(r);
+	e->relation = get_str(r);
+	e->ncolumns = (int) get_u32(r);
+	if (e->ncolumns < 0 || e->ncolumns > MaxHeapAttributeNumber)
+		elog(ERROR, "access log record has %d columns", e->ncolumns);
+	e->columns = palloc(sizeof(char *) * (e->ncolumns + 1));
+	e->categories = palloc(sizeof(char *) * (e->ncolumns + 1));
+	for (i = 0; i < e->ncolumns; i++)
+	{
+		e->columns[i] = get_str(r);
+		e->categories[i] = get_str(r);
+	}
+	e->rows = get_i64(r);
+	e->query_id = get_i64(r);
+	e->level = (int32) get_u32(r);
+	e->outcome = get_str(r);
+}
+
+static void
+canon_subject(StringInfo buf, int64 event, const unsigned char *hash,
+			  const char *category, int64 opened)
+{
+	appendStringInfoChar(buf, ENTRY_SUBJECT);
+	put_i64(buf, event);
+	appendBinaryStringInfo(buf, (const char *) hash, PRIVACY_SUBJECT_HASH_BYTES);
+	put_str(buf, category);
+	put_i64(buf, opened);
+}
+
+/* The MAC over an anchor: where the log starts after a retention cut. */
+static void
+anchor_mac(unsigned char *out, const unsigned char *key, int64 first_seq,
+		   const unsigned char *anchor)
+{
+	static const unsigned char what[] = "retention anchor";
+
+	logchain_mac(out, key, (uint64) first_seq, anchor, what, sizeof(what) - 1);
+}
+
+/* ------------------------------------------------------------------------
+ * Backend side: frames, events, subjects.
+ *
+ * A frame is one executor run (or one COPY) in progress.  It holds an
+ * event per protected table the statement names, and the subjects whose
+ * values were opened while it was the innermost frame.
+ * ------------------------------------------------------------------------
+ */
+typedef struct SubjectCount
+{
+	uint32		key_id;			/* hash key, with category */
+	uint16		category;
+	unsigned char hash[PRIVACY_SUBJECT_HASH_BYTES];
+	char		category_name[NAMEDATALEN];
+	int64		count;
+} SubjectCount;
+
+typedef struct SubjectKey
+{
+	uint32		key_id;
+	uint16		category;
+} SubjectKey;
+
+typedef struct AuditFrame
+{
+	struct AuditFrame *outer;	/* the frame started before this one */
+	QueryDesc  *qd;				/* the executor run, or NULL */
+	bool		copy;			/* a COPY statement (utility) */
+	bool		copy_claimed;	/* its executor run, if any, has started */
+	int			level;
+	SubTransactionId subid;
+	List	   *events;			/* StatementEntry *, rows/outcome unset */
+	HTAB	   *subjects;		/* SubjectCount, created on first open */
+	int64		utility_rows;
+	CmdType		operation;
+	const char *utility_tag;	/* frames of utility statements */
+} AuditFrame;
+
+static AuditFrame *frames = NULL;	/* newest first */
+static AuditFrame *active_frame = NULL; /* the one running now */
+static AuditFrame *last_run_frame = NULL;	/* the one that ran last */
+static AuditFrame *loose_frame = NULL;	/* opens after their frame ended */
+static MemoryContext loose_context = NULL;
+static MemoryContext audit_context = NULL;
+static MemoryContext relinfo_context = NULL;
+static bool am_writer = false;
+static int	exec_depth = 0;
+static int	internal_depth = 0;
+static int	last_error_code = 0;
+static bool loading_relations = false;
+
+/* Protected tables and their personal columns, per catalog generation. */
+typedef struct RelInfo
+{
+	Oid			relid;
+	bool		is_protected;
+	int			ncolumns;
+	AttrNumber *attnums;
+	char	  **columns;
+	char	  **categories;
+} RelInfo;
+
+static HTAB *relinfo = NULL;
+static uint64 relinfo_generation = 0;
+static bool relinfo_extension_here = false;
+
+static void
+load_relinfo(void)
+{
+	HASHCTL		ctl;
+	CatalogUserState st;
+	Oid			nsp;
+	uint64		i;
+	MemoryContext old;
+
+	if (relinfo != NULL)
+		hash_destroy(relinfo);
+	relinfo = NULL;
+	relinfo_generation = catalog_generation;
+	nsp = get_namespace_oid(PRIVACY_SCHEMA, true);
+	relinfo_extension_here = OidIsValid(nsp) &&
+		OidIsValid(get_relname_relid("access_log", nsp)) &&
+		OidIsValid(get_relname_relid("protected_tables", nsp));
+	if (!relinfo_extension_here)
+		return;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(RelInfo);
+	MemoryContextReset(relinfo_context);
+	ctl.hcxt = relinfo_context;
+	relinfo = hash_create("privacy access log relations", 64, &ctl,
+						  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	loading_relations = true;
+	PG_TRY();
+	{
+		catalog_become_owner(&st);
+		if (SPI_execute("SELECT p.tbl::pg_catalog.oid, a.attnum, c.col::pg_catalog.text, c.category"
+						"  FROM " PRIVACY_SCHEMA ".protected_tables p"
+						"  LEFT JOIN " PRIVACY_SCHEMA ".column_categories c ON c.tbl OPERATOR(pg_catalog.=) p.tbl"
+						"  LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.tbl"
+						"        AND a.attname OPERATOR(pg_catalog.=) c.col AND NOT a.attisdropped"
+						" ORDER BY 1, 2", true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "protected table lookup failed");
+		old = MemoryContextSwitchTo(relinfo_context);
+		for (i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			Oid			relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+			Datum		attnum = SPI_getbinval(tup, desc, 2, &isnull);
+			bool		found;
+			RelInfo    *ri = hash_search(relinfo, &relid, HASH_ENTER, &found);
+
+			if (!found)
+			{
+				ri->is_protected = true;
+				ri->ncolumns = 0;
+				ri->attnums = palloc(sizeof(AttrNumber) * MaxHeapAttributeNumber);
+				ri->columns = palloc(sizeof(char *) * MaxHeapAttributeNumber);
+				ri->categories = palloc(sizeof(char *) * MaxHeapAttributeNumber);
+			}
+			if (!isnull && ri->ncolumns < MaxHeapAttributeNumber)
+			{
+				ri->attnums[ri->ncolumns] = DatumGetInt16(attnum);
+				ri->columns[ri->ncolumns] = SPI_getvalue(tup, desc, 3);
+				ri->categories[ri->ncolumns] = SPI_getvalue(tup, desc, 4);
+				ri->ncolumns++;
+			}
+		}
+		MemoryContextSwitchTo(old);
+		catalog_restore_user(&st);
+	}
+	PG_FINALLY();
+	{
+		loading_relations = false;
+	}
+	PG_END_TRY();
+}
+
+static RelInfo *
+protected_relation(Oid relid)
+{
+	RelInfo    *ri;
+
+	if (relinfo == NULL)
+		return NULL;
+	ri = hash_search(relinfo, &relid, HASH_FIND, NULL);
+	return (ri != NULL && ri->is_protected) ? ri : NULL;
+}
+
+/* Is access logging on here, and are we outside the extension's own work? */
+static bool
+audit_active(void)
+{
+	if (!privacy_access_log || internal_depth > 0 || loading_relations ||
+		audit_shared == NULL || !IsTransactionState() || IsBinaryUpgrade)
+		return false;
+	if (relinfo_generation != catalog_generation || !relinfo_extension_here)
+		load_relinfo();
+	if (!relinfo_extension_here)
+		return false;
+	catalog_accept_invalidations();
+	if (relinfo_generation != catalog_generation)
+		load_relinfo();
+	return relinfo_extension_here;
+}
+
+/* Role names, application and client address: what every event repeats. */
+static char *
+role_name(Oid roleid)
+{
+	static Oid	cached_oid = InvalidOid;
+	static char cached[NAMEDATALEN];
+	HeapTuple	tup;
+
+	if (roleid == cached_oid && OidIsValid(roleid))
+		return pstrdup(cached);
+	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(roleid));
+	if (!HeapTupleIsValid(tup))
+		return psprintf("role %u", roleid);
+	strlcpy(cached, NameStr(((Form_pg_authid) GETSTRUCT(tup))->rolname), NAMEDATALEN);
+	ReleaseSysCache(tup);
+	cached_oid = roleid;
+	return pstrdup(cached);
+}
+
+/* The client's address as inet prints it; NULL over a Unix socket. */
+static char *
+client_address(void)
+{
+	static bool done = false;
+	static char addr[64];
+
+	if (!done)
+	{
+		LOCAL_FCINFO(fcinfo, 0);
+		Datum		d;
+
+		addr[0] = '\0';
+		InitFunctionCallInfoData(*fcinfo, NULL, 0, InvalidOid, NULL, NULL);
+		d = inet_client_addr(fcinfo);
+		if (!fcinfo->isnull)
+			strlcpy(addr, DatumGetCString(DirectFunctionCall1(inet_out, d)), sizeof(addr));
+		done = true;
+	}
+	return addr[0] ? pstrdup(addr) : NULL;
+}
+
+static const char *
+command_name(CmdType op, bool copy)
+{
+	if (copy)
+		return "COPY";
+	switch (op)
+	{
+		case CMD_SELECT:
+			return "SELECT";
+		case CMD_INSERT:
+			return "INSERT";
+		case CMD_UPDATE:
+			return "UPDATE";
+		case CMD_DELETE:
+			return "DELETE";
+#if PG_VERSION_NUM >= 150000
+		case CMD_MERGE:
+			return "MERGE";
+#endif
+		default:
+			return "OTHER";
+	}
+}
+
+/* An event for one relation (or for none: subjects opened elsewhere). */
+static StatementEntry *
+new_event(const char *command, Oid relid, RelInfo *ri, Bitmapset *cols, bool all_columns)
+{
+	StatementEntry *e = palloc0(sizeof(StatementEntry));
+	int			i;
+
+	e->at = GetCurrentStatementStartTimestamp();
+	e->session_role = role_name(GetSessionUserId());
+	e->acting_role = role_name(GetUserId());
+	e->application = (application_name && application_name[0]) ? pstrdup(application_name) : NULL;
+	e->client_addr = client_address();
+	e->backend_pid = MyProcPid;
+	e->purpose = (privacy_purpose && privacy_purpose[0]) ? pstrdup(privacy_purpose) : NULL;
+	e->command = pstrdup(command);
+	e->relid = relid;
+	if (OidIsValid(relid))
+	{
+		char	   *nsp = get_namespace_name(get_rel_namespace(relid));
+		char	   *rel = get_rel_name(relid);
+
+		e->relation = (nsp && rel) ? quote_qualified_identifier(nsp, rel) : psprintf("relation %u", relid);
+	}
+	e->columns = palloc(sizeof(char *) * ((ri ? ri->ncolumns : 0) + 1));
+	e->categories = palloc(sizeof(char *) * ((ri ? ri->ncolumns : 0) + 1));
+	for (i = 0; ri != NULL && i < ri->ncolumns; i++)
+	{
+		bool		whole_row = all_columns ||
+			bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, cols);
+
+		if (whole_row || bms_is_member(ri->attnums[i] - FirstLowInvalidHeapAttributeNumber, cols))
+		{
+			e->columns[e->ncolumns] = pstrdup(ri->columns[i]);
+			e->categories[e->ncolumns] = pstrdup(ri->categories[i]);
+			e->ncolumns++;
+		}
+	}
+	return e;
+}
+
+static AuditFrame *
+push_frame(QueryDesc *qd, bool copy, CmdType op)
+{
+	AuditFrame *f = MemoryContextAllocZero(audit_context, sizeof(AuditFrame));
+
+	f->outer = frames;
+	f->qd = qd;
+	f->copy = copy;
+	f->level = exec_depth;
+	f->subid = GetCurrentSubTransactionId();
+	f->operation = op;
+	frames = f;
+	return f;
+}
+
+static AuditFrame *
+find_frame(QueryDesc *qd)
+{
+	AuditFrame *f;
+
+	for (f = frames; f != NULL; f = f->outer)
+		if (f->qd == qd)
+			return f;
+	return NULL;
+}
+
+/* ------------------------------------------------------------------------
+ * Enqueueing.
+ * ------------------------------------------------------------------------
+ */
+static void emit_json(StringInfo rec);
+static void start_writer(int index);
+
+static bool warned_no_queue = false;
+
+/*
+ * Append one record (4-byte length + bytes) to this database's queue.
+ * Waits while the queue is full.  Returns the queue position after it, or
+ * 0 if the record went to the server log instead.
+ */
+static uint64
+enqueue(StringInfo rec, bool in_abort, int *qindex)
+{
+	uint32		len = rec->len + 4;
+	unsigned char lenbytes[4];
+
+	lenbytes[0] = len >> 24;
+	lenbytes[1] = len >> 16;
+	lenbytes[2] = len >> 8;
+	lenbytes[3] = len;
+
+	for (;;)
+	{
+		AuditQueue *q = NULL;
+		int			i;
+		int			idx = -1;
+		bool		need_writer = false;
+		Latch	   *latch = NULL;
+		uint64		end = 0;
+		Size		qsize = audit_shared->qsize;
+
+		LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
+		for (i = 0; i < audit_shared->nqueues; i++)
+			if (audit_shared->queues[i].dboid == MyDatabaseId)
+			{
+				idx = i;
+				break;
+			}
+		if (idx < 0)
+			for (i = 0; i < audit_shared->nqueues; i++)
+			{
+				AuditQueue *c = &audit_shared->queues[i];
+
+				if (!OidIsValid(c->dboid) ||
+					(c->head == c->tail && c->writer_state == WRITER_NONE))
+				{
+					c->dboid = MyDatabaseId;
+					c->head = c->tail = 0;
+					c->chain_seq = 0;
+					memset(c->chain_mac, 0, sizeof(c->chain_mac));
+					idx = i;
+					break;
+				}
+			}
+		if (idx < 0)
+		{
+			LWLockRelease(audit_shared->lock);
+			if (!warned_no_queue && !in_abort)
+				ereport(WARNING,
+						(errmsg("access events of this database go to the server log: all %d access-log queues are in use by other databases",
+								audit_shared->nqueues),
+						 errhint("Raise privacy.access_log_databases (needs a restart).")));
+			warned_no_queue = true;
+			emit_json(rec);
+			return 0;
+		}
+		q = &audit_shared->queues[idx];
+		if (len > qsize / 2)
+		{
+			LWLockRelease(audit_shared->lock);
+			elog(in_abort ? WARNING : ERROR, "access event of %u bytes is larger than half the queue", len);
+			emit_json(rec);
+			return 0;
+		}
+		if (qsize - (Size) (q->head - q->tail) >= len)
+		{
+			Size		off = (Size) (q->head % qsize);
+			Size		first = Min((Size) len, qsize - off);
+			char		tmp[4];
+
+			/* the length, then the bytes, both possibly wrapping */
+			memcpy(tmp, lenbytes, 4);
+			if (first >= 4)
+			{
+				memcpy(q->data + off, tmp, 4);
+				memcpy(q->data + off + 4, rec->data, first - 4);
+				memcpy(q->data, rec->data + (first - 4), len - first);
+			}
+			else
+			{
+				memcpy(q->data + off, tmp, first);
+				memcpy(q->data, tmp + first, 4 - first);
+				memcpy(q->data + (4 - first), rec->data, rec->len);
+			}
+			q->head += len;
+			end = q->head;
+			if (q->writer_state == WRITER_NONE ||
+				(q->writer_state == WRITER_STARTING &&
+				 TimestampDifferenceExceeds(q->writer_requested, GetCurrentTimestamp(), 10000)))
+			{
+				q->writer_state = WRITER_STARTING;
+				q->writer_requested = GetCurrentTimestamp();
+				need_writer = true;
+			}
+			latch = q->writer_latch;
+			if (latch != NULL && (privacy_access_log_strict || (q->head - q->tail) > qsize / 2))
+				SetLatch(latch);
+			LWLockRelease(audit_shared->lock);
+			if (need_writer)
+				start_writer(idx);
+			*qindex = idx;
+			return end;
+		}
+
+		/* full: wake the writer and wait for room */
+		latch = q->writer_latch;
+		need_writer = q->writer_state == WRITER_NONE;
+		if (need_writer)
+		{
+			q->writer_state = WRITER_STARTING;
+			q->writer_requested = GetCurrentTimestamp();
+		}
+		LWLockRelease(audit_shared->lock);
+		if (need_writer)
+			start_writer(idx);
+		if (latch != NULL)
+			SetLatch(latch);
+		if (in_abort)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 10, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+		else
+			ConditionVariableTimedSleep(&q->space_cv, 100, PG_WAIT_EXTENSION);
+	}
+}
+
+/* Wait until the queue has committed everything up to position end. */
+static void
+wait_durable(int idx, uint64 end)
+{
+	AuditQueue *q = &audit_shared->queues[idx];
+
+	for (;;)
+	{
+		uint64		tail;
+		Latch	   *latch;
+
+		LWLockAcquire(audit_shared->lock, LW_SHARED);
+		tail = q->tail;
+		latch = q->writer_latch;
+		LWLockRelease(audit_shared->lock);
+		if (tail >= end || q->dboid != MyDatabaseId)
+			break;
+		if (latch != NULL)
+			SetLatch(latch);
+		ConditionVariableTimedSleep(&q->space_cv, 100, PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+}
+
+/* ------------------------------------------------------------------------
+ * The server log, as JSON lines: on a hot standby, and as the last resort.
+ * ------------------------------------------------------------------------
+ */
+static void
+json_field(StringInfo out, const char *name, const char *value, bool *first)
+{
+	if (!*first)
+		appendStringInfoChar(out, ',');
+	*first = false;
+	escape_json(out, name);
+	appendStringInfoChar(out, ':');
+	if (value == NULL)
+		appendStringInfoString(out, "null");
+	else
+		escape_json(out, value);
+}
+
+static void
+json_number(StringInfo out, const char *name, int64 value, bool *first)
+{
+	if (!*first)
+		appendStringInfoChar(out, ',');
+	*first = false;
+	escape_json(out, name);
+	appendStringInfo(out, ":" INT64_FORMAT, value);
+}
+
+static const char *
+database_name(void)
+{
+	static char name[NAMEDATALEN] = "";
+
+	if (name[0] == '\0' && IsTransactionState())
+	{
+		char	   *n = get_database_name(MyDatabaseId);
+
+		if (n != NULL)
+			strlcpy(name, n, NAMEDATALEN);
+	}
+	return name;
+}
+
+static void
+emit_json(StringInfo rec)
+{
+	StringInfoData out;
+	Reader		r;
+	bool		first = true;
+	int			i;
+
+	initStringInfo(&out);
+	r.p = (unsigned char *) rec->data;
+	r.end = r.p + rec->len;
+	appendStringInfoChar(&out, '{');
+	if (rec->len > 0 && rec->data[0] == ENTRY_STATEMENT)
+	{
+		StatementEntry e;
+
+		parse_statement(&r, &e);
+		json_field(&out, "kind", "statement", &first);
+		json_field(&out, "at", timestamptz_to_str(e.at), &first);
+		json_field(&out, "database", database_name(), &first);
+		json_field(&out, "session_role", e.session_role, &first);
+		json_field(&out, "acting_role", e.acting_role, &first);
+		json_field(&out, "application", e.application, &first);
+		json_field(&out, "client_addr", e.client_addr, &first);
+		json_number(&out, "backend_pid", e.backend_pid, &first);
+		json_field(&out, "purpose", e.purpose, &first);
+		json_field(&out, "command", e.command, &first);
+		json_field(&out, "relation", e.relation, &first);
+		appendStringInfoString(&out, ",\"columns\":[");
+		for (i = 0; i < e.ncolumns; i++)
+		{
+			if (i > 0)
+				appendStringInfoChar(&out, ',');
+			escape_json(&out, e.columns[i]);
+		}
+		appendStringInfoString(&out, "],\"categories\":[");
+		for (i = 0; i < e.ncolumns; i++)
+		{
+			if (i > 0)
+				appendStringInfoChar(&out, ',');
+			escape_json(&out, e.categories[i]);
+		}
+		appendStringInfoChar(&out, ']');
+		json_number(&out, "rows", e.rows, &first);
+		json_number(&out, "query_id", e.query_id, &first);
+		json_number(&out, "level", e.level, &first);
+		json_field(&out, "outcome", e.outcome, &first);
+	}
+	else if (rec->len > 0 && rec->data[0] == ENTRY_SUBJECTS)
+	{
+		uint32		n;
+
+		r.p++;
+		json_field(&out, "kind", "subjects", &first);
+		json_number(&out, "backend_pid", (int32) get_u32(&r), &first);
+		n = get_u32(&r);
+		appendStringInfoString(&out, ",\"subjects\":[");
+		for (i = 0; i < (int) n; i++)
+		{
+			char		hex[PRIVACY_SUBJECT_HASH_BYTES * 2 + 1];
+			char	   *category;
+			int64		count;
+
+			if (r.end - r.p < PRIVACY_SUBJECT_HASH_BYTES)
+				break;
+			sodium_bin2hex(hex, sizeof(hex), r.p, PRIVACY_SUBJECT_HASH_BYTES);
+			r.p += PRIVACY_SUBJECT_HASH_BYTES;
+			category = get_str(&r);
+			count = get_i64(&r);
+			appendStringInfo(&out, "%s{\"subject_hash\":\"%s\",\"category\":", i > 0 ? "," : "", hex);
+			escape_json(&out, category ? category : "");
+			appendStringInfo(&out, ",\"opened\":" INT64_FORMAT "}", count);
+		}
+		appendStringInfoChar(&out, ']');
+	}
+	appendStringInfoChar(&out, '}');
+	ereport(LOG,
+			(errmsg_internal("privacy access: %s", out.data),
+			 errhidestmt(true), errhidecontext(true)));
+	pfree(out.data);
+}
+
+/* ------------------------------------------------------------------------
+ * Flushing a frame: its events, then its subjects, into the queue.
+ * ------------------------------------------------------------------------
+ */
+static void
+set_count(StringInfo rec, int at, uint32 n)
+{
+	rec->data[at] = n >> 24;
+	rec->data[at + 1] = n >> 16;
+	rec->data[at + 2] = n >> 8;
+	rec->data[at + 3] = n;
+}
+
+/* Send one record: to the queue, or on a standby to the server log. */
+static void
+send_record(StringInfo rec, bool standby, bool in_abort, uint64 *end, int *qidx)
+{
+	if (standby)
+		emit_json(rec);
+	else
+		*end = enqueue(rec, in_abort, qidx);
+}
+
+/* The subjects a frame opened, in records of SUBJECTS_PER_RECORD. */
+static void
+send_subjects(AuditFrame *f, StringInfo rec, bool standby, bool in_abort, uint64 *end, int *qidx)
+{
+	HASH_SEQ_STATUS seq;
+	SubjectCount *sc;
+	int			n = 0;
+	int			count_at = 0;
+
+	if (f->subjects == NULL || hash_get_num_entries(f->subjects) == 0)
+		return;
+	hash_seq_init(&seq, f->subjects);
+	while ((sc = hash_seq_search(&seq)) != NULL)
+	{
+		if (n == 0)
+		{
+			resetStringInfo(rec);
+			appendStringInfoChar(rec, ENTRY_SUBJECTS);
+			put_u32(rec, (uint32) MyProcPid);
+			count_at = rec->len;
+			put_u32(rec, 0);
+		}
+		appendBinaryStringInfo(rec, (char *) sc->hash, PRIVACY_SUBJECT_HASH_BYTES);
+		put_str(rec, sc->category_name);
+		put_i64(rec, sc->count);
+		if (++n == SUBJECTS_PER_RECORD)
+		{
+			set_count(rec, count_at, n);
+			send_record(rec, standby, in_abort, end, qidx);
+			n = 0;
+		}
+	}
+	if (n > 0)
+	{
+		set_count(rec, count_at, n);
+		send_record(rec, standby, in_abort, end, qidx);
+	}
+}
+
+/*
+ * Flushing a frame: its events into the queue, the subjects right after
+ * the first (the writer links them to the statement event before them).
+ */
+static void
+flush_frame(AuditFrame *f, const char *outcome, int64 rows, bool in_abort)
+{
+	ListCell   *lc;
+	StringInfoData rec;
+	uint64		end = 0;
+	int			qidx = -1;
+	bool		standby = RecoveryInProgress();
+	bool		first = true;
+
+	initStringInfo(&rec);
+	foreach(lc, f->events)
+	{
+		StatementEntry *e = lfirst(lc);
+
+		e->rows = rows;
+		e->query_id = (f->qd && f->qd->plannedstmt) ? (int64) f->qd->plannedstmt->queryId : 0;
+		e->level = f->level;
+		e->outcome = (char *) outcome;
+		resetStringInfo(&rec);
+		canon_statement(&rec, e);
+		send_record(&rec, standby, in_abort, &end, &qidx);
+		if (first)
+			send_subjects(f, &rec, standby, in_abort, &end, &qidx);
+		first = false;
+	}
+	if (f->events == NIL)
+		send_subjects(f, &rec, standby, in_abort, &end, &qidx);
+	pfree(rec.data);
+
+	if (privacy_access_log_strict && !in_abort && end > 0 && qidx >= 0)
+		wait_durable(qidx, end);
+}
+
+/* Subjects opened after their statement's frame ended. */
+static void
+flush_loose(bool in_abort)
+{
+	if (loose_frame == NULL)
+		return;
+	if (in_abort)
+	{
+		HOLD_INTERRUPTS();
+		PG_TRY();
+		{
+			flush_frame(loose_frame, NULL, 0, true);
+		}
+		PG_CATCH();
+		{
+			FlushErrorState();
+		}
+		PG_END_TRY();
+		RESUME_INTERRUPTS();
+	}
+	else
+		flush_frame(loose_frame, NULL, 0, false);
+	loose_frame = NULL;
+	MemoryContextReset(loose_context);
+}
+
+static bool
+frame_linked(AuditFrame *f)
+{
+	AuditFrame *g;
+
+	for (g = frames; g != NULL; g = g->outer)
+		if (g == f)
+			return true;
+	return false;
+}
+
+/* Unlink a frame (not always the newest: cursors end in any order). */
+static void
+pop_frame(AuditFrame *f)
+{
+	AuditFrame **link;
+
+	for (link = &frames; *link != NULL; link = &(*link)->outer)
+		if (*link == f)
+		{
+			*link = f->outer;
+			break;
+		}
+	if (active_frame == f)
+		active_frame = NULL;
+	if (last_run_frame == f)
+		last_run_frame = NULL;
+	if (f->subjects != NULL)
+		hash_destroy(f->subjects);
+	/* the frame's strings live in audit_context until it is reset */
+	pfree(f);
+	if (frames == NULL)
+	{
+		active_frame = NULL;
+		last_run_frame = NULL;
+		MemoryContextReset(audit_context);
+	}
+}
+
+/* Abort: frames of the aborted (sub)transaction end with their outcome. */
+/* Flush in an abort: the log must never turn it into a second error. */
+static void
+flush_quietly(AuditFrame *f, const char *outcome)
+{
+	HOLD_INTERRUPTS();
+	PG_TRY();
+	{
+		MemoryContext old = MemoryContextSwitchTo(audit_context);
+
+		flush_frame(f, outcome, f->qd && f->qd->estate ? (int64) f->qd->estate->es_processed : f->utility_rows, true);
+		MemoryContextSwitchTo(old);
+	}
+	PG_CATCH();
+	{
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	RESUME_INTERRUPTS();
+}
+
+static void
+abort_frames(SubTransactionId subid)
+{
+	const char *outcome = last_error_code == ERRCODE_QUERY_CANCELED ? "cancelled" : "error";
+	AuditFrame *f;
+	AuditFrame *next;
+
+	for (f = frames; f != NULL; f = next)
+	{
+		next = f->outer;
+		if (subid != InvalidSubTransactionId && f->subid < subid)
+			continue;
+		flush_quietly(f, outcome);
+		pop_frame(f);
+	}
+	if (subid == InvalidSubTransactionId && frames == NULL && !am_writer)
+		internal_depth = 0;
+}
+
+static void
+audit_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			flush_loose(false);
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			flush_loose(true);
+			abort_frames(InvalidSubTransactionId);
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		abort_frames(mySubid);
+}
+
+static emit_log_hook_type prev_emit_log = NULL;
+
+static void
+audit_emit_log(ErrorData *edata)
+{
+	if (edata->elevel >= ERROR)
+		last_error_code = edata->sqlerrcode;
+	if (prev_emit_log)
+		prev_emit_log(edata);
+}
+
+/* ------------------------------------------------------------------------
+ * Opened values: called by types.c for every value it opens.
+ * ------------------------------------------------------------------------
+ */
+void
+audit_value_opened(uint32 key_id, uint16 category_id)
+{
+	const unsigned char *hash;
+	SubjectKey	k;
+	SubjectCount *sc;
+	bool		found;
+
+	AuditFrame *f = active_frame;
+
+	if (internal_depth > 0 || !privacy_access_log || audit_shared == NULL)
+		return;
+	hash = keys_key_subject(key_id);
+	if (hash == NULL)
+		return;
+
+	/*
+	 * Rows a portal stored before sending them (FETCH, EXECUTE, a held
+	 * cursor) are opened after their executor run: they belong to the run
+	 * that produced them when it is still open, else to the statement
+	 * event written last (the writer links subjects to it).
+	 */
+	if (f == NULL)
+		f = last_run_frame;
+	if (f == NULL)
+	{
+		if (loose_frame == NULL)
+		{
+			loose_frame = MemoryContextAllocZero(loose_context, sizeof(AuditFrame));
+			loose_frame->level = exec_depth;
+		}
+		f = loose_frame;
+	}
+	if (f->subjects == NULL)
+	{
+		HASHCTL		ctl;
+		MemoryContext old;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(SubjectKey);
+		ctl.entrysize = sizeof(SubjectCount);
+		ctl.hcxt = f == loose_frame ? loose_context : audit_context;
+		f->subjects = hash_create("privacy opened subjects", 64, &ctl,
+								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		/* values opened with no protected table in the statement */
+		if (f->events == NIL && f != loose_frame)
+		{
+			old = MemoryContextSwitchTo(audit_context);
+			f->events = list_make1(new_event(f->qd == NULL && !f->copy ? f->utility_tag :
+											 command_name(f->operation, f->copy),
+											 InvalidOid, NULL, NULL, false));
+			MemoryContextSwitchTo(old);
+		}
+	}
+	memset(&k, 0, sizeof(k));
+	k.key_id = key_id;
+	k.category = category_id;
+	sc = hash_search(f->subjects, &k, HASH_ENTER, &found);
+	if (!found)
+	{
+		const char *cat = catalog_category_name(category_id);
+
+		memcpy(sc->hash, hash, PRIVACY_SUBJECT_HASH_BYTES);
+		if (cat != NULL)
+			strlcpy(sc->category_name, cat, NAMEDATALEN);
+		else
+			snprintf(sc->category_name, NAMEDATALEN, "category %u", category_id);
+		sc->count = 0;
+	}
+	sc->count++;
+}
+
+/* ------------------------------------------------------------------------
+ * Hooks.
+ * ------------------------------------------------------------------------
+ */
+static ExecutorStart_hook_type prev_executor_start = NULL;
+static ExecutorRun_hook_type prev_executor_run = NULL;
+static ExecutorFinish_hook_type prev_executor_finish = NULL;
+static ExecutorEnd_hook_type prev_executor_end = NULL;
+static ProcessUtility_hook_type prev_process_utility = NULL;
+static needs_fmgr_hook_type prev_needs_fmgr = NULL;
+static fmgr_hook_type prev_fmgr = NULL;
+
+/* Events for the protected tables a plan names. */
+static List *
+plan_events(PlannedStmt *ps, CmdType op, bool copy)
+{
+	List	   *events = NIL;
+	ListCell   *lc;
+	Index		rti = 0;
+
+	foreach(lc, ps->rtable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+		RelInfo    *ri;
+		Bitmapset  *cols;
+		bool		is_target;
+		MemoryContext old;
+
+		rti++;
+		if (rte->rtekind != RTE_RELATION)
+			continue;
+#if PG_VERSION_NUM >= 160000
+		if (rte->perminfoindex == 0)
+			continue;
+#else
+		if (rte->requiredPerms == 0)
+			continue;			/* partitions and children the planner added */
+#endif
+		ri = protected_relation(rte->relid);
+		if (ri == NULL)
+			continue;
+#if PG_VERSION_NUM >= 160000
+		{
+			RTEPermissionInfo *pi = list_nth(ps->permInfos, rte->perminfoindex - 1);
+
+			cols = bms_union(pi->selectedCols, bms_union(pi->insertedCols, pi->updatedCols));
+		}
+#else
+		cols = bms_union(rte->selectedCols, bms_union(rte->insertedCols, rte->updatedCols));
+#endif
+		is_target = list_member_int(ps->resultRelations, (int) rti);
+		old = MemoryContextSwitchTo(audit_context);
+		events = lappend(events, new_event(command_name(is_target ? op : CMD_SELECT, copy),
+										   rte->relid, ri, cols, false));
+		MemoryContextSwitchTo(old);
+	}
+	return events;
+}
+
+static void
+audit_executor_start(QueryDesc *queryDesc, int eflags)
+{
+	if (loose_frame != NULL && exec_depth == 0)
+		flush_loose(false);
+	if (!(eflags & EXEC_FLAG_EXPLAIN_ONLY) && queryDesc->plannedstmt != NULL && audit_active())
+	{
+		AuditFrame *f;
+
+		if (frames != NULL && frames->copy && !frames->copy_claimed &&
+			exec_depth == frames->level + 1)
+		{
+			/* the query a COPY runs: the COPY's own frame */
+			f = frames;
+			f->copy_claimed = true;
+			f->qd = queryDesc;
+			if (f->events == NIL)
+				f->events = plan_events(queryDesc->plannedstmt, queryDesc->operation, true);
+		}
+		else
+		{
+			f = push_frame(queryDesc, false, queryDesc->operation);
+			f->events = plan_events(queryDesc->plannedstmt, queryDesc->operation, false);
+		}
+	}
+
+	if (prev_executor_start)
+		prev_executor_start(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+}
+
+static void
+audit_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count, bool execute_once)
+{
+	AuditFrame *saved = active_frame;
+	AuditFrame *volatile f = find_frame(queryDesc);
+
+	if (f != NULL)
+		active_frame = f;
+	exec_depth++;
+	PG_TRY();
+	{
+		if (prev_executor_run)
+			prev_executor_run(queryDesc, direction, count, execute_once);
+		else
+			standard_ExecutorRun(queryDesc, direction, count, execute_once);
+	}
+	PG_FINALLY();
+	{
+		exec_depth--;
+		active_frame = saved;
+		if (f != NULL && f->events != NIL)
+			last_run_frame = f;
+	}
+	PG_END_TRY();
+}
+
+static void
+audit_executor_finish(QueryDesc *queryDesc)
+{
+	AuditFrame *saved = active_frame;
+	AuditFrame *volatile f = find_frame(queryDesc);
+
+	if (f != NULL)
+		active_frame = f;
+	exec_depth++;
+	PG_TRY();
+	{
+		if (prev_executor_finish)
+			prev_executor_finish(queryDesc);
+		else
+			standard_ExecutorFinish(queryDesc);
+	}
+	PG_FINALLY();
+	{
+		exec_depth--;
+		active_frame = saved;
+	}
+	PG_END_TRY();
+}
+
+static void
+audit_executor_end(QueryDesc *queryDesc)
+{
+	AuditFrame *f = frames ? find_frame(queryDesc) : NULL;
+	int64		rows = queryDesc->estate ? (int64) queryDesc->estate->es_processed : 0;
+
+	if (prev_executor_end)
+		prev_executor_end(queryDesc);
+	else
+		standard_ExecutorEnd(queryDesc);
+
+	if (f != NULL)
+	{
+		if (f->copy)
+		{
+			/* the COPY's utility hook reports it */
+			f->qd = NULL;
+			f->utility_rows = rows;
+			return;
+		}
+		flush_frame(f, "completed", rows, false);
+		pop_frame(f);
+	}
+}
+
+static void
+audit_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					  ProcessUtilityContext context, ParamListInfo params,
+					  QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	AuditFrame *volatile f = NULL;
+	AuditFrame *saved = active_frame;
+	Node	   *stmt = pstmt->utilityStmt;
+	bool		active;
+
+	if (loose_frame != NULL && exec_depth == 0)
+		flush_loose(false);
+	active = audit_active();
+
+	if (active && !IsA(stmt, CopyStmt))
+	{
+		/* values opened outside the executor, e.g. FETCH from a held cursor */
+		f = push_frame(NULL, false, CMD_UTILITY);
+		f->utility_tag = GetCommandTagName(CreateCommandTag(stmt));
+	}
+	else if (active)
+	{
+		CopyStmt   *cs = (CopyStmt *) stmt;
+
+		f = push_frame(NULL, true, cs->is_from ? CMD_INSERT : CMD_SELECT);
+		if (cs->relation != NULL)
+		{
+			Oid			relid = RangeVarGetRelid(cs->relation, NoLock, true);
+			RelInfo    *ri = OidIsValid(relid) ? protected_relation(relid) : NULL;
+
+			if (ri != NULL)
+			{
+				Bitmapset  *cols = NULL;
+				ListCell   *lc;
+				MemoryContext old;
+
+				foreach(lc, cs->attlist)
+				{
+					AttrNumber	att = get_attnum(relid, strVal(lfirst(lc)));
+
+					if (att != InvalidAttrNumber)
+						cols = bms_add_member(cols, att - FirstLowInvalidHeapAttributeNumber);
+				}
+				old = MemoryContextSwitchTo(audit_context);
+				f->events = list_make1(new_event("COPY", relid, ri, cols, cs->attlist == NIL));
+				MemoryContextSwitchTo(old);
+			}
+		}
+	}
+
+	if (f != NULL)
+		active_frame = f;
+	exec_depth++;
+	PG_TRY();
+	{
+		if (prev_process_utility)
+			prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		exec_depth--;
+		active_frame = saved;
+	}
+	PG_END_TRY();
+
+	if (f != NULL && frame_linked(f))
+	{
+		flush_frame(f, "completed", qc ? (int64) qc->nprocessed : f->utility_rows, false);
+		pop_frame(f);
+	}
+}
+
+/*
+ * The extension's own SECURITY DEFINER functions: the statements they run
+ * are the extension's work, not a user's access.
+ */
+static HTAB *internal_functions = NULL;
+static uint64 internal_functions_generation = 0;
+
+typedef struct InternalFunction
+{
+	Oid			fn;
+	bool		internal;
+} InternalFunction;
+
+static bool
+is_internal_function(Oid fn)
+{
+	InternalFunction *e;
+	bool		found;
+	HeapTuple	tup;
+
+	if (internal_functions == NULL || internal_functions_generation != catalog_generation)
+	{
+		HASHCTL		ctl;
+
+		if (internal_functions != NULL)
+			hash_destroy(internal_functions);
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(InternalFunction);
+		ctl.hcxt = TopMemoryContext;
+		internal_functions = hash_create("privacy internal functions", 64, &ctl,
+										 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		internal_functions_generation = catalog_generation;
+	}
+	e = hash_search(internal_functions, &fn, HASH_ENTER, &found);
+	if (!found)
+	{
+		e->internal = false;
+		tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+		if (HeapTupleIsValid(tup))
+		{
+			Form_pg_proc p = (Form_pg_proc) GETSTRUCT(tup);
+			char	   *nsp = get_namespace_name(p->pronamespace);
+
+			e->internal = p->prosecdef && nsp != NULL && strcmp(nsp, PRIVACY_SCHEMA) == 0;
+			ReleaseSysCache(tup);
+		}
+	}
+	return e->internal;
+}
+
+static bool
+audit_needs_fmgr(Oid fn)
+{
+	if (prev_needs_fmgr && prev_needs_fmgr(fn))
+		return true;
+	return is_internal_function(fn);
+}
+
+static void
+audit_fmgr(FmgrHookEventType event, FmgrInfo *flinfo, Datum *private)
+{
+	if (prev_fmgr)
+		prev_fmgr(event, flinfo, private);
+	if (!is_internal_function(flinfo->fn_oid))
+		return;
+	switch (event)
+	{
+		case FHET_START:
+			internal_depth++;
+			break;
+		case FHET_END:
+		case FHET_ABORT:
+			if (internal_depth > 0)
+				internal_depth--;
+			break;
+	}
+}
+
+void
+audit_install_hooks(void)
+{
+	prev_executor_start = ExecutorStart_hook;
+	ExecutorStart_hook = audit_executor_start;
+	prev_executor_run = ExecutorRun_hook;
+	ExecutorRun_hook = audit_executor_run;
+	prev_executor_finish = ExecutorFinish_hook;
+	ExecutorFinish_hook = audit_executor_finish;
+	prev_executor_end = ExecutorEnd_hook;
+	ExecutorEnd_hook = audit_executor_end;
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = audit_process_utility;
+	prev_needs_fmgr = needs_fmgr_hook;
+	needs_fmgr_hook = audit_needs_fmgr;
+	prev_fmgr = fmgr_hook;
+	fmgr_hook = audit_fmgr;
+	prev_emit_log = emit_log_hook;
+	emit_log_hook = audit_emit_log;
+	RegisterXactCallback(audit_xact_callback, NULL);
+	RegisterSubXactCallback(audit_subxact_callback, NULL);
+}
+
+void
+audit_init(void)
+{
+	audit_context = AllocSetContextCreate(TopMemoryContext, "privacy access log",
+										  ALLOCSET_DEFAULT_SIZES);
+	relinfo_context = AllocSetContextCreate(TopMemoryContext, "privacy access log relations",
+											ALLOCSET_DEFAULT_SIZES);
+	loose_context = AllocSetContextCreate(TopMemoryContext, "privacy access log subjects",
+										  ALLOCSET_DEFAULT_SIZES);
+	EnableQueryId();
+#if PG_VERSION_NUM >= 150000
+	prev_shmem_request = shmem_request_hook;
+	shmem_request_hook = audit_shmem_request;
+#else
+	audit_shmem_request();
+#endif
+	prev_shmem_startup = shmem_startup_hook;
+	shmem_startup_hook = audit_shmem_startup;
+}
+
+/* ------------------------------------------------------------------------
+ * The writer: one dynamic background worker per database with events.
+ * ------------------------------------------------------------------------
+ */
+void		privacy_access_log_writer_main(Datum arg);
+
+static void
+start_writer(int index)
+{
+	BackgroundWorker worker;
+	Oid			dboid = MyDatabaseId;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "privacy");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "privacy_access_log_writer_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, WRITER_TYPE);
+	snprintf(worker.bgw_type, BGW_MAXLEN, WRITER_TYPE);
+	worker.bgw_main_arg = Int32GetDatum(index);
+	memcpy(worker.bgw_extra, &dboid, sizeof(Oid));
+	if (!RegisterDynamicBackgroundWorker(&worker, NULL))
+	{
+		LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
+		audit_shared->queues[index].writer_state = WRITER_NONE;
+		LWLockRelease(audit_shared->lock);
+		ereport(WARNING,
+				(errmsg("could not start the access log writer"),
+				 errdetail("Access events wait in shared memory until a writer can start."),
+				 errhint("Raise max_worker_processes.")));
+	}
+}
+
+static int	writer_index = -1;
+
+static void
+writer_detach(int code, Datum arg)
+{
+	AuditQueue *q = &audit_shared->queues[writer_index];
+
+	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
+	if (q->writer_pid == MyProcPid)
+	{
+		q->writer_pid = 0;
+		q->writer_latch = NULL;
+		q->writer_state = WRITER_NONE;
+	}
+	LWLockRelease(audit_shared->lock);
+	ConditionVariableBroadcast(&q->space_cv);
+}
+
+/* The writer's view of its chain: what the table ends with. */
+static bool chain_loaded = false;
+static int64 chain_seq = 0;
+static unsigned char chain_mac[LOGCHAIN_MAC_BYTES];
+
+static void
+load_chain_head(AuditQueue *q)
+{
+	int64		seq = 0;
+	unsigned char mac[LOGCHAIN_MAC_BYTES];
+	uint64		shm_seq;
+	unsigned char shm_mac[LOGCHAIN_MAC_BYTES];
+
+	memset(mac, 0, sizeof(mac));
+	if (SPI_execute("SELECT seq, mac FROM ("
+					"  (SELECT seq, mac FROM " PRIVACY_SCHEMA ".access_log ORDER BY seq DESC LIMIT 1)"
+					"  UNION ALL (SELECT seq, mac FROM " PRIVACY_SCHEMA ".access_log_subjects ORDER BY seq DESC LIMIT 1)"
+					"  UNION ALL (SELECT first_seq - 1, anchor FROM " PRIVACY_SCHEMA ".access_log_anchors ORDER BY first_seq DESC LIMIT 1)"
+					") h ORDER BY seq DESC LIMIT 1", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the head of the access log");
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		bytea	   *m;
+
+		seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		m = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		if (!isnull && VARSIZE_ANY_EXHDR(m) == LOGCHAIN_MAC_BYTES)
+			memcpy(mac, VARDATA_ANY(m), LOGCHAIN_MAC_BYTES);
+	}
+
+	LWLockAcquire(audit_shared->lock, LW_SHARED);
+	shm_seq = q->chain_seq;
+	memcpy(shm_mac, q->chain_mac, LOGCHAIN_MAC_BYTES);
+	LWLockRelease(audit_shared->lock);
+
+	if (shm_seq > (uint64) seq)
+	{
+		/* entries written since the server started are gone: keep the gap */
+		ereport(WARNING,
+				(errmsg("access log entries after seq " INT64_FORMAT " up to " UINT64_FORMAT " are missing from privacy.access_log",
+						seq, shm_seq),
+				 errdetail("They were written since the server started and have been deleted since."),
+				 errhint("Run SELECT * FROM privacy.verify_access_log() to see where the chain breaks.")));
+		seq = (int64) shm_seq;
+		memcpy(mac, shm_mac, LOGCHAIN_MAC_BYTES);
+	}
+	chain_seq = seq;
+	memcpy(chain_mac, mac, LOGCHAIN_MAC_BYTES);
+	chain_loaded = true;
+}
+
+/* Inserting rows without the executor: heap and indexes, in one go. */
+typedef struct LogTarget
+{
+	Relation	rel;
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+} LogTarget;
+
+static void
+target_open(LogTarget *t, EState *estate, const char *relname, int natts)
+{
+	Oid			relid = get_relname_relid(relname, catalog_namespace());
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation \"%s.%s\" does not exist", PRIVACY_SCHEMA, relname),
+				 errhint("Is the extension privacy installed in this database?")));
+	t->rel = table_open(relid, RowExclusiveLock);
+	if (RelationGetDescr(t->rel)->natts != natts)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("relation \"%s.%s\" has %d columns, the access log writer expects %d",
+						PRIVACY_SCHEMA, relname, RelationGetDescr(t->rel)->natts, natts)));
+	t->rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(t->rri, t->rel, 1, NULL, 0);
+	ExecOpenIndices(t->rri, false);
+	t->slot = table_slot_create(t->rel, NULL);
+	(void) estate;
+}
+
+static void
+target_insert(LogTarget *t, EState *estate)
+{
+	List	   *recheck;
+
+	ExecStoreVirtualTuple(t->slot);
+	table_tuple_insert(t->rel, t->slot, GetCurrentCommandId(true), 0, NULL);
+#if PG_VERSION_NUM >= 160000
+	recheck = ExecInsertIndexTuples(t->rri, t->slot, estate, false, false, NULL, NIL, false);
+#else
+	recheck = ExecInsertIndexTuples(t->rri, t->slot, estate, false, false, NULL, NIL);
+#endif
+	list_free(recheck);
+	ExecClearTuple(t->slot);
+}
+
+static void
+target_close(LogTarget *t)
+{
+	ExecDropSingleTupleTableSlot(t->slot);
+	ExecCloseIndices(t->rri);
+	table_close(t->rel, NoLock);
+}
+
+static Datum
+text_array(char **items, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * (n + 1));
+	int			i;
+
+	for (i = 0; i < n; i++)
+		d[i] = CStringGetTextDatum(items[i]);
+	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+static Datum
+bytea_datum(const unsigned char *b, size_t len)
+{
+	bytea	   *v = palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(v, VARHDRSZ + len);
+	memcpy(VARDATA(v), b, len);
+	return PointerGetDatum(v);
+}
+
+#define ACCESS_LOG_NATTS 18
+#define ACCESS_LOG_SUBJECTS_NATTS 6
+
+static void
+nullable_text(TupleTableSlot *slot, int i, const char *s)
+{
+	slot->tts_isnull[i] = (s == NULL);
+	slot->tts_values[i] = s ? CStringGetTextDatum(s) : (Datum) 0;
+}
+
+/*
+ * Subjects follow the statement event of the same backend that came last;
+ * the writer remembers it per backend, across batches.
+ */
+typedef struct LastEvent
+{
+	int32		pid;
+	int64		seq;
+} LastEvent;
+
+static HTAB *last_events = NULL;
+
+static void
+remember_event(int32 pid, int64 seq)
+{
+	LastEvent  *le;
+
+	if (last_events == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(int32);
+		ctl.entrysize = sizeof(LastEvent);
+		ctl.hcxt = TopMemoryContext;
+		last_events = hash_create("privacy last events", 256, &ctl,
+								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	if (hash_get_num_entries(last_events) > 100000)
+	{
+		hash_destroy(last_events);
+		last_events = NULL;
+		remember_event(pid, seq);
+		return;
+	}
+	le = hash_search(last_events, &pid, HASH_ENTER, NULL);
+	le->seq = seq;
+}
+
+static int64
+event_of(int32 pid)
+{
+	LastEvent  *le = last_events ? hash_search(last_events, &pid, HASH_FIND, NULL) : NULL;
+	Datum		arg = Int32GetDatum(pid);
+	bool		isnull;
+	int64		seq;
+
+	if (le != NULL)
+		return le->seq;
+	/* written by an earlier writer: the table knows */
+	if (SPI_execute_with_args("SELECT max(seq) FROM " PRIVACY_SCHEMA ".access_log WHERE backend_pid = $1",
+							  1, (Oid[]) {INT4OID}, &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up an access log event");
+	seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull)
+		seq = 0;
+	remember_event(pid, seq);
+	return seq;
+}
+
+/*
+ * Commit what the queue holds between its tail and the head seen now.
+ * Returns false when there was nothing to write.
+ */
+static bool
+writer_drain(AuditQueue *q, unsigned char *buf)
+{
+	uint64		start;
+	uint64		end;
+	Size		qsize = audit_shared->qsize;
+	Size		len;
+	Size		off;
+	Size		pos;
+	unsigned char key[LOGCHAIN_KEY_BYTES];
+	int64		seq;
+	unsigned char mac[LOGCHAIN_MAC_BYTES];
+	unsigned char next_mac[LOGCHAIN_MAC_BYTES];
+	int64		last_event = 0;
+	MemoryContext batch;
+	MemoryContext old;
+
+	LWLockAcquire(audit_shared->lock, LW_SHARED);
+	start = q->tail;
+	end = q->head;
+	LWLockRelease(audit_shared->lock);
+	if (start == end)
+		return false;
+
+	/* the bytes between tail and head stay put until the tail moves */
+	len = (Size) (end - start);
+	off = (Size) (start % qsize);
+	if (off + len <= qsize)
+		memcpy(buf, q->data + off, len);
+	else
+	{
+		memcpy(buf, q->data + off, qsize - off);
+		memcpy(buf + (qsize - off), q->data, len - (qsize - off));
+	}
+
+	batch = AllocSetContextCreate(TopMemoryContext, "privacy access log batch", ALLOCSET_DEFAULT_SIZES);
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	SPI_connect();
+	if (!chain_loaded)
+		load_chain_head(q);
+	keys_access_log_key(key);
+	seq = chain_seq;
+	memcpy(mac, chain_mac, LOGCHAIN_MAC_BYTES);
+
+	old = MemoryContextSwitchTo(batch);
+	{
+		EState	   *estate = CreateExecutorState();
+		LogTarget	log;
+		LogTarget	subj;
+		StringInfoData canon;
+
+		target_open(&log, estate, "access_log", ACCESS_LOG_NATTS);
+		target_open(&subj, estate, "access_log_subjects", ACCESS_LOG_SUBJECTS_NATTS);
+		initStringInfo(&canon);
+
+		pos = 0;
+		while (pos + 4 <= len)
+		{
+			uint32		rlen = ((uint32) buf[pos] << 24) | ((uint32) buf[pos + 1] << 16) |
+				((uint32) buf[pos + 2] << 8) | buf[pos + 3];
+			Reader		r;
+
+			if (rlen < 5 || pos + rlen > len)
+				elog(ERROR, "access log queue is corrupt at byte " UINT64_FORMAT, start + pos);
+			r.p = buf + pos + 4;
+			r.end = buf + pos + rlen;
+			if (*r.p == ENTRY_STATEMENT)
+			{
+				StatementEntry e;
+				TupleTableSlot *s = log.slot;
+				const unsigned char *bytes = r.p;
+				size_t		blen = r.end - r.p;
+
+				parse_statement(&r, &e);
+				seq++;
+				logchain_mac(next_mac, key, (uint64) seq, mac, bytes, blen);
+				memcpy(mac, next_mac, LOGCHAIN_MAC_BYTES);
+				ExecClearTuple(s);
+				memset(s->tts_isnull, 0, sizeof(bool) * ACCESS_LOG_NATTS);
+				s->tts_values[0] = Int64GetDatum(seq);
+				s->tts_values[1] = TimestampTzGetDatum(e.at);
+				nullable_text(s, 2, e.session_role);
+				nullable_text(s, 3, e.acting_role);
+				nullable_text(s, 4, e.application);
+				nullable_text(s, 5, e.client_addr);
+				s->tts_values[6] = Int32GetDatum(e.backend_pid);
+				nullable_text(s, 7, e.purpose);
+				nullable_text(s, 8, e.command);
+				s->tts_values[9] = ObjectIdGetDatum(e.relid);
+				s->tts_isnull[9] = !OidIsValid(e.relid);
+				nullable_text(s, 10, e.relation);
+				s->tts_values[11] = text_array(e.columns, e.ncolumns);
+				s->tts_values[12] = text_array(e.categories, e.ncolumns);
+				s->tts_values[13] = Int64GetDatum(e.rows);
+				s->tts_values[14] = Int64GetDatum(e.query_id);
+				s->tts_values[15] = Int32GetDatum(e.level);
+				nullable_text(s, 16, e.outcome);
+				s->tts_values[17] = bytea_datum(mac, LOGCHAIN_MAC_BYTES);
+				target_insert(&log, estate);
+				remember_event(e.backend_pid, seq);
+			}
+			else if (*r.p == ENTRY_SUBJECTS)
+			{
+				uint32		n;
+				uint32		i;
+
+				r.p++;
+				last_event = event_of((int32) get_u32(&r));
+				n = get_u32(&r);
+				for (i = 0; i < n; i++)
+				{
+					const unsigned char *hash = r.p;
+					char	   *category;
+					int64		opened;
+					TupleTableSlot *s = subj.slot;
+
+					if (r.end - r.p < PRIVACY_SUBJECT_HASH_BYTES)
+						elog(ERROR, "access log record truncated");
+					r.p += PRIVACY_SUBJECT_HASH_BYTES;
+					category = get_str(&r);
+					opened = get_i64(&r);
+					resetStringInfo(&canon);
+					canon_subject(&canon, last_event, hash, category, opened);
+					seq++;
+					logchain_mac(next_mac, key, (uint64) seq, mac, (unsigned char *) canon.data, canon.len);
+					memcpy(mac, next_mac, LOGCHAIN_MAC_BYTES);
+					ExecClearTuple(s);
+					memset(s->tts_isnull, 0, sizeof(bool) * ACCESS_LOG_SUBJECTS_NATTS);
+					s->tts_values[0] = Int64GetDatum(seq);
+					s->tts_values[1] = Int64GetDatum(last_event);
+					s->tts_values[2] = bytea_datum(hash, PRIVACY_SUBJECT_HASH_BYTES);
+					nullable_text(s, 3, category);
+					s->tts_values[4] = Int64GetDatum(opened);
+					s->tts_values[5] = bytea_datum(mac, LOGCHAIN_MAC_BYTES);
+					target_insert(&subj, estate);
+				}
+			}
+			else
+				elog(ERROR, "access log queue holds an unknown record type %d", *r.p);
+			pos += rlen;
+		}
+		target_close(&log);
+		target_close(&subj);
+		FreeExecutorState(estate);
+	}
+	MemoryContextSwitchTo(old);
+	sodium_memzero(key, sizeof(key));
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextDelete(batch);
+
+	chain_seq = seq;
+	memcpy(chain_mac, mac, LOGCHAIN_MAC_BYTES);
+	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
+	q->tail = end;
+	q->chain_seq = (uint64) seq;
+	memcpy(q->chain_mac, mac, LOGCHAIN_MAC_BYTES);
+	LWLockRelease(audit_shared->lock);
+	ConditionVariableBroadcast(&q->space_cv);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return true;
+}
+
+void
+privacy_access_log_writer_main(Datum arg)
+{
+	int			index = DatumGetInt32(arg);
+	Oid			dboid;
+	AuditQueue *q;
+	unsigned char *buf;
+	TimestampTz idle_since;
+
+	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	if (audit_shared == NULL || index < 0 || index >= audit_shared->nqueues)
+		proc_exit(0);
+	q = &audit_shared->queues[index];
+	writer_index = index;
+
+	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
+	if (q->dboid != dboid || q->writer_state == WRITER_RUNNING)
+	{
+		LWLockRelease(audit_shared->lock);
+		proc_exit(0);
+	}
+	q->writer_state = WRITER_RUNNING;
+	q->writer_pid = MyProcPid;
+	q->writer_latch = MyLatch;
+	LWLockRelease(audit_shared->lock);
+	before_shmem_exit(writer_detach, (Datum) 0);
+
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname(WRITER_TYPE);
+	/* strict mode promises durability: never commit asynchronously */
+	SetConfigOption("synchronous_commit", "local", PGC_SUSET, PGC_S_OVERRIDE);
+	/* the writer's own statements are not access to personal data */
+	internal_depth = 1;
+	am_writer = true;
+
+	buf = palloc(audit_shared->qsize);
+	idle_since = GetCurrentTimestamp();
+	for (;;)
+	{
+		bool		wrote;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		ResetLatch(MyLatch);
+		wrote = writer_drain(q, buf);
+		if (wrote)
+			idle_since = GetCurrentTimestamp();
+		else if (TimestampDifferenceExceeds(idle_since, GetCurrentTimestamp(), WRITER_IDLE_EXIT_MS))
+		{
+			bool		empty;
+
+			/* leave only when nothing is queued, under the lock enqueuers take */
+			LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
+			empty = q->head == q->tail;
+			if (empty)
+			{
+				q->writer_state = WRITER_NONE;
+				q->writer_pid = 0;
+				q->writer_latch = NULL;
+			}
+			LWLockRelease(audit_shared->lock);
+			if (empty)
+				proc_exit(0);
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 privacy_access_log_flush_interval, PG_WAIT_EXTENSION);
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * SQL functions.
+ * ------------------------------------------------------------------------
+ */
+static int
+my_queue_index(void)
+{
+	int			i;
+
+	if (audit_shared == NULL)
+		return -1;
+	for (i = 0; i < audit_shared->nqueues; i++)
+		if (audit_shared->queues[i].dboid == MyDatabaseId)
+			return i;
+	return -1;
+}
+
+/*
+ * privacy.flush_access_log(timeout_ms) → boolean: wait until every event
+ * queued so far is committed (true), or the timeout passed (false).
+ */
+PG_FUNCTION_INFO_V1(privacy_flush_access_log);
+Datum
+privacy_flush_access_log(PG_FUNCTION_ARGS)
+{
+	int32		timeout_ms = PG_ARGISNULL(0) ? 10000 : PG_GETARG_INT32(0);
+	int			idx = my_queue_index();
+	AuditQueue *q;
+	uint64		target;
+	TimestampTz start = GetCurrentTimestamp();
+	bool		ok = true;
+
+	if (idx < 0)
+		PG_RETURN_BOOL(true);
+	q = &audit_shared->queues[idx];
+	LWLockAcquire(audit_shared->lock, LW_SHARED);
+	target = q->head;
+	LWLockRelease(audit_shared->lock);
+	for (;;)
+	{
+		uint64		tail;
+		Latch	   *latch;
+		bool		no_writer;
+
+		LWLockAcquire(audit_shared->lock, LW_SHARED);
+		tail = q->tail;
+		latch = q->writer_latch;
+		no_writer = q->writer_state == WRITER_NONE;
+		LWLockRelease(audit_shared->lock);
+		if (tail >= target || q->dboid != MyDatabaseId)
+			break;
+		if (no_writer)
+		{
+			LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
+			if (q->writer_state == WRITER_NONE)
+			{
+				q->writer_state = WRITER_STARTING;
+				q->writer_requested = GetCurrentTimestamp();
+			}
+			else
+				no_writer = false;
+			LWLockRelease(audit_shared->lock);
+			if (no_writer)
+				start_writer(idx);
+		}
+		if (latch != NULL)
+			SetLatch(latch);
+		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), timeout_ms))
+		{
+			ok = false;
+			break;
+		}
+		ConditionVariableTimedSleep(&q->space_cv, 50, PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+	PG_RETURN_BOOL(ok);
+}
+
+/* privacy.access_log_status(): the queue and writer of this database. */
+PG_FUNCTION_INFO_V1(privacy_access_log_status);
+Datum
+privacy_access_log_status(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[6];
+	bool		nulls[6] = {false, false, false, false, false, false};
+	int			idx = my_queue_index();
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	values[0] = BoolGetDatum(privacy_access_log);
+	values[1] = BoolGetDatum(privacy_access_log_strict);
+	values[2] = Int64GetDatum(audit_shared ? (int64) audit_shared->qsize : 0);
+	if (idx >= 0)
+	{
+		AuditQueue *q = &audit_shared->queues[idx];
+
+		LWLockAcquire(audit_shared->lock, LW_SHARED);
+		values[3] = Int64GetDatum((int64) (q->head - q->tail));
+		values[4] = Int32GetDatum(q->writer_pid);
+		nulls[4] = q->writer_pid == 0;
+		values[5] = Int64GetDatum((int64) q->chain_seq);
+		nulls[5] = q->chain_seq == 0;
+		LWLockRelease(audit_shared->lock);
+	}
+	else
+	{
+		values[3] = Int64GetDatum(0);
+		nulls[4] = nulls[5] = true;
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+/* Rebuild the canonical bytes of one row of the union verify reads. */
+static void
+row_canonical(StringInfo buf, HeapTuple tup, TupleDesc desc)
+{
+	bool		isnull;
+	char		kind = DatumGetChar(SPI_getbinval(tup, desc, 2, &isnull));
+
+	resetStringInfo(buf);
+	if (kind == 'S')
+	{
+		StatementEntry e;
+		Datum		d;
+
+		memset(&e, 0, sizeof(e));
+		e.at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
+		e.session_role = SPI_getvalue(tup, desc, 4);
+		e.acting_role = SPI_getvalue(tup, desc, 5);
+		e.application = SPI_getvalue(tup, desc, 6);
+		e.client_addr = SPI_getvalue(tup, desc, 7);
+		e.backend_pid = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
+		e.purpose = SPI_getvalue(tup, desc, 9);
+		e.command = SPI_getvalue(tup, desc, 10);
+		d = SPI_getbinval(tup, desc, 11, &isnull);
+		e.relid = isnull ? InvalidOid : DatumGetObjectId(d);
+		e.relation = SPI_getvalue(tup, desc, 12);
+		d = SPI_getbinval(tup, desc, 13, &isnull);
+		if (!isnull)
+		{
+			Datum	   *cols;
+			Datum	   *cats;
+			bool	   *cn;
+			bool	   *kn;
+			int			nc;
+			int			nk;
+			int			i;
+
+			deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT, &cols, &cn, &nc);
+			d = SPI_getbinval(tup, desc, 14, &isnull);
+			if (isnull)
+				nk = 0, cats = NULL, kn = NULL;
+			else
+				deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT, &cats, &kn, &nk);
+			e.ncolumns = nc;
+			e.columns = palloc(sizeof(char *) * (nc + 1));
+			e.categories = palloc(sizeof(char *) * (nc + 1));
+			for (i = 0; i < nc; i++)
+			{
+				e.columns[i] = cn[i] ? NULL : TextDatumGetCString(cols[i]);
+				e.categories[i] = (i < nk && !kn[i]) ? TextDatumGetCString(cats[i]) : NULL;
+			}
+		}
+		e.rows = DatumGetInt64(SPI_getbinval(tup, desc, 15, &isnull));
+		e.query_id = DatumGetInt64(SPI_getbinval(tup, desc, 16, &isnull));
+		e.level = DatumGetInt32(SPI_getbinval(tup, desc, 17, &isnull));
+		e.outcome = SPI_getvalue(tup, desc, 18);
+		canon_statement(buf, &e);
+	}
+	else
+	{
+		bytea	   *h = DatumGetByteaPP(SPI_getbinval(tup, desc, 20, &isnull));
+		unsigned char hash[PRIVACY_SUBJECT_HASH_BYTES];
+
+		memset(hash, 0, sizeof(hash));
+		if (!isnull)
+			memcpy(hash, VARDATA_ANY(h), Min(VARSIZE_ANY_EXHDR(h), PRIVACY_SUBJECT_HASH_BYTES));
+		canon_subject(buf, DatumGetInt64(SPI_getbinval(tup, desc, 19, &isnull)),
+					  hash, SPI_getvalue(tup, desc, 21),
+					  DatumGetInt64(SPI_getbinval(tup, desc, 22, &isnull)));
+		/* a hash of the wrong length must not verify */
+		if (!isnull && VARSIZE_ANY_EXHDR(h) != PRIVACY_SUBJECT_HASH_BYTES)
+			appendStringInfoChar(buf, '!');
+	}
+}
+
+/*
+ * privacy.verify_access_log() → (status, seq, checked, detail): recompute
+ * the chain from the retention anchor (or the start) to the end, and to the
+ * head the writers of this server have committed.
+ */
+PG_FUNCTION_INFO_V1(privacy_verify_access_log);
+Datum
+privacy_verify_access_log(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+	CatalogUserState st;
+	unsigned char key[LOGCHAIN_KEY_BYTES];
+	unsigned char prev[LOGCHAIN_MAC_BYTES];
+	int64		expected = 1;
+	int64		checked = 0;
+	const char *status = "ok";
+	int64		bad_seq = 0;
+	char	   *detail = NULL;
+	Portal		portal;
+	int			idx;
+	StringInfoData canon;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	keys_require_master_key();
+	keys_access_log_key(key);
+	memset(prev, 0, sizeof(prev));
+	initStringInfo(&canon);
+
+	catalog_become_owner(&st);
+	/* the latest retention anchor, itself authenticated */
+	if (SPI_execute("SELECT first_seq, anchor, mac FROM " PRIVACY_SCHEMA ".access_log_anchors"
+					" ORDER BY first_seq DESC LIMIT 1", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the access log anchors");
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		int64		first = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		bytea	   *a = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		bytea	   *m = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+		unsigned char want[LOGCHAIN_MAC_BYTES];
+
+		if (VARSIZE_ANY_EXHDR(a) == LOGCHAIN_MAC_BYTES)
+			memcpy(prev, VARDATA_ANY(a), LOGCHAIN_MAC_BYTES);
+		anchor_mac(want, key, first, prev);
+		if (VARSIZE_ANY_EXHDR(a) != LOGCHAIN_MAC_BYTES || VARSIZE_ANY_EXHDR(m) != LOGCHAIN_MAC_BYTES ||
+			sodium_memcmp(want, VARDATA_ANY(m), LOGCHAIN_MAC_BYTES) != 0)
+		{
+			status = "altered";
+			bad_seq = first;
+			detail = "the retention anchor the log starts from fails authentication";
+		}
+		expected = first;
+	}
+
+	if (strcmp(status, "ok") == 0)
+	{
+		SPIPlanPtr	plan = SPI_prepare(
+									   "SELECT seq, 'S'::\"char\", at, session_role, acting_role, application, client_addr, backend_pid,"
+									   "       purpose, command, relid, relation, columns, categories, rows, query_id, level, outcome,"
+									   "       NULL::bigint, NULL::bytea, NULL::text, NULL::bigint, mac"
+									   "  FROM " PRIVACY_SCHEMA ".access_log WHERE seq >= $1"
+									   " UNION ALL "
+									   "SELECT seq, 'u'::\"char\", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
+									   "       NULL, NULL, NULL, NULL, event, subject_hash, category, opened, mac"
+									   "  FROM " PRIVACY_SCHEMA ".access_log_subjects WHERE seq >= $1"
+									   " ORDER BY 1", 1, (Oid[]) {INT8OID});
+		Datum		arg = Int64GetDatum(expected);
+		bool		done = false;
+
+		if (plan == NULL)
+			elog(ERROR, "could not prepare the access log scan");
+		portal = SPI_cursor_open(NULL, plan, &arg, NULL, true);
+		while (!done)
+		{
+			uint64		i;
+
+			SPI_cursor_fetch(portal, true, 5000);
+			if (SPI_processed == 0)
+				break;
+			for (i = 0; i < SPI_processed; i++)
+			{
+				HeapTuple	tup = SPI_tuptable->vals[i];
+				TupleDesc	td = SPI_tuptable->tupdesc;
+				bool		isnull;
+				int64		seq = DatumGetInt64(SPI_getbinval(tup, td, 1, &isnull));
+				bytea	   *m = DatumGetByteaPP(SPI_getbinval(tup, td, 23, &isnull));
+				LogchainEntry entry;
+				size_t		bad;
+				LogchainVerdict v;
+				MemoryContext tmp = AllocSetContextCreate(CurrentMemoryContext, "verify row", ALLOCSET_SMALL_SIZES);
+				MemoryContext old = MemoryContextSwitchTo(tmp);
+
+				row_canonical(&canon, tup, td);
+				MemoryContextSwitchTo(old);
+				entry.seq = (uint64) seq;
+				entry.bytes = (unsigned char *) canon.data;
+				entry.len = canon.len;
+				entry.mac = (!isnull && VARSIZE_ANY_EXHDR(m) == LOGCHAIN_MAC_BYTES) ?
+					(unsigned char *) VARDATA_ANY(m) : NULL;
+				v = logchain_verify(key, prev, (uint64) expected, &entry, 1, &bad);
+				MemoryContextDelete(tmp);
+				if (v != LOGCHAIN_OK)
+				{
+					status = logchain_verdict_name(v);
+					bad_seq = v == LOGCHAIN_MISSING ? expected : seq;
+					if (v == LOGCHAIN_MISSING)
+						detail = psprintf("entries " INT64_FORMAT " to " INT64_FORMAT " are missing", expected, seq - 1);
+					else if (v == LOGCHAIN_ALTERED)
+						detail = psprintf("entry " INT64_FORMAT " does not match its MAC: it, or the entry before it, was changed", seq);
+					else
+						detail = psprintf("entry " INT64_FORMAT " is out of order", seq);
+					done = true;
+					break;
+				}
+				memcpy(prev, entry.mac, LOGCHAIN_MAC_BYTES);
+				expected++;
+				checked++;
+			}
+			SPI_freetuptable(SPI_tuptable);
+		}
+		SPI_cursor_close(portal);
+	}
+	catalog_restore_user(&st);
+
+	/* entries cut off the end: compare with what this server's writers wrote */
+	idx = my_queue_index();
+	if (strcmp(status, "ok") == 0 && idx >= 0)
+	{
+		AuditQueue *q = &audit_shared->queues[idx];
+		uint64		head;
+
+		LWLockAcquire(audit_shared->lock, LW_SHARED);
+		head = q->chain_seq;
+		LWLockRelease(audit_shared->lock);
+		if (head >= (uint64) expected)
+		{
+			status = "missing";
+			bad_seq = expected;
+			detail = psprintf("entries " INT64_FORMAT " to " UINT64_FORMAT " were written since the server started and are gone",
+							  expected, head);
+		}
+	}
+	sodium_memzero(key, sizeof(key));
+
+	values[0] = CStringGetTextDatum(status);
+	values[1] = Int64GetDatum(bad_seq);
+	nulls[1] = strcmp(status, "ok") == 0;
+	values[2] = Int64GetDatum(checked);
+	values[3] = detail ? CStringGetTextDatum(detail) : (Datum) 0;
+	nulls[3] = detail == NULL;
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+/*
+ * Retention: delete entries older than privacy.access_log_retention, and
+ * record where the log now starts (an authenticated anchor) so that it
+ * still verifies.  Returns the number of entries removed.
+ */
+int64
+audit_trim_log(void)
+{
+	CatalogUserState st;
+	int64		boundary;
+	int64		removed = 0;
+	bool		isnull;
+	unsigned char key[LOGCHAIN_KEY_BYTES];
+	unsigned char anchor[LOGCHAIN_MAC_BYTES];
+	unsigned char amac[LOGCHAIN_MAC_BYTES];
+	char		sql[1024];
+
+	if (privacy_access_log_retention <= 0)
+		return 0;
+	keys_require_master_key();
+	catalog_become_owner(&st);
+	snprintf(sql, sizeof(sql),
+			 "SELECT coalesce((SELECT seq - 1 FROM " PRIVACY_SCHEMA ".access_log"
+			 "                  WHERE at >= pg_catalog.now() - interval '%d minutes' ORDER BY seq LIMIT 1),"
+			 "                (SELECT max(seq) FROM " PRIVACY_SCHEMA ".access_log))",
+			 privacy_access_log_retention);
+	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not find the access log retention boundary");
+	boundary = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (!isnull && boundary > 0)
+	{
+		Datum		arg = Int64GetDatum(boundary);
+		bytea	   *m;
+
+		if (SPI_execute_with_args("SELECT mac FROM " PRIVACY_SCHEMA ".access_log WHERE seq = $1"
+								  " UNION ALL SELECT mac FROM " PRIVACY_SCHEMA ".access_log_subjects WHERE seq = $1",
+								  1, (Oid[]) {INT8OID}, &arg, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read the access log");
+		if (SPI_processed == 1)
+		{
+			m = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			if (!isnull && VARSIZE_ANY_EXHDR(m) == LOGCHAIN_MAC_BYTES)
+			{
+				Datum		args[4];
+
+				memcpy(anchor, VARDATA_ANY(m), LOGCHAIN_MAC_BYTES);
+				keys_access_log_key(key);
+				anchor_mac(amac, key, boundary + 1, anchor);
+				sodium_memzero(key, sizeof(key));
+				if (SPI_execute_with_args("WITH a AS (DELETE FROM " PRIVACY_SCHEMA ".access_log WHERE seq <= $1 RETURNING 1),"
+										  "     s AS (DELETE FROM " PRIVACY_SCHEMA ".access_log_subjects WHERE seq <= $1 RETURNING 1)"
+										  " SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM s)",
+										  1, (Oid[]) {INT8OID}, &arg, NULL, false, 1) != SPI_OK_SELECT)
+					elog(ERROR, "could not trim the access log");
+				removed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+				if (removed > 0)
+				{
+					args[0] = Int64GetDatum(boundary + 1);
+					args[1] = bytea_datum(anchor, LOGCHAIN_MAC_BYTES);
+					args[2] = Int64GetDatum(removed);
+					args[3] = bytea_datum(amac, LOGCHAIN_MAC_BYTES);
+					if (SPI_execute_with_args("INSERT INTO " PRIVACY_SCHEMA ".access_log_anchors"
+											  " (first_seq, anchor, removed, mac) VALUES ($1, $2, $3, $4)",
+											  4, (Oid[]) {INT8OID, BYTEAOID, INT8OID, BYTEAOID},
+											  args, NULL, false, 0) != SPI_OK_INSERT)
+						elog(ERROR, "could not record the access log anchor");
+				}
+			}
+		}
+	}
+	catalog_restore_user(&st);
+	return removed;
+}
+
+PG_FUNCTION_INFO_V1(privacy_trim_access_log);
+Datum
+privacy_trim_access_log(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(audit_trim_log());
+}
