@@ -2472,15 +2472,15 @@ BEGIN
     -- for consent, subjects are asked to agree to processing nobody does
     SELECT 'purpose held by no role', p.name,
            format('No role holds purpose %s (%s)%s.', p.name, p.legal_basis,
-                  CASE WHEN p.legal_basis = 'consent' THEN
-                      format(', yet %s subjects consent to it',
-                             (SELECT count(*) FROM privacy.consent_state cs
-                               WHERE cs.purpose = p.name AND cs.state = 'granted'))
-                  ELSE '' END),
+                  CASE n.consents WHEN 0 THEN ''
+                                  WHEN 1 THEN ', yet 1 subject consents to it'
+                                  ELSE format(', yet %s subjects consent to it', n.consents) END),
            format('Grant it to the role that processes it with privacy.grant_purpose(role, %L), or %s.', p.name,
                   CASE WHEN p.legal_basis = 'consent' THEN 'stop collecting consent for it'
                        ELSE format('drop it with privacy.drop_purpose(%L)', p.name) END)
-      FROM privacy.purposes p
+      FROM privacy.purposes p,
+           LATERAL (SELECT count(*) AS consents FROM privacy.consent_state cs
+                     WHERE cs.purpose = p.name AND cs.state = 'granted') n
      WHERE NOT EXISTS (SELECT 1 FROM privacy.role_purposes rp JOIN pg_catalog.pg_roles r ON r.oid = rp.role
                         WHERE rp.purpose = p.name)
     UNION ALL
