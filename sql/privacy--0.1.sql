@@ -2279,9 +2279,10 @@ BEGIN
             result := privacy.erase_subject(r.subject, format('request #%s', r.id));
         END IF;
         result := jsonb_build_object('erasure', result);
-        -- also for requests opened after the erasure they answer
+        -- a request opened after the erasure that answers it (the erasure
+        -- made the others forget the subject); later requests keep theirs
         UPDATE privacy.requests q SET subject = 'erased:' || encode(q.subject_hash, 'hex')
-         WHERE q.subject_hash = r.subject_hash AND q.subject NOT LIKE 'erased:%';
+         WHERE q.id = r.id;
     ELSIF r.kind = 'objection' THEN
         SELECT jsonb_build_object('objections',
                    jsonb_agg(jsonb_build_object('purpose', e.purpose, 'event', e.id, 'at', e.at) ORDER BY e.id))

@@ -148,6 +148,15 @@ SELECT kind, subject LIKE 'erased:%' AS stand_in FROM privacy.requests
  WHERE subject_hash = privacy.subject_hash('18') ORDER BY id;
 SELECT privacy.complete_request(:erase18_id) -> 'erasure' ->> 'reason' AS linked_erasure;
 SELECT count(*) AS erasures FROM privacy.erasures;
+-- a letter received before that erasure but recorded after it: completing it
+-- points at the erasure and forgets the subject; a request received since
+-- (a new contact) keeps the identifier
+SELECT privacy.open_request('18', 'erasure', now() - interval '2 days', 'letter') AS letter_id \gset
+SELECT privacy.open_request('18', 'access', note => 'asks what is left') AS after_id \gset
+SELECT privacy.complete_request(:letter_id) -> 'erasure' ->> 'reason' AS linked_erasure;
+SELECT id = :letter_id AS letter, kind, subject LIKE 'erased:%' AS stand_in, subject = '18' AS in_clear
+  FROM privacy.requests WHERE id IN (:letter_id, :after_id) ORDER BY id;
+SELECT count(*) AS erasures FROM privacy.erasures;
 
 -- an objection request is completed once the objections are recorded
 SELECT privacy.open_request('19', 'objection', now() - interval '2 days') AS object_id \gset
