@@ -7,12 +7,17 @@
  * A label on a column does what privacy.classify() does, a label on a table
  * what privacy.protect_table() does, and IS NULL undoes them
  * (privacy.unclassify(), privacy.unprotect_table()).  The provider holds no
- * state of its own: PostgreSQL stores the label in pg_seclabel after the
- * hook returns, and the hook only brings the object into the state the label
- * declares, by calling the SQL functions through SPI as the current user, so
- * that their EXECUTE privileges (privacy_admin) apply to a label exactly as
- * to a call.  PostgreSQL has already checked that the current user owns the
- * object.
+ * state of its own: PostgreSQL stores the label in pg_seclabel, and privacy
+ * only brings the object into the state the label declares, by calling the
+ * SQL functions through SPI as the current user, so that their EXECUTE
+ * privileges (privacy_admin) apply to a label exactly as to a call.
+ * PostgreSQL has already checked that the current user owns the object.
+ *
+ * Two steps: the provider hook checks the label before it is stored (so a
+ * bad label is an error and nothing is stored), and a ProcessUtility hook
+ * applies it once the statement is done, in the same transaction, because
+ * the statement keeps the table open while the provider runs and ALTER
+ * TABLE refuses a table in use.
  *
  * Applying a label is idempotent: an object already in the declared state is
  * left alone (no rewrite, no new key, no register update).  A restore does
@@ -38,24 +43,22 @@
  */
 #include "privacy.h"
 
+#include "access/xact.h"
 #include "catalog/objectaddress.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/seclabel.h"
-#include "access/xact.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
-#include "nodes/value.h"
 #include "parser/parse_func.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
-#include "utils/regproc.h"
 #include "utils/rls.h"
 #include "utils/syscache.h"
 
