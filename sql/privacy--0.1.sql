@@ -972,6 +972,55 @@ COMMENT ON PROCEDURE privacy.reencrypt(regclass, name, integer) IS
     'reseal values of a column that use retired keys, committing after each block range (resumable)';
 
 ------------------------------------------------------------------------------
+-- Declarative classification: SECURITY LABEL FOR privacy (src/label.c).
+-- A label on a column runs classify(), a label on a table protect_table(),
+-- and IS NULL unclassify() or unprotect_table(), as the role that sets it.
+------------------------------------------------------------------------------
+-- The undo of classify() for a column whose values are not sealed: the
+-- register forgets it.  An encrypted column keeps its category, since its
+-- values are sealed under that category's key.
+CREATE FUNCTION privacy.unclassify(tbl regclass, col name) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    att record;
+    category text;
+BEGIN
+    SELECT a.atttypid, a.atttypmod INTO att
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'undefined_column',
+            MESSAGE = format('column "%s" of relation %s does not exist', col, tbl);
+    END IF;
+    IF att.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype)
+       AND att.atttypmod <> -1 THEN
+        category := privacy._typmod_category(att.atttypmod);
+        IF category IS DISTINCT FROM 'unclassified' THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'object_not_in_prerequisite_state',
+                MESSAGE = format('column "%s" of %s is encrypted, so its classification cannot be removed', col, tbl),
+                DETAIL  = format('Its values are sealed under the key of category %s; an encrypted column always has a category.',
+                                 coalesce(format('"%s"', category), format('id %s', att.atttypmod & 65535))),
+                HINT    = 'Classify it into another category instead, or first convert it to plaintext (ALTER TABLE ... ALTER COLUMN ... TYPE text, with a purpose allowed its category).';
+        END IF;
+    END IF;
+    DELETE FROM privacy.column_categories cc WHERE cc.tbl = unclassify.tbl AND cc.col = unclassify.col;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'undefined_object',
+            MESSAGE = format('column "%s" of %s is not classified', col, tbl);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION privacy.unclassify(regclass, name) IS
+    'undo privacy.classify() for a column that is not encrypted (encrypted columns always keep a category)';
+REVOKE ALL ON FUNCTION privacy.unclassify(regclass, name) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION privacy.unclassify(regclass, name) TO privacy_admin;
+
+------------------------------------------------------------------------------
 -- Consent: an append-only ledger, and the current state derived from it
 ------------------------------------------------------------------------------
 CREATE SEQUENCE privacy.consent_event_id_seq;

@@ -43,6 +43,7 @@ _PG_init(void)
 		ereport(FATAL,
 				(errmsg("libsodium could not be initialized")));
 
+	label_init();
 	guc_define();
 	keys_load_master_key();
 	catalog_init();

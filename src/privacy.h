@@ -105,4 +105,7 @@ extern void worker_register(void);
 /* types.c — the encrypted types */
 extern void types_init(void);
 
+/* label.c — SECURITY LABEL FOR privacy: declarative classification */
+extern void label_init(void);
+
 #endif
