@@ -1840,6 +1840,45 @@ nullable_text(TupleTableSlot *slot, int i, const char *s)
 	slot->tts_values[i] = s ? CStringGetTextDatum(s) : (Datum) 0;
 }
 
+static TimestampTz tables_missing_since = 0;
+
+/* Events of a database without the log's tables: to the server log. */
+static void
+writer_spill(AuditQueue *q, uint64 start, uint64 end)
+{
+	Size		qsize = audit_shared->qsize;
+	uint64		pos = start;
+	StringInfoData rec;
+
+	ereport(WARNING,
+			(errmsg("the access log tables of this database are missing: writing " UINT64_FORMAT " bytes of queued access events to the server log",
+					end - start),
+			 errhint("Is the extension privacy installed in this database?")));
+	initStringInfo(&rec);
+	while (pos + 4 <= end)
+	{
+		unsigned char lenb[4];
+		uint32		rlen;
+		uint64		i;
+
+		for (i = 0; i < 4; i++)
+			lenb[i] = (unsigned char) q->data[(pos + i) % qsize];
+		rlen = ((uint32) lenb[0] << 24) | ((uint32) lenb[1] << 16) | ((uint32) lenb[2] << 8) | lenb[3];
+		if (rlen < 5 || pos + rlen > end)
+			break;
+		resetStringInfo(&rec);
+		for (i = 4; i < rlen; i++)
+			appendStringInfoChar(&rec, q->data[(pos + i) % qsize]);
+		emit_json(&rec);
+		pos += rlen;
+	}
+	pfree(rec.data);
+	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
+	q->tail = end;
+	LWLockRelease(audit_shared->lock);
+	ConditionVariableBroadcast(&q->space_cv);
+}
+
 /*
  * Subjects follow the statement event of the same backend that came last;
  * the writer remembers it per backend, across batches.
@@ -1918,6 +1957,7 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 	unsigned char mac[LOGCHAIN_MAC_BYTES];
 	unsigned char next_mac[LOGCHAIN_MAC_BYTES];
 	int64		last_event = 0;
+	bool		tables_here;
 	MemoryContext batch;
 	MemoryContext old;
 
@@ -1927,6 +1967,28 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 	LWLockRelease(audit_shared->lock);
 	if (start == end)
 		return false;
+
+	/*
+	 * The log's tables may not be visible yet (CREATE EXTENSION in a
+	 * transaction still open, a single-transaction restore) or any more
+	 * (DROP EXTENSION): wait, and after a while write the events to the
+	 * server log rather than keep them forever.
+	 */
+	StartTransactionCommand();
+	tables_here = OidIsValid(get_namespace_oid(PRIVACY_SCHEMA, true)) &&
+		OidIsValid(get_relname_relid("access_log_subjects", get_namespace_oid(PRIVACY_SCHEMA, true))) &&
+		OidIsValid(get_relname_relid("access_log_anchors", get_namespace_oid(PRIVACY_SCHEMA, true)));
+	CommitTransactionCommand();
+	if (!tables_here)
+	{
+		if (tables_missing_since == 0)
+			tables_missing_since = GetCurrentTimestamp();
+		if (!TimestampDifferenceExceeds(tables_missing_since, GetCurrentTimestamp(), 10000))
+			return false;
+		writer_spill(q, start, end);
+		return true;
+	}
+	tables_missing_since = 0;
 
 	/* the bytes between tail and head stay put until the tail moves */
 	len = (Size) (end - start);
