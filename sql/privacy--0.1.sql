@@ -1540,20 +1540,10 @@ COMMENT ON TABLE privacy.access_log_verifications IS
     'every run of privacy.verify_access_log() and what it found';
 SELECT pg_catalog.pg_extension_config_dump('privacy.access_log_verifications', '');
 
-CREATE FUNCTION privacy._verify_access_log(OUT status text, OUT seq bigint, OUT checked bigint, OUT detail text)
-    AS 'MODULE_PATHNAME', 'privacy_verify_access_log' LANGUAGE C VOLATILE;
-
+-- Runs as its caller (the C code reads the log as the extension's owner),
+-- so that each run is recorded under the role that asked for it.
 CREATE FUNCTION privacy.verify_access_log(OUT status text, OUT seq bigint, OUT checked bigint, OUT detail text)
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    SELECT v.status, v.seq, v.checked, v.detail INTO status, seq, checked, detail
-      FROM privacy._verify_access_log() v;
-    INSERT INTO privacy.access_log_verifications (verified_by, status, seq, checked, detail)
-    VALUES (session_user, status, seq, checked, detail);
-END;
-$$;
+    AS 'MODULE_PATHNAME', 'privacy_verify_access_log' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION privacy.verify_access_log() IS
     'recompute the access log''s MAC chain: ok, or the first entry that is missing, altered or out of order';
 
@@ -1583,7 +1573,7 @@ REVOKE ALL ON privacy.access_log, privacy.access_log_subjects, privacy.access_lo
     privacy.access_log_verifications FROM PUBLIC;
 GRANT SELECT ON privacy.access_log, privacy.access_log_subjects, privacy.access_log_anchors,
     privacy.access_log_verifications TO privacy_officer;
-REVOKE ALL ON FUNCTION privacy._verify_access_log(), privacy._trim_access_log() FROM PUBLIC;
+REVOKE ALL ON FUNCTION privacy._trim_access_log() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION privacy.verify_access_log(), privacy.flush_access_log(integer),
     privacy.access_log_status(), privacy.trim_access_log()
   TO privacy_officer;

@@ -112,6 +112,7 @@ typedef struct AuditQueue
 	uint64		tail;			/* bytes ever committed to the log */
 	uint64		chain_seq;		/* last seq a writer committed since start */
 	unsigned char chain_mac[LOGCHAIN_MAC_BYTES];
+	Oid			chain_relid;	/* ... into this privacy.access_log */
 	ConditionVariable space_cv; /* tail moved */
 	char	   *data;			/* privacy_access_log_queue_size kB */
 } AuditQueue;
@@ -412,6 +413,7 @@ typedef struct AuditFrame
 	int64		utility_rows;
 	CmdType		operation;
 	const char *utility_tag;	/* frames of utility statements */
+	int64		query_id;
 } AuditFrame;
 
 static AuditFrame *frames = NULL;	/* newest first */
@@ -730,6 +732,7 @@ enqueue(StringInfo rec, bool in_abort, int *qindex)
 					c->dboid = MyDatabaseId;
 					c->head = c->tail = 0;
 					c->chain_seq = 0;
+					c->chain_relid = InvalidOid;
 					memset(c->chain_mac, 0, sizeof(c->chain_mac));
 					idx = i;
 					break;
@@ -1050,7 +1053,7 @@ flush_frame(AuditFrame *f, const char *outcome, int64 rows, bool in_abort)
 		StatementEntry *e = lfirst(lc);
 
 		e->rows = rows;
-		e->query_id = (f->qd && f->qd->plannedstmt) ? (int64) f->qd->plannedstmt->queryId : 0;
+		e->query_id = f->query_id;
 		e->level = f->level;
 		e->outcome = (char *) outcome;
 		resetStringInfo(&rec);
@@ -1357,12 +1360,14 @@ audit_executor_start(QueryDesc *queryDesc, int eflags)
 		AuditFrame *f;
 
 		if (frames != NULL && frames->copy && !frames->copy_claimed &&
-			exec_depth == frames->level + 1)
+			exec_depth == frames->level)
 		{
 			/* the query a COPY runs: the COPY's own frame */
 			f = frames;
 			f->copy_claimed = true;
 			f->qd = queryDesc;
+			if (f->query_id == 0)
+				f->query_id = (int64) queryDesc->plannedstmt->queryId;
 			if (f->events == NIL)
 				f->events = plan_events(queryDesc->plannedstmt, queryDesc->operation, true);
 		}
@@ -1370,6 +1375,11 @@ audit_executor_start(QueryDesc *queryDesc, int eflags)
 		{
 			f = push_frame(queryDesc, false, queryDesc->operation);
 			f->events = plan_events(queryDesc->plannedstmt, queryDesc->operation, false);
+			f->query_id = (int64) queryDesc->plannedstmt->queryId;
+			/* a cursor's or prepared statement's query: its statement's id */
+			if (f->query_id == 0 && f->outer != NULL && f->outer->qd == NULL &&
+				!f->outer->copy && f->outer->level == f->level)
+				f->query_id = f->outer->query_id;
 		}
 	}
 
@@ -1462,6 +1472,7 @@ audit_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 	AuditFrame *volatile f = NULL;
 	AuditFrame *saved = active_frame;
 	Node	   *stmt = pstmt->utilityStmt;
+	bool		nests;
 	bool		active;
 
 	if (loose_frame != NULL && exec_depth == 0)
@@ -1473,12 +1484,14 @@ audit_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 		/* values opened outside the executor, e.g. FETCH from a held cursor */
 		f = push_frame(NULL, false, CMD_UTILITY);
 		f->utility_tag = GetCommandTagName(CreateCommandTag(stmt));
+		f->query_id = (int64) pstmt->queryId;
 	}
 	else if (active)
 	{
 		CopyStmt   *cs = (CopyStmt *) stmt;
 
 		f = push_frame(NULL, true, cs->is_from ? CMD_INSERT : CMD_SELECT);
+		f->query_id = (int64) pstmt->queryId;
 		if (cs->relation != NULL)
 		{
 			Oid			relid = RangeVarGetRelid(cs->relation, NoLock, true);
@@ -1504,9 +1517,15 @@ audit_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 		}
 	}
 
+	/*
+	 * Statements a CALL or DO runs are nested; the query of a DECLARE,
+	 * EXECUTE, EXPLAIN ANALYZE or CREATE TABLE AS is the client's own.
+	 */
+	nests = IsA(stmt, CallStmt) || IsA(stmt, DoStmt);
 	if (f != NULL)
 		active_frame = f;
-	exec_depth++;
+	if (nests)
+		exec_depth++;
 	PG_TRY();
 	{
 		if (prev_process_utility)
@@ -1516,7 +1535,8 @@ audit_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 	}
 	PG_FINALLY();
 	{
-		exec_depth--;
+		if (nests)
+			exec_depth--;
 		active_frame = saved;
 	}
 	PG_END_TRY();
@@ -1703,12 +1723,12 @@ writer_detach(int code, Datum arg)
 }
 
 /* The writer's view of its chain: what the table ends with. */
-static bool chain_loaded = false;
+static Oid	chain_relid = InvalidOid;	/* the log the chain state is for */
 static int64 chain_seq = 0;
 static unsigned char chain_mac[LOGCHAIN_MAC_BYTES];
 
 static void
-load_chain_head(AuditQueue *q)
+load_chain_head(AuditQueue *q, Oid log_relid)
 {
 	int64		seq = 0;
 	unsigned char mac[LOGCHAIN_MAC_BYTES];
@@ -1734,7 +1754,7 @@ load_chain_head(AuditQueue *q)
 	}
 
 	LWLockAcquire(audit_shared->lock, LW_SHARED);
-	shm_seq = q->chain_seq;
+	shm_seq = q->chain_relid == log_relid ? q->chain_seq : 0;
 	memcpy(shm_mac, q->chain_mac, LOGCHAIN_MAC_BYTES);
 	LWLockRelease(audit_shared->lock);
 
@@ -1751,7 +1771,7 @@ load_chain_head(AuditQueue *q)
 	}
 	chain_seq = seq;
 	memcpy(chain_mac, mac, LOGCHAIN_MAC_BYTES);
-	chain_loaded = true;
+	chain_relid = log_relid;
 }
 
 /* Inserting rows without the executor: heap and indexes, in one go. */
@@ -1958,6 +1978,7 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 	unsigned char next_mac[LOGCHAIN_MAC_BYTES];
 	int64		last_event = 0;
 	bool		tables_here;
+	Oid			log_relid;
 	MemoryContext batch;
 	MemoryContext old;
 
@@ -1975,7 +1996,9 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 	 * server log rather than keep them forever.
 	 */
 	StartTransactionCommand();
-	tables_here = OidIsValid(get_namespace_oid(PRIVACY_SCHEMA, true)) &&
+	log_relid = OidIsValid(get_namespace_oid(PRIVACY_SCHEMA, true)) ?
+		get_relname_relid("access_log", get_namespace_oid(PRIVACY_SCHEMA, true)) : InvalidOid;
+	tables_here = OidIsValid(log_relid) &&
 		OidIsValid(get_relname_relid("access_log_subjects", get_namespace_oid(PRIVACY_SCHEMA, true))) &&
 		OidIsValid(get_relname_relid("access_log_anchors", get_namespace_oid(PRIVACY_SCHEMA, true)));
 	CommitTransactionCommand();
@@ -2006,8 +2029,8 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
-	if (!chain_loaded)
-		load_chain_head(q);
+	if (chain_relid != log_relid)
+		load_chain_head(q, log_relid);
 	keys_access_log_key(key);
 	seq = chain_seq;
 	memcpy(mac, chain_mac, LOGCHAIN_MAC_BYTES);
@@ -2127,6 +2150,7 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 	q->tail = end;
 	q->chain_seq = (uint64) seq;
 	memcpy(q->chain_mac, mac, LOGCHAIN_MAC_BYTES);
+	q->chain_relid = log_relid;
 	LWLockRelease(audit_shared->lock);
 	ConditionVariableBroadcast(&q->space_cv);
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -2531,8 +2555,10 @@ privacy_verify_access_log(PG_FUNCTION_ARGS)
 		AuditQueue *q = &audit_shared->queues[idx];
 		uint64		head;
 
+		Oid			log_relid = get_relname_relid("access_log", catalog_namespace());
+
 		LWLockAcquire(audit_shared->lock, LW_SHARED);
-		head = q->chain_seq;
+		head = q->chain_relid == log_relid ? q->chain_seq : 0;
 		LWLockRelease(audit_shared->lock);
 		if (head >= (uint64) expected)
 		{
@@ -2543,6 +2569,28 @@ privacy_verify_access_log(PG_FUNCTION_ARGS)
 		}
 	}
 	sodium_memzero(key, sizeof(key));
+
+	/* every run is recorded, under the role that asked */
+	{
+		char	   *who = role_name(GetOuterUserId());
+		Datum		args[5];
+		char		argnulls[5] = {' ', ' ', ' ', ' ', ' '};
+
+		args[0] = CStringGetTextDatum(who);
+		args[1] = CStringGetTextDatum(status);
+		args[2] = Int64GetDatum(bad_seq);
+		argnulls[2] = strcmp(status, "ok") == 0 ? 'n' : ' ';
+		args[3] = Int64GetDatum(checked);
+		args[4] = detail ? CStringGetTextDatum(detail) : (Datum) 0;
+		argnulls[4] = detail ? ' ' : 'n';
+		catalog_become_owner(&st);
+		if (SPI_execute_with_args("INSERT INTO " PRIVACY_SCHEMA ".access_log_verifications"
+								  " (verified_by, status, seq, checked, detail) VALUES ($1::pg_catalog.name, $2, $3, $4, $5)",
+								  5, (Oid[]) {TEXTOID, TEXTOID, INT8OID, INT8OID, TEXTOID},
+								  args, argnulls, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not record the verification");
+		catalog_restore_user(&st);
+	}
 
 	values[0] = CStringGetTextDatum(status);
 	values[1] = Int64GetDatum(bad_seq);

@@ -1,0 +1,175 @@
+# The access log outside the happy path.
+#
+# (1) Events survive the reader's rollback and a read-only transaction.
+# (2) kill -9 of a reading backend (the whole server restarts): the events
+#     of statements completed more than one flush interval earlier are in
+#     the log afterwards; in strict mode, those of every completed statement.
+# (3) Back-pressure: with the writer blocked, a backend that fills the queue
+#     waits (wait event Extension) instead of dropping events, and every one
+#     of them is in the log once the writer goes on.
+# (4) A streaming hot standby, where nothing can be written, logs the same
+#     fields as one JSON object per server-log line.
+# (5) Tampering with the table is found by verify_access_log().
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use JSON::PP;
+use PrivacyNode;
+
+my %init = (init => { extra => ['--encoding=UTF8', '--locale=C'], allows_streaming => 1 });
+my ($node, $key) = PrivacyNode::new_node('log', %init);
+$node->append_conf('postgresql.conf', qq{
+privacy.access_log_flush_interval = '200ms'
+privacy.access_log_queue_size = '512kB'
+});
+$node->start;
+$node->safe_psql('postgres', q{
+CREATE EXTENSION privacy;
+SELECT privacy.create_category('contact');
+SELECT privacy.create_purpose('billing', 'contract', '', ARRAY['contact']);
+CREATE ROLE app LOGIN;
+SELECT privacy.grant_purpose('app', 'billing');
+CREATE TABLE customers (id bigint PRIMARY KEY, email privacy.encrypted_text(contact));
+SELECT privacy.protect_table('customers', 'id');
+GRANT SELECT, INSERT ON customers TO app;
+ALTER ROLE app SET privacy.purpose = 'billing';
+});
+# loaded by the application, under its purpose: sealed with subject keys
+$node->safe_psql('postgres', q{
+INSERT INTO customers SELECT g, 'customer' || g || '@example.org' FROM generate_series(1, 100) g;
+}, extra_params => ['-U', 'app']);
+
+# count the log's statement events for one application name
+sub events
+{
+	my ($app, $extra) = @_;
+	$extra //= '';
+	$node->safe_psql('postgres', 'SELECT privacy.flush_access_log()');
+	return $node->safe_psql('postgres',
+		"SELECT count(*) FROM privacy.access_log WHERE application = '$app' $extra");
+}
+
+# ---------------------------------------------------------------------------
+# (1) rollback, read-only
+# ---------------------------------------------------------------------------
+$node->psql('postgres', q{
+SET application_name = 'rollback';
+BEGIN; SELECT email FROM customers WHERE id = 1; ROLLBACK;
+BEGIN; SELECT email FROM customers WHERE id = 2; SELECT 1/0; COMMIT;
+BEGIN READ ONLY; SELECT email FROM customers WHERE id = 3; COMMIT;
+}, extra_params => ['-U', 'app'], on_error_stop => 0);
+is(events('rollback'), 3, 'reads in a rolled-back, an aborted and a read-only transaction are all logged');
+is($node->safe_psql('postgres', q{
+SELECT count(*) FROM privacy.access_log_subjects s JOIN privacy.access_log l ON l.seq = s.event
+ WHERE l.application = 'rollback'}), 3, 'with the subject each of them opened');
+
+# ---------------------------------------------------------------------------
+# (2) kill -9 of a reader
+# ---------------------------------------------------------------------------
+sub crash_after_read
+{
+	my ($app, $wait) = @_;
+	my $bg = $node->background_psql('postgres', on_error_stop => 0, extra_params => ['-U', 'app']);
+	(my $pid = $bg->query_safe('SELECT pg_backend_pid()')) =~ s/\s+//g;
+	$bg->query_safe("SET application_name = '$app'");
+	$bg->query_safe('SELECT email FROM customers WHERE id = 7');
+	$bg->query_safe('SELECT email FROM customers WHERE id = 8');
+	select(undef, undef, undef, $wait);
+	ok(PrivacyNode::crash_and_restart($node, $pid), "$app: kill -9 of the reader, the node is back");
+	eval { $bg->quit };
+}
+
+# Not strict: two statements completed, then more than one flush interval.
+crash_after_read('crash-bound', 0.6);
+is(events('crash-bound'), 2,
+	'after kill -9, statements completed more than one flush interval earlier are in the log');
+
+# Strict, with a flush interval far longer than the wait before the kill.
+$node->append_conf('postgresql.conf', "privacy.access_log_flush_interval = '1s'\n");
+$node->safe_psql('postgres', 'ALTER ROLE app SET privacy.access_log_strict = on');
+$node->reload;
+crash_after_read('crash-strict', 0.0);
+is(events('crash-strict'), 2, 'strict mode: every completed statement is in the log after kill -9');
+$node->safe_psql('postgres', 'ALTER ROLE app RESET privacy.access_log_strict');
+$node->append_conf('postgresql.conf', "privacy.access_log_flush_interval = '200ms'\n");
+$node->reload;
+is($node->safe_psql('postgres', 'SELECT status FROM privacy.verify_access_log()'), 'ok',
+	'the log verifies after the crashes');
+
+# ---------------------------------------------------------------------------
+# (3) back-pressure
+# ---------------------------------------------------------------------------
+my $blocker = $node->background_psql('postgres', on_error_stop => 0);
+$blocker->query_safe('BEGIN; LOCK privacy.access_log IN ACCESS EXCLUSIVE MODE');
+my $reader = $node->background_psql('postgres', on_error_stop => 0, extra_params => ['-U', 'app']);
+(my $rpid = $reader->query_safe('SELECT pg_backend_pid()')) =~ s/\s+//g;
+$reader->query_safe("SET application_name = 'pressure'");
+# 5000 statements of about 230 bytes of events each (a statement, a subject):
+# more than twice the 512 kB queue
+$reader->query_until(qr/started/, q{\echo started
+DO $$ BEGIN FOR i IN 1..5000 LOOP PERFORM email::text FROM customers WHERE id = 1 + i % 100; END LOOP; END $$;
+\echo finished
+});
+ok($node->poll_query_until('postgres',
+	"SELECT wait_event_type = 'Extension' FROM pg_stat_activity WHERE pid = $rpid"),
+	'a full queue makes the reader wait, with wait event type Extension');
+my $queued = $node->safe_psql('postgres', 'SELECT queued_bytes FROM privacy.access_log_status()');
+cmp_ok($queued, '>', 400 * 1024, "the queue is full while it waits ($queued bytes)");
+$blocker->query_safe('COMMIT');
+$reader->query_until(qr/finished/, '');
+is(events('pressure'), 5000, 'once the writer goes on, all 5000 statement events are in the log: none dropped');
+is($node->safe_psql('postgres', q{
+SELECT count(*) FROM privacy.access_log_subjects s JOIN privacy.access_log l ON l.seq = s.event
+ WHERE l.application = 'pressure'}), 5000, 'and their 5000 subject entries');
+$reader->quit;
+$blocker->quit;
+
+# ---------------------------------------------------------------------------
+# (4) a hot standby logs JSON lines
+# ---------------------------------------------------------------------------
+$node->backup('base');
+my $standby = PostgreSQL::Test::Cluster->new('standby');
+$standby->init_from_backup($node, 'base', has_streaming => 1);
+my $standby_key = PrivacyNode::write_key($standby, $key);
+$standby->append_conf('postgresql.conf', "privacy.master_key_command = 'cat $standby_key'\n");
+$standby->start;
+$node->wait_for_catchup($standby, 'replay');
+my $offset = -s $standby->logfile;
+is($standby->safe_psql('postgres', q{SET application_name = 'on-standby';
+SELECT email FROM customers WHERE id = 42}, extra_params => ['-U', 'app']),
+	'customer42@example.org', 'the standby reads with a purpose');
+my @lines = grep { /privacy access: / } split /\n/, slurp_file($standby->logfile, $offset);
+my @objs = map { /privacy access: (\{.*\})$/ ? decode_json($1) : () } @lines;
+my ($stmt) = grep { $_->{kind} eq 'statement' } @objs;
+ok($stmt, 'the standby wrote the statement event to its server log');
+is_deeply([ map { $stmt->{$_} } qw(command relation purpose acting_role application outcome rows) ],
+	[ 'SELECT', 'public.customers', 'billing', 'app', 'on-standby', 'completed', 1 ],
+	'as JSON with the same fields as the table');
+is_deeply($stmt->{columns}, ['email'], 'the personal columns it touched');
+my ($subj) = grep { $_->{kind} eq 'subjects' } @objs;
+my $hash = $node->safe_psql('postgres', q{SELECT encode(privacy.subject_hash('42'), 'hex')});
+ok($subj && $subj->{subjects}[0]{subject_hash} eq $hash && $subj->{subjects}[0]{opened} == 1,
+	'and the subject whose value it opened, by keyed hash');
+unlike(slurp_file($standby->logfile, $offset), qr/customer42\@example/, 'never the value itself');
+$standby->stop;
+
+# ---------------------------------------------------------------------------
+# (5) tampering
+# ---------------------------------------------------------------------------
+is($node->safe_psql('postgres', 'SELECT status FROM privacy.verify_access_log()'), 'ok', 'the log verifies');
+$node->safe_psql('postgres', q{UPDATE privacy.access_log SET purpose = 'marketing'
+  WHERE seq = (SELECT min(seq) FROM privacy.access_log WHERE application = 'pressure')});
+like($node->safe_psql('postgres', 'SELECT status || seq FROM privacy.verify_access_log()'), qr/^altered\d+$/,
+	'an UPDATE by a superuser is found');
+$node->safe_psql('postgres', q{UPDATE privacy.access_log SET purpose = 'billing'
+  WHERE seq = (SELECT min(seq) FROM privacy.access_log WHERE application = 'pressure')});
+$node->safe_psql('postgres', q{DELETE FROM privacy.access_log
+  WHERE seq = (SELECT min(seq) + 10 FROM privacy.access_log WHERE application = 'pressure')});
+like($node->safe_psql('postgres', 'SELECT status FROM privacy.verify_access_log()'), qr/^missing$/,
+	'a DELETE by a superuser is found');
+
+$node->stop;
+done_testing();
