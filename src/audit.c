@@ -60,6 +60,7 @@
 #include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
@@ -2027,6 +2028,30 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 	batch = AllocSetContextCreate(TopMemoryContext, "privacy access log batch", ALLOCSET_DEFAULT_SIZES);
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+
+	/*
+	 * Never wait for a lock while holding another: a DROP EXTENSION (or a
+	 * DBA's LOCK) takes them in its own order, and waiting could deadlock.
+	 * If any is taken, try again at the next round.
+	 */
+	{
+		Oid			nsp = catalog_namespace();
+		const char *names[] = {"access_log", "access_log_subjects", "access_log_anchors", "data_keys"};
+		int			i;
+
+		for (i = 0; i < lengthof(names); i++)
+		{
+			Oid			relid = get_relname_relid(names[i], nsp);
+
+			if (!OidIsValid(relid) ||
+				!ConditionalLockRelationOid(relid, i < 2 ? RowExclusiveLock : AccessShareLock))
+			{
+				AbortCurrentTransaction();
+				MemoryContextDelete(batch);
+				return false;
+			}
+		}
+	}
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
 	if (chain_relid != log_relid)
