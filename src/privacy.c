@@ -9,6 +9,8 @@
  *   consent.c   purposes and the "may this session use this category?" check
  *   types.c     encrypted_text/bytea (envelope.c: the ciphertext format)
  *   worker.c    the purge worker
+ *   redact.c    personal data kept out of the server log (redact_text.c:
+ *               the SQL lexer)
  * Parts still to come each get their own file: audit.c (hooks and queue),
  * label.c (SECURITY LABEL provider).
  */
@@ -48,6 +50,7 @@ _PG_init(void)
 	consent_init();
 	types_init();
 	consent_install_hooks();
+	redact_install_hooks();
 	if (!IsBinaryUpgrade)
 		worker_register();
 }

@@ -90,4 +90,7 @@ extern void worker_register(void);
 /* types.c — the encrypted types */
 extern void types_init(void);
 
+/* redact.c — personal data kept out of the server log */
+extern void redact_install_hooks(void);
+
 #endif

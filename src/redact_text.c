@@ -408,6 +408,57 @@ redact_sql_names(const char *in, size_t len, RedactStrings mode,
 	return r;
 }
 
+static int
+statements_one_reading(const char *in, size_t len, int escape_strings,
+					   char *first_word, size_t outsize)
+{
+	size_t		i = 0;
+	int			count = 0;
+	int			in_statement = 0;
+
+	while (i < len)
+	{
+		TokKind		kind;
+		size_t		body,
+					body_end;
+		size_t		end = next_token(in, len, i, escape_strings, &kind, &body, &body_end);
+
+		if (kind == TOK_OTHER && in[i] == ';')
+			in_statement = 0;
+		else if (kind != TOK_SPACE && kind != TOK_COMMENT && !in_statement)
+		{
+			in_statement = 1;
+			if (count++ == 0 && first_word != NULL && kind == TOK_IDENT)
+				redact_fold_name(in + i, end - i, first_word, outsize);
+		}
+		i = end;
+	}
+	return count;
+}
+
+int
+redact_sql_statements(const char *in, size_t len, RedactStrings mode,
+					  char *first_word, size_t outsize)
+{
+	int			n = 0;
+	int			m;
+	const char *nul = memchr(in, '\0', len);
+
+	if (nul != NULL)
+		len = (size_t) (nul - in);
+	if (first_word != NULL && outsize > 0)
+		first_word[0] = '\0';
+	if (mode != REDACT_STRINGS_ESCAPE)
+		n = statements_one_reading(in, len, 0, first_word, outsize);
+	if (mode != REDACT_STRINGS_STANDARD)
+	{
+		m = statements_one_reading(in, len, 1, n == 0 ? first_word : NULL, outsize);
+		if (m > n)
+			n = m;
+	}
+	return n;
+}
+
 size_t
 redact_fold_name(const char *name, size_t len, char *out, size_t outsize)
 {

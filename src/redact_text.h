@@ -60,6 +60,15 @@ extern int	redact_sql_names(const char *in, size_t len, RedactStrings mode,
 							 RedactNameFn fn, void *arg);
 
 /*
+ * How many statements the text holds (non-empty runs of tokens between
+ * semicolons; comments and white space do not count), the larger count of
+ * the two readings under REDACT_STRINGS_EITHER; and the first word of the
+ * first statement, folded, in first_word (outsize bytes, "" if none).
+ */
+extern int	redact_sql_statements(const char *in, size_t len, RedactStrings mode,
+								  char *first_word, size_t outsize);
+
+/*
  * Fold an unquoted identifier as PostgreSQL does for UTF-8 and other
  * multibyte server encodings (ASCII letters only), truncated to outsize - 1
  * bytes; returns the length.

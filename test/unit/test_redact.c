@@ -240,6 +240,26 @@ main(void)
 	CHECK(mentions_customers("SELECT 'a\\', customers, '"),
 		  "names: either reading of a backslash");
 
+	/* statements */
+	{
+		char		w[64];
+
+		CHECK(redact_sql_statements("SET log_statement = 'none'", 26, REDACT_STRINGS_EITHER, w, sizeof(w)) == 1 &&
+			  strcmp(w, "set") == 0, "statements: one SET");
+		CHECK(redact_sql_statements("  -- c\n Reset x;  ", 19, REDACT_STRINGS_EITHER, w, sizeof(w)) == 1 &&
+			  strcmp(w, "reset") == 0, "statements: comments, trailing semicolon");
+		CHECK(redact_sql_statements("SET a = 'x;y'", 13, REDACT_STRINGS_EITHER, w, sizeof(w)) == 1,
+			  "statements: a semicolon inside a constant");
+		CHECK(redact_sql_statements("SET a = 1; INSERT INTO t VALUES ('s')", 37, REDACT_STRINGS_EITHER, w, sizeof(w)) == 2,
+			  "statements: two");
+		CHECK(redact_sql_statements("SET a = 'x\\'; INSERT ... '", 26, REDACT_STRINGS_EITHER, w, sizeof(w)) == 2,
+			  "statements: either reading counts the larger number");
+		CHECK(redact_sql_statements(";;", 2, REDACT_STRINGS_EITHER, w, sizeof(w)) == 0 && w[0] == '\0',
+			  "statements: none");
+		CHECK(redact_sql_statements("'x'", 3, REDACT_STRINGS_EITHER, w, sizeof(w)) == 1 && w[0] == '\0',
+			  "statements: no first word");
+	}
+
 	/* CONTEXT lines */
 	{
 		const char *in = "SQL statement \"INSERT INTO c VALUES ('s')\"\n"
