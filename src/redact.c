@@ -15,10 +15,11 @@
  *
  * - Judging.  A text is personal when (a) parse analysis or executor start
  *   found that a statement of it touches personal data (a protected table,
- *   a table with a classified column, a relation of schema privacy, a view
- *   over any of them, a value of an encrypted type, a function of schema
- *   privacy): its hash is remembered, with that of the top-level query
- *   string; or (b) its words name such a relation or type (or privacy.X
+ *   a table with a classified column, a view over one, a value of an
+ *   encrypted type, and, in the statement the client sent, a relation or a
+ *   function of schema privacy: the extension's own statements under it,
+ *   its catalog reads and event triggers, do not count): its hash is
+ *   remembered, with that of the top-level query string; or (b) its words name such a relation or type (or privacy.X
  *   for an object X of the schema): this is how log_statement lines are
  *   judged, since PostgreSQL logs them before parse analysis; or (c) the
  *   relations are not known for the current catalog generation (the first
@@ -85,7 +86,8 @@ typedef struct NameKey
 } NameKey;
 
 static MemoryContext redact_cxt = NULL;
-static HTAB *personal_relids = NULL;	/* protected, classified, schema privacy, views */
+static HTAB *personal_relids = NULL;	/* protected, classified, views over them */
+static HTAB *privacy_relids = NULL; /* relations of schema privacy */
 static HTAB *personal_types = NULL; /* encrypted types, their arrays and domains */
 static HTAB *personal_funcs = NULL; /* functions of schema privacy */
 static HTAB *personal_names = NULL; /* names of the above outside the schema */
@@ -175,7 +177,7 @@ redact_load(void)
 										   ALLOCSET_SMALL_SIZES);
 	else
 		MemoryContextReset(redact_cxt);
-	personal_relids = personal_types = personal_funcs = NULL;
+	personal_relids = privacy_relids = personal_types = personal_funcs = NULL;
 	personal_names = privacy_names = NULL;
 	extension_here = false;
 
@@ -191,6 +193,7 @@ redact_load(void)
 	generation = catalog_generation;
 
 	personal_relids = oid_set("privacy personal relations");
+	privacy_relids = oid_set("privacy schema relations");
 	personal_types = oid_set("privacy personal types");
 	personal_funcs = oid_set("privacy personal functions");
 	personal_names = name_set("privacy personal names");
@@ -227,7 +230,8 @@ redact_load(void)
 				bool		in_schema = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
 
 				if (kind[0] == 'r')
-					hash_search(personal_relids, &oid, HASH_ENTER, NULL);
+					hash_search(in_schema ? privacy_relids : personal_relids, &oid,
+								HASH_ENTER, NULL);
 				else if (kind[0] == 't')
 					hash_search(personal_types, &oid, HASH_ENTER, NULL);
 				else
@@ -324,6 +328,7 @@ remember_text(const char *text)
 typedef struct PersonalWalk
 {
 	int			view_depth;
+	bool		top_level;		/* the statement the client sent */
 } PersonalWalk;
 
 static bool personal_walker(Node *node, void *context);
@@ -402,6 +407,8 @@ personal_walker(Node *node, void *context)
 			return false;
 		if (oid_in(personal_relids, rte->relid))
 			return true;
+		if (walk->top_level && oid_in(privacy_relids, rte->relid))
+			return true;
 		return rte->relkind == RELKIND_VIEW && view_is_personal(rte->relid, walk);
 	}
 	switch (nodeTag(node))
@@ -427,7 +434,9 @@ personal_walker(Node *node, void *context)
 		default:
 			break;
 	}
-	if (IsA(node, FuncExpr) && oid_in(personal_funcs, ((FuncExpr *) node)->funcid))
+	/* the extension's own statements call its functions all the time */
+	if (walk->top_level && IsA(node, FuncExpr) &&
+		oid_in(personal_funcs, ((FuncExpr *) node)->funcid))
 		return true;
 	return expression_tree_walker(node, personal_walker, context);
 }
@@ -442,6 +451,7 @@ redact_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 	{
 		PersonalWalk walk = {0};
 
+		walk.top_level = pstate->p_sourcetext == debug_query_string;
 		if (personal_walker((Node *) query, &walk))
 		{
 			remember_text(pstate->p_sourcetext);
@@ -459,16 +469,18 @@ redact_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 static void
 redact_executor_start(QueryDesc *queryDesc, int eflags)
 {
-	if (queryDesc->plannedstmt != NULL && redact_ensure_loaded() && extension_here &&
-		hash_get_num_entries(personal_relids) > 0)
+	if (queryDesc->plannedstmt != NULL && redact_ensure_loaded() && extension_here)
 	{
+		bool		top_level = queryDesc->sourceText == debug_query_string;
 		ListCell   *lc;
 
 		foreach(lc, queryDesc->plannedstmt->rtable)
 		{
 			RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
 
-			if (rte->rtekind == RTE_RELATION && oid_in(personal_relids, rte->relid))
+			if (rte->rtekind == RTE_RELATION &&
+				(oid_in(personal_relids, rte->relid) ||
+				 (top_level && oid_in(privacy_relids, rte->relid))))
 			{
 				remember_text(queryDesc->sourceText);
 				remember_text(debug_query_string);

@@ -179,6 +179,11 @@ SELECT 1;
 INSERT INTO plain_notes VALUES (1, 'plain-marker-OK1');
 });
 $node->psql('app', "INSERT INTO plain_notes VALUES (2, 'plain-first-OK2')");
+run(q{
+SET log_statement = 'none';
+INSERT INTO plain_notes VALUES (4, 'plain-firstdur-OK5');
+CREATE TABLE plain_more (id int, code varchar(12));
+});
 my $err_plain = run(q{
 SELECT 1;
 INSERT INTO plain_notes VALUES (1, 'plain-dup-OK3');
@@ -244,6 +249,10 @@ like($log, qr/LOG:  statement: INSERT INTO plain_notes VALUES \(1, 'plain-marker
 	'plain table: the log_statement line is unchanged');
 like($log, qr/LOG:  duration: [0-9.]+ ms  statement: INSERT INTO plain_notes VALUES \(3, 'plain-duration-OK4'\)/,
 	'plain table: the duration line is unchanged');
+like($log, qr/LOG:  duration: [0-9.]+ ms  statement: INSERT INTO plain_notes VALUES \(4, 'plain-firstdur-OK5'\)/,
+	'plain table, first statement after a SET: the duration line is unchanged (the extension\'s own catalog reads do not count)');
+like($log, qr/LOG:  duration: [0-9.]+ ms  statement: CREATE TABLE plain_more \(id int, code varchar\(12\)\)/,
+	'DDL on a plain table (the extension\'s event triggers read its catalog): unchanged');
 like($log, qr/LOG:  statement: INSERT INTO plain_notes VALUES \(\?, \?\)/,
 	'plain table, first statement of a session: the log_statement line is redacted (nothing known yet)');
 like($log, qr/DETAIL:  Key \(id\)=\(1\) already exists\.\n.*STATEMENT:  INSERT INTO plain_notes VALUES \(1, 'plain-dup-OK3'\)/,
