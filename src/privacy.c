@@ -10,8 +10,9 @@
  *   types.c     encrypted_text/bytea (envelope.c: the ciphertext format)
  *   audit.c     the access log: hooks, shared-memory queue, writer worker
  *   worker.c    the purge worker
- * Parts still to come each get their own file: label.c (SECURITY LABEL
- * provider).
+ *   redact.c    personal data kept out of the server log (redact_text.c:
+ *               the SQL lexer)
+ *   label.c     SECURITY LABEL FOR privacy (declarative classification)
  */
 #include "privacy.h"
 
@@ -52,6 +53,7 @@ _PG_init(void)
 	consent_install_hooks();
 	audit_init();
 	audit_install_hooks();
+	redact_install_hooks();
 	if (!IsBinaryUpgrade)
 		worker_register();
 }

@@ -108,4 +108,7 @@ extern void types_init(void);
 /* label.c — SECURITY LABEL FOR privacy: declarative classification */
 extern void label_init(void);
 
+/* redact.c — personal data kept out of the server log */
+extern void redact_install_hooks(void);
+
 #endif

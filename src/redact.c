@@ -1,0 +1,741 @@
+/*
+ * redact.c — keep personal data out of the server log.
+ *
+ * PostgreSQL writes statement text into the server log in several places:
+ * log_statement ("statement: ..." and "execute <name>: ..."),
+ * log_min_duration_statement ("duration: ... statement/parse/bind/execute
+ * ..."), bind parameters ("parameters: $1 = '...'" DETAIL), and the
+ * STATEMENT line log_min_error_statement adds to errors; errors add values
+ * of their own ("Failing row contains (...)", "Key (email)=(...) already
+ * exists", CONTEXT lines quoting SQL or COPY data).  A statement that
+ * writes plaintext into an encrypted column, or names a subject, would put
+ * that plaintext in the log (pgsodium #42, pgaudit #160 and #201).
+ *
+ * Two halves:
+ *
+ * - Judging.  A text is personal when (a) parse analysis or executor start
+ *   found that a statement of it touches personal data (a protected table,
+ *   a table with a classified column, a view over one, a value of an
+ *   encrypted type, and, in the statement the client sent, a relation or a
+ *   function of schema privacy: the extension's own statements under it,
+ *   its catalog reads and event triggers, do not count): its hash is
+ *   remembered, with that of the top-level query string; or (b) its words name such a relation or type (or privacy.X
+ *   for an object X of the schema): this is how log_statement lines are
+ *   judged, since PostgreSQL logs them before parse analysis; or (c) the
+ *   relations are not known for the current catalog generation (the first
+ *   statement of a session): then it is judged personal, unless it is a
+ *   lone SET, RESET or SHOW.
+ *   Syntax errors are always treated as personal: their text was never
+ *   analysed, and a mistyped table name would escape (b).
+ *
+ * - Redacting, in emit_log_hook.  For a personal text, constants in the
+ *   statement text and parameters are replaced by "?" (redact_text.c);
+ *   errors raised under it lose their DETAIL, their CONTEXT lines are cut
+ *   at the first quote, and values quoted in data-exception and syntax
+ *   error messages go.  The client is not touched: the hook swaps the
+ *   redacted parts into the error data, emits that copy to the server log
+ *   only (EmitErrorReport again, with output_to_client off and
+ *   debug_query_string pointing at the redacted text, which is also how
+ *   the STATEMENT line and csvlog/jsonlog's query field get it), restores
+ *   the error data and turns output_to_server off, so the original goes to
+ *   the client only.
+ *
+ * The hook itself never reads the catalog: it can run in any state (an
+ * aborted transaction, a failing one).  What it consults is loaded by the
+ * analysis and executor hooks, in a live transaction, as the extension's
+ * owner, once per catalog generation.
+ */
+#include "privacy.h"
+
+#include "access/relation.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "common/hashfn.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "nodes/nodeFuncs.h"
+#include "parser/analyze.h"
+#include "rewrite/rewriteHandler.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/elog.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "redact_text.h"
+
+static post_parse_analyze_hook_type prev_post_parse_analyze = NULL;
+static ExecutorStart_hook_type prev_executor_start = NULL;
+static emit_log_hook_type prev_emit_log = NULL;
+
+/* ------------------------------------------------------------------------
+ * What is personal, per catalog generation
+ * ------------------------------------------------------------------------
+ */
+typedef struct NameKey
+{
+	char		name[NAMEDATALEN];
+} NameKey;
+
+static MemoryContext redact_cxt = NULL;
+static HTAB *personal_relids = NULL;	/* protected, classified, views over them */
+static HTAB *privacy_relids = NULL; /* relations of schema privacy */
+static HTAB *personal_types = NULL; /* encrypted types, their arrays and domains */
+static HTAB *personal_funcs = NULL; /* functions of schema privacy */
+static HTAB *personal_names = NULL; /* names of the above outside the schema */
+static HTAB *privacy_names = NULL;	/* names of objects of schema privacy */
+static uint64 personal_generation = 0;	/* 0: never loaded */
+static bool extension_here = false;
+static bool loading = false;
+
+static HTAB *
+oid_set(const char *name)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(Oid);
+	ctl.hcxt = redact_cxt;
+	return hash_create(name, 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+static HTAB *
+name_set(const char *name)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = NAMEDATALEN;
+	ctl.entrysize = sizeof(NameKey);
+	ctl.hcxt = redact_cxt;
+	return hash_create(name, 64, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+}
+
+static void
+add_name(HTAB *set, const char *name)
+{
+	NameKey		key;
+
+	memset(&key, 0, sizeof(key));
+	strlcpy(key.name, name, NAMEDATALEN);
+	hash_search(set, &key, HASH_ENTER, NULL);
+}
+
+/*
+ * Personal relations: protected tables, tables with a classified column,
+ * relations of schema privacy (consents, erasures... name subjects), and
+ * the views over any of them, through any depth of views.
+ */
+#define PERSONAL_QUERY \
+	"WITH RECURSIVE personal(relid) AS (" \
+	"  SELECT tbl::pg_catalog.oid FROM " PRIVACY_SCHEMA ".protected_tables" \
+	"  UNION SELECT tbl::pg_catalog.oid FROM " PRIVACY_SCHEMA ".column_categories" \
+	"  UNION SELECT c.oid FROM pg_catalog.pg_class c" \
+	"         WHERE c.relnamespace = $1 AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v,m,f}'::pg_catalog.\"char\"[])" \
+	"  UNION SELECT r.ev_class FROM personal p" \
+	"         JOIN pg_catalog.pg_depend d" \
+	"           ON d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass" \
+	"          AND d.refobjid = p.relid" \
+	"          AND d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass" \
+	"         JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid" \
+	"), enc(oid) AS (" \
+	"  SELECT t.oid FROM pg_catalog.pg_type t" \
+	"   WHERE t.typnamespace = $1 AND t.typname IN ('encrypted_text', 'encrypted_bytea')" \
+	") " \
+	"SELECT 'r'::pg_catalog.text, c.oid, c.relname::pg_catalog.text, c.relnamespace = $1" \
+	"  FROM personal p JOIN pg_catalog.pg_class c ON c.oid = p.relid " \
+	"UNION ALL " \
+	"SELECT 't', t.oid, t.typname::pg_catalog.text, t.typnamespace = $1 FROM pg_catalog.pg_type t" \
+	" WHERE t.oid IN (SELECT oid FROM enc) OR t.typelem IN (SELECT oid FROM enc)" \
+	"    OR t.typbasetype IN (SELECT oid FROM enc) " \
+	"UNION ALL " \
+	"SELECT 'f', p.oid, p.proname::pg_catalog.text, true FROM pg_catalog.pg_proc p" \
+	" WHERE p.pronamespace = $1"
+
+/*
+ * Load the sets for the current catalog generation.  Only in a live
+ * transaction (the callers check): it runs a query as the extension's
+ * owner.
+ */
+static void
+redact_load(void)
+{
+	Oid			nsp;
+	uint64		generation;
+
+	if (redact_cxt == NULL)
+		redact_cxt = AllocSetContextCreate(TopMemoryContext, "privacy redaction",
+										   ALLOCSET_SMALL_SIZES);
+	else
+		MemoryContextReset(redact_cxt);
+	personal_relids = privacy_relids = personal_types = personal_funcs = NULL;
+	personal_names = privacy_names = NULL;
+	extension_here = false;
+
+	nsp = get_namespace_oid(PRIVACY_SCHEMA, true);
+	if (OidIsValid(nsp) &&
+		OidIsValid(get_relname_relid("protected_tables", nsp)) &&
+		OidIsValid(get_relname_relid("column_categories", nsp)) &&
+		OidIsValid(get_extension_oid("privacy", true)))
+	{
+		catalog_accept_invalidations();
+		extension_here = true;
+	}
+	generation = catalog_generation;
+
+	personal_relids = oid_set("privacy personal relations");
+	privacy_relids = oid_set("privacy schema relations");
+	personal_types = oid_set("privacy personal types");
+	personal_funcs = oid_set("privacy personal functions");
+	personal_names = name_set("privacy personal names");
+	privacy_names = name_set("privacy object names");
+
+	if (extension_here)
+	{
+		CatalogUserState st;
+		Oid			argtypes[1] = {OIDOID};
+		Datum		values[1];
+		uint64		i;
+		bool		pushed;
+
+		values[0] = ObjectIdGetDatum(nsp);
+		loading = true;
+		/* utility statements are analysed without a snapshot */
+		pushed = !ActiveSnapshotSet();
+		if (pushed)
+			PushActiveSnapshot(GetTransactionSnapshot());
+		PG_TRY();
+		{
+			catalog_become_owner(&st);
+			if (SPI_execute_with_args(PERSONAL_QUERY, 1, argtypes, values, NULL,
+									  true, 0) != SPI_OK_SELECT)
+				elog(ERROR, "personal relation lookup failed");
+			for (i = 0; i < SPI_processed; i++)
+			{
+				HeapTuple	tup = SPI_tuptable->vals[i];
+				TupleDesc	desc = SPI_tuptable->tupdesc;
+				char	   *kind = SPI_getvalue(tup, desc, 1);
+				bool		isnull;
+				Oid			oid = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
+				char	   *name = SPI_getvalue(tup, desc, 3);
+				bool		in_schema = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+
+				if (kind[0] == 'r')
+					hash_search(in_schema ? privacy_relids : personal_relids, &oid,
+								HASH_ENTER, NULL);
+				else if (kind[0] == 't')
+					hash_search(personal_types, &oid, HASH_ENTER, NULL);
+				else
+					hash_search(personal_funcs, &oid, HASH_ENTER, NULL);
+				add_name(in_schema ? privacy_names : personal_names, name);
+			}
+			catalog_restore_user(&st);
+		}
+		PG_FINALLY();
+		{
+			loading = false;
+		}
+		PG_END_TRY();
+		if (pushed)
+			PopActiveSnapshot();
+		add_name(personal_names, "encrypted_text");
+		add_name(personal_names, "encrypted_bytea");
+	}
+	personal_generation = generation;
+}
+
+/* In a live transaction, make the sets current; false if they cannot be. */
+static bool
+redact_ensure_loaded(void)
+{
+	if (loading || !IsTransactionState() || IsAbortedTransactionBlockState() ||
+		IsInParallelMode())
+		return false;
+	if (personal_generation != catalog_generation)
+		redact_load();
+	return true;
+}
+
+/* The sets as they are, for the log hook: valid for this generation? */
+static bool
+redact_sets_current(void)
+{
+	return personal_generation != 0 && personal_generation == catalog_generation &&
+		personal_relids != NULL;
+}
+
+/* ------------------------------------------------------------------------
+ * Texts found personal by analysis or execution
+ *
+ * A ring of hashes of query texts: the statement's own source text (which
+ * is what "execute <name>: ..." and "duration: ... parse/bind ..." lines
+ * print, long after the Parse message analysed it) and the top-level query
+ * string (what "duration: ... statement: ..." lines and STATEMENT print).
+ * A collision only redacts more.
+ * ------------------------------------------------------------------------
+ */
+#define REMEMBERED_TEXTS 1024
+static uint64 remembered[REMEMBERED_TEXTS];
+static int	remembered_next = 0;
+
+static uint64
+text_hash(const char *text, size_t len)
+{
+	/* never 0, the value of an empty slot */
+	return hash_bytes_extended((const unsigned char *) text, (int) Min(len, (size_t) PG_INT32_MAX),
+							   UINT64CONST(0x7072697661637921)) | 1;
+}
+
+static bool
+text_remembered(const char *text, size_t len)
+{
+	uint64		h = text_hash(text, len);
+	int			i;
+
+	for (i = 0; i < REMEMBERED_TEXTS; i++)
+		if (remembered[i] == h)
+			return true;
+	return false;
+}
+
+static void
+remember_text(const char *text)
+{
+	size_t		len;
+
+	if (text == NULL)
+		return;
+	len = strlen(text);
+	if (text_remembered(text, len))
+		return;
+	remembered[remembered_next] = text_hash(text, len);
+	remembered_next = (remembered_next + 1) % REMEMBERED_TEXTS;
+}
+
+/* ------------------------------------------------------------------------
+ * Does a query touch personal data?
+ * ------------------------------------------------------------------------
+ */
+typedef struct PersonalWalk
+{
+	int			view_depth;
+	bool		top_level;		/* the statement the client sent */
+} PersonalWalk;
+
+static bool personal_walker(Node *node, void *context);
+
+static bool
+oid_in(HTAB *set, Oid oid)
+{
+	return set != NULL && hash_search(set, &oid, HASH_FIND, NULL) != NULL;
+}
+
+/*
+ * A view the load did not know (created since): expand it once and learn
+ * it, with its name, for the rest of the generation.
+ */
+static bool
+view_is_personal(Oid relid, PersonalWalk *walk)
+{
+	Relation	rel;
+	bool		found = false;
+
+	if (walk->view_depth >= 16)
+		return false;
+	rel = relation_open(relid, AccessShareLock);
+	if (rel->rd_rel->relkind == RELKIND_VIEW && rel->rd_rules != NULL)
+	{
+		walk->view_depth++;
+		found = personal_walker((Node *) get_view_query(rel), walk);
+		walk->view_depth--;
+	}
+	if (found)
+	{
+		MemoryContext old = MemoryContextSwitchTo(redact_cxt);
+
+		hash_search(personal_relids, &relid, HASH_ENTER, NULL);
+		add_name(personal_names, RelationGetRelationName(rel));
+		MemoryContextSwitchTo(old);
+	}
+	relation_close(rel, NoLock);
+	return found;
+}
+
+static bool
+personal_walker(Node *node, void *context)
+{
+	PersonalWalk *walk = (PersonalWalk *) context;
+
+	if (node == NULL)
+		return false;
+	if (IsA(node, Query))
+	{
+		Query	   *query = (Query *) node;
+		Node	   *inner = NULL;
+
+		/* utility statements that carry an analysed query */
+		if (query->utilityStmt != NULL)
+		{
+			if (IsA(query->utilityStmt, ExplainStmt))
+				inner = ((ExplainStmt *) query->utilityStmt)->query;
+			else if (IsA(query->utilityStmt, CreateTableAsStmt))
+				inner = ((CreateTableAsStmt *) query->utilityStmt)->query;
+			else if (IsA(query->utilityStmt, DeclareCursorStmt))
+				inner = ((DeclareCursorStmt *) query->utilityStmt)->query;
+			else if (IsA(query->utilityStmt, CallStmt))
+				inner = (Node *) ((CallStmt *) query->utilityStmt)->funcexpr;
+			if (inner != NULL && (IsA(inner, Query) || IsA(inner, FuncExpr)) &&
+				personal_walker(inner, context))
+				return true;
+		}
+		return query_tree_walker(query, personal_walker, context, QTW_EXAMINE_RTES_BEFORE);
+	}
+	if (IsA(node, RangeTblEntry))
+	{
+		RangeTblEntry *rte = (RangeTblEntry *) node;
+
+		if (rte->rtekind != RTE_RELATION)
+			return false;
+		if (oid_in(personal_relids, rte->relid))
+			return true;
+		if (walk->top_level && oid_in(privacy_relids, rte->relid))
+			return true;
+		return rte->relkind == RELKIND_VIEW && view_is_personal(rte->relid, walk);
+	}
+	switch (nodeTag(node))
+	{
+		case T_Var:
+		case T_Const:
+		case T_Param:
+		case T_Aggref:
+		case T_WindowFunc:
+		case T_SubscriptingRef:
+		case T_FuncExpr:
+		case T_OpExpr:
+		case T_RelabelType:
+		case T_CoerceViaIO:
+		case T_ArrayCoerceExpr:
+		case T_ArrayExpr:
+		case T_CoerceToDomain:
+		case T_CaseExpr:
+		case T_CoalesceExpr:
+			if (oid_in(personal_types, exprType(node)))
+				return true;
+			break;
+		default:
+			break;
+	}
+	/* the extension's own statements call its functions all the time */
+	if (walk->top_level && IsA(node, FuncExpr) &&
+		oid_in(personal_funcs, ((FuncExpr *) node)->funcid))
+		return true;
+	return expression_tree_walker(node, personal_walker, context);
+}
+
+static void
+redact_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
+{
+	if (prev_post_parse_analyze)
+		prev_post_parse_analyze(pstate, query, jstate);
+
+	if (redact_ensure_loaded() && extension_here)
+	{
+		PersonalWalk walk = {0};
+
+		walk.top_level = pstate->p_sourcetext == debug_query_string;
+		if (personal_walker((Node *) query, &walk))
+		{
+			remember_text(pstate->p_sourcetext);
+			remember_text(debug_query_string);
+		}
+	}
+}
+
+/*
+ * Plans cached by PL/pgSQL or PREPARE run again without parse analysis:
+ * the executor start of a plan on a personal relation marks the query
+ * string that runs it (EXECUTE p(...), SELECT f(...)) before it can fail
+ * or be timed.
+ */
+static void
+redact_executor_start(QueryDesc *queryDesc, int eflags)
+{
+	if (queryDesc->plannedstmt != NULL && redact_ensure_loaded() && extension_here)
+	{
+		bool		top_level = queryDesc->sourceText == debug_query_string;
+		ListCell   *lc;
+
+		foreach(lc, queryDesc->plannedstmt->rtable)
+		{
+			RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+			if (rte->rtekind == RTE_RELATION &&
+				(oid_in(personal_relids, rte->relid) ||
+				 (top_level && oid_in(privacy_relids, rte->relid))))
+			{
+				remember_text(queryDesc->sourceText);
+				remember_text(debug_query_string);
+				break;
+			}
+		}
+	}
+	if (prev_executor_start)
+		prev_executor_start(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+}
+
+/* ------------------------------------------------------------------------
+ * Judging a text in the log hook (no catalog access)
+ * ------------------------------------------------------------------------
+ */
+typedef struct NameJudge
+{
+	bool		after_privacy;	/* the previous name was "privacy" */
+} NameJudge;
+
+static bool
+name_in(HTAB *set, const char *name)
+{
+	NameKey		key;
+
+	memset(&key, 0, sizeof(key));
+	strlcpy(key.name, name, NAMEDATALEN);
+	return set != NULL && hash_search(set, &key, HASH_FIND, NULL) != NULL;
+}
+
+static int
+judge_name(const char *name, size_t len, int quoted, void *arg)
+{
+	NameJudge  *judge = (NameJudge *) arg;
+	char		buf[NAMEDATALEN];
+	bool		after_privacy = judge->after_privacy;
+
+	if (quoted)
+	{
+		len = Min(len, NAMEDATALEN - 1);
+		memcpy(buf, name, len);
+		buf[len] = '\0';
+	}
+	else
+		redact_fold_name(name, len, buf, sizeof(buf));
+	judge->after_privacy = strcmp(buf, PRIVACY_SCHEMA) == 0;
+	if (name_in(personal_names, buf))
+		return 1;
+	/* privacy.grant_consent(...), privacy.consent_events, but not SET privacy.purpose */
+	if (after_privacy && name_in(privacy_names, buf))
+		return 1;
+	return 0;
+}
+
+/*
+ * Is this text personal?  Remembered by analysis, or naming a personal
+ * relation, type or object of schema privacy; and, when the sets are not
+ * current (first statement of a session, a catalog change not yet
+ * reloaded), yes.
+ */
+static bool
+text_is_personal(const char *text)
+{
+	size_t		len;
+	NameJudge	judge = {false};
+
+	if (text == NULL)
+		return false;
+	len = strlen(text);
+	if (text_remembered(text, len))
+		return true;
+	if (!redact_sets_current())
+	{
+		/* a lone SET, RESET or SHOW reaches no table */
+		char		first[NAMEDATALEN];
+
+		return !(redact_sql_statements(text, len, REDACT_STRINGS_EITHER, first, sizeof(first)) <= 1 &&
+				 (strcmp(first, "set") == 0 || strcmp(first, "reset") == 0 ||
+				  strcmp(first, "show") == 0));
+	}
+	if (!extension_here)
+		return false;
+	return redact_sql_names(text, len, REDACT_STRINGS_EITHER, judge_name, &judge) != 0;
+}
+
+/* ------------------------------------------------------------------------
+ * The log hook
+ * ------------------------------------------------------------------------
+ */
+
+/* The messages that print statement text (postgres.c), by message id. */
+static const char *const statement_messages[] = {
+	"statement: %s",
+	"duration: %s ms  statement: %s",
+	"%s %s%s%s: %s",			/* execute [fetch from] <name>: ... */
+	"duration: %s ms  %s %s%s%s: %s",
+	"duration: %s ms  parse %s: %s",
+	"duration: %s ms  bind %s%s%s: %s",
+};
+
+static bool
+is_statement_message(const char *message_id)
+{
+	int			i;
+
+	if (message_id == NULL)
+		return false;
+	for (i = 0; i < lengthof(statement_messages); i++)
+		if (strcmp(message_id, statement_messages[i]) == 0)
+			return true;
+	return false;
+}
+
+static bool in_redacted_emit = false;
+
+/* text with its constants replaced; *pos (1-based characters, 0 = none) moved along */
+static char *
+redacted_sql(const char *text, int *pos)
+{
+	size_t		len = strlen(text);
+	char	   *out = palloc(len + 1);
+	size_t		offset = 0;
+
+	if (pos != NULL && *pos > 0)
+		offset = (size_t) pg_mbcharcliplen(text, (int) Min(len, (size_t) PG_INT32_MAX), *pos - 1);
+	redact_sql(text, len, REDACT_STRINGS_EITHER, out, &offset, 1);
+	if (pos != NULL && *pos > 0)
+		*pos = pg_mbstrlen_with_len(out, (int) offset) + 1;
+	return out;
+}
+
+/* A statement message: prefix kept, the statement text (its end) redacted. */
+static char *
+redacted_statement_message(const char *message, const char *query)
+{
+	size_t		mlen = strlen(message);
+	size_t		qlen = query ? strlen(query) : 0;
+
+	if (query != NULL && qlen <= mlen && memcmp(message + mlen - qlen, query, qlen) == 0)
+	{
+		char	   *rq = redacted_sql(query, NULL);
+		char	   *out = palloc(mlen - qlen + strlen(rq) + 1);
+
+		memcpy(out, message, mlen - qlen);
+		strcpy(out + (mlen - qlen), rq);
+		return out;
+	}
+	return redacted_sql(message, NULL);
+}
+
+static char *
+redacted_quoted(const char *message, bool as_sql)
+{
+	size_t		len = strlen(message);
+	char	   *out = palloc(len + 2);
+
+	redact_message_quoted(message, len, as_sql, out);
+	return out;
+}
+
+static void
+redact_emit_log(ErrorData *edata)
+{
+	const char *query = debug_query_string;
+	bool		statement_message;
+	bool		syntax_error;
+	bool		personal;
+	ErrorData	saved;
+	char	   *redacted_query = NULL;
+
+	if (in_redacted_emit || !edata->output_to_server)
+	{
+		/* the redacted copy on its way (or nothing for the server log) */
+		if (prev_emit_log)
+			prev_emit_log(edata);
+		return;
+	}
+
+	statement_message = is_statement_message(edata->message_id);
+	syntax_error = edata->sqlerrcode == ERRCODE_SYNTAX_ERROR;
+	personal = syntax_error || text_is_personal(query);
+	if (!personal && statement_message && edata->detail != NULL)
+		personal = text_is_personal(edata->detail); /* "prepare: PREPARE p AS ..." */
+	if (!personal && edata->internalquery != NULL)
+		personal = text_is_personal(edata->internalquery);
+	if (!personal)
+	{
+		if (prev_emit_log)
+			prev_emit_log(edata);
+		return;
+	}
+
+	/* the redacted copy, in the error context (the current one) */
+	saved = *edata;
+	if (query != NULL)
+		redacted_query = redacted_sql(query, &edata->cursorpos);
+	if (edata->internalquery != NULL)
+		edata->internalquery = redacted_sql(edata->internalquery, &edata->internalpos);
+	if (statement_message)
+	{
+		if (edata->message != NULL)
+			edata->message = redacted_statement_message(edata->message, query);
+		if (edata->detail != NULL)
+			edata->detail = redacted_sql(edata->detail, NULL);
+	}
+	else if (edata->elevel >= ERROR)
+	{
+		const char *left_out = _("Left out of the server log because the statement touches personal data (the client received it).");
+
+		if (edata->message != NULL && syntax_error)
+			edata->message = redacted_quoted(edata->message, true);
+		else if (edata->message != NULL &&
+				 ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_DATA_EXCEPTION)
+			edata->message = redacted_quoted(edata->message, false);
+		if (edata->detail != NULL)
+			edata->detail = pstrdup(left_out);
+		if (edata->detail_log != NULL)
+			edata->detail_log = pstrdup(left_out);
+		if (edata->context != NULL)
+		{
+			size_t		len = strlen(edata->context);
+			char	   *out = palloc(len + 1);
+
+			redact_lines_at_quote(edata->context, len, out);
+			edata->context = out;
+		}
+	}
+	edata->output_to_client = false;
+
+	/* emit the copy to the server log only, then restore for the client */
+	in_redacted_emit = true;
+	debug_query_string = redacted_query;
+	PG_TRY();
+	{
+		EmitErrorReport();
+	}
+	PG_FINALLY();
+	{
+		in_redacted_emit = false;
+		debug_query_string = query;
+		*edata = saved;
+	}
+	PG_END_TRY();
+	edata->output_to_server = false;
+}
+
+void
+redact_install_hooks(void)
+{
+	prev_post_parse_analyze = post_parse_analyze_hook;
+	post_parse_analyze_hook = redact_post_parse_analyze;
+	prev_executor_start = ExecutorStart_hook;
+	ExecutorStart_hook = redact_executor_start;
+	prev_emit_log = emit_log_hook;
+	emit_log_hook = redact_emit_log;
+}

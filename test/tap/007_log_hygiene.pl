@@ -1,0 +1,262 @@
+# Server-log hygiene (#6): with every statement-logging setting on
+# (log_statement = all, log_min_duration_statement = 0,
+# log_min_error_statement = error, parameters logged whole), statements that
+# touch personal data leave no value in the server log: literals and bind
+# parameters (extended protocol, unnamed and named), SQL PREPARE/EXECUTE,
+# unique, check and not-null violations (DETAIL "Key (...)=(...)" and
+# "Failing row contains"), data exceptions that quote the input, syntax
+# errors (which are never judged by their tables), a DO block whose
+# CONTEXT quotes its SQL, a failing COPY, a view over the protected table,
+# the extension's API, EXPLAIN, an error position, an unterminated literal
+# (pgsodium #42, pgaudit #160 and #201).  Statements that touch no personal
+# data are logged as before, and the client still gets the full DETAIL.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use PrivacyNode;
+
+$ENV{PGCLIENTENCODING} = 'UTF8';
+my ($node) = PrivacyNode::new_node('hygiene',
+	init => { extra => [ '--encoding=UTF8', '--locale=C' ] });
+$node->append_conf('postgresql.conf', q{
+log_statement = 'all'
+log_min_duration_statement = 0
+log_min_error_statement = error
+log_parameter_max_length = -1
+log_parameter_max_length_on_error = -1
+log_error_verbosity = default
+lc_messages = 'C'
+});
+$node->start;
+
+$node->safe_psql('postgres', 'CREATE DATABASE app');
+$node->safe_psql('app', q{
+CREATE EXTENSION privacy;
+SELECT privacy.create_category('contact');
+SELECT privacy.create_purpose('support', 'legitimate_interests', '', ARRAY['contact']);
+CREATE TABLE customers (id bigint PRIMARY KEY, email privacy.encrypted_text(contact),
+                        name text NOT NULL, age int CHECK (age >= 0), ssn text UNIQUE);
+SELECT privacy.protect_table('customers', 'id');
+CREATE VIEW customer_names AS SELECT id, name FROM customers;
+CREATE TABLE plain_notes (id int PRIMARY KEY, body text);
+CREATE FUNCTION add_customer(bigint, text) RETURNS void LANGUAGE plpgsql
+    AS $$ BEGIN INSERT INTO customers (id, name) VALUES ($1, $2); END $$;
+});
+
+# Every marker below goes into a statement that touches personal data.
+my @markers;
+sub marker { push @markers, $_[0]; return $_[0]; }
+
+my $offset = -s $node->logfile;
+
+# psql, one statement after another in one session (each its own simple
+# query); errors do not stop it.  Returns stderr.
+sub run
+{
+	my ($sql) = @_;
+	my ($ret, $out, $err) = $node->psql('app', $sql, on_error_stop => 0);
+	return $err;
+}
+
+# (1) Literals, as the first statement after a SET, then more.
+my $m_email = marker('alice-secret-7Q@example.com');
+my $m_name  = marker('Alice Literal-L1');
+run(qq{
+SET privacy.purpose = 'support';
+INSERT INTO customers (id, email, name) VALUES (1, '$m_email', '$m_name');
+});
+
+# (2) Bind parameters: pgbench sends the script through the extended
+# protocol, unnamed (-M extended) and as a named prepared statement
+# (-M prepared), its variables as parameters.
+my $script = $node->basedir . '/bind.sql';
+open(my $fh, '>', $script) or die "$script: $!";
+print $fh "SET privacy.purpose = 'support';\n";
+print $fh "INSERT INTO customers (id, email, name) VALUES (:id, :email, :name);\n";
+close $fh;
+my $m_bind  = marker('bind-secret-B3@example.com');
+my $m_bindn = marker('Bind Name-B3');
+my $m_prep  = marker('prep-secret-P4@example.com');
+$node->command_ok([ 'pgbench', '-n', '-t', '1', '-M', 'extended', '-D', 'id=3',
+		'-D', "email=$m_bind", '-D', "name=$m_bindn", '-f', $script, 'app' ],
+	'pgbench -M extended inserts through bind parameters');
+$node->command_ok([ 'pgbench', '-n', '-t', '1', '-M', 'prepared', '-D', 'id=4',
+		'-D', "email=$m_prep", '-D', 'name=P4', '-f', $script, 'app' ],
+	'pgbench -M prepared inserts through a named prepared statement');
+
+# (3) SQL PREPARE and EXECUTE: the EXECUTE line's DETAIL quotes the PREPARE.
+my $m_exec = marker('exec-secret-E5@example.com');
+run(qq{
+SET privacy.purpose = 'support';
+PREPARE ins(bigint, text, text) AS INSERT INTO customers (id, email, name) VALUES (\$1, \$2, \$3);
+EXECUTE ins(5, '$m_exec', 'E5');
+});
+
+# (4) A unique violation (Key (ssn)=(...)), a check violation and a
+# not-null violation (Failing row contains (...), with the decrypted email
+# since a purpose is declared).
+my $m_ssn   = marker('ssn-dup-U6');
+my $m_check = marker('Carol-Check-C7');
+my $m_nn    = marker('nn-secret-N8@example.com');
+my $err_unique = run(qq{
+SET privacy.purpose = 'support';
+INSERT INTO customers (id, name, ssn) VALUES (6, 'U6a', '$m_ssn');
+INSERT INTO customers (id, name, ssn) VALUES (60, 'U6b', '$m_ssn');
+});
+my $err_check = run(qq{
+SET privacy.purpose = 'support';
+INSERT INTO customers (id, name, age) VALUES (7, '$m_check', -1);
+});
+my $err_nn = run(qq{
+SET privacy.purpose = 'support';
+INSERT INTO customers (id, email, name) VALUES (8, '$m_nn', NULL);
+});
+
+# (5) Syntax errors: one naming the table, one whose offending token is the
+# literal itself and that names no table at all.
+my $m_syntax = marker('syntax-secret-S9');
+my $m_token  = marker('syntax-token-T10');
+my $err_syntax = run(qq{
+SELECT 1;
+INSERT INTO customers (id, name) VALUES (9, '$m_syntax' oops);
+SELECT 1 '$m_token';
+});
+
+# (6) A data exception that quotes the input, a DO block whose CONTEXT
+# quotes its SQL, a COPY row that fails its check, a view over the
+# protected table, the extension's API, EXPLAIN, an error with a position.
+my $m_age  = marker('age-secret-A11');
+my $m_do   = marker('do-secret-D12');
+my $m_copy = marker('copy-secret-C13');
+my $m_view = marker('view-secret-V14');
+my $m_subj = marker('subject-secret-G15');
+my $m_expl = marker('explain-secret-X16');
+my $m_pos  = marker('pos-secret-P17');
+my $err_misc = run(qq{
+SET privacy.purpose = 'support';
+INSERT INTO customers (id, name, age) VALUES (11, 'A11', '$m_age');
+DO \$\$ BEGIN INSERT INTO customers (id, name, age) VALUES (12, '$m_do', -5); END \$\$;
+COPY customers (id, name, age) FROM STDIN;
+13	$m_copy	-1
+\\.
+SELECT * FROM customer_names WHERE name = '$m_view';
+SELECT privacy.has_consent('$m_subj', 'support');
+EXPLAIN SELECT * FROM customers WHERE name = '$m_expl';
+SELECT nosuchcolumn FROM customers WHERE name = '$m_pos';
+});
+
+# (7) An unterminated literal: psql sends what it has at the end of input.
+my $m_unterm = marker('unterminated-secret-Q18');
+run(qq{SELECT 1;
+INSERT INTO customers (id, name) VALUES (18, '$m_unterm});
+
+# (8) Several statements in one query string, as the first of a session.
+my $m_multi = marker('multi-secret-M19');
+$node->psql('app', "SET privacy.purpose = 'support'; INSERT INTO customers (id, name) VALUES (19, '$m_multi')");
+
+# (9) log_min_duration_statement alone (log_statement off for the
+# session): the duration line carries the text.  A function that inserts:
+# its first call is judged by the analysis of its INSERT, the second (a
+# cached plan) by the executor's start.
+my $m_dur = marker('duration-secret-D20');
+my $m_f1  = marker('func-secret-F21');
+my $m_f2  = marker('func-secret-F22');
+run(qq{
+SET log_statement = 'none';
+SET privacy.purpose = 'support';
+INSERT INTO customers (id, name) VALUES (20, '$m_dur');
+INSERT INTO plain_notes VALUES (3, 'plain-duration-OK4');
+SELECT add_customer(21, '$m_f1');
+SELECT add_customer(22, '$m_f2');
+});
+
+# Statements that touch no personal data.
+run(q{
+SELECT 1;
+INSERT INTO plain_notes VALUES (1, 'plain-marker-OK1');
+});
+$node->psql('app', "INSERT INTO plain_notes VALUES (2, 'plain-first-OK2')");
+run(q{
+SET log_statement = 'none';
+INSERT INTO plain_notes VALUES (4, 'plain-firstdur-OK5');
+CREATE TABLE plain_more (id int, code varchar(12));
+});
+my $err_plain = run(q{
+SELECT 1;
+INSERT INTO plain_notes VALUES (1, 'plain-dup-OK3');
+});
+
+my $log = slurp_file($node->logfile, $offset);
+
+# ---------------------------------------------------------------------------
+# The statements ran as intended (so that the log had something to leak).
+# ---------------------------------------------------------------------------
+$node->safe_psql('app', 'SELECT 1');
+is($node->safe_psql('app', q{SET privacy.purpose = 'support';
+	SELECT string_agg(id::text || ':' || coalesce(email::text, '-'), ',' ORDER BY id) FROM customers}),
+	"1:$m_email,3:$m_bind,4:$m_prep,5:$m_exec,6:-,19:-,20:-,21:-,22:-", 'the inserts that should succeed did, sealed and readable');
+like($err_unique, qr/DETAIL:  Key \(ssn\)=\($m_ssn\) already exists/,
+	'client: the unique violation keeps its full DETAIL');
+like($err_check, qr/DETAIL:  Failing row contains \(7, null, $m_check, -1, null\)/,
+	'client: the check violation keeps its full DETAIL');
+like($err_nn, qr/DETAIL:  Failing row contains \(8, $m_nn, null, null, null\)/,
+	'client: the not-null violation keeps its DETAIL, with the value decrypted for the purpose');
+like($err_syntax, qr/syntax error at or near "'$m_token'"/, 'client: the syntax error quotes the token');
+like($err_misc, qr/invalid input syntax for type integer: "$m_age"/, 'client: the data exception quotes the input');
+like($err_misc, qr/SQL statement "INSERT INTO customers \(id, name, age\) VALUES \(12, '$m_do', -5\)"/,
+	'client: the DO block error keeps its CONTEXT');
+like($err_misc, qr/column "nosuchcolumn" does not exist/, 'client: the error with a position');
+like($log, qr/unterminated quoted string at or near "\?/, 'the unterminated literal reached the server');
+
+# ---------------------------------------------------------------------------
+# The server log: no marker, one assertion each.
+# ---------------------------------------------------------------------------
+for my $m (@markers)
+{
+	ok(index($log, $m) < 0, "server log: no trace of $m");
+}
+
+# ...while the same lines are there, redacted.
+like($log, qr/LOG:  statement: INSERT INTO customers \(id, email, name\) VALUES \(\?, \?, \?\)/,
+	'log_statement line: the statement is logged with its literals replaced');
+like($log, qr/LOG:  duration: [0-9.]+ ms  statement: INSERT INTO customers \(id, name\) VALUES \(\?, \?\)/,
+	'duration line: redacted as well');
+is(PrivacyNode::log_count($node, qr/LOG:  duration: [0-9.]+ ms  statement: SELECT add_customer\(\?, \?\)/, $offset), 2,
+	'a function that inserts: both calls redacted (analysed, then a cached plan)');
+like($log, qr/LOG:  execute <unnamed>: INSERT INTO customers \(id, email, name\) VALUES \(\$1, \$2, \$3\);?\n.*DETAIL:  parameters: \$1 = \?, \$2 = \?, \$3 = \?/,
+	'extended protocol: the statement keeps its $n, the parameters DETAIL loses the values');
+like($log, qr/LOG:  duration: [0-9.]+ ms  bind P_1: INSERT INTO customers.*\n.*DETAIL:  parameters: \$1 = \?, \$2 = \?, \$3 = \?/,
+	'named prepared statement: the bind duration line too');
+like($log, qr/LOG:  statement: EXECUTE ins\(\?, \?, \?\);?\n.*DETAIL:  prepare: PREPARE ins/,
+	'EXECUTE: judged by its PREPARE, both redacted');
+like($log, qr/ERROR:  duplicate key value violates unique constraint "customers_ssn_key"\n.*DETAIL:  Left out of the server log because the statement touches personal data \(the client received it\)\.\n.*STATEMENT:  INSERT INTO customers \(id, name, ssn\) VALUES \(\?, \?, \?\)/,
+	'unique violation: ERROR kept, DETAIL left out, STATEMENT redacted');
+like($log, qr/ERROR:  syntax error at or near "\?"/, 'syntax error: the quoted token goes');
+like($log, qr/ERROR:  syntax error at or near "oops"/, 'syntax error: a keyword-like token stays');
+like($log, qr/ERROR:  invalid input syntax for type integer: "\?"/, 'data exception: the quoted input goes');
+like($log, qr/CONTEXT:  SQL statement \?\n\s+PL\/pgSQL function inline_code_block line 1 at SQL statement\n.*STATEMENT:  DO \?/,
+	'DO block: CONTEXT cut at the quote (the function line stays), body redacted');
+like($log, qr/CONTEXT:  COPY customers, line 1: \?/, 'COPY: the quoted row goes');
+like($log, qr/ERROR:  column "nosuchcolumn" does not exist at character 8\n.*STATEMENT:  SELECT nosuchcolumn FROM customers WHERE name = \?/,
+	'error position: kept (before any literal), STATEMENT redacted');
+like($log, qr/statement: SET privacy\.purpose = 'support'/, 'SET privacy.purpose is logged as is');
+
+# Statements that touch no personal data: logged as before.
+like($log, qr/LOG:  statement: INSERT INTO plain_notes VALUES \(1, 'plain-marker-OK1'\)/,
+	'plain table: the log_statement line is unchanged');
+like($log, qr/LOG:  duration: [0-9.]+ ms  statement: INSERT INTO plain_notes VALUES \(3, 'plain-duration-OK4'\)/,
+	'plain table: the duration line is unchanged');
+like($log, qr/LOG:  duration: [0-9.]+ ms  statement: INSERT INTO plain_notes VALUES \(4, 'plain-firstdur-OK5'\)/,
+	'plain table, first statement after a SET: the duration line is unchanged (the extension\'s own catalog reads do not count)');
+like($log, qr/LOG:  duration: [0-9.]+ ms  statement: CREATE TABLE plain_more \(id int, code varchar\(12\)\)/,
+	'DDL on a plain table (the extension\'s event triggers read its catalog): unchanged');
+like($log, qr/LOG:  statement: INSERT INTO plain_notes VALUES \(\?, \?\)/,
+	'plain table, first statement of a session: the log_statement line is redacted (nothing known yet)');
+like($log, qr/DETAIL:  Key \(id\)=\(1\) already exists\.\n.*STATEMENT:  INSERT INTO plain_notes VALUES \(1, 'plain-dup-OK3'\)/,
+	'plain table: an error keeps its DETAIL and STATEMENT');
+like($err_plain, qr/Key \(id\)=\(1\) already exists/, 'plain table: the client too');
+
+done_testing();
