@@ -211,8 +211,10 @@ SELECT l.seq, l.acting_role, l.purpose, l.command, s.category, s.opened
  WHERE s.subject_hash = privacy.subject_hash('3') ORDER BY s.seq;
 \echo 'The log is chained with a keyed MAC: a change, even by a superuser, is found.'
 SELECT status, checked FROM privacy.verify_access_log();
-UPDATE privacy.access_log SET purpose = 'marketing' WHERE seq = (SELECT min(seq) FROM privacy.access_log);
+UPDATE privacy.access_log SET rows = rows + 1 WHERE seq = (SELECT min(seq) FROM privacy.access_log);
 SELECT status, seq, detail FROM privacy.verify_access_log();
+UPDATE privacy.access_log SET rows = rows - 1 WHERE seq = (SELECT min(seq) FROM privacy.access_log);
+SELECT status FROM privacy.verify_access_log();
 \echo 'Switching the log off takes a reload of postgresql.conf (which the server log records), never a SET:'
 SET privacy.access_log = off;    -- expected error
 
@@ -232,7 +234,8 @@ SECURITY LABEL FOR privacy ON COLUMN tickets.body IS 'category=nosuch';    -- ex
 SET ROLE demo_officer;
 SELECT privacy.open_request('3', 'access') AS request_id \gset
 SELECT id, kind, status, deadline::date - received_at::date AS days_to_answer FROM privacy.requests;
-SELECT privacy.complete_request(:request_id, 'report sent by post') IS NOT NULL AS completed;
+SELECT privacy.complete_request(:request_id, 'report sent by post');
+SELECT id, kind, status, closed_at IS NOT NULL AS closed FROM privacy.requests;
 SELECT purpose, legal_basis, category, table_name, column_name, encrypted, retention, roles
   FROM privacy.processing_register WHERE table_name IS NOT NULL ORDER BY 1, 3, 4, 5 LIMIT 8;
 SELECT gap, object FROM privacy.compliance_gaps() ORDER BY 1, 2;
