@@ -690,6 +690,29 @@ static void start_writer(int index);
 static bool warned_no_queue = false;
 
 /*
+ * The wait events of the access log.  PostgreSQL 17 lets an extension name
+ * its own; before that they all show as "Extension".
+ */
+#if PG_VERSION_NUM >= 170000
+#include "utils/wait_event.h"
+#endif
+
+static uint32
+wait_event(const char *name)
+{
+#if PG_VERSION_NUM >= 170000
+	return WaitEventExtensionNew(name);
+#else
+	(void) name;
+	return PG_WAIT_EXTENSION;
+#endif
+}
+
+#define WAIT_QUEUE_FULL	wait_event("PrivacyAccessLogQueueFull")
+#define WAIT_DURABLE	wait_event("PrivacyAccessLogDurable")
+#define WAIT_WRITER		wait_event("PrivacyAccessLogWriterMain")
+
+/*
  * Append one record (4-byte length + bytes) to this database's queue.
  * Waits while the queue is full.  Returns the queue position after it, or
  * 0 if the record went to the server log instead.
@@ -815,11 +838,11 @@ enqueue(StringInfo rec, bool in_abort, int *qindex)
 		if (in_abort)
 		{
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 10, PG_WAIT_EXTENSION);
+							 10, WAIT_QUEUE_FULL);
 			ResetLatch(MyLatch);
 		}
 		else
-			ConditionVariableTimedSleep(&q->space_cv, 100, PG_WAIT_EXTENSION);
+			ConditionVariableTimedSleep(&q->space_cv, 100, WAIT_QUEUE_FULL);
 	}
 }
 
@@ -842,7 +865,7 @@ wait_durable(int idx, uint64 end)
 			break;
 		if (latch != NULL)
 			SetLatch(latch);
-		ConditionVariableTimedSleep(&q->space_cv, 100, PG_WAIT_EXTENSION);
+		ConditionVariableTimedSleep(&q->space_cv, 100, WAIT_DURABLE);
 	}
 	ConditionVariableCancelSleep();
 }
@@ -2255,7 +2278,7 @@ privacy_access_log_writer_main(Datum arg)
 				proc_exit(0);
 		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 privacy_access_log_flush_interval, PG_WAIT_EXTENSION);
+						 privacy_access_log_flush_interval, WAIT_WRITER);
 	}
 }
 
@@ -2331,7 +2354,7 @@ privacy_flush_access_log(PG_FUNCTION_ARGS)
 			ok = false;
 			break;
 		}
-		ConditionVariableTimedSleep(&q->space_cv, 50, PG_WAIT_EXTENSION);
+		ConditionVariableTimedSleep(&q->space_cv, 50, WAIT_DURABLE);
 	}
 	ConditionVariableCancelSleep();
 	PG_RETURN_BOOL(ok);
