@@ -73,6 +73,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #if PG_VERSION_NUM >= 160000
@@ -1327,6 +1328,18 @@ static ProcessUtility_hook_type prev_process_utility = NULL;
 static needs_fmgr_hook_type prev_needs_fmgr = NULL;
 static fmgr_hook_type prev_fmgr = NULL;
 
+/*
+ * A restore: pg_restore and the scripts of pg_dump turn row_security off,
+ * declare no purpose and run as a role that writes envelopes.  What they
+ * write was read and logged before; logging it again as new access would
+ * also race the restore of the log itself (its seq numbers), so it is not.
+ */
+static bool
+restoring(CmdType op)
+{
+	return (op == CMD_INSERT) && !row_security && types_ciphertext_io();
+}
+
 /* Events for the protected tables a plan names. */
 static List *
 plan_events(PlannedStmt *ps, CmdType op, bool copy)
@@ -1366,6 +1379,8 @@ plan_events(PlannedStmt *ps, CmdType op, bool copy)
 		cols = bms_union(rte->selectedCols, bms_union(rte->insertedCols, rte->updatedCols));
 #endif
 		is_target = list_member_int(ps->resultRelations, (int) rti);
+		if (is_target && restoring(op))
+			continue;
 		old = MemoryContextSwitchTo(audit_context);
 		events = lappend(events, new_event(command_name(is_target ? op : CMD_SELECT, copy),
 										   rte->relid, ri, cols, false));
@@ -1521,7 +1536,7 @@ audit_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 			Oid			relid = RangeVarGetRelid(cs->relation, NoLock, true);
 			RelInfo    *ri = OidIsValid(relid) ? protected_relation(relid) : NULL;
 
-			if (ri != NULL)
+			if (ri != NULL && !(cs->is_from && restoring(CMD_INSERT)))
 			{
 				Bitmapset  *cols = NULL;
 				ListCell   *lc;

@@ -104,6 +104,7 @@ extern void worker_register(void);
 
 /* types.c — the encrypted types */
 extern void types_init(void);
+extern bool types_ciphertext_io(void);
 
 /* label.c — SECURITY LABEL FOR privacy: declarative classification */
 extern void label_init(void);

@@ -214,6 +214,13 @@ ciphertext_io(void)
 	return privileged_role();
 }
 
+/* For the other parts: does this session read and write envelopes? */
+bool
+types_ciphertext_io(void)
+{
+	return ciphertext_io();
+}
+
 static const char *
 category_name_or_error(uint16 id)
 {

@@ -145,6 +145,21 @@ is($node_a->safe_psql('app', $read_plain), $expected_rows,
 	'source: with a purpose every value reads back as it went in (empty, NULL, UTF-8, bytea)');
 is($node_a->safe_psql('app', $read_large), $expected_large, 'source: the 3 MB value reads back whole');
 
+# a protected table, written and read under a purpose: its access log
+# travels with the dump
+$node_a->safe_psql('app', q{
+CREATE TABLE accounts (id bigint PRIMARY KEY, owner privacy.encrypted_text(contact));
+SELECT privacy.protect_table('accounts', 'id');
+SET privacy.purpose = 'support';
+INSERT INTO accounts VALUES (1, 'owner-one@example.org'), (2, 'owner-two@example.org');
+SELECT owner FROM accounts WHERE id = 1;
+SELECT count(*) FROM accounts;
+});
+$node_a->safe_psql('app', 'SELECT privacy.flush_access_log()');
+my $events_a = $node_a->safe_psql('app', 'SELECT count(*) FROM privacy.access_log');
+cmp_ok($events_a, '>', 0, "source: the reads are in the access log ($events_a entries)");
+is($node_a->safe_psql('app', 'SELECT status FROM privacy.verify_access_log()'), 'ok', 'source: the access log verifies');
+
 my $stored_a = $node_a->safe_psql('app', $read_stored);
 my $info_a   = $node_a->safe_psql('app', $read_info);
 my $keys_a   = $node_a->safe_psql('app', $read_keys);
@@ -199,6 +214,21 @@ $node_b->command_ok([ 'pg_restore', '--exit-on-error', '-d', 'from_custom', $dum
 	'same key: pg_restore of the custom dump');
 $node_b->command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', 'from_plain', '-f', $dump_plain ],
 	'same key: psql restores the plain dump');
+
+# The custom dump was taken first; its read of the protected table is
+# logged in the source, and so is in the plain dump taken after it.
+is($node_b->safe_psql('from_custom', 'SELECT count(*) FROM privacy.access_log'), $events_a,
+	"same key, from_custom: the access log is restored, and the restore's own writes are not logged");
+is($node_b->safe_psql('from_plain', q{SELECT count(*) || ' ' || string_agg(command || '/' || coalesce(purpose, '-'), ',' ORDER BY seq)
+  FROM privacy.access_log WHERE seq > (SELECT max(seq) FROM privacy.access_log) - 1}),
+	'1 COPY/-', "same key, from_plain: the plain dump's log ends with pg_dump -Fc's read (COPY, no purpose)");
+is($node_b->safe_psql('from_plain', 'SELECT count(*) FROM privacy.access_log'), $events_a + 1,
+	"same key, from_plain: nothing else was added by the restore");
+for my $db (qw(from_custom from_plain))
+{
+	is($node_b->safe_psql($db, 'SELECT status FROM privacy.verify_access_log()'), 'ok',
+		"same key, $db: the restored access log verifies");
+}
 
 my %searches = (
 	q{'needle-alpha-7Q2@example.org'}                     => '1',
