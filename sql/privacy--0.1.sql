@@ -2802,8 +2802,10 @@ BEGIN
     -- visibility rule: consent given, or no objection for other bases)
     SELECT coalesce(jsonb_agg(jsonb_build_object(
                'purpose', p.name, 'legal_basis', p.legal_basis, 'description', p.description,
-               'categories', (SELECT coalesce(jsonb_agg(pc.category ORDER BY pc.category), '[]')
-                                FROM privacy.purpose_categories pc WHERE pc.purpose = p.name),
+               'categories', CASE WHEN p.name = 'subject_access'
+                                  THEN (SELECT coalesce(jsonb_agg(c.name ORDER BY c.name), '[]') FROM privacy.categories c)
+                                  ELSE (SELECT coalesce(jsonb_agg(pc.category ORDER BY pc.category), '[]')
+                                          FROM privacy.purpose_categories pc WHERE pc.purpose = p.name) END,
                'state', cs.state, 'since', cs.since,
                'in_effect', CASE WHEN p.legal_basis = 'consent' THEN coalesce(cs.state = 'granted', false)
                                  ELSE cs.state IS DISTINCT FROM 'objected' END)
