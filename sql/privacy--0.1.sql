@@ -2714,20 +2714,36 @@ VALUES ('subject_access', 'legal_obligation',
         'answering a data subject''s access and portability requests (GDPR Art. 15 and 20) with privacy.subject_report(); built in, allowed every category inside the report only');
 SELECT pg_catalog.pg_extension_config_dump('privacy.purposes', 'WHERE name <> ''subject_access''');
 
+-- It cannot be changed, dropped, granted or allowed categories: granted to
+-- a role with a category, it would open values outside the report.
 CREATE FUNCTION privacy._builtin_purpose_guard() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF TG_TABLE_NAME = 'purposes' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'purpose "subject_access" is built in and cannot be changed or dropped',
+            DETAIL  = 'privacy.subject_report() opens a subject''s values under it and records its use in the access log under its name.',
+            HINT    = 'Grant privacy.subject_report() to the roles that answer access requests instead.';
+    END IF;
     RAISE EXCEPTION USING
         ERRCODE = 'invalid_parameter_value',
-        MESSAGE = format('purpose "%s" is built in and cannot be changed or dropped', OLD.name),
-        DETAIL  = 'privacy.subject_report() opens a subject''s values under it and records its use in the access log under its name.',
-        HINT    = 'Grant privacy.subject_report() to the roles that answer access requests instead of changing the purpose.';
+        MESSAGE = format('purpose "subject_access" is built in and cannot be %s',
+                         CASE TG_TABLE_NAME WHEN 'role_purposes' THEN 'granted' ELSE 'allowed categories' END),
+        DETAIL  = 'It is allowed every category inside privacy.subject_report() only, for whoever may execute that function.',
+        HINT    = 'Grant privacy.subject_report() to the roles that answer access requests instead.';
 END
 $$;
 CREATE TRIGGER builtin_purpose BEFORE UPDATE OR DELETE ON privacy.purposes
     FOR EACH ROW WHEN (OLD.name = 'subject_access')
+    EXECUTE FUNCTION privacy._builtin_purpose_guard();
+CREATE TRIGGER builtin_purpose BEFORE INSERT OR UPDATE ON privacy.purpose_categories
+    FOR EACH ROW WHEN (NEW.purpose = 'subject_access')
+    EXECUTE FUNCTION privacy._builtin_purpose_guard();
+CREATE TRIGGER builtin_purpose BEFORE INSERT OR UPDATE ON privacy.role_purposes
+    FOR EACH ROW WHEN (NEW.purpose = 'subject_access')
     EXECUTE FUNCTION privacy._builtin_purpose_guard();
 
 CREATE FUNCTION privacy._report_table(tbl regclass, subject_column name, subject text,

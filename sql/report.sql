@@ -133,6 +133,8 @@ SELECT email FROM rep_customers WHERE id = 17;
 RESET privacy.purpose;
 SELECT privacy.drop_purpose('subject_access');
 UPDATE privacy.purposes SET legal_basis = 'consent' WHERE name = 'subject_access';
+SELECT privacy.allow_category('subject_access', 'contact');
+SELECT privacy.grant_purpose('rep_app', 'subject_access');
 SELECT gap, object FROM privacy.compliance_gaps() WHERE object = 'subject_access';
 
 -- privileges: the compliance role may, an application may not until granted
