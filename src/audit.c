@@ -2744,3 +2744,74 @@ privacy_trim_access_log(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_INT64(audit_trim_log());
 }
+
+/* ------------------------------------------------------------------------
+ * The subject report's own access.
+ *
+ * privacy.subject_report() reads a subject's rows inside the extension's
+ * own SECURITY DEFINER function, where the hooks above record nothing, so
+ * report.c records that access itself: one statement event for the table
+ * (command SELECT, every personal column, the declared purpose, the role
+ * that called the report as acting role), followed by the subject's
+ * opened values per category.  Like any event it goes to the queue at
+ * once, so it survives the caller's rollback.
+ * ------------------------------------------------------------------------
+ */
+void
+audit_record_report(Oid relid, int64 rows, const unsigned char *subject_hash,
+					int ncategories, const char *const *categories,
+					const int64 *opened)
+{
+	MemoryContext tmp;
+	MemoryContext old;
+	AuditFrame	f;
+	StatementEntry *e;
+	int			i;
+
+	if (!privacy_access_log || audit_shared == NULL || am_writer ||
+		loading_relations || IsBinaryUpgrade || !IsTransactionState())
+		return;
+	if (relinfo_generation != catalog_generation || !relinfo_extension_here)
+		load_relinfo();
+	if (!relinfo_extension_here)
+		return;
+
+	tmp = AllocSetContextCreate(CurrentMemoryContext, "privacy report event",
+								ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(tmp);
+	memset(&f, 0, sizeof(f));
+	f.level = exec_depth;
+	f.subid = GetCurrentSubTransactionId();
+	f.operation = CMD_SELECT;
+	e = new_event("SELECT", relid, protected_relation(relid), NULL, true);
+	e->acting_role = role_name(GetOuterUserId());
+	f.events = list_make1(e);
+	for (i = 0; i < ncategories; i++)
+	{
+		SubjectKey	k;
+		SubjectCount *sc;
+
+		if (opened[i] <= 0)
+			continue;
+		if (f.subjects == NULL)
+		{
+			HASHCTL		ctl;
+
+			memset(&ctl, 0, sizeof(ctl));
+			ctl.keysize = sizeof(SubjectKey);
+			ctl.entrysize = sizeof(SubjectCount);
+			ctl.hcxt = tmp;
+			f.subjects = hash_create("privacy report subjects", 8, &ctl,
+									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		}
+		memset(&k, 0, sizeof(k));
+		k.category = (uint16) (i + 1);
+		sc = hash_search(f.subjects, &k, HASH_ENTER, NULL);
+		memcpy(sc->hash, subject_hash, PRIVACY_SUBJECT_HASH_BYTES);
+		strlcpy(sc->category_name, categories[i], NAMEDATALEN);
+		sc->count = opened[i];
+	}
+	flush_frame(&f, "completed", rows, false);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(tmp);
+}

@@ -165,6 +165,15 @@ consent_purpose_verdict(const char *category)
 	if (privacy_purpose == NULL || privacy_purpose[0] == '\0')
 		return PURPOSE_NOT_DECLARED;
 
+	/*
+	 * While report.c reads one subject's rows for privacy.subject_report(),
+	 * the built-in purpose is allowed every category, whoever called the
+	 * report; anywhere else it is an ordinary purpose (allowed nothing).
+	 */
+	if (report_in_progress &&
+		strcmp(privacy_purpose, PRIVACY_SUBJECT_ACCESS_PURPOSE) == 0)
+		return PURPOSE_ALLOWED;
+
 	catalog_accept_invalidations();
 	if (purpose_cache == NULL || purpose_cache_generation != catalog_generation)
 		reset_cache();

@@ -98,6 +98,9 @@ extern void audit_init(void);
 extern void audit_install_hooks(void);
 extern void audit_value_opened(uint32 key_id, uint16 category_id);
 extern int64 audit_trim_log(void);
+extern void audit_record_report(Oid relid, int64 rows, const unsigned char *subject_hash,
+								int ncategories, const char *const *categories,
+								const int64 *opened);
 
 /* worker.c — the purge worker */
 extern void worker_register(void);
@@ -111,5 +114,9 @@ extern void label_init(void);
 
 /* redact.c — personal data kept out of the server log */
 extern void redact_install_hooks(void);
+
+/* report.c — the subject report: a subject's rows under the built-in purpose */
+#define PRIVACY_SUBJECT_ACCESS_PURPOSE "subject_access"
+extern bool report_in_progress;
 
 #endif

@@ -35,6 +35,8 @@ privacy_packages_missing() {
 	command -v gcc >/dev/null || missing+=(gcc)
 	command -v prove >/dev/null || missing+=(perl)
 	command -v runuser >/dev/null || missing+=(util-linux)
+	# the browser test of the subject report's HTML page (test/tap/010_report_browser.pl)
+	command -v chromium >/dev/null || missing+=(chromium)
 	echo "${missing[@]}"
 }
 
