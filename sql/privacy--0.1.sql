@@ -2656,16 +2656,49 @@ BEGIN
            format('Answer it now and close it with privacy.complete_request(%s, note), or with privacy.reject_request(%s, reason) if it is not acted on.',
                   o.id, o.id)
       FROM privacy.overdue_requests o
-    -- Not checked yet, waiting for the access log (#6):
-    --   'purpose never used': roles holding a purpose that the access log
-    --     shows they never declared, so the grant can be revoked;
-    --   'access log not verified': privacy.verify_access_log() not run
-    --     successfully lately.
+    UNION ALL
+    -- data minimisation: a grant nobody uses is access nobody needs.  A
+    -- purpose counts as used by a role when the role, or a member of it,
+    -- declared it in a logged statement; grants younger than 30 days are
+    -- left alone.
+    SELECT 'purpose never used', format('%s / %s', r.rolname, rp.purpose),
+           format('Role %I has held purpose %s since %s, and the access log shows no statement of it or its members under that purpose.',
+                  r.rolname, rp.purpose, privacy._request_time(rp.granted_at)),
+           format('If it does not need it, revoke it with privacy.revoke_purpose(%L, %L).', r.rolname, rp.purpose)
+      FROM privacy.role_purposes rp
+      JOIN pg_catalog.pg_roles r ON r.oid = rp.role
+     WHERE rp.granted_at < pg_catalog.now() - interval '30 days'
+       AND rp.purpose <> 'subject_access'
+       AND NOT EXISTS (
+           SELECT 1
+             FROM (SELECT DISTINCT l.acting_role, l.purpose FROM privacy.access_log l) u
+             JOIN pg_catalog.pg_roles m ON m.rolname = u.acting_role
+            WHERE u.purpose = rp.purpose
+              AND pg_catalog.pg_has_role(m.oid, rp.role, 'MEMBER'))
+    UNION ALL
+    -- the log's tamper evidence is worth what its verification is
+    SELECT CASE WHEN v.status IS NULL THEN 'access log not verified'
+                WHEN v.status <> 'ok' THEN 'access log broken'
+                ELSE 'access log not verified' END,
+           'privacy.access_log',
+           CASE WHEN v.status IS NULL THEN 'privacy.verify_access_log() has never been run.'
+                WHEN v.status <> 'ok' THEN format('The last verification (%s) found the log %s at entry %s: %s.',
+                                                  privacy._request_time(v.verified_at), v.status, v.seq, v.detail)
+                ELSE format('The access log was last verified %s, more than 7 days ago.',
+                            privacy._request_time(v.verified_at)) END,
+           CASE WHEN v.status IS NOT NULL AND v.status <> 'ok'
+                THEN 'Keep the result as evidence, find out who changed the log, and restore the entries from a backup.'
+                ELSE 'Run SELECT * FROM privacy.verify_access_log() (as privacy_officer), and schedule it daily.' END
+      FROM (SELECT NULL) one
+      LEFT JOIN LATERAL (SELECT * FROM privacy.access_log_verifications
+                          ORDER BY verified_at DESC LIMIT 1) v ON true
+     WHERE EXISTS (SELECT 1 FROM privacy.access_log)
+       AND (v.status IS NULL OR v.status <> 'ok' OR v.verified_at < pg_catalog.now() - interval '7 days')
     ORDER BY 1, 2;
 END
 $$;
 COMMENT ON FUNCTION privacy.compliance_gaps() IS
-    'what the register shows that needs fixing (plain or unclassified personal columns, unprotected tables, missing retention, purposes without categories or holders, overdue requests), each with a hint';
+    'what the register shows that needs fixing (plain or unclassified personal columns, unprotected tables, missing retention, purposes without categories or holders, overdue requests, purposes granted but never used, an access log not verified lately or broken), each with a hint';
 
 REVOKE ALL ON privacy.requests, privacy.request_events, privacy.overdue_requests,
               privacy._personal_columns, privacy.processing_register FROM PUBLIC;

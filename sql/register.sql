@@ -80,6 +80,30 @@ SELECT privacy.complete_request(:old_request, 'answered late, by post');
 SELECT count(*) AS gaps FROM privacy.compliance_gaps();
 RESET ROLE;
 
+-- the access log: a grant nobody uses, and a log nobody verifies
+GRANT SELECT ON reg_customers TO reg_app;
+UPDATE privacy.role_purposes SET granted_at = now() - interval '40 days'
+ WHERE role = 'reg_app'::regrole AND purpose = 'billing';
+SELECT gap, object, detail LIKE 'Role reg_app has held purpose billing since %' AS detail_ok
+  FROM privacy.compliance_gaps() WHERE gap = 'purpose never used';
+SET ROLE reg_app;
+SET privacy.purpose = 'billing';
+SELECT count(*) FROM reg_customers;
+RESET privacy.purpose;
+RESET ROLE;
+SELECT privacy.flush_access_log();
+SELECT gap, object FROM privacy.compliance_gaps() WHERE gap LIKE 'purpose never used' OR gap LIKE 'access log%';
+SET ROLE reg_officer;
+SELECT status FROM privacy.verify_access_log();
+RESET ROLE;
+SELECT count(*) AS gaps FROM privacy.compliance_gaps();
+-- a verification that found the log broken stays a gap until one passes
+INSERT INTO privacy.access_log_verifications (verified_at, status, seq, checked, detail)
+VALUES (now() + interval '1 second', 'altered', 3, 2, 'entry 3 does not match its MAC');
+SELECT gap, object, detail LIKE 'The last verification (%) found the log altered at entry 3: entry 3 does not match its MAC.' AS detail_ok
+  FROM privacy.compliance_gaps();
+DELETE FROM privacy.access_log_verifications WHERE status = 'altered';
+
 -- the register after the fixes: every column encrypted, protected and kept for a set time
 SELECT purpose, category, table_name, column_name, encrypted, table_protected, retention, retention_action, roles
   FROM privacy.processing_register
