@@ -1492,6 +1492,20 @@ CREATE TABLE privacy.access_log_batches (
 );
 CREATE INDEX access_log_batches_subjects ON privacy.access_log_batches
     USING gin (subjects) WITH (fastupdate = on);
+-- pglz would take two thirds of the writer's time compressing the entries:
+-- lz4 where the server was built with it, else no compression; the subject
+-- keys (random) are not worth compressing
+ALTER TABLE privacy.access_log_batches ALTER COLUMN subjects SET STORAGE EXTERNAL;
+DO $$
+BEGIN
+    IF 'lz4' = ANY ((SELECT s.enumvals FROM pg_catalog.pg_settings s
+                      WHERE s.name = 'default_toast_compression')::text[]) THEN
+        ALTER TABLE privacy.access_log_batches ALTER COLUMN entries SET COMPRESSION lz4;
+    ELSE
+        ALTER TABLE privacy.access_log_batches ALTER COLUMN entries SET STORAGE EXTERNAL;
+    END IF;
+END
+$$;
 COMMENT ON TABLE privacy.access_log_batches IS
     'the access log as the writer stores it: entries first_seq to last_seq packed in entries (seq, canonical bytes, MAC each), the subjects they mention as 8-byte keys, the newest statement time (for retention)';
 SELECT pg_catalog.pg_extension_config_dump('privacy.access_log_batches', '');
