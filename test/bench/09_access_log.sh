@@ -17,7 +17,8 @@
 #
 # (\gset fails, and pgbench aborts, if a lookup returns no row).  Each lookup
 # is one statement event in privacy.access_log and one subject entry in
-# privacy.access_log_subjects.  Configurations, run in rounds (each round
+# privacy.access_log_subjects (views of the batch rows the writer stores in
+# privacy.access_log_batches).  Configurations, run in rounds (each round
 # runs each once, BENCH_SECONDS s each; of BENCH_ROUNDS rounds, a figure
 # takes the round whose ratio is the median, and every round's ratios are
 # printed):
@@ -43,11 +44,14 @@
 #   access_log_vs_pgaudit      TPS on / TPS pgaudit: goal >= 1.0
 #   access_log_strict_lookup   TPS strict / TPS off: reported
 #   access_log_strict_fsync_lookup  TPS strict with fsync on / TPS off: reported
-#   access_log_bytes_per_event (pg_total_relation_size of access_log +
-#                              access_log_subjects) / statement events, against
-#                              the server-log bytes of one pgaudit line: reported
+#   access_log_bytes_per_event pg_total_relation_size of access_log_batches
+#                              (heap, TOAST, indexes) / statement events,
+#                              against the server-log bytes of one pgaudit
+#                              line: reported
 # and a sanity line per logged run: statement events and subject entries
-# written (after privacy.flush_access_log()) against pgbench's transactions.
+# written (after privacy.flush_access_log()) against pgbench's transactions;
+# and per logged run the writer's CPU time (utime + stime from
+# /proc/<pid>/stat, over the run but its first and last 2 s) per lookup.
 # BENCH_SECONDS (20), BENCH_ROUNDS (3), BENCH_SUBJECTS (2000) scale it.
 set -eu -o pipefail
 shopt -s inherit_errexit
