@@ -11,8 +11,11 @@
  * subtransaction aborts) the backend serializes its events into a queue in
  * shared memory, one queue per database, and goes on: a SELECT never waits
  * for the log's disk I/O.  A writer background worker, started on demand
- * for each database, commits the queue to privacy.access_log every
+ * for each database, commits the queue to the log every
  * privacy.access_log_flush_interval, so a crash loses at most that much.
+ * It stores the entries of a flush packed in a few rows of
+ * privacy.access_log_batches (a heap row per entry made it the bottleneck);
+ * the views privacy.access_log and privacy.access_log_subjects unpack them.
  * Events are written outside the reader's transaction, so they survive its
  * rollback and work in read-only transactions.  A full queue makes the
  * backend wait (wait event Extension) rather than drop anything.  In strict
