@@ -205,15 +205,30 @@ SELECT r.outcome, r.started_by, t.tbl, t.matched, t.purged, t.held
 SELECT privacy.flush_access_log();
 SELECT seq, session_role, acting_role, purpose, command, relation, columns, rows, outcome
   FROM privacy.access_log ORDER BY seq DESC LIMIT 6;
-\echo 'Whose encrypted values were opened, by keyed hash (here: customer 3):'
+\echo 'Whose encrypted values were opened, by keyed hash (here: customer 3), through the subject index:'
+SELECT privacy.subject_hash('3') AS hash3 \gset
 SELECT l.seq, l.acting_role, l.purpose, l.command, s.category, s.opened
-  FROM privacy.access_log_subjects s JOIN privacy.access_log l ON l.seq = s.event
- WHERE s.subject_hash = privacy.subject_hash('3') ORDER BY s.seq;
+  FROM privacy._access_log_for_subject(:'hash3') s
+  CROSS JOIN LATERAL privacy._access_log_event(s.event) l
+ ORDER BY s.seq;
+\echo 'The writer stores the entries packed, a batch per flush; the two views above unpack them:'
+SELECT first_seq, last_seq, cardinality(subjects) AS subjects, length(entries) AS bytes
+  FROM privacy.access_log_batches ORDER BY first_seq DESC LIMIT 3;
 \echo 'The log is chained with a keyed MAC: a change, even by a superuser, is found.'
 SELECT status, checked FROM privacy.verify_access_log();
-UPDATE privacy.access_log SET rows = rows + 1 WHERE seq = (SELECT min(seq) FROM privacy.access_log);
+\echo 'One bit of the oldest entry flipped in its batch row (the byte before its MAC), then flipped back:'
+SELECT min(seq) AS oldest FROM privacy.access_log \gset
+UPDATE privacy.access_log_batches b SET entries = set_byte(b.entries, x.p - 2, get_byte(b.entries, x.p - 2) # 1)
+  FROM (SELECT position(l.mac IN c.entries) AS p, c.first_seq
+          FROM privacy._access_log_event(:oldest) l, privacy.access_log_batches c
+         WHERE l.seq BETWEEN c.first_seq AND c.last_seq) x
+ WHERE b.first_seq = x.first_seq;
 SELECT status, seq, detail FROM privacy.verify_access_log();
-UPDATE privacy.access_log SET rows = rows - 1 WHERE seq = (SELECT min(seq) FROM privacy.access_log);
+UPDATE privacy.access_log_batches b SET entries = set_byte(b.entries, x.p - 2, get_byte(b.entries, x.p - 2) # 1)
+  FROM (SELECT position(l.mac IN c.entries) AS p, c.first_seq
+          FROM privacy._access_log_event(:oldest) l, privacy.access_log_batches c
+         WHERE l.seq BETWEEN c.first_seq AND c.last_seq) x
+ WHERE b.first_seq = x.first_seq;
 SELECT status FROM privacy.verify_access_log();
 \echo 'Switching the log off takes a reload of postgresql.conf (which the server log records), never a SET:'
 SET privacy.access_log = off;    -- expected error

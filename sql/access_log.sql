@@ -26,6 +26,10 @@ INSERT INTO al_customers VALUES (1, 'Ana', 'ana@example.org', 'DE001', 1),
                                 (3, 'Cem', 'cem@example.org', 'DE003', 0);
 SELECT id, email FROM al_customers WHERE id = 1;
 SELECT count(*) FROM al_customers;
+-- (entries 1 to 4 so far: the flush ends the writer's batch here)
+RESET ROLE;
+SELECT privacy.flush_access_log();
+SET ROLE al_app;
 UPDATE al_customers SET name = 'Benjamin' WHERE id = 2;
 DELETE FROM al_customers WHERE id = 3;
 MERGE INTO al_customers c USING (VALUES (2::bigint, 5)) v(id, score) ON c.id = v.id
@@ -83,39 +87,99 @@ SET ROLE al_officer;
 SELECT count(*) > 0 AS officer_reads FROM privacy.access_log;
 SELECT status FROM privacy.verify_access_log();
 SELECT verified_by = 'al_officer' AS recorded, status FROM privacy.access_log_verifications ORDER BY verified_at DESC LIMIT 1;
-DELETE FROM privacy.access_log;
+DELETE FROM privacy.access_log_batches;
 RESET ROLE;
 
--- Tampering, even by a superuser, is found
-UPDATE privacy.access_log SET rows = rows + 1 WHERE seq = 2;
-SELECT status, seq, detail FROM privacy.verify_access_log();
-UPDATE privacy.access_log SET rows = rows - 1 WHERE seq = 2;
-SELECT status FROM privacy.verify_access_log();
-UPDATE privacy.access_log_subjects SET opened = 9 WHERE seq = (SELECT min(seq) FROM privacy.access_log_subjects);
-SELECT status, seq = (SELECT min(seq) FROM privacy.access_log_subjects) AS at_that_entry FROM privacy.verify_access_log();
-UPDATE privacy.access_log_subjects SET opened = 1 WHERE seq = (SELECT min(seq) FROM privacy.access_log_subjects);
-CREATE TEMP TABLE al_saved AS SELECT * FROM privacy.access_log WHERE seq = 5;
-DELETE FROM privacy.access_log WHERE seq = 5;
-SELECT status, seq, detail FROM privacy.verify_access_log();
-INSERT INTO privacy.access_log SELECT * FROM al_saved;
-SELECT status FROM privacy.verify_access_log();
--- the newest entries cut off: the writer's head still knows them
-CREATE TEMP TABLE al_tail AS SELECT * FROM privacy.access_log WHERE seq = (SELECT max(seq) FROM privacy.access_log);
-DELETE FROM privacy.access_log WHERE seq = (SELECT max(seq) FROM privacy.access_log);
-SELECT status, seq = (SELECT seq FROM al_tail) AS at_the_cut FROM privacy.verify_access_log();
-INSERT INTO privacy.access_log SELECT * FROM al_tail;
-SELECT status FROM privacy.verify_access_log();
--- an entry moved: its seq no longer matches its MAC
-UPDATE privacy.access_log SET seq = 1000 WHERE seq = 1;
-SELECT status, seq FROM privacy.verify_access_log();
-UPDATE privacy.access_log SET seq = 1 WHERE seq = 1000;
+-- The entries are stored packed in privacy.access_log_batches, each as its
+-- seq, its canonical bytes and its MAC; the views unpack them.
+SELECT count(*) > 0 AS batches, sum(last_seq - first_seq + 1) AS entries,
+       bool_and(cardinality(subjects) <= last_seq - first_seq + 1) AS subject_keys
+  FROM privacy.access_log_batches;
+-- finding a subject's entries through the batches' subject index
+SELECT seq, event, category, opened FROM privacy._access_log_for_subject(privacy.subject_hash('1')) ORDER BY seq;
+SELECT seq, command, relation FROM privacy._access_log_event(2);
+-- (it is inlined: with a hash known, the plan uses the subject index)
+CREATE FUNCTION pg_temp.al_plan(h bytea) RETURNS SETOF text LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY EXECUTE format('EXPLAIN (COSTS OFF) SELECT * FROM privacy._access_log_for_subject(%L::bytea)', h);
+END $$;
+SET enable_seqscan = off;
+SELECT trim(p) AS plan FROM pg_temp.al_plan(privacy.subject_hash('1')) p WHERE p ~ 'Index Scan';
+RESET enable_seqscan;
 
--- Retention: entries past it are removed, and the log still verifies
+-- Tampering, even by a superuser, is found.  An entry's bytes end with its
+-- MAC, which the views show: al_span(n) is where entry n lies in its batch.
+CREATE TEMP TABLE al_batches AS SELECT * FROM privacy.access_log_batches;
+CREATE FUNCTION pg_temp.al_mac(n bigint) RETURNS bytea LANGUAGE sql
+    AS 'SELECT mac FROM privacy.access_log WHERE seq = n UNION ALL SELECT mac FROM privacy.access_log_subjects WHERE seq = n';
+CREATE FUNCTION pg_temp.al_span(n bigint, OUT first_seq bigint, OUT from_pos integer, OUT to_pos integer)
+    LANGUAGE sql AS $$
+SELECT b.first_seq,
+       CASE WHEN b.first_seq = n THEN 1 ELSE position(pg_temp.al_mac(n - 1) IN b.entries) + 32 END,
+       position(pg_temp.al_mac(n) IN b.entries) + 31
+  FROM privacy.access_log_batches b WHERE n BETWEEN b.first_seq AND b.last_seq
+$$;
+CREATE FUNCTION pg_temp.al_restore() RETURNS void LANGUAGE sql AS $$
+DELETE FROM privacy.access_log_batches;
+INSERT INTO privacy.access_log_batches SELECT * FROM al_batches;
+$$;
+-- one bit of entry 2 (the last byte of its canonical bytes)
+UPDATE privacy.access_log_batches b SET entries = set_byte(b.entries, s.to_pos - 33, get_byte(b.entries, s.to_pos - 33) # 1)
+  FROM pg_temp.al_span(2) s WHERE b.first_seq = s.first_seq;
+SELECT status, seq, detail FROM privacy.verify_access_log();
+SELECT pg_temp.al_restore();
+SELECT status FROM privacy.verify_access_log();
+-- one bit of a subject entry's MAC
+SELECT min(seq) AS subject_seq FROM privacy.access_log_subjects \gset
+UPDATE privacy.access_log_batches b SET entries = set_byte(b.entries, s.to_pos - 1, get_byte(b.entries, s.to_pos - 1) # 128)
+  FROM pg_temp.al_span(:subject_seq) s WHERE b.first_seq = s.first_seq;
+SELECT status, seq = :subject_seq AS at_that_entry FROM privacy.verify_access_log();
+SELECT pg_temp.al_restore();
+-- an entry's bytes cut out
+UPDATE privacy.access_log_batches b SET entries = overlay(b.entries PLACING '' FROM s.from_pos FOR s.to_pos - s.from_pos + 1)
+  FROM pg_temp.al_span(5) s WHERE b.first_seq = s.first_seq;
+SELECT status, seq, detail FROM privacy.verify_access_log();
+SELECT pg_temp.al_restore();
+SELECT status FROM privacy.verify_access_log();
+-- a whole batch row deleted
+DELETE FROM privacy.access_log_batches WHERE 5 BETWEEN first_seq AND last_seq;
+SELECT status, seq = (SELECT first_seq FROM al_batches WHERE 5 BETWEEN first_seq AND last_seq) AS at_that_batch
+  FROM privacy.verify_access_log();
+SELECT pg_temp.al_restore();
+-- the newest entry cut off: the writer's head still knows it
+SELECT max(last_seq) AS last_seq FROM privacy.access_log_batches \gset
+UPDATE privacy.access_log_batches b SET entries = overlay(b.entries PLACING '' FROM s.from_pos FOR s.to_pos - s.from_pos + 1)
+  FROM pg_temp.al_span(:last_seq) s WHERE b.first_seq = s.first_seq;
+SELECT status, seq = :last_seq AS at_the_cut FROM privacy.verify_access_log();
+SELECT pg_temp.al_restore();
+SELECT status FROM privacy.verify_access_log();
+-- two entries swapped
+SELECT first_seq AS swap_at FROM privacy.access_log_batches ORDER BY last_seq - first_seq DESC, first_seq LIMIT 1 \gset
+UPDATE privacy.access_log_batches b
+   SET entries = substr(b.entries, y.from_pos, y.to_pos - y.from_pos + 1) || substr(b.entries, x.from_pos, x.to_pos - x.from_pos + 1)
+                 || substr(b.entries, y.to_pos + 1)
+  FROM pg_temp.al_span(:swap_at) x, pg_temp.al_span(:swap_at + 1) y WHERE b.first_seq = :swap_at;
+SELECT status, seq = :swap_at + 1 AS at_the_swap FROM privacy.verify_access_log();
+SELECT pg_temp.al_restore();
+-- an entry moved: its seq no longer matches its MAC
+UPDATE privacy.access_log_batches b SET entries = overlay(b.entries PLACING int8send(1000) FROM s.from_pos FOR 8)
+  FROM pg_temp.al_span(1) s WHERE b.first_seq = s.first_seq;
+SELECT status, seq FROM privacy.verify_access_log();
+SELECT pg_temp.al_restore();
+-- a batch row that misdescribes its entries (a subject hidden from lookups)
+UPDATE privacy.access_log_batches SET subjects = '{}' WHERE :subject_seq BETWEEN first_seq AND last_seq;
+SELECT status, seq <= :subject_seq AS in_that_batch, detail LIKE 'the batch row from seq % does not describe the entries it holds' AS detail
+  FROM privacy.verify_access_log();
+SELECT pg_temp.al_restore();
+SELECT status FROM privacy.verify_access_log();
+
+-- Retention removes whole batches whose statements are all older than it,
+-- and the log still verifies.  Entries 1 to 4 were flushed on their own.
 SELECT count(*) AS entries FROM (SELECT seq FROM privacy.access_log UNION ALL SELECT seq FROM privacy.access_log_subjects) s;
-UPDATE privacy.access_log SET at = at - interval '2 years' WHERE seq <= 4;
--- (changing "at" breaks the chain; what retention removes no longer matters)
+UPDATE privacy.access_log_batches SET last_at = last_at - interval '2 years' WHERE last_seq <= 4;
+-- (the batch row no longer matches its entries; what retention removes no longer matters)
 SELECT privacy.trim_access_log() AS removed;
-SELECT min(seq) AS first_left FROM privacy.access_log;
+SELECT min(seq) AS first_left FROM (SELECT seq FROM privacy.access_log UNION ALL SELECT seq FROM privacy.access_log_subjects) s;
 SELECT first_seq, removed FROM privacy.access_log_anchors;
 SELECT status FROM privacy.verify_access_log();
 -- a forged anchor does not verify

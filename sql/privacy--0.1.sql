@@ -1478,44 +1478,91 @@ COMMENT ON VIEW privacy.protected IS 'protected tables and partitions with their
 -- Access log: one entry per statement per protected table, and one per
 -- subject whose values a statement opened.  Written only by the access log
 -- writer (a background worker), chained by a keyed MAC (audit.c); nobody
--- but the extension's retention deletes from it.
+-- but the extension's retention deletes from it.  The writer stores the
+-- entries of each flush packed in a few rows of access_log_batches (cheap
+-- to write); the views access_log and access_log_subjects unpack them.
 ------------------------------------------------------------------------------
-CREATE TABLE privacy.access_log (
-    seq          bigint PRIMARY KEY,
-    at           timestamptz NOT NULL,
-    session_role text NOT NULL,
-    acting_role  text NOT NULL,
-    application  text,
-    client_addr  text,
-    backend_pid  integer NOT NULL,
-    purpose      text,
-    command      text NOT NULL,
-    relid        oid,
-    relation     text,
-    columns      text[] NOT NULL,
-    categories   text[] NOT NULL,
-    rows         bigint NOT NULL,
-    query_id     bigint NOT NULL,
-    level        integer NOT NULL,
-    outcome      text NOT NULL,
-    mac          bytea NOT NULL
+CREATE TABLE privacy.access_log_batches (
+    first_seq  bigint PRIMARY KEY,
+    last_seq   bigint NOT NULL,
+    written_at timestamptz NOT NULL,
+    last_at    timestamptz NOT NULL,
+    subjects   bigint[] NOT NULL,
+    entries    bytea NOT NULL
 );
-COMMENT ON TABLE privacy.access_log IS
-    'who accessed which protected table, when, as which roles, for which purpose, which personal columns and how many rows; never statement text';
-SELECT pg_catalog.pg_extension_config_dump('privacy.access_log', '');
+CREATE INDEX access_log_batches_subjects ON privacy.access_log_batches
+    USING gin (subjects) WITH (fastupdate = on);
+-- pglz would take two thirds of the writer's time compressing the entries:
+-- lz4 where the server was built with it, else no compression; the subject
+-- keys (random) are not worth compressing
+ALTER TABLE privacy.access_log_batches ALTER COLUMN subjects SET STORAGE EXTERNAL;
+DO $$
+BEGIN
+    IF 'lz4' = ANY ((SELECT s.enumvals FROM pg_catalog.pg_settings s
+                      WHERE s.name = 'default_toast_compression')::text[]) THEN
+        ALTER TABLE privacy.access_log_batches ALTER COLUMN entries SET COMPRESSION lz4;
+    ELSE
+        ALTER TABLE privacy.access_log_batches ALTER COLUMN entries SET STORAGE EXTERNAL;
+    END IF;
+END
+$$;
+COMMENT ON TABLE privacy.access_log_batches IS
+    'the access log as the writer stores it: entries first_seq to last_seq packed in entries (seq, canonical bytes, MAC each), the subjects they mention as 8-byte keys, the newest statement time (for retention)';
+SELECT pg_catalog.pg_extension_config_dump('privacy.access_log_batches', '');
 
-CREATE TABLE privacy.access_log_subjects (
-    seq          bigint PRIMARY KEY,
-    event        bigint NOT NULL,
-    subject_hash bytea NOT NULL,
-    category     text NOT NULL,
-    opened       bigint NOT NULL,
-    mac          bytea NOT NULL
-);
-CREATE INDEX access_log_subjects_subject ON privacy.access_log_subjects (subject_hash);
-COMMENT ON TABLE privacy.access_log_subjects IS
+CREATE FUNCTION privacy._access_log_statements(entries bytea, only_seq bigint DEFAULT NULL)
+    RETURNS TABLE (seq bigint, at timestamptz, session_role text, acting_role text, application text,
+                   client_addr text, backend_pid integer, purpose text, command text, relid oid,
+                   relation text, columns text[], categories text[], rows bigint, query_id bigint,
+                   level integer, outcome text, mac bytea)
+    AS 'MODULE_PATHNAME', 'privacy_access_log_statements' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION privacy._access_log_statements(bytea, bigint) IS
+    'the statement events packed in one access_log_batches.entries (only the one with seq = only_seq, when given)';
+
+CREATE FUNCTION privacy._access_log_subject_entries(entries bytea, subject_hash bytea DEFAULT NULL)
+    RETURNS TABLE (seq bigint, event bigint, subject_hash bytea, category text, opened bigint, mac bytea)
+    AS 'MODULE_PATHNAME', 'privacy_access_log_subject_entries' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION privacy._access_log_subject_entries(bytea, bytea) IS
+    'the subject entries packed in one access_log_batches.entries (only those of subject_hash, when given)';
+
+CREATE FUNCTION privacy._access_log_subject_key(subject_hash bytea) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'privacy_access_log_subject_key' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION privacy._access_log_subject_key(bytea) IS
+    'the key access_log_batches.subjects holds for a subject hash: its first 8 bytes as a bigint';
+
+CREATE VIEW privacy.access_log AS
+SELECT e.* FROM privacy.access_log_batches b, LATERAL privacy._access_log_statements(b.entries) e;
+COMMENT ON VIEW privacy.access_log IS
+    'who accessed which protected table, when, as which roles, for which purpose, which personal columns and how many rows; never statement text';
+
+CREATE VIEW privacy.access_log_subjects AS
+SELECT e.* FROM privacy.access_log_batches b, LATERAL privacy._access_log_subject_entries(b.entries) e;
+COMMENT ON VIEW privacy.access_log_subjects IS
     'whose encrypted values a logged statement (event = access_log.seq) opened: the subject''s keyed hash, the category and how many values';
-SELECT pg_catalog.pg_extension_config_dump('privacy.access_log_subjects', '');
+
+-- Indexed lookups (the views above unpack every batch).  Both are inlined
+-- SQL running as their caller: only who may read the log gets anything.
+CREATE FUNCTION privacy._access_log_for_subject(subject_hash bytea)
+    RETURNS SETOF privacy.access_log_subjects
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+SELECT e.* FROM privacy.access_log_batches b,
+       LATERAL privacy._access_log_subject_entries(b.entries, $1) e
+ WHERE b.subjects @> ARRAY[privacy._access_log_subject_key($1)]
+$$;
+COMMENT ON FUNCTION privacy._access_log_for_subject(bytea) IS
+    'the rows of privacy.access_log_subjects of one subject hash, found through the batches'' subject index';
+
+CREATE FUNCTION privacy._access_log_event(seq bigint)
+    RETURNS SETOF privacy.access_log
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+SELECT e.* FROM (SELECT b.entries FROM privacy.access_log_batches b
+                  WHERE b.first_seq <= $1 ORDER BY b.first_seq DESC LIMIT 1) b,
+       LATERAL privacy._access_log_statements(b.entries, $1) e
+$$;
+COMMENT ON FUNCTION privacy._access_log_event(bigint) IS
+    'the row of privacy.access_log with this seq, found through the batches'' primary key';
 
 CREATE TABLE privacy.access_log_anchors (
     first_seq  bigint PRIMARY KEY,
@@ -1569,11 +1616,16 @@ COMMENT ON FUNCTION privacy.trim_access_log() IS
     'delete access log entries older than privacy.access_log_retention, keeping the chain verifiable; run by CALL privacy.purge()';
 
 -- The log is written by the writer worker only; the compliance role reads it.
-REVOKE ALL ON privacy.access_log, privacy.access_log_subjects, privacy.access_log_anchors,
-    privacy.access_log_verifications FROM PUBLIC;
-GRANT SELECT ON privacy.access_log, privacy.access_log_subjects, privacy.access_log_anchors,
-    privacy.access_log_verifications TO privacy_officer;
+REVOKE ALL ON privacy.access_log_batches, privacy.access_log, privacy.access_log_subjects,
+    privacy.access_log_anchors, privacy.access_log_verifications FROM PUBLIC;
+GRANT SELECT ON privacy.access_log_batches, privacy.access_log, privacy.access_log_subjects,
+    privacy.access_log_anchors, privacy.access_log_verifications TO privacy_officer;
 REVOKE ALL ON FUNCTION privacy._trim_access_log() FROM PUBLIC;
+-- (the views call these as the reading role)
+GRANT EXECUTE ON FUNCTION privacy._access_log_statements(bytea, bigint),
+    privacy._access_log_subject_entries(bytea, bytea), privacy._access_log_subject_key(bytea),
+    privacy._access_log_for_subject(bytea), privacy._access_log_event(bigint)
+  TO privacy_officer;
 GRANT EXECUTE ON FUNCTION privacy.verify_access_log(), privacy.flush_access_log(integer),
     privacy.access_log_status(), privacy.trim_access_log()
   TO privacy_officer;
@@ -2879,10 +2931,10 @@ BEGIN
                        'table', l.relation,
                        'categories', to_jsonb(array_agg(DISTINCT s.category ORDER BY s.category)),
                        'values', sum(s.opened)) AS entry
-              FROM privacy.access_log_subjects s
-              JOIN privacy.access_log l ON l.seq = s.event
-             WHERE s.subject_hash = hash
-             GROUP BY l.seq) x;
+              FROM privacy._access_log_for_subject(hash) s
+              JOIN LATERAL privacy._access_log_event(s.event) l ON true
+             GROUP BY l.seq, l.at, l.acting_role, l.session_role, l.application, l.purpose,
+                      l.command, l.relation) x;
 
     SELECT coalesce(jsonb_agg(jsonb_build_object(
                'placed_at', h.placed_at, 'until', h.until, 'released_at', h.released_at,

@@ -11,8 +11,11 @@
  * subtransaction aborts) the backend serializes its events into a queue in
  * shared memory, one queue per database, and goes on: a SELECT never waits
  * for the log's disk I/O.  A writer background worker, started on demand
- * for each database, commits the queue to privacy.access_log every
+ * for each database, commits the queue to the log every
  * privacy.access_log_flush_interval, so a crash loses at most that much.
+ * It stores the entries of a flush packed in a few rows of
+ * privacy.access_log_batches (a heap row per entry made it the bottleneck);
+ * the views privacy.access_log and privacy.access_log_subjects unpack them.
  * Events are written outside the reader's transaction, so they survive its
  * rollback and work in read-only transactions.  A full queue makes the
  * backend wait (wait event Extension) rather than drop anything.  In strict
@@ -236,13 +239,15 @@ typedef struct Reader
 	const unsigned char *end;
 } Reader;
 
+static void batch_corrupt(void);
+
 static uint32
 get_u32(Reader *r)
 {
 	uint32		v;
 
 	if (r->end - r->p < 4)
-		elog(ERROR, "access log record truncated");
+		batch_corrupt();
 	v = ((uint32) r->p[0] << 24) | ((uint32) r->p[1] << 16) | ((uint32) r->p[2] << 8) | r->p[3];
 	r->p += 4;
 	return v;
@@ -266,7 +271,7 @@ get_str(Reader *r)
 	if (len == 0xFFFFFFFFu)
 		return NULL;
 	if ((size_t) (r->end - r->p) < len)
-		elog(ERROR, "access log record truncated");
+		batch_corrupt();
 	s = palloc(len + 1);
 	memcpy(s, r->p, len);
 	s[len] = '\0';
@@ -344,7 +349,7 @@ parse_statement(Reader *r, StatementEntry *e)
 	e->relation = get_str(r);
 	e->ncolumns = (int) get_u32(r);
 	if (e->ncolumns < 0 || e->ncolumns > MaxHeapAttributeNumber)
-		elog(ERROR, "access log record has %d columns", e->ncolumns);
+		batch_corrupt();
 	e->columns = palloc(sizeof(char *) * (e->ncolumns + 1));
 	e->categories = palloc(sizeof(char *) * (e->ncolumns + 1));
 	for (i = 0; i < e->ncolumns; i++)
@@ -377,6 +382,234 @@ anchor_mac(unsigned char *out, const unsigned char *key, int64 first_seq,
 	static const unsigned char what[] = "retention anchor";
 
 	logchain_mac(out, key, (uint64) first_seq, anchor, what, sizeof(what) - 1);
+}
+
+/* ------------------------------------------------------------------------
+ * Batches.  The writer stores the entries of one flush packed into rows of
+ * privacy.access_log_batches, each entry as its seq (8 bytes), the length
+ * of its canonical bytes (4), the canonical bytes, and its MAC (32).  The
+ * views privacy.access_log and privacy.access_log_subjects unpack them.
+ * ------------------------------------------------------------------------
+ */
+#define PACKED_OVERHEAD (8 + 4 + LOGCHAIN_MAC_BYTES)
+#define BATCH_MAX_BYTES (1024 * 1024)
+#define BATCH_MAX_ENTRIES 8192
+
+/* The next packed entry: 1, 0 at the end, -1 when the bytes are malformed. */
+static int
+unpack_next(Reader *r, LogchainEntry *e)
+{
+	const unsigned char *p = r->p;
+	uint32		len;
+
+	if (p == r->end)
+		return 0;
+	if (r->end - p < PACKED_OVERHEAD)
+		return -1;
+	e->seq = ((uint64) p[0] << 56) | ((uint64) p[1] << 48) | ((uint64) p[2] << 40) |
+		((uint64) p[3] << 32) | ((uint64) p[4] << 24) | ((uint64) p[5] << 16) |
+		((uint64) p[6] << 8) | p[7];
+	len = ((uint32) p[8] << 24) | ((uint32) p[9] << 16) | ((uint32) p[10] << 8) | p[11];
+	p += 12;
+	if ((size_t) (r->end - p) < (size_t) len + LOGCHAIN_MAC_BYTES)
+		return -1;
+	e->bytes = p;
+	e->len = len;
+	e->mac = p + len;
+	r->p = p + len + LOGCHAIN_MAC_BYTES;
+	return 1;
+}
+
+/* The key access_log_batches.subjects holds: the hash's first 8 bytes. */
+static int64
+subject_key(const unsigned char *hash)
+{
+	uint64		v = 0;
+	int			i;
+
+	for (i = 0; i < 8; i++)
+		v = (v << 8) | hash[i];
+	return (int64) v;
+}
+
+static void
+batch_corrupt(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("an access log batch is malformed"),
+			 errdetail("A row of privacy.access_log_batches does not hold well-formed entries."),
+			 errhint("Run SELECT * FROM privacy.verify_access_log() to see where the log was changed.")));
+}
+
+/* A string field without copying it. */
+static void
+skip_str(Reader *r)
+{
+	uint32		len = get_u32(r);
+
+	if (len == 0xFFFFFFFFu)
+		return;
+	if ((size_t) (r->end - r->p) < len)
+		batch_corrupt();
+	r->p += len;
+}
+
+static Datum text_array(char **items, int n);
+static Datum bytea_datum(const unsigned char *b, size_t len);
+
+/*
+ * privacy._access_log_statements(entries, only_seq): the statement events
+ * of one batch, as rows of privacy.access_log.
+ */
+PG_FUNCTION_INFO_V1(privacy_access_log_statements);
+Datum
+privacy_access_log_statements(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bool		only = !PG_ARGISNULL(1);
+	int64		want = only ? PG_GETARG_INT64(1) : 0;
+	bytea	   *b;
+	Reader		r;
+	LogchainEntry e;
+	int			rc;
+	MemoryContext tmp;
+	MemoryContext old;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (PG_ARGISNULL(0))
+		return (Datum) 0;
+	b = PG_GETARG_BYTEA_PP(0);
+	r.p = (unsigned char *) VARDATA_ANY(b);
+	r.end = r.p + VARSIZE_ANY_EXHDR(b);
+	tmp = AllocSetContextCreate(CurrentMemoryContext, "access log row", ALLOCSET_SMALL_SIZES);
+	while ((rc = unpack_next(&r, &e)) > 0)
+	{
+		Datum		values[18];
+		bool		nulls[18];
+		StatementEntry s;
+		Reader		er;
+
+		if (e.len == 0 || e.bytes[0] != ENTRY_STATEMENT)
+			continue;
+		if (only && (int64) e.seq != want)
+			continue;
+		old = MemoryContextSwitchTo(tmp);
+		er.p = e.bytes;
+		er.end = e.bytes + e.len;
+		parse_statement(&er, &s);
+		if (er.p != er.end)
+			batch_corrupt();
+		memset(nulls, 0, sizeof(nulls));
+		values[0] = Int64GetDatum((int64) e.seq);
+		values[1] = TimestampTzGetDatum(s.at);
+#define NTEXT(i, str) (nulls[i] = ((str) == NULL), values[i] = (str) ? CStringGetTextDatum(str) : (Datum) 0)
+		NTEXT(2, s.session_role);
+		NTEXT(3, s.acting_role);
+		NTEXT(4, s.application);
+		NTEXT(5, s.client_addr);
+		values[6] = Int32GetDatum(s.backend_pid);
+		NTEXT(7, s.purpose);
+		NTEXT(8, s.command);
+		values[9] = ObjectIdGetDatum(s.relid);
+		nulls[9] = !OidIsValid(s.relid);
+		NTEXT(10, s.relation);
+		values[11] = text_array(s.columns, s.ncolumns);
+		values[12] = text_array(s.categories, s.ncolumns);
+		values[13] = Int64GetDatum(s.rows);
+		values[14] = Int64GetDatum(s.query_id);
+		values[15] = Int32GetDatum(s.level);
+		NTEXT(16, s.outcome);
+#undef NTEXT
+		values[17] = bytea_datum(e.mac, LOGCHAIN_MAC_BYTES);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(tmp);
+		if (only)
+			break;
+	}
+	MemoryContextDelete(tmp);
+	if (rc < 0)
+		batch_corrupt();
+	return (Datum) 0;
+}
+
+/*
+ * privacy._access_log_subject_entries(entries, subject_hash): the subject
+ * entries of one batch (of one subject, when given), as rows of
+ * privacy.access_log_subjects.
+ */
+PG_FUNCTION_INFO_V1(privacy_access_log_subject_entries);
+Datum
+privacy_access_log_subject_entries(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bytea	   *want = PG_ARGISNULL(1) ? NULL : PG_GETARG_BYTEA_PP(1);
+	bytea	   *b;
+	Reader		r;
+	LogchainEntry e;
+	int			rc;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (PG_ARGISNULL(0))
+		return (Datum) 0;
+	if (want != NULL && VARSIZE_ANY_EXHDR(want) != PRIVACY_SUBJECT_HASH_BYTES)
+		return (Datum) 0;
+	b = PG_GETARG_BYTEA_PP(0);
+	r.p = (unsigned char *) VARDATA_ANY(b);
+	r.end = r.p + VARSIZE_ANY_EXHDR(b);
+	while ((rc = unpack_next(&r, &e)) > 0)
+	{
+		Datum		values[6];
+		bool		nulls[6];
+		Reader		er;
+		int64		event;
+		const unsigned char *hash;
+		char	   *category;
+
+		if (e.len == 0 || e.bytes[0] != ENTRY_SUBJECT)
+			continue;
+		er.p = e.bytes + 1;
+		er.end = e.bytes + e.len;
+		event = get_i64(&er);
+		if (er.end - er.p < PRIVACY_SUBJECT_HASH_BYTES)
+			batch_corrupt();
+		hash = er.p;
+		er.p += PRIVACY_SUBJECT_HASH_BYTES;
+		if (want != NULL && memcmp(hash, VARDATA_ANY(want), PRIVACY_SUBJECT_HASH_BYTES) != 0)
+			continue;
+		category = get_str(&er);
+		memset(nulls, 0, sizeof(nulls));
+		values[0] = Int64GetDatum((int64) e.seq);
+		values[1] = Int64GetDatum(event);
+		values[2] = bytea_datum(hash, PRIVACY_SUBJECT_HASH_BYTES);
+		values[3] = category ? CStringGetTextDatum(category) : (Datum) 0;
+		nulls[3] = category == NULL;
+		values[4] = Int64GetDatum(get_i64(&er));
+		values[5] = bytea_datum(e.mac, LOGCHAIN_MAC_BYTES);
+		if (er.p != er.end)
+			batch_corrupt();
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	if (rc < 0)
+		batch_corrupt();
+	return (Datum) 0;
+}
+
+/* privacy._access_log_subject_key(subject_hash) → bigint */
+PG_FUNCTION_INFO_V1(privacy_access_log_subject_key);
+Datum
+privacy_access_log_subject_key(PG_FUNCTION_ARGS)
+{
+	bytea	   *h = PG_GETARG_BYTEA_PP(0);
+
+	if (VARSIZE_ANY_EXHDR(h) != PRIVACY_SUBJECT_HASH_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a subject hash has %d bytes, not %d",
+						PRIVACY_SUBJECT_HASH_BYTES, (int) VARSIZE_ANY_EXHDR(h)),
+				 errhint("Use privacy.subject_hash(subject).")));
+	PG_RETURN_INT64(subject_key((unsigned char *) VARDATA_ANY(h)));
 }
 
 /* ------------------------------------------------------------------------
@@ -1776,8 +2009,8 @@ load_chain_head(AuditQueue *q, Oid log_relid)
 
 	memset(mac, 0, sizeof(mac));
 	if (SPI_execute("SELECT seq, mac FROM ("
-					"  (SELECT seq, mac FROM " PRIVACY_SCHEMA ".access_log ORDER BY seq DESC LIMIT 1)"
-					"  UNION ALL (SELECT seq, mac FROM " PRIVACY_SCHEMA ".access_log_subjects ORDER BY seq DESC LIMIT 1)"
+					"  (SELECT last_seq AS seq, substr(entries, length(entries) - 31) AS mac"
+					"     FROM " PRIVACY_SCHEMA ".access_log_batches ORDER BY first_seq DESC LIMIT 1)"
 					"  UNION ALL (SELECT first_seq - 1, anchor FROM " PRIVACY_SCHEMA ".access_log_anchors ORDER BY first_seq DESC LIMIT 1)"
 					") h ORDER BY seq DESC LIMIT 1", true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the head of the access log");
@@ -1889,14 +2122,145 @@ bytea_datum(const unsigned char *b, size_t len)
 	return PointerGetDatum(v);
 }
 
-#define ACCESS_LOG_NATTS 18
-#define ACCESS_LOG_SUBJECTS_NATTS 6
+#define ACCESS_LOG_BATCHES_NATTS 6
+
+/*
+ * One row of privacy.access_log_batches in the making: the packed entries
+ * (after room for the bytea header), the subjects they mention, the newest
+ * statement time.
+ */
+typedef struct BatchBuilder
+{
+	StringInfoData packed;
+	int64		first_seq;
+	int64		last_seq;
+	int			nentries;
+	TimestampTz written_at;
+	TimestampTz last_at;
+	int64	   *keys;
+	int			nkeys;
+	int			maxkeys;
+} BatchBuilder;
 
 static void
-nullable_text(TupleTableSlot *slot, int i, const char *s)
+batch_reset(BatchBuilder *bb)
 {
-	slot->tts_isnull[i] = (s == NULL);
-	slot->tts_values[i] = s ? CStringGetTextDatum(s) : (Datum) 0;
+	resetStringInfo(&bb->packed);
+	appendStringInfoSpaces(&bb->packed, VARHDRSZ);
+	bb->first_seq = bb->last_seq = 0;
+	bb->nentries = 0;
+	bb->last_at = DT_NOBEGIN;
+	bb->nkeys = 0;
+}
+
+static void
+batch_init(BatchBuilder *bb, TimestampTz written_at)
+{
+	initStringInfo(&bb->packed);
+	bb->written_at = written_at;
+	bb->maxkeys = 256;
+	bb->keys = palloc(sizeof(int64) * bb->maxkeys);
+	batch_reset(bb);
+}
+
+static int
+cmp_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* Insert the batch built so far (if any) and start a new one. */
+static void
+batch_store(BatchBuilder *bb, LogTarget *t, EState *estate)
+{
+	TupleTableSlot *s = t->slot;
+	Datum	   *kd;
+	ArrayType  *keys;
+	int			n = 0;
+	int			i;
+
+	if (bb->nentries == 0)
+		return;
+	qsort(bb->keys, bb->nkeys, sizeof(int64), cmp_int64);
+	kd = palloc(sizeof(Datum) * (bb->nkeys + 1));
+	for (i = 0; i < bb->nkeys; i++)
+		if (n == 0 || bb->keys[i] != DatumGetInt64(kd[n - 1]))
+			kd[n++] = Int64GetDatum(bb->keys[i]);
+	SET_VARSIZE(bb->packed.data, bb->packed.len);
+
+	ExecClearTuple(s);
+	memset(s->tts_isnull, 0, sizeof(bool) * ACCESS_LOG_BATCHES_NATTS);
+	s->tts_values[0] = Int64GetDatum(bb->first_seq);
+	s->tts_values[1] = Int64GetDatum(bb->last_seq);
+	s->tts_values[2] = TimestampTzGetDatum(bb->written_at);
+	s->tts_values[3] = TimestampTzGetDatum(bb->last_at == DT_NOBEGIN ? bb->written_at : bb->last_at);
+	keys = construct_array(kd, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+	s->tts_values[4] = PointerGetDatum(keys);
+	s->tts_values[5] = PointerGetDatum(bb->packed.data);
+	target_insert(t, estate);
+	pfree(keys);
+	pfree(kd);
+	batch_reset(bb);
+}
+
+/*
+ * Start the entry with this seq (storing the batch first when it is full):
+ * its seq and a length to fill in.  Returns where the length goes.
+ */
+static int
+batch_begin_entry(BatchBuilder *bb, LogTarget *t, EState *estate, int64 seq)
+{
+	int			lenpos;
+
+	if (bb->nentries >= BATCH_MAX_ENTRIES || bb->packed.len >= BATCH_MAX_BYTES)
+		batch_store(bb, t, estate);
+	if (bb->nentries == 0)
+		bb->first_seq = seq;
+	bb->last_seq = seq;
+	bb->nentries++;
+	put_i64(&bb->packed, seq);
+	lenpos = bb->packed.len;
+	put_u32(&bb->packed, 0);
+	return lenpos;
+}
+
+/* The canonical bytes are in: fill in their length, chain the MAC. */
+static void
+batch_end_entry(BatchBuilder *bb, int lenpos, const unsigned char *key, int64 seq,
+				unsigned char *mac)
+{
+	uint32		len = (uint32) (bb->packed.len - lenpos - 4);
+	unsigned char *p = (unsigned char *) bb->packed.data + lenpos;
+	unsigned char next[LOGCHAIN_MAC_BYTES];
+
+	p[0] = len >> 24;
+	p[1] = len >> 16;
+	p[2] = len >> 8;
+	p[3] = len;
+	logchain_mac(next, key, (uint64) seq, mac, p + 4, len);
+	memcpy(mac, next, LOGCHAIN_MAC_BYTES);
+	appendBinaryStringInfo(&bb->packed, (const char *) mac, LOGCHAIN_MAC_BYTES);
+}
+
+static void
+batch_saw_time(BatchBuilder *bb, TimestampTz at)
+{
+	if (at > bb->last_at)
+		bb->last_at = at;
+}
+
+static void
+batch_saw_subject(BatchBuilder *bb, const unsigned char *hash)
+{
+	if (bb->nkeys == bb->maxkeys)
+	{
+		bb->maxkeys *= 2;
+		bb->keys = repalloc(bb->keys, sizeof(int64) * bb->maxkeys);
+	}
+	bb->keys[bb->nkeys++] = subject_key(hash);
 }
 
 static TimestampTz tables_missing_since = 0;
@@ -1950,6 +2314,21 @@ typedef struct LastEvent
 
 static HTAB *last_events = NULL;
 
+/* The backend pid of a statement event, from its canonical bytes. */
+static int32
+statement_pid(const unsigned char *bytes, size_t len)
+{
+	Reader		r;
+	int			i;
+
+	r.p = bytes + 1;
+	r.end = bytes + len;
+	(void) get_i64(&r);			/* at */
+	for (i = 0; i < 4; i++)		/* roles, application, client address */
+		skip_str(&r);
+	return (int32) get_u32(&r);
+}
+
 static void
 remember_event(int32 pid, int64 seq)
 {
@@ -1981,19 +2360,45 @@ static int64
 event_of(int32 pid)
 {
 	LastEvent  *le = last_events ? hash_search(last_events, &pid, HASH_FIND, NULL) : NULL;
-	Datum		arg = Int32GetDatum(pid);
+	Portal		portal;
 	bool		isnull;
 	int64		seq;
 
 	if (le != NULL)
 		return le->seq;
-	/* written by an earlier writer: the table knows */
-	if (SPI_execute_with_args("SELECT max(seq) FROM " PRIVACY_SCHEMA ".access_log WHERE backend_pid = $1",
-							  1, (Oid[]) {INT4OID}, &arg, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up an access log event");
-	seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (isnull)
-		seq = 0;
+
+	/*
+	 * Written by an earlier writer: the newest batches know.  Subjects come
+	 * soon after their event, so the scan rarely goes back far.
+	 */
+	seq = 0;
+	portal = SPI_cursor_open_with_args(NULL,
+									   "SELECT entries FROM " PRIVACY_SCHEMA ".access_log_batches ORDER BY first_seq DESC",
+									   0, NULL, NULL, NULL, true, 0);
+	while (seq == 0)
+	{
+		SPI_cursor_fetch(portal, true, 1);
+		if (SPI_processed == 0)
+			break;
+		{
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			bytea	   *b = isnull ? NULL : DatumGetByteaPP(d);
+			Reader		r;
+			LogchainEntry e;
+
+			if (b != NULL)
+			{
+				r.p = (unsigned char *) VARDATA_ANY(b);
+				r.end = r.p + VARSIZE_ANY_EXHDR(b);
+				while (unpack_next(&r, &e) > 0)
+					if (e.len > 0 && e.bytes[0] == ENTRY_STATEMENT &&
+						statement_pid(e.bytes, e.len) == pid)
+						seq = (int64) e.seq;
+			}
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
 	remember_event(pid, seq);
 	return seq;
 }
@@ -2014,7 +2419,6 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 	unsigned char key[LOGCHAIN_KEY_BYTES];
 	int64		seq;
 	unsigned char mac[LOGCHAIN_MAC_BYTES];
-	unsigned char next_mac[LOGCHAIN_MAC_BYTES];
 	int64		last_event = 0;
 	bool		tables_here;
 	Oid			log_relid;
@@ -2036,9 +2440,8 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 	 */
 	StartTransactionCommand();
 	log_relid = OidIsValid(get_namespace_oid(PRIVACY_SCHEMA, true)) ?
-		get_relname_relid("access_log", get_namespace_oid(PRIVACY_SCHEMA, true)) : InvalidOid;
+		get_relname_relid("access_log_batches", get_namespace_oid(PRIVACY_SCHEMA, true)) : InvalidOid;
 	tables_here = OidIsValid(log_relid) &&
-		OidIsValid(get_relname_relid("access_log_subjects", get_namespace_oid(PRIVACY_SCHEMA, true))) &&
 		OidIsValid(get_relname_relid("access_log_anchors", get_namespace_oid(PRIVACY_SCHEMA, true)));
 	CommitTransactionCommand();
 	if (!tables_here)
@@ -2074,7 +2477,7 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 	 */
 	{
 		Oid			nsp = catalog_namespace();
-		const char *names[] = {"access_log", "access_log_subjects", "access_log_anchors", "data_keys"};
+		const char *names[] = {"access_log_batches", "access_log_anchors", "data_keys"};
 		int			i;
 
 		for (i = 0; i < lengthof(names); i++)
@@ -2082,7 +2485,7 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 			Oid			relid = get_relname_relid(names[i], nsp);
 
 			if (!OidIsValid(relid) ||
-				!ConditionalLockRelationOid(relid, i < 2 ? RowExclusiveLock : AccessShareLock))
+				!ConditionalLockRelationOid(relid, i < 1 ? RowExclusiveLock : AccessShareLock))
 			{
 				AbortCurrentTransaction();
 				MemoryContextDelete(batch);
@@ -2102,12 +2505,10 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 	{
 		EState	   *estate = CreateExecutorState();
 		LogTarget	log;
-		LogTarget	subj;
-		StringInfoData canon;
+		BatchBuilder bb;
 
-		target_open(&log, estate, "access_log", ACCESS_LOG_NATTS);
-		target_open(&subj, estate, "access_log_subjects", ACCESS_LOG_SUBJECTS_NATTS);
-		initStringInfo(&canon);
+		target_open(&log, estate, "access_log_batches", ACCESS_LOG_BATCHES_NATTS);
+		batch_init(&bb, GetCurrentTimestamp());
 
 		pos = 0;
 		while (pos + 4 <= len)
@@ -2122,38 +2523,20 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 			r.end = buf + pos + rlen;
 			if (*r.p == ENTRY_STATEMENT)
 			{
-				StatementEntry e;
-				TupleTableSlot *s = log.slot;
+				/* the queue carries a statement's canonical bytes as they are */
 				const unsigned char *bytes = r.p;
 				size_t		blen = r.end - r.p;
+				Reader		at;
+				int			lenpos;
 
-				parse_statement(&r, &e);
 				seq++;
-				logchain_mac(next_mac, key, (uint64) seq, mac, bytes, blen);
-				memcpy(mac, next_mac, LOGCHAIN_MAC_BYTES);
-				ExecClearTuple(s);
-				memset(s->tts_isnull, 0, sizeof(bool) * ACCESS_LOG_NATTS);
-				s->tts_values[0] = Int64GetDatum(seq);
-				s->tts_values[1] = TimestampTzGetDatum(e.at);
-				nullable_text(s, 2, e.session_role);
-				nullable_text(s, 3, e.acting_role);
-				nullable_text(s, 4, e.application);
-				nullable_text(s, 5, e.client_addr);
-				s->tts_values[6] = Int32GetDatum(e.backend_pid);
-				nullable_text(s, 7, e.purpose);
-				nullable_text(s, 8, e.command);
-				s->tts_values[9] = ObjectIdGetDatum(e.relid);
-				s->tts_isnull[9] = !OidIsValid(e.relid);
-				nullable_text(s, 10, e.relation);
-				s->tts_values[11] = text_array(e.columns, e.ncolumns);
-				s->tts_values[12] = text_array(e.categories, e.ncolumns);
-				s->tts_values[13] = Int64GetDatum(e.rows);
-				s->tts_values[14] = Int64GetDatum(e.query_id);
-				s->tts_values[15] = Int32GetDatum(e.level);
-				nullable_text(s, 16, e.outcome);
-				s->tts_values[17] = bytea_datum(mac, LOGCHAIN_MAC_BYTES);
-				target_insert(&log, estate);
-				remember_event(e.backend_pid, seq);
+				lenpos = batch_begin_entry(&bb, &log, estate, seq);
+				appendBinaryStringInfo(&bb.packed, (const char *) bytes, blen);
+				batch_end_entry(&bb, lenpos, key, seq, mac);
+				at.p = bytes + 1;
+				at.end = r.end;
+				batch_saw_time(&bb, (TimestampTz) get_i64(&at));
+				remember_event(statement_pid(bytes, blen), seq);
 			}
 			else if (*r.p == ENTRY_SUBJECTS)
 			{
@@ -2168,35 +2551,27 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 					const unsigned char *hash = r.p;
 					char	   *category;
 					int64		opened;
-					TupleTableSlot *s = subj.slot;
+					int			lenpos;
 
 					if (r.end - r.p < PRIVACY_SUBJECT_HASH_BYTES)
-						elog(ERROR, "access log record truncated");
+						elog(ERROR, "access log queue is corrupt at byte " UINT64_FORMAT, start + pos);
 					r.p += PRIVACY_SUBJECT_HASH_BYTES;
 					category = get_str(&r);
 					opened = get_i64(&r);
-					resetStringInfo(&canon);
-					canon_subject(&canon, last_event, hash, category, opened);
 					seq++;
-					logchain_mac(next_mac, key, (uint64) seq, mac, (unsigned char *) canon.data, canon.len);
-					memcpy(mac, next_mac, LOGCHAIN_MAC_BYTES);
-					ExecClearTuple(s);
-					memset(s->tts_isnull, 0, sizeof(bool) * ACCESS_LOG_SUBJECTS_NATTS);
-					s->tts_values[0] = Int64GetDatum(seq);
-					s->tts_values[1] = Int64GetDatum(last_event);
-					s->tts_values[2] = bytea_datum(hash, PRIVACY_SUBJECT_HASH_BYTES);
-					nullable_text(s, 3, category);
-					s->tts_values[4] = Int64GetDatum(opened);
-					s->tts_values[5] = bytea_datum(mac, LOGCHAIN_MAC_BYTES);
-					target_insert(&subj, estate);
+					lenpos = batch_begin_entry(&bb, &log, estate, seq);
+					canon_subject(&bb.packed, last_event, hash, category, opened);
+					batch_end_entry(&bb, lenpos, key, seq, mac);
+					batch_saw_subject(&bb, hash);
+					pfree(category);
 				}
 			}
 			else
 				elog(ERROR, "access log queue holds an unknown record type %d", *r.p);
 			pos += rlen;
 		}
+		batch_store(&bb, &log, estate);
 		target_close(&log);
-		target_close(&subj);
 		FreeExecutorState(estate);
 	}
 	MemoryContextSwitchTo(old);
@@ -2410,78 +2785,129 @@ privacy_access_log_status(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 
-/* Rebuild the canonical bytes of one row of the union verify reads. */
-static void
-row_canonical(StringInfo buf, HeapTuple tup, TupleDesc desc)
+/*
+ * Verify one batch row: its entries chain on from prev / expected.  Returns
+ * NULL when they do (prev, expected and checked advanced), else the status,
+ * with *bad_seq and *detail set.
+ *
+ * The row's own columns (seq range, subject keys, newest time) must match
+ * its entries too, since lookups and retention rely on them; the first row
+ * where they do not is noted in *meta_seq / *meta_detail and reported only
+ * when the chain itself is whole (a cut entry also shortens the range).
+ */
+static const char *
+verify_batch(const unsigned char *key, unsigned char *prev, int64 *expected, int64 *checked,
+			 int64 first_seq, int64 last_seq, TimestampTz last_at, ArrayType *subjects,
+			 bytea *entries, int64 *bad_seq, char **detail, int64 *meta_seq, char **meta_detail)
 {
-	bool		isnull;
-	char		kind = DatumGetChar(SPI_getbinval(tup, desc, 2, &isnull));
+	Reader		r;
+	LogchainEntry *es;
+	int			n = 0;
+	int			max = 64;
+	int			rc;
+	size_t		bad;
+	LogchainVerdict v;
+	int64	   *keys;
+	int			nkeys = 0;
+	TimestampTz newest = DT_NOBEGIN;
+	bool		meta_ok = true;
+	int			i;
 
-	resetStringInfo(buf);
-	if (kind == 'S')
-	{
-		StatementEntry e;
-		Datum		d;
-
-		memset(&e, 0, sizeof(e));
-		e.at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
-		e.session_role = SPI_getvalue(tup, desc, 4);
-		e.acting_role = SPI_getvalue(tup, desc, 5);
-		e.application = SPI_getvalue(tup, desc, 6);
-		e.client_addr = SPI_getvalue(tup, desc, 7);
-		e.backend_pid = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
-		e.purpose = SPI_getvalue(tup, desc, 9);
-		e.command = SPI_getvalue(tup, desc, 10);
-		d = SPI_getbinval(tup, desc, 11, &isnull);
-		e.relid = isnull ? InvalidOid : DatumGetObjectId(d);
-		e.relation = SPI_getvalue(tup, desc, 12);
-		d = SPI_getbinval(tup, desc, 13, &isnull);
-		if (!isnull)
+	r.p = (unsigned char *) VARDATA_ANY(entries);
+	r.end = r.p + VARSIZE_ANY_EXHDR(entries);
+	es = palloc(sizeof(LogchainEntry) * max);
+	while ((rc = unpack_next(&r, &es[n])) > 0)
+		if (++n == max)
 		{
-			Datum	   *cols;
-			Datum	   *cats;
-			bool	   *cn;
-			bool	   *kn;
-			int			nc;
-			int			nk;
-			int			i;
-
-			deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT, &cols, &cn, &nc);
-			d = SPI_getbinval(tup, desc, 14, &isnull);
-			if (isnull)
-				nk = 0, cats = NULL, kn = NULL;
-			else
-				deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT, &cats, &kn, &nk);
-			e.ncolumns = nc;
-			e.columns = palloc(sizeof(char *) * (nc + 1));
-			e.categories = palloc(sizeof(char *) * (nc + 1));
-			for (i = 0; i < nc; i++)
-			{
-				e.columns[i] = cn[i] ? NULL : TextDatumGetCString(cols[i]);
-				e.categories[i] = (i < nk && !kn[i]) ? TextDatumGetCString(cats[i]) : NULL;
-			}
+			max *= 2;
+			es = repalloc(es, sizeof(LogchainEntry) * max);
 		}
-		e.rows = DatumGetInt64(SPI_getbinval(tup, desc, 15, &isnull));
-		e.query_id = DatumGetInt64(SPI_getbinval(tup, desc, 16, &isnull));
-		e.level = DatumGetInt32(SPI_getbinval(tup, desc, 17, &isnull));
-		e.outcome = SPI_getvalue(tup, desc, 18);
-		canon_statement(buf, &e);
+
+	v = logchain_verify(key, prev, (uint64) *expected, es, n, &bad);
+	if (v != LOGCHAIN_OK)
+	{
+		int64		seq = (int64) es[bad].seq;
+
+		*checked += bad;
+		if (v == LOGCHAIN_MISSING)
+		{
+			*bad_seq = *expected + bad;
+			*detail = psprintf("entries " INT64_FORMAT " to " INT64_FORMAT " are missing", *bad_seq, seq - 1);
+		}
+		else if (v == LOGCHAIN_ALTERED)
+		{
+			*bad_seq = seq;
+			*detail = psprintf("entry " INT64_FORMAT " does not match its MAC: it, or the entry before it, was changed", seq);
+		}
+		else
+		{
+			*bad_seq = seq;
+			*detail = psprintf("entry " INT64_FORMAT " is out of order", seq);
+		}
+		return logchain_verdict_name(v);
 	}
+	if (rc < 0)
+	{
+		/* the bytes after the last good entry cannot be read as entries */
+		*checked += n;
+		*bad_seq = *expected + n;
+		*detail = psprintf("the entries of the batch from seq " INT64_FORMAT " are malformed after entry " INT64_FORMAT,
+						   first_seq, *bad_seq - 1);
+		return "altered";
+	}
+
+	/* the row's columns */
+	keys = palloc(sizeof(int64) * (n + 1));
+	for (i = 0; i < n; i++)
+	{
+		Reader		er;
+
+		er.p = es[i].bytes + 1;
+		er.end = es[i].bytes + es[i].len;
+		if (es[i].len >= 1 + 8 && es[i].bytes[0] == ENTRY_STATEMENT)
+		{
+			TimestampTz at = (TimestampTz) get_i64(&er);
+
+			if (at > newest)
+				newest = at;
+		}
+		else if (es[i].len >= 1 + 8 + PRIVACY_SUBJECT_HASH_BYTES && es[i].bytes[0] == ENTRY_SUBJECT)
+			keys[nkeys++] = subject_key(es[i].bytes + 1 + 8);
+	}
+	if (n == 0)
+		meta_ok = true;			/* all its entries were cut: the chain says so */
+	else if (first_seq != (int64) es[0].seq || last_seq != (int64) es[n - 1].seq ||
+			 (newest != DT_NOBEGIN && newest != last_at))
+		meta_ok = false;
 	else
 	{
-		bytea	   *h = DatumGetByteaPP(SPI_getbinval(tup, desc, 20, &isnull));
-		unsigned char hash[PRIVACY_SUBJECT_HASH_BYTES];
+		Datum	   *kd;
+		bool	   *kn;
+		int			nk;
+		int			u = 0;
 
-		memset(hash, 0, sizeof(hash));
-		if (!isnull)
-			memcpy(hash, VARDATA_ANY(h), Min(VARSIZE_ANY_EXHDR(h), PRIVACY_SUBJECT_HASH_BYTES));
-		canon_subject(buf, DatumGetInt64(SPI_getbinval(tup, desc, 19, &isnull)),
-					  hash, SPI_getvalue(tup, desc, 21),
-					  DatumGetInt64(SPI_getbinval(tup, desc, 22, &isnull)));
-		/* a hash of the wrong length must not verify */
-		if (!isnull && VARSIZE_ANY_EXHDR(h) != PRIVACY_SUBJECT_HASH_BYTES)
-			appendStringInfoChar(buf, '!');
+		qsort(keys, nkeys, sizeof(int64), cmp_int64);
+		for (i = 0; i < nkeys; i++)
+			if (u == 0 || keys[i] != keys[u - 1])
+				keys[u++] = keys[i];
+		deconstruct_array(subjects, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &kd, &kn, &nk);
+		if (nk != u)
+			meta_ok = false;
+		for (i = 0; meta_ok && i < nk; i++)
+			if (kn[i] || DatumGetInt64(kd[i]) != keys[i])
+				meta_ok = false;
 	}
+	if (!meta_ok && *meta_detail == NULL)
+	{
+		*meta_seq = (int64) es[0].seq;
+		*meta_detail = psprintf("the batch row from seq " INT64_FORMAT " to " INT64_FORMAT " does not describe the entries it holds",
+								first_seq, last_seq);
+	}
+	if (n > 0)
+		memcpy(prev, es[n - 1].mac, LOGCHAIN_MAC_BYTES);
+	*expected += n;
+	*checked += n;
+	return NULL;
 }
 
 /*
@@ -2506,14 +2932,14 @@ privacy_verify_access_log(PG_FUNCTION_ARGS)
 	char	   *detail = NULL;
 	Portal		portal;
 	int			idx;
-	StringInfoData canon;
+	int64		meta_seq = 0;
+	char	   *meta_detail = NULL;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	keys_require_master_key();
 	keys_access_log_key(key);
 	memset(prev, 0, sizeof(prev));
-	initStringInfo(&canon);
 
 	catalog_become_owner(&st);
 	/* the latest retention anchor, itself authenticated */
@@ -2543,71 +2969,62 @@ privacy_verify_access_log(PG_FUNCTION_ARGS)
 
 	if (strcmp(status, "ok") == 0)
 	{
-		SPIPlanPtr	plan = SPI_prepare(
-									   "SELECT seq, 'S'::\"char\", at, session_role, acting_role, application, client_addr, backend_pid,"
-									   "       purpose, command, relid, relation, columns, categories, rows, query_id, level, outcome,"
-									   "       NULL::bigint, NULL::bytea, NULL::text, NULL::bigint, mac"
-									   "  FROM " PRIVACY_SCHEMA ".access_log WHERE seq >= $1"
-									   " UNION ALL "
-									   "SELECT seq, 'u'::\"char\", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
-									   "       NULL, NULL, NULL, NULL, event, subject_hash, category, opened, mac"
-									   "  FROM " PRIVACY_SCHEMA ".access_log_subjects WHERE seq >= $1"
-									   " ORDER BY 1", 1, (Oid[]) {INT8OID});
 		Datum		arg = Int64GetDatum(expected);
+		MemoryContext tmp = AllocSetContextCreate(CurrentMemoryContext, "verify batch", ALLOCSET_DEFAULT_SIZES);
 		bool		done = false;
+		bool		meta_copied = false;
 
-		if (plan == NULL)
-			elog(ERROR, "could not prepare the access log scan");
-		portal = SPI_cursor_open(NULL, plan, &arg, NULL, true);
+		portal = SPI_cursor_open_with_args(NULL,
+										   "SELECT first_seq, last_seq, last_at, subjects, entries"
+										   "  FROM " PRIVACY_SCHEMA ".access_log_batches WHERE last_seq >= $1 ORDER BY first_seq",
+										   1, (Oid[]) {INT8OID}, &arg, NULL, true, 0);
 		while (!done)
 		{
 			uint64		i;
 
-			SPI_cursor_fetch(portal, true, 5000);
+			SPI_cursor_fetch(portal, true, 4);
 			if (SPI_processed == 0)
 				break;
-			for (i = 0; i < SPI_processed; i++)
+			for (i = 0; i < SPI_processed && !done; i++)
 			{
 				HeapTuple	tup = SPI_tuptable->vals[i];
 				TupleDesc	td = SPI_tuptable->tupdesc;
 				bool		isnull;
-				int64		seq = DatumGetInt64(SPI_getbinval(tup, td, 1, &isnull));
-				bytea	   *m = DatumGetByteaPP(SPI_getbinval(tup, td, 23, &isnull));
-				LogchainEntry entry;
-				size_t		bad;
-				LogchainVerdict v;
-				MemoryContext tmp = AllocSetContextCreate(CurrentMemoryContext, "verify row", ALLOCSET_SMALL_SIZES);
 				MemoryContext old = MemoryContextSwitchTo(tmp);
+				const char *v;
+				Datum		subjects = SPI_getbinval(tup, td, 4, &isnull);
+				Datum		entries;
 
-				row_canonical(&canon, tup, td);
+				if (isnull)
+					subjects = PointerGetDatum(construct_empty_array(INT8OID));
+				entries = SPI_getbinval(tup, td, 5, &isnull);
+				if (isnull)
+					entries = PointerGetDatum(bytea_datum(NULL, 0));
+				v = verify_batch(key, prev, &expected, &checked,
+								 DatumGetInt64(SPI_getbinval(tup, td, 1, &isnull)),
+								 DatumGetInt64(SPI_getbinval(tup, td, 2, &isnull)),
+								 DatumGetTimestampTz(SPI_getbinval(tup, td, 3, &isnull)),
+								 DatumGetArrayTypeP(subjects),
+								 DatumGetByteaPP(entries),
+								 &bad_seq, &detail, &meta_seq, &meta_detail);
 				MemoryContextSwitchTo(old);
-				entry.seq = (uint64) seq;
-				entry.bytes = (unsigned char *) canon.data;
-				entry.len = canon.len;
-				entry.mac = (!isnull && VARSIZE_ANY_EXHDR(m) == LOGCHAIN_MAC_BYTES) ?
-					(unsigned char *) VARDATA_ANY(m) : NULL;
-				v = logchain_verify(key, prev, (uint64) expected, &entry, 1, &bad);
-				MemoryContextDelete(tmp);
-				if (v != LOGCHAIN_OK)
+				if (v != NULL)
 				{
-					status = logchain_verdict_name(v);
-					bad_seq = v == LOGCHAIN_MISSING ? expected : seq;
-					if (v == LOGCHAIN_MISSING)
-						detail = psprintf("entries " INT64_FORMAT " to " INT64_FORMAT " are missing", expected, seq - 1);
-					else if (v == LOGCHAIN_ALTERED)
-						detail = psprintf("entry " INT64_FORMAT " does not match its MAC: it, or the entry before it, was changed", seq);
-					else
-						detail = psprintf("entry " INT64_FORMAT " is out of order", seq);
+					status = v;
+					detail = pstrdup(detail);
 					done = true;
-					break;
 				}
-				memcpy(prev, entry.mac, LOGCHAIN_MAC_BYTES);
-				expected++;
-				checked++;
+				if (meta_detail != NULL && !meta_copied)
+				{
+					meta_detail = pstrdup(meta_detail);
+					meta_copied = true;
+				}
+				MemoryContextReset(tmp);
 			}
 			SPI_freetuptable(SPI_tuptable);
 		}
 		SPI_cursor_close(portal);
+		MemoryContextDelete(tmp);
 	}
 	catalog_restore_user(&st);
 
@@ -2618,7 +3035,7 @@ privacy_verify_access_log(PG_FUNCTION_ARGS)
 		AuditQueue *q = &audit_shared->queues[idx];
 		uint64		head;
 
-		Oid			log_relid = get_relname_relid("access_log", catalog_namespace());
+		Oid			log_relid = get_relname_relid("access_log_batches", catalog_namespace());
 
 		LWLockAcquire(audit_shared->lock, LW_SHARED);
 		head = q->chain_relid == log_relid ? q->chain_seq : 0;
@@ -2632,6 +3049,14 @@ privacy_verify_access_log(PG_FUNCTION_ARGS)
 		}
 	}
 	sodium_memzero(key, sizeof(key));
+
+	/* the chain is whole, but a row misdescribes its entries */
+	if (strcmp(status, "ok") == 0 && meta_detail != NULL)
+	{
+		status = "altered";
+		bad_seq = meta_seq;
+		detail = meta_detail;
+	}
 
 	/* every run is recorded, under the role that asked */
 	{
@@ -2685,52 +3110,51 @@ audit_trim_log(void)
 		return 0;
 	keys_require_master_key();
 	catalog_become_owner(&st);
+	/*
+	 * Whole batches go: those before the first whose newest statement is
+	 * within the retention (all of them when none is).
+	 */
 	snprintf(sql, sizeof(sql),
-			 "SELECT coalesce((SELECT seq - 1 FROM " PRIVACY_SCHEMA ".access_log"
-			 "                  WHERE at >= pg_catalog.now() - interval '%d minutes' ORDER BY seq LIMIT 1),"
-			 "                (SELECT max(seq) FROM " PRIVACY_SCHEMA ".access_log))",
+			 "SELECT last_seq, substr(entries, length(entries) - 31) FROM " PRIVACY_SCHEMA ".access_log_batches"
+			 " WHERE first_seq < coalesce((SELECT first_seq FROM " PRIVACY_SCHEMA ".access_log_batches"
+			 "                              WHERE last_at >= pg_catalog.now() - interval '%d minutes'"
+			 "                              ORDER BY first_seq LIMIT 1), pg_catalog.int8 '9223372036854775807')"
+			 " ORDER BY first_seq DESC LIMIT 1",
 			 privacy_access_log_retention);
 	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not find the access log retention boundary");
-	boundary = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (!isnull && boundary > 0)
+	if (SPI_processed == 1)
 	{
-		Datum		arg = Int64GetDatum(boundary);
 		bytea	   *m;
 
-		if (SPI_execute_with_args("SELECT mac FROM " PRIVACY_SCHEMA ".access_log WHERE seq = $1"
-								  " UNION ALL SELECT mac FROM " PRIVACY_SCHEMA ".access_log_subjects WHERE seq = $1",
-								  1, (Oid[]) {INT8OID}, &arg, NULL, true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not read the access log");
-		if (SPI_processed == 1)
+		boundary = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		m = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		if (!isnull && VARSIZE_ANY_EXHDR(m) == LOGCHAIN_MAC_BYTES)
 		{
-			m = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-			if (!isnull && VARSIZE_ANY_EXHDR(m) == LOGCHAIN_MAC_BYTES)
-			{
-				Datum		args[4];
+			Datum		arg = Int64GetDatum(boundary);
+			Datum		args[4];
 
-				memcpy(anchor, VARDATA_ANY(m), LOGCHAIN_MAC_BYTES);
-				keys_access_log_key(key);
-				anchor_mac(amac, key, boundary + 1, anchor);
-				sodium_memzero(key, sizeof(key));
-				if (SPI_execute_with_args("WITH a AS (DELETE FROM " PRIVACY_SCHEMA ".access_log WHERE seq <= $1 RETURNING 1),"
-										  "     s AS (DELETE FROM " PRIVACY_SCHEMA ".access_log_subjects WHERE seq <= $1 RETURNING 1)"
-										  " SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM s)",
-										  1, (Oid[]) {INT8OID}, &arg, NULL, false, 1) != SPI_OK_SELECT)
-					elog(ERROR, "could not trim the access log");
-				removed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-				if (removed > 0)
-				{
-					args[0] = Int64GetDatum(boundary + 1);
-					args[1] = bytea_datum(anchor, LOGCHAIN_MAC_BYTES);
-					args[2] = Int64GetDatum(removed);
-					args[3] = bytea_datum(amac, LOGCHAIN_MAC_BYTES);
-					if (SPI_execute_with_args("INSERT INTO " PRIVACY_SCHEMA ".access_log_anchors"
-											  " (first_seq, anchor, removed, mac) VALUES ($1, $2, $3, $4)",
-											  4, (Oid[]) {INT8OID, BYTEAOID, INT8OID, BYTEAOID},
-											  args, NULL, false, 0) != SPI_OK_INSERT)
-						elog(ERROR, "could not record the access log anchor");
-				}
+			memcpy(anchor, VARDATA_ANY(m), LOGCHAIN_MAC_BYTES);
+			keys_access_log_key(key);
+			anchor_mac(amac, key, boundary + 1, anchor);
+			sodium_memzero(key, sizeof(key));
+			if (SPI_execute_with_args("WITH d AS (DELETE FROM " PRIVACY_SCHEMA ".access_log_batches WHERE last_seq <= $1"
+									  "            RETURNING last_seq - first_seq + 1 AS n)"
+									  " SELECT coalesce(sum(n), 0)::bigint FROM d",
+									  1, (Oid[]) {INT8OID}, &arg, NULL, false, 1) != SPI_OK_SELECT)
+				elog(ERROR, "could not trim the access log");
+			removed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			if (removed > 0)
+			{
+				args[0] = Int64GetDatum(boundary + 1);
+				args[1] = bytea_datum(anchor, LOGCHAIN_MAC_BYTES);
+				args[2] = Int64GetDatum(removed);
+				args[3] = bytea_datum(amac, LOGCHAIN_MAC_BYTES);
+				if (SPI_execute_with_args("INSERT INTO " PRIVACY_SCHEMA ".access_log_anchors"
+										  " (first_seq, anchor, removed, mac) VALUES ($1, $2, $3, $4)",
+										  4, (Oid[]) {INT8OID, BYTEAOID, INT8OID, BYTEAOID},
+										  args, NULL, false, 0) != SPI_OK_INSERT)
+					elog(ERROR, "could not record the access log anchor");
 			}
 		}
 	}

@@ -17,7 +17,8 @@
 #
 # (\gset fails, and pgbench aborts, if a lookup returns no row).  Each lookup
 # is one statement event in privacy.access_log and one subject entry in
-# privacy.access_log_subjects.  Configurations, run in rounds (each round
+# privacy.access_log_subjects (views of the batch rows the writer stores in
+# privacy.access_log_batches).  Configurations, run in rounds (each round
 # runs each once, BENCH_SECONDS s each; of BENCH_ROUNDS rounds, a figure
 # takes the round whose ratio is the median, and every round's ratios are
 # printed):
@@ -43,11 +44,14 @@
 #   access_log_vs_pgaudit      TPS on / TPS pgaudit: goal >= 1.0
 #   access_log_strict_lookup   TPS strict / TPS off: reported
 #   access_log_strict_fsync_lookup  TPS strict with fsync on / TPS off: reported
-#   access_log_bytes_per_event (pg_total_relation_size of access_log +
-#                              access_log_subjects) / statement events, against
-#                              the server-log bytes of one pgaudit line: reported
+#   access_log_bytes_per_event pg_total_relation_size of access_log_batches
+#                              (heap, TOAST, indexes) / statement events,
+#                              against the server-log bytes of one pgaudit
+#                              line: reported
 # and a sanity line per logged run: statement events and subject entries
-# written (after privacy.flush_access_log()) against pgbench's transactions.
+# written (after privacy.flush_access_log()) against pgbench's transactions;
+# and per logged run the writer's CPU time (utime + stime from
+# /proc/<pid>/stat, over the run but its first and last 2 s) per lookup.
 # BENCH_SECONDS (20), BENCH_ROUNDS (3), BENCH_SUBJECTS (2000) scale it.
 set -eu -o pipefail
 shopt -s inherit_errexit
@@ -152,8 +156,7 @@ pgbench_run() {
 }
 
 last_seq() {
-	bench_psql -c "SELECT greatest((SELECT coalesce(max(seq), 0) FROM privacy.access_log),
-	                               (SELECT coalesce(max(seq), 0) FROM privacy.access_log_subjects))"
+	bench_psql -c "SELECT coalesce(max(last_seq), 0) FROM privacy.access_log_batches"
 }
 flush_log() {
 	[ "$(bench_psql -c "SELECT privacy.flush_access_log(60000)")" = t ] || die "privacy.flush_access_log() timed out"
@@ -163,18 +166,37 @@ flush_log() {
 # was logged.  Prints "TPS".
 SANITY=$PRIVACY_TMP/alog_sanity
 : >"$SANITY"
+WRITER_CPU=$PRIVACY_TMP/alog_writer_cpu
+: >"$WRITER_CPU"
+# writer_sample: "PID CPU_TICKS LAST_SEQ" of this database's access log writer
+writer_sample() {
+	local pid seq
+	read -r pid seq <<<"$(bench_psql -F ' ' -c "SELECT writer_pid, last_seq FROM privacy.access_log_status()")"
+	[ -n "$pid" ] && [ -r "/proc/$pid/stat" ] && echo "$pid $(awk '{ print $14 + $15 }' "/proc/$pid/stat") $seq"
+}
 logged_run() {
-	local name=$1 secs=$2 before tps n events subjects opened
+	local name=$1 secs=$2 before tps n events subjects opened sampler p1 c1 s1 p2 c2 s2
 	flush_log
 	before=$(last_seq)
+	# the writer's CPU time (utime + stime) over the run but its first and last 2 s
+	(sleep 2; writer_sample >"$WRITER_CPU.1"; sleep $((secs > 5 ? secs - 4 : 1)); writer_sample >"$WRITER_CPU.2") &
+	sampler=$!
 	read -r tps n <<<"$(pgbench_run "$secs")"
+	wait "$sampler"
+	read -r p1 c1 s1 <"$WRITER_CPU.1" || true
+	read -r p2 c2 s2 <"$WRITER_CPU.2" || true
+	if [ -n "${p1:-}" ] && [ "${p1:-}" = "${p2:-}" ] && [ "$((s2 - s1))" -gt 0 ]; then
+		echo "$name $(awk -v c=$((c2 - c1)) -v e=$((s2 - s1)) -v hz="$(getconf CLK_TCK)" \
+			'BEGIN { printf "%.2f", c / hz * 1e6 / (e / 2) }') $((s2 - s1))" >>"$WRITER_CPU"
+	fi
 	flush_log
 	read -r events subjects opened <<<"$(bench_psql -F ' ' -c "
-	    SELECT (SELECT count(*) FROM privacy.access_log
-	             WHERE seq > $before AND relid = 'contacts'::regclass AND command = 'SELECT'
-	               AND outcome = 'completed' AND rows = 1 AND columns = '{email}'),
-	           count(*), coalesce(sum(opened), 0)
-	      FROM privacy.access_log_subjects WHERE seq > $before")"
+	    SELECT (SELECT count(*) FROM privacy.access_log_batches b, privacy._access_log_statements(b.entries) e
+	             WHERE b.last_seq > $before AND e.seq > $before AND e.relid = 'contacts'::regclass
+	               AND e.command = 'SELECT' AND e.outcome = 'completed' AND e.rows = 1 AND e.columns = '{email}'),
+	           count(*), coalesce(sum(e.opened), 0)
+	      FROM privacy.access_log_batches b, privacy._access_log_subject_entries(b.entries) e
+	     WHERE b.last_seq > $before AND e.seq > $before")"
 	echo "$name $n $events $subjects $opened" >>"$SANITY"
 	echo "$tps"
 }
@@ -269,14 +291,17 @@ while read -r n lines bytes; do
 	echo "pgaudit: $n transactions, $lines AUDIT lines in the server log"
 done <"$AUDIT"
 echo "sanity: $incomplete of $(wc -l <"$SANITY") logged runs incomplete"
+while read -r name us entries; do
+	echo "writer $name: $us µs of CPU per lookup (a statement event and its subject entry), over $entries entries"
+done <"$WRITER_CPU"
 
 # log volume: the whole log of this database (every run above) per event
-read -r entries subj_entries log_bytes subj_bytes <<<"$(bench_psql -F ' ' -c "
+read -r entries subj_entries batches log_bytes <<<"$(bench_psql -F ' ' -c "
     SELECT (SELECT count(*) FROM privacy.access_log), (SELECT count(*) FROM privacy.access_log_subjects),
-           pg_total_relation_size('privacy.access_log'), pg_total_relation_size('privacy.access_log_subjects')")"
-per_event=$(awk -v a="$log_bytes" -v b="$subj_bytes" -v n="$entries" 'BEGIN { printf "%.1f", (a + b) / n }')
-echo "access log: $entries statement events ($(awk -v a="$log_bytes" -v n="$entries" 'BEGIN { printf "%.1f", a / n }') B each with the primary key)," \
-	"$subj_entries subject entries ($(awk -v a="$subj_bytes" -v n="$subj_entries" 'BEGIN { printf "%.1f", a / n }') B each with both indexes)"
+           (SELECT count(*) FROM privacy.access_log_batches), pg_total_relation_size('privacy.access_log_batches')")"
+per_event=$(awk -v a="$log_bytes" -v n="$entries" 'BEGIN { printf "%.1f", a / n }')
+echo "access log: $entries statement events, $subj_entries subject entries in $batches batch rows," \
+	"$log_bytes B with TOAST and both indexes: $per_event B per statement event with its subject entry"
 read -r audit_lines audit_bytes <<<"$(awk '{ l += $2; b += $3 } END { printf "%d %d", l, b }' "$AUDIT")"
 per_line=$(awk -v b="$audit_bytes" -v n="$audit_lines" 'BEGIN { printf "%.1f", n ? b / n : 0 }')
 echo "pgaudit: $audit_lines lines, $per_line B each, e.g.:"
