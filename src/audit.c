@@ -72,6 +72,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -649,7 +650,64 @@ typedef struct AuditFrame
 	CmdType		operation;
 	const char *utility_tag;	/* frames of utility statements */
 	int64		query_id;
+	int			ninline;		/* the first subjects, without a hash table */
+	SubjectCount *inline_subjects;
 } AuditFrame;
+
+#define INLINE_SUBJECTS 8
+
+static bool
+frame_has_subjects(AuditFrame *f)
+{
+	return f->ninline > 0 || (f->subjects != NULL && hash_get_num_entries(f->subjects) > 0);
+}
+
+/*
+ * The count of one subject key and category in a frame: most statements
+ * open a few subjects, kept in a small array; a hash table takes over
+ * beyond that.
+ */
+static SubjectCount *
+frame_subject(AuditFrame *f, uint32 key_id, uint16 category, MemoryContext cxt, bool *found)
+{
+	SubjectKey	k;
+	int			i;
+
+	for (i = 0; i < f->ninline; i++)
+		if (f->inline_subjects[i].key_id == key_id && f->inline_subjects[i].category == category)
+		{
+			*found = true;
+			return &f->inline_subjects[i];
+		}
+	if (f->subjects == NULL && f->ninline < INLINE_SUBJECTS)
+	{
+		SubjectCount *sc;
+
+		if (f->inline_subjects == NULL)
+			f->inline_subjects = MemoryContextAlloc(cxt, sizeof(SubjectCount) * INLINE_SUBJECTS);
+		sc = &f->inline_subjects[f->ninline++];
+		memset(sc, 0, sizeof(*sc));
+		sc->key_id = key_id;
+		sc->category = category;
+		*found = false;
+		return sc;
+	}
+	if (f->subjects == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(SubjectKey);
+		ctl.entrysize = sizeof(SubjectCount);
+		ctl.hcxt = cxt;
+		f->subjects = hash_create("privacy opened subjects", 64, &ctl,
+								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	memset(&k, 0, sizeof(k));
+	k.key_id = key_id;
+	k.category = category;
+	return hash_search(f->subjects, &k, HASH_ENTER, found);
+}
 
 static AuditFrame *frames = NULL;	/* newest first */
 static AuditFrame *active_frame = NULL; /* the one running now */
@@ -673,7 +731,18 @@ typedef struct RelInfo
 	AttrNumber *attnums;
 	char	  **columns;
 	char	  **categories;
+	char		display_name[4 * NAMEDATALEN + 8];	/* schema.table, quoted */
+	uint64		display_generation; /* of relinfo_names_generation */
 } RelInfo;
+
+/* Bumped by every relation cache invalidation: names may have changed. */
+static uint64 relinfo_names_generation = 1;
+
+static void
+audit_relcache_callback(Datum arg, Oid relid)
+{
+	relinfo_names_generation++;
+}
 
 static HTAB *relinfo = NULL;
 static uint64 relinfo_generation = 0;
@@ -732,6 +801,7 @@ load_relinfo(void)
 			if (!found)
 			{
 				ri->is_protected = true;
+				ri->display_generation = 0;
 				ri->ncolumns = 0;
 				ri->attnums = palloc(sizeof(AttrNumber) * MaxHeapAttributeNumber);
 				ri->columns = palloc(sizeof(char *) * MaxHeapAttributeNumber);
@@ -864,12 +934,19 @@ new_event(const char *command, Oid relid, RelInfo *ri, Bitmapset *cols, bool all
 	e->purpose = (privacy_purpose && privacy_purpose[0]) ? pstrdup(privacy_purpose) : NULL;
 	e->command = pstrdup(command);
 	e->relid = relid;
-	if (OidIsValid(relid))
+	if (ri != NULL && ri->display_generation == relinfo_names_generation)
+		e->relation = pstrdup(ri->display_name);
+	else if (OidIsValid(relid))
 	{
 		char	   *nsp = get_namespace_name(get_rel_namespace(relid));
 		char	   *rel = get_rel_name(relid);
 
 		e->relation = (nsp && rel) ? quote_qualified_identifier(nsp, rel) : psprintf("relation %u", relid);
+		if (ri != NULL && nsp && rel)
+		{
+			strlcpy(ri->display_name, e->relation, sizeof(ri->display_name));
+			ri->display_generation = relinfo_names_generation;
+		}
 	}
 	e->columns = palloc(sizeof(char *) * ((ri ? ri->ncolumns : 0) + 1));
 	e->categories = palloc(sizeof(char *) * ((ri ? ri->ncolumns : 0) + 1));
@@ -1260,12 +1337,18 @@ send_subjects(AuditFrame *f, StringInfo rec, bool standby, bool in_abort, uint64
 	SubjectCount *sc;
 	int			n = 0;
 	int			count_at = 0;
+	int			next_inline = 0;
 
-	if (f->subjects == NULL || hash_get_num_entries(f->subjects) == 0)
+	if (!frame_has_subjects(f))
 		return;
-	hash_seq_init(&seq, f->subjects);
-	while ((sc = hash_seq_search(&seq)) != NULL)
+	if (f->subjects != NULL)
+		hash_seq_init(&seq, f->subjects);
+	for (;;)
 	{
+		if (next_inline < f->ninline)
+			sc = &f->inline_subjects[next_inline++];
+		else if (f->subjects == NULL || (sc = hash_seq_search(&seq)) == NULL)
+			break;
 		if (n == 0)
 		{
 			resetStringInfo(rec);
@@ -1481,10 +1564,8 @@ void
 audit_value_opened(uint32 key_id, uint16 category_id)
 {
 	const unsigned char *hash;
-	SubjectKey	k;
 	SubjectCount *sc;
 	bool		found;
-
 	AuditFrame *f = active_frame;
 
 	if (internal_depth > 0 || !privacy_access_log || audit_shared == NULL)
@@ -1510,31 +1591,17 @@ audit_value_opened(uint32 key_id, uint16 category_id)
 		}
 		f = loose_frame;
 	}
-	if (f->subjects == NULL)
+	/* values opened with no protected table in the statement */
+	if (f->events == NIL && f != loose_frame && !frame_has_subjects(f))
 	{
-		HASHCTL		ctl;
-		MemoryContext old;
+		MemoryContext old = MemoryContextSwitchTo(audit_context);
 
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(SubjectKey);
-		ctl.entrysize = sizeof(SubjectCount);
-		ctl.hcxt = f == loose_frame ? loose_context : audit_context;
-		f->subjects = hash_create("privacy opened subjects", 64, &ctl,
-								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		/* values opened with no protected table in the statement */
-		if (f->events == NIL && f != loose_frame)
-		{
-			old = MemoryContextSwitchTo(audit_context);
-			f->events = list_make1(new_event(f->qd == NULL && !f->copy ? f->utility_tag :
-											 command_name(f->operation, f->copy),
-											 InvalidOid, NULL, NULL, false));
-			MemoryContextSwitchTo(old);
-		}
+		f->events = list_make1(new_event(f->qd == NULL && !f->copy ? f->utility_tag :
+										 command_name(f->operation, f->copy),
+										 InvalidOid, NULL, NULL, false));
+		MemoryContextSwitchTo(old);
 	}
-	memset(&k, 0, sizeof(k));
-	k.key_id = key_id;
-	k.category = category_id;
-	sc = hash_search(f->subjects, &k, HASH_ENTER, &found);
+	sc = frame_subject(f, key_id, category_id, f == loose_frame ? loose_context : audit_context, &found);
 	if (!found)
 	{
 		const char *cat = catalog_category_name(category_id);
@@ -1929,6 +1996,7 @@ audit_init(void)
 										  ALLOCSET_DEFAULT_SIZES);
 	relinfo_context = AllocSetContextCreate(TopMemoryContext, "privacy access log relations",
 											ALLOCSET_DEFAULT_SIZES);
+	CacheRegisterRelcacheCallback(audit_relcache_callback, (Datum) 0);
 	loose_context = AllocSetContextCreate(TopMemoryContext, "privacy access log subjects",
 										  ALLOCSET_DEFAULT_SIZES);
 	EnableQueryId();
@@ -3212,25 +3280,12 @@ audit_record_report(Oid relid, int64 rows, const unsigned char *subject_hash,
 	f.events = list_make1(e);
 	for (i = 0; i < ncategories; i++)
 	{
-		SubjectKey	k;
 		SubjectCount *sc;
+		bool		found;
 
 		if (opened[i] <= 0)
 			continue;
-		if (f.subjects == NULL)
-		{
-			HASHCTL		ctl;
-
-			memset(&ctl, 0, sizeof(ctl));
-			ctl.keysize = sizeof(SubjectKey);
-			ctl.entrysize = sizeof(SubjectCount);
-			ctl.hcxt = tmp;
-			f.subjects = hash_create("privacy report subjects", 8, &ctl,
-									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		}
-		memset(&k, 0, sizeof(k));
-		k.category = (uint16) (i + 1);
-		sc = hash_search(f.subjects, &k, HASH_ENTER, NULL);
+		sc = frame_subject(&f, 0, (uint16) (i + 1), tmp, &found);
 		memcpy(sc->hash, subject_hash, PRIVACY_SUBJECT_HASH_BYTES);
 		strlcpy(sc->category_name, categories[i], NAMEDATALEN);
 		sc->count = opened[i];
