@@ -115,8 +115,8 @@ CREATE FUNCTION pg_temp.al_mac(n bigint) RETURNS bytea LANGUAGE sql
 CREATE FUNCTION pg_temp.al_span(n bigint, OUT first_seq bigint, OUT from_pos integer, OUT to_pos integer)
     LANGUAGE sql AS $$
 SELECT b.first_seq,
-       CASE WHEN b.first_seq = n THEN 1 ELSE position(pg_temp.al_mac(n - 1) IN b.entries) + 32 END,
-       position(pg_temp.al_mac(n) IN b.entries) + 31
+       CASE WHEN b.first_seq = n THEN 1 ELSE position(pg_temp.al_mac(n - 1) IN b.entries) + 16 END,
+       position(pg_temp.al_mac(n) IN b.entries) + 15
   FROM privacy.access_log_batches b WHERE n BETWEEN b.first_seq AND b.last_seq
 $$;
 CREATE FUNCTION pg_temp.al_restore() RETURNS void LANGUAGE sql AS $$
@@ -124,7 +124,7 @@ DELETE FROM privacy.access_log_batches;
 INSERT INTO privacy.access_log_batches SELECT * FROM al_batches;
 $$;
 -- one bit of entry 2 (the last byte of its canonical bytes)
-UPDATE privacy.access_log_batches b SET entries = set_byte(b.entries, s.to_pos - 33, get_byte(b.entries, s.to_pos - 33) # 1)
+UPDATE privacy.access_log_batches b SET entries = set_byte(b.entries, s.to_pos - 17, get_byte(b.entries, s.to_pos - 17) # 1)
   FROM pg_temp.al_span(2) s WHERE b.first_seq = s.first_seq;
 SELECT status, seq, detail FROM privacy.verify_access_log();
 SELECT pg_temp.al_restore();
@@ -165,6 +165,10 @@ SELECT pg_temp.al_restore();
 UPDATE privacy.access_log_batches b SET entries = overlay(b.entries PLACING int8send(1000) FROM s.from_pos FOR 8)
   FROM pg_temp.al_span(1) s WHERE b.first_seq = s.first_seq;
 SELECT status, seq FROM privacy.verify_access_log();
+SELECT pg_temp.al_restore();
+-- a batch's nonce changed: none of its entries' MAC keys are right any more
+UPDATE privacy.access_log_batches SET nonce = set_byte(nonce, 0, get_byte(nonce, 0) # 1) WHERE first_seq = :swap_at;
+SELECT status, seq = :swap_at AS at_its_first_entry FROM privacy.verify_access_log();
 SELECT pg_temp.al_restore();
 -- a batch row that misdescribes its entries (a subject hidden from lookups)
 UPDATE privacy.access_log_batches SET subjects = '{}' WHERE :subject_seq BETWEEN first_seq AND last_seq;

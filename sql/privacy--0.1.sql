@@ -1488,7 +1488,8 @@ CREATE TABLE privacy.access_log_batches (
     written_at timestamptz NOT NULL,
     last_at    timestamptz NOT NULL,
     subjects   bigint[] NOT NULL,
-    entries    bytea NOT NULL
+    entries    bytea NOT NULL,
+    nonce      bytea NOT NULL     -- the batch's MAC keys come from it (logchain.h)
 );
 CREATE INDEX access_log_batches_subjects ON privacy.access_log_batches
     USING gin (subjects) WITH (fastupdate = on);

