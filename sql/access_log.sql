@@ -89,6 +89,21 @@ SELECT status FROM privacy.verify_access_log();
 SELECT verified_by = 'al_officer' AS recorded, status FROM privacy.access_log_verifications ORDER BY verified_at DESC LIMIT 1;
 DELETE FROM privacy.access_log_batches;
 RESET ROLE;
+-- The extension reads its tables as its owner, a superuser, with the
+-- search_path pinned: an operator the caller planted earlier in the path
+-- never runs there.
+CREATE SCHEMA al_planted AUTHORIZATION al_officer;
+SET ROLE al_officer;
+CREATE TABLE al_planted.calls (who name);
+CREATE FUNCTION al_planted.ge(bigint, bigint) RETURNS boolean LANGUAGE sql
+    AS $$ INSERT INTO al_planted.calls VALUES (current_user) RETURNING $1 OPERATOR(pg_catalog.>=) $2 $$;
+CREATE OPERATOR al_planted.>= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = al_planted.ge);
+SET search_path = al_planted, pg_catalog;
+SELECT status FROM privacy.verify_access_log();
+RESET search_path;
+SELECT count(*) AS planted_operator_calls FROM al_planted.calls;
+RESET ROLE;
+DROP SCHEMA al_planted CASCADE;
 
 -- The entries are stored packed in privacy.access_log_batches, each as its
 -- seq, its canonical bytes and its MAC; the views unpack them.

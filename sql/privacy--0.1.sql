@@ -2711,9 +2711,9 @@ BEGIN
       FROM privacy.overdue_requests o
     UNION ALL
     -- data minimisation: a grant nobody uses is access nobody needs.  A
-    -- purpose counts as used by a role when the role, or a member of it,
-    -- declared it in a logged statement; grants younger than 30 days are
-    -- left alone.
+    -- purpose counts as used by a role when the role, or a member of it
+    -- other than a superuser, declared it in a logged statement; grants
+    -- younger than 30 days are left alone.
     SELECT 'purpose never used', format('%s / %s', r.rolname, rp.purpose),
            format('Role %I has held purpose %s since %s, and the access log shows no statement of it or its members under that purpose.',
                   r.rolname, rp.purpose, privacy._request_time(rp.granted_at)),
@@ -2727,7 +2727,9 @@ BEGIN
              FROM (SELECT DISTINCT l.acting_role, l.purpose FROM privacy.access_log l) u
              JOIN pg_catalog.pg_roles m ON m.rolname = u.acting_role
             WHERE u.purpose = rp.purpose
-              AND pg_catalog.pg_has_role(m.oid, rp.role, 'MEMBER'))
+              -- a superuser is a member of every role: its use says nothing
+              AND (m.oid = rp.role OR
+                   (NOT m.rolsuper AND pg_catalog.pg_has_role(m.oid, rp.role, 'MEMBER'))))
     UNION ALL
     -- the log's tamper evidence is worth what its verification is
     SELECT CASE WHEN v.status IS NULL THEN 'access log not verified'

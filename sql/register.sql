@@ -37,6 +37,13 @@ SELECT privacy.classify('reg_leads', 'phone', 'contact');
 CREATE TABLE reg_tickets (id bigint PRIMARY KEY, customer_id bigint, body privacy.encrypted_text,
                           created_at timestamptz);
 SELECT privacy.protect_table('reg_tickets', 'customer_id');
+-- the access log holds an entry from here on, whether or not events of
+-- earlier tests are still arriving: a superuser's read (which says nothing
+-- of which roles use billing)
+SET privacy.purpose = 'billing';
+SELECT count(*) FROM reg_customers;
+RESET privacy.purpose;
+SELECT privacy.flush_access_log();
 SET ROLE reg_officer;
 SELECT privacy.open_request('1', 'access', timestamptz '2020-01-10 12:00+00') AS old_request \gset
 RESET ROLE;

@@ -638,6 +638,8 @@ typedef struct AuditFrame
 	List	   *events;			/* StatementEntry *, rows/outcome unset */
 	HTAB	   *subjects;		/* SubjectCount, created on first open */
 	int64		utility_rows;
+	int64		rows_run;		/* es_processed when its run last returned */
+	bool		flushed;		/* its events went out: never again */
 	CmdType		operation;
 	const char *utility_tag;	/* frames of utility statements */
 	int64		query_id;
@@ -747,17 +749,25 @@ load_relinfo(void)
 	Oid			nsp;
 	uint64		i;
 	MemoryContext old;
+	uint64		generation = catalog_generation;
 
 	if (relinfo != NULL)
 		hash_destroy(relinfo);
 	relinfo = NULL;
-	relinfo_generation = catalog_generation;
+	/*
+	 * Stamped only once loaded: a load that fails (a cancel, a timeout)
+	 * must be retried, not leave an empty map that logs nothing.
+	 */
+	relinfo_generation = 0;
 	nsp = get_namespace_oid(PRIVACY_SCHEMA, true);
 	relinfo_extension_here = OidIsValid(nsp) &&
 		OidIsValid(get_relname_relid("access_log", nsp)) &&
 		OidIsValid(get_relname_relid("protected_tables", nsp));
 	if (!relinfo_extension_here)
+	{
+		relinfo_generation = generation;
 		return;
+	}
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(Oid);
@@ -808,6 +818,7 @@ load_relinfo(void)
 		}
 		MemoryContextSwitchTo(old);
 		catalog_restore_user(&st);
+		relinfo_generation = generation;
 	}
 	PG_FINALLY();
 	{
@@ -849,10 +860,11 @@ static char *
 role_name(Oid roleid)
 {
 	static Oid	cached_oid = InvalidOid;
+	static uint64 cached_generation = 0;	/* a rename bumps it */
 	static char cached[NAMEDATALEN];
 	HeapTuple	tup;
 
-	if (roleid == cached_oid && OidIsValid(roleid))
+	if (roleid == cached_oid && OidIsValid(roleid) && cached_generation == catalog_generation)
 		return pstrdup(cached);
 	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(roleid));
 	if (!HeapTupleIsValid(tup))
@@ -860,6 +872,7 @@ role_name(Oid roleid)
 	strlcpy(cached, NameStr(((Form_pg_authid) GETSTRUCT(tup))->rolname), NAMEDATALEN);
 	ReleaseSysCache(tup);
 	cached_oid = roleid;
+	cached_generation = catalog_generation;
 	return pstrdup(cached);
 }
 
@@ -1016,6 +1029,9 @@ wait_event(const char *name)
 
 static void emit_json_framed(const char *data, Size len);
 
+/* How long an aborting statement waits for room before using the server log. */
+#define ABORT_QUEUE_WAIT_MS 2000
+
 /*
  * Append records, each already framed as a 4-byte length (its own 4
  * included) and its bytes, to this database's queue under one lock.  Waits
@@ -1025,6 +1041,8 @@ static void emit_json_framed(const char *data, Size len);
 static uint64
 enqueue(const char *data, Size len, bool in_abort, int *qindex)
 {
+	TimestampTz abort_wait_since = 0;
+
 	for (;;)
 	{
 		AuditQueue *q = NULL;
@@ -1077,7 +1095,11 @@ enqueue(const char *data, Size len, bool in_abort, int *qindex)
 			/* the caller sends a record this large alone */
 			LWLockRelease(audit_shared->lock);
 			emit_json_framed(data, len);
-			elog(in_abort ? WARNING : ERROR, "access event of %zu bytes is larger than half the queue", len);
+			ereport(in_abort ? WARNING : ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("access event of %zu bytes is larger than half the access log queue", len),
+					 errdetail("The event was written to the server log instead."),
+					 errhint("Raise privacy.access_log_queue_size (needs a restart).")));
 			return 0;
 		}
 		if (qsize - (Size) (q->head - q->tail) >= len)
@@ -1123,6 +1145,26 @@ enqueue(const char *data, Size len, bool in_abort, int *qindex)
 			SetLatch(latch);
 		if (in_abort)
 		{
+			/*
+			 * An abort runs with interrupts held and its locks still taken:
+			 * wait a bounded time, then write the events to the server log
+			 * (as on a standby) rather than hang unkillable behind a writer
+			 * that cannot drain (no master key, no free worker slot, a
+			 * lock on the log's tables).
+			 */
+			if (abort_wait_since == 0)
+				abort_wait_since = GetCurrentTimestamp();
+			else if (TimestampDifferenceExceeds(abort_wait_since, GetCurrentTimestamp(),
+												ABORT_QUEUE_WAIT_MS))
+			{
+				ereport(WARNING,
+						(errmsg("access events of a failed statement went to the server log"),
+						 errdetail("The access log queue of this database stayed full for %d ms.",
+								   ABORT_QUEUE_WAIT_MS),
+						 errhint("Check that the access log writer is running: SELECT * FROM privacy.access_log_status().")));
+				emit_json_framed(data, len);
+				return 0;
+			}
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 10, WAIT_QUEUE_FULL);
 			ResetLatch(MyLatch);
@@ -1522,7 +1564,8 @@ flush_quietly(AuditFrame *f, const char *outcome)
 	{
 		MemoryContext old = MemoryContextSwitchTo(audit_context);
 
-		flush_frame(f, outcome, f->qd && f->qd->estate ? (int64) f->qd->estate->es_processed : f->utility_rows, true);
+		/* never f->qd: an aborted portal's executor state is freed by now */
+		flush_frame(f, outcome, f->qd != NULL ? f->rows_run : f->utility_rows, true);
 		MemoryContextSwitchTo(old);
 	}
 	PG_CATCH();
@@ -1545,7 +1588,8 @@ abort_frames(SubTransactionId subid)
 		next = f->outer;
 		if (subid != InvalidSubTransactionId && f->subid < subid)
 			continue;
-		flush_quietly(f, outcome);
+		if (!f->flushed)
+			flush_quietly(f, outcome);
 		pop_frame(f);
 	}
 	if (subid == InvalidSubTransactionId && frames == NULL && !am_writer)
@@ -1763,6 +1807,22 @@ audit_executor_start(QueryDesc *queryDesc, int eflags)
 		standard_ExecutorStart(queryDesc, eflags);
 }
 
+/*
+ * After an executor run or finish, normal or not: restore the active frame
+ * and note the rows so far while the executor state still exists (an
+ * aborted portal's is freed before the abort callbacks log the frame).
+ */
+static void
+end_run(AuditFrame *saved, AuditFrame *f, QueryDesc *queryDesc, bool ran)
+{
+	exec_depth--;
+	active_frame = saved;
+	if (f != NULL && queryDesc->estate != NULL)
+		f->rows_run = (int64) queryDesc->estate->es_processed;
+	if (ran && f != NULL && f->events != NIL)
+		last_run_frame = f;
+}
+
 static void
 audit_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count, bool execute_once)
 {
@@ -1779,14 +1839,13 @@ audit_executor_run(QueryDesc *queryDesc, ScanDirection direction, uint64 count, 
 		else
 			standard_ExecutorRun(queryDesc, direction, count, execute_once);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
-		exec_depth--;
-		active_frame = saved;
-		if (f != NULL && f->events != NIL)
-			last_run_frame = f;
+		end_run(saved, f, queryDesc, true);
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	end_run(saved, f, queryDesc, true);
 }
 
 static void
@@ -1805,12 +1864,13 @@ audit_executor_finish(QueryDesc *queryDesc)
 		else
 			standard_ExecutorFinish(queryDesc);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
-		exec_depth--;
-		active_frame = saved;
+		end_run(saved, f, queryDesc, false);
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	end_run(saved, f, queryDesc, false);
 }
 
 static void
@@ -1833,6 +1893,8 @@ audit_executor_end(QueryDesc *queryDesc)
 			f->utility_rows = rows;
 			return;
 		}
+		/* a cancel while it waits must not log it a second time */
+		f->flushed = true;
 		flush_frame(f, "completed", rows, false);
 		pop_frame(f);
 	}
@@ -1917,6 +1979,7 @@ audit_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 
 	if (f != NULL && frame_linked(f))
 	{
+		f->flushed = true;
 		flush_frame(f, "completed", qc ? (int64) qc->nprocessed : f->utility_rows, false);
 		pop_frame(f);
 	}
@@ -2069,9 +2132,16 @@ start_writer(int index)
 	memcpy(worker.bgw_extra, &dboid, sizeof(Oid));
 	if (!RegisterDynamicBackgroundWorker(&worker, NULL))
 	{
+		static TimestampTz last_warned = 0;
+		TimestampTz now = GetCurrentTimestamp();
+
 		LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
 		audit_shared->queues[index].writer_state = WRITER_NONE;
 		LWLockRelease(audit_shared->lock);
+		/* a backend waiting for room retries often: say it every 10 s */
+		if (last_warned != 0 && !TimestampDifferenceExceeds(last_warned, now, 10000))
+			return;
+		last_warned = now;
 		ereport(WARNING,
 				(errmsg("could not start the access log writer"),
 				 errdetail("Access events wait in shared memory until a writer can start."),
@@ -2746,6 +2816,8 @@ privacy_access_log_writer_main(Datum arg)
 	pgstat_report_appname(WRITER_TYPE);
 	/* strict mode promises durability: never commit asynchronously */
 	SetConfigOption("synchronous_commit", "local", PGC_SUSET, PGC_S_OVERRIDE);
+	/* a superuser: no search_path a database owner set may reach its queries */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	/* the writer's own statements are not access to personal data */
 	internal_depth = 1;
 	am_writer = true;

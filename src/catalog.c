@@ -37,6 +37,7 @@
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
@@ -213,6 +214,13 @@ extension_owner(void)
 /*
  * Switch to the owner of the extension for a catalog read or write.  The
  * switch is undone by catalog_restore_user, or by transaction abort.
+ *
+ * The owner is a superuser and the queries run here are the extension's
+ * own, but the caller chose the search_path: an operator or function of a
+ * schema earlier in it than pg_catalog would run as that superuser.  So the
+ * search_path is pinned to pg_catalog (and pg_temp last, which is never
+ * searched for functions or operators) for as long as the switch lasts, the
+ * way a SECURITY DEFINER function's SET clause does.
  */
 void
 catalog_become_owner(CatalogUserState *state)
@@ -223,6 +231,10 @@ catalog_become_owner(CatalogUserState *state)
 	SetUserIdAndSecContext(owner, state->save_sec_context |
 						   SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
+	state->guc_nest_level = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
@@ -242,6 +254,7 @@ catalog_restore_user(CatalogUserState *state)
 	if (state->pushed_snapshot)
 		PopActiveSnapshot();
 	SPI_finish();
+	AtEOXact_GUC(true, state->guc_nest_level);
 	SetUserIdAndSecContext(state->save_userid, state->save_sec_context);
 }
 
@@ -275,6 +288,8 @@ typedef struct CategoryCacheEntry
 static HTAB *category_cache = NULL;
 static uint64 category_cache_generation = 0;
 
+static bool loading_categories = false;
+
 /* The name of category id, or NULL if no such category exists (now). */
 const char *
 catalog_category_name(uint16 id)
@@ -283,36 +298,51 @@ catalog_category_name(uint16 id)
 	bool		found;
 
 	catalog_accept_invalidations();
+	if (loading_categories)
+		return NULL;			/* asked by the load's own query: nothing yet */
 	if (category_cache == NULL || category_cache_generation != catalog_generation)
 	{
 		HASHCTL		ctl;
 		CatalogUserState st;
 		uint64		i;
+		uint64		generation = catalog_generation;
 
 		if (category_cache != NULL)
 			hash_destroy(category_cache);
+		category_cache = NULL;
 		memset(&ctl, 0, sizeof(ctl));
 		ctl.keysize = sizeof(uint16);
 		ctl.entrysize = sizeof(CategoryCacheEntry);
 		ctl.hcxt = TopMemoryContext;
 		category_cache = hash_create("privacy category cache", 64, &ctl,
 									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		category_cache_generation = catalog_generation;
+		/* stamped only once loaded: a load that fails is retried */
+		category_cache_generation = 0;
 
-		catalog_become_owner(&st);
-		if (SPI_execute("SELECT id, name FROM " PRIVACY_SCHEMA ".categories", true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "category lookup failed");
-		for (i = 0; i < SPI_processed; i++)
+		loading_categories = true;
+		PG_TRY();
 		{
-			bool		isnull;
-			int32		cid = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-			char	   *cname = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-			uint16		key = (uint16) cid;
+			catalog_become_owner(&st);
+			if (SPI_execute("SELECT id, name FROM " PRIVACY_SCHEMA ".categories", true, 0) != SPI_OK_SELECT)
+				elog(ERROR, "category lookup failed");
+			for (i = 0; i < SPI_processed; i++)
+			{
+				bool		isnull;
+				int32		cid = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+				char	   *cname = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+				uint16		key = (uint16) cid;
 
-			entry = hash_search(category_cache, &key, HASH_ENTER, &found);
-			strlcpy(entry->name, cname, NAMEDATALEN);
+				entry = hash_search(category_cache, &key, HASH_ENTER, &found);
+				strlcpy(entry->name, cname, NAMEDATALEN);
+			}
+			catalog_restore_user(&st);
 		}
-		catalog_restore_user(&st);
+		PG_FINALLY();
+		{
+			loading_categories = false;
+		}
+		PG_END_TRY();
+		category_cache_generation = generation;
 	}
 	entry = hash_search(category_cache, &id, HASH_FIND, NULL);
 	return entry ? entry->name : NULL;

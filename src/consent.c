@@ -433,21 +433,28 @@ static HTAB *protected_relids = NULL;
 static uint64 protected_generation = 0;
 static bool extension_here = false;
 
+static bool loading_protected = false;
+
 static void
 load_protected_relids(void)
 {
 	HASHCTL		ctl;
 	CatalogUserState st;
 	uint64		i;
+	uint64		generation = catalog_generation;
 
 	if (protected_relids != NULL)
 		hash_destroy(protected_relids);
 	protected_relids = NULL;
-	protected_generation = catalog_generation;
+	/* stamped only once loaded: a load that fails is retried, not trusted */
+	protected_generation = 0;
 	extension_here = OidIsValid(get_namespace_oid(PRIVACY_SCHEMA, true)) &&
 		OidIsValid(get_relname_relid("protected_tables", get_namespace_oid(PRIVACY_SCHEMA, true)));
 	if (!extension_here)
+	{
+		protected_generation = generation;
 		return;
+	}
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(Oid);
@@ -466,6 +473,7 @@ load_protected_relids(void)
 		hash_search(protected_relids, &relid, HASH_ENTER, NULL);
 	}
 	catalog_restore_user(&st);
+	protected_generation = generation;
 }
 
 static void
@@ -476,9 +484,21 @@ consent_executor_start(QueryDesc *queryDesc, int eflags)
 	{
 		ListCell   *lc;
 
-		if (protected_generation != catalog_generation)
-			load_protected_relids();
-		if (extension_here && protected_relids != NULL && hash_get_num_entries(protected_relids) > 0)
+		/* the load's own query passes here too: it reads no protected table */
+		if (protected_generation != catalog_generation && !loading_protected)
+		{
+			loading_protected = true;
+			PG_TRY();
+			{
+				load_protected_relids();
+			}
+			PG_FINALLY();
+			{
+				loading_protected = false;
+			}
+			PG_END_TRY();
+		}
+		if (!loading_protected && extension_here && protected_relids != NULL && hash_get_num_entries(protected_relids) > 0)
 		{
 			foreach(lc, queryDesc->plannedstmt->rtable)
 			{

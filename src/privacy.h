@@ -32,6 +32,7 @@ typedef struct CatalogUserState
 	Oid			save_userid;
 	int			save_sec_context;
 	bool		pushed_snapshot;
+	int			guc_nest_level; /* search_path pinned while switched */
 } CatalogUserState;
 
 extern uint64 catalog_generation;

@@ -643,6 +643,33 @@ redacted_quoted(const char *message, bool as_sql)
 	return out;
 }
 
+/*
+ * The redacted copy of a message lives here until it has been emitted: the
+ * error context would keep it until the next error (LOG lines never reset
+ * it), one copy of every logged statement that touches personal data.
+ */
+static MemoryContext redact_context = NULL;
+
+/* message with every occurrence of query in it replaced by redacted */
+static char *
+replace_query_text(const char *message, const char *query, const char *redacted)
+{
+	StringInfoData out;
+	size_t		qlen = strlen(query);
+	const char *p = message;
+	const char *hit;
+
+	initStringInfo(&out);
+	while ((hit = strstr(p, query)) != NULL)
+	{
+		appendBinaryStringInfo(&out, p, hit - p);
+		appendStringInfoString(&out, redacted);
+		p = hit + qlen;
+	}
+	appendStringInfoString(&out, p);
+	return out.data;
+}
+
 static void
 redact_emit_log(ErrorData *edata)
 {
@@ -652,6 +679,7 @@ redact_emit_log(ErrorData *edata)
 	bool		personal;
 	ErrorData	saved;
 	char	   *redacted_query = NULL;
+	MemoryContext old;
 
 	if (in_redacted_emit || !edata->output_to_server)
 	{
@@ -675,7 +703,11 @@ redact_emit_log(ErrorData *edata)
 		return;
 	}
 
-	/* the redacted copy, in the error context (the current one) */
+	/* the redacted copy, in a context of its own */
+	if (redact_context == NULL)
+		redact_context = AllocSetContextCreate(TopMemoryContext, "privacy log redaction",
+											   ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(redact_context);
 	saved = *edata;
 	if (query != NULL)
 		redacted_query = redacted_sql(query, &edata->cursorpos);
@@ -710,6 +742,25 @@ redact_emit_log(ErrorData *edata)
 			edata->context = out;
 		}
 	}
+	/*
+	 * Any other message that quotes the statement (auto_explain's "Query
+	 * Text:" and the plan after it, whose conditions quote the literals)
+	 * gets the redacted statement in its place, and each of its lines ends
+	 * at its first quote.
+	 */
+	if (!statement_message && edata->message != NULL && query != NULL && query[0] != '\0' &&
+		redacted_query != NULL && strstr(edata->message, query) != NULL)
+	{
+		char	   *replaced = replace_query_text(edata->message, query, redacted_query);
+		size_t		len = strlen(replaced);
+
+		edata->message = palloc(len + 1);
+		redact_lines_at_quote(replaced, len, edata->message);
+	}
+	if (edata->detail != NULL && query != NULL && query[0] != '\0' && redacted_query != NULL &&
+		strstr(edata->detail, query) != NULL)
+		edata->detail = replace_query_text(edata->detail, query, redacted_query);
+	MemoryContextSwitchTo(old);
 	edata->output_to_client = false;
 
 	/* emit the copy to the server log only, then restore for the client */
@@ -724,6 +775,7 @@ redact_emit_log(ErrorData *edata)
 		in_redacted_emit = false;
 		debug_query_string = query;
 		*edata = saved;
+		MemoryContextReset(redact_context);
 	}
 	PG_END_TRY();
 	edata->output_to_server = false;

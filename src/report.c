@@ -27,6 +27,7 @@
 
 #include "access/htup_details.h"
 #include "access/relation.h"
+#include "access/transam.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -97,6 +98,38 @@ append_order(StringInfo q, Relation rel)
 }
 
 /*
+ * Whether to_jsonb may convert a value of this type itself.  For a type
+ * outside PostgreSQL's core it looks for a cast to json, which whoever owns
+ * the type can define, and the report runs as the extension's owner: such
+ * values are rendered by their output function instead (a JSON string),
+ * which only a superuser can write.  The extension's own types are core
+ * enough: they have no cast to json.
+ */
+static bool
+type_converts_itself(Oid typid, Oid privacy_nsp)
+{
+	Oid			elem;
+
+	typid = getBaseType(typid);
+	elem = get_element_type(typid);
+	if (OidIsValid(elem))
+		typid = getBaseType(elem);
+	if (typid < FirstNormalObjectId)
+		return true;
+	{
+		HeapTuple	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
+		bool		ours = false;
+
+		if (HeapTupleIsValid(tup))
+		{
+			ours = ((Form_pg_type) GETSTRUCT(tup))->typnamespace == privacy_nsp;
+			ReleaseSysCache(tup);
+		}
+		return ours;
+	}
+}
+
+/*
  * The only place report_in_progress is true: while the query that reads
  * the subject's rows runs, and never after it, however it ends.
  */
@@ -145,6 +178,7 @@ privacy_report_table(PG_FUNCTION_ARGS)
 	ReportCategory *cats;
 	int			ncats = 0;
 	StringInfoData q;
+	StringInfoData values_list;	/* the row as the report shows it */
 	int			i;
 	bool		may_match = true;
 	Datum		result = (Datum) 0;
@@ -176,14 +210,23 @@ privacy_report_table(PG_FUNCTION_ARGS)
 	rel = relation_open(relid, AccessShareLock);
 	desc = RelationGetDescr(rel);
 	cats = palloc0(sizeof(ReportCategory) * (desc->natts + 1));
+	initStringInfo(&values_list);
 	for (i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 		const char *category;
+		const char *col;
 		int			c;
 
 		if (att->attisdropped)
 			continue;
+		col = quote_identifier(NameStr(att->attname));
+		if (type_converts_itself(att->atttypid, catalog_namespace()))
+			appendStringInfo(&values_list, "%st.%s", values_list.len > 0 ? ", " : "", col);
+		else
+			appendStringInfo(&values_list,
+							 "%sCASE WHEN t.%s IS NULL THEN NULL ELSE pg_catalog.format('%%s', t.%s) END AS %s",
+							 values_list.len > 0 ? ", " : "", col, col, col);
 		if (strcmp(NameStr(att->attname), subject_column) == 0)
 			subject_type = att->atttypid;
 		if (att->atttypid != enc_text && att->atttypid != enc_bytea)
@@ -213,7 +256,7 @@ privacy_report_table(PG_FUNCTION_ARGS)
 
 	initStringInfo(&q);
 	appendStringInfoString(&q, "SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object("
-						   "'values', pg_catalog.to_jsonb(t), 'due_at', ");
+						   "'values', pg_catalog.to_jsonb(r), 'due_at', ");
 	if (with_due)
 		appendStringInfo(&q, "(t.%s OPERATOR(pg_catalog.+) $2)::pg_catalog.timestamptz",
 						 quote_identifier(time_column));
@@ -225,9 +268,10 @@ privacy_report_table(PG_FUNCTION_ARGS)
 	for (i = 0; i < ncats; i++)
 		appendStringInfo(&q, ", pg_catalog.sum(pg_catalog.num_nonnulls(%s))::pg_catalog.int8",
 						 cats[i].columns.data);
-	appendStringInfo(&q, " FROM %s t WHERE ",
+	appendStringInfo(&q, " FROM %s t CROSS JOIN LATERAL (SELECT %s) r WHERE ",
 					 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-												RelationGetRelationName(rel)));
+												RelationGetRelationName(rel)),
+					 values_list.data);
 	switch (subject_type)
 	{
 		case INT2OID:

@@ -211,6 +211,8 @@ privacy_worker_main(Datum arg)
 	database = pstrdup(privacy_worker_database);
 	BackgroundWorkerInitializeConnection(database, NULL, 0);
 	pgstat_report_appname(WORKER_TYPE);
+	/* a superuser: no search_path a database owner set may reach its queries */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	ereport(LOG,
 			(errmsg("privacy purge worker started in database \"%s\" (purge every %d s%s)",
 					database, privacy_purge_interval,

@@ -157,6 +157,16 @@ INSERT INTO customers (id, name) VALUES (18, '$m_unterm});
 my $m_multi = marker('multi-secret-M19');
 $node->psql('app', "SET privacy.purpose = 'support'; INSERT INTO customers (id, name) VALUES (19, '$m_multi')");
 
+# (8b) auto_explain logs each plan with the statement's text ("Query
+# Text:"), at LOG level, outside the statement-logging paths.
+my $m_explain = marker('explain-secret-AE23');
+run(qq{
+LOAD 'auto_explain';
+SET auto_explain.log_min_duration = 0;
+SET privacy.purpose = 'support';
+SELECT count(*) FROM customers WHERE name = '$m_explain';
+});
+
 # (9) log_min_duration_statement alone (log_statement off for the
 # session): the duration line carries the text.  A function that inserts:
 # its first call is judged by the analysis of its INSERT, the second (a
@@ -243,6 +253,8 @@ like($log, qr/CONTEXT:  COPY customers, line 1: \?/, 'COPY: the quoted row goes'
 like($log, qr/ERROR:  column "nosuchcolumn" does not exist at character 8\n.*STATEMENT:  SELECT nosuchcolumn FROM customers WHERE name = \?/,
 	'error position: kept (before any literal), STATEMENT redacted');
 like($log, qr/statement: SET privacy\.purpose = 'support'/, 'SET privacy.purpose is logged as is');
+like($log, qr/Query Text: SELECT count\(\*\) FROM customers WHERE name = \?/,
+	'auto_explain: the plan is logged, its query text redacted');
 
 # Statements that touch no personal data: logged as before.
 like($log, qr/LOG:  statement: INSERT INTO plain_notes VALUES \(1, 'plain-marker-OK1'\)/,
