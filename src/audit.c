@@ -708,151 +708,90 @@ static AuditFrame *last_run_frame = NULL;	/* the one that ran last */
 static AuditFrame *loose_frame = NULL;	/* opens after their frame ended */
 static MemoryContext loose_context = NULL;
 static MemoryContext audit_context = NULL;
-static MemoryContext relinfo_context = NULL;
 static bool am_writer = false;
 static int	exec_depth = 0;
 static int	internal_depth = 0;
 static int	last_error_code = 0;
-static bool loading_relations = false;
 
-/* Protected tables and their personal columns, per catalog generation. */
-typedef struct RelInfo
+/*
+ * Relations' names as events show them (schema.table, quoted), until a
+ * relation cache invalidation says names may have changed.
+ */
+typedef struct DisplayName
 {
 	Oid			relid;
-	bool		is_protected;
-	int			ncolumns;
-	AttrNumber *attnums;
-	char	  **columns;
-	char	  **categories;
-	char		display_name[4 * NAMEDATALEN + 8];	/* schema.table, quoted */
-	uint64		display_generation; /* of relinfo_names_generation */
-} RelInfo;
+	uint64		generation;		/* of display_names_generation */
+	char		name[4 * NAMEDATALEN + 8];
+} DisplayName;
 
-/* Bumped by every relation cache invalidation: names may have changed. */
-static uint64 relinfo_names_generation = 1;
+static HTAB *display_names = NULL;
+
+/*
+ * A map of this backend's, made on first use and started afresh once it
+ * holds more than max entries (what it remembers can be found again).
+ */
+static HTAB *
+small_map(HTAB **map, const char *name, Size keysize, Size entrysize, long max)
+{
+	if (*map != NULL && hash_get_num_entries(*map) > max)
+	{
+		hash_destroy(*map);
+		*map = NULL;
+	}
+	if (*map == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = keysize;
+		ctl.entrysize = entrysize;
+		ctl.hcxt = TopMemoryContext;
+		*map = hash_create(name, 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	return *map;
+}
+static uint64 display_names_generation = 1;
 
 static void
 audit_relcache_callback(Datum arg, Oid relid)
 {
-	relinfo_names_generation++;
+	display_names_generation++;
 }
 
-static HTAB *relinfo = NULL;
-static uint64 relinfo_generation = 0;
-static bool relinfo_extension_here = false;
-
-static void
-load_relinfo(void)
+static char *
+display_name(Oid relid)
 {
-	HASHCTL		ctl;
-	CatalogUserState st;
-	Oid			nsp;
-	uint64		i;
-	MemoryContext old;
-	uint64		generation = catalog_generation;
+	DisplayName *dn;
+	bool		found;
+	char	   *nsp;
+	char	   *rel;
 
-	if (relinfo != NULL)
-		hash_destroy(relinfo);
-	relinfo = NULL;
-	/*
-	 * Stamped only once loaded: a load that fails (a cancel, a timeout)
-	 * must be retried, not leave an empty map that logs nothing.
-	 */
-	relinfo_generation = 0;
-	nsp = get_namespace_oid(PRIVACY_SCHEMA, true);
-	relinfo_extension_here = OidIsValid(nsp) &&
-		OidIsValid(get_relname_relid("access_log", nsp)) &&
-		OidIsValid(get_relname_relid("protected_tables", nsp));
-	if (!relinfo_extension_here)
+	dn = hash_search(small_map(&display_names, "privacy relation names", sizeof(Oid),
+							   sizeof(DisplayName), 10000),
+					 &relid, HASH_ENTER, &found);
+	if (found && dn->generation == display_names_generation)
+		return pstrdup(dn->name);
+	nsp = get_namespace_name(get_rel_namespace(relid));
+	rel = get_rel_name(relid);
+	if (nsp == NULL || rel == NULL)
 	{
-		relinfo_generation = generation;
-		return;
+		hash_search(display_names, &relid, HASH_REMOVE, NULL);
+		return psprintf("relation %u", relid);
 	}
-
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(Oid);
-	ctl.entrysize = sizeof(RelInfo);
-	MemoryContextReset(relinfo_context);
-	ctl.hcxt = relinfo_context;
-	relinfo = hash_create("privacy access log relations", 64, &ctl,
-						  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-
-	loading_relations = true;
-	PG_TRY();
-	{
-		catalog_become_owner(&st);
-		if (SPI_execute("SELECT p.tbl::pg_catalog.oid, a.attnum, c.col::pg_catalog.text, c.category"
-						"  FROM " PRIVACY_SCHEMA ".protected_tables p"
-						"  LEFT JOIN " PRIVACY_SCHEMA ".column_categories c ON c.tbl OPERATOR(pg_catalog.=) p.tbl"
-						"  LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.tbl"
-						"        AND a.attname OPERATOR(pg_catalog.=) c.col AND NOT a.attisdropped"
-						" ORDER BY 1, 2", true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "protected table lookup failed");
-		old = MemoryContextSwitchTo(relinfo_context);
-		for (i = 0; i < SPI_processed; i++)
-		{
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		isnull;
-			Oid			relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
-			Datum		attnum = SPI_getbinval(tup, desc, 2, &isnull);
-			bool		found;
-			RelInfo    *ri = hash_search(relinfo, &relid, HASH_ENTER, &found);
-
-			if (!found)
-			{
-				ri->is_protected = true;
-				ri->display_generation = 0;
-				ri->ncolumns = 0;
-				ri->attnums = palloc(sizeof(AttrNumber) * MaxHeapAttributeNumber);
-				ri->columns = palloc(sizeof(char *) * MaxHeapAttributeNumber);
-				ri->categories = palloc(sizeof(char *) * MaxHeapAttributeNumber);
-			}
-			if (!isnull && ri->ncolumns < MaxHeapAttributeNumber)
-			{
-				ri->attnums[ri->ncolumns] = DatumGetInt16(attnum);
-				ri->columns[ri->ncolumns] = SPI_getvalue(tup, desc, 3);
-				ri->categories[ri->ncolumns] = SPI_getvalue(tup, desc, 4);
-				ri->ncolumns++;
-			}
-		}
-		MemoryContextSwitchTo(old);
-		catalog_restore_user(&st);
-		relinfo_generation = generation;
-	}
-	PG_FINALLY();
-	{
-		loading_relations = false;
-	}
-	PG_END_TRY();
-}
-
-static RelInfo *
-protected_relation(Oid relid)
-{
-	RelInfo    *ri;
-
-	if (relinfo == NULL)
-		return NULL;
-	ri = hash_search(relinfo, &relid, HASH_FIND, NULL);
-	return (ri != NULL && ri->is_protected) ? ri : NULL;
+	strlcpy(dn->name, quote_qualified_identifier(nsp, rel), sizeof(dn->name));
+	dn->generation = display_names_generation;
+	return pstrdup(dn->name);
 }
 
 /* Is access logging on here, and are we outside the extension's own work? */
 static bool
 audit_active(void)
 {
-	if (!privacy_access_log || internal_depth > 0 || loading_relations ||
+	if (!privacy_access_log || internal_depth > 0 ||
 		audit_shared == NULL || !IsTransactionState() || IsBinaryUpgrade)
 		return false;
-	if (relinfo_generation != catalog_generation || !relinfo_extension_here)
-		load_relinfo();
-	if (!relinfo_extension_here)
-		return false;
-	catalog_accept_invalidations();
-	if (relinfo_generation != catalog_generation)
-		load_relinfo();
-	return relinfo_extension_here;
+	/* false too while the map of protected tables loads */
+	return catalog_protected_ready();
 }
 
 /* Role names, application and client address: what every event repeats. */
@@ -924,7 +863,7 @@ command_name(CmdType op, bool copy)
 
 /* An event for one relation (or for none: subjects opened elsewhere). */
 static StatementEntry *
-new_event(const char *command, Oid relid, RelInfo *ri, Bitmapset *cols, bool all_columns)
+new_event(const char *command, Oid relid, const CatalogRelation *ri, Bitmapset *cols, bool all_columns)
 {
 	StatementEntry *e = palloc0(sizeof(StatementEntry));
 	int			i;
@@ -938,20 +877,8 @@ new_event(const char *command, Oid relid, RelInfo *ri, Bitmapset *cols, bool all
 	e->purpose = (privacy_purpose && privacy_purpose[0]) ? pstrdup(privacy_purpose) : NULL;
 	e->command = pstrdup(command);
 	e->relid = relid;
-	if (ri != NULL && ri->display_generation == relinfo_names_generation)
-		e->relation = pstrdup(ri->display_name);
-	else if (OidIsValid(relid))
-	{
-		char	   *nsp = get_namespace_name(get_rel_namespace(relid));
-		char	   *rel = get_rel_name(relid);
-
-		e->relation = (nsp && rel) ? quote_qualified_identifier(nsp, rel) : psprintf("relation %u", relid);
-		if (ri != NULL && nsp && rel)
-		{
-			strlcpy(ri->display_name, e->relation, sizeof(ri->display_name));
-			ri->display_generation = relinfo_names_generation;
-		}
-	}
+	if (OidIsValid(relid))
+		e->relation = display_name(relid);
 	e->columns = palloc(sizeof(char *) * ((ri ? ri->ncolumns : 0) + 1));
 	e->categories = palloc(sizeof(char *) * ((ri ? ri->ncolumns : 0) + 1));
 	for (i = 0; ri != NULL && i < ri->ncolumns; i++)
@@ -1296,6 +1223,7 @@ emit_json(StringInfo rec)
 		r.p++;
 		json_field(&out, "kind", "subjects", &first);
 		json_number(&out, "backend_pid", (int32) get_u32(&r), &first);
+		(void) get_i64(&r);		/* the backend's start: for the writer */
 		n = get_u32(&r);
 		appendStringInfoString(&out, ",\"subjects\":[");
 		for (i = 0; i < (int) n; i++)
@@ -1426,6 +1354,7 @@ send_subjects(AuditFrame *f, StringInfo rec, Sender *sender)
 			resetStringInfo(rec);
 			appendStringInfoChar(rec, ENTRY_SUBJECTS);
 			put_u32(rec, (uint32) MyProcPid);
+			put_i64(rec, MyStartTimestamp);	/* pids are reused */
 			count_at = rec->len;
 			put_u32(rec, 0);
 		}
@@ -1730,7 +1659,7 @@ plan_events(PlannedStmt *ps, CmdType op, bool copy)
 	foreach(lc, ps->rtable)
 	{
 		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
-		RelInfo    *ri;
+		const CatalogRelation *ri;
 		Bitmapset  *cols;
 		bool		is_target;
 		MemoryContext old;
@@ -1745,7 +1674,7 @@ plan_events(PlannedStmt *ps, CmdType op, bool copy)
 		if (rte->requiredPerms == 0)
 			continue;			/* partitions and children the planner added */
 #endif
-		ri = protected_relation(rte->relid);
+		ri = catalog_protected_relation(rte->relid);
 		if (ri == NULL)
 			continue;
 #if PG_VERSION_NUM >= 160000
@@ -1931,7 +1860,7 @@ audit_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 		if (cs->relation != NULL)
 		{
 			Oid			relid = RangeVarGetRelid(cs->relation, NoLock, true);
-			RelInfo    *ri = OidIsValid(relid) ? protected_relation(relid) : NULL;
+			const CatalogRelation *ri = OidIsValid(relid) ? catalog_protected_relation(relid) : NULL;
 
 			if (ri != NULL && !(cs->is_from && restoring(CMD_INSERT)))
 			{
@@ -2092,8 +2021,6 @@ audit_init(void)
 {
 	audit_context = AllocSetContextCreate(TopMemoryContext, "privacy access log",
 										  ALLOCSET_DEFAULT_SIZES);
-	relinfo_context = AllocSetContextCreate(TopMemoryContext, "privacy access log relations",
-											ALLOCSET_DEFAULT_SIZES);
 	CacheRegisterRelcacheCallback(audit_relcache_callback, (Datum) 0);
 	loose_context = AllocSetContextCreate(TopMemoryContext, "privacy access log subjects",
 										  ALLOCSET_DEFAULT_SIZES);
@@ -2495,6 +2422,7 @@ typedef struct LastEvent
 {
 	int32		pid;
 	int64		seq;
+	TimestampTz at;				/* when that statement started */
 } LastEvent;
 
 static HTAB *last_events = NULL;
@@ -2515,52 +2443,55 @@ statement_pid(const unsigned char *bytes, size_t len)
 }
 
 static void
-remember_event(int32 pid, int64 seq)
+remember_event(int32 pid, int64 seq, TimestampTz at)
 {
 	LastEvent  *le;
 
-	if (last_events == NULL)
-	{
-		HASHCTL		ctl;
-
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(int32);
-		ctl.entrysize = sizeof(LastEvent);
-		ctl.hcxt = TopMemoryContext;
-		last_events = hash_create("privacy last events", 256, &ctl,
-								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
-	if (hash_get_num_entries(last_events) > 100000)
-	{
-		hash_destroy(last_events);
-		last_events = NULL;
-		remember_event(pid, seq);
-		return;
-	}
-	le = hash_search(last_events, &pid, HASH_ENTER, NULL);
+	le = hash_search(small_map(&last_events, "privacy last events", sizeof(int32),
+							   sizeof(LastEvent), 100000),
+					 &pid, HASH_ENTER, NULL);
 	le->seq = seq;
+	le->at = at;
 }
 
+/* When a statement event's statement started, from its canonical bytes. */
+static TimestampTz
+statement_at(const unsigned char *bytes, size_t len)
+{
+	Reader		r;
+
+	r.p = bytes + 1;
+	r.end = bytes + len;
+	return (TimestampTz) get_i64(&r);
+}
+
+/*
+ * The statement event subjects of backend pid (started at backend_start)
+ * follow.  Pids are reused: an event from before the backend started is
+ * another backend's, and no event (seq 0) is better than a wrong one.
+ */
 static int64
-event_of(int32 pid)
+event_of(int32 pid, TimestampTz backend_start)
 {
 	LastEvent  *le = last_events ? hash_search(last_events, &pid, HASH_FIND, NULL) : NULL;
 	Portal		portal;
 	bool		isnull;
-	int64		seq;
+	int64		seq = 0;
+	TimestampTz seq_at = 0;
+	bool		older = false;
 
-	if (le != NULL)
+	if (le != NULL && le->at >= backend_start)
 		return le->seq;
 
 	/*
 	 * Written by an earlier writer: the newest batches know.  Subjects come
-	 * soon after their event, so the scan rarely goes back far.
+	 * soon after their event, so the scan rarely goes back far, and never
+	 * past the batches older than the backend.
 	 */
-	seq = 0;
 	portal = SPI_cursor_open_with_args(NULL,
-									   "SELECT entries FROM " PRIVACY_SCHEMA ".access_log_batches ORDER BY first_seq DESC",
+									   "SELECT entries, last_at FROM " PRIVACY_SCHEMA ".access_log_batches ORDER BY first_seq DESC",
 									   0, NULL, NULL, NULL, true, 0);
-	while (seq == 0)
+	while (seq == 0 && !older)
 	{
 		SPI_cursor_fetch(portal, true, 1);
 		if (SPI_processed == 0)
@@ -2571,20 +2502,27 @@ event_of(int32 pid)
 			Reader		r;
 			LogchainEntry e;
 
+			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+			older = !isnull && DatumGetTimestampTz(d) < backend_start;
 			if (b != NULL)
 			{
 				r.p = (unsigned char *) VARDATA_ANY(b);
 				r.end = r.p + VARSIZE_ANY_EXHDR(b);
 				while (unpack_next(&r, &e) > 0)
-					if (e.len > 0 && e.bytes[0] == ENTRY_STATEMENT &&
-						statement_pid(e.bytes, e.len) == pid)
+					if (e.len >= 1 + 8 && e.bytes[0] == ENTRY_STATEMENT &&
+						statement_pid(e.bytes, e.len) == pid &&
+						statement_at(e.bytes, e.len) >= backend_start)
+					{
 						seq = (int64) e.seq;
+						seq_at = statement_at(e.bytes, e.len);
+					}
 			}
 		}
 		SPI_freetuptable(SPI_tuptable);
 	}
 	SPI_cursor_close(portal);
-	remember_event(pid, seq);
+	if (seq != 0)
+		remember_event(pid, seq, seq_at);
 	return seq;
 }
 
@@ -2711,25 +2649,25 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 				/* the queue carries a statement's canonical bytes as they are */
 				const unsigned char *bytes = r.p;
 				size_t		blen = r.end - r.p;
-				Reader		at;
+				TimestampTz at = statement_at(bytes, blen);
 				int			lenpos;
 
 				seq++;
 				lenpos = batch_begin_entry(&bb, &log, estate, seq);
 				appendBinaryStringInfo(&bb.packed, (const char *) bytes, blen);
 				batch_end_entry(&bb, lenpos, seq, mac);
-				at.p = bytes + 1;
-				at.end = r.end;
-				batch_saw_time(&bb, (TimestampTz) get_i64(&at));
-				remember_event(statement_pid(bytes, blen), seq);
+				batch_saw_time(&bb, at);
+				remember_event(statement_pid(bytes, blen), seq, at);
 			}
 			else if (*r.p == ENTRY_SUBJECTS)
 			{
 				uint32		n;
 				uint32		i;
+				int32		pid;
 
 				r.p++;
-				last_event = event_of((int32) get_u32(&r));
+				pid = (int32) get_u32(&r);
+				last_event = event_of(pid, (TimestampTz) get_i64(&r));
 				n = get_u32(&r);
 				for (i = 0; i < n; i++)
 				{
@@ -3399,11 +3337,7 @@ audit_record_report(Oid relid, int64 rows, const unsigned char *subject_hash,
 	int			i;
 
 	if (!privacy_access_log || audit_shared == NULL || am_writer ||
-		loading_relations || IsBinaryUpgrade || !IsTransactionState())
-		return;
-	if (relinfo_generation != catalog_generation || !relinfo_extension_here)
-		load_relinfo();
-	if (!relinfo_extension_here)
+		IsBinaryUpgrade || !IsTransactionState() || !catalog_protected_ready())
 		return;
 
 	tmp = AllocSetContextCreate(CurrentMemoryContext, "privacy report event",
@@ -3413,7 +3347,7 @@ audit_record_report(Oid relid, int64 rows, const unsigned char *subject_hash,
 	f.level = exec_depth;
 	f.subid = GetCurrentSubTransactionId();
 	f.operation = CMD_SELECT;
-	e = new_event("SELECT", relid, protected_relation(relid), NULL, true);
+	e = new_event("SELECT", relid, catalog_protected_relation(relid), NULL, true);
 	e->acting_role = role_name(GetOuterUserId());
 	f.events = list_make1(e);
 	for (i = 0; i < ncategories; i++)

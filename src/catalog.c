@@ -378,3 +378,130 @@ privacy_catalog_changed(PG_FUNCTION_ARGS)
 							   trigdata->tg_newtuple : trigdata->tg_trigtuple);
 	return PointerGetDatum(NULL);
 }
+
+/* ------------------------------------------------------------------------
+ * Protected tables and their personal columns: one map per backend, for
+ * the purpose check (consent.c) and the access log (audit.c), rebuilt when
+ * the catalog generation moves.
+ * ------------------------------------------------------------------------
+ */
+static HTAB *protected_map = NULL;
+static MemoryContext protected_context = NULL;
+static uint64 protected_generation = 0;
+static bool protected_here = false;	/* the extension's tables are here */
+static bool protected_loading = false;
+
+static void
+load_protected(void)
+{
+	HASHCTL		ctl;
+	CatalogUserState st;
+	Oid			nsp;
+	uint64		i;
+	MemoryContext old;
+	uint64		generation = catalog_generation;
+
+	/*
+	 * Stamped only once loaded: a load that fails (a cancel, a timeout) is
+	 * retried, never trusted as "nothing is protected".
+	 */
+	protected_generation = 0;
+	protected_map = NULL;
+	if (protected_context == NULL)
+		protected_context = AllocSetContextCreate(TopMemoryContext, "privacy protected tables",
+												  ALLOCSET_DEFAULT_SIZES);
+	MemoryContextReset(protected_context);
+	nsp = get_namespace_oid(PRIVACY_SCHEMA, true);
+	protected_here = OidIsValid(nsp) &&
+		OidIsValid(get_relname_relid("protected_tables", nsp)) &&
+		OidIsValid(get_relname_relid("column_categories", nsp));
+	if (!protected_here)
+	{
+		protected_generation = generation;
+		return;
+	}
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(CatalogRelation);
+	ctl.hcxt = protected_context;
+	protected_map = hash_create("privacy protected tables", 64, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	/* the load's own query passes the executor hooks: they see "loading" */
+	protected_loading = true;
+	PG_TRY();
+	{
+		catalog_become_owner(&st);
+		if (SPI_execute("SELECT p.tbl::pg_catalog.oid, a.attnum, c.col::pg_catalog.text, c.category"
+						"  FROM " PRIVACY_SCHEMA ".protected_tables p"
+						"  LEFT JOIN " PRIVACY_SCHEMA ".column_categories c ON c.tbl OPERATOR(pg_catalog.=) p.tbl"
+						"  LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.tbl"
+						"        AND a.attname OPERATOR(pg_catalog.=) c.col AND NOT a.attisdropped"
+						" ORDER BY 1, 2", true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "protected table lookup failed");
+		old = MemoryContextSwitchTo(protected_context);
+		for (i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			Oid			relid = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+			Datum		attnum = SPI_getbinval(tup, desc, 2, &isnull);
+			bool		found;
+			CatalogRelation *cr = hash_search(protected_map, &relid, HASH_ENTER, &found);
+
+			if (!found)
+			{
+				cr->ncolumns = 0;
+				cr->attnums = palloc(sizeof(AttrNumber) * MaxHeapAttributeNumber);
+				cr->columns = palloc(sizeof(char *) * MaxHeapAttributeNumber);
+				cr->categories = palloc(sizeof(char *) * MaxHeapAttributeNumber);
+			}
+			if (!isnull && cr->ncolumns < MaxHeapAttributeNumber)
+			{
+				cr->attnums[cr->ncolumns] = DatumGetInt16(attnum);
+				cr->columns[cr->ncolumns] = SPI_getvalue(tup, desc, 3);
+				cr->categories[cr->ncolumns] = SPI_getvalue(tup, desc, 4);
+				cr->ncolumns++;
+			}
+		}
+		MemoryContextSwitchTo(old);
+		catalog_restore_user(&st);
+		protected_generation = generation;
+	}
+	PG_FINALLY();
+	{
+		protected_loading = false;
+	}
+	PG_END_TRY();
+}
+
+bool
+catalog_protected_ready(void)
+{
+	if (protected_loading)
+		return false;
+	if (protected_generation != catalog_generation || !protected_here)
+		load_protected();
+	if (!protected_here)
+		return false;
+	catalog_accept_invalidations();
+	if (protected_generation != catalog_generation)
+		load_protected();
+	return protected_here && protected_map != NULL;
+}
+
+bool
+catalog_any_protected(void)
+{
+	return protected_map != NULL && hash_get_num_entries(protected_map) > 0;
+}
+
+const CatalogRelation *
+catalog_protected_relation(Oid relid)
+{
+	if (protected_map == NULL || protected_loading)
+		return NULL;
+	return hash_search(protected_map, &relid, HASH_FIND, NULL);
+}

@@ -429,53 +429,6 @@ privacy_subject_int8(PG_FUNCTION_ARGS)
 #include "utils/rls.h"
 
 static ExecutorStart_hook_type prev_executor_start = NULL;
-static HTAB *protected_relids = NULL;
-static uint64 protected_generation = 0;
-static bool extension_here = false;
-
-static bool loading_protected = false;
-
-static void
-load_protected_relids(void)
-{
-	HASHCTL		ctl;
-	CatalogUserState st;
-	uint64		i;
-	uint64		generation = catalog_generation;
-
-	if (protected_relids != NULL)
-		hash_destroy(protected_relids);
-	protected_relids = NULL;
-	/* stamped only once loaded: a load that fails is retried, not trusted */
-	protected_generation = 0;
-	extension_here = OidIsValid(get_namespace_oid(PRIVACY_SCHEMA, true)) &&
-		OidIsValid(get_relname_relid("protected_tables", get_namespace_oid(PRIVACY_SCHEMA, true)));
-	if (!extension_here)
-	{
-		protected_generation = generation;
-		return;
-	}
-
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(Oid);
-	ctl.entrysize = sizeof(Oid);
-	ctl.hcxt = TopMemoryContext;
-	protected_relids = hash_create("privacy protected tables", 64, &ctl,
-								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	catalog_become_owner(&st);
-	if (SPI_execute("SELECT tbl::pg_catalog.oid FROM " PRIVACY_SCHEMA ".protected_tables", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "protected table lookup failed");
-	for (i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-
-		hash_search(protected_relids, &relid, HASH_ENTER, NULL);
-	}
-	catalog_restore_user(&st);
-	protected_generation = generation;
-}
-
 static void
 consent_executor_start(QueryDesc *queryDesc, int eflags)
 {
@@ -484,28 +437,15 @@ consent_executor_start(QueryDesc *queryDesc, int eflags)
 	{
 		ListCell   *lc;
 
-		/* the load's own query passes here too: it reads no protected table */
-		if (protected_generation != catalog_generation && !loading_protected)
-		{
-			loading_protected = true;
-			PG_TRY();
-			{
-				load_protected_relids();
-			}
-			PG_FINALLY();
-			{
-				loading_protected = false;
-			}
-			PG_END_TRY();
-		}
-		if (!loading_protected && extension_here && protected_relids != NULL && hash_get_num_entries(protected_relids) > 0)
+		/* false while the map loads: its own query reads no protected table */
+		if (catalog_protected_ready() && catalog_any_protected())
 		{
 			foreach(lc, queryDesc->plannedstmt->rtable)
 			{
 				RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
 
 				if (rte->rtekind == RTE_RELATION &&
-					hash_search(protected_relids, &rte->relid, HASH_FIND, NULL) != NULL &&
+					catalog_protected_relation(rte->relid) != NULL &&
 					check_enable_rls(rte->relid, InvalidOid, true) == RLS_ENABLED)
 				{
 					consent_require_purpose(NULL);

@@ -8,6 +8,7 @@
 #define PRIVACY_H
 
 #include "compat.h"
+#include "access/attnum.h"
 
 #define PRIVACY_SCHEMA "privacy"
 
@@ -40,6 +41,25 @@ extern void catalog_init(void);
 extern Oid	catalog_namespace(void);
 extern Oid	catalog_relid(const char *relname);
 extern void catalog_accept_invalidations(void);
+/* A protected table and its classified columns (see catalog.c). */
+typedef struct CatalogRelation
+{
+	Oid			relid;
+	int			ncolumns;
+	AttrNumber *attnums;
+	char	  **columns;
+	char	  **categories;
+} CatalogRelation;
+
+/*
+ * Load (once per catalog generation) the protected tables: false when the
+ * extension is not in this database, or while the map is being loaded (its
+ * own query passing the executor hooks).  Then catalog_protected_relation
+ * is the table's entry, or NULL if it is not protected.
+ */
+extern bool catalog_protected_ready(void);
+extern bool catalog_any_protected(void);
+extern const CatalogRelation *catalog_protected_relation(Oid relid);
 extern void catalog_become_owner(CatalogUserState *state);
 extern void catalog_restore_user(CatalogUserState *state);
 extern uint16 catalog_category_id(const char *name);
