@@ -1588,6 +1588,20 @@ COMMENT ON TABLE privacy.access_log_verifications IS
     'every run of privacy.verify_access_log() and what it found';
 SELECT pg_catalog.pg_extension_config_dump('privacy.access_log_verifications', '');
 
+-- Which role used which purpose, and when first and last: the writer keeps
+-- it with every batch, so that the compliance gaps need not unpack the
+-- whole log.  Derived from the log (not chained); trimming the log keeps it.
+CREATE TABLE privacy.access_log_purpose_use (
+    acting_role name NOT NULL,
+    purpose     text NOT NULL,
+    first_used  timestamptz NOT NULL,
+    last_used   timestamptz NOT NULL,
+    PRIMARY KEY (acting_role, purpose)
+);
+COMMENT ON TABLE privacy.access_log_purpose_use IS
+    'each (acting role, declared purpose) in the access log, with the first and last statement time: kept by the log writer';
+SELECT pg_catalog.pg_extension_config_dump('privacy.access_log_purpose_use', '');
+
 -- Runs as its caller (the C code reads the log as the extension's owner),
 -- so that each run is recorded under the role that asked for it.
 CREATE FUNCTION privacy.verify_access_log(OUT status text, OUT seq bigint, OUT checked bigint, OUT detail text)
@@ -1618,9 +1632,9 @@ COMMENT ON FUNCTION privacy.trim_access_log() IS
 
 -- The log is written by the writer worker only; the compliance role reads it.
 REVOKE ALL ON privacy.access_log_batches, privacy.access_log, privacy.access_log_subjects,
-    privacy.access_log_anchors, privacy.access_log_verifications FROM PUBLIC;
+    privacy.access_log_anchors, privacy.access_log_verifications, privacy.access_log_purpose_use FROM PUBLIC;
 GRANT SELECT ON privacy.access_log_batches, privacy.access_log, privacy.access_log_subjects,
-    privacy.access_log_anchors, privacy.access_log_verifications TO privacy_officer;
+    privacy.access_log_anchors, privacy.access_log_verifications, privacy.access_log_purpose_use TO privacy_officer;
 REVOKE ALL ON FUNCTION privacy._trim_access_log() FROM PUBLIC;
 -- (the views call these as the reading role)
 GRANT EXECUTE ON FUNCTION privacy._access_log_statements(bytea, bigint),
@@ -2724,7 +2738,7 @@ BEGIN
        AND rp.purpose <> 'subject_access'
        AND NOT EXISTS (
            SELECT 1
-             FROM (SELECT DISTINCT l.acting_role, l.purpose FROM privacy.access_log l) u
+             FROM privacy.access_log_purpose_use u
              JOIN pg_catalog.pg_roles m ON m.rolname = u.acting_role
             WHERE u.purpose = rp.purpose
               -- a superuser is a member of every role: its use says nothing

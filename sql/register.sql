@@ -99,6 +99,9 @@ SELECT count(*) FROM reg_customers;
 RESET privacy.purpose;
 RESET ROLE;
 SELECT privacy.flush_access_log();
+-- (the writer keeps who used which purpose beside the log, for this check)
+SELECT acting_role, purpose, first_used <= last_used AS ordered
+  FROM privacy.access_log_purpose_use WHERE acting_role IN ('reg_app', 'reg_team') ORDER BY 1, 2;
 SELECT gap, object FROM privacy.compliance_gaps() WHERE gap LIKE 'purpose never used' OR gap LIKE 'access log%';
 SET ROLE reg_officer;
 SELECT status FROM privacy.verify_access_log();

@@ -2527,6 +2527,122 @@ event_of(int32 pid, TimestampTz backend_start)
 }
 
 /*
+ * Which roles used which purposes in a drain, kept in
+ * privacy.access_log_purpose_use (the compliance gaps read it instead of
+ * unpacking the whole log).  A drain sees few distinct pairs: an array.
+ */
+typedef struct PurposeUse
+{
+	char	   *role;
+	char	   *purpose;
+	TimestampTz first;
+	TimestampTz last;
+} PurposeUse;
+
+typedef struct PurposeUses
+{
+	PurposeUse *items;
+	int			n;
+	int			max;
+} PurposeUses;
+
+#define PURPOSE_USES_MAX 256
+
+static void purpose_use_store(PurposeUses *uses);
+
+/* A string of canonical bytes, as a pointer and length (NULL: len -1). */
+static const char *
+peek_str(Reader *r, int *len)
+{
+	uint32		l = get_u32(r);
+	const char *p;
+
+	if (l == 0xFFFFFFFFu)
+	{
+		*len = -1;
+		return NULL;
+	}
+	if ((size_t) (r->end - r->p) < l)
+		batch_corrupt();
+	p = (const char *) r->p;
+	r->p += l;
+	*len = (int) l;
+	return p;
+}
+
+static void
+purpose_use_saw(PurposeUses *uses, const unsigned char *bytes, size_t len, TimestampTz at)
+{
+	Reader		r;
+	const char *role;
+	const char *purpose;
+	int			rlen;
+	int			plen;
+	int			i;
+
+	r.p = bytes + 1 + 8;		/* kind, at */
+	r.end = bytes + len;
+	skip_str(&r);				/* session role */
+	role = peek_str(&r, &rlen);
+	skip_str(&r);				/* application */
+	skip_str(&r);				/* client address */
+	(void) get_u32(&r);			/* pid */
+	purpose = peek_str(&r, &plen);
+	if (role == NULL || purpose == NULL || plen == 0)
+		return;
+	for (i = 0; i < uses->n; i++)
+	{
+		PurposeUse *u = &uses->items[i];
+
+		if (strlen(u->role) == (size_t) rlen && memcmp(u->role, role, rlen) == 0 &&
+			strlen(u->purpose) == (size_t) plen && memcmp(u->purpose, purpose, plen) == 0)
+		{
+			u->first = Min(u->first, at);
+			u->last = Max(u->last, at);
+			return;
+		}
+	}
+	if (uses->n == PURPOSE_USES_MAX)
+		purpose_use_store(uses);
+	if (uses->items == NULL)
+	{
+		uses->max = PURPOSE_USES_MAX;
+		uses->items = palloc(sizeof(PurposeUse) * uses->max);
+	}
+	uses->items[uses->n].role = pnstrdup(role, rlen);
+	uses->items[uses->n].purpose = pnstrdup(purpose, plen);
+	uses->items[uses->n].first = at;
+	uses->items[uses->n].last = at;
+	uses->n++;
+}
+
+/* Into privacy.access_log_purpose_use, in the writer's transaction. */
+static void
+purpose_use_store(PurposeUses *uses)
+{
+	Oid			argtypes[4] = {NAMEOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	int			i;
+
+	for (i = 0; i < uses->n; i++)
+	{
+		Datum		values[4];
+
+		values[0] = DirectFunctionCall1(namein, CStringGetDatum(uses->items[i].role));
+		values[1] = CStringGetTextDatum(uses->items[i].purpose);
+		values[2] = TimestampTzGetDatum(uses->items[i].first);
+		values[3] = TimestampTzGetDatum(uses->items[i].last);
+		if (SPI_execute_with_args("INSERT INTO " PRIVACY_SCHEMA ".access_log_purpose_use AS u"
+								  " (acting_role, purpose, first_used, last_used) VALUES ($1, $2, $3, $4)"
+								  " ON CONFLICT (acting_role, purpose) DO UPDATE"
+								  " SET first_used = LEAST(u.first_used, excluded.first_used),"
+								  "     last_used = GREATEST(u.last_used, excluded.last_used)",
+								  4, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not record the purposes used in the access log");
+	}
+	uses->n = 0;
+}
+
+/*
  * Commit what the queue holds between its tail and the head seen now.
  * Returns false when there was nothing to write.
  */
@@ -2600,15 +2716,15 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 	 */
 	{
 		Oid			nsp = catalog_namespace();
-		const char *names[] = {"access_log_batches", "access_log_anchors", "data_keys"};
+		const char *names[] = {"access_log_batches", "access_log_purpose_use", "access_log_anchors", "data_keys"};
+		const LOCKMODE modes[] = {RowExclusiveLock, RowExclusiveLock, AccessShareLock, AccessShareLock};
 		int			i;
 
 		for (i = 0; i < lengthof(names); i++)
 		{
 			Oid			relid = get_relname_relid(names[i], nsp);
 
-			if (!OidIsValid(relid) ||
-				!ConditionalLockRelationOid(relid, i < 1 ? RowExclusiveLock : AccessShareLock))
+			if (!OidIsValid(relid) || !ConditionalLockRelationOid(relid, modes[i]))
 			{
 				AbortCurrentTransaction();
 				MemoryContextDelete(batch);
@@ -2629,6 +2745,7 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 		EState	   *estate = CreateExecutorState();
 		LogTarget	log;
 		BatchBuilder bb;
+		PurposeUses uses = {0};
 
 		target_open(&log, estate, "access_log_batches", ACCESS_LOG_BATCHES_NATTS);
 		batch_init(&bb, GetCurrentTimestamp(), key);
@@ -2658,6 +2775,7 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 				batch_end_entry(&bb, lenpos, seq, mac);
 				batch_saw_time(&bb, at);
 				remember_event(statement_pid(bytes, blen), seq, at);
+				purpose_use_saw(&uses, bytes, blen, at);
 			}
 			else if (*r.p == ENTRY_SUBJECTS)
 			{
@@ -2696,6 +2814,7 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 		batch_store(&bb, &log, estate);
 		logchain_batch_end(&bb.chain);
 		target_close(&log);
+		purpose_use_store(&uses);
 		FreeExecutorState(estate);
 	}
 	MemoryContextSwitchTo(old);
