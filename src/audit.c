@@ -766,11 +766,19 @@ display_name(Oid relid)
 	char	   *nsp;
 	char	   *rel;
 
+	static DisplayName *last = NULL;	/* most statements name one table */
+
+	if (last != NULL && last->relid == relid && last->generation == display_names_generation)
+		return pstrdup(last->name);
+	last = NULL;				/* the map may be started afresh below */
 	dn = hash_search(small_map(&display_names, "privacy relation names", sizeof(Oid),
 							   sizeof(DisplayName), 10000),
 					 &relid, HASH_ENTER, &found);
 	if (found && dn->generation == display_names_generation)
+	{
+		last = dn;
 		return pstrdup(dn->name);
+	}
 	nsp = get_namespace_name(get_rel_namespace(relid));
 	rel = get_rel_name(relid);
 	if (nsp == NULL || rel == NULL)
@@ -780,6 +788,7 @@ display_name(Oid relid)
 	}
 	strlcpy(dn->name, quote_qualified_identifier(nsp, rel), sizeof(dn->name));
 	dn->generation = display_names_generation;
+	last = dn;
 	return pstrdup(dn->name);
 }
 
@@ -2616,6 +2625,24 @@ purpose_use_saw(PurposeUses *uses, const unsigned char *bytes, size_t len, Times
 	uses->n++;
 }
 
+/*
+ * What this writer stored last, per pair: a pair seen again within a
+ * minute of its stored last use is not written again (strict mode drains
+ * a statement or two at a time), so last_used may lag by up to a minute.
+ * Noted before the commit: a writer whose transaction fails exits (an
+ * ERROR in it is FATAL), and its successor starts with none of this.
+ */
+typedef struct StoredUse
+{
+	char		key[2 * NAMEDATALEN + 2];	/* role NUL purpose */
+	TimestampTz first;
+	TimestampTz last;
+} StoredUse;
+
+static HTAB *stored_uses = NULL;
+
+#define PURPOSE_USE_LAG_MS 60000
+
 /* Into privacy.access_log_purpose_use, in the writer's transaction. */
 static void
 purpose_use_store(PurposeUses *uses)
@@ -2626,6 +2653,25 @@ purpose_use_store(PurposeUses *uses)
 	for (i = 0; i < uses->n; i++)
 	{
 		Datum		values[4];
+		char		key[2 * NAMEDATALEN + 2];
+		size_t		rl = strlen(uses->items[i].role);
+		size_t		pl = strlen(uses->items[i].purpose);
+		StoredUse  *su = NULL;
+		bool		found = false;
+
+		/* long purposes are simply written every time */
+		if (rl < NAMEDATALEN && pl <= NAMEDATALEN)
+		{
+			memset(key, 0, sizeof(key));
+			memcpy(key, uses->items[i].role, rl);
+			memcpy(key + rl + 1, uses->items[i].purpose, pl);
+			su = hash_search(small_map(&stored_uses, "privacy stored purpose uses", sizeof(key),
+									   sizeof(StoredUse), 10000),
+							 key, HASH_ENTER, &found);
+			if (found && uses->items[i].first >= su->first &&
+				!TimestampDifferenceExceeds(su->last, uses->items[i].last, PURPOSE_USE_LAG_MS))
+				continue;
+		}
 
 		values[0] = DirectFunctionCall1(namein, CStringGetDatum(uses->items[i].role));
 		values[1] = CStringGetTextDatum(uses->items[i].purpose);
@@ -2638,6 +2684,11 @@ purpose_use_store(PurposeUses *uses)
 								  "     last_used = GREATEST(u.last_used, excluded.last_used)",
 								  4, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not record the purposes used in the access log");
+		if (su != NULL)
+		{
+			su->first = found ? Min(su->first, uses->items[i].first) : uses->items[i].first;
+			su->last = found ? Max(su->last, uses->items[i].last) : uses->items[i].last;
+		}
 	}
 	uses->n = 0;
 }

@@ -670,6 +670,40 @@ replace_query_text(const char *message, const char *query, const char *redacted)
 	return out.data;
 }
 
+/*
+ * A message that quotes the statement: the statement redacted, and every
+ * line after the one where it ends cut at its first quote (the plan
+ * auto_explain prints after "Query Text:" quotes literals in its
+ * conditions).  The line of the statement itself is kept whole, so that
+ * pgaudit's AUDIT line keeps its fields.
+ */
+static char *
+redacted_quoting_message(const char *message, const char *query, const char *redacted)
+{
+	char	   *replaced = replace_query_text(message, query, redacted);
+	size_t		rlen = strlen(redacted);
+	const char *last = NULL;
+	const char *p = replaced;
+	const char *nl;
+	size_t		head;
+	size_t		rest;
+	char	   *out;
+
+	while (rlen > 0 && (p = strstr(p, redacted)) != NULL)
+	{
+		last = p;
+		p += rlen;
+	}
+	if (last == NULL || (nl = strchr(last + rlen, '\n')) == NULL)
+		return replaced;
+	head = (size_t) (nl + 1 - replaced);
+	rest = strlen(nl + 1);
+	out = palloc(head + rest + 1);
+	memcpy(out, replaced, head);
+	redact_lines_at_quote(nl + 1, rest, out + head);
+	return out;
+}
+
 static void
 redact_emit_log(ErrorData *edata)
 {
@@ -744,19 +778,12 @@ redact_emit_log(ErrorData *edata)
 	}
 	/*
 	 * Any other message that quotes the statement (auto_explain's "Query
-	 * Text:" and the plan after it, whose conditions quote the literals)
-	 * gets the redacted statement in its place, and each of its lines ends
-	 * at its first quote.
+	 * Text:" and the plan after it, pgaudit's AUDIT line) gets the redacted
+	 * statement in its place.
 	 */
 	if (!statement_message && edata->message != NULL && query != NULL && query[0] != '\0' &&
 		redacted_query != NULL && strstr(edata->message, query) != NULL)
-	{
-		char	   *replaced = replace_query_text(edata->message, query, redacted_query);
-		size_t		len = strlen(replaced);
-
-		edata->message = palloc(len + 1);
-		redact_lines_at_quote(replaced, len, edata->message);
-	}
+		edata->message = redacted_quoting_message(edata->message, query, redacted_query);
 	if (edata->detail != NULL && query != NULL && query[0] != '\0' && redacted_query != NULL &&
 		strstr(edata->detail, query) != NULL)
 		edata->detail = replace_query_text(edata->detail, query, redacted_query);
