@@ -273,6 +273,26 @@ SELECT id, (privacy.envelope_info(email)).key_id = :key_of_2 AS old_key,
        (privacy.envelope_info(email)).key_id = (SELECT (privacy.envelope_info(email)).key_id
                                                  FROM customers WHERE id = 3) AS key_of_3
   FROM customers WHERE id = 2;
+-- a superuser with no purpose writes envelopes as they are only in a
+-- restore (row_security off, as pg_restore sets it); in an ordinary session
+-- envelopes it copies in are resealed under their new subject's key, or
+-- erasing that subject could not shred them
+CREATE TABLE prot_staging AS SELECT email FROM customers WHERE id = 1;
+INSERT INTO customers (id, customer_id, name, email) SELECT 20, 3, 'Copied', email FROM prot_staging;
+SET row_security = off;
+INSERT INTO customers (id, customer_id, name, email) SELECT 21, 3, 'Restored', email FROM prot_staging;
+RESET row_security;
+SELECT c.id, k.scope,
+       k.id = (SELECT (privacy.envelope_info(email)).key_id FROM customers WHERE id = 1) AS key_of_subject_1
+  FROM customers c JOIN privacy.keys k ON k.id = (privacy.envelope_info(c.email)).key_id
+ WHERE c.id IN (20, 21) ORDER BY c.id;
+SET ROLE prot_app;
+SET privacy.purpose = 'billing';
+SELECT id, email FROM customers WHERE id = 20;
+RESET privacy.purpose;
+RESET ROLE;
+DELETE FROM customers WHERE id IN (20, 21);
+DROP TABLE prot_staging;
 -- an UPDATE of another column keeps the key
 SET ROLE prot_app;
 SET privacy.purpose = 'billing';
@@ -733,11 +753,10 @@ INSERT INTO legacy VALUES (2, 'new@example.org');
 RESET privacy.purpose;
 SELECT l.id, k.scope FROM legacy l JOIN privacy.keys k ON k.id = (privacy.envelope_info(l.email)).key_id ORDER BY l.id;
 
--- Q4 (questionable, shredding gap): a superuser (or privacy_admin member)
--- writing without a purpose is treated as a restore: the seal trigger keeps
--- the value under the category key, also for plaintext input.  Correct
--- (arguably): plaintext input sealed under the subject key; only envelopes
--- taken verbatim.
+-- Q4 (was a shredding gap): a superuser (or privacy_admin member) writing
+-- without a purpose in an ordinary session gets the value sealed under the
+-- subject key like anyone; only a restore (row_security off) is taken
+-- verbatim.
 INSERT INTO legacy VALUES (3, 'typed-by-dba@example.org');
 SELECT l.id, k.scope FROM legacy l JOIN privacy.keys k ON k.id = (privacy.envelope_info(l.email)).key_id
  WHERE l.id = 3;

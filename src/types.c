@@ -51,6 +51,7 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/rls.h"
 
 #define SEARCH_TAG_BYTES 16
 #define FORMAT_PLAIN 0x00
@@ -1241,9 +1242,13 @@ encrypted_type_oids(Oid *text_type, Oid *bytea_type)
  * BEFORE INSERT OR UPDATE row trigger of protected tables (argument: the
  * subject column): every encrypted value of the row is resealed under the
  * subject's key, so that destroying that key shreds the subject's data
- * everywhere.  Values are taken verbatim from the dump/restore roles (no
- * purpose declared): they are already sealed, and resealing them is how
- * restores double-encrypt data (pgsodium #109).
+ * everywhere.  A restore's values are taken verbatim (a dump/restore role,
+ * no purpose declared, and row_security off, as pg_restore and pg_dump's
+ * scripts set it): they are already sealed, and resealing them is how
+ * restores double-encrypt data (pgsodium #109), and the cluster restored
+ * into may not hold their keys.  The same role in an ordinary session
+ * (envelopes copied from another table, say) gets them resealed like
+ * anyone else's, or erasure could not shred them.
  */
 PG_FUNCTION_INFO_V1(privacy_seal_row);
 Datum
@@ -1274,7 +1279,7 @@ privacy_seal_row(PG_FUNCTION_ARGS)
 	tupdesc = RelationGetDescr(rel);
 	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
 
-	if (ciphertext_io())
+	if (ciphertext_io() && !row_security)
 		return PointerGetDatum(tuple);
 
 	subject_att = SPI_fnumber(tupdesc, trigdata->tg_trigger->tgargs[0]);
