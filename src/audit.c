@@ -1534,6 +1534,12 @@ abort_frames(SubTransactionId subid)
 		internal_depth = 0;
 }
 
+/*
+ * The chain key while verify or trim holds it: here rather than on their
+ * stack, so that an error on the way is followed by its wiping (abort).
+ */
+static unsigned char chain_key_scratch[LOGCHAIN_KEY_BYTES];
+
 static void
 audit_xact_callback(XactEvent event, void *arg)
 {
@@ -1546,6 +1552,7 @@ audit_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
+			sodium_memzero(chain_key_scratch, sizeof(chain_key_scratch));
 			flush_loose(true);
 			abort_frames(InvalidSubTransactionId);
 			break;
@@ -1559,7 +1566,10 @@ audit_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 					   SubTransactionId parentSubid, void *arg)
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		sodium_memzero(chain_key_scratch, sizeof(chain_key_scratch));
 		abort_frames(mySubid);
+	}
 }
 
 static emit_log_hook_type prev_emit_log = NULL;
@@ -1982,21 +1992,41 @@ audit_needs_fmgr(Oid fn)
 	return is_internal_function(fn);
 }
 
+/*
+ * What each call that started decided, so that its end need not ask the
+ * catalog again (an abort is no place for catalog lookups, and the call
+ * may have changed the catalog).  Calls nest, so a stack; the private
+ * Datum of the hook is shared with other extensions' hooks.
+ */
+#define FMGR_DECISIONS 256
+static bool fmgr_internal[FMGR_DECISIONS];
+static int	fmgr_depth = 0;
+
 static void
 audit_fmgr(FmgrHookEventType event, FmgrInfo *flinfo, Datum *private)
 {
+	bool		internal;
+
 	if (prev_fmgr)
 		prev_fmgr(event, flinfo, private);
-	if (!is_internal_function(flinfo->fn_oid))
-		return;
 	switch (event)
 	{
 		case FHET_START:
-			internal_depth++;
+			internal = is_internal_function(flinfo->fn_oid);
+			if (fmgr_depth < FMGR_DECISIONS)
+				fmgr_internal[fmgr_depth] = internal;
+			fmgr_depth++;
+			if (internal)
+				internal_depth++;
 			break;
 		case FHET_END:
 		case FHET_ABORT:
-			if (internal_depth > 0)
+			if (fmgr_depth == 0)
+				break;
+			fmgr_depth--;
+			internal = fmgr_depth < FMGR_DECISIONS ? fmgr_internal[fmgr_depth] :
+				is_internal_function(flinfo->fn_oid);
+			if (internal && internal_depth > 0)
 				internal_depth--;
 			break;
 	}
@@ -3233,7 +3263,7 @@ privacy_verify_access_log(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 	CatalogUserState st;
-	unsigned char key[LOGCHAIN_KEY_BYTES];
+	unsigned char *key = chain_key_scratch;
 	unsigned char prev[LOGCHAIN_MAC_BYTES];
 	int64		expected = 1;
 	int64		checked = 0;
@@ -3362,7 +3392,7 @@ privacy_verify_access_log(PG_FUNCTION_ARGS)
 							  expected, head);
 		}
 	}
-	sodium_memzero(key, sizeof(key));
+	sodium_memzero(key, LOGCHAIN_KEY_BYTES);
 
 	/* the chain is whole, but a row misdescribes its entries */
 	if (strcmp(status, "ok") == 0 && meta_detail != NULL)
@@ -3415,7 +3445,7 @@ audit_trim_log(void)
 	int64		boundary;
 	int64		removed = 0;
 	bool		isnull;
-	unsigned char key[LOGCHAIN_KEY_BYTES];
+	unsigned char *key = chain_key_scratch;
 	unsigned char anchor[LOGCHAIN_MAC_BYTES];
 	unsigned char amac[LOGCHAIN_ANCHOR_MAC_BYTES];
 	char		sql[1024];
@@ -3451,7 +3481,7 @@ audit_trim_log(void)
 			memcpy(anchor, VARDATA_ANY(m), LOGCHAIN_MAC_BYTES);
 			keys_access_log_key(key);
 			logchain_anchor_mac(amac, key, (uint64) boundary + 1, anchor);
-			sodium_memzero(key, sizeof(key));
+			sodium_memzero(key, LOGCHAIN_KEY_BYTES);
 			if (SPI_execute_with_args("WITH d AS (DELETE FROM " PRIVACY_SCHEMA ".access_log_batches WHERE last_seq <= $1"
 									  "            RETURNING last_seq - first_seq + 1 AS n)"
 									  " SELECT coalesce(sum(n), 0)::bigint FROM d",
