@@ -3040,6 +3040,24 @@ AS $$
         ELSE privacy._html(basis) END
 $$;
 
+-- A table row of cells that are HTML already; a table around rows.
+CREATE FUNCTION privacy._html_row(VARIADIC cells text[]) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT '<tr>' || string_agg('<td>' || coalesce(c, '') || '</td>', '' ORDER BY o) || '</tr>'
+      FROM unnest(cells) WITH ORDINALITY AS u(c, o)
+$$;
+
+CREATE FUNCTION privacy._html_table(headers text[], rows text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT '<table><thead><tr>' || string_agg('<th>' || hd || '</th>', '' ORDER BY o) || '</tr></thead><tbody>'
+           || coalesce(rows, '') || '</tbody></table>'
+      FROM unnest(headers) WITH ORDINALITY AS u(hd, o)
+$$;
+
 CREATE FUNCTION privacy.subject_report_html(subject text) RETURNS text
     LANGUAGE plpgsql VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -3154,15 +3172,15 @@ BEGIN
     FOR x IN SELECT * FROM jsonb_array_elements(r -> 'consents') LOOP
         h := h || '<h3>' || privacy._html(x ->> 'purpose') || '</h3><p>Now: '
               || coalesce(privacy._html(x ->> 'state'), 'no longer recorded') || '.</p>'
-              || '<table><thead><tr><th>When</th><th>What</th><th>Where it came from</th><th>Evidence</th></tr></thead><tbody>'
-              || coalesce((SELECT string_agg('<tr><td>' || privacy._html_time(e -> 'at') || '</td><td>'
-                                             || privacy._html(CASE e ->> 'action' WHEN 'grant' THEN 'consent given'
-                                                                  WHEN 'withdraw' THEN 'consent withdrawn'
-                                                                  WHEN 'object' THEN 'objection' ELSE e ->> 'action' END)
-                                             || '</td><td>' || privacy._html(e ->> 'source') || '</td><td>'
-                                             || privacy._html_value(e -> 'evidence') || '</td></tr>', '' ORDER BY o)
-                             FROM jsonb_array_elements(x -> 'history') WITH ORDINALITY AS hist(e, o)), '')
-              || '</tbody></table>';
+              || privacy._html_table(ARRAY['When', 'What', 'Where it came from', 'Evidence'],
+                     (SELECT string_agg(privacy._html_row(
+                                 privacy._html_time(e -> 'at'),
+                                 privacy._html(CASE e ->> 'action' WHEN 'grant' THEN 'consent given'
+                                                   WHEN 'withdraw' THEN 'consent withdrawn'
+                                                   WHEN 'object' THEN 'objection' ELSE e ->> 'action' END),
+                                 privacy._html(e ->> 'source'),
+                                 privacy._html_value(e -> 'evidence')), '' ORDER BY o)
+                        FROM jsonb_array_elements(x -> 'history') WITH ORDINALITY AS hist(e, o)));
     END LOOP;
     h := h || '</section>' || E'\n';
 
@@ -3171,17 +3189,16 @@ BEGIN
     IF jsonb_array_length(r -> 'access') = 0 THEN
         h := h || '<p class="empty">Our access log records no access to your encrypted data.</p>';
     ELSE
-        h := h || '<table><thead><tr><th>When</th><th>Who</th><th>Application</th><th>Purpose</th>'
-              || '<th>Where</th><th>Kinds of data</th><th>Values read</th></tr></thead><tbody>'
-              || (SELECT string_agg('<tr><td>' || privacy._html_time(a -> 'at') || '</td><td>'
-                                    || privacy._html(a ->> 'role') || '</td><td>' || privacy._html_value(a -> 'application')
-                                    || '</td><td>' || privacy._html_value(a -> 'purpose') || '</td><td>'
-                                    || privacy._html_value(a -> 'table') || '</td><td>'
-                                    || coalesce((SELECT string_agg('<span class="tag">' || privacy._html(c) || '</span>', ' ')
-                                                   FROM jsonb_array_elements_text(a -> 'categories') c), '')
-                                    || '</td><td>' || privacy._html(a ->> 'values') || '</td></tr>', '' ORDER BY o)
-                    FROM jsonb_array_elements(r -> 'access') WITH ORDINALITY AS l(a, o))
-              || '</tbody></table>';
+        h := h || privacy._html_table(
+                      ARRAY['When', 'Who', 'Application', 'Purpose', 'Where', 'Kinds of data', 'Values read'],
+                      (SELECT string_agg(privacy._html_row(
+                                  privacy._html_time(a -> 'at'), privacy._html(a ->> 'role'),
+                                  privacy._html_value(a -> 'application'), privacy._html_value(a -> 'purpose'),
+                                  privacy._html_value(a -> 'table'),
+                                  coalesce((SELECT string_agg('<span class="tag">' || privacy._html(c) || '</span>', ' ')
+                                              FROM jsonb_array_elements_text(a -> 'categories') c), ''),
+                                  privacy._html(a ->> 'values')), '' ORDER BY o)
+                         FROM jsonb_array_elements(r -> 'access') WITH ORDINALITY AS l(a, o)));
     END IF;
     h := h || '<p class="empty">Each entry is one statement that read your encrypted data.</p></section>' || E'\n';
 
@@ -3190,18 +3207,19 @@ BEGIN
     IF jsonb_array_length(r -> 'data') = 0 THEN
         h := h || '<p class="empty">There is nothing to delete.</p>';
     ELSE
-        h := h || '<table><thead><tr><th>Records</th><th>Rule</th><th>First due</th><th>Last due</th></tr></thead><tbody>'
-              || (SELECT string_agg('<tr><td>' || privacy._html(d ->> 'table') || '</td><td>'
-                                    || CASE WHEN jsonb_typeof(d -> 'retention') = 'object'
-                                            THEN privacy._html(d #>> '{retention,action}') || ' '
-                                                 || privacy._html(((d #>> '{retention,keep}')::interval)::text)
-                                                 || ' after ' || privacy._html(d #>> '{retention,time_column}')
-                                            ELSE 'kept until you ask us to erase them' END
-                                    || '</td><td>' || privacy._html_time((SELECT to_jsonb(min((w ->> 'due_at')::timestamptz)) FROM jsonb_array_elements(d -> 'rows') w WHERE w ->> 'due_at' IS NOT NULL))
-                                    || '</td><td>' || privacy._html_time((SELECT to_jsonb(max((w ->> 'due_at')::timestamptz)) FROM jsonb_array_elements(d -> 'rows') w WHERE w ->> 'due_at' IS NOT NULL))
-                                    || '</td></tr>', '' ORDER BY o)
-                    FROM jsonb_array_elements(r -> 'data') WITH ORDINALITY AS e(d, o))
-              || '</tbody></table>';
+        h := h || privacy._html_table(ARRAY['Records', 'Rule', 'First due', 'Last due'],
+                      (SELECT string_agg(privacy._html_row(
+                                  privacy._html(d ->> 'table'),
+                                  CASE WHEN jsonb_typeof(d -> 'retention') = 'object'
+                                       THEN privacy._html(d #>> '{retention,action}') || ' '
+                                            || privacy._html(((d #>> '{retention,keep}')::interval)::text)
+                                            || ' after ' || privacy._html(d #>> '{retention,time_column}')
+                                       ELSE 'kept until you ask us to erase them' END,
+                                  privacy._html_time(due.first), privacy._html_time(due.last)), '' ORDER BY o)
+                         FROM jsonb_array_elements(r -> 'data') WITH ORDINALITY AS e(d, o),
+                              LATERAL (SELECT to_jsonb(min((w ->> 'due_at')::timestamptz)) AS first,
+                                              to_jsonb(max((w ->> 'due_at')::timestamptz)) AS last
+                                         FROM jsonb_array_elements(d -> 'rows') w) due));
     END IF;
     IF EXISTS (SELECT 1 FROM jsonb_array_elements(r -> 'holds') hd WHERE (hd ->> 'active')::boolean) THEN
         h := h || '<p>A legal hold applies to your data (below): nothing is deleted while it lasts.</p>';
@@ -3214,41 +3232,38 @@ BEGIN
         h := h || '<p class="empty">No legal hold has been placed on your data.</p>';
     ELSE
         h := h || '<p>While a legal hold is active we must keep your data, even past its retention period or if you ask for erasure.</p>'
-              || '<table><thead><tr><th>Placed</th><th>Until</th><th>Released</th><th>Active</th></tr></thead><tbody>'
-              || (SELECT string_agg('<tr><td>' || privacy._html_time(hd -> 'placed_at') || '</td><td>'
-                                    || privacy._html_time(hd -> 'until') || '</td><td>' || privacy._html_time(hd -> 'released_at')
-                                    || '</td><td>' || CASE WHEN (hd ->> 'active')::boolean THEN 'yes' ELSE 'no' END
-                                    || '</td></tr>', '' ORDER BY o)
-                    FROM jsonb_array_elements(r -> 'holds') WITH ORDINALITY AS e(hd, o))
-              || '</tbody></table>';
+              || privacy._html_table(ARRAY['Placed', 'Until', 'Released', 'Active'],
+                     (SELECT string_agg(privacy._html_row(
+                                 privacy._html_time(hd -> 'placed_at'), privacy._html_time(hd -> 'until'),
+                                 privacy._html_time(hd -> 'released_at'),
+                                 CASE WHEN (hd ->> 'active')::boolean THEN 'yes' ELSE 'no' END), '' ORDER BY o)
+                        FROM jsonb_array_elements(r -> 'holds') WITH ORDINALITY AS e(hd, o)));
     END IF;
     h := h || '</section><section id="erasures"><h2>Erasures</h2>';
     IF jsonb_array_length(r -> 'erasures') = 0 THEN
         h := h || '<p class="empty">None of your data has been erased at your request.</p>';
     ELSE
-        h := h || '<table><thead><tr><th>Erasure</th><th>When</th><th>Why</th><th>What</th></tr></thead><tbody>'
-              || (SELECT string_agg('<tr><td>' || privacy._html(er ->> 'erasure') || '</td><td>'
-                                    || privacy._html_time(er -> 'erased_at') || '</td><td>' || privacy._html(er ->> 'reason')
-                                    || '</td><td>' || coalesce((SELECT string_agg(privacy._html(k) || ': ' || privacy._html(v ->> 'rows')
-                                                                                  || ' ' || privacy._html(v ->> 'action'), '; ' ORDER BY k)
-                                                                  FROM jsonb_each(er -> 'tables') AS tb(k, v)), '')
-                                    || '</td></tr>', '' ORDER BY o)
-                    FROM jsonb_array_elements(r -> 'erasures') WITH ORDINALITY AS e(er, o))
-              || '</tbody></table>';
+        h := h || privacy._html_table(ARRAY['Erasure', 'When', 'Why', 'What'],
+                      (SELECT string_agg(privacy._html_row(
+                                  privacy._html(er ->> 'erasure'), privacy._html_time(er -> 'erased_at'),
+                                  privacy._html(er ->> 'reason'),
+                                  coalesce((SELECT string_agg(privacy._html(k) || ': ' || privacy._html(v ->> 'rows')
+                                                              || ' ' || privacy._html(v ->> 'action'), '; ' ORDER BY k)
+                                              FROM jsonb_each(er -> 'tables') AS tb(k, v)), '')), '' ORDER BY o)
+                         FROM jsonb_array_elements(r -> 'erasures') WITH ORDINALITY AS e(er, o)));
     END IF;
     h := h || '</section><section id="requests"><h2>Your requests</h2>';
     IF jsonb_array_length(r -> 'requests') = 0 THEN
         h := h || '<p class="empty">We have no request from you on record.</p>';
     ELSE
-        h := h || '<table><thead><tr><th>Request</th><th>Kind</th><th>Received</th><th>Answer due</th><th>Status</th><th>Note</th></tr></thead><tbody>'
-              || (SELECT string_agg('<tr><td>' || privacy._html(q ->> 'request') || '</td><td>' || privacy._html(q ->> 'kind')
-                                    || '</td><td>' || privacy._html_time(q -> 'received_at') || '</td><td>'
-                                    || privacy._html_time(q -> 'deadline') || '</td><td>' || privacy._html(replace(q ->> 'status', '_', ' '))
-                                    || CASE WHEN q ->> 'closed_at' IS NOT NULL THEN ' ' || privacy._html_time(q -> 'closed_at') ELSE '' END
-                                    || '</td><td>' || privacy._html(coalesce(q ->> 'resolution', q ->> 'extension_reason', ''))
-                                    || '</td></tr>', '' ORDER BY o)
-                    FROM jsonb_array_elements(r -> 'requests') WITH ORDINALITY AS e(q, o))
-              || '</tbody></table>';
+        h := h || privacy._html_table(ARRAY['Request', 'Kind', 'Received', 'Answer due', 'Status', 'Note'],
+                      (SELECT string_agg(privacy._html_row(
+                                  privacy._html(q ->> 'request'), privacy._html(q ->> 'kind'),
+                                  privacy._html_time(q -> 'received_at'), privacy._html_time(q -> 'deadline'),
+                                  privacy._html(replace(q ->> 'status', '_', ' '))
+                                  || CASE WHEN q ->> 'closed_at' IS NOT NULL THEN ' ' || privacy._html_time(q -> 'closed_at') ELSE '' END,
+                                  privacy._html(coalesce(q ->> 'resolution', q ->> 'extension_reason', ''))), '' ORDER BY o)
+                         FROM jsonb_array_elements(r -> 'requests') WITH ORDINALITY AS e(q, o)));
     END IF;
     h := h || '</section><footer>Subject report, format version ' || privacy._html(r ->> 'version')
           || '. The same report is available as JSON for transfer to another service (GDPR Art. 20).</footer>'
@@ -3262,7 +3277,8 @@ COMMENT ON FUNCTION privacy.subject_report_html(text) IS
 REVOKE ALL ON FUNCTION privacy._builtin_purpose_guard(),
     privacy._report_table(regclass, name, text, name, interval),
     privacy.subject_report(text), privacy._html(text), privacy._html_value(jsonb),
-    privacy._html_time(jsonb), privacy._html_basis(text), privacy.subject_report_html(text)
+    privacy._html_time(jsonb), privacy._html_basis(text), privacy._html_row(text[]),
+    privacy._html_table(text[], text), privacy.subject_report_html(text)
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION privacy.subject_report(text), privacy.subject_report_html(text)
   TO privacy_officer;

@@ -384,6 +384,9 @@ canon_subject(StringInfo buf, int64 event, const unsigned char *hash,
  * ------------------------------------------------------------------------
  */
 #define PACKED_OVERHEAD (8 + 4 + LOGCHAIN_MAC_BYTES)
+/* SQL for the MAC of a batch row's last entry: its entries' final bytes */
+#define MAC_OF_LAST_ENTRY "pg_catalog.substr(entries, pg_catalog.length(entries) - " \
+	CppAsString2(LOGCHAIN_MAC_BYTES) " + 1)"
 #define BATCH_MAX_BYTES (1024 * 1024)
 #define BATCH_MAX_ENTRIES 8192
 
@@ -451,6 +454,25 @@ static Datum text_array(char **items, int n);
 static Datum bytea_datum(const unsigned char *b, size_t len);
 
 /*
+ * The set-up of a function returning the entries of a batch row: its
+ * result in materialize mode, and a reader over argument 0 (false when
+ * that is NULL: no rows).
+ */
+static bool
+batch_srf_begin(FunctionCallInfo fcinfo, Reader *r)
+{
+	bytea	   *b;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (PG_ARGISNULL(0))
+		return false;
+	b = PG_GETARG_BYTEA_PP(0);
+	r->p = (unsigned char *) VARDATA_ANY(b);
+	r->end = r->p + VARSIZE_ANY_EXHDR(b);
+	return true;
+}
+
+/*
  * privacy._access_log_statements(entries, only_seq): the statement events
  * of one batch, as rows of privacy.access_log.
  */
@@ -461,19 +483,14 @@ privacy_access_log_statements(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	bool		only = !PG_ARGISNULL(1);
 	int64		want = only ? PG_GETARG_INT64(1) : 0;
-	bytea	   *b;
 	Reader		r;
 	LogchainEntry e;
 	int			rc;
 	MemoryContext tmp;
 	MemoryContext old;
 
-	InitMaterializedSRF(fcinfo, 0);
-	if (PG_ARGISNULL(0))
+	if (!batch_srf_begin(fcinfo, &r))
 		return (Datum) 0;
-	b = PG_GETARG_BYTEA_PP(0);
-	r.p = (unsigned char *) VARDATA_ANY(b);
-	r.end = r.p + VARSIZE_ANY_EXHDR(b);
 	tmp = AllocSetContextCreate(CurrentMemoryContext, "access log row", ALLOCSET_SMALL_SIZES);
 	while ((rc = unpack_next(&r, &e)) > 0)
 	{
@@ -537,19 +554,14 @@ privacy_access_log_subject_entries(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	bytea	   *want = PG_ARGISNULL(1) ? NULL : PG_GETARG_BYTEA_PP(1);
-	bytea	   *b;
 	Reader		r;
 	LogchainEntry e;
 	int			rc;
 
-	InitMaterializedSRF(fcinfo, 0);
-	if (PG_ARGISNULL(0))
+	if (!batch_srf_begin(fcinfo, &r))
 		return (Datum) 0;
 	if (want != NULL && VARSIZE_ANY_EXHDR(want) != PRIVACY_SUBJECT_HASH_BYTES)
 		return (Datum) 0;
-	b = PG_GETARG_BYTEA_PP(0);
-	r.p = (unsigned char *) VARDATA_ANY(b);
-	r.end = r.p + VARSIZE_ANY_EXHDR(b);
 	while ((rc = unpack_next(&r, &e)) > 0)
 	{
 		Datum		values[6];
@@ -750,6 +762,7 @@ small_map(HTAB **map, const char *name, Size keysize, Size entrysize, long max)
 	}
 	return *map;
 }
+
 static uint64 display_names_generation = 1;
 
 static void
@@ -761,12 +774,11 @@ audit_relcache_callback(Datum arg, Oid relid)
 static char *
 display_name(Oid relid)
 {
+	static DisplayName *last = NULL;	/* most statements name one table */
 	DisplayName *dn;
 	bool		found;
 	char	   *nsp;
 	char	   *rel;
-
-	static DisplayName *last = NULL;	/* most statements name one table */
 
 	if (last != NULL && last->relid == relid && last->generation == display_names_generation)
 		return pstrdup(last->name);
@@ -2148,7 +2160,7 @@ load_chain_head(AuditQueue *q, Oid log_relid)
 
 	memset(mac, 0, sizeof(mac));
 	if (SPI_execute("SELECT seq, mac FROM ("
-					"  (SELECT last_seq AS seq, substr(entries, length(entries) - 15) AS mac"
+					"  (SELECT last_seq AS seq, " MAC_OF_LAST_ENTRY " AS mac"
 					"     FROM " PRIVACY_SCHEMA ".access_log_batches ORDER BY first_seq DESC LIMIT 1)"
 					"  UNION ALL (SELECT first_seq - 1, anchor FROM " PRIVACY_SCHEMA ".access_log_anchors ORDER BY first_seq DESC LIMIT 1)"
 					") h ORDER BY seq DESC LIMIT 1", true, 1) != SPI_OK_SELECT)
@@ -2416,37 +2428,30 @@ batch_saw_subject(BatchBuilder *bb, const unsigned char *hash)
 
 static TimestampTz tables_missing_since = 0;
 
-/* Events of a database without the log's tables: to the server log. */
+/* The queue's bytes from start to end, unwrapped into buf. */
 static void
-writer_spill(AuditQueue *q, uint64 start, uint64 end)
+queue_copy(AuditQueue *q, uint64 start, uint64 end, unsigned char *buf)
 {
 	Size		qsize = audit_shared->qsize;
-	uint64		pos = start;
-	StringInfoData rec;
+	Size		len = (Size) (end - start);
+	Size		off = (Size) (start % qsize);
+	Size		first = Min(len, qsize - off);
 
+	/* the bytes between tail and head stay put until the tail moves */
+	memcpy(buf, q->data + off, first);
+	memcpy(buf + first, q->data, len - first);
+}
+
+/* Events of a database without the log's tables: to the server log. */
+static void
+writer_spill(AuditQueue *q, uint64 start, uint64 end, unsigned char *buf)
+{
 	ereport(WARNING,
 			(errmsg("the access log tables of this database are missing: writing " UINT64_FORMAT " bytes of queued access events to the server log",
 					end - start),
 			 errhint("Is the extension privacy installed in this database?")));
-	initStringInfo(&rec);
-	while (pos + 4 <= end)
-	{
-		unsigned char lenb[4];
-		uint32		rlen;
-		uint64		i;
-
-		for (i = 0; i < 4; i++)
-			lenb[i] = (unsigned char) q->data[(pos + i) % qsize];
-		rlen = ((uint32) lenb[0] << 24) | ((uint32) lenb[1] << 16) | ((uint32) lenb[2] << 8) | lenb[3];
-		if (rlen < 5 || pos + rlen > end)
-			break;
-		resetStringInfo(&rec);
-		for (i = 4; i < rlen; i++)
-			appendStringInfoChar(&rec, q->data[(pos + i) % qsize]);
-		emit_json(&rec);
-		pos += rlen;
-	}
-	pfree(rec.data);
+	queue_copy(q, start, end, buf);
+	emit_json_framed((const char *) buf, (Size) (end - start));
 	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
 	q->tail = end;
 	LWLockRelease(audit_shared->lock);
@@ -2466,19 +2471,54 @@ typedef struct LastEvent
 
 static HTAB *last_events = NULL;
 
-/* The backend pid of a statement event, from its canonical bytes. */
-static int32
-statement_pid(const unsigned char *bytes, size_t len)
+/* A string of canonical bytes, as a pointer and length (NULL: len -1). */
+static const char *
+peek_str(Reader *r, int *len)
+{
+	uint32		l = get_u32(r);
+	const char *p;
+
+	if (l == 0xFFFFFFFFu)
+	{
+		*len = -1;
+		return NULL;
+	}
+	if ((size_t) (r->end - r->p) < l)
+		batch_corrupt();
+	p = (const char *) r->p;
+	r->p += l;
+	*len = (int) l;
+	return p;
+}
+
+/*
+ * The leading fields of a statement event (canon_statement's order) that
+ * the writer needs, read once, strings pointing into the bytes.
+ */
+typedef struct StatementHead
+{
+	TimestampTz at;
+	const char *acting_role;	/* NULL, or acting_role_len bytes */
+	int			acting_role_len;
+	int32		pid;
+	const char *purpose;		/* NULL, or purpose_len bytes */
+	int			purpose_len;
+} StatementHead;
+
+static void
+statement_head(const unsigned char *bytes, size_t len, StatementHead *h)
 {
 	Reader		r;
-	int			i;
 
 	r.p = bytes + 1;
 	r.end = bytes + len;
-	(void) get_i64(&r);			/* at */
-	for (i = 0; i < 4; i++)		/* roles, application, client address */
-		skip_str(&r);
-	return (int32) get_u32(&r);
+	h->at = (TimestampTz) get_i64(&r);
+	skip_str(&r);				/* session role */
+	h->acting_role = peek_str(&r, &h->acting_role_len);
+	skip_str(&r);				/* application */
+	skip_str(&r);				/* client address */
+	h->pid = (int32) get_u32(&r);
+	h->purpose = peek_str(&r, &h->purpose_len);
 }
 
 static void
@@ -2491,17 +2531,6 @@ remember_event(int32 pid, int64 seq, TimestampTz at)
 					 &pid, HASH_ENTER, NULL);
 	le->seq = seq;
 	le->at = at;
-}
-
-/* When a statement event's statement started, from its canonical bytes. */
-static TimestampTz
-statement_at(const unsigned char *bytes, size_t len)
-{
-	Reader		r;
-
-	r.p = bytes + 1;
-	r.end = bytes + len;
-	return (TimestampTz) get_i64(&r);
 }
 
 /*
@@ -2548,13 +2577,18 @@ event_of(int32 pid, TimestampTz backend_start)
 				r.p = (unsigned char *) VARDATA_ANY(b);
 				r.end = r.p + VARSIZE_ANY_EXHDR(b);
 				while (unpack_next(&r, &e) > 0)
-					if (e.len >= 1 + 8 && e.bytes[0] == ENTRY_STATEMENT &&
-						statement_pid(e.bytes, e.len) == pid &&
-						statement_at(e.bytes, e.len) >= backend_start)
+				{
+					StatementHead h;
+
+					if (e.len == 0 || e.bytes[0] != ENTRY_STATEMENT)
+						continue;
+					statement_head(e.bytes, e.len, &h);
+					if (h.pid == pid && h.at >= backend_start)
 					{
 						seq = (int64) e.seq;
-						seq_at = statement_at(e.bytes, e.len);
+						seq_at = h.at;
 					}
+				}
 			}
 		}
 		SPI_freetuptable(SPI_tuptable);
@@ -2588,45 +2622,16 @@ typedef struct PurposeUses
 #define PURPOSE_USES_MAX 256
 
 static void purpose_use_store(PurposeUses *uses);
-
-/* A string of canonical bytes, as a pointer and length (NULL: len -1). */
-static const char *
-peek_str(Reader *r, int *len)
-{
-	uint32		l = get_u32(r);
-	const char *p;
-
-	if (l == 0xFFFFFFFFu)
-	{
-		*len = -1;
-		return NULL;
-	}
-	if ((size_t) (r->end - r->p) < l)
-		batch_corrupt();
-	p = (const char *) r->p;
-	r->p += l;
-	*len = (int) l;
-	return p;
-}
-
 static void
-purpose_use_saw(PurposeUses *uses, const unsigned char *bytes, size_t len, TimestampTz at)
+purpose_use_saw(PurposeUses *uses, const StatementHead *h)
 {
-	Reader		r;
-	const char *role;
-	const char *purpose;
-	int			rlen;
-	int			plen;
+	const char *role = h->acting_role;
+	const char *purpose = h->purpose;
+	int			rlen = h->acting_role_len;
+	int			plen = h->purpose_len;
+	TimestampTz at = h->at;
 	int			i;
 
-	r.p = bytes + 1 + 8;		/* kind, at */
-	r.end = bytes + len;
-	skip_str(&r);				/* session role */
-	role = peek_str(&r, &rlen);
-	skip_str(&r);				/* application */
-	skip_str(&r);				/* client address */
-	(void) get_u32(&r);			/* pid */
-	purpose = peek_str(&r, &plen);
 	if (role == NULL || purpose == NULL || plen == 0)
 		return;
 	for (i = 0; i < uses->n; i++)
@@ -2732,9 +2737,7 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 {
 	uint64		start;
 	uint64		end;
-	Size		qsize = audit_shared->qsize;
 	Size		len;
-	Size		off;
 	Size		pos;
 	unsigned char key[LOGCHAIN_KEY_BYTES];
 	int64		seq;
@@ -2770,21 +2773,13 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 			tables_missing_since = GetCurrentTimestamp();
 		if (!TimestampDifferenceExceeds(tables_missing_since, GetCurrentTimestamp(), 10000))
 			return false;
-		writer_spill(q, start, end);
+		writer_spill(q, start, end, buf);
 		return true;
 	}
 	tables_missing_since = 0;
 
-	/* the bytes between tail and head stay put until the tail moves */
 	len = (Size) (end - start);
-	off = (Size) (start % qsize);
-	if (off + len <= qsize)
-		memcpy(buf, q->data + off, len);
-	else
-	{
-		memcpy(buf, q->data + off, qsize - off);
-		memcpy(buf + (qsize - off), q->data, len - (qsize - off));
-	}
+	queue_copy(q, start, end, buf);
 
 	batch = AllocSetContextCreate(TopMemoryContext, "privacy access log batch", ALLOCSET_DEFAULT_SIZES);
 	SetCurrentStatementStartTimestamp();
@@ -2847,16 +2842,17 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 				/* the queue carries a statement's canonical bytes as they are */
 				const unsigned char *bytes = r.p;
 				size_t		blen = r.end - r.p;
-				TimestampTz at = statement_at(bytes, blen);
+				StatementHead h;
 				int			lenpos;
 
+				statement_head(bytes, blen, &h);
 				seq++;
 				lenpos = batch_begin_entry(&bb, &log, estate, seq);
 				appendBinaryStringInfo(&bb.packed, (const char *) bytes, blen);
 				batch_end_entry(&bb, lenpos, seq, mac);
-				batch_saw_time(&bb, at);
-				remember_event(statement_pid(bytes, blen), seq, at);
-				purpose_use_saw(&uses, bytes, blen, at);
+				batch_saw_time(&bb, h.at);
+				remember_event(h.pid, seq, h.at);
+				purpose_use_saw(&uses, &h);
 			}
 			else if (*r.p == ENTRY_SUBJECTS)
 			{
@@ -3459,7 +3455,7 @@ audit_trim_log(void)
 	 * within the retention (all of them when none is).
 	 */
 	snprintf(sql, sizeof(sql),
-			 "SELECT last_seq, substr(entries, length(entries) - 15) FROM " PRIVACY_SCHEMA ".access_log_batches"
+			 "SELECT last_seq, " MAC_OF_LAST_ENTRY " FROM " PRIVACY_SCHEMA ".access_log_batches"
 			 " WHERE first_seq < coalesce((SELECT first_seq FROM " PRIVACY_SCHEMA ".access_log_batches"
 			 "                              WHERE last_at >= pg_catalog.now() - interval '%d minutes'"
 			 "                              ORDER BY first_seq LIMIT 1), pg_catalog.int8 '9223372036854775807')"

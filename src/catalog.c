@@ -454,11 +454,19 @@ load_protected(void)
 			if (!found)
 			{
 				cr->ncolumns = 0;
-				cr->attnums = palloc(sizeof(AttrNumber) * MaxHeapAttributeNumber);
-				cr->columns = palloc(sizeof(char *) * MaxHeapAttributeNumber);
-				cr->categories = palloc(sizeof(char *) * MaxHeapAttributeNumber);
+				cr->maxcolumns = 4;
+				cr->attnums = palloc(sizeof(AttrNumber) * cr->maxcolumns);
+				cr->columns = palloc(sizeof(char *) * cr->maxcolumns);
+				cr->categories = palloc(sizeof(char *) * cr->maxcolumns);
 			}
-			if (!isnull && cr->ncolumns < MaxHeapAttributeNumber)
+			if (!isnull && cr->ncolumns == cr->maxcolumns)
+			{
+				cr->maxcolumns *= 2;
+				cr->attnums = repalloc(cr->attnums, sizeof(AttrNumber) * cr->maxcolumns);
+				cr->columns = repalloc(cr->columns, sizeof(char *) * cr->maxcolumns);
+				cr->categories = repalloc(cr->categories, sizeof(char *) * cr->maxcolumns);
+			}
+			if (!isnull)
 			{
 				cr->attnums[cr->ncolumns] = DatumGetInt16(attnum);
 				cr->columns[cr->ncolumns] = SPI_getvalue(tup, desc, 3);

@@ -46,6 +46,7 @@ typedef struct CatalogRelation
 {
 	Oid			relid;
 	int			ncolumns;
+	int			maxcolumns;		/* allocated */
 	AttrNumber *attnums;
 	char	  **columns;
 	char	  **categories;

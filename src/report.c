@@ -179,6 +179,7 @@ privacy_report_table(PG_FUNCTION_ARGS)
 	int			ncats = 0;
 	StringInfoData q;
 	StringInfoData values_list;	/* the row as the report shows it */
+	Oid			nsp;			/* the extension's schema */
 	int			i;
 	bool		may_match = true;
 	Datum		result = (Datum) 0;
@@ -198,14 +199,11 @@ privacy_report_table(PG_FUNCTION_ARGS)
 	subject = text_to_cstring(subject_t);
 	subject_len = strlen(subject);
 
-	{
-		Oid			nsp = catalog_namespace();
-
-		enc_text = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
-								   CStringGetDatum("encrypted_text"), ObjectIdGetDatum(nsp));
-		enc_bytea = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
-									CStringGetDatum("encrypted_bytea"), ObjectIdGetDatum(nsp));
-	}
+	nsp = catalog_namespace();
+	enc_text = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+							   CStringGetDatum("encrypted_text"), ObjectIdGetDatum(nsp));
+	enc_bytea = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+								CStringGetDatum("encrypted_bytea"), ObjectIdGetDatum(nsp));
 
 	rel = relation_open(relid, AccessShareLock);
 	desc = RelationGetDescr(rel);
@@ -221,7 +219,7 @@ privacy_report_table(PG_FUNCTION_ARGS)
 		if (att->attisdropped)
 			continue;
 		col = quote_identifier(NameStr(att->attname));
-		if (type_converts_itself(att->atttypid, catalog_namespace()))
+		if (type_converts_itself(att->atttypid, nsp))
 			appendStringInfo(&values_list, "%st.%s", values_list.len > 0 ? ", " : "", col);
 		else
 			appendStringInfo(&values_list,
