@@ -31,8 +31,9 @@ test/unit/test_%: test/unit/test_%.c $(PLAIN_SRCS) test/unit/unit.h
 # Replays test/fuzz/corpus through the fuzz target with the ordinary
 # compiler, as a unit test; the corpus path is compiled in because the test
 # runner does not choose the working directory.
-test/unit/test_fuzz_corpus: test/fuzz/replay.c test/fuzz/fuzz_envelope.c $(PLAIN_SRCS)
+test/unit/test_fuzz_corpus: test/fuzz/replay.c test/fuzz/fuzz_envelope.c test/fuzz/corpus.expect $(PLAIN_SRCS)
 	$(CC) -std=c99 -O2 -Wall -Wextra -Werror -Isrc -DCORPUS_DIR='"$(CURDIR)/test/fuzz/corpus"' \
+		-DEXPECT_FILE='"$(CURDIR)/test/fuzz/corpus.expect"' \
 		-o $@ test/fuzz/replay.c test/fuzz/fuzz_envelope.c $(PLAIN_SRCS) -lsodium
 
 unit: $(UNIT_BINS) test/unit/test_fuzz_corpus

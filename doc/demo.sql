@@ -1,6 +1,8 @@
 -- privacy demo: what a DBA sees after CREATE EXTENSION privacy.
 -- Run by ./test/demo against a throwaway cluster; statements that are meant
 -- to fail are marked "-- expected error" and the test suite counts them.
+-- Calls of functions that return nothing end in "\g /dev/null" instead of
+-- ";", so that no empty result follows them.
 \set ON_ERROR_STOP 0
 \set SHOW_CONTEXT never
 \pset footer off
@@ -15,14 +17,14 @@ SELECT privacy.master_key_status() AS master_key,
 
 \echo
 \echo '### 2. Vocabulary: categories of personal data, purposes with their GDPR Art. 6 legal basis'
-SELECT privacy.create_category('contact', 'e-mail, phone, postal address');
-SELECT privacy.create_category('financial', 'IBAN, card tokens');
-SELECT privacy.create_category('health', 'medical notes', special => true);
-SELECT privacy.create_purpose('billing', 'contract', 'invoicing and payment', ARRAY['contact', 'financial']);
-SELECT privacy.create_purpose('support', 'legitimate_interests', 'customer support', ARRAY['contact']);
-SELECT privacy.create_purpose('marketing', 'consent', 'newsletters', ARRAY['contact']);
+SELECT privacy.create_category('contact', 'e-mail, phone, postal address') \g /dev/null
+SELECT privacy.create_category('financial', 'IBAN, card tokens') \g /dev/null
+SELECT privacy.create_category('health', 'medical notes', special => true) \g /dev/null
+SELECT privacy.create_purpose('billing', 'contract', 'invoicing and payment', ARRAY['contact', 'financial']) \g /dev/null
+SELECT privacy.create_purpose('support', 'legitimate_interests', 'customer support', ARRAY['contact']) \g /dev/null
+SELECT privacy.create_purpose('marketing', 'consent', 'newsletters', ARRAY['contact']) \g /dev/null
 SELECT p.name AS purpose, p.legal_basis,
-       array_agg(pc.category ORDER BY pc.category) AS categories
+       coalesce(array_agg(pc.category ORDER BY pc.category) FILTER (WHERE pc.category IS NOT NULL), '{}') AS categories
   FROM privacy.purposes p LEFT JOIN privacy.purpose_categories pc ON pc.purpose = p.name
  GROUP BY 1, 2 ORDER BY 1;
 
@@ -35,8 +37,8 @@ SELECT privacy.create_purpose('analytics', 'consent', '', ARRAY['location']);   
 CREATE ROLE demo_billing_app LOGIN;
 CREATE ROLE demo_support_team NOLOGIN;
 CREATE ROLE demo_agent LOGIN IN ROLE demo_support_team;
-SELECT privacy.grant_purpose('demo_billing_app', 'billing');
-SELECT privacy.grant_purpose('demo_support_team', 'support');
+SELECT privacy.grant_purpose('demo_billing_app', 'billing') \g /dev/null
+SELECT privacy.grant_purpose('demo_support_team', 'support') \g /dev/null
 SELECT purpose, role, legal_basis FROM privacy.purpose_holders ORDER BY 1, 2;
 
 SET ROLE demo_billing_app;
@@ -65,7 +67,7 @@ RESET ROLE;
 
 \echo
 \echo '### 4. Revoking a purpose takes effect from the next statement, in every session'
-SELECT privacy.revoke_purpose('demo_support_team', 'support');
+SELECT privacy.revoke_purpose('demo_support_team', 'support') \g /dev/null
 SET ROLE demo_agent;
 SET privacy.purpose = 'support';
 SELECT privacy.check_purpose('contact');    -- expected error
@@ -82,8 +84,8 @@ CREATE TABLE customers (
 );
 \echo 'Columns declared without a category are "unclassified" (readable under no purpose) until classified.'
 \echo 'email is made searchable: equal addresses can be looked up and joined, at the cost of linkability.'
-SELECT privacy.classify('customers', 'email', 'contact', searchable => true);
-SELECT privacy.classify('customers', 'iban', 'financial');
+SELECT privacy.classify('customers', 'email', 'contact', searchable => true) \g /dev/null
+SELECT privacy.classify('customers', 'iban', 'financial') \g /dev/null
 SELECT column_name, category, searchable, column_type FROM privacy.classified_columns ORDER BY 1;
 
 \echo 'Plaintext goes in through ordinary SQL: literals, parameters, COPY.'
@@ -141,11 +143,11 @@ SELECT scope, category, subject_hash_prefix IS NOT NULL AS for_a_subject, state 
 \echo '### 7. Consent-aware row-level security: a row is shown only for the purposes its subject allows'
 CREATE ROLE demo_mailer LOGIN;
 CREATE ROLE demo_officer LOGIN IN ROLE privacy_officer;
-SELECT privacy.grant_purpose('demo_mailer', 'marketing');
-SELECT privacy.grant_purpose('demo_support_team', 'support');
+SELECT privacy.grant_purpose('demo_mailer', 'marketing') \g /dev/null
+SELECT privacy.grant_purpose('demo_support_team', 'support') \g /dev/null
 GRANT SELECT ON customers TO demo_mailer, demo_support_team;
 \echo 'Protecting the table: RLS forced, a restrictive policy on the consent state, rows resealed under subject keys.'
-SELECT privacy.protect_table('customers', 'id');
+SELECT privacy.protect_table('customers', 'id') \g /dev/null
 SELECT table_name, subject_column FROM privacy.protected;
 
 \echo 'The compliance team records consent, with its source and evidence:'
@@ -187,9 +189,9 @@ RESET ROLE;
 \echo '### 8. Retention: data leaves on time, in batches, with a log'
 CREATE TABLE orders (id bigint PRIMARY KEY, customer_id bigint NOT NULL, placed_at timestamptz NOT NULL, total numeric);
 INSERT INTO orders SELECT g, 1 + g % 4, now() - (g || ' months')::interval, g * 10 FROM generate_series(1, 60) g;
-SELECT privacy.protect_table('orders', 'customer_id');
+SELECT privacy.protect_table('orders', 'customer_id') \g /dev/null
 SET ROLE demo_officer;
-SELECT privacy.set_retention('orders', 'placed_at', interval '3 years', 'delete');
+SELECT privacy.set_retention('orders', 'placed_at', interval '3 years', 'delete') \g /dev/null
 SELECT privacy.place_hold('2', 'litigation 2026-117');
 \echo 'What a purge would do, changing nothing:'
 SELECT table_name, action, keep, rows_due, rows_held FROM privacy.purge_preview();
@@ -201,32 +203,32 @@ SELECT r.outcome, r.started_by, t.tbl, t.matched, t.purged, t.held
 
 \echo
 \echo '### 9. The access log: who read whose personal data, when and why'
-\echo 'Every statement above that touched a protected table left an entry (never its text or values):'
-SELECT privacy.flush_access_log();
+\echo 'Each completed read of a protected table since section 7 left one entry (never its text or values):'
+SELECT privacy.flush_access_log() AS flushed;
+SELECT relation, command, outcome, count(*) AS statements
+  FROM privacy.access_log GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
+\echo 'The latest three in full:'
 SELECT seq, session_role, acting_role, purpose, command, relation, columns, rows, outcome
-  FROM privacy.access_log ORDER BY seq DESC LIMIT 6;
-\echo 'Whose encrypted values were opened, by keyed hash (here: customer 3), through the subject index:'
-SELECT privacy.subject_hash('3') AS hash3 \gset
-SELECT l.seq, l.acting_role, l.purpose, l.command, s.category, s.opened
-  FROM privacy._access_log_for_subject(:'hash3') s
-  CROSS JOIN LATERAL privacy._access_log_event(s.event) l
- ORDER BY s.seq;
+  FROM privacy.access_log ORDER BY seq DESC LIMIT 3;
+\echo 'Whose encrypted values were opened is kept per subject, by keyed hash; customer 3 finds it in their report:'
+SELECT a ->> 'role' AS role, a ->> 'purpose' AS purpose, a ->> 'command' AS command,
+       a ->> 'table' AS table_name, a -> 'categories' AS categories, a ->> 'values' AS values_opened
+  FROM jsonb_array_elements(privacy.subject_report('3') -> 'access') a;
 \echo 'The writer stores the entries packed, a batch per flush; the two views above unpack them:'
 SELECT first_seq, last_seq, cardinality(subjects) AS subjects, length(entries) AS bytes
   FROM privacy.access_log_batches ORDER BY first_seq DESC LIMIT 3;
 \echo 'The log is chained with a keyed MAC: a change, even by a superuser, is found.'
 SELECT status, checked FROM privacy.verify_access_log();
 \echo 'One bit of the oldest entry flipped in its batch row (the byte before its MAC), then flipped back:'
-SELECT min(seq) AS oldest FROM privacy.access_log \gset
 UPDATE privacy.access_log_batches b SET entries = set_byte(b.entries, x.p - 2, get_byte(b.entries, x.p - 2) # 1)
   FROM (SELECT position(l.mac IN c.entries) AS p, c.first_seq
-          FROM privacy._access_log_event(:oldest) l, privacy.access_log_batches c
+          FROM privacy._access_log_event((SELECT min(seq) FROM privacy.access_log)) l, privacy.access_log_batches c
          WHERE l.seq BETWEEN c.first_seq AND c.last_seq) x
  WHERE b.first_seq = x.first_seq;
 SELECT status, seq, detail FROM privacy.verify_access_log();
 UPDATE privacy.access_log_batches b SET entries = set_byte(b.entries, x.p - 2, get_byte(b.entries, x.p - 2) # 1)
   FROM (SELECT position(l.mac IN c.entries) AS p, c.first_seq
-          FROM privacy._access_log_event(:oldest) l, privacy.access_log_batches c
+          FROM privacy._access_log_event((SELECT min(seq) FROM privacy.access_log)) l, privacy.access_log_batches c
          WHERE l.seq BETWEEN c.first_seq AND c.last_seq) x
  WHERE b.first_seq = x.first_seq;
 SELECT status FROM privacy.verify_access_log();
@@ -247,9 +249,9 @@ SECURITY LABEL FOR privacy ON COLUMN tickets.body IS 'category=nosuch';    -- ex
 \echo
 \echo '### 11. Subject requests with their legal deadline, the register of processing, compliance gaps'
 SET ROLE demo_officer;
-SELECT privacy.open_request('3', 'access') AS request_id \gset
+SELECT privacy.open_request('3', 'access') AS request_id;
 SELECT id, kind, status, deadline::date - received_at::date AS days_to_answer FROM privacy.requests;
-SELECT privacy.complete_request(:request_id, 'report sent by post');
+SELECT privacy.complete_request(id, 'report sent by post') FROM privacy.requests WHERE status = 'open';
 SELECT id, kind, status, closed_at IS NOT NULL AS closed FROM privacy.requests;
 SELECT purpose, legal_basis, category, table_name, column_name, encrypted, retention, roles
   FROM privacy.processing_register WHERE table_name IS NOT NULL ORDER BY 1, 3, 4, 5 LIMIT 8;

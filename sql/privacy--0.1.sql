@@ -2950,6 +2950,10 @@ BEGIN
                        'values', sum(s.opened)) AS entry
               FROM privacy._access_log_for_subject(hash) s
               JOIN LATERAL privacy._access_log_event(s.event) l ON true
+             -- never this call's own reads (the writer may store them
+             -- before the query below runs); earlier calls are listed
+             WHERE NOT (l.backend_pid = pg_catalog.pg_backend_pid()
+                        AND l.at >= pg_catalog.statement_timestamp())
              GROUP BY l.seq, l.at, l.acting_role, l.session_role, l.application, l.purpose,
                       l.command, l.relation) x;
 

@@ -769,9 +769,7 @@ DROP TABLE legacy;
 -- keep writing.  COPY TO works (it runs as a query).
 SET ROLE prot_app;
 SET privacy.purpose = 'marketing';
-COPY customers (id, customer_id, name) FROM stdin;
-30	1	copied
-\.
+\copy customers (id, customer_id, name) from program 'true' with (format csv)
 COPY customers (id, customer_id, name) TO stdout;
 RESET privacy.purpose;
 RESET ROLE;

@@ -22,34 +22,148 @@ as_pg() {
 	fi
 }
 
+# Each package is recognised by a file the build, the demo or the suites
+# really use, never by a file another package also ships (Debian puts
+# pgxs.mk, pg_config and pg_regress in postgresql-client-15, so they say
+# nothing about the server headers).  PRIVACY_PKG_ROOT, when set, is a
+# directory to look in instead of / (test/unit/test_packages.sh builds fake
+# roots with it).
+#
+#   privacy_packages_missing demo|test   the missing packages, one line
+#   privacy_packages_found demo|test     the packages present, one line
+PRIVACY_PKG_ROOT=${PRIVACY_PKG_ROOT:-}
+
+# pkg_file PATH...: true when one of the paths exists under the root (globs allowed)
+pkg_file() {
+	local p f
+	for p in "$@"; do
+		for f in $PRIVACY_PKG_ROOT$p; do [ -e "$f" ] && return 0; done
+	done
+	return 1
+}
+
+# The directory of the server headers, as the build will ask pg_config for it.
+pkg_includedir_server() {
+	local d=""
+	[ -x "$PRIVACY_PKG_ROOT$PG_CONFIG" ] && d=$("$PRIVACY_PKG_ROOT$PG_CONFIG" --includedir-server 2>/dev/null)
+	echo "${d:-/usr/include/postgresql/$PG_MAJOR/server}"
+}
+
+# pkg_present PACKAGE: the test for one package
+pkg_present() {
+	case $1 in
+	postgresql-$PG_MAJOR)		pkg_file "/usr/lib/postgresql/$PG_MAJOR/bin/postgres" \
+									"/usr/share/postgresql/$PG_MAJOR/extension/plpgsql.control" ;;
+	postgresql-client-$PG_MAJOR)	pkg_file "$PG_CONFIG" && \
+									pkg_file "/usr/lib/postgresql/$PG_MAJOR/lib/pgxs/src/makefiles/pgxs.mk" && \
+									pkg_file "/usr/lib/postgresql/$PG_MAJOR/bin/psql" ;;
+	postgresql-server-dev-$PG_MAJOR) pkg_file "$(pkg_includedir_server)/postgres.h" ;;
+	libsodium-dev)				pkg_file /usr/include/sodium.h && pkg_file '/usr/lib/*/libsodium.so' /usr/lib/libsodium.so ;;
+	libipc-run-perl)			pkg_file /usr/share/perl5/IPC/Run.pm ;;
+	postgresql-$PG_MAJOR-pgaudit) pkg_file "/usr/share/postgresql/$PG_MAJOR/extension/pgaudit.control" ;;
+	make)						pkg_file /usr/bin/make ;;
+	gcc)						pkg_file /usr/bin/gcc ;;
+	perl)						pkg_file /usr/bin/prove ;;
+	util-linux)					pkg_file /usr/sbin/runuser /sbin/runuser ;;
+	chromium)					pkg_file /usr/bin/chromium ;;
+	*)							return 1 ;;
+	esac
+}
+
+# What each command needs.  pgcrypto ships in postgresql-15 on Debian 12.
+pkg_needed() {
+	local base="postgresql-$PG_MAJOR postgresql-client-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libsodium-dev make gcc util-linux"
+	case ${1:-test} in
+	demo)	echo "$base" ;;
+	# TAP modules, the logging baseline of test 007 and the benchmarks, and
+	# the browser of test/tap/010_report_browser.pl
+	test)	echo "$base perl libipc-run-perl postgresql-$PG_MAJOR-pgaudit chromium" ;;
+	*)		die "unknown package profile: $1" ;;
+	esac
+}
+
 privacy_packages_missing() {
-	local missing=()
-	[ -x "$PG_BINDIR/postgres" ] || missing+=(postgresql-$PG_MAJOR)
-	[ -x "$PG_CONFIG" ] && [ -f "$($PG_CONFIG --pgxs 2>/dev/null)" ] || missing+=(postgresql-server-dev-$PG_MAJOR)
-	[ -f /usr/include/sodium.h ] || missing+=(libsodium-dev)
-	perl -MIPC::Run -e1 2>/dev/null || missing+=(libipc-run-perl)
-	[ -d /usr/share/postgresql/$PG_MAJOR/extension ] && \
-		[ -f /usr/share/postgresql/$PG_MAJOR/extension/pgcrypto.control ] || missing+=(postgresql-contrib)
-	[ -f /usr/share/postgresql/$PG_MAJOR/extension/pgaudit.control ] || missing+=(postgresql-$PG_MAJOR-pgaudit)
-	command -v make >/dev/null || missing+=(make)
-	command -v gcc >/dev/null || missing+=(gcc)
-	command -v prove >/dev/null || missing+=(perl)
-	command -v runuser >/dev/null || missing+=(util-linux)
-	# the browser test of the subject report's HTML page (test/tap/010_report_browser.pl)
-	command -v chromium >/dev/null || missing+=(chromium)
+	local p missing=()
+	for p in $(pkg_needed "${1:-test}"); do pkg_present "$p" || missing+=("$p"); done
 	echo "${missing[@]}"
 }
 
+privacy_packages_found() {
+	local p found=()
+	for p in $(pkg_needed "${1:-test}"); do pkg_present "$p" && found+=("$p"); done
+	echo "${found[@]}"
+}
+
+# Installed version of a Debian package, empty when not installed.
+pkg_version() { dpkg-query -W -f='${Status} ${Version}\n' "$1" 2>/dev/null | sed -n 's/^install ok installed //p'; }
+
+# The server's and the headers' PG_VERSION_NUM (e.g. 150018), empty if unknown.
+pg_server_version_num() {
+	"$PG_BINDIR/postgres" -V 2>/dev/null | sed -n 's/^postgres (PostgreSQL) \([0-9]*\)\.\([0-9]*\).*/\1 \2/p' |
+		awk '{ printf "%d%04d\n", $1, $2 }'
+}
+pg_headers_version_num() {
+	sed -n 's/^#define PG_VERSION_NUM \([0-9]*\)$/\1/p' "$(pkg_includedir_server)/pg_config.h" 2>/dev/null
+}
+
+# Clusters of the system's postgresql-common that are running now.
+pkg_running_clusters() {
+	command -v pg_lsclusters >/dev/null || return 0
+	pg_lsclusters -h 2>/dev/null | awk -v v="$PG_MAJOR" '$1 == v && $4 == "online" { printf "%s/%s ", $1, $2 }'
+}
+
+# pkg_plan PACKAGE...: the arguments of apt-get install for the missing
+# packages.  The headers must be those of the installed server: the same
+# version when the archive still has it; otherwise the server is upgraded
+# with them -- but never under a running cluster, which would go on running
+# the old binaries beside new files on disk.
+pkg_plan() {
+	local p server_ver dev_ver running plan=""
+	for p in "$@"; do
+		server_ver=""
+		[ "$p" = "postgresql-server-dev-$PG_MAJOR" ] && server_ver=$(pkg_version "postgresql-$PG_MAJOR")
+		if [ -z "$server_ver" ]; then
+			plan="$plan $p"
+		elif pkg_archive_versions "$p" | grep -qxF "$server_ver"; then
+			plan="$plan $p=$server_ver"
+		else
+			dev_ver=$(pkg_candidate "$p")
+			running=$(pkg_running_clusters)
+			if [ -n "$running" ]; then
+				printf 'error: %s\n' "$p is only available as ${dev_ver:-an unknown version}, not as $server_ver like the installed server, and the cluster(s) ${running}run on that server: upgrading it now would leave them running old binaries beside new files. Upgrade both the Debian way (apt-get install postgresql-$PG_MAJOR $p restarts the clusters), then run this again." >&2
+				return 2
+			fi
+			echo "note: $p is only available as ${dev_ver:-an unknown version}; postgresql-$PG_MAJOR $server_ver is upgraded with it (no cluster of it is running)" >&2
+			plan="$plan postgresql-$PG_MAJOR $p"
+		fi
+	done
+	echo "$plan"
+}
+
+# What the archive offers, one version a line; the candidate version.
+pkg_archive_versions() { apt-cache madison "$1" 2>/dev/null | awk -F'|' '{ gsub(/ /, "", $2); print $2 }'; }
+pkg_candidate() { apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: //p'; }
+
+# privacy_install_packages demo|test: install what is missing (root), or say
+# exactly what to install and stop; print what was found and installed.
 privacy_install_packages() {
-	local missing
-	missing=$(privacy_packages_missing)
-	[ -z "$missing" ] && return 0
+	local profile=${1:-test} missing found install
+	missing=$(privacy_packages_missing "$profile")
+	found=$(privacy_packages_found "$profile")
+	say "Debian packages"
+	echo "found:     ${found:-none}"
+	if [ -z "$missing" ]; then
+		echo "installed: none (everything was already here)"
+		privacy_check_versions
+		return 0
+	fi
 	if [ "$(id -u)" != 0 ]; then
 		die "missing packages: $missing (install them as root: apt-get install $missing)"
 	fi
-	say "installing Debian packages: $missing"
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -q >/dev/null
+	apt-get update -q >/dev/null || die "apt-get update failed"
+	install=$(pkg_plan $missing) || exit 2
+	echo "installing:${install}"
 	# The postgresql package must not start (or create) a system cluster we
 	# did not ask for: tell policy-rc.d to refuse service starts.
 	if [ ! -e /usr/sbin/policy-rc.d ]; then
@@ -57,10 +171,30 @@ privacy_install_packages() {
 		chmod +x /usr/sbin/policy-rc.d
 		PRIVACY_POLICY_RC=1
 	fi
-	apt-get install -y -q --no-install-recommends $missing >/dev/null
+	# shellcheck disable=SC2086
+	apt-get install -y -q --no-install-recommends $install >"${TMPDIR:-/tmp}/privacy-apt.log" 2>&1
+	local rc=$?
 	[ -n "${PRIVACY_POLICY_RC:-}" ] && rm -f /usr/sbin/policy-rc.d
-	missing=$(privacy_packages_missing)
+	[ $rc -eq 0 ] || { tail -n 20 "${TMPDIR:-/tmp}/privacy-apt.log"; die "apt-get install failed"; }
+	missing=$(privacy_packages_missing "$profile")
 	[ -z "$missing" ] || die "packages still missing after apt-get: $missing"
+	echo "installed:${install}"
+	privacy_check_versions
+}
+
+# Say so when the server is older than the headers the extension is built
+# with (Debian ships both from one source; a mismatch means one of them was
+# upgraded alone).  The throwaway clusters always start from the installed
+# binaries, so nothing of ours runs on a half-upgraded server.
+privacy_check_versions() {
+	local s h
+	s=$(pg_server_version_num)
+	h=$(pg_headers_version_num)
+	[ -n "$s" ] && [ -n "$h" ] || return 0
+	echo "server:    $(( s / 10000 )).$(( s % 10000 )), headers: $(( h / 10000 )).$(( h % 10000 ))"
+	if [ "$s" -lt "$h" ]; then
+		echo "note: the installed server ($(( s / 10000 )).$(( s % 10000 ))) is older than the headers ($(( h / 10000 )).$(( h % 10000 ))): upgrade postgresql-$PG_MAJOR (apt-get install postgresql-$PG_MAJOR) so that both match; the extension built against newer headers may use what the older server lacks"
+	fi
 }
 
 privacy_build_install() {
@@ -136,5 +270,45 @@ CONF
 privacy_cluster_stop() {
 	if [ -n "${PGDATA:-}" ] && [ -f "$PGDATA/postmaster.pid" ]; then
 		as_pg "$PG_BINDIR/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 || true
+	fi
+}
+
+# The counters of test/run (test/unit/test_runner.sh checks them on made-up
+# driver output).  They add to PASSED, FAILED, SKIPPED, FAILURES and SKIPS.
+# count_pg_regress LOG NAME STATUS EXPECTED: the tests pg_regress or
+# pg_isolation_regress reported, and a failure for a driver that exited
+# non-zero or reported fewer tests than it was given (it failed before or
+# between its test lines).
+count_pg_regress() {
+	local ok bad nbad t
+	ok=$(grep -cE '^(test| ) *[^ ]+ +\.\.\. ok' "$1")
+	bad=$(grep -E '^(test| ) *[^ ]+ +\.\.\. FAILED' "$1" | sed -E 's/^(test| ) *([^ ]+).*/\2/')
+	nbad=$(echo "$bad" | grep -c .)
+	PASSED=$((PASSED + ok))
+	for t in $bad; do FAILED=$((FAILED + 1)); FAILURES+=("$2/$t"); done
+	if [ $((ok + nbad)) -ne "$4" ]; then
+		FAILED=$((FAILED + 1)); FAILURES+=("$2 (the driver reported $((ok + nbad)) of $4 tests)")
+	elif [ "$3" -ne 0 ] && [ "$nbad" -eq 0 ]; then
+		FAILED=$((FAILED + 1)); FAILURES+=("$2 (the driver exited with status $3)")
+	fi
+}
+
+# count_tap OUTPUT STATUS NAME: TAP lines; "ok N # skip" is a skip, not a
+# pass, and a script that skips all ("1..0 # SKIP") is one skipped test.
+count_tap() {
+	local ok notok skip plan
+	ok=$(grep -E '^ *ok [0-9]+' "$1" | grep -cviE '^ *ok [0-9]+[^#]*# *skip')
+	skip=$(grep -ciE '^ *ok [0-9]+[^#]*# *skip' "$1")
+	notok=$(grep -cE '^ *not ok [0-9]+' "$1")
+	plan=$(grep -ciE '^1\.\.0 *# *skip' "$1")
+	PASSED=$((PASSED + ok))
+	FAILED=$((FAILED + notok))
+	SKIPPED=$((SKIPPED + skip + plan))
+	[ "$notok" -gt 0 ] && FAILURES+=("$3 ($notok assertions)")
+	[ $((skip + plan)) -gt 0 ] && SKIPS+=("$3: $(grep -ihE '^ *ok [0-9]+[^#]*# *skip|^1\.\.0 *# *skip' "$1" | sed -E 's/.*# *[sS][kK][iI][pP]:? *//' | sort -u | paste -sd ';' -)")
+	if [ "$2" -ne 0 ] && [ "$notok" -eq 0 ]; then
+		FAILED=$((FAILED + 1)); FAILURES+=("$3 (exited with status $2)")
+	elif [ "$2" -eq 0 ] && [ $((ok + notok + skip + plan)) -eq 0 ]; then
+		FAILED=$((FAILED + 1)); FAILURES+=("$3 (printed no test line)")
 	fi
 }

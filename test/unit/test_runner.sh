@@ -1,0 +1,73 @@
+#!/bin/bash
+# test_runner.sh — the counters of test/run, on made-up driver output.
+#
+# CI trusts the runner's last line, so each way a driver can fail without
+# printing a failed test (pg_regress dying before its first test, a TAP
+# script exiting early, a script skipping everything) must count.  Prints TAP.
+set -u
+. "$(dirname "$0")/../lib.sh"
+
+n=0
+failed=0
+check() {		# check DESCRIPTION EXPECTED ACTUAL
+	n=$((n + 1))
+	if [ "$2" = "$3" ]; then echo "ok $n - $1"; else
+		failed=$((failed + 1)); echo "not ok $n - $1"; echo "#   expected '$2', got '$3'"; fi
+}
+T=$(mktemp -d "${TMPDIR:-/tmp}/privacy-runner.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+reset() { PASSED=0; FAILED=0; SKIPPED=0; FAILURES=(); SKIPS=(); }
+totals() { echo "$PASSED/$FAILED/$SKIPPED"; }
+
+# pg_regress
+cat > "$T/regress-ok" <<'LOG'
+test keys                         ... ok          120 ms
+test consent                      ... ok           80 ms
+LOG
+reset; count_pg_regress "$T/regress-ok" regress 0 2
+check "pg_regress: two tests passed" 2/0/0 "$(totals)"
+cat > "$T/regress-fail" <<'LOG'
+test keys                         ... ok          120 ms
+test consent                      ... FAILED       80 ms
+LOG
+reset; count_pg_regress "$T/regress-fail" regress 1 2
+check "pg_regress: a failed test is one failure" 1/1/0 "$(totals)"
+check "... named" "regress/consent" "${FAILURES[*]}"
+printf 'pg_regress: could not create directory "x": Permission denied\n' > "$T/regress-dead"
+reset; count_pg_regress "$T/regress-dead" regress 2 2
+check "pg_regress that dies before its first test fails the run" 0/1/0 "$(totals)"
+head -n 1 "$T/regress-ok" > "$T/regress-short"
+reset; count_pg_regress "$T/regress-short" regress 2 2
+check "pg_regress that stops after one of two tests fails the run" 1/1/0 "$(totals)"
+reset; count_pg_regress "$T/regress-ok" regress 2 2
+check "pg_regress exiting non-zero with every test ok fails the run" 2/1/0 "$(totals)"
+cat > "$T/isolation" <<'LOG'
+test consent_race                 ... ok         1200 ms
+     purge_boundary               ... ok          800 ms
+LOG
+reset; count_pg_regress "$T/isolation" isolation 0 2
+check "pg_isolation_regress lines, with and without the test prefix" 2/0/0 "$(totals)"
+
+# TAP
+printf 'ok 1 - a\nok 2 - b\n1..2\n' > "$T/tap-ok"
+reset; count_tap "$T/tap-ok" 0 tap/ok
+check "TAP: two passes" 2/0/0 "$(totals)"
+printf 'ok 1 - a\nok 2 # skip no chromium\nok 3 # SKIP: no pgaudit\n1..3\n' > "$T/tap-skip"
+reset; count_tap "$T/tap-skip" 0 tap/skip
+check "TAP: skip lines are skips, not passes" 1/0/2 "$(totals)"
+check "... and the reasons are kept" "tap/skip: no chromium;no pgaudit" "${SKIPS[*]}"
+printf '1..0 # SKIP chromium is not installed\n' > "$T/tap-skipall"
+reset; count_tap "$T/tap-skipall" 0 tap/skipall
+check "TAP: a script that skips all is one skip, not nothing" 0/0/1 "$(totals)"
+printf 'ok 1 - a\n' > "$T/tap-died"
+reset; count_tap "$T/tap-died" 255 tap/died
+check "TAP: a script that dies after a pass fails the run" 1/1/0 "$(totals)"
+: > "$T/tap-silent"
+reset; count_tap "$T/tap-silent" 0 tap/silent
+check "TAP: a script that prints nothing and exits 0 fails the run" 0/1/0 "$(totals)"
+printf 'ok 1 - a\nnot ok 2 - b\n1..2\n' > "$T/tap-fail"
+reset; count_tap "$T/tap-fail" 1 tap/fail
+check "TAP: a failed assertion is one failure, not two" 1/1/0 "$(totals)"
+
+echo "1..$n"
+[ "$failed" -eq 0 ]
