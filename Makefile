@@ -4,7 +4,12 @@ EXTENSION    = privacy
 EXTVERSION   = $(shell sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" $(EXTENSION).control)
 MODULE_big   = privacy
 OBJS         = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
-DATA         = $(sort $(wildcard sql/$(EXTENSION)--*.sql))
+# The install script of this version is assembled from one file per part
+# (sql/install/NN_part.sql, in name order); the scripts of released versions
+# and the upgrade steps between them are checked in as they shipped.
+INSTALL_PARTS = $(sort $(wildcard sql/install/*.sql))
+DATA_built   = sql/$(EXTENSION)--$(EXTVERSION).sql
+DATA         = $(filter-out $(DATA_built),$(sort $(wildcard sql/$(EXTENSION)--*.sql)))
 # doc/*.md are read in the repository; they are not installed, because PGXS
 # would put README.md and reference.md into the directory every extension
 # shares.
@@ -15,6 +20,10 @@ PG_CPPFLAGS += -Isrc -Wall -Wextra -Werror -Wno-unused-parameter \
 PG_CONFIG   ?= pg_config
 PGXS        := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+sql/$(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_PARTS) $(EXTENSION).control
+	{ printf -- '-- %s, assembled by the Makefile from sql/install/ (do not edit).\n' '$(notdir $@)'; \
+	  for f in $(INSTALL_PARTS); do printf '\n-- ==== %s\n' "$$f"; cat "$$f"; done; } > $@
 
 # PGXS does not track headers: every object depends on all of ours, so a
 # changed struct never leaves a stale object behind.

@@ -1,0 +1,288 @@
+/*
+ * 04_classify.sql — classification of columns, and its SECURITY LABEL form (C: label.c).
+ */
+
+------------------------------------------------------------------------------
+-- Classification of columns
+------------------------------------------------------------------------------
+CREATE TABLE privacy.column_categories (
+    tbl           regclass NOT NULL,
+    col           name NOT NULL,
+    category      text NOT NULL REFERENCES privacy.categories,
+    searchable    boolean NOT NULL DEFAULT false,
+    encrypted     boolean NOT NULL,
+    classified_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    classified_by name NOT NULL DEFAULT session_user,
+    PRIMARY KEY (tbl, col)
+);
+COMMENT ON TABLE privacy.column_categories IS
+    'which category of personal data each classified column holds, and whether it is stored encrypted';
+SELECT pg_catalog.pg_extension_config_dump('privacy.column_categories', '');
+CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE
+    ON privacy.column_categories FOR EACH ROW EXECUTE FUNCTION privacy._catalog_changed();
+CREATE TRIGGER catalog_truncated AFTER TRUNCATE
+    ON privacy.column_categories FOR EACH STATEMENT EXECUTE FUNCTION privacy._catalog_changed();
+ALTER TABLE privacy.column_categories ENABLE ALWAYS TRIGGER catalog_changed, ENABLE ALWAYS TRIGGER catalog_truncated;
+
+CREATE FUNCTION privacy.classify(tbl regclass, col name, category text,
+                                 searchable boolean DEFAULT false, encrypt boolean DEFAULT false)
+    RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    att record;
+    is_encrypted boolean;
+    target text;
+BEGIN
+    PERFORM privacy._require_category(category);
+    IF category = 'unclassified' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'columns cannot be classified as "unclassified"',
+            HINT    = 'Name the category of personal data the column holds.';
+    END IF;
+    SELECT a.attnum, a.atttypid, a.atttypmod, a.attinhcount INTO att
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'undefined_column',
+            MESSAGE = format('column "%s" of relation %s does not exist', col, tbl);
+    END IF;
+    is_encrypted := att.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype);
+    IF NOT is_encrypted AND encrypt THEN
+        IF att.atttypid IN ('text'::regtype, 'character varying'::regtype) THEN
+            target := 'privacy.encrypted_text';
+        ELSIF att.atttypid = 'bytea'::regtype THEN
+            target := 'privacy.encrypted_bytea';
+        ELSE
+            RAISE EXCEPTION USING
+                ERRCODE = 'datatype_mismatch',
+                MESSAGE = format('column "%s" of type %s cannot be encrypted', col, att.atttypid::regtype),
+                HINT    = 'Only text, varchar and bytea columns convert to privacy.encrypted_text or privacy.encrypted_bytea.';
+        END IF;
+        is_encrypted := true;
+    ELSIF is_encrypted THEN
+        target := att.atttypid::regtype::text;
+    END IF;
+    IF searchable AND NOT is_encrypted THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('column "%s" is not encrypted, so it cannot be made searchable', col),
+            HINT    = 'Pass encrypt => true to convert it, or leave searchable false.';
+    END IF;
+    IF is_encrypted THEN
+        IF att.attinhcount > 0 THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_table_definition',
+                MESSAGE = format('column "%s" of %s is inherited', col, tbl),
+                HINT    = 'Classify the column on the parent table; partitions follow it.';
+        END IF;
+        PERFORM privacy._ensure_internal_keys();
+        PERFORM privacy._category_key(category);
+        -- rewrites the column: every value is (re)sealed under the category key
+        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I TYPE %s(%s%s)', tbl, col, target,
+                       category, CASE WHEN searchable THEN ', searchable' ELSE '' END);
+    END IF;
+    INSERT INTO privacy.column_categories AS cc (tbl, col, category, searchable, encrypted)
+    VALUES (tbl, col, category, searchable, is_encrypted)
+    ON CONFLICT ON CONSTRAINT column_categories_pkey DO UPDATE
+       SET category = EXCLUDED.category, searchable = EXCLUDED.searchable,
+           encrypted = EXCLUDED.encrypted, classified_at = now(), classified_by = session_user;
+END
+$$;
+COMMENT ON FUNCTION privacy.classify(regclass, name, text, boolean, boolean) IS
+    'declare the category of a column; encrypted columns are resealed under the category key (searchable enables equality search); encrypt converts a text or bytea column';
+
+CREATE VIEW privacy.classified_columns AS
+SELECT cc.tbl AS table_name, cc.col AS column_name, cc.category, cc.searchable, cc.encrypted,
+       pg_catalog.format_type(a.atttypid, a.atttypmod) AS column_type,
+       cc.classified_at, cc.classified_by
+  FROM privacy.column_categories cc
+  LEFT JOIN pg_catalog.pg_attribute a
+         ON a.attrelid = cc.tbl AND a.attname = cc.col AND NOT a.attisdropped;
+COMMENT ON VIEW privacy.classified_columns IS 'classified columns with their current type';
+
+-- Every stored encrypted column has a category, so that no value sealed
+-- with a session's transient key can be kept: a column declared without one
+-- is given "unclassified" (readable by no purpose until classified).
+CREATE FUNCTION privacy._typmod_category(integer) RETURNS text
+    AS 'MODULE_PATHNAME', 'encrypted_typmod_category' LANGUAGE C STRICT STABLE;
+
+-- Record a column whose type already names its category, so the register
+-- is complete however the column got its category.
+CREATE FUNCTION privacy._register_column(tbl regclass, col name)
+    RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    att record;
+BEGIN
+    -- only what the catalog says, for the table's owner, never for
+    -- temporary tables (they leave without a trace the register could see)
+    SELECT a.atttypmod, c.relowner, c.relpersistence INTO att
+      FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+     WHERE a.attrelid = tbl AND a.attname = col AND NOT a.attisdropped
+       AND a.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype);
+    IF NOT FOUND OR att.relpersistence = 't' OR att.atttypmod = -1
+       OR NOT pg_catalog.pg_has_role(session_user, att.relowner, 'USAGE')
+       OR privacy._typmod_category(att.atttypmod) IS NULL
+       OR privacy._typmod_category(att.atttypmod) = 'unclassified' THEN
+        RETURN;
+    END IF;
+    INSERT INTO privacy.column_categories AS cc (tbl, col, category, searchable, encrypted)
+    VALUES (tbl, col, privacy._typmod_category(att.atttypmod), (att.atttypmod >> 16) & 1 = 1, true)
+    ON CONFLICT ON CONSTRAINT column_categories_pkey DO UPDATE
+       SET category = EXCLUDED.category, searchable = EXCLUDED.searchable, encrypted = true;
+END
+$$;
+
+CREATE FUNCTION privacy._classify_new_columns() RETURNS event_trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT a.attrelid::regclass AS tbl, a.attname, a.atttypid::regtype AS typ, c.relkind,
+               a.atttypmod, a.atthasdef
+          FROM pg_catalog.pg_event_trigger_ddl_commands() d
+          JOIN pg_catalog.pg_class c ON c.oid = d.objid
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
+         WHERE d.classid = 'pg_catalog.pg_class'::regclass
+           AND c.relkind IN ('r', 'p', 'm', 'f')
+           AND a.attnum > 0 AND NOT a.attisdropped AND a.attinhcount = 0
+           AND a.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype)
+    LOOP
+        -- a default would be sealed once, with the creating session's key
+        IF r.atthasdef THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_table_definition',
+                MESSAGE = format('encrypted column "%s" of %s cannot have a default', r.attname, r.tbl),
+                DETAIL  = 'A default value would be sealed once, when the table is defined, with a key only that session holds.',
+                HINT    = 'Set the value in the INSERT, or in a BEFORE INSERT trigger.';
+        END IF;
+        IF r.atttypmod <> -1 THEN
+            PERFORM privacy._register_column(r.tbl, r.attname);
+            CONTINUE;
+        END IF;
+        IF r.relkind IN ('m', 'f') THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_table_definition',
+                MESSAGE = format('encrypted column "%s" of %s needs a category', r.attname, r.tbl),
+                HINT    = format('Cast it to a classified type, for example %s(contact).', r.typ);
+        END IF;
+        -- our own ALTER fires this trigger again: skip what it already did
+        CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                                   WHERE a.attrelid = r.tbl AND a.attname = r.attname AND a.atttypmod = -1);
+        RAISE NOTICE 'column "%" of % has no category yet; it is "unclassified" until privacy.classify() is run',
+            r.attname, r.tbl;
+        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I TYPE %s(unclassified)', r.tbl, r.attname, r.typ);
+    END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER privacy_classify_new_columns ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE',
+                 'CREATE MATERIALIZED VIEW', 'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE')
+    EXECUTE FUNCTION privacy._classify_new_columns();
+
+-- Rewrites values sealed with retired keys, one block range per transaction,
+-- so it holds no long lock and can be stopped and run again at any time.
+CREATE PROCEDURE privacy.reencrypt(tbl regclass, col name, batch_pages integer DEFAULT 64)
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    pages bigint;
+    first_page bigint := 0;
+    done bigint := 0;
+    n bigint;
+    started timestamptz := pg_catalog.clock_timestamp();
+BEGIN
+    IF batch_pages IS NULL OR batch_pages < 1 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'batch_pages must be at least 1';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid = tbl AND a.attname = col AND NOT a.attisdropped
+                      AND a.atttypid IN ('privacy.encrypted_text'::pg_catalog.regtype,
+                                         'privacy.encrypted_bytea'::pg_catalog.regtype)) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('column "%s" of %s is not an encrypted column', col, tbl);
+    END IF;
+    pages := pg_catalog.pg_relation_size(tbl) / pg_catalog.current_setting('block_size')::integer;
+    WHILE first_page <= pages LOOP
+        EXECUTE pg_catalog.format(
+            'UPDATE %s SET %I = privacy._reseal(%I) '
+            'WHERE ctid >= pg_catalog.format(''(%s,0)'', %s::bigint)::pg_catalog.tid '
+            '  AND ctid < pg_catalog.format(''(%s,0)'', %s::bigint)::pg_catalog.tid '
+            '  AND privacy._needs_reseal(%I)',
+            tbl, col, col, '%s', first_page, '%s', first_page + batch_pages, col);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        done := done + n;
+        COMMIT;
+        first_page := first_page + batch_pages;
+        IF n > 0 THEN
+            RAISE NOTICE 'reencrypt %.%: % values resealed, % of % pages scanned',
+                tbl, col, done, LEAST(first_page, pages), pages;
+        END IF;
+    END LOOP;
+    RAISE NOTICE 'reencrypt %.% done: % values resealed in %', tbl, col, done,
+        pg_catalog.clock_timestamp() - started;
+END
+$$;
+COMMENT ON PROCEDURE privacy.reencrypt(regclass, name, integer) IS
+    'reseal values of a column that use retired keys, committing after each block range (resumable)';
+
+------------------------------------------------------------------------------
+-- Declarative classification: SECURITY LABEL FOR privacy (src/label.c).
+-- A label on a column runs classify(), a label on a table protect_table(),
+-- and IS NULL unclassify() or unprotect_table(), as the role that sets it.
+------------------------------------------------------------------------------
+-- The undo of classify() for a column whose values are not sealed: the
+-- register forgets it.  An encrypted column keeps its category, since its
+-- values are sealed under that category's key.
+CREATE FUNCTION privacy.unclassify(tbl regclass, col name) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    att record;
+    category text;
+BEGIN
+    SELECT a.atttypid, a.atttypmod INTO att
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'undefined_column',
+            MESSAGE = format('column "%s" of relation %s does not exist', col, tbl);
+    END IF;
+    IF att.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype)
+       AND att.atttypmod <> -1 THEN
+        category := privacy._typmod_category(att.atttypmod);
+        IF category IS DISTINCT FROM 'unclassified' THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'object_not_in_prerequisite_state',
+                MESSAGE = format('column "%s" of %s is encrypted, so its classification cannot be removed', col, tbl),
+                DETAIL  = format('Its values are sealed under the key of category %s; an encrypted column always has a category.',
+                                 coalesce(format('"%s"', category), format('id %s', att.atttypmod & 65535))),
+                HINT    = 'Classify it into another category instead, or first convert it to plaintext (ALTER TABLE ... ALTER COLUMN ... TYPE text, with a purpose allowed its category).';
+        END IF;
+    END IF;
+    DELETE FROM privacy.column_categories cc WHERE cc.tbl = unclassify.tbl AND cc.col = unclassify.col;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'undefined_object',
+            MESSAGE = format('column "%s" of %s is not classified', col, tbl);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION privacy.unclassify(regclass, name) IS
+    'undo privacy.classify() for a column that is not encrypted (encrypted columns always keep a category)';
+REVOKE ALL ON FUNCTION privacy.unclassify(regclass, name) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION privacy.unclassify(regclass, name) TO privacy_admin;

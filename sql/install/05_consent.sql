@@ -1,0 +1,127 @@
+/*
+ * 05_consent.sql — the consent ledger and the state derived from it (C: consent.c).
+ */
+
+------------------------------------------------------------------------------
+-- Consent: an append-only ledger, and the current state derived from it
+------------------------------------------------------------------------------
+CREATE SEQUENCE privacy.consent_event_id_seq;
+CREATE TABLE privacy.consent_events (
+    id          bigint PRIMARY KEY DEFAULT pg_catalog.nextval('privacy.consent_event_id_seq'),
+    subject     text NOT NULL,
+    purpose     text NOT NULL REFERENCES privacy.purposes,
+    action      text NOT NULL CHECK (action IN ('grant', 'withdraw', 'object')),
+    at          timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    source      text NOT NULL CHECK (source <> ''),
+    evidence    jsonb,
+    recorded_by name NOT NULL DEFAULT session_user
+);
+CREATE INDEX ON privacy.consent_events (subject, purpose, id);
+COMMENT ON TABLE privacy.consent_events IS
+    'consent ledger: every grant, withdrawal and objection with its source and evidence; append-only';
+
+-- One row per subject and purpose: what the ledger's latest event says.
+CREATE TABLE privacy.consent_state (
+    subject     text NOT NULL,
+    purpose     text NOT NULL REFERENCES privacy.purposes ON DELETE CASCADE,
+    state       text NOT NULL CHECK (state IN ('granted', 'withdrawn', 'objected')),
+    since       timestamptz NOT NULL,
+    last_event  bigint NOT NULL,
+    PRIMARY KEY (purpose, subject)
+);
+COMMENT ON TABLE privacy.consent_state IS
+    'current consent state per subject and purpose, kept by the consent functions in the same transaction as the ledger';
+
+ALTER SEQUENCE privacy.consent_event_id_seq OWNED BY privacy.consent_events.id;
+SELECT pg_catalog.pg_extension_config_dump('privacy.consent_events', '');
+SELECT pg_catalog.pg_extension_config_dump('privacy.consent_event_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('privacy.consent_state', '');
+
+CREATE FUNCTION privacy._ledger_guard() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'privacy_ledger_guard' LANGUAGE C;
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON privacy.consent_events
+    FOR EACH ROW EXECUTE FUNCTION privacy._ledger_guard();
+CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON privacy.consent_events
+    FOR EACH STATEMENT EXECUTE FUNCTION privacy._ledger_guard();
+
+CREATE FUNCTION privacy._record_consent(subject text, purpose text, action text,
+                                        source text, evidence jsonb) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    basis text;
+    new_state text := CASE action WHEN 'grant' THEN 'granted' WHEN 'withdraw' THEN 'withdrawn' ELSE 'objected' END;
+    event_id bigint;
+BEGIN
+    IF subject IS NULL OR subject = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'subject must not be empty',
+            HINT = 'Pass the value of the subject column as text, for example customer_id::text.';
+    END IF;
+    IF source IS NULL OR source = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'the source of a consent event must be given',
+            HINT = 'Name where the event came from, for example web-form, call-centre or app-settings.';
+    END IF;
+    SELECT p.legal_basis INTO basis FROM privacy.purposes p WHERE p.name = _record_consent.purpose;
+    IF basis IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('purpose "%s" does not exist', purpose);
+    END IF;
+    IF action IN ('grant', 'withdraw') AND basis <> 'consent' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('purpose "%s" is not based on consent', purpose),
+            DETAIL  = format('Its legal basis is %s; consent can be granted or withdrawn only for purposes based on consent.', basis),
+            HINT    = 'To stop processing under another legal basis, record an objection with privacy.object().';
+    END IF;
+    -- The state row is locked first, so concurrent events for one subject and
+    -- purpose reach the ledger in the order they take effect.
+    INSERT INTO privacy.consent_state AS cs (subject, purpose, state, since, last_event)
+    VALUES (subject, purpose, new_state, clock_timestamp(), 0)
+    ON CONFLICT ON CONSTRAINT consent_state_pkey DO UPDATE
+       SET state = EXCLUDED.state,
+           since = CASE WHEN cs.state = EXCLUDED.state THEN cs.since ELSE EXCLUDED.since END;
+    INSERT INTO privacy.consent_events (subject, purpose, action, source, evidence)
+    VALUES (subject, purpose, action, source, evidence)
+    RETURNING id INTO event_id;
+    UPDATE privacy.consent_state cs SET last_event = event_id
+     WHERE cs.purpose = _record_consent.purpose AND cs.subject = _record_consent.subject;
+    RETURN event_id;
+END
+$$;
+
+CREATE FUNCTION privacy.grant_consent(subject text, purpose text, source text, evidence jsonb DEFAULT NULL)
+    RETURNS bigint LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT privacy._record_consent(subject, purpose, 'grant', source, evidence) $$;
+COMMENT ON FUNCTION privacy.grant_consent(text, text, text, jsonb) IS
+    'record that a subject consents to a purpose based on consent; returns the ledger entry id';
+CREATE FUNCTION privacy.withdraw_consent(subject text, purpose text, source text, evidence jsonb DEFAULT NULL)
+    RETURNS bigint LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT privacy._record_consent(subject, purpose, 'withdraw', source, evidence) $$;
+COMMENT ON FUNCTION privacy.withdraw_consent(text, text, text, jsonb) IS
+    'record that a subject withdraws consent; effective for every statement that starts after the commit';
+CREATE FUNCTION privacy.object(subject text, purpose text, source text, evidence jsonb DEFAULT NULL)
+    RETURNS bigint LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT privacy._record_consent(subject, purpose, 'object', source, evidence) $$;
+COMMENT ON FUNCTION privacy.object(text, text, text, jsonb) IS
+    'record a subject''s objection (GDPR Art. 21): their rows are no longer shown for that purpose, whatever its legal basis';
+
+CREATE FUNCTION privacy.has_consent(subject text, purpose text) RETURNS boolean
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM privacy._require_purpose(purpose);
+    RETURN EXISTS (SELECT 1 FROM privacy.consent_state cs
+                    WHERE cs.subject = has_consent.subject AND cs.purpose = has_consent.purpose
+                      AND cs.state = 'granted');
+END
+$$;
+
+CREATE VIEW privacy.consents AS
+SELECT cs.subject, cs.purpose, p.legal_basis, cs.state, cs.since,
+       e.source, e.evidence, e.recorded_by, cs.last_event
+  FROM privacy.consent_state cs
+  JOIN privacy.purposes p ON p.name = cs.purpose
+  LEFT JOIN privacy.consent_events e ON e.id = cs.last_event;
+COMMENT ON VIEW privacy.consents IS 'current consent state per subject and purpose, with the event that set it';

@@ -1,0 +1,334 @@
+/*
+ * 06_protect.sql — protected tables: the consent policy, the seal trigger, new partitions
+ * (C: consent.c, catalog.c).
+ */
+
+------------------------------------------------------------------------------
+-- Protected tables: consent-aware row-level security and per-subject keys
+------------------------------------------------------------------------------
+CREATE TABLE privacy.protected_tables (
+    tbl             regclass PRIMARY KEY,
+    subject_column  name NOT NULL,
+    parent          regclass,
+    rls_was_enabled boolean NOT NULL,
+    rls_was_forced  boolean NOT NULL,
+    base_policy     boolean NOT NULL,
+    protected_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    protected_by    name NOT NULL DEFAULT session_user
+);
+COMMENT ON TABLE privacy.protected_tables IS
+    'tables under consent-aware row-level security, and what protect_table changed (so unprotect_table can undo exactly that)';
+SELECT pg_catalog.pg_extension_config_dump('privacy.protected_tables', '');
+CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE
+    ON privacy.protected_tables FOR EACH ROW EXECUTE FUNCTION privacy._catalog_changed();
+CREATE TRIGGER catalog_truncated AFTER TRUNCATE
+    ON privacy.protected_tables FOR EACH STATEMENT EXECUTE FUNCTION privacy._catalog_changed();
+ALTER TABLE privacy.protected_tables ENABLE ALWAYS TRIGGER catalog_changed, ENABLE ALWAYS TRIGGER catalog_truncated;
+
+CREATE FUNCTION privacy._consent_required() RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_consent_required' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION privacy._purpose_held() RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_purpose_held' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION privacy._subject_int8(text) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'privacy_subject_int8' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE INDEX consent_state_int8 ON privacy.consent_state (purpose, privacy._subject_int8(subject))
+    WHERE privacy._subject_int8(subject) IS NOT NULL;
+CREATE FUNCTION privacy._seal_row() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'privacy_seal_row' LANGUAGE C;
+
+-- What a policy may read of the consent state: the declared purpose only,
+-- and only for a role that holds it (readers have no access to the table).
+CREATE FUNCTION privacy._held_purpose() RETURNS text
+    AS 'MODULE_PATHNAME', 'privacy_held_purpose' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION privacy._wanted_state() RETURNS text
+    AS 'MODULE_PATHNAME', 'privacy_wanted_state' LANGUAGE C STABLE PARALLEL SAFE;
+
+CREATE VIEW privacy.purpose_consent_state AS
+SELECT cs.subject, privacy._subject_int8(cs.subject) AS subject_int8, cs.state
+  FROM privacy.consent_state cs
+ WHERE cs.purpose OPERATOR(pg_catalog.=) privacy._held_purpose();
+COMMENT ON VIEW privacy.purpose_consent_state IS
+    'consent state for the declared purpose, as row-level security policies see it';
+
+-- The visibility policy.  It must not call a function per row that reads
+-- the ledger: it is one correlated EXISTS on the consent state of the
+-- declared purpose, which the planner runs as a hashed subplan when many
+-- rows are read (one hash table per statement) and as an index probe for a
+-- point lookup.  The purpose check, and whether the purpose needs consent,
+-- are evaluated once per statement (an InitPlan): a consent-based purpose
+-- shows the subjects for whom a granted consent EXISTS, any other legal
+-- basis shows the subjects for whom no objection EXISTS, so the policy is
+--   consent_required = EXISTS (row in state consent_required ? granted : objected)  An objection to a consent-based purpose
+-- also ends its consent (the state is one per subject and purpose).
+CREATE FUNCTION privacy._policy_expr(subject_column name, subject_type regtype) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format(
+        '(SELECT privacy._consent_required()) OPERATOR(pg_catalog.=) EXISTS ('
+        'SELECT 1 FROM privacy.purpose_consent_state c '
+        ' WHERE %2$s OPERATOR(pg_catalog.=) %1$s '
+        '   AND c.state OPERATOR(pg_catalog.=) privacy._wanted_state())',
+        CASE WHEN subject_type IN ('bigint'::regtype, 'integer'::regtype, 'smallint'::regtype)
+             THEN format('%I::pg_catalog.int8', subject_column)
+             ELSE format('%I::pg_catalog.text', subject_column) END,
+        CASE WHEN subject_type IN ('bigint'::regtype, 'integer'::regtype, 'smallint'::regtype)
+             THEN 'c.subject_int8'
+             ELSE 'c.subject' END)
+$$;
+
+-- Every table below a table: partitions and children of inheritance alike.
+CREATE FUNCTION privacy._descendants(tbl regclass) RETURNS SETOF regclass
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE d(relid) AS (
+        SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent = tbl
+        UNION
+        SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN d ON i.inhparent = d.relid)
+    SELECT relid::regclass FROM d
+$$;
+
+CREATE FUNCTION privacy._policy_subject_column(regclass) RETURNS name
+    AS 'MODULE_PATHNAME', 'privacy_policy_subject_column' LANGUAGE C STRICT STABLE;
+
+-- The seal trigger of a protected table (partitions get theirs cloned from
+-- the partitioned table; children of inheritance need their own).
+CREATE FUNCTION privacy._create_seal_trigger(tbl regclass, subject_column name) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                WHERE t.tgrelid = tbl AND t.tgname = 'privacy_seal_row' AND NOT t.tgisinternal) THEN
+        EXECUTE format('DROP TRIGGER privacy_seal_row ON %s', tbl);
+    END IF;
+    EXECUTE format('CREATE TRIGGER privacy_seal_row BEFORE INSERT OR UPDATE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION privacy._seal_row(%L)', tbl, subject_column);
+END
+$$;
+
+CREATE FUNCTION privacy._protect_one(tbl regclass, subject_column name, parent regclass,
+                                     reseal boolean DEFAULT false) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel record;
+    subject_type regtype;
+    base boolean;
+    sets text;
+BEGIN
+    SELECT c.relrowsecurity, c.relforcerowsecurity, c.relkind INTO rel
+      FROM pg_catalog.pg_class c WHERE c.oid = tbl;
+    SELECT a.atttypid::regtype INTO subject_type FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = subject_column AND a.attnum > 0 AND NOT a.attisdropped;
+    -- a permissive policy keeps the table readable where RLS was off before;
+    -- where the table had RLS already, its own policies keep deciding
+    base := NOT rel.relrowsecurity;
+    INSERT INTO privacy.protected_tables (tbl, subject_column, parent, rls_was_enabled, rls_was_forced, base_policy)
+    VALUES (tbl, subject_column, parent, rel.relrowsecurity, rel.relforcerowsecurity, base);
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
+    EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
+    IF base THEN
+        EXECUTE format('CREATE POLICY privacy_base ON %s AS PERMISSIVE FOR ALL USING (true) WITH CHECK (true)', tbl);
+    END IF;
+    EXECUTE format('CREATE POLICY privacy_visibility ON %s AS RESTRICTIVE FOR ALL USING (%s) WITH CHECK (privacy._purpose_held())',
+                   tbl, privacy._policy_expr(subject_column, subject_type));
+    -- an UPDATE may not hand a row to a subject the purpose may not see
+    EXECUTE format('CREATE POLICY privacy_update ON %s AS RESTRICTIVE FOR UPDATE USING (true) WITH CHECK (%s)',
+                   tbl, privacy._policy_expr(subject_column, subject_type));
+    -- row triggers on a partitioned table are cloned to its partitions
+    IF parent IS NULL OR NOT (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = tbl) THEN
+        PERFORM privacy._create_seal_trigger(tbl, subject_column);
+    END IF;
+    IF parent IS NULL OR reseal THEN
+        -- rows already there move under their subject's key too
+        SELECT string_agg(format('%1$I = privacy.seal_for_subject(%1$I, %2$I::pg_catalog.text)',
+                                 a.attname, subject_column), ', ')
+          INTO sets
+          FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+           AND a.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype);
+        IF sets IS NOT NULL THEN
+            EXECUTE format('UPDATE %s SET %s WHERE %I IS NOT NULL', tbl, sets, subject_column);
+        END IF;
+    END IF;
+END
+$$;
+
+CREATE FUNCTION privacy.protect_table(tbl regclass, subject_column name) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kind "char";
+    part regclass;
+BEGIN
+    SELECT c.relkind INTO kind FROM pg_catalog.pg_class c WHERE c.oid = tbl;
+    IF kind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
+            MESSAGE = format('%s is not a table', tbl),
+            HINT = 'Only ordinary and partitioned tables can be protected.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM privacy.protected_tables p WHERE p.tbl = protect_table.tbl) THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = format('table %s is already protected', tbl),
+            HINT = 'Use privacy.unprotect_table() first to change its subject column.';
+    END IF;
+    IF (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = tbl) THEN
+        RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
+            MESSAGE = format('%s is a partition', tbl),
+            HINT = 'Protect the partitioned table; its partitions, present and future, follow.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid = tbl AND a.attname = subject_column AND a.attnum > 0 AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_column',
+            MESSAGE = format('column "%s" of relation %s does not exist', subject_column, tbl);
+    END IF;
+    PERFORM privacy._protect_one(tbl, subject_column, NULL);
+    -- (the event trigger may already have protected them, as protect_one's
+    -- ALTER TABLE commands fire it)
+    FOR part IN SELECT d FROM privacy._descendants(tbl) d
+                 WHERE NOT EXISTS (SELECT 1 FROM privacy.protected_tables q WHERE q.tbl = d)
+    LOOP
+        -- children of inheritance are not covered by the UPDATE through the
+        -- parent above if their columns differ; reseal them on their own
+        PERFORM privacy._protect_one(part, subject_column, tbl,
+                                     NOT (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = part));
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION privacy.protect_table(regclass, name) IS
+    'put a table (and its partitions) under consent-aware row-level security, with per-subject keys for its encrypted columns';
+
+CREATE FUNCTION privacy.unprotect_table(tbl regclass) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p record;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM privacy.protected_tables pt WHERE pt.tbl = unprotect_table.tbl AND pt.parent IS NULL) THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('table %s is not protected', tbl);
+    END IF;
+    -- forget first: the ALTER TABLE commands below fire the event trigger
+    -- that protects partitions of protected tables
+    FOR p IN WITH gone AS (
+                 DELETE FROM privacy.protected_tables pt
+                  WHERE pt.tbl = unprotect_table.tbl OR pt.parent = unprotect_table.tbl
+                 RETURNING *)
+             SELECT * FROM gone ORDER BY parent NULLS LAST
+    LOOP
+        EXECUTE format('DROP POLICY IF EXISTS privacy_visibility ON %s', p.tbl);
+        EXECUTE format('DROP POLICY IF EXISTS privacy_update ON %s', p.tbl);
+        IF p.base_policy THEN
+            EXECUTE format('DROP POLICY IF EXISTS privacy_base ON %s', p.tbl);
+        END IF;
+        IF p.parent IS NULL OR NOT (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = p.tbl) THEN
+            EXECUTE format('DROP TRIGGER IF EXISTS privacy_seal_row ON %s', p.tbl);
+        END IF;
+        IF NOT p.rls_was_forced THEN
+            EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY', p.tbl);
+        END IF;
+        IF NOT p.rls_was_enabled THEN
+            EXECUTE format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', p.tbl);
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION privacy.unprotect_table(regclass) IS
+    'undo exactly what privacy.protect_table() did (values stay sealed under their subject keys)';
+
+-- New partitions of a protected table are protected as they appear.
+CREATE FUNCTION privacy._protect_new_partitions() RETURNS event_trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    actual name;
+    touched oid[];
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM privacy.protected_tables) THEN
+        RETURN;
+    END IF;
+    -- tables touched by the command, and every table below them
+    SELECT array_agg(DISTINCT x.relid) INTO touched FROM (
+        SELECT c.oid AS relid FROM pg_catalog.pg_event_trigger_ddl_commands() d
+          JOIN pg_catalog.pg_class c ON c.oid = d.objid AND d.classid = 'pg_catalog.pg_class'::regclass
+         WHERE c.relkind IN ('r', 'p')) t
+    CROSS JOIN LATERAL (SELECT t.relid UNION ALL SELECT privacy._descendants(t.relid::regclass)::oid) x(relid);
+    IF touched IS NULL THEN
+        RETURN;
+    END IF;
+
+    -- a renamed subject column: the policy follows the rename, the register
+    -- and the seal triggers follow the policy
+    FOR r IN SELECT pt.tbl, pt.subject_column FROM privacy.protected_tables pt
+              WHERE pt.parent IS NULL AND pt.tbl::oid = ANY (touched)
+    LOOP
+        actual := privacy._policy_subject_column(r.tbl);
+        IF actual IS NOT NULL AND actual <> r.subject_column THEN
+            UPDATE privacy.protected_tables pt SET subject_column = actual
+             WHERE pt.tbl = r.tbl OR pt.parent = r.tbl;
+            PERFORM privacy._create_seal_trigger(q.tbl, actual)
+               FROM privacy.protected_tables q JOIN pg_catalog.pg_class c ON c.oid = q.tbl
+              WHERE q.tbl = r.tbl OR (q.parent = r.tbl AND NOT c.relispartition);
+        END IF;
+    END LOOP;
+
+    -- a detached partition or a child no longer inheriting: it stays
+    -- protected, on its own
+    FOR r IN SELECT pt.tbl, pt.subject_column FROM privacy.protected_tables pt
+              WHERE pt.parent IS NOT NULL
+                AND (pt.tbl::oid = ANY (touched) OR pt.parent::oid = ANY (touched))
+                AND pt.tbl NOT IN (SELECT privacy._descendants(pt.parent))
+    LOOP
+        UPDATE privacy.protected_tables pt SET parent = NULL WHERE pt.tbl = r.tbl;
+        PERFORM privacy._create_seal_trigger(r.tbl, r.subject_column);
+    END LOOP;
+
+    -- new partitions and children of protected tables (CREATE TABLE ...
+    -- PARTITION OF / INHERITS names the new table, ATTACH PARTITION and
+    -- INHERIT name the parent: look at everything below what was touched)
+    FOR r IN
+        SELECT DISTINCT t.relid::regclass AS part, pt.tbl AS root, pt.subject_column
+          FROM pg_catalog.unnest(touched) t(relid)
+          JOIN privacy.protected_tables pt ON pt.parent IS NULL
+                                          AND t.relid IN (SELECT privacy._descendants(pt.tbl)::oid)
+         WHERE NOT EXISTS (SELECT 1 FROM privacy.protected_tables q WHERE q.tbl::oid = t.relid)
+    LOOP
+        -- a table attached with rows brings them under subject keys
+        PERFORM privacy._protect_one(r.part, r.subject_column, r.root, true);
+    END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER privacy_protect_new_partitions ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+    EXECUTE FUNCTION privacy._protect_new_partitions();
+
+-- A dropped table leaves nothing behind in the registers.
+CREATE FUNCTION privacy._forget_dropped() RETURNS event_trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM privacy.protected_tables pt
+     WHERE pt.tbl::oid IN (SELECT o.objid FROM pg_catalog.pg_event_trigger_dropped_objects() o
+                            WHERE o.classid = 'pg_catalog.pg_class'::regclass AND o.objsubid = 0);
+    DELETE FROM privacy.column_categories cc
+     WHERE cc.tbl::oid IN (SELECT o.objid FROM pg_catalog.pg_event_trigger_dropped_objects() o
+                            WHERE o.classid = 'pg_catalog.pg_class'::regclass AND o.objsubid = 0);
+END
+$$;
+CREATE EVENT TRIGGER privacy_forget_dropped ON sql_drop
+    WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
+    EXECUTE FUNCTION privacy._forget_dropped();
+
+CREATE VIEW privacy.protected AS
+SELECT pt.tbl AS table_name, pt.subject_column, pt.parent,
+       pt.protected_at, pt.protected_by
+  FROM privacy.protected_tables pt;
+COMMENT ON VIEW privacy.protected IS 'protected tables and partitions with their subject column';

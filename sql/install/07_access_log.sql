@@ -1,0 +1,174 @@
+/*
+ * 07_access_log.sql — the access log: batches, views, verification (C: audit*.c, logchain.c).
+ */
+
+------------------------------------------------------------------------------
+-- Access log: one entry per statement per protected table, and one per
+-- subject whose values a statement opened.  Written only by the access log
+-- writer (a background worker), chained by a keyed MAC (audit.c); nobody
+-- but the extension's retention deletes from it.  The writer stores the
+-- entries of each flush packed in a few rows of access_log_batches (cheap
+-- to write); the views access_log and access_log_subjects unpack them.
+------------------------------------------------------------------------------
+CREATE TABLE privacy.access_log_batches (
+    first_seq  bigint PRIMARY KEY,
+    last_seq   bigint NOT NULL,
+    written_at timestamptz NOT NULL,
+    last_at    timestamptz NOT NULL,
+    subjects   bigint[] NOT NULL,
+    entries    bytea NOT NULL,
+    nonce      bytea NOT NULL     -- the batch's MAC keys come from it (logchain.h)
+);
+CREATE INDEX access_log_batches_subjects ON privacy.access_log_batches
+    USING gin (subjects) WITH (fastupdate = on);
+-- pglz would take two thirds of the writer's time compressing the entries:
+-- lz4 where the server was built with it, else no compression; the subject
+-- keys (random) are not worth compressing
+ALTER TABLE privacy.access_log_batches ALTER COLUMN subjects SET STORAGE EXTERNAL;
+DO $$
+BEGIN
+    IF 'lz4' = ANY ((SELECT s.enumvals FROM pg_catalog.pg_settings s
+                      WHERE s.name = 'default_toast_compression')::text[]) THEN
+        ALTER TABLE privacy.access_log_batches ALTER COLUMN entries SET COMPRESSION lz4;
+    ELSE
+        ALTER TABLE privacy.access_log_batches ALTER COLUMN entries SET STORAGE EXTERNAL;
+    END IF;
+END
+$$;
+COMMENT ON TABLE privacy.access_log_batches IS
+    'the access log as the writer stores it: entries first_seq to last_seq packed in entries (seq, canonical bytes, MAC each), the subjects they mention as 8-byte keys, the newest statement time (for retention)';
+SELECT pg_catalog.pg_extension_config_dump('privacy.access_log_batches', '');
+
+CREATE FUNCTION privacy._access_log_statements(entries bytea, only_seq bigint DEFAULT NULL)
+    RETURNS TABLE (seq bigint, at timestamptz, session_role text, acting_role text, application text,
+                   client_addr text, backend_pid integer, purpose text, command text, relid oid,
+                   relation text, columns text[], categories text[], rows bigint, query_id bigint,
+                   level integer, outcome text, mac bytea)
+    AS 'MODULE_PATHNAME', 'privacy_access_log_statements' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION privacy._access_log_statements(bytea, bigint) IS
+    'the statement events packed in one access_log_batches.entries (only the one with seq = only_seq, when given)';
+
+CREATE FUNCTION privacy._access_log_subject_entries(entries bytea, subject_hash bytea DEFAULT NULL)
+    RETURNS TABLE (seq bigint, event bigint, subject_hash bytea, category text, opened bigint, mac bytea)
+    AS 'MODULE_PATHNAME', 'privacy_access_log_subject_entries' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION privacy._access_log_subject_entries(bytea, bytea) IS
+    'the subject entries packed in one access_log_batches.entries (only those of subject_hash, when given)';
+
+CREATE FUNCTION privacy._access_log_subject_key(subject_hash bytea) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'privacy_access_log_subject_key' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION privacy._access_log_subject_key(bytea) IS
+    'the key access_log_batches.subjects holds for a subject hash: its first 8 bytes as a bigint';
+
+CREATE VIEW privacy.access_log AS
+SELECT e.* FROM privacy.access_log_batches b, LATERAL privacy._access_log_statements(b.entries) e;
+COMMENT ON VIEW privacy.access_log IS
+    'who accessed which protected table, when, as which roles, for which purpose, which personal columns and how many rows; never statement text';
+
+CREATE VIEW privacy.access_log_subjects AS
+SELECT e.* FROM privacy.access_log_batches b, LATERAL privacy._access_log_subject_entries(b.entries) e;
+COMMENT ON VIEW privacy.access_log_subjects IS
+    'whose encrypted values a logged statement (event = access_log.seq) opened: the subject''s keyed hash, the category and how many values';
+
+-- Indexed lookups (the views above unpack every batch).  Both are inlined
+-- SQL running as their caller: only who may read the log gets anything.
+CREATE FUNCTION privacy._access_log_for_subject(subject_hash bytea)
+    RETURNS SETOF privacy.access_log_subjects
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+SELECT e.* FROM privacy.access_log_batches b,
+       LATERAL privacy._access_log_subject_entries(b.entries, $1) e
+ WHERE b.subjects @> ARRAY[privacy._access_log_subject_key($1)]
+$$;
+COMMENT ON FUNCTION privacy._access_log_for_subject(bytea) IS
+    'the rows of privacy.access_log_subjects of one subject hash, found through the batches'' subject index';
+
+CREATE FUNCTION privacy._access_log_event(seq bigint)
+    RETURNS SETOF privacy.access_log
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+SELECT e.* FROM (SELECT b.entries FROM privacy.access_log_batches b
+                  WHERE b.first_seq <= $1 ORDER BY b.first_seq DESC LIMIT 1) b,
+       LATERAL privacy._access_log_statements(b.entries, $1) e
+$$;
+COMMENT ON FUNCTION privacy._access_log_event(bigint) IS
+    'the row of privacy.access_log with this seq, found through the batches'' primary key';
+
+CREATE TABLE privacy.access_log_anchors (
+    first_seq  bigint PRIMARY KEY,
+    anchor     bytea NOT NULL,
+    removed    bigint NOT NULL,
+    trimmed_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    mac        bytea NOT NULL
+);
+COMMENT ON TABLE privacy.access_log_anchors IS
+    'where the access log starts after its retention removed older entries: the MAC of the last removed entry, itself authenticated';
+SELECT pg_catalog.pg_extension_config_dump('privacy.access_log_anchors', '');
+
+CREATE TABLE privacy.access_log_verifications (
+    verified_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    verified_by name NOT NULL DEFAULT session_user,
+    status      text NOT NULL,
+    seq         bigint,
+    checked     bigint NOT NULL,
+    detail      text
+);
+COMMENT ON TABLE privacy.access_log_verifications IS
+    'every run of privacy.verify_access_log() and what it found';
+SELECT pg_catalog.pg_extension_config_dump('privacy.access_log_verifications', '');
+
+-- Which role used which purpose, and when first and last: the writer keeps
+-- it with every batch, so that the compliance gaps need not unpack the
+-- whole log.  Derived from the log (not chained); trimming the log keeps it.
+CREATE TABLE privacy.access_log_purpose_use (
+    acting_role name NOT NULL,
+    purpose     text NOT NULL,
+    first_used  timestamptz NOT NULL,
+    last_used   timestamptz NOT NULL,
+    PRIMARY KEY (acting_role, purpose)
+);
+COMMENT ON TABLE privacy.access_log_purpose_use IS
+    'each (acting role, declared purpose) in the access log, with the first and last statement time: kept by the log writer';
+SELECT pg_catalog.pg_extension_config_dump('privacy.access_log_purpose_use', '');
+
+-- Runs as its caller (the C code reads the log as the extension's owner),
+-- so that each run is recorded under the role that asked for it.
+CREATE FUNCTION privacy.verify_access_log(OUT status text, OUT seq bigint, OUT checked bigint, OUT detail text)
+    AS 'MODULE_PATHNAME', 'privacy_verify_access_log' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION privacy.verify_access_log() IS
+    'recompute the access log''s MAC chain: ok, or the first entry that is missing, altered or out of order';
+
+CREATE FUNCTION privacy.flush_access_log(timeout_ms integer DEFAULT 10000) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_flush_access_log' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION privacy.flush_access_log(integer) IS
+    'wait until every access event queued so far is committed to privacy.access_log (false: the timeout passed first)';
+
+CREATE FUNCTION privacy.access_log_status(OUT enabled boolean, OUT strict boolean, OUT queue_bytes bigint,
+                                          OUT queued_bytes bigint, OUT writer_pid integer, OUT last_seq bigint)
+    AS 'MODULE_PATHNAME', 'privacy_access_log_status' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION privacy.access_log_status() IS
+    'the access log of this database: settings, bytes waiting in shared memory, the writer and the last entry it wrote since the server started';
+
+CREATE FUNCTION privacy._trim_access_log() RETURNS bigint
+    AS 'MODULE_PATHNAME', 'privacy_trim_access_log' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION privacy.trim_access_log() RETURNS bigint
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS 'SELECT privacy._trim_access_log()';
+COMMENT ON FUNCTION privacy.trim_access_log() IS
+    'delete access log entries older than privacy.access_log_retention, keeping the chain verifiable; run by CALL privacy.purge()';
+
+-- The log is written by the writer worker only; the compliance role reads it.
+REVOKE ALL ON privacy.access_log_batches, privacy.access_log, privacy.access_log_subjects,
+    privacy.access_log_anchors, privacy.access_log_verifications, privacy.access_log_purpose_use FROM PUBLIC;
+GRANT SELECT ON privacy.access_log_batches, privacy.access_log, privacy.access_log_subjects,
+    privacy.access_log_anchors, privacy.access_log_verifications, privacy.access_log_purpose_use TO privacy_officer;
+REVOKE ALL ON FUNCTION privacy._trim_access_log() FROM PUBLIC;
+-- (the views call these as the reading role)
+GRANT EXECUTE ON FUNCTION privacy._access_log_statements(bytea, bigint),
+    privacy._access_log_subject_entries(bytea, bytea), privacy._access_log_subject_key(bytea),
+    privacy._access_log_for_subject(bytea), privacy._access_log_event(bigint)
+  TO privacy_officer;
+GRANT EXECUTE ON FUNCTION privacy.verify_access_log(), privacy.flush_access_log(integer),
+    privacy.access_log_status(), privacy.trim_access_log()
+  TO privacy_officer;

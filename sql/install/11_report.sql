@@ -1,0 +1,502 @@
+/*
+ * 11_report.sql — the subject report, as JSON and as a page (C: report.c).
+ */
+
+------------------------------------------------------------------------------
+-- The subject report (GDPR Art. 15 and 20): everything the extension holds
+-- about one subject, as JSON for a dashboard or a portability export, and
+-- as a self-contained HTML page for people
+------------------------------------------------------------------------------
+-- The built-in purpose under which the report opens a subject's values.  It
+-- is allowed every category, including categories created later, but only
+-- while privacy._report_table() reads a subject's rows (src/report.c): a
+-- role that declares it anywhere else is allowed no category, so it lends no
+-- one a general right to read.  No role is granted it: the report runs as
+-- the extension owner, a superuser, who holds every purpose, and whoever may
+-- execute privacy.subject_report() may use it.  The row comes with CREATE
+-- EXTENSION and is therefore left out of dumps.
+INSERT INTO privacy.purposes (name, legal_basis, description)
+VALUES ('subject_access', 'legal_obligation',
+        'answering a data subject''s access and portability requests (GDPR Art. 15 and 20) with privacy.subject_report(); built in, allowed every category inside the report only');
+SELECT pg_catalog.pg_extension_config_dump('privacy.purposes', 'WHERE name <> ''subject_access''');
+
+-- It cannot be changed, dropped, granted or allowed categories: granted to
+-- a role with a category, it would open values outside the report.
+CREATE FUNCTION privacy._builtin_purpose_guard() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'purposes' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'purpose "subject_access" is built in and cannot be changed or dropped',
+            DETAIL  = 'privacy.subject_report() opens a subject''s values under it and records its use in the access log under its name.',
+            HINT    = 'Grant privacy.subject_report() to the roles that answer access requests instead.';
+    END IF;
+    RAISE EXCEPTION USING
+        ERRCODE = 'invalid_parameter_value',
+        MESSAGE = format('purpose "subject_access" is built in and cannot be %s',
+                         CASE TG_TABLE_NAME WHEN 'role_purposes' THEN 'granted' ELSE 'allowed categories' END),
+        DETAIL  = 'It is allowed every category inside privacy.subject_report() only, for whoever may execute that function.',
+        HINT    = 'Grant privacy.subject_report() to the roles that answer access requests instead.';
+END
+$$;
+CREATE TRIGGER builtin_purpose BEFORE UPDATE OR DELETE ON privacy.purposes
+    FOR EACH ROW WHEN (OLD.name = 'subject_access')
+    EXECUTE FUNCTION privacy._builtin_purpose_guard();
+CREATE TRIGGER builtin_purpose BEFORE INSERT OR UPDATE ON privacy.purpose_categories
+    FOR EACH ROW WHEN (NEW.purpose = 'subject_access')
+    EXECUTE FUNCTION privacy._builtin_purpose_guard();
+CREATE TRIGGER builtin_purpose BEFORE INSERT OR UPDATE ON privacy.role_purposes
+    FOR EACH ROW WHEN (NEW.purpose = 'subject_access')
+    EXECUTE FUNCTION privacy._builtin_purpose_guard();
+
+CREATE FUNCTION privacy._report_table(tbl regclass, subject_column name, subject text,
+                                      time_column name, keep interval) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'privacy_report_table' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION privacy._report_table(regclass, name, text, name, interval) IS
+    'a subject''s rows of one protected table with their retention due dates, decrypted under subject_access, and that access logged; called by privacy.subject_report() only';
+
+-- The report.  Version 1 of its shape is documented in doc/developer.md
+-- ("The subject report (JSON)"); a change that removes or renames a key, or
+-- changes what a value means, gets a new version number.  Subjects match as
+-- in erase_subject(); after an erasure the ledger and the holds know the
+-- subject only as 'erased:' || hex(subject_hash), and the erasures, requests
+-- and access log by the keyed hash, so the report finds those too.  Holds are
+-- disclosed by their dates, not their reason or who placed them (see the
+-- compliance guide).  bytea_output and IntervalStyle are pinned so that the
+-- export reads the same whatever the caller's settings.
+CREATE FUNCTION privacy.subject_report(subject text) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET privacy.purpose = 'subject_access'
+    SET bytea_output = 'hex'
+    SET IntervalStyle = 'iso_8601'
+AS $$
+DECLARE
+    hash bytea;
+    stand_in text;
+    pt record;
+    rule privacy.retention_rules;
+    found_rows jsonb;
+    data jsonb := '[]';
+    purposes jsonb;
+    consents jsonb;
+    access jsonb;
+    holds jsonb;
+    erasures jsonb;
+    requests jsonb;
+BEGIN
+    IF subject IS NULL OR subject = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'subject must not be empty',
+            HINT = 'Pass the value of the subject column as text, for example customer_id::text.';
+    END IF;
+    hash := privacy.subject_hash(subject);
+    stand_in := 'erased:' || encode(hash, 'hex');
+
+    -- the subject's rows, once per protected table (partitions through their root)
+    FOR pt IN SELECT p.tbl, p.subject_column FROM privacy.protected_tables p
+               WHERE p.parent IS NULL ORDER BY p.tbl::text
+    LOOP
+        rule := NULL;
+        SELECT * INTO rule FROM privacy.retention_rules r WHERE r.tbl = pt.tbl;
+        found_rows := privacy._report_table(pt.tbl, pt.subject_column, subject, rule.time_column, rule.keep);
+        CONTINUE WHEN jsonb_array_length(found_rows) = 0;
+        data := data || jsonb_build_array(jsonb_build_object(
+            'table', pt.tbl::text,
+            'subject_column', pt.subject_column,
+            'columns', (SELECT jsonb_agg(jsonb_build_object('name', a.attname, 'category', pc.category,
+                                                            'encrypted', coalesce(pc.encrypted, false))
+                                        ORDER BY a.attnum)
+                          FROM pg_attribute a
+                          LEFT JOIN privacy._personal_columns pc ON pc.tbl = a.attrelid AND pc.col = a.attname
+                         WHERE a.attrelid = pt.tbl AND a.attnum > 0 AND NOT a.attisdropped),
+            'retention', CASE WHEN rule.tbl IS NULL THEN NULL ELSE jsonb_build_object(
+                'time_column', rule.time_column, 'keep', rule.keep, 'action', rule.action,
+                'anonymize', (SELECT coalesce(jsonb_agg(c.col ORDER BY c.col), '[]')
+                                FROM jsonb_object_keys(rule.anonymize) AS c(col))) END,
+            'rows', found_rows));
+    END LOOP;
+
+    -- every purpose, and whether it may use the subject's data now (the
+    -- visibility rule: consent given, or no objection for other bases)
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'purpose', p.name, 'legal_basis', p.legal_basis, 'description', p.description,
+               'categories', CASE WHEN p.name = 'subject_access'
+                                  THEN (SELECT coalesce(jsonb_agg(c.name ORDER BY c.name), '[]') FROM privacy.categories c)
+                                  ELSE (SELECT coalesce(jsonb_agg(pc.category ORDER BY pc.category), '[]')
+                                          FROM privacy.purpose_categories pc WHERE pc.purpose = p.name) END,
+               'state', cs.state, 'since', cs.since,
+               'in_effect', CASE WHEN p.legal_basis = 'consent' THEN coalesce(cs.state = 'granted', false)
+                                 ELSE cs.state IS DISTINCT FROM 'objected' END)
+             ORDER BY p.name), '[]')
+      INTO purposes
+      FROM privacy.purposes p
+      LEFT JOIN privacy.consent_state cs ON cs.purpose = p.name AND cs.subject = subject_report.subject;
+
+    -- consents and objections with their full history from the ledger
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'purpose', g.purpose, 'legal_basis', p.legal_basis, 'state', cs.state, 'since', cs.since,
+               'history', g.history)
+             ORDER BY g.purpose), '[]')
+      INTO consents
+      FROM (SELECT e.purpose,
+                   jsonb_agg(jsonb_build_object('event', e.id, 'action', e.action, 'at', e.at,
+                                                'source', e.source, 'evidence', e.evidence,
+                                                'recorded_by', e.recorded_by) ORDER BY e.id) AS history
+              FROM privacy.consent_events e
+             WHERE e.subject IN (subject_report.subject, stand_in)
+             GROUP BY e.purpose) g
+      JOIN privacy.purposes p ON p.name = g.purpose
+      LEFT JOIN privacy.consent_state cs ON cs.purpose = g.purpose AND cs.subject = subject_report.subject;
+
+    -- who opened the subject's encrypted values, when, why; never how many
+    -- rows the statement read in all (that is about other subjects too)
+    SELECT coalesce(jsonb_agg(x.entry ORDER BY x.seq), '[]')
+      INTO access
+      FROM (SELECT l.seq, jsonb_build_object(
+                       'entry', l.seq, 'at', l.at, 'role', l.acting_role, 'session_role', l.session_role,
+                       'application', l.application, 'purpose', l.purpose, 'command', l.command,
+                       'table', l.relation,
+                       'categories', to_jsonb(array_agg(DISTINCT s.category ORDER BY s.category)),
+                       'values', sum(s.opened)) AS entry
+              FROM privacy._access_log_for_subject(hash) s
+              JOIN LATERAL privacy._access_log_event(s.event) l ON true
+             -- never this call's own reads (the writer may store them
+             -- before the query below runs); earlier calls are listed
+             WHERE NOT (l.backend_pid = pg_catalog.pg_backend_pid()
+                        AND l.at >= pg_catalog.statement_timestamp())
+             GROUP BY l.seq, l.at, l.acting_role, l.session_role, l.application, l.purpose,
+                      l.command, l.relation) x;
+
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'placed_at', h.placed_at, 'until', h.until, 'released_at', h.released_at,
+               'active', h.released_at IS NULL AND (h.until IS NULL OR h.until > now()))
+             ORDER BY h.placed_at, h.id), '[]')
+      INTO holds
+      FROM privacy.holds h
+     WHERE h.subject IN (subject_report.subject, stand_in);
+
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'erasure', e.id, 'erased_at', e.erased_at, 'reason', e.reason,
+               'tables', e.tables, 'keys_destroyed', e.keys_destroyed)
+             ORDER BY e.id), '[]')
+      INTO erasures
+      FROM privacy.erasures e
+     WHERE e.subject_hash = hash;
+
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'request', r.id, 'kind', r.kind, 'status', r.status,
+               'open', r.status IN ('open', 'in_progress', 'extended'),
+               'received_at', r.received_at, 'due_at', r.due_at, 'deadline', r.deadline,
+               'extended_until', r.extended_until, 'extension_reason', r.extension_reason,
+               'closed_at', r.closed_at, 'resolution', r.resolution)
+             ORDER BY r.id), '[]')
+      INTO requests
+      FROM privacy.requests r
+     WHERE r.subject_hash = hash;
+
+    RETURN jsonb_build_object(
+        'version', 1,
+        'subject', subject,
+        'generated_at', clock_timestamp(),
+        'data', data,
+        'purposes', purposes,
+        'consents', consents,
+        'access', access,
+        'holds', holds,
+        'erasures', erasures,
+        'requests', requests);
+END
+$$;
+COMMENT ON FUNCTION privacy.subject_report(text) IS
+    'everything held about a subject (rows decrypted under the built-in purpose subject_access, purposes, consents with history, access log, retention due dates, holds, erasures, requests) as versioned JSON; its own use is logged';
+
+-- HTML for people.  Every value goes through _html(); the page has no
+-- script and loads nothing.
+CREATE FUNCTION privacy._html(s text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT replace(replace(replace(replace(replace(coalesce(s, ''),
+           '&', '&amp;'), '<', '&lt;'), '>', '&gt;'), '"', '&quot;'), '''', '&#39;')
+$$;
+
+-- A JSON value in a table cell: text as is, structures as compact JSON.
+CREATE FUNCTION privacy._html_value(v jsonb) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN v IS NULL OR jsonb_typeof(v) = 'null' THEN '<span class="none">&#8212;</span>'
+                WHEN jsonb_typeof(v) IN ('object', 'array') THEN '<code>' || privacy._html(v::text) || '</code>'
+                ELSE privacy._html(v #>> '{}') END
+$$;
+
+-- A time from the report, to the minute, in the session's time zone.
+CREATE FUNCTION privacy._html_time(v jsonb) RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN v IS NULL OR jsonb_typeof(v) = 'null' THEN '<span class="none">&#8212;</span>'
+                ELSE '<time datetime="' || privacy._html(v #>> '{}') || '">'
+                     || privacy._html(to_char((v #>> '{}')::timestamptz, 'YYYY-MM-DD HH24:MI TZ')) || '</time>' END
+$$;
+
+CREATE FUNCTION privacy._html_basis(basis text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE basis
+        WHEN 'consent' THEN 'your consent (GDPR Art. 6(1)(a))'
+        WHEN 'contract' THEN 'a contract with you (Art. 6(1)(b))'
+        WHEN 'legal_obligation' THEN 'a legal obligation (Art. 6(1)(c))'
+        WHEN 'vital_interests' THEN 'vital interests (Art. 6(1)(d))'
+        WHEN 'public_task' THEN 'a task in the public interest (Art. 6(1)(e))'
+        WHEN 'legitimate_interests' THEN 'legitimate interests (Art. 6(1)(f))'
+        ELSE privacy._html(basis) END
+$$;
+
+-- A table row of cells that are HTML already; a table around rows.
+CREATE FUNCTION privacy._html_row(VARIADIC cells text[]) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT '<tr>' || string_agg('<td>' || coalesce(c, '') || '</td>', '' ORDER BY o) || '</tr>'
+      FROM unnest(cells) WITH ORDINALITY AS u(c, o)
+$$;
+
+CREATE FUNCTION privacy._html_table(headers text[], rows text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT '<table><thead><tr>' || string_agg('<th>' || hd || '</th>', '' ORDER BY o) || '</tr></thead><tbody>'
+           || coalesce(rows, '') || '</tbody></table>'
+      FROM unnest(headers) WITH ORDINALITY AS u(hd, o)
+$$;
+
+CREATE FUNCTION privacy.subject_report_html(subject text) RETURNS text
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET IntervalStyle = 'postgres'
+AS $$
+DECLARE
+    r jsonb := privacy.subject_report(subject);
+    h text;
+    t jsonb;
+    row_ jsonb;
+    x jsonb;
+    col jsonb;
+    cols text[];
+    n integer;
+BEGIN
+    h := '<!DOCTYPE html>' || E'\n'
+      || '<html lang="en"><head><meta charset="utf-8">'
+      || '<meta name="viewport" content="width=device-width, initial-scale=1">'
+      || '<title>Your personal data</title><style>'
+      || 'body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2733;background:#f4f6f8;margin:0}'
+      || 'main{max-width:1040px;margin:0 auto;padding:24px 28px 48px;background:#fff}'
+      || 'h1{font-size:28px;margin:8px 0 4px;color:#0b3d62}'
+      || 'h2{font-size:20px;margin:36px 0 8px;padding-bottom:4px;border-bottom:2px solid #0b3d62;color:#0b3d62}'
+      || 'h3{font-size:16px;margin:20px 0 6px}'
+      || 'p.lead{color:#44515e;margin-top:0}'
+      || 'nav a{margin-right:14px;color:#0b5fa5}'
+      || 'table{border-collapse:collapse;width:100%;margin:6px 0 14px;font-size:14px}'
+      || 'th,td{border:1px solid #cfd6dd;padding:5px 8px;text-align:left;vertical-align:top}'
+      || 'th{background:#e8eef4}'
+      || 'tr:nth-child(even) td{background:#f8fafb}'
+      || 'code{font-size:13px;white-space:pre-wrap;word-break:break-all}'
+      || '.none,.empty{color:#7a8794}'
+      || '.tag{display:inline-block;padding:0 6px;border-radius:8px;background:#dde8f3;font-size:12px;margin:1px 2px}'
+      || '.yes{color:#17693b;font-weight:600}.no{color:#a3261d;font-weight:600}'
+      || 'footer{margin-top:40px;color:#7a8794;font-size:13px}'
+      || '</style></head><body><main>' || E'\n'
+      || '<h1>Your personal data</h1>'
+      || '<p class="lead">This page lists the personal data we hold about <strong>'
+      || privacy._html(r ->> 'subject') || '</strong>, why we use it, who has accessed it, and when it will be deleted'
+      || ' (your right of access, GDPR Art. 15). Generated ' || privacy._html_time(r -> 'generated_at') || '.</p>'
+      || '<nav><a href="#data">Data</a><a href="#purposes">Purposes</a><a href="#consents">Consents</a>'
+      || '<a href="#access">Access</a><a href="#retention">Retention</a><a href="#holds">Holds</a>'
+      || '<a href="#erasures">Erasures</a><a href="#requests">Requests</a></nav>' || E'\n';
+
+    -- the data
+    h := h || '<section id="data"><h2>The data we hold about you</h2>';
+    IF jsonb_array_length(r -> 'data') = 0 THEN
+        h := h || '<p class="empty">We hold no records about you.</p>';
+    END IF;
+    FOR t IN SELECT * FROM jsonb_array_elements(r -> 'data') LOOP
+        n := jsonb_array_length(t -> 'rows');
+        SELECT array_agg(c ->> 'name' ORDER BY o) INTO cols
+          FROM jsonb_array_elements(t -> 'columns') WITH ORDINALITY AS e(c, o);
+        h := h || '<h3>' || privacy._html(t ->> 'table') || '</h3><p>'
+              || CASE WHEN n = 1 THEN '1 record' ELSE n || ' records' END || '.';
+        IF jsonb_typeof(t -> 'retention') = 'object' THEN
+            h := h || ' Kept for ' || privacy._html(((t #>> '{retention,keep}')::interval)::text)
+                  || ' after <em>' || privacy._html(t #>> '{retention,time_column}') || '</em>, then '
+                  || CASE WHEN t #>> '{retention,action}' = 'delete' THEN 'deleted'
+                          ELSE 'anonymized (' || privacy._html((SELECT string_agg(a, ', ' ORDER BY a)
+                                                                  FROM jsonb_array_elements_text(t #> '{retention,anonymize}') a))
+                               || ' cleared)' END || '.';
+        ELSE
+            h := h || ' No retention period is set for these records.';
+        END IF;
+        h := h || '</p><table><thead><tr>';
+        FOR col IN SELECT * FROM jsonb_array_elements(t -> 'columns') LOOP
+            h := h || '<th>' || privacy._html(col ->> 'name')
+                  || CASE WHEN col ->> 'category' IS NOT NULL
+                          THEN ' <span class="tag">' || privacy._html(col ->> 'category') || '</span>' ELSE '' END
+                  || '</th>';
+        END LOOP;
+        h := h || '<th>Due for ' || CASE WHEN t #>> '{retention,action}' = 'anonymize' THEN 'anonymization' ELSE 'deletion' END
+              || '</th></tr></thead><tbody>';
+        FOR row_ IN SELECT * FROM jsonb_array_elements(t -> 'rows') LOOP
+            h := h || '<tr>';
+            h := h || coalesce((SELECT string_agg('<td>' || privacy._html_value(row_ -> 'values' -> c) || '</td>', '' ORDER BY o)
+                                  FROM unnest(cols) WITH ORDINALITY AS u(c, o)), '');
+            h := h || '<td>' || privacy._html_time(row_ -> 'due_at') || '</td></tr>';
+        END LOOP;
+        h := h || '</tbody></table>' || E'\n';
+    END LOOP;
+    h := h || '</section>';
+
+    -- purposes
+    h := h || '<section id="purposes"><h2>Why we use your data</h2>'
+          || '<table><thead><tr><th>Purpose</th><th>Legal basis</th><th>Kinds of data</th><th>Your choice</th><th>Uses your data now</th></tr></thead><tbody>';
+    FOR x IN SELECT * FROM jsonb_array_elements(r -> 'purposes') LOOP
+        h := h || '<tr><td><strong>' || privacy._html(x ->> 'purpose') || '</strong>'
+              || CASE WHEN coalesce(x ->> 'description', '') <> '' THEN '<br>' || privacy._html(x ->> 'description') ELSE '' END
+              || '</td><td>' || privacy._html_basis(x ->> 'legal_basis') || '</td><td>'
+              || coalesce((SELECT string_agg('<span class="tag">' || privacy._html(c) || '</span>', ' ')
+                             FROM jsonb_array_elements_text(x -> 'categories') c), '<span class="none">none</span>')
+              || '</td><td>'
+              || CASE x ->> 'state'
+                      WHEN 'granted' THEN 'consent given ' || privacy._html_time(x -> 'since')
+                      WHEN 'withdrawn' THEN 'consent withdrawn ' || privacy._html_time(x -> 'since')
+                      WHEN 'objected' THEN 'you objected ' || privacy._html_time(x -> 'since')
+                      ELSE CASE WHEN x ->> 'legal_basis' = 'consent' THEN 'no consent given'
+                                ELSE 'no objection' END END
+              || '</td><td>' || CASE WHEN (x ->> 'in_effect')::boolean THEN '<span class="yes">yes</span>'
+                                     ELSE '<span class="no">no</span>' END
+              || '</td></tr>';
+    END LOOP;
+    h := h || '</tbody></table></section>' || E'\n';
+
+    -- consents
+    h := h || '<section id="consents"><h2>Your consents and objections</h2>';
+    IF jsonb_array_length(r -> 'consents') = 0 THEN
+        h := h || '<p class="empty">You have not given, withdrawn or objected to anything.</p>';
+    END IF;
+    FOR x IN SELECT * FROM jsonb_array_elements(r -> 'consents') LOOP
+        h := h || '<h3>' || privacy._html(x ->> 'purpose') || '</h3><p>Now: '
+              || coalesce(privacy._html(x ->> 'state'), 'no longer recorded') || '.</p>'
+              || privacy._html_table(ARRAY['When', 'What', 'Where it came from', 'Evidence'],
+                     (SELECT string_agg(privacy._html_row(
+                                 privacy._html_time(e -> 'at'),
+                                 privacy._html(CASE e ->> 'action' WHEN 'grant' THEN 'consent given'
+                                                   WHEN 'withdraw' THEN 'consent withdrawn'
+                                                   WHEN 'object' THEN 'objection' ELSE e ->> 'action' END),
+                                 privacy._html(e ->> 'source'),
+                                 privacy._html_value(e -> 'evidence')), '' ORDER BY o)
+                        FROM jsonb_array_elements(x -> 'history') WITH ORDINALITY AS hist(e, o)));
+    END LOOP;
+    h := h || '</section>' || E'\n';
+
+    -- access
+    h := h || '<section id="access"><h2>Who accessed your data</h2>';
+    IF jsonb_array_length(r -> 'access') = 0 THEN
+        h := h || '<p class="empty">Our access log records no access to your encrypted data.</p>';
+    ELSE
+        h := h || privacy._html_table(
+                      ARRAY['When', 'Who', 'Application', 'Purpose', 'Where', 'Kinds of data', 'Values read'],
+                      (SELECT string_agg(privacy._html_row(
+                                  privacy._html_time(a -> 'at'), privacy._html(a ->> 'role'),
+                                  privacy._html_value(a -> 'application'), privacy._html_value(a -> 'purpose'),
+                                  privacy._html_value(a -> 'table'),
+                                  coalesce((SELECT string_agg('<span class="tag">' || privacy._html(c) || '</span>', ' ')
+                                              FROM jsonb_array_elements_text(a -> 'categories') c), ''),
+                                  privacy._html(a ->> 'values')), '' ORDER BY o)
+                         FROM jsonb_array_elements(r -> 'access') WITH ORDINALITY AS l(a, o)));
+    END IF;
+    h := h || '<p class="empty">Each entry is one statement that read your encrypted data.</p></section>' || E'\n';
+
+    -- retention
+    h := h || '<section id="retention"><h2>When your data will be deleted</h2>';
+    IF jsonb_array_length(r -> 'data') = 0 THEN
+        h := h || '<p class="empty">There is nothing to delete.</p>';
+    ELSE
+        h := h || privacy._html_table(ARRAY['Records', 'Rule', 'First due', 'Last due'],
+                      (SELECT string_agg(privacy._html_row(
+                                  privacy._html(d ->> 'table'),
+                                  CASE WHEN jsonb_typeof(d -> 'retention') = 'object'
+                                       THEN privacy._html(d #>> '{retention,action}') || ' '
+                                            || privacy._html(((d #>> '{retention,keep}')::interval)::text)
+                                            || ' after ' || privacy._html(d #>> '{retention,time_column}')
+                                       ELSE 'kept until you ask us to erase them' END,
+                                  privacy._html_time(due.first), privacy._html_time(due.last)), '' ORDER BY o)
+                         FROM jsonb_array_elements(r -> 'data') WITH ORDINALITY AS e(d, o),
+                              LATERAL (SELECT to_jsonb(min((w ->> 'due_at')::timestamptz)) AS first,
+                                              to_jsonb(max((w ->> 'due_at')::timestamptz)) AS last
+                                         FROM jsonb_array_elements(d -> 'rows') w) due));
+    END IF;
+    IF EXISTS (SELECT 1 FROM jsonb_array_elements(r -> 'holds') hd WHERE (hd ->> 'active')::boolean) THEN
+        h := h || '<p>A legal hold applies to your data (below): nothing is deleted while it lasts.</p>';
+    END IF;
+    h := h || '</section>' || E'\n';
+
+    -- holds, erasures, requests
+    h := h || '<section id="holds"><h2>Legal holds</h2>';
+    IF jsonb_array_length(r -> 'holds') = 0 THEN
+        h := h || '<p class="empty">No legal hold has been placed on your data.</p>';
+    ELSE
+        h := h || '<p>While a legal hold is active we must keep your data, even past its retention period or if you ask for erasure.</p>'
+              || privacy._html_table(ARRAY['Placed', 'Until', 'Released', 'Active'],
+                     (SELECT string_agg(privacy._html_row(
+                                 privacy._html_time(hd -> 'placed_at'), privacy._html_time(hd -> 'until'),
+                                 privacy._html_time(hd -> 'released_at'),
+                                 CASE WHEN (hd ->> 'active')::boolean THEN 'yes' ELSE 'no' END), '' ORDER BY o)
+                        FROM jsonb_array_elements(r -> 'holds') WITH ORDINALITY AS e(hd, o)));
+    END IF;
+    h := h || '</section><section id="erasures"><h2>Erasures</h2>';
+    IF jsonb_array_length(r -> 'erasures') = 0 THEN
+        h := h || '<p class="empty">None of your data has been erased at your request.</p>';
+    ELSE
+        h := h || privacy._html_table(ARRAY['Erasure', 'When', 'Why', 'What'],
+                      (SELECT string_agg(privacy._html_row(
+                                  privacy._html(er ->> 'erasure'), privacy._html_time(er -> 'erased_at'),
+                                  privacy._html(er ->> 'reason'),
+                                  coalesce((SELECT string_agg(privacy._html(k) || ': ' || privacy._html(v ->> 'rows')
+                                                              || ' ' || privacy._html(v ->> 'action'), '; ' ORDER BY k)
+                                              FROM jsonb_each(er -> 'tables') AS tb(k, v)), '')), '' ORDER BY o)
+                         FROM jsonb_array_elements(r -> 'erasures') WITH ORDINALITY AS e(er, o)));
+    END IF;
+    h := h || '</section><section id="requests"><h2>Your requests</h2>';
+    IF jsonb_array_length(r -> 'requests') = 0 THEN
+        h := h || '<p class="empty">We have no request from you on record.</p>';
+    ELSE
+        h := h || privacy._html_table(ARRAY['Request', 'Kind', 'Received', 'Answer due', 'Status', 'Note'],
+                      (SELECT string_agg(privacy._html_row(
+                                  privacy._html(q ->> 'request'), privacy._html(q ->> 'kind'),
+                                  privacy._html_time(q -> 'received_at'), privacy._html_time(q -> 'deadline'),
+                                  privacy._html(replace(q ->> 'status', '_', ' '))
+                                  || CASE WHEN q ->> 'closed_at' IS NOT NULL THEN ' ' || privacy._html_time(q -> 'closed_at') ELSE '' END,
+                                  privacy._html(coalesce(q ->> 'resolution', q ->> 'extension_reason', ''))), '' ORDER BY o)
+                         FROM jsonb_array_elements(r -> 'requests') WITH ORDINALITY AS e(q, o)));
+    END IF;
+    h := h || '</section><footer>Subject report, format version ' || privacy._html(r ->> 'version')
+          || '. The same report is available as JSON for transfer to another service (GDPR Art. 20).</footer>'
+          || '</main></body></html>' || E'\n';
+    RETURN h;
+END
+$$;
+COMMENT ON FUNCTION privacy.subject_report_html(text) IS
+    'privacy.subject_report() as a self-contained HTML page for the subject (inline style, no script, every value escaped)';
+
+REVOKE ALL ON FUNCTION privacy._builtin_purpose_guard(),
+    privacy._report_table(regclass, name, text, name, interval),
+    privacy.subject_report(text), privacy._html(text), privacy._html_value(jsonb),
+    privacy._html_time(jsonb), privacy._html_basis(text), privacy._html_row(text[]),
+    privacy._html_table(text[], text), privacy.subject_report_html(text)
+  FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION privacy.subject_report(text), privacy.subject_report_html(text)
+  TO privacy_officer;

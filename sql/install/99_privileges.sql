@@ -1,0 +1,117 @@
+/*
+ * 99_privileges.sql — least privilege, for every part: what PUBLIC, privacy_admin and
+ * privacy_officer may use.  Kept last so that the schema-wide REVOKEs
+ * cover every object the parts created.
+ */
+
+------------------------------------------------------------------------------
+-- Privileges: least privilege by default.
+------------------------------------------------------------------------------
+GRANT USAGE ON SCHEMA privacy TO PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA privacy FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA privacy FROM PUBLIC;
+REVOKE ALL ON ALL PROCEDURES IN SCHEMA privacy FROM PUBLIC;
+
+GRANT SELECT ON privacy.categories, privacy.purposes, privacy.purpose_categories,
+                privacy.role_purposes, privacy.purpose_holders, privacy.keys
+   TO privacy_admin, privacy_officer;
+GRANT SELECT ON privacy.my_purposes TO PUBLIC;
+
+GRANT EXECUTE ON FUNCTION
+    privacy.create_category(text, text, boolean),
+    privacy.drop_category(text),
+    privacy.create_purpose(text, text, text, text[]),
+    privacy.drop_purpose(text),
+    privacy.allow_category(text, text),
+    privacy.disallow_category(text, text),
+    privacy.grant_purpose(text, text),
+    privacy.revoke_purpose(text, text),
+    privacy.master_key_fingerprint(),
+    privacy.previous_master_key_fingerprint(),
+    privacy.rotate_key(text),
+    privacy.rotate_master_key()
+  TO privacy_admin;
+GRANT EXECUTE ON FUNCTION privacy.destroy_subject_key(text), privacy.subject_hash(text)
+  TO privacy_officer;
+GRANT EXECUTE ON FUNCTION privacy.master_key_status() TO privacy_admin, privacy_officer;
+GRANT EXECUTE ON FUNCTION privacy.check_purpose(text), privacy.may_use(text) TO PUBLIC;
+
+-- The encrypted types are for everyone: their functions carry their own checks
+-- (the decryption gate, the category move check).
+GRANT EXECUTE ON FUNCTION
+    privacy.encrypted_text_in(cstring, oid, integer), privacy.encrypted_text_out(privacy.encrypted_text),
+    privacy.encrypted_text_recv(internal, oid, integer), privacy.encrypted_text_send(privacy.encrypted_text),
+    privacy.encrypted_bytea_in(cstring, oid, integer), privacy.encrypted_bytea_out(privacy.encrypted_bytea),
+    privacy.encrypted_bytea_recv(internal, oid, integer), privacy.encrypted_bytea_send(privacy.encrypted_bytea),
+    privacy.encrypted_typmod_in(cstring[]), privacy.encrypted_typmod_out(integer),
+    privacy.encrypted_text(privacy.encrypted_text, integer, boolean),
+    privacy.encrypted_bytea(privacy.encrypted_bytea, integer, boolean),
+    privacy.encrypted_text(text, integer, boolean), privacy.encrypted_bytea(bytea, integer, boolean),
+    privacy.plaintext(privacy.encrypted_text), privacy.plaintext(privacy.encrypted_bytea),
+    privacy.encrypted_eq(privacy.encrypted_text, privacy.encrypted_text),
+    privacy.encrypted_ne(privacy.encrypted_text, privacy.encrypted_text),
+    privacy.encrypted_lt(privacy.encrypted_text, privacy.encrypted_text),
+    privacy.encrypted_le(privacy.encrypted_text, privacy.encrypted_text),
+    privacy.encrypted_gt(privacy.encrypted_text, privacy.encrypted_text),
+    privacy.encrypted_ge(privacy.encrypted_text, privacy.encrypted_text),
+    privacy.encrypted_cmp(privacy.encrypted_text, privacy.encrypted_text),
+    privacy.encrypted_hash(privacy.encrypted_text),
+    privacy.encrypted_hash_extended(privacy.encrypted_text, bigint),
+    privacy.encrypted_eq(privacy.encrypted_bytea, privacy.encrypted_bytea),
+    privacy.encrypted_ne(privacy.encrypted_bytea, privacy.encrypted_bytea),
+    privacy.encrypted_lt(privacy.encrypted_bytea, privacy.encrypted_bytea),
+    privacy.encrypted_le(privacy.encrypted_bytea, privacy.encrypted_bytea),
+    privacy.encrypted_gt(privacy.encrypted_bytea, privacy.encrypted_bytea),
+    privacy.encrypted_ge(privacy.encrypted_bytea, privacy.encrypted_bytea),
+    privacy.encrypted_cmp(privacy.encrypted_bytea, privacy.encrypted_bytea),
+    privacy.encrypted_hash(privacy.encrypted_bytea),
+    privacy.encrypted_hash_extended(privacy.encrypted_bytea, bigint),
+    privacy.envelope_info(privacy.encrypted_text), privacy.envelope_info(privacy.encrypted_bytea),
+    privacy.is_erased(privacy.encrypted_text), privacy.is_erased(privacy.encrypted_bytea),
+    privacy._reseal(privacy.encrypted_text), privacy._reseal(privacy.encrypted_bytea),
+    privacy._needs_reseal(privacy.encrypted_text), privacy._needs_reseal(privacy.encrypted_bytea),
+    privacy._classify_new_columns(), privacy._typmod_category(integer),
+    privacy._register_column(regclass, name)
+  TO PUBLIC;
+GRANT EXECUTE ON FUNCTION privacy.classify(regclass, name, text, boolean, boolean),
+    privacy.seal_for_subject(privacy.encrypted_text, text),
+    privacy.seal_for_subject(privacy.encrypted_bytea, text)
+  TO privacy_admin;
+GRANT EXECUTE ON PROCEDURE privacy.reencrypt(regclass, name, integer) TO privacy_admin;
+
+-- Consent: recorded by the compliance role (and by applications a DBA grants
+-- these functions to); the policy helpers run for every reader.
+GRANT EXECUTE ON FUNCTION
+    privacy.grant_consent(text, text, text, jsonb), privacy.withdraw_consent(text, text, text, jsonb),
+    privacy.object(text, text, text, jsonb), privacy.has_consent(text, text)
+  TO privacy_officer;
+GRANT SELECT ON privacy.consent_events, privacy.consent_state, privacy.consents
+  TO privacy_officer, privacy_admin;
+GRANT EXECUTE ON FUNCTION privacy._consent_required(), privacy._purpose_held(),
+    privacy._held_purpose(), privacy._wanted_state(),
+    privacy._subject_int8(text), privacy._seal_row()
+  TO PUBLIC;
+-- the policies read the consent state of the declared purpose through a view
+GRANT SELECT ON privacy.purpose_consent_state TO PUBLIC;
+GRANT EXECUTE ON FUNCTION privacy.protect_table(regclass, name), privacy.unprotect_table(regclass)
+  TO privacy_admin;
+GRANT SELECT ON privacy.protected_tables, privacy.protected TO privacy_admin, privacy_officer;
+
+-- Retention is the compliance role's.
+GRANT EXECUTE ON FUNCTION
+    privacy.set_retention(regclass, name, interval, text, name[], jsonb), privacy.drop_retention(regclass),
+    privacy.place_hold(text, text, timestamptz), privacy.release_hold(text), privacy.purge_preview(),
+    privacy._purge_start(integer, interval, text, name), privacy._purge_batch(bigint, regclass, integer),
+    privacy._purge_finish(bigint, text, text)
+  TO privacy_officer;
+GRANT EXECUTE ON PROCEDURE privacy.purge(integer, interval, text) TO privacy_officer;
+GRANT EXECUTE ON FUNCTION privacy.erase_subject(text, text) TO privacy_officer;
+GRANT SELECT ON privacy.erasures TO privacy_officer, privacy_admin;
+GRANT SELECT ON privacy.retention_rules, privacy.holds, privacy.active_holds, privacy.purge_runs,
+    privacy.purge_run_tables, privacy.purge_progress
+  TO privacy_officer, privacy_admin;
+GRANT SELECT ON privacy.column_categories, privacy.classified_columns TO privacy_admin, privacy_officer;
+-- pg_dump run by a privacy_admin member reads every table of the extension
+-- (data keys only ever wrapped) and its sequences
+GRANT SELECT ON ALL TABLES IN SCHEMA privacy TO privacy_admin;
+GRANT SELECT ON ALL SEQUENCES IN SCHEMA privacy TO privacy_admin;
