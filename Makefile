@@ -8,8 +8,8 @@ OBJS         = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 # (sql/install/NN_part.sql, in name order); the scripts of released versions
 # and the upgrade steps between them are checked in as they shipped.
 INSTALL_PARTS = $(sort $(wildcard sql/install/*.sql))
-DATA_built   = sql/$(EXTENSION)--$(EXTVERSION).sql
-DATA         = $(filter-out $(DATA_built),$(sort $(wildcard sql/$(EXTENSION)--*.sql)))
+DATA_built   = build/$(EXTENSION)--$(EXTVERSION).sql
+DATA         = $(sort $(wildcard sql/$(EXTENSION)--*.sql))
 # doc/*.md are read in the repository; they are not installed, because PGXS
 # would put README.md and reference.md into the directory every extension
 # shares.
@@ -21,7 +21,8 @@ PG_CONFIG   ?= pg_config
 PGXS        := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-sql/$(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_PARTS) $(EXTENSION).control
+build/$(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_PARTS) $(EXTENSION).control
+	@mkdir -p build
 	{ printf -- '-- %s, assembled by the Makefile from sql/install/ (do not edit).\n' '$(notdir $@)'; \
 	  for f in $(INSTALL_PARTS); do printf '\n-- ==== %s\n' "$$f"; cat "$$f"; done; } > $@
 
@@ -65,4 +66,4 @@ demo:
 bench:
 	./test/bench/run
 
-EXTRA_CLEAN = $(UNIT_BINS) test/unit/test_fuzz_corpus test/fuzz/fuzz_envelope test/bench/sodium_floor results regression.diffs regression.out
+EXTRA_CLEAN = build $(UNIT_BINS) test/unit/test_fuzz_corpus test/fuzz/fuzz_envelope test/bench/sodium_floor results regression.diffs regression.out

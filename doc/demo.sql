@@ -222,13 +222,13 @@ SELECT status, checked FROM privacy.verify_access_log();
 \echo 'One bit of the oldest entry flipped in its batch row (the byte before its MAC), then flipped back:'
 UPDATE privacy.access_log_batches b SET entries = set_byte(b.entries, x.p - 2, get_byte(b.entries, x.p - 2) # 1)
   FROM (SELECT position(l.mac IN c.entries) AS p, c.first_seq
-          FROM privacy._access_log_event((SELECT min(seq) FROM privacy.access_log)) l, privacy.access_log_batches c
+          FROM privacy_internal.access_log_event((SELECT min(seq) FROM privacy.access_log)) l, privacy.access_log_batches c
          WHERE l.seq BETWEEN c.first_seq AND c.last_seq) x
  WHERE b.first_seq = x.first_seq;
 SELECT status, seq, detail FROM privacy.verify_access_log();
 UPDATE privacy.access_log_batches b SET entries = set_byte(b.entries, x.p - 2, get_byte(b.entries, x.p - 2) # 1)
   FROM (SELECT position(l.mac IN c.entries) AS p, c.first_seq
-          FROM privacy._access_log_event((SELECT min(seq) FROM privacy.access_log)) l, privacy.access_log_batches c
+          FROM privacy_internal.access_log_event((SELECT min(seq) FROM privacy.access_log)) l, privacy.access_log_batches c
          WHERE l.seq BETWEEN c.first_seq AND c.last_seq) x
  WHERE b.first_seq = x.first_seq;
 SELECT status FROM privacy.verify_access_log();

@@ -111,12 +111,12 @@ SELECT count(*) > 0 AS batches, sum(last_seq - first_seq + 1) AS entries,
        bool_and(cardinality(subjects) <= last_seq - first_seq + 1) AS subject_keys
   FROM privacy.access_log_batches;
 -- finding a subject's entries through the batches' subject index
-SELECT seq, event, category, opened FROM privacy._access_log_for_subject(privacy.subject_hash('1')) ORDER BY seq;
-SELECT seq, command, relation FROM privacy._access_log_event(2);
+SELECT seq, event, category, opened FROM privacy_internal.access_log_for_subject(privacy.subject_hash('1')) ORDER BY seq;
+SELECT seq, command, relation FROM privacy_internal.access_log_event(2);
 -- (it is inlined: with a hash known, the plan uses the subject index)
 CREATE FUNCTION pg_temp.al_plan(h bytea) RETURNS SETOF text LANGUAGE plpgsql AS $$
 BEGIN
-    RETURN QUERY EXECUTE format('EXPLAIN (COSTS OFF) SELECT * FROM privacy._access_log_for_subject(%L::bytea)', h);
+    RETURN QUERY EXECUTE format('EXPLAIN (COSTS OFF) SELECT * FROM privacy_internal.access_log_for_subject(%L::bytea)', h);
 END $$;
 SET enable_seqscan = off;
 SELECT trim(p) AS plan FROM pg_temp.al_plan(privacy.subject_hash('1')) p WHERE p ~ 'Index Scan';

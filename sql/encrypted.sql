@@ -215,8 +215,8 @@ END $$;
 CREATE TABLE replay (v privacy.encrypted_text);
 SELECT privacy.classify('replay', 'v', 'contact');
 -- the iban (financial) envelope relabelled as contact: category id bytes 5-6
-INSERT INTO replay SELECT patch_header(patch_header(iban, 5, privacy._category_id('contact') >> 8),
-                                       6, privacy._category_id('contact') & 255)
+INSERT INTO replay SELECT patch_header(patch_header(iban, 5, privacy_internal.category_id('contact') >> 8),
+                                       6, privacy_internal.category_id('contact') & 255)
   FROM customers WHERE id = 1;
 SET privacy.purpose = 'support';
 SELECT v FROM replay;
@@ -265,7 +265,7 @@ SELECT count(DISTINCT (privacy.envelope_info(email)).key_id) AS keys_in_use FROM
 SET privacy.purpose = 'support';
 SELECT email FROM customers WHERE id IN (1, 11) ORDER BY id;
 RESET privacy.purpose;
-SELECT count(*) FILTER (WHERE privacy._needs_reseal(email)) AS to_reseal FROM customers;
+SELECT count(*) FILTER (WHERE privacy_internal.needs_reseal(email)) AS to_reseal FROM customers;
 
 -- crypto-shredding: values sealed under a subject key become "[erased]"
 CREATE TABLE subject_data (subject text, email privacy.encrypted_text(contact), photo privacy.encrypted_bytea(contact));

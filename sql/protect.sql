@@ -414,7 +414,7 @@ RESET privacy.purpose;
 RESET ROLE;
 SELECT pg_stat_force_next_flush();
 SELECT funcname, calls FROM pg_stat_user_functions
- WHERE schemaname = 'privacy' AND funcname IN ('_consent_required', '_purpose_held', 'has_consent') ORDER BY 1;
+ WHERE schemaname IN ('privacy', 'privacy_internal') AND funcname IN ('consent_required', 'purpose_held', 'has_consent') ORDER BY 1;
 RESET track_functions;
 DELETE FROM customers WHERE id >= 100;
 

@@ -174,7 +174,7 @@ EXCEPTION WHEN insufficient_privilege THEN
     RAISE NOTICE 'subject_report_html: % %', SQLSTATE, SQLERRM;
 END
 $$;
-SELECT privacy._report_table('rep_customers', 'id', '17', NULL, NULL);
+SELECT privacy_internal.report_table('rep_customers', 'id', '17', NULL, NULL);
 RESET ROLE;
 GRANT EXECUTE ON FUNCTION privacy.subject_report_html(text) TO rep_app;
 SET ROLE rep_app;
@@ -193,7 +193,7 @@ SELECT position('&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;Bob&quot;' IN
        h LIKE '%ana@example.org%' AS mentions_ana
   FROM h18;
 SELECT regexp_matches(h, '<h2>[^<]*</h2>', 'g') AS headings FROM h18;
-SELECT privacy._html('<a href="x">O''Neil & co</a>');
+SELECT privacy_internal.html('<a href="x">O''Neil & co</a>');
 
 DROP TABLE r17, h18, rep_customers, rep_orders, rep_visits, rep_tickets;
 DROP EXTENSION privacy;

@@ -3,7 +3,7 @@
  *
  * The per-backend caches (purpose verdicts in consent.c, data keys in
  * keys.c, category names here) all depend on the tables in schema privacy.
- * A row trigger on each of those tables (privacy._catalog_changed, enabled
+ * A row trigger on each of those tables (privacy_internal.catalog_changed, enabled
  * ALWAYS so that logical replication's apply worker fires it too) sends a
  * relcache invalidation at commit (duplicates are merged); the callback here bumps
  * catalog_generation, and each cache compares the generation it was built
@@ -370,7 +370,7 @@ privacy_catalog_changed(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("privacy._catalog_changed() must be called as a trigger")));
+				 errmsg("privacy_internal.catalog_changed() must be called as a trigger")));
 	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
 	catalog_written_in_xact = true;
 	if (TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))

@@ -360,7 +360,7 @@ privacy_ledger_guard(PG_FUNCTION_ARGS)
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
-		elog(ERROR, "privacy._ledger_guard() must be called as a trigger");
+		elog(ERROR, "privacy_internal.ledger_guard() must be called as a trigger");
 	if (!consent_ledger_unlocked)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

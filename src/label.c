@@ -104,7 +104,7 @@ label_isspace(char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
-/* A category name as privacy._check_name() accepts it. */
+/* A category name as privacy_internal.check_name() accepts it. */
 static bool
 valid_category_name(const char *s)
 {

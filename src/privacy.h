@@ -11,6 +11,8 @@
 #include "access/attnum.h"
 
 #define PRIVACY_SCHEMA "privacy"
+/* Helpers the API is built of: not documented, not for users to call. */
+#define PRIVACY_INTERNAL_SCHEMA "privacy_internal"
 
 /* guc.c — settings, all privacy.* */
 extern char *privacy_master_key_command;

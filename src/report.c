@@ -5,7 +5,7 @@
  * privacy.subject_report() (PL/pgSQL, SECURITY DEFINER, in the install
  * script) assembles what the extension knows about a subject: consents,
  * access log, retention, holds, erasures, requests.  The subject's rows in
- * each protected table come from privacy._report_table(), here, because two
+ * each protected table come from privacy_internal.report_table(), here, because two
  * things must happen around reading them that SQL cannot do safely:
  *
  * - Decryption under the built-in purpose "subject_access".  The purpose
@@ -150,7 +150,7 @@ run_report_query(const char *query, Oid *argtypes, Datum *values, const char *nu
 }
 
 /*
- * privacy._report_table(tbl regclass, subject_column name, subject text,
+ * privacy_internal.report_table(tbl regclass, subject_column name, subject text,
  *                       time_column name, keep interval) RETURNS jsonb
  *
  * The subject's rows of a protected table (and of its partitions or
@@ -275,7 +275,7 @@ privacy_report_table(PG_FUNCTION_ARGS)
 		case INT2OID:
 		case INT4OID:
 		case INT8OID:
-			appendStringInfo(&q, "t.%s OPERATOR(pg_catalog.=) " PRIVACY_SCHEMA "._subject_int8($1)",
+			appendStringInfo(&q, "t.%s OPERATOR(pg_catalog.=) " PRIVACY_INTERNAL_SCHEMA ".subject_int8($1)",
 							 quote_identifier(subject_column));
 			break;
 		case UUIDOID:

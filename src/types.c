@@ -1274,7 +1274,7 @@ privacy_seal_row(PG_FUNCTION_ARGS)
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || trigdata->tg_trigger->tgnargs != 1)
-		elog(ERROR, "privacy._seal_row() must be a BEFORE ROW trigger with the subject column as argument");
+		elog(ERROR, "privacy_internal.seal_row() must be a BEFORE ROW trigger with the subject column as argument");
 	rel = trigdata->tg_relation;
 	tupdesc = RelationGetDescr(rel);
 	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_newtuple : trigdata->tg_trigtuple;

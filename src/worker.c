@@ -88,8 +88,8 @@ run_in_transaction(const char *sql, bool *isnull)
 /*
  * One purge: what CALL privacy.purge() does, driven from here because a
  * procedure that commits needs a portal, which a background worker has not.
- * The same functions do the work (privacy._purge_start, _purge_batch,
- * _purge_finish), each batch in a transaction of its own, so a run looks
+ * The same functions do the work (privacy_internal.purge_start, purge_batch,
+ * purge_finish), each batch in a transaction of its own, so a run looks
  * the same in privacy.purge_runs (via 'worker'), another live purge is
  * refused the same way, and an interrupted one is recognised the same way.
  */
@@ -119,7 +119,7 @@ run_purge(void)
 		{
 			char	   *sql;
 
-			sql = psprintf("SELECT " PRIVACY_SCHEMA "._purge_start(%d, NULL, 'worker', current_user)",
+			sql = psprintf("SELECT " PRIVACY_INTERNAL_SCHEMA ".purge_start(%d, NULL, 'worker', current_user)",
 						   privacy_purge_batch_size);
 			run = DatumGetInt64(run_in_transaction(sql, &isnull));
 			run_id = run;
@@ -159,13 +159,13 @@ run_purge(void)
 				do
 				{
 					CHECK_FOR_INTERRUPTS();
-					sql = psprintf("SELECT " PRIVACY_SCHEMA "._purge_batch(" INT64_FORMAT ", %u::pg_catalog.oid::pg_catalog.regclass, %d)",
+					sql = psprintf("SELECT " PRIVACY_INTERNAL_SCHEMA ".purge_batch(" INT64_FORMAT ", %u::pg_catalog.oid::pg_catalog.regclass, %d)",
 								   run, relid, privacy_purge_batch_size);
 					n = DatumGetInt64(run_in_transaction(sql, &isnull));
 				} while (n >= privacy_purge_batch_size);
 			}
 			list_free(tables);
-			run_in_transaction(psprintf("SELECT " PRIVACY_SCHEMA "._purge_finish(" INT64_FORMAT ", 'completed', NULL)", run),
+			run_in_transaction(psprintf("SELECT " PRIVACY_INTERNAL_SCHEMA ".purge_finish(" INT64_FORMAT ", 'completed', NULL)", run),
 							   &isnull);
 			/* the access log's own retention */
 			run_in_transaction("SELECT " PRIVACY_SCHEMA ".trim_access_log()", &isnull);
@@ -186,7 +186,7 @@ run_purge(void)
 			bool		n2;
 			char	   *msg = quote_literal_cstr(edata->message ? edata->message : "unknown error");
 
-			run_in_transaction(psprintf("SELECT " PRIVACY_SCHEMA "._purge_finish(" INT64_FORMAT ", 'failed', %s)",
+			run_in_transaction(psprintf("SELECT " PRIVACY_INTERNAL_SCHEMA ".purge_finish(" INT64_FORMAT ", 'failed', %s)",
 										(int64) run_id, msg), &n2);
 		}
 		pgstat_report_activity(STATE_IDLE, NULL);

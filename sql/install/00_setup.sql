@@ -10,6 +10,13 @@
 
 \echo Use "CREATE EXTENSION privacy" to load this file. \quit
 
+-- The API lives in schema privacy (created by CREATE EXTENSION, from
+-- privacy.control): only what doc/reference.md documents.  The helpers it is
+-- built of live here; users have no reason to call them, and most cannot.
+CREATE SCHEMA privacy_internal;
+COMMENT ON SCHEMA privacy_internal IS
+    'helpers of the privacy extension: not an API, may change in any release';
+
 -- The first C function loads privacy.so; outside shared_preload_libraries its
 -- _PG_init refuses with the postgresql.conf line to add.
 CREATE FUNCTION privacy.master_key_status() RETURNS text

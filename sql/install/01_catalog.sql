@@ -56,14 +56,14 @@ COMMENT ON TABLE privacy.role_purposes IS
 -- The id of a category is a pure function of its name (see catalog.c), so
 -- that a column declared privacy.encrypted_text(contact) means the same
 -- before and after a restore has loaded this table.
-CREATE FUNCTION privacy._category_id(name text) RETURNS integer
+CREATE FUNCTION privacy_internal.category_id(name text) RETURNS integer
     AS 'MODULE_PATHNAME', 'privacy_category_id'
     LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 -- Values whose column has not been classified yet are sealed under this
 -- category, which no purpose is allowed until an admin decides otherwise.
 INSERT INTO privacy.categories (name, id, description, builtin)
-VALUES ('unclassified', privacy._category_id('unclassified'),
+VALUES ('unclassified', privacy_internal.category_id('unclassified'),
         'encrypted values whose column has not been classified yet', true);
 
 -- pg_dump carries the vocabulary with the data it classifies.
@@ -77,35 +77,35 @@ SELECT pg_catalog.pg_extension_config_dump('privacy.role_purposes', '');
 -- statement.  Row triggers, enabled ALWAYS, because the logical replication
 -- apply worker fires neither statement triggers nor ordinary ones: on a
 -- subscriber a destroyed key must leave every session's cache too.
-CREATE FUNCTION privacy._catalog_changed() RETURNS trigger
+CREATE FUNCTION privacy_internal.catalog_changed() RETURNS trigger
     AS 'MODULE_PATHNAME', 'privacy_catalog_changed'
     LANGUAGE C;
 
 CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE
-    ON privacy.categories FOR EACH ROW EXECUTE FUNCTION privacy._catalog_changed();
+    ON privacy.categories FOR EACH ROW EXECUTE FUNCTION privacy_internal.catalog_changed();
 CREATE TRIGGER catalog_truncated AFTER TRUNCATE
-    ON privacy.categories FOR EACH STATEMENT EXECUTE FUNCTION privacy._catalog_changed();
+    ON privacy.categories FOR EACH STATEMENT EXECUTE FUNCTION privacy_internal.catalog_changed();
 ALTER TABLE privacy.categories ENABLE ALWAYS TRIGGER catalog_changed, ENABLE ALWAYS TRIGGER catalog_truncated;
 CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE
-    ON privacy.purposes FOR EACH ROW EXECUTE FUNCTION privacy._catalog_changed();
+    ON privacy.purposes FOR EACH ROW EXECUTE FUNCTION privacy_internal.catalog_changed();
 CREATE TRIGGER catalog_truncated AFTER TRUNCATE
-    ON privacy.purposes FOR EACH STATEMENT EXECUTE FUNCTION privacy._catalog_changed();
+    ON privacy.purposes FOR EACH STATEMENT EXECUTE FUNCTION privacy_internal.catalog_changed();
 ALTER TABLE privacy.purposes ENABLE ALWAYS TRIGGER catalog_changed, ENABLE ALWAYS TRIGGER catalog_truncated;
 CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE
-    ON privacy.purpose_categories FOR EACH ROW EXECUTE FUNCTION privacy._catalog_changed();
+    ON privacy.purpose_categories FOR EACH ROW EXECUTE FUNCTION privacy_internal.catalog_changed();
 CREATE TRIGGER catalog_truncated AFTER TRUNCATE
-    ON privacy.purpose_categories FOR EACH STATEMENT EXECUTE FUNCTION privacy._catalog_changed();
+    ON privacy.purpose_categories FOR EACH STATEMENT EXECUTE FUNCTION privacy_internal.catalog_changed();
 ALTER TABLE privacy.purpose_categories ENABLE ALWAYS TRIGGER catalog_changed, ENABLE ALWAYS TRIGGER catalog_truncated;
 CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE
-    ON privacy.role_purposes FOR EACH ROW EXECUTE FUNCTION privacy._catalog_changed();
+    ON privacy.role_purposes FOR EACH ROW EXECUTE FUNCTION privacy_internal.catalog_changed();
 CREATE TRIGGER catalog_truncated AFTER TRUNCATE
-    ON privacy.role_purposes FOR EACH STATEMENT EXECUTE FUNCTION privacy._catalog_changed();
+    ON privacy.role_purposes FOR EACH STATEMENT EXECUTE FUNCTION privacy_internal.catalog_changed();
 ALTER TABLE privacy.role_purposes ENABLE ALWAYS TRIGGER catalog_changed, ENABLE ALWAYS TRIGGER catalog_truncated;
 
 ------------------------------------------------------------------------------
 -- Validation helpers (internal).
 ------------------------------------------------------------------------------
-CREATE FUNCTION privacy._check_name(kind text, val text) RETURNS void
+CREATE FUNCTION privacy_internal.check_name(kind text, val text) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -120,7 +120,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION privacy._require_category(category text) RETURNS void
+CREATE FUNCTION privacy_internal.require_category(category text) RETURNS void
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -134,7 +134,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION privacy._require_purpose(purpose text) RETURNS void
+CREATE FUNCTION privacy_internal.require_purpose(purpose text) RETURNS void
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -148,7 +148,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION privacy._role_oid(role_name text) RETURNS oid
+CREATE FUNCTION privacy_internal.role_oid(role_name text) RETURNS oid
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -178,14 +178,14 @@ AS $$
 DECLARE
     clash text;
 BEGIN
-    PERFORM privacy._check_name('category', name);
+    PERFORM privacy_internal.check_name('category', name);
     IF EXISTS (SELECT 1 FROM privacy.categories c WHERE c.name = create_category.name) THEN
         RAISE EXCEPTION USING
             ERRCODE = 'duplicate_object',
             MESSAGE = format('category "%s" already exists', name);
     END IF;
     SELECT c.name INTO clash FROM privacy.categories c
-     WHERE c.id = privacy._category_id(create_category.name);
+     WHERE c.id = privacy_internal.category_id(create_category.name);
     IF clash IS NOT NULL THEN
         RAISE EXCEPTION USING
             ERRCODE = 'duplicate_object',
@@ -194,11 +194,11 @@ BEGIN
             HINT    = 'Choose a slightly different name, for example with a suffix.';
     END IF;
     INSERT INTO privacy.categories (name, id, description, special)
-    VALUES (name, privacy._category_id(name), coalesce(description, ''), coalesce(special, false));
+    VALUES (name, privacy_internal.category_id(name), coalesce(description, ''), coalesce(special, false));
     -- create keys now, in a writable transaction, rather than on a first
     -- read that might run on a standby
     IF privacy.master_key_status() = 'loaded' THEN
-        PERFORM privacy._ensure_internal_keys();
+        PERFORM privacy_internal.ensure_internal_keys();
     END IF;
 END
 $$;
@@ -212,7 +212,7 @@ AS $$
 DECLARE
     users text;
 BEGIN
-    PERFORM privacy._require_category(name);
+    PERFORM privacy_internal.require_category(name);
     IF EXISTS (SELECT 1 FROM privacy.categories c WHERE c.name = drop_category.name AND c.builtin) THEN
         RAISE EXCEPTION USING
             ERRCODE = 'invalid_parameter_value',
@@ -251,7 +251,7 @@ AS $$
 DECLARE
     c text;
 BEGIN
-    PERFORM privacy._check_name('purpose', name);
+    PERFORM privacy_internal.check_name('purpose', name);
     IF legal_basis IS NULL OR legal_basis NOT IN ('consent', 'contract', 'legal_obligation',
             'vital_interests', 'public_task', 'legitimate_interests') THEN
         RAISE EXCEPTION USING
@@ -282,7 +282,7 @@ CREATE FUNCTION privacy.drop_purpose(name text) RETURNS void
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM privacy._require_purpose(name);
+    PERFORM privacy_internal.require_purpose(name);
     IF EXISTS (SELECT 1 FROM privacy.consent_events e WHERE e.purpose = drop_purpose.name) THEN
         RAISE EXCEPTION USING
             ERRCODE = 'dependent_objects_still_exist',
@@ -299,8 +299,8 @@ CREATE FUNCTION privacy.allow_category(purpose text, category text) RETURNS void
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM privacy._require_purpose(purpose);
-    PERFORM privacy._require_category(category);
+    PERFORM privacy_internal.require_purpose(purpose);
+    PERFORM privacy_internal.require_category(category);
     INSERT INTO privacy.purpose_categories (purpose, category)
     VALUES (purpose, category)
     ON CONFLICT DO NOTHING;
@@ -314,8 +314,8 @@ CREATE FUNCTION privacy.disallow_category(purpose text, category text) RETURNS v
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM privacy._require_purpose(purpose);
-    PERFORM privacy._require_category(category);
+    PERFORM privacy_internal.require_purpose(purpose);
+    PERFORM privacy_internal.require_category(category);
     DELETE FROM privacy.purpose_categories pc
      WHERE pc.purpose = disallow_category.purpose AND pc.category = disallow_category.category;
 END
@@ -329,9 +329,9 @@ CREATE FUNCTION privacy.grant_purpose(role text, purpose text) RETURNS void
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r oid := privacy._role_oid(role);
+    r oid := privacy_internal.role_oid(role);
 BEGIN
-    PERFORM privacy._require_purpose(purpose);
+    PERFORM privacy_internal.require_purpose(purpose);
     INSERT INTO privacy.role_purposes (role, purpose)
     VALUES (r::regrole, purpose)
     ON CONFLICT DO NOTHING;
@@ -345,9 +345,9 @@ CREATE FUNCTION privacy.revoke_purpose(role text, purpose text) RETURNS void
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r oid := privacy._role_oid(role);
+    r oid := privacy_internal.role_oid(role);
 BEGIN
-    PERFORM privacy._require_purpose(purpose);
+    PERFORM privacy_internal.require_purpose(purpose);
     IF NOT EXISTS (SELECT 1 FROM privacy.role_purposes rp
                     WHERE rp.role = r::regrole AND rp.purpose = revoke_purpose.purpose) THEN
         RAISE EXCEPTION USING

@@ -46,18 +46,18 @@ SELECT pg_catalog.pg_extension_config_dump('privacy.data_key_id_seq', '');
 -- A destroyed or rotated key leaves every backend's cache at commit (see
 -- the catalog triggers in 01_catalog.sql).
 CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE
-    ON privacy.data_keys FOR EACH ROW EXECUTE FUNCTION privacy._catalog_changed();
+    ON privacy.data_keys FOR EACH ROW EXECUTE FUNCTION privacy_internal.catalog_changed();
 CREATE TRIGGER catalog_truncated AFTER TRUNCATE
-    ON privacy.data_keys FOR EACH STATEMENT EXECUTE FUNCTION privacy._catalog_changed();
+    ON privacy.data_keys FOR EACH STATEMENT EXECUTE FUNCTION privacy_internal.catalog_changed();
 ALTER TABLE privacy.data_keys ENABLE ALWAYS TRIGGER catalog_changed, ENABLE ALWAYS TRIGGER catalog_truncated;
 
 ------------------------------------------------------------------------------
 -- Keys: management without key material
 ------------------------------------------------------------------------------
-CREATE FUNCTION privacy._category_key(category text) RETURNS integer
+CREATE FUNCTION privacy_internal.category_key(category text) RETURNS integer
     AS 'MODULE_PATHNAME', 'privacy_category_key'
     LANGUAGE C STRICT VOLATILE;
-CREATE FUNCTION privacy._subject_key(subject text, create_missing boolean) RETURNS integer
+CREATE FUNCTION privacy_internal.subject_key(subject text, create_missing boolean) RETURNS integer
     AS 'MODULE_PATHNAME', 'privacy_subject_key'
     LANGUAGE C STRICT VOLATILE;
 CREATE FUNCTION privacy.subject_hash(subject text) RETURNS bytea
@@ -65,11 +65,11 @@ CREATE FUNCTION privacy.subject_hash(subject text) RETURNS bytea
     LANGUAGE C STRICT VOLATILE;
 COMMENT ON FUNCTION privacy.subject_hash(text) IS
     'keyed hash standing for a subject where the identifier itself must not be kept';
-CREATE FUNCTION privacy._rewrap_key(id integer, scope text, category text, subject_hash bytea,
+CREATE FUNCTION privacy_internal.rewrap_key(id integer, scope text, category text, subject_hash bytea,
                                     wrapped bytea, wrapped_by text) RETURNS bytea
     AS 'MODULE_PATHNAME', 'privacy_rewrap_key'
     LANGUAGE C VOLATILE;
-CREATE FUNCTION privacy._ensure_internal_keys() RETURNS void
+CREATE FUNCTION privacy_internal.ensure_internal_keys() RETURNS void
     AS 'MODULE_PATHNAME', 'privacy_ensure_internal_keys'
     LANGUAGE C VOLATILE;
 CREATE FUNCTION privacy.previous_master_key_fingerprint() RETURNS text
@@ -92,10 +92,10 @@ AS $$
 DECLARE
     new_id integer;
 BEGIN
-    PERFORM privacy._require_category(category);
+    PERFORM privacy_internal.require_category(category);
     UPDATE privacy.data_keys k SET state = 'retired', retired_at = now()
      WHERE k.scope = 'category' AND k.category = rotate_key.category AND k.state = 'active';
-    new_id := privacy._category_key(category);
+    new_id := privacy_internal.category_key(category);
     RETURN new_id;
 END
 $$;
@@ -116,7 +116,7 @@ BEGIN
               ORDER BY id FOR UPDATE
     LOOP
         UPDATE privacy.data_keys d
-           SET wrapped_key = privacy._rewrap_key(k.id, k.scope, coalesce(k.category, k.name), k.subject_hash,
+           SET wrapped_key = privacy_internal.rewrap_key(k.id, k.scope, coalesce(k.category, k.name), k.subject_hash,
                                                  k.wrapped_key, k.wrapped_by),
                wrapped_by = current_fp
          WHERE d.id = k.id;

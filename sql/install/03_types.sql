@@ -10,73 +10,73 @@
 CREATE TYPE privacy.encrypted_text;
 CREATE TYPE privacy.encrypted_bytea;
 
-CREATE FUNCTION privacy.encrypted_text_in(cstring, oid, integer) RETURNS privacy.encrypted_text
+CREATE FUNCTION privacy_internal.encrypted_text_in(cstring, oid, integer) RETURNS privacy.encrypted_text
     AS 'MODULE_PATHNAME', 'encrypted_text_in' LANGUAGE C STRICT STABLE;
-CREATE FUNCTION privacy.encrypted_text_out(privacy.encrypted_text) RETURNS cstring
+CREATE FUNCTION privacy_internal.encrypted_text_out(privacy.encrypted_text) RETURNS cstring
     AS 'MODULE_PATHNAME', 'encrypted_text_out' LANGUAGE C STRICT STABLE;
-CREATE FUNCTION privacy.encrypted_text_recv(internal, oid, integer) RETURNS privacy.encrypted_text
+CREATE FUNCTION privacy_internal.encrypted_text_recv(internal, oid, integer) RETURNS privacy.encrypted_text
     AS 'MODULE_PATHNAME', 'encrypted_text_recv' LANGUAGE C STRICT STABLE;
-CREATE FUNCTION privacy.encrypted_text_send(privacy.encrypted_text) RETURNS bytea
+CREATE FUNCTION privacy_internal.encrypted_text_send(privacy.encrypted_text) RETURNS bytea
     AS 'MODULE_PATHNAME', 'encrypted_send' LANGUAGE C STRICT STABLE;
-CREATE FUNCTION privacy.encrypted_bytea_in(cstring, oid, integer) RETURNS privacy.encrypted_bytea
+CREATE FUNCTION privacy_internal.encrypted_bytea_in(cstring, oid, integer) RETURNS privacy.encrypted_bytea
     AS 'MODULE_PATHNAME', 'encrypted_bytea_in' LANGUAGE C STRICT STABLE;
-CREATE FUNCTION privacy.encrypted_bytea_out(privacy.encrypted_bytea) RETURNS cstring
+CREATE FUNCTION privacy_internal.encrypted_bytea_out(privacy.encrypted_bytea) RETURNS cstring
     AS 'MODULE_PATHNAME', 'encrypted_bytea_out' LANGUAGE C STRICT STABLE;
-CREATE FUNCTION privacy.encrypted_bytea_recv(internal, oid, integer) RETURNS privacy.encrypted_bytea
+CREATE FUNCTION privacy_internal.encrypted_bytea_recv(internal, oid, integer) RETURNS privacy.encrypted_bytea
     AS 'MODULE_PATHNAME', 'encrypted_bytea_recv' LANGUAGE C STRICT STABLE;
-CREATE FUNCTION privacy.encrypted_bytea_send(privacy.encrypted_bytea) RETURNS bytea
+CREATE FUNCTION privacy_internal.encrypted_bytea_send(privacy.encrypted_bytea) RETURNS bytea
     AS 'MODULE_PATHNAME', 'encrypted_bytea_send' LANGUAGE C STRICT STABLE;
-CREATE FUNCTION privacy.encrypted_typmod_in(cstring[]) RETURNS integer
+CREATE FUNCTION privacy_internal.encrypted_typmod_in(cstring[]) RETURNS integer
     AS 'MODULE_PATHNAME', 'encrypted_typmod_in' LANGUAGE C STRICT IMMUTABLE;
-CREATE FUNCTION privacy.encrypted_typmod_out(integer) RETURNS cstring
+CREATE FUNCTION privacy_internal.encrypted_typmod_out(integer) RETURNS cstring
     AS 'MODULE_PATHNAME', 'encrypted_typmod_out' LANGUAGE C STRICT STABLE;
-CREATE FUNCTION privacy.encrypted_typanalyze(internal) RETURNS boolean
+CREATE FUNCTION privacy_internal.encrypted_typanalyze(internal) RETURNS boolean
     AS 'MODULE_PATHNAME', 'encrypted_typanalyze' LANGUAGE C STRICT;
 
 -- Ciphertext does not compress: external storage skips pglz attempts.
 CREATE TYPE privacy.encrypted_text (
-    INPUT = privacy.encrypted_text_in, OUTPUT = privacy.encrypted_text_out,
-    RECEIVE = privacy.encrypted_text_recv, SEND = privacy.encrypted_text_send,
-    TYPMOD_IN = privacy.encrypted_typmod_in, TYPMOD_OUT = privacy.encrypted_typmod_out,
-    ANALYZE = privacy.encrypted_typanalyze,
+    INPUT = privacy_internal.encrypted_text_in, OUTPUT = privacy_internal.encrypted_text_out,
+    RECEIVE = privacy_internal.encrypted_text_recv, SEND = privacy_internal.encrypted_text_send,
+    TYPMOD_IN = privacy_internal.encrypted_typmod_in, TYPMOD_OUT = privacy_internal.encrypted_typmod_out,
+    ANALYZE = privacy_internal.encrypted_typanalyze,
     INTERNALLENGTH = VARIABLE, STORAGE = external, CATEGORY = 'U'
 );
 CREATE TYPE privacy.encrypted_bytea (
-    INPUT = privacy.encrypted_bytea_in, OUTPUT = privacy.encrypted_bytea_out,
-    RECEIVE = privacy.encrypted_bytea_recv, SEND = privacy.encrypted_bytea_send,
-    TYPMOD_IN = privacy.encrypted_typmod_in, TYPMOD_OUT = privacy.encrypted_typmod_out,
-    ANALYZE = privacy.encrypted_typanalyze,
+    INPUT = privacy_internal.encrypted_bytea_in, OUTPUT = privacy_internal.encrypted_bytea_out,
+    RECEIVE = privacy_internal.encrypted_bytea_recv, SEND = privacy_internal.encrypted_bytea_send,
+    TYPMOD_IN = privacy_internal.encrypted_typmod_in, TYPMOD_OUT = privacy_internal.encrypted_typmod_out,
+    ANALYZE = privacy_internal.encrypted_typanalyze,
     INTERNALLENGTH = VARIABLE, STORAGE = external, CATEGORY = 'U'
 );
 COMMENT ON TYPE privacy.encrypted_text IS 'text stored encrypted (XChaCha20-Poly1305); type modifier: (category[, searchable])';
 COMMENT ON TYPE privacy.encrypted_bytea IS 'bytea stored encrypted (XChaCha20-Poly1305); type modifier: (category[, searchable])';
 
 -- Assignment to a classified column reseals under the column's category key.
-CREATE FUNCTION privacy.encrypted_text(privacy.encrypted_text, integer, boolean) RETURNS privacy.encrypted_text
+CREATE FUNCTION privacy_internal.encrypted_text(privacy.encrypted_text, integer, boolean) RETURNS privacy.encrypted_text
     AS 'MODULE_PATHNAME', 'encrypted_text_typmod' LANGUAGE C STRICT VOLATILE;
-CREATE FUNCTION privacy.encrypted_bytea(privacy.encrypted_bytea, integer, boolean) RETURNS privacy.encrypted_bytea
+CREATE FUNCTION privacy_internal.encrypted_bytea(privacy.encrypted_bytea, integer, boolean) RETURNS privacy.encrypted_bytea
     AS 'MODULE_PATHNAME', 'encrypted_bytea_typmod' LANGUAGE C STRICT VOLATILE;
 CREATE CAST (privacy.encrypted_text AS privacy.encrypted_text)
-    WITH FUNCTION privacy.encrypted_text(privacy.encrypted_text, integer, boolean) AS IMPLICIT;
+    WITH FUNCTION privacy_internal.encrypted_text(privacy.encrypted_text, integer, boolean) AS IMPLICIT;
 CREATE CAST (privacy.encrypted_bytea AS privacy.encrypted_bytea)
-    WITH FUNCTION privacy.encrypted_bytea(privacy.encrypted_bytea, integer, boolean) AS IMPLICIT;
+    WITH FUNCTION privacy_internal.encrypted_bytea(privacy.encrypted_bytea, integer, boolean) AS IMPLICIT;
 
 -- Plain values go in by assignment (INSERT ... SELECT, ALTER COLUMN TYPE);
 -- plaintext comes out only by an explicit cast, through the decryption gate.
-CREATE FUNCTION privacy.encrypted_text(text, integer, boolean) RETURNS privacy.encrypted_text
+CREATE FUNCTION privacy_internal.encrypted_text(text, integer, boolean) RETURNS privacy.encrypted_text
     AS 'MODULE_PATHNAME', 'text_to_encrypted_text' LANGUAGE C STRICT VOLATILE;
-CREATE FUNCTION privacy.encrypted_bytea(bytea, integer, boolean) RETURNS privacy.encrypted_bytea
+CREATE FUNCTION privacy_internal.encrypted_bytea(bytea, integer, boolean) RETURNS privacy.encrypted_bytea
     AS 'MODULE_PATHNAME', 'bytea_to_encrypted_bytea' LANGUAGE C STRICT VOLATILE;
 CREATE FUNCTION privacy.plaintext(privacy.encrypted_text) RETURNS text
     AS 'MODULE_PATHNAME', 'encrypted_text_to_text' LANGUAGE C STRICT STABLE;
 CREATE FUNCTION privacy.plaintext(privacy.encrypted_bytea) RETURNS bytea
     AS 'MODULE_PATHNAME', 'encrypted_bytea_to_bytea' LANGUAGE C STRICT STABLE;
 CREATE CAST (text AS privacy.encrypted_text)
-    WITH FUNCTION privacy.encrypted_text(text, integer, boolean) AS ASSIGNMENT;
+    WITH FUNCTION privacy_internal.encrypted_text(text, integer, boolean) AS ASSIGNMENT;
 CREATE CAST (character varying AS privacy.encrypted_text)
-    WITH FUNCTION privacy.encrypted_text(text, integer, boolean) AS ASSIGNMENT;
+    WITH FUNCTION privacy_internal.encrypted_text(text, integer, boolean) AS ASSIGNMENT;
 CREATE CAST (bytea AS privacy.encrypted_bytea)
-    WITH FUNCTION privacy.encrypted_bytea(bytea, integer, boolean) AS ASSIGNMENT;
+    WITH FUNCTION privacy_internal.encrypted_bytea(bytea, integer, boolean) AS ASSIGNMENT;
 CREATE CAST (privacy.encrypted_text AS text)
     WITH FUNCTION privacy.plaintext(privacy.encrypted_text);
 CREATE CAST (privacy.encrypted_bytea AS bytea)
@@ -85,96 +85,96 @@ CREATE CAST (privacy.encrypted_bytea AS bytea)
 -- Equality search compares blind-index tags (only columns classified as
 -- searchable keep them).  The order of < and > is the order of the tags,
 -- which says nothing about the plaintext: it exists for btree only.
-CREATE FUNCTION privacy.encrypted_eq(privacy.encrypted_text, privacy.encrypted_text) RETURNS boolean
+CREATE FUNCTION privacy_internal.encrypted_eq(privacy.encrypted_text, privacy.encrypted_text) RETURNS boolean
     AS 'MODULE_PATHNAME', 'encrypted_eq' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE LEAKPROOF;
-CREATE FUNCTION privacy.encrypted_ne(privacy.encrypted_text, privacy.encrypted_text) RETURNS boolean
+CREATE FUNCTION privacy_internal.encrypted_ne(privacy.encrypted_text, privacy.encrypted_text) RETURNS boolean
     AS 'MODULE_PATHNAME', 'encrypted_ne' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE LEAKPROOF;
-CREATE FUNCTION privacy.encrypted_lt(privacy.encrypted_text, privacy.encrypted_text) RETURNS boolean
+CREATE FUNCTION privacy_internal.encrypted_lt(privacy.encrypted_text, privacy.encrypted_text) RETURNS boolean
     AS 'MODULE_PATHNAME', 'encrypted_lt' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION privacy.encrypted_le(privacy.encrypted_text, privacy.encrypted_text) RETURNS boolean
+CREATE FUNCTION privacy_internal.encrypted_le(privacy.encrypted_text, privacy.encrypted_text) RETURNS boolean
     AS 'MODULE_PATHNAME', 'encrypted_le' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION privacy.encrypted_gt(privacy.encrypted_text, privacy.encrypted_text) RETURNS boolean
+CREATE FUNCTION privacy_internal.encrypted_gt(privacy.encrypted_text, privacy.encrypted_text) RETURNS boolean
     AS 'MODULE_PATHNAME', 'encrypted_gt' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION privacy.encrypted_ge(privacy.encrypted_text, privacy.encrypted_text) RETURNS boolean
+CREATE FUNCTION privacy_internal.encrypted_ge(privacy.encrypted_text, privacy.encrypted_text) RETURNS boolean
     AS 'MODULE_PATHNAME', 'encrypted_ge' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION privacy.encrypted_cmp(privacy.encrypted_text, privacy.encrypted_text) RETURNS integer
+CREATE FUNCTION privacy_internal.encrypted_cmp(privacy.encrypted_text, privacy.encrypted_text) RETURNS integer
     AS 'MODULE_PATHNAME', 'encrypted_cmp' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION privacy.encrypted_hash(privacy.encrypted_text) RETURNS integer
+CREATE FUNCTION privacy_internal.encrypted_hash(privacy.encrypted_text) RETURNS integer
     AS 'MODULE_PATHNAME', 'encrypted_hash' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION privacy.encrypted_hash_extended(privacy.encrypted_text, bigint) RETURNS bigint
+CREATE FUNCTION privacy_internal.encrypted_hash_extended(privacy.encrypted_text, bigint) RETURNS bigint
     AS 'MODULE_PATHNAME', 'encrypted_hash_extended' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION privacy.encrypted_eq(privacy.encrypted_bytea, privacy.encrypted_bytea) RETURNS boolean
+CREATE FUNCTION privacy_internal.encrypted_eq(privacy.encrypted_bytea, privacy.encrypted_bytea) RETURNS boolean
     AS 'MODULE_PATHNAME', 'encrypted_eq' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE LEAKPROOF;
-CREATE FUNCTION privacy.encrypted_ne(privacy.encrypted_bytea, privacy.encrypted_bytea) RETURNS boolean
+CREATE FUNCTION privacy_internal.encrypted_ne(privacy.encrypted_bytea, privacy.encrypted_bytea) RETURNS boolean
     AS 'MODULE_PATHNAME', 'encrypted_ne' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE LEAKPROOF;
-CREATE FUNCTION privacy.encrypted_lt(privacy.encrypted_bytea, privacy.encrypted_bytea) RETURNS boolean
+CREATE FUNCTION privacy_internal.encrypted_lt(privacy.encrypted_bytea, privacy.encrypted_bytea) RETURNS boolean
     AS 'MODULE_PATHNAME', 'encrypted_lt' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION privacy.encrypted_le(privacy.encrypted_bytea, privacy.encrypted_bytea) RETURNS boolean
+CREATE FUNCTION privacy_internal.encrypted_le(privacy.encrypted_bytea, privacy.encrypted_bytea) RETURNS boolean
     AS 'MODULE_PATHNAME', 'encrypted_le' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION privacy.encrypted_gt(privacy.encrypted_bytea, privacy.encrypted_bytea) RETURNS boolean
+CREATE FUNCTION privacy_internal.encrypted_gt(privacy.encrypted_bytea, privacy.encrypted_bytea) RETURNS boolean
     AS 'MODULE_PATHNAME', 'encrypted_gt' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION privacy.encrypted_ge(privacy.encrypted_bytea, privacy.encrypted_bytea) RETURNS boolean
+CREATE FUNCTION privacy_internal.encrypted_ge(privacy.encrypted_bytea, privacy.encrypted_bytea) RETURNS boolean
     AS 'MODULE_PATHNAME', 'encrypted_ge' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION privacy.encrypted_cmp(privacy.encrypted_bytea, privacy.encrypted_bytea) RETURNS integer
+CREATE FUNCTION privacy_internal.encrypted_cmp(privacy.encrypted_bytea, privacy.encrypted_bytea) RETURNS integer
     AS 'MODULE_PATHNAME', 'encrypted_cmp' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION privacy.encrypted_hash(privacy.encrypted_bytea) RETURNS integer
+CREATE FUNCTION privacy_internal.encrypted_hash(privacy.encrypted_bytea) RETURNS integer
     AS 'MODULE_PATHNAME', 'encrypted_hash' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION privacy.encrypted_hash_extended(privacy.encrypted_bytea, bigint) RETURNS bigint
+CREATE FUNCTION privacy_internal.encrypted_hash_extended(privacy.encrypted_bytea, bigint) RETURNS bigint
     AS 'MODULE_PATHNAME', 'encrypted_hash_extended' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
 
 CREATE OPERATOR pg_catalog.= (LEFTARG = privacy.encrypted_text, RIGHTARG = privacy.encrypted_text,
-    FUNCTION = privacy.encrypted_eq, COMMUTATOR = OPERATOR(pg_catalog.=), NEGATOR = OPERATOR(pg_catalog.<>),
+    FUNCTION = privacy_internal.encrypted_eq, COMMUTATOR = OPERATOR(pg_catalog.=), NEGATOR = OPERATOR(pg_catalog.<>),
     RESTRICT = eqsel, JOIN = eqjoinsel, HASHES, MERGES);
 CREATE OPERATOR pg_catalog.<> (LEFTARG = privacy.encrypted_text, RIGHTARG = privacy.encrypted_text,
-    FUNCTION = privacy.encrypted_ne, COMMUTATOR = OPERATOR(pg_catalog.<>), NEGATOR = OPERATOR(pg_catalog.=),
+    FUNCTION = privacy_internal.encrypted_ne, COMMUTATOR = OPERATOR(pg_catalog.<>), NEGATOR = OPERATOR(pg_catalog.=),
     RESTRICT = neqsel, JOIN = neqjoinsel);
 CREATE OPERATOR pg_catalog.< (LEFTARG = privacy.encrypted_text, RIGHTARG = privacy.encrypted_text,
-    FUNCTION = privacy.encrypted_lt, COMMUTATOR = OPERATOR(pg_catalog.>), NEGATOR = OPERATOR(pg_catalog.>=),
+    FUNCTION = privacy_internal.encrypted_lt, COMMUTATOR = OPERATOR(pg_catalog.>), NEGATOR = OPERATOR(pg_catalog.>=),
     RESTRICT = scalarltsel, JOIN = scalarltjoinsel);
 CREATE OPERATOR pg_catalog.<= (LEFTARG = privacy.encrypted_text, RIGHTARG = privacy.encrypted_text,
-    FUNCTION = privacy.encrypted_le, COMMUTATOR = OPERATOR(pg_catalog.>=), NEGATOR = OPERATOR(pg_catalog.>),
+    FUNCTION = privacy_internal.encrypted_le, COMMUTATOR = OPERATOR(pg_catalog.>=), NEGATOR = OPERATOR(pg_catalog.>),
     RESTRICT = scalarlesel, JOIN = scalarlejoinsel);
 CREATE OPERATOR pg_catalog.> (LEFTARG = privacy.encrypted_text, RIGHTARG = privacy.encrypted_text,
-    FUNCTION = privacy.encrypted_gt, COMMUTATOR = OPERATOR(pg_catalog.<), NEGATOR = OPERATOR(pg_catalog.<=),
+    FUNCTION = privacy_internal.encrypted_gt, COMMUTATOR = OPERATOR(pg_catalog.<), NEGATOR = OPERATOR(pg_catalog.<=),
     RESTRICT = scalargtsel, JOIN = scalargtjoinsel);
 CREATE OPERATOR pg_catalog.>= (LEFTARG = privacy.encrypted_text, RIGHTARG = privacy.encrypted_text,
-    FUNCTION = privacy.encrypted_ge, COMMUTATOR = OPERATOR(pg_catalog.<=), NEGATOR = OPERATOR(pg_catalog.<),
+    FUNCTION = privacy_internal.encrypted_ge, COMMUTATOR = OPERATOR(pg_catalog.<=), NEGATOR = OPERATOR(pg_catalog.<),
     RESTRICT = scalargesel, JOIN = scalargejoinsel);
 CREATE OPERATOR CLASS privacy.encrypted_text_ops DEFAULT FOR TYPE privacy.encrypted_text USING btree AS
     OPERATOR 1 pg_catalog.<, OPERATOR 2 pg_catalog.<=, OPERATOR 3 pg_catalog.=,
     OPERATOR 4 pg_catalog.>=, OPERATOR 5 pg_catalog.>,
-    FUNCTION 1 privacy.encrypted_cmp(privacy.encrypted_text, privacy.encrypted_text);
+    FUNCTION 1 privacy_internal.encrypted_cmp(privacy.encrypted_text, privacy.encrypted_text);
 CREATE OPERATOR CLASS privacy.encrypted_text_hash_ops DEFAULT FOR TYPE privacy.encrypted_text USING hash AS
     OPERATOR 1 pg_catalog.=,
-    FUNCTION 1 privacy.encrypted_hash(privacy.encrypted_text),
-    FUNCTION 2 privacy.encrypted_hash_extended(privacy.encrypted_text, bigint);
+    FUNCTION 1 privacy_internal.encrypted_hash(privacy.encrypted_text),
+    FUNCTION 2 privacy_internal.encrypted_hash_extended(privacy.encrypted_text, bigint);
 
 CREATE OPERATOR pg_catalog.= (LEFTARG = privacy.encrypted_bytea, RIGHTARG = privacy.encrypted_bytea,
-    FUNCTION = privacy.encrypted_eq, COMMUTATOR = OPERATOR(pg_catalog.=), NEGATOR = OPERATOR(pg_catalog.<>),
+    FUNCTION = privacy_internal.encrypted_eq, COMMUTATOR = OPERATOR(pg_catalog.=), NEGATOR = OPERATOR(pg_catalog.<>),
     RESTRICT = eqsel, JOIN = eqjoinsel, HASHES, MERGES);
 CREATE OPERATOR pg_catalog.<> (LEFTARG = privacy.encrypted_bytea, RIGHTARG = privacy.encrypted_bytea,
-    FUNCTION = privacy.encrypted_ne, COMMUTATOR = OPERATOR(pg_catalog.<>), NEGATOR = OPERATOR(pg_catalog.=),
+    FUNCTION = privacy_internal.encrypted_ne, COMMUTATOR = OPERATOR(pg_catalog.<>), NEGATOR = OPERATOR(pg_catalog.=),
     RESTRICT = neqsel, JOIN = neqjoinsel);
 CREATE OPERATOR pg_catalog.< (LEFTARG = privacy.encrypted_bytea, RIGHTARG = privacy.encrypted_bytea,
-    FUNCTION = privacy.encrypted_lt, COMMUTATOR = OPERATOR(pg_catalog.>), NEGATOR = OPERATOR(pg_catalog.>=),
+    FUNCTION = privacy_internal.encrypted_lt, COMMUTATOR = OPERATOR(pg_catalog.>), NEGATOR = OPERATOR(pg_catalog.>=),
     RESTRICT = scalarltsel, JOIN = scalarltjoinsel);
 CREATE OPERATOR pg_catalog.<= (LEFTARG = privacy.encrypted_bytea, RIGHTARG = privacy.encrypted_bytea,
-    FUNCTION = privacy.encrypted_le, COMMUTATOR = OPERATOR(pg_catalog.>=), NEGATOR = OPERATOR(pg_catalog.>),
+    FUNCTION = privacy_internal.encrypted_le, COMMUTATOR = OPERATOR(pg_catalog.>=), NEGATOR = OPERATOR(pg_catalog.>),
     RESTRICT = scalarlesel, JOIN = scalarlejoinsel);
 CREATE OPERATOR pg_catalog.> (LEFTARG = privacy.encrypted_bytea, RIGHTARG = privacy.encrypted_bytea,
-    FUNCTION = privacy.encrypted_gt, COMMUTATOR = OPERATOR(pg_catalog.<), NEGATOR = OPERATOR(pg_catalog.<=),
+    FUNCTION = privacy_internal.encrypted_gt, COMMUTATOR = OPERATOR(pg_catalog.<), NEGATOR = OPERATOR(pg_catalog.<=),
     RESTRICT = scalargtsel, JOIN = scalargtjoinsel);
 CREATE OPERATOR pg_catalog.>= (LEFTARG = privacy.encrypted_bytea, RIGHTARG = privacy.encrypted_bytea,
-    FUNCTION = privacy.encrypted_ge, COMMUTATOR = OPERATOR(pg_catalog.<=), NEGATOR = OPERATOR(pg_catalog.<),
+    FUNCTION = privacy_internal.encrypted_ge, COMMUTATOR = OPERATOR(pg_catalog.<=), NEGATOR = OPERATOR(pg_catalog.<),
     RESTRICT = scalargesel, JOIN = scalargejoinsel);
 CREATE OPERATOR CLASS privacy.encrypted_bytea_ops DEFAULT FOR TYPE privacy.encrypted_bytea USING btree AS
     OPERATOR 1 pg_catalog.<, OPERATOR 2 pg_catalog.<=, OPERATOR 3 pg_catalog.=,
     OPERATOR 4 pg_catalog.>=, OPERATOR 5 pg_catalog.>,
-    FUNCTION 1 privacy.encrypted_cmp(privacy.encrypted_bytea, privacy.encrypted_bytea);
+    FUNCTION 1 privacy_internal.encrypted_cmp(privacy.encrypted_bytea, privacy.encrypted_bytea);
 CREATE OPERATOR CLASS privacy.encrypted_bytea_hash_ops DEFAULT FOR TYPE privacy.encrypted_bytea USING hash AS
     OPERATOR 1 pg_catalog.=,
-    FUNCTION 1 privacy.encrypted_hash(privacy.encrypted_bytea),
-    FUNCTION 2 privacy.encrypted_hash_extended(privacy.encrypted_bytea, bigint);
+    FUNCTION 1 privacy_internal.encrypted_hash(privacy.encrypted_bytea),
+    FUNCTION 2 privacy_internal.encrypted_hash_extended(privacy.encrypted_bytea, bigint);
 
 ------------------------------------------------------------------------------
 -- Inspection and maintenance of encrypted values
@@ -195,9 +195,9 @@ CREATE FUNCTION privacy.is_erased(privacy.encrypted_bytea) RETURNS boolean
     AS 'MODULE_PATHNAME', 'encrypted_is_erased' LANGUAGE C STRICT STABLE;
 COMMENT ON FUNCTION privacy.is_erased(privacy.encrypted_text) IS
     'true if the key that sealed the value was destroyed (the value was crypto-shredded)';
-CREATE FUNCTION privacy._reseal(privacy.encrypted_text) RETURNS privacy.encrypted_text
+CREATE FUNCTION privacy_internal.reseal(privacy.encrypted_text) RETURNS privacy.encrypted_text
     AS 'MODULE_PATHNAME', 'encrypted_text_reseal' LANGUAGE C STRICT VOLATILE;
-CREATE FUNCTION privacy._reseal(privacy.encrypted_bytea) RETURNS privacy.encrypted_bytea
+CREATE FUNCTION privacy_internal.reseal(privacy.encrypted_bytea) RETURNS privacy.encrypted_bytea
     AS 'MODULE_PATHNAME', 'encrypted_bytea_reseal' LANGUAGE C STRICT VOLATILE;
 CREATE FUNCTION privacy.seal_for_subject(privacy.encrypted_text, subject text) RETURNS privacy.encrypted_text
     AS 'MODULE_PATHNAME', 'encrypted_text_seal_for_subject' LANGUAGE C STRICT VOLATILE;
@@ -205,7 +205,7 @@ CREATE FUNCTION privacy.seal_for_subject(privacy.encrypted_bytea, subject text) 
     AS 'MODULE_PATHNAME', 'encrypted_bytea_seal_for_subject' LANGUAGE C STRICT VOLATILE;
 COMMENT ON FUNCTION privacy.seal_for_subject(privacy.encrypted_text, text) IS
     'reseal a value under its subject''s key (same category), so that privacy.destroy_subject_key() shreds it';
-CREATE FUNCTION privacy._needs_reseal(privacy.encrypted_text) RETURNS boolean
+CREATE FUNCTION privacy_internal.needs_reseal(privacy.encrypted_text) RETURNS boolean
     AS 'MODULE_PATHNAME', 'encrypted_needs_reseal' LANGUAGE C STRICT STABLE;
-CREATE FUNCTION privacy._needs_reseal(privacy.encrypted_bytea) RETURNS boolean
+CREATE FUNCTION privacy_internal.needs_reseal(privacy.encrypted_bytea) RETURNS boolean
     AS 'MODULE_PATHNAME', 'encrypted_needs_reseal' LANGUAGE C STRICT STABLE;

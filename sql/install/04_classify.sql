@@ -19,9 +19,9 @@ COMMENT ON TABLE privacy.column_categories IS
     'which category of personal data each classified column holds, and whether it is stored encrypted';
 SELECT pg_catalog.pg_extension_config_dump('privacy.column_categories', '');
 CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE
-    ON privacy.column_categories FOR EACH ROW EXECUTE FUNCTION privacy._catalog_changed();
+    ON privacy.column_categories FOR EACH ROW EXECUTE FUNCTION privacy_internal.catalog_changed();
 CREATE TRIGGER catalog_truncated AFTER TRUNCATE
-    ON privacy.column_categories FOR EACH STATEMENT EXECUTE FUNCTION privacy._catalog_changed();
+    ON privacy.column_categories FOR EACH STATEMENT EXECUTE FUNCTION privacy_internal.catalog_changed();
 ALTER TABLE privacy.column_categories ENABLE ALWAYS TRIGGER catalog_changed, ENABLE ALWAYS TRIGGER catalog_truncated;
 
 CREATE FUNCTION privacy.classify(tbl regclass, col name, category text,
@@ -35,7 +35,7 @@ DECLARE
     is_encrypted boolean;
     target text;
 BEGIN
-    PERFORM privacy._require_category(category);
+    PERFORM privacy_internal.require_category(category);
     IF category = 'unclassified' THEN
         RAISE EXCEPTION USING
             ERRCODE = 'invalid_parameter_value',
@@ -79,8 +79,8 @@ BEGIN
                 MESSAGE = format('column "%s" of %s is inherited', col, tbl),
                 HINT    = 'Classify the column on the parent table; partitions follow it.';
         END IF;
-        PERFORM privacy._ensure_internal_keys();
-        PERFORM privacy._category_key(category);
+        PERFORM privacy_internal.ensure_internal_keys();
+        PERFORM privacy_internal.category_key(category);
         -- rewrites the column: every value is (re)sealed under the category key
         EXECUTE format('ALTER TABLE %s ALTER COLUMN %I TYPE %s(%s%s)', tbl, col, target,
                        category, CASE WHEN searchable THEN ', searchable' ELSE '' END);
@@ -107,12 +107,12 @@ COMMENT ON VIEW privacy.classified_columns IS 'classified columns with their cur
 -- Every stored encrypted column has a category, so that no value sealed
 -- with a session's transient key can be kept: a column declared without one
 -- is given "unclassified" (readable by no purpose until classified).
-CREATE FUNCTION privacy._typmod_category(integer) RETURNS text
+CREATE FUNCTION privacy_internal.typmod_category(integer) RETURNS text
     AS 'MODULE_PATHNAME', 'encrypted_typmod_category' LANGUAGE C STRICT STABLE;
 
 -- Record a column whose type already names its category, so the register
 -- is complete however the column got its category.
-CREATE FUNCTION privacy._register_column(tbl regclass, col name)
+CREATE FUNCTION privacy_internal.register_column(tbl regclass, col name)
     RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -128,18 +128,18 @@ BEGIN
        AND a.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype);
     IF NOT FOUND OR att.relpersistence = 't' OR att.atttypmod = -1
        OR NOT pg_catalog.pg_has_role(session_user, att.relowner, 'USAGE')
-       OR privacy._typmod_category(att.atttypmod) IS NULL
-       OR privacy._typmod_category(att.atttypmod) = 'unclassified' THEN
+       OR privacy_internal.typmod_category(att.atttypmod) IS NULL
+       OR privacy_internal.typmod_category(att.atttypmod) = 'unclassified' THEN
         RETURN;
     END IF;
     INSERT INTO privacy.column_categories AS cc (tbl, col, category, searchable, encrypted)
-    VALUES (tbl, col, privacy._typmod_category(att.atttypmod), (att.atttypmod >> 16) & 1 = 1, true)
+    VALUES (tbl, col, privacy_internal.typmod_category(att.atttypmod), (att.atttypmod >> 16) & 1 = 1, true)
     ON CONFLICT ON CONSTRAINT column_categories_pkey DO UPDATE
        SET category = EXCLUDED.category, searchable = EXCLUDED.searchable, encrypted = true;
 END
 $$;
 
-CREATE FUNCTION privacy._classify_new_columns() RETURNS event_trigger
+CREATE FUNCTION privacy_internal.classify_new_columns() RETURNS event_trigger
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -166,7 +166,7 @@ BEGIN
                 HINT    = 'Set the value in the INSERT, or in a BEFORE INSERT trigger.';
         END IF;
         IF r.atttypmod <> -1 THEN
-            PERFORM privacy._register_column(r.tbl, r.attname);
+            PERFORM privacy_internal.register_column(r.tbl, r.attname);
             CONTINUE;
         END IF;
         IF r.relkind IN ('m', 'f') THEN
@@ -187,7 +187,7 @@ $$;
 CREATE EVENT TRIGGER privacy_classify_new_columns ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE',
                  'CREATE MATERIALIZED VIEW', 'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE')
-    EXECUTE FUNCTION privacy._classify_new_columns();
+    EXECUTE FUNCTION privacy_internal.classify_new_columns();
 
 -- Rewrites values sealed with retired keys, one block range per transaction,
 -- so it holds no long lock and can be stopped and run again at any time.
@@ -217,10 +217,10 @@ BEGIN
     pages := pg_catalog.pg_relation_size(tbl) / pg_catalog.current_setting('block_size')::integer;
     WHILE first_page <= pages LOOP
         EXECUTE pg_catalog.format(
-            'UPDATE %s SET %I = privacy._reseal(%I) '
+            'UPDATE %s SET %I = privacy_internal.reseal(%I) '
             'WHERE ctid >= pg_catalog.format(''(%s,0)'', %s::bigint)::pg_catalog.tid '
             '  AND ctid < pg_catalog.format(''(%s,0)'', %s::bigint)::pg_catalog.tid '
-            '  AND privacy._needs_reseal(%I)',
+            '  AND privacy_internal.needs_reseal(%I)',
             tbl, col, col, '%s', first_page, '%s', first_page + batch_pages, col);
         GET DIAGNOSTICS n = ROW_COUNT;
         done := done + n;
@@ -264,7 +264,7 @@ BEGIN
     END IF;
     IF att.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype)
        AND att.atttypmod <> -1 THEN
-        category := privacy._typmod_category(att.atttypmod);
+        category := privacy_internal.typmod_category(att.atttypmod);
         IF category IS DISTINCT FROM 'unclassified' THEN
             RAISE EXCEPTION USING
                 ERRCODE = 'object_not_in_prerequisite_state',

@@ -37,14 +37,14 @@ SELECT pg_catalog.pg_extension_config_dump('privacy.consent_events', '');
 SELECT pg_catalog.pg_extension_config_dump('privacy.consent_event_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('privacy.consent_state', '');
 
-CREATE FUNCTION privacy._ledger_guard() RETURNS trigger
+CREATE FUNCTION privacy_internal.ledger_guard() RETURNS trigger
     AS 'MODULE_PATHNAME', 'privacy_ledger_guard' LANGUAGE C;
 CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON privacy.consent_events
-    FOR EACH ROW EXECUTE FUNCTION privacy._ledger_guard();
+    FOR EACH ROW EXECUTE FUNCTION privacy_internal.ledger_guard();
 CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON privacy.consent_events
-    FOR EACH STATEMENT EXECUTE FUNCTION privacy._ledger_guard();
+    FOR EACH STATEMENT EXECUTE FUNCTION privacy_internal.ledger_guard();
 
-CREATE FUNCTION privacy._record_consent(subject text, purpose text, action text,
+CREATE FUNCTION privacy_internal.record_consent(subject text, purpose text, action text,
                                         source text, evidence jsonb) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -64,7 +64,7 @@ BEGIN
             MESSAGE = 'the source of a consent event must be given',
             HINT = 'Name where the event came from, for example web-form, call-centre or app-settings.';
     END IF;
-    SELECT p.legal_basis INTO basis FROM privacy.purposes p WHERE p.name = _record_consent.purpose;
+    SELECT p.legal_basis INTO basis FROM privacy.purposes p WHERE p.name = record_consent.purpose;
     IF basis IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = format('purpose "%s" does not exist', purpose);
@@ -86,24 +86,24 @@ BEGIN
     VALUES (subject, purpose, action, source, evidence)
     RETURNING id INTO event_id;
     UPDATE privacy.consent_state cs SET last_event = event_id
-     WHERE cs.purpose = _record_consent.purpose AND cs.subject = _record_consent.subject;
+     WHERE cs.purpose = record_consent.purpose AND cs.subject = record_consent.subject;
     RETURN event_id;
 END
 $$;
 
 CREATE FUNCTION privacy.grant_consent(subject text, purpose text, source text, evidence jsonb DEFAULT NULL)
     RETURNS bigint LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT privacy._record_consent(subject, purpose, 'grant', source, evidence) $$;
+    AS $$ SELECT privacy_internal.record_consent(subject, purpose, 'grant', source, evidence) $$;
 COMMENT ON FUNCTION privacy.grant_consent(text, text, text, jsonb) IS
     'record that a subject consents to a purpose based on consent; returns the ledger entry id';
 CREATE FUNCTION privacy.withdraw_consent(subject text, purpose text, source text, evidence jsonb DEFAULT NULL)
     RETURNS bigint LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT privacy._record_consent(subject, purpose, 'withdraw', source, evidence) $$;
+    AS $$ SELECT privacy_internal.record_consent(subject, purpose, 'withdraw', source, evidence) $$;
 COMMENT ON FUNCTION privacy.withdraw_consent(text, text, text, jsonb) IS
     'record that a subject withdraws consent; effective for every statement that starts after the commit';
 CREATE FUNCTION privacy.object(subject text, purpose text, source text, evidence jsonb DEFAULT NULL)
     RETURNS bigint LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT privacy._record_consent(subject, purpose, 'object', source, evidence) $$;
+    AS $$ SELECT privacy_internal.record_consent(subject, purpose, 'object', source, evidence) $$;
 COMMENT ON FUNCTION privacy.object(text, text, text, jsonb) IS
     'record a subject''s objection (GDPR Art. 21): their rows are no longer shown for that purpose, whatever its legal basis';
 
@@ -111,7 +111,7 @@ CREATE FUNCTION privacy.has_consent(subject text, purpose text) RETURNS boolean
     LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM privacy._require_purpose(purpose);
+    PERFORM privacy_internal.require_purpose(purpose);
     RETURN EXISTS (SELECT 1 FROM privacy.consent_state cs
                     WHERE cs.subject = has_consent.subject AND cs.purpose = has_consent.purpose
                       AND cs.state = 'granted');

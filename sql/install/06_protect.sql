@@ -20,33 +20,33 @@ COMMENT ON TABLE privacy.protected_tables IS
     'tables under consent-aware row-level security, and what protect_table changed (so unprotect_table can undo exactly that)';
 SELECT pg_catalog.pg_extension_config_dump('privacy.protected_tables', '');
 CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE
-    ON privacy.protected_tables FOR EACH ROW EXECUTE FUNCTION privacy._catalog_changed();
+    ON privacy.protected_tables FOR EACH ROW EXECUTE FUNCTION privacy_internal.catalog_changed();
 CREATE TRIGGER catalog_truncated AFTER TRUNCATE
-    ON privacy.protected_tables FOR EACH STATEMENT EXECUTE FUNCTION privacy._catalog_changed();
+    ON privacy.protected_tables FOR EACH STATEMENT EXECUTE FUNCTION privacy_internal.catalog_changed();
 ALTER TABLE privacy.protected_tables ENABLE ALWAYS TRIGGER catalog_changed, ENABLE ALWAYS TRIGGER catalog_truncated;
 
-CREATE FUNCTION privacy._consent_required() RETURNS boolean
+CREATE FUNCTION privacy_internal.consent_required() RETURNS boolean
     AS 'MODULE_PATHNAME', 'privacy_consent_required' LANGUAGE C STABLE PARALLEL SAFE;
-CREATE FUNCTION privacy._purpose_held() RETURNS boolean
+CREATE FUNCTION privacy_internal.purpose_held() RETURNS boolean
     AS 'MODULE_PATHNAME', 'privacy_purpose_held' LANGUAGE C STABLE PARALLEL SAFE;
-CREATE FUNCTION privacy._subject_int8(text) RETURNS bigint
+CREATE FUNCTION privacy_internal.subject_int8(text) RETURNS bigint
     AS 'MODULE_PATHNAME', 'privacy_subject_int8' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE INDEX consent_state_int8 ON privacy.consent_state (purpose, privacy._subject_int8(subject))
-    WHERE privacy._subject_int8(subject) IS NOT NULL;
-CREATE FUNCTION privacy._seal_row() RETURNS trigger
+CREATE INDEX consent_state_int8 ON privacy.consent_state (purpose, privacy_internal.subject_int8(subject))
+    WHERE privacy_internal.subject_int8(subject) IS NOT NULL;
+CREATE FUNCTION privacy_internal.seal_row() RETURNS trigger
     AS 'MODULE_PATHNAME', 'privacy_seal_row' LANGUAGE C;
 
 -- What a policy may read of the consent state: the declared purpose only,
 -- and only for a role that holds it (readers have no access to the table).
-CREATE FUNCTION privacy._held_purpose() RETURNS text
+CREATE FUNCTION privacy_internal.held_purpose() RETURNS text
     AS 'MODULE_PATHNAME', 'privacy_held_purpose' LANGUAGE C STABLE PARALLEL SAFE;
-CREATE FUNCTION privacy._wanted_state() RETURNS text
+CREATE FUNCTION privacy_internal.wanted_state() RETURNS text
     AS 'MODULE_PATHNAME', 'privacy_wanted_state' LANGUAGE C STABLE PARALLEL SAFE;
 
 CREATE VIEW privacy.purpose_consent_state AS
-SELECT cs.subject, privacy._subject_int8(cs.subject) AS subject_int8, cs.state
+SELECT cs.subject, privacy_internal.subject_int8(cs.subject) AS subject_int8, cs.state
   FROM privacy.consent_state cs
- WHERE cs.purpose OPERATOR(pg_catalog.=) privacy._held_purpose();
+ WHERE cs.purpose OPERATOR(pg_catalog.=) privacy_internal.held_purpose();
 COMMENT ON VIEW privacy.purpose_consent_state IS
     'consent state for the declared purpose, as row-level security policies see it';
 
@@ -60,15 +60,15 @@ COMMENT ON VIEW privacy.purpose_consent_state IS
 -- basis shows the subjects for whom no objection EXISTS, so the policy is
 --   consent_required = EXISTS (row in state consent_required ? granted : objected)  An objection to a consent-based purpose
 -- also ends its consent (the state is one per subject and purpose).
-CREATE FUNCTION privacy._policy_expr(subject_column name, subject_type regtype) RETURNS text
+CREATE FUNCTION privacy_internal.policy_expr(subject_column name, subject_type regtype) RETURNS text
     LANGUAGE sql IMMUTABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT format(
-        '(SELECT privacy._consent_required()) OPERATOR(pg_catalog.=) EXISTS ('
+        '(SELECT privacy_internal.consent_required()) OPERATOR(pg_catalog.=) EXISTS ('
         'SELECT 1 FROM privacy.purpose_consent_state c '
         ' WHERE %2$s OPERATOR(pg_catalog.=) %1$s '
-        '   AND c.state OPERATOR(pg_catalog.=) privacy._wanted_state())',
+        '   AND c.state OPERATOR(pg_catalog.=) privacy_internal.wanted_state())',
         CASE WHEN subject_type IN ('bigint'::regtype, 'integer'::regtype, 'smallint'::regtype)
              THEN format('%I::pg_catalog.int8', subject_column)
              ELSE format('%I::pg_catalog.text', subject_column) END,
@@ -78,7 +78,7 @@ AS $$
 $$;
 
 -- Every table below a table: partitions and children of inheritance alike.
-CREATE FUNCTION privacy._descendants(tbl regclass) RETURNS SETOF regclass
+CREATE FUNCTION privacy_internal.descendants(tbl regclass) RETURNS SETOF regclass
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -89,12 +89,12 @@ AS $$
     SELECT relid::regclass FROM d
 $$;
 
-CREATE FUNCTION privacy._policy_subject_column(regclass) RETURNS name
+CREATE FUNCTION privacy_internal.policy_subject_column(regclass) RETURNS name
     AS 'MODULE_PATHNAME', 'privacy_policy_subject_column' LANGUAGE C STRICT STABLE;
 
 -- The seal trigger of a protected table (partitions get theirs cloned from
 -- the partitioned table; children of inheritance need their own).
-CREATE FUNCTION privacy._create_seal_trigger(tbl regclass, subject_column name) RETURNS void
+CREATE FUNCTION privacy_internal.create_seal_trigger(tbl regclass, subject_column name) RETURNS void
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -104,11 +104,11 @@ BEGIN
         EXECUTE format('DROP TRIGGER privacy_seal_row ON %s', tbl);
     END IF;
     EXECUTE format('CREATE TRIGGER privacy_seal_row BEFORE INSERT OR UPDATE ON %s '
-                   'FOR EACH ROW EXECUTE FUNCTION privacy._seal_row(%L)', tbl, subject_column);
+                   'FOR EACH ROW EXECUTE FUNCTION privacy_internal.seal_row(%L)', tbl, subject_column);
 END
 $$;
 
-CREATE FUNCTION privacy._protect_one(tbl regclass, subject_column name, parent regclass,
+CREATE FUNCTION privacy_internal.protect_one(tbl regclass, subject_column name, parent regclass,
                                      reseal boolean DEFAULT false) RETURNS void
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -133,14 +133,14 @@ BEGIN
     IF base THEN
         EXECUTE format('CREATE POLICY privacy_base ON %s AS PERMISSIVE FOR ALL USING (true) WITH CHECK (true)', tbl);
     END IF;
-    EXECUTE format('CREATE POLICY privacy_visibility ON %s AS RESTRICTIVE FOR ALL USING (%s) WITH CHECK (privacy._purpose_held())',
-                   tbl, privacy._policy_expr(subject_column, subject_type));
+    EXECUTE format('CREATE POLICY privacy_visibility ON %s AS RESTRICTIVE FOR ALL USING (%s) WITH CHECK (privacy_internal.purpose_held())',
+                   tbl, privacy_internal.policy_expr(subject_column, subject_type));
     -- an UPDATE may not hand a row to a subject the purpose may not see
     EXECUTE format('CREATE POLICY privacy_update ON %s AS RESTRICTIVE FOR UPDATE USING (true) WITH CHECK (%s)',
-                   tbl, privacy._policy_expr(subject_column, subject_type));
+                   tbl, privacy_internal.policy_expr(subject_column, subject_type));
     -- row triggers on a partitioned table are cloned to its partitions
     IF parent IS NULL OR NOT (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = tbl) THEN
-        PERFORM privacy._create_seal_trigger(tbl, subject_column);
+        PERFORM privacy_internal.create_seal_trigger(tbl, subject_column);
     END IF;
     IF parent IS NULL OR reseal THEN
         -- rows already there move under their subject's key too
@@ -186,15 +186,15 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'undefined_column',
             MESSAGE = format('column "%s" of relation %s does not exist', subject_column, tbl);
     END IF;
-    PERFORM privacy._protect_one(tbl, subject_column, NULL);
+    PERFORM privacy_internal.protect_one(tbl, subject_column, NULL);
     -- (the event trigger may already have protected them, as protect_one's
     -- ALTER TABLE commands fire it)
-    FOR part IN SELECT d FROM privacy._descendants(tbl) d
+    FOR part IN SELECT d FROM privacy_internal.descendants(tbl) d
                  WHERE NOT EXISTS (SELECT 1 FROM privacy.protected_tables q WHERE q.tbl = d)
     LOOP
         -- children of inheritance are not covered by the UPDATE through the
         -- parent above if their columns differ; reseal them on their own
-        PERFORM privacy._protect_one(part, subject_column, tbl,
+        PERFORM privacy_internal.protect_one(part, subject_column, tbl,
                                      NOT (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = part));
     END LOOP;
 END
@@ -242,7 +242,7 @@ COMMENT ON FUNCTION privacy.unprotect_table(regclass) IS
     'undo exactly what privacy.protect_table() did (values stay sealed under their subject keys)';
 
 -- New partitions of a protected table are protected as they appear.
-CREATE FUNCTION privacy._protect_new_partitions() RETURNS event_trigger
+CREATE FUNCTION privacy_internal.protect_new_partitions() RETURNS event_trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -259,7 +259,7 @@ BEGIN
         SELECT c.oid AS relid FROM pg_catalog.pg_event_trigger_ddl_commands() d
           JOIN pg_catalog.pg_class c ON c.oid = d.objid AND d.classid = 'pg_catalog.pg_class'::regclass
          WHERE c.relkind IN ('r', 'p')) t
-    CROSS JOIN LATERAL (SELECT t.relid UNION ALL SELECT privacy._descendants(t.relid::regclass)::oid) x(relid);
+    CROSS JOIN LATERAL (SELECT t.relid UNION ALL SELECT privacy_internal.descendants(t.relid::regclass)::oid) x(relid);
     IF touched IS NULL THEN
         RETURN;
     END IF;
@@ -269,11 +269,11 @@ BEGIN
     FOR r IN SELECT pt.tbl, pt.subject_column FROM privacy.protected_tables pt
               WHERE pt.parent IS NULL AND pt.tbl::oid = ANY (touched)
     LOOP
-        actual := privacy._policy_subject_column(r.tbl);
+        actual := privacy_internal.policy_subject_column(r.tbl);
         IF actual IS NOT NULL AND actual <> r.subject_column THEN
             UPDATE privacy.protected_tables pt SET subject_column = actual
              WHERE pt.tbl = r.tbl OR pt.parent = r.tbl;
-            PERFORM privacy._create_seal_trigger(q.tbl, actual)
+            PERFORM privacy_internal.create_seal_trigger(q.tbl, actual)
                FROM privacy.protected_tables q JOIN pg_catalog.pg_class c ON c.oid = q.tbl
               WHERE q.tbl = r.tbl OR (q.parent = r.tbl AND NOT c.relispartition);
         END IF;
@@ -284,10 +284,10 @@ BEGIN
     FOR r IN SELECT pt.tbl, pt.subject_column FROM privacy.protected_tables pt
               WHERE pt.parent IS NOT NULL
                 AND (pt.tbl::oid = ANY (touched) OR pt.parent::oid = ANY (touched))
-                AND pt.tbl NOT IN (SELECT privacy._descendants(pt.parent))
+                AND pt.tbl NOT IN (SELECT privacy_internal.descendants(pt.parent))
     LOOP
         UPDATE privacy.protected_tables pt SET parent = NULL WHERE pt.tbl = r.tbl;
-        PERFORM privacy._create_seal_trigger(r.tbl, r.subject_column);
+        PERFORM privacy_internal.create_seal_trigger(r.tbl, r.subject_column);
     END LOOP;
 
     -- new partitions and children of protected tables (CREATE TABLE ...
@@ -297,20 +297,20 @@ BEGIN
         SELECT DISTINCT t.relid::regclass AS part, pt.tbl AS root, pt.subject_column
           FROM pg_catalog.unnest(touched) t(relid)
           JOIN privacy.protected_tables pt ON pt.parent IS NULL
-                                          AND t.relid IN (SELECT privacy._descendants(pt.tbl)::oid)
+                                          AND t.relid IN (SELECT privacy_internal.descendants(pt.tbl)::oid)
          WHERE NOT EXISTS (SELECT 1 FROM privacy.protected_tables q WHERE q.tbl::oid = t.relid)
     LOOP
         -- a table attached with rows brings them under subject keys
-        PERFORM privacy._protect_one(r.part, r.subject_column, r.root, true);
+        PERFORM privacy_internal.protect_one(r.part, r.subject_column, r.root, true);
     END LOOP;
 END
 $$;
 CREATE EVENT TRIGGER privacy_protect_new_partitions ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
-    EXECUTE FUNCTION privacy._protect_new_partitions();
+    EXECUTE FUNCTION privacy_internal.protect_new_partitions();
 
 -- A dropped table leaves nothing behind in the registers.
-CREATE FUNCTION privacy._forget_dropped() RETURNS event_trigger
+CREATE FUNCTION privacy_internal.forget_dropped() RETURNS event_trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -325,7 +325,7 @@ END
 $$;
 CREATE EVENT TRIGGER privacy_forget_dropped ON sql_drop
     WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
-    EXECUTE FUNCTION privacy._forget_dropped();
+    EXECUTE FUNCTION privacy_internal.forget_dropped();
 
 CREATE VIEW privacy.protected AS
 SELECT pt.tbl AS table_name, pt.subject_column, pt.parent,

@@ -39,58 +39,58 @@ COMMENT ON TABLE privacy.access_log_batches IS
     'the access log as the writer stores it: entries first_seq to last_seq packed in entries (seq, canonical bytes, MAC each), the subjects they mention as 8-byte keys, the newest statement time (for retention)';
 SELECT pg_catalog.pg_extension_config_dump('privacy.access_log_batches', '');
 
-CREATE FUNCTION privacy._access_log_statements(entries bytea, only_seq bigint DEFAULT NULL)
+CREATE FUNCTION privacy_internal.access_log_statements(entries bytea, only_seq bigint DEFAULT NULL)
     RETURNS TABLE (seq bigint, at timestamptz, session_role text, acting_role text, application text,
                    client_addr text, backend_pid integer, purpose text, command text, relid oid,
                    relation text, columns text[], categories text[], rows bigint, query_id bigint,
                    level integer, outcome text, mac bytea)
     AS 'MODULE_PATHNAME', 'privacy_access_log_statements' LANGUAGE C IMMUTABLE PARALLEL SAFE;
-COMMENT ON FUNCTION privacy._access_log_statements(bytea, bigint) IS
+COMMENT ON FUNCTION privacy_internal.access_log_statements(bytea, bigint) IS
     'the statement events packed in one access_log_batches.entries (only the one with seq = only_seq, when given)';
 
-CREATE FUNCTION privacy._access_log_subject_entries(entries bytea, subject_hash bytea DEFAULT NULL)
+CREATE FUNCTION privacy_internal.access_log_subject_entries(entries bytea, subject_hash bytea DEFAULT NULL)
     RETURNS TABLE (seq bigint, event bigint, subject_hash bytea, category text, opened bigint, mac bytea)
     AS 'MODULE_PATHNAME', 'privacy_access_log_subject_entries' LANGUAGE C IMMUTABLE PARALLEL SAFE;
-COMMENT ON FUNCTION privacy._access_log_subject_entries(bytea, bytea) IS
+COMMENT ON FUNCTION privacy_internal.access_log_subject_entries(bytea, bytea) IS
     'the subject entries packed in one access_log_batches.entries (only those of subject_hash, when given)';
 
-CREATE FUNCTION privacy._access_log_subject_key(subject_hash bytea) RETURNS bigint
+CREATE FUNCTION privacy_internal.access_log_subject_key(subject_hash bytea) RETURNS bigint
     AS 'MODULE_PATHNAME', 'privacy_access_log_subject_key' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-COMMENT ON FUNCTION privacy._access_log_subject_key(bytea) IS
+COMMENT ON FUNCTION privacy_internal.access_log_subject_key(bytea) IS
     'the key access_log_batches.subjects holds for a subject hash: its first 8 bytes as a bigint';
 
 CREATE VIEW privacy.access_log AS
-SELECT e.* FROM privacy.access_log_batches b, LATERAL privacy._access_log_statements(b.entries) e;
+SELECT e.* FROM privacy.access_log_batches b, LATERAL privacy_internal.access_log_statements(b.entries) e;
 COMMENT ON VIEW privacy.access_log IS
     'who accessed which protected table, when, as which roles, for which purpose, which personal columns and how many rows; never statement text';
 
 CREATE VIEW privacy.access_log_subjects AS
-SELECT e.* FROM privacy.access_log_batches b, LATERAL privacy._access_log_subject_entries(b.entries) e;
+SELECT e.* FROM privacy.access_log_batches b, LATERAL privacy_internal.access_log_subject_entries(b.entries) e;
 COMMENT ON VIEW privacy.access_log_subjects IS
     'whose encrypted values a logged statement (event = access_log.seq) opened: the subject''s keyed hash, the category and how many values';
 
 -- Indexed lookups (the views above unpack every batch).  Both are inlined
 -- SQL running as their caller: only who may read the log gets anything.
-CREATE FUNCTION privacy._access_log_for_subject(subject_hash bytea)
+CREATE FUNCTION privacy_internal.access_log_for_subject(subject_hash bytea)
     RETURNS SETOF privacy.access_log_subjects
     LANGUAGE sql STABLE PARALLEL SAFE
     AS $$
 SELECT e.* FROM privacy.access_log_batches b,
-       LATERAL privacy._access_log_subject_entries(b.entries, $1) e
- WHERE b.subjects @> ARRAY[privacy._access_log_subject_key($1)]
+       LATERAL privacy_internal.access_log_subject_entries(b.entries, $1) e
+ WHERE b.subjects @> ARRAY[privacy_internal.access_log_subject_key($1)]
 $$;
-COMMENT ON FUNCTION privacy._access_log_for_subject(bytea) IS
+COMMENT ON FUNCTION privacy_internal.access_log_for_subject(bytea) IS
     'the rows of privacy.access_log_subjects of one subject hash, found through the batches'' subject index';
 
-CREATE FUNCTION privacy._access_log_event(seq bigint)
+CREATE FUNCTION privacy_internal.access_log_event(seq bigint)
     RETURNS SETOF privacy.access_log
     LANGUAGE sql STABLE PARALLEL SAFE
     AS $$
 SELECT e.* FROM (SELECT b.entries FROM privacy.access_log_batches b
                   WHERE b.first_seq <= $1 ORDER BY b.first_seq DESC LIMIT 1) b,
-       LATERAL privacy._access_log_statements(b.entries, $1) e
+       LATERAL privacy_internal.access_log_statements(b.entries, $1) e
 $$;
-COMMENT ON FUNCTION privacy._access_log_event(bigint) IS
+COMMENT ON FUNCTION privacy_internal.access_log_event(bigint) IS
     'the row of privacy.access_log with this seq, found through the batches'' primary key';
 
 CREATE TABLE privacy.access_log_anchors (
@@ -148,13 +148,13 @@ CREATE FUNCTION privacy.access_log_status(OUT enabled boolean, OUT strict boolea
 COMMENT ON FUNCTION privacy.access_log_status() IS
     'the access log of this database: settings, bytes waiting in shared memory, the writer and the last entry it wrote since the server started';
 
-CREATE FUNCTION privacy._trim_access_log() RETURNS bigint
+CREATE FUNCTION privacy_internal.trim_access_log() RETURNS bigint
     AS 'MODULE_PATHNAME', 'privacy_trim_access_log' LANGUAGE C VOLATILE;
 
 CREATE FUNCTION privacy.trim_access_log() RETURNS bigint
     LANGUAGE sql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
-    AS 'SELECT privacy._trim_access_log()';
+    AS 'SELECT privacy_internal.trim_access_log()';
 COMMENT ON FUNCTION privacy.trim_access_log() IS
     'delete access log entries older than privacy.access_log_retention, keeping the chain verifiable; run by CALL privacy.purge()';
 
@@ -163,11 +163,11 @@ REVOKE ALL ON privacy.access_log_batches, privacy.access_log, privacy.access_log
     privacy.access_log_anchors, privacy.access_log_verifications, privacy.access_log_purpose_use FROM PUBLIC;
 GRANT SELECT ON privacy.access_log_batches, privacy.access_log, privacy.access_log_subjects,
     privacy.access_log_anchors, privacy.access_log_verifications, privacy.access_log_purpose_use TO privacy_officer;
-REVOKE ALL ON FUNCTION privacy._trim_access_log() FROM PUBLIC;
+REVOKE ALL ON FUNCTION privacy_internal.trim_access_log() FROM PUBLIC;
 -- (the views call these as the reading role)
-GRANT EXECUTE ON FUNCTION privacy._access_log_statements(bytea, bigint),
-    privacy._access_log_subject_entries(bytea, bytea), privacy._access_log_subject_key(bytea),
-    privacy._access_log_for_subject(bytea), privacy._access_log_event(bigint)
+GRANT EXECUTE ON FUNCTION privacy_internal.access_log_statements(bytea, bigint),
+    privacy_internal.access_log_subject_entries(bytea, bytea), privacy_internal.access_log_subject_key(bytea),
+    privacy_internal.access_log_for_subject(bytea), privacy_internal.access_log_event(bigint)
   TO privacy_officer;
 GRANT EXECUTE ON FUNCTION privacy.verify_access_log(), privacy.flush_access_log(integer),
     privacy.access_log_status(), privacy.trim_access_log()

@@ -179,7 +179,7 @@ END
 $$;
 
 -- The SET list that anonymizes a row under a rule.
-CREATE FUNCTION privacy._anonymize_sets(r privacy.retention_rules) RETURNS text
+CREATE FUNCTION privacy_internal.anonymize_sets(r privacy.retention_rules) RETURNS text
     LANGUAGE sql IMMUTABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -188,7 +188,7 @@ AS $$
       FROM jsonb_object_keys(r.anonymize) AS c(col)
 $$;
 
-CREATE FUNCTION privacy._require_subject(subject text) RETURNS void
+CREATE FUNCTION privacy_internal.require_subject(subject text) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -207,7 +207,7 @@ AS $$
 DECLARE
     id bigint;
 BEGIN
-    PERFORM privacy._require_subject(subject);
+    PERFORM privacy_internal.require_subject(subject);
     IF reason IS NULL OR reason = '' THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = 'a legal hold needs a reason',
@@ -241,7 +241,7 @@ END
 $$;
 
 -- The rows of a rule that are due, as a query over (tableoid, ctid).
-CREATE FUNCTION privacy._due_query(r privacy.retention_rules, subject_column name, held boolean,
+CREATE FUNCTION privacy_internal.due_query(r privacy.retention_rules, subject_column name, held boolean,
                                    cutoff timestamptz) RETURNS text
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
@@ -281,10 +281,10 @@ BEGIN
         SELECT pt.subject_column INTO subject FROM privacy.protected_tables pt WHERE pt.tbl = r.tbl;
         cutoff := now() - r.keep;
         table_name := r.tbl; action := r.action; keep := r.keep;
-        EXECUTE format('SELECT count(*) FROM (%s) d', privacy._due_query(r, subject, false, cutoff)) INTO rows_due;
-        EXECUTE format('SELECT count(*) FROM (%s) d', privacy._due_query(r, subject, true, cutoff)) INTO rows_held;
+        EXECUTE format('SELECT count(*) FROM (%s) d', privacy_internal.due_query(r, subject, false, cutoff)) INTO rows_due;
+        EXECUTE format('SELECT count(*) FROM (%s) d', privacy_internal.due_query(r, subject, true, cutoff)) INTO rows_held;
         EXECUTE format('SELECT min(t.%I)::timestamptz FROM %s t WHERE (t.tableoid, t.ctid) IN (%s)',
-                       r.time_column, r.tbl, privacy._due_query(r, subject, false, cutoff)) INTO oldest_due;
+                       r.time_column, r.tbl, privacy_internal.due_query(r, subject, false, cutoff)) INTO oldest_due;
         RETURN NEXT;
     END LOOP;
 END
@@ -295,7 +295,7 @@ COMMENT ON FUNCTION privacy.purge_preview() IS
 -- One batch of one rule, in the caller's transaction: rows locked by
 -- others are waited for 100 ms at most, then skipped (SKIP LOCKED) and
 -- picked up by a later batch or run.
-CREATE FUNCTION privacy._purge_batch(run_id bigint, tbl regclass, batch_size integer) RETURNS bigint
+CREATE FUNCTION privacy_internal.purge_batch(run_id bigint, tbl regclass, batch_size integer) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -308,17 +308,17 @@ DECLARE
     n bigint;
     saved_timeout text := pg_catalog.current_setting('lock_timeout');
 BEGIN
-    SELECT * INTO r FROM privacy.retention_rules rr WHERE rr.tbl = _purge_batch.tbl;
+    SELECT * INTO r FROM privacy.retention_rules rr WHERE rr.tbl = purge_batch.tbl;
     SELECT pt.subject_column INTO subject FROM privacy.protected_tables pt WHERE pt.tbl = r.tbl;
     SELECT prt.cutoff INTO cutoff FROM privacy.purge_run_tables prt
-     WHERE prt.run_id = _purge_batch.run_id AND prt.tbl = _purge_batch.tbl;
+     WHERE prt.run_id = purge_batch.run_id AND prt.tbl = purge_batch.tbl;
     IF r.action = 'delete' THEN
         stmt := format('DELETE FROM %s t WHERE (t.tableoid, t.ctid) IN (%s LIMIT %s',
-                       r.tbl, privacy._due_query(r, subject, false, cutoff), batch_size);
+                       r.tbl, privacy_internal.due_query(r, subject, false, cutoff), batch_size);
     ELSE
-        sets := privacy._anonymize_sets(r);
+        sets := privacy_internal.anonymize_sets(r);
         stmt := format('UPDATE %s t SET %s WHERE (t.tableoid, t.ctid) IN (%s LIMIT %s',
-                       r.tbl, sets, privacy._due_query(r, subject, false, cutoff), batch_size);
+                       r.tbl, sets, privacy_internal.due_query(r, subject, false, cutoff), batch_size);
     END IF;
     -- Usually no application holds a due row: write each row once.  If one
     -- does, wait at most 100 ms, then redo the batch skipping locked rows
@@ -337,7 +337,7 @@ BEGIN
     END;
     PERFORM pg_catalog.set_config('lock_timeout', saved_timeout, true);
     UPDATE privacy.purge_run_tables prt SET purged = prt.purged + n, batches = prt.batches + 1
-     WHERE prt.run_id = _purge_batch.run_id AND prt.tbl = _purge_batch.tbl;
+     WHERE prt.run_id = purge_batch.run_id AND prt.tbl = purge_batch.tbl;
     RETURN n;
 END
 $$;
@@ -345,7 +345,7 @@ $$;
 -- Start a run: refuse if another is live, mark runs left 'running' by a
 -- crashed or cancelled session as interrupted, and record what each table
 -- has due and held.
-CREATE FUNCTION privacy._purge_start(batch_size integer, time_budget interval, via text, caller name) RETURNS bigint
+CREATE FUNCTION privacy_internal.purge_start(batch_size integer, time_budget interval, via text, caller name) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -383,13 +383,13 @@ BEGIN
             EXECUTE format('SELECT count(*) FROM %s t WHERE t.%I < %L', r.tbl, r.time_column, cutoff - r.keep)
                INTO due;
             IF r.action = 'anonymize' THEN
-                EXECUTE format('SELECT count(*) FROM (%s) d', privacy._due_query(r, subject, false, cutoff - r.keep))
+                EXECUTE format('SELECT count(*) FROM (%s) d', privacy_internal.due_query(r, subject, false, cutoff - r.keep))
                    INTO due;
             END IF;
             held := 0;
         ELSE
-            EXECUTE format('SELECT count(*) FROM (%s) d', privacy._due_query(r, subject, false, cutoff - r.keep)) INTO due;
-            EXECUTE format('SELECT count(*) FROM (%s) d', privacy._due_query(r, subject, true, cutoff - r.keep)) INTO held;
+            EXECUTE format('SELECT count(*) FROM (%s) d', privacy_internal.due_query(r, subject, false, cutoff - r.keep)) INTO due;
+            EXECUTE format('SELECT count(*) FROM (%s) d', privacy_internal.due_query(r, subject, true, cutoff - r.keep)) INTO held;
         END IF;
         INSERT INTO privacy.purge_run_tables (run_id, tbl, action, cutoff, matched, held)
         VALUES (run, r.tbl, r.action, cutoff - r.keep, due, held);
@@ -398,11 +398,11 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION privacy._purge_finish(run bigint, outcome text, error text) RETURNS void
+CREATE FUNCTION privacy_internal.purge_finish(run bigint, outcome text, error text) RETURNS void
     LANGUAGE sql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
-    UPDATE privacy.purge_runs pr SET outcome = _purge_finish.outcome, error = _purge_finish.error,
+    UPDATE privacy.purge_runs pr SET outcome = purge_finish.outcome, error = purge_finish.error,
            finished_at = clock_timestamp()
      WHERE pr.id = run
 $$;
@@ -429,7 +429,7 @@ BEGIN
     IF batch_size IS NULL OR batch_size < 1 THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = 'batch_size must be at least 1';
     END IF;
-    run := privacy._purge_start(batch_size, time_budget, via, current_user);
+    run := privacy_internal.purge_start(batch_size, time_budget, via, current_user);
     COMMIT;
     FOR t IN SELECT prt.tbl, prt.matched FROM privacy.purge_run_tables prt WHERE prt.run_id = run ORDER BY prt.tbl::text LOOP
         LOOP
@@ -438,7 +438,7 @@ BEGIN
                 EXIT;
             END IF;
             BEGIN
-                n := privacy._purge_batch(run, t.tbl, batch_size);
+                n := privacy_internal.purge_batch(run, t.tbl, batch_size);
             EXCEPTION WHEN OTHERS THEN
                 failure := SQLERRM;
             END;
@@ -455,7 +455,7 @@ BEGIN
         END LOOP;
         EXIT WHEN failure IS NOT NULL OR out_of_time;
     END LOOP;
-    PERFORM privacy._purge_finish(run, CASE WHEN failure IS NOT NULL THEN 'failed'
+    PERFORM privacy_internal.purge_finish(run, CASE WHEN failure IS NOT NULL THEN 'failed'
                                             WHEN out_of_time THEN 'stopped' ELSE 'completed' END, failure);
     COMMIT;
     -- the access log's own retention

@@ -23,9 +23,9 @@ COMMENT ON TABLE privacy.erasures IS
 SELECT pg_catalog.pg_extension_config_dump('privacy.erasures', '');
 SELECT pg_catalog.pg_extension_config_dump('privacy.erasure_id_seq', '');
 
-CREATE FUNCTION privacy._caller() RETURNS name
+CREATE FUNCTION privacy_internal.caller() RETURNS name
     AS 'MODULE_PATHNAME', 'privacy_caller' LANGUAGE C STABLE;
-CREATE FUNCTION privacy._reduce_ledger(subject text, stand_in text) RETURNS bigint
+CREATE FUNCTION privacy_internal.reduce_ledger(subject text, stand_in text) RETURNS bigint
     AS 'MODULE_PATHNAME', 'privacy_reduce_ledger' LANGUAGE C STRICT VOLATILE;
 
 CREATE FUNCTION privacy.erase_subject(subject text, reason text) RETURNS jsonb
@@ -48,7 +48,7 @@ DECLARE
     receipt jsonb;
     erasure_id bigint;
 BEGIN
-    PERFORM privacy._require_subject(subject);
+    PERFORM privacy_internal.require_subject(subject);
     IF reason IS NULL OR reason = '' THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = 'an erasure needs a reason',
@@ -70,11 +70,11 @@ BEGIN
         SELECT a.atttypid::regtype INTO subject_type FROM pg_catalog.pg_attribute a
          WHERE a.attrelid = pt.tbl AND a.attname = pt.subject_column;
         match := CASE WHEN subject_type IN ('bigint'::regtype, 'integer'::regtype, 'smallint'::regtype)
-                      THEN format('t.%I = privacy._subject_int8(%L)', pt.subject_column, subject)
+                      THEN format('t.%I = privacy_internal.subject_int8(%L)', pt.subject_column, subject)
                       ELSE format('t.%I::pg_catalog.text = %L', pt.subject_column, subject) END;
         SELECT * INTO r FROM privacy.retention_rules rr WHERE rr.tbl = pt.tbl;
         IF r.action = 'anonymize' THEN
-            sets := privacy._anonymize_sets(r);
+            sets := privacy_internal.anonymize_sets(r);
             EXECUTE format('UPDATE %s t SET %s WHERE %s', pt.tbl, sets, match);
         ELSE
             EXECUTE format('DELETE FROM %s t WHERE %s', pt.tbl, match);
@@ -93,11 +93,11 @@ BEGIN
     -- consent: the current state goes; the history keeps what proves that
     -- consent was honoured (purpose, action, time, source), not who
     DELETE FROM privacy.consent_state cs WHERE cs.subject = erase_subject.subject;
-    reduced := privacy._reduce_ledger(subject, stand_in);
+    reduced := privacy_internal.reduce_ledger(subject, stand_in);
     UPDATE privacy.holds h SET subject = stand_in WHERE h.subject = erase_subject.subject;
 
     INSERT INTO privacy.erasures (subject_hash, reason, erased_by, tables, keys_destroyed, consent_events_reduced)
-    VALUES (hash, reason, privacy._caller(), done, keys, reduced)
+    VALUES (hash, reason, privacy_internal.caller(), done, keys, reduced)
     RETURNING id INTO erasure_id;
     SELECT jsonb_build_object('erasure', e.id, 'subject_hash', encode(e.subject_hash, 'hex'),
                               'reason', e.reason, 'erased_at', e.erased_at, 'erased_by', e.erased_by,

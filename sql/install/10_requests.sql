@@ -66,7 +66,7 @@ SELECT pg_catalog.pg_extension_config_dump('privacy.request_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('privacy.request_events', '');
 SELECT pg_catalog.pg_extension_config_dump('privacy.request_event_id_seq', '');
 
-CREATE FUNCTION privacy._request_history_guard() RETURNS trigger
+CREATE FUNCTION privacy_internal.request_history_guard() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -79,13 +79,13 @@ BEGIN
 END
 $$;
 CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON privacy.request_events
-    FOR EACH ROW EXECUTE FUNCTION privacy._request_history_guard();
+    FOR EACH ROW EXECUTE FUNCTION privacy_internal.request_history_guard();
 CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON privacy.request_events
-    FOR EACH STATEMENT EXECUTE FUNCTION privacy._request_history_guard();
+    FOR EACH STATEMENT EXECUTE FUNCTION privacy_internal.request_history_guard();
 
 -- However a subject is erased (through complete_request or erase_subject
 -- directly), their requests stop naming them.
-CREATE FUNCTION privacy._requests_forget_subject() RETURNS trigger
+CREATE FUNCTION privacy_internal.requests_forget_subject() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -96,7 +96,7 @@ BEGIN
 END
 $$;
 CREATE TRIGGER requests_forget_subject AFTER INSERT ON privacy.erasures
-    FOR EACH ROW EXECUTE FUNCTION privacy._requests_forget_subject();
+    FOR EACH ROW EXECUTE FUNCTION privacy_internal.requests_forget_subject();
 
 CREATE FUNCTION privacy.open_request(subject text, kind text,
                                      received_at timestamptz DEFAULT pg_catalog.now(),
@@ -127,10 +127,10 @@ BEGIN
     END IF;
     INSERT INTO privacy.requests (subject, subject_hash, kind, received_at, due_at, note, opened_by)
     VALUES (subject, privacy.subject_hash(subject), kind, received_at,
-            received_at + interval '1 month', note, privacy._caller())
+            received_at + interval '1 month', note, privacy_internal.caller())
     RETURNING requests.id INTO request_id;
     INSERT INTO privacy.request_events (request_id, by, from_status, to_status, note)
-    VALUES (request_id, privacy._caller(), NULL, 'open', note);
+    VALUES (request_id, privacy_internal.caller(), NULL, 'open', note);
     RETURN request_id;
 END
 $$;
@@ -138,13 +138,13 @@ COMMENT ON FUNCTION privacy.open_request(text, text, timestamptz, text) IS
     'record a data-subject request received at received_at; it is due one month later (GDPR Art. 12(3)); returns its id';
 
 -- Times in messages and in the history, to the second, in the session's zone.
-CREATE FUNCTION privacy._request_time(t timestamptz) RETURNS text
+CREATE FUNCTION privacy_internal.request_time(t timestamptz) RETURNS text
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$ SELECT to_char(t, 'YYYY-MM-DD HH24:MI:SS TZ') $$;
 
 -- Locks a request that is still open, or says why it cannot change.
-CREATE FUNCTION privacy._open_request_row(request_id bigint) RETURNS privacy.requests
+CREATE FUNCTION privacy_internal.open_request_row(request_id bigint) RETURNS privacy.requests
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -160,19 +160,19 @@ BEGIN
     IF r.status IN ('completed', 'rejected') THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = format('request %s is already %s', r.id, r.status),
-            DETAIL = format('It was closed at %s.', privacy._request_time(r.closed_at)),
+            DETAIL = format('It was closed at %s.', privacy_internal.request_time(r.closed_at)),
             HINT = 'A closed request does not change; open a new request if the subject asks again.';
     END IF;
     RETURN r;
 END
 $$;
 
-CREATE FUNCTION privacy._request_event(r privacy.requests, to_status text, note text) RETURNS void
+CREATE FUNCTION privacy_internal.request_event(r privacy.requests, to_status text, note text) RETURNS void
     LANGUAGE sql
     SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO privacy.request_events (request_id, by, from_status, to_status, note)
-    VALUES (r.id, privacy._caller(), r.status, to_status, note);
+    VALUES (r.id, privacy_internal.caller(), r.status, to_status, note);
 $$;
 
 CREATE FUNCTION privacy.start_request(id bigint, note text DEFAULT NULL) RETURNS void
@@ -180,13 +180,13 @@ CREATE FUNCTION privacy.start_request(id bigint, note text DEFAULT NULL) RETURNS
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r privacy.requests := privacy._open_request_row(id);
+    r privacy.requests := privacy_internal.open_request_row(id);
 BEGIN
     IF r.status = 'in_progress' THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = format('request %s is already in progress', r.id);
     END IF;
-    PERFORM privacy._request_event(r, 'in_progress', note);
+    PERFORM privacy_internal.request_event(r, 'in_progress', note);
     UPDATE privacy.requests q SET status = 'in_progress' WHERE q.id = r.id;
 END
 $$;
@@ -198,7 +198,7 @@ CREATE FUNCTION privacy.extend_request(id bigint, by interval, reason text) RETU
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r privacy.requests := privacy._open_request_row(id);
+    r privacy.requests := privacy_internal.open_request_row(id);
     new_deadline timestamptz;
     latest timestamptz;
 BEGIN
@@ -216,7 +216,7 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = format('request %s can no longer be extended', r.id),
             DETAIL = format('Its first month ended at %s; GDPR Art. 12(3) requires telling the subject of an extension within one month of receipt.',
-                            privacy._request_time(r.due_at)),
+                            privacy_internal.request_time(r.due_at)),
             HINT = 'Answer the request as soon as possible, or reject it with privacy.reject_request() giving the reason.';
     END IF;
     -- from the receipt, so that month ends do not shorten the total
@@ -227,13 +227,13 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = format('request %s cannot be extended by %s', r.id, by),
             DETAIL = format('GDPR Art. 12(3) allows two further months after the first: its deadline, now %s, can move to %s at the latest.',
-                            privacy._request_time(r.deadline), privacy._request_time(latest)),
+                            privacy_internal.request_time(r.deadline), privacy_internal.request_time(latest)),
             HINT = CASE WHEN r.deadline >= latest
                         THEN 'It has been extended as far as the law allows: answer it by its deadline.'
                         ELSE 'Extend it to that time at most, and answer as soon as possible.' END;
     END IF;
-    PERFORM privacy._request_event(r, 'extended',
-                                   format('until %s: %s', privacy._request_time(new_deadline), reason));
+    PERFORM privacy_internal.request_event(r, 'extended',
+                                   format('until %s: %s', privacy_internal.request_time(new_deadline), reason));
     UPDATE privacy.requests q SET status = 'extended', extension = coalesce(q.extension, interval '0') + by,
                                   extended_until = new_deadline, extension_reason = reason
      WHERE q.id = r.id;
@@ -253,7 +253,7 @@ CREATE FUNCTION privacy.complete_request(id bigint, note text DEFAULT NULL) RETU
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r privacy.requests := privacy._open_request_row(id);
+    r privacy.requests := privacy_internal.open_request_row(id);
     result jsonb;
 BEGIN
     IF r.kind = 'erasure' THEN
@@ -284,11 +284,11 @@ BEGIN
             RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
                 MESSAGE = format('request %s has no objection recorded', r.id),
                 DETAIL = format('No objection of its subject was recorded since the request was received (%s).',
-                                privacy._request_time(r.received_at)),
+                                privacy_internal.request_time(r.received_at)),
                 HINT = format('Record it for each purpose concerned with privacy.object(subject, purpose, ''request #%s''), or reject the request with privacy.reject_request() if compelling grounds override it.', r.id);
         END IF;
     END IF;
-    PERFORM privacy._request_event(r, 'completed', note);
+    PERFORM privacy_internal.request_event(r, 'completed', note);
     UPDATE privacy.requests q SET status = 'completed', closed_at = clock_timestamp(),
                                   resolution = complete_request.note, outcome = result
      WHERE q.id = r.id;
@@ -311,8 +311,8 @@ BEGIN
             DETAIL = 'GDPR Art. 12(4) requires telling the subject why no action is taken, and Art. 12(5) puts on the controller the burden of showing a request manifestly unfounded or excessive.',
             HINT = 'State the grounds, for example: manifestly unfounded, excessive (repetitive), or the exemption of Art. 17(3) that applies.';
     END IF;
-    r := privacy._open_request_row(id);
-    PERFORM privacy._request_event(r, 'rejected', reason);
+    r := privacy_internal.open_request_row(id);
+    PERFORM privacy_internal.request_event(r, 'rejected', reason);
     UPDATE privacy.requests q SET status = 'rejected', closed_at = clock_timestamp(), resolution = reason
      WHERE q.id = r.id;
 END
@@ -334,13 +334,13 @@ COMMENT ON VIEW privacy.overdue_requests IS
 -- "unclassified" is not recorded, nor is one whose table was created where the
 -- event trigger could not record it).  Rows of tables that no longer exist
 -- (temporary tables dropped at session end) are left out.
-CREATE VIEW privacy._personal_columns AS
+CREATE VIEW privacy_internal.personal_columns AS
 SELECT cc.tbl, cc.col, cc.category, cc.encrypted, cc.searchable, true AS registered
   FROM privacy.column_categories cc
  WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = cc.tbl)
 UNION ALL
 SELECT a.attrelid::pg_catalog.regclass, a.attname,
-       coalesce(privacy._typmod_category(a.atttypmod), 'unclassified'),
+       coalesce(privacy_internal.typmod_category(a.atttypmod), 'unclassified'),
        true, a.atttypmod >= 0 AND (a.atttypmod >> 16) & 1 = 1, false
   FROM pg_catalog.pg_attribute a
   JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
@@ -367,7 +367,7 @@ WITH holders AS (
     SELECT pcol.tbl, pcol.col, pcol.category, pcol.encrypted, pcol.searchable,
            pt.tbl IS NOT NULL AS table_protected, pt.subject_column,
            rr.keep, rr.action
-      FROM privacy._personal_columns pcol
+      FROM privacy_internal.personal_columns pcol
       LEFT JOIN privacy.protected_tables pt ON pt.tbl = pcol.tbl
       LEFT JOIN privacy.retention_rules rr ON rr.tbl = coalesce(pt.parent, pcol.tbl)
 )
@@ -406,7 +406,7 @@ BEGIN
                   CASE WHEN c.special THEN ' (a special category, GDPR Art. 9)' ELSE '' END),
            format('A member of privacy_admin converts it with privacy.classify(%L, %L, %L, encrypt => true).',
                   pc.tbl::text, pc.col, pc.category)
-      FROM privacy._personal_columns pc JOIN privacy.categories c ON c.name = pc.category
+      FROM privacy_internal.personal_columns pc JOIN privacy.categories c ON c.name = pc.category
      WHERE NOT pc.encrypted
     UNION ALL
     -- encrypted columns the register cannot describe
@@ -419,7 +419,7 @@ BEGIN
            format('A member of privacy_admin classifies it with privacy.classify(%L, %L, %s).',
                   pc.tbl::text, pc.col,
                   CASE WHEN pc.category = 'unclassified' THEN 'category' ELSE quote_literal(pc.category) END)
-      FROM privacy._personal_columns pc
+      FROM privacy_internal.personal_columns pc
      WHERE pc.category = 'unclassified' OR NOT pc.registered
     UNION ALL
     -- personal data held for no purpose
@@ -427,7 +427,7 @@ BEGIN
            format('Column %I of %s holds %s data, which no purpose is allowed.', pc.col, pc.tbl, pc.category),
            format('Allow the category to the purposes that need it with privacy.allow_category(purpose, %L), or stop keeping the column.',
                   pc.category)
-      FROM privacy._personal_columns pc
+      FROM privacy_internal.personal_columns pc
      WHERE pc.category <> 'unclassified'
        AND NOT EXISTS (SELECT 1 FROM privacy.purpose_categories x WHERE x.category = pc.category)
     UNION ALL
@@ -437,7 +437,7 @@ BEGIN
                   t.tbl, t.cols),
            format('A member of privacy_admin protects it with privacy.protect_table(%L, subject_column).', t.tbl::text)
       FROM (SELECT pc.tbl, string_agg(quote_ident(pc.col), ', ' ORDER BY pc.col) AS cols
-              FROM privacy._personal_columns pc
+              FROM privacy_internal.personal_columns pc
              WHERE NOT EXISTS (SELECT 1 FROM privacy.protected_tables pt WHERE pt.tbl = pc.tbl)
              GROUP BY pc.tbl) t
     UNION ALL
@@ -480,7 +480,7 @@ BEGIN
     -- GDPR Art. 12(3)
     SELECT 'request overdue', format('request %s', o.id),
            format('%s request received %s, due %s%s: %s overdue.', initcap(o.kind),
-                  privacy._request_time(o.received_at), privacy._request_time(o.deadline),
+                  privacy_internal.request_time(o.received_at), privacy_internal.request_time(o.deadline),
                   CASE WHEN o.extended_until IS NOT NULL THEN ' (extended)' ELSE '' END,
                   CASE WHEN o.days_overdue = 1 THEN '1 day' ELSE o.days_overdue || ' days' END),
            format('Answer it now and close it with privacy.complete_request(%s, note), or with privacy.reject_request(%s, reason) if it is not acted on.',
@@ -493,7 +493,7 @@ BEGIN
     -- younger than 30 days are left alone.
     SELECT 'purpose never used', format('%s / %s', r.rolname, rp.purpose),
            format('Role %I has held purpose %s since %s, and the access log shows no statement of it or its members under that purpose.',
-                  r.rolname, rp.purpose, privacy._request_time(rp.granted_at)),
+                  r.rolname, rp.purpose, privacy_internal.request_time(rp.granted_at)),
            format('If it does not need it, revoke it with privacy.revoke_purpose(%L, %L).', r.rolname, rp.purpose)
       FROM privacy.role_purposes rp
       JOIN pg_catalog.pg_roles r ON r.oid = rp.role
@@ -515,9 +515,9 @@ BEGIN
            'privacy.access_log',
            CASE WHEN v.status IS NULL THEN 'privacy.verify_access_log() has never been run.'
                 WHEN v.status <> 'ok' THEN format('The last verification (%s) found the log %s at entry %s: %s.',
-                                                  privacy._request_time(v.verified_at), v.status, v.seq, v.detail)
+                                                  privacy_internal.request_time(v.verified_at), v.status, v.seq, v.detail)
                 ELSE format('The access log was last verified %s, more than 7 days ago.',
-                            privacy._request_time(v.verified_at)) END,
+                            privacy_internal.request_time(v.verified_at)) END,
            CASE WHEN v.status IS NOT NULL AND v.status <> 'ok'
                 THEN 'Keep the result as evidence, find out who changed the log, and restore the entries from a backup.'
                 ELSE 'Run SELECT * FROM privacy.verify_access_log() (as privacy_officer), and schedule it daily.' END
@@ -533,12 +533,12 @@ COMMENT ON FUNCTION privacy.compliance_gaps() IS
     'what the register shows that needs fixing (plain or unclassified personal columns, unprotected tables, missing retention, purposes without categories or holders, overdue requests, purposes granted but never used, an access log not verified lately or broken), each with a hint';
 
 REVOKE ALL ON privacy.requests, privacy.request_events, privacy.overdue_requests,
-              privacy._personal_columns, privacy.processing_register FROM PUBLIC;
+              privacy_internal.personal_columns, privacy.processing_register FROM PUBLIC;
 REVOKE ALL ON FUNCTION
-    privacy._request_history_guard(), privacy._requests_forget_subject(),
-    privacy.open_request(text, text, timestamptz, text), privacy._request_time(timestamptz),
-    privacy._open_request_row(bigint),
-    privacy._request_event(privacy.requests, text, text), privacy.start_request(bigint, text),
+    privacy_internal.request_history_guard(), privacy_internal.requests_forget_subject(),
+    privacy.open_request(text, text, timestamptz, text), privacy_internal.request_time(timestamptz),
+    privacy_internal.open_request_row(bigint),
+    privacy_internal.request_event(privacy.requests, text, text), privacy.start_request(bigint, text),
     privacy.extend_request(bigint, interval, text), privacy.complete_request(bigint, text),
     privacy.reject_request(bigint, text), privacy.compliance_gaps()
   FROM PUBLIC;

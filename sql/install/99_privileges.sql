@@ -8,9 +8,15 @@
 -- Privileges: least privilege by default.
 ------------------------------------------------------------------------------
 GRANT USAGE ON SCHEMA privacy TO PUBLIC;
-REVOKE ALL ON ALL TABLES IN SCHEMA privacy FROM PUBLIC;
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA privacy FROM PUBLIC;
-REVOKE ALL ON ALL PROCEDURES IN SCHEMA privacy FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA privacy, privacy_internal FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA privacy, privacy_internal FROM PUBLIC;
+REVOKE ALL ON ALL PROCEDURES IN SCHEMA privacy, privacy_internal FROM PUBLIC;
+-- The helpers are named inside the API's SQL, which runs as its caller (an
+-- officer's purge, a DDL statement's event trigger), so the schema is usable
+-- by everyone; what may be executed there is granted function by function
+-- below, to PUBLIC only where the encrypted types, the policies or the
+-- triggers on users' tables need it.
+GRANT USAGE ON SCHEMA privacy_internal TO PUBLIC;
 
 GRANT SELECT ON privacy.categories, privacy.purposes, privacy.purpose_categories,
                 privacy.role_purposes, privacy.purpose_holders, privacy.keys
@@ -39,39 +45,39 @@ GRANT EXECUTE ON FUNCTION privacy.check_purpose(text), privacy.may_use(text) TO 
 -- The encrypted types are for everyone: their functions carry their own checks
 -- (the decryption gate, the category move check).
 GRANT EXECUTE ON FUNCTION
-    privacy.encrypted_text_in(cstring, oid, integer), privacy.encrypted_text_out(privacy.encrypted_text),
-    privacy.encrypted_text_recv(internal, oid, integer), privacy.encrypted_text_send(privacy.encrypted_text),
-    privacy.encrypted_bytea_in(cstring, oid, integer), privacy.encrypted_bytea_out(privacy.encrypted_bytea),
-    privacy.encrypted_bytea_recv(internal, oid, integer), privacy.encrypted_bytea_send(privacy.encrypted_bytea),
-    privacy.encrypted_typmod_in(cstring[]), privacy.encrypted_typmod_out(integer),
-    privacy.encrypted_text(privacy.encrypted_text, integer, boolean),
-    privacy.encrypted_bytea(privacy.encrypted_bytea, integer, boolean),
-    privacy.encrypted_text(text, integer, boolean), privacy.encrypted_bytea(bytea, integer, boolean),
+    privacy_internal.encrypted_text_in(cstring, oid, integer), privacy_internal.encrypted_text_out(privacy.encrypted_text),
+    privacy_internal.encrypted_text_recv(internal, oid, integer), privacy_internal.encrypted_text_send(privacy.encrypted_text),
+    privacy_internal.encrypted_bytea_in(cstring, oid, integer), privacy_internal.encrypted_bytea_out(privacy.encrypted_bytea),
+    privacy_internal.encrypted_bytea_recv(internal, oid, integer), privacy_internal.encrypted_bytea_send(privacy.encrypted_bytea),
+    privacy_internal.encrypted_typmod_in(cstring[]), privacy_internal.encrypted_typmod_out(integer),
+    privacy_internal.encrypted_text(privacy.encrypted_text, integer, boolean),
+    privacy_internal.encrypted_bytea(privacy.encrypted_bytea, integer, boolean),
+    privacy_internal.encrypted_text(text, integer, boolean), privacy_internal.encrypted_bytea(bytea, integer, boolean),
     privacy.plaintext(privacy.encrypted_text), privacy.plaintext(privacy.encrypted_bytea),
-    privacy.encrypted_eq(privacy.encrypted_text, privacy.encrypted_text),
-    privacy.encrypted_ne(privacy.encrypted_text, privacy.encrypted_text),
-    privacy.encrypted_lt(privacy.encrypted_text, privacy.encrypted_text),
-    privacy.encrypted_le(privacy.encrypted_text, privacy.encrypted_text),
-    privacy.encrypted_gt(privacy.encrypted_text, privacy.encrypted_text),
-    privacy.encrypted_ge(privacy.encrypted_text, privacy.encrypted_text),
-    privacy.encrypted_cmp(privacy.encrypted_text, privacy.encrypted_text),
-    privacy.encrypted_hash(privacy.encrypted_text),
-    privacy.encrypted_hash_extended(privacy.encrypted_text, bigint),
-    privacy.encrypted_eq(privacy.encrypted_bytea, privacy.encrypted_bytea),
-    privacy.encrypted_ne(privacy.encrypted_bytea, privacy.encrypted_bytea),
-    privacy.encrypted_lt(privacy.encrypted_bytea, privacy.encrypted_bytea),
-    privacy.encrypted_le(privacy.encrypted_bytea, privacy.encrypted_bytea),
-    privacy.encrypted_gt(privacy.encrypted_bytea, privacy.encrypted_bytea),
-    privacy.encrypted_ge(privacy.encrypted_bytea, privacy.encrypted_bytea),
-    privacy.encrypted_cmp(privacy.encrypted_bytea, privacy.encrypted_bytea),
-    privacy.encrypted_hash(privacy.encrypted_bytea),
-    privacy.encrypted_hash_extended(privacy.encrypted_bytea, bigint),
+    privacy_internal.encrypted_eq(privacy.encrypted_text, privacy.encrypted_text),
+    privacy_internal.encrypted_ne(privacy.encrypted_text, privacy.encrypted_text),
+    privacy_internal.encrypted_lt(privacy.encrypted_text, privacy.encrypted_text),
+    privacy_internal.encrypted_le(privacy.encrypted_text, privacy.encrypted_text),
+    privacy_internal.encrypted_gt(privacy.encrypted_text, privacy.encrypted_text),
+    privacy_internal.encrypted_ge(privacy.encrypted_text, privacy.encrypted_text),
+    privacy_internal.encrypted_cmp(privacy.encrypted_text, privacy.encrypted_text),
+    privacy_internal.encrypted_hash(privacy.encrypted_text),
+    privacy_internal.encrypted_hash_extended(privacy.encrypted_text, bigint),
+    privacy_internal.encrypted_eq(privacy.encrypted_bytea, privacy.encrypted_bytea),
+    privacy_internal.encrypted_ne(privacy.encrypted_bytea, privacy.encrypted_bytea),
+    privacy_internal.encrypted_lt(privacy.encrypted_bytea, privacy.encrypted_bytea),
+    privacy_internal.encrypted_le(privacy.encrypted_bytea, privacy.encrypted_bytea),
+    privacy_internal.encrypted_gt(privacy.encrypted_bytea, privacy.encrypted_bytea),
+    privacy_internal.encrypted_ge(privacy.encrypted_bytea, privacy.encrypted_bytea),
+    privacy_internal.encrypted_cmp(privacy.encrypted_bytea, privacy.encrypted_bytea),
+    privacy_internal.encrypted_hash(privacy.encrypted_bytea),
+    privacy_internal.encrypted_hash_extended(privacy.encrypted_bytea, bigint),
     privacy.envelope_info(privacy.encrypted_text), privacy.envelope_info(privacy.encrypted_bytea),
     privacy.is_erased(privacy.encrypted_text), privacy.is_erased(privacy.encrypted_bytea),
-    privacy._reseal(privacy.encrypted_text), privacy._reseal(privacy.encrypted_bytea),
-    privacy._needs_reseal(privacy.encrypted_text), privacy._needs_reseal(privacy.encrypted_bytea),
-    privacy._classify_new_columns(), privacy._typmod_category(integer),
-    privacy._register_column(regclass, name)
+    privacy_internal.reseal(privacy.encrypted_text), privacy_internal.reseal(privacy.encrypted_bytea),
+    privacy_internal.needs_reseal(privacy.encrypted_text), privacy_internal.needs_reseal(privacy.encrypted_bytea),
+    privacy_internal.classify_new_columns(), privacy_internal.typmod_category(integer),
+    privacy_internal.register_column(regclass, name)
   TO PUBLIC;
 GRANT EXECUTE ON FUNCTION privacy.classify(regclass, name, text, boolean, boolean),
     privacy.seal_for_subject(privacy.encrypted_text, text),
@@ -87,9 +93,9 @@ GRANT EXECUTE ON FUNCTION
   TO privacy_officer;
 GRANT SELECT ON privacy.consent_events, privacy.consent_state, privacy.consents
   TO privacy_officer, privacy_admin;
-GRANT EXECUTE ON FUNCTION privacy._consent_required(), privacy._purpose_held(),
-    privacy._held_purpose(), privacy._wanted_state(),
-    privacy._subject_int8(text), privacy._seal_row()
+GRANT EXECUTE ON FUNCTION privacy_internal.consent_required(), privacy_internal.purpose_held(),
+    privacy_internal.held_purpose(), privacy_internal.wanted_state(),
+    privacy_internal.subject_int8(text), privacy_internal.seal_row()
   TO PUBLIC;
 -- the policies read the consent state of the declared purpose through a view
 GRANT SELECT ON privacy.purpose_consent_state TO PUBLIC;
@@ -101,8 +107,8 @@ GRANT SELECT ON privacy.protected_tables, privacy.protected TO privacy_admin, pr
 GRANT EXECUTE ON FUNCTION
     privacy.set_retention(regclass, name, interval, text, name[], jsonb), privacy.drop_retention(regclass),
     privacy.place_hold(text, text, timestamptz), privacy.release_hold(text), privacy.purge_preview(),
-    privacy._purge_start(integer, interval, text, name), privacy._purge_batch(bigint, regclass, integer),
-    privacy._purge_finish(bigint, text, text)
+    privacy_internal.purge_start(integer, interval, text, name), privacy_internal.purge_batch(bigint, regclass, integer),
+    privacy_internal.purge_finish(bigint, text, text)
   TO privacy_officer;
 GRANT EXECUTE ON PROCEDURE privacy.purge(integer, interval, text) TO privacy_officer;
 GRANT EXECUTE ON FUNCTION privacy.erase_subject(text, text) TO privacy_officer;

@@ -191,11 +191,11 @@ logged_run() {
 	fi
 	flush_log
 	read -r events subjects opened <<<"$(bench_psql -F ' ' -c "
-	    SELECT (SELECT count(*) FROM privacy.access_log_batches b, privacy._access_log_statements(b.entries) e
+	    SELECT (SELECT count(*) FROM privacy.access_log_batches b, privacy_internal.access_log_statements(b.entries) e
 	             WHERE b.last_seq > $before AND e.seq > $before AND e.relid = 'contacts'::regclass
 	               AND e.command = 'SELECT' AND e.outcome = 'completed' AND e.rows = 1 AND e.columns = '{email}'),
 	           count(*), coalesce(sum(e.opened), 0)
-	      FROM privacy.access_log_batches b, privacy._access_log_subject_entries(b.entries) e
+	      FROM privacy.access_log_batches b, privacy_internal.access_log_subject_entries(b.entries) e
 	     WHERE b.last_seq > $before AND e.seq > $before")"
 	echo "$name $n $events $subjects $opened" >>"$SANITY"
 	echo "$tps"

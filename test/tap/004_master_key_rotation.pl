@@ -133,7 +133,7 @@ is($ret, 0, 'reencrypt runs') or diag($err);
 like($err, qr/reencrypt (public\.)?customers\.email done: $old_rows values resealed/,
 	"reencrypt reports the $old_rows values it resealed");
 is($key_of->('email'), $new_contact, 'after reencrypt every email is under the new key');
-is($node->safe_psql($db, 'SELECT count(*) FROM customers WHERE privacy._needs_reseal(email)'), '0',
+is($node->safe_psql($db, 'SELECT count(*) FROM customers WHERE privacy_internal.needs_reseal(email)'), '0',
 	'nothing is left to reseal');
 is($node->safe_psql($db, 'SELECT md5(string_agg(photo::text, \'|\' ORDER BY id)) FROM customers'), $photos_before,
 	'reencrypt of email leaves the photo column alone');
@@ -152,7 +152,7 @@ is($node->safe_psql($db, $stored_sql), $stored_before_second, 'a second reencryp
 # ---------------------------------------------------------------------------
 $node->safe_psql($db, q{
 UPDATE customers SET email = privacy.seal_for_subject(email, 'alice') WHERE id = 1;
-SELECT privacy._subject_key('bob', true);
+SELECT privacy_internal.subject_key('bob', true);
 SELECT privacy.destroy_subject_key('bob');
 });
 my $alice = $key_of->('email', 'id = 1');
