@@ -4,8 +4,9 @@
  * Backends record one event per statement per protected table it touches
  * (executor hooks; the utility hook for COPY, which reads and writes tables
  * outside the executor), plus the subjects whose encrypted values the
- * statement opened (types.c calls audit_value_opened).  Events never
- * contain statement text or parameter values.
+ * statement opened (types.c calls types_value_opened_hook, which
+ * audit_init points at audit_value_opened).  Events never contain
+ * statement text or parameter values.
  *
  * Delivery: at the end of a statement (or when its transaction or
  * subtransaction aborts) the backend serializes its events into a queue in
@@ -1596,10 +1597,11 @@ audit_emit_log(ErrorData *edata)
 }
 
 /* ------------------------------------------------------------------------
- * Opened values: called by types.c for every value it opens.
+ * Opened values: types.c calls this (types_value_opened_hook) for every
+ * value it opens.
  * ------------------------------------------------------------------------
  */
-void
+static void
 audit_value_opened(uint32 key_id, uint16 category_id)
 {
 	const unsigned char *hash;
@@ -2076,6 +2078,7 @@ audit_init(void)
 	loose_context = AllocSetContextCreate(TopMemoryContext, "privacy access log subjects",
 										  ALLOCSET_DEFAULT_SIZES);
 	EnableQueryId();
+	types_value_opened_hook = audit_value_opened;
 #if PG_VERSION_NUM >= 150000
 	prev_shmem_request = shmem_request_hook;
 	shmem_request_hook = audit_shmem_request;
