@@ -109,7 +109,7 @@ extern void consent_install_hooks(void);
 extern PurposeVerdict consent_purpose_verdict(const char *category);
 extern void consent_require_purpose(const char *category);
 
-/* audit.c — the access log: hooks, shared-memory queue, writer worker */
+/* audit_*.c — the access log (audit.h: what its files share among them) */
 extern bool privacy_access_log;
 extern bool privacy_access_log_strict;
 extern int	privacy_access_log_queue_size;
