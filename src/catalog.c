@@ -381,8 +381,8 @@ privacy_catalog_changed(PG_FUNCTION_ARGS)
 
 /* ------------------------------------------------------------------------
  * Protected tables and their personal columns: one map per backend, for
- * the purpose check (consent.c) and the access log (audit.c), rebuilt when
- * the catalog generation moves.
+ * the purpose check (consent.c) and the access log (audit_hooks.c),
+ * rebuilt when the catalog generation moves.
  * ------------------------------------------------------------------------
  */
 static HTAB *protected_map = NULL;

@@ -8,7 +8,9 @@
  *   guc.c       settings
  *   consent.c   purposes and the "may this session use this category?" check
  *   types.c     encrypted_text/bytea (envelope.c: the ciphertext format)
- *   audit.c     the access log: hooks, shared-memory queue, writer worker
+ *   audit_*.c   the access log (audit.h maps its files): entry format,
+ *               shared-memory queue, capture, hooks, writer worker, SQL
+ *               functions (logchain.c: the MAC chain)
  *   worker.c    the purge worker
  *   redact.c    personal data kept out of the server log (redact_text.c:
  *               the SQL lexer)

@@ -111,7 +111,7 @@ extern void consent_install_hooks(void);
 extern PurposeVerdict consent_purpose_verdict(const char *category);
 extern void consent_require_purpose(const char *category);
 
-/* audit.c — the access log: hooks, shared-memory queue, writer worker */
+/* audit_*.c — the access log (audit.h: what its files share among them) */
 extern bool privacy_access_log;
 extern bool privacy_access_log_strict;
 extern int	privacy_access_log_queue_size;
@@ -120,7 +120,6 @@ extern int	privacy_access_log_retention;
 extern int	privacy_access_log_databases;
 extern void audit_init(void);
 extern void audit_install_hooks(void);
-extern void audit_value_opened(uint32 key_id, uint16 category_id);
 extern int64 audit_trim_log(void);
 extern void audit_record_report(Oid relid, int64 rows, const unsigned char *subject_hash,
 								int ncategories, const char *const *categories,
@@ -132,6 +131,7 @@ extern void worker_register(void);
 /* types.c — the encrypted types */
 extern void types_init(void);
 extern bool types_ciphertext_io(void);
+extern void (*types_value_opened_hook) (uint32 key_id, uint16 category_id);
 
 /* label.c — SECURITY LABEL FOR privacy: declarative classification */
 extern void label_init(void);

@@ -76,6 +76,12 @@ typedef struct EncValue
 } EncValue;
 
 /*
+ * Told of every value opened (its key and category): the access log sets
+ * it at load time, so that this file knows nothing of the log.
+ */
+void		(*types_value_opened_hook) (uint32 key_id, uint16 category_id) = NULL;
+
+/*
  * Nonces: a random 128-bit prefix drawn once per backend process, then a
  * 64-bit counter.  Unique per key with overwhelming probability (two
  * backends would need the same 128-bit prefix), and it saves the system call
@@ -359,8 +365,8 @@ enc_open(EnvelopeKind kind, EncValue *ev, size_t *len)
 					 errhint("The stored bytes were changed, or moved from another column.")));
 		}
 	}
-	if (ev->hdr.key_id != PRIVACY_TRANSIENT_KEY_ID)
-		audit_value_opened(ev->hdr.key_id, ev->hdr.category_id);
+	if (ev->hdr.key_id != PRIVACY_TRANSIENT_KEY_ID && types_value_opened_hook != NULL)
+		types_value_opened_hook(ev->hdr.key_id, ev->hdr.category_id);
 	*len = ev->hdr.ciphertext_len;
 	pt[*len] = '\0';
 	return pt;

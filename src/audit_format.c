@@ -1,0 +1,475 @@
+/*
+ * audit_format.c — the access log's bytes: canonical entries, batch rows.
+ *
+ * An entry (a statement event, or one subject opened in it) has canonical
+ * bytes: its fields in a fixed order, integers big-endian, strings as length
+ * and bytes.  The queue carries a statement event in exactly this form, and
+ * the writer MACs exactly these bytes (logchain.c) and stores them as they
+ * are, so what verification checks is what the backend recorded.  The
+ * writer packs the entries of a flush into rows of
+ * privacy.access_log_batches; the set-returning functions here unpack them
+ * for the views privacy.access_log and privacy.access_log_subjects.
+ *
+ * Everything here is a pure function of its bytes: the other audit_*.c
+ * files use it, it uses none of them.
+ */
+#include "audit.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+/* ------------------------------------------------------------------------
+ * Canonical bytes.  Integers big-endian; a string is its length (4 bytes,
+ * 0xFFFFFFFF for NULL) and its bytes.  The queue carries statement events
+ * in exactly this form; verify rebuilds it from the stored row.
+ * ------------------------------------------------------------------------
+ */
+void
+audit_put_u32(StringInfo buf, uint32 v)
+{
+	unsigned char b[4];
+
+	b[0] = v >> 24;
+	b[1] = v >> 16;
+	b[2] = v >> 8;
+	b[3] = v;
+	appendBinaryStringInfo(buf, (char *) b, 4);
+}
+
+void
+audit_put_i64(StringInfo buf, int64 v)
+{
+	audit_put_u32(buf, (uint32) ((uint64) v >> 32));
+	audit_put_u32(buf, (uint32) v);
+}
+
+void
+audit_put_str(StringInfo buf, const char *s)
+{
+	if (s == NULL)
+		audit_put_u32(buf, 0xFFFFFFFFu);
+	else
+	{
+		size_t		len = strlen(s);
+
+		audit_put_u32(buf, (uint32) len);
+		appendBinaryStringInfo(buf, s, len);
+	}
+}
+
+static void batch_corrupt(void);
+
+uint32
+audit_get_u32(Reader *r)
+{
+	uint32		v;
+
+	if (r->end - r->p < 4)
+		batch_corrupt();
+	v = ((uint32) r->p[0] << 24) | ((uint32) r->p[1] << 16) | ((uint32) r->p[2] << 8) | r->p[3];
+	r->p += 4;
+	return v;
+}
+
+int64
+audit_get_i64(Reader *r)
+{
+	uint64		hi = audit_get_u32(r);
+
+	return (int64) ((hi << 32) | audit_get_u32(r));
+}
+
+/* A palloc'd copy, or NULL. */
+char *
+audit_get_str(Reader *r)
+{
+	uint32		len = audit_get_u32(r);
+	char	   *s;
+
+	if (len == 0xFFFFFFFFu)
+		return NULL;
+	if ((size_t) (r->end - r->p) < len)
+		batch_corrupt();
+	s = palloc(len + 1);
+	memcpy(s, r->p, len);
+	s[len] = '\0';
+	r->p += len;
+	return s;
+}
+
+void
+audit_canon_statement(StringInfo buf, const StatementEntry *e)
+{
+	int			i;
+
+	appendStringInfoChar(buf, ENTRY_STATEMENT);
+	audit_put_i64(buf, e->at);
+	audit_put_str(buf, e->session_role);
+	audit_put_str(buf, e->acting_role);
+	audit_put_str(buf, e->application);
+	audit_put_str(buf, e->client_addr);
+	audit_put_u32(buf, (uint32) e->backend_pid);
+	audit_put_str(buf, e->purpose);
+	audit_put_str(buf, e->command);
+	audit_put_u32(buf, e->relid);
+	audit_put_str(buf, e->relation);
+	audit_put_u32(buf, (uint32) e->ncolumns);
+	for (i = 0; i < e->ncolumns; i++)
+	{
+		audit_put_str(buf, e->columns[i]);
+		audit_put_str(buf, e->categories[i]);
+	}
+	audit_put_i64(buf, e->rows);
+	audit_put_i64(buf, e->query_id);
+	audit_put_u32(buf, (uint32) e->level);
+	audit_put_str(buf, e->outcome);
+}
+
+void
+audit_parse_statement(Reader *r, StatementEntry *e)
+{
+	int			i;
+
+	if (r->p >= r->end || *r->p != ENTRY_STATEMENT)
+		elog(ERROR, "access log record is not a statement event");
+	r->p++;
+	e->at = audit_get_i64(r);
+	e->session_role = audit_get_str(r);
+	e->acting_role = audit_get_str(r);
+	e->application = audit_get_str(r);
+	e->client_addr = audit_get_str(r);
+	e->backend_pid = (int32) audit_get_u32(r);
+	e->purpose = audit_get_str(r);
+	e->command = audit_get_str(r);
+	e->relid = audit_get_u32(r);
+	e->relation = audit_get_str(r);
+	e->ncolumns = (int) audit_get_u32(r);
+	if (e->ncolumns < 0 || e->ncolumns > MaxHeapAttributeNumber)
+		batch_corrupt();
+	e->columns = palloc(sizeof(char *) * (e->ncolumns + 1));
+	e->categories = palloc(sizeof(char *) * (e->ncolumns + 1));
+	for (i = 0; i < e->ncolumns; i++)
+	{
+		e->columns[i] = audit_get_str(r);
+		e->categories[i] = audit_get_str(r);
+	}
+	e->rows = audit_get_i64(r);
+	e->query_id = audit_get_i64(r);
+	e->level = (int32) audit_get_u32(r);
+	e->outcome = audit_get_str(r);
+}
+
+void
+audit_canon_subject(StringInfo buf, int64 event, const unsigned char *hash,
+					const char *category, int64 opened)
+{
+	appendStringInfoChar(buf, ENTRY_SUBJECT);
+	audit_put_i64(buf, event);
+	appendBinaryStringInfo(buf, (const char *) hash, PRIVACY_SUBJECT_HASH_BYTES);
+	audit_put_str(buf, category);
+	audit_put_i64(buf, opened);
+}
+
+/* A string field without copying it. */
+static void
+skip_str(Reader *r)
+{
+	uint32		len = audit_get_u32(r);
+
+	if (len == 0xFFFFFFFFu)
+		return;
+	if ((size_t) (r->end - r->p) < len)
+		batch_corrupt();
+	r->p += len;
+}
+
+/* A string of canonical bytes, as a pointer and length (NULL: len -1). */
+static const char *
+peek_str(Reader *r, int *len)
+{
+	uint32		l = audit_get_u32(r);
+	const char *p;
+
+	if (l == 0xFFFFFFFFu)
+	{
+		*len = -1;
+		return NULL;
+	}
+	if ((size_t) (r->end - r->p) < l)
+		batch_corrupt();
+	p = (const char *) r->p;
+	r->p += l;
+	*len = (int) l;
+	return p;
+}
+
+void
+audit_statement_head(const unsigned char *bytes, size_t len, StatementHead *h)
+{
+	Reader		r;
+
+	r.p = bytes + 1;
+	r.end = bytes + len;
+	h->at = (TimestampTz) audit_get_i64(&r);
+	skip_str(&r);				/* session role */
+	h->acting_role = peek_str(&r, &h->acting_role_len);
+	skip_str(&r);				/* application */
+	skip_str(&r);				/* client address */
+	h->pid = (int32) audit_get_u32(&r);
+	h->purpose = peek_str(&r, &h->purpose_len);
+}
+
+/* ------------------------------------------------------------------------
+ * Batches.  The writer stores the entries of one flush packed into rows of
+ * privacy.access_log_batches, each entry as its seq (8 bytes), the length
+ * of its canonical bytes (4), the canonical bytes, and its MAC (16); the
+ * row also holds the batch's nonce, from which its MAC keys come.  The
+ * views privacy.access_log and privacy.access_log_subjects unpack them.
+ * ------------------------------------------------------------------------
+ */
+#define PACKED_OVERHEAD (8 + 4 + LOGCHAIN_MAC_BYTES)
+
+/* The next packed entry: 1, 0 at the end, -1 when the bytes are malformed. */
+int
+audit_unpack_next(Reader *r, LogchainEntry *e)
+{
+	const unsigned char *p = r->p;
+	uint32		len;
+
+	if (p == r->end)
+		return 0;
+	if (r->end - p < PACKED_OVERHEAD)
+		return -1;
+	e->seq = ((uint64) p[0] << 56) | ((uint64) p[1] << 48) | ((uint64) p[2] << 40) |
+		((uint64) p[3] << 32) | ((uint64) p[4] << 24) | ((uint64) p[5] << 16) |
+		((uint64) p[6] << 8) | p[7];
+	len = ((uint32) p[8] << 24) | ((uint32) p[9] << 16) | ((uint32) p[10] << 8) | p[11];
+	p += 12;
+	if ((size_t) (r->end - p) < (size_t) len + LOGCHAIN_MAC_BYTES)
+		return -1;
+	e->bytes = p;
+	e->len = len;
+	e->mac = p + len;
+	r->p = p + len + LOGCHAIN_MAC_BYTES;
+	return 1;
+}
+
+/* The key access_log_batches.subjects holds: the hash's first 8 bytes. */
+int64
+audit_subject_key(const unsigned char *hash)
+{
+	uint64		v = 0;
+	int			i;
+
+	for (i = 0; i < 8; i++)
+		v = (v << 8) | hash[i];
+	return (int64) v;
+}
+
+static void
+batch_corrupt(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("an access log batch is malformed"),
+			 errdetail("A row of privacy.access_log_batches does not hold well-formed entries."),
+			 errhint("Run SELECT * FROM privacy.verify_access_log() to see where the log was changed.")));
+}
+
+/* The subject keys of a batch, sorted with the comparison inlined. */
+#define ST_SORT audit_sort_int64
+#define ST_ELEMENT_TYPE int64
+#define ST_COMPARE(a, b) ((*(a) > *(b)) - (*(a) < *(b)))
+#define ST_SCOPE extern
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+static Datum
+text_array(char **items, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * (n + 1));
+	int			i;
+
+	for (i = 0; i < n; i++)
+		d[i] = CStringGetTextDatum(items[i]);
+	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+Datum
+audit_bytea_datum(const unsigned char *b, size_t len)
+{
+	bytea	   *v = palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(v, VARHDRSZ + len);
+	memcpy(VARDATA(v), b, len);
+	return PointerGetDatum(v);
+}
+
+/*
+ * The set-up of a function returning the entries of a batch row: its
+ * result in materialize mode, and a reader over argument 0 (false when
+ * that is NULL: no rows).
+ */
+static bool
+batch_srf_begin(FunctionCallInfo fcinfo, Reader *r)
+{
+	bytea	   *b;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (PG_ARGISNULL(0))
+		return false;
+	b = PG_GETARG_BYTEA_PP(0);
+	r->p = (unsigned char *) VARDATA_ANY(b);
+	r->end = r->p + VARSIZE_ANY_EXHDR(b);
+	return true;
+}
+
+/*
+ * privacy_internal.access_log_statements(entries, only_seq): the statement events
+ * of one batch, as rows of privacy.access_log.
+ */
+PG_FUNCTION_INFO_V1(privacy_access_log_statements);
+Datum
+privacy_access_log_statements(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bool		only = !PG_ARGISNULL(1);
+	int64		want = only ? PG_GETARG_INT64(1) : 0;
+	Reader		r;
+	LogchainEntry e;
+	int			rc;
+	MemoryContext tmp;
+	MemoryContext old;
+
+	if (!batch_srf_begin(fcinfo, &r))
+		return (Datum) 0;
+	tmp = AllocSetContextCreate(CurrentMemoryContext, "access log row", ALLOCSET_SMALL_SIZES);
+	while ((rc = audit_unpack_next(&r, &e)) > 0)
+	{
+		Datum		values[18];
+		bool		nulls[18];
+		StatementEntry s;
+		Reader		er;
+
+		if (e.len == 0 || e.bytes[0] != ENTRY_STATEMENT)
+			continue;
+		if (only && (int64) e.seq != want)
+			continue;
+		old = MemoryContextSwitchTo(tmp);
+		er.p = e.bytes;
+		er.end = e.bytes + e.len;
+		audit_parse_statement(&er, &s);
+		if (er.p != er.end)
+			batch_corrupt();
+		memset(nulls, 0, sizeof(nulls));
+		values[0] = Int64GetDatum((int64) e.seq);
+		values[1] = TimestampTzGetDatum(s.at);
+#define NTEXT(i, str) (nulls[i] = ((str) == NULL), values[i] = (str) ? CStringGetTextDatum(str) : (Datum) 0)
+		NTEXT(2, s.session_role);
+		NTEXT(3, s.acting_role);
+		NTEXT(4, s.application);
+		NTEXT(5, s.client_addr);
+		values[6] = Int32GetDatum(s.backend_pid);
+		NTEXT(7, s.purpose);
+		NTEXT(8, s.command);
+		values[9] = ObjectIdGetDatum(s.relid);
+		nulls[9] = !OidIsValid(s.relid);
+		NTEXT(10, s.relation);
+		values[11] = text_array(s.columns, s.ncolumns);
+		values[12] = text_array(s.categories, s.ncolumns);
+		values[13] = Int64GetDatum(s.rows);
+		values[14] = Int64GetDatum(s.query_id);
+		values[15] = Int32GetDatum(s.level);
+		NTEXT(16, s.outcome);
+#undef NTEXT
+		values[17] = audit_bytea_datum(e.mac, LOGCHAIN_MAC_BYTES);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(tmp);
+		if (only)
+			break;
+	}
+	MemoryContextDelete(tmp);
+	if (rc < 0)
+		batch_corrupt();
+	return (Datum) 0;
+}
+
+/*
+ * privacy_internal.access_log_subject_entries(entries, subject_hash): the subject
+ * entries of one batch (of one subject, when given), as rows of
+ * privacy.access_log_subjects.
+ */
+PG_FUNCTION_INFO_V1(privacy_access_log_subject_entries);
+Datum
+privacy_access_log_subject_entries(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bytea	   *want = PG_ARGISNULL(1) ? NULL : PG_GETARG_BYTEA_PP(1);
+	Reader		r;
+	LogchainEntry e;
+	int			rc;
+
+	if (!batch_srf_begin(fcinfo, &r))
+		return (Datum) 0;
+	if (want != NULL && VARSIZE_ANY_EXHDR(want) != PRIVACY_SUBJECT_HASH_BYTES)
+		return (Datum) 0;
+	while ((rc = audit_unpack_next(&r, &e)) > 0)
+	{
+		Datum		values[6];
+		bool		nulls[6];
+		Reader		er;
+		int64		event;
+		const unsigned char *hash;
+		char	   *category;
+
+		if (e.len == 0 || e.bytes[0] != ENTRY_SUBJECT)
+			continue;
+		er.p = e.bytes + 1;
+		er.end = e.bytes + e.len;
+		event = audit_get_i64(&er);
+		if (er.end - er.p < PRIVACY_SUBJECT_HASH_BYTES)
+			batch_corrupt();
+		hash = er.p;
+		er.p += PRIVACY_SUBJECT_HASH_BYTES;
+		if (want != NULL && memcmp(hash, VARDATA_ANY(want), PRIVACY_SUBJECT_HASH_BYTES) != 0)
+			continue;
+		category = audit_get_str(&er);
+		memset(nulls, 0, sizeof(nulls));
+		values[0] = Int64GetDatum((int64) e.seq);
+		values[1] = Int64GetDatum(event);
+		values[2] = audit_bytea_datum(hash, PRIVACY_SUBJECT_HASH_BYTES);
+		values[3] = category ? CStringGetTextDatum(category) : (Datum) 0;
+		nulls[3] = category == NULL;
+		values[4] = Int64GetDatum(audit_get_i64(&er));
+		values[5] = audit_bytea_datum(e.mac, LOGCHAIN_MAC_BYTES);
+		if (er.p != er.end)
+			batch_corrupt();
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	if (rc < 0)
+		batch_corrupt();
+	return (Datum) 0;
+}
+
+/* privacy_internal.access_log_subject_key(subject_hash) → bigint */
+PG_FUNCTION_INFO_V1(privacy_access_log_subject_key);
+Datum
+privacy_access_log_subject_key(PG_FUNCTION_ARGS)
+{
+	bytea	   *h = PG_GETARG_BYTEA_PP(0);
+
+	if (VARSIZE_ANY_EXHDR(h) != PRIVACY_SUBJECT_HASH_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a subject hash has %d bytes, not %d",
+						PRIVACY_SUBJECT_HASH_BYTES, (int) VARSIZE_ANY_EXHDR(h)),
+				 errhint("Use privacy.subject_hash(subject).")));
+	PG_RETURN_INT64(audit_subject_key((unsigned char *) VARDATA_ANY(h)));
+}

@@ -1,0 +1,537 @@
+/*
+ * audit_sql.c — the access log's SQL functions: flush, status, verify, trim.
+ *
+ * privacy.verify_access_log() recomputes the MAC chain (logchain.c) over
+ * the batch rows from the latest retention anchor, checks each row's own
+ * columns against its entries, and compares the end with the head this
+ * server's writers committed.  Retention (audit_trim_log) deletes whole
+ * batch rows and leaves an authenticated anchor, so that the log still
+ * verifies.  flush_access_log and access_log_status look at this
+ * database's queue.
+ */
+#include "audit.h"
+
+#include <sodium.h>
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+/* This database's queue, or -1 while it has none. */
+static int
+my_queue_index(void)
+{
+	int			i;
+
+	if (audit_shared == NULL)
+		return -1;
+	for (i = 0; i < audit_shared->nqueues; i++)
+		if (audit_shared->queues[i].dboid == MyDatabaseId)
+			return i;
+	return -1;
+}
+
+/*
+ * privacy.flush_access_log(timeout_ms) → boolean: wait until every event
+ * queued so far is committed (true), or the timeout passed (false).
+ */
+PG_FUNCTION_INFO_V1(privacy_flush_access_log);
+Datum
+privacy_flush_access_log(PG_FUNCTION_ARGS)
+{
+	int32		timeout_ms = PG_ARGISNULL(0) ? 10000 : PG_GETARG_INT32(0);
+	int			idx = my_queue_index();
+	AuditQueue *q;
+	uint64		target;
+	TimestampTz start = GetCurrentTimestamp();
+	bool		ok = true;
+
+	if (idx < 0)
+		PG_RETURN_BOOL(true);
+	q = &audit_shared->queues[idx];
+	LWLockAcquire(audit_shared->lock, LW_SHARED);
+	target = q->head;
+	LWLockRelease(audit_shared->lock);
+	for (;;)
+	{
+		uint64		tail;
+		Latch	   *latch;
+		bool		no_writer;
+
+		LWLockAcquire(audit_shared->lock, LW_SHARED);
+		tail = q->tail;
+		latch = q->writer_latch;
+		no_writer = q->writer_state == WRITER_NONE;
+		LWLockRelease(audit_shared->lock);
+		if (tail >= target || q->dboid != MyDatabaseId)
+			break;
+		if (no_writer)
+		{
+			LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
+			if (q->writer_state == WRITER_NONE)
+			{
+				q->writer_state = WRITER_STARTING;
+				q->writer_requested = GetCurrentTimestamp();
+			}
+			else
+				no_writer = false;
+			LWLockRelease(audit_shared->lock);
+			if (no_writer)
+				audit_start_writer(idx);
+		}
+		if (latch != NULL)
+			SetLatch(latch);
+		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), timeout_ms))
+		{
+			ok = false;
+			break;
+		}
+		ConditionVariableTimedSleep(&q->space_cv, 50, WAIT_DURABLE);
+	}
+	ConditionVariableCancelSleep();
+	PG_RETURN_BOOL(ok);
+}
+
+/* privacy.access_log_status(): the queue and writer of this database. */
+PG_FUNCTION_INFO_V1(privacy_access_log_status);
+Datum
+privacy_access_log_status(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[6];
+	bool		nulls[6] = {false, false, false, false, false, false};
+	int			idx = my_queue_index();
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	values[0] = BoolGetDatum(privacy_access_log);
+	values[1] = BoolGetDatum(privacy_access_log_strict);
+	values[2] = Int64GetDatum(audit_shared ? (int64) audit_shared->qsize : 0);
+	if (idx >= 0)
+	{
+		AuditQueue *q = &audit_shared->queues[idx];
+
+		LWLockAcquire(audit_shared->lock, LW_SHARED);
+		values[3] = Int64GetDatum((int64) (q->head - q->tail));
+		values[4] = Int32GetDatum(q->writer_pid);
+		nulls[4] = q->writer_pid == 0;
+		values[5] = Int64GetDatum((int64) q->chain_seq);
+		nulls[5] = q->chain_seq == 0;
+		LWLockRelease(audit_shared->lock);
+	}
+	else
+	{
+		values[3] = Int64GetDatum(0);
+		nulls[4] = nulls[5] = true;
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+/*
+ * Verify one batch row: its entries chain on from prev / expected.  Returns
+ * NULL when they do (prev, expected and checked advanced), else the status,
+ * with *bad_seq and *detail set.
+ *
+ * The row's own columns (seq range, subject keys, newest time) must match
+ * its entries too, since lookups and retention rely on them; the first row
+ * where they do not is noted in *meta_seq / *meta_detail and reported only
+ * when the chain itself is whole (a cut entry also shortens the range).
+ */
+static const char *
+verify_batch(const unsigned char *key, bytea *nonce, unsigned char *prev, int64 *expected, int64 *checked,
+			 int64 first_seq, int64 last_seq, TimestampTz last_at, ArrayType *subjects,
+			 bytea *entries, int64 *bad_seq, char **detail, int64 *meta_seq, char **meta_detail)
+{
+	Reader		r;
+	LogchainEntry *es;
+	int			n = 0;
+	int			max = 64;
+	int			rc;
+	size_t		bad;
+	LogchainVerdict v;
+	int64	   *keys;
+	int			nkeys = 0;
+	TimestampTz newest = DT_NOBEGIN;
+	bool		meta_ok = true;
+	int			i;
+
+	r.p = (unsigned char *) VARDATA_ANY(entries);
+	r.end = r.p + VARSIZE_ANY_EXHDR(entries);
+	es = palloc(sizeof(LogchainEntry) * max);
+	while ((rc = audit_unpack_next(&r, &es[n])) > 0)
+		if (++n == max)
+		{
+			max *= 2;
+			es = repalloc(es, sizeof(LogchainEntry) * max);
+		}
+
+	/* a nonce of the wrong size (or a first_seq of 0) derives no keys */
+	v = LOGCHAIN_OK;
+	bad = 0;
+	if (n > 0)
+	{
+		LogchainBatch chain;
+
+		if (VARSIZE_ANY_EXHDR(nonce) != LOGCHAIN_NONCE_BYTES ||
+			first_seq < 1 ||
+			logchain_batch_begin(&chain, key, (const unsigned char *) VARDATA_ANY(nonce),
+								 (uint64) first_seq) != 0)
+			memset(&chain, 0, sizeof(chain));
+		v = logchain_verify(&chain, prev, (uint64) *expected, es, n, &bad);
+		logchain_batch_end(&chain);
+	}
+	if (v != LOGCHAIN_OK)
+	{
+		int64		seq = (int64) es[bad].seq;
+
+		*checked += bad;
+		if (v == LOGCHAIN_MISSING)
+		{
+			*bad_seq = *expected + bad;
+			*detail = psprintf("entries " INT64_FORMAT " to " INT64_FORMAT " are missing", *bad_seq, seq - 1);
+		}
+		else if (v == LOGCHAIN_ALTERED)
+		{
+			*bad_seq = seq;
+			*detail = psprintf("entry " INT64_FORMAT " does not match its MAC: it, or the entry before it, was changed", seq);
+		}
+		else
+		{
+			*bad_seq = seq;
+			*detail = psprintf("entry " INT64_FORMAT " is out of order", seq);
+		}
+		return logchain_verdict_name(v);
+	}
+	if (rc < 0)
+	{
+		/* the bytes after the last good entry cannot be read as entries */
+		*checked += n;
+		*bad_seq = *expected + n;
+		*detail = psprintf("the entries of the batch from seq " INT64_FORMAT " are malformed after entry " INT64_FORMAT,
+						   first_seq, *bad_seq - 1);
+		return "altered";
+	}
+
+	/* the row's columns */
+	keys = palloc(sizeof(int64) * (n + 1));
+	for (i = 0; i < n; i++)
+	{
+		Reader		er;
+
+		er.p = es[i].bytes + 1;
+		er.end = es[i].bytes + es[i].len;
+		if (es[i].len >= 1 + 8 && es[i].bytes[0] == ENTRY_STATEMENT)
+		{
+			TimestampTz at = (TimestampTz) audit_get_i64(&er);
+
+			if (at > newest)
+				newest = at;
+		}
+		else if (es[i].len >= 1 + 8 + PRIVACY_SUBJECT_HASH_BYTES && es[i].bytes[0] == ENTRY_SUBJECT)
+			keys[nkeys++] = audit_subject_key(es[i].bytes + 1 + 8);
+	}
+	if (n == 0)
+		meta_ok = true;			/* all its entries were cut: the chain says so */
+	else if (first_seq != (int64) es[0].seq || last_seq != (int64) es[n - 1].seq ||
+			 (newest != DT_NOBEGIN && newest != last_at))
+		meta_ok = false;
+	else
+	{
+		Datum	   *kd;
+		bool	   *kn;
+		int			nk;
+		int			u = 0;
+
+		audit_sort_int64(keys, nkeys);
+		for (i = 0; i < nkeys; i++)
+			if (u == 0 || keys[i] != keys[u - 1])
+				keys[u++] = keys[i];
+		deconstruct_array(subjects, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &kd, &kn, &nk);
+		if (nk != u)
+			meta_ok = false;
+		for (i = 0; meta_ok && i < nk; i++)
+			if (kn[i] || DatumGetInt64(kd[i]) != keys[i])
+				meta_ok = false;
+	}
+	if (!meta_ok && *meta_detail == NULL)
+	{
+		*meta_seq = (int64) es[0].seq;
+		*meta_detail = psprintf("the batch row from seq " INT64_FORMAT " to " INT64_FORMAT " does not describe the entries it holds",
+								first_seq, last_seq);
+	}
+	if (n > 0)
+		memcpy(prev, es[n - 1].mac, LOGCHAIN_MAC_BYTES);
+	*expected += n;
+	*checked += n;
+	return NULL;
+}
+
+/*
+ * privacy.verify_access_log() → (status, seq, checked, detail): recompute
+ * the chain from the retention anchor (or the start) to the end, and to the
+ * head the writers of this server have committed.
+ */
+PG_FUNCTION_INFO_V1(privacy_verify_access_log);
+Datum
+privacy_verify_access_log(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+	CatalogUserState st;
+	unsigned char *key = audit_chain_key_scratch;
+	unsigned char prev[LOGCHAIN_MAC_BYTES];
+	int64		expected = 1;
+	int64		checked = 0;
+	const char *status = "ok";
+	int64		bad_seq = 0;
+	char	   *detail = NULL;
+	Portal		portal;
+	int			idx;
+	int64		meta_seq = 0;
+	char	   *meta_detail = NULL;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	keys_require_master_key();
+	keys_access_log_key(key);
+	memset(prev, 0, sizeof(prev));
+
+	catalog_become_owner(&st);
+	/* the latest retention anchor, itself authenticated */
+	if (SPI_execute("SELECT first_seq, anchor, mac FROM " PRIVACY_SCHEMA ".access_log_anchors"
+					" ORDER BY first_seq DESC LIMIT 1", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the access log anchors");
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		int64		first = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		bytea	   *a = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		bytea	   *m = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+		unsigned char want[LOGCHAIN_ANCHOR_MAC_BYTES];
+
+		if (VARSIZE_ANY_EXHDR(a) == LOGCHAIN_MAC_BYTES)
+			memcpy(prev, VARDATA_ANY(a), LOGCHAIN_MAC_BYTES);
+		if (first < 1 || logchain_anchor_mac(want, key, (uint64) first, prev) != 0 ||
+			VARSIZE_ANY_EXHDR(a) != LOGCHAIN_MAC_BYTES || VARSIZE_ANY_EXHDR(m) != LOGCHAIN_ANCHOR_MAC_BYTES ||
+			sodium_memcmp(want, VARDATA_ANY(m), LOGCHAIN_ANCHOR_MAC_BYTES) != 0)
+		{
+			status = "altered";
+			bad_seq = first;
+			detail = "the retention anchor the log starts from fails authentication";
+		}
+		expected = first;
+	}
+
+	if (strcmp(status, "ok") == 0)
+	{
+		Datum		arg = Int64GetDatum(expected);
+		MemoryContext tmp = AllocSetContextCreate(CurrentMemoryContext, "verify batch", ALLOCSET_DEFAULT_SIZES);
+		bool		done = false;
+		bool		meta_copied = false;
+
+		portal = SPI_cursor_open_with_args(NULL,
+										   "SELECT first_seq, last_seq, last_at, subjects, entries, nonce"
+										   "  FROM " PRIVACY_SCHEMA ".access_log_batches WHERE last_seq >= $1 ORDER BY first_seq",
+										   1, (Oid[]) {INT8OID}, &arg, NULL, true, 0);
+		while (!done)
+		{
+			uint64		i;
+
+			SPI_cursor_fetch(portal, true, 4);
+			if (SPI_processed == 0)
+				break;
+			for (i = 0; i < SPI_processed && !done; i++)
+			{
+				HeapTuple	tup = SPI_tuptable->vals[i];
+				TupleDesc	td = SPI_tuptable->tupdesc;
+				bool		isnull;
+				MemoryContext old = MemoryContextSwitchTo(tmp);
+				const char *v;
+				Datum		subjects = SPI_getbinval(tup, td, 4, &isnull);
+				Datum		entries;
+				Datum		nonce;
+
+				if (isnull)
+					subjects = PointerGetDatum(construct_empty_array(INT8OID));
+				entries = SPI_getbinval(tup, td, 5, &isnull);
+				if (isnull)
+					entries = PointerGetDatum(audit_bytea_datum(NULL, 0));
+				nonce = SPI_getbinval(tup, td, 6, &isnull);
+				if (isnull)
+					nonce = PointerGetDatum(audit_bytea_datum(NULL, 0));
+				v = verify_batch(key, DatumGetByteaPP(nonce), prev, &expected, &checked,
+								 DatumGetInt64(SPI_getbinval(tup, td, 1, &isnull)),
+								 DatumGetInt64(SPI_getbinval(tup, td, 2, &isnull)),
+								 DatumGetTimestampTz(SPI_getbinval(tup, td, 3, &isnull)),
+								 DatumGetArrayTypeP(subjects),
+								 DatumGetByteaPP(entries),
+								 &bad_seq, &detail, &meta_seq, &meta_detail);
+				MemoryContextSwitchTo(old);
+				if (v != NULL)
+				{
+					status = v;
+					detail = pstrdup(detail);
+					done = true;
+				}
+				if (meta_detail != NULL && !meta_copied)
+				{
+					meta_detail = pstrdup(meta_detail);
+					meta_copied = true;
+				}
+				MemoryContextReset(tmp);
+			}
+			SPI_freetuptable(SPI_tuptable);
+		}
+		SPI_cursor_close(portal);
+		MemoryContextDelete(tmp);
+	}
+	catalog_restore_user(&st);
+
+	/* entries cut off the end: compare with what this server's writers wrote */
+	idx = my_queue_index();
+	if (strcmp(status, "ok") == 0 && idx >= 0)
+	{
+		AuditQueue *q = &audit_shared->queues[idx];
+		uint64		head;
+
+		Oid			log_relid = get_relname_relid("access_log_batches", catalog_namespace());
+
+		LWLockAcquire(audit_shared->lock, LW_SHARED);
+		head = q->chain_relid == log_relid ? q->chain_seq : 0;
+		LWLockRelease(audit_shared->lock);
+		if (head >= (uint64) expected)
+		{
+			status = "missing";
+			bad_seq = expected;
+			detail = psprintf("entries " INT64_FORMAT " to " UINT64_FORMAT " were written since the server started and are gone",
+							  expected, head);
+		}
+	}
+	sodium_memzero(key, LOGCHAIN_KEY_BYTES);
+
+	/* the chain is whole, but a row misdescribes its entries */
+	if (strcmp(status, "ok") == 0 && meta_detail != NULL)
+	{
+		status = "altered";
+		bad_seq = meta_seq;
+		detail = meta_detail;
+	}
+
+	/* every run is recorded, under the role that asked */
+	{
+		char	   *who = audit_role_name(GetOuterUserId());
+		Datum		args[5];
+		char		argnulls[5] = {' ', ' ', ' ', ' ', ' '};
+
+		args[0] = CStringGetTextDatum(who);
+		args[1] = CStringGetTextDatum(status);
+		args[2] = Int64GetDatum(bad_seq);
+		argnulls[2] = strcmp(status, "ok") == 0 ? 'n' : ' ';
+		args[3] = Int64GetDatum(checked);
+		args[4] = detail ? CStringGetTextDatum(detail) : (Datum) 0;
+		argnulls[4] = detail ? ' ' : 'n';
+		catalog_become_owner(&st);
+		if (SPI_execute_with_args("INSERT INTO " PRIVACY_SCHEMA ".access_log_verifications"
+								  " (verified_by, status, seq, checked, detail) VALUES ($1::pg_catalog.name, $2, $3, $4, $5)",
+								  5, (Oid[]) {TEXTOID, TEXTOID, INT8OID, INT8OID, TEXTOID},
+								  args, argnulls, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not record the verification");
+		catalog_restore_user(&st);
+	}
+
+	values[0] = CStringGetTextDatum(status);
+	values[1] = Int64GetDatum(bad_seq);
+	nulls[1] = strcmp(status, "ok") == 0;
+	values[2] = Int64GetDatum(checked);
+	values[3] = detail ? CStringGetTextDatum(detail) : (Datum) 0;
+	nulls[3] = detail == NULL;
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+/*
+ * Retention: delete entries older than privacy.access_log_retention, and
+ * record where the log now starts (an authenticated anchor) so that it
+ * still verifies.  Returns the number of entries removed.
+ */
+int64
+audit_trim_log(void)
+{
+	CatalogUserState st;
+	int64		boundary;
+	int64		removed = 0;
+	bool		isnull;
+	unsigned char *key = audit_chain_key_scratch;
+	unsigned char anchor[LOGCHAIN_MAC_BYTES];
+	unsigned char amac[LOGCHAIN_ANCHOR_MAC_BYTES];
+	char		sql[1024];
+
+	if (privacy_access_log_retention <= 0)
+		return 0;
+	keys_require_master_key();
+	catalog_become_owner(&st);
+	/*
+	 * Whole batches go: those before the first whose newest statement is
+	 * within the retention (all of them when none is).
+	 */
+	snprintf(sql, sizeof(sql),
+			 "SELECT last_seq, " MAC_OF_LAST_ENTRY " FROM " PRIVACY_SCHEMA ".access_log_batches"
+			 " WHERE first_seq < coalesce((SELECT first_seq FROM " PRIVACY_SCHEMA ".access_log_batches"
+			 "                              WHERE last_at >= pg_catalog.now() - interval '%d minutes'"
+			 "                              ORDER BY first_seq LIMIT 1), pg_catalog.int8 '9223372036854775807')"
+			 " ORDER BY first_seq DESC LIMIT 1",
+			 privacy_access_log_retention);
+	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not find the access log retention boundary");
+	if (SPI_processed == 1)
+	{
+		bytea	   *m;
+
+		boundary = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		m = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		if (!isnull && VARSIZE_ANY_EXHDR(m) == LOGCHAIN_MAC_BYTES)
+		{
+			Datum		arg = Int64GetDatum(boundary);
+			Datum		args[4];
+
+			memcpy(anchor, VARDATA_ANY(m), LOGCHAIN_MAC_BYTES);
+			keys_access_log_key(key);
+			logchain_anchor_mac(amac, key, (uint64) boundary + 1, anchor);
+			sodium_memzero(key, LOGCHAIN_KEY_BYTES);
+			if (SPI_execute_with_args("WITH d AS (DELETE FROM " PRIVACY_SCHEMA ".access_log_batches WHERE last_seq <= $1"
+									  "            RETURNING last_seq - first_seq + 1 AS n)"
+									  " SELECT coalesce(sum(n), 0)::bigint FROM d",
+									  1, (Oid[]) {INT8OID}, &arg, NULL, false, 1) != SPI_OK_SELECT)
+				elog(ERROR, "could not trim the access log");
+			removed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			if (removed > 0)
+			{
+				args[0] = Int64GetDatum(boundary + 1);
+				args[1] = audit_bytea_datum(anchor, LOGCHAIN_MAC_BYTES);
+				args[2] = Int64GetDatum(removed);
+				args[3] = audit_bytea_datum(amac, LOGCHAIN_ANCHOR_MAC_BYTES);
+				if (SPI_execute_with_args("INSERT INTO " PRIVACY_SCHEMA ".access_log_anchors"
+										  " (first_seq, anchor, removed, mac) VALUES ($1, $2, $3, $4)",
+										  4, (Oid[]) {INT8OID, BYTEAOID, INT8OID, BYTEAOID},
+										  args, NULL, false, 0) != SPI_OK_INSERT)
+					elog(ERROR, "could not record the access log anchor");
+			}
+		}
+	}
+	catalog_restore_user(&st);
+	return removed;
+}
+
+PG_FUNCTION_INFO_V1(privacy_trim_access_log);
+Datum
+privacy_trim_access_log(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(audit_trim_log());
+}
