@@ -9,7 +9,7 @@
 ------------------------------------------------------------------------------
 -- The built-in purpose under which the report opens a subject's values.  It
 -- is allowed every category, including categories created later, but only
--- while privacy._report_table() reads a subject's rows (src/report.c): a
+-- while privacy_internal.report_table() reads a subject's rows (src/report.c): a
 -- role that declares it anywhere else is allowed no category, so it lends no
 -- one a general right to read.  No role is granted it: the report runs as
 -- the extension owner, a superuser, who holds every purpose, and whoever may
@@ -22,7 +22,7 @@ SELECT pg_catalog.pg_extension_config_dump('privacy.purposes', 'WHERE name <> ''
 
 -- It cannot be changed, dropped, granted or allowed categories: granted to
 -- a role with a category, it would open values outside the report.
-CREATE FUNCTION privacy._builtin_purpose_guard() RETURNS trigger
+CREATE FUNCTION privacy_internal.builtin_purpose_guard() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -44,18 +44,18 @@ END
 $$;
 CREATE TRIGGER builtin_purpose BEFORE UPDATE OR DELETE ON privacy.purposes
     FOR EACH ROW WHEN (OLD.name = 'subject_access')
-    EXECUTE FUNCTION privacy._builtin_purpose_guard();
+    EXECUTE FUNCTION privacy_internal.builtin_purpose_guard();
 CREATE TRIGGER builtin_purpose BEFORE INSERT OR UPDATE ON privacy.purpose_categories
     FOR EACH ROW WHEN (NEW.purpose = 'subject_access')
-    EXECUTE FUNCTION privacy._builtin_purpose_guard();
+    EXECUTE FUNCTION privacy_internal.builtin_purpose_guard();
 CREATE TRIGGER builtin_purpose BEFORE INSERT OR UPDATE ON privacy.role_purposes
     FOR EACH ROW WHEN (NEW.purpose = 'subject_access')
-    EXECUTE FUNCTION privacy._builtin_purpose_guard();
+    EXECUTE FUNCTION privacy_internal.builtin_purpose_guard();
 
-CREATE FUNCTION privacy._report_table(tbl regclass, subject_column name, subject text,
+CREATE FUNCTION privacy_internal.report_table(tbl regclass, subject_column name, subject text,
                                       time_column name, keep interval) RETURNS jsonb
     AS 'MODULE_PATHNAME', 'privacy_report_table' LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION privacy._report_table(regclass, name, text, name, interval) IS
+COMMENT ON FUNCTION privacy_internal.report_table(regclass, name, text, name, interval) IS
     'a subject''s rows of one protected table with their retention due dates, decrypted under subject_access, and that access logged; called by privacy.subject_report() only';
 
 -- The report.  Version 1 of its shape is documented in doc/developer.md
@@ -102,7 +102,7 @@ BEGIN
     LOOP
         rule := NULL;
         SELECT * INTO rule FROM privacy.retention_rules r WHERE r.tbl = pt.tbl;
-        found_rows := privacy._report_table(pt.tbl, pt.subject_column, subject, rule.time_column, rule.keep);
+        found_rows := privacy_internal.report_table(pt.tbl, pt.subject_column, subject, rule.time_column, rule.keep);
         CONTINUE WHEN jsonb_array_length(found_rows) = 0;
         data := data || jsonb_build_array(jsonb_build_object(
             'table', pt.tbl::text,
@@ -111,7 +111,7 @@ BEGIN
                                                             'encrypted', coalesce(pc.encrypted, false))
                                         ORDER BY a.attnum)
                           FROM pg_attribute a
-                          LEFT JOIN privacy._personal_columns pc ON pc.tbl = a.attrelid AND pc.col = a.attname
+                          LEFT JOIN privacy_internal.personal_columns pc ON pc.tbl = a.attrelid AND pc.col = a.attname
                          WHERE a.attrelid = pt.tbl AND a.attnum > 0 AND NOT a.attisdropped),
             'retention', CASE WHEN rule.tbl IS NULL THEN NULL ELSE jsonb_build_object(
                 'time_column', rule.time_column, 'keep', rule.keep, 'action', rule.action,
@@ -162,8 +162,8 @@ BEGIN
                        'table', l.relation,
                        'categories', to_jsonb(array_agg(DISTINCT s.category ORDER BY s.category)),
                        'values', sum(s.opened)) AS entry
-              FROM privacy._access_log_for_subject(hash) s
-              JOIN LATERAL privacy._access_log_event(s.event) l ON true
+              FROM privacy_internal.access_log_for_subject(hash) s
+              JOIN LATERAL privacy_internal.access_log_event(s.event) l ON true
              -- never this call's own reads (the writer may store them
              -- before the query below runs); earlier calls are listed
              WHERE NOT (l.backend_pid = pg_catalog.pg_backend_pid()
@@ -216,7 +216,7 @@ COMMENT ON FUNCTION privacy.subject_report(text) IS
 
 -- HTML for people.  Every value goes through _html(); the page has no
 -- script and loads nothing.
-CREATE FUNCTION privacy._html(s text) RETURNS text
+CREATE FUNCTION privacy_internal.html(s text) RETURNS text
     LANGUAGE sql IMMUTABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -225,26 +225,26 @@ AS $$
 $$;
 
 -- A JSON value in a table cell: text as is, structures as compact JSON.
-CREATE FUNCTION privacy._html_value(v jsonb) RETURNS text
+CREATE FUNCTION privacy_internal.html_value(v jsonb) RETURNS text
     LANGUAGE sql IMMUTABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN v IS NULL OR jsonb_typeof(v) = 'null' THEN '<span class="none">&#8212;</span>'
-                WHEN jsonb_typeof(v) IN ('object', 'array') THEN '<code>' || privacy._html(v::text) || '</code>'
-                ELSE privacy._html(v #>> '{}') END
+                WHEN jsonb_typeof(v) IN ('object', 'array') THEN '<code>' || privacy_internal.html(v::text) || '</code>'
+                ELSE privacy_internal.html(v #>> '{}') END
 $$;
 
 -- A time from the report, to the minute, in the session's time zone.
-CREATE FUNCTION privacy._html_time(v jsonb) RETURNS text
+CREATE FUNCTION privacy_internal.html_time(v jsonb) RETURNS text
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN v IS NULL OR jsonb_typeof(v) = 'null' THEN '<span class="none">&#8212;</span>'
-                ELSE '<time datetime="' || privacy._html(v #>> '{}') || '">'
-                     || privacy._html(to_char((v #>> '{}')::timestamptz, 'YYYY-MM-DD HH24:MI TZ')) || '</time>' END
+                ELSE '<time datetime="' || privacy_internal.html(v #>> '{}') || '">'
+                     || privacy_internal.html(to_char((v #>> '{}')::timestamptz, 'YYYY-MM-DD HH24:MI TZ')) || '</time>' END
 $$;
 
-CREATE FUNCTION privacy._html_basis(basis text) RETURNS text
+CREATE FUNCTION privacy_internal.html_basis(basis text) RETURNS text
     LANGUAGE sql IMMUTABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -255,11 +255,11 @@ AS $$
         WHEN 'vital_interests' THEN 'vital interests (Art. 6(1)(d))'
         WHEN 'public_task' THEN 'a task in the public interest (Art. 6(1)(e))'
         WHEN 'legitimate_interests' THEN 'legitimate interests (Art. 6(1)(f))'
-        ELSE privacy._html(basis) END
+        ELSE privacy_internal.html(basis) END
 $$;
 
 -- A table row of cells that are HTML already; a table around rows.
-CREATE FUNCTION privacy._html_row(VARIADIC cells text[]) RETURNS text
+CREATE FUNCTION privacy_internal.html_row(VARIADIC cells text[]) RETURNS text
     LANGUAGE sql IMMUTABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -267,7 +267,7 @@ AS $$
       FROM unnest(cells) WITH ORDINALITY AS u(c, o)
 $$;
 
-CREATE FUNCTION privacy._html_table(headers text[], rows text) RETURNS text
+CREATE FUNCTION privacy_internal.html_table(headers text[], rows text) RETURNS text
     LANGUAGE sql IMMUTABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -314,8 +314,8 @@ BEGIN
       || '</style></head><body><main>' || E'\n'
       || '<h1>Your personal data</h1>'
       || '<p class="lead">This page lists the personal data we hold about <strong>'
-      || privacy._html(r ->> 'subject') || '</strong>, why we use it, who has accessed it, and when it will be deleted'
-      || ' (your right of access, GDPR Art. 15). Generated ' || privacy._html_time(r -> 'generated_at') || '.</p>'
+      || privacy_internal.html(r ->> 'subject') || '</strong>, why we use it, who has accessed it, and when it will be deleted'
+      || ' (your right of access, GDPR Art. 15). Generated ' || privacy_internal.html_time(r -> 'generated_at') || '.</p>'
       || '<nav><a href="#data">Data</a><a href="#purposes">Purposes</a><a href="#consents">Consents</a>'
       || '<a href="#access">Access</a><a href="#retention">Retention</a><a href="#holds">Holds</a>'
       || '<a href="#erasures">Erasures</a><a href="#requests">Requests</a></nav>' || E'\n';
@@ -329,13 +329,13 @@ BEGIN
         n := jsonb_array_length(t -> 'rows');
         SELECT array_agg(c ->> 'name' ORDER BY o) INTO cols
           FROM jsonb_array_elements(t -> 'columns') WITH ORDINALITY AS e(c, o);
-        h := h || '<h3>' || privacy._html(t ->> 'table') || '</h3><p>'
+        h := h || '<h3>' || privacy_internal.html(t ->> 'table') || '</h3><p>'
               || CASE WHEN n = 1 THEN '1 record' ELSE n || ' records' END || '.';
         IF jsonb_typeof(t -> 'retention') = 'object' THEN
-            h := h || ' Kept for ' || privacy._html(((t #>> '{retention,keep}')::interval)::text)
-                  || ' after <em>' || privacy._html(t #>> '{retention,time_column}') || '</em>, then '
+            h := h || ' Kept for ' || privacy_internal.html(((t #>> '{retention,keep}')::interval)::text)
+                  || ' after <em>' || privacy_internal.html(t #>> '{retention,time_column}') || '</em>, then '
                   || CASE WHEN t #>> '{retention,action}' = 'delete' THEN 'deleted'
-                          ELSE 'anonymized (' || privacy._html((SELECT string_agg(a, ', ' ORDER BY a)
+                          ELSE 'anonymized (' || privacy_internal.html((SELECT string_agg(a, ', ' ORDER BY a)
                                                                   FROM jsonb_array_elements_text(t #> '{retention,anonymize}') a))
                                || ' cleared)' END || '.';
         ELSE
@@ -343,18 +343,18 @@ BEGIN
         END IF;
         h := h || '</p><table><thead><tr>';
         FOR col IN SELECT * FROM jsonb_array_elements(t -> 'columns') LOOP
-            h := h || '<th>' || privacy._html(col ->> 'name')
+            h := h || '<th>' || privacy_internal.html(col ->> 'name')
                   || CASE WHEN col ->> 'category' IS NOT NULL
-                          THEN ' <span class="tag">' || privacy._html(col ->> 'category') || '</span>' ELSE '' END
+                          THEN ' <span class="tag">' || privacy_internal.html(col ->> 'category') || '</span>' ELSE '' END
                   || '</th>';
         END LOOP;
         h := h || '<th>Due for ' || CASE WHEN t #>> '{retention,action}' = 'anonymize' THEN 'anonymization' ELSE 'deletion' END
               || '</th></tr></thead><tbody>';
         FOR row_ IN SELECT * FROM jsonb_array_elements(t -> 'rows') LOOP
             h := h || '<tr>';
-            h := h || coalesce((SELECT string_agg('<td>' || privacy._html_value(row_ -> 'values' -> c) || '</td>', '' ORDER BY o)
+            h := h || coalesce((SELECT string_agg('<td>' || privacy_internal.html_value(row_ -> 'values' -> c) || '</td>', '' ORDER BY o)
                                   FROM unnest(cols) WITH ORDINALITY AS u(c, o)), '');
-            h := h || '<td>' || privacy._html_time(row_ -> 'due_at') || '</td></tr>';
+            h := h || '<td>' || privacy_internal.html_time(row_ -> 'due_at') || '</td></tr>';
         END LOOP;
         h := h || '</tbody></table>' || E'\n';
     END LOOP;
@@ -364,16 +364,16 @@ BEGIN
     h := h || '<section id="purposes"><h2>Why we use your data</h2>'
           || '<table><thead><tr><th>Purpose</th><th>Legal basis</th><th>Kinds of data</th><th>Your choice</th><th>Uses your data now</th></tr></thead><tbody>';
     FOR x IN SELECT * FROM jsonb_array_elements(r -> 'purposes') LOOP
-        h := h || '<tr><td><strong>' || privacy._html(x ->> 'purpose') || '</strong>'
-              || CASE WHEN coalesce(x ->> 'description', '') <> '' THEN '<br>' || privacy._html(x ->> 'description') ELSE '' END
-              || '</td><td>' || privacy._html_basis(x ->> 'legal_basis') || '</td><td>'
-              || coalesce((SELECT string_agg('<span class="tag">' || privacy._html(c) || '</span>', ' ')
+        h := h || '<tr><td><strong>' || privacy_internal.html(x ->> 'purpose') || '</strong>'
+              || CASE WHEN coalesce(x ->> 'description', '') <> '' THEN '<br>' || privacy_internal.html(x ->> 'description') ELSE '' END
+              || '</td><td>' || privacy_internal.html_basis(x ->> 'legal_basis') || '</td><td>'
+              || coalesce((SELECT string_agg('<span class="tag">' || privacy_internal.html(c) || '</span>', ' ')
                              FROM jsonb_array_elements_text(x -> 'categories') c), '<span class="none">none</span>')
               || '</td><td>'
               || CASE x ->> 'state'
-                      WHEN 'granted' THEN 'consent given ' || privacy._html_time(x -> 'since')
-                      WHEN 'withdrawn' THEN 'consent withdrawn ' || privacy._html_time(x -> 'since')
-                      WHEN 'objected' THEN 'you objected ' || privacy._html_time(x -> 'since')
+                      WHEN 'granted' THEN 'consent given ' || privacy_internal.html_time(x -> 'since')
+                      WHEN 'withdrawn' THEN 'consent withdrawn ' || privacy_internal.html_time(x -> 'since')
+                      WHEN 'objected' THEN 'you objected ' || privacy_internal.html_time(x -> 'since')
                       ELSE CASE WHEN x ->> 'legal_basis' = 'consent' THEN 'no consent given'
                                 ELSE 'no objection' END END
               || '</td><td>' || CASE WHEN (x ->> 'in_effect')::boolean THEN '<span class="yes">yes</span>'
@@ -388,16 +388,16 @@ BEGIN
         h := h || '<p class="empty">You have not given, withdrawn or objected to anything.</p>';
     END IF;
     FOR x IN SELECT * FROM jsonb_array_elements(r -> 'consents') LOOP
-        h := h || '<h3>' || privacy._html(x ->> 'purpose') || '</h3><p>Now: '
-              || coalesce(privacy._html(x ->> 'state'), 'no longer recorded') || '.</p>'
-              || privacy._html_table(ARRAY['When', 'What', 'Where it came from', 'Evidence'],
-                     (SELECT string_agg(privacy._html_row(
-                                 privacy._html_time(e -> 'at'),
-                                 privacy._html(CASE e ->> 'action' WHEN 'grant' THEN 'consent given'
+        h := h || '<h3>' || privacy_internal.html(x ->> 'purpose') || '</h3><p>Now: '
+              || coalesce(privacy_internal.html(x ->> 'state'), 'no longer recorded') || '.</p>'
+              || privacy_internal.html_table(ARRAY['When', 'What', 'Where it came from', 'Evidence'],
+                     (SELECT string_agg(privacy_internal.html_row(
+                                 privacy_internal.html_time(e -> 'at'),
+                                 privacy_internal.html(CASE e ->> 'action' WHEN 'grant' THEN 'consent given'
                                                    WHEN 'withdraw' THEN 'consent withdrawn'
                                                    WHEN 'object' THEN 'objection' ELSE e ->> 'action' END),
-                                 privacy._html(e ->> 'source'),
-                                 privacy._html_value(e -> 'evidence')), '' ORDER BY o)
+                                 privacy_internal.html(e ->> 'source'),
+                                 privacy_internal.html_value(e -> 'evidence')), '' ORDER BY o)
                         FROM jsonb_array_elements(x -> 'history') WITH ORDINALITY AS hist(e, o)));
     END LOOP;
     h := h || '</section>' || E'\n';
@@ -407,15 +407,15 @@ BEGIN
     IF jsonb_array_length(r -> 'access') = 0 THEN
         h := h || '<p class="empty">Our access log records no access to your encrypted data.</p>';
     ELSE
-        h := h || privacy._html_table(
+        h := h || privacy_internal.html_table(
                       ARRAY['When', 'Who', 'Application', 'Purpose', 'Where', 'Kinds of data', 'Values read'],
-                      (SELECT string_agg(privacy._html_row(
-                                  privacy._html_time(a -> 'at'), privacy._html(a ->> 'role'),
-                                  privacy._html_value(a -> 'application'), privacy._html_value(a -> 'purpose'),
-                                  privacy._html_value(a -> 'table'),
-                                  coalesce((SELECT string_agg('<span class="tag">' || privacy._html(c) || '</span>', ' ')
+                      (SELECT string_agg(privacy_internal.html_row(
+                                  privacy_internal.html_time(a -> 'at'), privacy_internal.html(a ->> 'role'),
+                                  privacy_internal.html_value(a -> 'application'), privacy_internal.html_value(a -> 'purpose'),
+                                  privacy_internal.html_value(a -> 'table'),
+                                  coalesce((SELECT string_agg('<span class="tag">' || privacy_internal.html(c) || '</span>', ' ')
                                               FROM jsonb_array_elements_text(a -> 'categories') c), ''),
-                                  privacy._html(a ->> 'values')), '' ORDER BY o)
+                                  privacy_internal.html(a ->> 'values')), '' ORDER BY o)
                          FROM jsonb_array_elements(r -> 'access') WITH ORDINALITY AS l(a, o)));
     END IF;
     h := h || '<p class="empty">Each entry is one statement that read your encrypted data.</p></section>' || E'\n';
@@ -425,15 +425,15 @@ BEGIN
     IF jsonb_array_length(r -> 'data') = 0 THEN
         h := h || '<p class="empty">There is nothing to delete.</p>';
     ELSE
-        h := h || privacy._html_table(ARRAY['Records', 'Rule', 'First due', 'Last due'],
-                      (SELECT string_agg(privacy._html_row(
-                                  privacy._html(d ->> 'table'),
+        h := h || privacy_internal.html_table(ARRAY['Records', 'Rule', 'First due', 'Last due'],
+                      (SELECT string_agg(privacy_internal.html_row(
+                                  privacy_internal.html(d ->> 'table'),
                                   CASE WHEN jsonb_typeof(d -> 'retention') = 'object'
-                                       THEN privacy._html(d #>> '{retention,action}') || ' '
-                                            || privacy._html(((d #>> '{retention,keep}')::interval)::text)
-                                            || ' after ' || privacy._html(d #>> '{retention,time_column}')
+                                       THEN privacy_internal.html(d #>> '{retention,action}') || ' '
+                                            || privacy_internal.html(((d #>> '{retention,keep}')::interval)::text)
+                                            || ' after ' || privacy_internal.html(d #>> '{retention,time_column}')
                                        ELSE 'kept until you ask us to erase them' END,
-                                  privacy._html_time(due.first), privacy._html_time(due.last)), '' ORDER BY o)
+                                  privacy_internal.html_time(due.first), privacy_internal.html_time(due.last)), '' ORDER BY o)
                          FROM jsonb_array_elements(r -> 'data') WITH ORDINALITY AS e(d, o),
                               LATERAL (SELECT to_jsonb(min((w ->> 'due_at')::timestamptz)) AS first,
                                               to_jsonb(max((w ->> 'due_at')::timestamptz)) AS last
@@ -450,10 +450,10 @@ BEGIN
         h := h || '<p class="empty">No legal hold has been placed on your data.</p>';
     ELSE
         h := h || '<p>While a legal hold is active we must keep your data, even past its retention period or if you ask for erasure.</p>'
-              || privacy._html_table(ARRAY['Placed', 'Until', 'Released', 'Active'],
-                     (SELECT string_agg(privacy._html_row(
-                                 privacy._html_time(hd -> 'placed_at'), privacy._html_time(hd -> 'until'),
-                                 privacy._html_time(hd -> 'released_at'),
+              || privacy_internal.html_table(ARRAY['Placed', 'Until', 'Released', 'Active'],
+                     (SELECT string_agg(privacy_internal.html_row(
+                                 privacy_internal.html_time(hd -> 'placed_at'), privacy_internal.html_time(hd -> 'until'),
+                                 privacy_internal.html_time(hd -> 'released_at'),
                                  CASE WHEN (hd ->> 'active')::boolean THEN 'yes' ELSE 'no' END), '' ORDER BY o)
                         FROM jsonb_array_elements(r -> 'holds') WITH ORDINALITY AS e(hd, o)));
     END IF;
@@ -461,12 +461,12 @@ BEGIN
     IF jsonb_array_length(r -> 'erasures') = 0 THEN
         h := h || '<p class="empty">None of your data has been erased at your request.</p>';
     ELSE
-        h := h || privacy._html_table(ARRAY['Erasure', 'When', 'Why', 'What'],
-                      (SELECT string_agg(privacy._html_row(
-                                  privacy._html(er ->> 'erasure'), privacy._html_time(er -> 'erased_at'),
-                                  privacy._html(er ->> 'reason'),
-                                  coalesce((SELECT string_agg(privacy._html(k) || ': ' || privacy._html(v ->> 'rows')
-                                                              || ' ' || privacy._html(v ->> 'action'), '; ' ORDER BY k)
+        h := h || privacy_internal.html_table(ARRAY['Erasure', 'When', 'Why', 'What'],
+                      (SELECT string_agg(privacy_internal.html_row(
+                                  privacy_internal.html(er ->> 'erasure'), privacy_internal.html_time(er -> 'erased_at'),
+                                  privacy_internal.html(er ->> 'reason'),
+                                  coalesce((SELECT string_agg(privacy_internal.html(k) || ': ' || privacy_internal.html(v ->> 'rows')
+                                                              || ' ' || privacy_internal.html(v ->> 'action'), '; ' ORDER BY k)
                                               FROM jsonb_each(er -> 'tables') AS tb(k, v)), '')), '' ORDER BY o)
                          FROM jsonb_array_elements(r -> 'erasures') WITH ORDINALITY AS e(er, o)));
     END IF;
@@ -474,16 +474,16 @@ BEGIN
     IF jsonb_array_length(r -> 'requests') = 0 THEN
         h := h || '<p class="empty">We have no request from you on record.</p>';
     ELSE
-        h := h || privacy._html_table(ARRAY['Request', 'Kind', 'Received', 'Answer due', 'Status', 'Note'],
-                      (SELECT string_agg(privacy._html_row(
-                                  privacy._html(q ->> 'request'), privacy._html(q ->> 'kind'),
-                                  privacy._html_time(q -> 'received_at'), privacy._html_time(q -> 'deadline'),
-                                  privacy._html(replace(q ->> 'status', '_', ' '))
-                                  || CASE WHEN q ->> 'closed_at' IS NOT NULL THEN ' ' || privacy._html_time(q -> 'closed_at') ELSE '' END,
-                                  privacy._html(coalesce(q ->> 'resolution', q ->> 'extension_reason', ''))), '' ORDER BY o)
+        h := h || privacy_internal.html_table(ARRAY['Request', 'Kind', 'Received', 'Answer due', 'Status', 'Note'],
+                      (SELECT string_agg(privacy_internal.html_row(
+                                  privacy_internal.html(q ->> 'request'), privacy_internal.html(q ->> 'kind'),
+                                  privacy_internal.html_time(q -> 'received_at'), privacy_internal.html_time(q -> 'deadline'),
+                                  privacy_internal.html(replace(q ->> 'status', '_', ' '))
+                                  || CASE WHEN q ->> 'closed_at' IS NOT NULL THEN ' ' || privacy_internal.html_time(q -> 'closed_at') ELSE '' END,
+                                  privacy_internal.html(coalesce(q ->> 'resolution', q ->> 'extension_reason', ''))), '' ORDER BY o)
                          FROM jsonb_array_elements(r -> 'requests') WITH ORDINALITY AS e(q, o)));
     END IF;
-    h := h || '</section><footer>Subject report, format version ' || privacy._html(r ->> 'version')
+    h := h || '</section><footer>Subject report, format version ' || privacy_internal.html(r ->> 'version')
           || '. The same report is available as JSON for transfer to another service (GDPR Art. 20).</footer>'
           || '</main></body></html>' || E'\n';
     RETURN h;
@@ -492,11 +492,11 @@ $$;
 COMMENT ON FUNCTION privacy.subject_report_html(text) IS
     'privacy.subject_report() as a self-contained HTML page for the subject (inline style, no script, every value escaped)';
 
-REVOKE ALL ON FUNCTION privacy._builtin_purpose_guard(),
-    privacy._report_table(regclass, name, text, name, interval),
-    privacy.subject_report(text), privacy._html(text), privacy._html_value(jsonb),
-    privacy._html_time(jsonb), privacy._html_basis(text), privacy._html_row(text[]),
-    privacy._html_table(text[], text), privacy.subject_report_html(text)
+REVOKE ALL ON FUNCTION privacy_internal.builtin_purpose_guard(),
+    privacy_internal.report_table(regclass, name, text, name, interval),
+    privacy.subject_report(text), privacy_internal.html(text), privacy_internal.html_value(jsonb),
+    privacy_internal.html_time(jsonb), privacy_internal.html_basis(text), privacy_internal.html_row(text[]),
+    privacy_internal.html_table(text[], text), privacy.subject_report_html(text)
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION privacy.subject_report(text), privacy.subject_report_html(text)
   TO privacy_officer;
