@@ -402,9 +402,9 @@ EXPLAIN (COSTS OFF) SELECT count(*) FROM customers;
 SELECT count(*) FROM customers;
 RESET privacy.purpose;
 RESET ROLE;
--- the functions of the policy run a fixed number of times per statement
--- (one InitPlan: whether the declared purpose needs consent),
--- not once per row
+-- the policy is one call of a C function per row (privacy_internal.visible,
+-- which answers from its cache or an index probe, never through SQL); no
+-- SQL function of the extension runs per row
 SET track_functions = 'all';
 SELECT pg_stat_reset();
 SET ROLE prot_app;
@@ -414,7 +414,7 @@ RESET privacy.purpose;
 RESET ROLE;
 SELECT pg_stat_force_next_flush();
 SELECT funcname, calls FROM pg_stat_user_functions
- WHERE schemaname IN ('privacy', 'privacy_internal') AND funcname IN ('consent_required', 'purpose_held', 'has_consent') ORDER BY 1;
+ WHERE schemaname IN ('privacy', 'privacy_internal') AND funcname IN ('visible', 'purpose_held', 'has_consent', 'subject_int8') ORDER BY 1;
 RESET track_functions;
 DELETE FROM customers WHERE id >= 100;
 
@@ -563,7 +563,7 @@ SELECT o.tableoid::regclass AS partition, o.id, k.scope FROM orders o
 -- PARTITION that object is the partitioned table itself (which it skips), never
 -- the attached partition.  Correct output below would be: orders_2026 listed in
 -- privacy.protected with parent orders, relrowsecurity/relforcerowsecurity
--- t/t, policies privacy_base and privacy_visibility, and prot_app under
+-- t/t, the policies privacy_select, _insert, _update, _delete, and prot_app under
 -- marketing seeing only ids 8 (subject 1) in orders_2026 directly and an
 -- error without a purpose.  The expected output records the buggy result:
 -- orders_2026 missing from privacy.protected, RLS off, every row visible.
@@ -719,12 +719,12 @@ RESET ROLE;
 SELECT privacy.unprotect_table('empty_one');
 DROP TABLE empty_one;
 
--- Q2 (FIXED: a restrictive UPDATE policy checks the new row against the visibility rule; was questionable): an UPDATE that neither filters on nor returns columns
+-- Q2 (FIXED: the UPDATE policy checks the new row against the consent check; was questionable): an UPDATE that neither filters on nor returns columns
 -- does not check the new row against the visibility policy (PostgreSQL
 -- requires SELECT policies on the new row only when the statement reads the
 -- table), so under 'marketing' a visible row can be handed to a subject
--- without consent.  The WITH CHECK of privacy_visibility only requires a
--- held purpose.  Correct (arguably): an error as for UPDATE ... WHERE above.
+-- without consent.  (In 0.2 the WITH CHECK of the policy for all commands
+-- only required a held purpose.)  Correct: an error as for UPDATE ... WHERE above.
 CREATE TABLE contacts (id integer, customer_id bigint, note text);
 GRANT SELECT, UPDATE ON contacts TO prot_app;
 SELECT privacy.protect_table('contacts', 'customer_id');

@@ -383,36 +383,11 @@ Datum
 privacy_subject_int8(PG_FUNCTION_ARGS)
 {
 	text	   *t = PG_GETARG_TEXT_PP(0);
-	const char *s = VARDATA_ANY(t);
-	int			len = VARSIZE_ANY_EXHDR(t);
-	int			i = 0;
-	bool		neg = false;
-	uint64		v = 0;
+	int64		v;
 
-	if (len == 0 || len > 20)
+	if (!consent_parse_int8(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), &v))
 		PG_RETURN_NULL();
-	if (s[0] == '-')
-	{
-		neg = true;
-		i = 1;
-		if (len == 1)
-			PG_RETURN_NULL();
-	}
-	if (s[i] == '0' && (len - i > 1 || neg))
-		PG_RETURN_NULL();
-	for (; i < len; i++)
-	{
-		if (s[i] < '0' || s[i] > '9')
-			PG_RETURN_NULL();
-		if (v > (PG_UINT64_MAX - (s[i] - '0')) / 10)
-			PG_RETURN_NULL();
-		v = v * 10 + (s[i] - '0');
-	}
-	if (!neg && v > (uint64) PG_INT64_MAX)
-		PG_RETURN_NULL();
-	if (neg && v > (uint64) PG_INT64_MAX + 1)
-		PG_RETURN_NULL();
-	PG_RETURN_INT64(neg ? (int64) (0 - v) : (int64) v);
+	PG_RETURN_INT64(v);
 }
 
 /* ------------------------------------------------------------------------
@@ -429,9 +404,14 @@ privacy_subject_int8(PG_FUNCTION_ARGS)
 #include "utils/rls.h"
 
 static ExecutorStart_hook_type prev_executor_start = NULL;
+
+/* Every executor start: a statement boundary for the consent check's cache. */
+uint64		consent_statement_serial = 0;
+
 static void
 consent_executor_start(QueryDesc *queryDesc, int eflags)
 {
+	consent_statement_serial++;
 	if (IsTransactionState() && !(eflags & EXEC_FLAG_EXPLAIN_ONLY) &&
 		queryDesc->plannedstmt != NULL)
 	{
@@ -468,10 +448,10 @@ consent_install_hooks(void)
 }
 
 /*
- * The subject column of a protected table, as its visibility policy names
- * it: PostgreSQL keeps the policy right through a RENAME COLUMN and through
- * dump and restore, so this is how a rename is noticed (the policy
- * expression references exactly one column of the table).
+ * The subject column of a protected table, as its policies name it: the
+ * argument of their privacy_internal.visible() call.  PostgreSQL keeps the
+ * policies right through a RENAME COLUMN and through dump and restore, so
+ * this is how a rename is noticed.
  */
 #include "access/genam.h"
 #include "access/htup_details.h"
@@ -481,6 +461,45 @@ consent_install_hooks(void)
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "utils/fmgroids.h"
+
+typedef struct VisibleCallSearch
+{
+	Oid			nsp;			/* privacy_internal */
+	AttrNumber	attno;			/* the column, 0 = none yet */
+	bool		unique;
+} VisibleCallSearch;
+
+static bool
+find_visible_call(Node *node, VisibleCallSearch *search)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, FuncExpr))
+	{
+		FuncExpr   *f = (FuncExpr *) node;
+		char	   *name = get_func_name(f->funcid);
+
+		if (name != NULL && strcmp(name, "visible") == 0 &&
+			get_func_namespace(f->funcid) == search->nsp)
+		{
+			List	   *vars = pull_vars_of_level((Node *) f->args, 0);
+			ListCell   *lc;
+
+			foreach(lc, vars)
+			{
+				Var		   *var = (Var *) lfirst(lc);
+
+				if (!IsA(var, Var) || var->varno != 1)
+					continue;
+				if (search->attno != InvalidAttrNumber && search->attno != var->varattno)
+					search->unique = false;
+				search->attno = var->varattno;
+			}
+			return false;
+		}
+	}
+	return expression_tree_walker(node, find_visible_call, (void *) search);
+}
 
 PG_FUNCTION_INFO_V1(privacy_policy_subject_column);
 Datum
@@ -492,50 +511,43 @@ privacy_policy_subject_column(PG_FUNCTION_ARGS)
 	SysScanDesc scan;
 	HeapTuple	tup;
 	char	   *result = NULL;
+	VisibleCallSearch search;
 
+	search.nsp = get_namespace_oid(PRIVACY_INTERNAL_SCHEMA, false);
+	search.attno = InvalidAttrNumber;
+	search.unique = true;
 	rel = table_open(PolicyRelationId, AccessShareLock);
 	ScanKeyInit(&key, Anum_pg_policy_polrelid, BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(relid));
 	scan = systable_beginscan(rel, PolicyPolrelidPolnameIndexId, true, NULL, 1, &key);
 	while (HeapTupleIsValid(tup = systable_getnext(scan)))
 	{
-		Form_pg_policy pol = (Form_pg_policy) GETSTRUCT(tup);
-		bool		isnull;
-		Datum		qual;
-		List	   *vars;
-		ListCell   *lc;
-		AttrNumber	attno = InvalidAttrNumber;
-		bool		unique = true;
+		int			att;
 
-		if (strcmp(NameStr(pol->polname), "privacy_visibility") != 0)
-			continue;
-		qual = heap_getattr(tup, Anum_pg_policy_polqual, RelationGetDescr(rel), &isnull);
-		if (isnull)
-			break;
-		/* the column is referenced from inside the EXISTS, as an outer Var */
-		vars = pull_vars_of_level((Node *) stringToNode(TextDatumGetCString(qual)), 0);
-		foreach(lc, vars)
+		for (att = Anum_pg_policy_polqual; att <= Anum_pg_policy_polwithcheck; att++)
 		{
-			Var		   *var = (Var *) lfirst(lc);
+			bool		isnull;
+			Datum		expr = heap_getattr(tup, att, RelationGetDescr(rel), &isnull);
 
-			if (!IsA(var, Var) || var->varno != 1)
-				continue;
-			if (attno != InvalidAttrNumber && attno != var->varattno)
-				unique = false;
-			attno = var->varattno;
+			if (!isnull)
+				(void) find_visible_call((Node *) stringToNode(TextDatumGetCString(expr)), &search);
 		}
-		if (unique && attno > 0)
-			result = get_attname(relid, attno, true);
-		break;
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
+	if (search.unique && search.attno > 0)
+		result = get_attname(relid, search.attno, true);
 	if (result == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_NAME(DatumGetName(DirectFunctionCall1(namein, CStringGetDatum(result))));
 }
 
 /*
+ * privacy_consent_required, privacy_held_purpose and privacy_wanted_state
+ * served the policies of release 0.2 (a subquery on a consent-state view);
+ * its install script still names them, so they stay until no supported
+ * release does.
+ *
  * For the consent-state view the policies read: the declared purpose if
  * the role holds it, NULL otherwise (so the view shows nothing to a role
  * that merely sets the purpose).  Cheap enough for an index condition.

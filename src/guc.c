@@ -71,6 +71,26 @@ check_purpose(char **newval, void **extra, GucSource source)
 void
 guc_define(void)
 {
+	DefineCustomIntVariable("privacy.consent_cache_size",
+							"Consent states a backend keeps between statements for the consent check of protected tables.",
+							"Each entry is one subject and purpose (about 60 bytes). A statement that needs more reads "
+							"the rest from privacy.consent_state; 0 keeps nothing between statements.",
+							&privacy_consent_cache_size,
+							200000, 0, INT_MAX / 2,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("privacy.consent_changes",
+							"Consent changes remembered in shared memory for other backends' caches.",
+							"A backend that falls further behind empties its consent cache. "
+							"Each entry takes 40 bytes of shared memory; takes effect at the next restart.",
+							&privacy_consent_changes,
+							65536, 1024, INT_MAX / 64,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
 	DefineCustomStringVariable("privacy.master_key_command",
 							   "Shell command that prints the 32-byte master key as 64 hexadecimal characters.",
 							   "Run once when the server starts; the key is kept in locked memory and never written anywhere. "

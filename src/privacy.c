@@ -7,6 +7,8 @@
  *   keys.c      master key and data keys
  *   guc.c       settings
  *   consent.c   purposes and the "may this session use this category?" check
+ *   consent_cache.c  privacy_internal.visible(subject): the consent check of
+ *               protected tables, with its cache and the ring of changes
  *   types.c     encrypted_text/bytea (envelope.c: the ciphertext format)
  *   audit_*.c   the access log (audit.h maps its files): entry format,
  *               shared-memory queue, capture, hooks, writer worker, SQL
@@ -51,6 +53,7 @@ _PG_init(void)
 	keys_load_master_key();
 	catalog_init();
 	consent_init();
+	consent_cache_init();
 	types_init();
 	consent_install_hooks();
 	audit_init();

@@ -111,6 +111,13 @@ extern void consent_install_hooks(void);
 extern PurposeVerdict consent_purpose_verdict(const char *category);
 extern void consent_require_purpose(const char *category);
 
+/* consent_cache.c — privacy_internal.visible(subject), the consent check */
+extern int	privacy_consent_cache_size;
+extern int	privacy_consent_changes;
+extern void consent_cache_init(void);
+extern uint64 consent_statement_serial;	/* counts executor starts (consent.c) */
+extern bool consent_parse_int8(const char *s, int len, int64 *out);
+
 /* audit_*.c — the access log (audit.h: what its files share among them) */
 extern bool privacy_access_log;
 extern bool privacy_access_log_strict;

@@ -37,6 +37,27 @@ SELECT pg_catalog.pg_extension_config_dump('privacy.consent_events', '');
 SELECT pg_catalog.pg_extension_config_dump('privacy.consent_event_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('privacy.consent_state', '');
 
+-- The consent check of protected tables (src/consent_cache.c): whether the
+-- subject's state allows the declared purpose, read with the statement's
+-- snapshot and cached per backend.  Every change of the state is noticed by
+-- these triggers (ALWAYS, so also when logical replication applies it), so
+-- that no backend's cache outlives a change its next snapshot can see.
+CREATE FUNCTION privacy_internal.visible(subject bigint) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_visible_int8' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION privacy_internal.visible(subject text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_visible_text' LANGUAGE C STABLE PARALLEL SAFE;
+CREATE FUNCTION privacy_internal.visible(subject uuid) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_visible_uuid' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION privacy_internal.visible(bigint) IS
+    'the consent check of protected tables: does the subject''s consent state allow the declared purpose (an error without a purpose the role holds)';
+CREATE FUNCTION privacy_internal.consent_changed() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'privacy_consent_changed' LANGUAGE C;
+CREATE TRIGGER consent_changed AFTER INSERT OR UPDATE OR DELETE ON privacy.consent_state
+    FOR EACH ROW EXECUTE FUNCTION privacy_internal.consent_changed();
+CREATE TRIGGER consent_truncated AFTER TRUNCATE ON privacy.consent_state
+    FOR EACH STATEMENT EXECUTE FUNCTION privacy_internal.consent_changed();
+ALTER TABLE privacy.consent_state ENABLE ALWAYS TRIGGER consent_changed, ENABLE ALWAYS TRIGGER consent_truncated;
+
 CREATE FUNCTION privacy_internal.ledger_guard() RETURNS trigger
     AS 'MODULE_PATHNAME', 'privacy_ledger_guard' LANGUAGE C;
 CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON privacy.consent_events

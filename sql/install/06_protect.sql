@@ -14,10 +14,11 @@ CREATE TABLE privacy.protected_tables (
     rls_was_forced  boolean NOT NULL,
     base_policy     boolean NOT NULL,
     protected_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    protected_by    name NOT NULL DEFAULT session_user
+    protected_by    name NOT NULL DEFAULT session_user,
+    own_policies    jsonb NOT NULL DEFAULT '{}'
 );
 COMMENT ON TABLE privacy.protected_tables IS
-    'tables under consent-aware row-level security, and what protect_table changed (so unprotect_table can undo exactly that)';
+    'tables under consent-aware row-level security, and what protect_table changed (so unprotect_table can undo exactly that): own_policies holds the expressions of the table''s own permissive policies before the consent check was added to them';
 SELECT pg_catalog.pg_extension_config_dump('privacy.protected_tables', '');
 CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE
     ON privacy.protected_tables FOR EACH ROW EXECUTE FUNCTION privacy_internal.catalog_changed();
@@ -25,56 +26,110 @@ CREATE TRIGGER catalog_truncated AFTER TRUNCATE
     ON privacy.protected_tables FOR EACH STATEMENT EXECUTE FUNCTION privacy_internal.catalog_changed();
 ALTER TABLE privacy.protected_tables ENABLE ALWAYS TRIGGER catalog_changed, ENABLE ALWAYS TRIGGER catalog_truncated;
 
-CREATE FUNCTION privacy_internal.consent_required() RETURNS boolean
-    AS 'MODULE_PATHNAME', 'privacy_consent_required' LANGUAGE C STABLE PARALLEL SAFE;
 CREATE FUNCTION privacy_internal.purpose_held() RETURNS boolean
     AS 'MODULE_PATHNAME', 'privacy_purpose_held' LANGUAGE C STABLE PARALLEL SAFE;
 CREATE FUNCTION privacy_internal.subject_int8(text) RETURNS bigint
     AS 'MODULE_PATHNAME', 'privacy_subject_int8' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE INDEX consent_state_int8 ON privacy.consent_state (purpose, privacy_internal.subject_int8(subject))
-    WHERE privacy_internal.subject_int8(subject) IS NOT NULL;
 CREATE FUNCTION privacy_internal.seal_row() RETURNS trigger
     AS 'MODULE_PATHNAME', 'privacy_seal_row' LANGUAGE C;
 
--- What a policy may read of the consent state: the declared purpose only,
--- and only for a role that holds it (readers have no access to the table).
-CREATE FUNCTION privacy_internal.held_purpose() RETURNS text
-    AS 'MODULE_PATHNAME', 'privacy_held_purpose' LANGUAGE C STABLE PARALLEL SAFE;
-CREATE FUNCTION privacy_internal.wanted_state() RETURNS text
-    AS 'MODULE_PATHNAME', 'privacy_wanted_state' LANGUAGE C STABLE PARALLEL SAFE;
-
-CREATE VIEW privacy.purpose_consent_state AS
-SELECT cs.subject, privacy_internal.subject_int8(cs.subject) AS subject_int8, cs.state
-  FROM privacy.consent_state cs
- WHERE cs.purpose OPERATOR(pg_catalog.=) privacy_internal.held_purpose();
-COMMENT ON VIEW privacy.purpose_consent_state IS
-    'consent state for the declared purpose, as row-level security policies see it';
-
--- The visibility policy.  It must not call a function per row that reads
--- the ledger: it is one correlated EXISTS on the consent state of the
--- declared purpose, which the planner runs as a hashed subplan when many
--- rows are read (one hash table per statement) and as an index probe for a
--- point lookup.  The purpose check, and whether the purpose needs consent,
--- are evaluated once per statement (an InitPlan): a consent-based purpose
--- shows the subjects for whom a granted consent EXISTS, any other legal
--- basis shows the subjects for whom no objection EXISTS, so the policy is
---   consent_required = EXISTS (row in state consent_required ? granted : objected)  An objection to a consent-based purpose
--- also ends its consent (the state is one per subject and purpose).
+-- The consent check of a row: one call of privacy_internal.visible() on its
+-- subject column (05_consent.sql), no subquery, so that the policies are
+-- the same on one server and on the shards of a distributed table, and a
+-- scan costs a cached lookup per row rather than a join.
 CREATE FUNCTION privacy_internal.policy_expr(subject_column name, subject_type regtype) RETURNS text
     LANGUAGE sql IMMUTABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT format(
-        '(SELECT privacy_internal.consent_required()) OPERATOR(pg_catalog.=) EXISTS ('
-        'SELECT 1 FROM privacy.purpose_consent_state c '
-        ' WHERE %2$s OPERATOR(pg_catalog.=) %1$s '
-        '   AND c.state OPERATOR(pg_catalog.=) privacy_internal.wanted_state())',
+    SELECT format('privacy_internal.visible(%s)',
         CASE WHEN subject_type IN ('bigint'::regtype, 'integer'::regtype, 'smallint'::regtype)
              THEN format('%I::pg_catalog.int8', subject_column)
-             ELSE format('%I::pg_catalog.text', subject_column) END,
-        CASE WHEN subject_type IN ('bigint'::regtype, 'integer'::regtype, 'smallint'::regtype)
-             THEN 'c.subject_int8'
-             ELSE 'c.subject' END)
+             WHEN subject_type = 'uuid'::regtype
+             THEN format('%I', subject_column)
+             ELSE format('%I::pg_catalog.text', subject_column) END)
+$$;
+
+-- The policies of a protected table.  A table without row-level security
+-- of its own gets one permissive policy per command, so that each command
+-- is decided by exactly one of them and no combination of policies matters
+-- (a distributed table's shards turn restrictive policies into permissive
+-- ones): rows are read, updated and deleted where the consent check allows,
+-- an update may not hand a row to a subject the purpose may not see, and
+-- an insert needs a declared purpose the role holds.  A table with
+-- policies of its own gets the consent check added to each of its
+-- permissive policies instead (their expressions are kept in
+-- protected_tables.own_policies for unprotect_table), so that a row is
+-- shown only where both its own policies and the consent check allow.
+CREATE FUNCTION privacy_internal.add_policies(tbl regclass, subject_column name, own boolean) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    check_expr text;
+    p record;
+    kept jsonb := '{}';
+BEGIN
+    check_expr := privacy_internal.policy_expr(subject_column,
+        (SELECT a.atttypid::regtype FROM pg_catalog.pg_attribute a
+          WHERE a.attrelid = tbl AND a.attname = subject_column AND a.attnum > 0 AND NOT a.attisdropped));
+    IF NOT own THEN
+        EXECUTE format('CREATE POLICY privacy_select ON %s AS PERMISSIVE FOR SELECT USING (%s)', tbl, check_expr);
+        EXECUTE format('CREATE POLICY privacy_insert ON %s AS PERMISSIVE FOR INSERT WITH CHECK (privacy_internal.purpose_held())', tbl);
+        EXECUTE format('CREATE POLICY privacy_update ON %s AS PERMISSIVE FOR UPDATE USING (%s) WITH CHECK (%s)',
+                       tbl, check_expr, check_expr);
+        EXECUTE format('CREATE POLICY privacy_delete ON %s AS PERMISSIVE FOR DELETE USING (%s)', tbl, check_expr);
+        RETURN kept;
+    END IF;
+    FOR p IN SELECT pol.polname, pol.polcmd,
+                    pg_catalog.pg_get_expr(pol.polqual, pol.polrelid) AS using_expr,
+                    pg_catalog.pg_get_expr(pol.polwithcheck, pol.polrelid) AS check_of
+               FROM pg_catalog.pg_policy pol
+              WHERE pol.polrelid = tbl AND pol.polpermissive
+              ORDER BY pol.polname
+    LOOP
+        CONTINUE WHEN coalesce(p.using_expr, '') LIKE '%privacy_internal.visible(%'
+                   OR coalesce(p.check_of, '') LIKE '%privacy_internal.visible(%'
+                   OR coalesce(p.check_of, '') LIKE '%privacy_internal.purpose_held()%';
+        kept := kept || jsonb_build_object(p.polname, jsonb_build_object('using', p.using_expr, 'check', p.check_of));
+        IF p.polcmd = 'a' THEN
+            EXECUTE format('ALTER POLICY %I ON %s WITH CHECK ((%s) AND privacy_internal.purpose_held())',
+                           p.polname, tbl, p.check_of);
+        ELSIF p.check_of IS NOT NULL THEN
+            EXECUTE format('ALTER POLICY %I ON %s USING ((%s) AND %s) WITH CHECK ((%s) AND %s)',
+                           p.polname, tbl, p.using_expr, check_expr, p.check_of, check_expr);
+        ELSE
+            EXECUTE format('ALTER POLICY %I ON %s USING ((%s) AND %s)', p.polname, tbl, p.using_expr, check_expr);
+        END IF;
+    END LOOP;
+    RETURN kept;
+END
+$$;
+
+-- The undo of add_policies: ours dropped, the table's own restored.
+CREATE FUNCTION privacy_internal.drop_policies(tbl regclass, own_policies jsonb) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    name text;
+    expr jsonb;
+BEGIN
+    EXECUTE format('DROP POLICY IF EXISTS privacy_select ON %s', tbl);
+    EXECUTE format('DROP POLICY IF EXISTS privacy_insert ON %s', tbl);
+    EXECUTE format('DROP POLICY IF EXISTS privacy_update ON %s', tbl);
+    EXECUTE format('DROP POLICY IF EXISTS privacy_delete ON %s', tbl);
+    FOR name, expr IN SELECT * FROM jsonb_each(own_policies) LOOP
+        CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy pol
+                                   WHERE pol.polrelid = tbl AND pol.polname = name);
+        IF expr ->> 'using' IS NOT NULL AND expr ->> 'check' IS NOT NULL THEN
+            EXECUTE format('ALTER POLICY %I ON %s USING (%s) WITH CHECK (%s)', name, tbl, expr ->> 'using', expr ->> 'check');
+        ELSIF expr ->> 'using' IS NOT NULL THEN
+            EXECUTE format('ALTER POLICY %I ON %s USING (%s)', name, tbl, expr ->> 'using');
+        ELSE
+            EXECUTE format('ALTER POLICY %I ON %s WITH CHECK (%s)', name, tbl, expr ->> 'check');
+        END IF;
+    END LOOP;
+END
 $$;
 
 -- Every table below a table: partitions and children of inheritance alike.
@@ -115,29 +170,22 @@ CREATE FUNCTION privacy_internal.protect_one(tbl regclass, subject_column name, 
 AS $$
 DECLARE
     rel record;
-    subject_type regtype;
     base boolean;
+    kept jsonb;
     sets text;
 BEGIN
     SELECT c.relrowsecurity, c.relforcerowsecurity, c.relkind INTO rel
       FROM pg_catalog.pg_class c WHERE c.oid = tbl;
-    SELECT a.atttypid::regtype INTO subject_type FROM pg_catalog.pg_attribute a
-     WHERE a.attrelid = tbl AND a.attname = subject_column AND a.attnum > 0 AND NOT a.attisdropped;
-    -- a permissive policy keeps the table readable where RLS was off before;
-    -- where the table had RLS already, its own policies keep deciding
+    -- a table without row-level security gets the extension's policies;
+    -- one that had its own keeps them, with the consent check added
     base := NOT rel.relrowsecurity;
     INSERT INTO privacy.protected_tables (tbl, subject_column, parent, rls_was_enabled, rls_was_forced, base_policy)
     VALUES (tbl, subject_column, parent, rel.relrowsecurity, rel.relforcerowsecurity, base);
     EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
     EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
-    IF base THEN
-        EXECUTE format('CREATE POLICY privacy_base ON %s AS PERMISSIVE FOR ALL USING (true) WITH CHECK (true)', tbl);
-    END IF;
-    EXECUTE format('CREATE POLICY privacy_visibility ON %s AS RESTRICTIVE FOR ALL USING (%s) WITH CHECK (privacy_internal.purpose_held())',
-                   tbl, privacy_internal.policy_expr(subject_column, subject_type));
-    -- an UPDATE may not hand a row to a subject the purpose may not see
-    EXECUTE format('CREATE POLICY privacy_update ON %s AS RESTRICTIVE FOR UPDATE USING (true) WITH CHECK (%s)',
-                   tbl, privacy_internal.policy_expr(subject_column, subject_type));
+    -- (their CREATE and ALTER POLICY fire guard_policies, which reads the row)
+    kept := privacy_internal.add_policies(tbl, subject_column, NOT base);
+    UPDATE privacy.protected_tables pt SET own_policies = kept WHERE pt.tbl = protect_one.tbl;
     -- row triggers on a partitioned table are cloned to its partitions
     IF parent IS NULL OR NOT (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = tbl) THEN
         PERFORM privacy_internal.create_seal_trigger(tbl, subject_column);
@@ -221,11 +269,7 @@ BEGIN
                  RETURNING *)
              SELECT * FROM gone ORDER BY parent NULLS LAST
     LOOP
-        EXECUTE format('DROP POLICY IF EXISTS privacy_visibility ON %s', p.tbl);
-        EXECUTE format('DROP POLICY IF EXISTS privacy_update ON %s', p.tbl);
-        IF p.base_policy THEN
-            EXECUTE format('DROP POLICY IF EXISTS privacy_base ON %s', p.tbl);
-        END IF;
+        PERFORM privacy_internal.drop_policies(p.tbl, p.own_policies);
         IF p.parent IS NULL OR NOT (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = p.tbl) THEN
             EXECUTE format('DROP TRIGGER IF EXISTS privacy_seal_row ON %s', p.tbl);
         END IF;
@@ -308,6 +352,30 @@ $$;
 CREATE EVENT TRIGGER privacy_protect_new_partitions ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
     EXECUTE FUNCTION privacy_internal.protect_new_partitions();
+
+-- A policy created or changed on a protected table gets the consent check
+-- too, so that no permissive policy can show a row the check hides.
+CREATE FUNCTION privacy_internal.guard_policies() RETURNS event_trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT DISTINCT pt.tbl, pt.subject_column
+               FROM pg_catalog.pg_event_trigger_ddl_commands() d
+               JOIN pg_catalog.pg_policy pol ON d.classid = 'pg_catalog.pg_policy'::regclass AND pol.oid = d.objid
+               JOIN privacy.protected_tables pt ON pt.tbl = pol.polrelid
+    LOOP
+        UPDATE privacy.protected_tables pt
+           SET own_policies = pt.own_policies || privacy_internal.add_policies(r.tbl, r.subject_column, true)
+         WHERE pt.tbl = r.tbl;
+    END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER privacy_guard_policies ON ddl_command_end
+    WHEN TAG IN ('CREATE POLICY', 'ALTER POLICY')
+    EXECUTE FUNCTION privacy_internal.guard_policies();
 
 -- A dropped table leaves nothing behind in the registers.
 CREATE FUNCTION privacy_internal.forget_dropped() RETURNS event_trigger

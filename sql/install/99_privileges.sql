@@ -93,12 +93,11 @@ GRANT EXECUTE ON FUNCTION
   TO privacy_officer;
 GRANT SELECT ON privacy.consent_events, privacy.consent_state, privacy.consents
   TO privacy_officer, privacy_admin;
-GRANT EXECUTE ON FUNCTION privacy_internal.consent_required(), privacy_internal.purpose_held(),
-    privacy_internal.held_purpose(), privacy_internal.wanted_state(),
+-- the policies of protected tables run these for every reader
+GRANT EXECUTE ON FUNCTION privacy_internal.visible(bigint), privacy_internal.visible(text),
+    privacy_internal.visible(uuid), privacy_internal.purpose_held(),
     privacy_internal.subject_int8(text), privacy_internal.seal_row()
   TO PUBLIC;
--- the policies read the consent state of the declared purpose through a view
-GRANT SELECT ON privacy.purpose_consent_state TO PUBLIC;
 GRANT EXECUTE ON FUNCTION privacy.protect_table(regclass, name), privacy.unprotect_table(regclass)
   TO privacy_admin;
 GRANT SELECT ON privacy.protected_tables, privacy.protected TO privacy_admin, privacy_officer;

@@ -116,7 +116,7 @@ like($registers_a, qr/^customers\|email\|contact\|t\|t\|privacy\.encrypted_text\
 like($registers_a, qr/^customers\|name\|contact\|f\|f\|text\|/m, 'source: name classified, plain');
 like($registers_a, qr/^customers\|customer_id\|\|/m, 'source: customers protected by its label');
 like($registers_a, qr/^"Order Lines"\|Customer Ref\|\|/m, 'source: "Order Lines" protected by its label');
-like($registers_a, qr/^customers\|t\|t\|privacy_base,privacy_update,privacy_visibility\|privacy_seal_row$/m,
+like($registers_a, qr/^customers\|t\|t\|privacy_delete,privacy_insert,privacy_select,privacy_update\|privacy_seal_row$/m,
 	'source: policies and seal trigger in place');
 
 # ---------------------------------------------------------------------------
