@@ -166,15 +166,17 @@ BEGIN
         PERFORM privacy_internal.create_seal_trigger(tbl, subject_column);
     END IF;
     IF parent IS NULL OR reseal THEN
-        -- rows already there move under their subject's key too
-        SELECT string_agg(format('%1$I = privacy.seal_for_subject(%1$I, %2$I::pg_catalog.text)',
-                                 a.attname, subject_column), ', ')
+        -- rows already there move under their subject's key too: the seal
+        -- trigger reseals what each row's UPDATE writes, which runs as the
+        -- table's owner (the owner's triggers never run as the extension)
+        SELECT string_agg(format('%1$I = %1$I', a.attname), ', ')
           INTO sets
           FROM pg_catalog.pg_attribute a
          WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
            AND a.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype);
         IF sets IS NOT NULL THEN
-            EXECUTE format('UPDATE %s SET %s WHERE %I IS NOT NULL', tbl, sets, subject_column);
+            PERFORM privacy_internal.run_as_owner(tbl,
+                format('UPDATE %s SET %s WHERE %I IS NOT NULL', tbl, sets, subject_column));
         END IF;
     END IF;
 END
@@ -271,4 +273,323 @@ REVOKE ALL ON FUNCTION privacy_internal.consent_changed(), privacy_internal.add_
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION privacy_internal.visible(bigint), privacy_internal.visible(text),
     privacy_internal.visible(uuid)
+  TO PUBLIC;
+
+------------------------------------------------------------------------------
+-- #12: work on users' tables runs as the table's owner in a
+-- security-restricted operation; classify seals plain text as plaintext;
+-- a coercion that adds a search tag passes the gate; = and <> are not
+-- leakproof; encrypted values nested in other types are refused.
+------------------------------------------------------------------------------
+-- Work on a user's table runs as the table's owner in a security-restricted
+-- operation (src/catalog.c): whatever the owner attached to the table runs
+-- with the owner's privileges, never with the extension's.  Executable by
+-- the extension's owner only: its SECURITY DEFINER functions call it with
+-- statements they build themselves.
+CREATE FUNCTION privacy_internal.run_as_owner(tbl regclass, sql text, args text[] DEFAULT NULL) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'privacy_run_as_owner' LANGUAGE C;
+
+CREATE OR REPLACE FUNCTION privacy.erase_subject(subject text, reason text) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    hold record;
+    pt record;
+    r privacy.retention_rules;
+    subject_type regtype;
+    match text;
+    sets text;
+    n bigint;
+    done jsonb := '{}';
+    hash bytea;
+    stand_in text;
+    keys integer;
+    reduced bigint;
+    receipt jsonb;
+    erasure_id bigint;
+BEGIN
+    PERFORM privacy_internal.require_subject(subject);
+    IF reason IS NULL OR reason = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'an erasure needs a reason',
+            HINT = 'Name the request, for example its number.';
+    END IF;
+    SELECT h.reason, h.until INTO hold FROM privacy.active_holds h WHERE h.subject = erase_subject.subject LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('subject "%s" is under a legal hold', subject),
+            DETAIL = format('Hold: %s%s.', hold.reason,
+                            CASE WHEN hold.until IS NOT NULL THEN ', until ' || hold.until::text ELSE '' END),
+            HINT = 'Nothing was erased. Release the hold with privacy.release_hold() when the matter allows it.';
+    END IF;
+
+    -- the subject's rows, in every protected table (partitions through their root)
+    FOR pt IN SELECT p.tbl, p.subject_column FROM privacy.protected_tables p
+               WHERE p.parent IS NULL ORDER BY p.tbl::text
+    LOOP
+        SELECT a.atttypid::regtype INTO subject_type FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = pt.tbl AND a.attname = pt.subject_column;
+        match := CASE WHEN subject_type IN ('bigint'::regtype, 'integer'::regtype, 'smallint'::regtype)
+                      THEN format('t.%I = privacy_internal.subject_int8(%L)', pt.subject_column, subject)
+                      ELSE format('t.%I::pg_catalog.text = %L', pt.subject_column, subject) END;
+        SELECT * INTO r FROM privacy.retention_rules rr WHERE rr.tbl = pt.tbl;
+        -- as the table's owner: its triggers are its own code
+        IF r.action = 'anonymize' THEN
+            sets := privacy_internal.anonymize_sets(r);
+            n := privacy_internal.run_as_owner(pt.tbl, format('UPDATE %s t SET %s WHERE %s', pt.tbl, sets, match));
+        ELSE
+            n := privacy_internal.run_as_owner(pt.tbl, format('DELETE FROM %s t WHERE %s', pt.tbl, match));
+        END IF;
+        done := done || jsonb_build_object(pt.tbl::text,
+                    jsonb_build_object('action', CASE WHEN r.action = 'anonymize' THEN 'anonymized' ELSE 'deleted' END,
+                                       'rows', n));
+    END LOOP;
+
+    -- every copy of the subject's encrypted values, anywhere, becomes unreadable
+    hash := privacy.subject_hash(subject);
+    stand_in := 'erased:' || encode(hash, 'hex');
+    keys := privacy.destroy_subject_key(subject);
+
+    -- consent: the current state goes; the history keeps what proves that
+    -- consent was honoured (purpose, action, time, source), not who
+    DELETE FROM privacy.consent_state cs WHERE cs.subject = erase_subject.subject;
+    reduced := privacy_internal.reduce_ledger(subject, stand_in);
+    UPDATE privacy.holds h SET subject = stand_in WHERE h.subject = erase_subject.subject;
+
+    INSERT INTO privacy.erasures (subject_hash, reason, erased_by, tables, keys_destroyed, consent_events_reduced)
+    VALUES (hash, reason, privacy_internal.caller(), done, keys, reduced)
+    RETURNING id INTO erasure_id;
+    SELECT jsonb_build_object('erasure', e.id, 'subject_hash', encode(e.subject_hash, 'hex'),
+                              'reason', e.reason, 'erased_at', e.erased_at, 'erased_by', e.erased_by,
+                              'tables', e.tables, 'keys_destroyed', e.keys_destroyed,
+                              'consent_events_reduced', e.consent_events_reduced)
+      INTO receipt FROM privacy.erasures e WHERE e.id = erasure_id;
+    RETURN receipt;
+END
+$$;
+-- The due rows of a rule as the table's owner selects them: the subjects
+-- under hold are written into the query (a constant array, which the
+-- executor hashes), since the owner may not read privacy.holds.
+CREATE FUNCTION privacy_internal.due_rows(r privacy.retention_rules, subject_column name,
+                                          cutoff timestamptz, held text[]) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    not_done text := '';
+BEGIN
+    IF r.action = 'anonymize' THEN
+        SELECT ' AND (' || string_agg(CASE WHEN jsonb_typeof(r.anonymize -> c.col) = 'null'
+                                           THEN format('t.%I IS NOT NULL', c.col)
+                                           ELSE format('t.%I::pg_catalog.text IS DISTINCT FROM %L', c.col, r.anonymize ->> c.col) END,
+                                      ' OR ' ORDER BY c.col) || ')'
+          INTO not_done FROM jsonb_object_keys(r.anonymize) AS c(col);
+    END IF;
+    RETURN format('SELECT t.tableoid, t.ctid FROM %s t WHERE t.%I < %L%s '
+                  'AND NOT (t.%I::pg_catalog.text OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.text[]))',
+                  r.tbl, r.time_column, cutoff, not_done, subject_column, coalesce(held, '{}'));
+END
+$$;
+CREATE OR REPLACE FUNCTION privacy_internal.purge_batch(run_id bigint, tbl regclass, batch_size integer) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r privacy.retention_rules;
+    subject name;
+    cutoff timestamptz;
+    sets text;
+    stmt text;
+    held text[];
+    n bigint;
+    saved_timeout text := pg_catalog.current_setting('lock_timeout');
+BEGIN
+    SELECT * INTO r FROM privacy.retention_rules rr WHERE rr.tbl = purge_batch.tbl;
+    SELECT pt.subject_column INTO subject FROM privacy.protected_tables pt WHERE pt.tbl = r.tbl;
+    SELECT prt.cutoff INTO cutoff FROM privacy.purge_run_tables prt
+     WHERE prt.run_id = purge_batch.run_id AND prt.tbl = purge_batch.tbl;
+    -- the rows are written as the table's owner (its triggers are its own
+    -- code); the subjects under hold are passed in, as the owner may not
+    -- read the holds
+    SELECT pg_catalog.array_agg(DISTINCT h.subject) INTO held FROM privacy.active_holds h;
+    IF r.action = 'delete' THEN
+        stmt := format('DELETE FROM %s t WHERE (t.tableoid, t.ctid) IN (%s LIMIT %s',
+                       r.tbl, privacy_internal.due_rows(r, subject, cutoff, held), batch_size);
+    ELSE
+        sets := privacy_internal.anonymize_sets(r);
+        stmt := format('UPDATE %s t SET %s WHERE (t.tableoid, t.ctid) IN (%s LIMIT %s',
+                       r.tbl, sets, privacy_internal.due_rows(r, subject, cutoff, held), batch_size);
+    END IF;
+    -- Usually no application holds a due row: write each row once.  If one
+    -- does, wait at most 100 ms, then redo the batch skipping locked rows
+    -- (which costs a lock on every row first).
+    BEGIN
+        -- a shorter lock_timeout of the session wins
+        PERFORM pg_catalog.set_config('lock_timeout',
+            CASE WHEN pg_catalog.current_setting('lock_timeout') IN ('0', '')
+                   OR '100ms'::interval < pg_catalog.current_setting('lock_timeout')::interval
+                 THEN '100ms' ELSE pg_catalog.current_setting('lock_timeout') END, true);
+        n := privacy_internal.run_as_owner(r.tbl, stmt || ')');
+    EXCEPTION WHEN lock_not_available THEN
+        n := privacy_internal.run_as_owner(r.tbl, stmt || ' FOR UPDATE OF t SKIP LOCKED)');
+    END;
+    PERFORM pg_catalog.set_config('lock_timeout', saved_timeout, true);
+    UPDATE privacy.purge_run_tables prt SET purged = prt.purged + n, batches = prt.batches + 1
+     WHERE prt.run_id = purge_batch.run_id AND prt.tbl = purge_batch.tbl;
+    RETURN n;
+END
+$$;
+CREATE OR REPLACE FUNCTION privacy.classify(tbl regclass, col name, category text,
+                                 searchable boolean DEFAULT false, encrypt boolean DEFAULT false)
+    RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    att record;
+    is_encrypted boolean;
+    target text;
+BEGIN
+    PERFORM privacy_internal.require_category(category);
+    IF category = 'unclassified' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'columns cannot be classified as "unclassified"',
+            HINT    = 'Name the category of personal data the column holds.';
+    END IF;
+    SELECT a.attnum, a.atttypid, a.atttypmod, a.attinhcount INTO att
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'undefined_column',
+            MESSAGE = format('column "%s" of relation %s does not exist', col, tbl);
+    END IF;
+    is_encrypted := att.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype);
+    IF NOT is_encrypted AND encrypt THEN
+        IF att.atttypid IN ('text'::regtype, 'character varying'::regtype) THEN
+            target := 'privacy.encrypted_text';
+        ELSIF att.atttypid = 'bytea'::regtype THEN
+            target := 'privacy.encrypted_bytea';
+        ELSE
+            RAISE EXCEPTION USING
+                ERRCODE = 'datatype_mismatch',
+                MESSAGE = format('column "%s" of type %s cannot be encrypted', col, att.atttypid::regtype),
+                HINT    = 'Only text, varchar and bytea columns convert to privacy.encrypted_text or privacy.encrypted_bytea.';
+        END IF;
+        is_encrypted := true;
+    ELSIF is_encrypted THEN
+        target := att.atttypid::regtype::text;
+    END IF;
+    IF searchable AND NOT is_encrypted THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('column "%s" is not encrypted, so it cannot be made searchable', col),
+            HINT    = 'Pass encrypt => true to convert it, or leave searchable false.';
+    END IF;
+    IF is_encrypted THEN
+        IF att.attinhcount > 0 THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_table_definition',
+                MESSAGE = format('column "%s" of %s is inherited', col, tbl),
+                HINT    = 'Classify the column on the parent table; partitions follow it.';
+        END IF;
+        PERFORM privacy_internal.ensure_internal_keys();
+        PERFORM privacy_internal.category_key(category);
+        -- rewrites the column: every value is (re)sealed under the category
+        -- key; as the table's owner (the rewrite evaluates its constraints
+        -- and index expressions, which are the owner's code); plain values
+        -- are sealed as the plaintext they are, whatever they look like
+        PERFORM privacy_internal.run_as_owner(tbl,
+            format('ALTER TABLE %s ALTER COLUMN %I TYPE %s(%s%s)%s', tbl, col, target,
+                   category, CASE WHEN searchable THEN ', searchable' ELSE '' END,
+                   CASE WHEN att.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype) THEN ''
+                        WHEN target = 'privacy.encrypted_bytea' THEN format(' USING privacy_internal.seal_bytea(%I)', col)
+                        ELSE format(' USING privacy_internal.seal_text(%I::pg_catalog.text)', col) END));
+    END IF;
+    INSERT INTO privacy.column_categories AS cc (tbl, col, category, searchable, encrypted)
+    VALUES (tbl, col, category, searchable, is_encrypted)
+    ON CONFLICT ON CONSTRAINT column_categories_pkey DO UPDATE
+       SET category = EXCLUDED.category, searchable = EXCLUDED.searchable,
+           encrypted = EXCLUDED.encrypted, classified_at = now(), classified_by = session_user;
+END
+$$;
+CREATE FUNCTION privacy_internal.nests_encrypted(regtype) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_nests_encrypted' LANGUAGE C STRICT STABLE;
+CREATE FUNCTION privacy_internal.seal_text(text) RETURNS privacy.encrypted_text
+    AS 'MODULE_PATHNAME', 'privacy_seal_text' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION privacy_internal.seal_bytea(bytea) RETURNS privacy.encrypted_bytea
+    AS 'MODULE_PATHNAME', 'privacy_seal_bytea' LANGUAGE C STRICT VOLATILE;
+CREATE OR REPLACE FUNCTION privacy_internal.classify_new_columns() RETURNS event_trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    -- values inside an array, domain, composite or range escape the seal
+    FOR r IN
+        SELECT DISTINCT a.attrelid::regclass AS tbl, a.attname, a.atttypid::regtype AS typ
+          FROM pg_catalog.pg_event_trigger_ddl_commands() d
+          JOIN pg_catalog.pg_class c ON c.oid = d.objid
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
+         WHERE d.classid = 'pg_catalog.pg_class'::regclass
+           AND c.relkind IN ('r', 'p', 'm', 'f')
+           AND a.attnum > 0 AND NOT a.attisdropped
+           AND privacy_internal.nests_encrypted(a.atttypid)
+    LOOP
+        RAISE EXCEPTION USING
+            ERRCODE = 'feature_not_supported',
+            MESSAGE = format('column "%s" of %s cannot hold encrypted values inside %s', r.attname, r.tbl, r.typ),
+            DETAIL  = 'Encrypted values are sealed for a column of privacy.encrypted_text or privacy.encrypted_bytea itself; inside an array, domain, composite or range they would keep a key only the writing session holds.',
+            HINT    = 'Store each value in a column of its own, or in a table of its own with a row per value.';
+    END LOOP;
+    FOR r IN
+        SELECT DISTINCT a.attrelid::regclass AS tbl, a.attname, a.atttypid::regtype AS typ, c.relkind,
+               a.atttypmod, a.atthasdef
+          FROM pg_catalog.pg_event_trigger_ddl_commands() d
+          JOIN pg_catalog.pg_class c ON c.oid = d.objid
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
+         WHERE d.classid = 'pg_catalog.pg_class'::regclass
+           AND c.relkind IN ('r', 'p', 'm', 'f')
+           AND a.attnum > 0 AND NOT a.attisdropped AND a.attinhcount = 0
+           AND a.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype)
+    LOOP
+        -- a default would be sealed once, with the creating session's key
+        IF r.atthasdef THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_table_definition',
+                MESSAGE = format('encrypted column "%s" of %s cannot have a default', r.attname, r.tbl),
+                DETAIL  = 'A default value would be sealed once, when the table is defined, with a key only that session holds.',
+                HINT    = 'Set the value in the INSERT, or in a BEFORE INSERT trigger.';
+        END IF;
+        IF r.atttypmod <> -1 THEN
+            PERFORM privacy_internal.register_column(r.tbl, r.attname);
+            CONTINUE;
+        END IF;
+        IF r.relkind IN ('m', 'f') THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_table_definition',
+                MESSAGE = format('encrypted column "%s" of %s needs a category', r.attname, r.tbl),
+                HINT    = format('Cast it to a classified type, for example %s(contact).', r.typ);
+        END IF;
+        -- our own ALTER fires this trigger again: skip what it already did
+        CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                                   WHERE a.attrelid = r.tbl AND a.attname = r.attname AND a.atttypmod = -1);
+        RAISE NOTICE 'column "%" of % has no category yet; it is "unclassified" until privacy.classify() is run',
+            r.attname, r.tbl;
+        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I TYPE %s(unclassified)', r.tbl, r.attname, r.typ);
+    END LOOP;
+END
+$$;
+ALTER FUNCTION privacy_internal.encrypted_eq(privacy.encrypted_text, privacy.encrypted_text) NOT LEAKPROOF;
+ALTER FUNCTION privacy_internal.encrypted_ne(privacy.encrypted_text, privacy.encrypted_text) NOT LEAKPROOF;
+ALTER FUNCTION privacy_internal.encrypted_eq(privacy.encrypted_bytea, privacy.encrypted_bytea) NOT LEAKPROOF;
+ALTER FUNCTION privacy_internal.encrypted_ne(privacy.encrypted_bytea, privacy.encrypted_bytea) NOT LEAKPROOF;
+REVOKE ALL ON FUNCTION privacy_internal.run_as_owner(regclass, text, text[]),
+    privacy_internal.due_rows(privacy.retention_rules, name, timestamptz, text[])
+  FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION privacy_internal.seal_text(text), privacy_internal.seal_bytea(bytea),
+    privacy_internal.nests_encrypted(regtype)
   TO PUBLIC;

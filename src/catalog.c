@@ -259,6 +259,91 @@ catalog_restore_user(CatalogUserState *state)
 }
 
 /*
+ * Run one statement on a user's table as that table's owner, inside a
+ * security-restricted operation, the way PostgreSQL runs VACUUM, CLUSTER
+ * and REINDEX since CVE-2022-1552: whatever the owner attached to the table
+ * (row and statement triggers, rules, defaults, constraints, index
+ * expressions, operators) runs with the owner's privileges, never with the
+ * extension's, and cannot change the session's role or leave state behind.
+ * The owner is exempt from FORCE ROW LEVEL SECURITY for this work, as
+ * PostgreSQL's referential-integrity checks are (SECURITY_NOFORCE_RLS), so
+ * that a reseal, a purge or an erasure reaches every row.  search_path is
+ * pinned.  Returns the number of rows the statement processed.
+ */
+int64
+catalog_run_as_owner(Oid relid, const char *sql, int nargs, Oid *argtypes,
+					 Datum *values, const char *nulls)
+{
+	HeapTuple	tup;
+	Oid			owner;
+	Oid			save_userid;
+	int			save_sec_context;
+	int			nest;
+	int			rc;
+	int64		n;
+
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(owner, save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION |
+						   SECURITY_NOFORCE_RLS);
+	nest = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	/* the seal trigger keeps a restore's values verbatim, never ours */
+	(void) set_config_option("row_security", "on",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0);
+	if (rc < 0)
+		elog(ERROR, "statement on a user's table failed: %s", SPI_result_code_string(rc));
+	n = (int64) SPI_processed;
+	SPI_finish();
+	AtEOXact_GUC(false, nest);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	return n;
+}
+
+/* privacy_internal.run_as_owner(tbl, sql, args text[]): the above from SQL */
+PG_FUNCTION_INFO_V1(privacy_run_as_owner);
+Datum
+privacy_run_as_owner(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	char	   *sql = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	Datum	   *elems = NULL;
+	bool	   *elnulls = NULL;
+	int			n = 0;
+	Oid		   *types;
+	char	   *nulls;
+	int			i;
+
+	if (!PG_ARGISNULL(2))
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &elnulls, &n);
+	types = palloc(Max(n, 1) * sizeof(Oid));
+	nulls = palloc(Max(n, 1) + 1);
+	for (i = 0; i < n; i++)
+	{
+		types[i] = TEXTOID;
+		nulls[i] = elnulls[i] ? 'n' : ' ';
+	}
+	nulls[n] = '\0';
+	PG_RETURN_INT64(catalog_run_as_owner(relid, sql, n, types, elems, nulls));
+}
+
+/*
  * A category's id is a pure function of its name, so that a column type
  * such as privacy.encrypted_text(contact) means the same thing before and
  * after pg_restore has loaded the categories table (the data section comes

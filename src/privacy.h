@@ -64,6 +64,8 @@ extern bool catalog_protected_ready(void);
 extern bool catalog_any_protected(void);
 extern const CatalogRelation *catalog_protected_relation(Oid relid);
 extern void catalog_become_owner(CatalogUserState *state);
+extern int64 catalog_run_as_owner(Oid relid, const char *sql, int nargs, Oid *argtypes,
+								  Datum *values, const char *nulls);
 extern void catalog_restore_user(CatalogUserState *state);
 extern uint16 catalog_category_id(const char *name);
 extern const char *catalog_category_name(uint16 id);

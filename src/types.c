@@ -34,6 +34,7 @@
 
 #include <sodium.h>
 
+#include "access/relation.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
@@ -865,6 +866,15 @@ coerce_common(bytea *v, int32 typmod, EnvelopeKind kind)
 					 errhint("Declare a purpose that is allowed category \"%s\", or have a privacy_admin reclassify the column.", source)));
 	}
 
+	/*
+	 * Adding a search tag opens the value too: computing the tag of a value
+	 * its reader may not open would turn any column into an equality oracle.
+	 * So every stored value opened here passes the gate (the dump/restore
+	 * roles aside, who reclassify columns).
+	 */
+	if (ev.hdr.key_id != PRIVACY_TRANSIENT_KEY_ID && !privileged_role())
+		consent_require_purpose(category_name_or_error(ev.hdr.category_id));
+
 	pt = enc_open(kind, &ev, &len);
 	if (pt == NULL)
 		return v;				/* erased: nothing left to reseal */
@@ -920,6 +930,32 @@ bytea_to_encrypted_bytea(PG_FUNCTION_ARGS)
 	bytea	   *b = PG_GETARG_BYTEA_PP(0);
 
 	PG_RETURN_BYTEA_P(from_plain(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b), PG_GETARG_INT32(1), ENVELOPE_BYTEA));
+}
+
+/*
+ * Plaintext being encrypted is never taken for an envelope: classify()
+ * converts a plain column with these, so that "pv1:..." text a role planted
+ * in the column (a value from a stolen dump, say) is sealed like any other
+ * text, not adopted as the stored value it describes.
+ */
+PG_FUNCTION_INFO_V1(privacy_seal_text);
+Datum
+privacy_seal_text(PG_FUNCTION_ARGS)
+{
+	text	   *t = PG_GETARG_TEXT_PP(0);
+
+	PG_RETURN_BYTEA_P(enc_seal(ENVELOPE_TEXT, -1, (const unsigned char *) VARDATA_ANY(t),
+							   VARSIZE_ANY_EXHDR(t), NULL));
+}
+
+PG_FUNCTION_INFO_V1(privacy_seal_bytea);
+Datum
+privacy_seal_bytea(PG_FUNCTION_ARGS)
+{
+	bytea	   *b = PG_GETARG_BYTEA_PP(0);
+
+	PG_RETURN_BYTEA_P(enc_seal(ENVELOPE_BYTEA, -1, (const unsigned char *) VARDATA_ANY(b),
+							   VARSIZE_ANY_EXHDR(b), NULL));
 }
 
 PG_FUNCTION_INFO_V1(encrypted_text_to_text);
@@ -1349,6 +1385,62 @@ privacy_seal_row(PG_FUNCTION_ARGS)
 	if (changed)
 		tuple = heap_modify_tuple(tuple, tupdesc, values, nulls, replace);
 	return PointerGetDatum(tuple);
+}
+
+/*
+ * Does a type hold an encrypted type inside another one: an array, a
+ * domain, a composite, a range?  Values in there escape the column's type
+ * modifier and the seal trigger, so a session's transient key would be
+ * stored with them; the event trigger refuses such columns.
+ */
+static bool
+nests_encrypted(Oid type, Oid text_type, Oid bytea_type, int depth)
+{
+	Oid			elem;
+	Oid			relid;
+
+	check_stack_depth();
+	if (depth > 0 && (type == text_type || type == bytea_type))
+		return true;
+	if (depth > 32)
+		return false;
+	if (OidIsValid(elem = get_element_type(type)))
+		return nests_encrypted(elem, text_type, bytea_type, depth + 1);
+	if (get_typtype(type) == TYPTYPE_DOMAIN)
+		return nests_encrypted(getBaseType(type), text_type, bytea_type, depth + 1);
+	if (get_typtype(type) == TYPTYPE_RANGE)
+		return nests_encrypted(get_range_subtype(type), text_type, bytea_type, depth + 1);
+	if (get_typtype(type) == TYPTYPE_MULTIRANGE)
+		return nests_encrypted(get_multirange_range(type), text_type, bytea_type, depth + 1);
+	if (OidIsValid(relid = get_typ_typrelid(type)))
+	{
+		Relation	rel = relation_open(relid, AccessShareLock);
+		TupleDesc	desc = RelationGetDescr(rel);
+		bool		found = false;
+		int			i;
+
+		for (i = 0; i < desc->natts && !found; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+
+			if (!att->attisdropped)
+				found = nests_encrypted(att->atttypid, text_type, bytea_type, depth + 1);
+		}
+		relation_close(rel, AccessShareLock);
+		return found;
+	}
+	return false;
+}
+
+PG_FUNCTION_INFO_V1(privacy_nests_encrypted);
+Datum
+privacy_nests_encrypted(PG_FUNCTION_ARGS)
+{
+	Oid			text_type;
+	Oid			bytea_type;
+
+	encrypted_type_oids(&text_type, &bytea_type);
+	PG_RETURN_BOOL(nests_encrypted(PG_GETARG_OID(0), text_type, bytea_type, 0));
 }
 
 /* The category named by an encrypted column's type modifier (NULL if none). */

@@ -102,6 +102,14 @@ CREATE TRIGGER catalog_truncated AFTER TRUNCATE
     ON privacy.role_purposes FOR EACH STATEMENT EXECUTE FUNCTION privacy_internal.catalog_changed();
 ALTER TABLE privacy.role_purposes ENABLE ALWAYS TRIGGER catalog_changed, ENABLE ALWAYS TRIGGER catalog_truncated;
 
+-- Work on a user's table runs as the table's owner in a security-restricted
+-- operation (src/catalog.c): whatever the owner attached to the table runs
+-- with the owner's privileges, never with the extension's.  Executable by
+-- the extension's owner only: its SECURITY DEFINER functions call it with
+-- statements they build themselves.
+CREATE FUNCTION privacy_internal.run_as_owner(tbl regclass, sql text, args text[] DEFAULT NULL) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'privacy_run_as_owner' LANGUAGE C;
+
 ------------------------------------------------------------------------------
 -- Validation helpers (internal).
 ------------------------------------------------------------------------------

@@ -86,9 +86,9 @@ CREATE CAST (privacy.encrypted_bytea AS bytea)
 -- searchable keep them).  The order of < and > is the order of the tags,
 -- which says nothing about the plaintext: it exists for btree only.
 CREATE FUNCTION privacy_internal.encrypted_eq(privacy.encrypted_text, privacy.encrypted_text) RETURNS boolean
-    AS 'MODULE_PATHNAME', 'encrypted_eq' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE LEAKPROOF;
+    AS 'MODULE_PATHNAME', 'encrypted_eq' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION privacy_internal.encrypted_ne(privacy.encrypted_text, privacy.encrypted_text) RETURNS boolean
-    AS 'MODULE_PATHNAME', 'encrypted_ne' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE LEAKPROOF;
+    AS 'MODULE_PATHNAME', 'encrypted_ne' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION privacy_internal.encrypted_lt(privacy.encrypted_text, privacy.encrypted_text) RETURNS boolean
     AS 'MODULE_PATHNAME', 'encrypted_lt' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION privacy_internal.encrypted_le(privacy.encrypted_text, privacy.encrypted_text) RETURNS boolean
@@ -104,9 +104,9 @@ CREATE FUNCTION privacy_internal.encrypted_hash(privacy.encrypted_text) RETURNS 
 CREATE FUNCTION privacy_internal.encrypted_hash_extended(privacy.encrypted_text, bigint) RETURNS bigint
     AS 'MODULE_PATHNAME', 'encrypted_hash_extended' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION privacy_internal.encrypted_eq(privacy.encrypted_bytea, privacy.encrypted_bytea) RETURNS boolean
-    AS 'MODULE_PATHNAME', 'encrypted_eq' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE LEAKPROOF;
+    AS 'MODULE_PATHNAME', 'encrypted_eq' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION privacy_internal.encrypted_ne(privacy.encrypted_bytea, privacy.encrypted_bytea) RETURNS boolean
-    AS 'MODULE_PATHNAME', 'encrypted_ne' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE LEAKPROOF;
+    AS 'MODULE_PATHNAME', 'encrypted_ne' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION privacy_internal.encrypted_lt(privacy.encrypted_bytea, privacy.encrypted_bytea) RETURNS boolean
     AS 'MODULE_PATHNAME', 'encrypted_lt' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION privacy_internal.encrypted_le(privacy.encrypted_bytea, privacy.encrypted_bytea) RETURNS boolean

@@ -81,9 +81,16 @@ BEGIN
         END IF;
         PERFORM privacy_internal.ensure_internal_keys();
         PERFORM privacy_internal.category_key(category);
-        -- rewrites the column: every value is (re)sealed under the category key
-        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I TYPE %s(%s%s)', tbl, col, target,
-                       category, CASE WHEN searchable THEN ', searchable' ELSE '' END);
+        -- rewrites the column: every value is (re)sealed under the category
+        -- key; as the table's owner (the rewrite evaluates its constraints
+        -- and index expressions, which are the owner's code); plain values
+        -- are sealed as the plaintext they are, whatever they look like
+        PERFORM privacy_internal.run_as_owner(tbl,
+            format('ALTER TABLE %s ALTER COLUMN %I TYPE %s(%s%s)%s', tbl, col, target,
+                   category, CASE WHEN searchable THEN ', searchable' ELSE '' END,
+                   CASE WHEN att.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype) THEN ''
+                        WHEN target = 'privacy.encrypted_bytea' THEN format(' USING privacy_internal.seal_bytea(%I)', col)
+                        ELSE format(' USING privacy_internal.seal_text(%I::pg_catalog.text)', col) END));
     END IF;
     INSERT INTO privacy.column_categories AS cc (tbl, col, category, searchable, encrypted)
     VALUES (tbl, col, category, searchable, is_encrypted)
@@ -94,6 +101,14 @@ END
 $$;
 COMMENT ON FUNCTION privacy.classify(regclass, name, text, boolean, boolean) IS
     'declare the category of a column; encrypted columns are resealed under the category key (searchable enables equality search); encrypt converts a text or bytea column';
+
+CREATE FUNCTION privacy_internal.nests_encrypted(regtype) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_nests_encrypted' LANGUAGE C STRICT STABLE;
+
+CREATE FUNCTION privacy_internal.seal_text(text) RETURNS privacy.encrypted_text
+    AS 'MODULE_PATHNAME', 'privacy_seal_text' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION privacy_internal.seal_bytea(bytea) RETURNS privacy.encrypted_bytea
+    AS 'MODULE_PATHNAME', 'privacy_seal_bytea' LANGUAGE C STRICT VOLATILE;
 
 CREATE VIEW privacy.classified_columns AS
 SELECT cc.tbl AS table_name, cc.col AS column_name, cc.category, cc.searchable, cc.encrypted,
@@ -146,6 +161,23 @@ AS $$
 DECLARE
     r record;
 BEGIN
+    -- values inside an array, domain, composite or range escape the seal
+    FOR r IN
+        SELECT DISTINCT a.attrelid::regclass AS tbl, a.attname, a.atttypid::regtype AS typ
+          FROM pg_catalog.pg_event_trigger_ddl_commands() d
+          JOIN pg_catalog.pg_class c ON c.oid = d.objid
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
+         WHERE d.classid = 'pg_catalog.pg_class'::regclass
+           AND c.relkind IN ('r', 'p', 'm', 'f')
+           AND a.attnum > 0 AND NOT a.attisdropped
+           AND privacy_internal.nests_encrypted(a.atttypid)
+    LOOP
+        RAISE EXCEPTION USING
+            ERRCODE = 'feature_not_supported',
+            MESSAGE = format('column "%s" of %s cannot hold encrypted values inside %s', r.attname, r.tbl, r.typ),
+            DETAIL  = 'Encrypted values are sealed for a column of privacy.encrypted_text or privacy.encrypted_bytea itself; inside an array, domain, composite or range they would keep a key only the writing session holds.',
+            HINT    = 'Store each value in a column of its own, or in a table of its own with a row per value.';
+    END LOOP;
     FOR r IN
         SELECT DISTINCT a.attrelid::regclass AS tbl, a.attname, a.atttypid::regtype AS typ, c.relkind,
                a.atttypmod, a.atthasdef

@@ -191,15 +191,17 @@ BEGIN
         PERFORM privacy_internal.create_seal_trigger(tbl, subject_column);
     END IF;
     IF parent IS NULL OR reseal THEN
-        -- rows already there move under their subject's key too
-        SELECT string_agg(format('%1$I = privacy.seal_for_subject(%1$I, %2$I::pg_catalog.text)',
-                                 a.attname, subject_column), ', ')
+        -- rows already there move under their subject's key too: the seal
+        -- trigger reseals what each row's UPDATE writes, which runs as the
+        -- table's owner (the owner's triggers never run as the extension)
+        SELECT string_agg(format('%1$I = %1$I', a.attname), ', ')
           INTO sets
           FROM pg_catalog.pg_attribute a
          WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
            AND a.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype);
         IF sets IS NOT NULL THEN
-            EXECUTE format('UPDATE %s SET %s WHERE %I IS NOT NULL', tbl, sets, subject_column);
+            PERFORM privacy_internal.run_as_owner(tbl,
+                format('UPDATE %s SET %s WHERE %I IS NOT NULL', tbl, sets, subject_column));
         END IF;
     END IF;
 END

@@ -266,6 +266,30 @@ BEGIN
 END
 $$;
 
+-- The due rows of a rule as the table's owner selects them: the subjects
+-- under hold are written into the query (a constant array, which the
+-- executor hashes), since the owner may not read privacy.holds.
+CREATE FUNCTION privacy_internal.due_rows(r privacy.retention_rules, subject_column name,
+                                          cutoff timestamptz, held text[]) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    not_done text := '';
+BEGIN
+    IF r.action = 'anonymize' THEN
+        SELECT ' AND (' || string_agg(CASE WHEN jsonb_typeof(r.anonymize -> c.col) = 'null'
+                                           THEN format('t.%I IS NOT NULL', c.col)
+                                           ELSE format('t.%I::pg_catalog.text IS DISTINCT FROM %L', c.col, r.anonymize ->> c.col) END,
+                                      ' OR ' ORDER BY c.col) || ')'
+          INTO not_done FROM jsonb_object_keys(r.anonymize) AS c(col);
+    END IF;
+    RETURN format('SELECT t.tableoid, t.ctid FROM %s t WHERE t.%I < %L%s '
+                  'AND NOT (t.%I::pg_catalog.text OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.text[]))',
+                  r.tbl, r.time_column, cutoff, not_done, subject_column, coalesce(held, '{}'));
+END
+$$;
+
 CREATE FUNCTION privacy.purge_preview()
     RETURNS TABLE (table_name regclass, action text, keep interval, rows_due bigint, rows_held bigint,
                    oldest_due timestamptz)
@@ -305,6 +329,7 @@ DECLARE
     cutoff timestamptz;
     sets text;
     stmt text;
+    held text[];
     n bigint;
     saved_timeout text := pg_catalog.current_setting('lock_timeout');
 BEGIN
@@ -312,13 +337,17 @@ BEGIN
     SELECT pt.subject_column INTO subject FROM privacy.protected_tables pt WHERE pt.tbl = r.tbl;
     SELECT prt.cutoff INTO cutoff FROM privacy.purge_run_tables prt
      WHERE prt.run_id = purge_batch.run_id AND prt.tbl = purge_batch.tbl;
+    -- the rows are written as the table's owner (its triggers are its own
+    -- code); the subjects under hold are passed in, as the owner may not
+    -- read the holds
+    SELECT pg_catalog.array_agg(DISTINCT h.subject) INTO held FROM privacy.active_holds h;
     IF r.action = 'delete' THEN
         stmt := format('DELETE FROM %s t WHERE (t.tableoid, t.ctid) IN (%s LIMIT %s',
-                       r.tbl, privacy_internal.due_query(r, subject, false, cutoff), batch_size);
+                       r.tbl, privacy_internal.due_rows(r, subject, cutoff, held), batch_size);
     ELSE
         sets := privacy_internal.anonymize_sets(r);
         stmt := format('UPDATE %s t SET %s WHERE (t.tableoid, t.ctid) IN (%s LIMIT %s',
-                       r.tbl, sets, privacy_internal.due_query(r, subject, false, cutoff), batch_size);
+                       r.tbl, sets, privacy_internal.due_rows(r, subject, cutoff, held), batch_size);
     END IF;
     -- Usually no application holds a due row: write each row once.  If one
     -- does, wait at most 100 ms, then redo the batch skipping locked rows
@@ -329,11 +358,9 @@ BEGIN
             CASE WHEN pg_catalog.current_setting('lock_timeout') IN ('0', '')
                    OR '100ms'::interval < pg_catalog.current_setting('lock_timeout')::interval
                  THEN '100ms' ELSE pg_catalog.current_setting('lock_timeout') END, true);
-        EXECUTE stmt || ')';
-        GET DIAGNOSTICS n = ROW_COUNT;
+        n := privacy_internal.run_as_owner(r.tbl, stmt || ')');
     EXCEPTION WHEN lock_not_available THEN
-        EXECUTE stmt || ' FOR UPDATE OF t SKIP LOCKED)';
-        GET DIAGNOSTICS n = ROW_COUNT;
+        n := privacy_internal.run_as_owner(r.tbl, stmt || ' FOR UPDATE OF t SKIP LOCKED)');
     END;
     PERFORM pg_catalog.set_config('lock_timeout', saved_timeout, true);
     UPDATE privacy.purge_run_tables prt SET purged = prt.purged + n, batches = prt.batches + 1

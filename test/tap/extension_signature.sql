@@ -30,20 +30,20 @@ WITH ext AS (
       FROM ident i
     UNION ALL
     -- functions and procedures: the whole definition and the privileges
-    SELECT i.id, pg_get_functiondef(i.objid) || E'\nacl: ' || coalesce(p.proacl::text, 'default')
+    SELECT i.id, pg_get_functiondef(i.objid) || E'\nacl: ' || coalesce((SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(p.proacl) x), 'default')
       FROM ident i JOIN pg_proc p ON p.oid = i.objid
      WHERE i.classid = 'pg_proc'::regclass AND p.prokind IN ('f', 'p', 'w')
     UNION ALL
     SELECT i.id, 'aggregate ' || pg_get_function_arguments(p.oid) || ' ' || a.aggtransfn::text || ' '
                  || a.aggfinalfn::text || ' ' || a.aggtranstype::regtype::text
-                 || E'\nacl: ' || coalesce(p.proacl::text, 'default')
+                 || E'\nacl: ' || coalesce((SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(p.proacl) x), 'default')
       FROM ident i JOIN pg_proc p ON p.oid = i.objid JOIN pg_aggregate a ON a.aggfnoid = p.oid
      WHERE i.classid = 'pg_proc'::regclass
     UNION ALL
     -- relations: kind, options, row security, privileges
     SELECT r.id, format('relkind %s persistence %s rls %s force %s options %s replident %s acl %s',
                         c.relkind, c.relpersistence, c.relrowsecurity, c.relforcerowsecurity,
-                        coalesce(c.reloptions::text, '-'), c.relreplident, coalesce(c.relacl::text, 'default'))
+                        coalesce(c.reloptions::text, '-'), c.relreplident, coalesce((SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(c.relacl) x), 'default'))
       FROM rels r JOIN pg_class c ON c.oid = r.relid
     UNION ALL
     SELECT r.id || ' column ' || a.attname,
@@ -53,7 +53,7 @@ WITH ext AS (
                   coalesce(nullif(a.attcollation, 0)::regcollation::text, '-'),
                   a.attstorage, coalesce(nullif(a.attcompression, '')::text, '-'),
                   coalesce(nullif(a.attidentity, '')::text, '-'), coalesce(nullif(a.attgenerated, '')::text, '-'),
-                  coalesce(a.attacl::text, 'default'), coalesce(col_description(a.attrelid, a.attnum), ''))
+                  coalesce((SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(a.attacl) x), 'default'), coalesce(col_description(a.attrelid, a.attnum), ''))
       FROM rels r JOIN pg_attribute a ON a.attrelid = r.relid AND a.attnum > 0 AND NOT a.attisdropped
       LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
     UNION ALL
@@ -87,7 +87,7 @@ WITH ext AS (
     SELECT i.id, format('type %s input %s output %s receive %s send %s modin %s modout %s len %s byval %s align %s storage %s category %s preferred %s collatable %s acl %s',
                         t.typtype, t.typinput, t.typoutput, t.typreceive, t.typsend, t.typmodin, t.typmodout,
                         t.typlen, t.typbyval, t.typalign, t.typstorage, t.typcategory, t.typispreferred,
-                        t.typcollation <> 0, coalesce(t.typacl::text, 'default'))
+                        t.typcollation <> 0, coalesce((SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(t.typacl) x), 'default'))
       FROM ident i JOIN pg_type t ON t.oid = i.objid WHERE i.classid = 'pg_type'::regclass
     UNION ALL
     SELECT i.id || ' attribute ' || a.attname, format_type(a.atttypid, a.atttypmod)
@@ -123,10 +123,10 @@ WITH ext AS (
                         e.evtenabled, coalesce(e.evttags::text, '-'))
       FROM ident i JOIN pg_event_trigger e ON e.oid = i.objid WHERE i.classid = 'pg_event_trigger'::regclass
     UNION ALL
-    SELECT i.id, 'acl ' || coalesce(n.nspacl::text, 'default')
+    SELECT i.id, 'acl ' || coalesce((SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(n.nspacl) x), 'default')
       FROM ident i JOIN pg_namespace n ON n.oid = i.objid WHERE i.classid = 'pg_namespace'::regclass
     UNION ALL
-    SELECT 'schema ' || n.nspname, 'acl ' || coalesce(n.nspacl::text, 'default')
+    SELECT 'schema ' || n.nspname, 'acl ' || coalesce((SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(n.nspacl) x), 'default')
       FROM pg_namespace n, pg_extension e
      WHERE e.extname = 'privacy' AND n.oid = e.extnamespace
     UNION ALL

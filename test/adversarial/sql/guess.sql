@@ -1,0 +1,78 @@
+-- Testing guesses without a purpose (issue #12, classes 2, 3, 8 and 9).
+--
+-- adv_app may SELECT the table but has declared no purpose; adv_bypass
+-- has BYPASSRLS.  No operator, cast, comparison, sort or counter may tell
+-- either of them anything about a value they may not open.
+\set SHOW_CONTEXT never
+\set VERBOSITY terse
+CREATE EXTENSION privacy;
+SELECT privacy.create_category('contact');
+SELECT privacy.create_category('financial');
+SELECT privacy.create_purpose('marketing', 'consent', '', ARRAY['contact']);
+SELECT privacy.create_purpose('billing', 'contract', '', ARRAY['contact', 'financial']);
+CREATE ROLE adv_app LOGIN;
+CREATE ROLE adv_bypass LOGIN BYPASSRLS;
+SELECT privacy.grant_purpose('adv_app', 'marketing');
+SELECT privacy.grant_purpose('adv_bypass', 'marketing');
+
+CREATE TABLE customers (id bigint PRIMARY KEY, email privacy.encrypted_text(contact, searchable),
+                        iban privacy.encrypted_text(financial));
+SET privacy.purpose = 'billing';
+INSERT INTO customers VALUES (1, 'ana@example.org', 'DE01'), (2, 'ben@example.org', 'DE02');
+RESET privacy.purpose;
+GRANT SELECT ON customers TO adv_app, adv_bypass;
+CREATE TABLE plain_copy AS SELECT * FROM customers;
+GRANT SELECT ON plain_copy TO adv_app;
+
+
+-- 2. comparisons through the type's own operators need the gate
+SET ROLE adv_app;
+SELECT count(*) FROM plain_copy c WHERE ROW(c.email, 0) = ROW('ana@example.org'::privacy.encrypted_text, 0);
+SELECT count(*) FROM plain_copy c WHERE c.email = 'ana@example.org';
+SELECT count(*) FROM (SELECT DISTINCT email FROM plain_copy) d;
+SELECT email FROM plain_copy ORDER BY email LIMIT 1;
+RESET ROLE;
+
+-- 3. a coercion that adds a search tag opens the value: only through the gate
+SET ROLE adv_app;
+SELECT iban::privacy.encrypted_text(financial, searchable) IS NOT NULL FROM plain_copy;
+SELECT count(*) FROM plain_copy c WHERE c.iban::privacy.encrypted_text(financial, searchable) = 'DE01';
+RESET ROLE;
+
+-- 8. a protected table hides rows from row counts of EXPLAIN ANALYZE
+SELECT privacy.protect_table('customers', 'id');
+CREATE INDEX ON customers (email);
+SET ROLE adv_app;
+SET privacy.purpose = 'marketing';
+SET enable_seqscan = off;
+-- nobody consented: the table looks empty, and so do its plans' counters
+SELECT count(*) FROM customers;
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
+  SELECT id FROM customers WHERE email = 'ana@example.org';
+EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
+  SELECT id FROM customers WHERE email = 'nobody@example.org';
+RESET enable_seqscan;
+RESET privacy.purpose;
+RESET ROLE;
+SELECT proname, proleakproof FROM pg_proc
+ WHERE pronamespace IN ('privacy'::regnamespace, 'privacy_internal'::regnamespace) AND proleakproof
+ ORDER BY 1;
+
+-- 9. values of the encrypted types nested in arrays, composites, domains and
+-- ranges would keep a session's transient key: such columns are refused
+CREATE TYPE adv_pair AS (a privacy.encrypted_text, b int);
+CREATE DOMAIN adv_email AS privacy.encrypted_text;
+CREATE TABLE nested_array (id int, emails privacy.encrypted_text[]);
+CREATE TABLE nested_composite (id int, p adv_pair);
+CREATE TABLE nested_domain (id int, e adv_email);
+CREATE TABLE later_array (id int);
+ALTER TABLE later_array ADD COLUMN emails privacy.encrypted_bytea[];
+SELECT relname FROM pg_class WHERE relname IN ('nested_array', 'nested_composite', 'nested_domain')
+   OR (relname = 'later_array' AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'later_array'::regclass AND attname = 'emails'));
+DROP TABLE IF EXISTS nested_array, nested_composite, nested_domain, later_array;
+DROP DOMAIN adv_email;
+DROP TYPE adv_pair;
+
+DROP TABLE customers, plain_copy;
+DROP EXTENSION privacy;
+DROP ROLE adv_app, adv_bypass;
