@@ -63,7 +63,8 @@ $$;
 -- an update may not hand a row to a subject the purpose may not see, and
 -- an insert needs a declared purpose the role holds.  A table with
 -- policies of its own gets the consent check added to each of its
--- permissive policies instead (their expressions are kept in
+-- permissive policies instead; any permissive policy of the table's own
+-- gets the check added (their expressions are kept in
 -- protected_tables.own_policies for unprotect_table), so that a row is
 -- shown only where both its own policies and the consent check allow.
 CREATE FUNCTION privacy_internal.add_policies(tbl regclass, subject_column name, own boolean) RETURNS jsonb
@@ -84,8 +85,9 @@ BEGIN
         EXECUTE format('CREATE POLICY privacy_update ON %s AS PERMISSIVE FOR UPDATE USING (%s) WITH CHECK (%s)',
                        tbl, check_expr, check_expr);
         EXECUTE format('CREATE POLICY privacy_delete ON %s AS PERMISSIVE FOR DELETE USING (%s)', tbl, check_expr);
-        RETURN kept;
     END IF;
+    -- every permissive policy of the table's own (even a dormant one, which
+    -- would widen what ours show once row-level security is on)
     FOR p IN SELECT pol.polname, pol.polcmd,
                     pg_catalog.pg_get_expr(pol.polqual, pol.polrelid) AS using_expr,
                     pg_catalog.pg_get_expr(pol.polwithcheck, pol.polrelid) AS check_of
@@ -160,7 +162,7 @@ BEGIN
     EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
     -- (their CREATE and ALTER POLICY fire guard_policies, which reads the row)
     kept := privacy_internal.add_policies(tbl, subject_column, NOT base);
-    UPDATE privacy.protected_tables pt SET own_policies = kept WHERE pt.tbl = protect_one.tbl;
+    UPDATE privacy.protected_tables pt SET own_policies = pt.own_policies || kept WHERE pt.tbl = protect_one.tbl;
     -- row triggers on a partitioned table are cloned to its partitions
     IF parent IS NULL OR NOT (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = tbl) THEN
         PERFORM privacy_internal.create_seal_trigger(tbl, subject_column);
@@ -244,14 +246,16 @@ CREATE FUNCTION privacy_internal.guard_policies() RETURNS event_trigger
 AS $$
 DECLARE
     r record;
+    added jsonb;
 BEGIN
     FOR r IN SELECT DISTINCT pt.tbl, pt.subject_column
                FROM pg_catalog.pg_event_trigger_ddl_commands() d
                JOIN pg_catalog.pg_policy pol ON d.classid = 'pg_catalog.pg_policy'::regclass AND pol.oid = d.objid
                JOIN privacy.protected_tables pt ON pt.tbl = pol.polrelid
     LOOP
-        UPDATE privacy.protected_tables pt
-           SET own_policies = pt.own_policies || privacy_internal.add_policies(r.tbl, r.subject_column, true)
+        -- (its ALTER POLICY fires this trigger again, which finds nothing to add)
+        added := privacy_internal.add_policies(r.tbl, r.subject_column, true);
+        UPDATE privacy.protected_tables pt SET own_policies = pt.own_policies || added
          WHERE pt.tbl = r.tbl;
     END LOOP;
 END
@@ -593,3 +597,174 @@ REVOKE ALL ON FUNCTION privacy_internal.run_as_owner(regclass, text, text[]),
 GRANT EXECUTE ON FUNCTION privacy_internal.seal_text(text), privacy_internal.seal_bytea(bytea),
     privacy_internal.nests_encrypted(regtype)
   TO PUBLIC;
+
+-- #12: a protected table whose protection is not intact is a compliance gap
+CREATE OR REPLACE FUNCTION privacy.compliance_gaps()
+    RETURNS TABLE (gap text, object text, detail text, hint text)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    -- personal data stored in plain text
+    SELECT 'column not encrypted', format('%s.%I', pc.tbl, pc.col),
+           format('Column %I of %s holds %s data in plain text%s.', pc.col, pc.tbl, pc.category,
+                  CASE WHEN c.special THEN ' (a special category, GDPR Art. 9)' ELSE '' END),
+           format('A member of privacy_admin converts it with privacy.classify(%L, %L, %L, encrypt => true).',
+                  pc.tbl::text, pc.col, pc.category)
+      FROM privacy_internal.personal_columns pc JOIN privacy.categories c ON c.name = pc.category
+     WHERE NOT pc.encrypted
+    UNION ALL
+    -- encrypted columns the register cannot describe
+    SELECT 'column not classified', format('%s.%I', pc.tbl, pc.col),
+           CASE WHEN pc.category = 'unclassified'
+                THEN format('Column %I of %s is encrypted as "unclassified": no purpose can read it, and the register cannot say what it holds.',
+                            pc.col, pc.tbl)
+                ELSE format('Encrypted column %I of %s names category %s in its type, but was never recorded.',
+                            pc.col, pc.tbl, pc.category) END,
+           format('A member of privacy_admin classifies it with privacy.classify(%L, %L, %s).',
+                  pc.tbl::text, pc.col,
+                  CASE WHEN pc.category = 'unclassified' THEN 'category' ELSE quote_literal(pc.category) END)
+      FROM privacy_internal.personal_columns pc
+     WHERE pc.category = 'unclassified' OR NOT pc.registered
+    UNION ALL
+    -- personal data held for no purpose
+    SELECT 'column without purpose', format('%s.%I', pc.tbl, pc.col),
+           format('Column %I of %s holds %s data, which no purpose is allowed.', pc.col, pc.tbl, pc.category),
+           format('Allow the category to the purposes that need it with privacy.allow_category(purpose, %L), or stop keeping the column.',
+                  pc.category)
+      FROM privacy_internal.personal_columns pc
+     WHERE pc.category <> 'unclassified'
+       AND NOT EXISTS (SELECT 1 FROM privacy.purpose_categories x WHERE x.category = pc.category)
+    UNION ALL
+    -- protection that is no longer intact (only a superuser can get there:
+    -- for everyone else the commands are refused)
+    SELECT 'protection not intact', pt.tbl::text,
+           format('Protected table %s %s.', pt.tbl,
+                  concat_ws(', ',
+                      CASE WHEN NOT c.relrowsecurity THEN 'has row-level security disabled' END,
+                      CASE WHEN NOT c.relforcerowsecurity THEN 'no longer forces row-level security on its owner' END,
+                      CASE WHEN pt.base_policy AND (SELECT count(*) FROM pg_catalog.pg_policy pol
+                                                    WHERE pol.polrelid = pt.tbl
+                                                      AND pol.polname IN ('privacy_select', 'privacy_insert', 'privacy_update', 'privacy_delete')) < 4
+                           THEN 'lacks some of its consent-check policies' END,
+                      CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_policy pol
+                                         WHERE pol.polrelid = pt.tbl AND pol.polpermissive AND pol.polcmd <> 'a'
+                                           AND coalesce(pg_catalog.pg_get_expr(pol.polqual, pol.polrelid), '') NOT LIKE '%privacy_internal.visible(%')
+                           THEN 'has a permissive policy without the consent check' END,
+                      CASE WHEN NOT c.relispartition AND NOT EXISTS (
+                                    SELECT 1 FROM pg_catalog.pg_trigger tg
+                                     WHERE tg.tgrelid = pt.tbl AND tg.tgname = 'privacy_seal_row' AND tg.tgenabled IN ('O', 'A'))
+                           THEN 'lacks an enabled seal trigger' END)),
+           format('A member of privacy_admin protects it again: SELECT privacy.unprotect_table(%L); SELECT privacy.protect_table(%L, %L);',
+                  coalesce(pt.parent, pt.tbl)::text, coalesce(pt.parent, pt.tbl)::text, pt.subject_column)
+      FROM privacy.protected_tables pt JOIN pg_catalog.pg_class c ON c.oid = pt.tbl
+     WHERE NOT c.relrowsecurity OR NOT c.relforcerowsecurity
+        OR (pt.base_policy AND (SELECT count(*) FROM pg_catalog.pg_policy pol
+                                 WHERE pol.polrelid = pt.tbl
+                                   AND pol.polname IN ('privacy_select', 'privacy_insert', 'privacy_update', 'privacy_delete')) < 4)
+        OR EXISTS (SELECT 1 FROM pg_catalog.pg_policy pol
+                    WHERE pol.polrelid = pt.tbl AND pol.polpermissive AND pol.polcmd <> 'a'
+                      AND coalesce(pg_catalog.pg_get_expr(pol.polqual, pol.polrelid), '') NOT LIKE '%privacy_internal.visible(%')
+        OR (NOT c.relispartition AND NOT EXISTS (
+                SELECT 1 FROM pg_catalog.pg_trigger tg
+                 WHERE tg.tgrelid = pt.tbl AND tg.tgname = 'privacy_seal_row' AND tg.tgenabled IN ('O', 'A')))
+    UNION ALL
+    -- personal data outside consent-aware row-level security
+    SELECT 'table not protected', t.tbl::text,
+           format('Table %s has personal columns (%s) but is not protected: its rows ignore consent and objections, are not shredded on erasure, and no retention rule can apply.',
+                  t.tbl, t.cols),
+           format('A member of privacy_admin protects it with privacy.protect_table(%L, subject_column).', t.tbl::text)
+      FROM (SELECT pc.tbl, string_agg(quote_ident(pc.col), ', ' ORDER BY pc.col) AS cols
+              FROM privacy_internal.personal_columns pc
+             WHERE NOT EXISTS (SELECT 1 FROM privacy.protected_tables pt WHERE pt.tbl = pc.tbl)
+             GROUP BY pc.tbl) t
+    UNION ALL
+    -- storage limitation (GDPR Art. 5(1)(e))
+    SELECT 'no retention rule', pt.tbl::text,
+           format('Protected table %s has no retention rule: its rows are kept for ever.', pt.tbl),
+           format('Set one with privacy.set_retention(%L, time_column, keep, ''delete'') (or ''anonymize'' with the columns to clear).',
+                  pt.tbl::text)
+      FROM privacy.protected_tables pt
+     WHERE pt.parent IS NULL
+       AND NOT EXISTS (SELECT 1 FROM privacy.retention_rules rr WHERE rr.tbl = pt.tbl)
+    UNION ALL
+    -- GDPR Art. 30(1)(c): the categories of personal data of each processing
+    SELECT 'purpose without categories', p.name,
+           format('Purpose %s (%s) is allowed no category of personal data: the register cannot say what it processes, and it can read no encrypted value.',
+                  p.name, p.legal_basis),
+           format('Allow it the categories it processes with privacy.allow_category(%L, category), or drop it with privacy.drop_purpose(%L).',
+                  p.name, p.name)
+      FROM privacy.purposes p
+     WHERE NOT EXISTS (SELECT 1 FROM privacy.purpose_categories x WHERE x.purpose = p.name)
+       AND p.name <> 'subject_access'    -- built in: every category, in the subject report only
+    UNION ALL
+    -- a purpose no role holds processes nothing, whatever the register says;
+    -- for consent, subjects are asked to agree to processing nobody does
+    SELECT 'purpose held by no role', p.name,
+           format('No role holds purpose %s (%s)%s.', p.name, p.legal_basis,
+                  CASE n.consents WHEN 0 THEN ''
+                                  WHEN 1 THEN ', yet 1 subject consents to it'
+                                  ELSE format(', yet %s subjects consent to it', n.consents) END),
+           format('Grant it to the role that processes it with privacy.grant_purpose(role, %L), or %s.', p.name,
+                  CASE WHEN p.legal_basis = 'consent' THEN 'stop collecting consent for it'
+                       ELSE format('drop it with privacy.drop_purpose(%L)', p.name) END)
+      FROM privacy.purposes p,
+           LATERAL (SELECT count(*) AS consents FROM privacy.consent_state cs
+                     WHERE cs.purpose = p.name AND cs.state = 'granted') n
+     WHERE NOT EXISTS (SELECT 1 FROM privacy.role_purposes rp JOIN pg_catalog.pg_roles r ON r.oid = rp.role
+                        WHERE rp.purpose = p.name)
+       AND p.name <> 'subject_access'    -- used through privacy.subject_report(), not held
+    UNION ALL
+    -- GDPR Art. 12(3)
+    SELECT 'request overdue', format('request %s', o.id),
+           format('%s request received %s, due %s%s: %s overdue.', initcap(o.kind),
+                  privacy_internal.request_time(o.received_at), privacy_internal.request_time(o.deadline),
+                  CASE WHEN o.extended_until IS NOT NULL THEN ' (extended)' ELSE '' END,
+                  CASE WHEN o.days_overdue = 1 THEN '1 day' ELSE o.days_overdue || ' days' END),
+           format('Answer it now and close it with privacy.complete_request(%s, note), or with privacy.reject_request(%s, reason) if it is not acted on.',
+                  o.id, o.id)
+      FROM privacy.overdue_requests o
+    UNION ALL
+    -- data minimisation: a grant nobody uses is access nobody needs.  A
+    -- purpose counts as used by a role when the role, or a member of it
+    -- other than a superuser, declared it in a logged statement; grants
+    -- younger than 30 days are left alone.
+    SELECT 'purpose never used', format('%s / %s', r.rolname, rp.purpose),
+           format('Role %I has held purpose %s since %s, and the access log shows no statement of it or its members under that purpose.',
+                  r.rolname, rp.purpose, privacy_internal.request_time(rp.granted_at)),
+           format('If it does not need it, revoke it with privacy.revoke_purpose(%L, %L).', r.rolname, rp.purpose)
+      FROM privacy.role_purposes rp
+      JOIN pg_catalog.pg_roles r ON r.oid = rp.role
+     WHERE rp.granted_at < pg_catalog.now() - interval '30 days'
+       AND rp.purpose <> 'subject_access'
+       AND NOT EXISTS (
+           SELECT 1
+             FROM privacy.access_log_purpose_use u
+             JOIN pg_catalog.pg_roles m ON m.rolname = u.acting_role
+            WHERE u.purpose = rp.purpose
+              -- a superuser is a member of every role: its use says nothing
+              AND (m.oid = rp.role OR
+                   (NOT m.rolsuper AND pg_catalog.pg_has_role(m.oid, rp.role, 'MEMBER'))))
+    UNION ALL
+    -- the log's tamper evidence is worth what its verification is
+    SELECT CASE WHEN v.status IS NULL THEN 'access log not verified'
+                WHEN v.status <> 'ok' THEN 'access log broken'
+                ELSE 'access log not verified' END,
+           'privacy.access_log',
+           CASE WHEN v.status IS NULL THEN 'privacy.verify_access_log() has never been run.'
+                WHEN v.status <> 'ok' THEN format('The last verification (%s) found the log %s at entry %s: %s.',
+                                                  privacy_internal.request_time(v.verified_at), v.status, v.seq, v.detail)
+                ELSE format('The access log was last verified %s, more than 7 days ago.',
+                            privacy_internal.request_time(v.verified_at)) END,
+           CASE WHEN v.status IS NOT NULL AND v.status <> 'ok'
+                THEN 'Keep the result as evidence, find out who changed the log, and restore the entries from a backup.'
+                ELSE 'Run SELECT * FROM privacy.verify_access_log() (as privacy_officer), and schedule it daily.' END
+      FROM (SELECT NULL) one
+      LEFT JOIN LATERAL (SELECT * FROM privacy.access_log_verifications
+                          ORDER BY verified_at DESC LIMIT 1) v ON true
+     WHERE EXISTS (SELECT 1 FROM privacy.access_log)
+       AND (v.status IS NULL OR v.status <> 'ok' OR v.verified_at < pg_catalog.now() - interval '7 days')
+    ORDER BY 1, 2;
+END
+$$;

@@ -9,6 +9,7 @@
  *   consent.c   purposes and the "may this session use this category?" check
  *   consent_cache.c  privacy_internal.visible(subject): the consent check of
  *               protected tables, with its cache and the ring of changes
+ *   protect.c   protected tables keep their protection (utility hook)
  *   types.c     encrypted_text/bytea (envelope.c: the ciphertext format)
  *   audit_*.c   the access log (audit.h maps its files): entry format,
  *               shared-memory queue, capture, hooks, writer worker, SQL
@@ -56,6 +57,7 @@ _PG_init(void)
 	consent_cache_init();
 	types_init();
 	consent_install_hooks();
+	protect_install_hooks();
 	audit_init();
 	audit_install_hooks();
 	redact_install_hooks();

@@ -134,6 +134,9 @@ extern void audit_record_report(Oid relid, int64 rows, const unsigned char *subj
 								int ncategories, const char *const *categories,
 								const int64 *opened);
 
+/* protect.c — protection of protected tables cannot be switched off quietly */
+extern void protect_install_hooks(void);
+
 /* worker.c — the purge worker */
 extern void worker_register(void);
 

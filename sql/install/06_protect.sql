@@ -57,7 +57,8 @@ $$;
 -- an update may not hand a row to a subject the purpose may not see, and
 -- an insert needs a declared purpose the role holds.  A table with
 -- policies of its own gets the consent check added to each of its
--- permissive policies instead (their expressions are kept in
+-- permissive policies instead; any permissive policy of the table's own
+-- gets the check added (their expressions are kept in
 -- protected_tables.own_policies for unprotect_table), so that a row is
 -- shown only where both its own policies and the consent check allow.
 CREATE FUNCTION privacy_internal.add_policies(tbl regclass, subject_column name, own boolean) RETURNS jsonb
@@ -78,8 +79,9 @@ BEGIN
         EXECUTE format('CREATE POLICY privacy_update ON %s AS PERMISSIVE FOR UPDATE USING (%s) WITH CHECK (%s)',
                        tbl, check_expr, check_expr);
         EXECUTE format('CREATE POLICY privacy_delete ON %s AS PERMISSIVE FOR DELETE USING (%s)', tbl, check_expr);
-        RETURN kept;
     END IF;
+    -- every permissive policy of the table's own (even a dormant one, which
+    -- would widen what ours show once row-level security is on)
     FOR p IN SELECT pol.polname, pol.polcmd,
                     pg_catalog.pg_get_expr(pol.polqual, pol.polrelid) AS using_expr,
                     pg_catalog.pg_get_expr(pol.polwithcheck, pol.polrelid) AS check_of
@@ -185,7 +187,7 @@ BEGIN
     EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
     -- (their CREATE and ALTER POLICY fire guard_policies, which reads the row)
     kept := privacy_internal.add_policies(tbl, subject_column, NOT base);
-    UPDATE privacy.protected_tables pt SET own_policies = kept WHERE pt.tbl = protect_one.tbl;
+    UPDATE privacy.protected_tables pt SET own_policies = pt.own_policies || kept WHERE pt.tbl = protect_one.tbl;
     -- row triggers on a partitioned table are cloned to its partitions
     IF parent IS NULL OR NOT (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = tbl) THEN
         PERFORM privacy_internal.create_seal_trigger(tbl, subject_column);
@@ -363,14 +365,16 @@ CREATE FUNCTION privacy_internal.guard_policies() RETURNS event_trigger
 AS $$
 DECLARE
     r record;
+    added jsonb;
 BEGIN
     FOR r IN SELECT DISTINCT pt.tbl, pt.subject_column
                FROM pg_catalog.pg_event_trigger_ddl_commands() d
                JOIN pg_catalog.pg_policy pol ON d.classid = 'pg_catalog.pg_policy'::regclass AND pol.oid = d.objid
                JOIN privacy.protected_tables pt ON pt.tbl = pol.polrelid
     LOOP
-        UPDATE privacy.protected_tables pt
-           SET own_policies = pt.own_policies || privacy_internal.add_policies(r.tbl, r.subject_column, true)
+        -- (its ALTER POLICY fires this trigger again, which finds nothing to add)
+        added := privacy_internal.add_policies(r.tbl, r.subject_column, true);
+        UPDATE privacy.protected_tables pt SET own_policies = pt.own_policies || added
          WHERE pt.tbl = r.tbl;
     END LOOP;
 END

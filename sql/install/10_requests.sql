@@ -431,6 +431,39 @@ BEGIN
      WHERE pc.category <> 'unclassified'
        AND NOT EXISTS (SELECT 1 FROM privacy.purpose_categories x WHERE x.category = pc.category)
     UNION ALL
+    -- protection that is no longer intact (only a superuser can get there:
+    -- for everyone else the commands are refused)
+    SELECT 'protection not intact', pt.tbl::text,
+           format('Protected table %s %s.', pt.tbl,
+                  concat_ws(', ',
+                      CASE WHEN NOT c.relrowsecurity THEN 'has row-level security disabled' END,
+                      CASE WHEN NOT c.relforcerowsecurity THEN 'no longer forces row-level security on its owner' END,
+                      CASE WHEN pt.base_policy AND (SELECT count(*) FROM pg_catalog.pg_policy pol
+                                                    WHERE pol.polrelid = pt.tbl
+                                                      AND pol.polname IN ('privacy_select', 'privacy_insert', 'privacy_update', 'privacy_delete')) < 4
+                           THEN 'lacks some of its consent-check policies' END,
+                      CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_policy pol
+                                         WHERE pol.polrelid = pt.tbl AND pol.polpermissive AND pol.polcmd <> 'a'
+                                           AND coalesce(pg_catalog.pg_get_expr(pol.polqual, pol.polrelid), '') NOT LIKE '%privacy_internal.visible(%')
+                           THEN 'has a permissive policy without the consent check' END,
+                      CASE WHEN NOT c.relispartition AND NOT EXISTS (
+                                    SELECT 1 FROM pg_catalog.pg_trigger tg
+                                     WHERE tg.tgrelid = pt.tbl AND tg.tgname = 'privacy_seal_row' AND tg.tgenabled IN ('O', 'A'))
+                           THEN 'lacks an enabled seal trigger' END)),
+           format('A member of privacy_admin protects it again: SELECT privacy.unprotect_table(%L); SELECT privacy.protect_table(%L, %L);',
+                  coalesce(pt.parent, pt.tbl)::text, coalesce(pt.parent, pt.tbl)::text, pt.subject_column)
+      FROM privacy.protected_tables pt JOIN pg_catalog.pg_class c ON c.oid = pt.tbl
+     WHERE NOT c.relrowsecurity OR NOT c.relforcerowsecurity
+        OR (pt.base_policy AND (SELECT count(*) FROM pg_catalog.pg_policy pol
+                                 WHERE pol.polrelid = pt.tbl
+                                   AND pol.polname IN ('privacy_select', 'privacy_insert', 'privacy_update', 'privacy_delete')) < 4)
+        OR EXISTS (SELECT 1 FROM pg_catalog.pg_policy pol
+                    WHERE pol.polrelid = pt.tbl AND pol.polpermissive AND pol.polcmd <> 'a'
+                      AND coalesce(pg_catalog.pg_get_expr(pol.polqual, pol.polrelid), '') NOT LIKE '%privacy_internal.visible(%')
+        OR (NOT c.relispartition AND NOT EXISTS (
+                SELECT 1 FROM pg_catalog.pg_trigger tg
+                 WHERE tg.tgrelid = pt.tbl AND tg.tgname = 'privacy_seal_row' AND tg.tgenabled IN ('O', 'A')))
+    UNION ALL
     -- personal data outside consent-aware row-level security
     SELECT 'table not protected', t.tbl::text,
            format('Table %s has personal columns (%s) but is not protected: its rows ignore consent and objections, are not shredded on erasure, and no retention rule can apply.',

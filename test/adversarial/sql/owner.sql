@@ -14,6 +14,8 @@ SELECT privacy.create_purpose('marketing', 'consent', '', ARRAY['contact']);
 CREATE ROLE adv_owner LOGIN;
 CREATE ROLE adv_admin LOGIN IN ROLE privacy_admin;
 CREATE ROLE adv_officer LOGIN IN ROLE privacy_officer;
+CREATE ROLE adv_app LOGIN;
+SELECT privacy.grant_purpose('adv_app', 'marketing');
 GRANT CREATE ON SCHEMA public TO adv_owner;
 
 -- who ran the owner's code
@@ -105,9 +107,50 @@ SELECT rolsuper AS owner_is_superuser FROM pg_roles WHERE rolname = 'adv_owner';
 SELECT as_role, superuser, count(*) > 0 AS ran FROM adv_ran GROUP BY 1, 2 ORDER BY 1;
 SELECT phone::text LIKE 'pv1:%' AS phone_sealed FROM legacy;
 
+-- 10. the owner cannot switch the protection off
+SET ROLE adv_owner;
+CREATE TABLE accounts (id bigint PRIMARY KEY, owner_note text);
+INSERT INTO accounts VALUES (1, 'a'), (2, 'b');
+GRANT SELECT ON accounts TO adv_app;
+RESET ROLE;
+SELECT privacy.protect_table('accounts', 'id');
+SELECT privacy.grant_consent('1', 'marketing', 'web-form');
+SET ROLE adv_owner;
+ALTER TABLE accounts NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE accounts DISABLE ROW LEVEL SECURITY;
+DROP POLICY privacy_select ON accounts;
+ALTER POLICY privacy_select ON accounts USING (true);
+ALTER POLICY privacy_select ON accounts RENAME TO mine;
+ALTER TABLE accounts DISABLE TRIGGER privacy_seal_row;
+ALTER TABLE accounts DISABLE TRIGGER ALL;
+ALTER TABLE accounts DISABLE TRIGGER USER;
+ALTER TABLE accounts ENABLE REPLICA TRIGGER privacy_seal_row;
+DROP TRIGGER privacy_seal_row ON accounts;
+-- a permissive policy of the owner's own gets the consent check added
+CREATE POLICY everything ON accounts FOR SELECT USING (true);
+RESET ROLE;
+SELECT polname, pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polrelid = 'accounts'::regclass ORDER BY 1;
+SET ROLE adv_app;
+SET privacy.purpose = 'marketing';
+SELECT id FROM accounts ORDER BY id;
+RESET privacy.purpose;
+RESET ROLE;
+-- what only a superuser can do is reported
+SELECT gap, object FROM privacy.compliance_gaps() WHERE gap = 'protection not intact';
+ALTER TABLE accounts NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE accounts DISABLE TRIGGER privacy_seal_row;
+SELECT gap, object, detail FROM privacy.compliance_gaps() WHERE gap = 'protection not intact';
+ALTER TABLE accounts FORCE ROW LEVEL SECURITY;
+ALTER TABLE accounts ENABLE TRIGGER privacy_seal_row;
+-- privacy_admin's way: unprotect_table (and the owner's policy is restored)
+SET ROLE adv_admin;
+SELECT privacy.unprotect_table('accounts');
+RESET ROLE;
+SELECT polname, pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polrelid = 'accounts'::regclass ORDER BY 1;
+
 ALTER ROLE adv_owner NOSUPERUSER;
-DROP TABLE customers_child, customers, legacy, adv_ran;
+DROP TABLE customers_child, customers, legacy, adv_ran, accounts;
 DROP FUNCTION escalate(), escalate_check(text);
 DROP EXTENSION privacy;
 REVOKE CREATE ON SCHEMA public FROM adv_owner;
-DROP ROLE adv_owner, adv_admin, adv_officer;
+DROP ROLE adv_owner, adv_admin, adv_officer, adv_app;
