@@ -149,10 +149,25 @@ DECLARE
     rel record;
     base boolean;
     kept jsonb;
+    late name;
     sets text;
 BEGIN
     SELECT c.relrowsecurity, c.relforcerowsecurity, c.relkind INTO rel
       FROM pg_catalog.pg_class c WHERE c.oid = tbl;
+    -- the seal trigger must see each row as it will be stored: no BEFORE
+    -- row trigger on INSERT or UPDATE may fire after it (names decide)
+    SELECT t.tgname INTO late FROM pg_catalog.pg_trigger t
+     WHERE t.tgrelid = tbl AND NOT t.tgisinternal AND t.tgname <> 'privacy_seal_row'
+       AND t.tgname::text COLLATE "C" > 'privacy_seal_row'
+       AND (t.tgtype & 1) <> 0 AND (t.tgtype & 2) <> 0 AND (t.tgtype & (4 | 16)) <> 0
+     ORDER BY t.tgname LIMIT 1;
+    IF late IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_object_definition',
+            MESSAGE = format('trigger "%s" on %s would fire after privacy_seal_row', late, tbl),
+            DETAIL = 'BEFORE row triggers fire in the order of their names; values are sealed under their subject''s key by privacy_seal_row, which must see the row as it will be stored.',
+            HINT = format('Rename it so that its name sorts before "privacy_seal_row", for example ALTER TRIGGER %I ON %s RENAME TO %I.',
+                          late, tbl, 'a_' || late);
+    END IF;
     -- a table without row-level security gets the extension's policies;
     -- one that had its own keeps them, with the consent check added
     base := NOT rel.relrowsecurity;
@@ -340,7 +355,16 @@ BEGIN
         SELECT * INTO r FROM privacy.retention_rules rr WHERE rr.tbl = pt.tbl;
         -- as the table's owner: its triggers are its own code
         IF r.action = 'anonymize' THEN
-            sets := privacy_internal.anonymize_sets(r);
+            -- the rows stay: their encrypted values lose their search tags
+            -- (an equality search would still find them), before the key goes
+            SELECT concat_ws(', ', privacy_internal.anonymize_sets(r),
+                             string_agg(format('%1$I = privacy_internal.shred_tag(%1$I)', a.attname), ', '
+                                        ORDER BY a.attnum))
+              INTO sets
+              FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = pt.tbl AND a.attnum > 0 AND NOT a.attisdropped
+               AND a.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype)
+               AND NOT r.anonymize ? a.attname;
             n := privacy_internal.run_as_owner(pt.tbl, format('UPDATE %s t SET %s WHERE %s', pt.tbl, sets, match));
         ELSE
             n := privacy_internal.run_as_owner(pt.tbl, format('DELETE FROM %s t WHERE %s', pt.tbl, match));
@@ -768,3 +792,13 @@ BEGIN
     ORDER BY 1, 2;
 END
 $$;
+
+-- #12: erasure takes the search tags of the values it shreds
+CREATE FUNCTION privacy_internal.shred_tag(privacy.encrypted_text) RETURNS privacy.encrypted_text
+    AS 'MODULE_PATHNAME', 'privacy_shred_tag' LANGUAGE C STRICT IMMUTABLE;
+CREATE FUNCTION privacy_internal.shred_tag(privacy.encrypted_bytea) RETURNS privacy.encrypted_bytea
+    AS 'MODULE_PATHNAME', 'privacy_shred_tag' LANGUAGE C STRICT IMMUTABLE;
+REVOKE ALL ON FUNCTION privacy_internal.shred_tag(privacy.encrypted_text),
+    privacy_internal.shred_tag(privacy.encrypted_bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION privacy_internal.shred_tag(privacy.encrypted_text),
+    privacy_internal.shred_tag(privacy.encrypted_bytea) TO PUBLIC;

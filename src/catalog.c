@@ -268,8 +268,13 @@ catalog_restore_user(CatalogUserState *state)
  * The owner is exempt from FORCE ROW LEVEL SECURITY for this work, as
  * PostgreSQL's referential-integrity checks are (SECURITY_NOFORCE_RLS), so
  * that a reseal, a purge or an erasure reaches every row.  search_path is
- * pinned.  Returns the number of rows the statement processed.
+ * pinned.  While it runs, catalog_maintenance_depth is positive: the indexes
+ * of searchable columns compare search tags as rows are written, which
+ * needs no purpose then (nothing is opened; see tag_of in types.c).
+ * Returns the number of rows the statement processed.
  */
+int			catalog_maintenance_depth = 0;
+
 int64
 catalog_run_as_owner(Oid relid, const char *sql, int nargs, Oid *argtypes,
 					 Datum *values, const char *nulls)
@@ -305,7 +310,16 @@ catalog_run_as_owner(Oid relid, const char *sql, int nargs, Oid *argtypes,
 							 true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0);
+	catalog_maintenance_depth++;
+	PG_TRY();
+	{
+		rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0);
+	}
+	PG_FINALLY();
+	{
+		catalog_maintenance_depth--;
+	}
+	PG_END_TRY();
 	if (rc < 0)
 		elog(ERROR, "statement on a user's table failed: %s", SPI_result_code_string(rc));
 	n = (int64) SPI_processed;
@@ -583,6 +597,35 @@ catalog_protected_ready(void)
 	if (protected_generation != catalog_generation)
 		load_protected();
 	return protected_here && protected_map != NULL;
+}
+
+/*
+ * Is the table in privacy.protected_tables as of now (this transaction's
+ * own writes included)?  Read with a fresh catalog snapshot, not the map:
+ * the map is rebuilt per catalog generation, and a statement that protects
+ * a table writes into it while the map is being used.
+ */
+bool
+catalog_is_protected_now(Oid relid)
+{
+	Oid			nsp = get_namespace_oid(PRIVACY_SCHEMA, true);
+	Oid			tbl;
+	Oid			pkey;
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	bool		found;
+
+	if (!OidIsValid(nsp) || !OidIsValid(tbl = get_relname_relid("protected_tables", nsp)) ||
+		!OidIsValid(pkey = get_relname_relid("protected_tables_pkey", nsp)))
+		return false;
+	rel = table_open(tbl, AccessShareLock);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
+	scan = systable_beginscan(rel, pkey, true, NULL, 1, &key);
+	found = HeapTupleIsValid(systable_getnext(scan));
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
 }
 
 bool

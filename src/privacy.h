@@ -62,8 +62,10 @@ typedef struct CatalogRelation
  */
 extern bool catalog_protected_ready(void);
 extern bool catalog_any_protected(void);
+extern bool catalog_is_protected_now(Oid relid);
 extern const CatalogRelation *catalog_protected_relation(Oid relid);
 extern void catalog_become_owner(CatalogUserState *state);
+extern int	catalog_maintenance_depth;
 extern int64 catalog_run_as_owner(Oid relid, const char *sql, int nargs, Oid *argtypes,
 								  Datum *values, const char *nulls);
 extern void catalog_restore_user(CatalogUserState *state);

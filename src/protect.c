@@ -10,11 +10,25 @@
  * anyone but a superuser or a member of privacy_admin, whose way to do it is
  * privacy.unprotect_table().  privacy.compliance_gaps() reports any
  * protected table that is not intact all the same (a superuser's doing).
+ *
+ * It also keeps the seal trigger the last BEFORE row trigger of a protected
+ * table, for everyone: row triggers fire in the order of their names, and a
+ * trigger that fills in the subject column after the seal trigger ran would
+ * leave the row's values under the category key, which erasure does not
+ * destroy.  A trigger whose name sorts after privacy_seal_row cannot be
+ * created on, or renamed on, a protected table (protect_table refuses a
+ * table that has one).
  */
 #include "privacy.h"
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_trigger.h"
+#include "utils/fmgroids.h"
 #include "commands/defrem.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
@@ -133,6 +147,49 @@ check_drop(DropStmt *stmt)
 	}
 }
 
+/* Is the table's trigger of this name a BEFORE row trigger on INSERT or UPDATE? */
+static bool
+is_before_row_write(Oid relid, const char *name)
+{
+	Relation	rel;
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		result = false;
+
+	if (strcmp(name, SEAL_TRIGGER) == 0)
+		return false;
+	rel = table_open(TriggerRelationId, AccessShareLock);
+	ScanKeyInit(&keys[0], Anum_pg_trigger_tgrelid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	ScanKeyInit(&keys[1], Anum_pg_trigger_tgname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum(name));
+	scan = systable_beginscan(rel, TriggerRelidNameIndexId, true, NULL, 2, keys);
+	if (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		int16		type = ((Form_pg_trigger) GETSTRUCT(tup))->tgtype;
+
+		result = TRIGGER_FOR_ROW(type) && TRIGGER_FOR_BEFORE(type) &&
+			(TRIGGER_FOR_INSERT(type) || TRIGGER_FOR_UPDATE(type));
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return result;
+}
+
+/* Would this trigger fire after the seal trigger and change what it sealed? */
+static void
+check_trigger_order(Oid relid, const char *name, bool before_row_write)
+{
+	if (!before_row_write || strcmp(name, SEAL_TRIGGER) <= 0)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+			 errmsg("trigger \"%s\" on protected table %s would fire after " SEAL_TRIGGER, name, get_rel_name(relid)),
+			 errdetail("BEFORE row triggers fire in the order of their names; values are sealed under their subject's key by " SEAL_TRIGGER ", which must see the row as it will be stored."),
+			 errhint("Give the trigger a name that sorts before \"" SEAL_TRIGGER "\", for example \"a_%s\".", name)));
+}
+
 static void
 protect_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 						ProcessUtilityContext context, ParamListInfo params,
@@ -141,6 +198,21 @@ protect_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOn
 	Node	   *parsetree = pstmt->utilityStmt;
 	Oid			relid;
 
+	if (parsetree != NULL && IsA(parsetree, CreateTrigStmt))
+	{
+		CreateTrigStmt *t = (CreateTrigStmt *) parsetree;
+
+		if (protected_relation(t->relation, &relid))
+			check_trigger_order(relid, t->trigname,
+								t->row && (t->timing & TRIGGER_TYPE_BEFORE) &&
+								(t->events & (TRIGGER_TYPE_INSERT | TRIGGER_TYPE_UPDATE)));
+	}
+	if (parsetree != NULL && IsA(parsetree, RenameStmt) &&
+		((RenameStmt *) parsetree)->renameType == OBJECT_TRIGGER &&
+		((RenameStmt *) parsetree)->newname != NULL &&
+		protected_relation(((RenameStmt *) parsetree)->relation, &relid))
+		check_trigger_order(relid, ((RenameStmt *) parsetree)->newname,
+							is_before_row_write(relid, ((RenameStmt *) parsetree)->subname));
 	if (parsetree != NULL && !may_switch_off())
 	{
 		switch (nodeTag(parsetree))

@@ -993,7 +993,13 @@ tag_of(bytea *v)
 	EncValue	ev;
 
 	enc_parse(v, &ev);
-	if (ev.hdr.key_id != PRIVACY_TRANSIENT_KEY_ID && !ciphertext_io())
+	/*
+	 * The extension's own writes into a user's table (erasure, purge,
+	 * reseal) maintain the table's indexes, which compare tags: that tells
+	 * the officer running them nothing, and opens nothing.
+	 */
+	if (ev.hdr.key_id != PRIVACY_TRANSIENT_KEY_ID && !ciphertext_io() &&
+		catalog_maintenance_depth == 0)
 	{
 		const char *category = category_name_or_error(ev.hdr.category_id);
 
@@ -1083,6 +1089,61 @@ encrypted_hash_extended(PG_FUNCTION_ARGS)
 	return hash_any_extended(tag_of(PG_GETARG_BYTEA_PP(0)), SEARCH_TAG_BYTES, PG_GETARG_INT64(1));
 }
 
+/*
+ * The search tag a shredded value keeps: derived from its nonce, so that it
+ * equals no plaintext's tag, stays the same however often it is computed,
+ * and shows whether a value was shredded already.
+ */
+static void
+shredded_tag(const EncValue *ev, unsigned char *out)
+{
+	unsigned char key[crypto_generichash_KEYBYTES];
+	static const char label[] = "privacy shredded search tag";
+	crypto_generichash_state st;
+
+	keys_search_key(key, sizeof(key));
+	crypto_generichash_init(&st, key, sizeof(key), SEARCH_TAG_BYTES);
+	crypto_generichash_update(&st, (const unsigned char *) label, sizeof(label));
+	crypto_generichash_update(&st, ev->hdr.nonce, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
+	crypto_generichash_final(&st, out, SEARCH_TAG_BYTES);
+	sodium_memzero(key, sizeof(key));
+}
+
+/*
+ * Erasure destroys a subject's key, which shreds the value's ciphertext but
+ * not its search tag: an equality search would still find the erased row.
+ * The erasure therefore replaces the tag of the subject's values in
+ * protected tables, before their key goes; reencrypt does the same to
+ * copies elsewhere whose key is destroyed.  Needs no plaintext.
+ */
+static bytea *
+shred_tag_common(bytea *v)
+{
+	EncValue	ev;
+	unsigned char tag[SEARCH_TAG_BYTES];
+	bytea	   *out;
+
+	enc_parse(v, &ev);
+	if (ev.tag == NULL || ev.hdr.key_id == PRIVACY_TRANSIENT_KEY_ID)
+		return v;
+	shredded_tag(&ev, tag);
+	if (memcmp(tag, ev.tag, SEARCH_TAG_BYTES) == 0)
+		return v;
+	out = (bytea *) palloc(VARHDRSZ + VARSIZE_ANY_EXHDR(v));
+	SET_VARSIZE(out, VARHDRSZ + VARSIZE_ANY_EXHDR(v));
+	memcpy(VARDATA(out), VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
+	memcpy((unsigned char *) VARDATA(out) + (ev.tag - (const unsigned char *) VARDATA_ANY(v)),
+		   tag, SEARCH_TAG_BYTES);
+	return out;
+}
+
+PG_FUNCTION_INFO_V1(privacy_shred_tag);
+Datum
+privacy_shred_tag(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BYTEA_P(shred_tag_common(PG_GETARG_BYTEA_PP(0)));
+}
+
 /* ------------------------------------------------------------------------
  * Inspection and maintenance
  * ------------------------------------------------------------------------
@@ -1158,7 +1219,7 @@ reseal_common(bytea *v, EnvelopeKind kind)
 		DataKeyState state;
 
 		if (keys_data_key(ev.hdr.key_id, &state) == NULL)
-			return v;			/* erased */
+			return shred_tag_common(v);	/* erased: its search tag goes too */
 		(void) state;
 	}
 	/* only category-scoped keys rotate this way; leave subject keys alone */
@@ -1193,13 +1254,14 @@ encrypted_needs_reseal(PG_FUNCTION_ARGS)
 {
 	EncValue	ev;
 	DataKeyState state;
+	bytea	   *v = PG_GETARG_BYTEA_PP(0);
 
-	enc_parse(PG_GETARG_BYTEA_PP(0), &ev);
+	enc_parse(v, &ev);
 	if (ev.hdr.key_id == PRIVACY_TRANSIENT_KEY_ID)
 		PG_RETURN_BOOL(false);
-	if (ev.hdr.key_id == keys_category_key(category_name_or_error(ev.hdr.category_id)))
-		PG_RETURN_BOOL(false);
 	if (keys_data_key(ev.hdr.key_id, &state) == NULL)
+		PG_RETURN_BOOL(shred_tag_common(v) != v);	/* erased, tag not yet shredded */
+	if (ev.hdr.key_id == keys_category_key(category_name_or_error(ev.hdr.category_id)))
 		PG_RETURN_BOOL(false);
 	PG_RETURN_BOOL(keys_is_category_key(ev.hdr.key_id));
 }
@@ -1320,6 +1382,20 @@ privacy_seal_row(PG_FUNCTION_ARGS)
 	rel = trigdata->tg_relation;
 	tupdesc = RelationGetDescr(rel);
 	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
+
+	/*
+	 * Only as the extension set it up: a trigger of anyone's own making
+	 * would reseal values under a decoy subject's key (which erasure then
+	 * misses) and create subject keys at will.  (Partitions' clones of the
+	 * trigger need it executable by their owners.)
+	 */
+	if (strcmp(trigdata->tg_trigger->tgname, "privacy_seal_row") != 0 ||
+		((!catalog_protected_ready() || catalog_protected_relation(RelationGetRelid(rel)) == NULL) &&
+		 !catalog_is_protected_now(RelationGetRelid(rel))))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("privacy_internal.seal_row() runs only as the trigger privacy_seal_row of a protected table"),
+				 errhint("Protect the table with privacy.protect_table(), which sets the trigger up.")));
 
 	if (ciphertext_io() && !row_security)
 		return PointerGetDatum(tuple);

@@ -209,3 +209,9 @@ CREATE FUNCTION privacy_internal.needs_reseal(privacy.encrypted_text) RETURNS bo
     AS 'MODULE_PATHNAME', 'encrypted_needs_reseal' LANGUAGE C STRICT STABLE;
 CREATE FUNCTION privacy_internal.needs_reseal(privacy.encrypted_bytea) RETURNS boolean
     AS 'MODULE_PATHNAME', 'encrypted_needs_reseal' LANGUAGE C STRICT STABLE;
+-- An erased value's search tag is replaced (it would still match the
+-- plaintext's), without opening anything.
+CREATE FUNCTION privacy_internal.shred_tag(privacy.encrypted_text) RETURNS privacy.encrypted_text
+    AS 'MODULE_PATHNAME', 'privacy_shred_tag' LANGUAGE C STRICT IMMUTABLE;
+CREATE FUNCTION privacy_internal.shred_tag(privacy.encrypted_bytea) RETURNS privacy.encrypted_bytea
+    AS 'MODULE_PATHNAME', 'privacy_shred_tag' LANGUAGE C STRICT IMMUTABLE;

@@ -174,10 +174,25 @@ DECLARE
     rel record;
     base boolean;
     kept jsonb;
+    late name;
     sets text;
 BEGIN
     SELECT c.relrowsecurity, c.relforcerowsecurity, c.relkind INTO rel
       FROM pg_catalog.pg_class c WHERE c.oid = tbl;
+    -- the seal trigger must see each row as it will be stored: no BEFORE
+    -- row trigger on INSERT or UPDATE may fire after it (names decide)
+    SELECT t.tgname INTO late FROM pg_catalog.pg_trigger t
+     WHERE t.tgrelid = tbl AND NOT t.tgisinternal AND t.tgname <> 'privacy_seal_row'
+       AND t.tgname::text COLLATE "C" > 'privacy_seal_row'
+       AND (t.tgtype & 1) <> 0 AND (t.tgtype & 2) <> 0 AND (t.tgtype & (4 | 16)) <> 0
+     ORDER BY t.tgname LIMIT 1;
+    IF late IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_object_definition',
+            MESSAGE = format('trigger "%s" on %s would fire after privacy_seal_row', late, tbl),
+            DETAIL = 'BEFORE row triggers fire in the order of their names; values are sealed under their subject''s key by privacy_seal_row, which must see the row as it will be stored.',
+            HINT = format('Rename it so that its name sorts before "privacy_seal_row", for example ALTER TRIGGER %I ON %s RENAME TO %I.',
+                          late, tbl, 'a_' || late);
+    END IF;
     -- a table without row-level security gets the extension's policies;
     -- one that had its own keeps them, with the consent check added
     base := NOT rel.relrowsecurity;

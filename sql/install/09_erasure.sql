@@ -75,7 +75,16 @@ BEGIN
         SELECT * INTO r FROM privacy.retention_rules rr WHERE rr.tbl = pt.tbl;
         -- as the table's owner: its triggers are its own code
         IF r.action = 'anonymize' THEN
-            sets := privacy_internal.anonymize_sets(r);
+            -- the rows stay: their encrypted values lose their search tags
+            -- (an equality search would still find them), before the key goes
+            SELECT concat_ws(', ', privacy_internal.anonymize_sets(r),
+                             string_agg(format('%1$I = privacy_internal.shred_tag(%1$I)', a.attname), ', '
+                                        ORDER BY a.attnum))
+              INTO sets
+              FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = pt.tbl AND a.attnum > 0 AND NOT a.attisdropped
+               AND a.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype)
+               AND NOT r.anonymize ? a.attname;
             n := privacy_internal.run_as_owner(pt.tbl, format('UPDATE %s t SET %s WHERE %s', pt.tbl, sets, match));
         ELSE
             n := privacy_internal.run_as_owner(pt.tbl, format('DELETE FROM %s t WHERE %s', pt.tbl, match));

@@ -79,7 +79,8 @@ GRANT EXECUTE ON FUNCTION
     privacy_internal.classify_new_columns(), privacy_internal.typmod_category(integer),
     privacy_internal.register_column(regclass, name),
     privacy_internal.seal_text(text), privacy_internal.seal_bytea(bytea),
-    privacy_internal.nests_encrypted(regtype)
+    privacy_internal.nests_encrypted(regtype),
+    privacy_internal.shred_tag(privacy.encrypted_text), privacy_internal.shred_tag(privacy.encrypted_bytea)
   TO PUBLIC;
 GRANT EXECUTE ON FUNCTION privacy.classify(regclass, name, text, boolean, boolean),
     privacy.seal_for_subject(privacy.encrypted_text, text),

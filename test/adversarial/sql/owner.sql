@@ -148,9 +148,42 @@ SELECT privacy.unprotect_table('accounts');
 RESET ROLE;
 SELECT polname, pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polrelid = 'accounts'::regclass ORDER BY 1;
 
+-- 15. which key seals a value must not depend on trigger names: a BEFORE
+-- trigger filling in the subject after privacy_seal_row would leave the
+-- value under the category key, out of reach of erasure
+SET ROLE adv_owner;
+CREATE TABLE signups (id bigint PRIMARY KEY, customer_id bigint, email privacy.encrypted_text(contact));
+CREATE FUNCTION set_subject() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.customer_id := coalesce(NEW.customer_id, NEW.id);
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER set_subject BEFORE INSERT ON signups FOR EACH ROW EXECUTE FUNCTION set_subject();
+RESET ROLE;
+-- a table that has one cannot be protected until it is renamed
+SELECT privacy.protect_table('signups', 'customer_id');
+SET ROLE adv_owner;
+ALTER TRIGGER set_subject ON signups RENAME TO a_set_subject;
+RESET ROLE;
+SELECT privacy.protect_table('signups', 'customer_id');
+SET ROLE adv_owner;
+-- on a protected table, none can be created or renamed so
+CREATE TRIGGER set_subject BEFORE INSERT ON signups FOR EACH ROW EXECUTE FUNCTION set_subject();
+ALTER TRIGGER a_set_subject ON signups RENAME TO set_subject;
+-- an AFTER trigger, or one that sorts before, is fine
+CREATE TRIGGER z_after AFTER INSERT ON signups FOR EACH ROW EXECUTE FUNCTION escalate();
+CREATE TRIGGER b_before BEFORE INSERT ON signups FOR EACH ROW EXECUTE FUNCTION set_subject();
+RESET ROLE;
+SET privacy.purpose = 'marketing';
+INSERT INTO signups (id, email) VALUES (7, 'gus@example.org');
+RESET privacy.purpose;
+SELECT s.customer_id, k.scope FROM signups s
+  JOIN privacy.keys k ON k.id = (privacy.envelope_info(s.email)).key_id;
+
 ALTER ROLE adv_owner NOSUPERUSER;
-DROP TABLE customers_child, customers, legacy, adv_ran, accounts;
-DROP FUNCTION escalate(), escalate_check(text);
+DROP TABLE customers_child, customers, legacy, adv_ran, accounts, signups;
+DROP FUNCTION escalate(), escalate_check(text), set_subject();
 DROP EXTENSION privacy;
 REVOKE CREATE ON SCHEMA public FROM adv_owner;
 DROP ROLE adv_owner, adv_admin, adv_officer, adv_app;
