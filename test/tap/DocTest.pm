@@ -223,6 +223,8 @@ my @VOLATILE = (
 	[ qr/(?<![0-9A-Za-z])[0-9a-f]{16}(?![0-9A-Za-z])/, '<fingerprint>' ],
 	[ qr/(?<![0-9A-Za-z])[0-9a-f]{17,}(?![0-9A-Za-z])/, '<hash>' ],
 	[ qr/\b\d{2}:\d{2}:\d{2}\.\d+\b/, '<duration>' ],
+	# where in a PL/pgSQL function an error was raised changes with its code
+	[ qr/(PL\/pgSQL function \S+ line )\d+( at )/, '$1<n>$2' ],
 );
 
 # Placeholders a guide may write where a value changes from run to run but
@@ -236,7 +238,11 @@ my %WILDCARD = (
 sub normalise_value
 {
 	my ($s) = @_;
-	$s =~ s/$_->[0]/$_->[1]/g for @VOLATILE;
+	for my $v (@VOLATILE)
+	{
+		my ($re, $to) = @$v;
+		$s =~ s/$re/my @m = ($1, $2); (my $t = $to) =~ s{\$(\d)}{$m[$1 - 1] \/\/ ''}ge; $t/ge;
+	}
 	return $s;
 }
 
