@@ -1273,7 +1273,7 @@ encrypted_needs_reseal(PG_FUNCTION_ARGS)
  * does not change.
  */
 static bytea *
-subject_seal_common(bytea *v, text *subject, uint32 *subject_key, EnvelopeKind kind)
+subject_seal_common(bytea *v, text *subject, uint32 *subject_key, EnvelopeKind kind, bool guarded)
 {
 	EncValue	ev;
 	unsigned char *pt;
@@ -1284,12 +1284,38 @@ subject_seal_common(bytea *v, text *subject, uint32 *subject_key, EnvelopeKind k
 	bytea	   *out;
 
 	enc_parse(v, &ev);
-	/* looked up (or created) once per row, on its first encrypted value */
+	/* looked up once per row, on its first encrypted value */
+	if (*subject_key == 0)
+		*subject_key = keys_subject_key(VARDATA_ANY(subject), VARSIZE_ANY_EXHDR(subject), false);
+	if (*subject_key != 0 && ev.hdr.key_id == *subject_key)
+		return v;
+	if (ev.hdr.key_id != PRIVACY_TRANSIENT_KEY_ID && !keys_is_category_key(ev.hdr.key_id))
+	{
+		/* under a subject's key: this subject's (an earlier one) or another's */
+		const unsigned char *owner = keys_key_subject(ev.hdr.key_id);
+		unsigned char hash[PRIVACY_SUBJECT_HASH_BYTES];
+
+		keys_subject_hash(VARDATA_ANY(subject), VARSIZE_ANY_EXHDR(subject), hash);
+		if (owner != NULL && sodium_memcmp(owner, hash, sizeof(hash)) == 0)
+		{
+			/* this subject's value, erased: it stays shredded, no new key */
+			if (keys_data_key(ev.hdr.key_id, &state) == NULL)
+				return v;
+		}
+		else if (guarded && !privileged_role())
+		{
+			/*
+			 * Another subject's value written into this subject's row: it
+			 * would be resealed under this subject's key, out of reach of
+			 * the other's erasure, and shown under this subject's consent.
+			 * Only a session that may open it moves it.
+			 */
+			consent_require_purpose(category_name_or_error(ev.hdr.category_id));
+		}
+	}
 	if (*subject_key == 0)
 		*subject_key = keys_subject_key(VARDATA_ANY(subject), VARSIZE_ANY_EXHDR(subject), true);
 	key_id = *subject_key;
-	if (ev.hdr.key_id == key_id)
-		return v;
 	pt = enc_open(kind, &ev, &len);
 	if (pt == NULL)
 		return v;				/* erased already */
@@ -1307,7 +1333,7 @@ encrypted_text_seal_for_subject(PG_FUNCTION_ARGS)
 {
 	uint32		subject_key = 0;
 
-	PG_RETURN_BYTEA_P(subject_seal_common(PG_GETARG_BYTEA_PP(0), PG_GETARG_TEXT_PP(1), &subject_key, ENVELOPE_TEXT));
+	PG_RETURN_BYTEA_P(subject_seal_common(PG_GETARG_BYTEA_PP(0), PG_GETARG_TEXT_PP(1), &subject_key, ENVELOPE_TEXT, false));
 }
 
 PG_FUNCTION_INFO_V1(encrypted_bytea_seal_for_subject);
@@ -1316,7 +1342,7 @@ encrypted_bytea_seal_for_subject(PG_FUNCTION_ARGS)
 {
 	uint32		subject_key = 0;
 
-	PG_RETURN_BYTEA_P(subject_seal_common(PG_GETARG_BYTEA_PP(0), PG_GETARG_TEXT_PP(1), &subject_key, ENVELOPE_BYTEA));
+	PG_RETURN_BYTEA_P(subject_seal_common(PG_GETARG_BYTEA_PP(0), PG_GETARG_TEXT_PP(1), &subject_key, ENVELOPE_BYTEA, false));
 }
 
 /* The OIDs of the two encrypted types, looked up once per catalog generation. */
@@ -1449,7 +1475,7 @@ privacy_seal_row(PG_FUNCTION_ARGS)
 			continue;
 		v = DatumGetByteaPP(d);
 		sealed = subject_seal_common(v, subject, &subject_key,
-									 att->atttypid == text_type ? ENVELOPE_TEXT : ENVELOPE_BYTEA);
+									 att->atttypid == text_type ? ENVELOPE_TEXT : ENVELOPE_BYTEA, true);
 		if (sealed != v)
 		{
 			values[i] = PointerGetDatum(sealed);
