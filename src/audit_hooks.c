@@ -551,7 +551,7 @@ audit_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 
 	if (loose_frame != NULL && exec_depth == 0)
 		flush_loose(false);
-	active = audit_active();
+	active = !catalog_statement_without_snapshot(stmt) && audit_active();
 
 	if (active && !IsA(stmt, CopyStmt))
 	{

@@ -239,13 +239,50 @@ catalog_become_owner(CatalogUserState *state)
 		elog(ERROR, "SPI_connect failed");
 
 	/*
-	 * Values are opened outside any query too (a FETCH sends rows its
-	 * executor run stored earlier): give the lookups a snapshot of their own
-	 * then, rather than one SPI would leave behind.
+	 * The extension's catalog is read at its latest committed state, the way
+	 * PostgreSQL reads its system catalogs, whatever the isolation level of
+	 * the transaction: read with a REPEATABLE READ or SERIALIZABLE
+	 * transaction's snapshot, a cache rebuilt after an invalidation would
+	 * hold a state older than that invalidation, and keep it after the
+	 * transaction ends; a purpose revoked would still hold until it ends,
+	 * and a key another session created would look absent (its INSERT would
+	 * then fail to serialize).  Reads (read_only = true) use this snapshot;
+	 * writes take the transaction's, as SPI does.  It also serves values
+	 * opened outside any query (a FETCH sends rows its executor run stored
+	 * earlier).  A parallel worker cannot take a snapshot of its own and
+	 * keeps the leader's.
 	 */
-	state->pushed_snapshot = !ActiveSnapshotSet();
-	if (state->pushed_snapshot)
+	state->pushed_snapshot = true;
+	if (!IsInParallelMode())
+		PushActiveSnapshot(GetLatestSnapshot());
+	else if (!ActiveSnapshotSet())
 		PushActiveSnapshot(GetTransactionSnapshot());
+	else
+		state->pushed_snapshot = false;
+}
+
+/*
+ * Run one statement of ours under a snapshot taken now (see
+ * catalog_become_owner), also a write: an INSERT ... ON CONFLICT whose
+ * conflicting row another session committed after the transaction's
+ * snapshot was taken finds it, rather than failing to serialize.
+ */
+int
+catalog_execute_latest(const char *sql, int nargs, Oid *argtypes, Datum *values,
+					   const char *nulls, bool read_only, long tcount)
+{
+	SPIPlanPtr	plan;
+	int			rc;
+
+	if (IsInParallelMode())
+		return SPI_execute_with_args(sql, nargs, argtypes, values, nulls, read_only, tcount);
+	plan = SPI_prepare(sql, nargs, argtypes);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	rc = SPI_execute_snapshot(plan, values, nulls, GetLatestSnapshot(), InvalidSnapshot,
+							  read_only, true, tcount);
+	SPI_freeplan(plan);
+	return rc;
 }
 
 void
@@ -626,6 +663,37 @@ catalog_is_protected_now(Oid relid)
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 	return found;
+}
+
+/*
+ * Statements that PostgreSQL runs without a snapshot (PlannedStmtRequiresSnapshot):
+ * BEGIN ISOLATION LEVEL, SET TRANSACTION, SET, SHOW, LOCK and the like.
+ * The hooks run no catalog query of ours for them: a query would take the
+ * transaction's first snapshot, after which SET TRANSACTION ISOLATION LEVEL
+ * is refused ("must be called before any query"), and they touch no
+ * personal data.
+ */
+bool
+catalog_statement_without_snapshot(Node *utility)
+{
+	if (utility == NULL)
+		return false;
+	switch (nodeTag(utility))
+	{
+		case T_TransactionStmt:
+		case T_VariableSetStmt:
+		case T_VariableShowStmt:
+		case T_LockStmt:
+		case T_ConstraintsSetStmt:
+		case T_ListenStmt:
+		case T_NotifyStmt:
+		case T_UnlistenStmt:
+		case T_CheckPointStmt:
+		case T_DiscardStmt:
+			return true;
+		default:
+			return false;
+	}
 }
 
 bool

@@ -285,6 +285,7 @@ privacy_master_key_status(PG_FUNCTION_ARGS)
  * ------------------------------------------------------------------------
  */
 #include "access/xact.h"
+#include "utils/resowner.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/hsearch.h"
@@ -526,7 +527,7 @@ keys_data_key(uint32 key_id, DataKeyState *state)
 
 		values[0] = Int32GetDatum((int32) key_id);
 		catalog_become_owner(&st);
-		if (SPI_execute_with_args(query, 1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
+		if (SPI_execute_with_args(query, 1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
 			elog(ERROR, "data key lookup failed");
 		if (SPI_processed == 0)
 			ereport(ERROR,
@@ -626,6 +627,67 @@ keys_is_category_key(uint32 key_id)
 }
 
 /*
+ * Store a new data key unless an active one of the same owner exists;
+ * false when another session's key won.  With a transaction snapshot
+ * (REPEATABLE READ, SERIALIZABLE), a winner still in progress when the
+ * INSERT looked, and committed since, is invisible to the INSERT's snapshot:
+ * PostgreSQL refuses that with a serialization failure.  The conflict is on
+ * the extension's key table, not on anything the transaction read, so it
+ * is retried once in a subtransaction with a snapshot taken after the
+ * winner committed, rather than failing the caller's transaction.
+ */
+static bool
+insert_data_key(Datum *values, const char *nulls)
+{
+	static const char *insert =
+		"INSERT INTO " PRIVACY_SCHEMA ".data_keys (id, scope, category, name, wrapped_key, subject_hash, wrapped_by) "
+		"VALUES ($1, $2, CASE WHEN $2 OPERATOR(pg_catalog.=) 'category' THEN $3 END, "
+		"        CASE WHEN $2 OPERATOR(pg_catalog.=) 'internal' THEN $3 END, $4, $5, $6) "
+		"ON CONFLICT DO NOTHING RETURNING id";
+	Oid			argtypes[6] = {INT4OID, TEXTOID, TEXTOID, BYTEAOID, BYTEAOID, TEXTOID};
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool retry = false;
+	volatile int rc = 0;
+
+	if (!IsolationUsesXactSnapshot())
+		rc = catalog_execute_latest(insert, 6, argtypes, values, nulls, false, 1);
+	else
+	{
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			rc = catalog_execute_latest(insert, 6, argtypes, values, nulls, false, 1);
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+			if (edata->sqlerrcode != ERRCODE_T_R_SERIALIZATION_FAILURE)
+				ReThrowError(edata);
+			FreeErrorData(edata);
+			retry = true;
+		}
+		PG_END_TRY();
+		if (retry)
+			rc = catalog_execute_latest(insert, 6, argtypes, values, nulls, false, 1);
+	}
+	if (rc != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "could not store a data key");
+	return SPI_processed > 0;
+}
+
+/*
  * Create a data key and store it wrapped.  For a category key, when another
  * session created the active key first, that key's id is returned instead.
  */
@@ -695,28 +757,20 @@ create_data_key(char scope, const char *category, const unsigned char *subject_h
 	values[5] = CStringGetTextDatum(master_slots[0].fingerprint);
 
 	/* the partial unique indexes allow one active key per category or subject */
-	rc = SPI_execute_with_args(
-		"INSERT INTO " PRIVACY_SCHEMA ".data_keys (id, scope, category, name, wrapped_key, subject_hash, wrapped_by) "
-		"VALUES ($1, $2, CASE WHEN $2 OPERATOR(pg_catalog.=) 'category' THEN $3 END, "
-		"        CASE WHEN $2 OPERATOR(pg_catalog.=) 'internal' THEN $3 END, $4, $5, $6) "
-		"ON CONFLICT DO NOTHING RETURNING id",
-		6, argtypes, values, nulls, false, 1);
-	if (rc != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "could not store a data key");
-	if (SPI_processed == 0)
+	if (!insert_data_key(values, nulls))
 	{
 		/* another session won the race: use its key */
 		if (scope == 'c' || scope == 'i')
-			rc = SPI_execute_with_args(
+			rc = catalog_execute_latest(
 				"SELECT id FROM " PRIVACY_SCHEMA ".data_keys WHERE scope OPERATOR(pg_catalog.=) $2 "
 				"AND coalesce(category, name) OPERATOR(pg_catalog.=) $3 "
 				"AND state OPERATOR(pg_catalog.=) 'active'",
-				3, argtypes, values, nulls, false, 1);
+				3, argtypes, values, nulls, true, 1);
 		else
-			rc = SPI_execute_with_args(
+			rc = catalog_execute_latest(
 				"SELECT id FROM " PRIVACY_SCHEMA ".data_keys WHERE scope OPERATOR(pg_catalog.=) 'subject' "
 				"AND subject_hash OPERATOR(pg_catalog.=) $5 AND state OPERATOR(pg_catalog.=) 'active'",
-				5, argtypes, values, nulls, false, 1);
+				5, argtypes, values, nulls, true, 1);
 		if (rc != SPI_OK_SELECT || SPI_processed == 0)
 			elog(ERROR, "could not find the concurrently created data key");
 		key_id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -771,7 +825,7 @@ lookup_active_key(const char *query, Oid argtype, Datum value)
 	uint32		key_id = 0;
 
 	catalog_become_owner(&st);
-	if (SPI_execute_with_args(query, 1, &argtype, &value, NULL, false, 1) != SPI_OK_SELECT)
+	if (SPI_execute_with_args(query, 1, &argtype, &value, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "data key lookup failed");
 	if (SPI_processed > 0)
 		key_id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

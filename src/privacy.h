@@ -9,6 +9,7 @@
 
 #include "compat.h"
 #include "access/attnum.h"
+#include "nodes/nodes.h"
 
 #define PRIVACY_SCHEMA "privacy"
 /* Helpers the API is built of: not documented, not for users to call. */
@@ -63,8 +64,11 @@ typedef struct CatalogRelation
 extern bool catalog_protected_ready(void);
 extern bool catalog_any_protected(void);
 extern bool catalog_is_protected_now(Oid relid);
+extern bool catalog_statement_without_snapshot(Node *utility);
 extern const CatalogRelation *catalog_protected_relation(Oid relid);
 extern void catalog_become_owner(CatalogUserState *state);
+extern int	catalog_execute_latest(const char *sql, int nargs, Oid *argtypes, Datum *values,
+								   const char *nulls, bool read_only, long tcount);
 extern int	catalog_maintenance_depth;
 extern int64 catalog_run_as_owner(Oid relid, const char *sql, int nargs, Oid *argtypes,
 								  Datum *values, const char *nulls);

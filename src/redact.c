@@ -447,6 +447,8 @@ redact_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 	if (prev_post_parse_analyze)
 		prev_post_parse_analyze(pstate, query, jstate);
 
+	if (query->commandType == CMD_UTILITY && catalog_statement_without_snapshot(query->utilityStmt))
+		return;
 	if (redact_ensure_loaded() && extension_here)
 	{
 		PersonalWalk walk = {0};
