@@ -73,3 +73,32 @@ BEGIN
     RETURN run;
 END
 $$;
+
+-- 07_access_log.sql
+-- Where the log ends, kept apart from the batches so that entries cut off
+-- the end (rows deleted, the batch table replaced, across restarts) are
+-- found: one row, written by the writer in the transaction of each batch,
+-- sealed under a key derived from the access log key (logchain.h).
+CREATE TABLE privacy.access_log_head (
+    one        boolean PRIMARY KEY DEFAULT true CHECK (one),
+    last_seq   bigint NOT NULL,
+    mac        bytea NOT NULL,
+    broken_at  bigint,
+    seal       bytea NOT NULL
+);
+COMMENT ON TABLE privacy.access_log_head IS
+    'the end of the access log: the last entry''s seq and MAC (broken_at: the first entry written after the head was found lost or older than the log), sealed by the writer';
+SELECT pg_catalog.pg_extension_config_dump('privacy.access_log_head', '');
+
+-- Seals the head of a log written before there was one (privacy--0.2--0.3.sql).
+CREATE FUNCTION privacy_internal.access_log_seal_head() RETURNS void
+    AS 'MODULE_PATHNAME', 'privacy_access_log_seal_head' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION privacy_internal.access_log_seal_head() IS
+    'for the extension''s update script only: seal the head of an access log that has none, where its batches end now';
+GRANT SELECT ON privacy.access_log_head TO privacy_officer;
+REVOKE ALL ON FUNCTION privacy_internal.access_log_seal_head() FROM PUBLIC;
+-- (99_privileges.sql: SELECT on every table of the schema for privacy_admin)
+GRANT SELECT ON privacy.access_log_head TO privacy_admin;
+-- the log of 0.2 has no head yet: seal it where the log ends now (needs
+-- the master key when the log has entries)
+SELECT privacy_internal.access_log_seal_head();
