@@ -340,11 +340,14 @@ battery();
 # pgaudit's own ways of quoting a statement: a CSV field, doubling the
 # quotes of a quoted identifier; the inner statement of a DO block (here
 # dynamic SQL); an EXECUTE's parameters; a statement without a comma, not
-# quoted at all (object auditing logs it too).
+# quoted at all (object auditing logs it too); the EXECUTE of a prepared
+# call of a function that writes the table (its plan names no table: the
+# line is judged by the statement it quotes).
 my $m_qident  = marker('quoted-ident-secret-Q31@example.org');
 my $m_dynamic = marker('dynamic-secret-Y32');
 my $m_param   = marker('audit-param-secret-P33');
 my $m_bare    = marker('bare-field-secret-N34');
+my $m_call    = marker('prepared-call-secret-C35');
 run(qq{
 SET privacy.purpose = 'support';
 INSERT INTO "customers" (id, email, name) VALUES (31, '$m_qident', 'Q31');
@@ -352,10 +355,12 @@ DO \$\$ BEGIN EXECUTE format('INSERT INTO customers (id, name) VALUES (32, %L)',
 PREPARE audited(bigint, text) AS INSERT INTO customers (id, name) VALUES (\$1, \$2);
 EXECUTE audited(33, '$m_param');
 SELECT id FROM customers WHERE name = '$m_bare';
+PREPARE call_add(bigint, text) AS SELECT add_customer(\$1, \$2);
+EXECUTE call_add(35, '$m_call');
 });
 is($node->safe_psql('app', q{SET privacy.purpose = 'support';
-	SELECT string_agg(id::text, ',' ORDER BY id) FROM customers WHERE id BETWEEN 31 AND 33}),
-	'31,32,33', 'audited: the inserts went in');
+	SELECT string_agg(id::text, ',' ORDER BY id) FROM customers WHERE id BETWEEN 31 AND 35}),
+	'31,32,33,35', 'audited: the inserts went in');
 $node->stop;	# the collector has written everything
 
 # every file of every destination
