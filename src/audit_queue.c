@@ -490,7 +490,7 @@ audit_emit_json(StringInfo rec)
 	}
 	appendStringInfoChar(&out, '}');
 	ereport(LOG,
-			(errmsg_internal("privacy access: %s", out.data),
+			(errmsg_internal(AUDIT_LOG_LINE_FORMAT, out.data),
 			 errhidestmt(true), errhidecontext(true)));
 	pfree(out.data);
 }
