@@ -109,16 +109,23 @@ static uint64 personal_generation = 0;	/* 0: never loaded */
 static bool extension_here = false;
 static bool loading = false;
 
+/* A table keyed by Oid, for this generation (entries: the Oid and more) */
 static HTAB *
-oid_set(const char *name)
+oid_map(const char *name, Size entrysize)
 {
 	HASHCTL		ctl;
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(Oid);
-	ctl.entrysize = sizeof(Oid);
+	ctl.entrysize = entrysize;
 	ctl.hcxt = redact_cxt;
 	return hash_create(name, 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+static HTAB *
+oid_set(const char *name)
+{
+	return oid_map(name, sizeof(Oid));
 }
 
 static HTAB *
@@ -382,16 +389,7 @@ function_is_personal(Oid funcid, PersonalWalk *walk)
 	Datum		d;
 
 	if (judged_funcs == NULL)
-	{
-		HASHCTL		ctl;
-
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(JudgedFunc);
-		ctl.hcxt = redact_cxt;
-		judged_funcs = hash_create("privacy judged functions", 64, &ctl,
-								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
+		judged_funcs = oid_map("privacy judged functions", sizeof(JudgedFunc));
 	jf = hash_search(judged_funcs, &funcid, HASH_ENTER, &found);
 	if (found)
 		return jf->personal;
@@ -768,33 +766,14 @@ audit_statement_is_personal(const char *message)
 	return personal;
 }
 
+/* text through a redact_text.c function that never lengthens it */
 static char *
-redacted_audit_line(const char *message)
-{
-	size_t		len = strlen(message);
-	char	   *out = palloc(len + 1);
-
-	redact_audit_line(message, len, REDACT_STRINGS_EITHER, out);
-	return out;
-}
-
-static char *
-redacted_literals(const char *text)
+redacted_by(size_t (*redact) (const char *, size_t, RedactStrings, char *), const char *text)
 {
 	size_t		len = strlen(text);
 	char	   *out = palloc(len + 1);
 
-	redact_message_literals(text, len, REDACT_STRINGS_EITHER, out);
-	return out;
-}
-
-static char *
-redacted_lines_at_quote(const char *text)
-{
-	size_t		len = strlen(text);
-	char	   *out = palloc(len + 1);
-
-	redact_lines_at_quote(text, len, out);
+	redact(text, len, REDACT_STRINGS_EITHER, out);
 	return out;
 }
 
@@ -952,24 +931,30 @@ redact_emit_log(ErrorData *edata)
 		!(edata->message_id != NULL && strcmp(edata->message_id, AUDIT_LOG_LINE_FORMAT) == 0))
 	{
 		if (is_audit_line(edata))
-			edata->message = redacted_audit_line(edata->message);
+			edata->message = redacted_by(redact_audit_line, edata->message);
 		else
 		{
 			if (query != NULL && query[0] != '\0' && redacted_query != NULL &&
 				strstr(edata->message, query) != NULL)
 				edata->message = redacted_quoting_message(edata->message, query, redacted_query);
 			if (edata->elevel < ERROR)
-				edata->message = redacted_literals(edata->message);
+				edata->message = redacted_by(redact_message_literals, edata->message);
 		}
 	}
 	if (edata->detail != NULL && query != NULL && query[0] != '\0' && redacted_query != NULL &&
 		strstr(edata->detail, query) != NULL)
 		edata->detail = replace_query_text(edata->detail, query, redacted_query);
 	if (!statement_message && edata->elevel < ERROR && edata->detail != NULL)
-		edata->detail = redacted_literals(edata->detail);
+		edata->detail = redacted_by(redact_message_literals, edata->detail);
 	/* CONTEXT lines quote the SQL of the functions a message came from */
 	if (!statement_message && edata->context != NULL)
-		edata->context = redacted_lines_at_quote(edata->context);
+	{
+		size_t		len = strlen(edata->context);
+		char	   *out = palloc(len + 1);
+
+		redact_lines_at_quote(edata->context, len, out);
+		edata->context = out;
+	}
 	MemoryContextSwitchTo(old);
 	edata->output_to_client = false;
 

@@ -283,9 +283,17 @@ next_token(const char *s, size_t len, size_t i, int escape_strings,
 	return i + 1;
 }
 
-/* Mark (mask[k] = 1) every byte of every constant, as one reading sees it. */
+static void mark_quoted_sql(const char *in, size_t from, size_t to, char *mask);
+
+/*
+ * Mark (mask[k] = 1) every byte of every constant, as one reading sees it.
+ * In SQL, string and numeric constants.  In a message that may quote SQL
+ * (as_message), its string constants, and inside each double-quoted span
+ * the constants of its body (mark_quoted_sql); numbers outside those spans
+ * are the message's own (counts, costs, ids).
+ */
 static void
-mark_constants(const char *in, size_t len, int escape_strings, char *mask)
+mark_constants(const char *in, size_t len, int escape_strings, char *mask, int as_message)
 {
 	size_t		i = 0;
 
@@ -296,10 +304,22 @@ mark_constants(const char *in, size_t len, int escape_strings, char *mask)
 					body_end;
 		size_t		end = next_token(in, len, i, escape_strings, &kind, &body, &body_end);
 
-		if (kind == TOK_STRING || kind == TOK_NUMBER)
+		if (kind == TOK_STRING || (kind == TOK_NUMBER && !as_message))
 			memset(mask + i, 1, end - i);
+		else if (kind == TOK_QIDENT && as_message)
+			mark_quoted_sql(in, body, body_end, mask);
 		i = end;
 	}
+}
+
+/* The readings mode asks for, each marking into mask. */
+static void
+mark_readings(const char *in, size_t len, RedactStrings mode, char *mask, int as_message)
+{
+	if (mode != REDACT_STRINGS_ESCAPE)
+		mark_constants(in, len, 0, mask, as_message);
+	if (mode != REDACT_STRINGS_STANDARD)
+		mark_constants(in, len, 1, mask, as_message);
 }
 
 /*
@@ -335,8 +355,7 @@ mark_quoted_sql(const char *in, size_t from, size_t to, char *mask)
 			j++;
 	}
 	memset(sub, 0, k);
-	mark_constants(text, k, 0, sub);
-	mark_constants(text, k, 1, sub);
+	mark_readings(text, k, REDACT_STRINGS_EITHER, sub, 0);
 	for (j = 0; j < k; j++)
 		if (sub[j])
 		{
@@ -347,31 +366,6 @@ mark_quoted_sql(const char *in, size_t from, size_t to, char *mask)
 	free(text);
 	free(sub);
 	free(pos);
-}
-
-/*
- * Mark what a message quotes, as one reading sees it: its string constants,
- * and the constants inside each double-quoted span (mark_quoted_sql).
- * Numbers outside those spans are the message's own (counts, costs, ids).
- */
-static void
-mark_message_literals(const char *in, size_t len, int escape_strings, char *mask)
-{
-	size_t		i = 0;
-
-	while (i < len)
-	{
-		TokKind		kind;
-		size_t		body,
-					body_end;
-		size_t		end = next_token(in, len, i, escape_strings, &kind, &body, &body_end);
-
-		if (kind == TOK_STRING)
-			memset(mask + i, 1, end - i);
-		else if (kind == TOK_QIDENT)
-			mark_quoted_sql(in, body, body_end, mask);
-		i = end;
-	}
 }
 
 /*
@@ -416,10 +410,7 @@ redact_sql(const char *in, size_t len, RedactStrings mode, char *out,
 
 	/* out holds the mask first, then is compacted in place (w <= i) */
 	memset(out, 0, len);
-	if (mode != REDACT_STRINGS_ESCAPE)
-		mark_constants(in, len, 0, out);
-	if (mode != REDACT_STRINGS_STANDARD)
-		mark_constants(in, len, 1, out);
+	mark_readings(in, len, mode, out, 0);
 	return compact_marked(in, len, out, offsets, noffsets);
 }
 
@@ -431,10 +422,7 @@ redact_message_literals(const char *in, size_t len, RedactStrings mode, char *ou
 	if (nul != NULL)
 		len = (size_t) (nul - in);
 	memset(out, 0, len);
-	if (mode != REDACT_STRINGS_ESCAPE)
-		mark_message_literals(in, len, 0, out);
-	if (mode != REDACT_STRINGS_STANDARD)
-		mark_message_literals(in, len, 1, out);
+	mark_readings(in, len, mode, out, 1);
 	return compact_marked(in, len, out, NULL, 0);
 }
 
@@ -540,10 +528,7 @@ redact_audit_line(const char *in, size_t len, RedactStrings mode, char *out)
 	if (!is_audit_prefix(in, len))
 	{
 		/* not pgaudit's line after all: as any other message */
-		if (mode != REDACT_STRINGS_ESCAPE)
-			mark_message_literals(in, len, 0, out);
-		if (mode != REDACT_STRINGS_STANDARD)
-			mark_message_literals(in, len, 1, out);
+		mark_readings(in, len, mode, out, 1);
 		return compact_marked(in, len, out, NULL, 0);
 	}
 	for (i = sizeof(AUDIT_PREFIX) - 1; i <= len; field++)
@@ -564,12 +549,7 @@ redact_audit_line(const char *in, size_t len, RedactStrings mode, char *out)
 			if (quoted)
 				mark_quoted_sql(in, body, body_end, out);
 			else
-			{
-				if (mode != REDACT_STRINGS_ESCAPE)
-					mark_constants(in + i, end - i, 0, out + i);
-				if (mode != REDACT_STRINGS_STANDARD)
-					mark_constants(in + i, end - i, 1, out + i);
-			}
+				mark_readings(in + i, end - i, mode, out + i, 0);
 		}
 		else if (field == AUDIT_FIELD_PARAMETER)
 		{

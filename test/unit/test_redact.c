@@ -118,6 +118,16 @@ same(const char *what, const char *in, const char *want)
 	return 1;
 }
 
+/* one case of a redaction: input, expected output, what it shows */
+typedef struct RedactCase
+{
+	const char *in;
+	const char *want;
+	const char *what;
+} RedactCase;
+
+#define lengthof(a) (sizeof(a) / sizeof((a)[0]))
+
 static int
 msg_is(const char *in, const char *want)
 {
@@ -315,49 +325,66 @@ main(void)
 	redact_message_quoted("empty \"\"", 8, 0, out);
 	CHECK(strcmp(out, "empty \"?\"") == 0, "empty span");
 
-	/* messages that quote SQL: literals go, also inside double quotes */
-	CHECK(msg_is("Query Text: SELECT count(*) FROM c WHERE name = 'alice'\nFilter: (name = 'alice'::text)",
-				 "Query Text: SELECT count(*) FROM c WHERE name = ?\nFilter: (name = ?::text)"),
-		  "message: string constants replaced, in a query text and in a plan");
-	CHECK(msg_is("cost=0.00..25.88 rows=6 width=32, relation \"customers\"",
-				 "cost=0.00..25.88 rows=6 width=32, relation \"customers\""),
-		  "message: its own numbers and a quoted identifier stay");
-	CHECK(msg_is("x,\"INSERT INTO \"\"c\"\" VALUES (42, 'a\"\"b')\",y",
-				 "x,\"INSERT INTO \"\"c\"\" VALUES (?, ?)\",y"),
-		  "message: a statement quoted as a CSV field: its constants go, numbers too, quoting kept");
-	CHECK(msg_is("json '{\"email\": \"alice@example.org\"}' here", "json ? here"),
-		  "message: double quotes inside a string constant are part of it");
-	CHECK(msg_is("E'it\\'s alice' and $t$bob$t$", "? and ?"),
-		  "message: escape strings and dollar quoting");
-	CHECK(msg_is("unterminated \"SELECT 'alice", "unterminated \"SELECT ?"),
-		  "message: an unterminated quoted statement keeps nothing of its constant");
+	{
+		size_t		i;
 
-	/* pgaudit's line */
-	CHECK(audit_is("AUDIT: SESSION,1,1,WRITE,INSERT,,,\"INSERT INTO \"\"customers\"\" (id, email) VALUES (7, 'alice@example.org')\",<not logged>",
-				   "AUDIT: SESSION,1,1,WRITE,INSERT,,,\"INSERT INTO \"\"customers\"\" (id, email) VALUES (?, ?)\",<not logged>"),
-		  "AUDIT: a quoted statement field (doubled quotes) loses its constants, the other fields stay");
-	CHECK(audit_is("AUDIT: OBJECT,3,1,READ,SELECT,TABLE,public.customers,SELECT id FROM customers WHERE id = 42,<none>",
-				   "AUDIT: OBJECT,3,1,READ,SELECT,TABLE,public.customers,SELECT id FROM customers WHERE id = ?,<none>"),
-		  "AUDIT: an unquoted statement field loses its numbers too; ids and names stay");
-	CHECK(audit_is("AUDIT: SESSION,4,1,WRITE,INSERT,,,\"PREPARE p AS INSERT INTO c VALUES ($1, $2)\",\"42,alice@example.org\"",
-				   "AUDIT: SESSION,4,1,WRITE,INSERT,,,\"PREPARE p AS INSERT INTO c VALUES ($1, $2)\",?"),
-		  "AUDIT: the parameter field goes");
-	CHECK(audit_is("AUDIT: SESSION,4,1,READ,SELECT,,,SELECT f($1),42",
-				   "AUDIT: SESSION,4,1,READ,SELECT,,,SELECT f($1),?"),
-		  "AUDIT: a single unquoted parameter goes too");
-	CHECK(audit_is("AUDIT: SESSION,5,1,WRITE,UPDATE,TABLE,public.c,UPDATE c SET a = 1,<none>,17",
-				   "AUDIT: SESSION,5,1,WRITE,UPDATE,TABLE,public.c,UPDATE c SET a = ?,<none>,17"),
-		  "AUDIT: the rows field stays");
-	CHECK(audit_is("AUDIT: SESSION,5,1,WRITE,UPDATE,TABLE,public.c,UPDATE c SET a = 1,<none>,alice",
-				   "AUDIT: SESSION,5,1,WRITE,UPDATE,TABLE,public.c,UPDATE c SET a = ?,<none>,?"),
-		  "AUDIT: a later field that is not a number goes");
-	CHECK(audit_is("AUDIT: SESSION,6,1,WRITE,INSERT,,,\"INSERT INTO c VALUES ('alice')\"junk,after",
-				   "AUDIT: SESSION,6,1,WRITE,INSERT,,,?"),
-		  "AUDIT: from the field where the line stops being CSV, nothing is kept");
-	CHECK(audit_is("AUDIT: SESSION,7,1,WRITE,INSERT,,,\"INSERT INTO c VALUES ('alice", "AUDIT: SESSION,7,1,WRITE,INSERT,,,\"INSERT INTO c VALUES (?"),
-		  "AUDIT: an unterminated statement field keeps nothing of its constant");
-	CHECK(audit_is("not pgaudit: 'alice'", "not pgaudit: ?"),
-		  "AUDIT: a text without the prefix is redacted as a message");
+		/* messages that quote SQL: literals go, also inside double quotes */
+		static const RedactCase messages[] = {
+			{"Query Text: SELECT count(*) FROM c WHERE name = 'alice'\nFilter: (name = 'alice'::text)",
+			 "Query Text: SELECT count(*) FROM c WHERE name = ?\nFilter: (name = ?::text)",
+			 "message: string constants replaced, in a query text and in a plan"},
+			{"cost=0.00..25.88 rows=6 width=32, relation \"customers\"",
+			 "cost=0.00..25.88 rows=6 width=32, relation \"customers\"",
+			 "message: its own numbers and a quoted identifier stay"},
+			{"x,\"INSERT INTO \"\"c\"\" VALUES (42, 'a\"\"b')\",y",
+			 "x,\"INSERT INTO \"\"c\"\" VALUES (?, ?)\",y",
+			 "message: a statement quoted as a CSV field: its constants go, numbers too, quoting kept"},
+			{"json '{\"email\": \"alice@example.org\"}' here",
+			 "json ? here",
+			 "message: double quotes inside a string constant are part of it"},
+			{"E'it\\'s alice' and $t$bob$t$",
+			 "? and ?",
+			 "message: escape strings and dollar quoting"},
+			{"unterminated \"SELECT 'alice",
+			 "unterminated \"SELECT ?",
+			 "message: an unterminated quoted statement keeps nothing of its constant"},
+		};
+
+		/* pgaudit's line */
+		static const RedactCase audit_lines[] = {
+			{"AUDIT: SESSION,1,1,WRITE,INSERT,,,\"INSERT INTO \"\"customers\"\" (id, email) VALUES (7, 'alice@example.org')\",<not logged>",
+			 "AUDIT: SESSION,1,1,WRITE,INSERT,,,\"INSERT INTO \"\"customers\"\" (id, email) VALUES (?, ?)\",<not logged>",
+			 "AUDIT: a quoted statement field (doubled quotes) loses its constants, the other fields stay"},
+			{"AUDIT: OBJECT,3,1,READ,SELECT,TABLE,public.customers,SELECT id FROM customers WHERE id = 42,<none>",
+			 "AUDIT: OBJECT,3,1,READ,SELECT,TABLE,public.customers,SELECT id FROM customers WHERE id = ?,<none>",
+			 "AUDIT: an unquoted statement field loses its numbers too; ids and names stay"},
+			{"AUDIT: SESSION,4,1,WRITE,INSERT,,,\"PREPARE p AS INSERT INTO c VALUES ($1, $2)\",\"42,alice@example.org\"",
+			 "AUDIT: SESSION,4,1,WRITE,INSERT,,,\"PREPARE p AS INSERT INTO c VALUES ($1, $2)\",?",
+			 "AUDIT: the parameter field goes"},
+			{"AUDIT: SESSION,4,1,READ,SELECT,,,SELECT f($1),42",
+			 "AUDIT: SESSION,4,1,READ,SELECT,,,SELECT f($1),?",
+			 "AUDIT: a single unquoted parameter goes too"},
+			{"AUDIT: SESSION,5,1,WRITE,UPDATE,TABLE,public.c,UPDATE c SET a = 1,<none>,17",
+			 "AUDIT: SESSION,5,1,WRITE,UPDATE,TABLE,public.c,UPDATE c SET a = ?,<none>,17",
+			 "AUDIT: the rows field stays"},
+			{"AUDIT: SESSION,5,1,WRITE,UPDATE,TABLE,public.c,UPDATE c SET a = 1,<none>,alice",
+			 "AUDIT: SESSION,5,1,WRITE,UPDATE,TABLE,public.c,UPDATE c SET a = ?,<none>,?",
+			 "AUDIT: a later field that is not a number goes"},
+			{"AUDIT: SESSION,6,1,WRITE,INSERT,,,\"INSERT INTO c VALUES ('alice')\"junk,after",
+			 "AUDIT: SESSION,6,1,WRITE,INSERT,,,?",
+			 "AUDIT: from the field where the line stops being CSV, nothing is kept"},
+			{"AUDIT: SESSION,7,1,WRITE,INSERT,,,\"INSERT INTO c VALUES ('alice",
+			 "AUDIT: SESSION,7,1,WRITE,INSERT,,,\"INSERT INTO c VALUES (?",
+			 "AUDIT: an unterminated statement field keeps nothing of its constant"},
+			{"not pgaudit: 'alice'",
+			 "not pgaudit: ?",
+			 "AUDIT: a text without the prefix is redacted as a message"},
+		};
+		for (i = 0; i < lengthof(messages); i++)
+			CHECK(msg_is(messages[i].in, messages[i].want), messages[i].what);
+		for (i = 0; i < lengthof(audit_lines); i++)
+			CHECK(audit_is(audit_lines[i].in, audit_lines[i].want), audit_lines[i].what);
+	}
 	{
 		const char *line = "AUDIT: SESSION,4,1,WRITE,INSERT,TABLE,\"a,b\",\"INSERT INTO \"\"c\"\" VALUES ($1)\",\"1,x\"";
 
