@@ -4,10 +4,10 @@
  * privacy.verify_access_log() recomputes the MAC chain (logchain.c) over
  * the batch rows from the latest retention anchor, checks each row's own
  * columns against its entries, and compares the end with the log's head
- * and with what this server's writers committed (audit_head.c).  Retention (audit_trim_log) deletes whole
- * batch rows and leaves an authenticated anchor, so that the log still
- * verifies.  flush_access_log and access_log_status look at this
- * database's queue.
+ * and with what this server's writers committed (audit_head.c).
+ * Retention (audit_trim_log) deletes whole batch rows and leaves an
+ * authenticated anchor, so that the log still verifies.  flush_access_log
+ * and access_log_status look at this database's queue.
  */
 #include "audit.h"
 
@@ -299,7 +299,8 @@ privacy_verify_access_log(PG_FUNCTION_ARGS)
 	 * What this server's writers committed, then a snapshot taken after it:
 	 * the batches and the head read with it hold at least that much.
 	 */
-	audit_shm_head(idx >= 0 ? &audit_shared->queues[idx] : NULL, get_extension_oid("privacy", true), &shm);
+	audit_shm_head(idx >= 0 ? &audit_shared->queues[idx] : NULL, get_extension_oid("privacy", true),
+				   &shm);
 	PushActiveSnapshot(GetLatestSnapshot());
 	catalog_become_owner(&st);
 	/* the latest retention anchor, itself authenticated */

@@ -74,7 +74,6 @@
 #include "utils/builtins.h"
 #include "utils/elog.h"
 #include "utils/hsearch.h"
-#include "nodes/readfuncs.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -419,9 +418,7 @@ function_is_personal(Oid funcid, PersonalWalk *walk)
 			redact_sql_names(src, strlen(src), REDACT_STRINGS_EITHER, judge_name, &judge) != 0;
 	}
 	ReleaseSysCache(tup);
-	/* (the walk may have learnt views: find the entry again) */
-	jf = hash_search(judged_funcs, &funcid, HASH_ENTER, NULL);
-	jf->personal = found;
+	jf->personal = found;		/* (dynahash never moves an entry) */
 	return found;
 }
 
