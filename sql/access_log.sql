@@ -88,6 +88,8 @@ SELECT count(*) > 0 AS officer_reads FROM privacy.access_log;
 SELECT status FROM privacy.verify_access_log();
 SELECT verified_by = 'al_officer' AS recorded, status FROM privacy.access_log_verifications ORDER BY verified_at DESC LIMIT 1;
 DELETE FROM privacy.access_log_batches;
+SELECT count(*) AS head_rows FROM privacy.access_log_head;
+DELETE FROM privacy.access_log_head;
 RESET ROLE;
 -- The extension reads its tables as its owner, a superuser, with the
 -- search_path pinned: an operator the caller planted earlier in the path
@@ -161,13 +163,66 @@ DELETE FROM privacy.access_log_batches WHERE 5 BETWEEN first_seq AND last_seq;
 SELECT status, seq = (SELECT first_seq FROM al_batches WHERE 5 BETWEEN first_seq AND last_seq) AS at_that_batch
   FROM privacy.verify_access_log();
 SELECT pg_temp.al_restore();
--- the newest entry cut off: the writer's head still knows it
+-- the newest entry cut off: the log's head still knows it
 SELECT max(last_seq) AS last_seq FROM privacy.access_log_batches \gset
 UPDATE privacy.access_log_batches b SET entries = overlay(b.entries PLACING '' FROM s.from_pos FOR s.to_pos - s.from_pos + 1)
   FROM pg_temp.al_span(:last_seq) s WHERE b.first_seq = s.first_seq;
 SELECT status, seq = :last_seq AS at_the_cut FROM privacy.verify_access_log();
 SELECT pg_temp.al_restore();
 SELECT status FROM privacy.verify_access_log();
+-- The head is kept apart from the batches, in one row the writer seals
+-- with each batch: the last entry's seq and MAC.
+SELECT h.last_seq = :last_seq AS head_at_the_end, h.mac = pg_temp.al_mac(h.last_seq) AS head_holds_its_mac,
+       h.broken_at, length(h.seal) AS seal_bytes
+  FROM privacy.access_log_head h;
+-- So the batch table replaced by one without its last batch is found, at
+-- the first entry of that batch
+SELECT max(first_seq) AS last_batch FROM privacy.access_log_batches \gset
+ALTER TABLE privacy.access_log_batches RENAME TO al_saved_batches;
+CREATE TABLE privacy.access_log_batches (LIKE privacy.al_saved_batches INCLUDING ALL);
+INSERT INTO privacy.access_log_batches SELECT * FROM privacy.al_saved_batches WHERE first_seq < :last_batch;
+SELECT status, seq = :last_batch AS at_the_first_missing, detail FROM privacy.verify_access_log();
+DROP TABLE privacy.access_log_batches;
+ALTER TABLE privacy.al_saved_batches RENAME TO access_log_batches;
+SELECT status FROM privacy.verify_access_log();
+-- and so are a head deleted, a forged one, and one older than the log
+CREATE TEMP TABLE al_head AS SELECT * FROM privacy.access_log_head;
+DELETE FROM privacy.access_log_head;
+SELECT status, seq = :last_seq + 1 AS after_the_last_entry, detail FROM privacy.verify_access_log();
+INSERT INTO privacy.access_log_head SELECT * FROM al_head;
+UPDATE privacy.access_log_head SET last_seq = last_seq + 1;
+SELECT status, seq = :last_seq + 1 AS at_its_end, detail FROM privacy.verify_access_log();
+UPDATE privacy.access_log_head SET last_seq = last_seq - 1;
+SELECT status FROM privacy.verify_access_log();
+SET ROLE al_app;
+SET privacy.purpose = 'billing';
+SELECT count(email) FROM al_customers;
+RESET privacy.purpose;
+RESET ROLE;
+SELECT privacy.flush_access_log();
+CREATE TEMP TABLE al_new_head AS SELECT * FROM privacy.access_log_head;
+UPDATE privacy.access_log_head h SET last_seq = o.last_seq, mac = o.mac, broken_at = o.broken_at, seal = o.seal
+  FROM al_head o;
+SELECT status, seq = (SELECT max(last_seq) + 1 FROM privacy.access_log_batches) AS after_the_log,
+       detail FROM privacy.verify_access_log();
+UPDATE privacy.access_log_head h SET last_seq = n.last_seq, mac = n.mac, broken_at = n.broken_at, seal = n.seal
+  FROM al_new_head n;
+SELECT status FROM privacy.verify_access_log();
+-- (the writer's shared memory also knows where the log ends while the
+-- server runs: a tail cut back to an older saved head is found until a
+-- restart, test/tap/008_access_log.pl)
+CREATE TEMP TABLE al_batches_now AS SELECT * FROM privacy.access_log_batches;
+DELETE FROM privacy.access_log_batches WHERE last_seq > (SELECT last_seq FROM al_head);
+UPDATE privacy.access_log_head h SET last_seq = o.last_seq, mac = o.mac, broken_at = o.broken_at, seal = o.seal
+  FROM al_head o;
+SELECT status, seq = :last_seq + 1 AS after_the_older_head, detail FROM privacy.verify_access_log();
+DELETE FROM privacy.access_log_batches;
+INSERT INTO privacy.access_log_batches SELECT * FROM al_batches_now;
+UPDATE privacy.access_log_head h SET last_seq = n.last_seq, mac = n.mac, broken_at = n.broken_at, seal = n.seal
+  FROM al_new_head n;
+SELECT status FROM privacy.verify_access_log();
+DROP TABLE al_batches;
+CREATE TEMP TABLE al_batches AS SELECT * FROM privacy.access_log_batches;
 -- two entries swapped
 SELECT first_seq AS swap_at FROM privacy.access_log_batches ORDER BY last_seq - first_seq DESC, first_seq LIMIT 1 \gset
 UPDATE privacy.access_log_batches b
@@ -206,6 +261,15 @@ UPDATE privacy.access_log_anchors SET first_seq = first_seq + 1;
 SELECT status, detail FROM privacy.verify_access_log();
 UPDATE privacy.access_log_anchors SET first_seq = first_seq - 1;
 SELECT status FROM privacy.verify_access_log();
+-- trimmed to nothing, the log still ends where its head says
+UPDATE privacy.access_log_batches SET last_at = last_at - interval '2 years';
+SELECT privacy.trim_access_log() > 0 AS removed_the_rest;
+SELECT (SELECT count(*) FROM privacy.access_log_batches) AS batches_left,
+       (SELECT max(first_seq) FROM privacy.access_log_anchors) = (SELECT last_seq + 1 FROM privacy.access_log_head) AS anchor_after_head;
+SELECT status FROM privacy.verify_access_log();
+-- and the latest anchor deleted then is found: the log should end at the head
+DELETE FROM privacy.access_log_anchors WHERE first_seq = (SELECT max(first_seq) FROM privacy.access_log_anchors);
+SELECT status, detail FROM privacy.verify_access_log();
 
 DROP TABLE al_customers, al_plain;
 DROP FUNCTION al_email(bigint);

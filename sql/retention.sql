@@ -88,6 +88,19 @@ CALL privacy.purge(batch_size => 5);
 SELECT outcome, (SELECT sum(purged) FROM privacy.purge_run_tables t WHERE t.run_id = r.id) AS purged
   FROM privacy.purge_runs r ORDER BY id DESC LIMIT 1;
 
+-- Only the purge worker records a run as its own: it is known by its
+-- process, never by an argument.  An officer (or pg_cron, which runs CALL
+-- privacy.purge() as the job's role) is recorded as a call, by that role.
+SET ROLE ret_officer;
+CALL privacy.purge(via => 'worker');
+SELECT privacy_internal.purge_start(10, NULL, 'worker', 'ret_officer');
+SELECT privacy_internal.purge_start(10, NULL, 'call', 'ret_app');
+CALL privacy.purge(via => 'call');
+RESET ROLE;
+SELECT via, started_by, outcome FROM privacy.purge_runs ORDER BY id DESC LIMIT 1;
+SELECT count(*) AS worker_runs, count(*) FILTER (WHERE started_by = 'ret_app') AS runs_of_ret_app
+  FROM privacy.purge_runs WHERE via = 'worker' OR started_by = 'ret_app';
+
 -- bad arguments, and who may purge
 CALL privacy.purge(batch_size => 0);
 SET ROLE ret_app;

@@ -20,6 +20,9 @@
  *   audit_hooks.c    where the server calls in (executor, utility, fmgr and
  *                    log hooks, transaction callbacks, opened values) and
  *                    the frames they keep; audit_init, audit_record_report
+ *   audit_head.c     where the log ends, kept apart from the batches: the
+ *                    sealed head, where a writer goes on from, whether the
+ *                    log still ends there
  *   audit_writer.c   the writer worker: drain, batch rows, chain, purposes
  *   audit_sql.c      flush, status, verify, trim
  *
@@ -130,7 +133,8 @@ typedef struct AuditQueue
 	uint64		tail;			/* bytes ever committed to the log */
 	uint64		chain_seq;		/* last seq a writer committed since start */
 	unsigned char chain_mac[LOGCHAIN_MAC_BYTES];
-	Oid			chain_relid;	/* ... into this privacy.access_log */
+	uint64		chain_broken;	/* its head's broken_at (0: none) */
+	Oid			chain_extension;	/* ... into this installation's log */
 	ConditionVariable space_cv; /* tail moved */
 	char	   *data;			/* privacy_access_log_queue_size kB */
 } AuditQueue;
@@ -152,6 +156,7 @@ extern uint32 audit_wait_event(const char *name);
 #define WAIT_WRITER		audit_wait_event("PrivacyAccessLogWriterMain")
 
 extern void audit_queue_init(void);
+extern int	audit_my_queue(void);
 extern uint64 audit_enqueue(const char *data, Size len, bool in_abort, int *qindex);
 extern void audit_wait_durable(int idx, uint64 end);
 extern void audit_queue_copy(AuditQueue *q, uint64 start, uint64 end, unsigned char *buf);
@@ -208,5 +213,22 @@ extern void audit_flush_frame(AuditFrame *f, const char *outcome, int64 rows, bo
 /* audit_hooks.c — the backend side */
 extern unsigned char audit_chain_key_scratch[LOGCHAIN_KEY_BYTES];
 extern void audit_become_writer(void);
+
+/* audit_head.c — where the log ends, kept apart from the batches */
+typedef struct AuditChainEnd
+{
+	bool		known;			/* false: this source knows nothing */
+	int64		seq;			/* the last entry (0: none written) */
+	unsigned char mac[LOGCHAIN_MAC_BYTES];	/* its MAC */
+	int64		broken_at;		/* 0, or the first entry after a lost head */
+} AuditChainEnd;
+
+extern void audit_shm_head(AuditQueue *q, Oid extension, AuditChainEnd *end);
+extern void audit_resume_chain(AuditQueue *q, Oid extension, const unsigned char *key,
+							   AuditChainEnd *chain);
+extern void audit_store_head(const unsigned char *key, const AuditChainEnd *end);
+extern const char *audit_check_end(const unsigned char *key, int64 log_start, int64 last,
+								   const unsigned char *last_mac, const AuditChainEnd *shm,
+								   int64 *bad_seq, char **detail);
 
 #endif

@@ -111,6 +111,20 @@ audit_queue_init(void)
  * Enqueueing.
  * ------------------------------------------------------------------------
  */
+/* This database's queue, or -1 while it has none. */
+int
+audit_my_queue(void)
+{
+	int			i;
+
+	if (audit_shared == NULL)
+		return -1;
+	for (i = 0; i < audit_shared->nqueues; i++)
+		if (audit_shared->queues[i].dboid == MyDatabaseId)
+			return i;
+	return -1;
+}
+
 static bool warned_no_queue = false;
 
 /*
@@ -174,7 +188,8 @@ audit_enqueue(const char *data, Size len, bool in_abort, int *qindex)
 					c->dboid = MyDatabaseId;
 					c->head = c->tail = 0;
 					c->chain_seq = 0;
-					c->chain_relid = InvalidOid;
+					c->chain_broken = 0;
+					c->chain_extension = InvalidOid;
 					memset(c->chain_mac, 0, sizeof(c->chain_mac));
 					idx = i;
 					break;
@@ -475,7 +490,7 @@ audit_emit_json(StringInfo rec)
 	}
 	appendStringInfoChar(&out, '}');
 	ereport(LOG,
-			(errmsg_internal("privacy access: %s", out.data),
+			(errmsg_internal(AUDIT_LOG_LINE_FORMAT, out.data),
 			 errhidestmt(true), errhidecontext(true)));
 	pfree(out.data);
 }

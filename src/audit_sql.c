@@ -3,11 +3,11 @@
  *
  * privacy.verify_access_log() recomputes the MAC chain (logchain.c) over
  * the batch rows from the latest retention anchor, checks each row's own
- * columns against its entries, and compares the end with the head this
- * server's writers committed.  Retention (audit_trim_log) deletes whole
- * batch rows and leaves an authenticated anchor, so that the log still
- * verifies.  flush_access_log and access_log_status look at this
- * database's queue.
+ * columns against its entries, and compares the end with the log's head
+ * and with what this server's writers committed (audit_head.c).
+ * Retention (audit_trim_log) deletes whole batch rows and leaves an
+ * authenticated anchor, so that the log still verifies.  flush_access_log
+ * and access_log_status look at this database's queue.
  */
 #include "audit.h"
 
@@ -15,6 +15,7 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -23,20 +24,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-
-/* This database's queue, or -1 while it has none. */
-static int
-my_queue_index(void)
-{
-	int			i;
-
-	if (audit_shared == NULL)
-		return -1;
-	for (i = 0; i < audit_shared->nqueues; i++)
-		if (audit_shared->queues[i].dboid == MyDatabaseId)
-			return i;
-	return -1;
-}
+#include "utils/snapmgr.h"
 
 /*
  * privacy.flush_access_log(timeout_ms) → boolean: wait until every event
@@ -47,7 +35,7 @@ Datum
 privacy_flush_access_log(PG_FUNCTION_ARGS)
 {
 	int32		timeout_ms = PG_ARGISNULL(0) ? 10000 : PG_GETARG_INT32(0);
-	int			idx = my_queue_index();
+	int			idx = audit_my_queue();
 	AuditQueue *q;
 	uint64		target;
 	TimestampTz start = GetCurrentTimestamp();
@@ -107,7 +95,7 @@ privacy_access_log_status(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	Datum		values[6];
 	bool		nulls[6] = {false, false, false, false, false, false};
-	int			idx = my_queue_index();
+	int			idx = audit_my_queue();
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -294,9 +282,12 @@ privacy_verify_access_log(PG_FUNCTION_ARGS)
 	int64		bad_seq = 0;
 	char	   *detail = NULL;
 	Portal		portal;
-	int			idx;
+	int			idx = audit_my_queue();
 	int64		meta_seq = 0;
 	char	   *meta_detail = NULL;
+	int64		log_start;
+	AuditChainEnd shm;
+	MemoryContext caller = CurrentMemoryContext;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -304,6 +295,13 @@ privacy_verify_access_log(PG_FUNCTION_ARGS)
 	keys_access_log_key(key);
 	memset(prev, 0, sizeof(prev));
 
+	/*
+	 * What this server's writers committed, then a snapshot taken after it:
+	 * the batches and the head read with it hold at least that much.
+	 */
+	audit_shm_head(idx >= 0 ? &audit_shared->queues[idx] : NULL, get_extension_oid("privacy", true),
+				   &shm);
+	PushActiveSnapshot(GetLatestSnapshot());
 	catalog_become_owner(&st);
 	/* the latest retention anchor, itself authenticated */
 	if (SPI_execute("SELECT first_seq, anchor, mac FROM " PRIVACY_SCHEMA ".access_log_anchors"
@@ -329,6 +327,7 @@ privacy_verify_access_log(PG_FUNCTION_ARGS)
 		}
 		expected = first;
 	}
+	log_start = expected;
 
 	if (strcmp(status, "ok") == 0)
 	{
@@ -375,15 +374,16 @@ privacy_verify_access_log(PG_FUNCTION_ARGS)
 								 DatumGetByteaPP(entries),
 								 &bad_seq, &detail, &meta_seq, &meta_detail);
 				MemoryContextSwitchTo(old);
+				/* (copied out of SPI's memory, which catalog_restore_user frees) */
 				if (v != NULL)
 				{
 					status = v;
-					detail = pstrdup(detail);
+					detail = MemoryContextStrdup(caller, detail);
 					done = true;
 				}
 				if (meta_detail != NULL && !meta_copied)
 				{
-					meta_detail = pstrdup(meta_detail);
+					meta_detail = MemoryContextStrdup(caller, meta_detail);
 					meta_copied = true;
 				}
 				MemoryContextReset(tmp);
@@ -393,28 +393,20 @@ privacy_verify_access_log(PG_FUNCTION_ARGS)
 		SPI_cursor_close(portal);
 		MemoryContextDelete(tmp);
 	}
-	catalog_restore_user(&st);
 
-	/* entries cut off the end: compare with what this server's writers wrote */
-	idx = my_queue_index();
-	if (strcmp(status, "ok") == 0 && idx >= 0)
+	/* entries cut off the end: the log must end where its head says */
+	if (strcmp(status, "ok") == 0)
 	{
-		AuditQueue *q = &audit_shared->queues[idx];
-		uint64		head;
+		const char *v = audit_check_end(key, log_start, expected - 1, prev, &shm, &bad_seq, &detail);
 
-		Oid			log_relid = get_relname_relid("access_log_batches", catalog_namespace());
-
-		LWLockAcquire(audit_shared->lock, LW_SHARED);
-		head = q->chain_relid == log_relid ? q->chain_seq : 0;
-		LWLockRelease(audit_shared->lock);
-		if (head >= (uint64) expected)
+		if (v != NULL)
 		{
-			status = "missing";
-			bad_seq = expected;
-			detail = psprintf("entries " INT64_FORMAT " to " UINT64_FORMAT " were written since the server started and are gone",
-							  expected, head);
+			status = v;
+			detail = MemoryContextStrdup(caller, detail);
 		}
 	}
+	catalog_restore_user(&st);
+	PopActiveSnapshot();
 	sodium_memzero(key, LOGCHAIN_KEY_BYTES);
 
 	/* the chain is whole, but a row misdescribes its entries */

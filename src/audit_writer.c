@@ -10,7 +10,8 @@
  * (a heap row per entry made it the bottleneck), gives each entry the next
  * sequence number and chains a keyed MAC over its canonical bytes
  * (logchain.c), and in the same transaction notes which roles used which
- * purposes.  It exits when its queue has been empty for a while.
+ * purposes and where the log now ends (its sealed head, audit_head.c).  It
+ * exits when its queue has been empty for a while.
  */
 #include "audit.h"
 
@@ -21,6 +22,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -62,57 +64,12 @@ writer_detach(int code, Datum arg)
 	ConditionVariableBroadcast(&q->space_cv);
 }
 
-/* The writer's view of its chain: what the table ends with. */
-static Oid	chain_relid = InvalidOid;	/* the log the chain state is for */
-static int64 chain_seq = 0;
-static unsigned char chain_mac[LOGCHAIN_MAC_BYTES];
-
-static void
-load_chain_head(AuditQueue *q, Oid log_relid)
-{
-	int64		seq = 0;
-	unsigned char mac[LOGCHAIN_MAC_BYTES];
-	uint64		shm_seq;
-	unsigned char shm_mac[LOGCHAIN_MAC_BYTES];
-
-	memset(mac, 0, sizeof(mac));
-	if (SPI_execute("SELECT seq, mac FROM ("
-					"  (SELECT last_seq AS seq, " MAC_OF_LAST_ENTRY " AS mac"
-					"     FROM " PRIVACY_SCHEMA ".access_log_batches ORDER BY first_seq DESC LIMIT 1)"
-					"  UNION ALL (SELECT first_seq - 1, anchor FROM " PRIVACY_SCHEMA ".access_log_anchors ORDER BY first_seq DESC LIMIT 1)"
-					") h ORDER BY seq DESC LIMIT 1", true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the head of the access log");
-	if (SPI_processed == 1)
-	{
-		bool		isnull;
-		bytea	   *m;
-
-		seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		m = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-		if (!isnull && VARSIZE_ANY_EXHDR(m) == LOGCHAIN_MAC_BYTES)
-			memcpy(mac, VARDATA_ANY(m), LOGCHAIN_MAC_BYTES);
-	}
-
-	LWLockAcquire(audit_shared->lock, LW_SHARED);
-	shm_seq = q->chain_relid == log_relid ? q->chain_seq : 0;
-	memcpy(shm_mac, q->chain_mac, LOGCHAIN_MAC_BYTES);
-	LWLockRelease(audit_shared->lock);
-
-	if (shm_seq > (uint64) seq)
-	{
-		/* entries written since the server started are gone: keep the gap */
-		ereport(WARNING,
-				(errmsg("access log entries after seq " INT64_FORMAT " up to " UINT64_FORMAT " are missing from privacy.access_log",
-						seq, shm_seq),
-				 errdetail("They were written since the server started and have been deleted since."),
-				 errhint("Run SELECT * FROM privacy.verify_access_log() to see where the chain breaks.")));
-		seq = (int64) shm_seq;
-		memcpy(mac, shm_mac, LOGCHAIN_MAC_BYTES);
-	}
-	chain_seq = seq;
-	memcpy(chain_mac, mac, LOGCHAIN_MAC_BYTES);
-	chain_relid = log_relid;
-}
+/*
+ * The writer's view of its chain: where it goes on from (audit_head.c), for
+ * this installation of the extension (a new one starts a new log).
+ */
+static Oid	chain_extension = InvalidOid;
+static AuditChainEnd chain;
 
 /* Inserting rows without the executor: heap and indexes, in one go. */
 typedef struct LogTarget
@@ -569,6 +526,8 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 	int64		last_event = 0;
 	bool		tables_here;
 	Oid			log_relid;
+	Oid			head_relid;
+	Oid			extension;
 	MemoryContext batch;
 	MemoryContext old;
 
@@ -588,6 +547,7 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 	StartTransactionCommand();
 	log_relid = OidIsValid(get_namespace_oid(PRIVACY_SCHEMA, true)) ?
 		get_relname_relid("access_log_batches", get_namespace_oid(PRIVACY_SCHEMA, true)) : InvalidOid;
+	extension = get_extension_oid("privacy", true);
 	tables_here = OidIsValid(log_relid) &&
 		OidIsValid(get_relname_relid("access_log_anchors", get_namespace_oid(PRIVACY_SCHEMA, true)));
 	CommitTransactionCommand();
@@ -631,14 +591,25 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 				return false;
 			}
 		}
+		/* the head, which a schema from before 0.3 does not have */
+		head_relid = get_relname_relid("access_log_head", nsp);
+		if (OidIsValid(head_relid) && !ConditionalLockRelationOid(head_relid, RowExclusiveLock))
+		{
+			AbortCurrentTransaction();
+			MemoryContextDelete(batch);
+			return false;
+		}
 	}
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
-	if (chain_relid != log_relid)
-		load_chain_head(q, log_relid);
 	keys_access_log_key(key);
-	seq = chain_seq;
-	memcpy(mac, chain_mac, LOGCHAIN_MAC_BYTES);
+	if (chain_extension != extension)
+	{
+		audit_resume_chain(q, extension, key, &chain);
+		chain_extension = extension;
+	}
+	seq = chain.seq;
+	memcpy(mac, chain.mac, LOGCHAIN_MAC_BYTES);
 
 	old = MemoryContextSwitchTo(batch);
 	{
@@ -719,6 +690,12 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 		FreeExecutorState(estate);
 	}
 	MemoryContextSwitchTo(old);
+
+	/* where the log now ends, in the same transaction as its entries */
+	chain.known = true;
+	chain.seq = seq;
+	memcpy(chain.mac, mac, LOGCHAIN_MAC_BYTES);
+	audit_store_head(key, &chain);
 	sodium_memzero(key, sizeof(key));
 
 	SPI_finish();
@@ -726,13 +703,12 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 	CommitTransactionCommand();
 	MemoryContextDelete(batch);
 
-	chain_seq = seq;
-	memcpy(chain_mac, mac, LOGCHAIN_MAC_BYTES);
 	LWLockAcquire(audit_shared->lock, LW_EXCLUSIVE);
 	q->tail = end;
 	q->chain_seq = (uint64) seq;
 	memcpy(q->chain_mac, mac, LOGCHAIN_MAC_BYTES);
-	q->chain_relid = log_relid;
+	q->chain_broken = (uint64) chain.broken_at;
+	q->chain_extension = extension;
 	LWLockRelease(audit_shared->lock);
 	ConditionVariableBroadcast(&q->space_cv);
 	pgstat_report_activity(STATE_IDLE, NULL);

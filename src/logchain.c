@@ -16,6 +16,8 @@
 
 #define BATCH_DOMAIN "privacy access log v2 batch"
 #define ANCHOR_DOMAIN "privacy access log v2 anchor"
+#define HEAD_KEY_DOMAIN "privacy access log v2 head key"
+#define HEAD_DOMAIN "privacy access log v2 head"
 
 /* The format is fixed by these; the build must stop rather than drift. */
 typedef char logchain_mac_size_check[
@@ -29,6 +31,9 @@ typedef char logchain_key_size_check[
 typedef char logchain_anchor_size_check[
 	LOGCHAIN_ANCHOR_MAC_BYTES >= crypto_generichash_BYTES_MIN &&
 	LOGCHAIN_ANCHOR_MAC_BYTES <= crypto_generichash_BYTES_MAX ? 1 : -1];
+typedef char logchain_head_size_check[
+	LOGCHAIN_HEAD_SEAL_BYTES >= crypto_generichash_BYTES_MIN &&
+	LOGCHAIN_HEAD_SEAL_BYTES <= crypto_generichash_BYTES_MAX ? 1 : -1];
 typedef char logchain_len_fits_check[SIZE_MAX <= UINT64_MAX ? 1 : -1];
 
 /* One-time keys per entry: two per 64-byte ChaCha20 block, 2^32 blocks. */
@@ -168,6 +173,45 @@ logchain_anchor_mac(unsigned char out[LOGCHAIN_ANCHOR_MAC_BYTES],
 	if (rc != 0)
 	{
 		sodium_memzero(out, LOGCHAIN_ANCHOR_MAC_BYTES);
+		return -1;
+	}
+	return 0;
+}
+
+int
+logchain_head_seal(unsigned char out[LOGCHAIN_HEAD_SEAL_BYTES],
+				   const unsigned char key[LOGCHAIN_KEY_BYTES], uint64_t last_seq,
+				   const unsigned char mac[LOGCHAIN_MAC_BYTES], uint64_t broken_at)
+{
+	crypto_generichash_state st;
+	unsigned char kh[LOGCHAIN_KEY_BYTES];
+	unsigned char num[8];
+	int			rc;
+
+	if (out == NULL)
+		return -1;
+	if (key == NULL || mac == NULL)
+	{
+		sodium_memzero(out, LOGCHAIN_HEAD_SEAL_BYTES);
+		return -1;
+	}
+	/* the head's own key, so that no other use of K can produce a seal */
+	rc = crypto_generichash(kh, sizeof(kh), (const unsigned char *) HEAD_KEY_DOMAIN,
+							sizeof(HEAD_KEY_DOMAIN) - 1, key, LOGCHAIN_KEY_BYTES);
+	rc |= crypto_generichash_init(&st, kh, sizeof(kh), LOGCHAIN_HEAD_SEAL_BYTES);
+	rc |= crypto_generichash_update(&st, (const unsigned char *) HEAD_DOMAIN,
+									sizeof(HEAD_DOMAIN) - 1);
+	put_u64(num, last_seq);
+	rc |= crypto_generichash_update(&st, num, sizeof(num));
+	rc |= crypto_generichash_update(&st, mac, LOGCHAIN_MAC_BYTES);
+	put_u64(num, broken_at);
+	rc |= crypto_generichash_update(&st, num, sizeof(num));
+	rc |= crypto_generichash_final(&st, out, LOGCHAIN_HEAD_SEAL_BYTES);
+	sodium_memzero(&st, sizeof(st));
+	sodium_memzero(kh, sizeof(kh));
+	if (rc != 0)
+	{
+		sodium_memzero(out, LOGCHAIN_HEAD_SEAL_BYTES);
 		return -1;
 	}
 	return 0;

@@ -35,8 +35,17 @@
  * stays unambiguous should anything ever be appended after the bytes.
  *
  * A chain alone cannot show that entries were cut off its end: whoever keeps
- * the log must also keep the head (last seq and MAC) where the log's writer
- * cannot rewrite it, and compare.
+ * the log must also keep the head (last seq and MAC) apart from the entries,
+ * and compare.  The head is sealed (logchain_head_seal) under a key derived
+ * from the chain key,
+ *
+ *   Kh   = BLAKE2b-256(key K, "privacy access log v2 head key")
+ *   seal = BLAKE2b-256(key Kh, "privacy access log v2 head" || last_seq ||
+ *                      mac_{last_seq} || broken_at)
+ *
+ * (integers as 8 bytes big-endian; broken_at 0 when none), so that only the
+ * key's holder can move it.  A sealed head can still be replaced by an older
+ * sealed copy: what that allows is the caller's to bound.
  */
 #ifndef PRIVACY_LOGCHAIN_H
 #define PRIVACY_LOGCHAIN_H
@@ -48,6 +57,7 @@
 #define LOGCHAIN_KEY_BYTES 32
 #define LOGCHAIN_NONCE_BYTES 16
 #define LOGCHAIN_ANCHOR_MAC_BYTES 32
+#define LOGCHAIN_HEAD_SEAL_BYTES 32
 /* one-time keys made at a time (ChaCha20 is cheaper by the block run) */
 #define LOGCHAIN_KEYS_PER_CHUNK 64
 
@@ -98,6 +108,18 @@ extern int	logchain_anchor_mac(unsigned char out[LOGCHAIN_ANCHOR_MAC_BYTES],
 								const unsigned char key[LOGCHAIN_KEY_BYTES],
 								uint64_t first_seq,
 								const unsigned char anchor[LOGCHAIN_MAC_BYTES]);
+
+/*
+ * The seal of the chain's head: its last seq, that entry's MAC, and
+ * broken_at (0, or the first seq written after the head was found lost:
+ * entries before it may have been cut off).  Returns 0, or -1 (out zeroed)
+ * for NULL arguments.
+ */
+extern int	logchain_head_seal(unsigned char out[LOGCHAIN_HEAD_SEAL_BYTES],
+							   const unsigned char key[LOGCHAIN_KEY_BYTES],
+							   uint64_t last_seq,
+							   const unsigned char mac[LOGCHAIN_MAC_BYTES],
+							   uint64_t broken_at);
 
 /* One stored entry as read back; all pointers into the caller's memory. */
 typedef struct LogchainEntry

@@ -133,6 +133,8 @@ extern int	privacy_access_log_queue_size;
 extern int	privacy_access_log_flush_interval;
 extern int	privacy_access_log_retention;
 extern int	privacy_access_log_databases;
+/* the format of its server-log lines (standby, last resort): keyed hashes, no values */
+#define AUDIT_LOG_LINE_FORMAT "privacy access: %s"
 extern void audit_init(void);
 extern void audit_install_hooks(void);
 extern int64 audit_trim_log(void);

@@ -16,9 +16,10 @@
  * - Judging.  A text is personal when (a) parse analysis or executor start
  *   found that a statement of it touches personal data (a protected table,
  *   a table with a classified column, a view over one, a value of an
- *   encrypted type, and, in the statement the client sent, a relation or a
- *   function of schema privacy: the extension's own statements under it,
- *   its catalog reads and event triggers, do not count): its hash is
+ *   encrypted type, a call of a user's function whose body names one, and,
+ *   in the statement the client sent, a relation or a function of schema
+ *   privacy: the extension's own statements under it, its catalog reads
+ *   and event triggers, do not count): its hash is
  *   remembered, with that of the top-level query string; or (b) its words name such a relation or type (or privacy.X
  *   for an object X of the schema): this is how log_statement lines are
  *   judged, since PostgreSQL logs them before parse analysis; or (c) the
@@ -30,9 +31,14 @@
  *
  * - Redacting, in emit_log_hook.  For a personal text, constants in the
  *   statement text and parameters are replaced by "?" (redact_text.c);
- *   errors raised under it lose their DETAIL, their CONTEXT lines are cut
- *   at the first quote, and values quoted in data-exception and syntax
- *   error messages go.  The client is not touched: the hook swaps the
+ *   errors raised under it lose their DETAIL, and values quoted in
+ *   data-exception and syntax error messages go; every message's CONTEXT
+ *   lines are cut at the first quote.  Other messages may quote a
+ *   statement in their own way, not as a copy of the one the client sent:
+ *   pgaudit's AUDIT line is redacted by its CSV fields (the statement
+ *   field, whatever statement it holds, and the parameters), any other
+ *   line loses every string constant, also those of a statement it quotes
+ *   in double quotes.  The client is not touched: the hook swaps the
  *   redacted parts into the error data, emits that copy to the server log
  *   only (EmitErrorReport again, with output_to_client off and
  *   debug_query_string pointing at the redacted text, which is also how
@@ -51,6 +57,9 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_language.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "common/hashfn.h"
@@ -69,6 +78,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "redact_text.h"
 
@@ -92,20 +102,29 @@ static HTAB *personal_types = NULL; /* encrypted types, their arrays and domains
 static HTAB *personal_funcs = NULL; /* functions of schema privacy */
 static HTAB *personal_names = NULL; /* names of the above outside the schema */
 static HTAB *privacy_names = NULL;	/* names of objects of schema privacy */
+static HTAB *judged_funcs = NULL;	/* users' functions judged by their body */
+static Oid	extension_nsps[2];	/* privacy, privacy_internal */
 static uint64 personal_generation = 0;	/* 0: never loaded */
 static bool extension_here = false;
 static bool loading = false;
 
+/* A table keyed by Oid, for this generation (entries: the Oid and more) */
 static HTAB *
-oid_set(const char *name)
+oid_map(const char *name, Size entrysize)
 {
 	HASHCTL		ctl;
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(Oid);
-	ctl.entrysize = sizeof(Oid);
+	ctl.entrysize = entrysize;
 	ctl.hcxt = redact_cxt;
 	return hash_create(name, 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+static HTAB *
+oid_set(const char *name)
+{
+	return oid_map(name, sizeof(Oid));
 }
 
 static HTAB *
@@ -178,10 +197,12 @@ redact_load(void)
 	else
 		MemoryContextReset(redact_cxt);
 	personal_relids = privacy_relids = personal_types = personal_funcs = NULL;
-	personal_names = privacy_names = NULL;
+	personal_names = privacy_names = judged_funcs = NULL;
 	extension_here = false;
 
 	nsp = get_namespace_oid(PRIVACY_SCHEMA, true);
+	extension_nsps[0] = nsp;
+	extension_nsps[1] = get_namespace_oid(PRIVACY_INTERNAL_SCHEMA, true);
 	if (OidIsValid(nsp) &&
 		OidIsValid(get_relname_relid("protected_tables", nsp)) &&
 		OidIsValid(get_relname_relid("column_categories", nsp)) &&
@@ -333,6 +354,74 @@ typedef struct PersonalWalk
 
 static bool personal_walker(Node *node, void *context);
 
+typedef struct NameJudge
+{
+	bool		after_privacy;	/* the previous name was "privacy" */
+} NameJudge;
+
+static int	judge_name(const char *name, size_t len, int quoted, void *arg);
+
+typedef struct JudgedFunc
+{
+	Oid			funcid;
+	bool		personal;
+} JudgedFunc;
+
+/*
+ * A function of the user's whose body reaches personal data (a SQL or
+ * PL/pgSQL function that reads or writes a protected table): a statement
+ * that calls it is personal from its analysis on, before the body runs,
+ * which is when pgaudit and auto_explain already log the call.  Judged by
+ * the names its source mentions, as log_statement lines are (a SQL-standard
+ * body, already analysed, by walking it), once per catalog generation.
+ * The extension's own functions do not count: its catalog reads and event
+ * triggers call them under every statement.
+ */
+static bool
+function_is_personal(Oid funcid, PersonalWalk *walk)
+{
+	JudgedFunc *jf;
+	bool		found;
+	HeapTuple	tup;
+	Form_pg_proc proc;
+	bool		isnull;
+	Datum		d;
+
+	if (judged_funcs == NULL)
+		judged_funcs = oid_map("privacy judged functions", sizeof(JudgedFunc));
+	jf = hash_search(judged_funcs, &funcid, HASH_ENTER, &found);
+	if (found)
+		return jf->personal;
+	jf->personal = false;		/* also while judging: a recursive function */
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	if (proc->prolang == INTERNALlanguageId || proc->prolang == ClanguageId ||
+		proc->pronamespace == PG_CATALOG_NAMESPACE ||
+		proc->pronamespace == extension_nsps[0] || proc->pronamespace == extension_nsps[1])
+	{
+		ReleaseSysCache(tup);
+		return false;
+	}
+	d = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_prosqlbody, &isnull);
+	if (!isnull)
+		found = personal_walker(stringToNode(TextDatumGetCString(d)), walk);
+	else
+	{
+		char	   *src;
+		NameJudge	judge = {false};
+
+		d = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_prosrc, &isnull);
+		src = isnull ? NULL : TextDatumGetCString(d);
+		found = src != NULL &&
+			redact_sql_names(src, strlen(src), REDACT_STRINGS_EITHER, judge_name, &judge) != 0;
+	}
+	ReleaseSysCache(tup);
+	jf->personal = found;		/* (dynahash never moves an entry) */
+	return found;
+}
+
 static bool
 oid_in(HTAB *set, Oid oid)
 {
@@ -438,6 +527,8 @@ personal_walker(Node *node, void *context)
 	if (walk->top_level && IsA(node, FuncExpr) &&
 		oid_in(personal_funcs, ((FuncExpr *) node)->funcid))
 		return true;
+	if (IsA(node, FuncExpr) && function_is_personal(((FuncExpr *) node)->funcid, walk))
+		return true;
 	return expression_tree_walker(node, personal_walker, context);
 }
 
@@ -500,11 +591,6 @@ redact_executor_start(QueryDesc *queryDesc, int eflags)
  * Judging a text in the log hook (no catalog access)
  * ------------------------------------------------------------------------
  */
-typedef struct NameJudge
-{
-	bool		after_privacy;	/* the previous name was "privacy" */
-} NameJudge;
-
 static bool
 name_in(HTAB *set, const char *name)
 {
@@ -635,6 +721,61 @@ redacted_statement_message(const char *message, const char *query)
 	return redacted_sql(message, NULL);
 }
 
+/*
+ * pgaudit's line, by its untranslated format string (pgaudit.c,
+ * log_audit_event: "AUDIT: %s,<statement id>,<substatement id>,%s,%s").
+ */
+static bool
+is_audit_line(const ErrorData *edata)
+{
+	return edata->message_id != NULL && strncmp(edata->message_id, "AUDIT: %s,", 10) == 0 &&
+		edata->message != NULL && strncmp(edata->message, "AUDIT: ", 7) == 0;
+}
+
+/*
+ * The DETAIL of an EXECUTE's statement line, "prepare: PREPARE p AS ...":
+ * by its names, and by what analysing the PREPARE found, which was
+ * remembered for the prepared text without the label (a prepared call of a
+ * function that writes a protected table names no table).
+ */
+static bool
+prepare_detail_is_personal(const char *detail)
+{
+	const char *text = strstr(detail, ": ");
+
+	return text_is_personal(detail) || (text != NULL && text_is_personal(text + 2));
+}
+
+/*
+ * pgaudit's line quotes the statement it logs, which need not be the one
+ * being executed: the EXECUTE of a statement prepared earlier quotes the
+ * PREPARE, whose analysis may have found it personal (it calls a function
+ * that writes a protected table) while the EXECUTE's plan names no table.
+ * Judged like any statement text.
+ */
+static bool
+audit_statement_is_personal(const char *message)
+{
+	size_t		len = strlen(message);
+	char	   *statement = palloc(len + 1);
+	bool		personal;
+
+	personal = redact_audit_statement(message, len, statement) >= 0 && text_is_personal(statement);
+	pfree(statement);
+	return personal;
+}
+
+/* text through a redact_text.c function that never lengthens it */
+static char *
+redacted_by(size_t (*redact) (const char *, size_t, RedactStrings, char *), const char *text)
+{
+	size_t		len = strlen(text);
+	char	   *out = palloc(len + 1);
+
+	redact(text, len, REDACT_STRINGS_EITHER, out);
+	return out;
+}
+
 static char *
 redacted_quoted(const char *message, bool as_sql)
 {
@@ -729,9 +870,11 @@ redact_emit_log(ErrorData *edata)
 	syntax_error = edata->sqlerrcode == ERRCODE_SYNTAX_ERROR;
 	personal = syntax_error || text_is_personal(query);
 	if (!personal && statement_message && edata->detail != NULL)
-		personal = text_is_personal(edata->detail); /* "prepare: PREPARE p AS ..." */
+		personal = prepare_detail_is_personal(edata->detail);
 	if (!personal && edata->internalquery != NULL)
 		personal = text_is_personal(edata->internalquery);
+	if (!personal && is_audit_line(edata))
+		personal = audit_statement_is_personal(edata->message);
 	if (!personal)
 	{
 		if (prev_emit_log)
@@ -769,26 +912,48 @@ redact_emit_log(ErrorData *edata)
 			edata->detail = pstrdup(left_out);
 		if (edata->detail_log != NULL)
 			edata->detail_log = pstrdup(left_out);
-		if (edata->context != NULL)
-		{
-			size_t		len = strlen(edata->context);
-			char	   *out = palloc(len + 1);
+	}
 
-			redact_lines_at_quote(edata->context, len, out);
-			edata->context = out;
+	/*
+	 * Any other message may quote a statement, and not necessarily as it
+	 * was sent: pgaudit's AUDIT line quotes it as a CSV field (doubling the
+	 * quotes of quoted identifiers), and for a function, a DO block or
+	 * dynamic SQL quotes the inner statement; auto_explain quotes nested
+	 * statements too.  pgaudit's line is redacted by its fields, whatever
+	 * statement it holds, parameters included.  Elsewhere a copy of the
+	 * client's statement gets its redacted text in its place, and then
+	 * every string constant left, also inside double quotes (a quoted
+	 * statement, read as SQL), goes.  The access log's own JSON lines hold
+	 * keyed hashes, never values, and stay as they are.
+	 */
+	if (!statement_message && edata->message != NULL &&
+		!(edata->message_id != NULL && strcmp(edata->message_id, AUDIT_LOG_LINE_FORMAT) == 0))
+	{
+		if (is_audit_line(edata))
+			edata->message = redacted_by(redact_audit_line, edata->message);
+		else
+		{
+			if (query != NULL && query[0] != '\0' && redacted_query != NULL &&
+				strstr(edata->message, query) != NULL)
+				edata->message = redacted_quoting_message(edata->message, query, redacted_query);
+			if (edata->elevel < ERROR)
+				edata->message = redacted_by(redact_message_literals, edata->message);
 		}
 	}
-	/*
-	 * Any other message that quotes the statement (auto_explain's "Query
-	 * Text:" and the plan after it, pgaudit's AUDIT line) gets the redacted
-	 * statement in its place.
-	 */
-	if (!statement_message && edata->message != NULL && query != NULL && query[0] != '\0' &&
-		redacted_query != NULL && strstr(edata->message, query) != NULL)
-		edata->message = redacted_quoting_message(edata->message, query, redacted_query);
 	if (edata->detail != NULL && query != NULL && query[0] != '\0' && redacted_query != NULL &&
 		strstr(edata->detail, query) != NULL)
 		edata->detail = replace_query_text(edata->detail, query, redacted_query);
+	if (!statement_message && edata->elevel < ERROR && edata->detail != NULL)
+		edata->detail = redacted_by(redact_message_literals, edata->detail);
+	/* CONTEXT lines quote the SQL of the functions a message came from */
+	if (!statement_message && edata->context != NULL)
+	{
+		size_t		len = strlen(edata->context);
+		char	   *out = palloc(len + 1);
+
+		redact_lines_at_quote(edata->context, len, out);
+		edata->context = out;
+	}
 	MemoryContextSwitchTo(old);
 	edata->output_to_client = false;
 

@@ -14,6 +14,7 @@
  */
 #include "redact_text.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 typedef enum TokKind
@@ -282,9 +283,17 @@ next_token(const char *s, size_t len, size_t i, int escape_strings,
 	return i + 1;
 }
 
-/* Mark (mask[k] = 1) every byte of every constant, as one reading sees it. */
+static void mark_quoted_sql(const char *in, size_t from, size_t to, char *mask);
+
+/*
+ * Mark (mask[k] = 1) every byte of every constant, as one reading sees it.
+ * In SQL, string and numeric constants.  In a message that may quote SQL
+ * (as_message), its string constants, and inside each double-quoted span
+ * the constants of its body (mark_quoted_sql); numbers outside those spans
+ * are the message's own (counts, costs, ids).
+ */
 static void
-mark_constants(const char *in, size_t len, int escape_strings, char *mask)
+mark_constants(const char *in, size_t len, int escape_strings, char *mask, int as_message)
 {
 	size_t		i = 0;
 
@@ -295,31 +304,81 @@ mark_constants(const char *in, size_t len, int escape_strings, char *mask)
 					body_end;
 		size_t		end = next_token(in, len, i, escape_strings, &kind, &body, &body_end);
 
-		if (kind == TOK_STRING || kind == TOK_NUMBER)
+		if (kind == TOK_STRING || (kind == TOK_NUMBER && !as_message))
 			memset(mask + i, 1, end - i);
+		else if (kind == TOK_QIDENT && as_message)
+			mark_quoted_sql(in, body, body_end, mask);
 		i = end;
 	}
 }
 
-size_t
-redact_sql(const char *in, size_t len, RedactStrings mode, char *out,
-		   size_t *offsets, int noffsets)
+/* The readings mode asks for, each marking into mask. */
+static void
+mark_readings(const char *in, size_t len, RedactStrings mode, char *mask, int as_message)
+{
+	if (mode != REDACT_STRINGS_ESCAPE)
+		mark_constants(in, len, 0, mask, as_message);
+	if (mode != REDACT_STRINGS_STANDARD)
+		mark_constants(in, len, 1, mask, as_message);
+}
+
+/*
+ * Mark the constants inside a double-quoted span in[from..to) (its body,
+ * quotes excluded): the body read as SQL once its doubled quotes are undone,
+ * as a CSV field or a quoted statement holds it, both readings.  A doubled
+ * quote inside a constant is marked whole.  Without memory, all of it.
+ */
+static void
+mark_quoted_sql(const char *in, size_t from, size_t to, char *mask)
+{
+	size_t		n = to - from;
+	char	   *text = malloc(n + 1);
+	char	   *sub = malloc(n + 1);
+	size_t	   *pos = malloc((n + 1) * sizeof(size_t));
+	size_t		k = 0;
+	size_t		j;
+
+	if (text == NULL || sub == NULL || pos == NULL)
+	{
+		memset(mask + from, 1, n);
+		free(text);
+		free(sub);
+		free(pos);
+		return;
+	}
+	memset(text, 0, n + 1);
+	for (j = from; j < to; j++)
+	{
+		pos[k] = j;
+		text[k++] = in[j];
+		if (in[j] == '"' && j + 1 < to && in[j + 1] == '"')
+			j++;
+	}
+	memset(sub, 0, k);
+	mark_readings(text, k, REDACT_STRINGS_EITHER, sub, 0);
+	for (j = 0; j < k; j++)
+		if (sub[j])
+		{
+			mask[pos[j]] = 1;
+			if (in[pos[j]] == '"')
+				mask[pos[j] + 1] = 1;
+		}
+	free(text);
+	free(sub);
+	free(pos);
+}
+
+/*
+ * out[0..len) holds a mask of in: copy in to out with each run of marked
+ * bytes replaced by one placeholder, offsets moved along.
+ */
+static size_t
+compact_marked(const char *in, size_t len, char *out, size_t *offsets, int noffsets)
 {
 	size_t		i,
 				w = 0;
 	int			prev_masked = 0;
 	int			k;
-	const char *nul = memchr(in, '\0', len);
-
-	if (nul != NULL)
-		len = (size_t) (nul - in);
-
-	/* out holds the mask first, then is compacted in place (w <= i) */
-	memset(out, 0, len);
-	if (mode != REDACT_STRINGS_ESCAPE)
-		mark_constants(in, len, 0, out);
-	if (mode != REDACT_STRINGS_STANDARD)
-		mark_constants(in, len, 1, out);
 
 	for (i = 0; i < len; i++)
 	{
@@ -338,6 +397,170 @@ redact_sql(const char *in, size_t len, RedactStrings mode, char *out,
 			offsets[k] = w;
 	out[w] = '\0';
 	return w;
+}
+
+size_t
+redact_sql(const char *in, size_t len, RedactStrings mode, char *out,
+		   size_t *offsets, int noffsets)
+{
+	const char *nul = memchr(in, '\0', len);
+
+	if (nul != NULL)
+		len = (size_t) (nul - in);
+
+	/* out holds the mask first, then is compacted in place (w <= i) */
+	memset(out, 0, len);
+	mark_readings(in, len, mode, out, 0);
+	return compact_marked(in, len, out, offsets, noffsets);
+}
+
+size_t
+redact_message_literals(const char *in, size_t len, RedactStrings mode, char *out)
+{
+	const char *nul = memchr(in, '\0', len);
+
+	if (nul != NULL)
+		len = (size_t) (nul - in);
+	memset(out, 0, len);
+	mark_readings(in, len, mode, out, 1);
+	return compact_marked(in, len, out, NULL, 0);
+}
+
+/* pgaudit's fields after "AUDIT: " (pgaudit.c, log_audit_event) */
+#define AUDIT_PREFIX "AUDIT: "
+#define AUDIT_FIELD_STATEMENT 7
+#define AUDIT_FIELD_PARAMETER 8
+
+static int
+field_is(const char *in, size_t from, size_t to, const char *word)
+{
+	return to - from == strlen(word) && memcmp(in + from, word, to - from) == 0;
+}
+
+static int
+field_is_digits(const char *in, size_t from, size_t to)
+{
+	size_t		j;
+
+	for (j = from; j < to; j++)
+		if (!is_digit((unsigned char) in[j]))
+			return 0;
+	return 1;
+}
+
+/*
+ * The CSV field of an AUDIT line starting at i: where it ends (at the comma
+ * after it, or len), its body (quotes excluded) and whether it was quoted.
+ * Returns 0, or -1 when a quoted field is followed by something other than
+ * a comma: the line is not CSV from i on.
+ */
+static int
+audit_field(const char *in, size_t len, size_t i, size_t *end, size_t *body,
+			size_t *body_end, int *quoted)
+{
+	*quoted = i < len && in[i] == '"';
+	*body = *quoted ? i + 1 : i;
+	*end = *quoted ? scan_double_quoted(in, len, i + 1) : i;
+	if (!*quoted)
+		while (*end < len && in[*end] != ',')
+			(*end)++;
+	*body_end = *quoted && *end > *body && in[*end - 1] == '"' ? *end - 1 : *end;
+	return *end < len && in[*end] != ',' ? -1 : 0;
+}
+
+static int
+is_audit_prefix(const char *in, size_t len)
+{
+	size_t		prefix = sizeof(AUDIT_PREFIX) - 1;
+
+	return len >= prefix && memcmp(in, AUDIT_PREFIX, prefix) == 0;
+}
+
+long
+redact_audit_statement(const char *in, size_t len, char *out)
+{
+	const char *nul = memchr(in, '\0', len);
+	size_t		i = sizeof(AUDIT_PREFIX) - 1;
+	int			field;
+
+	if (nul != NULL)
+		len = (size_t) (nul - in);
+	if (!is_audit_prefix(in, len))
+		return -1;
+	for (field = 0; i <= len; field++)
+	{
+		size_t		end,
+					body,
+					body_end,
+					j,
+					w = 0;
+		int			quoted;
+
+		if (audit_field(in, len, i, &end, &body, &body_end, &quoted) != 0)
+			return -1;
+		if (field < AUDIT_FIELD_STATEMENT)
+		{
+			i = end + 1;
+			continue;
+		}
+		for (j = body; j < body_end; j++)
+		{
+			out[w++] = in[j];
+			if (quoted && in[j] == '"' && j + 1 < body_end && in[j + 1] == '"')
+				j++;
+		}
+		out[w] = '\0';
+		return (long) w;
+	}
+	return -1;
+}
+
+size_t
+redact_audit_line(const char *in, size_t len, RedactStrings mode, char *out)
+{
+	const char *nul = memchr(in, '\0', len);
+	size_t		i;
+	int			field = 0;
+
+	if (nul != NULL)
+		len = (size_t) (nul - in);
+	memset(out, 0, len);
+	if (!is_audit_prefix(in, len))
+	{
+		/* not pgaudit's line after all: as any other message */
+		mark_readings(in, len, mode, out, 1);
+		return compact_marked(in, len, out, NULL, 0);
+	}
+	for (i = sizeof(AUDIT_PREFIX) - 1; i <= len; field++)
+	{
+		int			quoted;
+		size_t		end,
+					body,
+					body_end;
+
+		if (audit_field(in, len, i, &end, &body, &body_end, &quoted) != 0)
+		{
+			/* not CSV from here on: nothing after it is kept */
+			memset(out + i, 1, len - i);
+			break;
+		}
+		if (field == AUDIT_FIELD_STATEMENT)
+		{
+			if (quoted)
+				mark_quoted_sql(in, body, body_end, out);
+			else
+				mark_readings(in + i, end - i, mode, out + i, 0);
+		}
+		else if (field == AUDIT_FIELD_PARAMETER)
+		{
+			if (end > i && !field_is(in, i, end, "<none>") && !field_is(in, i, end, "<not logged>"))
+				memset(out + i, 1, end - i);
+		}
+		else if (field > AUDIT_FIELD_PARAMETER && !field_is_digits(in, i, end))
+			memset(out + i, 1, end - i);
+		i = end + 1;
+	}
+	return compact_marked(in, len, out, NULL, 0);
 }
 
 /* The words of a constant's body: each once as written, once folded. */

@@ -46,6 +46,41 @@ extern size_t redact_sql(const char *in, size_t len, RedactStrings mode,
 						 char *out, size_t *offsets, int noffsets);
 
 /*
+ * A log message that may quote SQL (auto_explain's "Query Text:" and plan,
+ * another extension's line), copied to out with every string constant it
+ * holds replaced by REDACT_PLACEHOLDER, and inside every double-quoted span
+ * (a quoted identifier, or a statement quoted as a CSV field: its doubled
+ * quotes undone, then read as SQL) every constant, numbers too.  Numbers
+ * outside double quotes are kept: in a message they are its own counts,
+ * costs and ids.  A doubled quote stays doubled, so a CSV field stays one.
+ * out must have room for len + 1 bytes; returns the length.
+ */
+extern size_t redact_message_literals(const char *in, size_t len, RedactStrings mode,
+									  char *out);
+
+/*
+ * pgaudit's AUDIT line: "AUDIT: " then CSV fields (audit type, statement
+ * id, substatement id, class, command, object type, object name,
+ * statement, parameter, and with pgaudit.log_rows the rows).  The
+ * statement field, whichever statement it holds (the client's, one of a
+ * function or a DO block, dynamic SQL), has its constants replaced: read
+ * as SQL once its CSV quoting is undone, and quoted again.  The parameter
+ * field, unless <none> or <not logged>, becomes REDACT_PLACEHOLDER, as
+ * does a later field that is not a number.  The other fields are kept.
+ * From the field where the line stops being CSV on, nothing is kept; a text
+ * without the "AUDIT: " prefix is treated as redact_message_literals
+ * does.  out must have room for len + 1 bytes; returns the length.
+ */
+extern size_t redact_audit_line(const char *in, size_t len, RedactStrings mode, char *out);
+
+/*
+ * The statement field of pgaudit's AUDIT line, its CSV quoting undone, into
+ * out (room for len + 1 bytes, NUL-terminated); returns its length, or -1
+ * for a text that is not such a line.
+ */
+extern long redact_audit_statement(const char *in, size_t len, char *out);
+
+/*
  * Call fn for every name the text mentions: identifiers as written
  * (quoted = 0: fold them with redact_fold_name), the contents of quoted
  * identifiers (quoted = 1; a doubled "" inside is passed as is), and every

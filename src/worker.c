@@ -9,12 +9,19 @@
  * and retried after a growing pause; a change of database on reload makes
  * the worker exit, and the postmaster starts it again in the new database.
  * It shows in pg_stat_activity as backend_type "privacy purge worker".
+ *
+ * A run says who started it (privacy.purge_runs: via, started_by), and
+ * that is decided here, from the process that starts it, never from what
+ * the caller passes: privacy_internal.purge_origin() answers via = 'worker'
+ * only in this worker, and the role only as the session has it.
  */
 #include "privacy.h"
 
+#include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "executor/spi.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -49,6 +56,63 @@ worker_register(void)
 	snprintf(worker.bgw_name, BGW_MAXLEN, WORKER_TYPE);
 	snprintf(worker.bgw_type, BGW_MAXLEN, WORKER_TYPE);
 	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * Is this process the purge worker?  Known by what the postmaster started
+ * it as: a background worker running privacy_worker_main of this library
+ * (pg_cron's workers, the access log writer and every client backend are
+ * not).
+ */
+static bool
+is_purge_worker(void)
+{
+	return MyBackendType == B_BG_WORKER && MyBgworkerEntry != NULL &&
+		strcmp(MyBgworkerEntry->bgw_library_name, "privacy") == 0 &&
+		strcmp(MyBgworkerEntry->bgw_function_name, "privacy_worker_main") == 0;
+}
+
+/*
+ * privacy_internal.purge_origin(via, caller) → (via, started_by): how a
+ * purge run is recorded.  via is 'worker' in the purge worker and 'call'
+ * everywhere else; asking for 'worker' elsewhere is refused, as is naming
+ * a role other than the one that runs the purge (the session's current
+ * role outside SECURITY DEFINER functions: purge_start, which calls this,
+ * is one).
+ */
+PG_FUNCTION_INFO_V1(privacy_purge_origin);
+Datum
+privacy_purge_origin(PG_FUNCTION_ARGS)
+{
+	char	   *via = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *runner = GetUserNameFromId(GetOuterUserId(), false);
+	TupleDesc	desc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	bool		worker = is_purge_worker();
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (via == NULL || (strcmp(via, "call") != 0 && strcmp(via, "worker") != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid purge origin %s", via ? quote_literal_cstr(via) : "NULL"),
+				 errhint("Leave via out: a purge you start is recorded as a call.")));
+	if (strcmp(via, "worker") == 0 && !worker)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("only the purge worker records a purge run as the worker's"),
+				 errdetail("A purge started by a role, from pg_cron or cron too, is recorded with via = 'call' and that role."),
+				 errhint("Call privacy.purge() without via.")));
+	if (!PG_ARGISNULL(1) && strcmp(NameStr(*PG_GETARG_NAME(1)), runner) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("a purge run is recorded as started by the role that starts it"),
+				 errdetail("Role \"%s\" starts this run, not \"%s\".", runner, NameStr(*PG_GETARG_NAME(1))),
+				 errhint("Run CALL privacy.purge(): it records the role that runs it.")));
+	values[0] = CStringGetTextDatum(worker ? "worker" : "call");
+	values[1] = DirectFunctionCall1(namein, CStringGetDatum(runner));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 
 /* Run one SQL statement returning one value, in a transaction of its own. */

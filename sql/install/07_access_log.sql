@@ -104,6 +104,27 @@ COMMENT ON TABLE privacy.access_log_anchors IS
     'where the access log starts after its retention removed older entries: the MAC of the last removed entry, itself authenticated';
 SELECT pg_catalog.pg_extension_config_dump('privacy.access_log_anchors', '');
 
+-- Where the log ends, kept apart from the batches so that entries cut off
+-- the end (rows deleted, the batch table replaced, across restarts) are
+-- found: one row, written by the writer in the transaction of each batch,
+-- sealed under a key derived from the access log key (logchain.h).
+CREATE TABLE privacy.access_log_head (
+    one        boolean PRIMARY KEY DEFAULT true CHECK (one),
+    last_seq   bigint NOT NULL,
+    mac        bytea NOT NULL,
+    broken_at  bigint,
+    seal       bytea NOT NULL
+);
+COMMENT ON TABLE privacy.access_log_head IS
+    'the end of the access log: the last entry''s seq and MAC (broken_at: the first entry written after the head was found lost or older than the log), sealed by the writer';
+SELECT pg_catalog.pg_extension_config_dump('privacy.access_log_head', '');
+
+-- Seals the head of a log written before there was one (privacy--0.2--0.3.sql).
+CREATE FUNCTION privacy_internal.access_log_seal_head() RETURNS void
+    AS 'MODULE_PATHNAME', 'privacy_access_log_seal_head' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION privacy_internal.access_log_seal_head() IS
+    'for the extension''s update script only: seal the head of an access log that has none, where its batches end now';
+
 CREATE TABLE privacy.access_log_verifications (
     verified_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     verified_by name NOT NULL DEFAULT session_user,
@@ -163,7 +184,9 @@ REVOKE ALL ON privacy.access_log_batches, privacy.access_log, privacy.access_log
     privacy.access_log_anchors, privacy.access_log_verifications, privacy.access_log_purpose_use FROM PUBLIC;
 GRANT SELECT ON privacy.access_log_batches, privacy.access_log, privacy.access_log_subjects,
     privacy.access_log_anchors, privacy.access_log_verifications, privacy.access_log_purpose_use TO privacy_officer;
+GRANT SELECT ON privacy.access_log_head TO privacy_officer;
 REVOKE ALL ON FUNCTION privacy_internal.trim_access_log() FROM PUBLIC;
+REVOKE ALL ON FUNCTION privacy_internal.access_log_seal_head() FROM PUBLIC;
 -- (the views call these as the reading role)
 GRANT EXECUTE ON FUNCTION privacy_internal.access_log_statements(bytea, bigint),
     privacy_internal.access_log_subject_entries(bytea, bytea), privacy_internal.access_log_subject_key(bytea),

@@ -369,6 +369,13 @@ BEGIN
 END
 $$;
 
+-- Who started a run, decided by the process that runs it (worker.c): via
+-- 'worker' only in the purge worker, the role as the session has it.
+CREATE FUNCTION privacy_internal.purge_origin(asked_via text, asked_by name, OUT via text, OUT started_by name)
+    AS 'MODULE_PATHNAME', 'privacy_purge_origin' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION privacy_internal.purge_origin(text, name) IS
+    'how a purge run is recorded: via ''worker'' in the purge worker only, ''call'' elsewhere, started by the role that runs it; refuses anything else';
+
 -- Start a run: refuse if another is live, mark runs left 'running' by a
 -- crashed or cancelled session as interrupted, and record what each table
 -- has due and held.
@@ -384,7 +391,10 @@ DECLARE
     due bigint;
     held bigint;
     live integer;
+    origin record;
 BEGIN
+    SELECT o.via, o.started_by INTO origin
+      FROM privacy_internal.purge_origin(purge_start.via, purge_start.caller) o;
     -- one purge at a time: a run is live while its backend is busy with it;
     -- one left behind by a crash, a cancel or a terminate is interrupted
     PERFORM pg_advisory_xact_lock(hashtext('privacy.purge'));
@@ -401,7 +411,7 @@ BEGIN
     UPDATE privacy.purge_runs pr SET outcome = 'interrupted', finished_at = coalesce(pr.finished_at, clock_timestamp())
      WHERE pr.outcome = 'running';
     INSERT INTO privacy.purge_runs (batch_size, time_budget, via, started_by, pid)
-    VALUES (batch_size, time_budget, via, caller, pg_backend_pid())
+    VALUES (batch_size, time_budget, origin.via, origin.started_by, pg_backend_pid())
     RETURNING id INTO run;
     FOR r IN SELECT * FROM privacy.retention_rules ORDER BY tbl::text LOOP
         SELECT pt.subject_column INTO subject FROM privacy.protected_tables pt WHERE pt.tbl = r.tbl;

@@ -241,6 +241,17 @@ for my $db (qw(from_custom from_plain from_parallel))
 	is($node_b->safe_psql($db, 'SELECT status FROM privacy.verify_access_log()'), 'ok',
 		"same key, $db: the restored access log verifies");
 }
+# The head of the log travels with it: the restored log still knows where
+# it ends (a restore without its last batch row is found).
+my $last_batch = $node_b->safe_psql('from_custom', 'SELECT max(first_seq) FROM privacy.access_log_batches');
+is($node_b->safe_psql('from_custom', 'SELECT last_seq FROM privacy.access_log_head'),
+	$node_b->safe_psql('from_custom', 'SELECT max(last_seq) FROM privacy.access_log_batches'),
+	'same key, from_custom: the head of the access log is restored with it');
+$node_b->safe_psql('from_custom', "CREATE TABLE saved_batch AS SELECT * FROM privacy.access_log_batches WHERE first_seq = $last_batch;
+DELETE FROM privacy.access_log_batches WHERE first_seq = $last_batch");
+is($node_b->safe_psql('from_custom', 'SELECT status || seq FROM privacy.verify_access_log()'), "missing$last_batch",
+	'same key, from_custom: its last batch row deleted, the restored log says so');
+$node_b->safe_psql('from_custom', 'INSERT INTO privacy.access_log_batches SELECT * FROM saved_batch; DROP TABLE saved_batch');
 
 my %searches = (
 	q{'needle-alpha-7Q2@example.org'}                     => '1',

@@ -10,6 +10,11 @@
 # (4) A streaming hot standby, where nothing can be written, logs the same
 #     fields as one JSON object per server-log line.
 # (5) Tampering with the table is found by verify_access_log().
+# (6) The end of the log survives a restart: after kill -9, batch rows cut
+#     off the end, or the batch table replaced without them, are reported
+#     missing from their first entry; what a superuser who also puts back
+#     an older copy of the head can do is the bound doc/dba.md states; a
+#     head deleted leaves a break that stays reported.
 use strict;
 use warnings;
 
@@ -183,6 +188,108 @@ my $gone = $node->safe_psql('postgres', qq{DELETE FROM privacy.access_log_batche
   RETURNING first_seq});
 is($node->safe_psql('postgres', 'SELECT status || seq FROM privacy.verify_access_log()'), "missing$gone",
 	'a batch row DELETEd by a superuser is found, at its first entry');
+
+# ---------------------------------------------------------------------------
+# (6) the end of the log, after a restart
+# ---------------------------------------------------------------------------
+$node->safe_psql('postgres', q{DELETE FROM privacy.access_log_batches;
+INSERT INTO privacy.access_log_batches SELECT * FROM saved_batches});
+is($node->safe_psql('postgres', 'SELECT status FROM privacy.verify_access_log()'), 'ok', 'restored again, it verifies');
+
+# read, so that the log ends with a batch of its own
+sub read_one
+{
+	my ($app, $id) = @_;
+	$node->safe_psql('postgres', "SET application_name = '$app'; SELECT email FROM customers WHERE id = $id",
+		extra_params => ['-U', 'app']);
+	$node->safe_psql('postgres', 'SELECT privacy.flush_access_log()');
+}
+sub last_batch
+{
+	return $node->safe_psql('postgres', 'SELECT max(first_seq) FROM privacy.access_log_batches');
+}
+sub verdict
+{
+	return $node->safe_psql('postgres', 'SELECT status || seq FROM privacy.verify_access_log()');
+}
+sub crash
+{
+	my $bg = $node->background_psql('postgres', on_error_stop => 0);
+	(my $pid = $bg->query_safe('SELECT pg_backend_pid()')) =~ s/\s+//g;
+	my $up = PrivacyNode::crash_and_restart($node, $pid);
+	eval { $bg->quit };
+	return $up;
+}
+
+read_one('tail', 9);
+my $tail = last_batch();
+ok(crash(), 'kill -9 of a backend: the server restarts, its shared memory is new');
+is($node->safe_psql('postgres', 'SELECT status FROM privacy.verify_access_log()'), 'ok', 'after the restart the log verifies');
+$node->safe_psql('postgres', "CREATE TABLE tail_batch AS SELECT * FROM privacy.access_log_batches WHERE first_seq = $tail;
+DELETE FROM privacy.access_log_batches WHERE first_seq = $tail");
+is(verdict(), "missing$tail", 'after the restart, the last batch row deleted is found, at its first entry');
+read_one('tail-after', 10);
+is(verdict(), "missing$tail", 'and still, once the writer has gone on after it (from the head, not from the cut)');
+$node->safe_psql('postgres', 'INSERT INTO privacy.access_log_batches SELECT * FROM tail_batch');
+is($node->safe_psql('postgres', 'SELECT status FROM privacy.verify_access_log()'), 'ok',
+	'the batch put back, the log is whole again: nothing was written in its place');
+
+# The batch table replaced by one without its last batch, after a restart.
+read_one('replaced', 11);
+$tail = last_batch();
+$node->restart;
+$node->safe_psql('postgres', qq{
+ALTER TABLE privacy.access_log_batches RENAME TO access_log_batches_old;
+CREATE TABLE privacy.access_log_batches (LIKE privacy.access_log_batches_old INCLUDING ALL);
+INSERT INTO privacy.access_log_batches SELECT * FROM privacy.access_log_batches_old WHERE first_seq < $tail});
+is(verdict(), "missing$tail", 'after a restart, a batch table recreated without its last batch is found');
+$node->safe_psql('postgres', q{DROP TABLE privacy.access_log_batches;
+ALTER TABLE privacy.access_log_batches_old RENAME TO access_log_batches});
+is($node->safe_psql('postgres', 'SELECT status FROM privacy.verify_access_log()'), 'ok', 'the original table back, it verifies');
+
+# The bound: a superuser who keeps a copy of the head, and later cuts the
+# log back to it and puts the copy back.  While the server runs, the
+# writer's shared memory still knows the end; after a restart nothing in
+# the database does, but a copy of the head kept outside it does.
+$node->safe_psql('postgres', 'CREATE TABLE head_copy AS SELECT * FROM privacy.access_log_head');
+my $copied = $node->safe_psql('postgres', 'SELECT last_seq FROM head_copy');
+read_one('after-copy', 12);
+my ($outside_seq, $outside_mac) = split /\|/, $node->safe_psql('postgres',
+	q{SELECT last_seq, encode(mac, 'hex') FROM privacy.access_log_head});
+cmp_ok($outside_seq, '>', $copied, 'the head moved on after the copy');
+# the check a compliance team runs with the head it recorded elsewhere
+sub recorded_head_in_log
+{
+	return $node->safe_psql('postgres', qq{SELECT count(*) FROM (
+	SELECT seq, mac FROM privacy_internal.access_log_event($outside_seq)
+	UNION ALL SELECT seq, mac FROM privacy.access_log_subjects WHERE seq = $outside_seq) e
+ WHERE e.mac = '\\x$outside_mac'});
+}
+is(recorded_head_in_log(), '1', 'the head recorded outside the database is in the log');
+$node->safe_psql('postgres', qq{DELETE FROM privacy.access_log_batches WHERE first_seq > $copied;
+DELETE FROM privacy.access_log_head; INSERT INTO privacy.access_log_head SELECT * FROM head_copy});
+is(verdict(), 'missing' . ($copied + 1), 'cut back to an old copy of the head: found while the server runs');
+$node->restart;
+is($node->safe_psql('postgres', 'SELECT status FROM privacy.verify_access_log()'), 'ok',
+	'after a restart, a log cut back to an old copy of its head verifies (the stated bound)');
+is(recorded_head_in_log(), '0', 'but the head recorded outside the database is no longer in the log');
+
+# The head row deleted, across a restart: the writer cannot know where the
+# log ended, goes on after the batches and records the break in the head.
+my $end = $node->safe_psql('postgres', 'SELECT max(last_seq) FROM privacy.access_log_batches');
+$node->safe_psql('postgres', 'DELETE FROM privacy.access_log_head');
+$node->restart;
+my $log_offset = -s $node->logfile;
+read_one('head-gone', 13);
+is(verdict(), 'missing' . ($end + 1),
+	'the head deleted: reported at the first entry the writer wrote after finding it gone');
+is($node->safe_psql('postgres', 'SELECT broken_at FROM privacy.access_log_head'), $end + 1,
+	'the new head carries the break, under its seal');
+ok(PrivacyNode::log_count($node, qr/WARNING:  the head of the access log is missing, fails authentication or is older than the log/, $log_offset) >= 1,
+	'and the writer said so in the server log');
+read_one('head-gone-2', 14);
+$node->restart;
+is(verdict(), 'missing' . ($end + 1), 'the break stays reported, after more entries and a restart');
 
 $node->stop;
 done_testing();

@@ -126,6 +126,11 @@ sub check_data
 		'0', "$what: the erased subject stays erased");
 	is($node->safe_psql($db, q{SELECT status FROM privacy.verify_access_log()}),
 		'ok', "$what: the access log verifies");
+	# the update sealed a head where the log ended: cutting the end is found
+	my $last = $node->safe_psql($db, q{SELECT max(first_seq) FROM privacy.access_log_batches});
+	is($node->safe_psql($db, qq{BEGIN; DELETE FROM privacy.access_log_batches WHERE first_seq = $last;
+		SELECT status || seq FROM privacy.verify_access_log(); ROLLBACK}),
+		"missing$last", "$what: the log has a head: its last batch row deleted is found");
 	$node->safe_psql($db, q{SET ROLE upg_app; SET privacy.purpose = 'billing';
 		INSERT INTO customers VALUES (100, 'new', 'new@example.org', 'DE00 100')});
 	is($as_app->('billing', q{SELECT email FROM customers WHERE id = 100}),

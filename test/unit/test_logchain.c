@@ -4,7 +4,8 @@
  * their one-time keys, a 100-entry
  * chain, every byte of every entry and MAC flipped, lengths changed,
  * deletions, swaps, duplicates, retention of a prefix, another key or
- * anchor, empty entries, sequence-number overflow and bad arguments.
+ * anchor, empty entries, sequence-number overflow and bad arguments; the
+ * seal of the chain's head.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -585,6 +586,56 @@ test_bad_args(void)
 		  "verify: an entry with NULL bytes and a nonzero length is ALTERED at its index");
 }
 
+/*
+ * The head's seal: known answers computed with Python's hashlib.blake2b (not
+ * libsodium), and every input moves it.
+ */
+static void
+test_head_seal(void)
+{
+	unsigned char k[LOGCHAIN_KEY_BYTES];
+	unsigned char mac[LOGCHAIN_MAC_BYTES];
+	unsigned char seal[LOGCHAIN_HEAD_SEAL_BYTES], want[LOGCHAIN_HEAD_SEAL_BYTES];
+	unsigned char other[LOGCHAIN_HEAD_SEAL_BYTES];
+	size_t		i;
+
+	for (i = 0; i < sizeof(k); i++)
+		k[i] = (unsigned char) i;
+	sodium_hex2bin(mac, sizeof(mac), "e9006e1f9ccc0e6c891f303d2733cbc8", 32, NULL, NULL, NULL);
+	sodium_hex2bin(want, sizeof(want),
+				   "404a58ac8492af7aa5b00032f91202371f68ef1300973b2621e0399a63a94bd7",
+				   64, NULL, NULL, NULL);
+	CHECK(logchain_head_seal(seal, k, 41, mac, 0) == 0 && memcmp(seal, want, sizeof(seal)) == 0,
+		  "known answer: the seal of a head");
+	sodium_hex2bin(want, sizeof(want),
+				   "e92c330fad5106a519074c80dce564887e62a3d302b00e6f48cc0e685e0bf5d1",
+				   64, NULL, NULL, NULL);
+	CHECK(logchain_head_seal(seal, k, 41, mac, 7) == 0 && memcmp(seal, want, sizeof(seal)) == 0,
+		  "known answer: the seal of a head with a break");
+
+	logchain_head_seal(seal, k, 41, mac, 0);
+	CHECK(logchain_head_seal(other, k, 42, mac, 0) == 0 && memcmp(seal, other, sizeof(seal)) != 0,
+		  "another last seq, another seal");
+	mac[15] ^= 1;
+	CHECK(logchain_head_seal(other, k, 41, mac, 0) == 0 && memcmp(seal, other, sizeof(seal)) != 0,
+		  "another last MAC, another seal");
+	mac[15] ^= 1;
+	k[0] ^= 1;
+	CHECK(logchain_head_seal(other, k, 41, mac, 0) == 0 && memcmp(seal, other, sizeof(seal)) != 0,
+		  "another key, another seal");
+	k[0] ^= 1;
+	CHECK(logchain_anchor_mac(other, k, 41, mac) == 0 && memcmp(seal, other, sizeof(seal)) != 0,
+		  "an anchor's MAC over the same numbers is no head seal");
+
+	memset(seal, 0xAA, sizeof(seal));
+	CHECK(logchain_head_seal(seal, NULL, 41, mac, 0) == -1 && sodium_is_zero(seal, sizeof(seal)),
+		  "head seal: a NULL key is refused, out zeroed");
+	memset(seal, 0xAA, sizeof(seal));
+	CHECK(logchain_head_seal(seal, k, 41, NULL, 0) == -1 && sodium_is_zero(seal, sizeof(seal)),
+		  "head seal: a NULL MAC is refused, out zeroed");
+	CHECK(logchain_head_seal(NULL, k, 41, mac, 0) == -1, "head seal: a NULL out is refused");
+}
+
 static void
 test_names(void)
 {
@@ -626,6 +677,7 @@ main(void)
 	test_empty_entries();
 	test_seq_limits();
 	test_bad_args();
+	test_head_seal();
 	test_names();
 
 	UNIT_DONE();

@@ -4,8 +4,9 @@
  * settings of standard_conforming_strings (and the union of both), dollar
  * quotes with and without tags, comments that contain quotes, unterminated
  * constants, multibyte UTF-8, digits inside identifiers, parameters, the
- * offset map, the names a text mentions, and the helpers for CONTEXT lines
- * and quoted message values.
+ * offset map, the names a text mentions, the helpers for CONTEXT lines
+ * and quoted message values, messages that quote SQL (as CSV fields too)
+ * and pgaudit's AUDIT line.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +105,41 @@ static int
 mentions_customers(const char *in)
 {
 	return redact_sql_names(in, strlen(in), REDACT_STRINGS_EITHER, find_customers, NULL) != 0;
+}
+
+static int
+same(const char *what, const char *in, const char *want)
+{
+	if (strcmp(out, want) != 0)
+	{
+		printf("# %s in:   %s\n# got:  %s\n# want: %s\n", what, in, out, want);
+		return 0;
+	}
+	return 1;
+}
+
+/* one case of a redaction: input, expected output, what it shows */
+typedef struct RedactCase
+{
+	const char *in;
+	const char *want;
+	const char *what;
+} RedactCase;
+
+#define lengthof(a) (sizeof(a) / sizeof((a)[0]))
+
+static int
+msg_is(const char *in, const char *want)
+{
+	redact_message_literals(in, strlen(in), REDACT_STRINGS_EITHER, out);
+	return same("message", in, want);
+}
+
+static int
+audit_is(const char *in, const char *want)
+{
+	redact_audit_line(in, strlen(in), REDACT_STRINGS_EITHER, out);
+	return same("AUDIT", in, want);
 }
 
 int
@@ -288,6 +324,115 @@ main(void)
 	CHECK(strcmp(out, "no quote here") == 0, "no quote, no change");
 	redact_message_quoted("empty \"\"", 8, 0, out);
 	CHECK(strcmp(out, "empty \"?\"") == 0, "empty span");
+
+	{
+		size_t		i;
+
+		/* messages that quote SQL: literals go, also inside double quotes */
+		static const RedactCase messages[] = {
+			{"Query Text: SELECT count(*) FROM c WHERE name = 'alice'\nFilter: (name = 'alice'::text)",
+			 "Query Text: SELECT count(*) FROM c WHERE name = ?\nFilter: (name = ?::text)",
+			 "message: string constants replaced, in a query text and in a plan"},
+			{"cost=0.00..25.88 rows=6 width=32, relation \"customers\"",
+			 "cost=0.00..25.88 rows=6 width=32, relation \"customers\"",
+			 "message: its own numbers and a quoted identifier stay"},
+			{"x,\"INSERT INTO \"\"c\"\" VALUES (42, 'a\"\"b')\",y",
+			 "x,\"INSERT INTO \"\"c\"\" VALUES (?, ?)\",y",
+			 "message: a statement quoted as a CSV field: its constants go, numbers too, quoting kept"},
+			{"json '{\"email\": \"alice@example.org\"}' here",
+			 "json ? here",
+			 "message: double quotes inside a string constant are part of it"},
+			{"E'it\\'s alice' and $t$bob$t$",
+			 "? and ?",
+			 "message: escape strings and dollar quoting"},
+			{"unterminated \"SELECT 'alice",
+			 "unterminated \"SELECT ?",
+			 "message: an unterminated quoted statement keeps nothing of its constant"},
+		};
+
+		/* pgaudit's line */
+		static const RedactCase audit_lines[] = {
+			{"AUDIT: SESSION,1,1,WRITE,INSERT,,,\"INSERT INTO \"\"customers\"\" (id, email) VALUES (7, 'alice@example.org')\",<not logged>",
+			 "AUDIT: SESSION,1,1,WRITE,INSERT,,,\"INSERT INTO \"\"customers\"\" (id, email) VALUES (?, ?)\",<not logged>",
+			 "AUDIT: a quoted statement field (doubled quotes) loses its constants, the other fields stay"},
+			{"AUDIT: OBJECT,3,1,READ,SELECT,TABLE,public.customers,SELECT id FROM customers WHERE id = 42,<none>",
+			 "AUDIT: OBJECT,3,1,READ,SELECT,TABLE,public.customers,SELECT id FROM customers WHERE id = ?,<none>",
+			 "AUDIT: an unquoted statement field loses its numbers too; ids and names stay"},
+			{"AUDIT: SESSION,4,1,WRITE,INSERT,,,\"PREPARE p AS INSERT INTO c VALUES ($1, $2)\",\"42,alice@example.org\"",
+			 "AUDIT: SESSION,4,1,WRITE,INSERT,,,\"PREPARE p AS INSERT INTO c VALUES ($1, $2)\",?",
+			 "AUDIT: the parameter field goes"},
+			{"AUDIT: SESSION,4,1,READ,SELECT,,,SELECT f($1),42",
+			 "AUDIT: SESSION,4,1,READ,SELECT,,,SELECT f($1),?",
+			 "AUDIT: a single unquoted parameter goes too"},
+			{"AUDIT: SESSION,5,1,WRITE,UPDATE,TABLE,public.c,UPDATE c SET a = 1,<none>,17",
+			 "AUDIT: SESSION,5,1,WRITE,UPDATE,TABLE,public.c,UPDATE c SET a = ?,<none>,17",
+			 "AUDIT: the rows field stays"},
+			{"AUDIT: SESSION,5,1,WRITE,UPDATE,TABLE,public.c,UPDATE c SET a = 1,<none>,alice",
+			 "AUDIT: SESSION,5,1,WRITE,UPDATE,TABLE,public.c,UPDATE c SET a = ?,<none>,?",
+			 "AUDIT: a later field that is not a number goes"},
+			{"AUDIT: SESSION,6,1,WRITE,INSERT,,,\"INSERT INTO c VALUES ('alice')\"junk,after",
+			 "AUDIT: SESSION,6,1,WRITE,INSERT,,,?",
+			 "AUDIT: from the field where the line stops being CSV, nothing is kept"},
+			{"AUDIT: SESSION,7,1,WRITE,INSERT,,,\"INSERT INTO c VALUES ('alice",
+			 "AUDIT: SESSION,7,1,WRITE,INSERT,,,\"INSERT INTO c VALUES (?",
+			 "AUDIT: an unterminated statement field keeps nothing of its constant"},
+			{"not pgaudit: 'alice'",
+			 "not pgaudit: ?",
+			 "AUDIT: a text without the prefix is redacted as a message"},
+		};
+		for (i = 0; i < lengthof(messages); i++)
+			CHECK(msg_is(messages[i].in, messages[i].want), messages[i].what);
+		for (i = 0; i < lengthof(audit_lines); i++)
+			CHECK(audit_is(audit_lines[i].in, audit_lines[i].want), audit_lines[i].what);
+	}
+	{
+		const char *line = "AUDIT: SESSION,4,1,WRITE,INSERT,TABLE,\"a,b\",\"INSERT INTO \"\"c\"\" VALUES ($1)\",\"1,x\"";
+
+		CHECK(redact_audit_statement(line, strlen(line), out) == 27 &&
+			  strcmp(out, "INSERT INTO \"c\" VALUES ($1)") == 0,
+			  "AUDIT: the statement field, its quoting undone, past a quoted object name");
+		line = "AUDIT: SESSION,4,1,READ,SELECT,,,SELECT 1,<none>";
+		CHECK(redact_audit_statement(line, strlen(line), out) == 8 && strcmp(out, "SELECT 1") == 0,
+			  "AUDIT: an unquoted statement field");
+		line = "AUDIT: SESSION,4,1,READ";
+		CHECK(redact_audit_statement(line, strlen(line), out) == -1, "AUDIT: no statement field, -1");
+		line = "AUDIT: SESSION,\"4\"x,1,READ,SELECT,,,SELECT 1,<none>";
+		CHECK(redact_audit_statement(line, strlen(line), out) == -1, "AUDIT: not CSV before the statement, -1");
+		CHECK(redact_audit_statement("LOG: x", 6, out) == -1, "AUDIT: not pgaudit's line, -1");
+	}
+	{
+		/* never longer than the input, whatever the input */
+		const char *pieces[] = {"AUDIT: ", ",", "\"", "\"\"", "'", "a", "7", "$$", "E'\\'", "\n", "<none>"};
+		int			ok = 1;
+		unsigned int seed = 12345;
+		int			t;
+
+		for (t = 0; t < 20000 && ok; t++)
+		{
+			char		in[256];
+			size_t		len = 0;
+			int			k;
+			int			np = 1 + (int) ((seed = seed * 1103515245u + 12345u) >> 16) % 30;
+
+			for (k = 0; k < np; k++)
+			{
+				const char *p = pieces[((seed = seed * 1103515245u + 12345u) >> 16) % (sizeof(pieces) / sizeof(pieces[0]))];
+
+				if (len + strlen(p) >= sizeof(in))
+					break;
+				memcpy(in + len, p, strlen(p));
+				len += strlen(p);
+			}
+			in[len] = '\0';
+			if (redact_audit_line(in, len, REDACT_STRINGS_EITHER, out) > len || strlen(out) > len ||
+				redact_message_literals(in, len, REDACT_STRINGS_EITHER, out) > len || strlen(out) > len)
+			{
+				printf("# longer: %s\n", in);
+				ok = 0;
+			}
+		}
+		CHECK(ok, "AUDIT and message redaction never lengthen a text (20000 random texts)");
+	}
 
 	UNIT_DONE();
 }
