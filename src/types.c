@@ -45,6 +45,7 @@
 #include "common/hashfn.h"
 #include "envelope.h"
 #include "storedform.h"
+#include "typmod.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "libpq/pqformat.h"
@@ -57,11 +58,6 @@
 #define SEARCH_TAG_BYTES STOREDFORM_TAG_BYTES
 #define FORMAT_PLAIN STOREDFORM_PLAIN
 #define FORMAT_SEARCHABLE STOREDFORM_SEARCHABLE
-
-/* type modifier: category id in the low 16 bits, searchable in bit 16 */
-#define TYPMOD_CATEGORY(t) ((uint16) ((t) & 0xFFFF))
-#define TYPMOD_SEARCHABLE(t) ((((uint32) (t)) >> 16) & 1)
-#define MAKE_TYPMOD(cat, s) ((int32) ((cat) | ((s) ? (1 << 16) : 0)))
 
 #define TEXT_MASK "********"
 #define TEXT_ERASED "[erased]"
@@ -687,56 +683,50 @@ encrypted_typmod_in(PG_FUNCTION_ARGS)
 {
 	ArrayType  *ta = PG_GETARG_ARRAYTYPE_P(0);
 	Datum	   *elems;
+	const char *items[2] = {NULL, NULL};
 	int			n;
-	char	   *cat;
-	uint16		id;
-	bool		searchable = false;
-	char	   *end;
-	long		numeric;
+	int			i;
+	int32		typmod = -1;
 
 	deconstruct_array(ta, CSTRINGOID, -2, false, TYPALIGN_CHAR, &elems, NULL, &n);
-	if (n < 1 || n > 2)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid type modifier for an encrypted type"),
-				 errhint("Write privacy.encrypted_text(category) or privacy.encrypted_text(category, searchable).")));
-	cat = DatumGetCString(elems[0]);
-	numeric = strtol(cat, &end, 10);
-	if (*cat != '\0' && *end == '\0')
+	for (i = 0; i < n && i < 2; i++)
+		items[i] = DatumGetCString(elems[i]);
+	switch (typmod_parse(items, n, &typmod))
 	{
-		/* the numeric form, printed when a category's name is unknown */
-		if (numeric < 1 || numeric > 65535)
+		case TYPMOD_OK:
+			break;
+		case TYPMOD_BAD_COUNT:
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("category id %ld is out of range", numeric)));
-		id = (uint16) numeric;
-	}
-	else
-	{
-		const char *c;
-
-		for (c = cat; *c; c++)
-			if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_'))
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("invalid category name \"%s\" in type modifier", cat),
-						 errhint("Category names are lower-case identifiers, such as contact or financial.")));
-		if (strlen(cat) == 0 || strlen(cat) >= NAMEDATALEN)
+					 errmsg("invalid type modifier for an encrypted type"),
+					 errhint("Write privacy.encrypted_text(category) or privacy.encrypted_text(category, searchable).")));
+			break;
+		case TYPMOD_ID_OUT_OF_RANGE:
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid category name in type modifier")));
-		id = catalog_category_id(cat);
-	}
-	if (n == 2)
-	{
-		if (strcmp(DatumGetCString(elems[1]), "searchable") != 0)
+					 errmsg("category id %s is out of range", items[0]),
+					 errhint("A category id is a number from 1 to 65535.")));
+			break;
+		case TYPMOD_NAME_CHARACTER:
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid type modifier \"%s\" for an encrypted type", DatumGetCString(elems[1])),
+					 errmsg("invalid category name \"%s\" in type modifier", items[0]),
+					 errhint("Category names are lower-case identifiers, such as contact or financial.")));
+			break;
+		case TYPMOD_NAME_LENGTH:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid category name in type modifier"),
+					 errdetail("A category name has 1 to %d bytes.", TYPMOD_NAME_MAX)));
+			break;
+		case TYPMOD_UNKNOWN_OPTION:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid type modifier \"%s\" for an encrypted type", items[1]),
 					 errhint("The only option is searchable, which enables equality search (and its leakage).")));
-		searchable = true;
+			break;
 	}
-	PG_RETURN_INT32(MAKE_TYPMOD(id, searchable));
+	PG_RETURN_INT32(typmod);
 }
 
 PG_FUNCTION_INFO_V1(encrypted_typmod_out);
