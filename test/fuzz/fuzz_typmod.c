@@ -54,25 +54,39 @@ grammar_accepts(const char *const *items, int n)
 	return 1;
 }
 
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/*
+ * The input's items (at most MAX_ITEMS + 1, so that too many show), in a
+ * malloc'd copy returned for freeing.
+ */
+static char *
+split_items(const uint8_t *data, size_t size, const char **items, int *n)
 {
 	char	   *s = fuzz_alloc(size);
-	const char *items[MAX_ITEMS + 1];
-	int			n = 0;
 	size_t		i,
 				start = 0;
-	int32_t		typmod = -7;
-	TypmodError err;
 
 	memcpy(s, data, size);
 	s[size] = '\0';
-	for (i = 0; i <= size && n <= MAX_ITEMS; i++)
+	*n = 0;
+	for (i = 0; i <= size && *n <= MAX_ITEMS; i++)
 		if (i == size || s[i] == '\0')
 		{
-			items[n++] = s + start;
+			items[(*n)++] = s + start;
 			start = i + 1;
 		}
+	return s;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	const char *items[MAX_ITEMS + 1];
+	int			n;
+	char	   *s = split_items(data, size, items, &n);
+	size_t		i;
+	int32_t		typmod = -7;
+	TypmodError err;
+
 	for (i = 0; i < (size_t) n; i++)
 	{
 		uint16_t	id = typmod_category_id(items[i]);
@@ -114,11 +128,9 @@ int
 fuzz_expect(const uint8_t *data, size_t size, const char *spec)
 {
 	static const char *const rules[] = {"ok", "count", "range", "character", "length", "option"};
-	char	   *s = fuzz_alloc(size);
 	const char *items[MAX_ITEMS + 1];
-	int			n = 0;
-	size_t		i,
-				start = 0;
+	int			n;
+	char	   *s = split_items(data, size, items, &n);
 	int32_t		typmod = -1;
 	long		want = -1;
 	char		outcome[16] = "",
@@ -126,14 +138,6 @@ fuzz_expect(const uint8_t *data, size_t size, const char *spec)
 	TypmodError err;
 	int			ok;
 
-	memcpy(s, data, size);
-	s[size] = '\0';
-	for (i = 0; i <= size && n <= MAX_ITEMS; i++)
-		if (i == size || s[i] == '\0')
-		{
-			items[n++] = s + start;
-			start = i + 1;
-		}
 	err = typmod_parse(items, n, &typmod);
 	if (sscanf(spec, "%15s %31s", outcome, arg) != 2)
 	{
