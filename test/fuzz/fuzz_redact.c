@@ -29,7 +29,7 @@
 #include "redact_text.h"
 
 #define NOFFSETS 4
-#define UNION_CHECK_MAX 512		/* the offset map is quadratic */
+#define UNION_CHECK_MAX 128		/* the offset map is quadratic */
 
 typedef struct NameCheck
 {
