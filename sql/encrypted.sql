@@ -158,6 +158,30 @@ INSERT INTO customers (id, email) VALUES (10, 'pv1:AQAAAAE=');
 -- a value sealed with a session's transient key is never accepted as stored
 SELECT ('x'::privacy.encrypted_text)::text LIKE 'pv1:Af////%' AS transient_envelope;
 INSERT INTO customers (id, email) VALUES (10, ('x'::privacy.encrypted_text)::text);
+-- the ";s=<tag>" suffix of a literal: every malformed one is refused and the
+-- server stays up (a literal ending in ";" once read past its end: signal 11)
+SELECT 'pv1:AQAAAAEAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=;'::privacy.encrypted_text;
+SELECT 'pv1:AQAAAAEAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=;s'::privacy.encrypted_text;
+SELECT 'pv1:AQAAAAEAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=;s='::privacy.encrypted_bytea;
+SELECT 'pv1:AQAAAAEAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=;s=AAAA'::privacy.encrypted_text;
+CREATE FUNCTION literal_outcome(lit text, typ text) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('SELECT %L::privacy.%I', lit, typ);
+    RETURN 'accepted';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ' ' || SQLERRM;
+END $$;
+SELECT format('%L', suffix) AS suffix, typ, literal_outcome('pv1:AQAAAAEAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=' || suffix, typ)
+  FROM (VALUES (''), (';'), (';;'), (';s'), (';s='), (';x=AAAAAAAAAAAAAAAAAAAAAA=='),
+               (';s=AAAA'), (';s=AAAAAAAAAAAAAAAAAAAAAAAA'), (';s=AAAAAAAAAAAAAAAAAAAAAA='),
+               (';s=!AAAAAAAAAAAAAAAAAAAAA=='), (';s=AAAAAAAAAAAAAAAAAAAAAA== '),
+               (';s=AAAAAAAAAAAAAAAAAAAAAA==x'), (';s=AAAAAAAAAAAAAAAAAAAAAA==;'),
+               (';s=AAAAAAAAAAAAAAAAAAAAAA==;s=AAAAAAAAAAAAAAAAAAAAAA=='),
+               (';s=AAAAAAAAAAAAAAAAAAAAAA==')) AS s (suffix),
+       (VALUES ('encrypted_text'), ('encrypted_bytea')) AS t (typ)
+ ORDER BY typ, s.suffix;
+SELECT 'still up' AS server;
 
 -- tampering: any changed byte of envelope or search tag fails loudly
 CREATE FUNCTION flip(v privacy.encrypted_text, pos int) RETURNS privacy.encrypted_text
