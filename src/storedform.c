@@ -31,7 +31,8 @@ storedform_parse(const unsigned char *p, size_t len, StoredForm *sf,
 		*why = "the value is empty";
 		return -1;
 	}
-	if (p[0] != STOREDFORM_PLAIN && p[0] != STOREDFORM_SEARCHABLE)
+	if (p[0] != STOREDFORM_PLAIN && p[0] != STOREDFORM_SEARCHABLE &&
+		p[0] != STOREDFORM_SEARCHABLE_TAG_FIRST)
 	{
 		*why = "the value has an unknown format byte";
 		return -1;
@@ -39,16 +40,21 @@ storedform_parse(const unsigned char *p, size_t len, StoredForm *sf,
 	v.format = p[0];
 	p++;
 	len--;
-	if (v.format == STOREDFORM_SEARCHABLE)
+	if (v.format != STOREDFORM_PLAIN)
 	{
 		if (len < STOREDFORM_TAG_BYTES)
 		{
 			*why = "the value is too short to hold its search tag";
 			return -1;
 		}
-		v.tag = p;
-		p += STOREDFORM_TAG_BYTES;
 		len -= STOREDFORM_TAG_BYTES;
+		if (v.format == STOREDFORM_SEARCHABLE)
+			v.tag = p + len;
+		else
+		{
+			v.tag = p;
+			p += STOREDFORM_TAG_BYTES;
+		}
 	}
 	if (envelope_parse(p, len, &v.hdr, why) != 0)
 		return -1;
@@ -56,6 +62,29 @@ storedform_parse(const unsigned char *p, size_t len, StoredForm *sf,
 	v.envlen = len;
 	*sf = v;
 	return 0;
+}
+
+size_t
+storedform_size(size_t envlen, int searchable)
+{
+	size_t		extra = 1 + (searchable ? STOREDFORM_TAG_BYTES : 0);
+
+	if (envlen > SIZE_MAX - extra)
+		return 0;
+	return envlen + extra;
+}
+
+size_t
+storedform_write(unsigned char *out, const unsigned char *env, size_t envlen,
+				 const unsigned char *tag)
+{
+	out[0] = tag != NULL ? STOREDFORM_SEARCHABLE : STOREDFORM_PLAIN;
+	if (env != NULL)
+		memcpy(out + 1, env, envlen);
+	if (tag == NULL)
+		return 1 + envlen;
+	memcpy(out + 1 + envlen, tag, STOREDFORM_TAG_BYTES);
+	return 1 + envlen + STOREDFORM_TAG_BYTES;
 }
 
 size_t
@@ -74,8 +103,7 @@ storedform_from_text(unsigned char *out, size_t outlen, size_t *storedlen,
 	const char *semi;
 	size_t		envtextlen;
 	size_t		envlen = 0;
-	unsigned char *tag = out + 1;
-	unsigned char *env = out + 1 + STOREDFORM_TAG_BYTES;
+	unsigned char *env = out + 1;
 	StoredForm	check;
 
 	*storedlen = 0;
@@ -86,9 +114,10 @@ storedform_from_text(unsigned char *out, size_t outlen, size_t *storedlen,
 	}
 
 	/*
-	 * The envelope is decoded behind the room for the format byte and the
-	 * tag, whose base64 has no ';'; what follows the first ';' must be
-	 * exactly the suffix.
+	 * The envelope is decoded behind the format byte, the tag (whose base64
+	 * has no ';') behind the envelope; what follows the first ';' must be
+	 * exactly the suffix.  The room holds both: the envelope's base64 is
+	 * longer than its bytes.
 	 */
 	semi = memchr(s, ';', slen);
 	envtextlen = semi != NULL ? (size_t) (semi - s) : slen;
@@ -105,7 +134,7 @@ storedform_from_text(unsigned char *out, size_t outlen, size_t *storedlen,
 			*why = "after the envelope, an encrypted value literal may only continue with \";s=\" and a search tag";
 			return -1;
 		}
-		if (envelope_base64_decode(tag, STOREDFORM_TAG_BYTES, &taglen,
+		if (envelope_base64_decode(env + envlen, STOREDFORM_TAG_BYTES, &taglen,
 								   semi + STOREDFORM_TAG_TEXT_LEN,
 								   rest - STOREDFORM_TAG_TEXT_LEN) != 0 ||
 			taglen != STOREDFORM_TAG_BYTES)
@@ -114,12 +143,11 @@ storedform_from_text(unsigned char *out, size_t outlen, size_t *storedlen,
 			return -1;
 		}
 		out[0] = STOREDFORM_SEARCHABLE;
-		*storedlen = 1 + STOREDFORM_TAG_BYTES + envlen;
+		*storedlen = 1 + envlen + STOREDFORM_TAG_BYTES;
 	}
 	else
 	{
 		out[0] = STOREDFORM_PLAIN;
-		memmove(out + 1, env, envlen);
 		*storedlen = 1 + envlen;
 	}
 	if (storedform_parse(out, *storedlen, &check, why) != 0)

@@ -6,9 +6,18 @@
  * encrypted types' input, receive and cast functions is parsed here, not in
  * types.c.  The stored form, the varlena's contents:
  *
- *   format (1 byte: 0x00 plain, 0x01 searchable)
- *   | search tag (16 bytes, only if searchable)
- *   | envelope (envelope.h)
+ *   format (1 byte)
+ *   0x00 plain:       0x00 | envelope (envelope.h)
+ *   0x02 searchable:  0x02 | envelope | search tag (16 bytes)
+ *   0x01 searchable, as 0.2 stored it (read, never written):
+ *                     0x01 | search tag | envelope
+ *
+ * The tag follows the envelope so that anything comparing stored bytes
+ * (record-image operators *< and *=, a sort on them) meets the envelope's
+ * random nonce before the tag: with the tag first, equal plaintexts sorted
+ * next to each other and a crafted literal could test a guess (issue #12,
+ * class 2).  Assigning a 0x01 value to a column, and reencrypt, write it
+ * as 0x02 (storedform_write).
  *
  * and its text form, what the output functions print for the dump/restore
  * roles and their input takes back:
@@ -27,7 +36,8 @@
 #include "envelope.h"
 
 #define STOREDFORM_PLAIN 0x00
-#define STOREDFORM_SEARCHABLE 0x01
+#define STOREDFORM_SEARCHABLE_TAG_FIRST 0x01
+#define STOREDFORM_SEARCHABLE 0x02
 #define STOREDFORM_TAG_BYTES 16
 #define STOREDFORM_TAG_TEXT ";s="
 #define STOREDFORM_TAG_TEXT_LEN 3
@@ -49,6 +59,18 @@ typedef struct StoredForm
  */
 extern int	storedform_parse(const unsigned char *p, size_t len, StoredForm *sf,
 							 const char **why);
+
+/* Bytes of a value with an envelope of envlen bytes; 0 if too large. */
+extern size_t storedform_size(size_t envlen, int searchable);
+
+/*
+ * Write a value in the current layout into out (storedform_size bytes):
+ * the format byte, the envelope (envlen bytes; NULL leaves its room for the
+ * caller to seal into, at out + 1) and, if tag is not NULL, the tag.
+ * out may not overlap env or tag.  Returns the bytes written.
+ */
+extern size_t storedform_write(unsigned char *out, const unsigned char *env, size_t envlen,
+							   const unsigned char *tag);
 
 /* Bytes storedform_from_text needs for a literal of slen bytes; 0 if too large. */
 extern size_t storedform_from_text_room(size_t slen);

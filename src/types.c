@@ -57,8 +57,6 @@
 #include "utils/rls.h"
 
 #define SEARCH_TAG_BYTES STOREDFORM_TAG_BYTES
-#define FORMAT_PLAIN STOREDFORM_PLAIN
-#define FORMAT_SEARCHABLE STOREDFORM_SEARCHABLE
 
 #define TEXT_MASK "********"
 #define TEXT_ERASED "[erased]"
@@ -227,20 +225,23 @@ enc_seal_with(EnvelopeKind kind, uint16 category_id, bool searchable, uint32 key
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("value is too large to encrypt")));
 
-	total = VARHDRSZ + 1 + (searchable ? SEARCH_TAG_BYTES : 0) + envlen;
+	total = VARHDRSZ + storedform_size(envlen, searchable);
 	out = palloc(total);
 	SET_VARSIZE(out, total);
 	p = (unsigned char *) VARDATA(out);
-	*p++ = searchable ? FORMAT_SEARCHABLE : FORMAT_PLAIN;
 	if (searchable)
 	{
+		unsigned char tag[SEARCH_TAG_BYTES];
+
 		if (known_tag)
-			memcpy(p, known_tag, SEARCH_TAG_BYTES);
+			memcpy(tag, known_tag, SEARCH_TAG_BYTES);
 		else
-			search_tag(pt, len, p);
-		p += SEARCH_TAG_BYTES;
+			search_tag(pt, len, tag);
+		storedform_write(p, NULL, envlen, tag);
 	}
-	if (envelope_seal(p, key_id, category_id, kind, key, pt, len) != 0)
+	else
+		storedform_write(p, NULL, envlen, NULL);
+	if (envelope_seal(p + 1, key_id, category_id, kind, key, pt, len) != 0)
 		elog(ERROR, "encryption failed");
 	return out;
 }
@@ -775,15 +776,20 @@ coerce_common(bytea *v, int32 typmod, EnvelopeKind kind)
 
 	if (ev.hdr.key_id != PRIVACY_TRANSIENT_KEY_ID && ev.hdr.category_id == target)
 	{
-		if (searchable == (ev.tag != NULL))
+		if (searchable == (ev.tag != NULL) && ev.format != STOREDFORM_SEARCHABLE_TAG_FIRST)
 			return v;
-		if (!searchable)
+		if (!searchable || ev.tag != NULL)
 		{
-			/* drop the search tag: no need to open */
-			out = palloc(VARHDRSZ + 1 + ev.envlen);
-			SET_VARSIZE(out, VARHDRSZ + 1 + ev.envlen);
-			((unsigned char *) VARDATA(out))[0] = FORMAT_PLAIN;
-			memcpy((unsigned char *) VARDATA(out) + 1, ev.env, ev.envlen);
+			/*
+			 * Drop the search tag, or move it behind the envelope (0.2's
+			 * layout): no need to open.
+			 */
+			size_t		n = storedform_size(ev.envlen, searchable);
+
+			out = palloc(VARHDRSZ + n);
+			SET_VARSIZE(out, VARHDRSZ + n);
+			storedform_write((unsigned char *) VARDATA(out), ev.env, ev.envlen,
+							 searchable ? ev.tag : NULL);
 			return out;
 		}
 	}
@@ -1127,9 +1133,32 @@ encrypted_is_erased(PG_FUNCTION_ARGS)
 }
 
 /*
+ * A searchable value stored by 0.2 (its tag before the envelope) in the
+ * current layout: the same bytes moved, nothing opened.  Any other value
+ * is returned as it is.
+ */
+static bytea *
+current_layout(bytea *v)
+{
+	EncValue	ev;
+	size_t		n;
+	bytea	   *out;
+
+	enc_parse(v, &ev);
+	if (ev.format != STOREDFORM_SEARCHABLE_TAG_FIRST)
+		return v;
+	n = storedform_size(ev.envlen, true);
+	out = palloc(VARHDRSZ + n);
+	SET_VARSIZE(out, VARHDRSZ + n);
+	storedform_write((unsigned char *) VARDATA(out), ev.env, ev.envlen, ev.tag);
+	return out;
+}
+
+/*
  * Reseal a stored value under the active key of its category (key rotation).
- * Subject-key values and values already under the active key are returned
- * unchanged.  Not disclosure: the category does not change.
+ * Subject-key values and values already under the active key keep their
+ * envelope; 0.2's layout is rewritten (current_layout).  Not disclosure:
+ * the category does not change.
  */
 static bytea *
 reseal_common(bytea *v, EnvelopeKind kind)
@@ -1142,6 +1171,7 @@ reseal_common(bytea *v, EnvelopeKind kind)
 	bytea	   *out;
 	int32		typmod;
 
+	v = current_layout(v);
 	enc_parse(v, &ev);
 	if (ev.hdr.key_id == PRIVACY_TRANSIENT_KEY_ID)
 		return v;
@@ -1193,6 +1223,8 @@ encrypted_needs_reseal(PG_FUNCTION_ARGS)
 	enc_parse(v, &ev);
 	if (ev.hdr.key_id == PRIVACY_TRANSIENT_KEY_ID)
 		PG_RETURN_BOOL(false);
+	if (ev.format == STOREDFORM_SEARCHABLE_TAG_FIRST)
+		PG_RETURN_BOOL(true);	/* 0.2's layout */
 	if (keys_data_key(ev.hdr.key_id, &state) == NULL)
 		PG_RETURN_BOOL(shred_tag_common(v) != v);	/* erased, tag not yet shredded */
 	if (ev.hdr.key_id == keys_category_key(category_name_or_error(ev.hdr.category_id)))

@@ -8,8 +8,10 @@
  * memory safety under ASan/UBSan, it aborts when a property fails:
  *
  *   - parsed stored bytes are format byte, tag exactly when the format says
- *     so, and an envelope that envelope_parse accepts, covering the input;
- *     printed, they read back to the same bytes;
+ *     so (after the envelope for 0x02, before it for 0.2's 0x01), and an
+ *     envelope that envelope_parse accepts, covering the input; printed,
+ *     they read back to the same parts in the current layout, which
+ *     storedform_write gives too;
  *   - an accepted literal matches the grammar, checked here apart
  *     (pv1:, base64 of the envelope, optionally ";s=" and 22 base64
  *     characters and "=="), is the one text of its value (printing gives
@@ -70,16 +72,25 @@ check_view_zero(const StoredForm *sf)
 	FUZZ_ASSERT(memcmp(sf, &zero, sizeof(zero)) == 0);
 }
 
-/* Print a parsed value and read it back: the same bytes. */
+/*
+ * Print a parsed value and read it back: the same parts, in the current
+ * layout (0.2's tag-first bytes come back with the tag last), the bytes
+ * storedform_write makes of them.
+ */
 static void
-check_prints_back(const StoredForm *sf, const unsigned char *bytes, size_t len)
+check_prints_back(const StoredForm *sf)
 {
 	size_t		n = storedform_text_size(sf);
 	char	   *text;
 	size_t		room,
-				back_len = 0;
+				back_len = 0,
+				len = storedform_size(sf->envlen, sf->tag != NULL);
 	unsigned char *back;
+	unsigned char *bytes = fuzz_alloc(len);
 	const char *why = NULL;
+
+	FUZZ_ASSERT(len > 0);
+	FUZZ_ASSERT(storedform_write(bytes, sf->env, sf->envlen, sf->tag) == len);
 
 	FUZZ_ASSERT(n > 0);
 	text = fuzz_alloc(n);
@@ -92,6 +103,7 @@ check_prints_back(const StoredForm *sf, const unsigned char *bytes, size_t len)
 	FUZZ_ASSERT(back_len == len && memcmp(back, bytes, len) == 0);
 	free(back);
 	free(text);
+	free(bytes);
 }
 
 static void
@@ -109,15 +121,25 @@ fuzz_bytes(const uint8_t *data, size_t size)
 		return;
 	}
 	FUZZ_ASSERT(size >= 1 && sf.format == data[0]);
-	FUZZ_ASSERT(sf.format == STOREDFORM_PLAIN || sf.format == STOREDFORM_SEARCHABLE);
-	FUZZ_ASSERT((sf.tag != NULL) == (sf.format == STOREDFORM_SEARCHABLE));
-	if (sf.tag != NULL)
+	FUZZ_ASSERT(sf.format == STOREDFORM_PLAIN || sf.format == STOREDFORM_SEARCHABLE ||
+				sf.format == STOREDFORM_SEARCHABLE_TAG_FIRST);
+	FUZZ_ASSERT((sf.tag != NULL) == (sf.format != STOREDFORM_PLAIN));
+	if (sf.format == STOREDFORM_SEARCHABLE_TAG_FIRST)
+	{
 		FUZZ_ASSERT(sf.tag == data + 1);
-	FUZZ_ASSERT(sf.env == data + 1 + (sf.tag ? STOREDFORM_TAG_BYTES : 0));
-	FUZZ_ASSERT(sf.env + sf.envlen == data + size);
+		FUZZ_ASSERT(sf.env == data + 1 + STOREDFORM_TAG_BYTES);
+		FUZZ_ASSERT(sf.env + sf.envlen == data + size);
+	}
+	else
+	{
+		FUZZ_ASSERT(sf.env == data + 1);
+		FUZZ_ASSERT(sf.env + sf.envlen + (sf.tag ? STOREDFORM_TAG_BYTES : 0) == data + size);
+		if (sf.tag != NULL)
+			FUZZ_ASSERT(sf.tag == sf.env + sf.envlen);
+	}
 	FUZZ_ASSERT(envelope_parse(sf.env, sf.envlen, &hdr, &why) == 0);
 	FUZZ_ASSERT(memcmp(&hdr, &sf.hdr, sizeof(hdr)) == 0);
-	check_prints_back(&sf, data, size);
+	check_prints_back(&sf);
 }
 
 static void
@@ -144,6 +166,7 @@ fuzz_literal(const uint8_t *data, size_t size)
 	FUZZ_ASSERT(len >= 1 && len <= room);
 	FUZZ_ASSERT(storedform_parse(out, len, &sf, &why) == 0);
 	FUZZ_ASSERT((sf.tag != NULL) == (memchr(s, ';', size) != NULL));
+	FUZZ_ASSERT(sf.format == (sf.tag != NULL ? STOREDFORM_SEARCHABLE : STOREDFORM_PLAIN));
 	{
 		/* one value, one literal */
 		size_t		n = storedform_text_size(&sf);
