@@ -896,3 +896,9 @@ GRANT SELECT ON privacy.access_log_head TO privacy_admin;
 -- the log of 0.2 has no head yet: seal it where the log ends now (needs
 -- the master key when the log has entries)
 SELECT privacy_internal.access_log_seal_head();
+
+------------------------------------------------------------------------------
+-- #12, class 6: autovacuum prunes a destroyed key's old row version at its
+-- next round (02_keys.sql)
+------------------------------------------------------------------------------
+ALTER TABLE privacy.data_keys SET (autovacuum_vacuum_threshold = 0, autovacuum_vacuum_scale_factor = 0);
