@@ -207,7 +207,10 @@ CREATE FUNCTION rep_own_reads_stored() RETURNS boolean LANGUAGE sql VOLATILE AS 
 $$;
 GRANT EXECUTE ON FUNCTION rep_own_reads_stored() TO rep_officer;
 SELECT privacy.flush_access_log();
-SET ROLE rep_officer;
+-- (what another session committed is seen by the second report only in
+-- READ COMMITTED; in SERIALIZABLE it cannot list the first's reads anyway)
+BEGIN ISOLATION LEVEL READ COMMITTED;
+SET LOCAL ROLE rep_officer;
 WITH first AS MATERIALIZED (SELECT privacy.subject_report('17') AS r),
      flushed AS MATERIALIZED (SELECT privacy.flush_access_log() AND rep_own_reads_stored() AS stored FROM first),
      second AS MATERIALIZED (SELECT privacy.subject_report('17') AS r FROM flushed)
@@ -215,7 +218,7 @@ SELECT (SELECT count(*) FROM jsonb_array_elements(first.r -> 'access')) AS first
        flushed.stored AS first_reads_stored,
        (SELECT count(*) FROM jsonb_array_elements(second.r -> 'access')) AS second_lists
   FROM first, flushed, second;
-RESET ROLE;
+COMMIT;
 DROP FUNCTION rep_own_reads_stored();
 
 -- The page as the customer reads it (its text, section by section; times
@@ -240,6 +243,7 @@ BEGIN
                    FROM regexp_split_to_table(t, E'\n') AS l WHERE btrim(l) <> '';
 END
 $$;
+SELECT privacy.flush_access_log();
 SET ROLE rep_officer;
 SELECT rep_page_text(privacy.subject_report_html('17'));
 RESET ROLE;

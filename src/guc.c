@@ -124,7 +124,7 @@ guc_define(void)
 							   NULL, NULL, NULL);
 
 	DefineCustomIntVariable("privacy.purge_batch_size",
-							"Rows the purge worker deletes or anonymizes per committed batch.",
+							"Rows a purge worker deletes or anonymizes per committed batch.",
 							NULL,
 							&privacy_purge_batch_size,
 							10000, 1, 1000000,
@@ -209,7 +209,7 @@ guc_define(void)
 
 	DefineCustomIntVariable("privacy.access_log_retention",
 							"How long access events are kept; 0 keeps them forever.",
-							"Older events are deleted by CALL privacy.purge() and the purge worker; the deletion is recorded so that privacy.verify_access_log() still passes.",
+							"Older events are deleted by CALL privacy.purge() and the purge workers; the deletion is recorded so that privacy.verify_access_log() still passes.",
 							&privacy_access_log_retention,
 							365 * 24 * 60, 0, INT_MAX,
 							PGC_SIGHUP,

@@ -70,9 +70,12 @@ sub worker_runs
 # (1) Three databases, a template, a closed one.
 # ---------------------------------------------------------------------------
 my ($node) = PrivacyNode::new_node('launcher', %init);
+# room for the launcher, two workers and an access log writer in each of
+# the databases the purges write to (the default of 8 is for one database)
 $node->append_conf('postgresql.conf', qq{
 privacy.purge_interval = 0
 privacy.purge_batch_size = 100
+max_worker_processes = 16
 });
 $node->start;
 ok(PrivacyNode::wait_for_log_within($node,
