@@ -401,9 +401,12 @@ BEGIN
           INTO uses, unused
           FROM jsonb_array_elements(r -> 'purposes') p
          WHERE p ->> 'purpose' <> 'subject_access';
-        h := h || '<p>' || CASE WHEN uses IS NULL THEN 'At the moment we may not use them for anything.'
-                                ELSE 'We may use them for ' || uses || '.' END
-              || CASE WHEN unused IS NULL THEN '' ELSE ' We do not use them for ' || unused || '.' END || '</p>';
+        h := h || '<p>' || CASE WHEN uses IS NULL THEN 'At the moment we may not use '
+                                                      || CASE WHEN records = 1 THEN 'it' ELSE 'them' END || ' for anything.'
+                                ELSE 'We may use ' || CASE WHEN records = 1 THEN 'it' ELSE 'them' END || ' for ' || uses || '.' END
+              || CASE WHEN unused IS NULL THEN ''
+                      ELSE ' We do not use ' || CASE WHEN records = 1 THEN 'it' ELSE 'them' END || ' for ' || unused || '.' END
+              || '</p>';
         SELECT to_jsonb(min(w.due)), to_jsonb(max(w.due)), count(*) FILTER (WHERE w.due IS NULL)
           INTO first_due, last_due, undated
           FROM jsonb_array_elements(r -> 'data') d,
@@ -411,18 +414,23 @@ BEGIN
         h := h || '<p>'
               || CASE WHEN first_due IS NULL THEN ''
                       WHEN first_due = last_due AND (first_due #>> '{}')::timestamptz > now()
-                      THEN 'Their retention period ends on ' || privacy_internal.html_time(first_due)
-                           || '; then they are deleted or anonymized. '
+                      THEN CASE WHEN records = 1 THEN 'Its' ELSE 'Their' END
+                           || ' retention period ends on ' || privacy_internal.html_time(first_due)
+                           || CASE WHEN records = 1 THEN '; then it is' ELSE '; then they are' END
+                           || ' deleted or anonymized. '
                       WHEN first_due = last_due
-                      THEN 'Their retention period ended on ' || privacy_internal.html_time(first_due)
-                           || '; they are deleted or anonymized at our next purge. '
+                      THEN CASE WHEN records = 1 THEN 'Its' ELSE 'Their' END
+                           || ' retention period ended on ' || privacy_internal.html_time(first_due)
+                           || CASE WHEN records = 1 THEN '; it is' ELSE '; they are' END
+                           || ' deleted or anonymized at our next purge. '
                       ELSE 'The first of them '
                            || CASE WHEN (first_due #>> '{}')::timestamptz > now() THEN 'reaches' ELSE 'reached' END
                            || ' the end of its retention period on ' || privacy_internal.html_time(first_due)
                            || ', the last on ' || privacy_internal.html_time(last_due)
                            || '; each is then deleted or anonymized. ' END
               || CASE WHEN undated = 0 THEN ''
-                      WHEN undated = records THEN 'We keep them until you ask us to erase them. '
+                      WHEN undated = records THEN CASE WHEN records = 1 THEN 'We keep it until you ask us to erase it. '
+                                                       ELSE 'We keep them until you ask us to erase them. ' END
                       ELSE privacy_internal.html_count(undated, 'record has', 'records have')
                            || ' no retention period: we keep them until you ask us to erase them. ' END
               || CASE WHEN hold_active THEN 'A legal hold applies to your data: we must keep it while the hold lasts, even past these dates.'
