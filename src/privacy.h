@@ -27,6 +27,8 @@ typedef enum OnDenied
 extern int	privacy_on_denied;
 extern int	privacy_purge_batch_size;
 extern int	privacy_purge_interval;
+#define PRIVACY_MAX_PURGE_WORKERS 16
+extern int	privacy_purge_workers;
 extern char *privacy_worker_database;
 extern void guc_define(void);
 
@@ -145,8 +147,8 @@ extern void audit_record_report(Oid relid, int64 rows, const unsigned char *subj
 /* protect.c — protection of protected tables cannot be switched off quietly */
 extern void protect_install_hooks(void);
 
-/* worker.c — the purge worker */
-extern void worker_register(void);
+/* worker.c — the purge launcher and its workers */
+extern void worker_init(void);
 
 /* types.c — the encrypted types */
 extern void types_init(void);
