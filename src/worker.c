@@ -154,8 +154,8 @@ run_in_transaction(const char *sql, bool *isnull)
  * procedure that commits needs a portal, which a background worker has not.
  * The same functions do the work (privacy_internal.purge_start, purge_batch,
  * purge_finish), each batch in a transaction of its own, so a run looks
- * the same in privacy.purge_runs (via 'worker'), another live purge is
- * refused the same way, and an interrupted one is recognised the same way.
+ * the same in privacy.purge_runs (via 'worker'), a purge while another is live
+ * is skipped the same way, and an interrupted one is recognised the same way.
  */
 static void
 run_purge(void)
@@ -197,8 +197,8 @@ run_purge(void)
 				PushActiveSnapshot(GetTransactionSnapshot());
 				if (SPI_connect() != SPI_OK_CONNECT)
 					elog(ERROR, "SPI_connect failed");
-				sql = psprintf("SELECT tbl::pg_catalog.oid FROM " PRIVACY_SCHEMA ".purge_run_tables "
-							   " WHERE run_id = " INT64_FORMAT " ORDER BY tbl::pg_catalog.text", run);
+				sql = psprintf("SELECT t::pg_catalog.oid FROM " PRIVACY_INTERNAL_SCHEMA ".purge_tables(" INT64_FORMAT ") t",
+							   run);
 				if (SPI_execute(sql, true, 0) != SPI_OK_SELECT)
 					elog(ERROR, "could not read the tables of purge run " INT64_FORMAT, run);
 				for (i = 0; i < SPI_processed; i++)
