@@ -235,7 +235,9 @@ RESET ROLE;
 SELECT id, outcome, resumes FROM privacy.purge_runs WHERE id = 4;
 SELECT position, tbl, status, purged FROM privacy.purge_run_tables WHERE run_id = 4 AND position IS NOT NULL ORDER BY position;
 
--- A cycle between tables with rules: those tables fail, the others are purged.
+-- A cycle between tables with rules, and a table whose trigger raises:
+-- those tables fail, the others are purged.  What the trigger said is not
+-- kept (it may quote the row), only its SQLSTATE.
 CREATE TABLE a_side (id int PRIMARY KEY, customer_id bigint, b int, at timestamptz);
 CREATE TABLE b_side (id int PRIMARY KEY, customer_id bigint, a int REFERENCES a_side, at timestamptz);
 ALTER TABLE a_side ADD CONSTRAINT a_side_b_fkey FOREIGN KEY (b) REFERENCES b_side;
@@ -244,11 +246,16 @@ SELECT privacy.protect_table('b_side', 'customer_id');
 SELECT privacy.set_retention('a_side', 'at', interval '1 year', 'delete');
 SELECT privacy.set_retention('b_side', 'at', interval '1 year', 'delete');
 INSERT INTO tickets VALUES (4, 32, now() - interval '3 years');
+INSERT INTO orders VALUES (402, 32, now() - interval '5 years');
+CREATE FUNCTION tickets_guard() RETURNS trigger LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'ticket % of customer % is still open', OLD.id, OLD.customer_id; END $$;
+CREATE TRIGGER tickets_guard BEFORE DELETE ON tickets FOR EACH ROW EXECUTE FUNCTION tickets_guard();
 SET ROLE fk_officer;
 CALL privacy.purge();
 RESET ROLE;
 SELECT position, tbl, status, purged, error FROM privacy.purge_run_tables
  WHERE run_id = 5 AND position IS NOT NULL ORDER BY position;
+SELECT count(*) AS errors_naming_the_customer FROM privacy.purge_run_tables WHERE error LIKE '%32%';
 
 -- Another purge running: this one does nothing (if_running 'skip', the
 -- default) or waits for it (test/isolation/specs/purge_concurrent.spec);
@@ -256,6 +263,6 @@ SELECT position, tbl, status, purged, error FROM privacy.purge_run_tables
 CALL privacy.purge(if_running => 'queue');
 
 DROP TABLE a_side, b_side, shipments, visits, order_lines, invoices, tickets_archive, tickets, customers, orders CASCADE;
-DROP FUNCTION slow_invoice();
+DROP FUNCTION slow_invoice(), tickets_guard();
 DROP EXTENSION privacy;
 DROP ROLE fk_officer;

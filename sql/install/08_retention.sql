@@ -336,11 +336,13 @@ COMMENT ON FUNCTION privacy.purge_preview() IS
 -- belongs to (partitions and children of inheritance are processed with
 -- it), else its partitioned table, else itself.
 CREATE FUNCTION privacy_internal.graph_root(rel regclass) RETURNS regclass
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce((SELECT coalesce(pt.parent, pt.tbl) FROM privacy.protected_tables pt WHERE pt.tbl = rel),
-                    pg_catalog.pg_partition_root(rel), rel)
+BEGIN
+    RETURN coalesce((SELECT coalesce(pt.parent, pt.tbl) FROM privacy.protected_tables pt WHERE pt.tbl = rel),
+                    pg_catalog.pg_partition_root(rel), rel);
+END
 $$;
 
 -- The tables an operation processes (protected tables: erasure; tables
@@ -518,23 +520,38 @@ $$;
 -- reference them ON DELETE CASCADE, SET NULL or SET DEFAULT; each with the
 -- table it is processed or reported through.  Found through pg_depend
 -- (indexed on the referenced table), not by reading every constraint.
+-- These helpers run for every erasure and purge batch: PL/pgSQL, whose
+-- plans are kept for the session (an SQL function with a SET clause is
+-- planned again at every call).
 CREATE FUNCTION privacy_internal.fk_reach(tables regclass[]) RETURNS TABLE (rel oid, root regclass)
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH RECURSIVE r(rel) AS (
-        SELECT t::oid FROM unnest(tables) t
-        UNION
-        SELECT x.rel FROM r, LATERAL (
-            SELECT i.inhrelid AS rel FROM pg_catalog.pg_inherits i WHERE i.inhparent = r.rel
-            UNION ALL
-            SELECT c.conrelid FROM pg_catalog.pg_depend d
-              JOIN pg_catalog.pg_constraint c ON c.oid = d.objid
-             WHERE d.classid = 'pg_catalog.pg_constraint'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
-               AND d.refobjid = r.rel AND c.contype = 'f' AND c.confrelid = r.rel
-               AND c.confdeltype IN ('c', 'n', 'd')) x)
-    SELECT r.rel, privacy_internal.graph_root(r.rel) FROM r
-      JOIN pg_catalog.pg_class k ON k.oid = r.rel AND k.relkind = 'r'
+DECLARE
+    rels oid[] := tables::oid[];
+    frontier oid[] := tables::oid[];
+    found oid[];
+BEGIN
+    LOOP
+        SELECT array_agg(DISTINCT x.r) INTO found
+          FROM (SELECT i.inhrelid AS r FROM pg_catalog.pg_inherits i WHERE i.inhparent = ANY (frontier)
+                UNION ALL
+                SELECT c.conrelid FROM pg_catalog.pg_depend d
+                  JOIN pg_catalog.pg_constraint c ON c.oid = d.objid
+                 WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = ANY (frontier)
+                   AND d.classid = 'pg_catalog.pg_constraint'::regclass
+                   AND c.contype = 'f' AND c.confrelid = d.refobjid AND c.confdeltype IN ('c', 'n', 'd')) x
+         WHERE x.r <> ALL (rels);
+        EXIT WHEN found IS NULL;
+        rels := rels || found;
+        frontier := found;
+    END LOOP;
+    RETURN QUERY
+    SELECT r, coalesce((SELECT coalesce(pt.parent, pt.tbl) FROM privacy.protected_tables pt WHERE pt.tbl = r::regclass),
+                       pg_catalog.pg_partition_root(r), r::regclass)
+      FROM unnest(rels) r
+     WHERE (SELECT k.relkind FROM pg_catalog.pg_class k WHERE k.oid = r) = 'r';
+END
 $$;
 
 -- Rows deleted and updated so far in this transaction, per relation (the
@@ -542,22 +559,27 @@ $$;
 -- ON DELETE actions do too); change_counts_since gives what changed since,
 -- per table.
 CREATE FUNCTION privacy_internal.change_counts(rels oid[]) RETURNS jsonb
-    LANGUAGE sql VOLATILE
+    LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(jsonb_object_agg(r::text, jsonb_build_array(pg_stat_get_xact_tuples_deleted(r),
-                                                                pg_stat_get_xact_tuples_updated(r))), '{}')
-      FROM unnest(rels) r
+BEGIN
+    RETURN (SELECT coalesce(jsonb_object_agg(r::text, jsonb_build_array(pg_stat_get_xact_tuples_deleted(r),
+                                                                         pg_stat_get_xact_tuples_updated(r))), '{}')
+              FROM unnest(rels) r);
+END
 $$;
 CREATE FUNCTION privacy_internal.change_counts_since(before jsonb, rels oid[], roots regclass[])
     RETURNS TABLE (root regclass, deleted bigint, updated bigint)
-    LANGUAGE sql VOLATILE
+    LANGUAGE plpgsql VOLATILE
     SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+    RETURN QUERY
     SELECT x.root, sum(pg_stat_get_xact_tuples_deleted(x.rel) - (before -> x.rel::text ->> 0)::bigint)::bigint,
            sum(pg_stat_get_xact_tuples_updated(x.rel) - (before -> x.rel::text ->> 1)::bigint)::bigint
       FROM unnest(rels, roots) x(rel, root)
-     GROUP BY x.root
+     GROUP BY x.root;
+END
 $$;
 
 -- The condition that keeps a due row of table tbl out of a purge's batch
@@ -567,10 +589,11 @@ $$;
 -- constraint, whose error fails the table (fk_blocked_error).  The table's
 -- owner runs the batch, with the constraint's own equality operators.
 CREATE FUNCTION privacy_internal.purge_waits_for(tbl regclass) RETURNS text
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(string_agg(format(' AND NOT (t.tableoid OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.oid[]) AND EXISTS ('
+BEGIN
+    RETURN (SELECT coalesce(string_agg(format(' AND NOT (t.tableoid OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.oid[]) AND EXISTS ('
                                       'SELECT 1 FROM %s%s c WHERE %s))',
                                       -- the rows the constraint covers: a partitioned table's partitions, or
                                       -- the table itself (not its children of inheritance)
@@ -596,7 +619,8 @@ AS $$
       JOIN pg_catalog.pg_class pk ON pk.oid = c.confrelid
      WHERE c.contype = 'f' AND c.conparentid = 0 AND c.confdeltype IN ('a', 'r')
        AND EXISTS (SELECT 1 FROM privacy.retention_rules rr
-                    WHERE rr.tbl = privacy_internal.graph_root(c.conrelid) AND rr.action = 'delete')
+                    WHERE rr.tbl = privacy_internal.graph_root(c.conrelid) AND rr.action = 'delete'));
+END
 $$;
 
 -- What a purge run keeps of an error that failed a table: its SQLSTATE and
@@ -649,6 +673,7 @@ DECLARE
     ch record;
     blocked record;
     left_due bigint;
+    waits_for text := '';
     st text;
     msg text;
     ctx text;
@@ -675,9 +700,9 @@ BEGIN
             -- may not read the holds
             SELECT pg_catalog.array_agg(DISTINCT h.subject) INTO held FROM privacy.active_holds h;
             IF r.action = 'delete' THEN
+                waits_for := privacy_internal.purge_waits_for(r.tbl);
                 stmt := format('DELETE FROM %s t WHERE (t.tableoid, t.ctid) IN (%s%s LIMIT %s', r.tbl,
-                               privacy_internal.due_rows(r, subject, t.cutoff, held),
-                               privacy_internal.purge_waits_for(r.tbl), batch_size);
+                               privacy_internal.due_rows(r, subject, t.cutoff, held), waits_for, batch_size);
                 -- what its deletions can reach, to count what they did there
                 SELECT pg_catalog.array_agg(x.rel), pg_catalog.array_agg(x.root) INTO reach_rels, reach_roots
                   FROM privacy_internal.fk_reach(ARRAY[r.tbl]) x;
@@ -712,8 +737,10 @@ BEGIN
                 ON CONFLICT ON CONSTRAINT purge_run_tables_pkey DO UPDATE
                    SET cascaded = prt.cascaded + EXCLUDED.cascaded, set_null = prt.set_null + EXCLUDED.set_null;
             END LOOP;
-            IF n < batch_size THEN
-                -- done: what is still due waits for rows that reference it, or was locked
+            IF n < batch_size AND waits_for <> '' THEN
+                -- done: what is still due waits for rows that reference it (or
+                -- was locked by another session); a count of the due rows, as
+                -- for matched, so only where rows can wait
                 EXECUTE format('SELECT count(*) FROM (%s) d', privacy_internal.due_query(r, subject, false, t.cutoff))
                    INTO left_due;
             END IF;
