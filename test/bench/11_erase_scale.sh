@@ -73,7 +73,7 @@ CREATE TABLE perasures (id bigserial PRIMARY KEY, subject_hash bytea, reason tex
 VACUUM ANALYZE;
 SQL
 
-times=$(bench_psql <<'SQL'
+times=$({ cat <<'SQL'
 DO $$
 DECLARE t0 timestamptz; b0 timestamptz; n1 bigint; n2 bigint; n3 bigint; n4 bigint; n5 bigint;
 BEGIN
@@ -99,12 +99,8 @@ BEGIN
         END IF;
     END LOOP;
 END $$;
-SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ours)::numeric, 2) || ' ' ||
-       round(percentile_cont(0.95) WITHIN GROUP (ORDER BY ours)::numeric, 2) || ' ' ||
-       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY base)::numeric, 2) || ' ' ||
-       round(percentile_cont(0.95) WITHIN GROUP (ORDER BY base)::numeric, 2) FROM lat;
 SQL
-)
+      lat_percentiles; } | bench_psql)
 read -r p50 p95 b50 b95 <<<"$times"
 left=$(bench_psql -c "SELECT (SELECT count(*) FROM t1 WHERE customer_id <= 60) + (SELECT count(*) FROM t5 WHERE id <= 60)
                              + (SELECT count(*) FROM privacy.data_keys WHERE state = 'active' AND subject_hash IN (SELECT privacy.subject_hash(g::text) FROM generate_series(1, 60) g))")
