@@ -881,13 +881,17 @@ worker_visit(const char *dbname, int failures, TimestampTz *next_visit)
 	debug_query_string = NULL;
 	pgstat_report_activity(STATE_IDLE, NULL);
 
-	if (failed && edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE &&
+	/*
+	 * No run of ours: purge() found another purge live and did nothing
+	 * (if_running 'skip', a NOTICE), or refused with 55P03.
+	 */
+	if ((!failed || edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE) &&
 		!worker_query_row(psprintf("SELECT 1 FROM " PRIVACY_SCHEMA ".purge_runs r"
 								   " WHERE r.pid = pg_catalog.pg_backend_pid() AND r.via = 'worker'"
 								   "   AND r.started_at >= '%s'::pg_catalog.timestamptz",
 								   timestamptz_to_str(start)), v, n, 1))
 	{
-		/* purge_start refused: someone else's purge is under way */
+		/* someone else's purge is under way */
 		*next_visit = GetCurrentTimestamp() + Min(interval, 60 * USECS_PER_SEC);
 		ereport(LOG,
 				(errmsg("privacy purge in database \"%s\" skipped: another purge is running there; next attempt at %s",

@@ -138,12 +138,14 @@ CREATE FUNCTION privacy.destroy_subject_key(subject text) RETURNS integer
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    -- hashed once: in the WHERE clause the volatile hash would be computed
+    -- for every key, and no index used
+    hash bytea := privacy.subject_hash(subject);
     n integer;
 BEGIN
     UPDATE privacy.data_keys k
        SET state = 'destroyed', wrapped_key = NULL, destroyed_at = now()
-     WHERE k.scope = 'subject' AND k.subject_hash = privacy.subject_hash(subject)
-       AND k.state <> 'destroyed';
+     WHERE k.scope = 'subject' AND k.subject_hash = hash AND k.state <> 'destroyed';
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END
