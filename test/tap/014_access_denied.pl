@@ -19,29 +19,11 @@ use Test::More;
 use JSON::PP;
 use PrivacyNode;
 
-my ($node, $key) = PrivacyNode::new_node('denied',
-	init => { extra => ['--encoding=UTF8', '--locale=C'], allows_streaming => 1 });
-$node->append_conf('postgresql.conf', qq{
-privacy.access_log_flush_interval = '200ms'
-privacy.access_log_queue_size = '512kB'
-});
-$node->start;
+my ($node, $key) = PrivacyNode::access_log_node('denied');
 $node->safe_psql('postgres', q{
-CREATE EXTENSION privacy;
-SELECT privacy.create_category('contact');
-SELECT privacy.create_purpose('billing', 'contract', '', ARRAY['contact']);
-CREATE ROLE app LOGIN;
 CREATE ROLE intruder LOGIN;
-SELECT privacy.grant_purpose('app', 'billing');
-CREATE TABLE customers (id bigint PRIMARY KEY, email privacy.encrypted_text(contact));
-SELECT privacy.protect_table('customers', 'id');
-GRANT SELECT, INSERT ON customers TO app;
 GRANT SELECT ON customers TO intruder;
-ALTER ROLE app SET privacy.purpose = 'billing';
 });
-$node->safe_psql('postgres', q{
-INSERT INTO customers SELECT g, 'customer' || g || '@example.org' FROM generate_series(1, 100) g;
-}, extra_params => ['-U', 'app']);
 
 sub count_of
 {
@@ -117,13 +99,7 @@ is($node->safe_psql('postgres', 'SELECT status FROM privacy.verify_access_log()'
 # ---------------------------------------------------------------------------
 # (3) a hot standby
 # ---------------------------------------------------------------------------
-$node->backup('base');
-my $standby = PostgreSQL::Test::Cluster->new('standby');
-$standby->init_from_backup($node, 'base', has_streaming => 1);
-my $standby_key = PrivacyNode::write_key($standby, $key);
-$standby->append_conf('postgresql.conf', "privacy.master_key_command = 'cat $standby_key'\n");
-$standby->start;
-$node->wait_for_catchup($standby, 'replay');
+my $standby = PrivacyNode::standby_of($node, $key, 'standby');
 my $offset = -s $standby->logfile;
 my ($ret) = $standby->psql('postgres', q{SET application_name = 'standby-refusal'; SET privacy.purpose = 'bilin';
 SELECT email FROM customers WHERE email = 'customer42@example.org'}, extra_params => ['-U', 'app']);
