@@ -120,6 +120,16 @@ extern void consent_init(void);
 extern void consent_install_hooks(void);
 extern PurposeVerdict consent_purpose_verdict(const char *category);
 extern void consent_require_purpose(const char *category);
+extern void consent_refuse(PurposeVerdict verdict, const char *category);
+extern void consent_note_refusal(PurposeVerdict verdict, const char *category, bool raising);
+extern const char *consent_verdict_code(PurposeVerdict verdict);
+
+/*
+ * Told of every refusal to process personal data (a statement stopped by
+ * the purpose check, a value the decryption gate refuses), before the
+ * error is raised (raising) or the value masked; audit_init sets it.
+ */
+extern void (*consent_denied_hook) (PurposeVerdict verdict, const char *category, bool raising);
 
 /* consent_cache.c — privacy_internal.visible(subject), the consent check */
 extern int	privacy_consent_cache_size;

@@ -153,7 +153,10 @@ BEGIN
       LEFT JOIN privacy.consent_state cs ON cs.purpose = g.purpose AND cs.subject = subject_report.subject;
 
     -- who opened the subject's encrypted values, when, why; never how many
-    -- rows the statement read in all (that is about other subjects too)
+    -- rows the statement read in all (that is about other subjects too).
+    -- A statement refused after opening some of them (or shown some with
+    -- others masked) is a denial, with its reason; one refused before it
+    -- read a row names no subject and is in the access log only.
     SELECT coalesce(jsonb_agg(x.entry ORDER BY x.seq), '[]')
       INTO access
       FROM (SELECT l.seq, jsonb_build_object(
@@ -161,7 +164,10 @@ BEGIN
                        'application', l.application, 'purpose', l.purpose, 'command', l.command,
                        'table', l.relation,
                        'categories', to_jsonb(array_agg(DISTINCT s.category ORDER BY s.category)),
-                       'values', sum(s.opened)) AS entry
+                       'values', sum(s.opened), 'outcome', l.outcome)
+                   || CASE WHEN l.reason IS NULL THEN '{}'::jsonb
+                           ELSE jsonb_build_object('reason', l.reason, 'denied_category', l.denied_category) END
+                   AS entry
               FROM privacy_internal.access_log_for_subject(hash) s
               JOIN LATERAL privacy_internal.access_log_event(s.event) l ON true
              -- never this call's own reads (the writer may store them
@@ -169,7 +175,7 @@ BEGIN
              WHERE NOT (l.backend_pid = pg_catalog.pg_backend_pid()
                         AND l.at >= pg_catalog.statement_timestamp())
              GROUP BY l.seq, l.at, l.acting_role, l.session_role, l.application, l.purpose,
-                      l.command, l.relation) x;
+                      l.command, l.relation, l.outcome, l.reason, l.denied_category) x;
 
     SELECT coalesce(jsonb_agg(jsonb_build_object(
                'placed_at', h.placed_at, 'until', h.until, 'released_at', h.released_at,
