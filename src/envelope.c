@@ -79,7 +79,19 @@ get_u16(const unsigned char *p)
 static int
 kind_is_known(EnvelopeKind kind)
 {
-	return kind == ENVELOPE_TEXT || kind == ENVELOPE_BYTEA;
+	switch (kind)
+	{
+		case ENVELOPE_TEXT:
+		case ENVELOPE_BYTEA:
+		case ENVELOPE_DATE:
+		case ENVELOPE_TIMESTAMPTZ:
+		case ENVELOPE_NUMERIC:
+		case ENVELOPE_INT4:
+		case ENVELOPE_INT8:
+		case ENVELOPE_JSONB:
+			return 1;
+	}
+	return 0;
 }
 
 /*

@@ -13,9 +13,11 @@
  *   31+n    16    tag
  *
  * The associated data is the first 7 bytes followed by one "kind" byte that
- * is not stored ('t' or 'b'), so the header cannot be edited to move a value
- * to another key or category, and an encrypted_text value cannot be replayed
- * as an encrypted_bytea one (or back).
+ * is not stored (one per encrypted type: 't' text, 'b' bytea, 'd' date,
+ * 'z' timestamptz, 'n' numeric, 'i' integer, 'l' bigint, 'j' jsonb), so the
+ * header cannot be edited to move a value to another key or category, and a
+ * value of one encrypted type cannot be replayed as another (an
+ * encrypted_bigint as an encrypted_date, say).
  */
 #ifndef PRIVACY_ENVELOPE_H
 #define PRIVACY_ENVELOPE_H
@@ -33,7 +35,14 @@
 typedef enum EnvelopeKind
 {
 	ENVELOPE_TEXT = 't',
-	ENVELOPE_BYTEA = 'b'
+	ENVELOPE_BYTEA = 'b',
+	/* the typed ones: the plaintext is the base type's binary send form */
+	ENVELOPE_DATE = 'd',
+	ENVELOPE_TIMESTAMPTZ = 'z',
+	ENVELOPE_NUMERIC = 'n',
+	ENVELOPE_INT4 = 'i',
+	ENVELOPE_INT8 = 'l',
+	ENVELOPE_JSONB = 'j'
 } EnvelopeKind;
 
 /* A view into an envelope's bytes; nonce points into the caller's buffer. */

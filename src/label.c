@@ -219,14 +219,6 @@ object_desc(Oid relid, AttrNumber attnum)
 	return psprintf("table %s", relation_desc(relid));
 }
 
-static Oid
-encrypted_type_oid(const char *typname)
-{
-	return GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
-						   CStringGetDatum(typname),
-						   ObjectIdGetDatum(catalog_namespace()));
-}
-
 /* Run one of the extension's functions as the current user. */
 static void
 spi_call(const char *sql, int nargs, const Oid *argtypes, Datum *values)
@@ -363,8 +355,7 @@ label_apply_column(PendingLabel *todo)
 	Oid			argtypes[2] = {REGCLASSOID, TEXTOID};
 
 	get_atttypetypmodcoll(todo->relid, todo->attnum, &typid, &typmod, &collid);
-	enc_type = (typid == encrypted_type_oid("encrypted_text") ||
-				typid == encrypted_type_oid("encrypted_bytea"));
+	enc_type = types_encrypted_kind(typid) != 0;
 
 	/* the register, as the extension's owner (the caller may not read it) */
 	catalog_become_owner(&st);

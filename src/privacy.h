@@ -163,6 +163,9 @@ extern void worker_init(void);
 /* types.c — the encrypted types */
 extern void types_init(void);
 extern bool types_ciphertext_io(void);
+/* the envelope kind (envelope.h) of an encrypted type, 0 for other types */
+extern int	types_encrypted_kind(Oid type);
+extern const char *types_encrypted_type_name(int i);
 extern void (*types_value_opened_hook) (uint32 key_id, uint16 category_id);
 
 /* label.c — SECURITY LABEL FOR privacy: declarative classification */

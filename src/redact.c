@@ -168,7 +168,8 @@ add_name(HTAB *set, const char *name)
 	"         JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid" \
 	"), enc(oid) AS (" \
 	"  SELECT t.oid FROM pg_catalog.pg_type t" \
-	"   WHERE t.typnamespace = $1 AND t.typname IN ('encrypted_text', 'encrypted_bytea')" \
+	"   WHERE t.typnamespace = $1 AND t.typname IN ('encrypted_text', 'encrypted_bytea', 'encrypted_date', 'encrypted_timestamptz'," \
+	"                  'encrypted_numeric', 'encrypted_integer', 'encrypted_bigint', 'encrypted_jsonb')" \
 	") " \
 	"SELECT 'r'::pg_catalog.text, c.oid, c.relname::pg_catalog.text, c.relnamespace = $1" \
 	"  FROM personal p JOIN pg_catalog.pg_class c ON c.oid = p.relid " \
@@ -268,8 +269,8 @@ redact_load(void)
 		PG_END_TRY();
 		if (pushed)
 			PopActiveSnapshot();
-		add_name(personal_names, "encrypted_text");
-		add_name(personal_names, "encrypted_bytea");
+		for (i = 0; types_encrypted_type_name((int) i) != NULL; i++)
+			add_name(personal_names, types_encrypted_type_name((int) i));
 	}
 	personal_generation = generation;
 }

@@ -172,8 +172,6 @@ privacy_report_table(PG_FUNCTION_ARGS)
 	bool		with_due = time_column != NULL && !PG_ARGISNULL(4);
 	Relation	rel;
 	TupleDesc	desc;
-	Oid			enc_text = InvalidOid;
-	Oid			enc_bytea = InvalidOid;
 	Oid			subject_type = InvalidOid;
 	ReportCategory *cats;
 	int			ncats = 0;
@@ -200,10 +198,6 @@ privacy_report_table(PG_FUNCTION_ARGS)
 	subject_len = strlen(subject);
 
 	nsp = catalog_namespace();
-	enc_text = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
-							   CStringGetDatum("encrypted_text"), ObjectIdGetDatum(nsp));
-	enc_bytea = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
-								CStringGetDatum("encrypted_bytea"), ObjectIdGetDatum(nsp));
 
 	rel = relation_open(relid, AccessShareLock);
 	desc = RelationGetDescr(rel);
@@ -227,7 +221,7 @@ privacy_report_table(PG_FUNCTION_ARGS)
 							 values_list.len > 0 ? ", " : "", col, col, col);
 		if (strcmp(NameStr(att->attname), subject_column) == 0)
 			subject_type = att->atttypid;
-		if (att->atttypid != enc_text && att->atttypid != enc_bytea)
+		if (types_encrypted_kind(att->atttypid) == 0)
 			continue;
 		category = att->atttypmod < 0 ? "unclassified" :
 			catalog_category_name((uint16) (att->atttypmod & 0xFFFF));

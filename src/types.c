@@ -37,6 +37,7 @@
 #include "access/relation.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -51,6 +52,7 @@
 #include "funcapi.h"
 #include "libpq/pqformat.h"
 #include "miscadmin.h"
+#include "parser/parse_coerce.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -139,13 +141,44 @@ enc_parse(bytea *v, EncValue *ev)
 }
 
 static void
-search_tag(const unsigned char *pt, size_t len, unsigned char *out)
+search_tag_bytes(const unsigned char *pt, size_t len, unsigned char *out)
 {
 	unsigned char key[crypto_generichash_KEYBYTES];
 
 	keys_search_key(key, sizeof(key));
 	crypto_generichash(out, SEARCH_TAG_BYTES, pt, len, key, sizeof(key));
 	sodium_memzero(key, sizeof(key));
+}
+
+/*
+ * The search tag of a plaintext of this kind: a keyed hash of its bytes,
+ * which for every kind but numeric are one per value (the binary send form
+ * of date, timestamptz, integer and bigint is canonical).  Numerics equal
+ * for PostgreSQL may differ in their display scale (1.5 = 1.50), so their
+ * tag hashes the value with its trailing zeros trimmed.
+ */
+static void
+search_tag(EnvelopeKind kind, const unsigned char *pt, size_t len, unsigned char *out)
+{
+	if (kind == ENVELOPE_NUMERIC)
+	{
+		StringInfoData buf;
+		Datum		n;
+		bytea	   *canon;
+
+		buf.data = (char *) pt;
+		buf.len = (int) len;
+		buf.maxlen = (int) len + 1;
+		buf.cursor = 0;
+		n = DirectFunctionCall3(numeric_recv, PointerGetDatum(&buf),
+								ObjectIdGetDatum(NUMERICOID), Int32GetDatum(-1));
+		n = DirectFunctionCall1(numeric_trim_scale, n);
+		canon = DatumGetByteaPP(DirectFunctionCall1(numeric_send, n));
+		search_tag_bytes((const unsigned char *) VARDATA_ANY(canon), VARSIZE_ANY_EXHDR(canon), out);
+		sodium_memzero(VARDATA_ANY(canon), VARSIZE_ANY_EXHDR(canon));
+		return;
+	}
+	search_tag_bytes(pt, len, out);
 }
 
 /*
@@ -236,7 +269,7 @@ enc_seal_with(EnvelopeKind kind, uint16 category_id, bool searchable, uint32 key
 		if (known_tag)
 			memcpy(tag, known_tag, SEARCH_TAG_BYTES);
 		else
-			search_tag(pt, len, tag);
+			search_tag(kind, pt, len, tag);
 		storedform_write(p, NULL, envlen, tag);
 	}
 	else
@@ -323,7 +356,7 @@ enc_open(EnvelopeKind kind, EncValue *ev, size_t *len)
 	{
 		unsigned char tag[SEARCH_TAG_BYTES];
 
-		search_tag(pt, ev->hdr.ciphertext_len, tag);
+		search_tag(kind, pt, ev->hdr.ciphertext_len, tag);
 		if (sodium_memcmp(tag, ev->tag, SEARCH_TAG_BYTES) != 0)
 		{
 			sodium_memzero(pt, ev->hdr.ciphertext_len);
@@ -1317,27 +1350,63 @@ encrypted_bytea_seal_for_subject(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(subject_seal_common(PG_GETARG_BYTEA_PP(0), PG_GETARG_TEXT_PP(1), &subject_key, ENVELOPE_BYTEA, false));
 }
 
-/* The OIDs of the two encrypted types, looked up once per catalog generation. */
-static void
-encrypted_type_oids(Oid *text_type, Oid *bytea_type)
+/*
+ * Every encrypted type and the envelope kind of its values.  The typed ones
+ * (types.c, below) keep their base type's binary send form as plaintext.
+ */
+static const struct
 {
-	static Oid	cached_text = InvalidOid;
-	static Oid	cached_bytea = InvalidOid;
-	static uint64 cached_generation = 0;
+	const char *name;
+	EnvelopeKind kind;
+}			encrypted_types[] = {
+	{"encrypted_text", ENVELOPE_TEXT},
+	{"encrypted_bytea", ENVELOPE_BYTEA},
+	{"encrypted_date", ENVELOPE_DATE},
+	{"encrypted_timestamptz", ENVELOPE_TIMESTAMPTZ},
+	{"encrypted_numeric", ENVELOPE_NUMERIC},
+	{"encrypted_integer", ENVELOPE_INT4},
+	{"encrypted_bigint", ENVELOPE_INT8},
+	{"encrypted_jsonb", ENVELOPE_JSONB},
+};
+#define N_ENCRYPTED_TYPES lengthof(encrypted_types)
 
+/* The name of the i-th encrypted type (NULL past the last), for redact.c. */
+const char *
+types_encrypted_type_name(int i)
+{
+	return i >= 0 && i < (int) N_ENCRYPTED_TYPES ? encrypted_types[i].name : NULL;
+}
+
+/*
+ * The envelope kind of an encrypted type, 0 for any other type; the OIDs
+ * are looked up once per catalog generation.
+ */
+int
+types_encrypted_kind(Oid type)
+{
+	static Oid	cached[N_ENCRYPTED_TYPES];
+	static uint64 cached_generation = 0;
+	static bool cached_valid = false;
+	int			i;
+
+	if (!OidIsValid(type))
+		return 0;
 	catalog_accept_invalidations();
-	if (cached_generation != catalog_generation || !OidIsValid(cached_text))
+	if (!cached_valid || cached_generation != catalog_generation || !OidIsValid(cached[0]))
 	{
 		Oid			nsp = catalog_namespace();
 
-		cached_text = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
-									  CStringGetDatum("encrypted_text"), ObjectIdGetDatum(nsp));
-		cached_bytea = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
-									   CStringGetDatum("encrypted_bytea"), ObjectIdGetDatum(nsp));
+		for (i = 0; i < (int) N_ENCRYPTED_TYPES; i++)
+			cached[i] = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+										CStringGetDatum(encrypted_types[i].name),
+										ObjectIdGetDatum(nsp));
 		cached_generation = catalog_generation;
+		cached_valid = true;
 	}
-	*text_type = cached_text;
-	*bytea_type = cached_bytea;
+	for (i = 0; i < (int) N_ENCRYPTED_TYPES; i++)
+		if (cached[i] == type)
+			return encrypted_types[i].kind;
+	return 0;
 }
 
 /*
@@ -1364,8 +1433,6 @@ privacy_seal_row(PG_FUNCTION_ARGS)
 	bool		isnull;
 	Datum		subject_datum;
 	text	   *subject;
-	Oid			text_type;
-	Oid			bytea_type;
 	uint32		subject_key = 0;
 	int			natts;
 	int			i;
@@ -1427,8 +1494,6 @@ privacy_seal_row(PG_FUNCTION_ARGS)
 		subject = cstring_to_text(str);
 	}
 
-	encrypted_type_oids(&text_type, &bytea_type);
-
 	natts = tupdesc->natts;
 	values = palloc(natts * sizeof(Datum));
 	nulls = palloc(natts * sizeof(bool));
@@ -1439,15 +1504,15 @@ privacy_seal_row(PG_FUNCTION_ARGS)
 		Datum		d;
 		bytea	   *v;
 		bytea	   *sealed;
+		EnvelopeKind kind;
 
-		if (att->attisdropped || (att->atttypid != text_type && att->atttypid != bytea_type))
+		if (att->attisdropped || (kind = types_encrypted_kind(att->atttypid)) == 0)
 			continue;
 		d = heap_getattr(tuple, i + 1, tupdesc, &isnull);
 		if (isnull)
 			continue;
 		v = DatumGetByteaPP(d);
-		sealed = subject_seal_common(v, subject, &subject_key,
-									 att->atttypid == text_type ? ENVELOPE_TEXT : ENVELOPE_BYTEA, true);
+		sealed = subject_seal_common(v, subject, &subject_key, kind, true);
 		if (sealed != v)
 		{
 			values[i] = PointerGetDatum(sealed);
@@ -1468,24 +1533,24 @@ privacy_seal_row(PG_FUNCTION_ARGS)
  * stored with them; the event trigger refuses such columns.
  */
 static bool
-nests_encrypted(Oid type, Oid text_type, Oid bytea_type, int depth)
+nests_encrypted(Oid type, int depth)
 {
 	Oid			elem;
 	Oid			relid;
 
 	check_stack_depth();
-	if (depth > 0 && (type == text_type || type == bytea_type))
+	if (depth > 0 && types_encrypted_kind(type) != 0)
 		return true;
 	if (depth > 32)
 		return false;
 	if (OidIsValid(elem = get_element_type(type)))
-		return nests_encrypted(elem, text_type, bytea_type, depth + 1);
+		return nests_encrypted(elem, depth + 1);
 	if (get_typtype(type) == TYPTYPE_DOMAIN)
-		return nests_encrypted(getBaseType(type), text_type, bytea_type, depth + 1);
+		return nests_encrypted(getBaseType(type), depth + 1);
 	if (get_typtype(type) == TYPTYPE_RANGE)
-		return nests_encrypted(get_range_subtype(type), text_type, bytea_type, depth + 1);
+		return nests_encrypted(get_range_subtype(type), depth + 1);
 	if (get_typtype(type) == TYPTYPE_MULTIRANGE)
-		return nests_encrypted(get_multirange_range(type), text_type, bytea_type, depth + 1);
+		return nests_encrypted(get_multirange_range(type), depth + 1);
 	if (OidIsValid(relid = get_typ_typrelid(type)))
 	{
 		Relation	rel = relation_open(relid, AccessShareLock);
@@ -1498,7 +1563,7 @@ nests_encrypted(Oid type, Oid text_type, Oid bytea_type, int depth)
 			Form_pg_attribute att = TupleDescAttr(desc, i);
 
 			if (!att->attisdropped)
-				found = nests_encrypted(att->atttypid, text_type, bytea_type, depth + 1);
+				found = nests_encrypted(att->atttypid, depth + 1);
 		}
 		relation_close(rel, AccessShareLock);
 		return found;
@@ -1510,11 +1575,7 @@ PG_FUNCTION_INFO_V1(privacy_nests_encrypted);
 Datum
 privacy_nests_encrypted(PG_FUNCTION_ARGS)
 {
-	Oid			text_type;
-	Oid			bytea_type;
-
-	encrypted_type_oids(&text_type, &bytea_type);
-	PG_RETURN_BOOL(nests_encrypted(PG_GETARG_OID(0), text_type, bytea_type, 0));
+	PG_RETURN_BOOL(nests_encrypted(PG_GETARG_OID(0), 0));
 }
 
 /* The category named by an encrypted column's type modifier (NULL if none). */
@@ -1544,4 +1605,445 @@ Datum
 encrypted_typanalyze(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_BOOL(false);
+}
+
+/* ------------------------------------------------------------------------
+ * The typed encrypted types: date, timestamptz, numeric, integer, bigint,
+ * jsonb.  One C function per role serves them all; which type a call is
+ * for comes from the function's signature (its argument or result type,
+ * or the type OID handed to input and receive), looked up once per call
+ * site and kept in fn_extra.  The plaintext sealed is the base type's
+ * binary send form: canonical, and independent of the session's DateStyle,
+ * TimeZone or extra_float_digits, so that a value reads back the same in
+ * any session (the text form would not: 01/02/2000 is two dates).
+ * ------------------------------------------------------------------------
+ */
+typedef struct TypedBase
+{
+	const char *name;			/* the encrypted type */
+	Oid			base;			/* its base type */
+	EnvelopeKind kind;
+} TypedBase;
+
+static const TypedBase typed_bases[] = {
+	{"encrypted_date", DATEOID, ENVELOPE_DATE},
+	{"encrypted_timestamptz", TIMESTAMPTZOID, ENVELOPE_TIMESTAMPTZ},
+	{"encrypted_numeric", NUMERICOID, ENVELOPE_NUMERIC},
+	{"encrypted_integer", INT4OID, ENVELOPE_INT4},
+	{"encrypted_bigint", INT8OID, ENVELOPE_INT8},
+	{"encrypted_jsonb", JSONBOID, ENVELOPE_JSONB},
+};
+
+/* What a call site needs, kept in its fn_extra. */
+typedef struct TypedCall
+{
+	const TypedBase *tb;
+	Oid			enc_type;
+	char	   *enc_name;		/* privacy.encrypted_date, for messages */
+	FmgrInfo	base_in;
+	FmgrInfo	base_out;
+	FmgrInfo	base_recv;
+	FmgrInfo	base_send;
+	Oid			base_in_ioparam;
+	Oid			base_recv_ioparam;
+	Oid			arg_type;		/* a cast's source type */
+	bool		arg_converts;	/* it is not the base type: cast first */
+	FmgrInfo	arg_cast;
+} TypedCall;
+
+typedef enum TypedFrom
+{
+	TYPED_FROM_ARG1_OID,		/* input, receive: the type OID argument */
+	TYPED_FROM_ARG0_TYPE,		/* the first argument is the encrypted type */
+	TYPED_FROM_RESULT			/* the result is the encrypted type */
+} TypedFrom;
+
+static TypedCall *
+typed_call(FunctionCallInfo fcinfo, TypedFrom from)
+{
+	TypedCall  *tc;
+	MemoryContext old;
+	HeapTuple	tup;
+	Form_pg_proc proc;
+	Oid			enc_type;
+	Oid			arg_type;
+	char	   *typname;
+	int			i;
+
+	if (fcinfo->flinfo == NULL)
+		elog(ERROR, "encrypted type function called without call information");
+	tc = (TypedCall *) fcinfo->flinfo->fn_extra;
+	if (tc != NULL && (from != TYPED_FROM_ARG1_OID || tc->enc_type == PG_GETARG_OID(1)))
+		return tc;
+
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	arg_type = proc->pronargs > 0 ? proc->proargtypes.values[0] : InvalidOid;
+	enc_type = from == TYPED_FROM_ARG1_OID ? PG_GETARG_OID(1) :
+		from == TYPED_FROM_RESULT ? proc->prorettype : arg_type;
+	ReleaseSysCache(tup);
+
+	typname = format_type_be(enc_type);
+	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(enc_type));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for type %u", enc_type);
+	if (((Form_pg_type) GETSTRUCT(tup))->typnamespace != catalog_namespace())
+	{
+		ReleaseSysCache(tup);
+		elog(ERROR, "type %s is not an encrypted type", typname);
+	}
+	for (i = 0; i < lengthof(typed_bases); i++)
+		if (strcmp(NameStr(((Form_pg_type) GETSTRUCT(tup))->typname), typed_bases[i].name) == 0)
+			break;
+	ReleaseSysCache(tup);
+	if (i == lengthof(typed_bases))
+		elog(ERROR, "type %s is not a typed encrypted type", typname);
+
+	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+	tc = palloc0(sizeof(TypedCall));
+	tc->tb = &typed_bases[i];
+	tc->enc_type = enc_type;
+	tc->enc_name = pstrdup(format_type_be(enc_type));
+	{
+		Oid			f;
+
+		getTypeInputInfo(tc->tb->base, &f, &tc->base_in_ioparam);
+		fmgr_info_cxt(f, &tc->base_in, fcinfo->flinfo->fn_mcxt);
+		getTypeBinaryInputInfo(tc->tb->base, &f, &tc->base_recv_ioparam);
+		fmgr_info_cxt(f, &tc->base_recv, fcinfo->flinfo->fn_mcxt);
+		{
+			bool		varlena;
+
+			getTypeOutputInfo(tc->tb->base, &f, &varlena);
+			fmgr_info_cxt(f, &tc->base_out, fcinfo->flinfo->fn_mcxt);
+			getTypeBinaryOutputInfo(tc->tb->base, &f, &varlena);
+			fmgr_info_cxt(f, &tc->base_send, fcinfo->flinfo->fn_mcxt);
+		}
+		/* a cast from another type (integer to bigint, say) converts first */
+		tc->arg_type = arg_type;
+		if (from == TYPED_FROM_RESULT && arg_type != tc->tb->base)
+		{
+			CoercionPathType path = find_coercion_pathway(tc->tb->base, arg_type,
+														  COERCION_EXPLICIT, &f);
+
+			if (path != COERCION_PATH_FUNC || !OidIsValid(f))
+				elog(ERROR, "no cast from %s to %s", format_type_be(arg_type),
+					 format_type_be(tc->tb->base));
+			fmgr_info_cxt(f, &tc->arg_cast, fcinfo->flinfo->fn_mcxt);
+			tc->arg_converts = true;
+		}
+	}
+	MemoryContextSwitchTo(old);
+	fcinfo->flinfo->fn_extra = tc;
+	return tc;
+}
+
+/*
+ * Run a base type's input or receive function on a client's value.  Their
+ * errors quote the value ('invalid input syntax for type date: "..."'),
+ * which may be personal data: an error of class 22 (data exception) is
+ * replaced by one that names the type and not the value, so that neither
+ * the client's error nor the server log repeats it.
+ */
+static Datum
+typed_parse(TypedCall *tc, const char *s, StringInfo buf)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Datum		d = (Datum) 0;
+
+	PG_TRY();
+	{
+		if (buf != NULL)
+			d = ReceiveFunctionCall(&tc->base_recv, buf, tc->base_recv_ioparam, -1);
+		else
+			d = InputFunctionCall(&tc->base_in, (char *) s, tc->base_in_ioparam, -1);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *ed;
+
+		MemoryContextSwitchTo(cxt);
+		ed = CopyErrorData();
+		if (ERRCODE_TO_CATEGORY(ed->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+			PG_RE_THROW();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ed->sqlerrcode),
+				 errmsg("invalid %s value for %s", buf != NULL ? "binary" : "input",
+						tc->enc_name),
+				 errdetail("The value is not a valid %s; it is not repeated here, since it may be personal data.",
+						   format_type_be(tc->tb->base)),
+				 buf != NULL ? 0 :
+				 errhint("Write it as a literal of type %s would be written.",
+						 format_type_be(tc->tb->base))));
+	}
+	PG_END_TRY();
+	return d;
+}
+
+/* Seal a base type's value for a column with this type modifier. */
+static bytea *
+typed_seal(TypedCall *tc, Datum d, int32 typmod)
+{
+	bytea	   *plain = SendFunctionCall(&tc->base_send, d);
+	bytea	   *out;
+
+	out = enc_seal(tc->tb->kind, typmod, (const unsigned char *) VARDATA(plain),
+				   VARSIZE(plain) - VARHDRSZ, NULL);
+	sodium_memzero(VARDATA(plain), VARSIZE(plain) - VARHDRSZ);
+	return out;
+}
+
+/* A value's plaintext as the base type's datum */
+static Datum
+typed_datum(TypedCall *tc, unsigned char *pt, size_t len)
+{
+	StringInfoData buf;
+
+	buf.data = (char *) pt;
+	buf.len = (int) len;
+	buf.maxlen = (int) len + 1;
+	buf.cursor = 0;
+	return ReceiveFunctionCall(&tc->base_recv, &buf, tc->base_recv_ioparam, -1);
+}
+
+/*
+ * Open a value through the gate.  Returns the plaintext (base send form),
+ * or NULL with *outcome saying why not: masked, erased, or the envelope
+ * itself (the dump/restore roles).
+ */
+typedef enum TypedOutcome
+{
+	TYPED_OPEN,
+	TYPED_MASKED,
+	TYPED_ERASED,
+	TYPED_CIPHERTEXT
+} TypedOutcome;
+
+static unsigned char *
+typed_open(TypedCall *tc, bytea *v, EncValue *ev, size_t *len, TypedOutcome *outcome)
+{
+	unsigned char *pt;
+
+	enc_parse(v, ev);
+	switch (gate(ev))
+	{
+		case GATE_CIPHERTEXT:
+			*outcome = TYPED_CIPHERTEXT;
+			return NULL;
+		case GATE_MASK:
+			*outcome = TYPED_MASKED;
+			return NULL;
+		case GATE_OPEN:
+			break;
+	}
+	pt = enc_open(tc->tb->kind, ev, len);
+	*outcome = pt == NULL ? TYPED_ERASED : TYPED_OPEN;
+	return pt;
+}
+
+PG_FUNCTION_INFO_V1(encrypted_typed_in);
+Datum
+encrypted_typed_in(PG_FUNCTION_ARGS)
+{
+	char	   *s = PG_GETARG_CSTRING(0);
+	TypedCall  *tc = typed_call(fcinfo, TYPED_FROM_ARG1_OID);
+	size_t		len = strlen(s);
+
+	/* no literal of these base types starts with "pv1:" */
+	if (envelope_text_has_prefix(s, len) && ciphertext_io())
+		PG_RETURN_BYTEA_P(enc_from_text(s, len));
+	PG_RETURN_BYTEA_P(typed_seal(tc, typed_parse(tc, s, NULL), PG_GETARG_INT32(2)));
+}
+
+PG_FUNCTION_INFO_V1(encrypted_typed_out);
+Datum
+encrypted_typed_out(PG_FUNCTION_ARGS)
+{
+	TypedCall  *tc = typed_call(fcinfo, TYPED_FROM_ARG0_TYPE);
+	EncValue	ev;
+	size_t		len;
+	TypedOutcome outcome;
+	unsigned char *pt = typed_open(tc, PG_GETARG_BYTEA_PP(0), &ev, &len, &outcome);
+	char	   *out;
+
+	switch (outcome)
+	{
+		case TYPED_CIPHERTEXT:
+			PG_RETURN_CSTRING(enc_to_text(&ev));
+		case TYPED_MASKED:
+			PG_RETURN_CSTRING(pstrdup(TEXT_MASK));
+		case TYPED_ERASED:
+			PG_RETURN_CSTRING(pstrdup(TEXT_ERASED));
+		case TYPED_OPEN:
+			break;
+	}
+	out = OutputFunctionCall(&tc->base_out, typed_datum(tc, pt, len));
+	free_plaintext(pt, len);
+	PG_RETURN_CSTRING(out);
+}
+
+PG_FUNCTION_INFO_V1(encrypted_typed_recv);
+Datum
+encrypted_typed_recv(PG_FUNCTION_ARGS)
+{
+	StringInfo	buf = (StringInfo) PG_GETARG_POINTER(0);
+	TypedCall  *tc = typed_call(fcinfo, TYPED_FROM_ARG1_OID);
+
+	if (ciphertext_io())
+	{
+		int			len = buf->len - buf->cursor;
+
+		PG_RETURN_BYTEA_P(enc_from_bytes(pq_getmsgbytes(buf, len), len));
+	}
+	PG_RETURN_BYTEA_P(typed_seal(tc, typed_parse(tc, NULL, buf), PG_GETARG_INT32(2)));
+}
+
+/*
+ * Binary send: the stored bytes for the dump/restore roles, the base type's
+ * binary form through the gate for everyone else (nothing, zero bytes, for
+ * a masked or erased value), so binary COPY out and back in round-trips.
+ */
+PG_FUNCTION_INFO_V1(encrypted_typed_send);
+Datum
+encrypted_typed_send(PG_FUNCTION_ARGS)
+{
+	TypedCall  *tc = typed_call(fcinfo, TYPED_FROM_ARG0_TYPE);
+	bytea	   *v = PG_GETARG_BYTEA_PP(0);
+	StringInfoData buf;
+	EncValue	ev;
+	size_t		len = 0;
+	TypedOutcome outcome;
+	unsigned char *pt;
+
+	if (ciphertext_io())
+		PG_RETURN_BYTEA_P(send_common(v, ENVELOPE_BYTEA));	/* the stored bytes */
+	pt = typed_open(tc, v, &ev, &len, &outcome);
+	pq_begintypsend(&buf);
+	if (pt != NULL)
+	{
+		pq_sendbytes(&buf, (char *) pt, len);
+		free_plaintext(pt, len);
+	}
+	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+}
+
+/* Assignment to a column: reseal under the column's category key. */
+PG_FUNCTION_INFO_V1(encrypted_typed_typmod);
+Datum
+encrypted_typed_typmod(PG_FUNCTION_ARGS)
+{
+	TypedCall  *tc = typed_call(fcinfo, TYPED_FROM_ARG0_TYPE);
+
+	PG_RETURN_BYTEA_P(coerce_common(PG_GETARG_BYTEA_PP(0), PG_GETARG_INT32(1), tc->tb->kind));
+}
+
+/* A plain value goes in: the cast from the base type (or one that converts to it). */
+PG_FUNCTION_INFO_V1(encrypted_typed_from_base);
+Datum
+encrypted_typed_from_base(PG_FUNCTION_ARGS)
+{
+	TypedCall  *tc = typed_call(fcinfo, TYPED_FROM_RESULT);
+	Datum		d = PG_GETARG_DATUM(0);
+
+	if (tc->arg_converts)
+		d = FunctionCall1(&tc->arg_cast, d);
+	PG_RETURN_BYTEA_P(typed_seal(tc, d, PG_GETARG_INT32(1)));
+}
+
+/*
+ * Plaintext comes out by an explicit cast, through the gate.  A value the
+ * session may not see (masked, privacy.on_denied = 'mask') or whose key was
+ * destroyed is NULL: there is no date or number that means "hidden".
+ */
+PG_FUNCTION_INFO_V1(encrypted_typed_to_base);
+Datum
+encrypted_typed_to_base(PG_FUNCTION_ARGS)
+{
+	TypedCall  *tc = typed_call(fcinfo, TYPED_FROM_ARG0_TYPE);
+	EncValue	ev;
+	size_t		len;
+	TypedOutcome outcome;
+	unsigned char *pt = typed_open(tc, PG_GETARG_BYTEA_PP(0), &ev, &len, &outcome);
+	Datum		d;
+
+	if (outcome == TYPED_CIPHERTEXT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot cast an encrypted value to %s without a purpose",
+						format_type_be(tc->tb->base)),
+				 errdetail("With no purpose declared, this role reads envelopes, not plaintext."),
+				 errhint("Declare a purpose: SET privacy.purpose = '...'.")));
+	if (pt == NULL)
+		PG_RETURN_NULL();
+	d = typed_datum(tc, pt, len);
+	free_plaintext(pt, len);
+	PG_RETURN_DATUM(d);
+}
+
+PG_FUNCTION_INFO_V1(encrypted_typed_reseal);
+Datum
+encrypted_typed_reseal(PG_FUNCTION_ARGS)
+{
+	TypedCall  *tc = typed_call(fcinfo, TYPED_FROM_ARG0_TYPE);
+
+	PG_RETURN_BYTEA_P(reseal_common(PG_GETARG_BYTEA_PP(0), tc->tb->kind));
+}
+
+PG_FUNCTION_INFO_V1(encrypted_typed_seal_for_subject);
+Datum
+encrypted_typed_seal_for_subject(PG_FUNCTION_ARGS)
+{
+	TypedCall  *tc = typed_call(fcinfo, TYPED_FROM_ARG0_TYPE);
+	uint32		subject_key = 0;
+
+	PG_RETURN_BYTEA_P(subject_seal_common(PG_GETARG_BYTEA_PP(0), PG_GETARG_TEXT_PP(1), &subject_key,
+										  tc->tb->kind, false));
+}
+
+/*
+ * <, <=, > and >= on the typed encrypted types: ordering and ranges are
+ * never answered without decrypting, so they say so rather than compare
+ * search tags (whose order means nothing).  The btree operator class that
+ * equality search needs uses operators of privacy_internal instead.
+ */
+PG_FUNCTION_INFO_V1(encrypted_no_order);
+Datum
+encrypted_no_order(PG_FUNCTION_ARGS)
+{
+	TypedCall  *tc = typed_call(fcinfo, TYPED_FROM_ARG0_TYPE);
+
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("%s values cannot be ordered or compared by range", tc->enc_name),
+			 errdetail("Ordering would need the plaintext; an encrypted column answers equality search only (if searchable)."),
+			 errhint("Compare the plaintext, with a purpose allowed the column's category: col::%s < ... (each row is decrypted).",
+					 format_type_be(tc->tb->base))));
+	PG_RETURN_NULL();
+}
+
+/* The type modifier of encrypted_jsonb: a category, no equality search. */
+PG_FUNCTION_INFO_V1(encrypted_typmod_in_unsearchable);
+Datum
+encrypted_typmod_in_unsearchable(PG_FUNCTION_ARGS)
+{
+	int32		typmod = DatumGetInt32(encrypted_typmod_in(fcinfo));
+
+	if (TYPMOD_SEARCHABLE(typmod))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("equality search is not available for privacy.encrypted_jsonb"),
+				 errdetail("Documents equal as jsonb may differ in their bytes (1.0 and 1), so a search tag would miss matches."),
+				 errhint("Extract the field to search into a column of its own, e.g. privacy.encrypted_text(contact, searchable).")));
+	PG_RETURN_INT32(typmod);
+}
+
+/* For SQL: is this one of the encrypted types? */
+PG_FUNCTION_INFO_V1(privacy_is_encrypted_type);
+Datum
+privacy_is_encrypted_type(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(types_encrypted_kind(PG_GETARG_OID(0)) != 0);
 }

@@ -215,3 +215,143 @@ CREATE FUNCTION privacy_internal.shred_tag(privacy.encrypted_text) RETURNS priva
     AS 'MODULE_PATHNAME', 'privacy_shred_tag' LANGUAGE C STRICT IMMUTABLE;
 CREATE FUNCTION privacy_internal.shred_tag(privacy.encrypted_bytea) RETURNS privacy.encrypted_bytea
     AS 'MODULE_PATHNAME', 'privacy_shred_tag' LANGUAGE C STRICT IMMUTABLE;
+
+------------------------------------------------------------------------------
+-- The typed encrypted types (#13): date, timestamptz, numeric, integer,
+-- bigint and jsonb, one type per base type (privacy.encrypted_<base>), so
+-- that a column reads back as its own type and an envelope of one cannot
+-- be replayed as another (the envelope's kind).  One C function per role
+-- serves them all (types.c); the statements are generated from this list.
+-- Equality search (searchable) compares search tags like encrypted_text;
+-- <, <=, > and >= raise an error (ordering and ranges are never answered
+-- without decrypting), and the btree operator class that unique indexes
+-- and equality search need uses operators in privacy_internal, which say
+-- nothing about the plaintext's order.  jsonb has no equality search.
+------------------------------------------------------------------------------
+CREATE FUNCTION privacy_internal.typed_bases(
+    OUT name text, OUT base regtype, OUT searchable boolean, OUT also_from regtype[])
+    RETURNS SETOF record LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    VALUES ('encrypted_date', 'date'::regtype, true, '{}'::regtype[]),
+           ('encrypted_timestamptz', 'timestamptz', true, '{}'),
+           ('encrypted_numeric', 'numeric', true, '{integer,bigint}'),
+           ('encrypted_integer', 'integer', true, '{}'),
+           ('encrypted_bigint', 'bigint', true, '{integer}'),
+           ('encrypted_jsonb', 'jsonb', false, '{}')
+$$;
+COMMENT ON FUNCTION privacy_internal.typed_bases() IS
+    'the typed encrypted types: base type, whether equality search is available, other types cast to it';
+
+CREATE FUNCTION privacy_internal.is_encrypted_type(oid) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_is_encrypted_type' LANGUAGE C STRICT STABLE PARALLEL SAFE;
+
+CREATE FUNCTION privacy_internal.encrypted_jsonb_typmod_in(cstring[]) RETURNS integer
+    AS 'MODULE_PATHNAME', 'encrypted_typmod_in_unsearchable' LANGUAGE C STRICT IMMUTABLE;
+
+DO $types$
+DECLARE
+    b record;
+    src regtype;
+    t text;
+    op text;
+    ops text[] := ARRAY['<', '<=', '>', '>='];
+    commutes text[] := ARRAY['>', '>=', '<', '<='];
+    negates text[] := ARRAY['>=', '>', '<=', '<'];
+    fns text[] := ARRAY['lt', 'le', 'gt', 'ge'];
+    i integer;
+BEGIN
+    FOR b IN SELECT * FROM privacy_internal.typed_bases() LOOP
+        t := 'privacy.' || b.name;
+        EXECUTE format('CREATE TYPE %s', t);
+        EXECUTE format($f$CREATE FUNCTION privacy_internal.%1$s_in(cstring, oid, integer) RETURNS %2$s
+            AS 'MODULE_PATHNAME', 'encrypted_typed_in' LANGUAGE C STRICT STABLE$f$, b.name, t);
+        EXECUTE format($f$CREATE FUNCTION privacy_internal.%1$s_out(%2$s) RETURNS cstring
+            AS 'MODULE_PATHNAME', 'encrypted_typed_out' LANGUAGE C STRICT STABLE$f$, b.name, t);
+        EXECUTE format($f$CREATE FUNCTION privacy_internal.%1$s_recv(internal, oid, integer) RETURNS %2$s
+            AS 'MODULE_PATHNAME', 'encrypted_typed_recv' LANGUAGE C STRICT STABLE$f$, b.name, t);
+        EXECUTE format($f$CREATE FUNCTION privacy_internal.%1$s_send(%2$s) RETURNS bytea
+            AS 'MODULE_PATHNAME', 'encrypted_typed_send' LANGUAGE C STRICT STABLE$f$, b.name, t);
+        EXECUTE format($f$CREATE TYPE %2$s (
+            INPUT = privacy_internal.%1$s_in, OUTPUT = privacy_internal.%1$s_out,
+            RECEIVE = privacy_internal.%1$s_recv, SEND = privacy_internal.%1$s_send,
+            TYPMOD_IN = privacy_internal.%3$s, TYPMOD_OUT = privacy_internal.encrypted_typmod_out,
+            ANALYZE = privacy_internal.encrypted_typanalyze,
+            INTERNALLENGTH = VARIABLE, STORAGE = external, CATEGORY = 'U')$f$,
+            b.name, t, CASE WHEN b.searchable THEN 'encrypted_typmod_in' ELSE 'encrypted_jsonb_typmod_in' END);
+        EXECUTE format($f$COMMENT ON TYPE %s IS %L$f$, t,
+            format('%s stored encrypted (XChaCha20-Poly1305); type modifier: (category%s)',
+                   b.base, CASE WHEN b.searchable THEN '[, searchable]' ELSE '' END));
+
+        -- assignment reseals under the column's category key; plain values
+        -- go in by assignment, plaintext comes out by an explicit cast
+        EXECUTE format($f$CREATE FUNCTION privacy_internal.%1$s(%2$s, integer, boolean) RETURNS %2$s
+            AS 'MODULE_PATHNAME', 'encrypted_typed_typmod' LANGUAGE C STRICT VOLATILE$f$, b.name, t);
+        EXECUTE format('CREATE CAST (%1$s AS %1$s) WITH FUNCTION privacy_internal.%2$s(%1$s, integer, boolean) AS IMPLICIT',
+                       t, b.name);
+        FOREACH src IN ARRAY ARRAY[b.base] || b.also_from LOOP
+            EXECUTE format($f$CREATE FUNCTION privacy_internal.%1$s(%3$s, integer, boolean) RETURNS %2$s
+                AS 'MODULE_PATHNAME', 'encrypted_typed_from_base' LANGUAGE C STRICT VOLATILE$f$, b.name, t, src);
+            EXECUTE format('CREATE CAST (%3$s AS %2$s) WITH FUNCTION privacy_internal.%1$s(%3$s, integer, boolean) AS ASSIGNMENT',
+                           b.name, t, src);
+        END LOOP;
+        EXECUTE format($f$CREATE FUNCTION privacy.plaintext(%1$s) RETURNS %2$s
+            AS 'MODULE_PATHNAME', 'encrypted_typed_to_base' LANGUAGE C STRICT STABLE$f$, t, b.base);
+        EXECUTE format('CREATE CAST (%1$s AS %2$s) WITH FUNCTION privacy.plaintext(%1$s)', t, b.base);
+
+        -- no ordering, no ranges
+        EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_no_order(%1$s, %1$s) RETURNS boolean
+            AS 'MODULE_PATHNAME', 'encrypted_no_order' LANGUAGE C STRICT IMMUTABLE$f$, t);
+        FOREACH op IN ARRAY ops LOOP
+            EXECUTE format('CREATE OPERATOR pg_catalog.%2$s (LEFTARG = %1$s, RIGHTARG = %1$s, '
+                           'FUNCTION = privacy_internal.encrypted_no_order)', t, op);
+        END LOOP;
+
+        IF b.searchable THEN
+            FOREACH op IN ARRAY ARRAY['eq', 'ne', 'lt', 'le', 'gt', 'ge'] LOOP
+                EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_%2$s(%1$s, %1$s) RETURNS boolean
+                    AS 'MODULE_PATHNAME', 'encrypted_%2$s' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE$f$, t, op);
+            END LOOP;
+            EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_cmp(%1$s, %1$s) RETURNS integer
+                AS 'MODULE_PATHNAME', 'encrypted_cmp' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE$f$, t);
+            EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_hash(%1$s) RETURNS integer
+                AS 'MODULE_PATHNAME', 'encrypted_hash' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE$f$, t);
+            EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_hash_extended(%1$s, bigint) RETURNS bigint
+                AS 'MODULE_PATHNAME', 'encrypted_hash_extended' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE$f$, t);
+            EXECUTE format('CREATE OPERATOR pg_catalog.= (LEFTARG = %1$s, RIGHTARG = %1$s, '
+                           'FUNCTION = privacy_internal.encrypted_eq, COMMUTATOR = OPERATOR(pg_catalog.=), '
+                           'NEGATOR = OPERATOR(pg_catalog.<>), RESTRICT = eqsel, JOIN = eqjoinsel, HASHES, MERGES)', t);
+            EXECUTE format('CREATE OPERATOR pg_catalog.<> (LEFTARG = %1$s, RIGHTARG = %1$s, '
+                           'FUNCTION = privacy_internal.encrypted_ne, COMMUTATOR = OPERATOR(pg_catalog.<>), '
+                           'NEGATOR = OPERATOR(pg_catalog.=), RESTRICT = neqsel, JOIN = neqjoinsel)', t);
+            FOR i IN 1 .. 4 LOOP
+                EXECUTE format('CREATE OPERATOR privacy_internal.%2$s (LEFTARG = %1$s, RIGHTARG = %1$s, '
+                               'FUNCTION = privacy_internal.encrypted_%3$s, '
+                               'COMMUTATOR = OPERATOR(privacy_internal.%4$s), NEGATOR = OPERATOR(privacy_internal.%5$s))',
+                               t, ops[i], fns[i], commutes[i], negates[i]);
+            END LOOP;
+            EXECUTE format('CREATE OPERATOR CLASS privacy.%1$s_ops DEFAULT FOR TYPE %2$s USING btree AS '
+                           'OPERATOR 1 privacy_internal.<, OPERATOR 2 privacy_internal.<=, OPERATOR 3 pg_catalog.=, '
+                           'OPERATOR 4 privacy_internal.>=, OPERATOR 5 privacy_internal.>, '
+                           'FUNCTION 1 privacy_internal.encrypted_cmp(%2$s, %2$s)', b.name, t);
+            EXECUTE format('CREATE OPERATOR CLASS privacy.%1$s_hash_ops DEFAULT FOR TYPE %2$s USING hash AS '
+                           'OPERATOR 1 pg_catalog.=, FUNCTION 1 privacy_internal.encrypted_hash(%2$s), '
+                           'FUNCTION 2 privacy_internal.encrypted_hash_extended(%2$s, bigint)', b.name, t);
+        END IF;
+
+        -- inspection and maintenance, as for encrypted_text
+        EXECUTE format($f$CREATE FUNCTION privacy.envelope_info(%1$s) RETURNS privacy.envelope_info
+            AS 'MODULE_PATHNAME', 'encrypted_info' LANGUAGE C STRICT STABLE$f$, t);
+        EXECUTE format($f$CREATE FUNCTION privacy.is_erased(%1$s) RETURNS boolean
+            AS 'MODULE_PATHNAME', 'encrypted_is_erased' LANGUAGE C STRICT STABLE$f$, t);
+        EXECUTE format($f$CREATE FUNCTION privacy_internal.reseal(%1$s) RETURNS %1$s
+            AS 'MODULE_PATHNAME', 'encrypted_typed_reseal' LANGUAGE C STRICT VOLATILE$f$, t);
+        EXECUTE format($f$CREATE FUNCTION privacy.seal_for_subject(%1$s, subject text) RETURNS %1$s
+            AS 'MODULE_PATHNAME', 'encrypted_typed_seal_for_subject' LANGUAGE C STRICT VOLATILE$f$, t);
+        EXECUTE format($f$CREATE FUNCTION privacy_internal.needs_reseal(%1$s) RETURNS boolean
+            AS 'MODULE_PATHNAME', 'encrypted_needs_reseal' LANGUAGE C STRICT STABLE$f$, t);
+        EXECUTE format($f$CREATE FUNCTION privacy_internal.shred_tag(%1$s) RETURNS %1$s
+            AS 'MODULE_PATHNAME', 'privacy_shred_tag' LANGUAGE C STRICT IMMUTABLE$f$, t);
+    END LOOP;
+END
+$types$;

@@ -34,6 +34,7 @@ DECLARE
     att record;
     is_encrypted boolean;
     target text;
+    typed record;
 BEGIN
     PERFORM privacy_internal.require_category(category);
     IF category = 'unclassified' THEN
@@ -50,17 +51,39 @@ BEGIN
             ERRCODE = 'undefined_column',
             MESSAGE = format('column "%s" of relation %s does not exist', col, tbl);
     END IF;
-    is_encrypted := att.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype);
+    is_encrypted := privacy_internal.is_encrypted_type(att.atttypid);
     IF NOT is_encrypted AND encrypt THEN
         IF att.atttypid IN ('text'::regtype, 'character varying'::regtype) THEN
             target := 'privacy.encrypted_text';
         ELSIF att.atttypid = 'bytea'::regtype THEN
             target := 'privacy.encrypted_bytea';
         ELSE
-            RAISE EXCEPTION USING
-                ERRCODE = 'datatype_mismatch',
-                MESSAGE = format('column "%s" of type %s cannot be encrypted', col, att.atttypid::regtype),
-                HINT    = 'Only text, varchar and bytea columns convert to privacy.encrypted_text or privacy.encrypted_bytea.';
+            -- date, timestamptz, numeric, integer, bigint, jsonb (03_types.sql)
+            SELECT 'privacy.' || b.name AS target, b.searchable INTO typed
+              FROM privacy_internal.typed_bases() b WHERE b.base = att.atttypid;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION USING
+                    ERRCODE = 'datatype_mismatch',
+                    MESSAGE = format('column "%s" of type %s cannot be encrypted', col, att.atttypid::regtype),
+                    HINT    = 'Columns of text, varchar, bytea, date, timestamptz, numeric, integer, bigint and jsonb convert to privacy.encrypted_<type>; convert the column to one of those first.';
+            END IF;
+            target := typed.target;
+            IF searchable AND NOT typed.searchable THEN
+                RAISE EXCEPTION USING
+                    ERRCODE = 'feature_not_supported',
+                    MESSAGE = format('column "%s" of type %s cannot be made searchable', col, att.atttypid::regtype),
+                    DETAIL  = format('%s has no equality search: documents equal as jsonb may differ in their bytes.', target),
+                    HINT    = 'Classify it with searchable => false, and put a field to search into a column of its own.';
+            END IF;
+            -- precision and scale are not kept (the type modifier is the
+            -- category): the values there keep their rounding, new ones
+            -- are stored as given
+            IF att.atttypmod <> -1 THEN
+                RAISE NOTICE USING
+                    MESSAGE = format('column "%s" becomes %s: its type modifier %s is no longer applied to new values',
+                                     col, target, format_type(att.atttypid, att.atttypmod)),
+                    HINT    = 'Round or truncate values before they are stored (the application, or a cast in the INSERT).';
+            END IF;
         END IF;
         is_encrypted := true;
     ELSIF is_encrypted THEN
@@ -88,9 +111,12 @@ BEGIN
         PERFORM privacy_internal.run_as_owner(tbl,
             format('ALTER TABLE %s ALTER COLUMN %I TYPE %s(%s%s)%s', tbl, col, target,
                    category, CASE WHEN searchable THEN ', searchable' ELSE '' END,
-                   CASE WHEN att.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype) THEN ''
+                   CASE WHEN privacy_internal.is_encrypted_type(att.atttypid) THEN ''
                         WHEN target = 'privacy.encrypted_bytea' THEN format(' USING privacy_internal.seal_bytea(%I)', col)
-                        ELSE format(' USING privacy_internal.seal_text(%I::pg_catalog.text)', col) END));
+                        WHEN target = 'privacy.encrypted_text'
+                            THEN format(' USING privacy_internal.seal_text(%I::pg_catalog.text)', col)
+                        -- the typed ones: the assignment cast from the base type
+                        ELSE '' END));
     END IF;
     INSERT INTO privacy.column_categories AS cc (tbl, col, category, searchable, encrypted)
     VALUES (tbl, col, category, searchable, is_encrypted)
@@ -100,7 +126,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION privacy.classify(regclass, name, text, boolean, boolean) IS
-    'declare the category of a column; encrypted columns are resealed under the category key (searchable enables equality search); encrypt converts a text or bytea column';
+    'declare the category of a column; encrypted columns are resealed under the category key (searchable enables equality search); encrypt converts a text, varchar, bytea, date, timestamptz, numeric, integer, bigint or jsonb column';
 
 CREATE FUNCTION privacy_internal.nests_encrypted(regtype) RETURNS boolean
     AS 'MODULE_PATHNAME', 'privacy_nests_encrypted' LANGUAGE C STRICT STABLE;
@@ -140,7 +166,7 @@ BEGIN
     SELECT a.atttypmod, c.relowner, c.relpersistence INTO att
       FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
      WHERE a.attrelid = tbl AND a.attname = col AND NOT a.attisdropped
-       AND a.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype);
+       AND privacy_internal.is_encrypted_type(a.atttypid);
     IF NOT FOUND OR att.relpersistence = 't' OR att.atttypmod = -1
        OR NOT pg_catalog.pg_has_role(session_user, att.relowner, 'USAGE')
        OR privacy_internal.typmod_category(att.atttypmod) IS NULL
@@ -175,7 +201,7 @@ BEGIN
         RAISE EXCEPTION USING
             ERRCODE = 'feature_not_supported',
             MESSAGE = format('column "%s" of %s cannot hold encrypted values inside %s', r.attname, r.tbl, r.typ),
-            DETAIL  = 'Encrypted values are sealed for a column of privacy.encrypted_text or privacy.encrypted_bytea itself; inside an array, domain, composite or range they would keep a key only the writing session holds.',
+            DETAIL  = 'Encrypted values are sealed for a column of an encrypted type (privacy.encrypted_text, privacy.encrypted_date...) itself; inside an array, domain, composite or range they would keep a key only the writing session holds.',
             HINT    = 'Store each value in a column of its own, or in a table of its own with a row per value.';
     END LOOP;
     FOR r IN
@@ -187,7 +213,7 @@ BEGIN
          WHERE d.classid = 'pg_catalog.pg_class'::regclass
            AND c.relkind IN ('r', 'p', 'm', 'f')
            AND a.attnum > 0 AND NOT a.attisdropped AND a.attinhcount = 0
-           AND a.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype)
+           AND privacy_internal.is_encrypted_type(a.atttypid)
     LOOP
         -- a default would be sealed once, with the creating session's key
         IF r.atthasdef THEN
@@ -240,8 +266,7 @@ BEGIN
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
                     WHERE a.attrelid = tbl AND a.attname = col AND NOT a.attisdropped
-                      AND a.atttypid IN ('privacy.encrypted_text'::pg_catalog.regtype,
-                                         'privacy.encrypted_bytea'::pg_catalog.regtype)) THEN
+                      AND privacy_internal.is_encrypted_type(a.atttypid)) THEN
         RAISE EXCEPTION USING
             ERRCODE = 'invalid_parameter_value',
             MESSAGE = pg_catalog.format('column "%s" of %s is not an encrypted column', col, tbl);
@@ -294,7 +319,7 @@ BEGIN
             ERRCODE = 'undefined_column',
             MESSAGE = format('column "%s" of relation %s does not exist', col, tbl);
     END IF;
-    IF att.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype)
+    IF privacy_internal.is_encrypted_type(att.atttypid)
        AND att.atttypmod <> -1 THEN
         category := privacy_internal.typmod_category(att.atttypmod);
         IF category IS DISTINCT FROM 'unclassified' THEN

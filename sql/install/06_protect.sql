@@ -215,7 +215,7 @@ BEGIN
           INTO sets
           FROM pg_catalog.pg_attribute a
          WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
-           AND a.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype);
+           AND privacy_internal.is_encrypted_type(a.atttypid);
         IF sets IS NOT NULL THEN
             PERFORM privacy_internal.run_as_owner(tbl,
                 format('UPDATE %s SET %s WHERE %I IS NOT NULL', tbl, sets, subject_column));

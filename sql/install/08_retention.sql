@@ -147,7 +147,7 @@ BEGIN
                     DETAIL = 'The subject column and the time column identify what the rule applies to.';
             END IF;
             IF masks IS NOT NULL AND masks ? col THEN
-                IF att.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype)
+                IF privacy_internal.is_encrypted_type(att.atttypid)
                    AND jsonb_typeof(masks -> col) <> 'null' THEN
                     RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
                         MESSAGE = format('encrypted column "%s" can only be anonymized to NULL', col),

@@ -51,13 +51,13 @@ BEGIN
     END IF;
     WITH cols AS (
         SELECT a.attname AS col, a.attnum, a.attnotnull,
-               a.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype) AS shreddable,
+               privacy_internal.is_encrypted_type(a.atttypid) AS shreddable,
                cc.col IS NOT NULL AS classified
           FROM pg_catalog.pg_attribute a
           LEFT JOIN privacy.column_categories cc ON cc.tbl = erasure_action.tbl AND cc.col = a.attname
          WHERE a.attrelid = erasure_action.tbl AND a.attnum > 0 AND NOT a.attisdropped
            AND (cc.col IS NOT NULL OR r.anonymize ? a.attname
-                OR a.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype))),
+                OR privacy_internal.is_encrypted_type(a.atttypid))),
     fate AS (
         SELECT c.*, CASE WHEN r.anonymize ? c.col
                          THEN CASE WHEN jsonb_typeof(r.anonymize -> c.col) = 'null' THEN 'null' ELSE 'masked' END

@@ -344,7 +344,7 @@ SELECT a.attrelid::pg_catalog.regclass, a.attname,
        true, a.atttypmod >= 0 AND (a.atttypmod >> 16) & 1 = 1, false
   FROM pg_catalog.pg_attribute a
   JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
- WHERE a.atttypid IN ('privacy.encrypted_text'::pg_catalog.regtype, 'privacy.encrypted_bytea'::pg_catalog.regtype)
+ WHERE privacy_internal.is_encrypted_type(a.atttypid)
    AND a.attnum > 0 AND NOT a.attisdropped AND a.attinhcount = 0
    AND c.relkind IN ('r', 'p') AND c.relpersistence <> 't'
    AND NOT EXISTS (SELECT 1 FROM privacy.column_categories cc

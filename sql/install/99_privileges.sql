@@ -124,3 +124,36 @@ GRANT SELECT ON privacy.column_categories, privacy.classified_columns TO privacy
 -- (data keys only ever wrapped) and its sequences
 GRANT SELECT ON ALL TABLES IN SCHEMA privacy TO privacy_admin;
 GRANT SELECT ON ALL SEQUENCES IN SCHEMA privacy TO privacy_admin;
+
+-- The typed encrypted types (03_types.sql) are for everyone too, but for
+-- seal_for_subject, which is the administrator's like the others.
+DO $grants$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN
+        SELECT p.oid::regprocedure
+          FROM pg_catalog.pg_proc p
+          JOIN pg_catalog.pg_type t
+            ON t.oid IN (p.prorettype, p.proargtypes[0])
+           AND t.typnamespace = 'privacy'::regnamespace
+         WHERE t.typname IN (SELECT b.name FROM privacy_internal.typed_bases() b)
+           AND p.proname <> 'seal_for_subject'
+         ORDER BY 1
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', f);
+    END LOOP;
+    FOR f IN
+        SELECT p.oid::regprocedure
+          FROM pg_catalog.pg_proc p
+          JOIN pg_catalog.pg_type t ON t.oid = p.proargtypes[0] AND t.typnamespace = 'privacy'::regnamespace
+         WHERE t.typname IN (SELECT b.name FROM privacy_internal.typed_bases() b)
+           AND p.proname = 'seal_for_subject'
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO privacy_admin', f);
+    END LOOP;
+END
+$grants$;
+GRANT EXECUTE ON FUNCTION privacy_internal.encrypted_jsonb_typmod_in(cstring[]),
+    privacy_internal.is_encrypted_type(oid), privacy_internal.typed_bases()
+  TO PUBLIC;
