@@ -35,6 +35,7 @@ DECLARE
     is_encrypted boolean;
     target text;
     typed record;
+    reason text;
 BEGIN
     PERFORM privacy_internal.require_category(category);
     IF category = 'unclassified' THEN
@@ -102,21 +103,48 @@ BEGIN
                 MESSAGE = format('column "%s" of %s is inherited', col, tbl),
                 HINT    = 'Classify the column on the parent table; partitions follow it.';
         END IF;
+        -- an index on an encrypted column orders search tags, which only
+        -- searchable columns keep
+        IF NOT searchable THEN
+            SELECT i.indexrelid::regclass AS idx INTO typed
+              FROM pg_catalog.pg_index i
+             WHERE i.indrelid = tbl AND att.attnum = ANY (i.indkey::pg_catalog.int2[])
+             ORDER BY i.indexrelid LIMIT 1;
+            IF FOUND THEN
+                RAISE EXCEPTION USING
+                    ERRCODE = 'object_not_in_prerequisite_state',
+                    MESSAGE = format('column "%s" of %s is in index %s, so it cannot be encrypted without equality search',
+                                     col, tbl, typed.idx),
+                    DETAIL  = 'An index on an encrypted column compares search tags, which only searchable columns keep.',
+                    HINT    = 'Classify it with searchable => true (equal values become linkable), or drop the index first.';
+            END IF;
+        END IF;
         PERFORM privacy_internal.ensure_internal_keys();
         PERFORM privacy_internal.category_key(category);
         -- rewrites the column: every value is (re)sealed under the category
         -- key; as the table's owner (the rewrite evaluates its constraints
         -- and index expressions, which are the owner's code); plain values
         -- are sealed as the plaintext they are, whatever they look like
-        PERFORM privacy_internal.run_as_owner(tbl,
-            format('ALTER TABLE %s ALTER COLUMN %I TYPE %s(%s%s)%s', tbl, col, target,
-                   category, CASE WHEN searchable THEN ', searchable' ELSE '' END,
-                   CASE WHEN privacy_internal.is_encrypted_type(att.atttypid) THEN ''
-                        WHEN target = 'privacy.encrypted_bytea' THEN format(' USING privacy_internal.seal_bytea(%I)', col)
-                        WHEN target = 'privacy.encrypted_text'
-                            THEN format(' USING privacy_internal.seal_text(%I::pg_catalog.text)', col)
-                        -- the typed ones: the assignment cast from the base type
-                        ELSE '' END));
+        BEGIN
+            PERFORM privacy_internal.run_as_owner(tbl,
+                format('ALTER TABLE %s ALTER COLUMN %I TYPE %s(%s%s)%s', tbl, col, target,
+                       category, CASE WHEN searchable THEN ', searchable' ELSE '' END,
+                       CASE WHEN privacy_internal.is_encrypted_type(att.atttypid) THEN ''
+                            WHEN target = 'privacy.encrypted_bytea' THEN format(' USING privacy_internal.seal_bytea(%I)', col)
+                            WHEN target = 'privacy.encrypted_text'
+                                THEN format(' USING privacy_internal.seal_text(%I::pg_catalog.text)', col)
+                            -- the typed ones: the assignment cast from the base type
+                            ELSE '' END));
+        EXCEPTION WHEN undefined_function OR feature_not_supported THEN
+            -- a check constraint, index expression or predicate computes
+            -- with the plain values (score > 0, lower(email))
+            GET STACKED DIAGNOSTICS reason = MESSAGE_TEXT;
+            RAISE EXCEPTION USING
+                ERRCODE = 'dependent_objects_still_exist',
+                MESSAGE = format('column "%s" of %s cannot be encrypted: an expression on it needs its plain values', col, tbl),
+                DETAIL  = format('Converting it to %s failed: %s.', target, reason),
+                HINT    = 'Drop or rewrite the check constraints and index expressions that compute with the column (encrypted values answer equality search only), then classify it.';
+        END;
     END IF;
     INSERT INTO privacy.column_categories AS cc (tbl, col, category, searchable, encrypted)
     VALUES (tbl, col, category, searchable, is_encrypted)

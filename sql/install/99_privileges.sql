@@ -126,34 +126,30 @@ GRANT SELECT ON ALL TABLES IN SCHEMA privacy TO privacy_admin;
 GRANT SELECT ON ALL SEQUENCES IN SCHEMA privacy TO privacy_admin;
 
 -- The typed encrypted types (03_types.sql) are for everyone too, but for
--- seal_for_subject, which is the administrator's like the others.
+-- seal_for_subject, which is the administrator's like the others.  (Revoked
+-- first, so that an upgraded database has the same privileges as a new one.)
 DO $grants$
 DECLARE
-    f regprocedure;
+    f record;
 BEGIN
     FOR f IN
-        SELECT p.oid::regprocedure
+        SELECT p.oid::regprocedure AS fn, p.proname = 'seal_for_subject' AS admin_only
           FROM pg_catalog.pg_proc p
           JOIN pg_catalog.pg_type t
             ON t.oid IN (p.prorettype, p.proargtypes[0])
            AND t.typnamespace = 'privacy'::regnamespace
          WHERE t.typname IN (SELECT b.name FROM privacy_internal.typed_bases() b)
-           AND p.proname <> 'seal_for_subject'
-         ORDER BY 1
+         GROUP BY p.oid ORDER BY 1
     LOOP
-        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', f);
-    END LOOP;
-    FOR f IN
-        SELECT p.oid::regprocedure
-          FROM pg_catalog.pg_proc p
-          JOIN pg_catalog.pg_type t ON t.oid = p.proargtypes[0] AND t.typnamespace = 'privacy'::regnamespace
-         WHERE t.typname IN (SELECT b.name FROM privacy_internal.typed_bases() b)
-           AND p.proname = 'seal_for_subject'
-    LOOP
-        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO privacy_admin', f);
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f.fn);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s', f.fn,
+                       CASE WHEN f.admin_only THEN 'privacy_admin' ELSE 'PUBLIC' END);
     END LOOP;
 END
 $grants$;
+REVOKE ALL ON FUNCTION privacy_internal.encrypted_jsonb_typmod_in(cstring[]),
+    privacy_internal.is_encrypted_type(oid), privacy_internal.typed_bases()
+  FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION privacy_internal.encrypted_jsonb_typmod_in(cstring[]),
     privacy_internal.is_encrypted_type(oid), privacy_internal.typed_bases()
   TO PUBLIC;
