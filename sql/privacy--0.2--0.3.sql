@@ -2599,9 +2599,11 @@ BEGIN
             AS 'MODULE_PATHNAME', 'encrypted_typed_typmod' LANGUAGE C STRICT VOLATILE$f$, b.name, t);
         EXECUTE format('CREATE CAST (%1$s AS %1$s) WITH FUNCTION privacy_internal.%2$s(%1$s, integer, boolean) AS IMPLICIT',
                        t, b.name);
+        -- stable, not volatile: a parameter cast to the type ($1::privacy.encrypted_date)
+        -- is then an index condition (only its search tag is compared)
         FOREACH src IN ARRAY ARRAY[b.base] || b.also_from LOOP
             EXECUTE format($f$CREATE FUNCTION privacy_internal.%1$s(%3$s, integer, boolean) RETURNS %2$s
-                AS 'MODULE_PATHNAME', 'encrypted_typed_from_base' LANGUAGE C STRICT VOLATILE$f$, b.name, t, src);
+                AS 'MODULE_PATHNAME', 'encrypted_typed_from_base' LANGUAGE C STRICT STABLE$f$, b.name, t, src);
             EXECUTE format('CREATE CAST (%3$s AS %2$s) WITH FUNCTION privacy_internal.%1$s(%3$s, integer, boolean) AS ASSIGNMENT',
                            b.name, t, src);
         END LOOP;
@@ -2609,12 +2611,14 @@ BEGIN
             AS 'MODULE_PATHNAME', 'encrypted_typed_to_base' LANGUAGE C STRICT STABLE$f$, t, b.base);
         EXECUTE format('CREATE CAST (%1$s AS %2$s) WITH FUNCTION privacy.plaintext(%1$s)', t, b.base);
 
-        -- no ordering, no ranges
-        EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_no_order(%1$s, %1$s) RETURNS boolean
-            AS 'MODULE_PATHNAME', 'encrypted_no_order' LANGUAGE C STRICT IMMUTABLE$f$, t);
-        FOREACH op IN ARRAY ops LOOP
-            EXECUTE format('CREATE OPERATOR pg_catalog.%2$s (LEFTARG = %1$s, RIGHTARG = %1$s, '
-                           'FUNCTION = privacy_internal.encrypted_no_order)', t, op);
+        -- no ordering, no ranges, against the type itself or a plain value
+        FOREACH src IN ARRAY ARRAY[t::regtype, b.base] || b.also_from LOOP
+            EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_no_order(%1$s, %2$s) RETURNS boolean
+                AS 'MODULE_PATHNAME', 'encrypted_no_order' LANGUAGE C STRICT IMMUTABLE$f$, t, src);
+            FOREACH op IN ARRAY ops LOOP
+                EXECUTE format('CREATE OPERATOR pg_catalog.%3$s (LEFTARG = %1$s, RIGHTARG = %2$s, '
+                               'FUNCTION = privacy_internal.encrypted_no_order)', t, src, op);
+            END LOOP;
         END LOOP;
 
         IF b.searchable THEN
@@ -2639,6 +2643,31 @@ BEGIN
                                'FUNCTION = privacy_internal.encrypted_%3$s, '
                                'COMMUTATOR = OPERATOR(privacy_internal.%4$s), NEGATOR = OPERATOR(privacy_internal.%5$s))',
                                t, ops[i], fns[i], commutes[i], negates[i]);
+            END LOOP;
+            -- col = 42, col = $1 (a typed parameter): the plain value is
+            -- cast to the encrypted type (its search tag), in an SQL function
+            -- that the planner inlines, so that an index serves it
+            FOREACH src IN ARRAY ARRAY[b.base] || b.also_from LOOP
+                EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_eq(%1$s, %2$s) RETURNS boolean
+                    LANGUAGE sql STABLE AS 'SELECT $1 OPERATOR(pg_catalog.=) $2::%1$s'$f$, t, src);
+                EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_eq(%2$s, %1$s) RETURNS boolean
+                    LANGUAGE sql STABLE AS 'SELECT $2 OPERATOR(pg_catalog.=) $1::%1$s'$f$, t, src);
+                EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_ne(%1$s, %2$s) RETURNS boolean
+                    LANGUAGE sql STABLE AS 'SELECT $1 OPERATOR(pg_catalog.<>) $2::%1$s'$f$, t, src);
+                EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_ne(%2$s, %1$s) RETURNS boolean
+                    LANGUAGE sql STABLE AS 'SELECT $2 OPERATOR(pg_catalog.<>) $1::%1$s'$f$, t, src);
+                EXECUTE format('CREATE OPERATOR pg_catalog.= (LEFTARG = %1$s, RIGHTARG = %2$s, '
+                               'FUNCTION = privacy_internal.encrypted_eq, COMMUTATOR = OPERATOR(pg_catalog.=), '
+                               'NEGATOR = OPERATOR(pg_catalog.<>), RESTRICT = eqsel, JOIN = eqjoinsel)', t, src);
+                EXECUTE format('CREATE OPERATOR pg_catalog.= (LEFTARG = %2$s, RIGHTARG = %1$s, '
+                               'FUNCTION = privacy_internal.encrypted_eq, COMMUTATOR = OPERATOR(pg_catalog.=), '
+                               'NEGATOR = OPERATOR(pg_catalog.<>), RESTRICT = eqsel, JOIN = eqjoinsel)', t, src);
+                EXECUTE format('CREATE OPERATOR pg_catalog.<> (LEFTARG = %1$s, RIGHTARG = %2$s, '
+                               'FUNCTION = privacy_internal.encrypted_ne, COMMUTATOR = OPERATOR(pg_catalog.<>), '
+                               'NEGATOR = OPERATOR(pg_catalog.=), RESTRICT = neqsel, JOIN = neqjoinsel)', t, src);
+                EXECUTE format('CREATE OPERATOR pg_catalog.<> (LEFTARG = %2$s, RIGHTARG = %1$s, '
+                               'FUNCTION = privacy_internal.encrypted_ne, COMMUTATOR = OPERATOR(pg_catalog.<>), '
+                               'NEGATOR = OPERATOR(pg_catalog.=), RESTRICT = neqsel, JOIN = neqjoinsel)', t, src);
             END LOOP;
             EXECUTE format('CREATE OPERATOR CLASS privacy.%1$s_ops DEFAULT FOR TYPE %2$s USING btree AS '
                            'OPERATOR 1 privacy_internal.<, OPERATOR 2 privacy_internal.<=, OPERATOR 3 pg_catalog.=, '
@@ -2759,6 +2788,24 @@ BEGIN
                                      col, tbl, typed.idx),
                     DETAIL  = 'An index on an encrypted column compares search tags, which only searchable columns keep.',
                     HINT    = 'Classify it with searchable => true (equal values become linkable), or drop the index first.';
+            END IF;
+        END IF;
+        -- a check constraint on a date or a number compares its plain
+        -- value (birth_date > '1900-01-01'), which it no longer has; on an
+        -- empty table the conversion would succeed and every insert fail
+        IF NOT privacy_internal.is_encrypted_type(att.atttypid)
+           AND target NOT IN ('privacy.encrypted_text', 'privacy.encrypted_bytea') THEN
+            SELECT c.conname INTO typed
+              FROM pg_catalog.pg_constraint c
+             WHERE c.conrelid = tbl AND c.contype = 'c' AND att.attnum = ANY (c.conkey)
+             ORDER BY c.conname LIMIT 1;
+            IF FOUND THEN
+                RAISE EXCEPTION USING
+                    ERRCODE = 'dependent_objects_still_exist',
+                    MESSAGE = format('column "%s" of %s cannot be encrypted: check constraint "%s" uses its plain values',
+                                     col, tbl, typed.conname),
+                    DETAIL  = format('%s answers equality search only; a check constraint on it could not be evaluated.', target),
+                    HINT    = 'Drop the check constraint (validate the value in the application, or before it is stored), then classify the column.';
             END IF;
         END IF;
         PERFORM privacy_internal.ensure_internal_keys();

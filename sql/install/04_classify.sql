@@ -119,6 +119,24 @@ BEGIN
                     HINT    = 'Classify it with searchable => true (equal values become linkable), or drop the index first.';
             END IF;
         END IF;
+        -- a check constraint on a date or a number compares its plain
+        -- value (birth_date > '1900-01-01'), which it no longer has; on an
+        -- empty table the conversion would succeed and every insert fail
+        IF NOT privacy_internal.is_encrypted_type(att.atttypid)
+           AND target NOT IN ('privacy.encrypted_text', 'privacy.encrypted_bytea') THEN
+            SELECT c.conname INTO typed
+              FROM pg_catalog.pg_constraint c
+             WHERE c.conrelid = tbl AND c.contype = 'c' AND att.attnum = ANY (c.conkey)
+             ORDER BY c.conname LIMIT 1;
+            IF FOUND THEN
+                RAISE EXCEPTION USING
+                    ERRCODE = 'dependent_objects_still_exist',
+                    MESSAGE = format('column "%s" of %s cannot be encrypted: check constraint "%s" uses its plain values',
+                                     col, tbl, typed.conname),
+                    DETAIL  = format('%s answers equality search only; a check constraint on it could not be evaluated.', target),
+                    HINT    = 'Drop the check constraint (validate the value in the application, or before it is stored), then classify the column.';
+            END IF;
+        END IF;
         PERFORM privacy_internal.ensure_internal_keys();
         PERFORM privacy_internal.category_key(category);
         -- rewrites the column: every value is (re)sealed under the category
