@@ -3243,7 +3243,7 @@ BEGIN
         SELECT p.oid::regprocedure AS fn, p.proname = 'seal_for_subject' AS admin_only
           FROM pg_catalog.pg_proc p
           JOIN pg_catalog.pg_type t
-            ON t.oid IN (p.prorettype, p.proargtypes[0])
+            ON t.oid = ANY (p.prorettype || p.proargtypes::pg_catalog.oid[])
            AND t.typnamespace = 'privacy'::regnamespace
          WHERE t.typname IN (SELECT b.name FROM privacy_internal.typed_bases() b)
          GROUP BY p.oid ORDER BY 1
