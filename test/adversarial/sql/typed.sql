@@ -109,7 +109,9 @@ RESET ROLE;
 -- the error does not repeat it
 CREATE TABLE mine (id int, born privacy.encrypted_date(identity));
 GRANT INSERT, SELECT ON mine TO adv_app;
-SELECT format('SET ROLE adv_app; INSERT INTO mine VALUES (1, %L)', born) FROM people WHERE id = 1 \gexec
+SELECT born AS stolen FROM people WHERE id = 1 \gset
+SET ROLE adv_app;
+INSERT INTO mine VALUES (1, :'stolen');
 RESET ROLE;
 SELECT count(*) FROM mine;
 SET ROLE adv_app;
