@@ -159,12 +159,23 @@ SELECT id, balance, balance::numeric AS as_numeric, balance::numeric IS NULL AS 
   FROM customers WHERE id = 1;
 RESET privacy.on_denied;
 
+-- the date sealed is the date, not its text: typed under one DateStyle,
+-- it reads back as the same day under another
+SET privacy.purpose = 'billing';
+SET DateStyle = 'SQL, DMY';
+INSERT INTO customers (id, birth_date) VALUES (11, '01/02/2000');
+SET DateStyle = 'ISO, MDY';
+SELECT birth_date, birth_date = '2000-02-01' AS feb_1 FROM customers WHERE id = 11;
+RESET DateStyle;
+DELETE FROM customers WHERE id = 11;
+
 -- binding: the envelope's kind is authenticated, so an envelope of one
 -- typed column moved into another type's column does not open
 RESET privacy.purpose;
 CREATE TABLE moved (d privacy.encrypted_date(contact), n privacy.encrypted_integer(contact));
-SELECT format('INSERT INTO moved (d) VALUES (%L)', msisdn) FROM customers WHERE id = 1 \gexec
-SELECT format('INSERT INTO moved (n) VALUES (%L)', birth_date) FROM customers WHERE id = 1 \gexec
+SELECT msisdn AS bigint_envelope, birth_date AS date_envelope FROM customers WHERE id = 1 \gset
+INSERT INTO moved (d) VALUES (:'bigint_envelope');
+INSERT INTO moved (n) VALUES (:'date_envelope');
 SET privacy.purpose = 'support';
 SELECT d FROM moved WHERE d IS NOT NULL;
 SELECT n FROM moved WHERE n IS NOT NULL;
@@ -188,6 +199,10 @@ SELECT (privacy.envelope_info(birth_date)).key_id = (privacy.envelope_info(profi
        (privacy.envelope_info(birth_date)).key_id <> (SELECT (privacy.envelope_info(birth_date)).key_id
                                                         FROM customers WHERE id = 2) AS own_key
   FROM customers WHERE id = 1;
+-- the subject report gives dates, numbers and documents as JSON values
+SET privacy.purpose = 'billing';
+SELECT jsonb_pretty(privacy.subject_report('2') -> 'data' -> 0 -> 'rows' -> 0 -> 'values');
+RESET privacy.purpose;
 SELECT privacy.destroy_subject_key('1');
 SET privacy.purpose = 'billing';
 SELECT id, birth_date, birth_date::date IS NULL AS gone, privacy.is_erased(birth_date),
@@ -195,7 +210,9 @@ SELECT id, birth_date, birth_date::date IS NULL AS gone, privacy.is_erased(birth
   FROM customers WHERE id IN (1, 2) ORDER BY id;
 -- an erased value's search tag is gone after reencrypt
 SELECT count(*) FROM customers WHERE birth_date = '1990-05-01';
+SET client_min_messages = warning;
 CALL privacy.reencrypt('customers', 'birth_date');
+RESET client_min_messages;
 SELECT count(*) FROM customers WHERE birth_date = '1990-05-01';
 -- key rotation reseals typed values too
 RESET privacy.purpose;
@@ -206,7 +223,9 @@ INSERT INTO ledger VALUES (1, 10.25), (2, 99);
 RESET privacy.purpose;
 SELECT privacy.rotate_key('financial');
 SELECT count(*) FILTER (WHERE privacy_internal.needs_reseal(amount)) AS stale FROM ledger;
+SET client_min_messages = warning;
 CALL privacy.reencrypt('ledger', 'amount');
+RESET client_min_messages;
 SELECT count(*) FILTER (WHERE privacy_internal.needs_reseal(amount)) AS stale FROM ledger;
 SET privacy.purpose = 'billing';
 SELECT id, amount FROM ledger WHERE amount = 10.250;

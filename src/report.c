@@ -25,6 +25,8 @@
  */
 #include "privacy.h"
 
+#include "envelope.h"
+
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/transam.h"
@@ -209,11 +211,23 @@ privacy_report_table(PG_FUNCTION_ARGS)
 		const char *category;
 		const char *col;
 		int			c;
+		int			kind;
 
 		if (att->attisdropped)
 			continue;
 		col = quote_identifier(NameStr(att->attname));
-		if (type_converts_itself(att->atttypid, nsp))
+		kind = types_encrypted_kind(att->atttypid);
+		if (kind != 0 && kind != ENVELOPE_TEXT && kind != ENVELOPE_BYTEA)
+			/*
+			 * a date, a number, a JSON document as such, not as the string
+			 * of its text form
+			 */
+			appendStringInfo(&values_list,
+							 "%sCASE WHEN t.%s IS NULL THEN NULL"
+							 " WHEN " PRIVACY_SCHEMA ".is_erased(t.%s) THEN '\"[erased]\"'::pg_catalog.jsonb"
+							 " ELSE pg_catalog.to_jsonb(" PRIVACY_SCHEMA ".plaintext(t.%s)) END AS %s",
+							 values_list.len > 0 ? ", " : "", col, col, col, col);
+		else if (type_converts_itself(att->atttypid, nsp))
 			appendStringInfo(&values_list, "%st.%s", values_list.len > 0 ? ", " : "", col);
 		else
 			appendStringInfo(&values_list,
@@ -221,7 +235,7 @@ privacy_report_table(PG_FUNCTION_ARGS)
 							 values_list.len > 0 ? ", " : "", col, col, col);
 		if (strcmp(NameStr(att->attname), subject_column) == 0)
 			subject_type = att->atttypid;
-		if (types_encrypted_kind(att->atttypid) == 0)
+		if (kind == 0)
 			continue;
 		category = att->atttypmod < 0 ? "unclassified" :
 			catalog_category_name((uint16) (att->atttypmod & 0xFFFF));

@@ -1683,6 +1683,15 @@ typed_call(FunctionCallInfo fcinfo, TypedFrom from)
 	arg_type = proc->pronargs > 0 ? proc->proargtypes.values[0] : InvalidOid;
 	enc_type = from == TYPED_FROM_ARG1_OID ? PG_GETARG_OID(1) :
 		from == TYPED_FROM_RESULT ? proc->prorettype : arg_type;
+	/* an input function called by name with another type's OID */
+	if (from == TYPED_FROM_ARG1_OID && enc_type != proc->prorettype)
+	{
+		ReleaseSysCache(tup);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("input function of %s called for type %s",
+						format_type_be(proc->prorettype), format_type_be(enc_type))));
+	}
 	ReleaseSysCache(tup);
 
 	typname = format_type_be(enc_type);
