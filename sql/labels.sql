@@ -50,7 +50,7 @@ CREATE TABLE lbl_customers (
     iban varchar(34),
     photo bytea,
     declared privacy.encrypted_text(contact),
-    age integer
+    age smallint
 );
 INSERT INTO lbl_customers VALUES
     (1, 'ada@example.org', 'Ada', 'DE89370400440532013000', '\x0102', 'declared-1', 36),
