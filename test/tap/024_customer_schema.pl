@@ -1,7 +1,8 @@
 # An operator's ordinary customer schema, end to end (issue #13, "Done
 # when"): customers, orders, invoices and tickets with foreign keys in
-# both directions (CASCADE and SET NULL), personal columns encrypted or
-# classified, written by an application before the extension is
+# both directions (CASCADE and SET NULL), personal columns encrypted (an
+# e-mail address, an IBAN, a ticket's text, a date of birth, a jsonb
+# profile) or classified, written by an application before the extension is
 # installed.  The schema goes through classify, protect_table, consent,
 # purposes, a purge, an erasure, the subject report and a dump and
 # restore, and every count in a receipt is compared with the rows that
@@ -74,8 +75,8 @@ SELECT privacy.grant_purpose('shop_app', 'support');
 SELECT privacy.grant_purpose('shop_app', 'marketing');
 SELECT privacy.classify('customers', 'email', 'contact', searchable => true, encrypt => true);
 SELECT privacy.classify('customers', 'name', 'contact');
-SELECT privacy.classify('customers', 'birth_date', 'profile');
-SELECT privacy.classify('customers', 'profile', 'profile');
+SELECT privacy.classify('customers', 'birth_date', 'profile', searchable => true, encrypt => true);
+SELECT privacy.classify('customers', 'profile', 'profile', encrypt => true);
 SELECT privacy.classify('invoices', 'iban', 'financial', encrypt => true);
 SELECT privacy.classify('tickets', 'body', 'contact', encrypt => true);
 SELECT privacy.protect_table('customers', 'id');
@@ -85,7 +86,7 @@ SELECT privacy.protect_table('tickets', 'customer_id');
 });
 is(sq(q{SELECT string_agg(table_name || '.' || column_name || '=' || category || '/' || encrypted, ',' ORDER BY table_name, column_name)
   FROM privacy.classified_columns WHERE category IS NOT NULL AND category <> 'unclassified'}),
-	'customers.birth_date=profile/false,customers.email=contact/true,customers.name=contact/false,customers.profile=profile/false,'
+	'customers.birth_date=profile/true,customers.email=contact/true,customers.name=contact/false,customers.profile=profile/true,'
 	  . 'invoices.iban=financial/true,tickets.body=contact/true',
 	'classified: every personal column, encrypted where asked');
 is(sq(q{SELECT count(*) FROM customers WHERE email::text LIKE 'pv1:%'}), '300',
@@ -105,6 +106,7 @@ my $app = sub {
 	my ($purpose, $sql) = @_;
 	return $node->safe_psql('shop', "SET ROLE shop_app; SET privacy.purpose = '$purpose'; $sql");
 };
+my ($ret, $out, $err);
 is($app->('marketing', 'SELECT count(*) FROM customers'), $marketing, 'marketing: the customers who consented');
 is($app->('marketing', 'SELECT count(*) FROM orders o JOIN customers c ON c.id = o.customer_id'),
 	sq(q{SELECT count(*) FROM orders WHERE customer_id % 4 = 1 AND customer_id <> 5}),
@@ -113,7 +115,13 @@ is($app->('support', 'SELECT count(*) FROM customers'), '299', 'support: everyon
 is($app->('billing', 'SELECT count(*) FROM customers'), '300', 'billing (contract): everyone');
 is($app->('billing', q{SELECT id FROM customers WHERE email = 'c42@example.org'}), '42', 'billing: equality search on the encrypted e-mail');
 is($app->('billing', 'SELECT iban FROM invoices WHERE id = 421'), 'DE00000000000000000042', 'billing: the IBAN opens');
-my ($ret, $out, $err) = $node->psql('shop', q{SET ROLE shop_app; SET privacy.purpose = 'marketing'; SELECT iban FROM invoices LIMIT 1});
+is($app->('support', q{SELECT birth_date || ' ' || (profile::jsonb ->> 'tier') FROM customers WHERE id = 42}), '1974-04-04 gold',
+	'support: the encrypted date of birth and profile read back as a date and a document');
+is($app->('support', q{SELECT string_agg(id::text, ',') FROM customers WHERE birth_date = date '1974-04-04'}), '42',
+	'support: equality search on the encrypted date of birth');
+($ret, $out, $err) = $node->psql('shop', q{SET ROLE shop_app; SET privacy.purpose = 'billing'; SELECT birth_date FROM customers LIMIT 1});
+like($err, qr/not allowed category "profile"/, 'billing: the date of birth does not open');
+($ret, $out, $err) = $node->psql('shop', q{SET ROLE shop_app; SET privacy.purpose = 'marketing'; SELECT iban FROM invoices LIMIT 1});
 like($err, qr/not allowed/, 'marketing: the IBAN does not open');
 ($ret, $out, $err) = $node->psql('shop', q{SET ROLE shop_app; SELECT count(*) FROM tickets});
 like($err, qr/no purpose declared/, 'no purpose: refused');
@@ -179,7 +187,8 @@ is(sq(q{SELECT count(*) FROM privacy.consent_state WHERE subject = '47'}), '0', 
 # The subject report of customer 42: what is held, in every table.
 # ---------------------------------------------------------------------------
 my $report = $node->safe_psql('shop', q{SET ROLE shop_officer; SELECT privacy.subject_report('42')});
-for my $needle ('c42@example.org', 'Customer 42', 'DE00000000000000000042', '"public.orders"', '"public.invoices"')
+for my $needle ('c42@example.org', 'Customer 42', 'DE00000000000000000042', '"public.orders"', '"public.invoices"',
+	'"birth_date": "1974-04-04"', '"tier": "gold"')
 {
 	ok(index($report, $needle) >= 0, "report of 42 holds $needle");
 }
@@ -199,6 +208,10 @@ SELECT md5(string_agg(c.id || c.name || c.email::text || coalesce(i.iban::text, 
   FROM customers c LEFT JOIN invoices i ON i.customer_id = c.id LEFT JOIN tickets t ON t.customer_id = c.id};
 is($node->safe_psql('shop_restored', $fingerprint), $node->safe_psql('shop', $fingerprint),
 	'restored: every value reads back the same');
+my $profiles = q{SET ROLE shop_app; SET privacy.purpose = 'support';
+SELECT md5(string_agg(id || ' ' || birth_date::date || ' ' || profile::jsonb, ',' ORDER BY id)) FROM customers};
+is($node->safe_psql('shop_restored', $profiles), $node->safe_psql('shop', $profiles),
+	'restored: dates of birth and profiles read back the same');
 is($node->safe_psql('shop_restored', q{SET ROLE shop_app; SET privacy.purpose = 'marketing'; SELECT count(*) FROM customers}),
 	$node->safe_psql('shop', q{SET ROLE shop_app; SET privacy.purpose = 'marketing'; SELECT count(*) FROM customers}),
 	'restored: the same customers under marketing (consent restored)');
