@@ -234,12 +234,12 @@ DROP TABLE visits;
 
 -- key rotation reseals typed values too
 RESET privacy.purpose;
-SELECT privacy.rotate_key('financial');
+SELECT privacy.rotate_key('financial') > 0 AS rotated;
 CREATE TABLE ledger (id integer, amount privacy.encrypted_numeric(financial, searchable));
 SET privacy.purpose = 'billing';
 INSERT INTO ledger VALUES (1, 10.25), (2, 99);
 RESET privacy.purpose;
-SELECT privacy.rotate_key('financial');
+SELECT privacy.rotate_key('financial') > 0 AS rotated;
 SELECT count(*) FILTER (WHERE privacy_internal.needs_reseal(amount)) AS stale FROM ledger;
 SET client_min_messages = warning;
 CALL privacy.reencrypt('ledger', 'amount');

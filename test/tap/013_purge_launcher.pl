@@ -182,8 +182,9 @@ SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = 'privacy purg
 	'renamed: its purge is under way');
 ($ret, $out, $err) = $node->psql('postgres', 'ALTER DATABASE renamed RENAME TO renamed_now');
 is($ret, 0, 'ALTER DATABASE ... RENAME of a database being purged succeeds') or diag($err);
-ok($node->poll_query_until('renamed_now', q{SELECT count(*) = 10 FROM customers}),
-	'renamed: the next purge, under the new name, purges the rest');
+ok($node->poll_query_until('renamed_now', q{SELECT (SELECT count(*) FROM customers) = 10
+   AND EXISTS (SELECT 1 FROM privacy.purge_runs WHERE outcome = 'completed')}),
+	'renamed: the next purge, under the new name, purges the rest, and its run completes');
 is($node->safe_psql('renamed_now', q{SELECT string_agg(outcome, ',' ORDER BY id) FROM (SELECT id, outcome FROM privacy.purge_runs ORDER BY id LIMIT 2) r}),
 	'interrupted,completed', 'renamed: the stopped run is marked interrupted by the next');
 $node->safe_psql('postgres', 'DROP DATABASE renamed_now');
