@@ -11,6 +11,7 @@
 
 
 #include "utils/guc.h"
+#include "keys.h"
 
 char	   *privacy_master_key_command = NULL;
 char	   *privacy_previous_master_key_command = NULL;
@@ -71,6 +72,16 @@ check_purpose(char **newval, void **extra, GucSource source)
 void
 guc_define(void)
 {
+	DefineCustomIntVariable("privacy.backend_key_cache_size",
+							"Unwrapped data keys a backend keeps for itself.",
+							"Each takes 32 bytes of locked memory and about 60 bytes of bookkeeping. Keys a backend "
+							"does not hold are taken from the shared key cache, else unwrapped from privacy.data_keys.",
+							&privacy_backend_key_cache_size,
+							4096, 16, 1024 * 1024,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("privacy.consent_cache_size",
 							"Consent states a backend keeps between statements for the consent check of protected tables.",
 							"Each entry is one subject and purpose (about 60 bytes). A statement that needs more reads "
@@ -149,6 +160,16 @@ guc_define(void)
 							   PGC_USERSET,
 							   0,
 							   check_purpose, NULL, NULL);
+
+	DefineCustomIntVariable("privacy.shared_key_cache_size",
+							"Unwrapped data keys kept in shared memory for all backends; 0 turns the shared cache off.",
+							"Each takes 32 bytes of locked memory, excluded from core dumps, and about 60 bytes of shared memory. "
+							"Size it to the subjects whose data is read in a day. Takes effect at the next restart.",
+							&privacy_shared_key_cache_size,
+							131072, 0, INT_MAX / 64,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("privacy.worker_database",
 							   "Database in which the purge worker runs.",
