@@ -33,28 +33,35 @@ $(OBJS) $(OBJS:.o=.bc): $(wildcard src/*.h)
 # Plain-C parts (no postgres.h) are also built alone for unit tests and fuzzing.
 UNIT_SRCS    = $(sort $(wildcard test/unit/test_*.c))
 UNIT_BINS    = $(UNIT_SRCS:.c=)
-PLAIN_SRCS   = src/hexkey.c src/envelope.c src/keycache.c src/logchain.c src/redact_text.c
+PLAIN_SRCS   = src/hexkey.c src/envelope.c src/keycache.c src/storedform.c src/typmod.c src/logchain.c \
+               src/redact_text.c src/label_text.c
 
 test/unit/test_%: test/unit/test_%.c $(PLAIN_SRCS) test/unit/unit.h
 	$(CC) -std=c99 -O2 -Wall -Wextra -Werror -Isrc -o $@ $< $(PLAIN_SRCS) -lsodium
 
-# Replays test/fuzz/corpus through the fuzz target with the ordinary
-# compiler, as a unit test; the corpus path is compiled in because the test
-# runner does not choose the working directory.
-test/unit/test_fuzz_corpus: test/fuzz/replay.c test/fuzz/fuzz_envelope.c test/fuzz/corpus.expect $(PLAIN_SRCS)
-	$(CC) -std=c99 -O2 -Wall -Wextra -Werror -Isrc -DCORPUS_DIR='"$(CURDIR)/test/fuzz/corpus"' \
-		-DEXPECT_FILE='"$(CURDIR)/test/fuzz/corpus.expect"' \
-		-o $@ test/fuzz/replay.c test/fuzz/fuzz_envelope.c $(PLAIN_SRCS) -lsodium
+# One libFuzzer target per parser that a client can feed (test/fuzz/README.md).
+# Each replays its corpus test/fuzz/corpus/<name>/ against
+# test/fuzz/<name>.expect with the ordinary compiler, as a unit test; the
+# paths are compiled in because the test runner does not choose the working
+# directory.
+FUZZ_TARGETS = envelope storedform typmod label redact
+FUZZ_REPLAYS = $(FUZZ_TARGETS:%=test/unit/test_fuzz_%)
+FUZZ_BINS    = $(FUZZ_TARGETS:%=test/fuzz/fuzz_%)
 
-unit: $(UNIT_BINS) test/unit/test_fuzz_corpus
+test/unit/test_fuzz_%: test/fuzz/replay.c test/fuzz/fuzz_%.c test/fuzz/fuzz.h test/fuzz/%.expect $(PLAIN_SRCS)
+	$(CC) -std=c99 -O2 -Wall -Wextra -Werror -Isrc -Itest/fuzz \
+		-DCORPUS_DIR='"$(CURDIR)/test/fuzz/corpus/$*"' -DEXPECT_FILE='"$(CURDIR)/test/fuzz/$*.expect"' \
+		-o $@ test/fuzz/replay.c test/fuzz/fuzz_$*.c $(PLAIN_SRCS) -lsodium
 
-# libFuzzer build, not part of the default build: see test/fuzz/README.md.
+unit: $(UNIT_BINS) $(FUZZ_REPLAYS)
+
+# libFuzzer builds, not part of the default build: see test/fuzz/README.md.
 FUZZ_CC     ?= clang
-test/fuzz/fuzz_envelope: test/fuzz/fuzz_envelope.c $(PLAIN_SRCS)
+test/fuzz/fuzz_%: test/fuzz/fuzz_%.c test/fuzz/fuzz.h $(PLAIN_SRCS)
 	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-		-Wall -Wextra -Werror -Isrc -o $@ test/fuzz/fuzz_envelope.c $(PLAIN_SRCS) -lsodium
+		-Wall -Wextra -Werror -Isrc -Itest/fuzz -o $@ $< $(PLAIN_SRCS) -lsodium
 
-fuzz: test/fuzz/fuzz_envelope
+fuzz: $(FUZZ_BINS)
 
 .PHONY: test demo bench unit fuzz
 test:
@@ -66,4 +73,4 @@ demo:
 bench:
 	./test/bench/run
 
-EXTRA_CLEAN = build $(UNIT_BINS) test/unit/test_fuzz_corpus test/fuzz/fuzz_envelope test/bench/sodium_floor results regression.diffs regression.out
+EXTRA_CLEAN = build $(UNIT_BINS) $(FUZZ_REPLAYS) $(FUZZ_BINS) test/bench/sodium_floor results regression.diffs regression.out

@@ -158,6 +158,30 @@ INSERT INTO customers (id, email) VALUES (10, 'pv1:AQAAAAE=');
 -- a value sealed with a session's transient key is never accepted as stored
 SELECT ('x'::privacy.encrypted_text)::text LIKE 'pv1:Af////%' AS transient_envelope;
 INSERT INTO customers (id, email) VALUES (10, ('x'::privacy.encrypted_text)::text);
+-- the ";s=<tag>" suffix of a literal: every malformed one is refused and the
+-- server stays up (a literal ending in ";" once read past its end: signal 11)
+SELECT 'pv1:AQAAAAEAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=;'::privacy.encrypted_text;
+SELECT 'pv1:AQAAAAEAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=;s'::privacy.encrypted_text;
+SELECT 'pv1:AQAAAAEAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=;s='::privacy.encrypted_bytea;
+SELECT 'pv1:AQAAAAEAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=;s=AAAA'::privacy.encrypted_text;
+CREATE FUNCTION literal_outcome(lit text, typ text) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('SELECT %L::privacy.%I', lit, typ);
+    RETURN 'accepted';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ' ' || SQLERRM;
+END $$;
+SELECT format('%L', suffix) AS suffix, typ, literal_outcome('pv1:AQAAAAEAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=' || suffix, typ)
+  FROM (VALUES (''), (';'), (';;'), (';s'), (';s='), (';x=AAAAAAAAAAAAAAAAAAAAAA=='),
+               (';s=AAAA'), (';s=AAAAAAAAAAAAAAAAAAAAAAAA'), (';s=AAAAAAAAAAAAAAAAAAAAAA='),
+               (';s=!AAAAAAAAAAAAAAAAAAAAA=='), (';s=AAAAAAAAAAAAAAAAAAAAAA== '),
+               (';s=AAAAAAAAAAAAAAAAAAAAAA==x'), (';s=AAAAAAAAAAAAAAAAAAAAAA==;'),
+               (';s=AAAAAAAAAAAAAAAAAAAAAA==;s=AAAAAAAAAAAAAAAAAAAAAA=='),
+               (';s=AAAAAAAAAAAAAAAAAAAAAA==')) AS s (suffix),
+       (VALUES ('encrypted_text'), ('encrypted_bytea')) AS t (typ)
+ ORDER BY typ, s.suffix;
+SELECT 'still up' AS server;
 
 -- tampering: any changed byte of envelope or search tag fails loudly
 CREATE FUNCTION flip(v privacy.encrypted_text, pos int) RETURNS privacy.encrypted_text
@@ -267,6 +291,44 @@ SELECT email FROM customers WHERE id IN (1, 11) ORDER BY id;
 RESET privacy.purpose;
 SELECT count(*) FILTER (WHERE privacy_internal.needs_reseal(email)) AS to_reseal FROM customers;
 
+-- 0.2 stored a searchable value's tag before its envelope (format 0x01);
+-- 0.3 puts it after (0x02), so that record-image comparisons meet the
+-- random nonce first.  A 0.2 value, restored verbatim by binary COPY,
+-- still opens and compares; reencrypt moves its tag, opening nothing.
+CREATE TABLE layout (id int, email privacy.encrypted_text(contact, searchable));
+SET privacy.purpose = 'support';
+INSERT INTO layout VALUES (1, 'ivy@example.org');
+RESET privacy.purpose;
+SELECT get_byte(b, 0) AS format, length(b) AS bytes,
+       '\x01'::bytea || substr(b, length(b) - 15) || substr(b, 2, length(b) - 17) AS old
+  FROM (SELECT privacy_internal.encrypted_text_send(email) AS b FROM layout) s \gset
+SELECT :format AS format_now, :bytes AS bytes;
+SELECT lo_from_bytea(0, '\x5047434f50590aff0d0a00'::bytea || '\x0000000000000000'::bytea
+       || '\x0002'::bytea || int4send(4) || int4send(2)
+       || int4send(length(:'old'::bytea)) || :'old'::bytea || '\xffff'::bytea) AS lo \gset
+SELECT lo_export(:lo, 'privacy_layout_0_2.copy') = 1 AS exported;
+COPY layout FROM 'privacy_layout_0_2.copy' (FORMAT binary);
+SELECT lo_unlink(:lo);
+COPY (SELECT 1) TO PROGRAM 'rm -f privacy_layout_0_2.copy';
+SELECT id, get_byte(privacy_internal.encrypted_text_send(email), 0) AS format,
+       privacy_internal.needs_reseal(email) AS needs_reseal
+  FROM layout ORDER BY id;
+SET privacy.purpose = 'support';
+SELECT id, email FROM layout WHERE email = 'ivy@example.org' ORDER BY id;
+RESET privacy.purpose;
+SET client_min_messages = warning;
+CALL privacy.reencrypt('layout', 'email');
+RESET client_min_messages;
+SELECT id, get_byte(privacy_internal.encrypted_text_send(email), 0) AS format,
+       privacy_internal.encrypted_text_send(email) = :'old'::bytea AS unchanged
+  FROM layout ORDER BY id;
+-- the envelope is the same (same nonce): only the tag moved
+SELECT count(DISTINCT substr(privacy_internal.encrypted_text_send(email), 2, :bytes - 17)) AS envelopes
+  FROM layout;
+SET privacy.purpose = 'support';
+SELECT id, email FROM layout WHERE email = 'ivy@example.org' ORDER BY id;
+RESET privacy.purpose;
+
 -- crypto-shredding: values sealed under a subject key become "[erased]"
 CREATE TABLE subject_data (subject text, email privacy.encrypted_text(contact), photo privacy.encrypted_bytea(contact));
 INSERT INTO subject_data VALUES ('42', 'ana@example.org', '\x01'), ('43', 'bob@example.org', '\x02');
@@ -301,7 +363,7 @@ CREATE TABLE cta AS SELECT 'grace@example.org'::privacy.encrypted_text AS email;
 SELECT (privacy.envelope_info(email)).category, (privacy.envelope_info(email)).key_id IS NOT NULL AS stored_key FROM cta;
 CREATE MATERIALIZED VIEW mv AS SELECT 'x'::privacy.encrypted_text AS v;
 
-DROP TABLE customers, orders, legacy, copy_target, replay, kinds, big, subject_data, cta;
+DROP TABLE customers, orders, legacy, copy_target, replay, kinds, big, layout, subject_data, cta;
 DROP FUNCTION flip, tamper_report, patch_header;
 DROP EXTENSION privacy;
 DROP ROLE enc_app, enc_admin;

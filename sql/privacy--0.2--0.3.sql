@@ -897,6 +897,12 @@ GRANT SELECT ON privacy.access_log_head TO privacy_admin;
 -- the master key when the log has entries)
 SELECT privacy_internal.access_log_seal_head();
 
+------------------------------------------------------------------------------
+-- #12, class 6: autovacuum prunes a destroyed key's old row version at its
+-- next round (02_keys.sql)
+------------------------------------------------------------------------------
+ALTER TABLE privacy.data_keys SET (autovacuum_vacuum_threshold = 0, autovacuum_vacuum_scale_factor = 0);
+
 -- #14: subject keys at scale.  privacy.data_keys no longer invalidates
 -- every cache of every backend: a new key changes nothing anyone has
 -- cached, and a retired, destroyed or deleted one leaves the caches key by

@@ -40,6 +40,7 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
+#include "typmod.h"
 
 uint64		catalog_generation = 1;
 
@@ -396,15 +397,7 @@ privacy_run_as_owner(PG_FUNCTION_ARGS)
 uint16
 catalog_category_id(const char *name)
 {
-	uint32		h = 2166136261u;
-	const unsigned char *p;
-
-	for (p = (const unsigned char *) name; *p; p++)
-	{
-		h ^= *p;
-		h *= 16777619u;
-	}
-	return (uint16) (1 + h % 65535);
+	return typmod_category_id(name);
 }
 
 typedef struct CategoryCacheEntry

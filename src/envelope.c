@@ -287,13 +287,30 @@ is_base64_alphabet(const char *s, size_t len)
 }
 
 int
+envelope_base64_decode(unsigned char *out, size_t outlen, size_t *binlen,
+					   const char *b64, size_t b64len)
+{
+	const char *end = NULL;
+
+	*binlen = 0;
+	if (!is_base64_alphabet(b64, b64len) ||
+		sodium_base642bin(out, outlen, b64, b64len, NULL, binlen, &end,
+						  sodium_base64_VARIANT_ORIGINAL) != 0 ||
+		end != b64 + b64len)
+	{
+		*binlen = 0;
+		return -1;
+	}
+	return 0;
+}
+
+int
 envelope_from_text(unsigned char *out, size_t *envlen, const char *s,
 				   size_t slen, const char **why)
 {
 	const char *b64;
 	size_t		b64len;
 	size_t		binlen = 0;
-	const char *end = NULL;
 	EnvelopeHeader hdr;
 
 	*envlen = 0;
@@ -312,10 +329,7 @@ envelope_from_text(unsigned char *out, size_t *envlen, const char *s,
 	 * one envelope, one literal.  libsodium also refuses nonzero padding
 	 * bits and missing padding for this variant.
 	 */
-	if (!is_base64_alphabet(b64, b64len) ||
-		sodium_base642bin(out, slen, b64, b64len, NULL, &binlen, &end,
-						  sodium_base64_VARIANT_ORIGINAL) != 0 ||
-		end != b64 + b64len)
+	if (envelope_base64_decode(out, slen, &binlen, b64, b64len) != 0)
 	{
 		*why = "an encrypted value literal must continue with standard padded base64 and nothing else";
 		return -1;

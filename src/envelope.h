@@ -127,6 +127,15 @@ extern int	envelope_from_text(unsigned char *out, size_t *envlen,
 							   const char *s, size_t slen, const char **why);
 
 /*
+ * The strict base64 decoding of the literal, for other fields of the text
+ * form (the search tag): standard alphabet with canonical padding, nothing
+ * skipped, all of b64 consumed, at most outlen bytes.  Returns 0 with
+ * *binlen set, or -1.
+ */
+extern int	envelope_base64_decode(unsigned char *out, size_t outlen, size_t *binlen,
+								   const char *b64, size_t b64len);
+
+/*
  * Where nonces come from.  By default every nonce is 24 fresh random bytes
  * (randombytes_buf, one system call each); a caller may install a faster
  * source that still never repeats a nonce, such as a random per-process

@@ -29,19 +29,11 @@
  * Applying it again there would protect the table twice and make the
  * restore fail.  See label_restore_session() for how a restore is told.
  *
- * The grammar of a label, whitespace allowed around every item, key, "="
- * and value:
- *
- *   label  := item ( "," item )*
- *   item   := key "=" value | flag
- *   column: category=<category name> [, searchable] [, encrypt]
- *   table:  subject=<column name>
- *
- * Keys and flags are case-insensitive; each may appear once.  A value is
- * taken exactly as written (no case folding), or between double quotes,
- * with "" for a quote, for a column name holding commas or spaces.
+ * The grammar of a label is in label_text.h.
  */
 #include "privacy.h"
+#include "label_text.h"
+#include "typmod.h"
 
 #include "access/xact.h"
 #include "catalog/objectaddress.h"
@@ -98,188 +90,27 @@ label_syntax_error(const char *label, bool is_column, const char *detail)
 			 errhint("%s", is_column ? column_label_hint() : table_label_hint())));
 }
 
-static bool
-label_isspace(char c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
-/* A category name as privacy_internal.check_name() accepts it. */
-static bool
-valid_category_name(const char *s)
-{
-	int			n;
-
-	if (!(s[0] >= 'a' && s[0] <= 'z'))
-		return false;
-	for (n = 1; s[n]; n++)
-		if (!((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= '0' && s[n] <= '9') || s[n] == '_'))
-			return false;
-	return n <= NAMEDATALEN - 1;
-}
-
 /*
  * Parse a label for a column (is_column) or a table into *out, or raise the
- * error that says what is wrong and how a label for that object reads.
+ * error that says what is wrong and how a label for that object reads.  The
+ * grammar is label_text.c's.
  */
 static void
 label_parse(const char *label, bool is_column, PrivacyLabel *out)
 {
-	const char *p = label;
-	bool		seen_category = false,
-				seen_searchable = false,
-				seen_encrypt = false,
-				seen_subject = false;
+	size_t		buflen = strlen(label) + 1;
+	char	   *buf = palloc(buflen);
+	LabelText	lab;
+	LabelTextError err;
 
+	if (label_text_parse(label, is_column, buf, buflen, &lab, &err) != 0)
+		label_syntax_error(label, is_column, psprintf(err.reason, err.item_len, err.item));
 	memset(out, 0, sizeof(*out));
-	while (label_isspace(*p))
-		p++;
-	if (*p == '\0')
-		label_syntax_error(label, is_column,
-						   "The label is empty; use IS NULL to remove a label.");
-
-	for (;;)
-	{
-		StringInfoData key;
-		StringInfoData value;
-		bool		has_value = false;
-
-		initStringInfo(&key);
-		initStringInfo(&value);
-		while (label_isspace(*p))
-			p++;
-		while (*p && !label_isspace(*p) && *p != '=' && *p != ',')
-			appendStringInfoChar(&key, *p++);
-		if (key.len == 0)
-			label_syntax_error(label, is_column,
-							   *p == '=' ? "A value has no key before its \"=\"." :
-							   "The label has an empty item (two commas in a row, or a comma at the start or the end).");
-		while (label_isspace(*p))
-			p++;
-		if (*p == '=')
-		{
-			has_value = true;
-			p++;
-			while (label_isspace(*p))
-				p++;
-			if (*p == '"')
-			{
-				p++;
-				for (;;)
-				{
-					if (*p == '\0')
-						label_syntax_error(label, is_column,
-										   psprintf("The double-quoted value of \"%s\" is not closed.", key.data));
-					if (*p == '"' && p[1] == '"')
-					{
-						appendStringInfoChar(&value, '"');
-						p += 2;
-					}
-					else if (*p == '"')
-					{
-						p++;
-						break;
-					}
-					else
-						appendStringInfoChar(&value, *p++);
-				}
-				while (label_isspace(*p))
-					p++;
-				if (*p != '\0' && *p != ',')
-					label_syntax_error(label, is_column,
-									   psprintf("Unexpected text after the closing quote of the value of \"%s\".", key.data));
-			}
-			else
-			{
-				while (*p && *p != ',')
-					appendStringInfoChar(&value, *p++);
-				while (value.len > 0 && label_isspace(value.data[value.len - 1]))
-					value.data[--value.len] = '\0';
-			}
-			if (value.len == 0)
-				label_syntax_error(label, is_column,
-								   psprintf("Key \"%s\" has an empty value.", key.data));
-		}
-		else if (*p != '\0' && *p != ',')
-			label_syntax_error(label, is_column,
-							   psprintf("Expected \"=\" or \",\" after \"%s\".", key.data));
-
-		/* what the item means, and whether it fits this kind of object */
-		if (pg_strcasecmp(key.data, "category") == 0 ||
-			pg_strcasecmp(key.data, "searchable") == 0 ||
-			pg_strcasecmp(key.data, "encrypt") == 0)
-		{
-			if (!is_column)
-				label_syntax_error(label, is_column,
-								   psprintf("\"%s\" applies to columns, not to tables.", key.data));
-		}
-		else if (pg_strcasecmp(key.data, "subject") == 0)
-		{
-			if (is_column)
-				label_syntax_error(label, is_column,
-								   "\"subject\" applies to tables, not to columns.");
-		}
-		else
-			label_syntax_error(label, is_column,
-							   psprintf(is_column ?
-										"Unknown key \"%s\"; a column label takes category, searchable and encrypt." :
-										"Unknown key \"%s\"; a table label takes subject.",
-										key.data));
-
-		if (pg_strcasecmp(key.data, "category") == 0 || pg_strcasecmp(key.data, "subject") == 0)
-		{
-			bool	   *seen = (pg_strcasecmp(key.data, "category") == 0) ? &seen_category : &seen_subject;
-
-			if (!has_value)
-				label_syntax_error(label, is_column,
-								   psprintf("\"%s\" has no \"=\" and no value.", key.data));
-			if (*seen)
-				label_syntax_error(label, is_column,
-								   psprintf("\"%s\" appears more than once.", key.data));
-			*seen = true;
-			if (seen == &seen_category)
-			{
-				if (!valid_category_name(value.data))
-					label_syntax_error(label, is_column,
-									   psprintf("\"%s\" is not a category name: a category name starts with a lower-case letter and has at most 63 lower-case letters, digits and underscores.",
-												value.data));
-				out->category = pstrdup(value.data);
-			}
-			else
-			{
-				if (value.len >= NAMEDATALEN)
-					label_syntax_error(label, is_column,
-									   psprintf("The column name is longer than %d bytes.", NAMEDATALEN - 1));
-				out->subject = pstrdup(value.data);
-			}
-		}
-		else
-		{
-			bool	   *seen = (pg_strcasecmp(key.data, "searchable") == 0) ? &seen_searchable : &seen_encrypt;
-
-			if (has_value)
-				label_syntax_error(label, is_column,
-								   psprintf("\"%s\" is a flag and takes no value.", key.data));
-			if (*seen)
-				label_syntax_error(label, is_column,
-								   psprintf("\"%s\" appears more than once.", key.data));
-			*seen = true;
-		}
-		pfree(key.data);
-		pfree(value.data);
-
-		if (*p == '\0')
-			break;
-		Assert(*p == ',');
-		p++;
-	}
-
-	out->searchable = seen_searchable;
-	out->encrypt = seen_encrypt;
-	if (is_column && !seen_category)
-		label_syntax_error(label, is_column, "A column label must name its category (category=<name>).");
-	if (!is_column && !seen_subject)
-		label_syntax_error(label, is_column, "A table label must name the subject column (subject=<column>).");
+	out->category = lab.category ? pstrdup(lab.category) : NULL;
+	out->subject = lab.subject ? pstrdup(lab.subject) : NULL;
+	out->searchable = lab.searchable;
+	out->encrypt = lab.encrypt;
+	pfree(buf);
 }
 
 /* ---------------------------------------------------------------------
@@ -563,7 +394,7 @@ label_apply_column(PendingLabel *todo)
 	if (todo->remove)
 	{
 		bool		sealed = enc_type && typmod != -1 &&
-			(typmod & 0xFFFF) != catalog_category_id("unclassified");
+			TYPMOD_CATEGORY(typmod) != catalog_category_id("unclassified");
 
 		/* nothing recorded and nothing sealed: nothing to undo */
 		if (registered || sealed)
@@ -580,8 +411,8 @@ label_apply_column(PendingLabel *todo)
 
 		if (enc_type)
 			applied = reg_encrypted && typmod != -1 &&
-				(typmod & 0xFFFF) == catalog_category_id(lab->category) &&
-				(((typmod >> 16) & 1) == 1) == lab->searchable;
+				TYPMOD_CATEGORY(typmod) == catalog_category_id(lab->category) &&
+				(TYPMOD_SEARCHABLE(typmod) == 1) == lab->searchable;
 		else
 			applied = !reg_encrypted && !lab->encrypt;
 		if (applied)

@@ -45,6 +45,8 @@
 #include "utils/syscache.h"
 #include "common/hashfn.h"
 #include "envelope.h"
+#include "storedform.h"
+#include "typmod.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "libpq/pqformat.h"
@@ -54,27 +56,13 @@
 #include "utils/builtins.h"
 #include "utils/rls.h"
 
-#define SEARCH_TAG_BYTES 16
-#define FORMAT_PLAIN 0x00
-#define FORMAT_SEARCHABLE 0x01
-
-/* type modifier: category id in the low 16 bits, searchable in bit 16 */
-#define TYPMOD_CATEGORY(t) ((uint16) ((t) & 0xFFFF))
-#define TYPMOD_SEARCHABLE(t) ((((uint32) (t)) >> 16) & 1)
-#define MAKE_TYPMOD(cat, s) ((int32) ((cat) | ((s) ? (1 << 16) : 0)))
+#define SEARCH_TAG_BYTES STOREDFORM_TAG_BYTES
 
 #define TEXT_MASK "********"
 #define TEXT_ERASED "[erased]"
-#define SEARCH_TAG_TEXT ";s="
 
-typedef struct EncValue
-{
-	uint8		format;
-	const unsigned char *tag;	/* NULL unless searchable */
-	const unsigned char *env;
-	size_t		envlen;
-	EnvelopeHeader hdr;
-} EncValue;
+/* A parsed stored value (storedform.h): format, tag, envelope and its header. */
+typedef StoredForm EncValue;
 
 /*
  * Told of every value opened (its key and category): the access log sets
@@ -136,36 +124,14 @@ sentence(const char *why)
 	return s;
 }
 
+/* A stored value; the parsing itself is storedform.c's. */
 static void
 enc_parse(bytea *v, EncValue *ev)
 {
-	const unsigned char *p = (const unsigned char *) VARDATA_ANY(v);
-	size_t		len = VARSIZE_ANY_EXHDR(v);
 	const char *why = NULL;
 
-	memset(ev, 0, sizeof(*ev));
-	if (len < 1 || (p[0] != FORMAT_PLAIN && p[0] != FORMAT_SEARCHABLE))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("encrypted value is corrupted"),
-				 errdetail("The value has an unknown format byte.")));
-	ev->format = p[0];
-	p++;
-	len--;
-	if (ev->format == FORMAT_SEARCHABLE)
-	{
-		if (len < SEARCH_TAG_BYTES)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("encrypted value is corrupted"),
-					 errdetail("The value is too short to hold its search tag.")));
-		ev->tag = p;
-		p += SEARCH_TAG_BYTES;
-		len -= SEARCH_TAG_BYTES;
-	}
-	ev->env = p;
-	ev->envlen = len;
-	if (envelope_parse(p, len, &ev->hdr, &why) != 0)
+	if (storedform_parse((const unsigned char *) VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v),
+						 ev, &why) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("encrypted value is corrupted"),
@@ -259,20 +225,23 @@ enc_seal_with(EnvelopeKind kind, uint16 category_id, bool searchable, uint32 key
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("value is too large to encrypt")));
 
-	total = VARHDRSZ + 1 + (searchable ? SEARCH_TAG_BYTES : 0) + envlen;
+	total = VARHDRSZ + storedform_size(envlen, searchable);
 	out = palloc(total);
 	SET_VARSIZE(out, total);
 	p = (unsigned char *) VARDATA(out);
-	*p++ = searchable ? FORMAT_SEARCHABLE : FORMAT_PLAIN;
 	if (searchable)
 	{
+		unsigned char tag[SEARCH_TAG_BYTES];
+
 		if (known_tag)
-			memcpy(p, known_tag, SEARCH_TAG_BYTES);
+			memcpy(tag, known_tag, SEARCH_TAG_BYTES);
 		else
-			search_tag(pt, len, p);
-		p += SEARCH_TAG_BYTES;
+			search_tag(pt, len, tag);
+		storedform_write(p, NULL, envlen, tag);
 	}
-	if (envelope_seal(p, key_id, category_id, kind, key, pt, len) != 0)
+	else
+		storedform_write(p, NULL, envlen, NULL);
+	if (envelope_seal(p + 1, key_id, category_id, kind, key, pt, len) != 0)
 		elog(ERROR, "encryption failed");
 	return out;
 }
@@ -384,82 +353,53 @@ free_plaintext(unsigned char *pt, size_t len)
 static char *
 enc_to_text(EncValue *ev)
 {
-	size_t		need = envelope_text_size(ev->envlen);
-	size_t		tagneed = sodium_base64_ENCODED_LEN(SEARCH_TAG_BYTES, sodium_base64_VARIANT_ORIGINAL);
-	char	   *out = palloc(need + strlen(SEARCH_TAG_TEXT) + tagneed);
+	size_t		need = storedform_text_size(ev);
+	char	   *out;
 
-	if (envelope_to_text(out, need, ev->env, ev->envlen) != 0)
+	if (need == 0 || need > MaxAllocSize)
 		elog(ERROR, "could not encode an encrypted value");
-	if (ev->tag)
-	{
-		strcat(out, SEARCH_TAG_TEXT);
-		sodium_bin2base64(out + strlen(out), tagneed, ev->tag, SEARCH_TAG_BYTES,
-						  sodium_base64_VARIANT_ORIGINAL);
-	}
+	out = palloc(need);
+	if (storedform_to_text(out, need, ev) != 0)
+		elog(ERROR, "could not encode an encrypted value");
 	return out;
 }
 
+/* The session's transient key never reaches a table. */
+static void
+refuse_transient(EncValue *ev, int sqlerrcode)
+{
+	if (ev->hdr.key_id == PRIVACY_TRANSIENT_KEY_ID)
+		ereport(ERROR,
+				(errcode(sqlerrcode),
+				 errmsg(sqlerrcode == ERRCODE_INVALID_TEXT_REPRESENTATION ?
+						"invalid encrypted value literal" : "invalid encrypted value"),
+				 errdetail("The value is sealed with a session's transient key, which is never stored.")));
+}
+
+/* A "pv1:" literal from a role that may enter stored values. */
 static bytea *
 enc_from_text(const char *s, size_t len)
 {
-	const char *semi = memchr(s, ';', len);
-	size_t		envtextlen = semi ? (size_t) (semi - s) : len;
-	unsigned char *env = palloc(envtextlen + 1);
-	size_t		envlen = 0;
-	unsigned char tag[SEARCH_TAG_BYTES];
-	bool		has_tag = false;
-	const char *why = NULL;
-	EnvelopeHeader hdr;
+	size_t		room = storedform_from_text_room(len);
 	bytea	   *out;
-	unsigned char *p;
+	size_t		storedlen = 0;
+	const char *why = NULL;
+	EncValue	ev;
 
-	if (envelope_from_text(env, &envlen, s, envtextlen, &why) != 0)
+	if (room == 0 || room > MaxAllocSize - VARHDRSZ)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("encrypted value literal is too long")));
+	out = palloc(VARHDRSZ + room);
+	if (storedform_from_text((unsigned char *) VARDATA(out), room, &storedlen, s, len, &why) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 				 errmsg("invalid encrypted value literal"),
 				 errdetail("%s", sentence(why)),
 				 errhint("A superuser or privacy_admin with no purpose declared enters stored envelopes (\"pv1:...\"); declare a purpose to enter plaintext that starts with \"pv1:\".")));
-	if (semi)
-	{
-		const char *t = semi + strlen(SEARCH_TAG_TEXT);
-		size_t		tlen = len - (t - s);
-		size_t		binlen = 0;
-		const char *end = NULL;
-		size_t		i;
-		bool		alphabet_ok = true;
-
-		for (i = 0; i < tlen; i++)
-			if (!(isalnum((unsigned char) t[i]) || t[i] == '+' || t[i] == '/' || t[i] == '='))
-				alphabet_ok = false;
-		if (len - envtextlen < strlen(SEARCH_TAG_TEXT) ||
-			strncmp(semi, SEARCH_TAG_TEXT, strlen(SEARCH_TAG_TEXT)) != 0 || !alphabet_ok ||
-			sodium_base642bin(tag, sizeof(tag), t, tlen, NULL, &binlen, &end,
-							  sodium_base64_VARIANT_ORIGINAL) != 0 ||
-			binlen != SEARCH_TAG_BYTES || end != t + tlen)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-					 errmsg("invalid encrypted value literal"),
-					 errdetail("The search tag after \";s=\" is not 16 bytes of base64.")));
-		has_tag = true;
-	}
-	(void) envelope_parse(env, envlen, &hdr, &why);
-	if (hdr.key_id == PRIVACY_TRANSIENT_KEY_ID)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-				 errmsg("invalid encrypted value literal"),
-				 errdetail("The value is sealed with a session's transient key, which is never stored.")));
-
-	out = palloc(VARHDRSZ + 1 + (has_tag ? SEARCH_TAG_BYTES : 0) + envlen);
-	SET_VARSIZE(out, VARHDRSZ + 1 + (has_tag ? SEARCH_TAG_BYTES : 0) + envlen);
-	p = (unsigned char *) VARDATA(out);
-	*p++ = has_tag ? FORMAT_SEARCHABLE : FORMAT_PLAIN;
-	if (has_tag)
-	{
-		memcpy(p, tag, SEARCH_TAG_BYTES);
-		p += SEARCH_TAG_BYTES;
-	}
-	memcpy(p, env, envlen);
-	pfree(env);
+	SET_VARSIZE(out, VARHDRSZ + storedlen);
+	enc_parse(out, &ev);
+	refuse_transient(&ev, ERRCODE_INVALID_TEXT_REPRESENTATION);
 	return out;
 }
 
@@ -469,15 +409,16 @@ enc_from_bytes(const char *data, int len)
 {
 	bytea	   *out = palloc(VARHDRSZ + len);
 	EncValue	ev;
+	const char *why = NULL;
 
 	SET_VARSIZE(out, VARHDRSZ + len);
 	memcpy(VARDATA(out), data, len);
-	enc_parse(out, &ev);
-	if (ev.hdr.key_id == PRIVACY_TRANSIENT_KEY_ID)
+	if (storedform_parse((const unsigned char *) VARDATA(out), len, &ev, &why) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
 				 errmsg("invalid encrypted value"),
-				 errdetail("The value is sealed with a session's transient key, which is never stored.")));
+				 errdetail("%s", sentence(why))));
+	refuse_transient(&ev, ERRCODE_INVALID_BINARY_REPRESENTATION);
 	return out;
 }
 
@@ -744,56 +685,50 @@ encrypted_typmod_in(PG_FUNCTION_ARGS)
 {
 	ArrayType  *ta = PG_GETARG_ARRAYTYPE_P(0);
 	Datum	   *elems;
+	const char *items[2] = {NULL, NULL};
 	int			n;
-	char	   *cat;
-	uint16		id;
-	bool		searchable = false;
-	char	   *end;
-	long		numeric;
+	int			i;
+	int32		typmod = -1;
 
 	deconstruct_array(ta, CSTRINGOID, -2, false, TYPALIGN_CHAR, &elems, NULL, &n);
-	if (n < 1 || n > 2)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid type modifier for an encrypted type"),
-				 errhint("Write privacy.encrypted_text(category) or privacy.encrypted_text(category, searchable).")));
-	cat = DatumGetCString(elems[0]);
-	numeric = strtol(cat, &end, 10);
-	if (*cat != '\0' && *end == '\0')
+	for (i = 0; i < n && i < 2; i++)
+		items[i] = DatumGetCString(elems[i]);
+	switch (typmod_parse(items, n, &typmod))
 	{
-		/* the numeric form, printed when a category's name is unknown */
-		if (numeric < 1 || numeric > 65535)
+		case TYPMOD_OK:
+			break;
+		case TYPMOD_BAD_COUNT:
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("category id %ld is out of range", numeric)));
-		id = (uint16) numeric;
-	}
-	else
-	{
-		const char *c;
-
-		for (c = cat; *c; c++)
-			if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_'))
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("invalid category name \"%s\" in type modifier", cat),
-						 errhint("Category names are lower-case identifiers, such as contact or financial.")));
-		if (strlen(cat) == 0 || strlen(cat) >= NAMEDATALEN)
+					 errmsg("invalid type modifier for an encrypted type"),
+					 errhint("Write privacy.encrypted_text(category) or privacy.encrypted_text(category, searchable).")));
+			break;
+		case TYPMOD_ID_OUT_OF_RANGE:
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid category name in type modifier")));
-		id = catalog_category_id(cat);
-	}
-	if (n == 2)
-	{
-		if (strcmp(DatumGetCString(elems[1]), "searchable") != 0)
+					 errmsg("category id %s is out of range", items[0]),
+					 errhint("A category id is a number from 1 to 65535.")));
+			break;
+		case TYPMOD_NAME_CHARACTER:
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid type modifier \"%s\" for an encrypted type", DatumGetCString(elems[1])),
+					 errmsg("invalid category name \"%s\" in type modifier", items[0]),
+					 errhint("Category names are lower-case identifiers, such as contact or financial.")));
+			break;
+		case TYPMOD_NAME_LENGTH:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid category name in type modifier"),
+					 errdetail("A category name has 1 to %d bytes.", TYPMOD_NAME_MAX)));
+			break;
+		case TYPMOD_UNKNOWN_OPTION:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid type modifier \"%s\" for an encrypted type", items[1]),
 					 errhint("The only option is searchable, which enables equality search (and its leakage).")));
-		searchable = true;
+			break;
 	}
-	PG_RETURN_INT32(MAKE_TYPMOD(id, searchable));
+	PG_RETURN_INT32(typmod);
 }
 
 PG_FUNCTION_INFO_V1(encrypted_typmod_out);
@@ -841,15 +776,20 @@ coerce_common(bytea *v, int32 typmod, EnvelopeKind kind)
 
 	if (ev.hdr.key_id != PRIVACY_TRANSIENT_KEY_ID && ev.hdr.category_id == target)
 	{
-		if (searchable == (ev.tag != NULL))
+		if (searchable == (ev.tag != NULL) && ev.format != STOREDFORM_SEARCHABLE_TAG_FIRST)
 			return v;
-		if (!searchable)
+		if (!searchable || ev.tag != NULL)
 		{
-			/* drop the search tag: no need to open */
-			out = palloc(VARHDRSZ + 1 + ev.envlen);
-			SET_VARSIZE(out, VARHDRSZ + 1 + ev.envlen);
-			((unsigned char *) VARDATA(out))[0] = FORMAT_PLAIN;
-			memcpy((unsigned char *) VARDATA(out) + 1, ev.env, ev.envlen);
+			/*
+			 * Drop the search tag, or move it behind the envelope (0.2's
+			 * layout): no need to open.
+			 */
+			size_t		n = storedform_size(ev.envlen, searchable);
+
+			out = palloc(VARHDRSZ + n);
+			SET_VARSIZE(out, VARHDRSZ + n);
+			storedform_write((unsigned char *) VARDATA(out), ev.env, ev.envlen,
+							 searchable ? ev.tag : NULL);
 			return out;
 		}
 	}
@@ -1193,9 +1133,32 @@ encrypted_is_erased(PG_FUNCTION_ARGS)
 }
 
 /*
+ * A searchable value stored by 0.2 (its tag before the envelope) in the
+ * current layout: the same bytes moved, nothing opened.  Any other value
+ * is returned as it is.
+ */
+static bytea *
+current_layout(bytea *v)
+{
+	EncValue	ev;
+	size_t		n;
+	bytea	   *out;
+
+	enc_parse(v, &ev);
+	if (ev.format != STOREDFORM_SEARCHABLE_TAG_FIRST)
+		return v;
+	n = storedform_size(ev.envlen, true);
+	out = palloc(VARHDRSZ + n);
+	SET_VARSIZE(out, VARHDRSZ + n);
+	storedform_write((unsigned char *) VARDATA(out), ev.env, ev.envlen, ev.tag);
+	return out;
+}
+
+/*
  * Reseal a stored value under the active key of its category (key rotation).
- * Subject-key values and values already under the active key are returned
- * unchanged.  Not disclosure: the category does not change.
+ * Subject-key values and values already under the active key keep their
+ * envelope; 0.2's layout is rewritten (current_layout).  Not disclosure:
+ * the category does not change.
  */
 static bytea *
 reseal_common(bytea *v, EnvelopeKind kind)
@@ -1208,6 +1171,7 @@ reseal_common(bytea *v, EnvelopeKind kind)
 	bytea	   *out;
 	int32		typmod;
 
+	v = current_layout(v);
 	enc_parse(v, &ev);
 	if (ev.hdr.key_id == PRIVACY_TRANSIENT_KEY_ID)
 		return v;
@@ -1259,6 +1223,8 @@ encrypted_needs_reseal(PG_FUNCTION_ARGS)
 	enc_parse(v, &ev);
 	if (ev.hdr.key_id == PRIVACY_TRANSIENT_KEY_ID)
 		PG_RETURN_BOOL(false);
+	if (ev.format == STOREDFORM_SEARCHABLE_TAG_FIRST)
+		PG_RETURN_BOOL(true);	/* 0.2's layout */
 	if (keys_data_key(ev.hdr.key_id, &state) == NULL)
 		PG_RETURN_BOOL(shred_tag_common(v) != v);	/* erased, tag not yet shredded */
 	if (ev.hdr.key_id == keys_category_key(category_name_or_error(ev.hdr.category_id)))

@@ -66,6 +66,10 @@ pkg_present() {
 	perl)						pkg_file /usr/bin/prove ;;
 	util-linux)					pkg_file /usr/sbin/runuser /sbin/runuser ;;
 	chromium)					pkg_file /usr/bin/chromium ;;
+	# the sanitizer runtimes of gcc 12, preloaded into the server of the
+	# sanitize suite (gcc itself brings them on Debian 12; checked anyway)
+	libasan8)					pkg_file '/usr/lib/*/libasan.so.8' ;;
+	libubsan1)					pkg_file '/usr/lib/*/libubsan.so.1' ;;
 	*)							return 1 ;;
 	esac
 }
@@ -75,9 +79,9 @@ pkg_needed() {
 	local base="postgresql-$PG_MAJOR postgresql-client-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libsodium-dev make gcc util-linux"
 	case ${1:-test} in
 	demo)	echo "$base" ;;
-	# TAP modules, the logging baseline of test 007 and the benchmarks, and
-	# the browser of test/tap/010_report_browser.pl
-	test)	echo "$base perl libipc-run-perl postgresql-$PG_MAJOR-pgaudit chromium" ;;
+	# TAP modules, the logging baseline of test 007 and the benchmarks, the
+	# browser of test/tap/010_report_browser.pl, the sanitizer runtimes
+	test)	echo "$base perl libipc-run-perl postgresql-$PG_MAJOR-pgaudit chromium libasan8 libubsan1" ;;
 	*)		die "unknown package profile: $1" ;;
 	esac
 }
@@ -215,8 +219,12 @@ privacy_build_install() {
 # copy: PostgreSQL finds its share and lib directories relative to its own
 # binary (as "make check" does with tmp_install), so a copied bin directory
 # next to linked share and lib trees runs the freshly built extension.
+#   privacy_private_install [ROOT [SOURCE [MAKE ARGUMENTS...]]]
+# installs what SOURCE built (default: this checkout) into ROOT.
 privacy_private_install() {
-	local root=${PRIVACY_PRIVATE_ROOT:-$PRIVACY_SRC/.private-install}
+	local root=${1:-${PRIVACY_PRIVATE_ROOT:-$PRIVACY_SRC/.private-install}}
+	local src=${2:-$PRIVACY_SRC}
+	shift $(($# < 2 ? $# : 2))
 	local pgbin=/usr/lib/postgresql/$PG_MAJOR/bin pglib=/usr/lib/postgresql/$PG_MAJOR/lib
 	local share=/usr/share/postgresql/$PG_MAJOR
 	say "installing into the private copy $root"
@@ -230,41 +238,50 @@ privacy_private_install() {
 	for f in "$share"/extension/*; do ln -s "$f" "$root$share/extension/"; done
 	# our own files replace any installed copy
 	rm -f "$root$share"/extension/privacy[.-]* "$root$pglib"/privacy.so
-	make -C "$PRIVACY_SRC" -s PG_CONFIG="$PG_CONFIG" DESTDIR="$root" install >/dev/null || die "install failed"
+	make -C "$src" -s PG_CONFIG="$PG_CONFIG" "$@" DESTDIR="$root" install >/dev/null || die "install failed"
 	chmod -R a+rX "$root"
 	PG_BINDIR=$root$pgbin
 }
 
-# privacy_cluster_start: sets PRIVACY_TMP, PGHOST, PGPORT, PGDATA, PGUSER.
+# privacy_cluster_start [DIR]: a cluster in DIR, by default a new private
+# directory that becomes PRIVACY_TMP; sets PGHOST, PGPORT, PGDATA, PGUSER.
+# PRIVACY_SERVER_ENV, when set, holds VAR=value words for the server's
+# environment (the sanitize suite's preloaded runtimes).
 privacy_cluster_start() {
-	PRIVACY_TMP=$(mktemp -d /tmp/privacy-test.XXXXXX)
-	chmod 755 "$PRIVACY_TMP"
-	[ "$(id -u)" = 0 ] && chown postgres: "$PRIVACY_TMP"
-	export PGHOST=$PRIVACY_TMP
+	local d=${1:-}
+	if [ -z "$d" ]; then
+		PRIVACY_TMP=$(mktemp -d /tmp/privacy-test.XXXXXX)
+		d=$PRIVACY_TMP
+	fi
+	mkdir -p "$d"
+	chmod 755 "$d"
+	[ "$(id -u)" = 0 ] && chown postgres: "$d"
+	export PGHOST=$d
 	export PGPORT=$(( 20000 + RANDOM % 20000 ))
-	export PGDATA=$PRIVACY_TMP/data
+	export PGDATA=$d/data
 	if [ "$(id -u)" = 0 ]; then export PGUSER=postgres; else export PGUSER=$(id -un); fi
 	export PGDATABASE=postgres
 
 	# A fresh random master key, readable only by the cluster owner.
-	as_pg sh -c "umask 077; head -c 32 /dev/urandom | od -An -tx1 -v | tr -d ' \n' > '$PRIVACY_TMP/master.key'"
+	as_pg sh -c "umask 077; head -c 32 /dev/urandom | od -An -tx1 -v | tr -d ' \n' > '$d/master.key'"
 
-	as_pg "$PG_BINDIR/initdb" -D "$PGDATA" -A trust -N -U "$PGUSER" --locale=C.UTF-8 -E UTF8 >"$PRIVACY_TMP/initdb.log" 2>&1 \
-		|| { cat "$PRIVACY_TMP/initdb.log"; die "initdb failed"; }
+	as_pg "$PG_BINDIR/initdb" -D "$PGDATA" -A trust -N -U "$PGUSER" --locale=C.UTF-8 -E UTF8 >"$d/initdb.log" 2>&1 \
+		|| { cat "$d/initdb.log"; die "initdb failed"; }
 	as_pg sh -c "cat >> '$PGDATA/postgresql.conf'" <<CONF
 
 # added by privacy's test harness
 listen_addresses = ''
-unix_socket_directories = '$PRIVACY_TMP'
+unix_socket_directories = '$d'
 port = $PGPORT
 shared_preload_libraries = 'privacy'
-privacy.master_key_command = 'cat $PRIVACY_TMP/master.key'
+privacy.master_key_command = 'cat $d/master.key'
 fsync = off
 max_prepared_transactions = 10
 log_line_prefix = '%m [%p] %q%a '
 CONF
-	as_pg "$PG_BINDIR/pg_ctl" -D "$PGDATA" -l "$PRIVACY_TMP/server.log" -w -t 60 start >/dev/null \
-		|| { cat "$PRIVACY_TMP/server.log"; die "the test cluster did not start"; }
+	# shellcheck disable=SC2086
+	as_pg env ${PRIVACY_SERVER_ENV:-} "$PG_BINDIR/pg_ctl" -D "$PGDATA" -l "$d/server.log" -w -t 120 start >/dev/null \
+		|| { cat "$d/server.log"; die "the test cluster did not start"; }
 }
 
 privacy_cluster_stop() {
@@ -320,4 +337,66 @@ count_tap() {
 	elif [ "$2" -eq 0 ] && [ $((ok + notok + skip + plan + todo)) -eq 0 ]; then
 		FAILED=$((FAILED + 1)); FAILURES+=("$3 (printed no test line)")
 	fi
+}
+
+# The sanitize suite: the extension built with AddressSanitizer and UBSan
+# (gcc, the compiler pg_config names) in a copy of the tree, so that the
+# ordinary build is left alone, installed into its own private root, and a
+# cluster whose server has the sanitizer runtimes preloaded: PostgreSQL
+# itself is not instrumented, so the runtime must be in the process before
+# privacy.so is loaded.  Leak detection is off, because memory contexts
+# free by the block and look like leaks.  Reports go to files in the
+# cluster's directory (asan.<pid>, ubsan.<pid>) and to the server log.
+# test/sanitize/asan_first.c is preloaded too: without it the runtime's
+# lazy start deadlocks the server at startup (see that file).
+PRIVACY_SANITIZE_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer"
+
+# privacy_sanitize_build DIR: build and install; sets PG_BINDIR.
+privacy_sanitize_build() {
+	local d=$1
+	say "building the extension with $PRIVACY_SANITIZE_FLAGS"
+	rm -rf "$d/src"
+	mkdir -p "$d/src"
+	cp -r "$PRIVACY_SRC/Makefile" "$PRIVACY_SRC/privacy.control" "$PRIVACY_SRC/src" "$PRIVACY_SRC/sql" "$d/src/"
+	find "$d/src" \( -name '*.o' -o -name '*.bc' -o -name '*.so' \) -delete
+	# with_llvm=no: no bitcode, the JIT would inline uninstrumented code
+	make -C "$d/src" -s PG_CONFIG="$PG_CONFIG" with_llvm=no COPT="$PRIVACY_SANITIZE_FLAGS" all >/dev/null \
+		|| die "sanitizer build failed"
+	privacy_private_install "$d/install" "$d/src" with_llvm=no COPT="$PRIVACY_SANITIZE_FLAGS"
+	$($PG_CONFIG --cc | awk '{ print $1 }') -shared -fPIC -O2 -Wall -Wextra -Werror \
+		-o "$d/asan_first.so" "$PRIVACY_SRC/test/sanitize/asan_first.c" -ldl || die "asan_first.so failed to build"
+	chmod a+rx "$d" "$d/asan_first.so"
+}
+
+# privacy_sanitize_env BUILD_DIR LOG_DIR: the server's environment, as
+# VAR=value words.
+privacy_sanitize_env() {
+	local cc asan ubsan
+	cc=$($PG_CONFIG --cc | awk '{ print $1 }')
+	asan=$(readlink -f "$($cc -print-file-name=libasan.so)")
+	ubsan=$(readlink -f "$($cc -print-file-name=libubsan.so)")
+	[ -f "$asan" ] && [ -f "$ubsan" ] || die "the sanitizer runtimes of $cc were not found (libasan8, libubsan1)"
+	echo "LD_PRELOAD=$asan:$ubsan:$1/asan_first.so" \
+		"ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:disable_coredump=1:log_path=$2/asan" \
+		"UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$2/ubsan"
+}
+
+# count_sanitizer_reports DIR SERVER_LOG NAME: one failure per report file
+# and one for a server log that mentions a sanitizer, else one pass.
+count_sanitizer_reports() {
+	local f found=0
+	for f in "$1"/asan.* "$1"/ubsan.*; do
+		[ -s "$f" ] || continue
+		found=$((found + 1))
+		echo "--- $f"
+		head -n 60 "$f"
+		FAILED=$((FAILED + 1)); FAILURES+=("$3: $(basename "$f")")
+	done
+	if grep -qE 'AddressSanitizer|UndefinedBehaviorSanitizer|runtime error:' "$2" 2>/dev/null; then
+		found=$((found + 1))
+		echo "--- $2"
+		grep -E -A 20 'AddressSanitizer|UndefinedBehaviorSanitizer|runtime error:' "$2" | head -n 60
+		FAILED=$((FAILED + 1)); FAILURES+=("$3: a sanitizer report in the server log")
+	fi
+	[ "$found" -eq 0 ] && PASSED=$((PASSED + 1))
 }

@@ -42,6 +42,11 @@ COMMENT ON TABLE privacy.data_keys IS
     'data keys, each wrapped by the master key whose fingerprint is in wrapped_by; wrapped_key is NULL once destroyed';
 
 SELECT pg_catalog.pg_extension_config_dump('privacy.data_keys', '');
+-- A destroyed key's wrapped bytes stay in the table's old row version until
+-- VACUUM prunes it: autovacuum comes at its next round after any key is
+-- destroyed, rather than after 50 dead rows (doc/dba.md, "Crypto-shredding
+-- and old backups"; test/tap/013_key_remnants.pl).
+ALTER TABLE privacy.data_keys SET (autovacuum_vacuum_threshold = 0, autovacuum_vacuum_scale_factor = 0);
 SELECT pg_catalog.pg_extension_config_dump('privacy.data_key_id_seq', '');
 
 

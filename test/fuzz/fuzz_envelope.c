@@ -12,39 +12,23 @@
  * envelopes that do open.
  *
  * Built by `make fuzz` with clang's libFuzzer, and by `make unit` with the
- * ordinary compiler plus replay.c, which feeds it the corpus as a unit test.
+ * ordinary compiler plus replay.c, which feeds it the corpus as a unit test
+ * (test/unit/test_fuzz_envelope) and checks test/fuzz/envelope.expect:
+ *
+ *   <seed> <form> <outcome> [<plaintext>]
+ *
+ * form: env (envelope bytes) or lit (a "pv1:" literal, decoded first);
+ * outcome: text or bytea (opens with the corpus key as that kind and not as
+ * the other, to the plaintext, written as fuzz_spec_bytes reads it) or
+ * refused (does not decode or open).
  */
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sodium.h>
 
 #include "envelope.h"
+#include "fuzz.h"
 
 /* The key the seed corpus is sealed with: bytes 0x00..0x1f. */
 static unsigned char fuzz_key[ENVELOPE_KEY_BYTES];
-
-int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* Active in every build: the replay binary is built with -O2 and maybe NDEBUG. */
-#define FUZZ_ASSERT(cond) \
-	do { \
-		if (!(cond)) \
-		{ \
-			fprintf(stderr, "%s:%d: property violated: %s\n", __FILE__, __LINE__, #cond); \
-			abort(); \
-		} \
-	} while (0)
-
-static void *
-fuzz_alloc(size_t n)
-{
-	/* One extra byte so that a zero-length request is still a real pointer. */
-	void	   *p = malloc(n + 1);
-
-	FUZZ_ASSERT(p != NULL);
-	return p;
-}
 
 static void
 fuzz_init(void)
@@ -192,4 +176,63 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_from_text(data, size);
 	fuzz_to_text(data, size);
 	return 0;
+}
+
+int
+fuzz_expect(const uint8_t *data, size_t len, const char *spec)
+{
+	static const EnvelopeKind kinds[2] = {ENVELOPE_TEXT, ENVELOPE_BYTEA};
+	char		form[8] = "",
+				outcome[8] = "",
+				plain_spec[4000] = "";
+	unsigned char *plain = NULL;
+	size_t		plain_len = 0;
+	unsigned char *env = fuzz_alloc(len);
+	size_t		envlen = len;
+	const char *why = NULL;
+	int			n,
+				k,
+				ok = 1,
+				decoded = 1;
+
+	fuzz_init();
+	n = sscanf(spec, "%7s %7s %3999s", form, outcome, plain_spec);
+	if (n < 2 || (strcmp(form, "env") != 0 && strcmp(form, "lit") != 0) ||
+		(strcmp(outcome, "refused") == 0) != (n == 2) ||
+		(strcmp(outcome, "refused") != 0 && strcmp(outcome, "text") != 0 &&
+		 strcmp(outcome, "bytea") != 0) ||
+		(n == 3 && fuzz_spec_bytes(plain_spec, &plain, &plain_len) != 0))
+	{
+		printf("# malformed spec: %s\n", spec);
+		free(env);
+		free(plain);
+		return 0;
+	}
+	if (strcmp(form, "lit") == 0)
+		decoded = envelope_from_text(env, &envlen, (const char *) data, len, &why) == 0;
+	else
+		memcpy(env, data, len);
+	for (k = 0; k < 2; k++)
+	{
+		EnvelopeHeader hdr;
+		unsigned char *out;
+		int			opened;
+		int			want = strcmp(outcome, k == 0 ? "text" : "bytea") == 0;
+
+		if (!decoded || envelope_parse(env, envlen, &hdr, &why) != 0)
+		{
+			ok &= !want;
+			continue;
+		}
+		out = fuzz_alloc(hdr.ciphertext_len);
+		opened = envelope_open(out, env, envlen, kinds[k], fuzz_key, &why) == 0;
+		if (want)
+			ok &= opened && fuzz_same("plaintext", out, hdr.ciphertext_len, plain, plain_len);
+		else
+			ok &= !opened;
+		free(out);
+	}
+	free(env);
+	free(plain);
+	return ok;
 }

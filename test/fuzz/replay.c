@@ -1,18 +1,22 @@
 /*
- * replay.c — run the fuzz corpus through the fuzz target, as a unit test.
+ * replay.c — run a fuzz target's corpus through it, as a unit test.
  *
- * libFuzzer is clang-only and takes minutes; this main links the same
+ * libFuzzer is clang-only and takes minutes; this main links a target's
  * LLVMFuzzerTestOneInput with the ordinary compiler and feeds it each file
- * of test/fuzz/corpus once, in name order, so the properties the target
- * asserts are checked on every `make unit` run.  A violated property aborts,
- * which the test runner counts as a failure.  Then each seed must do what
- * test/fuzz/corpus.expect says: a valid seed opens to its known plaintext,
- * as its kind only; an invalid one is refused.  "Did not abort" alone proves
- * nothing about the format.
+ * of its corpus once, in name order, so the properties the target asserts
+ * are checked on every `make unit` run (test/unit/test_fuzz_<name>).  A
+ * violated property aborts, which the test runner counts as a failure.
+ * Then each seed must do what its line in the expect file says, as the
+ * target's fuzz_expect judges it: "did not abort" alone proves nothing
+ * about the format.
  *
- *   test_fuzz_corpus [corpus-dir [expect-file]]
+ *   test_fuzz_<name> [corpus-dir [expect-file]]
  *                     defaults: CORPUS_DIR and EXPECT_FILE, set by the Makefile;
  *                     another directory without an expect file is only replayed
+ *
+ * An expect file has one line per seed, "<seed> <spec>", and comment lines
+ * starting with '#'.  A seed without a line, or a line without its seed,
+ * fails the replay.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -23,9 +27,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <sodium.h>
-
-#include "envelope.h"
+#include "fuzz.h"
 
 #ifndef CORPUS_DIR
 #define CORPUS_DIR "test/fuzz/corpus"
@@ -36,8 +38,6 @@
 
 /* A seed larger than this is a mistake in the corpus, not a test. */
 #define REPLAY_MAX_BYTES (1024 * 1024)
-
-int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int
 by_name(const void *a, const void *b)
@@ -73,66 +73,23 @@ read_file(const char *path, size_t *len)
 	return buf;
 }
 
-/* One line of corpus.expect. */
+/* One line of the expect file. */
 typedef struct Expectation
 {
 	char		seed[128];
-	char		form[8];		/* env | lit */
-	char		outcome[8];		/* text | bytea | refused */
-	unsigned char *plain;
-	size_t		plain_len;
+	char	   *spec;
 	int			seen;
 } Expectation;
 
 static Expectation *expects;
 static size_t nexpects;
 
-/* hex:<bytes>, rep:<byte>:<count> or "" into a malloc'd buffer; 0 on success. */
-static int
-parse_plain(const char *spec, unsigned char **out, size_t *len)
-{
-	unsigned int byte;
-	size_t		count,
-				i;
-
-	*out = malloc(strlen(spec) + 1);
-	if (*out == NULL)
-		return -1;
-	*len = 0;
-	if (strcmp(spec, "\"\"") == 0)
-		return 0;
-	if (strncmp(spec, "hex:", 4) == 0)
-	{
-		spec += 4;
-		if (strlen(spec) % 2 != 0)
-			return -1;
-		for (i = 0; spec[2 * i]; i++)
-		{
-			if (sscanf(spec + 2 * i, "%2x", &byte) != 1)
-				return -1;
-			(*out)[(*len)++] = (unsigned char) byte;
-		}
-		return 0;
-	}
-	if (sscanf(spec, "rep:%2x:%zu", &byte, &count) == 2 && count <= REPLAY_MAX_BYTES)
-	{
-		free(*out);
-		*out = malloc(count + 1);
-		if (*out == NULL)
-			return -1;
-		memset(*out, (int) byte, count);
-		*len = count;
-		return 0;
-	}
-	return -1;
-}
-
 /* Read the expect file; -1 when it is unreadable or a line is malformed. */
 static int
 load_expectations(const char *path)
 {
 	FILE	   *f = fopen(path, "r");
-	char		line[4096];
+	char		line[8192];
 	size_t		cap = 0;
 
 	if (f == NULL)
@@ -140,23 +97,31 @@ load_expectations(const char *path)
 	while (fgets(line, sizeof(line), f) != NULL)
 	{
 		Expectation e;
-		char		plain[4000] = "";
-		int			n;
+		int			skip = 0;
+		size_t		n;
+		char	   *spec;
 
 		if (line[0] == '#' || line[strspn(line, " \t\n")] == '\0')
 			continue;
 		memset(&e, 0, sizeof(e));
-		n = sscanf(line, "%127s %7s %7s %3999s", e.seed, e.form, e.outcome, plain);
-		if (n < 3 || (strcmp(e.form, "env") != 0 && strcmp(e.form, "lit") != 0) ||
-			(strcmp(e.outcome, "refused") == 0) != (n == 3) ||
-			(strcmp(e.outcome, "refused") != 0 && strcmp(e.outcome, "text") != 0 &&
-			 strcmp(e.outcome, "bytea") != 0) ||
-			(n == 4 && parse_plain(plain, &e.plain, &e.plain_len) != 0))
+		if (sscanf(line, "%127s%n", e.seed, &skip) != 1)
 		{
 			printf("# malformed line in %s: %s", path, line);
 			fclose(f);
 			return -1;
 		}
+		spec = line + skip;
+		spec += strspn(spec, " \t");
+		n = strlen(spec);
+		while (n > 0 && (spec[n - 1] == '\n' || spec[n - 1] == ' ' || spec[n - 1] == '\t'))
+			spec[--n] = '\0';
+		if (n == 0)
+		{
+			printf("# line without a spec in %s: %s\n", path, e.seed);
+			fclose(f);
+			return -1;
+		}
+		e.spec = strdup(spec);
 		if (nexpects == cap)
 		{
 			cap = cap ? cap * 2 : 32;
@@ -179,57 +144,6 @@ find_expectation(const char *seed)
 		if (strcmp(expects[i].seed, seed) == 0)
 			return &expects[i];
 	return NULL;
-}
-
-/*
- * Does the seed do what its line says?  Opens with the corpus key as both
- * kinds; a valid seed opens as exactly one, to exactly its plaintext.
- */
-static int
-meets(const Expectation *e, const unsigned char *data, size_t len)
-{
-	static const EnvelopeKind kinds[2] = {ENVELOPE_TEXT, ENVELOPE_BYTEA};
-	unsigned char key[ENVELOPE_KEY_BYTES];
-	unsigned char *env = malloc(len + 1);
-	size_t		envlen = len;
-	const char *why = NULL;
-	int			k,
-				ok = 1,
-				decoded = 1;
-
-	if (env == NULL)
-		exit(2);
-	for (k = 0; k < ENVELOPE_KEY_BYTES; k++)
-		key[k] = (unsigned char) k;
-	if (strcmp(e->form, "lit") == 0)
-		decoded = envelope_from_text(env, &envlen, (const char *) data, len, &why) == 0;
-	else
-		memcpy(env, data, len);
-	for (k = 0; k < 2; k++)
-	{
-		EnvelopeHeader hdr;
-		unsigned char *out;
-		int			opened;
-		int			want = strcmp(e->outcome, k == 0 ? "text" : "bytea") == 0;
-
-		if (!decoded || envelope_parse(env, envlen, &hdr, &why) != 0)
-		{
-			ok &= !want;
-			continue;
-		}
-		out = malloc(hdr.ciphertext_len + 1);
-		if (out == NULL)
-			exit(2);
-		opened = envelope_open(out, env, envlen, kinds[k], key, &why) == 0;
-		if (want)
-			ok &= opened && hdr.ciphertext_len == e->plain_len &&
-				memcmp(out, e->plain, e->plain_len) == 0;
-		else
-			ok &= !opened;
-		free(out);
-	}
-	free(env);
-	return ok;
 }
 
 int
@@ -263,10 +177,9 @@ main(int argc, char **argv)
 			if (names == NULL)
 				return 2;
 		}
-		names[count] = malloc(strlen(e->d_name) + 1);
+		names[count] = strdup(e->d_name);
 		if (names[count] == NULL)
 			return 2;
-		strcpy(names[count], e->d_name);
 		count++;
 	}
 	closedir(d);
@@ -278,8 +191,6 @@ main(int argc, char **argv)
 		return 1;
 	}
 	qsort(names, count, sizeof(*names), by_name);
-	if (sodium_init() < 0)
-		return 2;
 	if (expect_path != NULL && load_expectations(expect_path) != 0)
 	{
 		printf("not ok 1 - expectations %s can be read and parsed\n1..1\n", expect_path);
@@ -305,25 +216,22 @@ main(int argc, char **argv)
 		}
 		else
 		{
-			Expectation *e = expect_path ? find_expectation(names[i]) : NULL;
+			Expectation *x = expect_path ? find_expectation(names[i]) : NULL;
 
 			fflush(stdout);
 			LLVMFuzzerTestOneInput(data, len);
 			printf("ok %zu - corpus file %s keeps the target's properties\n", ++n, names[i]);
-			if (expect_path != NULL && e == NULL)
+			if (expect_path != NULL && x == NULL)
 			{
 				printf("not ok %zu - corpus file %s has a line in %s\n", ++n, names[i], expect_path);
 				failed++;
 			}
-			else if (e != NULL)
+			else if (x != NULL)
 			{
-				int			ok = meets(e, data, len);
+				int			ok = fuzz_expect(data, len, x->spec);
 
-				e->seen = 1;
-				printf("%s %zu - corpus file %s (%s) %s%s\n", ok ? "ok" : "not ok", ++n,
-					   names[i], e->form,
-					   strcmp(e->outcome, "refused") == 0 ? "is refused" : "opens to its known plaintext as ",
-					   strcmp(e->outcome, "refused") == 0 ? "" : e->outcome);
+				x->seen = 1;
+				printf("%s %zu - corpus file %s: %s\n", ok ? "ok" : "not ok", ++n, names[i], x->spec);
 				failed += !ok;
 			}
 		}

@@ -54,7 +54,9 @@ server() { put "$1" /usr/lib/postgresql/15/bin/postgres /usr/share/postgresql/15
 server_dev() { put "$1" "${2:-/usr/include/postgresql/15/server}/postgres.h" "${2:-/usr/include/postgresql/15/server}/pg_config.h"; }
 sodium_runtime() { put "$1" /usr/lib/x86_64-linux-gnu/libsodium.so.23; }
 sodium_dev() { sodium_runtime "$1"; put "$1" /usr/include/sodium.h /usr/lib/x86_64-linux-gnu/libsodium.so; }
-tools() { put "$1" /usr/bin/make /usr/bin/gcc /usr/bin/prove /usr/sbin/runuser; }
+# gcc 12 brings the sanitizer runtimes (libgcc-12-dev depends on them)
+tools() { put "$1" /usr/bin/make /usr/bin/gcc /usr/bin/prove /usr/sbin/runuser; sanitizers "$1"; }
+sanitizers() { put "$1" /usr/lib/x86_64-linux-gnu/libasan.so.8 /usr/lib/x86_64-linux-gnu/libubsan.so.1; }
 test_only() { put "$1" /usr/share/perl5/IPC/Run.pm /usr/share/postgresql/15/extension/pgaudit.control /usr/bin/chromium; }
 
 missing() { PRIVACY_PKG_ROOT=$1 privacy_packages_missing "$2"; }
@@ -100,7 +102,15 @@ server "$r"; client "$r"; server_dev "$r"; tools "$r"
 put "$r" /usr/include/sodium.h
 check "sodium.h without libsodium.so: libsodium-dev missing" "libsodium-dev" "$(missing "$r" demo)"
 
-# 7. A bare machine needs everything.
+# 7. The sanitize suite's runtimes: gcc's link-time files do not count.
+r=$FAKE/no-sanitizers
+server "$r"; client "$r"; server_dev "$r"; sodium_dev "$r"; test_only "$r"
+put "$r" /usr/bin/make /usr/bin/gcc /usr/bin/prove /usr/sbin/runuser \
+	/usr/lib/gcc/x86_64-linux-gnu/12/libasan.so /usr/lib/gcc/x86_64-linux-gnu/12/libubsan.so
+check "without the sanitizer runtimes the tests lack them" "libasan8 libubsan1" "$(missing "$r" test)"
+check "the demo does not need them" "" "$(missing "$r" demo)"
+
+# 8. A bare machine needs everything.
 check "an empty root needs every package of the demo" \
 	"postgresql-15 postgresql-client-15 postgresql-server-dev-15 libsodium-dev make gcc util-linux" \
 	"$(missing "$FAKE/nothing" demo)"

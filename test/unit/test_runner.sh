@@ -77,5 +77,20 @@ printf 'not ok 1 - a # TODO later\n' > "$T/tap-todo-only"
 reset; count_tap "$T/tap-todo-only" 0 tap/todo-only
 check "TAP: a script whose only test is a TODO printed a test line" 0/0/0 "$(totals)"
 
+# sanitizer reports
+mkdir -p "$T/san-clean" "$T/san-asan" "$T/san-log"
+printf 'LOG:  database system is ready\n' > "$T/san-clean/server.log"
+: > "$T/san-clean/asan.123"
+reset; count_sanitizer_reports "$T/san-clean" "$T/san-clean/server.log" sanitize >/dev/null
+check "sanitize: no report (an empty report file included) is one pass" 1/0/0 "$(totals)"
+printf '==9==ERROR: AddressSanitizer: heap-buffer-overflow\n' > "$T/san-asan/asan.9"
+printf '==9==ERROR: AddressSanitizer: SEGV\n' > "$T/san-asan/asan.10"
+printf 'LOG:  ready\n' > "$T/san-asan/server.log"
+reset; count_sanitizer_reports "$T/san-asan" "$T/san-asan/server.log" sanitize >/dev/null
+check "sanitize: each report file is a failure" 0/2/0 "$(totals)"
+printf 'src/types.c:1: runtime error: load of misaligned address\n' > "$T/san-log/server.log"
+reset; count_sanitizer_reports "$T/san-log" "$T/san-log/server.log" sanitize >/dev/null
+check "sanitize: a report in the server log is a failure" 0/1/0 "$(totals)"
+
 echo "1..$n"
 [ "$failed" -eq 0 ]

@@ -1,4 +1,5 @@
--- Moving encrypted values where they do not belong (issue #12, class 7).
+-- Moving encrypted values where they do not belong (issue #12, class 7),
+-- and what a value is not bound to.
 --
 -- In a protected table every value is sealed under its row's subject's
 -- key, and its key is authenticated with it.  A role that may update the
@@ -44,14 +45,54 @@ SELECT a.id, k.subject_hash_prefix = (SELECT subject_hash_prefix FROM privacy.ke
   FROM accounts a JOIN accounts b ON b.id = 1
   JOIN privacy.keys k ON k.id = (privacy.envelope_info(a.email)).key_id ORDER BY a.id;
 
--- Ben is erased: his values are gone; the copy that belongs to Ana stays
+-- another column of another category: a move of category, refused without
+-- a purpose allowed the source category (support may not read financial)
+SET ROLE adv_writer;
+SET privacy.purpose = 'support';
+UPDATE accounts SET email = iban WHERE id = 2;
+RESET privacy.purpose;
+RESET ROLE;
+
+-- What a value is not bound to (a decision, doc/dba.md "What a value is
+-- bound to"): a table, a column of the same category and type, a moment.
+-- A copy of Ben's e-mail address in another table opens there for a
+-- purpose allowed contact, under Ben's key: it dies with Ben's erasure.
+CREATE TABLE side_copy (id bigint, email privacy.encrypted_text(contact));
+GRANT SELECT, INSERT, UPDATE ON side_copy TO adv_writer;
+SET ROLE adv_writer;
+SET privacy.purpose = 'support';
+INSERT INTO side_copy SELECT id, email FROM accounts WHERE id = 2;
+SELECT id, email FROM side_copy;
+RESET privacy.purpose;
+-- with no purpose at all, a copy between columns of the same category of
+-- unprotected tables needs none either; reading it does
+INSERT INTO side_copy SELECT 3, email FROM side_copy WHERE id = 2;
+SELECT id, email FROM side_copy ORDER BY id;
+RESET ROLE;
+SELECT s.id, (privacy.envelope_info(s.email)).key_id = (privacy.envelope_info(a.email)).key_id AS bens_key
+  FROM side_copy s, accounts a WHERE a.id = 2 ORDER BY s.id;
+-- an older value written back over a newer one opens: values are not bound
+-- to a moment (a role with UPDATE could write the old plaintext anyway)
+SET ROLE adv_writer;
+SET privacy.purpose = 'support';
+CREATE TEMP TABLE before_change AS SELECT email FROM side_copy WHERE id = 3;
+UPDATE side_copy SET email = 'ben.new@example.org' WHERE id = 3;
+UPDATE side_copy SET email = (SELECT email FROM before_change) WHERE id = 3;
+SELECT id, email FROM side_copy ORDER BY id;
+DROP TABLE before_change;
+RESET privacy.purpose;
+RESET ROLE;
+
+-- Ben is erased: his values are gone, the copies in the other table too;
+-- the copy that belongs to Ana stays
 SET ROLE adv_officer;
 SELECT privacy.erase_subject('2', 'request 3') IS NOT NULL AS erased;
 RESET ROLE;
 SET privacy.purpose = 'billing';
 SELECT id, iban, email FROM accounts ORDER BY id;
+SELECT id, email FROM side_copy ORDER BY id;
 RESET privacy.purpose;
 
-DROP TABLE accounts;
+DROP TABLE accounts, side_copy;
 DROP EXTENSION privacy;
 DROP ROLE adv_writer, adv_officer;

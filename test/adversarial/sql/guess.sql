@@ -33,6 +33,38 @@ SELECT count(*) FROM (SELECT DISTINCT email FROM plain_copy) d;
 SELECT email FROM plain_copy ORDER BY email LIMIT 1;
 RESET ROLE;
 
+-- 2. record-image comparisons (*<, *=, a sort USING them) compare stored
+-- bytes, not plaintexts.  Were the search tag at the start of the stored
+-- form, values with one plaintext would sort next to each other, and a
+-- literal (sealed by anyone under the session's transient key, with the
+-- guess's tag) would sort next to the values equal to the guess.
+CREATE TABLE same_and_other (id int PRIMARY KEY, email privacy.encrypted_text(contact, searchable));
+SET privacy.purpose = 'billing';
+INSERT INTO same_and_other
+SELECT i, CASE WHEN i <= 10 THEN 'same@example.org' ELSE 'other' || i || '@example.org' END
+  FROM generate_series(1, 40) i;
+RESET privacy.purpose;
+GRANT SELECT ON same_and_other TO adv_app;
+SET ROLE adv_app;
+CREATE TEMP TABLE image_order AS
+SELECT row_number() OVER (ORDER BY ROW(u.email) USING OPERATOR(pg_catalog.*<)) AS pos, u.id
+  FROM (SELECT id, email FROM same_and_other
+        UNION ALL SELECT 0, 'same@example.org'::privacy.encrypted_text) u;
+-- and *= finds no stored value equal to the guess (nor, for that matter,
+-- to another value with the same plaintext)
+SELECT count(*) FILTER (WHERE a.r OPERATOR(pg_catalog.*=) g.r) AS equal_to_guess,
+       count(*) FILTER (WHERE a.r OPERATOR(pg_catalog.*=) b.r) AS equal_to_another
+  FROM (SELECT id, ROW(email) AS r FROM same_and_other) a
+  JOIN (SELECT id, ROW(email) AS r FROM same_and_other) b ON a.id < b.id AND a.id <= 10 AND b.id <= 10
+ CROSS JOIN (SELECT ROW('same@example.org'::privacy.encrypted_text) AS r) g;
+RESET ROLE;
+-- the ten equal values are not one run, and the guess does not sit beside them
+SELECT max(pos) - min(pos) + 1 > 11 AS equal_values_and_guess_not_grouped
+  FROM image_order WHERE id <= 10;
+-- no stored searchable value starts with its tag any more (format byte 0x02)
+SELECT DISTINCT get_byte(privacy_internal.encrypted_text_send(email), 0) AS format FROM same_and_other;
+DROP TABLE image_order;
+
 -- 3. a coercion that adds a search tag opens the value: only through the gate
 SET ROLE adv_app;
 SELECT iban::privacy.encrypted_text(financial, searchable) IS NOT NULL FROM plain_copy;
@@ -73,6 +105,6 @@ DROP TABLE IF EXISTS nested_array, nested_composite, nested_domain, later_array;
 DROP DOMAIN adv_email;
 DROP TYPE adv_pair;
 
-DROP TABLE customers, plain_copy;
+DROP TABLE customers, plain_copy, same_and_other;
 DROP EXTENSION privacy;
 DROP ROLE adv_app, adv_bypass;

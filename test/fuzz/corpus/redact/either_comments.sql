@@ -1,0 +1,1 @@
+2SELECT /* it's /* nested */ */ 1, "Quoted""id" -- don't

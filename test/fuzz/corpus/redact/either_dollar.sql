@@ -1,0 +1,1 @@
+2DO $body$ BEGIN PERFORM 'x'; END $body$; SELECT $$a$$, $1

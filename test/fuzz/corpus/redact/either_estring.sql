@@ -1,0 +1,1 @@
+2INSERT INTO t VALUES (E'it\'s', U&'d\0061t', B'101', X'ff', N'n')

@@ -1,0 +1,1 @@
+2SELECTÿÿÿÿ 'a\' , ;sec D d$bo BEGIN PERFORM 'x''a\' , 'ret'

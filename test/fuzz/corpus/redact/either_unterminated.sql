@@ -1,0 +1,1 @@
+2SELECT 'never closed

@@ -1,0 +1,1 @@
+2SELECT 'café' AS é

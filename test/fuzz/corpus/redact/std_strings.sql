@@ -1,0 +1,1 @@
+0SELECT * FROM t WHERE email = 'alice@example.com' AND n = 42
