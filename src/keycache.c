@@ -8,16 +8,27 @@
 
 #define EMPTY (-1)
 
+/*
+ * An index entry keeps the key's hash beside its slot, so that a probe and
+ * a deletion's shifting read the index alone: the entries they pass over
+ * are not touched (each would be a cache miss in a large table).
+ */
+typedef struct IndexEntry
+{
+	int32_t		slot;			/* EMPTY when free */
+	uint32_t	hash;
+} IndexEntry;
+
 static KeyCacheEntry *
 slots_of(KeyCacheTable *t)
 {
 	return (KeyCacheEntry *) (t + 1);
 }
 
-static int32_t *
+static IndexEntry *
 index_of(KeyCacheTable *t)
 {
-	return (int32_t *) (slots_of(t) + t->nslots);
+	return (IndexEntry *) (slots_of(t) + t->nslots);
 }
 
 static uint32_t
@@ -34,12 +45,12 @@ size_t
 keycache_size(uint32_t nslots)
 {
 	return sizeof(KeyCacheTable) + (size_t) nslots * sizeof(KeyCacheEntry) +
-		(size_t) index_entries(nslots) * sizeof(int32_t);
+		(size_t) index_entries(nslots) * sizeof(IndexEntry);
 }
 
 /* murmur3's finalizer: key ids are consecutive, their home buckets must not be */
-static uint32_t
-home(const KeyCacheTable *t, uint64_t space, uint32_t key_id)
+uint32_t
+keycache_hash(uint64_t space, uint32_t key_id)
 {
 	uint64_t	h = space ^ ((uint64_t) key_id * 0x9e3779b97f4a7c15u);
 
@@ -48,7 +59,7 @@ home(const KeyCacheTable *t, uint64_t space, uint32_t key_id)
 	h ^= h >> 33;
 	h *= 0xc4ceb9fe1a85ec53u;
 	h ^= h >> 33;
-	return (uint32_t) h & t->index_mask;
+	return (uint32_t) h;
 }
 
 static int
@@ -61,7 +72,7 @@ void
 keycache_init(KeyCacheTable *t, uint32_t nslots)
 {
 	uint32_t	i;
-	int32_t    *index;
+	IndexEntry *index;
 
 	memset(t, 0, sizeof(*t));
 	t->nslots = nslots;
@@ -69,7 +80,7 @@ keycache_init(KeyCacheTable *t, uint32_t nslots)
 	memset(slots_of(t), 0, (size_t) nslots * sizeof(KeyCacheEntry));
 	index = index_of(t);
 	for (i = 0; i <= t->index_mask; i++)
-		index[i] = EMPTY;
+		index[i].slot = EMPTY;
 }
 
 KeyCacheEntry *
@@ -83,14 +94,15 @@ static int64_t
 find_position(KeyCacheTable *t, uint64_t space, uint32_t key_id)
 {
 	KeyCacheEntry *slots = slots_of(t);
-	int32_t    *index = index_of(t);
-	uint32_t	i = home(t, space, key_id);
+	IndexEntry *index = index_of(t);
+	uint32_t	hash = keycache_hash(space, key_id);
+	uint32_t	i = hash & t->index_mask;
 
 	for (;;)
 	{
-		if (index[i] == EMPTY)
+		if (index[i].slot == EMPTY)
 			return -1;
-		if (same_key(&slots[index[i]], space, key_id))
+		if (index[i].hash == hash && same_key(&slots[index[i].slot], space, key_id))
 			return i;
 		i = (i + 1) & t->index_mask;
 	}
@@ -107,7 +119,7 @@ keycache_lookup(KeyCacheTable *t, uint64_t space, uint32_t key_id)
 	pos = find_position(t, space, key_id);
 	if (pos < 0)
 		return -1;
-	slot = index_of(t)[pos];
+	slot = index_of(t)[pos].slot;
 	slots_of(t)[slot].referenced = 1;
 	return slot;
 }
@@ -119,8 +131,7 @@ keycache_lookup(KeyCacheTable *t, uint64_t space, uint32_t key_id)
 static void
 delete_position(KeyCacheTable *t, uint32_t pos)
 {
-	KeyCacheEntry *slots = slots_of(t);
-	int32_t    *index = index_of(t);
+	IndexEntry *index = index_of(t);
 	uint32_t	i = pos;
 	uint32_t	j = pos;
 
@@ -129,30 +140,27 @@ delete_position(KeyCacheTable *t, uint32_t pos)
 		uint32_t	k;
 
 		j = (j + 1) & t->index_mask;
-		if (index[j] == EMPTY)
+		if (index[j].slot == EMPTY)
 			break;
-		k = home(t, slots[index[j]].space, slots[index[j]].key_id);
+		k = index[j].hash & t->index_mask;
 		/* an entry whose home lies cyclically in (i, j] stays */
 		if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
 			continue;
 		index[i] = index[j];
 		i = j;
 	}
-	index[i] = EMPTY;
+	index[i].slot = EMPTY;
 }
 
 static void
-free_slot(KeyCacheTable *t, int32_t slot, unsigned char *material)
+free_slot(KeyCacheTable *t, int32_t slot)
 {
-	KeyCacheEntry *e = &slots_of(t)[slot];
-
-	sodium_memzero(material + (size_t) slot * KEYCACHE_KEY_BYTES, KEYCACHE_KEY_BYTES);
-	sodium_memzero(e, sizeof(*e));
+	sodium_memzero(&slots_of(t)[slot], sizeof(KeyCacheEntry));
 	t->nused--;
 }
 
 int
-keycache_remove(KeyCacheTable *t, uint64_t space, uint32_t key_id, unsigned char *material)
+keycache_remove(KeyCacheTable *t, uint64_t space, uint32_t key_id)
 {
 	int64_t		pos;
 	int32_t		slot;
@@ -162,18 +170,19 @@ keycache_remove(KeyCacheTable *t, uint64_t space, uint32_t key_id, unsigned char
 	pos = find_position(t, space, key_id);
 	if (pos < 0)
 		return 0;
-	slot = index_of(t)[pos];
+	slot = index_of(t)[pos].slot;
 	delete_position(t, (uint32_t) pos);
-	free_slot(t, slot, material);
+	free_slot(t, slot);
 	return 1;
 }
 
 int32_t
-keycache_insert(KeyCacheTable *t, uint64_t space, uint32_t key_id, unsigned char *material)
+keycache_insert(KeyCacheTable *t, uint64_t space, uint32_t key_id)
 {
 	KeyCacheEntry *slots = slots_of(t);
-	int32_t    *index = index_of(t);
+	IndexEntry *index = index_of(t);
 	int32_t		slot = -1;
+	uint32_t	hash;
 	uint32_t	i;
 	uint64_t	steps;
 
@@ -200,7 +209,7 @@ keycache_insert(KeyCacheTable *t, uint64_t space, uint32_t key_id, unsigned char
 			e->referenced = 0;
 			continue;
 		}
-		keycache_remove(t, e->space, e->key_id, material);
+		keycache_remove(t, e->space, e->key_id);
 		t->evictions++;
 		slot = (int32_t) here;
 		break;
@@ -214,23 +223,24 @@ keycache_insert(KeyCacheTable *t, uint64_t space, uint32_t key_id, unsigned char
 	slots[slot].key_id = key_id;
 	slots[slot].referenced = 1;
 	t->nused++;
-	i = home(t, space, key_id);
-	while (index[i] != EMPTY)
+	hash = keycache_hash(space, key_id);
+	i = hash & t->index_mask;
+	while (index[i].slot != EMPTY)
 		i = (i + 1) & t->index_mask;
-	index[i] = slot;
+	index[i].slot = slot;
+	index[i].hash = hash;
 	return slot;
 }
 
 void
-keycache_clear(KeyCacheTable *t, unsigned char *material)
+keycache_clear(KeyCacheTable *t)
 {
 	uint32_t	i;
-	int32_t    *index = index_of(t);
+	IndexEntry *index = index_of(t);
 
-	sodium_memzero(material, (size_t) t->nslots * KEYCACHE_KEY_BYTES);
-	memset(slots_of(t), 0, (size_t) t->nslots * sizeof(KeyCacheEntry));
+	sodium_memzero(slots_of(t), (size_t) t->nslots * sizeof(KeyCacheEntry));
 	for (i = 0; i <= t->index_mask; i++)
-		index[i] = EMPTY;
+		index[i].slot = EMPTY;
 	t->nused = 0;
 	t->hand = 0;
 }

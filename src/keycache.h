@@ -2,12 +2,11 @@
  * keycache.h — a fixed-size table of unwrapped data keys (plain C, no
  * postgres.h, so that test/unit/test_keycache.c links it alone).
  *
- * One table serves each backend's own cache and each partition of the
- * cache in shared memory (keys_cache.c).  The table holds the keys'
- * metadata and an index from key id to slot; the key material itself lives
- * in a separate region the caller owns (sodium_malloc'ed for a backend, a
- * locked mapping excluded from core dumps for shared memory), 32 bytes per
- * slot, and this file wipes a slot's 32 bytes whenever it frees one.
+ * Each partition of the cache in shared memory (keys_cache.c) is one table:
+ * slots holding the keys with their metadata, and an index from key to
+ * slot.  The caller places the table in memory fit for keys (a locked
+ * mapping excluded from core dumps); this file wipes a slot whenever it
+ * frees one.
  *
  * Eviction is a clock: a lookup sets the slot's referenced bit; a slot
  * needed for a new key is the next one, from the hand, whose bit is clear,
@@ -35,6 +34,7 @@ typedef struct KeyCacheEntry
 	uint8_t		referenced;		/* the clock's bit */
 	uint8_t		unused;
 	unsigned char subject_hash[KEYCACHE_HASH_BYTES];	/* scope 's' only */
+	unsigned char key[KEYCACHE_KEY_BYTES];	/* the unwrapped key; zeros if destroyed */
 } KeyCacheEntry;
 
 typedef struct KeyCacheTable
@@ -46,6 +46,9 @@ typedef struct KeyCacheTable
 	uint64_t	evictions;
 	/* KeyCacheEntry slots[nslots]; int32_t index[index_mask + 1] follow */
 } KeyCacheTable;
+
+/* A key's 32-bit hash: where it goes in a table, and in a direct-mapped cache. */
+extern uint32_t keycache_hash(uint64_t space, uint32_t key_id);
 
 /* Bytes a table of nslots takes (header, slots, index); nslots >= 1. */
 extern size_t keycache_size(uint32_t nslots);
@@ -62,18 +65,15 @@ extern int32_t keycache_lookup(KeyCacheTable *t, uint64_t space, uint32_t key_id
 
 /*
  * A slot for the key: the one that holds it already, else a free one, else
- * the clock's victim, whose key is removed and its material wiped.  The
- * entry's space and key_id are set and the rest zeroed for a new key; the caller
- * fills in the metadata and the 32 bytes at material + slot * 32.
+ * the clock's victim, whose entry is wiped.  The entry's space and key_id
+ * are set and the rest zeroed for a new key; the caller fills in the rest.
  */
-extern int32_t keycache_insert(KeyCacheTable *t, uint64_t space, uint32_t key_id,
-							   unsigned char *material);
+extern int32_t keycache_insert(KeyCacheTable *t, uint64_t space, uint32_t key_id);
 
-/* Remove the key and wipe its material; 1 if it was there. */
-extern int	keycache_remove(KeyCacheTable *t, uint64_t space, uint32_t key_id,
-							unsigned char *material);
+/* Remove the key and wipe its entry; 1 if it was there. */
+extern int	keycache_remove(KeyCacheTable *t, uint64_t space, uint32_t key_id);
 
-/* Remove every key and wipe all material. */
-extern void keycache_clear(KeyCacheTable *t, unsigned char *material);
+/* Remove every key and wipe every entry. */
+extern void keycache_clear(KeyCacheTable *t);
 
 #endif

@@ -1,18 +1,22 @@
 /*
  * keys_cache.c — where unwrapped data keys are kept.
  *
- * Two levels, both tables of keycache.c:
- *   - each backend's own cache (privacy.backend_key_cache_size keys), its
- *     key material in one sodium_malloc'ed region (locked, guard pages, not
- *     in core dumps), read without any lock;
+ * Two levels:
+ *   - each backend's own cache (privacy.backend_key_cache_size keys, rounded
+ *     up to a power of two), direct-mapped: a key has one place, and a key
+ *     stored there replaces (and so wipes) the one before; it is one
+ *     sodium_malloc'ed region (locked, guard pages, not in core dumps), read
+ *     without any lock;
  *   - a cache shared by all backends (privacy.shared_key_cache_size keys),
- *     split into partitions, each with its own LWLock, so that a working set
+ *     tables of keycache.c (clock eviction), split into partitions, each
+ *     with its own LWLock, so that a working set
  *     of millions of subjects is unwrapped once for the whole server and
- *     not once per backend.  Its metadata (key ids, states, subject hashes)
- *     is in the main shared memory segment; its key material is in a mapping
- *     of its own that the postmaster creates, locks and excludes from core
- *     dumps (MADV_DONTDUMP) before any backend exists, and that backends
- *     inherit.  A backend copies a key it finds there into its own cache.
+ *     not once per backend.  Its tables (keys, with their ids, states and
+ *     subject hashes) are in a mapping of their own that the postmaster
+ *     creates, locks and excludes from core dumps (MADV_DONTDUMP) before
+ *     any backend exists, and that backends inherit; only the ring and the
+ *     partitions' sizes are in the main shared memory segment.  A backend
+ *     copies a key it finds there into its own cache.
  *
  * Invalidation is per key.  A data key changes only by an UPDATE or DELETE
  * of its row in privacy.data_keys (retired, destroyed; creating a key
@@ -90,7 +94,7 @@ typedef struct KeysShared
 	int			nparts;
 	uint32		slots_per_part;
 	Size		part_bytes;
-	bool		material_locked;
+	bool		tables_locked;
 	LWLockPadded *locks;
 	uint32		ring[KEY_CHANGE_RING];	/* key ids; 0 = every key */
 	int			nprocs;
@@ -100,17 +104,19 @@ typedef struct KeysShared
 } KeysShared;
 
 static KeysShared *shared = NULL;
-static unsigned char *shared_material = NULL;	/* the postmaster's mapping */
-static size_t shared_material_bytes = 0;
-static bool shared_material_locked = false;
+static char *shared_tables = NULL;	/* the postmaster's mapping */
+static size_t shared_tables_bytes = 0;
+static bool shared_tables_locked = false;
 static shmem_request_hook_type prev_shmem_request = NULL;
 static shmem_startup_hook_type prev_shmem_startup = NULL;
 static ProcessUtility_hook_type prev_process_utility = NULL;
 
-/* This backend's cache. */
-static KeyCacheTable *local_table = NULL;
-static unsigned char *local_material = NULL;
-static uint32 local_slots = 0;
+/* This backend's cache: direct-mapped, local_mask + 1 entries. */
+static KeyCacheEntry *local_entries = NULL;
+static uint32 local_mask = 0;
+static int	local_setting = 0;	/* privacy.backend_key_cache_size it was made for */
+static uint64 local_used = 0;
+static uint64 local_evictions = 0;
 static uint64 local_hits = 0;
 static uint64 local_misses = 0;
 static uint64 shared_hits = 0;
@@ -165,37 +171,25 @@ slots_per_partition(int nkeys, int nparts)
 }
 
 static Size
-shared_header_size(void)
+shared_size(void)
 {
 	return MAXALIGN(add_size(offsetof(KeysShared, changed_by),
 							 mul_size(MaxBackends + NUM_AUXILIARY_PROCS, sizeof(pg_atomic_uint32))));
 }
 
-static Size
-shared_size(void)
+/* A partition's table, cache-line aligned, in the mapping. */
+static size_t
+partition_bytes(int nkeys)
 {
-	Size		size = shared_header_size();
+	int			nparts = partitions_for(nkeys);
 
-	if (privacy_shared_key_cache_size > 0)
-	{
-		int			nparts = partitions_for(privacy_shared_key_cache_size);
-		uint32		per = slots_per_partition(privacy_shared_key_cache_size, nparts);
-
-		size = add_size(size, mul_size(nparts, MAXALIGN(keycache_size(per))));
-	}
-	return size;
+	return TYPEALIGN(64, keycache_size(slots_per_partition(nkeys, nparts)));
 }
 
 static KeyCacheTable *
 partition_table(int part)
 {
-	return (KeyCacheTable *) ((char *) shared + shared_header_size() + part * shared->part_bytes);
-}
-
-static unsigned char *
-partition_material(int part)
-{
-	return shared_material + (size_t) part * shared->slots_per_part * KEYCACHE_KEY_BYTES;
+	return (KeyCacheTable *) (shared_tables + (size_t) part * shared->part_bytes);
 }
 
 static int
@@ -213,7 +207,7 @@ partition_of(uint32 key_id)
 static bool
 shared_cache_usable(void)
 {
-	return shared != NULL && shared->nparts > 0 && shared_material != NULL &&
+	return shared != NULL && shared->nparts > 0 && shared_tables != NULL &&
 		!RecoveryInProgress();
 }
 
@@ -244,7 +238,7 @@ keys_cache_shmem_startup(void)
 	{
 		int			i;
 
-		memset(shared, 0, shared_header_size());
+		memset(shared, 0, shared_size());
 		SpinLockInit(&shared->ring_lock);
 		pg_atomic_init_u64(&shared->ring_reserved, 0);
 		pg_atomic_init_u64(&shared->ring_head, 0);
@@ -252,38 +246,37 @@ keys_cache_shmem_startup(void)
 		shared->nprocs = MaxBackends + NUM_AUXILIARY_PROCS;
 		for (i = 0; i < shared->nprocs; i++)
 			pg_atomic_init_u32(&shared->changed_by[i], 0);
-		if (privacy_shared_key_cache_size > 0 && shared_material != NULL)
+		if (privacy_shared_key_cache_size > 0 && shared_tables != NULL)
 		{
 			shared->nparts = partitions_for(privacy_shared_key_cache_size);
 			shared->slots_per_part = slots_per_partition(privacy_shared_key_cache_size, shared->nparts);
-			shared->part_bytes = MAXALIGN(keycache_size(shared->slots_per_part));
-			shared->material_locked = shared_material_locked;
+			shared->part_bytes = partition_bytes(privacy_shared_key_cache_size);
+			shared->tables_locked = shared_tables_locked;
 			shared->locks = GetNamedLWLockTranche(TRANCHE_NAME);
+			/* after a crash and reinitialisation, nothing of the old keys stays */
+			sodium_memzero(shared_tables, shared_tables_bytes);
 			for (i = 0; i < shared->nparts; i++)
 				keycache_init(partition_table(i), shared->slots_per_part);
-			/* after a crash and reinitialisation, nothing of the old keys stays */
-			sodium_memzero(shared_material, shared_material_bytes);
 		}
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
 
 /*
- * The shared key material: mapped once, in the postmaster, so that every
+ * The shared cache's tables: mapped once, in the postmaster, so that every
  * backend inherits the same pages; locked (best effort, as the master
  * key's page: the memlock limit may be too low) and never in a core dump.
  */
 static void
-map_shared_material(void)
+map_shared_tables(void)
 {
-	int			nparts;
 	size_t		bytes;
 	void	   *p;
 
 	if (privacy_shared_key_cache_size <= 0)
 		return;
-	nparts = partitions_for(privacy_shared_key_cache_size);
-	bytes = (size_t) nparts * slots_per_partition(privacy_shared_key_cache_size, nparts) * KEYCACHE_KEY_BYTES;
+	bytes = (size_t) partitions_for(privacy_shared_key_cache_size) *
+		partition_bytes(privacy_shared_key_cache_size);
 	p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 	{
@@ -297,14 +290,15 @@ map_shared_material(void)
 	(void) madvise(p, bytes, MADV_DONTDUMP);
 #endif
 	if (mlock(p, bytes) == 0)
-		shared_material_locked = true;
+		shared_tables_locked = true;
 	else
 		ereport(WARNING,
 				(errmsg("privacy shared key cache could not be locked in memory"),
 				 errdetail("mlock of %zu bytes failed: %m.", bytes),
-				 errhint("Raise the memlock limit of the server (LimitMEMLOCK in its systemd unit, or ulimit -l) to at least the size of privacy.shared_key_cache_size times 32 bytes, so that unwrapped keys cannot be swapped to disk.")));
-	shared_material = p;
-	shared_material_bytes = bytes;
+				 errhint("Raise the memlock limit of the server (LimitMEMLOCK in its systemd unit, or ulimit -l) to at least %zu kB, or lower privacy.shared_key_cache_size, so that unwrapped keys cannot be swapped to disk.",
+						 (bytes + 1023) / 1024)));
+	shared_tables = p;
+	shared_tables_bytes = bytes;
 }
 
 /* ------------------------------------------------------------------------
@@ -314,36 +308,59 @@ map_shared_material(void)
 static void
 local_create(void)
 {
-	uint32		n = (uint32) privacy_backend_key_cache_size;
+	uint32		n = 16;
 
-	if (local_material != NULL)
+	while (n < (uint32) privacy_backend_key_cache_size)
+		n *= 2;
+	if (local_entries != NULL)
 	{
-		sodium_free(local_material);	/* zeroes it */
-		local_material = NULL;
+		sodium_free(local_entries); /* zeroes it */
+		local_entries = NULL;
 	}
-	if (local_table != NULL)
-	{
-		pfree(local_table);
-		local_table = NULL;
-	}
-	local_material = sodium_malloc((size_t) n * KEYCACHE_KEY_BYTES);
-	if (local_material == NULL)
+	local_entries = sodium_malloc((size_t) n * sizeof(KeyCacheEntry));
+	if (local_entries == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("could not allocate locked memory for the data key cache"),
 				 errhint("Raise the memlock limit of the server (ulimit -l / LimitMEMLOCK), or lower privacy.backend_key_cache_size.")));
-	sodium_memzero(local_material, (size_t) n * KEYCACHE_KEY_BYTES);
-	local_table = MemoryContextAlloc(TopMemoryContext, keycache_size(n));
-	keycache_init(local_table, n);
-	local_slots = n;
+	sodium_memzero(local_entries, (size_t) n * sizeof(KeyCacheEntry));
+	local_mask = n - 1;
+	local_setting = privacy_backend_key_cache_size;
+	local_used = 0;
 	keys_generation++;
+}
+
+static uint32
+local_slot(uint64 space, uint32 key_id)
+{
+	return keycache_hash(space, key_id) & local_mask;
+}
+
+static void
+local_remove(uint64 space, uint32 key_id)
+{
+	KeyCacheEntry *e = &local_entries[local_slot(space, key_id)];
+
+	if (e->key_id == key_id && e->space == space && key_id != 0)
+	{
+		sodium_memzero(e, sizeof(KeyCacheEntry));
+		local_used--;
+	}
+}
+
+static void
+local_clear(void)
+{
+	if (local_entries == NULL)
+		return;
+	sodium_memzero(local_entries, (size_t) (local_mask + 1) * sizeof(KeyCacheEntry));
+	local_used = 0;
 }
 
 void
 keys_cache_forget_local(void)
 {
-	if (local_table != NULL)
-		keycache_clear(local_table, local_material);
+	local_clear();
 	keys_generation++;
 }
 
@@ -357,7 +374,7 @@ shared_clear(void)
 	for (i = 0; i < shared->nparts; i++)
 	{
 		LWLockAcquire(&shared->locks[i].lock, LW_EXCLUSIVE);
-		keycache_clear(partition_table(i), partition_material(i));
+		keycache_clear(partition_table(i));
 		LWLockRelease(&shared->locks[i].lock);
 	}
 }
@@ -416,7 +433,7 @@ publish(uint64 space, const uint32 *ids, int n, bool all)
 			int			part = partition_of(ids[i]);
 
 			LWLockAcquire(&shared->locks[part].lock, LW_EXCLUSIVE);
-			keycache_remove(partition_table(part), space, ids[i], partition_material(part));
+			keycache_remove(partition_table(part), space, ids[i]);
 			LWLockRelease(&shared->locks[part].lock);
 		}
 }
@@ -434,7 +451,7 @@ note_data_keys_relid(void)
 		{
 			/* another key table: nothing cached names its keys */
 			key_space = space_of(data_keys_relid);
-			keycache_clear(local_table, local_material);
+			local_clear();
 			keys_generation++;
 		}
 	}
@@ -448,7 +465,7 @@ note_data_keys_relid(void)
 static void
 local_ready(void)
 {
-	if (local_table == NULL || local_slots != (uint32) privacy_backend_key_cache_size)
+	if (local_entries == NULL || local_setting != privacy_backend_key_cache_size)
 		local_create();
 	note_data_keys_relid();
 }
@@ -500,14 +517,14 @@ keys_cache_sync(void)
 			if (id == 0)
 				all = true;
 			else
-				keycache_remove(local_table, key_space, id, local_material);
+				local_remove(key_space, id);
 		}
 	/* a writer that lapped us while we read: what we read may be newer entries */
 	if (ring_reserved() - ring_position > KEY_CHANGE_RING)
 		all = true;
 	ring_position = head;
 	if (all)
-		keycache_clear(local_table, local_material);
+		local_clear();
 	keys_generation++;
 }
 
@@ -547,22 +564,21 @@ keys_cache_changed_here(uint32 key_id)
 	return false;
 }
 
+/* Copy a key (metadata and material) into this backend's cache. */
 static const unsigned char *
-local_keep(uint32 key_id, const KeyCacheEntry *from, const unsigned char *material, KeyCacheEntry **meta)
+local_keep(const KeyCacheEntry *from, KeyCacheEntry **meta)
 {
-	int32		slot = keycache_insert(local_table, key_space, key_id, local_material);
-	KeyCacheEntry *e = keycache_entry(local_table, slot);
-	unsigned char *dst = local_material + (size_t) slot * KEYCACHE_KEY_BYTES;
+	KeyCacheEntry *e = &local_entries[local_slot(key_space, from->key_id)];
 
-	e->state = from->state;
-	e->scope = from->scope;
-	memcpy(e->subject_hash, from->subject_hash, KEYCACHE_HASH_BYTES);
-	if (material != NULL)
-		memcpy(dst, material, KEYCACHE_KEY_BYTES);
-	else
-		sodium_memzero(dst, KEYCACHE_KEY_BYTES);
+	if (e->key_id == 0)
+		local_used++;
+	else if (e->key_id != from->key_id || e->space != key_space)
+		local_evictions++;
+	memcpy(e, from, sizeof(KeyCacheEntry));
+	e->space = key_space;
+	e->referenced = 0;
 	*meta = e;
-	return dst;
+	return e->key;
 }
 
 const unsigned char *
@@ -573,12 +589,15 @@ keys_cache_get(uint32 key_id, KeyCacheEntry **meta)
 
 	*meta = NULL;
 	local_ready();
-	slot = keycache_lookup(local_table, key_space, key_id);
-	if (slot >= 0)
 	{
-		local_hits++;
-		*meta = keycache_entry(local_table, slot);
-		return local_material + (size_t) slot * KEYCACHE_KEY_BYTES;
+		uint32		here = local_slot(key_space, key_id);
+
+		if (local_entries[here].key_id == key_id && local_entries[here].space == key_space && key_id != 0)
+		{
+			local_hits++;
+			*meta = &local_entries[here];
+			return local_entries[here].key;
+		}
 	}
 	local_misses++;
 	if (!shared_cache_usable() || keys_cache_changed_here(key_id))
@@ -590,8 +609,7 @@ keys_cache_get(uint32 key_id, KeyCacheEntry **meta)
 		LWLockAcquire(&shared->locks[part].lock, LW_SHARED);
 		slot = keycache_lookup(t, key_space, key_id);
 		if (slot >= 0)
-			key = local_keep(key_id, keycache_entry(t, slot),
-							 partition_material(part) + (size_t) slot * KEYCACHE_KEY_BYTES, meta);
+			key = local_keep(keycache_entry(t, slot), meta);
 		LWLockRelease(&shared->locks[part].lock);
 	}
 	if (key != NULL)
@@ -606,19 +624,26 @@ keys_cache_put(uint32 key_id, DataKeyState state, char scope,
 			   const unsigned char *subject_hash, const unsigned char *material,
 			   bool shareable, uint64 mark, KeyCacheEntry **meta)
 {
-	KeyCacheEntry e;
+	KeyCacheEntry *e;
 	const unsigned char *key;
 
-	memset(&e, 0, sizeof(e));
-	e.key_id = key_id;
-	e.state = (uint8) state;
-	e.scope = (uint8) scope;
-	if (subject_hash != NULL)
-		memcpy(e.subject_hash, subject_hash, KEYCACHE_HASH_BYTES);
-	if (state == DATA_KEY_DESTROYED)
-		material = NULL;
 	local_ready();
-	key = local_keep(key_id, &e, material, meta);
+	e = &local_entries[local_slot(key_space, key_id)];
+	if (e->key_id == 0)
+		local_used++;
+	else if (e->key_id != key_id || e->space != key_space)
+		local_evictions++;
+	sodium_memzero(e, sizeof(KeyCacheEntry));
+	e->space = key_space;
+	e->key_id = key_id;
+	e->state = (uint8) state;
+	e->scope = (uint8) scope;
+	if (subject_hash != NULL)
+		memcpy(e->subject_hash, subject_hash, KEYCACHE_HASH_BYTES);
+	if (material != NULL && state != DATA_KEY_DESTROYED)
+		memcpy(e->key, material, KEYCACHE_KEY_BYTES);
+	*meta = e;
+	key = e->key;
 
 	if (shareable && shared_cache_usable() && !keys_cache_changed_here(key_id))
 	{
@@ -628,17 +653,10 @@ keys_cache_put(uint32 key_id, DataKeyState state, char scope,
 		LWLockAcquire(&shared->locks[part].lock, LW_EXCLUSIVE);
 		if (pg_atomic_read_u64(&shared->ring_reserved) == mark)
 		{
-			int32		slot = keycache_insert(t, key_space, key_id, partition_material(part));
-			KeyCacheEntry *se = keycache_entry(t, slot);
-			unsigned char *dst = partition_material(part) + (size_t) slot * KEYCACHE_KEY_BYTES;
+			KeyCacheEntry *se = keycache_entry(t, keycache_insert(t, key_space, key_id));
 
-			se->state = e.state;
-			se->scope = e.scope;
-			memcpy(se->subject_hash, e.subject_hash, KEYCACHE_HASH_BYTES);
-			if (material != NULL)
-				memcpy(dst, material, KEYCACHE_KEY_BYTES);
-			else
-				sodium_memzero(dst, KEYCACHE_KEY_BYTES);
+			memcpy(se, e, sizeof(KeyCacheEntry));
+			se->referenced = 1;
 		}
 		LWLockRelease(&shared->locks[part].lock);
 	}
@@ -661,12 +679,12 @@ note_change(Oid relid, uint32 key_id, bool all)
 	if (shared != NULL && MyProc != NULL && MyProc->pgprocno < shared->nprocs)
 		pg_atomic_write_u32(&shared->changed_by[MyProc->pgprocno], 1);
 	/* this backend reads the key from the table from now on */
-	if (local_table != NULL)
+	if (local_entries != NULL)
 	{
 		if (all)
-			keycache_clear(local_table, local_material);
+			local_clear();
 		else
-			keycache_remove(local_table, changed_space, key_id, local_material);
+			local_remove(changed_space, key_id);
 	}
 	keys_generation++;
 }
@@ -824,7 +842,7 @@ keys_cache_process_utility(PlannedStmt *pstmt, const char *queryString, bool rea
 void
 keys_cache_init(void)
 {
-	map_shared_material();
+	map_shared_tables();
 	prev_shmem_request = shmem_request_hook;
 	shmem_request_hook = keys_cache_shmem_request;
 	prev_shmem_startup = shmem_startup_hook;
@@ -853,12 +871,12 @@ privacy_key_cache_status(PG_FUNCTION_ARGS)
 
 	memset(nulls, 0, sizeof(nulls));
 	values[0] = CStringGetTextDatum("backend");
-	values[1] = Int64GetDatum(local_table->nslots);
-	values[2] = Int64GetDatum(local_table->nused);
+	values[1] = Int64GetDatum((int64) local_mask + 1);
+	values[2] = Int64GetDatum(local_used);
 	values[3] = Int64GetDatum(local_hits);
 	values[4] = Int64GetDatum(local_misses);
-	values[5] = Int64GetDatum(local_table->evictions);
-	values[6] = Int64GetDatum(keycache_size(local_slots) + (int64) local_slots * KEYCACHE_KEY_BYTES);
+	values[5] = Int64GetDatum(local_evictions);
+	values[6] = Int64GetDatum(((int64) local_mask + 1) * sizeof(KeyCacheEntry));
 	values[7] = BoolGetDatum(true);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 
@@ -879,8 +897,8 @@ privacy_key_cache_status(PG_FUNCTION_ARGS)
 		values[1] = Int64GetDatum((int64) shared->nparts * shared->slots_per_part);
 		values[2] = Int64GetDatum(used);
 		values[5] = Int64GetDatum(evictions);
-		values[6] = Int64GetDatum((int64) (shared_size() - shared_header_size()) + (int64) shared_material_bytes);
-		values[7] = BoolGetDatum(shared->material_locked);
+		values[6] = Int64GetDatum((int64) shared_size() + (int64) shared_tables_bytes);
+		values[7] = BoolGetDatum(shared->tables_locked);
 	}
 	else
 	{
