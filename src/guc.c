@@ -74,7 +74,7 @@ guc_define(void)
 {
 	DefineCustomIntVariable("privacy.backend_key_cache_size",
 							"Unwrapped data keys a backend keeps for itself.",
-							"Each takes 32 bytes of locked memory and about 60 bytes of bookkeeping. Keys a backend "
+							"Each takes 80 bytes of locked memory (rounded up to a power of two keys). Keys a backend "
 							"does not hold are taken from the shared key cache, else unwrapped from privacy.data_keys.",
 							&privacy_backend_key_cache_size,
 							4096, 16, 1024 * 1024,
@@ -163,10 +163,10 @@ guc_define(void)
 
 	DefineCustomIntVariable("privacy.shared_key_cache_size",
 							"Unwrapped data keys kept in shared memory for all backends; 0 turns the shared cache off.",
-							"Each takes 32 bytes of locked memory, excluded from core dumps, and about 60 bytes of shared memory. "
-							"Size it to the subjects whose data is read in a day. Takes effect at the next restart.",
+							"Each takes about 100 bytes of memory that the postmaster locks (the memlock limit must allow it) and "
+							"excludes from core dumps. Size it to the subjects whose data is read in a day. Takes effect at the next restart.",
 							&privacy_shared_key_cache_size,
-							131072, 0, INT_MAX / 64,
+							65536, 0, INT_MAX / 128,
 							PGC_POSTMASTER,
 							0,
 							NULL, NULL, NULL);

@@ -74,7 +74,7 @@
 #include "utils/timestamp.h"
 
 int			privacy_backend_key_cache_size = 4096;
-int			privacy_shared_key_cache_size = 131072;
+int			privacy_shared_key_cache_size = 65536;
 uint64		keys_generation = 1;
 
 /* Changes of keys remembered for other backends; one that falls behind starts over. */
