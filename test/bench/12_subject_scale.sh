@@ -1,5 +1,5 @@
 #!/bin/bash
-# 11_subject_scale — an operator's size: a key per subject, a million subjects.
+# 12_subject_scale — an operator's size: a key per subject, a million subjects.
 #
 # Two tables of the same shape, SCALE_SUBJECTS subjects (1,000,000) with
 # SCALE_ROWS_PER_SUBJECT rows each (10), a subject's rows spread through the
@@ -124,7 +124,7 @@ load() {	# load TABLE: in statements of 1,000,000 rows
 		bench_psql -c "SET privacy.purpose = 'service'" -c "INSERT INTO $t
 SELECT g, $SUBJECT_OF, 'user' || lpad(($SUBJECT_OF)::text, 8, '0') || '@example.org',
        '+49 30 ' || lpad(g::text, 9, '0'), 'note ' || g || ' of subject ' || ($SUBJECT_OF)
-  FROM generate_series($from, $to) g" >/dev/null
+  FROM generate_series($from::bigint, $to) g" >/dev/null
 	done
 	bench_psql -c "VACUUM (FREEZE, ANALYZE) $t" >/dev/null
 	echo "  $t: $(( $(date +%s) - start )) s"
