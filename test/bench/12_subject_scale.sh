@@ -47,6 +47,27 @@
 #   key_cache_shared_bytes      bytes of the shared key cache (mapping and
 #                               shared memory) per subject, against 32
 #                               (report); whether mlock succeeded is printed
+#   protect_table               ms of privacy.protect_table() on an unprotected
+#                               copy of cat whose subjects have no key yet,
+#                               against a plain UPDATE rewriting the same
+#                               three columns of another copy: goal <= 1.5
+#   protect_table_reader_wait   ms a point lookup started 1 s into
+#                               protect_table waited (the table is locked
+#                               ACCESS EXCLUSIVE to its commit), against
+#                               protect_table's time: goal a hold <= 100 ms
+#   subject_report_first_call, _next_call
+#                               ms of an officer's first
+#                               privacy.subject_report() in a new session and
+#                               of the next one, against the same two calls of
+#                               a hand-written report (the subject's rows of
+#                               the three protected tables as JSON, through
+#                               their subject index); best of 3 sessions
+#   subject_report_p95          100 reports of different subjects, alternating
+#                               with the hand-written one: goal p95 <= 50 ms
+#   compliance_gaps_first_call, _next_call
+#                               ms of compliance_gaps() first and second in a
+#                               new session, against a catalog query listing
+#                               the encrypted columns, first in a new session
 # and, as context: the load times, the data keys' table and index sizes,
 # the first scan after a restart (every key unwrapped from
 # privacy.data_keys once).
@@ -242,6 +263,126 @@ echo "floor: the unprotected COPY $plain_ms ms + $COPY_ROWS rows into a copy of 
 	"3 seals and a wrap at $seal_ns ns)"
 echo "lowest ratio libsodium alone allows (no key table): $(awk -v p="$plain_ms" -v s="$sodium_ms" 'BEGIN { printf "%.2f", (p + s) / p }')"
 
+# --- protect_table of a populated table --------------------------------------------
+# prot and upd: the rows of cat under new subjects (none has a key yet),
+# unprotected; protect_table(prot) reseals every value under its subject's
+# key, against a plain UPDATE of upd rewriting the same columns.  A reader
+# started 1 s into protect_table measures how long the table stays locked.
+say "protect_table of $ROWS rows of $SUBJECTS new subjects, against UPDATE of the same columns"
+NEW=$((SUBJECTS * 100))
+bench_psql >/dev/null <<SQL
+CREATE TABLE prot (LIKE cat INCLUDING ALL) WITH (autovacuum_enabled = off);
+CREATE TABLE upd (LIKE cat INCLUDING ALL) WITH (autovacuum_enabled = off);
+INSERT INTO prot SELECT id, subject + $NEW, email, phone, note FROM cat;
+INSERT INTO upd SELECT * FROM prot;
+CREATE INDEX ON prot (subject);
+CREATE INDEX ON upd (subject);
+VACUUM (FREEZE, ANALYZE) prot, upd;
+GRANT SELECT ON prot TO $APP;
+SQL
+bench_psql -c "CHECKPOINT" -c '\timing on' -c "UPDATE upd SET email = email, phone = phone, note = note" >"$PRIVACY_TMP/scale_upd.out"
+upd_ms=$(awk '/^Time:/ { print $2 }' "$PRIVACY_TMP/scale_upd.out")
+bench_psql -c "CHECKPOINT" >/dev/null
+( sleep 1
+  bench_psql -c "SET ROLE $APP" -c "SET privacy.purpose = 'service'" -c '\timing on' \
+	-c "SELECT count(email::text) FROM prot WHERE id = 1" ) >"$PRIVACY_TMP/scale_reader.out" &
+reader=$!
+bench_psql -c '\timing on' -c "SELECT privacy.protect_table('prot', 'subject')" >"$PRIVACY_TMP/scale_protect.out"
+wait $reader
+protect_ms=$(awk '/^Time:/ { print $2 }' "$PRIVACY_TMP/scale_protect.out")
+reader_ms=$(awk '/^Time:/ { t = $2 } END { print t }' "$PRIVACY_TMP/scale_reader.out")
+[ -n "$upd_ms" ] && [ -n "$protect_ms" ] && [ -n "$reader_ms" ] || die "protect_table: timings missing"
+check=$(bench_psql -c "SET ROLE $APP" -c "SET privacy.purpose = 'service'" -c "$(q prot)" -c "$(q cat)" | paste -sd ' ')
+[ "${check% *}" = "${check#* }" ] || die "prot reads back differently from cat: $check"
+check=$(bench_psql -c "SELECT count(*) FROM privacy.data_keys WHERE scope = 'subject'")
+[ "$check" -ge $((2 * SUBJECTS)) ] || die "protect_table made too few subject keys: $check"
+echo "protect_table of $ROWS rows: $protect_ms ms (plain UPDATE $upd_ms ms); a point lookup started 1 s in took $reader_ms ms" \
+	"(the table is locked ACCESS EXCLUSIVE from protect_table's ALTER TABLE to its commit)"
+
+# --- the subject report and compliance_gaps: a session's first call, and the next --------
+# An officer (privacy_officer, holding purpose service) in a new session:
+# the first privacy.subject_report() and the next one (another subject),
+# against the same two calls of a hand-written report (the subject's rows of
+# the three protected tables as JSON, by their subject index) in a new
+# session; then 100 reports against 100 hand-written ones, alternating; then
+# compliance_gaps() first and second call against a hand-written catalog
+# query (every encrypted column of the database).  Three rounds; best.
+OFFICER=bench_scale_officer
+BENCH_DROP_ROLES+=("$OFFICER")
+bench_psql >/dev/null <<SQL
+CREATE INDEX ON subj (subject);
+CREATE INDEX ON copy_subj (subject);
+ANALYZE subj, copy_subj;
+DROP ROLE IF EXISTS $OFFICER;
+CREATE ROLE $OFFICER IN ROLE privacy_officer;
+SELECT privacy.grant_purpose('$OFFICER', 'service');
+GRANT SELECT ON subj, copy_subj, prot TO $OFFICER;
+SQL
+hand_report() {	# SQL of the hand-written report of subject $1
+	echo "SELECT length(jsonb_build_array(
+	  (SELECT jsonb_agg(to_jsonb(t)) FROM subj t WHERE subject = $1),
+	  (SELECT jsonb_agg(to_jsonb(t)) FROM copy_subj t WHERE subject = $1),
+	  (SELECT jsonb_agg(to_jsonb(t)) FROM prot t WHERE subject = $1))::text)"
+}
+hand_gaps="SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+	WHERE a.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype) AND a.attnum > 0 AND NOT a.attisdropped"
+first_two() {	# first_two SQL1 SQL2: a new session, "<ms of SQL1> <ms of SQL2>"
+	bench_psql -c "SET ROLE $OFFICER" -c "SET privacy.purpose = 'service'" -c '\timing on' -c "$1" -c "$2" |
+		awk '/^Time:/ { printf "%s ", $2 } END { print "" }'
+}
+rep_first=() rep_next=() hand_first=() hand_next=() gaps_first=() gaps_next=() hgaps_first=()
+for r in 1 2 3; do
+	s1=$((1 + (r * 7919) % SUBJECTS)) s2=$((1 + (r * 104729) % SUBJECTS))
+	read -r a b < <(first_two "SELECT length(privacy.subject_report('$s1')::text)" "SELECT length(privacy.subject_report('$s2')::text)")
+	rep_first+=("$a") rep_next+=("$b")
+	read -r a b < <(first_two "$(hand_report $s1)" "$(hand_report $s2)")
+	hand_first+=("$a") hand_next+=("$b")
+	read -r a b < <(first_two "SELECT count(*) FROM privacy.compliance_gaps()" "SELECT count(*) FROM privacy.compliance_gaps()")
+	gaps_first+=("$a") gaps_next+=("$b")
+	read -r a b < <(first_two "$hand_gaps" "$hand_gaps")
+	hgaps_first+=("$a")
+done
+min() { printf '%s\n' "$@" | sort -g | head -n 1; }
+echo "subject_report in a new session, first call ms: ${rep_first[*]}; next call: ${rep_next[*]}" \
+	"(hand-written: first ${hand_first[*]}; next ${hand_next[*]})"
+echo "compliance_gaps() in a new session, first call ms: ${gaps_first[*]}; next call: ${gaps_next[*]}" \
+	"(hand-written catalog query, first: ${hgaps_first[*]})"
+lat=$(bench_psql <<SQL
+SET ROLE $OFFICER;
+SET privacy.purpose = 'service';
+CREATE TEMP TABLE lat (ours float8, base float8);
+DO \$\$
+DECLARE
+    t0 timestamptz;
+    b0 timestamptz;
+    r jsonb;
+    b jsonb;
+    s bigint;
+    n bigint;
+BEGIN
+    PERFORM privacy.subject_report('1');
+    FOR k IN 1..100 LOOP
+        s := 1 + (k * 15485863::bigint) % $SUBJECTS;
+        t0 := clock_timestamp();
+        r := privacy.subject_report(s::text);
+        b0 := clock_timestamp();
+        b := jsonb_build_array(
+            (SELECT jsonb_agg(to_jsonb(t)) FROM subj t WHERE subject = s),
+            (SELECT jsonb_agg(to_jsonb(t)) FROM copy_subj t WHERE subject = s),
+            (SELECT jsonb_agg(to_jsonb(t)) FROM prot t WHERE subject = s));
+        INSERT INTO lat VALUES (extract(epoch FROM b0 - t0) * 1000, extract(epoch FROM clock_timestamp() - b0) * 1000);
+        n := (SELECT sum(jsonb_array_length(d -> 'rows')) FROM jsonb_array_elements(r -> 'data') d);
+        IF n IS DISTINCT FROM $PER::bigint OR jsonb_array_length(b -> 0) <> $PER THEN
+            RAISE EXCEPTION 'subject %: report % rows, hand-written %', s, n, jsonb_array_length(b -> 0);
+        END IF;
+    END LOOP;
+END \$\$;
+$(lat_percentiles)
+SQL
+)
+read -r rp50 rp95 bp50 bp95 <<<"$lat"
+echo "subject_report of 100 subjects ($PER rows each): p50 $rp50 ms, p95 $rp95 ms (hand-written p50 $bp50 ms, p95 $bp95 ms)"
+
 # --- memory -------------------------------------------------------------------------
 read -r b_slots b_bytes < <(bench_psql -c "SELECT slots || ' ' || bytes FROM privacy.key_cache_status() WHERE cache = 'backend'")
 read -r s_slots s_used s_bytes s_locked < <(bench_psql -c "SELECT slots || ' ' || used || ' ' || bytes || ' ' || locked
@@ -255,3 +396,10 @@ figure subject_copy "$(best copy_subj)" ms category_copy "$plain_ms" "<= 3.0"
 figure subject_copy_floor "$(awk -v p="$plain_ms" -v f="$floor_ms" -v s="$sodium_ms" 'BEGIN { printf "%.1f", p + f + s }')" ms category_copy "$plain_ms"
 figure key_cache_backend_bytes "$b_bytes" bytes keys_alone "$((b_slots * 32))"
 figure key_cache_shared_bytes_per_subject "$(awk -v b="$s_bytes" -v n="$SUBJECTS" 'BEGIN { printf "%.1f", b / n }')" bytes key_alone 32
+figure protect_table "$protect_ms" ms plain_update "$upd_ms" "<= 1.5"
+figure protect_table_reader_wait "$reader_ms" ms protect_table "$protect_ms" "ACCESS EXCLUSIVE hold <= 100 ms"
+figure subject_report_first_call "$(min "${rep_first[@]}")" ms hand_written_first_call "$(min "${hand_first[@]}")"
+figure subject_report_next_call "$(min "${rep_next[@]}")" ms hand_written_next_call "$(min "${hand_next[@]}")"
+figure subject_report_p95 "$rp95" ms hand_written_p95 "$bp95" "p95 <= 50 ms"
+figure compliance_gaps_first_call "$(min "${gaps_first[@]}")" ms catalog_query_first_call "$(min "${hgaps_first[@]}")"
+figure compliance_gaps_next_call "$(min "${gaps_next[@]}")" ms catalog_query_first_call "$(min "${hgaps_first[@]}")"
