@@ -329,30 +329,23 @@ pending_clear(void)
 
 /*
  * Run a prepared INSERT into privacy.data_keys under a snapshot taken now
- * (catalog_execute_plan_latest).  With a transaction snapshot (REPEATABLE
- * READ, SERIALIZABLE), a conflicting key that another session committed
- * while the INSERT waited for it is invisible to the INSERT's snapshot, and
- * PostgreSQL refuses that with a serialization failure.  The conflict is on
- * the extension's key table, not on anything the transaction read, so it
- * is retried once in a subtransaction with a snapshot taken after the
- * winner committed, rather than failing the caller's transaction.
+ * (catalog_execute_plan_latest), in a subtransaction: false, with nothing
+ * written, when it fails with a serialization failure (or, with
+ * unique_too, a unique violation); any other error is thrown again.
  */
-static int
-insert_keys(SPIPlanPtr plan, Datum *values, const char *nulls)
+static bool
+insert_in_subxact(SPIPlanPtr plan, Datum *values, const char *nulls, bool unique_too, int *rc)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool retry = false;
-	volatile int rc = 0;
-
-	if (!IsolationUsesXactSnapshot())
-		return catalog_execute_plan_latest(plan, values, nulls, false, 0);
+	volatile bool done = true;
+	volatile int result = 0;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		rc = catalog_execute_plan_latest(plan, values, nulls, false, 0);
+		result = catalog_execute_plan_latest(plan, values, nulls, false, 0);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
@@ -367,13 +360,34 @@ insert_keys(SPIPlanPtr plan, Datum *values, const char *nulls)
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
-		if (edata->sqlerrcode != ERRCODE_T_R_SERIALIZATION_FAILURE)
+		if (edata->sqlerrcode != ERRCODE_T_R_SERIALIZATION_FAILURE &&
+			!(unique_too && edata->sqlerrcode == ERRCODE_UNIQUE_VIOLATION))
 			ReThrowError(edata);
 		FreeErrorData(edata);
-		retry = true;
+		done = false;
 	}
 	PG_END_TRY();
-	if (retry)
+	*rc = result;
+	return done;
+}
+
+/*
+ * With a transaction snapshot (REPEATABLE READ, SERIALIZABLE), a
+ * conflicting key that another session committed while the INSERT waited
+ * for it is invisible to the INSERT's snapshot, and PostgreSQL refuses that
+ * with a serialization failure.  The conflict is on the extension's key
+ * table, not on anything the transaction read, so the INSERT is retried
+ * once with a snapshot taken after the winner committed, rather than
+ * failing the caller's transaction.
+ */
+static int
+insert_keys(SPIPlanPtr plan, Datum *values, const char *nulls)
+{
+	int			rc;
+
+	if (!IsolationUsesXactSnapshot())
+		return catalog_execute_plan_latest(plan, values, nulls, false, 0);
+	if (!insert_in_subxact(plan, values, nulls, false, &rc))
 		rc = catalog_execute_plan_latest(plan, values, nulls, false, 0);
 	return rc;
 }
@@ -449,38 +463,13 @@ pending_arrays(Datum *values, bool unstored_only)
 static bool
 insert_batch(SPIPlanPtr plan, Datum *values, const char *nulls)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool stored = true;
+	int			rc;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		if (catalog_execute_plan_latest(plan, values, nulls, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not store data keys");
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION &&
-			edata->sqlerrcode != ERRCODE_T_R_SERIALIZATION_FAILURE)
-			ReThrowError(edata);
-		FreeErrorData(edata);
-		stored = false;
-	}
-	PG_END_TRY();
-	return stored;
+	if (!insert_in_subxact(plan, values, nulls, true, &rc))
+		return false;
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "could not store data keys");
+	return true;
 }
 
 /*
