@@ -89,6 +89,13 @@ catalog_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
  */
 static bool catalog_written_in_xact = false;
 
+/* Whether this transaction has changed the extension's catalog so far. */
+bool
+catalog_written_in_transaction(void)
+{
+	return catalog_written_in_xact;
+}
+
 static void
 catalog_xact_callback(XactEvent event, void *arg)
 {

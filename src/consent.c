@@ -353,6 +353,13 @@ privacy_purpose_held(PG_FUNCTION_ARGS)
  */
 static bool consent_ledger_unlocked = false;
 
+/* On Citus, a worker's copy of the ledger follows the coordinator's (citus.c). */
+void
+consent_unlock_ledger(bool unlocked)
+{
+	consent_ledger_unlocked = unlocked;
+}
+
 PG_FUNCTION_INFO_V1(privacy_ledger_guard);
 Datum
 privacy_ledger_guard(PG_FUNCTION_ARGS)

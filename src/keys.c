@@ -445,6 +445,7 @@ unwrap_key(MasterKeySlot *slot, const unsigned char *wrapped, size_t wrapped_len
  * must not be kept (key table, erasure records).
  */
 static void internal_key(const char *name, unsigned char *out);
+static uint32 subject_key(const unsigned char *subject_hash, bool create);
 
 /*
  * The internal keys are needed per value (search tags) and per row (subject
@@ -688,6 +689,12 @@ insert_data_key(Datum *values, const char *nulls)
 }
 
 /*
+ * Called before a data key is created here: a part that knows better where
+ * keys come from (citus.c) returns the id of the key it had made, or 0.
+ */
+uint32		(*keys_create_hook) (char scope, const char *name, const unsigned char *subject_hash) = NULL;
+
+/*
  * Create a data key and store it wrapped.  For a category key, when another
  * session created the active key first, that key's id is returned instead.
  */
@@ -718,6 +725,10 @@ create_data_key(char scope, const char *category, const unsigned char *subject_h
 				 errdetail("The %s has no key yet, and creating one writes privacy.data_keys.",
 						   scope == 'c' ? "category" : "subject"),
 				 errhint("Seal a first value in a read-write transaction on the primary (privacy.classify() creates the category key).")));
+
+	/* on Citus, the coordinator creates every key (citus.c) */
+	if (keys_create_hook && (key_id = keys_create_hook(scope, category, subject_hash)) != 0)
+		return key_id;
 
 	catalog_become_owner(&st);
 	if (SPI_execute("SELECT pg_catalog.nextval('" PRIVACY_SCHEMA ".data_key_id_seq')", false, 1) != SPI_OK_SELECT)
@@ -868,12 +879,28 @@ keys_category_key(const char *category)
 uint32
 keys_subject_key(const char *subject, size_t len, bool create)
 {
+	unsigned char hash[PRIVACY_SUBJECT_HASH_BYTES];
+
+	keys_subject_hash(subject, len, hash);
+	return subject_key(hash, create);
+}
+
+/* The same, for a subject known by its hash (created if need be). */
+uint32
+keys_subject_key_by_hash(const unsigned char *subject_hash)
+{
+	return subject_key(subject_hash, true);
+}
+
+static uint32
+subject_key(const unsigned char *subject_hash, bool create)
+{
 	unsigned char owner[PRIVACY_SUBJECT_HASH_BYTES + 1];
 	ActiveKeyEntry *entry;
 	bool		found;
 
 	owner[0] = 's';
-	keys_subject_hash(subject, len, owner + 1);
+	memcpy(owner + 1, subject_hash, PRIVACY_SUBJECT_HASH_BYTES);
 	entry = active_key_lookup(owner, &found);
 	if (!found || entry->key_id == 0)
 	{
@@ -1032,19 +1059,27 @@ keys_search_key(unsigned char *out, size_t outlen)
  * blind index).  Created on first use; privacy.classify() and
  * privacy.create_category() create them early, in a writable transaction.
  */
-static void
-internal_key(const char *name, unsigned char *out)
+uint32
+keys_internal_key_id(const char *name)
 {
 	static const char *query =
 		"SELECT id FROM " PRIVACY_SCHEMA ".data_keys WHERE scope OPERATOR(pg_catalog.=) 'internal' "
 		"AND name OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'active'";
 	uint32		key_id;
-	const unsigned char *key;
-	DataKeyState state;
 
 	key_id = lookup_active_key(query, TEXTOID, CStringGetTextDatum(name));
 	if (key_id == 0)
 		key_id = create_data_key('i', name, NULL);
+	return key_id;
+}
+
+static void
+internal_key(const char *name, unsigned char *out)
+{
+	uint32		key_id = keys_internal_key_id(name);
+	const unsigned char *key;
+	DataKeyState state;
+
 	key = keys_data_key(key_id, &state);
 	if (key == NULL)
 		elog(ERROR, "internal key \"%s\" is destroyed", name);

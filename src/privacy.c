@@ -18,6 +18,8 @@
  *   redact.c    personal data kept out of the server log (redact_text.c:
  *               the SQL lexer)
  *   label.c     SECURITY LABEL FOR privacy (declarative classification)
+ *   citus.c     scale-out on Citus: one catalog and one key set for the
+ *               cluster
  */
 #include "privacy.h"
 
@@ -61,6 +63,7 @@ _PG_init(void)
 	audit_init();
 	audit_install_hooks();
 	redact_install_hooks();
+	citus_init();
 	if (!IsBinaryUpgrade)
 		worker_register();
 }

@@ -1,0 +1,296 @@
+/*
+ * citus.c — scale-out on Citus (issue #16).
+ *
+ * Citus is not linked or required: everything here is reached through SQL
+ * (Citus's catalog tables and functions), and does nothing in a database
+ * where the extension has not been attached to a Citus cluster with
+ * privacy.citus_attach() (sql/install/12_citus.sql).
+ *
+ * One vocabulary and one key set for the cluster:
+ * - the extension's catalog is kept alike on every node by the outbox of
+ *   12_citus.sql; this file holds the flag that marks a change being applied
+ *   there (the capture triggers stay silent, the consent ledger's guard lets
+ *   the copy through);
+ * - data keys come from the coordinator: keys.c calls keys_create_hook
+ *   before it creates a key, and on an attached cluster this file asks the
+ *   coordinator to create it, over a connection of its own
+ *   (pg_catalog.master_run_on_worker), as the extension's owner.  The key is
+ *   committed there and reaches every node through the outbox before the
+ *   caller goes on, so the node that asked reads it with a fresh snapshot,
+ *   like every catalog read (catalog.c).  Keys are never made inside the
+ *   caller's own transaction: a worker serving the same distributed
+ *   transaction on another connection could not see such a key, and would
+ *   wait for it.  A key made for a transaction that then aborts stays, unused
+ *   (as a sequence number would).  The exception is a transaction that has
+ *   changed the catalog itself: the key service could not see its changes
+ *   (a category created and classified in one transaction), so it creates
+ *   its keys, which reach the workers with the rest of its changes.
+ *
+ * May call: catalog, keys, consent.
+ */
+#include "privacy.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+
+/* a change that came through the outbox is being applied (12_citus.sql) */
+static bool citus_applying = false;
+/* this backend is the coordinator's key service, creating a key itself */
+static bool citus_serving_key = false;
+
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
+bool
+citus_applying_change(void)
+{
+	return citus_applying;
+}
+
+static void
+citus_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT ||
+		event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_PREPARE)
+	{
+		citus_applying = false;
+		consent_unlock_ledger(false);
+	}
+}
+
+PG_FUNCTION_INFO_V1(privacy_citus_applying);
+Datum
+privacy_citus_applying(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(citus_applying);
+}
+
+/* Only the outbox's apply function may call it (EXECUTE: the owner only). */
+PG_FUNCTION_INFO_V1(privacy_citus_set_applying);
+Datum
+privacy_citus_set_applying(PG_FUNCTION_ARGS)
+{
+	citus_applying = PG_GETARG_BOOL(0);
+	consent_unlock_ledger(citus_applying);
+	PG_RETURN_VOID();
+}
+
+/*
+ * Whether this database's extension is attached to a Citus cluster (Citus
+ * is installed here and the outbox is one of its tables), and whether this
+ * node is its coordinator.  Asked only when a key is about to be created,
+ * which is rare enough not to cache it.
+ */
+static bool
+citus_attached(bool *coordinator)
+{
+	bool		attached = false;
+	bool		isnull;
+	CatalogUserState st;
+
+	*coordinator = false;
+	if (!OidIsValid(get_extension_oid("citus", true)))
+		return false;
+	catalog_become_owner(&st);
+	if (SPI_execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition "
+					"WHERE logicalrelid OPERATOR(pg_catalog.=) "
+					"pg_catalog.to_regclass('" PRIVACY_INTERNAL_SCHEMA ".citus_outbox')), "
+					"(SELECT groupid FROM pg_catalog.pg_dist_local_group) OPERATOR(pg_catalog.=) 0",
+					true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		attached = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		*coordinator = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)) && !isnull;
+	}
+	catalog_restore_user(&st);
+	return attached;
+}
+
+/*
+ * keys_create_hook: on an attached cluster, the coordinator creates the
+ * key; returns its id, or 0 to let keys.c create it here (no Citus, or
+ * this backend is the coordinator's key service).
+ */
+static uint32
+citus_create_key_remote(char scope, const char *name, const unsigned char *subject_hash)
+{
+	CatalogUserState st;
+	StringInfoData cmd;
+	char	   *host;
+	int32		port;
+	bool		isnull;
+	bool		ok;
+	char	   *result;
+	uint32		key_id;
+	bool		coordinator;
+
+	/*
+	 * A transaction on the coordinator that changed the catalog itself (a
+	 * category created, then classified) creates its keys too: the coordinator's key service
+	 * could not see what it has not committed, and the keys travel to the
+	 * workers with the rest of its changes.
+	 */
+	if (citus_serving_key || !citus_attached(&coordinator) ||
+		(coordinator && catalog_written_in_transaction()))
+		return 0;
+
+	initStringInfo(&cmd);
+	appendStringInfo(&cmd, "SELECT %s.citus_create_key(%s, %s, ", PRIVACY_INTERNAL_SCHEMA,
+					 quote_literal_cstr(scope == 'c' ? "category" : scope == 's' ? "subject" : "internal"),
+					 name ? quote_literal_cstr(name) : "NULL");
+	if (subject_hash)
+	{
+		int			i;
+
+		appendStringInfoString(&cmd, "'\\x");
+		for (i = 0; i < PRIVACY_SUBJECT_HASH_BYTES; i++)
+			appendStringInfo(&cmd, "%02x", subject_hash[i]);
+		appendStringInfoString(&cmd, "'::bytea)");
+	}
+	else
+		appendStringInfoString(&cmd, "NULL)");
+
+	/* as the extension's owner: the key service is not for other roles */
+	catalog_become_owner(&st);
+	if (SPI_execute("SELECT nodename, nodeport FROM pg_catalog.pg_dist_node "
+					"WHERE groupid OPERATOR(pg_catalog.=) 0 AND isactive "
+					"AND noderole OPERATOR(pg_catalog.=) 'primary' LIMIT 1", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pg_dist_node");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot create a data key: the Citus coordinator is not in the cluster's metadata"),
+				 errdetail("On Citus, data keys are created by the coordinator, so that every node has the same keys."),
+				 errhint("On the coordinator, run SELECT citus_set_coordinator_host('<host>', <port>).")));
+	host = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	port = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	{
+		Oid			argtypes[3] = {TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID};
+		Datum		values[3];
+		Datum		h = CStringGetTextDatum(host);
+		Datum		p = Int32GetDatum(port);
+		Datum		c = CStringGetTextDatum(cmd.data);
+
+		values[0] = PointerGetDatum(construct_array(&h, 1, TEXTOID, -1, false, TYPALIGN_INT));
+		values[1] = PointerGetDatum(construct_array(&p, 1, INT4OID, 4, true, TYPALIGN_INT));
+		values[2] = PointerGetDatum(construct_array(&c, 1, TEXTOID, -1, false, TYPALIGN_INT));
+		if (SPI_execute_with_args("SELECT success, result FROM pg_catalog.master_run_on_worker($1, $2, $3, false)",
+								  3, argtypes, values, NULL, false, 1) != SPI_OK_SELECT ||
+			SPI_processed != 1)
+			elog(ERROR, "could not reach the Citus coordinator to create a data key");
+	}
+	ok = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	result = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	if (!ok || result == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the Citus coordinator could not create a data key"),
+				 errdetail("The coordinator %s:%d answered: %s", host, port, result ? result : "nothing"),
+				 errhint("On Citus, data keys are created by the coordinator: it must be reachable from every node as the extension's owner.")));
+	key_id = (uint32) pg_strtoint32(result);
+	catalog_restore_user(&st);
+	return key_id;
+}
+
+/*
+ * The key service, on the coordinator: create (or find) the active key of
+ * a category, a subject or an internal use, committed with the connection's
+ * own transaction.  Its capture trigger writes to the outbox, a Citus
+ * reference table, from what Citus sees as one of its own backends:
+ * nested distributed execution is allowed for that.
+ */
+PG_FUNCTION_INFO_V1(privacy_citus_create_key);
+Datum
+privacy_citus_create_key(PG_FUNCTION_ARGS)
+{
+	char	   *scope;
+	char	   *name = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	bytea	   *hash = PG_ARGISNULL(2) ? NULL : PG_GETARG_BYTEA_PP(2);
+	int			nest;
+	uint32		key_id;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	scope = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (hash && VARSIZE_ANY_EXHDR(hash) != PRIVACY_SUBJECT_HASH_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a subject hash has %d bytes", PRIVACY_SUBJECT_HASH_BYTES)));
+	nest = NewGUCNestLevel();
+	(void) set_config_option("citus.allow_nested_distributed_execution", "on",
+							 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	citus_serving_key = true;
+	PG_TRY();
+	{
+		if (strcmp(scope, "category") == 0 && name)
+			key_id = keys_category_key(name);
+		else if (strcmp(scope, "internal") == 0 && name)
+			key_id = keys_internal_key_id(name);
+		else if (strcmp(scope, "subject") == 0 && hash)
+			key_id = keys_subject_key_by_hash((const unsigned char *) VARDATA_ANY(hash));
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid data key request")));
+	}
+	PG_FINALLY();
+	{
+		citus_serving_key = false;
+	}
+	PG_END_TRY();
+	AtEOXact_GUC(true, nest);
+	PG_RETURN_INT32((int32) key_id);
+}
+
+/*
+ * After CREATE EXTENSION privacy on a Citus coordinator with workers (Citus
+ * has created it on the workers by then), attach it to the cluster.
+ */
+static void
+citus_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					  ProcessUtilityContext context, ParamListInfo params,
+					  QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+
+	if (IsA(parsetree, CreateExtensionStmt) &&
+		strcmp(((CreateExtensionStmt *) parsetree)->extname, "privacy") == 0 &&
+		OidIsValid(get_extension_oid("citus", true)) &&
+		OidIsValid(get_extension_oid("privacy", true)))
+	{
+		bool		coordinator_with_workers = false;
+		bool		isnull;
+
+		SPI_connect();
+		if (SPI_execute("SELECT (SELECT groupid FROM pg_catalog.pg_dist_local_group) OPERATOR(pg_catalog.=) 0 "
+						"AND EXISTS (SELECT FROM pg_catalog.pg_dist_node WHERE groupid OPERATOR(pg_catalog.<>) 0)",
+						true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+			coordinator_with_workers = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+																  SPI_tuptable->tupdesc, 1, &isnull)) && !isnull;
+		if (coordinator_with_workers &&
+			SPI_execute("SELECT " PRIVACY_SCHEMA ".citus_attach()", false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "privacy.citus_attach() failed");
+		SPI_finish();
+	}
+}
+
+void
+citus_init(void)
+{
+	RegisterXactCallback(citus_xact_callback, NULL);
+	keys_create_hook = citus_create_key_remote;
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = citus_process_utility;
+}
