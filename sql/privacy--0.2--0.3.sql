@@ -1143,3 +1143,8 @@ REVOKE ALL ON FUNCTION privacy_internal.citus_replicated_tables(), privacy_inter
     privacy_internal.citus_apply(), privacy.citus_attach(), privacy_internal.citus_create_key(text, text, bytea)
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION privacy.citus_attach() TO privacy_admin;
+
+-- #16: the purpose travels with the query (citus.c)
+CREATE FUNCTION privacy_internal.citus_purpose(purpose text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_citus_purpose' LANGUAGE C STABLE PARALLEL SAFE;
+GRANT EXECUTE ON FUNCTION privacy_internal.citus_purpose(text) TO PUBLIC;

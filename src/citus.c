@@ -31,15 +31,26 @@
 #include "privacy.h"
 
 #include "access/xact.h"
+#include "catalog/catalog.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/planner.h"
+#include "parser/parse_func.h"
+#include "utils/inval.h"
 #include "miscadmin.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 
 /* a change that came through the outbox is being applied (12_citus.sql) */
 static bool citus_applying = false;
@@ -286,6 +297,216 @@ citus_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 	}
 }
 
+/* ------------------------------------------------------------------------
+ * The purpose travels with the query.
+ *
+ * Citus sends a worker the query it deparsed from the coordinator's plan,
+ * over connections of its own: a session's SET privacy.purpose does not
+ * reach them (only SET LOCAL in a transaction block does, with
+ * citus.propagate_set_commands = 'local').  So the coordinator writes the
+ * purpose into the query itself: before Citus plans a query that reads a
+ * distributed or reference table (this planner hook runs before Citus's,
+ * privacy being loaded after citus), it ANDs the call
+ * privacy_internal.citus_purpose('<purpose>') to the query's WHERE; Citus
+ * deparses it into every shard query, and a worker's planner finds it and
+ * sets privacy.purpose for that transaction (SET LOCAL), before the shard's
+ * consent policy and the decryption gate ask.  The call itself is true.
+ * What it sets is what a SET LOCAL would: anyone may write the call (it
+ * declares a purpose, checked against the role's grants like any other),
+ * and the worker runs the query as the coordinator session's role, which
+ * Citus connects as.  An empty purpose travels too, so that a RESET on the
+ * coordinator reaches a worker inside a transaction.
+ * ------------------------------------------------------------------------
+ */
+static planner_hook_type prev_planner = NULL;
+
+/* relid -> whether Citus distributes it (distributed or reference) */
+typedef struct CitusRelEntry
+{
+	Oid			relid;
+	bool		distributed;
+} CitusRelEntry;
+static HTAB *citus_rels = NULL;
+static bool citus_looking_up = false;
+
+static void
+citus_relcache_callback(Datum arg, Oid relid)
+{
+	if (citus_rels == NULL)
+		return;
+	if (OidIsValid(relid))
+		(void) hash_search(citus_rels, &relid, HASH_REMOVE, NULL);
+	else
+	{
+		hash_destroy(citus_rels);
+		citus_rels = NULL;
+	}
+}
+
+static bool
+citus_distributed_relation(Oid relid)
+{
+	CitusRelEntry *e;
+	bool		found;
+
+	if (citus_rels == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(CitusRelEntry);
+		ctl.hcxt = TopMemoryContext;
+		citus_rels = hash_create("privacy citus relations", 64, &ctl,
+								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	e = hash_search(citus_rels, &relid, HASH_FIND, &found);
+	if (found)
+		return e->distributed;
+	{
+		Oid			argtypes[1] = {OIDOID};
+		Datum		values[1] = {ObjectIdGetDatum(relid)};
+		bool		distributed = false;
+
+		citus_looking_up = true;
+		PG_TRY();
+		{
+			SPI_connect();
+			if (SPI_execute_with_args("SELECT 1 FROM pg_catalog.pg_dist_partition "
+									  "WHERE logicalrelid OPERATOR(pg_catalog.=) $1",
+									  1, argtypes, values, NULL, true, 1) == SPI_OK_SELECT)
+				distributed = SPI_processed > 0;
+			SPI_finish();
+		}
+		PG_FINALLY();
+		{
+			citus_looking_up = false;
+		}
+		PG_END_TRY();
+		e = hash_search(citus_rels, &relid, HASH_ENTER, &found);
+		e->distributed = distributed;
+		return distributed;
+	}
+}
+
+/* The marker function, or InvalidOid where the extension is not installed. */
+static Oid
+citus_purpose_function(void)
+{
+	Oid			nsp = get_namespace_oid(PRIVACY_INTERNAL_SCHEMA, true);
+	Oid			argtypes[1] = {TEXTOID};
+
+	if (!OidIsValid(nsp))
+		return InvalidOid;
+	return LookupFuncName(list_make2(makeString(PRIVACY_INTERNAL_SCHEMA), makeString("citus_purpose")),
+						  1, argtypes, true);
+}
+
+typedef struct MarkerSearch
+{
+	Oid			fn;
+	Const	   *found;
+	bool		distributed;	/* (for the coordinator's side) */
+} MarkerSearch;
+
+static bool
+find_marker(Node *node, MarkerSearch *ms)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, FuncExpr) && ((FuncExpr *) node)->funcid == ms->fn)
+	{
+		Node	   *arg = linitial(((FuncExpr *) node)->args);
+
+		if (IsA(arg, Const) && !((Const *) arg)->constisnull)
+		{
+			ms->found = (Const *) arg;
+			return true;
+		}
+	}
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, find_marker, ms, 0);
+	return expression_tree_walker(node, find_marker, ms);
+}
+
+/* Does the query (or a subquery, a CTE) read a table Citus distributes? */
+static bool
+find_distributed(Node *node, MarkerSearch *ms)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, RangeTblEntry))
+	{
+		RangeTblEntry *rte = (RangeTblEntry *) node;
+
+		if (rte->rtekind == RTE_RELATION)
+		{
+			Oid			nsp = get_rel_namespace(rte->relid);
+
+			if (nsp != PG_CATALOG_NAMESPACE && !IsToastNamespace(nsp) &&
+				citus_distributed_relation(rte->relid))
+			{
+				ms->distributed = true;
+				return true;
+			}
+		}
+		return false;
+	}
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, find_distributed, ms, QTW_EXAMINE_RTES_BEFORE);
+	return expression_tree_walker(node, find_distributed, ms);
+}
+
+static PlannedStmt *
+citus_planner(Query *parse, const char *query_string, int cursorOptions, ParamListInfo boundParams)
+{
+	if (!citus_looking_up && IsTransactionState() && parse->commandType == CMD_SELECT &&
+		parse->rtable != NIL && OidIsValid(get_extension_oid("citus", true)))
+	{
+		MarkerSearch ms = {citus_purpose_function(), NULL, false};
+
+		if (OidIsValid(ms.fn))
+		{
+			/* a worker: the purpose the coordinator wrote into the query */
+			if (find_marker((Node *) parse, &ms))
+			{
+				char	   *purpose = TextDatumGetCString(ms.found->constvalue);
+
+				(void) set_config_option("privacy.purpose", purpose, PGC_USERSET, PGC_S_SESSION,
+										 GUC_ACTION_LOCAL, true, 0, false);
+			}
+			/* the coordinator (or any node a query on a distributed table starts on) */
+			else if (parse->setOperations == NULL &&
+					 find_distributed((Node *) parse, &ms))
+			{
+				FuncExpr   *call;
+				Const	   *arg;
+
+				arg = makeConst(TEXTOID, -1, DEFAULT_COLLATION_OID, -1,
+								CStringGetTextDatum(privacy_purpose ? privacy_purpose : ""),
+								false, false);
+				call = makeFuncExpr(ms.fn, BOOLOID, list_make1(arg), InvalidOid,
+									DEFAULT_COLLATION_OID, COERCE_EXPLICIT_CALL);
+				if (parse->jointree->quals == NULL)
+					parse->jointree->quals = (Node *) call;
+				else
+					parse->jointree->quals = (Node *) makeBoolExpr(AND_EXPR,
+																   list_make2(call, parse->jointree->quals), -1);
+			}
+		}
+	}
+	if (prev_planner)
+		return prev_planner(parse, query_string, cursorOptions, boundParams);
+	return standard_planner(parse, query_string, cursorOptions, boundParams);
+}
+
+/* privacy_internal.citus_purpose(purpose): the marker, true. */
+PG_FUNCTION_INFO_V1(privacy_citus_purpose);
+Datum
+privacy_citus_purpose(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(true);
+}
+
 void
 citus_init(void)
 {
@@ -293,4 +514,7 @@ citus_init(void)
 	keys_create_hook = citus_create_key_remote;
 	prev_process_utility = ProcessUtility_hook;
 	ProcessUtility_hook = citus_process_utility;
+	prev_planner = planner_hook;
+	planner_hook = citus_planner;
+	CacheRegisterRelcacheCallback(citus_relcache_callback, (Datum) 0);
 }

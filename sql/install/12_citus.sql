@@ -243,3 +243,10 @@ COMMENT ON FUNCTION privacy.citus_attach() IS
 -- created and committed there, reaching every node at once.
 CREATE FUNCTION privacy_internal.citus_create_key(scope text, name text, subject_hash bytea) RETURNS integer
     AS 'MODULE_PATHNAME', 'privacy_citus_create_key' LANGUAGE C VOLATILE;
+
+-- The purpose travels with the query (citus.c): the coordinator ANDs this
+-- call, with the session's purpose, to a query on a distributed table; a
+-- worker's planner reads it and sets privacy.purpose for its transaction.
+-- It declares a purpose, as SET LOCAL would, so anyone may call it.
+CREATE FUNCTION privacy_internal.citus_purpose(purpose text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_citus_purpose' LANGUAGE C STABLE PARALLEL SAFE;
