@@ -922,7 +922,8 @@ COMMENT ON TABLE privacy_internal.citus_outbox IS
 -- need (a parent before its children).
 CREATE FUNCTION privacy_internal.citus_replicated_tables() RETURNS text[]
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$ SELECT ARRAY['categories', 'purposes', 'purpose_categories', 'role_purposes', 'data_keys',
+    AS $$ SELECT ARRAY['categories', 'column_categories', 'protected_tables', 'purposes',
+                       'purpose_categories', 'role_purposes', 'data_keys',
                        'consent_events', 'consent_state', 'holds'] $$;
 
 -- Whether this backend is applying a change that came through the outbox
@@ -954,6 +955,14 @@ CREATE FUNCTION privacy_internal.citus_capture() RETURNS trigger
 AS $$
 BEGIN
     IF privacy_internal.citus_applying() THEN
+        RETURN NULL;
+    END IF;
+    -- the DDL Citus sends a worker for a shell table (its creation, the
+    -- policies protect_table makes) updates that table's classification and
+    -- protection there, as on the coordinator; the coordinator's own rows
+    -- follow through the outbox
+    IF privacy_internal.citus_local_group() IS DISTINCT FROM 0
+       AND TG_TABLE_NAME IN ('column_categories', 'protected_tables') THEN
         RETURN NULL;
     END IF;
     IF privacy_internal.citus_local_group() IS DISTINCT FROM 0 THEN
@@ -1020,6 +1029,12 @@ BEGIN
     END IF;
     IF NOT tbl = ANY (privacy_internal.citus_replicated_tables()) THEN
         RAISE EXCEPTION 'privacy.% is not replicated to the workers', tbl;
+    END IF;
+    -- a table not distributed yet has no shell table on the workers: its
+    -- record reaches them with the next privacy.citus_attach()
+    IF tbl IN ('column_categories', 'protected_tables')
+       AND pg_catalog.to_regclass(coalesce(new_row, old_row) ->> 'tbl') IS NULL THEN
+        RETURN;
     END IF;
     rel := format('privacy.%I', tbl)::regclass;
     pk := privacy_internal.citus_columns(rel, true);
@@ -1148,3 +1163,111 @@ GRANT EXECUTE ON FUNCTION privacy.citus_attach() TO privacy_admin;
 CREATE FUNCTION privacy_internal.citus_purpose(purpose text) RETURNS boolean
     AS 'MODULE_PATHNAME', 'privacy_citus_purpose' LANGUAGE C STABLE PARALLEL SAFE;
 GRANT EXECUTE ON FUNCTION privacy_internal.citus_purpose(text) TO PUBLIC;
+
+-- #16: the seal trigger reaches every shard of a distributed table (06_protect.sql)
+CREATE OR REPLACE FUNCTION privacy_internal.create_seal_trigger(tbl regclass, subject_column name) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                WHERE t.tgrelid = tbl AND t.tgname = 'privacy_seal_row' AND NOT t.tgisinternal) THEN
+        EXECUTE format('DROP TRIGGER privacy_seal_row ON %s', tbl);
+    END IF;
+    -- on Citus, the trigger goes to every shard of a distributed table (it
+    -- makes no distributed query: its keys come from the coordinator)
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+        PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+    END IF;
+    EXECUTE format('CREATE TRIGGER privacy_seal_row BEFORE INSERT OR UPDATE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION privacy_internal.seal_row(%L)', tbl, subject_column);
+END
+$$;
+
+-- A distributed table's own catalog rows (its classified columns, its
+-- protection), sent again to every worker: what was recorded before the
+-- table was distributed did not reach them (no shell table there yet).
+CREATE FUNCTION privacy_internal.citus_resend(tbl regclass) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF privacy_internal.citus_local_group() IS DISTINCT FROM 0
+       OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition
+                       WHERE logicalrelid = 'privacy_internal.citus_outbox'::regclass)
+       OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid = tbl) THEN
+        RETURN;
+    END IF;
+    INSERT INTO privacy_internal.citus_outbox (id, tbl, op, new_row)
+    SELECT gen_random_uuid(), 'column_categories', 'INSERT', to_jsonb(c)
+      FROM privacy.column_categories c WHERE c.tbl = citus_resend.tbl;
+    INSERT INTO privacy_internal.citus_outbox (id, tbl, op, new_row)
+    SELECT gen_random_uuid(), 'protected_tables', 'INSERT', to_jsonb(p)
+      FROM privacy.protected_tables p WHERE p.tbl = citus_resend.tbl;
+END
+$$;
+REVOKE ALL ON FUNCTION privacy_internal.citus_resend(regclass) FROM PUBLIC;
+
+-- #16: protect_table tells the workers (06_protect.sql)
+CREATE OR REPLACE FUNCTION privacy_internal.protect_one(tbl regclass, subject_column name, parent regclass,
+                                     reseal boolean DEFAULT false) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel record;
+    base boolean;
+    kept jsonb;
+    late name;
+    sets text;
+BEGIN
+    SELECT c.relrowsecurity, c.relforcerowsecurity, c.relkind INTO rel
+      FROM pg_catalog.pg_class c WHERE c.oid = tbl;
+    -- the seal trigger must see each row as it will be stored: no BEFORE
+    -- row trigger on INSERT or UPDATE may fire after it (names decide)
+    SELECT t.tgname INTO late FROM pg_catalog.pg_trigger t
+     WHERE t.tgrelid = tbl AND NOT t.tgisinternal AND t.tgname <> 'privacy_seal_row'
+       AND t.tgname::text COLLATE "C" > 'privacy_seal_row'
+       AND (t.tgtype & 1) <> 0 AND (t.tgtype & 2) <> 0 AND (t.tgtype & (4 | 16)) <> 0
+     ORDER BY t.tgname LIMIT 1;
+    IF late IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_object_definition',
+            MESSAGE = format('trigger "%s" on %s would fire after privacy_seal_row', late, tbl),
+            DETAIL = 'BEFORE row triggers fire in the order of their names; values are sealed under their subject''s key by privacy_seal_row, which must see the row as it will be stored.',
+            HINT = format('Rename it so that its name sorts before "privacy_seal_row", for example ALTER TRIGGER %I ON %s RENAME TO %I.',
+                          late, tbl, 'a_' || late);
+    END IF;
+    -- a table without row-level security gets the extension's policies;
+    -- one that had its own keeps them, with the consent check added
+    base := NOT rel.relrowsecurity;
+    INSERT INTO privacy.protected_tables (tbl, subject_column, parent, rls_was_enabled, rls_was_forced, base_policy)
+    VALUES (tbl, subject_column, parent, rel.relrowsecurity, rel.relforcerowsecurity, base);
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
+    EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
+    -- (their CREATE and ALTER POLICY fire guard_policies, which reads the row)
+    kept := privacy_internal.add_policies(tbl, subject_column, NOT base);
+    UPDATE privacy.protected_tables pt SET own_policies = pt.own_policies || kept WHERE pt.tbl = protect_one.tbl;
+    -- row triggers on a partitioned table are cloned to its partitions
+    IF parent IS NULL OR NOT (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = tbl) THEN
+        PERFORM privacy_internal.create_seal_trigger(tbl, subject_column);
+    END IF;
+    IF parent IS NULL OR reseal THEN
+        -- rows already there move under their subject's key too: the seal
+        -- trigger reseals what each row's UPDATE writes, which runs as the
+        -- table's owner (the owner's triggers never run as the extension)
+        SELECT string_agg(format('%1$I = %1$I', a.attname), ', ')
+          INTO sets
+          FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+           AND a.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype);
+        IF sets IS NOT NULL THEN
+            PERFORM privacy_internal.run_as_owner(tbl,
+                format('UPDATE %s SET %s WHERE %I IS NOT NULL', tbl, sets, subject_column));
+        END IF;
+    END IF;
+    -- on Citus, the workers learn that the table's shards are protected
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+        PERFORM privacy_internal.citus_resend(tbl);
+    END IF;
+END
+$$;

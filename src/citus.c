@@ -59,6 +59,13 @@ static bool citus_serving_key = false;
 
 static ProcessUtility_hook_type prev_process_utility = NULL;
 
+/* Is Citus loaded in this server (cheap: one of its settings exists)? */
+bool
+citus_loaded(void)
+{
+	return GetConfigOption("citus.shard_count", true, false) != NULL;
+}
+
 bool
 citus_applying_change(void)
 {
@@ -460,7 +467,8 @@ static PlannedStmt *
 citus_planner(Query *parse, const char *query_string, int cursorOptions, ParamListInfo boundParams)
 {
 	if (!citus_looking_up && IsTransactionState() && parse->commandType == CMD_SELECT &&
-		parse->rtable != NIL && OidIsValid(get_extension_oid("citus", true)))
+		parse->rtable != NIL && citus_loaded() &&
+		OidIsValid(get_extension_oid("citus", true)))
 	{
 		MarkerSearch ms = {citus_purpose_function(), NULL, false};
 

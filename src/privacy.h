@@ -167,6 +167,10 @@ extern void redact_install_hooks(void);
 /* citus.c — scale-out on Citus: one catalog and one key set for the cluster */
 extern void citus_init(void);
 extern bool citus_applying_change(void);
+extern bool citus_loaded(void);
+
+/* protect.c */
+extern bool protect_is_seal_trigger(Oid relid, const char *name);
 
 /* report.c — the subject report: a subject's rows under the built-in purpose */
 #define PRIVACY_SUBJECT_ACCESS_PURPOSE "subject_access"

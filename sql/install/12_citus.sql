@@ -31,7 +31,8 @@ COMMENT ON TABLE privacy_internal.citus_outbox IS
 -- need (a parent before its children).
 CREATE FUNCTION privacy_internal.citus_replicated_tables() RETURNS text[]
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$ SELECT ARRAY['categories', 'purposes', 'purpose_categories', 'role_purposes', 'data_keys',
+    AS $$ SELECT ARRAY['categories', 'column_categories', 'protected_tables', 'purposes',
+                       'purpose_categories', 'role_purposes', 'data_keys',
                        'consent_events', 'consent_state', 'holds'] $$;
 
 -- Whether this backend is applying a change that came through the outbox
@@ -63,6 +64,14 @@ CREATE FUNCTION privacy_internal.citus_capture() RETURNS trigger
 AS $$
 BEGIN
     IF privacy_internal.citus_applying() THEN
+        RETURN NULL;
+    END IF;
+    -- the DDL Citus sends a worker for a shell table (its creation, the
+    -- policies protect_table makes) updates that table's classification and
+    -- protection there, as on the coordinator; the coordinator's own rows
+    -- follow through the outbox
+    IF privacy_internal.citus_local_group() IS DISTINCT FROM 0
+       AND TG_TABLE_NAME IN ('column_categories', 'protected_tables') THEN
         RETURN NULL;
     END IF;
     IF privacy_internal.citus_local_group() IS DISTINCT FROM 0 THEN
@@ -129,6 +138,12 @@ BEGIN
     END IF;
     IF NOT tbl = ANY (privacy_internal.citus_replicated_tables()) THEN
         RAISE EXCEPTION 'privacy.% is not replicated to the workers', tbl;
+    END IF;
+    -- a table not distributed yet has no shell table on the workers: its
+    -- record reaches them with the next privacy.citus_attach()
+    IF tbl IN ('column_categories', 'protected_tables')
+       AND pg_catalog.to_regclass(coalesce(new_row, old_row) ->> 'tbl') IS NULL THEN
+        RETURN;
     END IF;
     rel := format('privacy.%I', tbl)::regclass;
     pk := privacy_internal.citus_columns(rel, true);
@@ -250,3 +265,26 @@ CREATE FUNCTION privacy_internal.citus_create_key(scope text, name text, subject
 -- It declares a purpose, as SET LOCAL would, so anyone may call it.
 CREATE FUNCTION privacy_internal.citus_purpose(purpose text) RETURNS boolean
     AS 'MODULE_PATHNAME', 'privacy_citus_purpose' LANGUAGE C STABLE PARALLEL SAFE;
+
+-- A distributed table's own catalog rows (its classified columns, its
+-- protection), sent again to every worker: what was recorded before the
+-- table was distributed did not reach them (no shell table there yet).
+CREATE FUNCTION privacy_internal.citus_resend(tbl regclass) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF privacy_internal.citus_local_group() IS DISTINCT FROM 0
+       OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition
+                       WHERE logicalrelid = 'privacy_internal.citus_outbox'::regclass)
+       OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid = tbl) THEN
+        RETURN;
+    END IF;
+    INSERT INTO privacy_internal.citus_outbox (id, tbl, op, new_row)
+    SELECT gen_random_uuid(), 'column_categories', 'INSERT', to_jsonb(c)
+      FROM privacy.column_categories c WHERE c.tbl = citus_resend.tbl;
+    INSERT INTO privacy_internal.citus_outbox (id, tbl, op, new_row)
+    SELECT gen_random_uuid(), 'protected_tables', 'INSERT', to_jsonb(p)
+      FROM privacy.protected_tables p WHERE p.tbl = citus_resend.tbl;
+END
+$$;
