@@ -54,10 +54,19 @@
 
 /* a change that came through the outbox is being applied (12_citus.sql) */
 static bool citus_applying = false;
+/* a worker serves the subject report's query (the transaction long) */
+static bool citus_report = false;
 /* this backend is the coordinator's key service, creating a key itself */
 static bool citus_serving_key = false;
 
 static ProcessUtility_hook_type prev_process_utility = NULL;
+
+/* Is this worker serving the subject report's query? */
+bool
+citus_serving_report(void)
+{
+	return citus_report;
+}
 
 /* Is Citus loaded in this server (cheap: one of its settings exists)? */
 bool
@@ -80,6 +89,7 @@ citus_xact_callback(XactEvent event, void *arg)
 		event == XACT_EVENT_PREPARE)
 	{
 		citus_applying = false;
+		citus_report = false;
 		consent_unlock_ledger(false);
 	}
 }
@@ -481,6 +491,15 @@ citus_planner(Query *parse, const char *query_string, int cursorOptions, ParamLi
 
 				(void) set_config_option("privacy.purpose", purpose, PGC_USERSET, PGC_S_SESSION,
 										 GUC_ACTION_LOCAL, true, 0, false);
+
+				/*
+				 * The subject report's query, sent by its SECURITY DEFINER
+				 * function: Citus connects as the extension's owner, a
+				 * superuser, who alone gets the built-in purpose's reach
+				 * here (for anyone else it stays an ordinary purpose).
+				 */
+				if (strcmp(purpose, PRIVACY_SUBJECT_ACCESS_PURPOSE) == 0 && superuser())
+					citus_report = true;
 			}
 			/* the coordinator (or any node a query on a distributed table starts on) */
 			else if (parse->setOperations == NULL &&

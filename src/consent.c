@@ -170,7 +170,7 @@ consent_purpose_verdict(const char *category)
 	 * the built-in purpose is allowed every category, whoever called the
 	 * report; anywhere else it is an ordinary purpose (allowed nothing).
 	 */
-	if (report_in_progress &&
+	if ((report_in_progress || citus_serving_report()) &&
 		strcmp(privacy_purpose, PRIVACY_SUBJECT_ACCESS_PURPOSE) == 0)
 		return PURPOSE_ALLOWED;
 

@@ -168,6 +168,7 @@ extern void redact_install_hooks(void);
 extern void citus_init(void);
 extern bool citus_applying_change(void);
 extern bool citus_loaded(void);
+extern bool citus_serving_report(void);
 
 /* protect.c */
 extern bool protect_is_seal_trigger(Oid relid, const char *name);
