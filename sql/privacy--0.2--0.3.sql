@@ -2587,6 +2587,15 @@ BEGIN
             DETAIL  = 'The extension''s catalog is the same on every node of the cluster and is changed through the coordinator, which carries each change to every worker in the same transaction.',
             HINT    = 'Run the statement on the coordinator.';
     END IF;
+    -- the rows of a table the workers have (a distributed or reference
+    -- table's shell) travel; a local table's, or a shard's the coordinator
+    -- holds (a reference table's), do not
+    IF TG_TABLE_NAME IN ('column_categories', 'protected_tables')
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d
+                        WHERE d.logicalrelid = (CASE WHEN TG_OP = 'DELETE' THEN to_jsonb(OLD) ELSE to_jsonb(NEW) END
+                                                ->> 'tbl')::regclass) THEN
+        RETURN NULL;
+    END IF;
     INSERT INTO privacy_internal.citus_outbox (id, tbl, op, old_row, new_row)
     VALUES (gen_random_uuid(), TG_TABLE_NAME, TG_OP,
             CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END,
@@ -2886,3 +2895,13 @@ BEGIN
     END IF;
 END
 $$;
+
+-- #16: the purpose travels with an UPDATE or DELETE (citus.c); the
+-- assignment casts are STABLE (03_types.sql)
+CREATE FUNCTION privacy_internal.citus_purpose(purpose text, anchor anyelement) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_citus_purpose' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+GRANT EXECUTE ON FUNCTION privacy_internal.citus_purpose(text, anyelement) TO PUBLIC;
+ALTER FUNCTION privacy_internal.encrypted_text(privacy.encrypted_text, integer, boolean) STABLE;
+ALTER FUNCTION privacy_internal.encrypted_bytea(privacy.encrypted_bytea, integer, boolean) STABLE;
+ALTER FUNCTION privacy_internal.encrypted_text(text, integer, boolean) STABLE;
+ALTER FUNCTION privacy_internal.encrypted_bytea(bytea, integer, boolean) STABLE;

@@ -51,6 +51,8 @@
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
+#include "parser/parsetree.h"
 
 /* a change that came through the outbox is being applied (12_citus.sql) */
 static bool citus_applying = false;
@@ -66,6 +68,27 @@ bool
 citus_serving_report(void)
 {
 	return citus_report;
+}
+
+/*
+ * An INSERT that a Citus coordinator forwards to a shard: Citus evaluates
+ * an INSERT's values on the coordinator and leaves no place in the shard
+ * query for the purpose, so the worker does not ask for one again.  The
+ * coordinator asked (the distributed table is protected there too).  Told
+ * by the connection's application_name, which Citus sets; a role that sets
+ * it itself on a worker may insert rows without declaring a purpose there,
+ * never read one (the consent check and the decryption gate still ask).
+ */
+bool
+citus_forwarded_insert(void)
+{
+	const char *app;
+
+	if (!citus_loaded())
+		return false;
+	app = GetConfigOption("application_name", true, false);
+	return app != NULL && strncmp(app, "citus_internal gpid=", 20) == 0 &&
+		(privacy_purpose == NULL || privacy_purpose[0] == '\0');
 }
 
 /* Is Citus loaded in this server (cheap: one of its settings exists)? */
@@ -405,22 +428,29 @@ citus_distributed_relation(Oid relid)
 	}
 }
 
-/* The marker function, or InvalidOid where the extension is not installed. */
+/*
+ * The marker function, or InvalidOid where the extension is not installed:
+ * citus_purpose(text) for a SELECT, citus_purpose(text, anyelement) for an
+ * UPDATE or DELETE, whose second argument is a column of the table changed
+ * (Citus evaluates on the coordinator what in a modification names no
+ * column, and the call would not reach the worker).
+ */
 static Oid
-citus_purpose_function(void)
+citus_purpose_function(int nargs)
 {
 	Oid			nsp = get_namespace_oid(PRIVACY_INTERNAL_SCHEMA, true);
-	Oid			argtypes[1] = {TEXTOID};
+	Oid			argtypes[2] = {TEXTOID, ANYELEMENTOID};
 
 	if (!OidIsValid(nsp))
 		return InvalidOid;
 	return LookupFuncName(list_make2(makeString(PRIVACY_INTERNAL_SCHEMA), makeString("citus_purpose")),
-						  1, argtypes, true);
+						  nargs, argtypes, true);
 }
 
 typedef struct MarkerSearch
 {
 	Oid			fn;
+	Oid			fn2;
 	Const	   *found;
 	bool		distributed;	/* (for the coordinator's side) */
 } MarkerSearch;
@@ -430,7 +460,8 @@ find_marker(Node *node, MarkerSearch *ms)
 {
 	if (node == NULL)
 		return false;
-	if (IsA(node, FuncExpr) && ((FuncExpr *) node)->funcid == ms->fn)
+	if (IsA(node, FuncExpr) && (((FuncExpr *) node)->funcid == ms->fn ||
+								 ((FuncExpr *) node)->funcid == ms->fn2))
 	{
 		Node	   *arg = linitial(((FuncExpr *) node)->args);
 
@@ -476,13 +507,15 @@ find_distributed(Node *node, MarkerSearch *ms)
 static PlannedStmt *
 citus_planner(Query *parse, const char *query_string, int cursorOptions, ParamListInfo boundParams)
 {
-	if (!citus_looking_up && IsTransactionState() && parse->commandType == CMD_SELECT &&
+	if (!citus_looking_up && IsTransactionState() &&
+		(parse->commandType == CMD_SELECT || parse->commandType == CMD_UPDATE ||
+		 parse->commandType == CMD_DELETE) &&
 		parse->rtable != NIL && citus_loaded() &&
 		OidIsValid(get_extension_oid("citus", true)))
 	{
-		MarkerSearch ms = {citus_purpose_function(), NULL, false};
+		MarkerSearch ms = {citus_purpose_function(1), citus_purpose_function(2), NULL, false};
 
-		if (OidIsValid(ms.fn))
+		if (OidIsValid(ms.fn) && OidIsValid(ms.fn2))
 		{
 			/* a worker: the purpose the coordinator wrote into the query */
 			if (find_marker((Node *) parse, &ms))
@@ -511,8 +544,32 @@ citus_planner(Query *parse, const char *query_string, int cursorOptions, ParamLi
 				arg = makeConst(TEXTOID, -1, DEFAULT_COLLATION_OID, -1,
 								CStringGetTextDatum(privacy_purpose ? privacy_purpose : ""),
 								false, false);
-				call = makeFuncExpr(ms.fn, BOOLOID, list_make1(arg), InvalidOid,
-									DEFAULT_COLLATION_OID, COERCE_EXPLICIT_CALL);
+				if (parse->commandType == CMD_SELECT)
+					call = makeFuncExpr(ms.fn, BOOLOID, list_make1(arg), InvalidOid,
+										DEFAULT_COLLATION_OID, COERCE_EXPLICIT_CALL);
+				else
+				{
+					/* the subject's column would do; any live column does */
+					RangeTblEntry *target = rt_fetch(parse->resultRelation, parse->rtable);
+					Relation	rel = RelationIdGetRelation(target->relid);
+					TupleDesc	desc = RelationGetDescr(rel);
+					Var		   *col = NULL;
+					int			i;
+
+					for (i = 0; i < desc->natts && col == NULL; i++)
+					{
+						Form_pg_attribute att = TupleDescAttr(desc, i);
+
+						if (!att->attisdropped)
+							col = makeVar(parse->resultRelation, att->attnum, att->atttypid,
+										  att->atttypmod, att->attcollation, 0);
+					}
+					RelationClose(rel);
+					if (col == NULL)
+						goto plan;
+					call = makeFuncExpr(ms.fn2, BOOLOID, list_make2(arg, col), InvalidOid,
+										DEFAULT_COLLATION_OID, COERCE_EXPLICIT_CALL);
+				}
 				if (parse->jointree->quals == NULL)
 					parse->jointree->quals = (Node *) call;
 				else
@@ -521,6 +578,7 @@ citus_planner(Query *parse, const char *query_string, int cursorOptions, ParamLi
 			}
 		}
 	}
+plan:
 	if (prev_planner)
 		return prev_planner(parse, query_string, cursorOptions, boundParams);
 	return standard_planner(parse, query_string, cursorOptions, boundParams);

@@ -407,6 +407,9 @@ PG_FUNCTION_INFO_V1(privacy_purpose_held);
 Datum
 privacy_purpose_held(PG_FUNCTION_ARGS)
 {
+	/* a row a Citus coordinator forwards: checked there (citus.c) */
+	if (citus_forwarded_insert())
+		PG_RETURN_BOOL(true);
 	consent_require_purpose(NULL);
 	PG_RETURN_BOOL(true);
 }
@@ -500,7 +503,8 @@ consent_executor_start(QueryDesc *queryDesc, int eflags)
 					catalog_protected_relation(rte->relid) != NULL &&
 					check_enable_rls(rte->relid, InvalidOid, true) == RLS_ENABLED)
 				{
-					consent_require_purpose(NULL);
+					if (!(queryDesc->operation == CMD_INSERT && citus_forwarded_insert()))
+						consent_require_purpose(NULL);
 					break;
 				}
 			}

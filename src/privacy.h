@@ -181,6 +181,7 @@ extern void citus_init(void);
 extern bool citus_applying_change(void);
 extern bool citus_loaded(void);
 extern bool citus_serving_report(void);
+extern bool citus_forwarded_insert(void);
 
 /* protect.c */
 extern bool protect_is_seal_trigger(Oid relid, const char *name);

@@ -81,6 +81,15 @@ BEGIN
             DETAIL  = 'The extension''s catalog is the same on every node of the cluster and is changed through the coordinator, which carries each change to every worker in the same transaction.',
             HINT    = 'Run the statement on the coordinator.';
     END IF;
+    -- the rows of a table the workers have (a distributed or reference
+    -- table's shell) travel; a local table's, or a shard's the coordinator
+    -- holds (a reference table's), do not
+    IF TG_TABLE_NAME IN ('column_categories', 'protected_tables')
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d
+                        WHERE d.logicalrelid = (CASE WHEN TG_OP = 'DELETE' THEN to_jsonb(OLD) ELSE to_jsonb(NEW) END
+                                                ->> 'tbl')::regclass) THEN
+        RETURN NULL;
+    END IF;
     INSERT INTO privacy_internal.citus_outbox (id, tbl, op, old_row, new_row)
     VALUES (gen_random_uuid(), TG_TABLE_NAME, TG_OP,
             CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END,
@@ -265,6 +274,10 @@ CREATE FUNCTION privacy_internal.citus_create_key(scope text, name text, subject
 -- It declares a purpose, as SET LOCAL would, so anyone may call it.
 CREATE FUNCTION privacy_internal.citus_purpose(purpose text) RETURNS boolean
     AS 'MODULE_PATHNAME', 'privacy_citus_purpose' LANGUAGE C STABLE PARALLEL SAFE;
+-- (in an UPDATE or DELETE, with a column of the table changed as anchor;
+-- IMMUTABLE: Citus refuses a STABLE call with a column there, and true it is)
+CREATE FUNCTION privacy_internal.citus_purpose(purpose text, anchor anyelement) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_citus_purpose' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 -- A distributed table's own catalog rows (its classified columns, its
 -- protection), sent again to every worker: what was recorded before the
