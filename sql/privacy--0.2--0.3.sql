@@ -2905,3 +2905,43 @@ ALTER FUNCTION privacy_internal.encrypted_text(privacy.encrypted_text, integer, 
 ALTER FUNCTION privacy_internal.encrypted_bytea(privacy.encrypted_bytea, integer, boolean) STABLE;
 ALTER FUNCTION privacy_internal.encrypted_text(text, integer, boolean) STABLE;
 ALTER FUNCTION privacy_internal.encrypted_bytea(bytea, integer, boolean) STABLE;
+
+-- One check of the cluster's access logs (one chain per node: each node
+-- logs what it serves, under its own log key): verify_access_log() here
+-- and on every worker, one row per node.
+CREATE FUNCTION privacy.citus_verify_access_log()
+    RETURNS TABLE (node text, status text, seq bigint, checked bigint, detail text)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w record;
+    v jsonb;
+BEGIN
+    IF privacy_internal.citus_local_group() IS DISTINCT FROM 0 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = 'privacy.citus_verify_access_log() runs on a Citus coordinator',
+            HINT    = 'Elsewhere, privacy.verify_access_log() checks this server''s log.';
+    END IF;
+    node := 'coordinator';
+    SELECT x.status, x.seq, x.checked, x.detail INTO status, seq, checked, detail FROM privacy.verify_access_log() x;
+    RETURN NEXT;
+    FOR w IN EXECUTE 'SELECT nodename, nodeport, success, result FROM pg_catalog.run_command_on_workers('
+                     '''SELECT pg_catalog.to_jsonb(v) FROM privacy.verify_access_log() v'') ORDER BY nodename, nodeport' LOOP
+        node := format('%s:%s', w.nodename, w.nodeport);
+        IF w.success THEN
+            v := w.result::jsonb;
+            status := v ->> 'status'; seq := (v ->> 'seq')::bigint;
+            checked := (v ->> 'checked')::bigint; detail := v ->> 'detail';
+        ELSE
+            status := 'unreachable'; seq := NULL; checked := NULL; detail := w.result;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION privacy.citus_verify_access_log() IS
+    'on a Citus coordinator: privacy.verify_access_log() on every node of the cluster, one row per node';
+REVOKE ALL ON FUNCTION privacy.citus_verify_access_log() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION privacy.citus_verify_access_log() TO privacy_officer;

@@ -106,7 +106,9 @@ SELECT privacy.place_hold('3', 'litigation');
 ($out, $err) = sql_on($coord, q{SELECT rows_due || '/' || rows_held FROM privacy.purge_preview()});
 is($out, '1/1', 'the purge preview counts due and held rows across shards') or diag($err);
 ($out, $err) = sql_on($coord, q{CALL privacy.purge()});
-is($err, '', 'the purge runs on a distributed table');
+like($err, qr/purge run \d+ completed: 1 rows purged/, 'the purge runs on a distributed table');
+is($coord->safe_psql('postgres', q{SELECT string_agg(format('%s:%s:%s:%s', tbl, action, purged, status), ',')
+  FROM privacy.purge_run_tables}), 'customers:delete:1:done', 'the run names the table, its row and no other');
 ($out, $err) = sql_on($coord, q{
 SET privacy.purpose = 'service';
 SELECT string_agg(id::text, ',' ORDER BY id) FROM customers;
