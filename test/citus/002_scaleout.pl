@@ -165,12 +165,37 @@ is($out, 'shop@example.org', 'the reference table reaches the new node readable'
 SELECT string_agg(status, ',') FROM privacy.citus_verify_access_log()});
 like($out, qr/^t\n(ok,){3}ok$/, 'the access logs of all four nodes verify from the coordinator') or diag($err);
 
+# --- Known limits (doc/dba.md, "Running on Citus"), asserted as they are,
+# so that this fails when they change.
+# (1) Values cross nodes as plaintext: Citus writes the values of an INSERT
+# into the shard query with the type's output function, on the coordinator,
+# under the session's purpose (and a worker sends the coordinator the values
+# it reads the same way).
+($out, $err) = sql_on($coord, q{
+SET ROLE app;
+SET privacy.purpose = 'service';
+SET citus.log_remote_commands = on;
+INSERT INTO customers VALUES (9, 'crossing@example.org', NULL);
+});
+like($err, qr/issuing INSERT INTO public\.customers_\d+ .*'crossing\@example\.org'/,
+	'known limit: a value goes from the coordinator to its worker as plaintext');
+# (2) A table protected before it is distributed cannot be distributed:
+# Citus refuses a table with triggers (protect_table after
+# create_distributed_table instead).
+($out, $err) = sql_on($coord, q{
+CREATE TABLE late (id bigint PRIMARY KEY, email privacy.encrypted_text(contact));
+SELECT privacy.protect_table('late', 'id');
+SELECT create_distributed_table('late', 'id');
+});
+like($err, qr/cannot distribute relation "late" because it has triggers/,
+	'known limit: a protected table is distributed only after unprotect_table');
+
 # --- No plaintext in any node's data files, WAL or server log.
 $_->safe_psql('postgres', 'CHECKPOINT') for $c->nodes;
 for my $n ($c->nodes)
 {
 	my $tree = PrivacyNode::slurp_tree($n->data_dir) . PrivacyNode::slurp_tree($n->basedir . '/log');
-	is_deeply(PrivacyNode::needles_in($tree, @plain, 'shop@example.org'), [],
+	is_deeply(PrivacyNode::needles_in($tree, @plain, 'shop@example.org', 'crossing@example.org'), [],
 		'no plaintext in the data directory, WAL or log of ' . $n->name);
 }
 
