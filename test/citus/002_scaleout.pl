@@ -190,6 +190,17 @@ SELECT create_distributed_table('late', 'id');
 like($err, qr/cannot distribute relation "late" because it has triggers/,
 	'known limit: a protected table is distributed only after unprotect_table');
 
+# (3) An INSERT ... SELECT that Citus computes on the coordinator needs the
+# cast to the encrypted type written out: Citus calls the implicit cast's
+# function with one argument.
+($out, $err) = sql_on($coord, q{
+SET ROLE app;
+SET privacy.purpose = 'service';
+INSERT INTO customers SELECT g, 'gen' || g || '@example.org', NULL FROM generate_series(20, 21) g;
+});
+like($err, qr/not enough default arguments/,
+	'known limit: the implicit cast in an INSERT ... SELECT computed on the coordinator');
+
 # --- No plaintext in any node's data files, WAL or server log.
 $_->safe_psql('postgres', 'CHECKPOINT') for $c->nodes;
 for my $n ($c->nodes)
