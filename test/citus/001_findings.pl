@@ -17,13 +17,6 @@ my $c = CitusCluster->new_cluster('find', workers => 2);
 my $coord = $c->coordinator;
 my @workers = $c->workers;
 
-# psql on a node; returns (stdout, stderr) and never dies.
-sub sql_on
-{
-	my ($node, $sql) = @_;
-	my ($ret, $out, $err) = $node->psql('postgres', $sql);
-	return ($out, $err);
-}
 
 # The vocabulary, classification and a distributed table, all through the
 # coordinator, as an operator would set them up.
@@ -51,7 +44,7 @@ is($_->safe_psql('postgres', $grants), 'app:marketing,app:service',
   for @workers;
 
 # --- Writes through the coordinator, with a session-level purpose.
-my ($out, $err) = sql_on($coord, q{
+my ($out, $err) = CitusCluster::sql_on($coord, q{
 SET ROLE app;
 SET privacy.purpose = 'service';
 INSERT INTO customers VALUES (1, 'ada@example.org'), (2, 'bob@example.org'),
@@ -62,14 +55,14 @@ is($out, '6', 'an INSERT with a session SET privacy.purpose reaches the workers'
   or diag($err);
 
 # --- The purpose travels with the query: a session SET, not only SET LOCAL.
-($out, $err) = sql_on($coord, q{
+($out, $err) = CitusCluster::sql_on($coord, q{
 SET ROLE app;
 SET privacy.purpose = 'service';
 SELECT email FROM customers WHERE id = 3;
 });
 is($out, 'cy@example.org', 'a session SET privacy.purpose reads a distributed table')
   or diag($err);
-($out, $err) = sql_on($coord, q{
+($out, $err) = CitusCluster::sql_on($coord, q{
 SET ROLE app;
 SET privacy.purpose = 'service';
 SELECT string_agg(email::text, ',' ORDER BY id) FROM customers;
@@ -107,7 +100,7 @@ is($_->safe_psql('postgres', $wrapped), $coord_wrapped,
   for @workers;
 
 # --- Equality search routed to a worker finds the row.
-($out, $err) = sql_on($coord, q{
+($out, $err) = CitusCluster::sql_on($coord, q{
 SET ROLE app;
 SET privacy.purpose = 'service';
 SELECT id FROM customers WHERE email = 'di@example.org';
@@ -116,28 +109,28 @@ is($out, '4', 'equality search on a searchable column finds the row on its worke
   or diag($err);
 
 # --- Consent recorded on the coordinator holds on every shard.
-($out, $err) = sql_on($coord, q{SELECT privacy.protect_table('customers', 'id')});
+($out, $err) = CitusCluster::sql_on($coord, q{SELECT privacy.protect_table('customers', 'id')});
 is($err, '', 'protect_table on a distributed table');
 $coord->psql('postgres', q{
 SELECT privacy.grant_consent('1', 'marketing', 'web', '{}');
 SELECT privacy.grant_consent('4', 'marketing', 'web', '{}');
 SELECT privacy.object('2', 'service', 'letter');
 });
-($out, $err) = sql_on($coord, q{
+($out, $err) = CitusCluster::sql_on($coord, q{
 SET ROLE app;
 SET privacy.purpose = 'marketing';
 SELECT string_agg(id::text, ',' ORDER BY id) FROM customers;
 });
 is($out, '1,4', 'a consent purpose shows exactly the consented subjects across shards')
   or diag($err);
-($out, $err) = sql_on($coord, q{
+($out, $err) = CitusCluster::sql_on($coord, q{
 SET ROLE app;
 SET privacy.purpose = 'service';
 SELECT string_agg(id::text, ',' ORDER BY id) FROM customers;
 });
 is($out, '1,3,4,5,6', 'an objection recorded on the coordinator hides its subject on the shards')
   or diag($err);
-($out, $err) = sql_on($coord, q{
+($out, $err) = CitusCluster::sql_on($coord, q{
 SET ROLE app;
 SELECT count(*) FROM customers;
 });

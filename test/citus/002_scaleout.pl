@@ -19,12 +19,6 @@ plan skip_all => 'Citus is not installed (test/run builds it from ../shared/citu
 my $c = CitusCluster->new_cluster('scale', workers => 2);
 my $coord = $c->coordinator;
 
-sub sql_on
-{
-	my ($node, $sql) = @_;
-	my ($ret, $out, $err) = $node->psql('postgres', $sql);
-	return ($out, $err);
-}
 
 my @plain = map { "person$_\@example.org" } 1 .. 6;  # (7 and 8 pass through a plaintext staging table)
 
@@ -50,7 +44,7 @@ GRANT SELECT, INSERT ON shops TO app;
 });
 
 # --- Writes through the coordinator with a session purpose.
-my ($out, $err) = sql_on($coord, q{
+my ($out, $err) = CitusCluster::sql_on($coord, q{
 SET ROLE app;
 SET privacy.purpose = 'service';
 INSERT INTO customers VALUES (1, 'person1@example.org', NULL), (2, 'person2@example.org', now() - interval '3 years'),
@@ -59,7 +53,7 @@ SELECT count(*) FROM customers;
 });
 is($out, '4', 'INSERT into a protected distributed table with a session purpose') or diag($err);
 
-($out, $err) = sql_on($coord, q{
+($out, $err) = CitusCluster::sql_on($coord, q{
 SET ROLE app;
 SET privacy.purpose = 'service';
 UPDATE customers SET email = 'person5@example.org' WHERE id = 4;
@@ -67,7 +61,7 @@ SELECT email FROM customers WHERE id = 4;
 });
 is($out, 'person5@example.org', 'UPDATE of a protected distributed table with a session purpose') or diag($err);
 
-($out, $err) = sql_on($coord, q{
+($out, $err) = CitusCluster::sql_on($coord, q{
 SET ROLE app;
 SET privacy.purpose = 'marketing';
 UPDATE customers SET email = 'person6@example.org' WHERE id = 4;
@@ -79,7 +73,7 @@ is($out, '0', 'under a consent purpose nobody consented to, an UPDATE changes no
 # --- INSERT ... SELECT with the implicit cast to the encrypted type.
 $coord->safe_psql('postgres', q{
 INSERT INTO staging VALUES (7, 'person7@example.org', NULL), (8, 'person8@example.org', NULL)});
-($out, $err) = sql_on($coord, q{
+($out, $err) = CitusCluster::sql_on($coord, q{
 SET ROLE app;
 SET privacy.purpose = 'service';
 INSERT INTO customers SELECT id, email, closed_at FROM staging;
@@ -90,7 +84,7 @@ is($out, 'person7@example.org,person8@example.org', 'INSERT ... SELECT with an i
 $coord->safe_psql('postgres', q{TRUNCATE staging});
 
 # --- A reference table: one copy per node, read through the coordinator.
-($out, $err) = sql_on($coord, q{
+($out, $err) = CitusCluster::sql_on($coord, q{
 SET ROLE app;
 SET privacy.purpose = 'service';
 INSERT INTO shops VALUES (1, 'shop@example.org');
@@ -103,22 +97,22 @@ $coord->safe_psql('postgres', q{
 SELECT privacy.set_retention('customers', 'closed_at', interval '1 year', 'delete');
 SELECT privacy.place_hold('3', 'litigation');
 });
-($out, $err) = sql_on($coord, q{SELECT rows_due || '/' || rows_held FROM privacy.purge_preview()});
+($out, $err) = CitusCluster::sql_on($coord, q{SELECT rows_due || '/' || rows_held FROM privacy.purge_preview()});
 is($out, '1/1', 'the purge preview counts due and held rows across shards') or diag($err);
-($out, $err) = sql_on($coord, q{CALL privacy.purge()});
+($out, $err) = CitusCluster::sql_on($coord, q{CALL privacy.purge()});
 like($err, qr/purge run \d+ completed: 1 rows purged/, 'the purge runs on a distributed table');
 is($coord->safe_psql('postgres', q{SELECT string_agg(format('%s:%s:%s:%s', tbl, action, purged, status), ',')
   FROM privacy.purge_run_tables}), 'customers:delete:1:done', 'the run names the table, its row and no other');
-($out, $err) = sql_on($coord, q{
+($out, $err) = CitusCluster::sql_on($coord, q{
 SET privacy.purpose = 'service';
 SELECT string_agg(id::text, ',' ORDER BY id) FROM customers;
 });
 is($out, '1,3,4,7,8', 'the purge deleted the due row on its shard and kept the held one') or diag($err);
 
 # --- Erasure: the subject's values are gone for every node.
-($out, $err) = sql_on($coord, q{SELECT privacy.erase_subject('7', 'request 7') IS NOT NULL});
+($out, $err) = CitusCluster::sql_on($coord, q{SELECT privacy.erase_subject('7', 'request 7') IS NOT NULL});
 is($out, 't', 'erase_subject on a subject of a distributed table') or diag($err);
-($out, $err) = sql_on($coord, q{
+($out, $err) = CitusCluster::sql_on($coord, q{
 SET privacy.purpose = 'service';
 SELECT count(*) FROM customers WHERE id = 7 AND email::text = 'person7@example.org';
 });
@@ -126,7 +120,7 @@ is($out, '0', 'the erased subject\'s value opens nowhere') or diag($err);
 
 # --- A node added after data exists, and a shard moved to it.
 my $w3 = $c->add_worker('scale_w3');
-($out, $err) = sql_on($coord, q{SELECT privacy.citus_attach()});
+($out, $err) = CitusCluster::sql_on($coord, q{SELECT privacy.citus_attach()});
 is($out, '3', 'citus_attach brings a node added later up to date') or diag($err);
 my $cats = q{SELECT string_agg(name, ',' ORDER BY name) FROM privacy.categories};
 is($w3->safe_psql('postgres', $cats), $coord->safe_psql('postgres', $cats),
@@ -135,25 +129,25 @@ my $keys = q{SELECT string_agg(format('%s/%s', id, encode(wrapped_key, 'hex')), 
   FROM privacy.data_keys WHERE scope <> 'subject'};
 is($w3->safe_psql('postgres', $keys), $coord->safe_psql('postgres', $keys),
 	'the node added later has the same data keys');
-($out, $err) = sql_on($coord, qq{
+($out, $err) = CitusCluster::sql_on($coord, qq{
 SELECT citus_move_shard_placement(get_shard_id_for_distribution_column('customers', 1),
   '127.0.0.1', (SELECT nodeport FROM pg_dist_shard_placement
                  WHERE shardid = get_shard_id_for_distribution_column('customers', 1)),
   '127.0.0.1', @{[ $w3->port ]}, shard_transfer_mode => 'block_writes')});
 is($err, '', 'a shard of the protected table moves to the new node');
-($out, $err) = sql_on($coord, q{
+($out, $err) = CitusCluster::sql_on($coord, q{
 SET ROLE app;
 SET privacy.purpose = 'service';
 SELECT email FROM customers WHERE id = 1;
 });
 is($out, 'person1@example.org', 'a row on the moved shard is read through the coordinator') or diag($err);
-($out, $err) = sql_on($coord, q{
+($out, $err) = CitusCluster::sql_on($coord, q{
 SET ROLE app;
 SET privacy.purpose = 'marketing';
 SELECT count(*) FROM customers WHERE id = 1;
 });
 is($out, '0', 'the moved shard keeps the consent check') or diag($err);
-($out, $err) = sql_on($coord, q{
+($out, $err) = CitusCluster::sql_on($coord, q{
 SET ROLE app;
 SET privacy.purpose = 'service';
 SELECT contact FROM shops;
@@ -161,7 +155,7 @@ SELECT contact FROM shops;
 is($out, 'shop@example.org', 'the reference table reaches the new node readable') or diag($err);
 
 # --- Every node's access log verifies, checked from the coordinator.
-($out, $err) = sql_on($coord, q{SELECT privacy.flush_access_log();
+($out, $err) = CitusCluster::sql_on($coord, q{SELECT privacy.flush_access_log();
 SELECT string_agg(status, ',') FROM privacy.citus_verify_access_log()});
 like($out, qr/^t\n(ok,){3}ok$/, 'the access logs of all four nodes verify from the coordinator') or diag($err);
 
@@ -171,7 +165,7 @@ like($out, qr/^t\n(ok,){3}ok$/, 'the access logs of all four nodes verify from t
 # into the shard query with the type's output function, on the coordinator,
 # under the session's purpose (and a worker sends the coordinator the values
 # it reads the same way).
-($out, $err) = sql_on($coord, q{
+($out, $err) = CitusCluster::sql_on($coord, q{
 SET ROLE app;
 SET privacy.purpose = 'service';
 SET citus.log_remote_commands = on;
@@ -182,7 +176,7 @@ like($err, qr/issuing INSERT INTO public\.customers_\d+ .*'crossing\@example\.or
 # (2) A table protected before it is distributed cannot be distributed:
 # Citus refuses a table with triggers (protect_table after
 # create_distributed_table instead).
-($out, $err) = sql_on($coord, q{
+($out, $err) = CitusCluster::sql_on($coord, q{
 CREATE TABLE late (id bigint PRIMARY KEY, email privacy.encrypted_text(contact));
 SELECT privacy.protect_table('late', 'id');
 SELECT create_distributed_table('late', 'id');
@@ -193,7 +187,7 @@ like($err, qr/cannot distribute relation "late" because it has triggers/,
 # (3) An INSERT ... SELECT that Citus computes on the coordinator needs the
 # cast to the encrypted type written out: Citus calls the implicit cast's
 # function with one argument.
-($out, $err) = sql_on($coord, q{
+($out, $err) = CitusCluster::sql_on($coord, q{
 SET ROLE app;
 SET privacy.purpose = 'service';
 INSERT INTO customers SELECT g, 'gen' || g || '@example.org', NULL FROM generate_series(20, 21) g;

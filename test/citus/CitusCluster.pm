@@ -119,6 +119,14 @@ sub on_all
 	return { map { $_->name => scalar $_->safe_psql($db // 'postgres', $sql) } $self->nodes };
 }
 
+# psql on a node, database postgres; returns (stdout, stderr) and never dies.
+sub sql_on
+{
+	my ($node, $sql) = @_;
+	my ($ret, $out, $err) = $node->psql('postgres', $sql);
+	return ($out, $err);
+}
+
 sub stop
 {
 	my ($self) = @_;
