@@ -2945,3 +2945,280 @@ COMMENT ON FUNCTION privacy.citus_verify_access_log() IS
     'on a Citus coordinator: privacy.verify_access_log() on every node of the cluster, one row per node';
 REVOKE ALL ON FUNCTION privacy.citus_verify_access_log() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION privacy.citus_verify_access_log() TO privacy_officer;
+
+-- #16: purges across shards on Citus, by the distribution column (08_retention.sql)
+
+CREATE FUNCTION privacy_internal.citus_distributed(tbl regclass) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found boolean;
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1)'
+       INTO found USING tbl;
+    RETURN found;
+END
+$$;
+
+CREATE FUNCTION privacy_internal.row_identity(tbl regclass) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col text;
+BEGIN
+    IF privacy_internal.citus_distributed(tbl) THEN
+        EXECUTE 'SELECT pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) '
+                'FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1 AND p.partmethod = ''h'''
+           INTO col USING tbl;
+        IF col IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',
+                MESSAGE = format('retention on %s is not supported', tbl),
+                DETAIL = 'On Citus, purges run on tables distributed by hash; a reference table''s copies name their rows differently on each node.',
+                HINT = 'Keep personal data with a retention rule in a distributed table.';
+        END IF;
+        RETURN format('t.%I', col);
+    END IF;
+    RETURN 't.tableoid, t.ctid';
+END
+$$;
+
+CREATE FUNCTION privacy_internal.due_where(tbl regclass, due text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    head text := format('SELECT %s FROM %s t WHERE ', privacy_internal.row_identity(tbl), tbl);
+BEGIN
+    IF pg_catalog.left(due, pg_catalog.length(head)) <> head THEN
+        RAISE EXCEPTION 'not a due query of %', tbl;
+    END IF;
+    RETURN '(' || pg_catalog.substr(due, pg_catalog.length(head) + 1) || ')';
+END
+$$;
+
+CREATE FUNCTION privacy_internal.batch_rows(tbl regclass, due text, batch_size integer) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ident text := privacy_internal.row_identity(tbl);
+    col text;
+BEGIN
+    IF ident = 't.tableoid, t.ctid' THEN
+        RETURN format('(t.tableoid, t.ctid) IN (%s LIMIT %s', due, batch_size);
+    END IF;
+    RETURN format('%s AND %s IN (SELECT DISTINCT d.%s FROM (%s) d LIMIT %s',
+                  privacy_internal.due_where(tbl, due), ident, pg_catalog.substr(ident, 3), due, batch_size);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION privacy_internal.due_query(r privacy.retention_rules, subject_column name, held boolean,
+                                   cutoff timestamptz) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    not_done text := '';
+BEGIN
+    IF r.action = 'anonymize' THEN
+        -- rows already anonymized are not due again
+        SELECT string_agg(CASE WHEN jsonb_typeof(r.anonymize -> c.col) = 'null'
+                               THEN format('t.%I IS NOT NULL', c.col)
+                               ELSE format('t.%I::pg_catalog.text IS DISTINCT FROM %L', c.col, r.anonymize ->> c.col) END,
+                          ' OR ' ORDER BY c.col)
+          INTO not_done FROM jsonb_object_keys(r.anonymize) AS c(col);
+        not_done := ' AND (' || not_done || ')';
+    END IF;
+    IF privacy_internal.citus_distributed(r.tbl) THEN
+        -- on Citus, the holds (a local table on each node) are written into
+        -- the query, which goes to every shard
+        RETURN format('SELECT %s FROM %s t WHERE t.%I < %L%s AND %s (t.%I::pg_catalog.text OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.text[]))',
+                      privacy_internal.row_identity(r.tbl), r.tbl, r.time_column, cutoff, not_done,
+                      CASE WHEN held THEN '' ELSE 'NOT' END, subject_column,
+                      coalesce((SELECT pg_catalog.array_agg(DISTINCT h.subject) FROM privacy.active_holds h), '{}'));
+    END IF;
+    RETURN format('SELECT t.tableoid, t.ctid FROM %s t WHERE t.%I < %L%s AND %s EXISTS ('
+                  'SELECT 1 FROM privacy.holds h WHERE h.subject = t.%I::pg_catalog.text '
+                  'AND h.released_at IS NULL AND (h.until IS NULL OR h.until > pg_catalog.now()))',
+                  r.tbl, r.time_column, cutoff, not_done, CASE WHEN held THEN '' ELSE 'NOT' END,
+                  subject_column);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION privacy_internal.due_rows(r privacy.retention_rules, subject_column name,
+                                          cutoff timestamptz, held text[]) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    not_done text := '';
+BEGIN
+    IF r.action = 'anonymize' THEN
+        SELECT ' AND (' || string_agg(CASE WHEN jsonb_typeof(r.anonymize -> c.col) = 'null'
+                                           THEN format('t.%I IS NOT NULL', c.col)
+                                           ELSE format('t.%I::pg_catalog.text IS DISTINCT FROM %L', c.col, r.anonymize ->> c.col) END,
+                                      ' OR ' ORDER BY c.col) || ')'
+          INTO not_done FROM jsonb_object_keys(r.anonymize) AS c(col);
+    END IF;
+    RETURN format('SELECT %s FROM %s t WHERE t.%I < %L%s '
+                  'AND NOT (t.%I::pg_catalog.text OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.text[]))',
+                  privacy_internal.row_identity(r.tbl), r.tbl, r.time_column, cutoff, not_done,
+                  subject_column, coalesce(held, '{}'));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION privacy.purge_preview()
+    RETURNS TABLE (table_name regclass, action text, keep interval, rows_due bigint, rows_held bigint,
+                   oldest_due timestamptz)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r privacy.retention_rules;
+    subject name;
+    cutoff timestamptz;
+BEGIN
+    FOR r IN SELECT * FROM privacy.retention_rules ORDER BY tbl::text LOOP
+        SELECT pt.subject_column INTO subject FROM privacy.protected_tables pt WHERE pt.tbl = r.tbl;
+        cutoff := now() - r.keep;
+        table_name := r.tbl; action := r.action; keep := r.keep;
+        EXECUTE format('SELECT count(*) FROM (%s) d', privacy_internal.due_query(r, subject, false, cutoff)) INTO rows_due;
+        EXECUTE format('SELECT count(*) FROM (%s) d', privacy_internal.due_query(r, subject, true, cutoff)) INTO rows_held;
+        EXECUTE format('SELECT min(t.%I)::timestamptz FROM %s t WHERE %s', r.time_column, r.tbl,
+                       privacy_internal.due_where(r.tbl, privacy_internal.due_query(r, subject, false, cutoff)))
+           INTO oldest_due;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION privacy_internal.purge_batch(run_id bigint, tbl regclass, batch_size integer) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET track_counts = on
+AS $$
+DECLARE
+    r privacy.retention_rules;
+    t privacy.purge_run_tables;
+    subject name;
+    stmt text;
+    held text[];
+    n bigint := 0;
+    reach_rels oid[];
+    reach_roots regclass[];
+    before jsonb;
+    ch record;
+    blocked record;
+    left_due bigint;
+    waits_for text := '';
+    st text;
+    msg text;
+    ctx text;
+    con_name text;
+    tab_name text;
+    sch_name text;
+    failure text;
+    saved_timeout text := pg_catalog.current_setting('lock_timeout');
+BEGIN
+    SELECT * INTO t FROM privacy.purge_run_tables prt WHERE prt.run_id = purge_batch.run_id AND prt.tbl = purge_batch.tbl;
+    IF t.status IS DISTINCT FROM 'pending' THEN
+        RETURN 0;               -- done, failed, or no table of the run
+    END IF;
+    SELECT * INTO r FROM privacy.retention_rules rr WHERE rr.tbl = purge_batch.tbl;
+    SELECT pt.subject_column INTO subject FROM privacy.protected_tables pt WHERE pt.tbl = r.tbl;
+    IF subject IS NULL THEN
+        failure := format('55000: table %s has no retention rule or is no longer protected', tbl);
+    ELSE
+        BEGIN
+            -- a foreign key checked at commit is checked here, where its error fails this table only
+            SET CONSTRAINTS ALL IMMEDIATE;
+            -- the rows are written as the table's owner (its triggers are its
+            -- own code); the subjects under hold are passed in, as the owner
+            -- may not read the holds
+            SELECT pg_catalog.array_agg(DISTINCT h.subject) INTO held FROM privacy.active_holds h;
+            IF r.action = 'delete' THEN
+                waits_for := privacy_internal.purge_waits_for(r.tbl);
+                stmt := format('DELETE FROM %s t WHERE %s', r.tbl,
+                               privacy_internal.batch_rows(r.tbl, privacy_internal.due_rows(r, subject, t.cutoff, held)
+                                                                  || waits_for, batch_size));
+                -- what its deletions can reach, to count what they did there
+                SELECT pg_catalog.array_agg(x.rel), pg_catalog.array_agg(x.root) INTO reach_rels, reach_roots
+                  FROM privacy_internal.fk_reach(ARRAY[r.tbl]) x;
+            ELSE
+                stmt := format('UPDATE %s t SET %s WHERE %s', r.tbl, privacy_internal.anonymize_sets(r),
+                               privacy_internal.batch_rows(r.tbl, privacy_internal.due_rows(r, subject, t.cutoff, held),
+                                                           batch_size));
+            END IF;
+            -- Usually no application holds a due row: write each row once.  If
+            -- one does, wait at most 100 ms, then redo the batch skipping locked
+            -- rows (which costs a lock on every row first).
+            BEGIN
+                -- a shorter lock_timeout of the session wins
+                PERFORM pg_catalog.set_config('lock_timeout',
+                    CASE WHEN pg_catalog.current_setting('lock_timeout') IN ('0', '')
+                           OR '100ms'::interval < pg_catalog.current_setting('lock_timeout')::interval
+                         THEN '100ms' ELSE pg_catalog.current_setting('lock_timeout') END, true);
+                before := privacy_internal.change_counts(reach_rels);
+                n := privacy_internal.run_as_owner(r.tbl, stmt || ')');
+            EXCEPTION WHEN lock_not_available THEN
+                before := privacy_internal.change_counts(reach_rels);
+                n := privacy_internal.run_as_owner(r.tbl, stmt || ' FOR UPDATE OF t SKIP LOCKED)');
+            END;
+            PERFORM pg_catalog.set_config('lock_timeout', saved_timeout, true);
+            -- rows of other tables (or of this one) its deletions removed or
+            -- set to NULL through their ON DELETE actions
+            FOR ch IN SELECT c.root, c.deleted - CASE WHEN c.root = r.tbl THEN n ELSE 0 END AS deleted, c.updated
+                        FROM privacy_internal.change_counts_since(before, reach_rels, reach_roots) c LOOP
+                CONTINUE WHEN ch.deleted = 0 AND ch.updated = 0;
+                INSERT INTO privacy.purge_run_tables AS prt (run_id, tbl, action, status, cascaded, set_null)
+                VALUES (purge_batch.run_id, ch.root, 'cascade', NULL, ch.deleted, ch.updated)
+                ON CONFLICT ON CONSTRAINT purge_run_tables_pkey DO UPDATE
+                   SET cascaded = prt.cascaded + EXCLUDED.cascaded, set_null = prt.set_null + EXCLUDED.set_null;
+            END LOOP;
+            IF n < batch_size AND waits_for <> '' THEN
+                -- done: what is still due waits for rows that reference it (or
+                -- was locked by another session); a count of the due rows, as
+                -- for matched, so only where rows can wait
+                EXECUTE format('SELECT count(*) FROM (%s) d', privacy_internal.due_query(r, subject, false, t.cutoff))
+                   INTO left_due;
+            END IF;
+            UPDATE privacy.purge_run_tables prt
+               SET purged = prt.purged + n, batches = prt.batches + 1,
+                   status = CASE WHEN n < batch_size THEN 'done' ELSE 'pending' END, waiting = left_due
+             WHERE prt.run_id = purge_batch.run_id AND prt.tbl = purge_batch.tbl;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, ctx = PG_EXCEPTION_CONTEXT,
+                                    con_name = CONSTRAINT_NAME, tab_name = TABLE_NAME, sch_name = SCHEMA_NAME;
+            IF st = '23503' THEN
+                -- rows of a table that this purge does not delete still reference the due rows
+                SELECT e.* INTO blocked
+                  FROM pg_catalog.pg_constraint c,
+                       LATERAL privacy_internal.fk_blocked_error(c.oid, 'purge',
+                           coalesce((SELECT CASE rr.action WHEN 'delete' THEN 'deleted' ELSE 'kept' END
+                                       FROM privacy.retention_rules rr
+                                      WHERE rr.tbl = privacy_internal.graph_root(c.conrelid)), 'not processed')) e
+                 WHERE c.oid = privacy_internal.fk_constraint(sch_name, tab_name, con_name);
+                IF blocked.message IS NOT NULL THEN
+                    failure := format('%s: %s. %s', st, blocked.message, blocked.detail);
+                END IF;
+            END IF;
+            failure := coalesce(failure, privacy_internal.purge_error_text(st, msg, ctx));
+            n := 0;
+        END;
+    END IF;
+    IF failure IS NOT NULL THEN
+        UPDATE privacy.purge_run_tables prt SET status = 'failed', error = failure
+         WHERE prt.run_id = purge_batch.run_id AND prt.tbl = purge_batch.tbl;
+    END IF;
+    RETURN n;
+END
+$$;
+
+REVOKE ALL ON FUNCTION privacy_internal.citus_distributed(regclass), privacy_internal.row_identity(regclass),
+    privacy_internal.due_where(regclass, text), privacy_internal.batch_rows(regclass, text, integer)
+  FROM PUBLIC;
