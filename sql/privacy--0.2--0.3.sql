@@ -2549,6 +2549,26 @@ GRANT EXECUTE ON FUNCTION privacy.key_cache_status() TO privacy_admin;
 DROP INDEX privacy.data_keys_subject;
 CREATE INDEX data_keys_subject ON privacy.data_keys (subject_hash) WHERE scope = 'subject' AND state <> 'active';
 CREATE OR REPLACE FUNCTION privacy.destroy_subject_key(subject text) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- hashed once: in the WHERE clause the volatile hash would be computed
+    -- for every key, and no index used
+    hash bytea := privacy.subject_hash(subject);
+    n integer;
+BEGIN
+    -- one arm per partial index: the active key (data_keys_active_subject)
+    -- and the retired ones (data_keys_subject)
+    UPDATE privacy.data_keys k
+       SET state = 'destroyed', wrapped_key = NULL, destroyed_at = now()
+     WHERE k.scope = 'subject' AND k.subject_hash = hash
+       AND (k.state = 'active' OR k.state = 'retired');
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
 ------------------------------------------------------------------------------
 -- #16, scale-out on Citus: one catalog and one key set for the cluster
 -- (12_citus.sql)
