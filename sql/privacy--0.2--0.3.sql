@@ -2568,7 +2568,11 @@ BEGIN
     RETURN n;
 END
 $$;
-
+-- The subject report and compliance_gaps() without JIT: their queries are
+-- small, but the planner's guesses for the packed access log (1,000 entries
+-- per batch) made every call compile its plan with LLVM (0.4 s).
+ALTER FUNCTION privacy.subject_report(text) SET jit = off;
+ALTER FUNCTION privacy.compliance_gaps() SET jit = off;
 ------------------------------------------------------------------------------
 -- #16, scale-out on Citus: one catalog and one key set for the cluster
 -- (12_citus.sql)
@@ -2693,26 +2697,6 @@ CREATE FUNCTION privacy_internal.citus_apply_change(tbl text, op text, old_row j
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    -- hashed once: in the WHERE clause the volatile hash would be computed
-    -- for every key, and no index used
-    hash bytea := privacy.subject_hash(subject);
-    n integer;
-BEGIN
-    -- one arm per partial index: the active key (data_keys_active_subject)
-    -- and the retired ones (data_keys_subject)
-    UPDATE privacy.data_keys k
-       SET state = 'destroyed', wrapped_key = NULL, destroyed_at = now()
-     WHERE k.scope = 'subject' AND k.subject_hash = hash
-       AND (k.state = 'active' OR k.state = 'retired');
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
-END
-$$;
--- The subject report and compliance_gaps() without JIT: their queries are
--- small, but the planner's guesses for the packed access log (1,000 entries
--- per batch) made every call compile its plan with LLVM (0.4 s).
-ALTER FUNCTION privacy.subject_report(text) SET jit = off;
-ALTER FUNCTION privacy.compliance_gaps() SET jit = off;
     rel regclass;
     pk name[];
     cols name[];
