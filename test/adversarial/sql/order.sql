@@ -1,0 +1,82 @@
+-- Order and statistics without the gate (issue #12, class 2; review of
+-- the 0x02 layout).
+--
+-- The search tag follows the envelope, so a sort of stored bytes groups
+-- nothing (guess.sql).  But a B-tree index on a searchable column is in
+-- tag order, with equal tags in heap order: a scan of the whole index in
+-- its order compares nothing, so no gate is asked, and the rows come out
+-- with equal values next to each other (their ids ascending within each
+-- run).  And statistics on an expression over an encrypted column are
+-- computed by whoever runs ANALYZE -- autovacuum, or a DBA's vacuumdb, a
+-- superuser with no purpose, whom the gate lets compare -- and shown to
+-- the table's owner: how many distinct values, how often each.
+\set SHOW_CONTEXT never
+\set VERBOSITY terse
+CREATE EXTENSION privacy;
+SELECT privacy.create_category('contact');
+SELECT privacy.create_purpose('billing', 'contract', '', ARRAY['contact']);
+CREATE ROLE adv_app LOGIN;
+CREATE ROLE adv_owner LOGIN;
+GRANT CREATE ON SCHEMA public TO adv_owner;
+
+CREATE TABLE grouped (id int PRIMARY KEY, email privacy.encrypted_text(contact, searchable));
+CREATE INDEX grouped_email ON grouped (email);
+SET privacy.purpose = 'billing';
+INSERT INTO grouped SELECT i, 'user' || (i % 5) || '@example.org' FROM generate_series(1, 50) i;
+RESET privacy.purpose;
+GRANT SELECT ON grouped TO adv_app;
+CREATE TABLE seen (pos serial, id int);
+GRANT SELECT, INSERT ON seen TO adv_app;
+GRANT USAGE ON SEQUENCE seen_pos_seq TO adv_app;
+
+-- adv_app holds no purpose: it sorts the table by the encrypted column,
+-- the planner walks the index, and the order is kept
+SET ROLE adv_app;
+SET enable_seqscan = off;
+SET enable_sort = off;
+SET enable_bitmapscan = off;
+DO $$
+BEGIN
+    INSERT INTO seen (id) SELECT id FROM grouped ORDER BY email;
+EXCEPTION WHEN insufficient_privilege OR feature_not_supported THEN
+    NULL;	-- refused: nothing seen
+END $$;
+RESET enable_seqscan;
+RESET enable_sort;
+RESET enable_bitmapscan;
+RESET ROLE;
+-- the five e-mail addresses (id % 5) must not come out as five runs
+SELECT count(*) FILTER (WHERE grp IS DISTINCT FROM prev) <> 5 AS equal_values_not_grouped
+  FROM (SELECT id % 5 AS grp, lag(id % 5) OVER (ORDER BY pos) AS prev FROM seen) s;
+
+-- the table's owner, with no purpose, asks for statistics on expressions
+-- over the column (refusing them is as good as computing none); a
+-- superuser's ANALYZE (or autovacuum's) computes them
+ALTER TABLE grouped OWNER TO adv_owner;
+SET ROLE adv_owner;
+CREATE TYPE adv_wrap AS (e privacy.encrypted_text);
+DO $$
+BEGIN
+    CREATE STATISTICS grouped_tags ON (privacy_internal.encrypted_hash(email)) FROM grouped;
+EXCEPTION WHEN OTHERS THEN
+    NULL;	-- refused: as good
+END $$;
+DO $$
+BEGIN
+    CREATE STATISTICS grouped_rows ON ((ROW(email)::adv_wrap)) FROM grouped;
+EXCEPTION WHEN OTHERS THEN
+    NULL;
+END $$;
+RESET ROLE;
+ANALYZE grouped;
+SET ROLE adv_owner;
+SELECT count(*) AS expression_statistics_on_encrypted_values
+  FROM pg_stats_ext_exprs
+ WHERE tablename = 'grouped' AND (n_distinct IS NOT NULL OR most_common_freqs IS NOT NULL);
+RESET ROLE;
+
+DROP TABLE grouped, seen;
+DROP TYPE adv_wrap;
+REVOKE CREATE ON SCHEMA public FROM adv_owner;
+DROP EXTENSION privacy;
+DROP ROLE adv_app, adv_owner;
