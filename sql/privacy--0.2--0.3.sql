@@ -902,3 +902,1618 @@ SELECT privacy_internal.access_log_seal_head();
 -- next round (02_keys.sql)
 ------------------------------------------------------------------------------
 ALTER TABLE privacy.data_keys SET (autovacuum_vacuum_threshold = 0, autovacuum_vacuum_scale_factor = 0);
+
+-- #13: the subject report page speaks to the customer (11_report.sql):
+-- a summary in plain sentences, the built-in purpose in the customer's words,
+-- erased and empty states that read naturally.
+-- A purpose as the page names it: the built-in one in the customer's words.
+CREATE FUNCTION privacy_internal.html_purpose(purpose text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN purpose = 'subject_access' THEN 'answering your requests for your data'
+                ELSE privacy_internal.html(purpose) END
+$$;
+
+-- Why a purpose may use the data, in a few plain words.
+CREATE FUNCTION privacy_internal.html_why(basis text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE basis
+        WHEN 'consent' THEN 'with your consent'
+        WHEN 'contract' THEN 'to fulfil our contract with you'
+        WHEN 'legal_obligation' THEN 'because the law requires it'
+        WHEN 'vital_interests' THEN 'to protect someone''s life or health'
+        WHEN 'public_task' THEN 'for a task in the public interest'
+        WHEN 'legitimate_interests' THEN 'in our legitimate interest'
+        ELSE privacy_internal.html(basis) END
+$$;
+
+-- "1 record", "3 records".
+CREATE FUNCTION privacy_internal.html_count(n bigint, one text, many text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT n || ' ' || CASE WHEN n = 1 THEN one ELSE many END
+$$;
+
+CREATE OR REPLACE FUNCTION privacy.subject_report_html(subject text) RETURNS text
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET IntervalStyle = 'postgres'
+AS $$
+DECLARE
+    r jsonb := privacy.subject_report(subject);
+    h text;
+    t jsonb;
+    row_ jsonb;
+    x jsonb;
+    col jsonb;
+    cols text[];
+    n integer;
+    -- the states the page speaks of
+    held boolean := jsonb_array_length(r -> 'data') > 0;
+    erased_at jsonb := (SELECT e -> 'erased_at' FROM jsonb_array_elements(r -> 'erasures') e
+                         ORDER BY (e ->> 'erased_at')::timestamptz DESC LIMIT 1);
+    hold_active boolean := EXISTS (SELECT 1 FROM jsonb_array_elements(r -> 'holds') hd WHERE (hd ->> 'active')::boolean);
+    records bigint;
+    places text;
+    uses text;
+    unused text;
+    first_due jsonb;
+    last_due jsonb;
+    undated bigint;
+    reads bigint;
+    report_reads bigint;
+    last_read jsonb;
+    read_for text;
+BEGIN
+    h := '<!DOCTYPE html>' || E'\n'
+      || '<html lang="en"><head><meta charset="utf-8">'
+      || '<meta name="viewport" content="width=device-width, initial-scale=1">'
+      || '<title>Your personal data</title><style>'
+      || 'body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2733;background:#f4f6f8;margin:0}'
+      || 'main{max-width:1040px;margin:0 auto;padding:24px 28px 48px;background:#fff}'
+      || 'h1{font-size:28px;margin:8px 0 4px;color:#0b3d62}'
+      || 'h2{font-size:20px;margin:36px 0 8px;padding-bottom:4px;border-bottom:2px solid #0b3d62;color:#0b3d62}'
+      || 'h3{font-size:16px;margin:20px 0 6px}'
+      || 'p.lead{color:#44515e;margin-top:0}'
+      || 'nav a{margin-right:14px;color:#0b5fa5}'
+      || 'table{border-collapse:collapse;width:100%;margin:6px 0 14px;font-size:14px}'
+      || 'th,td{border:1px solid #cfd6dd;padding:5px 8px;text-align:left;vertical-align:top}'
+      || 'th{background:#e8eef4}'
+      || 'tr:nth-child(even) td{background:#f8fafb}'
+      || 'code{font-size:13px;white-space:pre-wrap;word-break:break-all}'
+      || '.none,.empty{color:#7a8794}'
+      || '.tag{display:inline-block;padding:0 6px;border-radius:8px;background:#dde8f3;font-size:12px;margin:1px 2px}'
+      || '.yes{color:#17693b;font-weight:600}.no{color:#a3261d;font-weight:600}'
+      || '#summary p{margin:6px 0}'
+      || 'footer{margin-top:40px;color:#7a8794;font-size:13px}'
+      || '</style></head><body><main>' || E'\n'
+      || '<h1>Your personal data</h1>'
+      || '<p class="lead">This page lists the personal data we hold about <strong>'
+      || privacy_internal.html(r ->> 'subject') || '</strong>, why we use it, who has accessed it, and when it will be deleted'
+      || ' (your right of access, GDPR Art. 15). Generated ' || privacy_internal.html_time(r -> 'generated_at') || '.</p>'
+      || '<nav><a href="#summary">In short</a><a href="#data">Data</a><a href="#purposes">Purposes</a><a href="#consents">Consents</a>'
+      || '<a href="#access">Access</a><a href="#retention">Retention</a><a href="#holds">Holds</a>'
+      || '<a href="#erasures">Erasures</a><a href="#requests">Requests</a></nav>' || E'\n';
+
+    -- in short: what is held, why, for how long, who read it and why
+    h := h || '<section id="summary"><h2>In short</h2>';
+    SELECT sum(jsonb_array_length(d -> 'rows')),
+           string_agg(privacy_internal.html(d ->> 'table') || ' (' || jsonb_array_length(d -> 'rows') || ')', ', ' ORDER BY o)
+      INTO records, places
+      FROM jsonb_array_elements(r -> 'data') WITH ORDINALITY AS e(d, o);
+    IF erased_at IS NOT NULL THEN
+        -- what an erasure leaves: rows whose personal columns were cleared
+        h := h || '<p>We erased your data on ' || privacy_internal.html_time(erased_at) || '.'
+              || CASE WHEN held THEN ' What is left: ' || privacy_internal.html_count(records, 'record', 'records')
+                                     || ' with your personal data removed, which we keep for our records: ' || places || '.'
+                      ELSE '' END
+              || ' We no longer use your data for anything.</p>'
+              || '<p>We keep only what shows that your rights were respected: the record of the erasure'
+              || CASE WHEN jsonb_array_length(r -> 'consents') > 0 THEN ', the history of your consents' ELSE '' END
+              || CASE WHEN jsonb_array_length(r -> 'requests') > 0 THEN ', your requests' ELSE '' END
+              || CASE WHEN jsonb_array_length(r -> 'access') > 0 THEN ' and the record of who read your data before' ELSE '' END
+              || '.</p>';
+    ELSIF held THEN
+        h := h || '<p>We hold ' || privacy_internal.html_count(records, 'record', 'records') || ' about you, in '
+              || privacy_internal.html_count(jsonb_array_length(r -> 'data'), 'part', 'parts') || ' of our systems: '
+              || places || '.</p>';
+        SELECT string_agg(privacy_internal.html(p ->> 'purpose') || ' (' || privacy_internal.html_why(p ->> 'legal_basis') || ')',
+                          ', ' ORDER BY p ->> 'purpose') FILTER (WHERE (p ->> 'in_effect')::boolean),
+               string_agg(privacy_internal.html(p ->> 'purpose') || ' ('
+                          || CASE p ->> 'state' WHEN 'objected' THEN 'you objected'
+                                                WHEN 'withdrawn' THEN 'you withdrew your consent'
+                                                ELSE 'you have not given your consent' END || ')',
+                          ', ' ORDER BY p ->> 'purpose') FILTER (WHERE NOT (p ->> 'in_effect')::boolean)
+          INTO uses, unused
+          FROM jsonb_array_elements(r -> 'purposes') p
+         WHERE p ->> 'purpose' <> 'subject_access';
+        h := h || '<p>' || CASE WHEN uses IS NULL THEN 'At the moment we may not use '
+                                                      || CASE WHEN records = 1 THEN 'it' ELSE 'them' END || ' for anything.'
+                                ELSE 'We may use ' || CASE WHEN records = 1 THEN 'it' ELSE 'them' END || ' for ' || uses || '.' END
+              || CASE WHEN unused IS NULL THEN ''
+                      ELSE ' We do not use ' || CASE WHEN records = 1 THEN 'it' ELSE 'them' END || ' for ' || unused || '.' END
+              || '</p>';
+        SELECT to_jsonb(min(w.due)), to_jsonb(max(w.due)), count(*) FILTER (WHERE w.due IS NULL)
+          INTO first_due, last_due, undated
+          FROM jsonb_array_elements(r -> 'data') d,
+               LATERAL (SELECT (x2 ->> 'due_at')::timestamptz AS due FROM jsonb_array_elements(d -> 'rows') x2) w;
+        h := h || '<p>'
+              || CASE WHEN first_due IS NULL THEN ''
+                      WHEN first_due = last_due AND (first_due #>> '{}')::timestamptz > now()
+                      THEN CASE WHEN records = 1 THEN 'Its' ELSE 'Their' END
+                           || ' retention period ends on ' || privacy_internal.html_time(first_due)
+                           || CASE WHEN records = 1 THEN '; then it is' ELSE '; then they are' END
+                           || ' deleted or anonymized. '
+                      WHEN first_due = last_due
+                      THEN CASE WHEN records = 1 THEN 'Its' ELSE 'Their' END
+                           || ' retention period ended on ' || privacy_internal.html_time(first_due)
+                           || CASE WHEN records = 1 THEN '; it is' ELSE '; they are' END
+                           || ' deleted or anonymized at our next purge. '
+                      ELSE 'The first of them '
+                           || CASE WHEN (first_due #>> '{}')::timestamptz > now() THEN 'reaches' ELSE 'reached' END
+                           || ' the end of its retention period on ' || privacy_internal.html_time(first_due)
+                           || ', the last on ' || privacy_internal.html_time(last_due)
+                           || '; each is then deleted or anonymized. ' END
+              || CASE WHEN undated = 0 THEN ''
+                      WHEN undated = records THEN CASE WHEN records = 1 THEN 'We keep it until you ask us to erase it. '
+                                                       ELSE 'We keep them until you ask us to erase them. ' END
+                      ELSE privacy_internal.html_count(undated, 'record has', 'records have')
+                           || ' no retention period: we keep them until you ask us to erase them. ' END
+              || CASE WHEN hold_active THEN 'A legal hold applies to your data: we must keep it while the hold lasts, even past these dates.'
+                      ELSE '' END
+              || '</p>';
+    ELSE
+        h := h || '<p>We hold no records about you.</p>';
+    END IF;
+    SELECT count(DISTINCT a ->> 'at') FILTER (WHERE a ->> 'purpose' IS DISTINCT FROM 'subject_access'),
+           count(DISTINCT a ->> 'at') FILTER (WHERE a ->> 'purpose' = 'subject_access'),
+           to_jsonb(max((a ->> 'at')::timestamptz) FILTER (WHERE a ->> 'purpose' IS DISTINCT FROM 'subject_access')),
+           string_agg(DISTINCT privacy_internal.html(a ->> 'purpose'), ', ') FILTER (WHERE a ->> 'purpose' <> 'subject_access')
+      INTO reads, report_reads, last_read, read_for
+      FROM jsonb_array_elements(r -> 'access') a;
+    h := h || '<p>'
+          || CASE WHEN reads = 0 THEN 'Our access log records no one reading your encrypted data.'
+                  ELSE 'Our staff and systems read your encrypted data '
+                       || CASE WHEN reads = 1 THEN 'once' ELSE reads || ' times' END
+                       || ', most recently on ' || privacy_internal.html_time(last_read)
+                       || coalesce(', for ' || read_for, '') || '.' END
+          || CASE WHEN report_reads = 0 THEN ''
+                  ELSE ' We also read it ' || CASE WHEN report_reads = 1 THEN 'once' ELSE report_reads || ' times' END
+                       || ' to prepare reports like this one for you.' END
+          || '</p>';
+    FOR x IN SELECT q FROM jsonb_array_elements(r -> 'requests') q WHERE (q ->> 'open')::boolean ORDER BY (q ->> 'request')::bigint LOOP
+        h := h || '<p>Your ' || privacy_internal.html(x ->> 'kind') || ' request of ' || privacy_internal.html_time(x -> 'received_at')
+              || ' is open; we answer it by ' || privacy_internal.html_time(x -> 'deadline') || '.</p>';
+    END LOOP;
+    h := h || '</section>' || E'\n';
+
+    -- the data
+    h := h || '<section id="data"><h2>The data we hold about you</h2>';
+    IF NOT held THEN
+        h := h || '<p class="empty">We hold no records about you'
+              || CASE WHEN erased_at IS NOT NULL THEN ': your data was erased on ' || privacy_internal.html_time(erased_at) ELSE '' END
+              || '.</p>';
+    ELSIF erased_at IS NOT NULL THEN
+        h := h || '<p>Your data was erased on ' || privacy_internal.html_time(erased_at)
+              || ': the records below are what is left, with your personal data removed.</p>';
+    END IF;
+    FOR t IN SELECT * FROM jsonb_array_elements(r -> 'data') LOOP
+        n := jsonb_array_length(t -> 'rows');
+        SELECT array_agg(c ->> 'name' ORDER BY o) INTO cols
+          FROM jsonb_array_elements(t -> 'columns') WITH ORDINALITY AS e(c, o);
+        h := h || '<h3>' || privacy_internal.html(t ->> 'table') || '</h3><p>'
+              || privacy_internal.html_count(n, 'record', 'records') || '.';
+        IF jsonb_typeof(t -> 'retention') = 'object' THEN
+            h := h || ' Kept for ' || privacy_internal.html(((t #>> '{retention,keep}')::interval)::text)
+                  || ' after <em>' || privacy_internal.html(t #>> '{retention,time_column}') || '</em>, then '
+                  || CASE WHEN t #>> '{retention,action}' = 'delete' THEN 'deleted'
+                          ELSE 'anonymized (' || privacy_internal.html((SELECT string_agg(a, ', ' ORDER BY a)
+                                                                  FROM jsonb_array_elements_text(t #> '{retention,anonymize}') a))
+                               || ' cleared)' END || '.';
+        ELSE
+            h := h || ' No retention period is set for these records: we keep them until you ask us to erase them.';
+        END IF;
+        h := h || '</p><table><thead><tr>';
+        FOR col IN SELECT * FROM jsonb_array_elements(t -> 'columns') LOOP
+            h := h || '<th>' || privacy_internal.html(col ->> 'name')
+                  || CASE WHEN col ->> 'category' IS NOT NULL
+                          THEN ' <span class="tag">' || privacy_internal.html(col ->> 'category') || '</span>' ELSE '' END
+                  || '</th>';
+        END LOOP;
+        h := h || '<th>Due for ' || CASE WHEN t #>> '{retention,action}' = 'anonymize' THEN 'anonymization' ELSE 'deletion' END
+              || '</th></tr></thead><tbody>';
+        FOR row_ IN SELECT * FROM jsonb_array_elements(t -> 'rows') LOOP
+            h := h || '<tr>';
+            h := h || coalesce((SELECT string_agg('<td>' || privacy_internal.html_value(row_ -> 'values' -> c) || '</td>', '' ORDER BY o)
+                                  FROM unnest(cols) WITH ORDINALITY AS u(c, o)), '');
+            h := h || '<td>' || privacy_internal.html_time(row_ -> 'due_at') || '</td></tr>';
+        END LOOP;
+        h := h || '</tbody></table>' || E'\n';
+    END LOOP;
+    h := h || '</section>';
+
+    -- purposes
+    h := h || '<section id="purposes"><h2>Why we use your data</h2>'
+          || CASE WHEN erased_at IS NOT NULL THEN '<p>Your data was erased, so none of these purposes uses it now. The table shows what each purpose is for.</p>'
+                  WHEN held THEN ''
+                  ELSE '<p>We hold no data about you, so none of these purposes uses any. The table shows what each purpose is for and the choices you have made.</p>' END
+          || '<table><thead><tr><th>Purpose</th><th>Legal basis</th><th>Kinds of data</th><th>Your choice</th><th>Uses your data now</th></tr></thead><tbody>';
+    FOR x IN SELECT p FROM jsonb_array_elements(r -> 'purposes') WITH ORDINALITY AS e(p, o)
+              ORDER BY p ->> 'purpose' = 'subject_access', o LOOP
+        IF x ->> 'purpose' = 'subject_access' THEN
+            -- the built-in purpose, in the customer's words
+            h := h || '<tr><td><strong>' || privacy_internal.html_purpose(x ->> 'purpose') || '</strong>'
+                  || '<br>We read your data only to prepare a report like this one when you ask for it (GDPR Art. 15 and 20).'
+                  || '</td><td>' || privacy_internal.html_basis(x ->> 'legal_basis') || '</td>'
+                  || '<td>all kinds, only for such a report</td>'
+                  || '<td>none needed: the law requires us to answer you</td>'
+                  || '<td>' || CASE WHEN held AND erased_at IS NULL THEN 'only while we prepare a report for you'
+                                    ELSE '<span class="none">&#8212;</span>' END
+                  || '</td></tr>';
+            CONTINUE;
+        END IF;
+        h := h || '<tr><td><strong>' || privacy_internal.html(x ->> 'purpose') || '</strong>'
+              || CASE WHEN coalesce(x ->> 'description', '') <> '' THEN '<br>' || privacy_internal.html(x ->> 'description') ELSE '' END
+              || '</td><td>' || privacy_internal.html_basis(x ->> 'legal_basis') || '</td><td>'
+              || coalesce((SELECT string_agg('<span class="tag">' || privacy_internal.html(c) || '</span>', ' ')
+                             FROM jsonb_array_elements_text(x -> 'categories') c), '<span class="none">none</span>')
+              || '</td><td>'
+              || CASE x ->> 'state'
+                      WHEN 'granted' THEN 'consent given ' || privacy_internal.html_time(x -> 'since')
+                      WHEN 'withdrawn' THEN 'consent withdrawn ' || privacy_internal.html_time(x -> 'since')
+                      WHEN 'objected' THEN 'you objected ' || privacy_internal.html_time(x -> 'since')
+                      ELSE CASE WHEN erased_at IS NOT NULL AND EXISTS (SELECT 1 FROM jsonb_array_elements(r -> 'consents') c
+                                                                       WHERE c ->> 'purpose' = x ->> 'purpose')
+                                THEN 'no longer on record: erased with your data'
+                                WHEN x ->> 'legal_basis' = 'consent' THEN 'no consent given'
+                                ELSE 'no objection' END END
+              || '</td><td>' || CASE WHEN NOT held OR erased_at IS NOT NULL THEN '<span class="none">&#8212;</span>'
+                                     WHEN (x ->> 'in_effect')::boolean THEN '<span class="yes">yes</span>'
+                                     ELSE '<span class="no">no</span>' END
+              || '</td></tr>';
+    END LOOP;
+    h := h || '</tbody></table></section>' || E'\n';
+
+    -- consents
+    h := h || '<section id="consents"><h2>Your consents and objections</h2>';
+    IF jsonb_array_length(r -> 'consents') = 0 THEN
+        h := h || '<p class="empty">You have not given, withdrawn or objected to anything.</p>';
+    END IF;
+    FOR x IN SELECT * FROM jsonb_array_elements(r -> 'consents') LOOP
+        h := h || '<h3>' || privacy_internal.html(x ->> 'purpose') || '</h3><p>'
+              || CASE x ->> 'state'
+                      WHEN 'granted' THEN 'You have given your consent; it is in effect since ' || privacy_internal.html_time(x -> 'since') || '.'
+                      WHEN 'withdrawn' THEN 'You withdrew your consent on ' || privacy_internal.html_time(x -> 'since') || '.'
+                      WHEN 'objected' THEN 'You objected on ' || privacy_internal.html_time(x -> 'since') || ': we do not use your data for this.'
+                      ELSE CASE WHEN erased_at IS NOT NULL
+                                THEN 'Your choice is no longer on record: it was erased with your data. We keep the history below as proof that your choices were respected.'
+                                ELSE 'No choice of yours is on record now.' END END
+              || '</p>'
+              || privacy_internal.html_table(ARRAY['When', 'What', 'Where it came from', 'Evidence'],
+                     (SELECT string_agg(privacy_internal.html_row(
+                                 privacy_internal.html_time(e -> 'at'),
+                                 privacy_internal.html(CASE e ->> 'action' WHEN 'grant' THEN 'consent given'
+                                                   WHEN 'withdraw' THEN 'consent withdrawn'
+                                                   WHEN 'object' THEN 'objection' ELSE e ->> 'action' END),
+                                 privacy_internal.html(e ->> 'source'),
+                                 privacy_internal.html_value(e -> 'evidence')), '' ORDER BY o)
+                        FROM jsonb_array_elements(x -> 'history') WITH ORDINALITY AS hist(e, o)));
+    END LOOP;
+    h := h || '</section>' || E'\n';
+
+    -- access
+    h := h || '<section id="access"><h2>Who accessed your data</h2>';
+    IF jsonb_array_length(r -> 'access') = 0 THEN
+        h := h || '<p class="empty">Our access log records no access to your encrypted data.</p>';
+    ELSE
+        h := h || privacy_internal.html_table(
+                      ARRAY['When', 'Who', 'Application', 'Purpose', 'Where', 'Kinds of data', 'Values read'],
+                      (SELECT string_agg(privacy_internal.html_row(
+                                  privacy_internal.html_time(a -> 'at'), privacy_internal.html(a ->> 'role'),
+                                  privacy_internal.html_value(a -> 'application'),
+                                  CASE WHEN a ->> 'purpose' IS NULL THEN privacy_internal.html_value(a -> 'purpose')
+                                       ELSE privacy_internal.html_purpose(a ->> 'purpose') END,
+                                  privacy_internal.html_value(a -> 'table'),
+                                  coalesce((SELECT string_agg('<span class="tag">' || privacy_internal.html(c) || '</span>', ' ')
+                                              FROM jsonb_array_elements_text(a -> 'categories') c), ''),
+                                  privacy_internal.html(a ->> 'values')), '' ORDER BY o)
+                         FROM jsonb_array_elements(r -> 'access') WITH ORDINALITY AS l(a, o)));
+        h := h || '<p class="empty">Each entry is one statement that read your encrypted data.</p>';
+    END IF;
+    h := h || '</section>' || E'\n';
+
+    -- retention
+    h := h || '<section id="retention"><h2>When your data will be deleted</h2>';
+    IF NOT held THEN
+        h := h || '<p class="empty">There is nothing '
+              || CASE WHEN erased_at IS NOT NULL THEN 'left to delete: your data was erased on ' || privacy_internal.html_time(erased_at)
+                      ELSE 'to delete' END || '.</p>';
+    ELSE
+        h := h || privacy_internal.html_table(ARRAY['Records', 'Rule', 'First due', 'Last due'],
+                      (SELECT string_agg(privacy_internal.html_row(
+                                  privacy_internal.html(d ->> 'table'),
+                                  CASE WHEN jsonb_typeof(d -> 'retention') = 'object'
+                                       THEN CASE WHEN d #>> '{retention,action}' = 'delete' THEN 'deleted ' ELSE 'anonymized ' END
+                                            || privacy_internal.html(((d #>> '{retention,keep}')::interval)::text)
+                                            || ' after ' || privacy_internal.html(d #>> '{retention,time_column}')
+                                       ELSE 'kept until you ask us to erase them' END,
+                                  privacy_internal.html_time(due.first), privacy_internal.html_time(due.last)), '' ORDER BY o)
+                         FROM jsonb_array_elements(r -> 'data') WITH ORDINALITY AS e(d, o),
+                              LATERAL (SELECT to_jsonb(min((w ->> 'due_at')::timestamptz)) AS first,
+                                              to_jsonb(max((w ->> 'due_at')::timestamptz)) AS last
+                                         FROM jsonb_array_elements(d -> 'rows') w) due));
+    END IF;
+    IF hold_active THEN
+        h := h || '<p>A legal hold applies to your data (below): nothing is deleted while it lasts.</p>';
+    END IF;
+    h := h || '</section>' || E'\n';
+
+    -- holds, erasures, requests
+    h := h || '<section id="holds"><h2>Legal holds</h2>';
+    IF jsonb_array_length(r -> 'holds') = 0 THEN
+        h := h || '<p class="empty">No legal hold has been placed on your data.</p>';
+    ELSE
+        h := h || '<p>While a legal hold is active we must keep your data, even past its retention period or if you ask for erasure.</p>'
+              || privacy_internal.html_table(ARRAY['Placed', 'Until', 'Released', 'Active'],
+                     (SELECT string_agg(privacy_internal.html_row(
+                                 privacy_internal.html_time(hd -> 'placed_at'), privacy_internal.html_time(hd -> 'until'),
+                                 privacy_internal.html_time(hd -> 'released_at'),
+                                 CASE WHEN (hd ->> 'active')::boolean THEN 'yes' ELSE 'no' END), '' ORDER BY o)
+                        FROM jsonb_array_elements(r -> 'holds') WITH ORDINALITY AS e(hd, o)));
+    END IF;
+    h := h || '</section><section id="erasures"><h2>Erasures</h2>';
+    IF jsonb_array_length(r -> 'erasures') = 0 THEN
+        h := h || '<p class="empty">None of your data has been erased at your request.</p>';
+    ELSE
+        h := h || privacy_internal.html_table(ARRAY['Erasure', 'When', 'Why', 'What'],
+                      (SELECT string_agg(privacy_internal.html_row(
+                                  privacy_internal.html(er ->> 'erasure'), privacy_internal.html_time(er -> 'erased_at'),
+                                  privacy_internal.html(er ->> 'reason'),
+                                  coalesce((SELECT string_agg(privacy_internal.html(k) || ': '
+                                                              || privacy_internal.html_count((v ->> 'rows')::bigint, 'record', 'records')
+                                                              || ' ' || privacy_internal.html(v ->> 'action'), '; ' ORDER BY k)
+                                              FROM jsonb_each(er -> 'tables') AS tb(k, v)), '')), '' ORDER BY o)
+                         FROM jsonb_array_elements(r -> 'erasures') WITH ORDINALITY AS e(er, o)));
+    END IF;
+    h := h || '</section><section id="requests"><h2>Your requests</h2>';
+    IF jsonb_array_length(r -> 'requests') = 0 THEN
+        h := h || '<p class="empty">We have no request from you on record.</p>';
+    ELSE
+        h := h || privacy_internal.html_table(ARRAY['Request', 'Kind', 'Received', 'Answer due', 'Status', 'Note'],
+                      (SELECT string_agg(privacy_internal.html_row(
+                                  privacy_internal.html(q ->> 'request'), privacy_internal.html(q ->> 'kind'),
+                                  privacy_internal.html_time(q -> 'received_at'), privacy_internal.html_time(q -> 'deadline'),
+                                  privacy_internal.html(replace(q ->> 'status', '_', ' '))
+                                  || CASE WHEN q ->> 'closed_at' IS NOT NULL THEN ' ' || privacy_internal.html_time(q -> 'closed_at') ELSE '' END,
+                                  privacy_internal.html(coalesce(q ->> 'resolution', q ->> 'extension_reason', ''))), '' ORDER BY o)
+                         FROM jsonb_array_elements(r -> 'requests') WITH ORDINALITY AS e(q, o)));
+    END IF;
+    h := h || '</section><footer>Subject report, format version ' || privacy_internal.html(r ->> 'version')
+          || '. The same report is available as JSON for transfer to another service (GDPR Art. 20).</footer>'
+          || '</main></body></html>' || E'\n';
+    RETURN h;
+END
+$$;
+REVOKE ALL ON FUNCTION privacy_internal.html_purpose(text), privacy_internal.html_why(text),
+    privacy_internal.html_count(bigint, text, text) FROM PUBLIC;
+-- #13 (and #19): erasure and purge follow the foreign keys between tables
+-- (tables before the tables they reference, ON DELETE actions counted per
+-- table, cycles and restricts from tables they do not process refused with
+-- errors naming the constraint and both tables); a purge goes on past a
+-- failing table, records why, and the next run resumes where the last one
+-- stopped; concurrent purges skip or wait (privacy.purge(if_running));
+-- erasure anonymizes every classified column or deletes, and says so per
+-- table and column; erasure finds the key, the consent state and the holds
+-- of its subject by index.
+------------------------------------------------------------------------------
+-- 02_keys.sql
+CREATE OR REPLACE FUNCTION privacy.destroy_subject_key(subject text) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- hashed once: in the WHERE clause the volatile hash would be computed
+    -- for every key, and no index used
+    hash bytea := privacy.subject_hash(subject);
+    n integer;
+BEGIN
+    UPDATE privacy.data_keys k
+       SET state = 'destroyed', wrapped_key = NULL, destroyed_at = now()
+     WHERE k.scope = 'subject' AND k.subject_hash = hash AND k.state <> 'destroyed';
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION privacy.destroy_subject_key(text) IS
+    'crypto-shredding: destroy the keys of a subject, so every copy of their encrypted values becomes unreadable';
+
+-- 05_consent.sql
+-- erasure and the subject report look a subject up without a purpose
+CREATE INDEX consent_state_subject ON privacy.consent_state (subject);
+
+-- 06_protect.sql
+-- A dropped table leaves nothing behind in the registers.
+CREATE OR REPLACE FUNCTION privacy_internal.forget_dropped() RETURNS event_trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM privacy.protected_tables pt
+     WHERE pt.tbl::oid IN (SELECT o.objid FROM pg_catalog.pg_event_trigger_dropped_objects() o
+                            WHERE o.classid = 'pg_catalog.pg_class'::regclass AND o.objsubid = 0);
+    DELETE FROM privacy.column_categories cc
+     WHERE cc.tbl::oid IN (SELECT o.objid FROM pg_catalog.pg_event_trigger_dropped_objects() o
+                            WHERE o.classid = 'pg_catalog.pg_class'::regclass AND o.objsubid = 0);
+    DELETE FROM privacy.retention_rules rr
+     WHERE rr.tbl::oid IN (SELECT o.objid FROM pg_catalog.pg_event_trigger_dropped_objects() o
+                            WHERE o.classid = 'pg_catalog.pg_class'::regclass AND o.objsubid = 0);
+END
+$$;
+
+-- 08_retention.sql
+-- every hold of a subject, released ones too (an erasure renames them all)
+DROP INDEX privacy.holds_subject_idx;
+CREATE INDEX holds_subject ON privacy.holds (subject);
+ALTER TABLE privacy.purge_runs ADD COLUMN resumes bigint;
+-- runs of 0.2 have no order and no status per table
+ALTER TABLE privacy.purge_run_tables
+    ALTER COLUMN cutoff DROP NOT NULL,
+    ADD COLUMN position integer,
+    ADD COLUMN status text CHECK (status IN ('pending', 'done', 'failed')),
+    ADD COLUMN waiting bigint,
+    ADD COLUMN cascaded bigint NOT NULL DEFAULT 0,
+    ADD COLUMN set_null bigint NOT NULL DEFAULT 0,
+    ADD COLUMN error text;
+ALTER TABLE privacy.purge_run_tables ALTER COLUMN status SET DEFAULT 'pending';
+COMMENT ON TABLE privacy.purge_runs IS 'every purge run: who started it, how, and how it ended (interrupted runs are marked by the next run, which resumes where they stopped)';
+COMMENT ON TABLE privacy.purge_run_tables IS 'per table and run: its position in the run (tables before the tables they reference), rows due when the run started, rows purged, held, still due when the table was done (waiting), deleted or set to NULL by ON DELETE actions of other tables'' deletions (cascaded, set_null; action cascade: a table without a rule that they reached), and whether the table was done or failed, with the error (SQLSTATE and message, no values)';
+COMMENT ON COLUMN privacy.purge_runs.resumes IS 'the run this one resumes: it left tables pending (stopped, interrupted or failed), and this run started with them';
+
+-- The table a relation is processed through: the protected table it
+-- belongs to (partitions and children of inheritance are processed with
+-- it), else its partitioned table, else itself.
+CREATE FUNCTION privacy_internal.graph_root(rel regclass) RETURNS regclass
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN coalesce((SELECT coalesce(pt.parent, pt.tbl) FROM privacy.protected_tables pt WHERE pt.tbl = rel),
+                    pg_catalog.pg_partition_root(rel), rel);
+END
+$$;
+
+-- The tables an operation processes (protected tables: erasure; tables
+-- with a retention rule: a purge), in an order where a table comes before
+-- the tables it references.  The order must follow references ON DELETE
+-- NO ACTION and RESTRICT (a referenced row cannot go first; a constraint
+-- checked at commit is checked after each statement here, since the
+-- statements run in a security-restricted operation, where PostgreSQL
+-- fires no deferred trigger); it follows the others (CASCADE, SET NULL,
+-- SET DEFAULT) where they form no cycle with the rest, so that a table's
+-- own rows are counted as its own.  Ties go by name.  Tables on a cycle of
+-- references the order must follow get the cycle's constraints (in cycle)
+-- and come where the cycle was found: erase_subject refuses, a purge fails
+-- them.
+CREATE FUNCTION privacy_internal.fk_order(tables regclass[])
+    RETURNS TABLE (tbl regclass, pos integer, cycle oid[])
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ec regclass[];          -- edges: ec[i] references ep[i] through constraint eo[i],
+    ep regclass[];          -- which the order must follow when eh[i]
+    eh boolean[];
+    eo oid[];
+    todo regclass[] := ARRAY(SELECT DISTINCT t FROM unnest(tables) t ORDER BY 1);
+    pick regclass;
+    soft boolean := true;
+    n integer := 0;
+    walk regclass[];
+    cons oid[];
+    cur regclass;
+    nxt regclass;
+    con oid;
+    k integer;
+BEGIN
+    WITH tree AS (
+        SELECT pt.tbl::oid AS rel, coalesce(pt.parent, pt.tbl) AS root FROM privacy.protected_tables pt
+         WHERE coalesce(pt.parent, pt.tbl) = ANY (todo)
+        UNION SELECT t::oid, t FROM unnest(todo) t)
+    SELECT array_agg(rc.root ORDER BY c.oid), array_agg(rp.root ORDER BY c.oid),
+           array_agg(c.confdeltype IN ('a', 'r') ORDER BY c.oid),
+           array_agg(c.oid ORDER BY c.oid)
+      INTO ec, ep, eh, eo
+      FROM tree rc
+      JOIN pg_catalog.pg_constraint c ON c.conrelid = rc.rel AND c.contype = 'f' AND c.conparentid = 0
+      JOIN tree rp ON rp.rel = c.confrelid
+     WHERE rc.root <> rp.root;
+    IF ec IS NULL THEN
+        -- no references between them
+        RETURN QUERY SELECT t, (row_number() OVER (ORDER BY t::text))::integer, NULL::oid[]
+                       FROM unnest(todo) t ORDER BY t::text;
+        RETURN;
+    END IF;
+    WHILE cardinality(todo) > 0 LOOP
+        SELECT t INTO pick FROM unnest(todo) t
+         WHERE NOT EXISTS (SELECT 1 FROM unnest(ec, ep, eh) e(c, p, h)
+                            WHERE e.p = t AND e.c = ANY (todo) AND (e.h OR soft))
+         ORDER BY t::text LIMIT 1;
+        IF pick IS NOT NULL THEN
+            n := n + 1;
+            tbl := pick; pos := n; cycle := NULL;
+            RETURN NEXT;
+            todo := array_remove(todo, pick);
+        ELSIF soft THEN
+            soft := false;      -- the optional references close a cycle: follow only the others
+        ELSE
+            -- every table left is referenced by another one left: walk back
+            -- along those references until a table comes again
+            cur := todo[1];
+            walk := ARRAY[cur];
+            cons := '{}';
+            LOOP
+                SELECT e.c, e.o INTO nxt, con FROM unnest(ec, ep, eh, eo) e(c, p, h, o)
+                 WHERE e.p = cur AND e.c = ANY (todo) AND e.h ORDER BY e.c::text, e.o LIMIT 1;
+                cons := cons || con;
+                k := array_position(walk, nxt);
+                EXIT WHEN k IS NOT NULL;
+                walk := walk || nxt;
+                cur := nxt;
+            END LOOP;
+            FOR pick IN SELECT w FROM unnest(walk[k:]) w ORDER BY w::text LOOP
+                n := n + 1;
+                tbl := pick; pos := n; cycle := cons[k:];
+                RETURN NEXT;
+                todo := array_remove(todo, pick);
+            END LOOP;
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- The error for a cycle of references found by fk_order: no table of it
+-- can lose its rows before the rows that reference them.
+CREATE FUNCTION privacy_internal.fk_cycle_error(cycle oid[], operation text,
+                                               OUT message text, OUT detail text, OUT hint text)
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('foreign keys form a cycle between tables %s',
+                  (SELECT array_to_string(n[1:cardinality(n) - 1], ', ') || ' and ' || n[cardinality(n)]
+                     FROM (SELECT array_agg(DISTINCT privacy_internal.graph_root(c2.confrelid)::text) AS n
+                             FROM unnest(cycle) x2(con) JOIN pg_catalog.pg_constraint c2 ON c2.oid = x2.con) q)),
+           'C' || substr(string_agg(format('constraint "%s" of table %s references table %s ON DELETE %s',
+                                           c.conname, privacy_internal.graph_root(c.conrelid),
+                                           privacy_internal.graph_root(c.confrelid),
+                                           CASE c.confdeltype WHEN 'r' THEN 'RESTRICT' ELSE 'NO ACTION' END),
+                                    '; ' ORDER BY x.i), 2)
+               || '. No table of the cycle can lose its rows before the rows that reference them.',
+           CASE operation
+               WHEN 'erasure' THEN 'Nothing was erased. Make one of these constraints ON DELETE CASCADE or ON DELETE SET NULL.'
+               ELSE 'Make one of these constraints ON DELETE CASCADE or ON DELETE SET NULL; the other tables are purged.' END
+      FROM unnest(cycle) WITH ORDINALITY x(con, i)
+      JOIN pg_catalog.pg_constraint c ON c.oid = x.con
+$$;
+
+-- The constraint a foreign-key error names (by its table), as declared:
+-- a partition's copy leads to the constraint it was copied from.
+CREATE FUNCTION privacy_internal.fk_constraint(schema_name name, table_name name, constraint_name name) RETURNS oid
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE up(con, parent) AS (
+        SELECT c.oid, c.conparentid FROM pg_catalog.pg_constraint c
+          JOIN pg_catalog.pg_class r ON r.oid = c.conrelid
+          JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace
+         WHERE c.contype = 'f' AND c.conname = constraint_name AND r.relname = table_name AND n.nspname = schema_name
+        UNION ALL
+        SELECT c.oid, c.conparentid FROM up JOIN pg_catalog.pg_constraint c ON c.oid = up.parent)
+    SELECT con FROM up WHERE parent = 0 LIMIT 1
+$$;
+
+-- The error for rows that a deletion cannot remove because rows of
+-- another table still reference them (ON DELETE NO ACTION or RESTRICT).
+-- referencing says what the operation does with the referencing table's
+-- rows: 'not processed' (not protected, or no retention rule), 'kept'
+-- (anonymized), 'deleted' (then the rows that block are another
+-- subject's, or were written meanwhile).
+CREATE FUNCTION privacy_internal.fk_blocked_error(con oid, operation text, referencing text,
+                                                 OUT message text, OUT detail text, OUT hint text)
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('rows of table %s are still referenced from table %s through constraint "%s"', y, x, c.conname),
+           format('The constraint is ON DELETE %s, and %s.',
+                  CASE c.confdeltype WHEN 'r' THEN 'RESTRICT' ELSE 'NO ACTION' END,
+                  CASE WHEN operation = 'erasure' AND referencing = 'not processed'
+                       THEN format('the erasure does not delete rows of table %s: it is not protected', x)
+                       WHEN operation = 'erasure' AND referencing = 'kept'
+                       THEN format('the erasure keeps the subject''s rows of table %s, anonymized by its retention rule', x)
+                       WHEN operation = 'erasure'
+                       THEN format('rows of table %s that belong to another subject reference the subject''s rows', x)
+                       WHEN referencing = 'not processed'
+                       THEN format('the purge does not delete rows of table %s: it has no retention rule', x)
+                       WHEN referencing = 'kept'
+                       THEN format('the retention rule of table %s anonymizes: its rows stay', x)
+                       ELSE format('rows of table %s that reference them were written while the purge ran', x) END),
+           CASE WHEN operation = 'erasure' AND referencing = 'not processed'
+                THEN format('Nothing was erased. Protect table %s with privacy.protect_table(), so that the erasure deletes its rows of the subject too, or change the constraint to ON DELETE CASCADE or ON DELETE SET NULL.', x)
+                WHEN operation = 'erasure' AND referencing = 'kept'
+                THEN format('Nothing was erased. Let the retention rule of table %s anonymize too, so that its rows stay as well, or change the constraint to ON DELETE CASCADE or ON DELETE SET NULL.', y)
+                WHEN operation = 'erasure'
+                THEN 'Nothing was erased. Change the constraint to ON DELETE CASCADE or ON DELETE SET NULL, or correct the rows that refer to another subject''s rows.'
+                WHEN referencing = 'not processed'
+                THEN format('Give table %s a retention rule that deletes (it must be protected), or change the constraint to ON DELETE CASCADE or ON DELETE SET NULL.', x)
+                WHEN referencing = 'kept'
+                THEN format('Let the retention rule of table %s anonymize too, or change the constraint to ON DELETE CASCADE or ON DELETE SET NULL.', y)
+                ELSE 'The next run tries again.' END
+      FROM pg_catalog.pg_constraint c,
+           LATERAL (SELECT privacy_internal.graph_root(c.conrelid) AS x, privacy_internal.graph_root(c.confrelid) AS y) t
+     WHERE c.oid = con
+$$;
+
+-- The relations whose rows a deletion from tables can change: the tables,
+-- their partitions and children, and, transitively, the tables that
+-- reference them ON DELETE CASCADE, SET NULL or SET DEFAULT; each with the
+-- table it is processed or reported through.  Found through pg_depend
+-- (indexed on the referenced table), not by reading every constraint.
+-- These helpers run for every erasure and purge batch: PL/pgSQL, whose
+-- plans are kept for the session (an SQL function with a SET clause is
+-- planned again at every call).
+CREATE FUNCTION privacy_internal.fk_reach(tables regclass[]) RETURNS TABLE (rel oid, root regclass)
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rels oid[] := tables::oid[];
+    frontier oid[] := tables::oid[];
+    found oid[];
+BEGIN
+    LOOP
+        SELECT array_agg(DISTINCT x.r) INTO found
+          FROM (SELECT i.inhrelid AS r FROM pg_catalog.pg_inherits i WHERE i.inhparent = ANY (frontier)
+                UNION ALL
+                SELECT c.conrelid FROM pg_catalog.pg_depend d
+                  JOIN pg_catalog.pg_constraint c ON c.oid = d.objid
+                 WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = ANY (frontier)
+                   AND d.classid = 'pg_catalog.pg_constraint'::regclass
+                   AND c.contype = 'f' AND c.confrelid = d.refobjid AND c.confdeltype IN ('c', 'n', 'd')) x
+         WHERE x.r <> ALL (rels);
+        EXIT WHEN found IS NULL;
+        rels := rels || found;
+        frontier := found;
+    END LOOP;
+    RETURN QUERY
+    SELECT r, coalesce((SELECT coalesce(pt.parent, pt.tbl) FROM privacy.protected_tables pt WHERE pt.tbl = r::regclass),
+                       pg_catalog.pg_partition_root(r), r::regclass)
+      FROM unnest(rels) r
+     WHERE (SELECT k.relkind FROM pg_catalog.pg_class k WHERE k.oid = r) = 'r';
+END
+$$;
+
+-- Rows deleted and updated so far in this transaction, per relation (the
+-- statistics collector's counters of the transaction, which count what
+-- ON DELETE actions do too); change_counts_since gives what changed since,
+-- per table.
+CREATE FUNCTION privacy_internal.change_counts(rels oid[]) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN (SELECT coalesce(jsonb_object_agg(r::text, jsonb_build_array(pg_stat_get_xact_tuples_deleted(r),
+                                                                         pg_stat_get_xact_tuples_updated(r))), '{}')
+              FROM unnest(rels) r);
+END
+$$;
+
+CREATE FUNCTION privacy_internal.change_counts_since(before jsonb, rels oid[], roots regclass[])
+    RETURNS TABLE (root regclass, deleted bigint, updated bigint)
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT x.root, sum(pg_stat_get_xact_tuples_deleted(x.rel) - (before -> x.rel::text ->> 0)::bigint)::bigint,
+           sum(pg_stat_get_xact_tuples_updated(x.rel) - (before -> x.rel::text ->> 1)::bigint)::bigint
+      FROM unnest(rels, roots) x(rel, root)
+     GROUP BY x.root;
+END
+$$;
+
+-- The condition that keeps a due row of table tbl out of a purge's batch
+-- while rows of a table whose own rule deletes them still reference it
+-- ON DELETE NO ACTION or RESTRICT: it waits for them, and a later batch or
+-- run takes it.  The references from other tables are left to the
+-- constraint, whose error fails the table (fk_blocked_error).  The table's
+-- owner runs the batch, with the constraint's own equality operators.
+CREATE FUNCTION privacy_internal.purge_waits_for(tbl regclass) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN (SELECT coalesce(string_agg(format(' AND NOT (t.tableoid OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.oid[]) AND EXISTS ('
+                                      'SELECT 1 FROM %s%s c WHERE %s))',
+                                      -- the rows the constraint covers: a partitioned table's partitions, or
+                                      -- the table itself (not its children of inheritance)
+                                      CASE WHEN pk.relkind = 'p'
+                                           THEN (SELECT array_agg(p.relid::oid) FROM pg_catalog.pg_partition_tree(c.confrelid) p)
+                                           ELSE ARRAY[c.confrelid] END,
+                                      CASE WHEN k.relkind = 'p' THEN '' ELSE 'ONLY ' END, c.conrelid::regclass,
+                                      (SELECT string_agg(format('t.%I OPERATOR(%I.%s) c.%I', pa.attname, o.nspname,
+                                                                op.oprname, fa.attname), ' AND ' ORDER BY j.i)
+                                         FROM unnest(c.confkey, c.conkey, c.conpfeqop) WITH ORDINALITY j(pk, fk, eq, i)
+                                         JOIN pg_catalog.pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = j.pk
+                                         JOIN pg_catalog.pg_attribute fa ON fa.attrelid = c.conrelid AND fa.attnum = j.fk
+                                         JOIN pg_catalog.pg_operator op ON op.oid = j.eq
+                                         JOIN pg_catalog.pg_namespace o ON o.oid = op.oprnamespace)),
+                               '' ORDER BY c.oid), '')
+      FROM (SELECT tbl::oid AS rel UNION ALL SELECT x::oid FROM privacy_internal.descendants(tbl) x) tree
+      JOIN pg_catalog.pg_constraint c
+        ON c.oid IN (SELECT d.objid FROM pg_catalog.pg_depend d
+                      WHERE d.classid = 'pg_catalog.pg_constraint'::regclass
+                        AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = tree.rel)
+       AND c.confrelid = tree.rel
+      JOIN pg_catalog.pg_class k ON k.oid = c.conrelid
+      JOIN pg_catalog.pg_class pk ON pk.oid = c.confrelid
+     WHERE c.contype = 'f' AND c.conparentid = 0 AND c.confdeltype IN ('a', 'r')
+       AND EXISTS (SELECT 1 FROM privacy.retention_rules rr
+                    WHERE rr.tbl = privacy_internal.graph_root(c.conrelid) AND rr.action = 'delete'));
+END
+$$;
+
+-- What a purge run keeps of an error that failed a table: its SQLSTATE and
+-- message, never a value.  Not the DETAIL (PostgreSQL puts the row's
+-- values there), not the message of an error raised in a function of the
+-- table's owner (a trigger's RAISE may say anything), and not what a data
+-- exception quotes.
+CREATE FUNCTION privacy_internal.purge_error_text(state text, message text, context text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT state || ': ' || CASE
+        WHEN state LIKE 'P0%'
+          OR coalesce(context, '') ~ '(^|\n)(PL/\S+ function (?!privacy(_internal)?\.)|SQL function "(?!privacy))'
+            THEN 'raised in a function of the table''s owner (its message is not kept)'
+        WHEN state LIKE '22%' THEN regexp_replace(message, '"[^"]*"', '"?"', 'g')
+        ELSE message END
+$$;
+
+-- The advisory lock a run holds while it runs, for the sessions that wait
+-- for it (privacy.purge(if_running => 'wait')): (0x70727679 'prvy', run).
+CREATE FUNCTION privacy_internal.purge_lock_key(run bigint) RETURNS integer
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$ SELECT (run % 2147483647)::integer $$;
+
+-- One batch of one table of a run, in the caller's transaction.  Rows
+-- locked by others are waited for 100 ms at most, then skipped (SKIP
+-- LOCKED) and picked up by a later batch or run.  Due rows still
+-- referenced by rows that a later batch or run deletes wait for them
+-- (purge_waits_for).  An error fails this table only: it is recorded
+-- (purge_error_text), the batch's work undone, and 0 returned, so that the
+-- caller goes on with the next table.  Returns the rows purged; fewer than
+-- batch_size: the table is done.
+CREATE OR REPLACE FUNCTION privacy_internal.purge_batch(run_id bigint, tbl regclass, batch_size integer) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET track_counts = on
+AS $$
+DECLARE
+    r privacy.retention_rules;
+    t privacy.purge_run_tables;
+    subject name;
+    stmt text;
+    held text[];
+    n bigint := 0;
+    reach_rels oid[];
+    reach_roots regclass[];
+    before jsonb;
+    ch record;
+    blocked record;
+    left_due bigint;
+    waits_for text := '';
+    st text;
+    msg text;
+    ctx text;
+    con_name text;
+    tab_name text;
+    sch_name text;
+    failure text;
+    saved_timeout text := pg_catalog.current_setting('lock_timeout');
+BEGIN
+    SELECT * INTO t FROM privacy.purge_run_tables prt WHERE prt.run_id = purge_batch.run_id AND prt.tbl = purge_batch.tbl;
+    IF t.status IS DISTINCT FROM 'pending' THEN
+        RETURN 0;               -- done, failed, or no table of the run
+    END IF;
+    SELECT * INTO r FROM privacy.retention_rules rr WHERE rr.tbl = purge_batch.tbl;
+    SELECT pt.subject_column INTO subject FROM privacy.protected_tables pt WHERE pt.tbl = r.tbl;
+    IF subject IS NULL THEN
+        failure := format('55000: table %s has no retention rule or is no longer protected', tbl);
+    ELSE
+        BEGIN
+            -- a foreign key checked at commit is checked here, where its error fails this table only
+            SET CONSTRAINTS ALL IMMEDIATE;
+            -- the rows are written as the table's owner (its triggers are its
+            -- own code); the subjects under hold are passed in, as the owner
+            -- may not read the holds
+            SELECT pg_catalog.array_agg(DISTINCT h.subject) INTO held FROM privacy.active_holds h;
+            IF r.action = 'delete' THEN
+                waits_for := privacy_internal.purge_waits_for(r.tbl);
+                stmt := format('DELETE FROM %s t WHERE (t.tableoid, t.ctid) IN (%s%s LIMIT %s', r.tbl,
+                               privacy_internal.due_rows(r, subject, t.cutoff, held), waits_for, batch_size);
+                -- what its deletions can reach, to count what they did there
+                SELECT pg_catalog.array_agg(x.rel), pg_catalog.array_agg(x.root) INTO reach_rels, reach_roots
+                  FROM privacy_internal.fk_reach(ARRAY[r.tbl]) x;
+            ELSE
+                stmt := format('UPDATE %s t SET %s WHERE (t.tableoid, t.ctid) IN (%s LIMIT %s', r.tbl,
+                               privacy_internal.anonymize_sets(r),
+                               privacy_internal.due_rows(r, subject, t.cutoff, held), batch_size);
+            END IF;
+            -- Usually no application holds a due row: write each row once.  If
+            -- one does, wait at most 100 ms, then redo the batch skipping locked
+            -- rows (which costs a lock on every row first).
+            BEGIN
+                -- a shorter lock_timeout of the session wins
+                PERFORM pg_catalog.set_config('lock_timeout',
+                    CASE WHEN pg_catalog.current_setting('lock_timeout') IN ('0', '')
+                           OR '100ms'::interval < pg_catalog.current_setting('lock_timeout')::interval
+                         THEN '100ms' ELSE pg_catalog.current_setting('lock_timeout') END, true);
+                before := privacy_internal.change_counts(reach_rels);
+                n := privacy_internal.run_as_owner(r.tbl, stmt || ')');
+            EXCEPTION WHEN lock_not_available THEN
+                before := privacy_internal.change_counts(reach_rels);
+                n := privacy_internal.run_as_owner(r.tbl, stmt || ' FOR UPDATE OF t SKIP LOCKED)');
+            END;
+            PERFORM pg_catalog.set_config('lock_timeout', saved_timeout, true);
+            -- rows of other tables (or of this one) its deletions removed or
+            -- set to NULL through their ON DELETE actions
+            FOR ch IN SELECT c.root, c.deleted - CASE WHEN c.root = r.tbl THEN n ELSE 0 END AS deleted, c.updated
+                        FROM privacy_internal.change_counts_since(before, reach_rels, reach_roots) c LOOP
+                CONTINUE WHEN ch.deleted = 0 AND ch.updated = 0;
+                INSERT INTO privacy.purge_run_tables AS prt (run_id, tbl, action, status, cascaded, set_null)
+                VALUES (purge_batch.run_id, ch.root, 'cascade', NULL, ch.deleted, ch.updated)
+                ON CONFLICT ON CONSTRAINT purge_run_tables_pkey DO UPDATE
+                   SET cascaded = prt.cascaded + EXCLUDED.cascaded, set_null = prt.set_null + EXCLUDED.set_null;
+            END LOOP;
+            IF n < batch_size AND waits_for <> '' THEN
+                -- done: what is still due waits for rows that reference it (or
+                -- was locked by another session); a count of the due rows, as
+                -- for matched, so only where rows can wait
+                EXECUTE format('SELECT count(*) FROM (%s) d', privacy_internal.due_query(r, subject, false, t.cutoff))
+                   INTO left_due;
+            END IF;
+            UPDATE privacy.purge_run_tables prt
+               SET purged = prt.purged + n, batches = prt.batches + 1,
+                   status = CASE WHEN n < batch_size THEN 'done' ELSE 'pending' END, waiting = left_due
+             WHERE prt.run_id = purge_batch.run_id AND prt.tbl = purge_batch.tbl;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, ctx = PG_EXCEPTION_CONTEXT,
+                                    con_name = CONSTRAINT_NAME, tab_name = TABLE_NAME, sch_name = SCHEMA_NAME;
+            IF st = '23503' THEN
+                -- rows of a table that this purge does not delete still reference the due rows
+                SELECT e.* INTO blocked
+                  FROM pg_catalog.pg_constraint c,
+                       LATERAL privacy_internal.fk_blocked_error(c.oid, 'purge',
+                           coalesce((SELECT CASE rr.action WHEN 'delete' THEN 'deleted' ELSE 'kept' END
+                                       FROM privacy.retention_rules rr
+                                      WHERE rr.tbl = privacy_internal.graph_root(c.conrelid)), 'not processed')) e
+                 WHERE c.oid = privacy_internal.fk_constraint(sch_name, tab_name, con_name);
+                IF blocked.message IS NOT NULL THEN
+                    failure := format('%s: %s. %s', st, blocked.message, blocked.detail);
+                END IF;
+            END IF;
+            failure := coalesce(failure, privacy_internal.purge_error_text(st, msg, ctx));
+            n := 0;
+        END;
+    END IF;
+    IF failure IS NOT NULL THEN
+        UPDATE privacy.purge_run_tables prt SET status = 'failed', error = failure
+         WHERE prt.run_id = purge_batch.run_id AND prt.tbl = purge_batch.tbl;
+    END IF;
+    RETURN n;
+END
+$$;
+
+-- Start a run, or return NULL while another one is live (its backend is
+-- busy with it): the caller skips or waits (purge_wait).  Runs left
+-- 'running' by a crashed, cancelled or failed session are marked
+-- interrupted.  The run's tables come in the order of their references
+-- (fk_order), starting, when the last run left tables pending (stopped by
+-- its time budget, interrupted), with the first of those: so a run that
+-- never gets through all its tables does not starve the last ones.  Per
+-- table it records what is due and held; the tables of a cycle of
+-- references fail at once.  The run holds its advisory lock
+-- (purge_lock_key) until purge_finish.
+CREATE OR REPLACE FUNCTION privacy_internal.purge_start(batch_size integer, time_budget interval, via text, caller name) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    run bigint;
+    r privacy.retention_rules;
+    p record;
+    subject name;
+    cutoff timestamptz := now();
+    due bigint;
+    held bigint;
+    live integer;
+    origin record;
+    prev bigint;
+    first integer;
+    total integer;
+    plan jsonb;
+    cycle_error text;
+BEGIN
+    SELECT o.via, o.started_by INTO origin
+      FROM privacy_internal.purge_origin(purge_start.via, purge_start.caller) o;
+    -- one purge at a time: a run is live while its backend is busy with it;
+    -- one left behind by a crash, a cancel or a terminate is interrupted
+    PERFORM pg_advisory_xact_lock(hashtext('privacy.purge'));
+    SELECT pr.pid INTO live FROM privacy.purge_runs pr
+      JOIN pg_catalog.pg_stat_activity a ON a.pid = pr.pid
+     WHERE pr.outcome = 'running' AND a.state = 'active' AND a.pid <> pg_backend_pid()
+     LIMIT 1;
+    IF live IS NOT NULL THEN
+        RETURN NULL;
+    END IF;
+    -- the locks of this backend's runs that ended without purge_finish
+    PERFORM pg_advisory_unlock(1886549625, l.objid::integer) FROM pg_catalog.pg_locks l
+      JOIN privacy.purge_runs pr ON privacy_internal.purge_lock_key(pr.id) = l.objid::integer
+     WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.classid = 1886549625
+       AND l.objsubid = 2 AND pr.outcome = 'running';
+    UPDATE privacy.purge_runs pr SET outcome = 'interrupted', finished_at = coalesce(pr.finished_at, clock_timestamp())
+     WHERE pr.outcome = 'running';
+    -- the last run, if it left tables pending: this one starts with them
+    SELECT pr.id INTO prev FROM privacy.purge_runs pr ORDER BY pr.id DESC LIMIT 1;
+    IF NOT EXISTS (SELECT 1 FROM privacy.purge_run_tables prt WHERE prt.run_id = prev AND prt.status = 'pending') THEN
+        prev := NULL;
+    END IF;
+    INSERT INTO privacy.purge_runs (batch_size, time_budget, via, started_by, pid, resumes)
+    VALUES (batch_size, time_budget, origin.via, origin.started_by, pg_backend_pid(), prev)
+    RETURNING id INTO run;
+    SELECT jsonb_agg(jsonb_build_object('tbl', o.tbl::oid, 'pos', o.pos, 'cycle', o.cycle) ORDER BY o.pos)
+      INTO plan
+      FROM privacy_internal.fk_order(ARRAY(SELECT rr.tbl FROM privacy.retention_rules rr
+                                             JOIN privacy.protected_tables pt ON pt.tbl = rr.tbl AND pt.parent IS NULL)) o;
+    SELECT min((e ->> 'pos')::integer) INTO first
+      FROM jsonb_array_elements(plan) e
+      JOIN privacy.purge_run_tables prt ON prt.run_id = prev AND prt.tbl = (e ->> 'tbl')::oid::regclass
+                                       AND prt.status = 'pending';
+    total := coalesce(jsonb_array_length(plan), 0);
+    FOR p IN SELECT (e ->> 'tbl')::oid::regclass AS tbl,
+                    ARRAY(SELECT x::oid FROM jsonb_array_elements_text(nullif(e -> 'cycle', 'null')) x) AS cycle,
+                    ((e ->> 'pos')::integer - coalesce(first, 1) + total) % total + 1 AS pos
+               FROM jsonb_array_elements(plan) e LOOP
+        SELECT * INTO r FROM privacy.retention_rules rr WHERE rr.tbl = p.tbl;
+        SELECT pt.subject_column INTO subject FROM privacy.protected_tables pt WHERE pt.tbl = r.tbl;
+        IF NOT EXISTS (SELECT 1 FROM privacy.active_holds) THEN
+            -- no hold: nothing is held, and what is due needs no anti-join
+            EXECUTE format('SELECT count(*) FROM %s t WHERE t.%I < %L', r.tbl, r.time_column, cutoff - r.keep)
+               INTO due;
+            IF r.action = 'anonymize' THEN
+                EXECUTE format('SELECT count(*) FROM (%s) d', privacy_internal.due_query(r, subject, false, cutoff - r.keep))
+                   INTO due;
+            END IF;
+            held := 0;
+        ELSE
+            EXECUTE format('SELECT count(*) FROM (%s) d', privacy_internal.due_query(r, subject, false, cutoff - r.keep)) INTO due;
+            EXECUTE format('SELECT count(*) FROM (%s) d', privacy_internal.due_query(r, subject, true, cutoff - r.keep)) INTO held;
+        END IF;
+        cycle_error := NULL;
+        IF cardinality(p.cycle) > 0 THEN
+            SELECT format('55000: %s. %s', e.message, e.detail) INTO cycle_error
+              FROM privacy_internal.fk_cycle_error(p.cycle, 'purge') e;
+        END IF;
+        INSERT INTO privacy.purge_run_tables (run_id, tbl, action, cutoff, matched, held, position, status, error)
+        VALUES (run, r.tbl, r.action, cutoff - r.keep, due, held, p.pos,
+                CASE WHEN cycle_error IS NULL THEN 'pending' ELSE 'failed' END, cycle_error);
+    END LOOP;
+    PERFORM pg_advisory_lock(1886549625, privacy_internal.purge_lock_key(run));
+    RETURN run;
+END
+$$;
+
+-- The tables of a run still to do, in its order.
+CREATE FUNCTION privacy_internal.purge_tables(run bigint) RETURNS SETOF regclass
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT prt.tbl FROM privacy.purge_run_tables prt
+     WHERE prt.run_id = run AND prt.status = 'pending' ORDER BY prt.position
+$$;
+
+-- Wait until the live run ends, if there is one: on its advisory lock,
+-- in rounds of a second, each checking that its backend is still busy
+-- with it (a session whose CALL ended with an error keeps the lock).
+CREATE FUNCTION privacy_internal.purge_wait() RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    live record;
+BEGIN
+    SELECT pr.id, pr.pid INTO live FROM privacy.purge_runs pr
+      JOIN pg_catalog.pg_stat_activity a ON a.pid = pr.pid
+     WHERE pr.outcome = 'running' AND a.state = 'active' AND a.pid <> pg_backend_pid()
+     ORDER BY pr.id DESC LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    LOOP
+        BEGIN
+            PERFORM pg_catalog.set_config('lock_timeout', '1s', true);
+            PERFORM pg_advisory_xact_lock_shared(1886549625, privacy_internal.purge_lock_key(live.id));
+            RETURN;
+        EXCEPTION WHEN lock_not_available THEN
+            NULL;
+        END;
+        PERFORM pg_stat_clear_snapshot();
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a WHERE a.pid = live.pid AND a.state = 'active') THEN
+            RETURN;
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- End a run: its outcome (a run asked to complete with a failed table
+-- failed, and says which), its end, and its advisory lock released.
+CREATE OR REPLACE FUNCTION privacy_internal.purge_finish(run bigint, outcome text, error text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    failed text;
+BEGIN
+    -- a run that waits for this one starts after this commits (purge_start)
+    PERFORM pg_advisory_xact_lock(hashtext('privacy.purge'));
+    SELECT format('%s of %s tables failed: %s', count(*) FILTER (WHERE prt.status = 'failed'),
+                  count(*) FILTER (WHERE prt.position IS NOT NULL),
+                  string_agg(prt.tbl::text, ', ' ORDER BY prt.position) FILTER (WHERE prt.status = 'failed'))
+      INTO failed FROM privacy.purge_run_tables prt WHERE prt.run_id = run
+    HAVING count(*) FILTER (WHERE prt.status = 'failed') > 0;
+    UPDATE privacy.purge_runs pr
+       SET outcome = CASE WHEN purge_finish.outcome = 'completed' AND failed IS NOT NULL THEN 'failed'
+                          ELSE purge_finish.outcome END,
+           error = nullif(concat_ws('; ', purge_finish.error, failed), ''),
+           finished_at = clock_timestamp()
+     WHERE pr.id = run;
+    PERFORM pg_advisory_unlock(1886549625, l.objid::integer) FROM pg_catalog.pg_locks l
+     WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.classid = 1886549625
+       AND l.objid::integer = privacy_internal.purge_lock_key(run) AND l.objsubid = 2;
+END
+$$;
+
+DROP PROCEDURE privacy.purge(integer, interval, text);
+-- The purge.  A procedure so that it can commit after every batch (and
+-- therefore not SECURITY DEFINER: its steps are).  One purge at a time per
+-- database: while another one is live, this one does nothing (if_running
+-- 'skip') or waits for it to end and then runs (if_running 'wait').  A
+-- table that fails is recorded and the run goes on with the others.
+CREATE PROCEDURE privacy.purge(batch_size integer DEFAULT 10000, time_budget interval DEFAULT NULL,
+                               via text DEFAULT 'call', if_running text DEFAULT 'skip')
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    run bigint;
+    t record;
+    n bigint;
+    total bigint := 0;
+    trimmed bigint;
+    batches integer := 0;
+    started timestamptz;
+    failure text;
+    out_of_time boolean := false;
+    failed record;
+BEGIN
+    IF batch_size IS NULL OR batch_size < 1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = 'batch_size must be at least 1';
+    END IF;
+    IF if_running IS NULL OR if_running NOT IN ('skip', 'wait') THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('invalid if_running %s', coalesce(quote_literal(if_running), 'NULL')),
+            HINT = 'Use skip (do nothing while another purge runs, the default) or wait (wait for it to end, then run).';
+    END IF;
+    LOOP
+        IF if_running = 'wait' THEN
+            PERFORM privacy_internal.purge_wait();
+            COMMIT;
+        END IF;
+        run := privacy_internal.purge_start(batch_size, time_budget, via, current_user);
+        COMMIT;
+        EXIT WHEN run IS NOT NULL;
+        IF if_running = 'skip' THEN
+            RAISE NOTICE USING MESSAGE = 'another purge is running in this database: this one does nothing',
+                HINT = 'privacy.purge_progress shows it; CALL privacy.purge(if_running => ''wait'') waits for it to end.';
+            RETURN;
+        END IF;
+    END LOOP;
+    -- the time budget counts from here, not from a wait
+    started := pg_catalog.clock_timestamp();
+    FOR t IN SELECT pt.tbl FROM privacy_internal.purge_tables(run) pt(tbl) LOOP
+        LOOP
+            IF time_budget IS NOT NULL AND pg_catalog.clock_timestamp() - started > time_budget THEN
+                out_of_time := true;
+                EXIT;
+            END IF;
+            BEGIN
+                n := privacy_internal.purge_batch(run, t.tbl, batch_size);
+            EXCEPTION WHEN OTHERS THEN
+                failure := SQLSTATE || ': ' || SQLERRM;
+            END;
+            IF failure IS NOT NULL THEN
+                EXIT;
+            END IF;
+            COMMIT;
+            total := total + n;
+            batches := batches + 1;
+            IF batches % 10 = 0 THEN
+                RAISE NOTICE 'purge run %: % rows purged so far (table %)', run, total, t.tbl;
+            END IF;
+            EXIT WHEN n < batch_size;
+        END LOOP;
+        EXIT WHEN failure IS NOT NULL OR out_of_time;
+    END LOOP;
+    PERFORM privacy_internal.purge_finish(run, CASE WHEN failure IS NOT NULL THEN 'failed'
+                                                    WHEN out_of_time THEN 'stopped' ELSE 'completed' END, failure);
+    COMMIT;
+    -- the access log's own retention
+    trimmed := privacy.trim_access_log();
+    IF trimmed > 0 THEN
+        RAISE NOTICE 'access log: % entries past privacy.access_log_retention removed', trimmed;
+    END IF;
+    COMMIT;
+    SELECT count(*) AS n, string_agg(format('%s: %s', prt.tbl, prt.error), E'\n' ORDER BY prt.position) AS errors
+      INTO failed FROM privacy.purge_run_tables prt WHERE prt.run_id = run AND prt.status = 'failed';
+    IF failure IS NOT NULL OR failed.n > 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'external_routine_exception',
+            MESSAGE = CASE WHEN failure IS NOT NULL THEN format('purge run %s failed', run)
+                           ELSE format('purge run %s failed for %s of its tables', run, failed.n) END,
+            DETAIL = concat_ws(E'\n', failure, failed.errors),
+            HINT = 'The other tables were purged, and the batches committed before a failure stay done; privacy.purge_run_tables says what failed. The next run tries again.';
+    END IF;
+    RAISE NOTICE 'purge run % %: % rows purged', run,
+        CASE WHEN out_of_time THEN 'stopped at its time budget' ELSE 'completed' END, total;
+END
+$$;
+COMMENT ON PROCEDURE privacy.purge(integer, interval, text, text) IS
+    'delete or anonymize rows past their retention, in batches committed one by one, tables before the tables they reference; held subjects are skipped; a failing table does not stop the others; resumable; if_running: skip (default) or wait while another purge runs';
+
+CREATE OR REPLACE VIEW privacy.purge_progress AS
+SELECT pr.id AS run_id, pr.started_at, pr.started_by, pr.via, pr.outcome,
+       prt.tbl AS table_name, prt.action, prt.matched, prt.purged, prt.held, prt.batches,
+       pg_catalog.clock_timestamp() - pr.started_at AS running_for,
+       prt.position, prt.status, prt.cascaded, prt.set_null
+  FROM privacy.purge_runs pr
+  JOIN privacy.purge_run_tables prt ON prt.run_id = pr.id
+ WHERE pr.outcome = 'running';
+COMMENT ON VIEW privacy.purge_progress IS 'the purge running now, per table in the order of the run';
+
+-- 09_erasure.sql
+-- What an erasure does to a protected table's rows of the subject: deleted,
+-- unless the table's retention rule anonymizes and every classified column
+-- can be cleared.  Then the rule's columns take their masking value (or
+-- NULL), the other classified columns NULL, the other encrypted columns
+-- keep their values, shredded with the subject's key (their search tags
+-- removed).  A classified subject column, or a classified NOT NULL column
+-- the rule gives no masking value, cannot be cleared: the rows are deleted,
+-- and reason says why.  columns says what happens to each column.
+CREATE FUNCTION privacy_internal.erasure_action(tbl regclass, subject_column name,
+                                               OUT action text, OUT sets text, OUT columns jsonb, OUT reason text)
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r privacy.retention_rules;
+BEGIN
+    action := 'deleted';
+    SELECT * INTO r FROM privacy.retention_rules rr WHERE rr.tbl = erasure_action.tbl;
+    IF r.action IS DISTINCT FROM 'anonymize' THEN
+        RETURN;
+    END IF;
+    WITH cols AS (
+        SELECT a.attname AS col, a.attnum, a.attnotnull,
+               a.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype) AS shreddable,
+               cc.col IS NOT NULL AS classified
+          FROM pg_catalog.pg_attribute a
+          LEFT JOIN privacy.column_categories cc ON cc.tbl = erasure_action.tbl AND cc.col = a.attname
+         WHERE a.attrelid = erasure_action.tbl AND a.attnum > 0 AND NOT a.attisdropped
+           AND (cc.col IS NOT NULL OR r.anonymize ? a.attname
+                OR a.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype))),
+    fate AS (
+        SELECT c.*, CASE WHEN r.anonymize ? c.col
+                         THEN CASE WHEN jsonb_typeof(r.anonymize -> c.col) = 'null' THEN 'null' ELSE 'masked' END
+                         WHEN c.shreddable THEN 'shredded'
+                         ELSE 'null' END AS what
+          FROM cols c)
+    SELECT string_agg(CASE WHEN f.what = 'masked' THEN format('%I = %L', f.col, r.anonymize ->> f.col)
+                           WHEN f.what = 'null' THEN format('%I = NULL', f.col)
+                           ELSE format('%1$I = privacy_internal.shred_tag(%1$I)', f.col) END, ', ' ORDER BY f.attnum),
+           jsonb_object_agg(f.col, f.what),
+           (SELECT CASE WHEN g.col = subject_column
+                        THEN format('the subject column %s is classified', g.col)
+                        ELSE format('column %s is classified and NOT NULL, and the retention rule gives it no masking value', g.col) END
+              FROM fate g
+             WHERE g.classified AND (g.col = subject_column OR (g.what = 'null' AND g.attnotnull AND NOT r.anonymize ? g.col))
+             ORDER BY g.col <> subject_column, g.attnum LIMIT 1)
+      INTO sets, columns, reason
+      FROM fate f;
+    IF reason IS NULL THEN
+        action := 'anonymized';
+    ELSE
+        sets := NULL;
+        columns := NULL;
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION privacy.erase_subject(subject text, reason text) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET track_counts = on
+AS $$
+DECLARE
+    hold record;
+    pt record;
+    fate record;
+    subject_type regtype;
+    match text;
+    n bigint;
+    done jsonb := '{}';
+    roots regclass[];
+    reach_rels oid[];
+    reach_roots regclass[];
+    before jsonb;
+    ch record;
+    checked_at_commit text;
+    current regclass;
+    cycle_error record;
+    blocked record;
+    con oid;
+    con_name text;
+    tab_name text;
+    sch_name text;
+    hash bytea;
+    stand_in text;
+    keys integer;
+    reduced bigint;
+    receipt jsonb;
+    erasure_id bigint;
+BEGIN
+    PERFORM privacy_internal.require_subject(subject);
+    IF reason IS NULL OR reason = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'an erasure needs a reason',
+            HINT = 'Name the request, for example its number.';
+    END IF;
+    SELECT h.reason, h.until INTO hold FROM privacy.active_holds h WHERE h.subject = erase_subject.subject LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('subject "%s" is under a legal hold', subject),
+            DETAIL = format('Hold: %s%s.', hold.reason,
+                            CASE WHEN hold.until IS NOT NULL THEN ', until ' || hold.until::text ELSE '' END),
+            HINT = 'Nothing was erased. Release the hold with privacy.release_hold() when the matter allows it.';
+    END IF;
+
+    -- the subject's rows, in every protected table (partitions and children
+    -- through their root), tables before the tables they reference
+    SELECT array_agg(p.tbl) INTO roots FROM privacy.protected_tables p WHERE p.parent IS NULL;
+    -- what the deletions can reach through ON DELETE actions, counted
+    -- before and after (the transaction's own counters)
+    SELECT array_agg(x.rel), array_agg(x.root) INTO reach_rels, reach_roots FROM privacy_internal.fk_reach(roots) x;
+    -- references checked at commit are checked after each statement: the
+    -- statements run in a security-restricted operation, where PostgreSQL
+    -- fires no deferred trigger
+    SELECT string_agg(DISTINCT format('%I.%I', ns.nspname, c.conname), ', ') INTO checked_at_commit
+      FROM pg_catalog.pg_depend d
+      JOIN pg_catalog.pg_constraint c ON c.oid = d.objid
+      JOIN pg_catalog.pg_class k ON k.oid = c.conrelid
+      JOIN pg_catalog.pg_namespace ns ON ns.oid = k.relnamespace
+     WHERE d.classid = 'pg_catalog.pg_constraint'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
+       AND d.refobjid = ANY (reach_rels) AND c.contype = 'f' AND c.confrelid = d.refobjid
+       AND c.condeferrable AND c.condeferred;
+    before := privacy_internal.change_counts(reach_rels);
+    BEGIN
+        IF checked_at_commit IS NOT NULL THEN
+            EXECUTE 'SET CONSTRAINTS ' || checked_at_commit || ' IMMEDIATE';
+        END IF;
+        FOR pt IN SELECT o.tbl, o.cycle, p.subject_column
+                    FROM privacy_internal.fk_order(roots) o
+                    JOIN privacy.protected_tables p ON p.tbl = o.tbl
+                   ORDER BY o.pos
+        LOOP
+            IF pt.cycle IS NOT NULL THEN
+                SELECT * INTO cycle_error FROM privacy_internal.fk_cycle_error(pt.cycle, 'erasure');
+                RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+                    MESSAGE = cycle_error.message, DETAIL = cycle_error.detail, HINT = cycle_error.hint;
+            END IF;
+            current := pt.tbl;
+            SELECT a.atttypid::regtype INTO subject_type FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = pt.tbl AND a.attname = pt.subject_column;
+            match := CASE WHEN subject_type IN ('bigint'::regtype, 'integer'::regtype, 'smallint'::regtype)
+                          THEN format('t.%I = privacy_internal.subject_int8(%L)', pt.subject_column, subject)
+                          ELSE format('t.%I::pg_catalog.text = %L', pt.subject_column, subject) END;
+            SELECT * INTO fate FROM privacy_internal.erasure_action(pt.tbl, pt.subject_column);
+            -- as the table's owner: its triggers are its own code
+            IF fate.action = 'anonymized' THEN
+                n := privacy_internal.run_as_owner(pt.tbl, format('UPDATE %s t SET %s WHERE %s', pt.tbl, fate.sets, match));
+            ELSE
+                n := privacy_internal.run_as_owner(pt.tbl, format('DELETE FROM %s t WHERE %s', pt.tbl, match));
+            END IF;
+            done := done || jsonb_build_object(pt.tbl::text,
+                        jsonb_strip_nulls(jsonb_build_object('action', fate.action, 'rows', n,
+                                                             'columns', fate.columns, 'reason', fate.reason)));
+        END LOOP;
+        current := NULL;
+        IF checked_at_commit IS NOT NULL THEN
+            EXECUTE 'SET CONSTRAINTS ' || checked_at_commit || ' DEFERRED';
+        END IF;
+    EXCEPTION WHEN foreign_key_violation THEN
+        -- rows the erasure keeps reference rows it deletes: say which and
+        -- why, without the key values PostgreSQL's message gives
+        GET STACKED DIAGNOSTICS con_name = CONSTRAINT_NAME, tab_name = TABLE_NAME, sch_name = SCHEMA_NAME;
+        con := privacy_internal.fk_constraint(sch_name, tab_name, con_name);
+        SELECT e.* INTO blocked
+          FROM pg_catalog.pg_constraint c,
+               LATERAL privacy_internal.fk_blocked_error(c.oid, 'erasure',
+                   CASE WHEN NOT privacy_internal.graph_root(c.conrelid) = ANY (roots) THEN 'not processed'
+                        WHEN done -> privacy_internal.graph_root(c.conrelid)::text ->> 'action' = 'anonymized' THEN 'kept'
+                        ELSE 'deleted' END) e
+         WHERE c.oid = con AND c.confdeltype IN ('a', 'r')
+           -- not an anonymized row's own reference (a masking value that references nothing)
+           AND privacy_internal.graph_root(c.conrelid) IS DISTINCT FROM current;
+        IF blocked.message IS NULL THEN
+            RAISE;
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation',
+            MESSAGE = blocked.message, DETAIL = blocked.detail, HINT = blocked.hint;
+    END;
+    -- per table: rows deleted or set to NULL by other tables' deletions
+    -- (ON DELETE CASCADE, SET NULL, SET DEFAULT), the table's own rows apart
+    FOR ch IN SELECT * FROM privacy_internal.change_counts_since(before, reach_rels, reach_roots) c ORDER BY c.root::text LOOP
+        IF done ? ch.root::text THEN
+            done := jsonb_set(done, ARRAY[ch.root::text], (done -> ch.root::text) || jsonb_build_object(
+                'cascaded', ch.deleted - CASE WHEN done -> ch.root::text ->> 'action' = 'deleted'
+                                              THEN (done -> ch.root::text ->> 'rows')::bigint ELSE 0 END,
+                'set_null', ch.updated - CASE WHEN done -> ch.root::text ->> 'action' = 'anonymized'
+                                              THEN (done -> ch.root::text ->> 'rows')::bigint ELSE 0 END));
+        ELSIF ch.deleted > 0 OR ch.updated > 0 THEN
+            done := done || jsonb_build_object(ch.root::text,
+                                               jsonb_build_object('cascaded', ch.deleted, 'set_null', ch.updated));
+        END IF;
+    END LOOP;
+
+    -- every copy of the subject's encrypted values, anywhere, becomes unreadable
+    hash := privacy.subject_hash(subject);
+    stand_in := 'erased:' || encode(hash, 'hex');
+    keys := privacy.destroy_subject_key(subject);
+
+    -- consent: the current state goes; the history keeps what proves that
+    -- consent was honoured (purpose, action, time, source), not who
+    DELETE FROM privacy.consent_state cs WHERE cs.subject = erase_subject.subject;
+    reduced := privacy_internal.reduce_ledger(subject, stand_in);
+    UPDATE privacy.holds h SET subject = stand_in WHERE h.subject = erase_subject.subject;
+
+    INSERT INTO privacy.erasures (subject_hash, reason, erased_by, tables, keys_destroyed, consent_events_reduced)
+    VALUES (hash, reason, privacy_internal.caller(), done, keys, reduced)
+    RETURNING id INTO erasure_id;
+    SELECT jsonb_build_object('erasure', e.id, 'subject_hash', encode(e.subject_hash, 'hex'),
+                              'reason', e.reason, 'erased_at', e.erased_at, 'erased_by', e.erased_by,
+                              'tables', e.tables, 'keys_destroyed', e.keys_destroyed,
+                              'consent_events_reduced', e.consent_events_reduced)
+      INTO receipt FROM privacy.erasures e WHERE e.id = erasure_id;
+    RETURN receipt;
+END
+$$;
+COMMENT ON FUNCTION privacy.erase_subject(text, text) IS
+    'erase a subject in one transaction: their rows deleted or anonymized in every protected table (tables before the tables they reference), their keys destroyed, their consent history reduced; returns a receipt with what happened per table and column';
+
+-- 99_privileges.sql
+REVOKE ALL ON FUNCTION privacy_internal.graph_root(regclass), privacy_internal.fk_order(regclass[]),
+    privacy_internal.fk_cycle_error(oid[], text), privacy_internal.fk_constraint(name, name, name),
+    privacy_internal.fk_blocked_error(oid, text, text), privacy_internal.fk_reach(regclass[]),
+    privacy_internal.change_counts(oid[]), privacy_internal.change_counts_since(jsonb, oid[], regclass[]),
+    privacy_internal.purge_waits_for(regclass), privacy_internal.purge_error_text(text, text, text),
+    privacy_internal.purge_lock_key(bigint), privacy_internal.purge_tables(bigint), privacy_internal.purge_wait(),
+    privacy_internal.erasure_action(regclass, name)
+  FROM PUBLIC;
+REVOKE ALL ON PROCEDURE privacy.purge(integer, interval, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION privacy_internal.purge_tables(bigint), privacy_internal.purge_wait() TO privacy_officer;
+GRANT EXECUTE ON PROCEDURE privacy.purge(integer, interval, text, text) TO privacy_officer;
+
+------------------------------------------------------------------------------
+-- #13: denied reads are logged (07_access_log.sql, 11_report.sql)
+------------------------------------------------------------------------------
+-- privacy.access_log gains reason and denied_category (a refusal's reason
+-- and the category of a refused value): the function that unpacks the
+-- batches returns two more columns, so it, the view and the function
+-- returning the view's rows are made again; the subject report shows each
+-- access entry's outcome, and a denial's reason.
+DROP FUNCTION privacy_internal.access_log_event(bigint);
+DROP VIEW privacy.access_log;
+DROP FUNCTION privacy_internal.access_log_statements(bytea, bigint);
+CREATE FUNCTION privacy_internal.access_log_statements(entries bytea, only_seq bigint DEFAULT NULL)
+    RETURNS TABLE (seq bigint, at timestamptz, session_role text, acting_role text, application text,
+                   client_addr text, backend_pid integer, purpose text, command text, relid oid,
+                   relation text, columns text[], categories text[], rows bigint, query_id bigint,
+                   level integer, outcome text, reason text, denied_category text, mac bytea)
+    AS 'MODULE_PATHNAME', 'privacy_access_log_statements' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION privacy_internal.access_log_statements(bytea, bigint) IS
+    'the statement events packed in one access_log_batches.entries (only the one with seq = only_seq, when given)';
+
+CREATE VIEW privacy.access_log AS
+SELECT e.* FROM privacy.access_log_batches b, LATERAL privacy_internal.access_log_statements(b.entries) e;
+COMMENT ON VIEW privacy.access_log IS
+    'who accessed which protected table, when, as which roles, for which purpose, which personal columns and how many rows, and who was refused (outcome denied, with the reason); never statement text';
+
+CREATE FUNCTION privacy_internal.access_log_event(seq bigint)
+    RETURNS SETOF privacy.access_log
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+SELECT e.* FROM (SELECT b.entries FROM privacy.access_log_batches b
+                  WHERE b.first_seq <= $1 ORDER BY b.first_seq DESC LIMIT 1) b,
+       LATERAL privacy_internal.access_log_statements(b.entries, $1) e
+$$;
+COMMENT ON FUNCTION privacy_internal.access_log_event(bigint) IS
+    'the row of privacy.access_log with this seq, found through the batches'' primary key';
+REVOKE ALL ON privacy.access_log FROM PUBLIC;
+REVOKE ALL ON FUNCTION privacy_internal.access_log_statements(bytea, bigint),
+    privacy_internal.access_log_event(bigint) FROM PUBLIC;
+GRANT SELECT ON privacy.access_log TO privacy_officer, privacy_admin;
+GRANT EXECUTE ON FUNCTION privacy_internal.access_log_statements(bytea, bigint),
+    privacy_internal.access_log_event(bigint)
+  TO privacy_officer;
+
+CREATE OR REPLACE FUNCTION privacy.subject_report(subject text) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET privacy.purpose = 'subject_access'
+    SET bytea_output = 'hex'
+    SET IntervalStyle = 'iso_8601'
+AS $$
+DECLARE
+    hash bytea;
+    stand_in text;
+    pt record;
+    rule privacy.retention_rules;
+    found_rows jsonb;
+    data jsonb := '[]';
+    purposes jsonb;
+    consents jsonb;
+    access jsonb;
+    holds jsonb;
+    erasures jsonb;
+    requests jsonb;
+BEGIN
+    IF subject IS NULL OR subject = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'subject must not be empty',
+            HINT = 'Pass the value of the subject column as text, for example customer_id::text.';
+    END IF;
+    hash := privacy.subject_hash(subject);
+    stand_in := 'erased:' || encode(hash, 'hex');
+
+    -- the subject's rows, once per protected table (partitions through their root)
+    FOR pt IN SELECT p.tbl, p.subject_column FROM privacy.protected_tables p
+               WHERE p.parent IS NULL ORDER BY p.tbl::text
+    LOOP
+        rule := NULL;
+        SELECT * INTO rule FROM privacy.retention_rules r WHERE r.tbl = pt.tbl;
+        found_rows := privacy_internal.report_table(pt.tbl, pt.subject_column, subject, rule.time_column, rule.keep);
+        CONTINUE WHEN jsonb_array_length(found_rows) = 0;
+        data := data || jsonb_build_array(jsonb_build_object(
+            'table', pt.tbl::text,
+            'subject_column', pt.subject_column,
+            'columns', (SELECT jsonb_agg(jsonb_build_object('name', a.attname, 'category', pc.category,
+                                                            'encrypted', coalesce(pc.encrypted, false))
+                                        ORDER BY a.attnum)
+                          FROM pg_attribute a
+                          LEFT JOIN privacy_internal.personal_columns pc ON pc.tbl = a.attrelid AND pc.col = a.attname
+                         WHERE a.attrelid = pt.tbl AND a.attnum > 0 AND NOT a.attisdropped),
+            'retention', CASE WHEN rule.tbl IS NULL THEN NULL ELSE jsonb_build_object(
+                'time_column', rule.time_column, 'keep', rule.keep, 'action', rule.action,
+                'anonymize', (SELECT coalesce(jsonb_agg(c.col ORDER BY c.col), '[]')
+                                FROM jsonb_object_keys(rule.anonymize) AS c(col))) END,
+            'rows', found_rows));
+    END LOOP;
+
+    -- every purpose, and whether it may use the subject's data now (the
+    -- visibility rule: consent given, or no objection for other bases)
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'purpose', p.name, 'legal_basis', p.legal_basis, 'description', p.description,
+               'categories', CASE WHEN p.name = 'subject_access'
+                                  THEN (SELECT coalesce(jsonb_agg(c.name ORDER BY c.name), '[]') FROM privacy.categories c)
+                                  ELSE (SELECT coalesce(jsonb_agg(pc.category ORDER BY pc.category), '[]')
+                                          FROM privacy.purpose_categories pc WHERE pc.purpose = p.name) END,
+               'state', cs.state, 'since', cs.since,
+               'in_effect', CASE WHEN p.legal_basis = 'consent' THEN coalesce(cs.state = 'granted', false)
+                                 ELSE cs.state IS DISTINCT FROM 'objected' END)
+             ORDER BY p.name), '[]')
+      INTO purposes
+      FROM privacy.purposes p
+      LEFT JOIN privacy.consent_state cs ON cs.purpose = p.name AND cs.subject = subject_report.subject;
+
+    -- consents and objections with their full history from the ledger
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'purpose', g.purpose, 'legal_basis', p.legal_basis, 'state', cs.state, 'since', cs.since,
+               'history', g.history)
+             ORDER BY g.purpose), '[]')
+      INTO consents
+      FROM (SELECT e.purpose,
+                   jsonb_agg(jsonb_build_object('event', e.id, 'action', e.action, 'at', e.at,
+                                                'source', e.source, 'evidence', e.evidence,
+                                                'recorded_by', e.recorded_by) ORDER BY e.id) AS history
+              FROM privacy.consent_events e
+             WHERE e.subject IN (subject_report.subject, stand_in)
+             GROUP BY e.purpose) g
+      JOIN privacy.purposes p ON p.name = g.purpose
+      LEFT JOIN privacy.consent_state cs ON cs.purpose = g.purpose AND cs.subject = subject_report.subject;
+
+    -- who opened the subject's encrypted values, when, why; never how many
+    -- rows the statement read in all (that is about other subjects too).
+    -- A statement refused after opening some of them (or shown some with
+    -- others masked) is a denial, with its reason; one refused before it
+    -- read a row names no subject and is in the access log only.
+    SELECT coalesce(jsonb_agg(x.entry ORDER BY x.seq), '[]')
+      INTO access
+      FROM (SELECT l.seq, jsonb_build_object(
+                       'entry', l.seq, 'at', l.at, 'role', l.acting_role, 'session_role', l.session_role,
+                       'application', l.application, 'purpose', l.purpose, 'command', l.command,
+                       'table', l.relation,
+                       'categories', to_jsonb(array_agg(DISTINCT s.category ORDER BY s.category)),
+                       'values', sum(s.opened), 'outcome', l.outcome)
+                   || CASE WHEN l.reason IS NULL THEN '{}'::jsonb
+                           ELSE jsonb_build_object('reason', l.reason, 'denied_category', l.denied_category) END
+                   AS entry
+              FROM privacy_internal.access_log_for_subject(hash) s
+              JOIN LATERAL privacy_internal.access_log_event(s.event) l ON true
+             -- never this call's own reads (the writer may store them
+             -- before the query below runs); earlier calls are listed
+             WHERE NOT (l.backend_pid = pg_catalog.pg_backend_pid()
+                        AND l.at >= pg_catalog.statement_timestamp())
+             GROUP BY l.seq, l.at, l.acting_role, l.session_role, l.application, l.purpose,
+                      l.command, l.relation, l.outcome, l.reason, l.denied_category) x;
+
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'placed_at', h.placed_at, 'until', h.until, 'released_at', h.released_at,
+               'active', h.released_at IS NULL AND (h.until IS NULL OR h.until > now()))
+             ORDER BY h.placed_at, h.id), '[]')
+      INTO holds
+      FROM privacy.holds h
+     WHERE h.subject IN (subject_report.subject, stand_in);
+
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'erasure', e.id, 'erased_at', e.erased_at, 'reason', e.reason,
+               'tables', e.tables, 'keys_destroyed', e.keys_destroyed)
+             ORDER BY e.id), '[]')
+      INTO erasures
+      FROM privacy.erasures e
+     WHERE e.subject_hash = hash;
+
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'request', r.id, 'kind', r.kind, 'status', r.status,
+               'open', r.status IN ('open', 'in_progress', 'extended'),
+               'received_at', r.received_at, 'due_at', r.due_at, 'deadline', r.deadline,
+               'extended_until', r.extended_until, 'extension_reason', r.extension_reason,
+               'closed_at', r.closed_at, 'resolution', r.resolution)
+             ORDER BY r.id), '[]')
+      INTO requests
+      FROM privacy.requests r
+     WHERE r.subject_hash = hash;
+
+    RETURN jsonb_build_object(
+        'version', 1,
+        'subject', subject,
+        'generated_at', clock_timestamp(),
+        'data', data,
+        'purposes', purposes,
+        'consents', consents,
+        'access', access,
+        'holds', holds,
+        'erasures', erasures,
+        'requests', requests);
+END
+$$;

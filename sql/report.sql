@@ -195,6 +195,78 @@ SELECT position('&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;Bob&quot;' IN
 SELECT regexp_matches(h, '<h2>[^<]*</h2>', 'g') AS headings FROM h18;
 SELECT privacy_internal.html('<a href="x">O''Neil & co</a>');
 
+-- the report never lists its own reads, also when the writer has stored
+-- them before the report reads the log: in one statement, a report, a
+-- flush that waits until its events are committed (seen from a fresh
+-- snapshot), a second report; the second lists what the first listed, not
+-- the first's reads
+CREATE FUNCTION rep_own_reads_stored() RETURNS boolean LANGUAGE sql VOLATILE AS $$
+    SELECT count(*) > 0 FROM privacy.access_log l
+     WHERE l.purpose = 'subject_access' AND l.backend_pid = pg_backend_pid()
+       AND l.at >= statement_timestamp()
+$$;
+GRANT EXECUTE ON FUNCTION rep_own_reads_stored() TO rep_officer;
+SELECT privacy.flush_access_log();
+-- (what another session committed is seen by the second report only in
+-- READ COMMITTED; in SERIALIZABLE it cannot list the first's reads anyway)
+BEGIN ISOLATION LEVEL READ COMMITTED;
+SET LOCAL ROLE rep_officer;
+WITH first AS MATERIALIZED (SELECT privacy.subject_report('17') AS r),
+     flushed AS MATERIALIZED (SELECT privacy.flush_access_log() AND rep_own_reads_stored() AS stored FROM first),
+     second AS MATERIALIZED (SELECT privacy.subject_report('17') AS r FROM flushed)
+SELECT (SELECT count(*) FROM jsonb_array_elements(first.r -> 'access')) AS first_lists,
+       flushed.stored AS first_reads_stored,
+       (SELECT count(*) FROM jsonb_array_elements(second.r -> 'access')) AS second_lists
+  FROM first, flushed, second;
+COMMIT;
+DROP FUNCTION rep_own_reads_stored();
+
+-- The page as the customer reads it (its text, section by section; times
+-- of this run shown as "(now)"): a subject with data, an erased subject,
+-- a subject of whom nothing is held.
+CREATE FUNCTION rep_page_text(h text) RETURNS SETOF text LANGUAGE plpgsql AS $$
+DECLARE
+    m text[];
+    t text := regexp_replace(h, '<head>.*</head>', '', 's');
+BEGIN
+    FOR m IN SELECT regexp_matches(t, '<time datetime="([^"]*)">([^<]*)</time>', 'g') LOOP
+        t := replace(t, '<time datetime="' || m[1] || '">' || m[2] || '</time>',
+                     CASE WHEN abs(extract(epoch FROM m[1]::timestamptz - now())) < 3600 THEN '(now)' ELSE m[2] END);
+    END LOOP;
+    t := regexp_replace(t, '</(p|h1|h2|h3|tr|footer|nav)>|<br>', E'\n', 'g');
+    t := regexp_replace(t, '</t[dh]>', ' | ', 'g');
+    t := regexp_replace(t, '</a>', ' ', 'g');
+    t := regexp_replace(t, '<[^>]*>', '', 'g');
+    t := replace(replace(replace(replace(replace(replace(t, '&lt;', '<'), '&gt;', '>'), '&quot;', '"'),
+                 '&#39;', ''''), '&#8212;', '-'), '&amp;', '&');
+    RETURN QUERY SELECT regexp_replace(btrim(l), '\s*\|$', '')
+                   FROM regexp_split_to_table(t, E'\n') AS l WHERE btrim(l) <> '';
+END
+$$;
+SELECT privacy.flush_access_log();
+SET ROLE rep_officer;
+SELECT rep_page_text(privacy.subject_report_html('17'));
+RESET ROLE;
+-- 19: a customer who consented, was read for billing, asked for erasure
+SET privacy.purpose = 'billing';
+INSERT INTO rep_customers VALUES (19, 'Cleo', 'cleo@example.org', NULL, '2023-05-05 08:00+00');
+INSERT INTO rep_orders VALUES (4, 19, 'kettle', 'fragile', '2025-05-05');
+RESET privacy.purpose;
+SELECT privacy.grant_consent('19', 'marketing', 'web-form') > 0 AS granted_19;
+SET ROLE rep_app;
+SET privacy.purpose = 'billing';
+SELECT length(email::text) AS email_length FROM rep_customers WHERE id = 19;
+RESET privacy.purpose;
+RESET ROLE;
+SELECT privacy.open_request('19', 'erasure', '2026-11-30 10:00+00') > 0 AS requested_19;
+SELECT privacy.erase_subject('19', 'erasure request of 30 November') ->> 'keys_destroyed' AS keys_destroyed;
+SELECT privacy.flush_access_log();
+SET ROLE rep_officer;
+SELECT rep_page_text(privacy.subject_report_html('19'));
+SELECT rep_page_text(privacy.subject_report_html('no-such-subject'));
+RESET ROLE;
+DROP FUNCTION rep_page_text(text);
+
 DROP TABLE r17, h18, rep_customers, rep_orders, rep_visits, rep_tickets;
 DROP EXTENSION privacy;
 DROP ROLE rep_officer, rep_app;

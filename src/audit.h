@@ -82,6 +82,9 @@ typedef struct StatementEntry
 	int64		query_id;
 	int32		level;
 	char	   *outcome;
+	/* a denial's reason (consent_verdict_code) and refused category, or NULL */
+	char	   *reason;
+	char	   *denied_category;
 } StatementEntry;
 
 /*
@@ -107,6 +110,7 @@ extern char *audit_get_str(Reader *r);
 extern void audit_canon_statement(StringInfo buf, const StatementEntry *e);
 extern void audit_parse_statement(Reader *r, StatementEntry *e);
 extern void audit_statement_head(const unsigned char *bytes, size_t len, StatementHead *h);
+extern bool audit_statement_is_denial(const unsigned char *bytes, size_t len);
 extern void audit_canon_subject(StringInfo buf, int64 event, const unsigned char *hash,
 								const char *category, int64 opened);
 extern int	audit_unpack_next(Reader *r, LogchainEntry *e);
@@ -157,7 +161,7 @@ extern uint32 audit_wait_event(const char *name);
 
 extern void audit_queue_init(void);
 extern int	audit_my_queue(void);
-extern uint64 audit_enqueue(const char *data, Size len, bool in_abort, int *qindex);
+extern uint64 audit_enqueue(const char *data, Size len, bool in_abort, bool denial, int *qindex);
 extern void audit_wait_durable(int idx, uint64 end);
 extern void audit_queue_copy(AuditQueue *q, uint64 start, uint64 end, unsigned char *buf);
 extern void audit_start_writer(int index);
@@ -197,6 +201,10 @@ typedef struct AuditFrame
 	int64		query_id;
 	int			ninline;		/* the first subjects, without a hash table */
 	SubjectCount *inline_subjects;
+	/* refused (consent_denied_hook): it ends as a denial, with this reason */
+	const char *deny_reason;
+	char	   *denied_category;
+	bool		refusal_sent;	/* its events went out when the refusal raised */
 } AuditFrame;
 
 extern bool audit_frame_has_subjects(AuditFrame *f);
@@ -209,6 +217,7 @@ extern char *audit_role_name(Oid roleid);
 extern StatementEntry *audit_new_event(const char *command, Oid relid, const CatalogRelation *ri,
 									   Bitmapset *cols, bool all_columns);
 extern void audit_flush_frame(AuditFrame *f, const char *outcome, int64 rows, bool in_abort);
+extern void audit_forget_subjects(AuditFrame *f);
 
 /* audit_hooks.c — the backend side */
 extern unsigned char audit_chain_key_scratch[LOGCHAIN_KEY_BYTES];

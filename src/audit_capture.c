@@ -279,6 +279,7 @@ typedef struct Sender
 	StringInfoData out;			/* framed records not yet in the queue */
 	bool		standby;		/* they go to the server log instead */
 	bool		in_abort;
+	bool		denial;			/* a refusal's: half the queue at most */
 	uint64		end;			/* the queue position after the last sent */
 	int			qidx;
 } Sender;
@@ -287,7 +288,7 @@ static void
 sender_flush(Sender *s)
 {
 	if (s->out.len > 0)
-		s->end = audit_enqueue(s->out.data, s->out.len, s->in_abort, &s->qidx);
+		s->end = audit_enqueue(s->out.data, s->out.len, s->in_abort, s->denial, &s->qidx);
 	resetStringInfo(&s->out);
 }
 
@@ -359,6 +360,8 @@ send_subjects(AuditFrame *f, StringInfo rec, Sender *sender)
 /*
  * Flushing a frame: its events into the queue, the subjects right after
  * the first (the writer links them to the statement event before them).
+ * A frame that was refused ends as a denial, with its reason, however its
+ * statement ended.
  */
 void
 audit_flush_frame(AuditFrame *f, const char *outcome, int64 rows, bool in_abort)
@@ -368,10 +371,13 @@ audit_flush_frame(AuditFrame *f, const char *outcome, int64 rows, bool in_abort)
 	Sender		sender;
 	bool		first = true;
 
+	if (f->deny_reason != NULL)
+		outcome = "denied";
 	initStringInfo(&rec);
 	initStringInfo(&sender.out);
 	sender.standby = RecoveryInProgress();
 	sender.in_abort = in_abort;
+	sender.denial = f->deny_reason != NULL;
 	sender.end = 0;
 	sender.qidx = -1;
 	foreach(lc, f->events)
@@ -382,6 +388,8 @@ audit_flush_frame(AuditFrame *f, const char *outcome, int64 rows, bool in_abort)
 		e->query_id = f->query_id;
 		e->level = f->level;
 		e->outcome = (char *) outcome;
+		e->reason = (char *) f->deny_reason;
+		e->denied_category = f->denied_category;
 		resetStringInfo(&rec);
 		audit_canon_statement(&rec, e);
 		send_record(&sender, &rec);
@@ -397,4 +405,14 @@ audit_flush_frame(AuditFrame *f, const char *outcome, int64 rows, bool in_abort)
 
 	if (privacy_access_log_strict && !in_abort && sender.end > 0 && sender.qidx >= 0)
 		audit_wait_durable(sender.qidx, sender.end);
+}
+
+/* The subjects a frame counted were sent: count afresh. */
+void
+audit_forget_subjects(AuditFrame *f)
+{
+	f->ninline = 0;
+	if (f->subjects != NULL)
+		hash_destroy(f->subjects);
+	f->subjects = NULL;
 }

@@ -129,6 +129,12 @@ audit_canon_statement(StringInfo buf, const StatementEntry *e)
 	audit_put_i64(buf, e->query_id);
 	audit_put_u32(buf, (uint32) e->level);
 	audit_put_str(buf, e->outcome);
+	/* a denial only: entries written before denials were logged end here */
+	if (e->reason != NULL)
+	{
+		audit_put_str(buf, e->reason);
+		audit_put_str(buf, e->denied_category);
+	}
 }
 
 void
@@ -163,6 +169,13 @@ audit_parse_statement(Reader *r, StatementEntry *e)
 	e->query_id = audit_get_i64(r);
 	e->level = (int32) audit_get_u32(r);
 	e->outcome = audit_get_str(r);
+	e->reason = NULL;
+	e->denied_category = NULL;
+	if (r->p < r->end)
+	{
+		e->reason = audit_get_str(r);
+		e->denied_category = audit_get_str(r);
+	}
 }
 
 void
@@ -223,6 +236,39 @@ audit_statement_head(const unsigned char *bytes, size_t len, StatementHead *h)
 	skip_str(&r);				/* client address */
 	h->pid = (int32) audit_get_u32(&r);
 	h->purpose = peek_str(&r, &h->purpose_len);
+}
+
+/* Is this statement event a denial?  Only a denial's bytes go on after its outcome. */
+bool
+audit_statement_is_denial(const unsigned char *bytes, size_t len)
+{
+	Reader		r;
+	uint32		n;
+	int			i;
+
+	r.p = bytes + 1;
+	r.end = bytes + len;
+	(void) audit_get_i64(&r);	/* at */
+	for (i = 0; i < 4; i++)
+		skip_str(&r);			/* roles, application, client address */
+	(void) audit_get_u32(&r);	/* pid */
+	skip_str(&r);				/* purpose */
+	skip_str(&r);				/* command */
+	(void) audit_get_u32(&r);	/* relid */
+	skip_str(&r);				/* relation */
+	n = audit_get_u32(&r);
+	if (n > MaxHeapAttributeNumber)
+		batch_corrupt();
+	while (n-- > 0)
+	{
+		skip_str(&r);			/* column */
+		skip_str(&r);			/* category */
+	}
+	(void) audit_get_i64(&r);	/* rows */
+	(void) audit_get_i64(&r);	/* query id */
+	(void) audit_get_u32(&r);	/* level */
+	skip_str(&r);				/* outcome */
+	return r.p < r.end;
 }
 
 /* ------------------------------------------------------------------------
@@ -352,8 +398,8 @@ privacy_access_log_statements(PG_FUNCTION_ARGS)
 	tmp = AllocSetContextCreate(CurrentMemoryContext, "access log row", ALLOCSET_SMALL_SIZES);
 	while ((rc = audit_unpack_next(&r, &e)) > 0)
 	{
-		Datum		values[18];
-		bool		nulls[18];
+		Datum		values[20];
+		bool		nulls[20];
 		StatementEntry s;
 		Reader		er;
 
@@ -387,8 +433,10 @@ privacy_access_log_statements(PG_FUNCTION_ARGS)
 		values[14] = Int64GetDatum(s.query_id);
 		values[15] = Int32GetDatum(s.level);
 		NTEXT(16, s.outcome);
+		NTEXT(17, s.reason);
+		NTEXT(18, s.denied_category);
 #undef NTEXT
-		values[17] = audit_bytea_datum(e.mac, LOGCHAIN_MAC_BYTES);
+		values[19] = audit_bytea_datum(e.mac, LOGCHAIN_MAC_BYTES);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(tmp);

@@ -7,7 +7,10 @@
  * statement opened (types.c calls types_value_opened_hook, which audit_init
  * points at audit_value_opened).  Each executor run or utility statement
  * has a frame, flushed (audit_capture.c) when it ends, or with outcome
- * error or cancelled when its transaction or subtransaction aborts.
+ * error or cancelled when its transaction or subtransaction aborts.  A
+ * statement the purpose check or the decryption gate refuses (consent.c
+ * calls consent_denied_hook, which audit_init points at
+ * audit_access_denied) ends as a denial, sent before the refusal's error.
  *
  * Statements run by the extension's own SECURITY DEFINER functions (purge,
  * erasure, key maintenance) are not user access and are not logged: an
@@ -50,6 +53,7 @@ static AuditFrame *loose_frame = NULL;	/* opens after their frame ended */
 static MemoryContext loose_context = NULL;
 static MemoryContext audit_context = NULL;
 static bool am_writer = false;
+static const char *last_command = NULL; /* of the newest frame pushed */
 static int	exec_depth = 0;
 static int	internal_depth = 0;
 static int	last_error_code = 0;
@@ -101,6 +105,7 @@ push_frame(QueryDesc *qd, bool copy, CmdType op)
 	f->subid = GetCurrentSubTransactionId();
 	f->operation = op;
 	frames = f;
+	last_command = op == CMD_UTILITY ? NULL : command_name(op, copy);
 	return f;
 }
 
@@ -272,6 +277,15 @@ audit_emit_log(ErrorData *edata)
 		prev_emit_log(edata);
 }
 
+/* The event of a frame whose statement names no protected table. */
+static void
+frame_event_without_table(AuditFrame *f)
+{
+	f->events = list_make1(audit_new_event(f->qd == NULL && !f->copy ? f->utility_tag :
+										   command_name(f->operation, f->copy),
+										   InvalidOid, NULL, NULL, false));
+}
+
 /* ------------------------------------------------------------------------
  * Opened values: types.c calls this (types_value_opened_hook) for every
  * value it opens.
@@ -308,14 +322,15 @@ audit_value_opened(uint32 key_id, uint16 category_id)
 		}
 		f = loose_frame;
 	}
-	/* values opened with no protected table in the statement */
-	if (f->events == NIL && f != loose_frame && !audit_frame_has_subjects(f))
+	/*
+	 * Values opened with no protected table in the statement; after a
+	 * refusal sent the frame's events, its subjects follow the denial.
+	 */
+	if (f->events == NIL && f != loose_frame && !audit_frame_has_subjects(f) && !f->refusal_sent)
 	{
 		MemoryContext old = MemoryContextSwitchTo(audit_context);
 
-		f->events = list_make1(audit_new_event(f->qd == NULL && !f->copy ? f->utility_tag :
-											   command_name(f->operation, f->copy),
-											   InvalidOid, NULL, NULL, false));
+		frame_event_without_table(f);
 		MemoryContextSwitchTo(old);
 	}
 	sc = audit_frame_subject(f, key_id, category_id, f == loose_frame ? loose_context : audit_context, &found);
@@ -331,6 +346,83 @@ audit_value_opened(uint32 key_id, uint16 category_id)
 		sc->count = 0;
 	}
 	sc->count++;
+}
+
+/* ------------------------------------------------------------------------
+ * Refusals: consent.c calls this (consent_denied_hook) when the purpose
+ * check refuses a statement or the decryption gate refuses a value.
+ *
+ * The statement running now becomes a denial, with the reason and, for a
+ * refused value, its category (the first refusal of a statement is the
+ * one recorded).  When the refusal raises its error, the frame's events go
+ * to the queue now, before the error aborts the transaction: the queue is
+ * in shared memory, so the entry survives the rollback, whatever the
+ * abort does.  A masked value (privacy.on_denied = mask) only marks the
+ * frame; its statement goes on and ends as a denial.
+ *
+ * A statement is one denial however often it is refused (a refusal caught
+ * in a subtransaction lets it go on).  No subject is named: a statement
+ * refused by the purpose check read no row, and a refused value is not
+ * opened.  Nothing about the statement but the event's fields is recorded
+ * (no text, no value).
+ * ------------------------------------------------------------------------
+ */
+static void
+audit_access_denied(PurposeVerdict verdict, const char *category, bool raising)
+{
+	AuditFrame *f = active_frame != NULL ? active_frame : last_run_frame;
+	AuditFrame	alone;
+	MemoryContext cxt = audit_context;
+	MemoryContext old;
+
+	if (am_writer || !audit_active())
+		return;
+	if (f == NULL || f->flushed)
+	{
+		/*
+		 * A value refused after its statement's run (rows a portal stored):
+		 * raising, a frame of its own, sent now; masked, the loose frame,
+		 * sent with the values opened after their run.
+		 */
+		if (raising)
+		{
+			cxt = AllocSetContextCreate(CurrentMemoryContext, "privacy refusal", ALLOCSET_SMALL_SIZES);
+			memset(&alone, 0, sizeof(alone));
+			f = &alone;
+		}
+		else
+		{
+			if (loose_frame == NULL)
+				loose_frame = MemoryContextAllocZero(loose_context, sizeof(AuditFrame));
+			f = loose_frame;
+			cxt = loose_context;
+		}
+		f->level = exec_depth;
+		if (f->utility_tag == NULL)
+			f->utility_tag = last_command != NULL ? last_command : "OTHER";
+	}
+	old = MemoryContextSwitchTo(cxt);
+	if (f->deny_reason == NULL)
+	{
+		f->deny_reason = consent_verdict_code(verdict);
+		f->denied_category = category != NULL ? pstrdup(category) : NULL;
+	}
+	if (f->events == NIL && !f->refusal_sent)
+		frame_event_without_table(f);
+	if (raising)
+	{
+		int64		rows = f->qd != NULL && f->qd->estate != NULL ?
+			(int64) f->qd->estate->es_processed : f->utility_rows;
+
+		audit_flush_frame(f, "denied", rows, false);
+		/* sent: what the frame counts from now on follows the denial */
+		f->events = NIL;
+		audit_forget_subjects(f);
+		f->refusal_sent = true;
+	}
+	MemoryContextSwitchTo(old);
+	if (f == &alone)
+		MemoryContextDelete(cxt);
 }
 
 /* ------------------------------------------------------------------------
@@ -409,12 +501,13 @@ plan_events(PlannedStmt *ps, CmdType op, bool copy)
 static void
 audit_executor_start(QueryDesc *queryDesc, int eflags)
 {
+	AuditFrame *saved = active_frame;
+	AuditFrame *f = NULL;
+
 	if (loose_frame != NULL && exec_depth == 0)
 		flush_loose(false);
 	if (!(eflags & EXEC_FLAG_EXPLAIN_ONLY) && queryDesc->plannedstmt != NULL && audit_active())
 	{
-		AuditFrame *f;
-
 		if (frames != NULL && frames->copy && !frames->copy_claimed &&
 			exec_depth == frames->level)
 		{
@@ -439,10 +532,33 @@ audit_executor_start(QueryDesc *queryDesc, int eflags)
 		}
 	}
 
-	if (prev_executor_start)
-		prev_executor_start(queryDesc, eflags);
-	else
-		standard_ExecutorStart(queryDesc, eflags);
+	if (f == NULL)
+	{
+		if (prev_executor_start)
+			prev_executor_start(queryDesc, eflags);
+		else
+			standard_ExecutorStart(queryDesc, eflags);
+		return;
+	}
+
+	/*
+	 * A refusal of the purpose check, next in the chain, is this
+	 * statement's; an error caught in a subtransaction leaves the outer
+	 * statement's frame the active one again.
+	 */
+	active_frame = f;
+	PG_TRY();
+	{
+		if (prev_executor_start)
+			prev_executor_start(queryDesc, eflags);
+		else
+			standard_ExecutorStart(queryDesc, eflags);
+	}
+	PG_FINALLY();
+	{
+		active_frame = saved;
+	}
+	PG_END_TRY();
 }
 
 /*
@@ -558,6 +674,7 @@ audit_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 		/* values opened outside the executor, e.g. FETCH from a held cursor */
 		f = push_frame(NULL, false, CMD_UTILITY);
 		f->utility_tag = GetCommandTagName(CreateCommandTag(stmt));
+		last_command = f->utility_tag;
 		f->query_id = (int64) pstmt->queryId;
 	}
 	else if (active)
@@ -757,6 +874,7 @@ audit_init(void)
 										  ALLOCSET_DEFAULT_SIZES);
 	EnableQueryId();
 	types_value_opened_hook = audit_value_opened;
+	consent_denied_hook = audit_access_denied;
 	audit_queue_init();
 }
 

@@ -154,9 +154,14 @@ audit_wait_event(const char *name)
  * included) and its bytes, to this database's queue under one lock.  Waits
  * while the queue is full.  Returns the queue position after them, or 0 if
  * they went to the server log instead.
+ *
+ * Denials (refused reads) may fill only half of the queue: a role that
+ * floods refusals waits for the writer once half is taken, while the
+ * statements that read keep the other half, so that they never wait
+ * behind its flood.
  */
 uint64
-audit_enqueue(const char *data, Size len, bool in_abort, int *qindex)
+audit_enqueue(const char *data, Size len, bool in_abort, bool denial, int *qindex)
 {
 	TimestampTz abort_wait_since = 0;
 
@@ -220,7 +225,7 @@ audit_enqueue(const char *data, Size len, bool in_abort, int *qindex)
 					 errhint("Raise privacy.access_log_queue_size (needs a restart).")));
 			return 0;
 		}
-		if (qsize - (Size) (q->head - q->tail) >= len)
+		if ((denial ? qsize / 2 : qsize) >= (Size) (q->head - q->tail) + len)
 		{
 			Size		off = (Size) (q->head % qsize);
 			Size		first = Min(len, qsize - off);
@@ -459,6 +464,11 @@ audit_emit_json(StringInfo rec)
 		json_number(&out, "query_id", e.query_id, &first);
 		json_number(&out, "level", e.level, &first);
 		json_field(&out, "outcome", e.outcome, &first);
+		if (e.reason != NULL)
+		{
+			json_field(&out, "reason", e.reason, &first);
+			json_field(&out, "denied_category", e.denied_category, &first);
+		}
 	}
 	else if (rec->len > 0 && rec->data[0] == ENTRY_SUBJECTS)
 	{

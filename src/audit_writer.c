@@ -647,7 +647,9 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 				batch_end_entry(&bb, lenpos, seq, mac);
 				batch_saw_time(&bb, h.at);
 				remember_event(h.pid, seq, h.at);
-				purpose_use_saw(&uses, &h);
+				/* a refused statement did not use its purpose */
+				if (h.purpose_len > 0 && !audit_statement_is_denial(bytes, blen))
+					purpose_use_saw(&uses, &h);
 			}
 			else if (*r.p == ENTRY_SUBJECTS)
 			{

@@ -17,4 +17,17 @@
 #include "utils/acl.h"
 #endif
 
+/*
+ * A database left invalid by an interrupted DROP DATABASE (15.4 and later
+ * mark it so): no one can connect to it.
+ */
+#if PG_VERSION_NUM < 150004
+#define database_is_invalid_form(form) false
+#endif
+
+/* PostgreSQL 16 replaced the per-class ownership checks. */
+#if PG_VERSION_NUM >= 160000
+#define pg_database_ownercheck(dboid, roleid) object_ownercheck(DatabaseRelationId, (dboid), (roleid))
+#endif
+
 #endif

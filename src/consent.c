@@ -7,7 +7,8 @@
  * (privacy.purpose), does the current role hold it, and is that purpose
  * allowed the category of the data?  consent_purpose_verdict() answers it and
  * consent_require_purpose() turns a "no" into the error an application
- * developer can act on.
+ * developer can act on, after telling the access log of the refusal
+ * (consent_denied_hook): a refused read is logged as a denial.
  *
  * The answer is needed once per value, so it is cached per backend, keyed by
  * (role, purpose, category), and dropped whenever the catalog generation
@@ -222,11 +223,37 @@ consent_purpose_verdict(const char *category)
 	}
 }
 
-void
-consent_require_purpose(const char *category)
+/*
+ * The reason a refusal is logged with (privacy.access_log.reason): a short,
+ * fixed vocabulary.  A category that does not exist is allowed to no
+ * purpose.
+ */
+const char *
+consent_verdict_code(PurposeVerdict verdict)
 {
-	PurposeVerdict verdict = consent_purpose_verdict(category);
+	switch (verdict)
+	{
+		case PURPOSE_ALLOWED:
+			break;
+		case PURPOSE_NOT_DECLARED:
+			return "no_purpose";
+		case PURPOSE_UNKNOWN:
+			return "unknown_purpose";
+		case PURPOSE_NOT_HELD:
+			return "purpose_not_held";
+		case PURPOSE_UNKNOWN_CATEGORY:
+		case PURPOSE_CATEGORY_NOT_ALLOWED:
+			return "category_not_allowed";
+	}
+	return NULL;
+}
 
+void		(*consent_denied_hook) (PurposeVerdict verdict, const char *category, bool raising) = NULL;
+
+/* The error of a "no", for whoever asked (privacy.check_purpose too). */
+static void
+raise_verdict(PurposeVerdict verdict, const char *category)
+{
 	switch (verdict)
 	{
 		case PURPOSE_ALLOWED:
@@ -270,6 +297,38 @@ consent_require_purpose(const char *category)
 	}
 }
 
+/*
+ * A refusal, told to the access log: before its error is raised (raising),
+ * so that the log's entry is queued before the error aborts the
+ * transaction, or as a value is masked.
+ */
+void
+consent_note_refusal(PurposeVerdict verdict, const char *category, bool raising)
+{
+	if (verdict != PURPOSE_ALLOWED && consent_denied_hook != NULL)
+		consent_denied_hook(verdict, category, raising);
+}
+
+/* Refuse to process personal data: logged, then the precise error. */
+void
+consent_refuse(PurposeVerdict verdict, const char *category)
+{
+	if (verdict == PURPOSE_ALLOWED)
+		return;
+	consent_note_refusal(verdict, category, true);
+	raise_verdict(verdict, category);
+}
+
+/*
+ * Every read or write of personal data asks here: a "no" is a refusal,
+ * logged as a denial.
+ */
+void
+consent_require_purpose(const char *category)
+{
+	consent_refuse(consent_purpose_verdict(category), category);
+}
+
 static const char *
 text_arg_or_null(FunctionCallInfo fcinfo, int n)
 {
@@ -278,11 +337,17 @@ text_arg_or_null(FunctionCallInfo fcinfo, int n)
 	return text_to_cstring(PG_GETARG_TEXT_PP(n));
 }
 
+/*
+ * Asking is not processing: an application that checks its purpose is not
+ * refused access to anything, so this "no" is not logged.
+ */
 PG_FUNCTION_INFO_V1(privacy_check_purpose);
 Datum
 privacy_check_purpose(PG_FUNCTION_ARGS)
 {
-	consent_require_purpose(text_arg_or_null(fcinfo, 0));
+	const char *category = text_arg_or_null(fcinfo, 0);
+
+	raise_verdict(consent_purpose_verdict(category), category);
 	PG_RETURN_TEXT_P(cstring_to_text(privacy_purpose));
 }
 

@@ -17,7 +17,8 @@ char	   *privacy_previous_master_key_command = NULL;
 char	   *privacy_purpose = NULL;
 int			privacy_on_denied = ON_DENIED_ERROR;
 int			privacy_purge_batch_size = 10000;
-int			privacy_purge_interval = 0;
+int			privacy_purge_interval = 3600;
+int			privacy_purge_workers = 2;
 char	   *privacy_worker_database = NULL;
 bool		privacy_access_log = true;
 bool		privacy_access_log_strict = false;
@@ -123,7 +124,7 @@ guc_define(void)
 							   NULL, NULL, NULL);
 
 	DefineCustomIntVariable("privacy.purge_batch_size",
-							"Rows the purge worker deletes or anonymizes per committed batch.",
+							"Rows a purge worker deletes or anonymizes per committed batch.",
 							NULL,
 							&privacy_purge_batch_size,
 							10000, 1, 1000000,
@@ -132,12 +133,22 @@ guc_define(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("privacy.purge_interval",
-							"Seconds between two purges by the purge worker; 0 turns the worker off.",
-							"The worker runs CALL privacy.purge() in privacy.worker_database.",
+							"Time between two purges of a database by the purge workers; 0 turns them off.",
+							"Every database where the extension is installed is purged once per interval, counted from "
+							"the start of its last completed purge, whoever ran it.",
 							&privacy_purge_interval,
-							0, 0, 365 * 24 * 3600,
+							3600, 0, 365 * 24 * 3600,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("privacy.purge_workers",
+							"Purge workers that may run at the same time, each in one database.",
+							"Each takes a background worker slot (max_worker_processes) while it runs.",
+							&privacy_purge_workers,
+							2, 1, PRIVACY_MAX_PURGE_WORKERS,
+							PGC_SIGHUP,
+							0,
 							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("privacy.purpose",
@@ -151,10 +162,10 @@ guc_define(void)
 							   check_purpose, NULL, NULL);
 
 	DefineCustomStringVariable("privacy.worker_database",
-							   "Database in which the purge worker runs.",
-							   "The extension must be installed there. A change on reload restarts the worker in the new database.",
+							   "No longer used: purges run in every database where the extension is installed.",
+							   "Kept so that a postgresql.conf from 0.2 still loads; the purge launcher warns when it is set.",
 							   &privacy_worker_database,
-							   "postgres",
+							   "",
 							   PGC_SIGHUP,
 							   0,
 							   NULL, NULL, NULL);
@@ -198,7 +209,7 @@ guc_define(void)
 
 	DefineCustomIntVariable("privacy.access_log_retention",
 							"How long access events are kept; 0 keeps them forever.",
-							"Older events are deleted by CALL privacy.purge() and the purge worker; the deletion is recorded so that privacy.verify_access_log() still passes.",
+							"Older events are deleted by CALL privacy.purge() and the purge workers; the deletion is recorded so that privacy.verify_access_log() still passes.",
 							&privacy_access_log_retention,
 							365 * 24 * 60, 0, INT_MAX,
 							PGC_SIGHUP,

@@ -14,7 +14,7 @@
  *   audit_*.c   the access log (audit.h maps its files): entry format,
  *               shared-memory queue, capture, hooks, writer worker, SQL
  *               functions (logchain.c: the MAC chain)
- *   worker.c    the purge worker
+ *   worker.c    the purge launcher and its per-database workers
  *   redact.c    personal data kept out of the server log (redact_text.c:
  *               the SQL lexer)
  *   label.c     SECURITY LABEL FOR privacy (declarative classification)
@@ -61,6 +61,5 @@ _PG_init(void)
 	audit_init();
 	audit_install_hooks();
 	redact_install_hooks();
-	if (!IsBinaryUpgrade)
-		worker_register();
+	worker_init();				/* the launcher is not started by pg_upgrade */
 }

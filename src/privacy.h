@@ -27,6 +27,8 @@ typedef enum OnDenied
 extern int	privacy_on_denied;
 extern int	privacy_purge_batch_size;
 extern int	privacy_purge_interval;
+#define PRIVACY_MAX_PURGE_WORKERS 16
+extern int	privacy_purge_workers;
 extern char *privacy_worker_database;
 extern void guc_define(void);
 
@@ -118,6 +120,16 @@ extern void consent_init(void);
 extern void consent_install_hooks(void);
 extern PurposeVerdict consent_purpose_verdict(const char *category);
 extern void consent_require_purpose(const char *category);
+extern void consent_refuse(PurposeVerdict verdict, const char *category);
+extern void consent_note_refusal(PurposeVerdict verdict, const char *category, bool raising);
+extern const char *consent_verdict_code(PurposeVerdict verdict);
+
+/*
+ * Told of every refusal to process personal data (a statement stopped by
+ * the purpose check, a value the decryption gate refuses), before the
+ * error is raised (raising) or the value masked; audit_init sets it.
+ */
+extern void (*consent_denied_hook) (PurposeVerdict verdict, const char *category, bool raising);
 
 /* consent_cache.c — privacy_internal.visible(subject), the consent check */
 extern int	privacy_consent_cache_size;
@@ -145,8 +157,8 @@ extern void audit_record_report(Oid relid, int64 rows, const unsigned char *subj
 /* protect.c — protection of protected tables cannot be switched off quietly */
 extern void protect_install_hooks(void);
 
-/* worker.c — the purge worker */
-extern void worker_register(void);
+/* worker.c — the purge launcher and its workers */
+extern void worker_init(void);
 
 /* types.c — the encrypted types */
 extern void types_init(void);

@@ -448,6 +448,7 @@ static GateOutcome
 gate(EncValue *ev)
 {
 	const char *category;
+	PurposeVerdict verdict;
 
 	if (ciphertext_io())
 		return GATE_CIPHERTEXT;
@@ -455,11 +456,15 @@ gate(EncValue *ev)
 	if (ev->hdr.key_id == PRIVACY_TRANSIENT_KEY_ID)
 		return GATE_OPEN;
 	category = category_name_or_error(ev->hdr.category_id);
-	if (consent_purpose_verdict(category) == PURPOSE_ALLOWED)
+	verdict = consent_purpose_verdict(category);
+	if (verdict == PURPOSE_ALLOWED)
 		return GATE_OPEN;
 	if (privacy_on_denied == ON_DENIED_MASK)
+	{
+		consent_note_refusal(verdict, category, false);
 		return GATE_MASK;
-	consent_require_purpose(category);	/* raises the precise error */
+	}
+	consent_refuse(verdict, category);	/* raises the precise error */
 	return GATE_MASK;
 }
 
@@ -805,8 +810,10 @@ coerce_common(bytea *v, int32 typmod, EnvelopeKind kind)
 	else if (ev.hdr.key_id != PRIVACY_TRANSIENT_KEY_ID)
 	{
 		const char *source = category_name_or_error(ev.hdr.category_id);
+		PurposeVerdict verdict = privileged_role() ? PURPOSE_ALLOWED : consent_purpose_verdict(source);
 
-		if (!privileged_role() && consent_purpose_verdict(source) != PURPOSE_ALLOWED)
+		consent_note_refusal(verdict, source, true);
+		if (verdict != PURPOSE_ALLOWED)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("cannot move an encrypted value from category \"%s\" to category \"%s\"",
@@ -970,8 +977,7 @@ tag_of(bytea *v)
 	{
 		const char *category = category_name_or_error(ev.hdr.category_id);
 
-		if (consent_purpose_verdict(category) != PURPOSE_ALLOWED)
-			consent_require_purpose(category);
+		consent_refuse(consent_purpose_verdict(category), category);
 	}
 	if (ev.tag == NULL)
 		ereport(ERROR,

@@ -43,7 +43,7 @@ SELECT pg_catalog.pg_extension_config_dump('privacy.data_keys', '');
 -- A destroyed key's wrapped bytes stay in the table's old row version until
 -- VACUUM prunes it: autovacuum comes at its next round after any key is
 -- destroyed, rather than after 50 dead rows (doc/dba.md, "Crypto-shredding
--- and old backups"; test/tap/013_key_remnants.pl).
+-- and old backups"; test/tap/015_key_remnants.pl).
 ALTER TABLE privacy.data_keys SET (autovacuum_vacuum_threshold = 0, autovacuum_vacuum_scale_factor = 0);
 SELECT pg_catalog.pg_extension_config_dump('privacy.data_key_id_seq', '');
 
@@ -138,12 +138,14 @@ CREATE FUNCTION privacy.destroy_subject_key(subject text) RETURNS integer
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    -- hashed once: in the WHERE clause the volatile hash would be computed
+    -- for every key, and no index used
+    hash bytea := privacy.subject_hash(subject);
     n integer;
 BEGIN
     UPDATE privacy.data_keys k
        SET state = 'destroyed', wrapped_key = NULL, destroyed_at = now()
-     WHERE k.scope = 'subject' AND k.subject_hash = privacy.subject_hash(subject)
-       AND k.state <> 'destroyed';
+     WHERE k.scope = 'subject' AND k.subject_hash = hash AND k.state <> 'destroyed';
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END

@@ -29,6 +29,8 @@ CREATE TABLE privacy.consent_state (
     last_event  bigint NOT NULL,
     PRIMARY KEY (purpose, subject)
 );
+-- erasure and the subject report look a subject up without a purpose
+CREATE INDEX consent_state_subject ON privacy.consent_state (subject);
 COMMENT ON TABLE privacy.consent_state IS
     'current consent state per subject and purpose, kept by the consent functions in the same transaction as the ledger';
 

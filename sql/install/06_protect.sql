@@ -410,6 +410,9 @@ BEGIN
     DELETE FROM privacy.column_categories cc
      WHERE cc.tbl::oid IN (SELECT o.objid FROM pg_catalog.pg_event_trigger_dropped_objects() o
                             WHERE o.classid = 'pg_catalog.pg_class'::regclass AND o.objsubid = 0);
+    DELETE FROM privacy.retention_rules rr
+     WHERE rr.tbl::oid IN (SELECT o.objid FROM pg_catalog.pg_event_trigger_dropped_objects() o
+                            WHERE o.classid = 'pg_catalog.pg_class'::regclass AND o.objsubid = 0);
 END
 $$;
 CREATE EVENT TRIGGER privacy_forget_dropped ON sql_drop

@@ -43,7 +43,7 @@ CREATE FUNCTION privacy_internal.access_log_statements(entries bytea, only_seq b
     RETURNS TABLE (seq bigint, at timestamptz, session_role text, acting_role text, application text,
                    client_addr text, backend_pid integer, purpose text, command text, relid oid,
                    relation text, columns text[], categories text[], rows bigint, query_id bigint,
-                   level integer, outcome text, mac bytea)
+                   level integer, outcome text, reason text, denied_category text, mac bytea)
     AS 'MODULE_PATHNAME', 'privacy_access_log_statements' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION privacy_internal.access_log_statements(bytea, bigint) IS
     'the statement events packed in one access_log_batches.entries (only the one with seq = only_seq, when given)';
@@ -62,7 +62,7 @@ COMMENT ON FUNCTION privacy_internal.access_log_subject_key(bytea) IS
 CREATE VIEW privacy.access_log AS
 SELECT e.* FROM privacy.access_log_batches b, LATERAL privacy_internal.access_log_statements(b.entries) e;
 COMMENT ON VIEW privacy.access_log IS
-    'who accessed which protected table, when, as which roles, for which purpose, which personal columns and how many rows; never statement text';
+    'who accessed which protected table, when, as which roles, for which purpose, which personal columns and how many rows, and who was refused (outcome denied, with the reason); never statement text';
 
 CREATE VIEW privacy.access_log_subjects AS
 SELECT e.* FROM privacy.access_log_batches b, LATERAL privacy_internal.access_log_subject_entries(b.entries) e;

@@ -28,19 +28,89 @@ CREATE FUNCTION privacy_internal.caller() RETURNS name
 CREATE FUNCTION privacy_internal.reduce_ledger(subject text, stand_in text) RETURNS bigint
     AS 'MODULE_PATHNAME', 'privacy_reduce_ledger' LANGUAGE C STRICT VOLATILE;
 
+-- What an erasure does to a protected table's rows of the subject: deleted,
+-- unless the table's retention rule anonymizes and every classified column
+-- can be cleared.  Then the rule's columns take their masking value (or
+-- NULL), the other classified columns NULL, the other encrypted columns
+-- keep their values, shredded with the subject's key (their search tags
+-- removed).  A classified subject column, or a classified NOT NULL column
+-- the rule gives no masking value, cannot be cleared: the rows are deleted,
+-- and reason says why.  columns says what happens to each column.
+CREATE FUNCTION privacy_internal.erasure_action(tbl regclass, subject_column name,
+                                               OUT action text, OUT sets text, OUT columns jsonb, OUT reason text)
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r privacy.retention_rules;
+BEGIN
+    action := 'deleted';
+    SELECT * INTO r FROM privacy.retention_rules rr WHERE rr.tbl = erasure_action.tbl;
+    IF r.action IS DISTINCT FROM 'anonymize' THEN
+        RETURN;
+    END IF;
+    WITH cols AS (
+        SELECT a.attname AS col, a.attnum, a.attnotnull,
+               a.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype) AS shreddable,
+               cc.col IS NOT NULL AS classified
+          FROM pg_catalog.pg_attribute a
+          LEFT JOIN privacy.column_categories cc ON cc.tbl = erasure_action.tbl AND cc.col = a.attname
+         WHERE a.attrelid = erasure_action.tbl AND a.attnum > 0 AND NOT a.attisdropped
+           AND (cc.col IS NOT NULL OR r.anonymize ? a.attname
+                OR a.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype))),
+    fate AS (
+        SELECT c.*, CASE WHEN r.anonymize ? c.col
+                         THEN CASE WHEN jsonb_typeof(r.anonymize -> c.col) = 'null' THEN 'null' ELSE 'masked' END
+                         WHEN c.shreddable THEN 'shredded'
+                         ELSE 'null' END AS what
+          FROM cols c)
+    SELECT string_agg(CASE WHEN f.what = 'masked' THEN format('%I = %L', f.col, r.anonymize ->> f.col)
+                           WHEN f.what = 'null' THEN format('%I = NULL', f.col)
+                           ELSE format('%1$I = privacy_internal.shred_tag(%1$I)', f.col) END, ', ' ORDER BY f.attnum),
+           jsonb_object_agg(f.col, f.what),
+           (SELECT CASE WHEN g.col = subject_column
+                        THEN format('the subject column %s is classified', g.col)
+                        ELSE format('column %s is classified and NOT NULL, and the retention rule gives it no masking value', g.col) END
+              FROM fate g
+             WHERE g.classified AND (g.col = subject_column OR (g.what = 'null' AND g.attnotnull AND NOT r.anonymize ? g.col))
+             ORDER BY g.col <> subject_column, g.attnum LIMIT 1)
+      INTO sets, columns, reason
+      FROM fate f;
+    IF reason IS NULL THEN
+        action := 'anonymized';
+    ELSE
+        sets := NULL;
+        columns := NULL;
+    END IF;
+END
+$$;
+
 CREATE FUNCTION privacy.erase_subject(subject text, reason text) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET track_counts = on
 AS $$
 DECLARE
     hold record;
     pt record;
-    r privacy.retention_rules;
+    fate record;
     subject_type regtype;
     match text;
-    sets text;
     n bigint;
     done jsonb := '{}';
+    roots regclass[];
+    reach_rels oid[];
+    reach_roots regclass[];
+    before jsonb;
+    ch record;
+    checked_at_commit text;
+    current regclass;
+    cycle_error record;
+    blocked record;
+    con oid;
+    con_name text;
+    tab_name text;
+    sch_name text;
     hash bytea;
     stand_in text;
     keys integer;
@@ -63,35 +133,92 @@ BEGIN
             HINT = 'Nothing was erased. Release the hold with privacy.release_hold() when the matter allows it.';
     END IF;
 
-    -- the subject's rows, in every protected table (partitions through their root)
-    FOR pt IN SELECT p.tbl, p.subject_column FROM privacy.protected_tables p
-               WHERE p.parent IS NULL ORDER BY p.tbl::text
-    LOOP
-        SELECT a.atttypid::regtype INTO subject_type FROM pg_catalog.pg_attribute a
-         WHERE a.attrelid = pt.tbl AND a.attname = pt.subject_column;
-        match := CASE WHEN subject_type IN ('bigint'::regtype, 'integer'::regtype, 'smallint'::regtype)
-                      THEN format('t.%I = privacy_internal.subject_int8(%L)', pt.subject_column, subject)
-                      ELSE format('t.%I::pg_catalog.text = %L', pt.subject_column, subject) END;
-        SELECT * INTO r FROM privacy.retention_rules rr WHERE rr.tbl = pt.tbl;
-        -- as the table's owner: its triggers are its own code
-        IF r.action = 'anonymize' THEN
-            -- the rows stay: their encrypted values lose their search tags
-            -- (an equality search would still find them), before the key goes
-            SELECT concat_ws(', ', privacy_internal.anonymize_sets(r),
-                             string_agg(format('%1$I = privacy_internal.shred_tag(%1$I)', a.attname), ', '
-                                        ORDER BY a.attnum))
-              INTO sets
-              FROM pg_catalog.pg_attribute a
-             WHERE a.attrelid = pt.tbl AND a.attnum > 0 AND NOT a.attisdropped
-               AND a.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype)
-               AND NOT r.anonymize ? a.attname;
-            n := privacy_internal.run_as_owner(pt.tbl, format('UPDATE %s t SET %s WHERE %s', pt.tbl, sets, match));
-        ELSE
-            n := privacy_internal.run_as_owner(pt.tbl, format('DELETE FROM %s t WHERE %s', pt.tbl, match));
+    -- the subject's rows, in every protected table (partitions and children
+    -- through their root), tables before the tables they reference
+    SELECT array_agg(p.tbl) INTO roots FROM privacy.protected_tables p WHERE p.parent IS NULL;
+    -- what the deletions can reach through ON DELETE actions, counted
+    -- before and after (the transaction's own counters)
+    SELECT array_agg(x.rel), array_agg(x.root) INTO reach_rels, reach_roots FROM privacy_internal.fk_reach(roots) x;
+    -- references checked at commit are checked after each statement: the
+    -- statements run in a security-restricted operation, where PostgreSQL
+    -- fires no deferred trigger
+    SELECT string_agg(DISTINCT format('%I.%I', ns.nspname, c.conname), ', ') INTO checked_at_commit
+      FROM pg_catalog.pg_depend d
+      JOIN pg_catalog.pg_constraint c ON c.oid = d.objid
+      JOIN pg_catalog.pg_class k ON k.oid = c.conrelid
+      JOIN pg_catalog.pg_namespace ns ON ns.oid = k.relnamespace
+     WHERE d.classid = 'pg_catalog.pg_constraint'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
+       AND d.refobjid = ANY (reach_rels) AND c.contype = 'f' AND c.confrelid = d.refobjid
+       AND c.condeferrable AND c.condeferred;
+    before := privacy_internal.change_counts(reach_rels);
+    BEGIN
+        IF checked_at_commit IS NOT NULL THEN
+            EXECUTE 'SET CONSTRAINTS ' || checked_at_commit || ' IMMEDIATE';
         END IF;
-        done := done || jsonb_build_object(pt.tbl::text,
-                    jsonb_build_object('action', CASE WHEN r.action = 'anonymize' THEN 'anonymized' ELSE 'deleted' END,
-                                       'rows', n));
+        FOR pt IN SELECT o.tbl, o.cycle, p.subject_column
+                    FROM privacy_internal.fk_order(roots) o
+                    JOIN privacy.protected_tables p ON p.tbl = o.tbl
+                   ORDER BY o.pos
+        LOOP
+            IF pt.cycle IS NOT NULL THEN
+                SELECT * INTO cycle_error FROM privacy_internal.fk_cycle_error(pt.cycle, 'erasure');
+                RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+                    MESSAGE = cycle_error.message, DETAIL = cycle_error.detail, HINT = cycle_error.hint;
+            END IF;
+            current := pt.tbl;
+            SELECT a.atttypid::regtype INTO subject_type FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = pt.tbl AND a.attname = pt.subject_column;
+            match := CASE WHEN subject_type IN ('bigint'::regtype, 'integer'::regtype, 'smallint'::regtype)
+                          THEN format('t.%I = privacy_internal.subject_int8(%L)', pt.subject_column, subject)
+                          ELSE format('t.%I::pg_catalog.text = %L', pt.subject_column, subject) END;
+            SELECT * INTO fate FROM privacy_internal.erasure_action(pt.tbl, pt.subject_column);
+            -- as the table's owner: its triggers are its own code
+            IF fate.action = 'anonymized' THEN
+                n := privacy_internal.run_as_owner(pt.tbl, format('UPDATE %s t SET %s WHERE %s', pt.tbl, fate.sets, match));
+            ELSE
+                n := privacy_internal.run_as_owner(pt.tbl, format('DELETE FROM %s t WHERE %s', pt.tbl, match));
+            END IF;
+            done := done || jsonb_build_object(pt.tbl::text,
+                        jsonb_strip_nulls(jsonb_build_object('action', fate.action, 'rows', n,
+                                                             'columns', fate.columns, 'reason', fate.reason)));
+        END LOOP;
+        current := NULL;
+        IF checked_at_commit IS NOT NULL THEN
+            EXECUTE 'SET CONSTRAINTS ' || checked_at_commit || ' DEFERRED';
+        END IF;
+    EXCEPTION WHEN foreign_key_violation THEN
+        -- rows the erasure keeps reference rows it deletes: say which and
+        -- why, without the key values PostgreSQL's message gives
+        GET STACKED DIAGNOSTICS con_name = CONSTRAINT_NAME, tab_name = TABLE_NAME, sch_name = SCHEMA_NAME;
+        con := privacy_internal.fk_constraint(sch_name, tab_name, con_name);
+        SELECT e.* INTO blocked
+          FROM pg_catalog.pg_constraint c,
+               LATERAL privacy_internal.fk_blocked_error(c.oid, 'erasure',
+                   CASE WHEN NOT privacy_internal.graph_root(c.conrelid) = ANY (roots) THEN 'not processed'
+                        WHEN done -> privacy_internal.graph_root(c.conrelid)::text ->> 'action' = 'anonymized' THEN 'kept'
+                        ELSE 'deleted' END) e
+         WHERE c.oid = con AND c.confdeltype IN ('a', 'r')
+           -- not an anonymized row's own reference (a masking value that references nothing)
+           AND privacy_internal.graph_root(c.conrelid) IS DISTINCT FROM current;
+        IF blocked.message IS NULL THEN
+            RAISE;
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation',
+            MESSAGE = blocked.message, DETAIL = blocked.detail, HINT = blocked.hint;
+    END;
+    -- per table: rows deleted or set to NULL by other tables' deletions
+    -- (ON DELETE CASCADE, SET NULL, SET DEFAULT), the table's own rows apart
+    FOR ch IN SELECT * FROM privacy_internal.change_counts_since(before, reach_rels, reach_roots) c ORDER BY c.root::text LOOP
+        IF done ? ch.root::text THEN
+            done := jsonb_set(done, ARRAY[ch.root::text], (done -> ch.root::text) || jsonb_build_object(
+                'cascaded', ch.deleted - CASE WHEN done -> ch.root::text ->> 'action' = 'deleted'
+                                              THEN (done -> ch.root::text ->> 'rows')::bigint ELSE 0 END,
+                'set_null', ch.updated - CASE WHEN done -> ch.root::text ->> 'action' = 'anonymized'
+                                              THEN (done -> ch.root::text ->> 'rows')::bigint ELSE 0 END));
+        ELSIF ch.deleted > 0 OR ch.updated > 0 THEN
+            done := done || jsonb_build_object(ch.root::text,
+                                               jsonb_build_object('cascaded', ch.deleted, 'set_null', ch.updated));
+        END IF;
     END LOOP;
 
     -- every copy of the subject's encrypted values, anywhere, becomes unreadable
@@ -117,4 +244,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION privacy.erase_subject(text, text) IS
-    'erase a subject in one transaction: their rows deleted or anonymized in every protected table, their keys destroyed, their consent history reduced; returns a receipt';
+    'erase a subject in one transaction: their rows deleted or anonymized in every protected table (tables before the tables they reference), their keys destroyed, their consent history reduced; returns a receipt with what happened per table and column';

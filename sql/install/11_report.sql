@@ -153,7 +153,10 @@ BEGIN
       LEFT JOIN privacy.consent_state cs ON cs.purpose = g.purpose AND cs.subject = subject_report.subject;
 
     -- who opened the subject's encrypted values, when, why; never how many
-    -- rows the statement read in all (that is about other subjects too)
+    -- rows the statement read in all (that is about other subjects too).
+    -- A statement refused after opening some of them (or shown some with
+    -- others masked) is a denial, with its reason; one refused before it
+    -- read a row names no subject and is in the access log only.
     SELECT coalesce(jsonb_agg(x.entry ORDER BY x.seq), '[]')
       INTO access
       FROM (SELECT l.seq, jsonb_build_object(
@@ -161,7 +164,10 @@ BEGIN
                        'application', l.application, 'purpose', l.purpose, 'command', l.command,
                        'table', l.relation,
                        'categories', to_jsonb(array_agg(DISTINCT s.category ORDER BY s.category)),
-                       'values', sum(s.opened)) AS entry
+                       'values', sum(s.opened), 'outcome', l.outcome)
+                   || CASE WHEN l.reason IS NULL THEN '{}'::jsonb
+                           ELSE jsonb_build_object('reason', l.reason, 'denied_category', l.denied_category) END
+                   AS entry
               FROM privacy_internal.access_log_for_subject(hash) s
               JOIN LATERAL privacy_internal.access_log_event(s.event) l ON true
              -- never this call's own reads (the writer may store them
@@ -169,7 +175,7 @@ BEGIN
              WHERE NOT (l.backend_pid = pg_catalog.pg_backend_pid()
                         AND l.at >= pg_catalog.statement_timestamp())
              GROUP BY l.seq, l.at, l.acting_role, l.session_role, l.application, l.purpose,
-                      l.command, l.relation) x;
+                      l.command, l.relation, l.outcome, l.reason, l.denied_category) x;
 
     SELECT coalesce(jsonb_agg(jsonb_build_object(
                'placed_at', h.placed_at, 'until', h.until, 'released_at', h.released_at,
@@ -258,6 +264,38 @@ AS $$
         ELSE privacy_internal.html(basis) END
 $$;
 
+-- A purpose as the page names it: the built-in one in the customer's words.
+CREATE FUNCTION privacy_internal.html_purpose(purpose text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN purpose = 'subject_access' THEN 'answering your requests for your data'
+                ELSE privacy_internal.html(purpose) END
+$$;
+
+-- Why a purpose may use the data, in a few plain words.
+CREATE FUNCTION privacy_internal.html_why(basis text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE basis
+        WHEN 'consent' THEN 'with your consent'
+        WHEN 'contract' THEN 'to fulfil our contract with you'
+        WHEN 'legal_obligation' THEN 'because the law requires it'
+        WHEN 'vital_interests' THEN 'to protect someone''s life or health'
+        WHEN 'public_task' THEN 'for a task in the public interest'
+        WHEN 'legitimate_interests' THEN 'in our legitimate interest'
+        ELSE privacy_internal.html(basis) END
+$$;
+
+-- "1 record", "3 records".
+CREATE FUNCTION privacy_internal.html_count(n bigint, one text, many text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT n || ' ' || CASE WHEN n = 1 THEN one ELSE many END
+$$;
+
 -- A table row of cells that are HTML already; a table around rows.
 CREATE FUNCTION privacy_internal.html_row(VARIADIC cells text[]) RETURNS text
     LANGUAGE sql IMMUTABLE
@@ -290,6 +328,22 @@ DECLARE
     col jsonb;
     cols text[];
     n integer;
+    -- the states the page speaks of
+    held boolean := jsonb_array_length(r -> 'data') > 0;
+    erased_at jsonb := (SELECT e -> 'erased_at' FROM jsonb_array_elements(r -> 'erasures') e
+                         ORDER BY (e ->> 'erased_at')::timestamptz DESC LIMIT 1);
+    hold_active boolean := EXISTS (SELECT 1 FROM jsonb_array_elements(r -> 'holds') hd WHERE (hd ->> 'active')::boolean);
+    records bigint;
+    places text;
+    uses text;
+    unused text;
+    first_due jsonb;
+    last_due jsonb;
+    undated bigint;
+    reads bigint;
+    report_reads bigint;
+    last_read jsonb;
+    read_for text;
 BEGIN
     h := '<!DOCTYPE html>' || E'\n'
       || '<html lang="en"><head><meta charset="utf-8">'
@@ -310,27 +364,125 @@ BEGIN
       || '.none,.empty{color:#7a8794}'
       || '.tag{display:inline-block;padding:0 6px;border-radius:8px;background:#dde8f3;font-size:12px;margin:1px 2px}'
       || '.yes{color:#17693b;font-weight:600}.no{color:#a3261d;font-weight:600}'
+      || '#summary p{margin:6px 0}'
       || 'footer{margin-top:40px;color:#7a8794;font-size:13px}'
       || '</style></head><body><main>' || E'\n'
       || '<h1>Your personal data</h1>'
       || '<p class="lead">This page lists the personal data we hold about <strong>'
       || privacy_internal.html(r ->> 'subject') || '</strong>, why we use it, who has accessed it, and when it will be deleted'
       || ' (your right of access, GDPR Art. 15). Generated ' || privacy_internal.html_time(r -> 'generated_at') || '.</p>'
-      || '<nav><a href="#data">Data</a><a href="#purposes">Purposes</a><a href="#consents">Consents</a>'
+      || '<nav><a href="#summary">In short</a><a href="#data">Data</a><a href="#purposes">Purposes</a><a href="#consents">Consents</a>'
       || '<a href="#access">Access</a><a href="#retention">Retention</a><a href="#holds">Holds</a>'
       || '<a href="#erasures">Erasures</a><a href="#requests">Requests</a></nav>' || E'\n';
 
+    -- in short: what is held, why, for how long, who read it and why
+    h := h || '<section id="summary"><h2>In short</h2>';
+    SELECT sum(jsonb_array_length(d -> 'rows')),
+           string_agg(privacy_internal.html(d ->> 'table') || ' (' || jsonb_array_length(d -> 'rows') || ')', ', ' ORDER BY o)
+      INTO records, places
+      FROM jsonb_array_elements(r -> 'data') WITH ORDINALITY AS e(d, o);
+    IF erased_at IS NOT NULL THEN
+        -- what an erasure leaves: rows whose personal columns were cleared
+        h := h || '<p>We erased your data on ' || privacy_internal.html_time(erased_at) || '.'
+              || CASE WHEN held THEN ' What is left: ' || privacy_internal.html_count(records, 'record', 'records')
+                                     || ' with your personal data removed, which we keep for our records: ' || places || '.'
+                      ELSE '' END
+              || ' We no longer use your data for anything.</p>'
+              || '<p>We keep only what shows that your rights were respected: the record of the erasure'
+              || CASE WHEN jsonb_array_length(r -> 'consents') > 0 THEN ', the history of your consents' ELSE '' END
+              || CASE WHEN jsonb_array_length(r -> 'requests') > 0 THEN ', your requests' ELSE '' END
+              || CASE WHEN jsonb_array_length(r -> 'access') > 0 THEN ' and the record of who read your data before' ELSE '' END
+              || '.</p>';
+    ELSIF held THEN
+        h := h || '<p>We hold ' || privacy_internal.html_count(records, 'record', 'records') || ' about you, in '
+              || privacy_internal.html_count(jsonb_array_length(r -> 'data'), 'part', 'parts') || ' of our systems: '
+              || places || '.</p>';
+        SELECT string_agg(privacy_internal.html(p ->> 'purpose') || ' (' || privacy_internal.html_why(p ->> 'legal_basis') || ')',
+                          ', ' ORDER BY p ->> 'purpose') FILTER (WHERE (p ->> 'in_effect')::boolean),
+               string_agg(privacy_internal.html(p ->> 'purpose') || ' ('
+                          || CASE p ->> 'state' WHEN 'objected' THEN 'you objected'
+                                                WHEN 'withdrawn' THEN 'you withdrew your consent'
+                                                ELSE 'you have not given your consent' END || ')',
+                          ', ' ORDER BY p ->> 'purpose') FILTER (WHERE NOT (p ->> 'in_effect')::boolean)
+          INTO uses, unused
+          FROM jsonb_array_elements(r -> 'purposes') p
+         WHERE p ->> 'purpose' <> 'subject_access';
+        h := h || '<p>' || CASE WHEN uses IS NULL THEN 'At the moment we may not use '
+                                                      || CASE WHEN records = 1 THEN 'it' ELSE 'them' END || ' for anything.'
+                                ELSE 'We may use ' || CASE WHEN records = 1 THEN 'it' ELSE 'them' END || ' for ' || uses || '.' END
+              || CASE WHEN unused IS NULL THEN ''
+                      ELSE ' We do not use ' || CASE WHEN records = 1 THEN 'it' ELSE 'them' END || ' for ' || unused || '.' END
+              || '</p>';
+        SELECT to_jsonb(min(w.due)), to_jsonb(max(w.due)), count(*) FILTER (WHERE w.due IS NULL)
+          INTO first_due, last_due, undated
+          FROM jsonb_array_elements(r -> 'data') d,
+               LATERAL (SELECT (x2 ->> 'due_at')::timestamptz AS due FROM jsonb_array_elements(d -> 'rows') x2) w;
+        h := h || '<p>'
+              || CASE WHEN first_due IS NULL THEN ''
+                      WHEN first_due = last_due AND (first_due #>> '{}')::timestamptz > now()
+                      THEN CASE WHEN records = 1 THEN 'Its' ELSE 'Their' END
+                           || ' retention period ends on ' || privacy_internal.html_time(first_due)
+                           || CASE WHEN records = 1 THEN '; then it is' ELSE '; then they are' END
+                           || ' deleted or anonymized. '
+                      WHEN first_due = last_due
+                      THEN CASE WHEN records = 1 THEN 'Its' ELSE 'Their' END
+                           || ' retention period ended on ' || privacy_internal.html_time(first_due)
+                           || CASE WHEN records = 1 THEN '; it is' ELSE '; they are' END
+                           || ' deleted or anonymized at our next purge. '
+                      ELSE 'The first of them '
+                           || CASE WHEN (first_due #>> '{}')::timestamptz > now() THEN 'reaches' ELSE 'reached' END
+                           || ' the end of its retention period on ' || privacy_internal.html_time(first_due)
+                           || ', the last on ' || privacy_internal.html_time(last_due)
+                           || '; each is then deleted or anonymized. ' END
+              || CASE WHEN undated = 0 THEN ''
+                      WHEN undated = records THEN CASE WHEN records = 1 THEN 'We keep it until you ask us to erase it. '
+                                                       ELSE 'We keep them until you ask us to erase them. ' END
+                      ELSE privacy_internal.html_count(undated, 'record has', 'records have')
+                           || ' no retention period: we keep them until you ask us to erase them. ' END
+              || CASE WHEN hold_active THEN 'A legal hold applies to your data: we must keep it while the hold lasts, even past these dates.'
+                      ELSE '' END
+              || '</p>';
+    ELSE
+        h := h || '<p>We hold no records about you.</p>';
+    END IF;
+    SELECT count(DISTINCT a ->> 'at') FILTER (WHERE a ->> 'purpose' IS DISTINCT FROM 'subject_access'),
+           count(DISTINCT a ->> 'at') FILTER (WHERE a ->> 'purpose' = 'subject_access'),
+           to_jsonb(max((a ->> 'at')::timestamptz) FILTER (WHERE a ->> 'purpose' IS DISTINCT FROM 'subject_access')),
+           string_agg(DISTINCT privacy_internal.html(a ->> 'purpose'), ', ') FILTER (WHERE a ->> 'purpose' <> 'subject_access')
+      INTO reads, report_reads, last_read, read_for
+      FROM jsonb_array_elements(r -> 'access') a;
+    h := h || '<p>'
+          || CASE WHEN reads = 0 THEN 'Our access log records no one reading your encrypted data.'
+                  ELSE 'Our staff and systems read your encrypted data '
+                       || CASE WHEN reads = 1 THEN 'once' ELSE reads || ' times' END
+                       || ', most recently on ' || privacy_internal.html_time(last_read)
+                       || coalesce(', for ' || read_for, '') || '.' END
+          || CASE WHEN report_reads = 0 THEN ''
+                  ELSE ' We also read it ' || CASE WHEN report_reads = 1 THEN 'once' ELSE report_reads || ' times' END
+                       || ' to prepare reports like this one for you.' END
+          || '</p>';
+    FOR x IN SELECT q FROM jsonb_array_elements(r -> 'requests') q WHERE (q ->> 'open')::boolean ORDER BY (q ->> 'request')::bigint LOOP
+        h := h || '<p>Your ' || privacy_internal.html(x ->> 'kind') || ' request of ' || privacy_internal.html_time(x -> 'received_at')
+              || ' is open; we answer it by ' || privacy_internal.html_time(x -> 'deadline') || '.</p>';
+    END LOOP;
+    h := h || '</section>' || E'\n';
+
     -- the data
     h := h || '<section id="data"><h2>The data we hold about you</h2>';
-    IF jsonb_array_length(r -> 'data') = 0 THEN
-        h := h || '<p class="empty">We hold no records about you.</p>';
+    IF NOT held THEN
+        h := h || '<p class="empty">We hold no records about you'
+              || CASE WHEN erased_at IS NOT NULL THEN ': your data was erased on ' || privacy_internal.html_time(erased_at) ELSE '' END
+              || '.</p>';
+    ELSIF erased_at IS NOT NULL THEN
+        h := h || '<p>Your data was erased on ' || privacy_internal.html_time(erased_at)
+              || ': the records below are what is left, with your personal data removed.</p>';
     END IF;
     FOR t IN SELECT * FROM jsonb_array_elements(r -> 'data') LOOP
         n := jsonb_array_length(t -> 'rows');
         SELECT array_agg(c ->> 'name' ORDER BY o) INTO cols
           FROM jsonb_array_elements(t -> 'columns') WITH ORDINALITY AS e(c, o);
         h := h || '<h3>' || privacy_internal.html(t ->> 'table') || '</h3><p>'
-              || CASE WHEN n = 1 THEN '1 record' ELSE n || ' records' END || '.';
+              || privacy_internal.html_count(n, 'record', 'records') || '.';
         IF jsonb_typeof(t -> 'retention') = 'object' THEN
             h := h || ' Kept for ' || privacy_internal.html(((t #>> '{retention,keep}')::interval)::text)
                   || ' after <em>' || privacy_internal.html(t #>> '{retention,time_column}') || '</em>, then '
@@ -339,7 +491,7 @@ BEGIN
                                                                   FROM jsonb_array_elements_text(t #> '{retention,anonymize}') a))
                                || ' cleared)' END || '.';
         ELSE
-            h := h || ' No retention period is set for these records.';
+            h := h || ' No retention period is set for these records: we keep them until you ask us to erase them.';
         END IF;
         h := h || '</p><table><thead><tr>';
         FOR col IN SELECT * FROM jsonb_array_elements(t -> 'columns') LOOP
@@ -362,8 +514,24 @@ BEGIN
 
     -- purposes
     h := h || '<section id="purposes"><h2>Why we use your data</h2>'
+          || CASE WHEN erased_at IS NOT NULL THEN '<p>Your data was erased, so none of these purposes uses it now. The table shows what each purpose is for.</p>'
+                  WHEN held THEN ''
+                  ELSE '<p>We hold no data about you, so none of these purposes uses any. The table shows what each purpose is for and the choices you have made.</p>' END
           || '<table><thead><tr><th>Purpose</th><th>Legal basis</th><th>Kinds of data</th><th>Your choice</th><th>Uses your data now</th></tr></thead><tbody>';
-    FOR x IN SELECT * FROM jsonb_array_elements(r -> 'purposes') LOOP
+    FOR x IN SELECT p FROM jsonb_array_elements(r -> 'purposes') WITH ORDINALITY AS e(p, o)
+              ORDER BY p ->> 'purpose' = 'subject_access', o LOOP
+        IF x ->> 'purpose' = 'subject_access' THEN
+            -- the built-in purpose, in the customer's words
+            h := h || '<tr><td><strong>' || privacy_internal.html_purpose(x ->> 'purpose') || '</strong>'
+                  || '<br>We read your data only to prepare a report like this one when you ask for it (GDPR Art. 15 and 20).'
+                  || '</td><td>' || privacy_internal.html_basis(x ->> 'legal_basis') || '</td>'
+                  || '<td>all kinds, only for such a report</td>'
+                  || '<td>none needed: the law requires us to answer you</td>'
+                  || '<td>' || CASE WHEN held AND erased_at IS NULL THEN 'only while we prepare a report for you'
+                                    ELSE '<span class="none">&#8212;</span>' END
+                  || '</td></tr>';
+            CONTINUE;
+        END IF;
         h := h || '<tr><td><strong>' || privacy_internal.html(x ->> 'purpose') || '</strong>'
               || CASE WHEN coalesce(x ->> 'description', '') <> '' THEN '<br>' || privacy_internal.html(x ->> 'description') ELSE '' END
               || '</td><td>' || privacy_internal.html_basis(x ->> 'legal_basis') || '</td><td>'
@@ -374,9 +542,13 @@ BEGIN
                       WHEN 'granted' THEN 'consent given ' || privacy_internal.html_time(x -> 'since')
                       WHEN 'withdrawn' THEN 'consent withdrawn ' || privacy_internal.html_time(x -> 'since')
                       WHEN 'objected' THEN 'you objected ' || privacy_internal.html_time(x -> 'since')
-                      ELSE CASE WHEN x ->> 'legal_basis' = 'consent' THEN 'no consent given'
+                      ELSE CASE WHEN erased_at IS NOT NULL AND EXISTS (SELECT 1 FROM jsonb_array_elements(r -> 'consents') c
+                                                                       WHERE c ->> 'purpose' = x ->> 'purpose')
+                                THEN 'no longer on record: erased with your data'
+                                WHEN x ->> 'legal_basis' = 'consent' THEN 'no consent given'
                                 ELSE 'no objection' END END
-              || '</td><td>' || CASE WHEN (x ->> 'in_effect')::boolean THEN '<span class="yes">yes</span>'
+              || '</td><td>' || CASE WHEN NOT held OR erased_at IS NOT NULL THEN '<span class="none">&#8212;</span>'
+                                     WHEN (x ->> 'in_effect')::boolean THEN '<span class="yes">yes</span>'
                                      ELSE '<span class="no">no</span>' END
               || '</td></tr>';
     END LOOP;
@@ -388,8 +560,15 @@ BEGIN
         h := h || '<p class="empty">You have not given, withdrawn or objected to anything.</p>';
     END IF;
     FOR x IN SELECT * FROM jsonb_array_elements(r -> 'consents') LOOP
-        h := h || '<h3>' || privacy_internal.html(x ->> 'purpose') || '</h3><p>Now: '
-              || coalesce(privacy_internal.html(x ->> 'state'), 'no longer recorded') || '.</p>'
+        h := h || '<h3>' || privacy_internal.html(x ->> 'purpose') || '</h3><p>'
+              || CASE x ->> 'state'
+                      WHEN 'granted' THEN 'You have given your consent; it is in effect since ' || privacy_internal.html_time(x -> 'since') || '.'
+                      WHEN 'withdrawn' THEN 'You withdrew your consent on ' || privacy_internal.html_time(x -> 'since') || '.'
+                      WHEN 'objected' THEN 'You objected on ' || privacy_internal.html_time(x -> 'since') || ': we do not use your data for this.'
+                      ELSE CASE WHEN erased_at IS NOT NULL
+                                THEN 'Your choice is no longer on record: it was erased with your data. We keep the history below as proof that your choices were respected.'
+                                ELSE 'No choice of yours is on record now.' END END
+              || '</p>'
               || privacy_internal.html_table(ARRAY['When', 'What', 'Where it came from', 'Evidence'],
                      (SELECT string_agg(privacy_internal.html_row(
                                  privacy_internal.html_time(e -> 'at'),
@@ -411,25 +590,30 @@ BEGIN
                       ARRAY['When', 'Who', 'Application', 'Purpose', 'Where', 'Kinds of data', 'Values read'],
                       (SELECT string_agg(privacy_internal.html_row(
                                   privacy_internal.html_time(a -> 'at'), privacy_internal.html(a ->> 'role'),
-                                  privacy_internal.html_value(a -> 'application'), privacy_internal.html_value(a -> 'purpose'),
+                                  privacy_internal.html_value(a -> 'application'),
+                                  CASE WHEN a ->> 'purpose' IS NULL THEN privacy_internal.html_value(a -> 'purpose')
+                                       ELSE privacy_internal.html_purpose(a ->> 'purpose') END,
                                   privacy_internal.html_value(a -> 'table'),
                                   coalesce((SELECT string_agg('<span class="tag">' || privacy_internal.html(c) || '</span>', ' ')
                                               FROM jsonb_array_elements_text(a -> 'categories') c), ''),
                                   privacy_internal.html(a ->> 'values')), '' ORDER BY o)
                          FROM jsonb_array_elements(r -> 'access') WITH ORDINALITY AS l(a, o)));
+        h := h || '<p class="empty">Each entry is one statement that read your encrypted data.</p>';
     END IF;
-    h := h || '<p class="empty">Each entry is one statement that read your encrypted data.</p></section>' || E'\n';
+    h := h || '</section>' || E'\n';
 
     -- retention
     h := h || '<section id="retention"><h2>When your data will be deleted</h2>';
-    IF jsonb_array_length(r -> 'data') = 0 THEN
-        h := h || '<p class="empty">There is nothing to delete.</p>';
+    IF NOT held THEN
+        h := h || '<p class="empty">There is nothing '
+              || CASE WHEN erased_at IS NOT NULL THEN 'left to delete: your data was erased on ' || privacy_internal.html_time(erased_at)
+                      ELSE 'to delete' END || '.</p>';
     ELSE
         h := h || privacy_internal.html_table(ARRAY['Records', 'Rule', 'First due', 'Last due'],
                       (SELECT string_agg(privacy_internal.html_row(
                                   privacy_internal.html(d ->> 'table'),
                                   CASE WHEN jsonb_typeof(d -> 'retention') = 'object'
-                                       THEN privacy_internal.html(d #>> '{retention,action}') || ' '
+                                       THEN CASE WHEN d #>> '{retention,action}' = 'delete' THEN 'deleted ' ELSE 'anonymized ' END
                                             || privacy_internal.html(((d #>> '{retention,keep}')::interval)::text)
                                             || ' after ' || privacy_internal.html(d #>> '{retention,time_column}')
                                        ELSE 'kept until you ask us to erase them' END,
@@ -439,7 +623,7 @@ BEGIN
                                               to_jsonb(max((w ->> 'due_at')::timestamptz)) AS last
                                          FROM jsonb_array_elements(d -> 'rows') w) due));
     END IF;
-    IF EXISTS (SELECT 1 FROM jsonb_array_elements(r -> 'holds') hd WHERE (hd ->> 'active')::boolean) THEN
+    IF hold_active THEN
         h := h || '<p>A legal hold applies to your data (below): nothing is deleted while it lasts.</p>';
     END IF;
     h := h || '</section>' || E'\n';
@@ -465,7 +649,8 @@ BEGIN
                       (SELECT string_agg(privacy_internal.html_row(
                                   privacy_internal.html(er ->> 'erasure'), privacy_internal.html_time(er -> 'erased_at'),
                                   privacy_internal.html(er ->> 'reason'),
-                                  coalesce((SELECT string_agg(privacy_internal.html(k) || ': ' || privacy_internal.html(v ->> 'rows')
+                                  coalesce((SELECT string_agg(privacy_internal.html(k) || ': '
+                                                              || privacy_internal.html_count((v ->> 'rows')::bigint, 'record', 'records')
                                                               || ' ' || privacy_internal.html(v ->> 'action'), '; ' ORDER BY k)
                                               FROM jsonb_each(er -> 'tables') AS tb(k, v)), '')), '' ORDER BY o)
                          FROM jsonb_array_elements(r -> 'erasures') WITH ORDINALITY AS e(er, o)));
@@ -495,7 +680,8 @@ COMMENT ON FUNCTION privacy.subject_report_html(text) IS
 REVOKE ALL ON FUNCTION privacy_internal.builtin_purpose_guard(),
     privacy_internal.report_table(regclass, name, text, name, interval),
     privacy.subject_report(text), privacy_internal.html(text), privacy_internal.html_value(jsonb),
-    privacy_internal.html_time(jsonb), privacy_internal.html_basis(text), privacy_internal.html_row(text[]),
+    privacy_internal.html_time(jsonb), privacy_internal.html_basis(text), privacy_internal.html_purpose(text),
+    privacy_internal.html_why(text), privacy_internal.html_count(bigint, text, text), privacy_internal.html_row(text[]),
     privacy_internal.html_table(text[], text), privacy.subject_report_html(text)
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION privacy.subject_report(text), privacy.subject_report_html(text)

@@ -110,9 +110,10 @@ GRANT EXECUTE ON FUNCTION
     privacy.set_retention(regclass, name, interval, text, name[], jsonb), privacy.drop_retention(regclass),
     privacy.place_hold(text, text, timestamptz), privacy.release_hold(text), privacy.purge_preview(),
     privacy_internal.purge_start(integer, interval, text, name), privacy_internal.purge_batch(bigint, regclass, integer),
-    privacy_internal.purge_finish(bigint, text, text)
+    privacy_internal.purge_finish(bigint, text, text), privacy_internal.purge_tables(bigint),
+    privacy_internal.purge_wait()
   TO privacy_officer;
-GRANT EXECUTE ON PROCEDURE privacy.purge(integer, interval, text) TO privacy_officer;
+GRANT EXECUTE ON PROCEDURE privacy.purge(integer, interval, text, text) TO privacy_officer;
 GRANT EXECUTE ON FUNCTION privacy.erase_subject(text, text) TO privacy_officer;
 GRANT SELECT ON privacy.erasures TO privacy_officer, privacy_admin;
 GRANT SELECT ON privacy.retention_rules, privacy.holds, privacy.active_holds, privacy.purge_runs,

@@ -104,7 +104,7 @@ BEGIN
 END $$;
 SELECT privacy.protect_table('t' || i, 'customer_id') FROM generate_series(1, 5) i;
 SQL
-times=$(bench_psql <<'SQL'
+times=$({ cat <<'SQL'
 DO $$
 DECLARE t0 timestamptz; b0 timestamptz;
 BEGIN
@@ -118,12 +118,8 @@ BEGIN
         INSERT INTO lat VALUES (extract(epoch FROM b0 - t0) * 1000, extract(epoch FROM clock_timestamp() - b0) * 1000);
     END LOOP;
 END $$;
-SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ours)::numeric, 2) || ' ' ||
-       round(percentile_cont(0.95) WITHIN GROUP (ORDER BY ours)::numeric, 2) || ' ' ||
-       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY base)::numeric, 2) || ' ' ||
-       round(percentile_cont(0.95) WITHIN GROUP (ORDER BY base)::numeric, 2) FROM lat;
 SQL
-)
+      lat_percentiles; } | bench_psql)
 read -r p50 p95 b50 b95 <<<"$times"
 figure erase_subject_p50 "$p50" ms plain_deletes_p50 "$b50" report
 figure erase_subject_p95 "$p95" ms plain_deletes_p95 "$b95" report

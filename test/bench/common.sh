@@ -90,6 +90,19 @@ bench_db() {
 	export PGDATABASE=$1
 }
 
+# lat_percentiles: the SQL that prints "<ours p50> <ours p95> <base p50>
+# <base p95>" (ms, two decimals) from a table lat (ours float8, base float8)
+# of paired latencies; append it to the script that filled lat (a
+# temporary table lives in its session).
+lat_percentiles() {
+	cat <<'SQL'
+SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ours)::numeric, 2) || ' ' ||
+       round(percentile_cont(0.95) WITHIN GROUP (ORDER BY ours)::numeric, 2) || ' ' ||
+       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY base)::numeric, 2) || ' ' ||
+       round(percentile_cont(0.95) WITHIN GROUP (ORDER BY base)::numeric, 2) FROM lat;
+SQL
+}
+
 # sql_time REPS SETUP QUERY...
 # Runs SETUP, then in the same session runs the queries in rounds: one
 # warm-up round, then REPS timed rounds, each query once per round (so that

@@ -1,10 +1,10 @@
 # Purge and erasure under real conditions.
 #
-# (1) The purge worker on its schedule (privacy.purge_interval = 1,
+# (1) A purge worker on its schedule (privacy.purge_interval = 1,
 # privacy.purge_batch_size = 50): its run is logged with via = 'worker',
-# due rows go in batches, recent and held rows stay, it shows in
-# pg_stat_activity; purge_interval = 0 on reload stops the runs; a new
-# privacy.worker_database on reload restarts it there.
+# due rows go in batches, recent and held rows stay.  The launcher, its
+# workers across databases, dropped databases, settings changed on reload
+# and a worker killed mid-purge are test/tap/013_purge_launcher.pl's.
 # (2) kill -9 in the middle of CALL privacy.purge(): every committed batch
 # stays done and counted, nothing of the batch in flight is gone, the run
 # stays 'running' until the next run marks it 'interrupted' and purges the
@@ -27,7 +27,7 @@ use PrivacyNode;
 my %init = (init => { extra => [ '--encoding=UTF8', '--locale=C' ] });
 
 # ---------------------------------------------------------------------------
-# (1) The worker on its schedule.
+# (1) A worker on its schedule.
 # ---------------------------------------------------------------------------
 my ($wnode) = PrivacyNode::new_node('worker', %init);
 $wnode->append_conf('postgresql.conf', qq{
@@ -36,8 +36,8 @@ privacy.purge_batch_size = 50
 });
 $wnode->start;
 ok(PrivacyNode::wait_for_log_within($wnode,
-		qr/privacy purge worker started in database "postgres" \(purge every 1 s\)/, 0, 30),
-	'worker: started in database postgres, purging every second');
+		qr/privacy purge launcher: a purge every 1 s in each database where privacy is installed/, 0, 30),
+	'launcher: started, purging every second');
 
 # One transaction, so that no worker run sees half of it: 500 due rows of
 # subjects 1..500, 20 due rows of subject 9999 under a legal hold, 100
@@ -67,45 +67,6 @@ is($wnode->safe_psql('postgres', q{
 SELECT count(*) FILTER (WHERE id <= 500), count(*) FILTER (WHERE customer_id = 9999),
        count(*) FILTER (WHERE id > 2000) FROM visits}),
 	'0|20|100', 'worker: due rows gone, held and recent rows kept');
-is($wnode->safe_psql('postgres',
-		q{SELECT string_agg(datname || '/' || application_name, ',') FROM pg_stat_activity WHERE backend_type = 'privacy purge worker'}),
-	'postgres/privacy purge worker', 'worker: one privacy purge worker in pg_stat_activity, in database postgres');
-
-# Off on reload: no new run.  A run under way when the reload lands may
-# still finish; count after it.
-$wnode->append_conf('postgresql.conf', "privacy.purge_interval = 0\n");
-$wnode->reload;
-ok($wnode->poll_query_until('postgres', q{SELECT current_setting('privacy.purge_interval') = '0'}),
-	'reload: purge_interval is 0');
-usleep(1_500_000);
-$wnode->poll_query_until('postgres', q{SELECT NOT EXISTS (SELECT 1 FROM privacy.purge_runs WHERE outcome = 'running')});
-my $runs_off = $wnode->safe_psql('postgres', q{SELECT count(*) FROM privacy.purge_runs WHERE via = 'worker'});
-usleep(3_000_000);
-is($wnode->safe_psql('postgres', q{SELECT count(*) FROM privacy.purge_runs WHERE via = 'worker'}), $runs_off,
-	'purge_interval = 0: no worker run within 3 s');
-is($wnode->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'privacy purge worker'}),
-	'1', 'purge_interval = 0: the worker stays, idle');
-
-# Another database on reload (on again): the worker restarts there.  That
-# database has no extension, and the worker says so.
-$wnode->safe_psql('postgres', 'CREATE DATABASE elsewhere');
-my $offset = -s $wnode->logfile;
-$wnode->append_conf('postgresql.conf', "privacy.worker_database = 'elsewhere'\nprivacy.purge_interval = 1\n");
-$wnode->reload;
-ok(PrivacyNode::wait_for_log_within($wnode,
-		qr/privacy purge worker: privacy\.worker_database changed to "elsewhere"; restarting there/, $offset, 30),
-	'worker_database changed: the worker says it restarts there');
-ok(PrivacyNode::wait_for_log_within($wnode,
-		qr/privacy purge worker started in database "elsewhere" \(purge every 1 s\)/, $offset, 40),
-	'worker_database changed: the worker started in database elsewhere');
-ok(PrivacyNode::wait_for_log_within($wnode,
-		qr/privacy purge worker: extension "privacy" is not installed in database "elsewhere"/, $offset, 30),
-	'worker in elsewhere: it logs that the extension is not installed there');
-is($wnode->safe_psql('postgres',
-		q{SELECT string_agg(datname, ',') FROM pg_stat_activity WHERE backend_type = 'privacy purge worker'}),
-	'elsewhere', 'worker_database changed: pg_stat_activity shows the worker in elsewhere');
-is($wnode->safe_psql('postgres', q{SELECT count(*) FROM privacy.purge_runs WHERE via = 'worker'}), $runs_off,
-	'worker in elsewhere: no further run in postgres');
 $wnode->stop;
 
 # ---------------------------------------------------------------------------
@@ -136,7 +97,7 @@ SELECT EXISTS (SELECT 1 FROM privacy.purge_runs r JOIN privacy.purge_run_tables 
                 WHERE r.outcome = 'running' AND t.purged >= 1000)
    AND EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $purge_pid AND wait_event = 'PgSleep')}),
 	'purge: under way, batches committed and the backend inside the next batch');
-$offset = -s $node->logfile;
+my $offset = -s $node->logfile;
 ok(PrivacyNode::crash_and_restart($node, $purge_pid), 'purge: kill -9 of its backend, the node is back after crash recovery');
 eval { $bg->quit };
 like(slurp_file($node->logfile, $offset), qr/server process \(PID $purge_pid\) was terminated by signal 9/,

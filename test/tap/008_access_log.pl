@@ -24,28 +24,7 @@ use Test::More;
 use JSON::PP;
 use PrivacyNode;
 
-my %init = (init => { extra => ['--encoding=UTF8', '--locale=C'], allows_streaming => 1 });
-my ($node, $key) = PrivacyNode::new_node('log', %init);
-$node->append_conf('postgresql.conf', qq{
-privacy.access_log_flush_interval = '200ms'
-privacy.access_log_queue_size = '512kB'
-});
-$node->start;
-$node->safe_psql('postgres', q{
-CREATE EXTENSION privacy;
-SELECT privacy.create_category('contact');
-SELECT privacy.create_purpose('billing', 'contract', '', ARRAY['contact']);
-CREATE ROLE app LOGIN;
-SELECT privacy.grant_purpose('app', 'billing');
-CREATE TABLE customers (id bigint PRIMARY KEY, email privacy.encrypted_text(contact));
-SELECT privacy.protect_table('customers', 'id');
-GRANT SELECT, INSERT ON customers TO app;
-ALTER ROLE app SET privacy.purpose = 'billing';
-});
-# loaded by the application, under its purpose: sealed with subject keys
-$node->safe_psql('postgres', q{
-INSERT INTO customers SELECT g, 'customer' || g || '@example.org' FROM generate_series(1, 100) g;
-}, extra_params => ['-U', 'app']);
+my ($node, $key) = PrivacyNode::access_log_node('log');
 
 # count the log's statement events for one application name
 sub events
@@ -135,13 +114,7 @@ $blocker->quit;
 # ---------------------------------------------------------------------------
 # (4) a hot standby logs JSON lines
 # ---------------------------------------------------------------------------
-$node->backup('base');
-my $standby = PostgreSQL::Test::Cluster->new('standby');
-$standby->init_from_backup($node, 'base', has_streaming => 1);
-my $standby_key = PrivacyNode::write_key($standby, $key);
-$standby->append_conf('postgresql.conf', "privacy.master_key_command = 'cat $standby_key'\n");
-$standby->start;
-$node->wait_for_catchup($standby, 'replay');
+my $standby = PrivacyNode::standby_of($node, $key, 'standby');
 my $offset = -s $standby->logfile;
 is($standby->safe_psql('postgres', q{SET application_name = 'on-standby';
 SELECT email FROM customers WHERE id = 42}, extra_params => ['-U', 'app']),

@@ -43,6 +43,56 @@ sub write_key
 	return $file;
 }
 
+# access_log_node(name): a started node that streams, with the access log's
+# flush interval at 200 ms and a 512 kB queue, and in database postgres a
+# protected table customers (id bigint, email encrypted under contact) of
+# 100 subjects, loaded by role app, which holds purpose billing and
+# declares it at login.  Returns ($node, $key).
+sub access_log_node
+{
+	my ($name) = @_;
+	my ($node, $key) = new_node($name,
+		init => { extra => ['--encoding=UTF8', '--locale=C'], allows_streaming => 1 });
+	$node->append_conf('postgresql.conf', qq{
+privacy.access_log_flush_interval = '200ms'
+privacy.access_log_queue_size = '512kB'
+});
+	$node->start;
+	$node->safe_psql('postgres', q{
+CREATE EXTENSION privacy;
+SELECT privacy.create_category('contact');
+SELECT privacy.create_purpose('billing', 'contract', '', ARRAY['contact']);
+CREATE ROLE app LOGIN;
+SELECT privacy.grant_purpose('app', 'billing');
+CREATE TABLE customers (id bigint PRIMARY KEY, email privacy.encrypted_text(contact));
+SELECT privacy.protect_table('customers', 'id');
+GRANT SELECT, INSERT ON customers TO app;
+ALTER ROLE app SET privacy.purpose = 'billing';
+});
+	# loaded by the application, under its purpose: sealed with subject keys
+	$node->safe_psql('postgres', q{
+INSERT INTO customers SELECT g, 'customer' || g || '@example.org' FROM generate_series(1, 100) g;
+}, extra_params => ['-U', 'app']);
+	return ($node, $key);
+}
+
+# standby_of(primary, key, name): a streaming standby from a new base
+# backup of the primary, with its own copy of the master key (the
+# configuration that comes with the backup names the primary's key file),
+# started and caught up.
+sub standby_of
+{
+	my ($primary, $key, $name) = @_;
+	$primary->backup("base_$name");
+	my $standby = PostgreSQL::Test::Cluster->new($name);
+	$standby->init_from_backup($primary, "base_$name", has_streaming => 1);
+	my $keyfile = write_key($standby, $key);
+	$standby->append_conf('postgresql.conf', "privacy.master_key_command = 'cat $keyfile'\n");
+	$standby->start;
+	$primary->wait_for_catchup($standby, 'replay');
+	return $standby;
+}
+
 # Set privacy.master_key_command and restart.
 sub set_key_command
 {
