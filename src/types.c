@@ -1533,6 +1533,28 @@ nests_encrypted(Oid type, Oid text_type, Oid bytea_type, int depth)
 	return false;
 }
 
+/* For the other parts: is this type encrypted, or does it hold one inside? */
+bool
+types_holds_encrypted(Oid type)
+{
+	Oid			text_type;
+	Oid			bytea_type;
+
+	encrypted_type_oids(&text_type, &bytea_type);
+	return nests_encrypted(type, text_type, bytea_type, 1);
+}
+
+/* For the other parts: is this type privacy.encrypted_text or _bytea? */
+bool
+types_is_encrypted(Oid type)
+{
+	Oid			text_type;
+	Oid			bytea_type;
+
+	encrypted_type_oids(&text_type, &bytea_type);
+	return OidIsValid(type) && (type == text_type || type == bytea_type);
+}
+
 PG_FUNCTION_INFO_V1(privacy_nests_encrypted);
 Datum
 privacy_nests_encrypted(PG_FUNCTION_ARGS)
