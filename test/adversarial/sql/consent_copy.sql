@@ -7,7 +7,8 @@
 -- contact data, and support, allowed contact data but objected to by Ana
 -- -- can open Ana's e-mail address under neither.  Under marketing it sees
 -- her row and copies the sealed value into an unprotected table; under
--- support it reads the copy there: Ana's objection is bypassed.
+-- support it reads the copy there: Ana's objection is bypassed.  A known
+-- limit (doc/dba.md), asserted as it stands, with the workaround.
 \set SHOW_CONTEXT never
 \set VERBOSITY terse
 CREATE EXTENSION privacy;
@@ -44,17 +45,26 @@ BEGIN
 EXCEPTION WHEN insufficient_privilege THEN
     NULL;	-- refused: as good
 END $$;
--- the read, under support
+-- the read, under support.
+-- KNOWN LIMIT (doc/dba.md, threat model, "Copies out of a protected
+-- table"): consent is checked on the rows of protected tables, where the
+-- subject is known; the gate that opens a copy elsewhere knows the value's
+-- key and category, not whose consent to ask.  This query shows the
+-- attack succeeding; when it fails, the limit is gone: remove the marker
+-- and the guide's entry.
 SET privacy.purpose = 'support';
-DO $$
-DECLARE
-    n bigint;
-BEGIN
-    SELECT count(*) INTO n FROM people_copy WHERE email::text = 'ana@example.org';
-    RAISE NOTICE 'read under support, against her objection: %', n > 0;
-EXCEPTION WHEN insufficient_privilege THEN
-    RAISE NOTICE 'read under support, against her objection: %', false;
-END $$;
+SELECT count(*) > 0 AS known_limit_copy_outside_consent
+  FROM people_copy WHERE email::text = 'ana@example.org';
+RESET privacy.purpose;
+RESET ROLE;
+
+-- the workaround the guide gives: the table holding copies is protected
+-- too, by the same subject column, so her objection hides the copy
+SELECT privacy.protect_table('people_copy', 'id');
+SET ROLE adv_both;
+SET privacy.purpose = 'support';
+SELECT count(*) AS copies_under_support_once_protected
+  FROM people_copy WHERE email::text = 'ana@example.org';
 RESET privacy.purpose;
 RESET ROLE;
 
