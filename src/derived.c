@@ -31,6 +31,7 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/relation.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_statistic_ext.h"
@@ -70,7 +71,10 @@ require_gate_for_index(Relation index)
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 		const char *category;
 
-		if (!types_is_encrypted(att->atttypid))
+		/* built-in types first: no catalog lookup for most indexes */
+		if (att->atttypid < FirstNormalObjectId ||
+			!OidIsValid(get_namespace_oid(PRIVACY_SCHEMA, true)) ||
+			!types_is_encrypted(att->atttypid))
 			continue;
 		if (types_ciphertext_io() || catalog_maintenance_depth > 0)
 			return;
@@ -101,8 +105,7 @@ derived_executor_start(QueryDesc *queryDesc, int eflags)
 
 	/* before any row is read; the scans opened their indexes by now */
 	if (!(eflags & EXEC_FLAG_EXPLAIN_ONLY) && queryDesc->planstate != NULL &&
-		IsTransactionState() &&
-		OidIsValid(get_namespace_oid(PRIVACY_SCHEMA, true)))
+		IsTransactionState())
 		index_scans_walker(queryDesc->planstate, NULL);
 }
 
