@@ -90,6 +90,24 @@ SELECT count(*) AS statistics_on_encrypted_columns
  WHERE tablename = 'grouped' AND (n_distinct IS NOT NULL OR most_common_freqs IS NOT NULL);
 RESET ROLE;
 
+-- the owner, with no purpose, has the table written in the index's order:
+-- CLUSTER scans the index when it does not sort (enable_sort off), and a
+-- plain scan would then return equal values side by side; also a plain
+-- CLUSTER, after a superuser marked the index.  Refused: CLUSTER rebuilds
+-- the table's indexes, and that compares through the gate.
+SET ROLE adv_owner;
+SET enable_sort = off;
+CLUSTER grouped USING grouped_email;
+RESET ROLE;
+ALTER TABLE grouped CLUSTER ON grouped_email;
+SET ROLE adv_owner;
+CLUSTER grouped;
+CLUSTER;
+RESET enable_sort;
+RESET ROLE;
+SELECT count(*) FILTER (WHERE grp IS DISTINCT FROM prev) <> 5 AS heap_not_in_index_order
+  FROM (SELECT id % 5 AS grp, lag(id % 5) OVER (ORDER BY ctid) AS prev FROM grouped) s;
+
 DROP TABLE grouped, seen;
 SELECT privacy.revoke_purpose('adv_app', 'billing');
 DROP TYPE adv_wrap;
