@@ -33,7 +33,7 @@ $(OBJS) $(OBJS:.o=.bc): $(wildcard src/*.h)
 # Plain-C parts (no postgres.h) are also built alone for unit tests and fuzzing.
 UNIT_SRCS    = $(sort $(wildcard test/unit/test_*.c))
 UNIT_BINS    = $(UNIT_SRCS:.c=)
-PLAIN_SRCS   = src/hexkey.c src/envelope.c src/storedform.c src/typmod.c src/logchain.c \
+PLAIN_SRCS   = src/hexkey.c src/envelope.c src/keycache.c src/storedform.c src/typmod.c src/logchain.c \
                src/redact_text.c src/label_text.c
 
 test/unit/test_%: test/unit/test_%.c $(PLAIN_SRCS) test/unit/unit.h

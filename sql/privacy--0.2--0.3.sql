@@ -2518,6 +2518,62 @@ BEGIN
 END
 $$;
 
+-- #14: subject keys at scale.  privacy.data_keys no longer invalidates
+-- every cache of every backend: a new key changes nothing anyone has
+-- cached, and a retired, destroyed or deleted one leaves the caches key by
+-- key (privacy_internal.data_keys_changed, keys_cache.c); the key caches,
+-- per backend and shared, are shown by privacy.key_cache_status().
+DROP TRIGGER catalog_changed ON privacy.data_keys;
+DROP TRIGGER catalog_truncated ON privacy.data_keys;
+CREATE FUNCTION privacy_internal.data_keys_changed() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'privacy_data_keys_changed'
+    LANGUAGE C;
+CREATE TRIGGER data_keys_changed AFTER UPDATE OR DELETE
+    ON privacy.data_keys FOR EACH ROW EXECUTE FUNCTION privacy_internal.data_keys_changed();
+CREATE TRIGGER data_keys_truncated AFTER TRUNCATE
+    ON privacy.data_keys FOR EACH STATEMENT EXECUTE FUNCTION privacy_internal.data_keys_changed();
+ALTER TABLE privacy.data_keys ENABLE ALWAYS TRIGGER data_keys_changed, ENABLE ALWAYS TRIGGER data_keys_truncated;
+REVOKE ALL ON FUNCTION privacy_internal.data_keys_changed() FROM PUBLIC;
+
+CREATE FUNCTION privacy.key_cache_status()
+    RETURNS TABLE (cache text, slots bigint, used bigint, hits bigint, misses bigint,
+                   evictions bigint, bytes bigint, locked boolean)
+    AS 'MODULE_PATHNAME', 'privacy_key_cache_status'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION privacy.key_cache_status() IS
+    'the caches of unwrapped data keys: this backend''s and the shared one (slots, keys held, this backend''s hits and misses, evictions, memory, whether the key material is locked)';
+REVOKE ALL ON FUNCTION privacy.key_cache_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION privacy.key_cache_status() TO privacy_admin;
+-- A new subject's key is one entry in data_keys_active_subject; the index
+-- of a subject's other keys holds only retired and destroyed ones.
+DROP INDEX privacy.data_keys_subject;
+CREATE INDEX data_keys_subject ON privacy.data_keys (subject_hash) WHERE scope = 'subject' AND state <> 'active';
+CREATE OR REPLACE FUNCTION privacy.destroy_subject_key(subject text) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- hashed once: in the WHERE clause the volatile hash would be computed
+    -- for every key, and no index used
+    hash bytea := privacy.subject_hash(subject);
+    n integer;
+BEGIN
+    -- one arm per partial index: the active key (data_keys_active_subject)
+    -- and the retired ones (data_keys_subject)
+    UPDATE privacy.data_keys k
+       SET state = 'destroyed', wrapped_key = NULL, destroyed_at = now()
+     WHERE k.scope = 'subject' AND k.subject_hash = hash
+       AND (k.state = 'active' OR k.state = 'retired');
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+-- The subject report and compliance_gaps() without JIT: their queries are
+-- small, but the planner's guesses for the packed access log (1,000 entries
+-- per batch) made every call compile its plan with LLVM (0.4 s).
+ALTER FUNCTION privacy.subject_report(text) SET jit = off;
+ALTER FUNCTION privacy.compliance_gaps() SET jit = off;
+
 -- #12 (review): index scans of an encrypted column ask the gate; index
 -- expressions and predicates, generated columns and extended statistics
 -- over encrypted columns are refused (04_classify.sql, src/derived.c)

@@ -53,7 +53,7 @@ static TimestampTz last_statement_start = 0;
 /* Tables whose changes invalidate the caches. */
 static const char *const catalog_relnames[] = {
 	"categories", "purposes", "purpose_categories", "role_purposes",
-	"data_keys", "column_categories", "protected_tables"
+	"column_categories", "protected_tables"
 };
 
 static void
@@ -275,22 +275,14 @@ catalog_become_owner(CatalogUserState *state)
  * snapshot was taken finds it, rather than failing to serialize.
  */
 int
-catalog_execute_latest(const char *sql, int nargs, Oid *argtypes, Datum *values,
-					   const char *nulls, bool read_only, long tcount)
+catalog_execute_plan_latest(struct _SPI_plan *plan, Datum *values, const char *nulls,
+							bool read_only, long tcount)
 {
-	SPIPlanPtr	plan;
-	int			rc;
-
 	/* under catalog_become_owner's fresh catalog snapshot (no writes there) */
 	if (IsInParallelMode())
-		return SPI_execute_with_args(sql, nargs, argtypes, values, nulls, read_only, tcount);
-	plan = SPI_prepare(sql, nargs, argtypes);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	rc = SPI_execute_snapshot(plan, values, nulls, GetLatestSnapshot(), InvalidSnapshot,
-							  read_only, true, tcount);
-	SPI_freeplan(plan);
-	return rc;
+		return SPI_execute_plan(plan, values, nulls, read_only, tcount);
+	return SPI_execute_snapshot(plan, values, nulls, GetLatestSnapshot(), InvalidSnapshot,
+								read_only, true, tcount);
 }
 
 void

@@ -11,6 +11,7 @@
 
 
 #include "utils/guc.h"
+#include "keys.h"
 
 char	   *privacy_master_key_command = NULL;
 char	   *privacy_previous_master_key_command = NULL;
@@ -72,6 +73,16 @@ check_purpose(char **newval, void **extra, GucSource source)
 void
 guc_define(void)
 {
+	DefineCustomIntVariable("privacy.backend_key_cache_size",
+							"Unwrapped data keys a backend keeps for itself.",
+							"Each takes 80 bytes of locked memory (rounded up to a power of two keys). Keys a backend "
+							"does not hold are taken from the shared key cache, else unwrapped from privacy.data_keys.",
+							&privacy_backend_key_cache_size,
+							4096, 16, 1024 * 1024,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
 	DefineCustomIntVariable("privacy.consent_cache_size",
 							"Consent states a backend keeps between statements for the consent check of protected tables.",
 							"Each entry is one subject and purpose (about 60 bytes). A statement that needs more reads "
@@ -160,6 +171,16 @@ guc_define(void)
 							   PGC_USERSET,
 							   0,
 							   check_purpose, NULL, NULL);
+
+	DefineCustomIntVariable("privacy.shared_key_cache_size",
+							"Unwrapped data keys kept in shared memory for all backends; 0 turns the shared cache off.",
+							"Each takes about 100 bytes of memory that the postmaster locks (the memlock limit must allow it) and "
+							"excludes from core dumps. Size it to the subjects whose data is read in a day. Takes effect at the next restart.",
+							&privacy_shared_key_cache_size,
+							65536, 0, INT_MAX / 128,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("privacy.worker_database",
 							   "No longer used: purges run in every database where the extension is installed.",

@@ -4,7 +4,10 @@
  * _PG_init only wires the parts together (see doc/internals.md for the map):
  *   catalog.c   the extension's tables seen from C: owner context, cache
  *               invalidation, category ids
- *   keys.c      master key and data keys
+ *   keys.c      master key and wrapping data keys
+ *   keys_data.c data keys: active keys, batched creation, loading by id
+ *   keys_cache.c  unwrapped keys: per backend and in shared memory, and
+ *               their invalidation per key (keycache.c: the table)
  *   guc.c       settings
  *   consent.c   purposes and the "may this session use this category?" check
  *   consent_cache.c  privacy_internal.visible(subject): the consent check of
@@ -55,6 +58,8 @@ _PG_init(void)
 	label_init();
 	guc_define();
 	keys_load_master_key();
+	keys_cache_init();
+	keys_data_init();
 	catalog_init();
 	consent_init();
 	consent_cache_init();

@@ -69,8 +69,9 @@ extern bool catalog_is_protected_now(Oid relid);
 extern bool catalog_statement_without_snapshot(Node *utility);
 extern const CatalogRelation *catalog_protected_relation(Oid relid);
 extern void catalog_become_owner(CatalogUserState *state);
-extern int	catalog_execute_latest(const char *sql, int nargs, Oid *argtypes, Datum *values,
-								   const char *nulls, bool read_only, long tcount);
+struct _SPI_plan;
+extern int	catalog_execute_plan_latest(struct _SPI_plan *plan, Datum *values, const char *nulls,
+										bool read_only, long tcount);
 extern int	catalog_maintenance_depth;
 extern int64 catalog_run_as_owner(Oid relid, const char *sql, int nargs, Oid *argtypes,
 								  Datum *values, const char *nulls);
@@ -78,7 +79,7 @@ extern void catalog_restore_user(CatalogUserState *state);
 extern uint16 catalog_category_id(const char *name);
 extern const char *catalog_category_name(uint16 id);
 
-/* keys.c — the master key, loaded once at postmaster start */
+/* keys*.c — the master key, data keys and their caches (keys.h maps the files) */
 #define PRIVACY_MASTER_KEY_BYTES 32
 extern void keys_load_master_key(void);
 extern bool keys_master_key_available(void);
@@ -98,12 +99,15 @@ extern bool keys_is_category_key(uint32 key_id);
 extern const unsigned char *keys_key_subject(uint32 key_id);
 extern void keys_access_log_key(unsigned char *out);
 extern uint32 keys_subject_key(const char *subject, size_t len, bool create);
+extern uint32 keys_subject_key_hashed(const unsigned char *hash, bool create);
 extern void keys_subject_hash(const char *subject, size_t len, unsigned char *out);
 #define PRIVACY_TRANSIENT_KEY_ID 0xFFFFFFFFu
 extern const unsigned char *keys_transient_key(void);
 extern void keys_search_key(unsigned char *out, size_t outlen);
 extern void keys_derive(const char *context, uint64 subkey_id,
 						unsigned char *out, size_t outlen);
+extern void keys_cache_init(void);
+extern void keys_data_init(void);
 
 /* consent.c — purposes: may this session use this category now? */
 typedef enum PurposeVerdict

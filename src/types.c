@@ -1272,7 +1272,8 @@ encrypted_needs_reseal(PG_FUNCTION_ARGS)
  * does not change.
  */
 static bytea *
-subject_seal_common(bytea *v, text *subject, uint32 *subject_key, EnvelopeKind kind, bool guarded)
+subject_seal_common(bytea *v, text *subject, uint32 *subject_key, unsigned char *hash,
+					EnvelopeKind kind, bool guarded)
 {
 	EncValue	ev;
 	unsigned char *pt;
@@ -1285,17 +1286,18 @@ subject_seal_common(bytea *v, text *subject, uint32 *subject_key, EnvelopeKind k
 	enc_parse(v, &ev);
 	/* looked up once per row, on its first encrypted value */
 	if (*subject_key == 0)
-		*subject_key = keys_subject_key(VARDATA_ANY(subject), VARSIZE_ANY_EXHDR(subject), false);
+	{
+		keys_subject_hash(VARDATA_ANY(subject), VARSIZE_ANY_EXHDR(subject), hash);
+		*subject_key = keys_subject_key_hashed(hash, false);
+	}
 	if (*subject_key != 0 && ev.hdr.key_id == *subject_key)
 		return v;
 	if (ev.hdr.key_id != PRIVACY_TRANSIENT_KEY_ID && !keys_is_category_key(ev.hdr.key_id))
 	{
 		/* under a subject's key: this subject's (an earlier one) or another's */
 		const unsigned char *owner = keys_key_subject(ev.hdr.key_id);
-		unsigned char hash[PRIVACY_SUBJECT_HASH_BYTES];
 
-		keys_subject_hash(VARDATA_ANY(subject), VARSIZE_ANY_EXHDR(subject), hash);
-		if (owner != NULL && sodium_memcmp(owner, hash, sizeof(hash)) == 0)
+		if (owner != NULL && sodium_memcmp(owner, hash, PRIVACY_SUBJECT_HASH_BYTES) == 0)
 		{
 			/* this subject's value, erased: it stays shredded, no new key */
 			if (keys_data_key(ev.hdr.key_id, &state) == NULL)
@@ -1313,7 +1315,7 @@ subject_seal_common(bytea *v, text *subject, uint32 *subject_key, EnvelopeKind k
 		}
 	}
 	if (*subject_key == 0)
-		*subject_key = keys_subject_key(VARDATA_ANY(subject), VARSIZE_ANY_EXHDR(subject), true);
+		*subject_key = keys_subject_key_hashed(hash, true);
 	key_id = *subject_key;
 	pt = enc_open(kind, &ev, &len);
 	if (pt == NULL)
@@ -1331,8 +1333,9 @@ Datum
 encrypted_text_seal_for_subject(PG_FUNCTION_ARGS)
 {
 	uint32		subject_key = 0;
+	unsigned char hash[PRIVACY_SUBJECT_HASH_BYTES];
 
-	PG_RETURN_BYTEA_P(subject_seal_common(PG_GETARG_BYTEA_PP(0), PG_GETARG_TEXT_PP(1), &subject_key, ENVELOPE_TEXT, false));
+	PG_RETURN_BYTEA_P(subject_seal_common(PG_GETARG_BYTEA_PP(0), PG_GETARG_TEXT_PP(1), &subject_key, hash, ENVELOPE_TEXT, false));
 }
 
 PG_FUNCTION_INFO_V1(encrypted_bytea_seal_for_subject);
@@ -1340,8 +1343,9 @@ Datum
 encrypted_bytea_seal_for_subject(PG_FUNCTION_ARGS)
 {
 	uint32		subject_key = 0;
+	unsigned char hash[PRIVACY_SUBJECT_HASH_BYTES];
 
-	PG_RETURN_BYTEA_P(subject_seal_common(PG_GETARG_BYTEA_PP(0), PG_GETARG_TEXT_PP(1), &subject_key, ENVELOPE_BYTEA, false));
+	PG_RETURN_BYTEA_P(subject_seal_common(PG_GETARG_BYTEA_PP(0), PG_GETARG_TEXT_PP(1), &subject_key, hash, ENVELOPE_BYTEA, false));
 }
 
 /* The OIDs of the two encrypted types, looked up once per catalog generation. */
@@ -1394,6 +1398,7 @@ privacy_seal_row(PG_FUNCTION_ARGS)
 	Oid			text_type;
 	Oid			bytea_type;
 	uint32		subject_key = 0;
+	unsigned char subject_hash[PRIVACY_SUBJECT_HASH_BYTES];
 	int			natts;
 	int			i;
 	Datum	   *values;
@@ -1473,7 +1478,7 @@ privacy_seal_row(PG_FUNCTION_ARGS)
 		if (isnull)
 			continue;
 		v = DatumGetByteaPP(d);
-		sealed = subject_seal_common(v, subject, &subject_key,
+		sealed = subject_seal_common(v, subject, &subject_key, subject_hash,
 									 att->atttypid == text_type ? ENVELOPE_TEXT : ENVELOPE_BYTEA, true);
 		if (sealed != v)
 		{

@@ -33,7 +33,9 @@ CREATE UNIQUE INDEX data_keys_active_category ON privacy.data_keys (category)
     WHERE scope = 'category' AND state = 'active';
 CREATE UNIQUE INDEX data_keys_active_subject ON privacy.data_keys (subject_hash)
     WHERE scope = 'subject' AND state = 'active';
-CREATE INDEX data_keys_subject ON privacy.data_keys (subject_hash) WHERE scope = 'subject';
+-- a subject's other keys (retired, destroyed): kept out of the index above
+-- so that a new subject's key costs one index entry besides its id
+CREATE INDEX data_keys_subject ON privacy.data_keys (subject_hash) WHERE scope = 'subject' AND state <> 'active';
 CREATE UNIQUE INDEX data_keys_active_internal ON privacy.data_keys (name)
     WHERE scope = 'internal' AND state = 'active';
 COMMENT ON TABLE privacy.data_keys IS
@@ -48,13 +50,19 @@ ALTER TABLE privacy.data_keys SET (autovacuum_vacuum_threshold = 0, autovacuum_v
 SELECT pg_catalog.pg_extension_config_dump('privacy.data_key_id_seq', '');
 
 
--- A destroyed or rotated key leaves every backend's cache at commit (see
--- the catalog triggers in 01_catalog.sql).
-CREATE TRIGGER catalog_changed AFTER INSERT OR UPDATE OR DELETE
-    ON privacy.data_keys FOR EACH ROW EXECUTE FUNCTION privacy_internal.catalog_changed();
-CREATE TRIGGER catalog_truncated AFTER TRUNCATE
-    ON privacy.data_keys FOR EACH STATEMENT EXECUTE FUNCTION privacy_internal.catalog_changed();
-ALTER TABLE privacy.data_keys ENABLE ALWAYS TRIGGER catalog_changed, ENABLE ALWAYS TRIGGER catalog_truncated;
+-- A retired, destroyed or deleted key leaves every backend's cache and the
+-- shared one when its transaction commits, key by key (keys_cache.c); a new
+-- key changes nothing anyone has cached, and a rewrapped one is the same
+-- key.  Enabled ALWAYS, so that logical replication's apply worker fires
+-- them too.
+CREATE FUNCTION privacy_internal.data_keys_changed() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'privacy_data_keys_changed'
+    LANGUAGE C;
+CREATE TRIGGER data_keys_changed AFTER UPDATE OR DELETE
+    ON privacy.data_keys FOR EACH ROW EXECUTE FUNCTION privacy_internal.data_keys_changed();
+CREATE TRIGGER data_keys_truncated AFTER TRUNCATE
+    ON privacy.data_keys FOR EACH STATEMENT EXECUTE FUNCTION privacy_internal.data_keys_changed();
+ALTER TABLE privacy.data_keys ENABLE ALWAYS TRIGGER data_keys_changed, ENABLE ALWAYS TRIGGER data_keys_truncated;
 
 ------------------------------------------------------------------------------
 -- Keys: management without key material
@@ -80,6 +88,14 @@ CREATE FUNCTION privacy_internal.ensure_internal_keys() RETURNS void
 CREATE FUNCTION privacy.previous_master_key_fingerprint() RETURNS text
     AS 'MODULE_PATHNAME', 'privacy_previous_master_key_fingerprint'
     LANGUAGE C VOLATILE;
+
+CREATE FUNCTION privacy.key_cache_status()
+    RETURNS TABLE (cache text, slots bigint, used bigint, hits bigint, misses bigint,
+                   evictions bigint, bytes bigint, locked boolean)
+    AS 'MODULE_PATHNAME', 'privacy_key_cache_status'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION privacy.key_cache_status() IS
+    'the caches of unwrapped data keys: this backend''s and the shared one (slots, keys held, this backend''s hits and misses, evictions, memory, whether the key material is locked)';
 
 CREATE VIEW privacy.keys AS
 SELECT k.id, k.scope, coalesce(k.category, k.name) AS category,
@@ -143,9 +159,12 @@ DECLARE
     hash bytea := privacy.subject_hash(subject);
     n integer;
 BEGIN
+    -- one arm per partial index: the active key (data_keys_active_subject)
+    -- and the retired ones (data_keys_subject)
     UPDATE privacy.data_keys k
        SET state = 'destroyed', wrapped_key = NULL, destroyed_at = now()
-     WHERE k.scope = 'subject' AND k.subject_hash = hash AND k.state <> 'destroyed';
+     WHERE k.scope = 'subject' AND k.subject_hash = hash
+       AND (k.state = 'active' OR k.state = 'retired');
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END

@@ -73,6 +73,9 @@ CREATE FUNCTION privacy.subject_report(subject text) RETURNS jsonb
     SET privacy.purpose = 'subject_access'
     SET bytea_output = 'hex'
     SET IntervalStyle = 'iso_8601'
+    -- one subject's rows never need JIT, which the planner's guesses for the
+    -- packed access log (1,000 entries per batch) would buy: 0.4 s a call
+    SET jit = off
 AS $$
 DECLARE
     hash bytea;

@@ -40,6 +40,7 @@ GRANT EXECUTE ON FUNCTION
 GRANT EXECUTE ON FUNCTION privacy.destroy_subject_key(text), privacy.subject_hash(text)
   TO privacy_officer;
 GRANT EXECUTE ON FUNCTION privacy.master_key_status() TO privacy_admin, privacy_officer;
+GRANT EXECUTE ON FUNCTION privacy.key_cache_status() TO privacy_admin;
 GRANT EXECUTE ON FUNCTION privacy.check_purpose(text), privacy.may_use(text) TO PUBLIC;
 
 -- The encrypted types are for everyone: their functions carry their own checks

@@ -114,22 +114,9 @@ sub search_sql
 	return "SET privacy.purpose = 'support';\n"
 	  . join("\n", map { "SELECT coalesce(string_agg(id::text, ',' ORDER BY id), '') FROM $t WHERE email = '$_';" } @values);
 }
-# A query in a long-lived session.  BackgroundPsql notes every query and
-# its output in the TAP stream; keep them out of the suite's output.
-sub session_query
-{
-	my ($session, $sql) = @_;
-	no warnings 'redefine';
-	local *PostgreSQL::Test::BackgroundPsql::note = sub { };
-	return $session->query_safe($sql);
-}
-sub open_session
-{
-	my ($node, $db) = @_;
-	no warnings 'redefine';
-	local *PostgreSQL::Test::BackgroundPsql::note = sub { };
-	return $node->background_psql($db);
-}
+# Long-lived sessions: PrivacyNode::open_session and session_query.
+sub session_query { return PrivacyNode::session_query(@_); }
+sub open_session { return PrivacyNode::open_session(@_); }
 my $envelope_line = qr/^\d+\|pv1:[A-Za-z0-9+\/=]+;s=[A-Za-z0-9+\/=]+\|pv1:[A-Za-z0-9+\/=]+\|\d+$/;
 
 # ===========================================================================

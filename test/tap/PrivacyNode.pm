@@ -191,6 +191,25 @@ sub log_count
 	return $n;
 }
 
+# A long-lived session (BackgroundPsql), and a query in it.  BackgroundPsql
+# notes every query and its output in the TAP stream; keep them out of the
+# suite's output.
+sub open_session
+{
+	my ($node, $db) = @_;
+	no warnings 'redefine';
+	local *PostgreSQL::Test::BackgroundPsql::note = sub { };
+	return $node->background_psql($db);
+}
+
+sub session_query
+{
+	my ($session, $sql) = @_;
+	no warnings 'redefine';
+	local *PostgreSQL::Test::BackgroundPsql::note = sub { };
+	return $session->query_safe($sql);
+}
+
 # kill -9 one server process, then bring the node back.  With
 # restart_after_crash = off (PostgreSQL::Test::Cluster's setting) the
 # postmaster terminates every process and exits, removing postmaster.pid:

@@ -1,0 +1,405 @@
+#!/bin/bash
+# 12_subject_scale — an operator's size: a key per subject, a million subjects.
+#
+# Two tables of the same shape, SCALE_SUBJECTS subjects (1,000,000) with
+# SCALE_ROWS_PER_SUBJECT rows each (10), a subject's rows spread through the
+# table (row g belongs to subject (g * 7919) mod SUBJECTS + 1, so that a
+# scan meets the subjects in no useful order), three encrypted columns:
+#   subj   protected by its subject column: every value under its subject's
+#          key, row-level security with the consent check, the access log
+#   cat    unprotected, the same columns classified "contact": every value
+#          under the category key
+# The cluster runs with privacy.shared_key_cache_size = 1.25 x SUBJECTS
+# (ALTER SYSTEM and a restart; put back at exit), so that the subjects'
+# unwrapped keys fit the shared cache.  An application role holding the
+# purpose "service" (legal basis contract: every row visible, no consent
+# rows) reads with that purpose declared.
+#
+# Figures (goals from issue #14):
+#   subject_scan_per_value      ns per value of
+#                                 SELECT sum(length(email::text) + length(phone::text) + length(note::text)) FROM subj
+#                               against the same on cat: goal <= 1.5 (best of
+#                               3 interleaved rounds after a warm-up; jit and
+#                               parallel workers off)
+#   subject_scan_per_value_no_access_log
+#                               the same with privacy.access_log = off
+#                               (reload): the key caches without the access
+#                               log's per-subject accounting (report)
+#   subject_point_lookup        pgbench TPS (-M prepared, 2 clients, SCALE_SECONDS)
+#                                 SELECT id, email FROM subj WHERE id = :id
+#                               against the same on cat: goal >= 0.9 (2 runs
+#                               each, alternating, after a warm-up; best)
+#   subject_copy                ms to COPY SCALE_COPY_ROWS rows (1,000,000) of
+#                               as many new subjects into an empty protected
+#                               table, against the same COPY into an empty
+#                               unprotected one: goal <= 3.0 (3 rounds, each
+#                               with subjects no earlier round used; best)
+#   subject_copy_floor          the lowest ratio the key table allows: the
+#                               unprotected COPY plus an INSERT of as many
+#                               rows into a table shaped like
+#                               privacy.data_keys (its unique index on
+#                               random 32-byte hashes, its key on id), plus
+#                               what libsodium needs per row (3 opens, 3
+#                               seals, a key wrapped: bench-floor.env),
+#                               against the unprotected COPY (report)
+#   key_cache_backend_bytes     bytes of a backend's key cache, against its
+#                               slots x 32 (the keys alone) (report)
+#   key_cache_shared_bytes      bytes of the shared key cache (mapping and
+#                               shared memory) per subject, against 32
+#                               (report); whether mlock succeeded is printed
+#   protect_table               ms of privacy.protect_table() on an unprotected
+#                               copy of cat whose subjects have no key yet,
+#                               against a plain UPDATE rewriting the same
+#                               three columns of another copy: goal <= 1.5
+#   protect_table_reader_wait   ms a point lookup started 1 s into
+#                               protect_table waited (the table is locked
+#                               ACCESS EXCLUSIVE to its commit), against
+#                               protect_table's time: goal a hold <= 100 ms
+#   subject_report_first_call, _next_call
+#                               ms of an officer's first
+#                               privacy.subject_report() in a new session and
+#                               of the next one, against the same two calls of
+#                               a hand-written report (the subject's rows of
+#                               the three protected tables as JSON, through
+#                               their subject index); best of 3 sessions
+#   subject_report_p95          100 reports of different subjects, alternating
+#                               with the hand-written one: goal p95 <= 50 ms
+#   compliance_gaps_first_call, _next_call
+#                               ms of compliance_gaps() first and second in a
+#                               new session, against a catalog query listing
+#                               the encrypted columns, first in a new session
+# and, as context: the load times, the data keys' table and index sizes,
+# the first scan after a restart (every key unwrapped from
+# privacy.data_keys once).
+#
+# SCALE_SUBJECTS, SCALE_ROWS_PER_SUBJECT, SCALE_COPY_ROWS, SCALE_SECONDS
+# scale it down (e.g. 100000, 2, 200000, 10 for a quick run).
+set -eu -o pipefail
+shopt -s inherit_errexit
+. "$(dirname "$0")/common.sh"
+
+SUBJECTS=${SCALE_SUBJECTS:-1000000}
+PER=${SCALE_ROWS_PER_SUBJECT:-10}
+ROWS=$((SUBJECTS * PER))
+COPY_ROWS=${SCALE_COPY_ROWS:-1000000}
+SECS=${SCALE_SECONDS:-15}
+CACHE=$((SUBJECTS + SUBJECTS / 4))
+APP=bench_scale_app
+SERVER_LOG=$PRIVACY_TMP/server.log
+floor_load
+
+sql_pg() { bench_psql -d postgres "$@"; }
+restart_cluster() {
+	as_pg "$PG_BINDIR/pg_ctl" -D "$PGDATA" -l "$SERVER_LOG" -w -t 120 -m fast restart >/dev/null ||
+		{ tail -20 "$SERVER_LOG"; die "the cluster did not restart"; }
+}
+set_access_log() {
+	sql_pg -c "ALTER SYSTEM SET privacy.access_log = $1" -c "SELECT pg_reload_conf()" >/dev/null
+	for _ in $(seq 1 50); do
+		[ "$(sql_pg -c 'SHOW privacy.access_log')" = "$1" ] && return 0
+		sleep 0.1
+	done
+	die "privacy.access_log did not become $1"
+}
+restore_cluster() {
+	sql_pg -c "ALTER SYSTEM RESET privacy.access_log" -c "ALTER SYSTEM RESET privacy.shared_key_cache_size" >/dev/null 2>&1 || true
+	restart_cluster || true
+}
+
+bench_db bench_scale
+bench_drop_at_exit "$APP"
+trap 'bench_drop; restore_cluster; rm -f "$PRIVACY_TMP"/scale_copy_*.txt' EXIT
+
+sql_pg -c "ALTER SYSTEM SET privacy.shared_key_cache_size = $CACHE" >/dev/null
+log_before=$(wc -c <"$SERVER_LOG")
+restart_cluster
+echo "privacy.shared_key_cache_size = $(sql_pg -c 'SHOW privacy.shared_key_cache_size') (restarted);" \
+	"$(tail -c +$((log_before + 1)) "$SERVER_LOG" | grep -c 'privacy shared key cache could not be locked' || true) warnings about locking it"
+
+# --- the tables ---------------------------------------------------------------
+SUBJECT_OF="((g - 1) * 7919) % $SUBJECTS + 1"
+bench_psql >/dev/null <<SQL
+CREATE EXTENSION privacy;
+SELECT privacy.create_category('contact');
+SELECT privacy.create_purpose('service', 'contract', 'customer service', ARRAY['contact']);
+DROP ROLE IF EXISTS $APP;
+CREATE ROLE $APP LOGIN;
+SELECT privacy.grant_purpose('$APP', 'service');
+CREATE TABLE subj (id bigint PRIMARY KEY, subject bigint NOT NULL, email privacy.encrypted_text(contact),
+                   phone privacy.encrypted_text(contact), note privacy.encrypted_text(contact))
+    WITH (autovacuum_enabled = off);
+CREATE TABLE cat (LIKE subj INCLUDING ALL) WITH (autovacuum_enabled = off);
+SELECT privacy.protect_table('subj', 'subject');
+CREATE TABLE copy_subj (LIKE cat INCLUDING ALL) WITH (autovacuum_enabled = off);
+CREATE TABLE copy_cat (LIKE cat INCLUDING ALL) WITH (autovacuum_enabled = off);
+SELECT privacy.protect_table('copy_subj', 'subject');
+GRANT SELECT ON subj, cat TO $APP;
+SQL
+
+say "loading $ROWS rows of $SUBJECTS subjects into each table"
+load() {	# load TABLE: in statements of 1,000,000 rows
+	local t=$1 from to start
+	start=$(date +%s)
+	for ((from = 1; from <= ROWS; from += 1000000)); do
+		to=$((from + 999999 < ROWS ? from + 999999 : ROWS))
+		bench_psql -c "SET privacy.purpose = 'service'" -c "INSERT INTO $t
+SELECT g, $SUBJECT_OF, 'user' || lpad(($SUBJECT_OF)::text, 8, '0') || '@example.org',
+       '+49 30 ' || lpad(g::text, 9, '0'), 'note ' || g || ' of subject ' || ($SUBJECT_OF)
+  FROM generate_series($from::bigint, $to) g" >/dev/null
+	done
+	bench_psql -c "VACUUM (FREEZE, ANALYZE) $t" >/dev/null
+	echo "  $t: $(( $(date +%s) - start )) s"
+}
+load cat
+load subj
+bench_psql -c "SELECT format('  %-24s %s', relname, pg_size_pretty(pg_total_relation_size(oid)))
+                 FROM pg_class WHERE relname IN ('subj', 'cat', 'data_keys', 'data_keys_active_subject', 'data_keys_pkey')
+                 ORDER BY relname"
+check=$(bench_psql -c "SELECT count(*) || ' ' || count(DISTINCT subject_hash) FROM privacy.data_keys WHERE scope = 'subject'")
+[ "$check" = "$SUBJECTS $SUBJECTS" ] || die "expected $SUBJECTS subject keys of as many subjects, got $check"
+
+# --- the decrypting scan --------------------------------------------------------
+setup="
+SET jit = off;
+SET max_parallel_workers_per_gather = 0;
+SET ROLE $APP;
+SET privacy.purpose = 'service';
+"
+q() { echo "SELECT sum(length(email::text) + length(phone::text) + length(note::text)) FROM $1"; }
+sums=$(bench_psql -c "$setup" -c "$(q subj)" -c "$(q cat)" | paste -sd ' ')
+[ "${sums% *}" = "${sums#* }" ] || die "the two tables read back differently: $sums"
+
+restart_cluster
+cold=$(bench_psql -c "$setup" -c "\\timing on" -c "$(q subj)" | awk '/^Time:/ { print $2 }')
+echo "first scan of subj after a restart (every key unwrapped from privacy.data_keys once): $cold ms"
+scan() {	# scan LABEL: prints "subj_best subj_median cat_best cat_median"
+	mapfile -t ms < <(sql_time 3 "$setup" "$(q subj)" "$(q cat)")
+	[ ${#ms[@]} -eq 2 ] || die "expected 2 timings, got ${#ms[@]}"
+	echo "ms per scan of $ROWS rows ($((3 * ROWS)) values), $1, best / median of 3:" \
+		"subj ${ms[0]/ / / }, cat ${ms[1]/ / / }" >&2
+	echo "${ms[0]} ${ms[1]}"
+}
+read -r s_best s_med c_best c_med < <(scan "access log on")
+set_access_log off
+read -r sn_best sn_med cn_best cn_med < <(scan "access log off")
+set_access_log on
+per_value() { awk -v ms="$1" -v n="$((3 * ROWS))" 'BEGIN { printf "%.1f", ms * 1e6 / n }'; }
+echo "spread (median / best): subj $(awk -v a="$s_med" -v b="$s_best" 'BEGIN { printf "%.2f", a / b }')," \
+	"cat $(awk -v a="$c_med" -v b="$c_best" 'BEGIN { printf "%.2f", a / b }')"
+bench_psql -c "SELECT format('  key cache %-8s %9s slots %9s keys %8s MB%s', cache, slots, used, round(bytes / 1048576.0, 1),
+                              CASE WHEN locked THEN '' ELSE ' (NOT locked in memory: memlock limit)' END)
+                 FROM privacy.key_cache_status()"
+
+# --- point lookups -------------------------------------------------------------------
+for t in subj cat; do
+	cat >"$PRIVACY_TMP/scale_$t.pgbench" <<PGB
+\\set id random(1, $ROWS)
+SELECT id, email FROM $t WHERE id = :id \\gset
+PGB
+done
+tps() { bench_pgbench_tps service prepared "$APP" "$2" "$PRIVACY_TMP/scale_$1.pgbench"; }
+tps subj 3 >/dev/null
+tps cat 3 >/dev/null
+subj_tps=()
+cat_tps=()
+for _ in 1 2; do
+	subj_tps+=("$(tps subj "$SECS")")
+	cat_tps+=("$(tps cat "$SECS")")
+done
+max() { printf '%s\n' "$@" | sort -g | tail -n 1; }
+echo "point lookup TPS, pgbench -M prepared -c 2 -j 2 -T $SECS, runs: subj ${subj_tps[*]}, cat ${cat_tps[*]}"
+
+# --- COPY of new subjects ----------------------------------------------------------
+say "COPY of $COPY_ROWS rows of as many new subjects, 3 rounds"
+for r in 1 2 3; do
+	base=$((SUBJECTS + r * COPY_ROWS))
+	bench_psql -c "COPY (SELECT g, g, 'user' || lpad(g::text, 9, '0') || '@example.org', '+49 30 ' || lpad(g::text, 9, '0'),
+	                        'note ' || g FROM generate_series($((base + 1)), $((base + COPY_ROWS))) g)
+	                 TO '$PRIVACY_TMP/scale_copy_$r.txt'"
+done
+for r in 0 1 2 3; do
+	f=$PRIVACY_TMP/scale_copy_$((r == 0 ? 1 : r)).txt
+	# round 0 warms up with the unprotected table only (round 1's subjects stay new)
+	for t in copy_cat copy_subj; do
+		[ $r -eq 0 ] && [ $t = copy_subj ] && continue
+		printf '%s\n' "TRUNCATE $t;" "CHECKPOINT;" "\\echo copy $r $t" '\timing on' "COPY $t FROM '$f';" '\timing off'
+	done
+done >"$PRIVACY_TMP/scale_copy.sql"
+bench_psql -f "$PRIVACY_TMP/scale_copy.sql" >"$PRIVACY_TMP/scale_copy.out"
+times=$(awk '$1 == "copy" { r = $2; t = $3 } $1 == "Time:" && r > 0 { print t, $2 }' "$PRIVACY_TMP/scale_copy.out")
+[ "$(wc -l <<<"$times")" -eq 6 ] || die "expected 6 COPY timings, got: $times"
+best() { awk -v t="$1" '$1 == t { if (min == "" || $2 < min) min = $2 } END { printf "%.1f", min }' <<<"$times"; }
+echo "ms per COPY of $COPY_ROWS rows, rounds: copy_subj $(awk '$1 == "copy_subj" { printf "%s ", $2 }' <<<"$times")," \
+	"copy_cat $(awk '$1 == "copy_cat" { printf "%s ", $2 }' <<<"$times")"
+check=$(bench_psql -c "SET privacy.purpose = 'service'" -c "SELECT count(*) || ' ' || count(DISTINCT (privacy.envelope_info(email)).key_id)
+                                                            || ' ' || bool_and(email::text LIKE 'user%@example.org') FROM copy_subj")
+[ "$check" = "$COPY_ROWS $COPY_ROWS true" ] || die "copy_subj: expected $COPY_ROWS rows under as many keys, got $check"
+
+# the key table's floor: as many rows into a table shaped like privacy.data_keys
+floor_ms=$(bench_psql <<SQL | awk '/^Time:/ { print $2 }'
+CREATE TABLE keys_floor (LIKE privacy.data_keys INCLUDING DEFAULTS INCLUDING CONSTRAINTS) WITH (autovacuum_enabled = off);
+ALTER TABLE keys_floor ADD PRIMARY KEY (id);
+CREATE UNIQUE INDEX ON keys_floor (subject_hash) WHERE scope = 'subject' AND state = 'active';
+CREATE TABLE keys_floor_input AS
+SELECT g AS id, sha256(('floor' || g)::bytea) AS h, sha256(('w' || g)::bytea) || sha256(('x' || g)::bytea) || sha256(('y' || g)::bytea) AS w
+  FROM generate_series(1, $SUBJECTS + $COPY_ROWS) g;
+INSERT INTO keys_floor (id, scope, subject_hash, wrapped_key, wrapped_by)
+SELECT id, 'subject', h, substr(w, 1, 72), 'fingerprint' FROM keys_floor_input WHERE id <= $SUBJECTS;
+CHECKPOINT;
+\timing on
+INSERT INTO keys_floor (id, scope, subject_hash, wrapped_key, wrapped_by)
+SELECT id, 'subject', h, substr(w, 1, 72), 'fingerprint' FROM keys_floor_input WHERE id > $SUBJECTS;
+\timing off
+SELECT 1;
+DROP TABLE keys_floor, keys_floor_input;
+SQL
+)
+[ -n "$floor_ms" ] || die "the key table's floor was not measured"
+seal_ns=$(awk -v s="$SODIUM_SEAL_NS" -v r="$SODIUM_NONCE_NS" 'BEGIN { printf "%.1f", s - r }')
+sodium_ms=$(awk -v n="$COPY_ROWS" -v s="$seal_ns" -v o="$SODIUM_OPEN_NS" 'BEGIN { printf "%.1f", n * (3 * o + 4 * s) / 1e6 }')
+plain_ms=$(best copy_cat)
+echo "floor: the unprotected COPY $plain_ms ms + $COPY_ROWS rows into a copy of the key table $floor_ms ms" \
+	"(after $SUBJECTS rows; one statement) + libsodium $sodium_ms ms (per row 3 opens at $SODIUM_OPEN_NS ns and" \
+	"3 seals and a wrap at $seal_ns ns)"
+echo "lowest ratio libsodium alone allows (no key table): $(awk -v p="$plain_ms" -v s="$sodium_ms" 'BEGIN { printf "%.2f", (p + s) / p }')"
+
+# --- protect_table of a populated table --------------------------------------------
+# prot and upd: the rows of cat under new subjects (none has a key yet),
+# unprotected; protect_table(prot) reseals every value under its subject's
+# key, against a plain UPDATE of upd rewriting the same columns.  A reader
+# started 1 s into protect_table measures how long the table stays locked.
+say "protect_table of $ROWS rows of $SUBJECTS new subjects, against UPDATE of the same columns"
+NEW=$((SUBJECTS * 100))
+bench_psql >/dev/null <<SQL
+CREATE TABLE prot (LIKE cat INCLUDING ALL) WITH (autovacuum_enabled = off);
+CREATE TABLE upd (LIKE cat INCLUDING ALL) WITH (autovacuum_enabled = off);
+INSERT INTO prot SELECT id, subject + $NEW, email, phone, note FROM cat;
+INSERT INTO upd SELECT * FROM prot;
+CREATE INDEX ON prot (subject);
+CREATE INDEX ON upd (subject);
+VACUUM (FREEZE, ANALYZE) prot, upd;
+GRANT SELECT ON prot TO $APP;
+SQL
+bench_psql -c "CHECKPOINT" -c '\timing on' -c "UPDATE upd SET email = email, phone = phone, note = note" >"$PRIVACY_TMP/scale_upd.out"
+upd_ms=$(awk '/^Time:/ { print $2 }' "$PRIVACY_TMP/scale_upd.out")
+bench_psql -c "CHECKPOINT" >/dev/null
+( sleep 1
+  bench_psql -c "SET ROLE $APP" -c "SET privacy.purpose = 'service'" -c '\timing on' \
+	-c "SELECT count(email::text) FROM prot WHERE id = 1" ) >"$PRIVACY_TMP/scale_reader.out" &
+reader=$!
+bench_psql -c '\timing on' -c "SELECT privacy.protect_table('prot', 'subject')" >"$PRIVACY_TMP/scale_protect.out"
+wait $reader
+protect_ms=$(awk '/^Time:/ { print $2 }' "$PRIVACY_TMP/scale_protect.out")
+reader_ms=$(awk '/^Time:/ { t = $2 } END { print t }' "$PRIVACY_TMP/scale_reader.out")
+[ -n "$upd_ms" ] && [ -n "$protect_ms" ] && [ -n "$reader_ms" ] || die "protect_table: timings missing"
+check=$(bench_psql -c "SET ROLE $APP" -c "SET privacy.purpose = 'service'" -c "$(q prot)" -c "$(q cat)" | paste -sd ' ')
+[ "${check% *}" = "${check#* }" ] || die "prot reads back differently from cat: $check"
+check=$(bench_psql -c "SELECT count(*) FROM privacy.data_keys WHERE scope = 'subject'")
+[ "$check" -ge $((2 * SUBJECTS)) ] || die "protect_table made too few subject keys: $check"
+echo "protect_table of $ROWS rows: $protect_ms ms (plain UPDATE $upd_ms ms); a point lookup started 1 s in took $reader_ms ms" \
+	"(the table is locked ACCESS EXCLUSIVE from protect_table's ALTER TABLE to its commit)"
+
+# --- the subject report and compliance_gaps: a session's first call, and the next --------
+# An officer (privacy_officer, holding purpose service) in a new session:
+# the first privacy.subject_report() and the next one (another subject),
+# against the same two calls of a hand-written report (the subject's rows of
+# the three protected tables as JSON, by their subject index) in a new
+# session; then 100 reports against 100 hand-written ones, alternating; then
+# compliance_gaps() first and second call against a hand-written catalog
+# query (every encrypted column of the database).  Three rounds; best.
+OFFICER=bench_scale_officer
+BENCH_DROP_ROLES+=("$OFFICER")
+bench_psql >/dev/null <<SQL
+CREATE INDEX ON subj (subject);
+CREATE INDEX ON copy_subj (subject);
+ANALYZE subj, copy_subj;
+DROP ROLE IF EXISTS $OFFICER;
+CREATE ROLE $OFFICER IN ROLE privacy_officer;
+SELECT privacy.grant_purpose('$OFFICER', 'service');
+GRANT SELECT ON subj, copy_subj, prot TO $OFFICER;
+SQL
+hand_report() {	# SQL of the hand-written report of subject $1
+	echo "SELECT length(jsonb_build_array(
+	  (SELECT jsonb_agg(to_jsonb(t)) FROM subj t WHERE subject = $1),
+	  (SELECT jsonb_agg(to_jsonb(t)) FROM copy_subj t WHERE subject = $1),
+	  (SELECT jsonb_agg(to_jsonb(t)) FROM prot t WHERE subject = $1))::text)"
+}
+hand_gaps="SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+	WHERE a.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype) AND a.attnum > 0 AND NOT a.attisdropped"
+first_two() {	# first_two SQL1 SQL2: a new session, "<ms of SQL1> <ms of SQL2>"
+	bench_psql -c "SET ROLE $OFFICER" -c "SET privacy.purpose = 'service'" -c '\timing on' -c "$1" -c "$2" |
+		awk '/^Time:/ { printf "%s ", $2 } END { print "" }'
+}
+rep_first=() rep_next=() hand_first=() hand_next=() gaps_first=() gaps_next=() hgaps_first=()
+for r in 1 2 3; do
+	s1=$((1 + (r * 7919) % SUBJECTS)) s2=$((1 + (r * 104729) % SUBJECTS))
+	read -r a b < <(first_two "SELECT length(privacy.subject_report('$s1')::text)" "SELECT length(privacy.subject_report('$s2')::text)")
+	rep_first+=("$a") rep_next+=("$b")
+	read -r a b < <(first_two "$(hand_report $s1)" "$(hand_report $s2)")
+	hand_first+=("$a") hand_next+=("$b")
+	read -r a b < <(first_two "SELECT count(*) FROM privacy.compliance_gaps()" "SELECT count(*) FROM privacy.compliance_gaps()")
+	gaps_first+=("$a") gaps_next+=("$b")
+	read -r a b < <(first_two "$hand_gaps" "$hand_gaps")
+	hgaps_first+=("$a")
+done
+min() { printf '%s\n' "$@" | sort -g | head -n 1; }
+echo "subject_report in a new session, first call ms: ${rep_first[*]}; next call: ${rep_next[*]}" \
+	"(hand-written: first ${hand_first[*]}; next ${hand_next[*]})"
+echo "compliance_gaps() in a new session, first call ms: ${gaps_first[*]}; next call: ${gaps_next[*]}" \
+	"(hand-written catalog query, first: ${hgaps_first[*]})"
+lat=$(bench_psql <<SQL
+SET ROLE $OFFICER;
+SET privacy.purpose = 'service';
+CREATE TEMP TABLE lat (ours float8, base float8);
+DO \$\$
+DECLARE
+    t0 timestamptz;
+    b0 timestamptz;
+    r jsonb;
+    b jsonb;
+    s bigint;
+    n bigint;
+BEGIN
+    PERFORM privacy.subject_report('1');
+    FOR k IN 1..100 LOOP
+        s := 1 + (k * 15485863::bigint) % $SUBJECTS;
+        t0 := clock_timestamp();
+        r := privacy.subject_report(s::text);
+        b0 := clock_timestamp();
+        b := jsonb_build_array(
+            (SELECT jsonb_agg(to_jsonb(t)) FROM subj t WHERE subject = s),
+            (SELECT jsonb_agg(to_jsonb(t)) FROM copy_subj t WHERE subject = s),
+            (SELECT jsonb_agg(to_jsonb(t)) FROM prot t WHERE subject = s));
+        INSERT INTO lat VALUES (extract(epoch FROM b0 - t0) * 1000, extract(epoch FROM clock_timestamp() - b0) * 1000);
+        n := (SELECT sum(jsonb_array_length(d -> 'rows')) FROM jsonb_array_elements(r -> 'data') d);
+        IF n IS DISTINCT FROM $PER::bigint OR jsonb_array_length(b -> 0) <> $PER THEN
+            RAISE EXCEPTION 'subject %: report % rows, hand-written %', s, n, jsonb_array_length(b -> 0);
+        END IF;
+    END LOOP;
+END \$\$;
+$(lat_percentiles)
+SQL
+)
+read -r rp50 rp95 bp50 bp95 <<<"$lat"
+echo "subject_report of 100 subjects ($PER rows each): p50 $rp50 ms, p95 $rp95 ms (hand-written p50 $bp50 ms, p95 $bp95 ms)"
+
+# --- memory -------------------------------------------------------------------------
+read -r b_slots b_bytes < <(bench_psql -c "SELECT slots || ' ' || bytes FROM privacy.key_cache_status() WHERE cache = 'backend'")
+read -r s_slots s_used s_bytes s_locked < <(bench_psql -c "SELECT slots || ' ' || used || ' ' || bytes || ' ' || locked
+                                                              FROM privacy.key_cache_status() WHERE cache = 'shared'")
+echo "shared key cache: $s_slots slots, $s_used keys held, $s_bytes bytes, locked in memory: $s_locked"
+
+figure subject_scan_per_value "$(per_value "$s_best")" ns category_scan_per_value "$(per_value "$c_best")" "<= 1.5"
+figure subject_scan_per_value_no_access_log "$(per_value "$sn_best")" ns category_scan_per_value "$(per_value "$cn_best")"
+figure subject_point_lookup "$(max "${subj_tps[@]}")" tps category_point_lookup "$(max "${cat_tps[@]}")" ">= 0.9"
+figure subject_copy "$(best copy_subj)" ms category_copy "$plain_ms" "<= 3.0"
+figure subject_copy_floor "$(awk -v p="$plain_ms" -v f="$floor_ms" -v s="$sodium_ms" 'BEGIN { printf "%.1f", p + f + s }')" ms category_copy "$plain_ms"
+figure key_cache_backend_bytes "$b_bytes" bytes keys_alone "$((b_slots * 32))"
+figure key_cache_shared_bytes_per_subject "$(awk -v b="$s_bytes" -v n="$SUBJECTS" 'BEGIN { printf "%.1f", b / n }')" bytes key_alone 32
+figure protect_table "$protect_ms" ms plain_update "$upd_ms" "<= 1.5"
+figure protect_table_reader_wait "$reader_ms" ms protect_table "$protect_ms" "ACCESS EXCLUSIVE hold <= 100 ms"
+figure subject_report_first_call "$(min "${rep_first[@]}")" ms hand_written_first_call "$(min "${hand_first[@]}")"
+figure subject_report_next_call "$(min "${rep_next[@]}")" ms hand_written_next_call "$(min "${hand_next[@]}")"
+figure subject_report_p95 "$rp95" ms hand_written_p95 "$bp95" "p95 <= 50 ms"
+figure compliance_gaps_first_call "$(min "${gaps_first[@]}")" ms catalog_query_first_call "$(min "${hgaps_first[@]}")"
+figure compliance_gaps_next_call "$(min "${gaps_next[@]}")" ms catalog_query_first_call "$(min "${hgaps_first[@]}")"
