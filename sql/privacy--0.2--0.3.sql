@@ -2549,6 +2549,126 @@ GRANT EXECUTE ON FUNCTION privacy.key_cache_status() TO privacy_admin;
 DROP INDEX privacy.data_keys_subject;
 CREATE INDEX data_keys_subject ON privacy.data_keys (subject_hash) WHERE scope = 'subject' AND state <> 'active';
 CREATE OR REPLACE FUNCTION privacy.destroy_subject_key(subject text) RETURNS integer
+------------------------------------------------------------------------------
+-- #16, scale-out on Citus: one catalog and one key set for the cluster
+-- (12_citus.sql)
+------------------------------------------------------------------------------
+CREATE TABLE privacy_internal.citus_outbox (
+    id          uuid PRIMARY KEY,
+    node_group  integer,           -- NULL: every worker
+    tbl         text NOT NULL,
+    op          text NOT NULL CHECK (op IN ('INSERT', 'UPDATE', 'DELETE', 'CAPTURE')),
+    old_row     jsonb,
+    new_row     jsonb
+);
+COMMENT ON TABLE privacy_internal.citus_outbox IS
+    'on Citus, a reference table that carries each change of the extension''s catalog from the coordinator to every worker in the same distributed transaction; always empty outside one';
+
+-- The tables every node must hold alike, in the order their foreign keys
+-- need (a parent before its children).
+CREATE FUNCTION privacy_internal.citus_replicated_tables() RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT ARRAY['categories', 'column_categories', 'protected_tables', 'purposes',
+                       'purpose_categories', 'role_purposes', 'data_keys',
+                       'consent_events', 'consent_state', 'holds'] $$;
+
+-- Whether this backend is applying a change that came through the outbox
+-- (the capture triggers then stay silent, the ledger's guard lets it pass).
+CREATE FUNCTION privacy_internal.citus_applying() RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_citus_applying' LANGUAGE C STABLE;
+CREATE FUNCTION privacy_internal.citus_set_applying(on_ boolean) RETURNS void
+    AS 'MODULE_PATHNAME', 'privacy_citus_set_applying' LANGUAGE C VOLATILE STRICT;
+
+-- This node's Citus group: 0 is the coordinator; NULL without Citus.
+CREATE FUNCTION privacy_internal.citus_local_group() RETURNS integer
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF to_regclass('pg_catalog.pg_dist_local_group') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN (SELECT groupid FROM pg_catalog.pg_dist_local_group);
+END
+$$;
+
+-- Row trigger on each replicated table: on the coordinator, the row's
+-- image goes to the outbox; on a worker, a change that did not come through
+-- the outbox is refused (the catalog is changed through the coordinator).
+CREATE FUNCTION privacy_internal.citus_capture() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF privacy_internal.citus_applying() THEN
+        RETURN NULL;
+    END IF;
+    -- the DDL Citus sends a worker for a shell table (its creation, the
+    -- policies protect_table makes) updates that table's classification and
+    -- protection there, as on the coordinator; the coordinator's own rows
+    -- follow through the outbox
+    IF privacy_internal.citus_local_group() IS DISTINCT FROM 0
+       AND TG_TABLE_NAME IN ('column_categories', 'protected_tables') THEN
+        RETURN NULL;
+    END IF;
+    IF privacy_internal.citus_local_group() IS DISTINCT FROM 0 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('privacy.%s cannot be changed on a Citus worker', TG_TABLE_NAME),
+            DETAIL  = 'The extension''s catalog is the same on every node of the cluster and is changed through the coordinator, which carries each change to every worker in the same transaction.',
+            HINT    = 'Run the statement on the coordinator.';
+    END IF;
+    -- the rows of a table the workers have (a distributed or reference
+    -- table's shell) travel; a local table's, or a shard's the coordinator
+    -- holds (a reference table's), do not
+    IF TG_TABLE_NAME IN ('column_categories', 'protected_tables')
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition d
+                        WHERE d.logicalrelid = (CASE WHEN TG_OP = 'DELETE' THEN to_jsonb(OLD) ELSE to_jsonb(NEW) END
+                                                ->> 'tbl')::regclass) THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO privacy_internal.citus_outbox (id, tbl, op, old_row, new_row)
+    VALUES (gen_random_uuid(), TG_TABLE_NAME, TG_OP,
+            CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END,
+            CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END);
+    RETURN NULL;
+END
+$$;
+
+-- Create the capture triggers on this node's replicated tables.
+CREATE FUNCTION privacy_internal.citus_install_capture() RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY privacy_internal.citus_replicated_tables() LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_trigger
+                        WHERE tgrelid = format('privacy.%I', t)::regclass AND tgname = 'citus_capture') THEN
+            EXECUTE format('CREATE TRIGGER citus_capture AFTER INSERT OR UPDATE OR DELETE ON privacy.%I '
+                           'FOR EACH ROW EXECUTE FUNCTION privacy_internal.citus_capture()', t);
+            EXECUTE format('ALTER TABLE privacy.%I ENABLE ALWAYS TRIGGER citus_capture', t);
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- The primary key columns of a replicated table, and all its columns.
+CREATE FUNCTION privacy_internal.citus_columns(tbl regclass, pk_only boolean) RETURNS name[]
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT array_agg(a.attname ORDER BY a.attnum)
+  FROM pg_attribute a
+ WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+   AND (NOT pk_only OR a.attnum = ANY ((SELECT i.indkey FROM pg_index i
+                                         WHERE i.indrelid = tbl AND i.indisprimary)::int2[]))
+$$;
+
+-- Apply one change on this node, as the extension's owner.
+CREATE FUNCTION privacy_internal.citus_apply_change(tbl text, op text, old_row jsonb, new_row jsonb)
+    RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -2573,6 +2693,586 @@ $$;
 -- per batch) made every call compile its plan with LLVM (0.4 s).
 ALTER FUNCTION privacy.subject_report(text) SET jit = off;
 ALTER FUNCTION privacy.compliance_gaps() SET jit = off;
+    rel regclass;
+    pk name[];
+    cols name[];
+    match text;
+BEGIN
+    IF op = 'CAPTURE' THEN
+        PERFORM privacy_internal.citus_install_capture();
+        RETURN;
+    END IF;
+    IF NOT tbl = ANY (privacy_internal.citus_replicated_tables()) THEN
+        RAISE EXCEPTION 'privacy.% is not replicated to the workers', tbl;
+    END IF;
+    -- a table not distributed yet has no shell table on the workers: its
+    -- record reaches them with the next privacy.citus_attach()
+    IF tbl IN ('column_categories', 'protected_tables')
+       AND pg_catalog.to_regclass(coalesce(new_row, old_row) ->> 'tbl') IS NULL THEN
+        RETURN;
+    END IF;
+    rel := format('privacy.%I', tbl)::regclass;
+    pk := privacy_internal.citus_columns(rel, true);
+    cols := privacy_internal.citus_columns(rel, false);
+    SELECT string_agg(format('t.%1$I IS NOT DISTINCT FROM r.%1$I', c), ' AND ') INTO match FROM unnest(pk) c;
+    PERFORM privacy_internal.citus_set_applying(true);
+    IF op = 'INSERT' THEN
+        EXECUTE format('INSERT INTO %1$s SELECT * FROM jsonb_populate_record(NULL::%1$s, $1) '
+                       'ON CONFLICT (%2$s) DO UPDATE SET (%3$s) = ROW(%4$s)', rel,
+                       (SELECT string_agg(quote_ident(c), ', ') FROM unnest(pk) c),
+                       (SELECT string_agg(quote_ident(c), ', ') FROM unnest(cols) c),
+                       (SELECT string_agg('excluded.' || quote_ident(c), ', ') FROM unnest(cols) c))
+          USING new_row;
+    ELSIF op = 'UPDATE' THEN
+        EXECUTE format('UPDATE %1$s t SET (%2$s) = ROW(%3$s) FROM jsonb_populate_record(NULL::%1$s, $1) r, '
+                       'jsonb_populate_record(NULL::%1$s, $2) n WHERE %4$s', rel,
+                       (SELECT string_agg(quote_ident(c), ', ') FROM unnest(cols) c),
+                       (SELECT string_agg('n.' || quote_ident(c), ', ') FROM unnest(cols) c),
+                       match)
+          USING old_row, new_row;
+    ELSIF op = 'DELETE' THEN
+        EXECUTE format('DELETE FROM %1$s t USING jsonb_populate_record(NULL::%1$s, $1) r WHERE %2$s', rel, match)
+          USING old_row;
+    END IF;
+    PERFORM privacy_internal.citus_set_applying(false);
+END
+$$;
+
+-- On each shard of the outbox: apply the change on a worker (the
+-- coordinator made it already), then remove the row.
+CREATE FUNCTION privacy_internal.citus_apply() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    grp integer := privacy_internal.citus_local_group();
+BEGIN
+    IF grp IS DISTINCT FROM 0 AND (NEW.node_group IS NULL OR NEW.node_group = grp) THEN
+        PERFORM privacy_internal.citus_apply_change(NEW.tbl, NEW.op, NEW.old_row, NEW.new_row);
+    END IF;
+    EXECUTE format('DELETE FROM %s WHERE id = $1', TG_RELID::regclass) USING NEW.id;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER citus_apply AFTER INSERT ON privacy_internal.citus_outbox
+    FOR EACH ROW EXECUTE FUNCTION privacy_internal.citus_apply();
+ALTER TABLE privacy_internal.citus_outbox ENABLE ALWAYS TRIGGER citus_apply;
+
+-- Join the extension to the Citus cluster, or bring nodes added since up to
+-- date: on the coordinator, create the internal keys, make the outbox a
+-- reference table (on every node, present and future), capture every later
+-- change, and send every worker a full copy of the replicated tables (the
+-- builtin rows every installation makes alike excepted).
+CREATE FUNCTION privacy.citus_attach() RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t text;
+    n bigint := 0;
+    c bigint;
+    workers integer;
+BEGIN
+    IF privacy_internal.citus_local_group() IS NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = 'Citus is not installed in this database',
+            HINT    = 'privacy.citus_attach() joins the extension to a Citus cluster: run CREATE EXTENSION citus and add the nodes first.';
+    END IF;
+    IF privacy_internal.citus_local_group() <> 0 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = 'privacy.citus_attach() runs on the coordinator',
+            HINT    = 'Connect to the coordinator of the cluster.';
+    END IF;
+    -- made here, before the outbox joins Citus: they travel with the copy below
+    PERFORM privacy_internal.ensure_internal_keys();
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition
+                    WHERE logicalrelid = 'privacy_internal.citus_outbox'::regclass) THEN
+        -- the outbox's trigger must reach its shards
+        PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+        PERFORM create_reference_table('privacy_internal.citus_outbox');
+    END IF;
+    PERFORM privacy_internal.citus_install_capture();
+    -- nodes added since have no placement of the outbox yet
+    PERFORM replicate_reference_tables('block_writes');
+    SELECT count(*) INTO workers FROM pg_catalog.pg_dist_node WHERE groupid <> 0 AND isactive;
+    -- the full copy, parents before children; a row a worker has already
+    -- is overwritten with the same (what only a worker has cannot exist:
+    -- the capture trigger refuses changes there)
+    FOREACH t IN ARRAY privacy_internal.citus_replicated_tables() LOOP
+        EXECUTE format('INSERT INTO privacy_internal.citus_outbox (id, tbl, op, new_row) '
+                       'SELECT gen_random_uuid(), %L, ''INSERT'', to_jsonb(r) FROM privacy.%I r WHERE NOT (%s)',
+                       t, t, CASE t
+                           WHEN 'categories' THEN 'r.builtin'
+                           WHEN 'purposes' THEN 'r.name = ''subject_access'''
+                           WHEN 'purpose_categories' THEN 'r.purpose = ''subject_access'''
+                           WHEN 'role_purposes' THEN 'r.purpose = ''subject_access'''
+                           ELSE 'false' END);
+        GET DIAGNOSTICS c = ROW_COUNT;
+        n := n + c;
+    END LOOP;
+    INSERT INTO privacy_internal.citus_outbox (id, tbl, op) VALUES (gen_random_uuid(), '', 'CAPTURE');
+    RETURN workers;
+END
+$$;
+COMMENT ON FUNCTION privacy.citus_attach() IS
+    'on a Citus coordinator: keep the extension''s catalog the same on every node (run after adding nodes); returns the number of workers brought up to date';
+
+-- Data keys on Citus come from the coordinator (citus.c): a worker, or the
+-- coordinator itself, asks it over a connection of its own, and the key is
+-- created and committed there, reaching every node at once.
+CREATE FUNCTION privacy_internal.citus_create_key(scope text, name text, subject_hash bytea) RETURNS integer
+    AS 'MODULE_PATHNAME', 'privacy_citus_create_key' LANGUAGE C VOLATILE;
+
+REVOKE ALL ON TABLE privacy_internal.citus_outbox FROM PUBLIC;
+REVOKE ALL ON FUNCTION privacy_internal.citus_replicated_tables(), privacy_internal.citus_applying(),
+    privacy_internal.citus_set_applying(boolean), privacy_internal.citus_local_group(),
+    privacy_internal.citus_capture(), privacy_internal.citus_install_capture(),
+    privacy_internal.citus_columns(regclass, boolean), privacy_internal.citus_apply_change(text, text, jsonb, jsonb),
+    privacy_internal.citus_apply(), privacy.citus_attach(), privacy_internal.citus_create_key(text, text, bytea)
+  FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION privacy.citus_attach() TO privacy_admin;
+
+-- #16: the purpose travels with the query (citus.c)
+CREATE FUNCTION privacy_internal.citus_purpose(purpose text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_citus_purpose' LANGUAGE C STABLE PARALLEL SAFE;
+GRANT EXECUTE ON FUNCTION privacy_internal.citus_purpose(text) TO PUBLIC;
+
+-- #16: the seal trigger reaches every shard of a distributed table (06_protect.sql)
+CREATE OR REPLACE FUNCTION privacy_internal.create_seal_trigger(tbl regclass, subject_column name) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                WHERE t.tgrelid = tbl AND t.tgname = 'privacy_seal_row' AND NOT t.tgisinternal) THEN
+        EXECUTE format('DROP TRIGGER privacy_seal_row ON %s', tbl);
+    END IF;
+    -- on Citus, the trigger goes to every shard of a distributed table (it
+    -- makes no distributed query: its keys come from the coordinator)
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+        PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+    END IF;
+    EXECUTE format('CREATE TRIGGER privacy_seal_row BEFORE INSERT OR UPDATE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION privacy_internal.seal_row(%L)', tbl, subject_column);
+END
+$$;
+
+-- A distributed table's own catalog rows (its classified columns, its
+-- protection), sent again to every worker: what was recorded before the
+-- table was distributed did not reach them (no shell table there yet).
+CREATE FUNCTION privacy_internal.citus_resend(tbl regclass) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF privacy_internal.citus_local_group() IS DISTINCT FROM 0
+       OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition
+                       WHERE logicalrelid = 'privacy_internal.citus_outbox'::regclass)
+       OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid = tbl) THEN
+        RETURN;
+    END IF;
+    INSERT INTO privacy_internal.citus_outbox (id, tbl, op, new_row)
+    SELECT gen_random_uuid(), 'column_categories', 'INSERT', to_jsonb(c)
+      FROM privacy.column_categories c WHERE c.tbl = citus_resend.tbl;
+    INSERT INTO privacy_internal.citus_outbox (id, tbl, op, new_row)
+    SELECT gen_random_uuid(), 'protected_tables', 'INSERT', to_jsonb(p)
+      FROM privacy.protected_tables p WHERE p.tbl = citus_resend.tbl;
+END
+$$;
+REVOKE ALL ON FUNCTION privacy_internal.citus_resend(regclass) FROM PUBLIC;
+
+-- #16: protect_table tells the workers (06_protect.sql)
+CREATE OR REPLACE FUNCTION privacy_internal.protect_one(tbl regclass, subject_column name, parent regclass,
+                                     reseal boolean DEFAULT false) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel record;
+    base boolean;
+    kept jsonb;
+    late name;
+    sets text;
+BEGIN
+    SELECT c.relrowsecurity, c.relforcerowsecurity, c.relkind INTO rel
+      FROM pg_catalog.pg_class c WHERE c.oid = tbl;
+    -- the seal trigger must see each row as it will be stored: no BEFORE
+    -- row trigger on INSERT or UPDATE may fire after it (names decide)
+    SELECT t.tgname INTO late FROM pg_catalog.pg_trigger t
+     WHERE t.tgrelid = tbl AND NOT t.tgisinternal AND t.tgname <> 'privacy_seal_row'
+       AND t.tgname::text COLLATE "C" > 'privacy_seal_row'
+       AND (t.tgtype & 1) <> 0 AND (t.tgtype & 2) <> 0 AND (t.tgtype & (4 | 16)) <> 0
+     ORDER BY t.tgname LIMIT 1;
+    IF late IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_object_definition',
+            MESSAGE = format('trigger "%s" on %s would fire after privacy_seal_row', late, tbl),
+            DETAIL = 'BEFORE row triggers fire in the order of their names; values are sealed under their subject''s key by privacy_seal_row, which must see the row as it will be stored.',
+            HINT = format('Rename it so that its name sorts before "privacy_seal_row", for example ALTER TRIGGER %I ON %s RENAME TO %I.',
+                          late, tbl, 'a_' || late);
+    END IF;
+    -- a table without row-level security gets the extension's policies;
+    -- one that had its own keeps them, with the consent check added
+    base := NOT rel.relrowsecurity;
+    INSERT INTO privacy.protected_tables (tbl, subject_column, parent, rls_was_enabled, rls_was_forced, base_policy)
+    VALUES (tbl, subject_column, parent, rel.relrowsecurity, rel.relforcerowsecurity, base);
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
+    EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
+    -- (their CREATE and ALTER POLICY fire guard_policies, which reads the row)
+    kept := privacy_internal.add_policies(tbl, subject_column, NOT base);
+    UPDATE privacy.protected_tables pt SET own_policies = pt.own_policies || kept WHERE pt.tbl = protect_one.tbl;
+    -- row triggers on a partitioned table are cloned to its partitions
+    IF parent IS NULL OR NOT (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = tbl) THEN
+        PERFORM privacy_internal.create_seal_trigger(tbl, subject_column);
+    END IF;
+    IF parent IS NULL OR reseal THEN
+        -- rows already there move under their subject's key too: the seal
+        -- trigger reseals what each row's UPDATE writes, which runs as the
+        -- table's owner (the owner's triggers never run as the extension)
+        SELECT string_agg(format('%1$I = %1$I', a.attname), ', ')
+          INTO sets
+          FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+           AND a.atttypid IN ('privacy.encrypted_text'::regtype, 'privacy.encrypted_bytea'::regtype);
+        IF sets IS NOT NULL THEN
+            PERFORM privacy_internal.run_as_owner(tbl,
+                format('UPDATE %s SET %s WHERE %I IS NOT NULL', tbl, sets, subject_column));
+        END IF;
+    END IF;
+    -- on Citus, the workers learn that the table's shards are protected
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+        PERFORM privacy_internal.citus_resend(tbl);
+    END IF;
+END
+$$;
+
+-- #16: the purpose travels with an UPDATE or DELETE (citus.c); the
+-- assignment casts are STABLE (03_types.sql)
+CREATE FUNCTION privacy_internal.citus_purpose(purpose text, anchor anyelement) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_citus_purpose' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+GRANT EXECUTE ON FUNCTION privacy_internal.citus_purpose(text, anyelement) TO PUBLIC;
+ALTER FUNCTION privacy_internal.encrypted_text(privacy.encrypted_text, integer, boolean) STABLE;
+ALTER FUNCTION privacy_internal.encrypted_bytea(privacy.encrypted_bytea, integer, boolean) STABLE;
+ALTER FUNCTION privacy_internal.encrypted_text(text, integer, boolean) STABLE;
+ALTER FUNCTION privacy_internal.encrypted_bytea(bytea, integer, boolean) STABLE;
+
+-- One check of the cluster's access logs (one chain per node: each node
+-- logs what it serves, under its own log key): verify_access_log() here
+-- and on every worker, one row per node.
+CREATE FUNCTION privacy.citus_verify_access_log()
+    RETURNS TABLE (node text, status text, seq bigint, checked bigint, detail text)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w record;
+    v jsonb;
+BEGIN
+    IF privacy_internal.citus_local_group() IS DISTINCT FROM 0 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = 'privacy.citus_verify_access_log() runs on a Citus coordinator',
+            HINT    = 'Elsewhere, privacy.verify_access_log() checks this server''s log.';
+    END IF;
+    node := 'coordinator';
+    SELECT x.status, x.seq, x.checked, x.detail INTO status, seq, checked, detail FROM privacy.verify_access_log() x;
+    RETURN NEXT;
+    FOR w IN EXECUTE 'SELECT nodename, nodeport, success, result FROM pg_catalog.run_command_on_workers('
+                     '''SELECT pg_catalog.to_jsonb(v) FROM privacy.verify_access_log() v'') ORDER BY nodename, nodeport' LOOP
+        node := format('%s:%s', w.nodename, w.nodeport);
+        IF w.success THEN
+            v := w.result::jsonb;
+            status := v ->> 'status'; seq := (v ->> 'seq')::bigint;
+            checked := (v ->> 'checked')::bigint; detail := v ->> 'detail';
+        ELSE
+            status := 'unreachable'; seq := NULL; checked := NULL; detail := w.result;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION privacy.citus_verify_access_log() IS
+    'on a Citus coordinator: privacy.verify_access_log() on every node of the cluster, one row per node';
+REVOKE ALL ON FUNCTION privacy.citus_verify_access_log() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION privacy.citus_verify_access_log() TO privacy_officer;
+
+-- #16: purges across shards on Citus, by the distribution column (08_retention.sql)
+
+CREATE FUNCTION privacy_internal.citus_distributed(tbl regclass) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found boolean;
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1)'
+       INTO found USING tbl;
+    RETURN found;
+END
+$$;
+
+CREATE FUNCTION privacy_internal.row_identity(tbl regclass) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col text;
+BEGIN
+    IF privacy_internal.citus_distributed(tbl) THEN
+        EXECUTE 'SELECT pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) '
+                'FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1 AND p.partmethod = ''h'''
+           INTO col USING tbl;
+        IF col IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',
+                MESSAGE = format('retention on %s is not supported', tbl),
+                DETAIL = 'On Citus, purges run on tables distributed by hash; a reference table''s copies name their rows differently on each node.',
+                HINT = 'Keep personal data with a retention rule in a distributed table.';
+        END IF;
+        RETURN format('t.%I', col);
+    END IF;
+    RETURN 't.tableoid, t.ctid';
+END
+$$;
+
+CREATE FUNCTION privacy_internal.due_where(tbl regclass, due text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    head text := format('SELECT %s FROM %s t WHERE ', privacy_internal.row_identity(tbl), tbl);
+BEGIN
+    IF pg_catalog.left(due, pg_catalog.length(head)) <> head THEN
+        RAISE EXCEPTION 'not a due query of %', tbl;
+    END IF;
+    RETURN '(' || pg_catalog.substr(due, pg_catalog.length(head) + 1) || ')';
+END
+$$;
+
+CREATE FUNCTION privacy_internal.batch_rows(tbl regclass, due text, batch_size integer) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ident text := privacy_internal.row_identity(tbl);
+    col text;
+BEGIN
+    IF ident = 't.tableoid, t.ctid' THEN
+        RETURN format('(t.tableoid, t.ctid) IN (%s LIMIT %s', due, batch_size);
+    END IF;
+    RETURN format('%s AND %s IN (SELECT DISTINCT d.%s FROM (%s) d LIMIT %s',
+                  privacy_internal.due_where(tbl, due), ident, pg_catalog.substr(ident, 3), due, batch_size);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION privacy_internal.due_query(r privacy.retention_rules, subject_column name, held boolean,
+                                   cutoff timestamptz) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    not_done text := '';
+BEGIN
+    IF r.action = 'anonymize' THEN
+        -- rows already anonymized are not due again
+        SELECT string_agg(CASE WHEN jsonb_typeof(r.anonymize -> c.col) = 'null'
+                               THEN format('t.%I IS NOT NULL', c.col)
+                               ELSE format('t.%I::pg_catalog.text IS DISTINCT FROM %L', c.col, r.anonymize ->> c.col) END,
+                          ' OR ' ORDER BY c.col)
+          INTO not_done FROM jsonb_object_keys(r.anonymize) AS c(col);
+        not_done := ' AND (' || not_done || ')';
+    END IF;
+    IF privacy_internal.citus_distributed(r.tbl) THEN
+        -- on Citus, the holds (a local table on each node) are written into
+        -- the query, which goes to every shard
+        RETURN format('SELECT %s FROM %s t WHERE t.%I < %L%s AND %s (t.%I::pg_catalog.text OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.text[]))',
+                      privacy_internal.row_identity(r.tbl), r.tbl, r.time_column, cutoff, not_done,
+                      CASE WHEN held THEN '' ELSE 'NOT' END, subject_column,
+                      coalesce((SELECT pg_catalog.array_agg(DISTINCT h.subject) FROM privacy.active_holds h), '{}'));
+    END IF;
+    RETURN format('SELECT t.tableoid, t.ctid FROM %s t WHERE t.%I < %L%s AND %s EXISTS ('
+                  'SELECT 1 FROM privacy.holds h WHERE h.subject = t.%I::pg_catalog.text '
+                  'AND h.released_at IS NULL AND (h.until IS NULL OR h.until > pg_catalog.now()))',
+                  r.tbl, r.time_column, cutoff, not_done, CASE WHEN held THEN '' ELSE 'NOT' END,
+                  subject_column);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION privacy_internal.due_rows(r privacy.retention_rules, subject_column name,
+                                          cutoff timestamptz, held text[]) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    not_done text := '';
+BEGIN
+    IF r.action = 'anonymize' THEN
+        SELECT ' AND (' || string_agg(CASE WHEN jsonb_typeof(r.anonymize -> c.col) = 'null'
+                                           THEN format('t.%I IS NOT NULL', c.col)
+                                           ELSE format('t.%I::pg_catalog.text IS DISTINCT FROM %L', c.col, r.anonymize ->> c.col) END,
+                                      ' OR ' ORDER BY c.col) || ')'
+          INTO not_done FROM jsonb_object_keys(r.anonymize) AS c(col);
+    END IF;
+    RETURN format('SELECT %s FROM %s t WHERE t.%I < %L%s '
+                  'AND NOT (t.%I::pg_catalog.text OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.text[]))',
+                  privacy_internal.row_identity(r.tbl), r.tbl, r.time_column, cutoff, not_done,
+                  subject_column, coalesce(held, '{}'));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION privacy.purge_preview()
+    RETURNS TABLE (table_name regclass, action text, keep interval, rows_due bigint, rows_held bigint,
+                   oldest_due timestamptz)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r privacy.retention_rules;
+    subject name;
+    cutoff timestamptz;
+BEGIN
+    FOR r IN SELECT * FROM privacy.retention_rules ORDER BY tbl::text LOOP
+        SELECT pt.subject_column INTO subject FROM privacy.protected_tables pt WHERE pt.tbl = r.tbl;
+        cutoff := now() - r.keep;
+        table_name := r.tbl; action := r.action; keep := r.keep;
+        EXECUTE format('SELECT count(*) FROM (%s) d', privacy_internal.due_query(r, subject, false, cutoff)) INTO rows_due;
+        EXECUTE format('SELECT count(*) FROM (%s) d', privacy_internal.due_query(r, subject, true, cutoff)) INTO rows_held;
+        EXECUTE format('SELECT min(t.%I)::timestamptz FROM %s t WHERE %s', r.time_column, r.tbl,
+                       privacy_internal.due_where(r.tbl, privacy_internal.due_query(r, subject, false, cutoff)))
+           INTO oldest_due;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION privacy_internal.purge_batch(run_id bigint, tbl regclass, batch_size integer) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET track_counts = on
+AS $$
+DECLARE
+    r privacy.retention_rules;
+    t privacy.purge_run_tables;
+    subject name;
+    stmt text;
+    held text[];
+    n bigint := 0;
+    reach_rels oid[];
+    reach_roots regclass[];
+    before jsonb;
+    ch record;
+    blocked record;
+    left_due bigint;
+    waits_for text := '';
+    st text;
+    msg text;
+    ctx text;
+    con_name text;
+    tab_name text;
+    sch_name text;
+    failure text;
+    saved_timeout text := pg_catalog.current_setting('lock_timeout');
+BEGIN
+    SELECT * INTO t FROM privacy.purge_run_tables prt WHERE prt.run_id = purge_batch.run_id AND prt.tbl = purge_batch.tbl;
+    IF t.status IS DISTINCT FROM 'pending' THEN
+        RETURN 0;               -- done, failed, or no table of the run
+    END IF;
+    SELECT * INTO r FROM privacy.retention_rules rr WHERE rr.tbl = purge_batch.tbl;
+    SELECT pt.subject_column INTO subject FROM privacy.protected_tables pt WHERE pt.tbl = r.tbl;
+    IF subject IS NULL THEN
+        failure := format('55000: table %s has no retention rule or is no longer protected', tbl);
+    ELSE
+        BEGIN
+            -- a foreign key checked at commit is checked here, where its error fails this table only
+            SET CONSTRAINTS ALL IMMEDIATE;
+            -- the rows are written as the table's owner (its triggers are its
+            -- own code); the subjects under hold are passed in, as the owner
+            -- may not read the holds
+            SELECT pg_catalog.array_agg(DISTINCT h.subject) INTO held FROM privacy.active_holds h;
+            IF r.action = 'delete' THEN
+                waits_for := privacy_internal.purge_waits_for(r.tbl);
+                stmt := format('DELETE FROM %s t WHERE %s', r.tbl,
+                               privacy_internal.batch_rows(r.tbl, privacy_internal.due_rows(r, subject, t.cutoff, held)
+                                                                  || waits_for, batch_size));
+                -- what its deletions can reach, to count what they did there
+                SELECT pg_catalog.array_agg(x.rel), pg_catalog.array_agg(x.root) INTO reach_rels, reach_roots
+                  FROM privacy_internal.fk_reach(ARRAY[r.tbl]) x;
+            ELSE
+                stmt := format('UPDATE %s t SET %s WHERE %s', r.tbl, privacy_internal.anonymize_sets(r),
+                               privacy_internal.batch_rows(r.tbl, privacy_internal.due_rows(r, subject, t.cutoff, held),
+                                                           batch_size));
+            END IF;
+            -- Usually no application holds a due row: write each row once.  If
+            -- one does, wait at most 100 ms, then redo the batch skipping locked
+            -- rows (which costs a lock on every row first).
+            BEGIN
+                -- a shorter lock_timeout of the session wins
+                PERFORM pg_catalog.set_config('lock_timeout',
+                    CASE WHEN pg_catalog.current_setting('lock_timeout') IN ('0', '')
+                           OR '100ms'::interval < pg_catalog.current_setting('lock_timeout')::interval
+                         THEN '100ms' ELSE pg_catalog.current_setting('lock_timeout') END, true);
+                before := privacy_internal.change_counts(reach_rels);
+                n := privacy_internal.run_as_owner(r.tbl, stmt || ')');
+            EXCEPTION WHEN lock_not_available THEN
+                before := privacy_internal.change_counts(reach_rels);
+                n := privacy_internal.run_as_owner(r.tbl, stmt || ' FOR UPDATE OF t SKIP LOCKED)');
+            END;
+            PERFORM pg_catalog.set_config('lock_timeout', saved_timeout, true);
+            -- rows of other tables (or of this one) its deletions removed or
+            -- set to NULL through their ON DELETE actions
+            FOR ch IN SELECT c.root, c.deleted - CASE WHEN c.root = r.tbl THEN n ELSE 0 END AS deleted, c.updated
+                        FROM privacy_internal.change_counts_since(before, reach_rels, reach_roots) c LOOP
+                CONTINUE WHEN ch.deleted = 0 AND ch.updated = 0;
+                INSERT INTO privacy.purge_run_tables AS prt (run_id, tbl, action, status, cascaded, set_null)
+                VALUES (purge_batch.run_id, ch.root, 'cascade', NULL, ch.deleted, ch.updated)
+                ON CONFLICT ON CONSTRAINT purge_run_tables_pkey DO UPDATE
+                   SET cascaded = prt.cascaded + EXCLUDED.cascaded, set_null = prt.set_null + EXCLUDED.set_null;
+            END LOOP;
+            IF n < batch_size AND waits_for <> '' THEN
+                -- done: what is still due waits for rows that reference it (or
+                -- was locked by another session); a count of the due rows, as
+                -- for matched, so only where rows can wait
+                EXECUTE format('SELECT count(*) FROM (%s) d', privacy_internal.due_query(r, subject, false, t.cutoff))
+                   INTO left_due;
+            END IF;
+            UPDATE privacy.purge_run_tables prt
+               SET purged = prt.purged + n, batches = prt.batches + 1,
+                   status = CASE WHEN n < batch_size THEN 'done' ELSE 'pending' END, waiting = left_due
+             WHERE prt.run_id = purge_batch.run_id AND prt.tbl = purge_batch.tbl;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, ctx = PG_EXCEPTION_CONTEXT,
+                                    con_name = CONSTRAINT_NAME, tab_name = TABLE_NAME, sch_name = SCHEMA_NAME;
+            IF st = '23503' THEN
+                -- rows of a table that this purge does not delete still reference the due rows
+                SELECT e.* INTO blocked
+                  FROM pg_catalog.pg_constraint c,
+                       LATERAL privacy_internal.fk_blocked_error(c.oid, 'purge',
+                           coalesce((SELECT CASE rr.action WHEN 'delete' THEN 'deleted' ELSE 'kept' END
+                                       FROM privacy.retention_rules rr
+                                      WHERE rr.tbl = privacy_internal.graph_root(c.conrelid)), 'not processed')) e
+                 WHERE c.oid = privacy_internal.fk_constraint(sch_name, tab_name, con_name);
+                IF blocked.message IS NOT NULL THEN
+                    failure := format('%s: %s. %s', st, blocked.message, blocked.detail);
+                END IF;
+            END IF;
+            failure := coalesce(failure, privacy_internal.purge_error_text(st, msg, ctx));
+            n := 0;
+        END;
+    END IF;
+    IF failure IS NOT NULL THEN
+        UPDATE privacy.purge_run_tables prt SET status = 'failed', error = failure
+         WHERE prt.run_id = purge_batch.run_id AND prt.tbl = purge_batch.tbl;
+    END IF;
+    RETURN n;
+END
+$$;
+
+REVOKE ALL ON FUNCTION privacy_internal.citus_distributed(regclass), privacy_internal.row_identity(regclass),
+    privacy_internal.due_where(regclass, text), privacy_internal.batch_rows(regclass, text, integer)
+  FROM PUBLIC;
 
 -- #12 (review): index scans of an encrypted column ask the gate; index
 -- expressions and predicates, generated columns and extended statistics

@@ -89,6 +89,13 @@ catalog_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
  */
 static bool catalog_written_in_xact = false;
 
+/* Whether this transaction has changed the extension's catalog so far. */
+bool
+catalog_written_in_transaction(void)
+{
+	return catalog_written_in_xact;
+}
+
 static void
 catalog_xact_callback(XactEvent event, void *arg)
 {
@@ -694,10 +701,108 @@ catalog_any_protected(void)
 	return protected_map != NULL && hash_get_num_entries(protected_map) > 0;
 }
 
+/*
+ * On a Citus worker, a shard of a protected distributed table
+ * (<table>_<shardid>, beside the table's shell) is protected as its table
+ * is: found on first use, checked against pg_dist_shard, and kept in the
+ * map with the shard's own column numbers (a shard made after a column was
+ * dropped numbers them differently).  A relation that is not such a shard
+ * is remembered too (ncolumns -1), so that each is looked up once per
+ * catalog generation.
+ */
+static CatalogRelation *
+shard_entry(Oid relid)
+{
+	char	   *name = get_rel_name(relid);
+	Oid			nsp;
+	size_t		len;
+	size_t		digits = 0;
+	char	   *base;
+	Oid			base_relid;
+	CatalogRelation *parent;
+	CatalogRelation *cr;
+	bool		found;
+	bool		is_shard = false;
+	MemoryContext old;
+
+	if (name == NULL)
+		return NULL;
+	len = strlen(name);
+	while (digits < len && name[len - 1 - digits] >= '0' && name[len - 1 - digits] <= '9')
+		digits++;
+	if (digits == 0 || digits + 1 >= len || name[len - 1 - digits] != '_')
+		return NULL;
+	nsp = get_rel_namespace(relid);
+	base = pnstrdup(name, len - 1 - digits);
+	base_relid = get_relname_relid(base, nsp);
+	if (!OidIsValid(base_relid) ||
+		(parent = hash_search(protected_map, &base_relid, HASH_FIND, NULL)) == NULL ||
+		parent->ncolumns < 0 ||
+		!OidIsValid(get_relname_relid("pg_dist_shard", PG_CATALOG_NAMESPACE)))
+		return NULL;
+	{
+		CatalogUserState st;
+		Oid			argtypes[2] = {INT8OID, OIDOID};
+		Datum		values[2];
+
+		values[0] = DirectFunctionCall1(int8in, CStringGetDatum(name + len - digits));
+		values[1] = ObjectIdGetDatum(base_relid);
+		protected_loading = true;
+		PG_TRY();
+		{
+			catalog_become_owner(&st);
+			if (SPI_execute_with_args("SELECT 1 FROM pg_catalog.pg_dist_shard "
+									  "WHERE shardid OPERATOR(pg_catalog.=) $1 "
+									  "AND logicalrelid OPERATOR(pg_catalog.=) $2",
+									  2, argtypes, values, NULL, true, 1) == SPI_OK_SELECT)
+				is_shard = SPI_processed > 0;
+			catalog_restore_user(&st);
+		}
+		PG_FINALLY();
+		{
+			protected_loading = false;
+		}
+		PG_END_TRY();
+	}
+	old = MemoryContextSwitchTo(protected_context);
+	cr = hash_search(protected_map, &relid, HASH_ENTER, &found);
+	cr->relid = relid;
+	cr->ncolumns = is_shard ? 0 : -1;
+	cr->maxcolumns = Max(parent->ncolumns, 1);
+	cr->attnums = palloc(sizeof(AttrNumber) * cr->maxcolumns);
+	cr->columns = palloc(sizeof(char *) * cr->maxcolumns);
+	cr->categories = palloc(sizeof(char *) * cr->maxcolumns);
+	if (is_shard)
+	{
+		int			i;
+
+		for (i = 0; i < parent->ncolumns; i++)
+		{
+			AttrNumber	att = get_attnum(relid, parent->columns[i]);
+
+			if (att == InvalidAttrNumber)
+				continue;
+			cr->attnums[cr->ncolumns] = att;
+			cr->columns[cr->ncolumns] = pstrdup(parent->columns[i]);
+			cr->categories[cr->ncolumns] = pstrdup(parent->categories[i]);
+			cr->ncolumns++;
+		}
+	}
+	MemoryContextSwitchTo(old);
+	return is_shard ? cr : NULL;
+}
+
 const CatalogRelation *
 catalog_protected_relation(Oid relid)
 {
+	CatalogRelation *cr;
+
 	if (protected_map == NULL || protected_loading)
 		return NULL;
-	return hash_search(protected_map, &relid, HASH_FIND, NULL);
+	cr = hash_search(protected_map, &relid, HASH_FIND, NULL);
+	if (cr != NULL)
+		return cr->ncolumns < 0 ? NULL : cr;
+	if (hash_get_num_entries(protected_map) == 0 || !citus_loaded())
+		return NULL;
+	return shard_entry(relid);
 }

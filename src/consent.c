@@ -171,7 +171,7 @@ consent_purpose_verdict(const char *category)
 	 * the built-in purpose is allowed every category, whoever called the
 	 * report; anywhere else it is an ordinary purpose (allowed nothing).
 	 */
-	if (report_in_progress &&
+	if ((report_in_progress || citus_serving_report()) &&
 		strcmp(privacy_purpose, PRIVACY_SUBJECT_ACCESS_PURPOSE) == 0)
 		return PURPOSE_ALLOWED;
 
@@ -407,6 +407,9 @@ PG_FUNCTION_INFO_V1(privacy_purpose_held);
 Datum
 privacy_purpose_held(PG_FUNCTION_ARGS)
 {
+	/* a row a Citus coordinator forwards: checked there (citus.c) */
+	if (citus_forwarded_insert())
+		PG_RETURN_BOOL(true);
 	consent_require_purpose(NULL);
 	PG_RETURN_BOOL(true);
 }
@@ -417,6 +420,13 @@ privacy_purpose_held(PG_FUNCTION_ARGS)
  * it does so by setting this flag for the duration of its own statement.
  */
 static bool consent_ledger_unlocked = false;
+
+/* On Citus, a worker's copy of the ledger follows the coordinator's (citus.c). */
+void
+consent_unlock_ledger(bool unlocked)
+{
+	consent_ledger_unlocked = unlocked;
+}
 
 PG_FUNCTION_INFO_V1(privacy_ledger_guard);
 Datum
@@ -493,7 +503,8 @@ consent_executor_start(QueryDesc *queryDesc, int eflags)
 					catalog_protected_relation(rte->relid) != NULL &&
 					check_enable_rls(rte->relid, InvalidOid, true) == RLS_ENABLED)
 				{
-					consent_require_purpose(NULL);
+					if (!(queryDesc->operation == CMD_INSERT && citus_forwarded_insert()))
+						consent_require_purpose(NULL);
 					break;
 				}
 			}

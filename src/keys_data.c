@@ -587,6 +587,12 @@ next_key_id(void)
 	return (uint32) nextval_internal(kt.seq, false);
 }
 
+/*
+ * Called before a data key is created here: a part that knows better where
+ * keys come from (citus.c) returns the id of the key it had made, or 0.
+ */
+uint32		(*keys_create_hook) (char scope, const char *name, const unsigned char *subject_hash) = NULL;
+
 /* A new subject's key: drawn, wrapped, cached and pending. */
 static uint32
 create_subject_key(const unsigned char *hash)
@@ -601,6 +607,9 @@ create_subject_key(const unsigned char *hash)
 
 	keys_require_master_key();
 	refuse_read_only('s', NULL);
+	/* on Citus, the coordinator creates every key (citus.c) */
+	if (keys_create_hook && (key_id = keys_create_hook('s', NULL, hash)) != 0)
+		return key_id;
 	if (key == NULL && (key = sodium_malloc(PRIVACY_DATA_KEY_BYTES)) == NULL)
 		elog(ERROR, "could not allocate locked memory for a data key");
 
@@ -647,6 +656,9 @@ create_data_key(char scope, const char *name)
 
 	keys_require_master_key();
 	refuse_read_only(scope, name);
+	/* on Citus, the coordinator creates every key (citus.c) */
+	if (keys_create_hook && (key_id = keys_create_hook(scope, name, NULL)) != 0)
+		return key_id;
 
 	key_id = next_key_id();
 	key = sodium_malloc(PRIVACY_DATA_KEY_BYTES);
@@ -971,6 +983,13 @@ keys_subject_key_hashed(const unsigned char *hash, bool create)
 	return key_id;
 }
 
+/* The same, for a subject known by its hash (created if need be). */
+uint32
+keys_subject_key_by_hash(const unsigned char *subject_hash)
+{
+	return keys_subject_key_hashed(subject_hash, true);
+}
+
 uint32
 keys_subject_key(const char *subject, size_t len, bool create)
 {
@@ -991,19 +1010,27 @@ keys_subject_key(const char *subject, size_t len, bool create)
  * blind index).  Created on first use; privacy.classify() and
  * privacy.create_category() create them early, in a writable transaction.
  */
-static void
-internal_key(const char *name, unsigned char *out)
+uint32
+keys_internal_key_id(const char *name)
 {
 	static const char *query =
 		"SELECT id FROM " PRIVACY_SCHEMA ".data_keys WHERE scope OPERATOR(pg_catalog.=) 'internal' "
 		"AND name OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'active'";
 	uint32		key_id;
-	const unsigned char *key;
-	DataKeyState state;
 
 	key_id = lookup_active_key(query, TEXTOID, CStringGetTextDatum(name));
 	if (key_id == 0)
 		key_id = create_data_key('i', name);
+	return key_id;
+}
+
+static void
+internal_key(const char *name, unsigned char *out)
+{
+	uint32		key_id = keys_internal_key_id(name);
+	const unsigned char *key;
+	DataKeyState state;
+
 	key = keys_data_key(key_id, &state);
 	if (key == NULL)
 		elog(ERROR, "internal key \"%s\" is destroyed", name);

@@ -24,6 +24,8 @@
  *   redact.c    personal data kept out of the server log (redact_text.c:
  *               the SQL lexer)
  *   label.c     SECURITY LABEL FOR privacy (declarative classification)
+ *   citus.c     scale-out on Citus: one catalog and one key set for the
+ *               cluster
  */
 #include "privacy.h"
 
@@ -70,5 +72,6 @@ _PG_init(void)
 	audit_init();
 	audit_install_hooks();
 	redact_install_hooks();
+	citus_init();
 	worker_init();				/* the launcher is not started by pg_upgrade */
 }

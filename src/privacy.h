@@ -76,6 +76,7 @@ extern int	catalog_maintenance_depth;
 extern int64 catalog_run_as_owner(Oid relid, const char *sql, int nargs, Oid *argtypes,
 								  Datum *values, const char *nulls);
 extern void catalog_restore_user(CatalogUserState *state);
+extern bool catalog_written_in_transaction(void);
 extern uint16 catalog_category_id(const char *name);
 extern const char *catalog_category_name(uint16 id);
 
@@ -100,6 +101,9 @@ extern const unsigned char *keys_key_subject(uint32 key_id);
 extern void keys_access_log_key(unsigned char *out);
 extern uint32 keys_subject_key(const char *subject, size_t len, bool create);
 extern uint32 keys_subject_key_hashed(const unsigned char *hash, bool create);
+extern uint32 keys_subject_key_by_hash(const unsigned char *subject_hash);
+extern uint32 keys_internal_key_id(const char *name);
+extern uint32 (*keys_create_hook) (char scope, const char *name, const unsigned char *subject_hash);
 extern void keys_subject_hash(const char *subject, size_t len, unsigned char *out);
 #define PRIVACY_TRANSIENT_KEY_ID 0xFFFFFFFFu
 extern const unsigned char *keys_transient_key(void);
@@ -124,6 +128,7 @@ extern void consent_init(void);
 extern void consent_install_hooks(void);
 extern PurposeVerdict consent_purpose_verdict(const char *category);
 extern void consent_require_purpose(const char *category);
+extern void consent_unlock_ledger(bool unlocked);
 extern void consent_refuse(PurposeVerdict verdict, const char *category);
 extern void consent_note_refusal(PurposeVerdict verdict, const char *category, bool raising);
 extern const char *consent_verdict_code(PurposeVerdict verdict);
@@ -179,6 +184,16 @@ extern void label_init(void);
 
 /* redact.c — personal data kept out of the server log */
 extern void redact_install_hooks(void);
+
+/* citus.c — scale-out on Citus: one catalog and one key set for the cluster */
+extern void citus_init(void);
+extern bool citus_applying_change(void);
+extern bool citus_loaded(void);
+extern bool citus_serving_report(void);
+extern bool citus_forwarded_insert(void);
+
+/* protect.c */
+extern bool protect_is_seal_trigger(Oid relid, const char *name);
 
 /* report.c — the subject report: a subject's rows under the built-in purpose */
 #define PRIVACY_SUBJECT_ACCESS_PURPOSE "subject_access"

@@ -44,6 +44,31 @@ static const char *const own_policies[] = {
 
 #define SEAL_TRIGGER "privacy_seal_row"
 
+/*
+ * Is this the seal trigger of the relation?  On Citus, a shard's copy of
+ * a table's trigger is named after its shard: privacy_seal_row_<shardid>
+ * on <table>_<shardid>.
+ */
+bool
+protect_is_seal_trigger(Oid relid, const char *name)
+{
+	const char *rel;
+	const char *suffix;
+	size_t		len = strlen(SEAL_TRIGGER);
+
+	if (strcmp(name, SEAL_TRIGGER) == 0)
+		return true;
+	/* (a table of its own, protected under a name like a shard's, is not one) */
+	if (!citus_loaded() || catalog_is_protected_now(relid))
+		return false;
+	if (strncmp(name, SEAL_TRIGGER "_", len + 1) != 0 || name[len + 1] == '\0' ||
+		strspn(name + len + 1, "0123456789") != strlen(name + len + 1) ||
+		(rel = get_rel_name(relid)) == NULL)
+		return false;
+	suffix = strrchr(rel, '_');
+	return suffix != NULL && strcmp(suffix, name + len) == 0;
+}
+
 static bool
 is_own_policy(const char *name)
 {
@@ -112,7 +137,7 @@ check_alter_table(AlterTableStmt *stmt)
 				break;
 			case AT_DisableTrig:
 			case AT_EnableReplicaTrig:
-				if (cmd->name && strcmp(cmd->name, SEAL_TRIGGER) == 0)
+				if (cmd->name && protect_is_seal_trigger(relid, cmd->name))
 					refuse(relid, "disable the trigger " SEAL_TRIGGER);
 				break;
 			default:
@@ -157,7 +182,7 @@ is_before_row_write(Oid relid, const char *name)
 	HeapTuple	tup;
 	bool		result = false;
 
-	if (strcmp(name, SEAL_TRIGGER) == 0)
+	if (protect_is_seal_trigger(relid, name))
 		return false;
 	rel = table_open(TriggerRelationId, AccessShareLock);
 	ScanKeyInit(&keys[0], Anum_pg_trigger_tgrelid, BTEqualStrategyNumber, F_OIDEQ,
@@ -181,7 +206,7 @@ is_before_row_write(Oid relid, const char *name)
 static void
 check_trigger_order(Oid relid, const char *name, bool before_row_write)
 {
-	if (!before_row_write || strcmp(name, SEAL_TRIGGER) <= 0)
+	if (!before_row_write || strcmp(name, SEAL_TRIGGER) <= 0 || protect_is_seal_trigger(relid, name))
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),

@@ -1419,7 +1419,7 @@ privacy_seal_row(PG_FUNCTION_ARGS)
 	 * misses) and create subject keys at will.  (Partitions' clones of the
 	 * trigger need it executable by their owners.)
 	 */
-	if (strcmp(trigdata->tg_trigger->tgname, "privacy_seal_row") != 0 ||
+	if (!protect_is_seal_trigger(RelationGetRelid(rel), trigdata->tg_trigger->tgname) ||
 		((!catalog_protected_ready() || catalog_protected_relation(RelationGetRelid(rel)) == NULL) &&
 		 !catalog_is_protected_now(RelationGetRelid(rel))))
 		ereport(ERROR,

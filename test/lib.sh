@@ -290,6 +290,47 @@ privacy_cluster_stop() {
 	fi
 }
 
+# Citus for the scale-out suite (issue #16).  Citus is a test dependency
+# only: the runner builds it, as root, from the unmodified source beside the
+# repository (../shared/citus, with its build.sh; CI has a copy of shared/
+# beside its clone as well), or from PRIVACY_CITUS_DIR.  Never shipped or
+# copied into the project.
+#   privacy_citus_dir           where the source and build.sh are looked for
+#   privacy_citus_ensure        0 when citus.so is installed (built if need
+#                               be); otherwise 1 and PRIVACY_CITUS_MISSING
+#                               says why, in words for the skip message
+privacy_citus_dir() {
+	echo "${PRIVACY_CITUS_DIR:-$(cd "$PRIVACY_SRC/.." && pwd)/shared/citus}"
+}
+
+privacy_citus_ensure() {
+	local dir log
+	dir=$(privacy_citus_dir)
+	PRIVACY_CITUS_MISSING=
+	[ -f "$($PG_CONFIG --pkglibdir)/citus.so" ] && return 0
+	if [ ! -x "$dir/build.sh" ] && [ ! -f "$dir/build.sh" ]; then
+		PRIVACY_CITUS_MISSING="Citus is not installed and $dir/build.sh is missing: put Citus 12.1.12's source and build.sh in ../shared/citus (or name the directory in PRIVACY_CITUS_DIR), or install citus.so for PostgreSQL $PG_MAJOR, to run the scale-out suite"
+		return 1
+	fi
+	if [ "$(id -u)" != 0 ]; then
+		PRIVACY_CITUS_MISSING="Citus is not installed and building it from $dir needs root: run the suite as root, or run $dir/build.sh as root once"
+		return 1
+	fi
+	say "building Citus from $dir (a test dependency; 2-8 minutes)"
+	log=${TMPDIR:-/tmp}/privacy-citus-build.$$.log
+	if ! PG_CONFIG=$PG_CONFIG bash "$dir/build.sh" >"$log" 2>&1; then
+		tail -n 30 "$log"
+		PRIVACY_CITUS_MISSING="building Citus from $dir failed (see the lines above)"
+		rm -f "$log"
+		return 1
+	fi
+	tail -n 1 "$log"
+	rm -f "$log"
+	[ -f "$($PG_CONFIG --pkglibdir)/citus.so" ] && return 0
+	PRIVACY_CITUS_MISSING="$dir/build.sh ran, but citus.so is still not in $($PG_CONFIG --pkglibdir)"
+	return 1
+}
+
 # The counters of test/run (test/unit/test_runner.sh checks them on made-up
 # driver output).  They add to PASSED, FAILED, SKIPPED, FAILURES, SKIPS and
 # TODOS.

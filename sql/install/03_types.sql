@@ -52,10 +52,13 @@ COMMENT ON TYPE privacy.encrypted_text IS 'text stored encrypted (XChaCha20-Poly
 COMMENT ON TYPE privacy.encrypted_bytea IS 'bytea stored encrypted (XChaCha20-Poly1305); type modifier: (category[, searchable])';
 
 -- Assignment to a classified column reseals under the column's category key.
+-- STABLE, not VOLATILE: a fresh nonce each call, but the same value (Citus
+-- refuses VOLATILE functions in a distributed UPDATE, and evaluates STABLE
+-- ones on the coordinator, so a value travels to the worker sealed).
 CREATE FUNCTION privacy_internal.encrypted_text(privacy.encrypted_text, integer, boolean) RETURNS privacy.encrypted_text
-    AS 'MODULE_PATHNAME', 'encrypted_text_typmod' LANGUAGE C STRICT VOLATILE;
+    AS 'MODULE_PATHNAME', 'encrypted_text_typmod' LANGUAGE C STRICT STABLE;
 CREATE FUNCTION privacy_internal.encrypted_bytea(privacy.encrypted_bytea, integer, boolean) RETURNS privacy.encrypted_bytea
-    AS 'MODULE_PATHNAME', 'encrypted_bytea_typmod' LANGUAGE C STRICT VOLATILE;
+    AS 'MODULE_PATHNAME', 'encrypted_bytea_typmod' LANGUAGE C STRICT STABLE;
 CREATE CAST (privacy.encrypted_text AS privacy.encrypted_text)
     WITH FUNCTION privacy_internal.encrypted_text(privacy.encrypted_text, integer, boolean) AS IMPLICIT;
 CREATE CAST (privacy.encrypted_bytea AS privacy.encrypted_bytea)
@@ -64,9 +67,9 @@ CREATE CAST (privacy.encrypted_bytea AS privacy.encrypted_bytea)
 -- Plain values go in by assignment (INSERT ... SELECT, ALTER COLUMN TYPE);
 -- plaintext comes out only by an explicit cast, through the decryption gate.
 CREATE FUNCTION privacy_internal.encrypted_text(text, integer, boolean) RETURNS privacy.encrypted_text
-    AS 'MODULE_PATHNAME', 'text_to_encrypted_text' LANGUAGE C STRICT VOLATILE;
+    AS 'MODULE_PATHNAME', 'text_to_encrypted_text' LANGUAGE C STRICT STABLE;
 CREATE FUNCTION privacy_internal.encrypted_bytea(bytea, integer, boolean) RETURNS privacy.encrypted_bytea
-    AS 'MODULE_PATHNAME', 'bytea_to_encrypted_bytea' LANGUAGE C STRICT VOLATILE;
+    AS 'MODULE_PATHNAME', 'bytea_to_encrypted_bytea' LANGUAGE C STRICT STABLE;
 CREATE FUNCTION privacy.plaintext(privacy.encrypted_text) RETURNS text
     AS 'MODULE_PATHNAME', 'encrypted_text_to_text' LANGUAGE C STRICT STABLE;
 CREATE FUNCTION privacy.plaintext(privacy.encrypted_bytea) RETURNS bytea

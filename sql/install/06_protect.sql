@@ -160,6 +160,11 @@ BEGIN
                 WHERE t.tgrelid = tbl AND t.tgname = 'privacy_seal_row' AND NOT t.tgisinternal) THEN
         EXECUTE format('DROP TRIGGER privacy_seal_row ON %s', tbl);
     END IF;
+    -- on Citus, the trigger goes to every shard of a distributed table (it
+    -- makes no distributed query: its keys come from the coordinator)
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+        PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+    END IF;
     EXECUTE format('CREATE TRIGGER privacy_seal_row BEFORE INSERT OR UPDATE ON %s '
                    'FOR EACH ROW EXECUTE FUNCTION privacy_internal.seal_row(%L)', tbl, subject_column);
 END
@@ -220,6 +225,10 @@ BEGIN
             PERFORM privacy_internal.run_as_owner(tbl,
                 format('UPDATE %s SET %s WHERE %I IS NOT NULL', tbl, sets, subject_column));
         END IF;
+    END IF;
+    -- on Citus, the workers learn that the table's shards are protected
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+        PERFORM privacy_internal.citus_resend(tbl);
     END IF;
 END
 $$;

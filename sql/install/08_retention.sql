@@ -249,7 +249,88 @@ BEGIN
 END
 $$;
 
--- The rows of a rule that are due, as a query over (tableoid, ctid).
+-- How a purge names a row: (tableoid, ctid); on Citus, where a ctid names
+-- a row in its shard only and Citus refuses it in a distributed
+-- modification, a distributed table's rows by their distribution column
+-- (a batch takes every due row of the values it takes).
+CREATE FUNCTION privacy_internal.row_identity(tbl regclass) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col text;
+BEGIN
+    IF privacy_internal.citus_distributed(tbl) THEN
+        EXECUTE 'SELECT pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) '
+                'FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1 AND p.partmethod = ''h'''
+           INTO col USING tbl;
+        IF col IS NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',
+                MESSAGE = format('retention on %s is not supported', tbl),
+                DETAIL = 'On Citus, purges run on tables distributed by hash; a reference table''s copies name their rows differently on each node.',
+                HINT = 'Keep personal data with a retention rule in a distributed table.';
+        END IF;
+        RETURN format('t.%I', col);
+    END IF;
+    RETURN 't.tableoid, t.ctid';
+END
+$$;
+
+-- The condition of a purge batch on the rows of a due query, left open
+-- for a closing parenthesis (or FOR UPDATE ... SKIP LOCKED and one): the
+-- first batch_size due rows.  On Citus, the due rows of the first
+-- batch_size values of the distribution column (a subquery with a LIMIT
+-- cannot go to the shards; one joined on the distribution column can).
+CREATE FUNCTION privacy_internal.batch_rows(tbl regclass, due text, batch_size integer) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ident text := privacy_internal.row_identity(tbl);
+    col text;
+BEGIN
+    IF ident = 't.tableoid, t.ctid' THEN
+        RETURN format('(t.tableoid, t.ctid) IN (%s LIMIT %s', due, batch_size);
+    END IF;
+    RETURN format('%s AND %s IN (SELECT DISTINCT d.%s FROM (%s) d LIMIT %s',
+                  privacy_internal.due_where(tbl, due), ident, pg_catalog.substr(ident, 3), due, batch_size);
+END
+$$;
+
+-- The condition of a due query (SELECT <row_identity> FROM tbl t WHERE ...).
+CREATE FUNCTION privacy_internal.due_where(tbl regclass, due text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    head text := format('SELECT %s FROM %s t WHERE ', privacy_internal.row_identity(tbl), tbl);
+BEGIN
+    IF pg_catalog.left(due, pg_catalog.length(head)) <> head THEN
+        RAISE EXCEPTION 'not a due query of %', tbl;
+    END IF;
+    RETURN '(' || pg_catalog.substr(due, pg_catalog.length(head) + 1) || ')';
+END
+$$;
+
+-- Is the table distributed by Citus (a distributed or reference table)?
+CREATE FUNCTION privacy_internal.citus_distributed(tbl regclass) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found boolean;
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1)'
+       INTO found USING tbl;
+    RETURN found;
+END
+$$;
+
+-- The rows of a rule that are due, as a query over their identity
+-- (row_identity: (tableoid, ctid), on Citus the distribution column and ctid).
 CREATE FUNCTION privacy_internal.due_query(r privacy.retention_rules, subject_column name, held boolean,
                                    cutoff timestamptz) RETURNS text
     LANGUAGE plpgsql STABLE
@@ -266,6 +347,14 @@ BEGIN
                           ' OR ' ORDER BY c.col)
           INTO not_done FROM jsonb_object_keys(r.anonymize) AS c(col);
         not_done := ' AND (' || not_done || ')';
+    END IF;
+    IF privacy_internal.citus_distributed(r.tbl) THEN
+        -- on Citus, the holds (a local table on each node) are written into
+        -- the query, which goes to every shard
+        RETURN format('SELECT %s FROM %s t WHERE t.%I < %L%s AND %s (t.%I::pg_catalog.text OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.text[]))',
+                      privacy_internal.row_identity(r.tbl), r.tbl, r.time_column, cutoff, not_done,
+                      CASE WHEN held THEN '' ELSE 'NOT' END, subject_column,
+                      coalesce((SELECT pg_catalog.array_agg(DISTINCT h.subject) FROM privacy.active_holds h), '{}'));
     END IF;
     RETURN format('SELECT t.tableoid, t.ctid FROM %s t WHERE t.%I < %L%s AND %s EXISTS ('
                   'SELECT 1 FROM privacy.holds h WHERE h.subject = t.%I::pg_catalog.text '
@@ -293,9 +382,10 @@ BEGIN
                                       ' OR ' ORDER BY c.col) || ')'
           INTO not_done FROM jsonb_object_keys(r.anonymize) AS c(col);
     END IF;
-    RETURN format('SELECT t.tableoid, t.ctid FROM %s t WHERE t.%I < %L%s '
+    RETURN format('SELECT %s FROM %s t WHERE t.%I < %L%s '
                   'AND NOT (t.%I::pg_catalog.text OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.text[]))',
-                  r.tbl, r.time_column, cutoff, not_done, subject_column, coalesce(held, '{}'));
+                  privacy_internal.row_identity(r.tbl), r.tbl, r.time_column, cutoff, not_done,
+                  subject_column, coalesce(held, '{}'));
 END
 $$;
 
@@ -316,8 +406,9 @@ BEGIN
         table_name := r.tbl; action := r.action; keep := r.keep;
         EXECUTE format('SELECT count(*) FROM (%s) d', privacy_internal.due_query(r, subject, false, cutoff)) INTO rows_due;
         EXECUTE format('SELECT count(*) FROM (%s) d', privacy_internal.due_query(r, subject, true, cutoff)) INTO rows_held;
-        EXECUTE format('SELECT min(t.%I)::timestamptz FROM %s t WHERE (t.tableoid, t.ctid) IN (%s)',
-                       r.time_column, r.tbl, privacy_internal.due_query(r, subject, false, cutoff)) INTO oldest_due;
+        EXECUTE format('SELECT min(t.%I)::timestamptz FROM %s t WHERE %s', r.time_column, r.tbl,
+                       privacy_internal.due_where(r.tbl, privacy_internal.due_query(r, subject, false, cutoff)))
+           INTO oldest_due;
         RETURN NEXT;
     END LOOP;
 END
@@ -701,15 +792,16 @@ BEGIN
             SELECT pg_catalog.array_agg(DISTINCT h.subject) INTO held FROM privacy.active_holds h;
             IF r.action = 'delete' THEN
                 waits_for := privacy_internal.purge_waits_for(r.tbl);
-                stmt := format('DELETE FROM %s t WHERE (t.tableoid, t.ctid) IN (%s%s LIMIT %s', r.tbl,
-                               privacy_internal.due_rows(r, subject, t.cutoff, held), waits_for, batch_size);
+                stmt := format('DELETE FROM %s t WHERE %s', r.tbl,
+                               privacy_internal.batch_rows(r.tbl, privacy_internal.due_rows(r, subject, t.cutoff, held)
+                                                                  || waits_for, batch_size));
                 -- what its deletions can reach, to count what they did there
                 SELECT pg_catalog.array_agg(x.rel), pg_catalog.array_agg(x.root) INTO reach_rels, reach_roots
                   FROM privacy_internal.fk_reach(ARRAY[r.tbl]) x;
             ELSE
-                stmt := format('UPDATE %s t SET %s WHERE (t.tableoid, t.ctid) IN (%s LIMIT %s', r.tbl,
-                               privacy_internal.anonymize_sets(r),
-                               privacy_internal.due_rows(r, subject, t.cutoff, held), batch_size);
+                stmt := format('UPDATE %s t SET %s WHERE %s', r.tbl, privacy_internal.anonymize_sets(r),
+                               privacy_internal.batch_rows(r.tbl, privacy_internal.due_rows(r, subject, t.cutoff, held),
+                                                           batch_size));
             END IF;
             -- Usually no application holds a due row: write each row once.  If
             -- one does, wait at most 100 ms, then redo the batch skipping locked

@@ -41,6 +41,9 @@ GRANT EXECUTE ON FUNCTION privacy.destroy_subject_key(text), privacy.subject_has
   TO privacy_officer;
 GRANT EXECUTE ON FUNCTION privacy.master_key_status() TO privacy_admin, privacy_officer;
 GRANT EXECUTE ON FUNCTION privacy.key_cache_status() TO privacy_admin;
+GRANT EXECUTE ON FUNCTION privacy.citus_attach() TO privacy_admin;
+GRANT EXECUTE ON FUNCTION privacy.citus_verify_access_log() TO privacy_officer;
+GRANT EXECUTE ON FUNCTION privacy_internal.citus_purpose(text), privacy_internal.citus_purpose(text, anyelement) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION privacy.check_purpose(text), privacy.may_use(text) TO PUBLIC;
 
 -- The encrypted types are for everyone: their functions carry their own checks
