@@ -69,7 +69,7 @@ BEGIN
         GET STACKED DIAGNOSTICS outcome = PG_EXCEPTION_DETAIL;
         outcome := SQLSTATE || ' ' || SQLERRM || ': ' || outcome;
     END;
-    COPY (SELECT 1) TO PROGRAM 'rm -f privacy_adversarial_input.copy';
+    COPY (SELECT 1) TO PROGRAM 'cat >/dev/null; rm -f privacy_adversarial_input.copy';
     RETURN outcome;
 END $$;
 SELECT v.name, copy_value(v.bytes) AS outcome
