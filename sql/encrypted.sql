@@ -309,7 +309,7 @@ SELECT lo_from_bytea(0, '\x5047434f50590aff0d0a00'::bytea || '\x0000000000000000
 SELECT lo_export(:lo, 'privacy_layout_0_2.copy') = 1 AS exported;
 COPY layout FROM 'privacy_layout_0_2.copy' (FORMAT binary);
 SELECT lo_unlink(:lo);
-COPY (SELECT 1) TO PROGRAM 'rm -f privacy_layout_0_2.copy';
+COPY (SELECT 1) TO PROGRAM 'cat >/dev/null; rm -f privacy_layout_0_2.copy';
 SELECT id, get_byte(privacy_internal.encrypted_text_send(email), 0) AS format,
        privacy_internal.needs_reseal(email) AS needs_reseal
   FROM layout ORDER BY id;

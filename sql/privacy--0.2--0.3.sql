@@ -3631,6 +3631,18 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION privacy_internal.classify_new_columns() RETURNS event_trigger
+-- #12 (review): index scans of an encrypted column ask the gate; index
+-- expressions and predicates, generated columns and extended statistics
+-- over encrypted columns are refused (04_classify.sql, src/derived.c)
+-- What PostgreSQL derives from an encrypted column on its own -- an index
+-- expression or predicate, a stored generated column, extended statistics
+-- -- is computed in the session of whoever writes or analyzes the table,
+-- with that session's purpose, and kept outside the column: refused when
+-- it is defined (src/derived.c).
+CREATE FUNCTION privacy_internal.refuse_derived(regclass) RETURNS void
+    AS 'MODULE_PATHNAME', 'privacy_refuse_derived' LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION privacy_internal.refuse_derived_values() RETURNS event_trigger
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -4024,3 +4036,25 @@ REVOKE ALL ON FUNCTION privacy_internal.encrypted_jsonb_typmod_in(cstring[]),
 GRANT EXECUTE ON FUNCTION privacy_internal.encrypted_jsonb_typmod_in(cstring[]),
     privacy_internal.is_encrypted_type(oid), privacy_internal.typed_bases()
   TO PUBLIC;
+    FOR r IN
+        SELECT DISTINCT CASE WHEN d.classid = 'pg_catalog.pg_statistic_ext'::regclass THEN s.stxrelid
+                             WHEN c.relkind IN ('i', 'I') THEN i.indrelid
+                             ELSE c.oid END::regclass AS tbl
+          FROM pg_catalog.pg_event_trigger_ddl_commands() d
+          LEFT JOIN pg_catalog.pg_class c
+                 ON d.classid = 'pg_catalog.pg_class'::regclass AND c.oid = d.objid
+          LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
+          LEFT JOIN pg_catalog.pg_statistic_ext s
+                 ON d.classid = 'pg_catalog.pg_statistic_ext'::regclass AND s.oid = d.objid
+         WHERE (c.relkind IN ('r', 'p', 'm', 'f', 'i', 'I') OR s.oid IS NOT NULL)
+    LOOP
+        CONTINUE WHEN r.tbl IS NULL;
+        PERFORM privacy_internal.refuse_derived(r.tbl);
+    END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER privacy_refuse_derived_values ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE INDEX', 'CREATE STATISTICS')
+    EXECUTE FUNCTION privacy_internal.refuse_derived_values();
+GRANT EXECUTE ON FUNCTION privacy_internal.refuse_derived(regclass),
+    privacy_internal.refuse_derived_values() TO PUBLIC;

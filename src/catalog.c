@@ -257,16 +257,22 @@ catalog_become_owner(CatalogUserState *state)
 	 * then fail to serialize).  Reads (read_only = true) use this snapshot;
 	 * writes take the transaction's, as SPI does.  It also serves values
 	 * opened outside any query (a FETCH sends rows its executor run stored
-	 * earlier).  A parallel worker cannot take a snapshot of its own and
-	 * keeps the leader's.
+	 * earlier).
+	 *
+	 * In parallel mode (a parallel worker, and the leader for as long as it
+	 * runs a parallel plan, output functions included) GetLatestSnapshot is
+	 * refused; the statement's snapshot is no substitute, since in a
+	 * REPEATABLE READ transaction it is the transaction's: a purpose revoked
+	 * and a key destroyed since it began would still hold, and the leader
+	 * would keep the destroyed key in its cache after the transaction.  A
+	 * catalog snapshot is taken fresh and allowed there (it is what the
+	 * workers' own system catalog scans use).
 	 */
 	state->pushed_snapshot = true;
 	if (!IsInParallelMode())
 		PushActiveSnapshot(GetLatestSnapshot());
-	else if (!ActiveSnapshotSet())
-		PushActiveSnapshot(GetTransactionSnapshot());
 	else
-		state->pushed_snapshot = false;
+		PushActiveSnapshot(GetCatalogSnapshot(InvalidOid));
 }
 
 /*
@@ -279,6 +285,7 @@ int
 catalog_execute_plan_latest(struct _SPI_plan *plan, Datum *values, const char *nulls,
 							bool read_only, long tcount)
 {
+	/* under catalog_become_owner's fresh catalog snapshot (no writes there) */
 	if (IsInParallelMode())
 		return SPI_execute_plan(plan, values, nulls, read_only, tcount);
 	return SPI_execute_snapshot(plan, values, nulls, GetLatestSnapshot(), InvalidSnapshot,

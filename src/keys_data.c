@@ -127,16 +127,19 @@ key_table(void)
 /*
  * The snapshot lookups read with: taken now, so that a key another session
  * committed after this transaction's snapshot is found (see
- * catalog_become_owner).  A parallel worker keeps the leader's.
+ * catalog_become_owner).  In parallel mode (a worker, and the leader while
+ * it runs a parallel plan) GetLatestSnapshot is refused, and the
+ * statement's snapshot is no substitute: in a REPEATABLE READ transaction
+ * a key destroyed since it began would still open, and stay cached after
+ * it.  A fresh catalog snapshot is allowed there (isolation spec
+ * catalog_parallel).
  */
 static Snapshot
 lookup_snapshot(void)
 {
 	if (!IsInParallelMode())
 		return RegisterSnapshot(GetLatestSnapshot());
-	if (ActiveSnapshotSet())
-		return RegisterSnapshot(GetActiveSnapshot());
-	return RegisterSnapshot(GetTransactionSnapshot());
+	return RegisterSnapshot(GetCatalogSnapshot(InvalidOid));
 }
 
 static bool

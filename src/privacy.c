@@ -14,6 +14,9 @@
  *               protected tables, with its cache and the ring of changes
  *   protect.c   protected tables keep their protection (utility hook)
  *   types.c     encrypted_text/bytea (envelope.c: the ciphertext format)
+ *   derived.c   what PostgreSQL derives from encrypted columns on its own
+ *               (index order, index expressions, generated columns,
+ *               extended statistics) asks the gate or is refused
  *   audit_*.c   the access log (audit.h maps its files): entry format,
  *               shared-memory queue, capture, hooks, writer worker, SQL
  *               functions (logchain.c: the MAC chain)
@@ -65,6 +68,7 @@ _PG_init(void)
 	types_init();
 	consent_install_hooks();
 	protect_install_hooks();
+	derived_install_hooks();
 	audit_init();
 	audit_install_hooks();
 	redact_install_hooks();

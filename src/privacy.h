@@ -166,6 +166,9 @@ extern void audit_record_report(Oid relid, int64 rows, const unsigned char *subj
 /* protect.c — protection of protected tables cannot be switched off quietly */
 extern void protect_install_hooks(void);
 
+/* derived.c — index order, index expressions, generated columns, statistics */
+extern void derived_install_hooks(void);
+
 /* worker.c — the purge launcher and its workers */
 extern void worker_init(void);
 
@@ -175,6 +178,8 @@ extern bool types_ciphertext_io(void);
 /* the envelope kind (envelope.h) of an encrypted type, 0 for other types */
 extern int	types_encrypted_kind(Oid type);
 extern const char *types_encrypted_type_name(int i);
+extern bool types_holds_encrypted(Oid type);
+extern bool types_is_encrypted(Oid type);
 extern void (*types_value_opened_hook) (uint32 key_id, uint16 category_id);
 
 /* label.c — SECURITY LABEL FOR privacy: declarative classification */

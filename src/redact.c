@@ -27,7 +27,10 @@
  *   statement of a session): then it is judged personal, unless it is a
  *   lone SET, RESET or SHOW.
  *   Syntax errors are always treated as personal: their text was never
- *   analysed, and a mistyped table name would escape (b).
+ *   analysed, and a mistyped table name would escape (b).  So is every
+ *   error raised in a transaction after a statement of it was found
+ *   personal: a deferred constraint is checked at COMMIT or SET
+ *   CONSTRAINTS, which name no table, and quotes the row's values.
  *
  * - Redacting, in emit_log_hook.  For a personal text, constants in the
  *   statement text and parameters are replaced by "?" (redact_text.c);
@@ -79,6 +82,8 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+
+#include "storage/proc.h"
 
 #include "redact_text.h"
 
@@ -329,11 +334,21 @@ text_remembered(const char *text, size_t len)
 	return false;
 }
 
+/*
+ * The transaction in which a statement touching personal data ran: errors
+ * raised later in it lose their DETAIL too.  A deferred constraint is
+ * checked at COMMIT or SET CONSTRAINTS, statements that name no table, and
+ * its DETAIL quotes the opened value ("Key (email)=(...) already exists").
+ */
+static LocalTransactionId personal_lxid = InvalidLocalTransactionId;
+
 static void
 remember_text(const char *text)
 {
 	size_t		len;
 
+	if (MyProc != NULL)
+		personal_lxid = MyProc->lxid;
 	if (text == NULL)
 		return;
 	len = strlen(text);
@@ -876,6 +891,9 @@ redact_emit_log(ErrorData *edata)
 		personal = text_is_personal(edata->internalquery);
 	if (!personal && is_audit_line(edata))
 		personal = audit_statement_is_personal(edata->message);
+	if (!personal && edata->elevel >= ERROR && MyProc != NULL &&
+		personal_lxid != InvalidLocalTransactionId && personal_lxid == MyProc->lxid)
+		personal = true;		/* e.g. a deferred constraint at COMMIT */
 	if (!personal)
 	{
 		if (prev_emit_log)

@@ -279,6 +279,21 @@ enc_seal_with(EnvelopeKind kind, uint16 category_id, bool searchable, uint32 key
 	return out;
 }
 
+/* The name of the category a column's type modifier names; it must exist. */
+static const char *
+column_category(int32 typmod)
+{
+	const char *category = catalog_category_name(TYPMOD_CATEGORY(typmod));
+
+	if (category == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the category of this column (id %u) does not exist", TYPMOD_CATEGORY(typmod)),
+				 errdetail("The column's type names a category that was never created in this database."),
+				 errhint("Create it with privacy.create_category(), or change the column's type modifier.")));
+	return category;
+}
+
 /*
  * Seal plaintext for a column with this type modifier (-1: not known, seal
  * with the transient key; the assignment coercion reseals it).
@@ -299,13 +314,7 @@ enc_seal(EnvelopeKind kind, int32 typmod, const unsigned char *pt, size_t len,
 							 PRIVACY_TRANSIENT_KEY_ID, keys_transient_key(),
 							 pt, len, known_tag);
 
-	category = catalog_category_name(TYPMOD_CATEGORY(typmod));
-	if (category == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("the category of this column (id %u) does not exist", TYPMOD_CATEGORY(typmod)),
-				 errdetail("The column's type names a category that was never created in this database."),
-				 errhint("Create it with privacy.create_category(), or change the column's type modifier.")));
+	category = column_category(typmod);
 	key_id = keys_category_key(category);
 	key = keys_data_key(key_id, &state);
 	if (key == NULL)
@@ -858,7 +867,25 @@ coerce_common(bytea *v, int32 typmod, EnvelopeKind kind)
 	pt = enc_open(kind, &ev, &len);
 	if (pt == NULL)
 		return v;				/* erased: nothing left to reseal */
-	out = enc_seal(kind, typmod, pt, len, ev.tag);
+	if (ev.hdr.key_id != PRIVACY_TRANSIENT_KEY_ID && !keys_is_category_key(ev.hdr.key_id))
+	{
+		/*
+		 * A subject's value (from a protected table) stays under its
+		 * subject's key, whatever column it is copied to: under the target
+		 * category's key it would outlive the subject's erasure.  Subject
+		 * keys are not tied to a category.
+		 */
+		DataKeyState state;
+		const unsigned char *key;
+
+		(void) column_category(typmod);
+		key = keys_data_key(ev.hdr.key_id, &state);
+		if (key == NULL)
+			elog(ERROR, "data key %u was destroyed while a value was resealed", ev.hdr.key_id);
+		out = enc_seal_with(kind, target, searchable, ev.hdr.key_id, key, pt, len, ev.tag);
+	}
+	else
+		out = enc_seal(kind, typmod, pt, len, ev.tag);
 	free_plaintext(pt, len);
 	return out;
 }
@@ -1574,6 +1601,20 @@ nests_encrypted(Oid type, int depth)
 		return found;
 	}
 	return false;
+}
+
+/* For the other parts: is this type encrypted, or does it hold one inside? */
+bool
+types_holds_encrypted(Oid type)
+{
+	return nests_encrypted(type, 1);
+}
+
+/* For the other parts: is this type one of the encrypted types? */
+bool
+types_is_encrypted(Oid type)
+{
+	return types_encrypted_kind(type) != 0;
 }
 
 PG_FUNCTION_INFO_V1(privacy_nests_encrypted);

@@ -84,6 +84,7 @@ GRANT EXECUTE ON FUNCTION
     privacy_internal.register_column(regclass, name),
     privacy_internal.seal_text(text), privacy_internal.seal_bytea(bytea),
     privacy_internal.nests_encrypted(regtype),
+    privacy_internal.refuse_derived(regclass), privacy_internal.refuse_derived_values(),
     privacy_internal.shred_tag(privacy.encrypted_text), privacy_internal.shred_tag(privacy.encrypted_bytea)
   TO PUBLIC;
 GRANT EXECUTE ON FUNCTION privacy.classify(regclass, name, text, boolean, boolean),

@@ -8,7 +8,8 @@
 # errors (which are never judged by their tables), a DO block whose
 # CONTEXT quotes its SQL, a failing COPY, a view over the protected table,
 # the extension's API, EXPLAIN, an error position, an unterminated literal
-# (pgsodium #42, pgaudit #160 and #201).  Statements that touch no personal
+# (pgsodium #42, pgaudit #160 and #201), a deferred unique violation raised
+# at COMMIT or SET CONSTRAINTS.  Statements that touch no personal
 # data are logged as before, and the client still gets the full DETAIL.
 #
 # Then the same statements again on a server that also loads pgaudit
@@ -53,6 +54,8 @@ CREATE TABLE customers (id bigint PRIMARY KEY, email privacy.encrypted_text(cont
 SELECT privacy.protect_table('customers', 'id');
 CREATE VIEW customer_names AS SELECT id, name FROM customers;
 CREATE TABLE plain_notes (id int PRIMARY KEY, body text);
+CREATE TABLE deferred_emails (id int, email privacy.encrypted_text(contact, searchable),
+                              CONSTRAINT deferred_emails_email UNIQUE (email) DEFERRABLE INITIALLY DEFERRED);
 CREATE FUNCTION add_customer(bigint, text) RETURNS void LANGUAGE plpgsql
     AS $$ BEGIN INSERT INTO customers (id, name) VALUES ($1, $2); END $$;
 CREATE FUNCTION count_named(text) RETURNS bigint LANGUAGE plpgsql
@@ -103,6 +106,8 @@ my $m_dur = marker('duration-secret-D20');
 my $m_f1  = marker('func-secret-F21');
 my $m_f2  = marker('func-secret-F22');
 my $m_nested = marker('nested-secret-AN24');
+my $m_defc = marker('deferred-commit-secret-K25@example.org');
+my $m_defs = marker('deferred-set-secret-K26@example.org');
 
 # The statements, on $node: their clients' stderr by name.
 sub battery
@@ -219,6 +224,23 @@ SELECT add_customer(21, '$m_f1');
 SELECT add_customer(22, '$m_f2');
 	});
 
+	# (10) A deferred unique constraint on an encrypted column, checked at
+	# COMMIT and at SET CONSTRAINTS ALL IMMEDIATE: statements PostgreSQL
+	# runs without a snapshot, where the error's DETAIL quotes the opened
+	# value ("Key (email)=(...)").
+	$err{deferred} = run(qq{
+SET privacy.purpose = 'support';
+BEGIN;
+INSERT INTO deferred_emails VALUES (1, '$m_defc');
+INSERT INTO deferred_emails VALUES (2, '$m_defc');
+COMMIT;
+BEGIN;
+INSERT INTO deferred_emails VALUES (3, '$m_defs');
+INSERT INTO deferred_emails VALUES (4, '$m_defs');
+SET CONSTRAINTS ALL IMMEDIATE;
+ROLLBACK;
+	});
+
 	# Statements that touch no personal data.
 	run(q{
 SELECT 1;
@@ -238,8 +260,8 @@ INSERT INTO plain_notes VALUES (1, 'plain-dup-OK3');
 	return \%err;
 }
 my $errs = battery();
-my ($err_unique, $err_check, $err_nn, $err_syntax, $err_misc, $err_plain) =
-  @{$errs}{qw(unique check nn syntax misc plain)};
+my ($err_unique, $err_check, $err_nn, $err_syntax, $err_misc, $err_plain, $err_deferred) =
+  @{$errs}{qw(unique check nn syntax misc plain deferred)};
 
 my $log = slurp_file($node->logfile, $offset);
 
@@ -314,6 +336,10 @@ like($log, qr/LOG:  statement: INSERT INTO plain_notes VALUES \(\?, \?\)/,
 like($log, qr/DETAIL:  Key \(id\)=\(1\) already exists\.\n.*STATEMENT:  INSERT INTO plain_notes VALUES \(1, 'plain-dup-OK3'\)/,
 	'plain table: an error keeps its DETAIL and STATEMENT');
 like($err_plain, qr/Key \(id\)=\(1\) already exists/, 'plain table: the client too');
+like($err_deferred, qr/Key \(email\)=\(\Q$m_defc\E\) already exists.*Key \(email\)=\(\Q$m_defs\E\) already exists/s,
+	'client: deferred unique violations at COMMIT and SET CONSTRAINTS keep their DETAIL');
+like($log, qr/ERROR:  duplicate key value violates unique constraint "deferred_emails_email"\n.*DETAIL:  Left out of the server log because the statement touches personal data \(the client received it\)\.\n.*STATEMENT:  COMMIT/,
+	'a deferred unique violation at COMMIT: the DETAIL left out');
 $node->stop;
 
 # ---------------------------------------------------------------------------

@@ -83,7 +83,28 @@ DROP TABLE before_change;
 RESET privacy.purpose;
 RESET ROLE;
 
--- Ben is erased: his values are gone, the copies in the other table too;
+-- A copy into a column of the same category that adds equality search (a
+-- searchable archive, say), or into a column of another category, is
+-- opened to get its search tag or its new category: it must stay under
+-- Ben's key all the same, or it would outlive his erasure.
+CREATE TABLE searchable_copy (id bigint, email privacy.encrypted_text(contact, searchable));
+CREATE TABLE moved_copy (id bigint, note privacy.encrypted_text(contact));
+GRANT SELECT, INSERT ON searchable_copy, moved_copy TO adv_writer;
+SET ROLE adv_writer;
+SET privacy.purpose = 'support';
+INSERT INTO searchable_copy SELECT id, email FROM accounts WHERE id = 2;
+SET privacy.purpose = 'billing';
+INSERT INTO moved_copy SELECT id, iban FROM accounts WHERE id = 2;
+RESET privacy.purpose;
+RESET ROLE;
+SELECT 'searchable_copy' AS copy,
+       (privacy.envelope_info(s.email)).key_id = (privacy.envelope_info(a.email)).key_id AS bens_key
+  FROM searchable_copy s, accounts a WHERE a.id = 2
+UNION ALL
+SELECT 'moved_copy', (privacy.envelope_info(m.note)).key_id = (privacy.envelope_info(a.iban)).key_id
+  FROM moved_copy m, accounts a WHERE a.id = 2;
+
+-- Ben is erased: his values are gone, the copies in the other tables too;
 -- the copy that belongs to Ana stays
 SET ROLE adv_officer;
 SELECT privacy.erase_subject('2', 'request 3') IS NOT NULL AS erased;
@@ -91,8 +112,10 @@ RESET ROLE;
 SET privacy.purpose = 'billing';
 SELECT id, iban, email FROM accounts ORDER BY id;
 SELECT id, email FROM side_copy ORDER BY id;
+SELECT id, email FROM searchable_copy;
+SELECT id, note FROM moved_copy;
 RESET privacy.purpose;
 
-DROP TABLE accounts, side_copy;
+DROP TABLE accounts, side_copy, searchable_copy, moved_copy;
 DROP EXTENSION privacy;
 DROP ROLE adv_writer, adv_officer;

@@ -31,6 +31,51 @@ SELECT count(*) FROM plain_copy c WHERE ROW(c.email, 0) = ROW('ana@example.org':
 SELECT count(*) FROM plain_copy c WHERE c.email = 'ana@example.org';
 SELECT count(*) FROM (SELECT DISTINCT email FROM plain_copy) d;
 SELECT email FROM plain_copy ORDER BY email LIMIT 1;
+-- ... and so do records, arrays, hashing and JSON, which call the type's
+-- own functions (hashed and sorted grouping, set operations, IS DISTINCT
+-- FROM, ANY, the hash functions of records and arrays, JSON output)
+CREATE TEMP TABLE attempts (n serial, q text);
+INSERT INTO attempts (q) VALUES
+  ('SELECT count(*) FROM (SELECT ROW(email) FROM plain_copy GROUP BY 1) s'),
+  ('SET enable_hashagg = off'),
+  ('SELECT count(*) FROM (SELECT ROW(email) FROM plain_copy GROUP BY 1) s'),
+  ('RESET enable_hashagg'),
+  ('SELECT count(*) FROM (SELECT ROW(email) FROM plain_copy UNION SELECT ROW(email) FROM plain_copy) s'),
+  ('SELECT count(*) FROM (SELECT email FROM plain_copy EXCEPT SELECT email FROM plain_copy WHERE id = 1) s'),
+  ('SELECT count(*) FROM (SELECT ARRAY[email] AS a FROM plain_copy) x JOIN (SELECT ARRAY[email] AS a FROM plain_copy) y ON x.a = y.a'),
+  ('SELECT count(DISTINCT ARRAY[email]) FROM plain_copy'),
+  ('SELECT count(*) FROM plain_copy a, plain_copy b WHERE a.email IS DISTINCT FROM b.email'),
+  ('SELECT count(*) FROM plain_copy a, plain_copy b WHERE ROW(a.email, 0) IS NOT DISTINCT FROM ROW(b.email, 0)'),
+  ('SELECT count(*) FROM plain_copy WHERE email = ANY (SELECT email FROM plain_copy WHERE id = 1)'),
+  ('SELECT count(*) FROM (SELECT DISTINCT ON (email) id FROM plain_copy) s'),
+  ('SELECT array_position(ARRAY(SELECT email FROM plain_copy), (SELECT email FROM plain_copy WHERE id = 2))'),
+  ('SELECT count(DISTINCT hash_record(ROW(email, 0))) FROM plain_copy'),
+  ('SELECT count(DISTINCT hash_array(ARRAY[email])) FROM plain_copy'),
+  ('SELECT count(DISTINCT row_to_json(c)::text) FROM plain_copy c'),
+  ('SELECT count(DISTINCT to_jsonb(c)) FROM plain_copy c'),
+  ('SELECT count(DISTINCT ROW(email)::text) FROM plain_copy');
+DO $$
+DECLARE
+    a record;
+    refused int := 0;
+    total int := 0;
+BEGIN
+    FOR a IN SELECT * FROM attempts ORDER BY n LOOP
+        IF a.q LIKE 'SELECT%' THEN
+            total := total + 1;
+        END IF;
+        BEGIN
+            EXECUTE a.q;
+            IF a.q LIKE 'SELECT%' THEN
+                RAISE NOTICE 'answered without the gate: %', a.q;
+            END IF;
+        EXCEPTION WHEN insufficient_privilege THEN
+            refused := refused + 1;
+        END;
+    END LOOP;
+    RAISE NOTICE '% of % refused by the gate', refused, total;
+END $$;
+DROP TABLE attempts;
 RESET ROLE;
 
 -- 2. record-image comparisons (*<, *=, a sort USING them) compare stored
