@@ -2517,3 +2517,24 @@ BEGIN
         'requests', requests);
 END
 $$;
+
+------------------------------------------------------------------------------
+-- Issue #19 (gdpr): row estimates of every set-returning function, so that
+-- no call of ours looks worth compiling with JIT.
+------------------------------------------------------------------------------
+CREATE FUNCTION privacy_internal.access_log_rows(internal) RETURNS internal
+    AS 'MODULE_PATHNAME', 'privacy_access_log_rows' LANGUAGE C IMMUTABLE STRICT;
+COMMENT ON FUNCTION privacy_internal.access_log_rows(internal) IS
+    'planner support of the functions that unpack access log batches: one row when their filter argument is given';
+REVOKE ALL ON FUNCTION privacy_internal.access_log_rows(internal) FROM PUBLIC;
+ALTER FUNCTION privacy_internal.access_log_statements(bytea, bigint) ROWS 100 SUPPORT privacy_internal.access_log_rows;
+ALTER FUNCTION privacy_internal.access_log_subject_entries(bytea, bytea) ROWS 100 SUPPORT privacy_internal.access_log_rows;
+ALTER FUNCTION privacy_internal.access_log_for_subject(bytea) ROWS 10;
+ALTER FUNCTION privacy_internal.access_log_event(bigint) ROWS 1;
+ALTER FUNCTION privacy_internal.descendants(regclass) ROWS 10;
+ALTER FUNCTION privacy.purge_preview() ROWS 10;
+ALTER FUNCTION privacy_internal.fk_order(regclass[]) ROWS 10;
+ALTER FUNCTION privacy_internal.fk_reach(regclass[]) ROWS 20;
+ALTER FUNCTION privacy_internal.change_counts_since(jsonb, oid[], regclass[]) ROWS 10;
+ALTER FUNCTION privacy_internal.purge_tables(bigint) ROWS 10;
+ALTER FUNCTION privacy.compliance_gaps() ROWS 10;

@@ -19,6 +19,8 @@
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "nodes/primnodes.h"
+#include "nodes/supportnodes.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -520,4 +522,36 @@ privacy_access_log_subject_key(PG_FUNCTION_ARGS)
 						PRIVACY_SUBJECT_HASH_BYTES, (int) VARSIZE_ANY_EXHDR(h)),
 				 errhint("Use privacy.subject_hash(subject).")));
 	PG_RETURN_INT64(audit_subject_key((unsigned char *) VARDATA_ANY(h)));
+}
+
+/*
+ * privacy_internal.access_log_rows(internal): the planner support of
+ * access_log_statements and access_log_subject_entries.  Their declared
+ * ROWS is a whole batch row's worth; given a seq or a subject hash (any
+ * argument but a NULL constant, a join's outer column included) they return
+ * about one row, and saying so keeps a subject's trail, which looks up one
+ * statement per entry, from being costed as a product of whole batches.
+ */
+PG_FUNCTION_INFO_V1(privacy_access_log_rows);
+Datum
+privacy_access_log_rows(PG_FUNCTION_ARGS)
+{
+	Node	   *rawreq = (Node *) PG_GETARG_POINTER(0);
+	SupportRequestRows *req;
+	List	   *args;
+	Node	   *filter;
+
+	if (!IsA(rawreq, SupportRequestRows))
+		PG_RETURN_POINTER(NULL);
+	req = (SupportRequestRows *) rawreq;
+	if (req->node == NULL || !IsA(req->node, FuncExpr))
+		PG_RETURN_POINTER(NULL);
+	args = ((FuncExpr *) req->node)->args;
+	if (list_length(args) < 2)
+		PG_RETURN_POINTER(NULL);
+	filter = (Node *) lsecond(args);
+	if (IsA(filter, Const) && ((Const *) filter)->constisnull)
+		PG_RETURN_POINTER(NULL);
+	req->rows = 1;
+	PG_RETURN_POINTER(req);
 }

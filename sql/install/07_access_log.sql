@@ -39,18 +39,29 @@ COMMENT ON TABLE privacy.access_log_batches IS
     'the access log as the writer stores it: entries first_seq to last_seq packed in entries (seq, canonical bytes, MAC each), the subjects they mention as 8-byte keys, the newest statement time (for retention)';
 SELECT pg_catalog.pg_extension_config_dump('privacy.access_log_batches', '');
 
+-- Row estimates (issue #19): a batch row holds about a hundred entries,
+-- one when a seq or a subject is asked for (the support function tells the
+-- planner which), so that a lookup in the log never looks like millions of
+-- rows to the planner, nor worth compiling with JIT.
+CREATE FUNCTION privacy_internal.access_log_rows(internal) RETURNS internal
+    AS 'MODULE_PATHNAME', 'privacy_access_log_rows' LANGUAGE C IMMUTABLE STRICT;
+COMMENT ON FUNCTION privacy_internal.access_log_rows(internal) IS
+    'planner support of the functions that unpack access log batches: one row when their filter argument is given';
+
 CREATE FUNCTION privacy_internal.access_log_statements(entries bytea, only_seq bigint DEFAULT NULL)
     RETURNS TABLE (seq bigint, at timestamptz, session_role text, acting_role text, application text,
                    client_addr text, backend_pid integer, purpose text, command text, relid oid,
                    relation text, columns text[], categories text[], rows bigint, query_id bigint,
                    level integer, outcome text, reason text, denied_category text, mac bytea)
-    AS 'MODULE_PATHNAME', 'privacy_access_log_statements' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'privacy_access_log_statements' LANGUAGE C IMMUTABLE PARALLEL SAFE
+    ROWS 100 SUPPORT privacy_internal.access_log_rows;
 COMMENT ON FUNCTION privacy_internal.access_log_statements(bytea, bigint) IS
     'the statement events packed in one access_log_batches.entries (only the one with seq = only_seq, when given)';
 
 CREATE FUNCTION privacy_internal.access_log_subject_entries(entries bytea, subject_hash bytea DEFAULT NULL)
     RETURNS TABLE (seq bigint, event bigint, subject_hash bytea, category text, opened bigint, mac bytea)
-    AS 'MODULE_PATHNAME', 'privacy_access_log_subject_entries' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'privacy_access_log_subject_entries' LANGUAGE C IMMUTABLE PARALLEL SAFE
+    ROWS 100 SUPPORT privacy_internal.access_log_rows;
 COMMENT ON FUNCTION privacy_internal.access_log_subject_entries(bytea, bytea) IS
     'the subject entries packed in one access_log_batches.entries (only those of subject_hash, when given)';
 
@@ -73,7 +84,7 @@ COMMENT ON VIEW privacy.access_log_subjects IS
 -- SQL running as their caller: only who may read the log gets anything.
 CREATE FUNCTION privacy_internal.access_log_for_subject(subject_hash bytea)
     RETURNS SETOF privacy.access_log_subjects
-    LANGUAGE sql STABLE PARALLEL SAFE
+    LANGUAGE sql STABLE PARALLEL SAFE ROWS 10
     AS $$
 SELECT e.* FROM privacy.access_log_batches b,
        LATERAL privacy_internal.access_log_subject_entries(b.entries, $1) e
@@ -84,7 +95,7 @@ COMMENT ON FUNCTION privacy_internal.access_log_for_subject(bytea) IS
 
 CREATE FUNCTION privacy_internal.access_log_event(seq bigint)
     RETURNS SETOF privacy.access_log
-    LANGUAGE sql STABLE PARALLEL SAFE
+    LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
     AS $$
 SELECT e.* FROM (SELECT b.entries FROM privacy.access_log_batches b
                   WHERE b.first_seq <= $1 ORDER BY b.first_seq DESC LIMIT 1) b,

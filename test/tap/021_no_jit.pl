@@ -1,0 +1,81 @@
+# No call of ours crosses jit_above_cost on PostgreSQL's default settings
+# (issue #19).  0.1's access-log functions had no row estimate: the planner
+# took each batch to hold 1,000 entries of the subject, and each entry's
+# statement lookup 1,000 more, so subject_report's access query was costed
+# near half a million and JIT-compiled on every call (340 ms of a 654 ms
+# report).
+#
+# A log of some 60 batches (a reader's statements flushed every 10 ms), then
+# privacy.subject_report and privacy.compliance_gaps under auto_explain with
+# nested statements: every plan they run, down to the statements of their
+# PL/pgSQL, must cost less than jit_above_cost at its default.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use PrivacyNode;
+
+my ($node) = PrivacyNode::new_node('nojit', init => { extra => ['--encoding=UTF8', '--locale=C'] });
+$node->append_conf('postgresql.conf', qq{
+privacy.access_log_flush_interval = '10ms'
+});
+$node->start;
+$node->safe_psql('postgres', q{
+CREATE EXTENSION privacy;
+SELECT privacy.create_category('contact');
+SELECT privacy.create_purpose('billing', 'contract', '', ARRAY['contact']);
+CREATE ROLE app LOGIN;
+SELECT privacy.grant_purpose('app', 'billing');
+CREATE TABLE customers (id bigint PRIMARY KEY, email privacy.encrypted_text(contact),
+                        created_at timestamptz NOT NULL DEFAULT now());
+SELECT privacy.protect_table('customers', 'id');
+GRANT SELECT, INSERT ON customers TO app;
+ALTER ROLE app SET privacy.purpose = 'billing';
+SELECT privacy.set_retention('customers', 'created_at', '1 year', 'delete');
+});
+$node->safe_psql('postgres',
+	q{INSERT INTO customers SELECT g, 'c' || g || '@example.org' FROM generate_series(1, 2000) g},
+	extra_params => ['-U', 'app']);
+$node->safe_psql('postgres',
+	join('', map { sprintf("SELECT count(email::text) FROM customers WHERE id %% 7 = %d; SELECT pg_sleep(0.02);\n", $_ % 7) } 1 .. 60),
+	extra_params => ['-U', 'app']);
+$node->safe_psql('postgres', q{SELECT privacy.flush_access_log(); ANALYZE});
+my $batches = $node->safe_psql('postgres', 'SELECT count(*) FROM privacy.access_log_batches');
+cmp_ok($batches, '>=', 20, "the log has many batches ($batches)");
+
+is($node->safe_psql('postgres', 'SHOW jit_above_cost'), '100000', 'jit_above_cost at its default');
+
+# Every plan a statement runs, with its query text and total cost.
+sub plans_of
+{
+	my ($sql) = @_;
+	my ($ret, $out, $err) = $node->psql('postgres', qq{
+LOAD 'auto_explain';
+SET auto_explain.log_min_duration = 0;
+SET auto_explain.log_nested_statements = on;
+SET auto_explain.log_format = json;
+SET client_min_messages = log;
+$sql;
+});
+	is($ret, 0, "ran: $sql") or diag($err);
+	my @plans;
+	while ($err =~ /"Query Text": "((?:[^"\\]|\\.)*)",\s*"Plan": \{.*?"Total Cost": ([0-9.]+)/sg)
+	{
+		push @plans, [ $1, $2 ];
+	}
+	return @plans;
+}
+
+for my $call ("SELECT privacy.subject_report('7')", "SELECT privacy.subject_report_html('7')",
+	'SELECT * FROM privacy.compliance_gaps()', 'SELECT * FROM privacy.purge_preview()')
+{
+	my @plans = plans_of($call);
+	cmp_ok(scalar(@plans), '>=', 2, "$call: its nested plans were seen");
+	my @over = grep { $_->[1] >= 100000 } @plans;
+	is(scalar(@over), 0, "$call: no plan reaches jit_above_cost")
+	  or diag(join("\n", map { "cost $_->[1]: " . substr($_->[0] =~ s/\\n/ /gr =~ s/\s+/ /gr, 0, 300) } @over));
+}
+
+done_testing();
