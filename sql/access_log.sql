@@ -112,10 +112,11 @@ DROP SCHEMA al_planted CASCADE;
 SELECT count(*) > 0 AS batches, sum(last_seq - first_seq + 1) AS entries,
        bool_and(cardinality(subjects) <= last_seq - first_seq + 1) AS subject_keys
   FROM privacy.access_log_batches;
--- finding a subject's entries through the batches' subject index
+-- finding a subject's entries through privacy.access_log_trail
 SELECT seq, event, category, opened FROM privacy_internal.access_log_for_subject(privacy.subject_hash('1')) ORDER BY seq;
 SELECT seq, command, relation FROM privacy_internal.access_log_event(2);
--- (it is inlined: with a hash known, the plan uses the subject index)
+-- (it is inlined: with a hash known, the plan uses the trail's index, then
+-- the batches' primary key)
 CREATE FUNCTION pg_temp.al_plan(h bytea) RETURNS SETOF text LANGUAGE plpgsql AS $$
 BEGIN
     RETURN QUERY EXECUTE format('EXPLAIN (COSTS OFF) SELECT * FROM privacy_internal.access_log_for_subject(%L::bytea)', h);

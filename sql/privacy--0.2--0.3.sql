@@ -2538,3 +2538,79 @@ ALTER FUNCTION privacy_internal.fk_reach(regclass[]) ROWS 20;
 ALTER FUNCTION privacy_internal.change_counts_since(jsonb, oid[], regclass[]) ROWS 10;
 ALTER FUNCTION privacy_internal.purge_tables(bigint) ROWS 10;
 ALTER FUNCTION privacy.compliance_gaps() ROWS 10;
+
+------------------------------------------------------------------------------
+-- Issue #19 (gdpr): a subject's access trail read in time proportional to
+-- its own entries: each batch row knows where its entries start (offsets),
+-- both columns stored uncompressed so that one entry is a slice, and
+-- privacy.access_log_trail lists each subject's entries (instead of the
+-- GIN index on subjects).  Rows written before keep their compression and
+-- are read whole, as before, when sliced.
+------------------------------------------------------------------------------
+CREATE FUNCTION privacy_internal.access_log_entry(entries bytea, offsets bytea, i bigint) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'privacy_access_log_entry' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION privacy_internal.access_log_entry(bytea, bytea, bigint) IS
+    'entry i (seq - first_seq) of one access_log_batches row, packed alone, read as slices of entries and offsets';
+
+CREATE FUNCTION privacy_internal.access_log_offsets(entries bytea) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'privacy_access_log_offsets' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION privacy_internal.access_log_offsets(bytea) IS
+    'where each entry of one access_log_batches.entries starts: for rows written before the writer stored it';
+
+REVOKE ALL ON FUNCTION privacy_internal.access_log_entry(bytea, bytea, bigint),
+    privacy_internal.access_log_offsets(bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION privacy_internal.access_log_entry(bytea, bytea, bigint) TO privacy_officer;
+
+ALTER TABLE privacy.access_log_batches ADD COLUMN offsets bytea;
+UPDATE privacy.access_log_batches SET offsets = privacy_internal.access_log_offsets(entries);
+ALTER TABLE privacy.access_log_batches ALTER COLUMN offsets SET NOT NULL,
+    ALTER COLUMN entries SET COMPRESSION default,
+    ALTER COLUMN entries SET STORAGE EXTERNAL, ALTER COLUMN offsets SET STORAGE EXTERNAL;
+DROP INDEX privacy.access_log_batches_subjects;
+COMMENT ON TABLE privacy.access_log_batches IS
+    'the access log as the writer stores it: entries first_seq to last_seq packed in entries (seq, canonical bytes, MAC each) and where each starts (offsets), the subjects they mention as 8-byte keys, the newest statement time (for retention)';
+
+-- Each subject's entries, written by the writer with them: a subject's
+-- access trail is an index range, then one slice of a batch row per entry
+-- (privacy_internal.access_log_for_subject).  Derived from the log, not
+-- chained: the report reads the entries themselves from the batches.
+CREATE TABLE privacy.access_log_trail (
+    subject_key bigint NOT NULL,  -- privacy_internal.access_log_subject_key(subject_hash)
+    seq         bigint NOT NULL   -- the subject entry's seq
+);
+CREATE INDEX access_log_trail_subject ON privacy.access_log_trail (subject_key, seq);
+COMMENT ON TABLE privacy.access_log_trail IS
+    'which access log entries are about which subject (by the first 8 bytes of its hash): kept by the log writer, trimmed with the log';
+SELECT pg_catalog.pg_extension_config_dump('privacy.access_log_trail', '');
+
+INSERT INTO privacy.access_log_trail (subject_key, seq)
+SELECT privacy_internal.access_log_subject_key(s.subject_hash), s.seq FROM privacy.access_log_subjects s;
+REVOKE ALL ON privacy.access_log_trail FROM PUBLIC;
+GRANT SELECT ON privacy.access_log_trail TO privacy_officer, privacy_admin;
+
+CREATE OR REPLACE FUNCTION privacy_internal.access_log_for_subject(subject_hash bytea)
+    RETURNS SETOF privacy.access_log_subjects
+    LANGUAGE sql STABLE PARALLEL SAFE ROWS 10
+    AS $$
+SELECT e.* FROM privacy.access_log_trail t
+       CROSS JOIN LATERAL (SELECT b.first_seq, b.entries, b.offsets FROM privacy.access_log_batches b
+                            WHERE b.first_seq <= t.seq ORDER BY b.first_seq DESC LIMIT 1) b
+       CROSS JOIN LATERAL privacy_internal.access_log_subject_entries(
+                  privacy_internal.access_log_entry(b.entries, b.offsets, t.seq - b.first_seq), $1) e
+ WHERE t.subject_key = privacy_internal.access_log_subject_key($1)
+$$;
+COMMENT ON FUNCTION privacy_internal.access_log_for_subject(bytea) IS
+    'the rows of privacy.access_log_subjects of one subject hash, found through privacy.access_log_trail';
+
+CREATE OR REPLACE FUNCTION privacy_internal.access_log_event(seq bigint)
+    RETURNS SETOF privacy.access_log
+    LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
+    AS $$
+SELECT e.* FROM (SELECT b.first_seq, b.entries, b.offsets FROM privacy.access_log_batches b
+                  WHERE b.first_seq <= $1 ORDER BY b.first_seq DESC LIMIT 1) b,
+       LATERAL privacy_internal.access_log_statements(
+                  privacy_internal.access_log_entry(b.entries, b.offsets, $1 - b.first_seq), $1) e
+$$;
+COMMENT ON FUNCTION privacy_internal.access_log_event(bigint) IS
+    'the row of privacy.access_log with this seq, found through the batches'' primary key';
+
