@@ -215,3 +215,9 @@ CREATE FUNCTION privacy_internal.shred_tag(privacy.encrypted_text) RETURNS priva
     AS 'MODULE_PATHNAME', 'privacy_shred_tag' LANGUAGE C STRICT IMMUTABLE;
 CREATE FUNCTION privacy_internal.shred_tag(privacy.encrypted_bytea) RETURNS privacy.encrypted_bytea
     AS 'MODULE_PATHNAME', 'privacy_shred_tag' LANGUAGE C STRICT IMMUTABLE;
+-- Whether a value still carries a search tag that an equality search can
+-- match: one that shred_tag has not replaced (privacy.verify_erasure).
+CREATE FUNCTION privacy_internal.live_search_tag(privacy.encrypted_text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_live_search_tag' LANGUAGE C STRICT STABLE;
+CREATE FUNCTION privacy_internal.live_search_tag(privacy.encrypted_bytea) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_live_search_tag' LANGUAGE C STRICT STABLE;
