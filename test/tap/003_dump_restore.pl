@@ -204,6 +204,35 @@ for my $dump ([ custom => $dump_custom ], [ plain => $dump_plain ])
 like(slurp_file($dump_plain), qr/email privacy\.encrypted_text\(contact,searchable\),\n\s*photo privacy\.encrypted_bytea\(contact\)/,
 	'plain dump: the columns keep their encrypted types and categories');
 is_deeply(PrivacyNode::needles_in(PrivacyNode::slurp_tree($dump_dir), @needles), [], 'directory dump: no plaintext');
+
+# The dedicated backup role of the DBA guide (not a superuser): privacy_admin
+# for the extension's tables, pg_read_all_data for the application's,
+# BYPASSRLS for the protected ones; its purpose forced empty.
+$node_a->safe_psql('app', q{
+CREATE ROLE backup_role LOGIN IN ROLE privacy_admin;
+GRANT pg_read_all_data TO backup_role;
+CREATE ROLE backup_no_bypass LOGIN IN ROLE privacy_admin;
+GRANT pg_read_all_data TO backup_no_bypass;
+});
+my $dump_backup = $node_a->basedir . '/app-backup-role.dump';
+{
+	local $ENV{PGOPTIONS} = '-c privacy.purpose=';
+	$node_a->command_fails_like([ 'pg_dump', '-U', 'backup_no_bypass', '-Fc', '-d', 'app', '-f', "$dump_backup.no" ],
+		qr/query would be affected by row-level security policy for table "accounts"/,
+		'backup role without BYPASSRLS: pg_dump stops at the protected table, as the guide says');
+	$node_a->safe_psql('app', 'ALTER ROLE backup_role BYPASSRLS');
+	$node_a->command_ok([ 'pg_dump', '-U', 'backup_role', '-Fc', '-Z0', '-d', 'app', '-f', $dump_backup ],
+		'pg_dump -Fc as the backup role of the DBA guide (no superuser, no purpose)');
+}
+{
+	my $bytes = slurp_file($dump_backup);
+	ok(index($bytes, $marker) >= 0 && index($bytes, 'pv1:') >= 0, 'backup role dump: holds the plain column and envelopes');
+	is_deeply(PrivacyNode::needles_in($bytes, @needles), [], 'backup role dump: no plaintext');
+}
+$node_a->safe_psql('app', 'SELECT privacy.flush_access_log()');
+is($node_a->safe_psql('app', q{SELECT command || '/' || coalesce(purpose, '-') || '/' || rows
+  FROM privacy.access_log WHERE acting_role = 'backup_role' AND relation = 'public.accounts'}),
+	'COPY/-/2', "source: the backup role's read of the protected table is logged, with no purpose and every row");
 is_deeply(PrivacyNode::needles_in(slurp_file($node_a->logfile), @needles), [], 'source log after the dumps: no plaintext');
 
 # ---------------------------------------------------------------------------
@@ -213,11 +242,14 @@ my ($node_b) = PrivacyNode::new_node('same_key', key => $key, %init);
 $node_b->start;
 is($node_b->safe_psql('postgres', 'CREATE EXTENSION privacy; SELECT privacy.master_key_fingerprint()'), $fp_a,
 	'same key: the fingerprint matches the source');
-$node_b->safe_psql('postgres', 'CREATE ROLE app LOGIN; CREATE DATABASE from_custom; CREATE DATABASE from_plain; CREATE DATABASE from_parallel');
+$node_b->safe_psql('postgres', 'CREATE ROLE app LOGIN; CREATE DATABASE from_custom; CREATE DATABASE from_plain; CREATE DATABASE from_parallel; CREATE DATABASE from_backup_role');
 $node_b->command_ok([ 'pg_restore', '--exit-on-error', '-d', 'from_custom', $dump_custom ],
 	'same key: pg_restore of the custom dump');
 $node_b->command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', 'from_plain', '-f', $dump_plain ],
 	'same key: psql restores the plain dump');
+# The backup role's dump, restored by a superuser (CREATE EXTENSION needs one)
+$node_b->command_ok([ 'pg_restore', '--exit-on-error', '-d', 'from_backup_role', $dump_backup ],
+	"same key: pg_restore of the backup role's dump");
 # A parallel restore, as the DBA guide gives it: the extension's own tables
 # reference each other, so their data goes in one job, before the rest.
 for my $step ([ '--section=pre-data' ], [ '--section=data', '-n', 'privacy' ],
@@ -236,7 +268,7 @@ is($node_b->safe_psql('from_plain', q{SELECT count(*) || ' ' || string_agg(comma
 	'1 COPY/-', "same key, from_plain: the plain dump's log ends with pg_dump -Fc's read (COPY, no purpose)");
 is($node_b->safe_psql('from_plain', 'SELECT count(*) FROM privacy.access_log'), $events_a + 1,
 	"same key, from_plain: nothing else was added by the restore");
-for my $db (qw(from_custom from_plain from_parallel))
+for my $db (qw(from_custom from_plain from_parallel from_backup_role))
 {
 	is($node_b->safe_psql($db, 'SELECT status FROM privacy.verify_access_log()'), 'ok',
 		"same key, $db: the restored access log verifies");
@@ -264,7 +296,7 @@ my %searches = (
 	q{'nobody@example.org'}                               => '',
 );
 
-for my $db (qw(from_custom from_plain from_parallel))
+for my $db (qw(from_custom from_plain from_parallel from_backup_role))
 {
 	is($node_b->safe_psql($db, $read_plain), $expected_rows,
 		"$db: with a purpose every value reads back identical (empty, NULL, UTF-8, bytea)");
