@@ -3153,6 +3153,585 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION privacy_internal.purge_batch(run_id bigint, tbl regclass, batch_size integer) RETURNS bigint
+------------------------------------------------------------------------------
+-- Issue #19 (gdpr): row estimates of every set-returning function, so that
+-- no call of ours looks worth compiling with JIT.
+------------------------------------------------------------------------------
+CREATE FUNCTION privacy_internal.access_log_rows(internal) RETURNS internal
+    AS 'MODULE_PATHNAME', 'privacy_access_log_rows' LANGUAGE C IMMUTABLE STRICT;
+COMMENT ON FUNCTION privacy_internal.access_log_rows(internal) IS
+    'planner support of the functions that unpack access log batches: one row when their filter argument is given';
+REVOKE ALL ON FUNCTION privacy_internal.access_log_rows(internal) FROM PUBLIC;
+ALTER FUNCTION privacy_internal.access_log_statements(bytea, bigint) ROWS 100 SUPPORT privacy_internal.access_log_rows;
+ALTER FUNCTION privacy_internal.access_log_subject_entries(bytea, bytea) ROWS 100 SUPPORT privacy_internal.access_log_rows;
+ALTER FUNCTION privacy_internal.access_log_for_subject(bytea) ROWS 10;
+ALTER FUNCTION privacy_internal.access_log_event(bigint) ROWS 1;
+ALTER FUNCTION privacy_internal.descendants(regclass) ROWS 10;
+ALTER FUNCTION privacy.purge_preview() ROWS 10;
+ALTER FUNCTION privacy_internal.fk_order(regclass[]) ROWS 10;
+ALTER FUNCTION privacy_internal.fk_reach(regclass[]) ROWS 20;
+ALTER FUNCTION privacy_internal.change_counts_since(jsonb, oid[], regclass[]) ROWS 10;
+ALTER FUNCTION privacy_internal.purge_tables(bigint) ROWS 10;
+ALTER FUNCTION privacy.compliance_gaps() ROWS 10;
+
+------------------------------------------------------------------------------
+-- Issue #19 (gdpr): a subject's access trail read in time proportional to
+-- its own entries: each batch row knows where its entries start (offsets),
+-- both columns stored uncompressed so that one entry is a slice, and
+-- privacy.access_log_trail lists each subject's entries (instead of the
+-- GIN index on subjects).  Rows written before keep their compression and
+-- are read whole, as before, when sliced.
+------------------------------------------------------------------------------
+CREATE FUNCTION privacy_internal.access_log_entry(entries bytea, offsets bytea, i bigint) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'privacy_access_log_entry' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION privacy_internal.access_log_entry(bytea, bytea, bigint) IS
+    'entry i (seq - first_seq) of one access_log_batches row, packed alone, read as slices of entries and offsets';
+
+CREATE FUNCTION privacy_internal.access_log_offsets(entries bytea) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'privacy_access_log_offsets' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION privacy_internal.access_log_offsets(bytea) IS
+    'where each entry of one access_log_batches.entries starts: for rows written before the writer stored it';
+
+REVOKE ALL ON FUNCTION privacy_internal.access_log_entry(bytea, bytea, bigint),
+    privacy_internal.access_log_offsets(bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION privacy_internal.access_log_entry(bytea, bytea, bigint) TO privacy_officer;
+
+ALTER TABLE privacy.access_log_batches ADD COLUMN offsets bytea;
+UPDATE privacy.access_log_batches SET offsets = privacy_internal.access_log_offsets(entries);
+ALTER TABLE privacy.access_log_batches ALTER COLUMN offsets SET NOT NULL,
+    ALTER COLUMN entries SET COMPRESSION default,
+    ALTER COLUMN entries SET STORAGE EXTERNAL, ALTER COLUMN offsets SET STORAGE EXTERNAL;
+DROP INDEX privacy.access_log_batches_subjects;
+COMMENT ON TABLE privacy.access_log_batches IS
+    'the access log as the writer stores it: entries first_seq to last_seq packed in entries (seq, canonical bytes, MAC each) and where each starts (offsets), the subjects they mention as 8-byte keys, the newest statement time (for retention)';
+
+-- Each subject's entries, written by the writer with them: a subject's
+-- access trail is an index range, then one slice of a batch row per entry
+-- (privacy_internal.access_log_for_subject).  Derived from the log, not
+-- chained: the report reads the entries themselves from the batches.
+CREATE TABLE privacy.access_log_trail (
+    subject_key bigint NOT NULL,  -- privacy_internal.access_log_subject_key(subject_hash)
+    seq         bigint NOT NULL   -- the subject entry's seq
+);
+CREATE INDEX access_log_trail_subject ON privacy.access_log_trail (subject_key, seq);
+COMMENT ON TABLE privacy.access_log_trail IS
+    'which access log entries are about which subject (by the first 8 bytes of its hash): kept by the log writer, trimmed with the log';
+SELECT pg_catalog.pg_extension_config_dump('privacy.access_log_trail', '');
+
+INSERT INTO privacy.access_log_trail (subject_key, seq)
+SELECT privacy_internal.access_log_subject_key(s.subject_hash), s.seq FROM privacy.access_log_subjects s;
+REVOKE ALL ON privacy.access_log_trail FROM PUBLIC;
+GRANT SELECT ON privacy.access_log_trail TO privacy_officer, privacy_admin;
+
+CREATE OR REPLACE FUNCTION privacy_internal.access_log_for_subject(subject_hash bytea)
+    RETURNS SETOF privacy.access_log_subjects
+    LANGUAGE sql STABLE PARALLEL SAFE ROWS 10
+    AS $$
+SELECT e.* FROM privacy.access_log_trail t
+       CROSS JOIN LATERAL (SELECT b.first_seq, b.entries, b.offsets FROM privacy.access_log_batches b
+                            WHERE b.first_seq <= t.seq ORDER BY b.first_seq DESC LIMIT 1) b
+       CROSS JOIN LATERAL privacy_internal.access_log_subject_entries(
+                  privacy_internal.access_log_entry(b.entries, b.offsets, t.seq - b.first_seq), $1) e
+ WHERE t.subject_key = privacy_internal.access_log_subject_key($1)
+$$;
+COMMENT ON FUNCTION privacy_internal.access_log_for_subject(bytea) IS
+    'the rows of privacy.access_log_subjects of one subject hash, found through privacy.access_log_trail';
+
+CREATE OR REPLACE FUNCTION privacy_internal.access_log_event(seq bigint)
+    RETURNS SETOF privacy.access_log
+    LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
+    AS $$
+SELECT e.* FROM (SELECT b.first_seq, b.entries, b.offsets FROM privacy.access_log_batches b
+                  WHERE b.first_seq <= $1 ORDER BY b.first_seq DESC LIMIT 1) b,
+       LATERAL privacy_internal.access_log_statements(
+                  privacy_internal.access_log_entry(b.entries, b.offsets, $1 - b.first_seq), $1) e
+$$;
+COMMENT ON FUNCTION privacy_internal.access_log_event(bigint) IS
+    'the row of privacy.access_log with this seq, found through the batches'' primary key';
+
+
+------------------------------------------------------------------------------
+-- Issue #19 (gdpr): lifting an objection, a ledger action like the others.
+------------------------------------------------------------------------------
+ALTER TABLE privacy.consent_events DROP CONSTRAINT consent_events_action_check,
+    ADD CONSTRAINT consent_events_action_check CHECK (action IN ('grant', 'withdraw', 'object', 'lift_objection'));
+COMMENT ON TABLE privacy.consent_events IS
+    'consent ledger: every grant, withdrawal, objection and lifted objection with its source and evidence; append-only';
+CREATE OR REPLACE FUNCTION privacy_internal.record_consent(subject text, purpose text, action text,
+                                        source text, evidence jsonb) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    basis text;
+    new_state text := CASE action WHEN 'grant' THEN 'granted' WHEN 'withdraw' THEN 'withdrawn' ELSE 'objected' END;
+    event_id bigint;
+    current_state text;
+BEGIN
+    IF subject IS NULL OR subject = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'subject must not be empty',
+            HINT = 'Pass the value of the subject column as text, for example customer_id::text.';
+    END IF;
+    IF source IS NULL OR source = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'the source of a consent event must be given',
+            HINT = 'Name where the event came from, for example web-form, call-centre or app-settings.';
+    END IF;
+    SELECT p.legal_basis INTO basis FROM privacy.purposes p WHERE p.name = record_consent.purpose;
+    IF basis IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('purpose "%s" does not exist', purpose);
+    END IF;
+    IF action IN ('grant', 'withdraw') AND basis <> 'consent' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('purpose "%s" is not based on consent', purpose),
+            DETAIL  = format('Its legal basis is %s; consent can be granted or withdrawn only for purposes based on consent.', basis),
+            HINT    = 'To stop processing under another legal basis, record an objection with privacy.object().';
+    END IF;
+    -- Lifting an objection: only one in force, and what is left is no
+    -- objection and no consent (a purpose based on consent needs a new
+    -- grant): withdrawn for those, no state at all for the others.
+    IF action = 'lift_objection' THEN
+        SELECT cs.state INTO current_state FROM privacy.consent_state cs
+         WHERE cs.purpose = record_consent.purpose AND cs.subject = record_consent.subject
+           FOR UPDATE;
+        IF current_state IS DISTINCT FROM 'objected' THEN
+            RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+                MESSAGE = format('subject has no objection to purpose "%s" to lift', purpose),
+                DETAIL  = CASE WHEN current_state IS NULL
+                               THEN 'Nothing was recorded for the subject and the purpose.'
+                               ELSE format('The subject''s state for the purpose is %s.', current_state) END,
+                HINT    = 'See the subject''s consent history in privacy.consent_events.';
+        END IF;
+        INSERT INTO privacy.consent_events (subject, purpose, action, source, evidence)
+        VALUES (subject, purpose, action, source, evidence)
+        RETURNING id INTO event_id;
+        IF basis = 'consent' THEN
+            UPDATE privacy.consent_state cs SET state = 'withdrawn', since = clock_timestamp(), last_event = event_id
+             WHERE cs.purpose = record_consent.purpose AND cs.subject = record_consent.subject;
+        ELSE
+            DELETE FROM privacy.consent_state cs
+             WHERE cs.purpose = record_consent.purpose AND cs.subject = record_consent.subject;
+        END IF;
+        RETURN event_id;
+    END IF;
+    -- The state row is locked first, so concurrent events for one subject and
+    -- purpose reach the ledger in the order they take effect.
+    INSERT INTO privacy.consent_state AS cs (subject, purpose, state, since, last_event)
+    VALUES (subject, purpose, new_state, clock_timestamp(), 0)
+    ON CONFLICT ON CONSTRAINT consent_state_pkey DO UPDATE
+       SET state = EXCLUDED.state,
+           since = CASE WHEN cs.state = EXCLUDED.state THEN cs.since ELSE EXCLUDED.since END;
+    INSERT INTO privacy.consent_events (subject, purpose, action, source, evidence)
+    VALUES (subject, purpose, action, source, evidence)
+    RETURNING id INTO event_id;
+    UPDATE privacy.consent_state cs SET last_event = event_id
+     WHERE cs.purpose = record_consent.purpose AND cs.subject = record_consent.subject;
+    RETURN event_id;
+END
+$$;
+
+CREATE FUNCTION privacy.lift_objection(subject text, purpose text, source text, evidence jsonb DEFAULT NULL)
+    RETURNS bigint LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT privacy_internal.record_consent(subject, purpose, 'lift_objection', source, evidence) $$;
+COMMENT ON FUNCTION privacy.lift_objection(text, text, text, jsonb) IS
+    'record that a subject lifts their objection to a purpose: their rows are shown for it again (for a purpose based on consent, once consent is granted)';
+REVOKE ALL ON FUNCTION privacy.lift_objection(text, text, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION privacy.lift_objection(text, text, text, jsonb) TO privacy_officer;
+
+CREATE OR REPLACE FUNCTION privacy.subject_report_html(subject text) RETURNS text
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET IntervalStyle = 'postgres'
+AS $$
+DECLARE
+    r jsonb := privacy.subject_report(subject);
+    h text;
+    t jsonb;
+    row_ jsonb;
+    x jsonb;
+    col jsonb;
+    cols text[];
+    n integer;
+    -- the states the page speaks of
+    held boolean := jsonb_array_length(r -> 'data') > 0;
+    erased_at jsonb := (SELECT e -> 'erased_at' FROM jsonb_array_elements(r -> 'erasures') e
+                         ORDER BY (e ->> 'erased_at')::timestamptz DESC LIMIT 1);
+    hold_active boolean := EXISTS (SELECT 1 FROM jsonb_array_elements(r -> 'holds') hd WHERE (hd ->> 'active')::boolean);
+    records bigint;
+    places text;
+    uses text;
+    unused text;
+    first_due jsonb;
+    last_due jsonb;
+    undated bigint;
+    reads bigint;
+    report_reads bigint;
+    last_read jsonb;
+    read_for text;
+BEGIN
+    h := '<!DOCTYPE html>' || E'\n'
+      || '<html lang="en"><head><meta charset="utf-8">'
+      || '<meta name="viewport" content="width=device-width, initial-scale=1">'
+      || '<title>Your personal data</title><style>'
+      || 'body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2733;background:#f4f6f8;margin:0}'
+      || 'main{max-width:1040px;margin:0 auto;padding:24px 28px 48px;background:#fff}'
+      || 'h1{font-size:28px;margin:8px 0 4px;color:#0b3d62}'
+      || 'h2{font-size:20px;margin:36px 0 8px;padding-bottom:4px;border-bottom:2px solid #0b3d62;color:#0b3d62}'
+      || 'h3{font-size:16px;margin:20px 0 6px}'
+      || 'p.lead{color:#44515e;margin-top:0}'
+      || 'nav a{margin-right:14px;color:#0b5fa5}'
+      || 'table{border-collapse:collapse;width:100%;margin:6px 0 14px;font-size:14px}'
+      || 'th,td{border:1px solid #cfd6dd;padding:5px 8px;text-align:left;vertical-align:top}'
+      || 'th{background:#e8eef4}'
+      || 'tr:nth-child(even) td{background:#f8fafb}'
+      || 'code{font-size:13px;white-space:pre-wrap;word-break:break-all}'
+      || '.none,.empty{color:#7a8794}'
+      || '.tag{display:inline-block;padding:0 6px;border-radius:8px;background:#dde8f3;font-size:12px;margin:1px 2px}'
+      || '.yes{color:#17693b;font-weight:600}.no{color:#a3261d;font-weight:600}'
+      || '#summary p{margin:6px 0}'
+      || 'footer{margin-top:40px;color:#7a8794;font-size:13px}'
+      || '</style></head><body><main>' || E'\n'
+      || '<h1>Your personal data</h1>'
+      || '<p class="lead">This page lists the personal data we hold about <strong>'
+      || privacy_internal.html(r ->> 'subject') || '</strong>, why we use it, who has accessed it, and when it will be deleted'
+      || ' (your right of access, GDPR Art. 15). Generated ' || privacy_internal.html_time(r -> 'generated_at') || '.</p>'
+      || '<nav><a href="#summary">In short</a><a href="#data">Data</a><a href="#purposes">Purposes</a><a href="#consents">Consents</a>'
+      || '<a href="#access">Access</a><a href="#retention">Retention</a><a href="#holds">Holds</a>'
+      || '<a href="#erasures">Erasures</a><a href="#requests">Requests</a></nav>' || E'\n';
+
+    -- in short: what is held, why, for how long, who read it and why
+    h := h || '<section id="summary"><h2>In short</h2>';
+    SELECT sum(jsonb_array_length(d -> 'rows')),
+           string_agg(privacy_internal.html(d ->> 'table') || ' (' || jsonb_array_length(d -> 'rows') || ')', ', ' ORDER BY o)
+      INTO records, places
+      FROM jsonb_array_elements(r -> 'data') WITH ORDINALITY AS e(d, o);
+    IF erased_at IS NOT NULL THEN
+        -- what an erasure leaves: rows whose personal columns were cleared
+        h := h || '<p>We erased your data on ' || privacy_internal.html_time(erased_at) || '.'
+              || CASE WHEN held THEN ' What is left: ' || privacy_internal.html_count(records, 'record', 'records')
+                                     || ' with your personal data removed, which we keep for our records: ' || places || '.'
+                      ELSE '' END
+              || ' We no longer use your data for anything.</p>'
+              || '<p>We keep only what shows that your rights were respected: the record of the erasure'
+              || CASE WHEN jsonb_array_length(r -> 'consents') > 0 THEN ', the history of your consents' ELSE '' END
+              || CASE WHEN jsonb_array_length(r -> 'requests') > 0 THEN ', your requests' ELSE '' END
+              || CASE WHEN jsonb_array_length(r -> 'access') > 0 THEN ' and the record of who read your data before' ELSE '' END
+              || '.</p>';
+    ELSIF held THEN
+        h := h || '<p>We hold ' || privacy_internal.html_count(records, 'record', 'records') || ' about you, in '
+              || privacy_internal.html_count(jsonb_array_length(r -> 'data'), 'part', 'parts') || ' of our systems: '
+              || places || '.</p>';
+        SELECT string_agg(privacy_internal.html(p ->> 'purpose') || ' (' || privacy_internal.html_why(p ->> 'legal_basis') || ')',
+                          ', ' ORDER BY p ->> 'purpose') FILTER (WHERE (p ->> 'in_effect')::boolean),
+               string_agg(privacy_internal.html(p ->> 'purpose') || ' ('
+                          || CASE p ->> 'state' WHEN 'objected' THEN 'you objected'
+                                                WHEN 'withdrawn' THEN 'you withdrew your consent'
+                                                ELSE 'you have not given your consent' END || ')',
+                          ', ' ORDER BY p ->> 'purpose') FILTER (WHERE NOT (p ->> 'in_effect')::boolean)
+          INTO uses, unused
+          FROM jsonb_array_elements(r -> 'purposes') p
+         WHERE p ->> 'purpose' <> 'subject_access';
+        h := h || '<p>' || CASE WHEN uses IS NULL THEN 'At the moment we may not use '
+                                                      || CASE WHEN records = 1 THEN 'it' ELSE 'them' END || ' for anything.'
+                                ELSE 'We may use ' || CASE WHEN records = 1 THEN 'it' ELSE 'them' END || ' for ' || uses || '.' END
+              || CASE WHEN unused IS NULL THEN ''
+                      ELSE ' We do not use ' || CASE WHEN records = 1 THEN 'it' ELSE 'them' END || ' for ' || unused || '.' END
+              || '</p>';
+        SELECT to_jsonb(min(w.due)), to_jsonb(max(w.due)), count(*) FILTER (WHERE w.due IS NULL)
+          INTO first_due, last_due, undated
+          FROM jsonb_array_elements(r -> 'data') d,
+               LATERAL (SELECT (x2 ->> 'due_at')::timestamptz AS due FROM jsonb_array_elements(d -> 'rows') x2) w;
+        h := h || '<p>'
+              || CASE WHEN first_due IS NULL THEN ''
+                      WHEN first_due = last_due AND (first_due #>> '{}')::timestamptz > now()
+                      THEN CASE WHEN records = 1 THEN 'Its' ELSE 'Their' END
+                           || ' retention period ends on ' || privacy_internal.html_time(first_due)
+                           || CASE WHEN records = 1 THEN '; then it is' ELSE '; then they are' END
+                           || ' deleted or anonymized. '
+                      WHEN first_due = last_due
+                      THEN CASE WHEN records = 1 THEN 'Its' ELSE 'Their' END
+                           || ' retention period ended on ' || privacy_internal.html_time(first_due)
+                           || CASE WHEN records = 1 THEN '; it is' ELSE '; they are' END
+                           || ' deleted or anonymized at our next purge. '
+                      ELSE 'The first of them '
+                           || CASE WHEN (first_due #>> '{}')::timestamptz > now() THEN 'reaches' ELSE 'reached' END
+                           || ' the end of its retention period on ' || privacy_internal.html_time(first_due)
+                           || ', the last on ' || privacy_internal.html_time(last_due)
+                           || '; each is then deleted or anonymized. ' END
+              || CASE WHEN undated = 0 THEN ''
+                      WHEN undated = records THEN CASE WHEN records = 1 THEN 'We keep it until you ask us to erase it. '
+                                                       ELSE 'We keep them until you ask us to erase them. ' END
+                      ELSE privacy_internal.html_count(undated, 'record has', 'records have')
+                           || ' no retention period: we keep them until you ask us to erase them. ' END
+              || CASE WHEN hold_active THEN 'A legal hold applies to your data: we must keep it while the hold lasts, even past these dates.'
+                      ELSE '' END
+              || '</p>';
+    ELSE
+        h := h || '<p>We hold no records about you.</p>';
+    END IF;
+    SELECT count(DISTINCT a ->> 'at') FILTER (WHERE a ->> 'purpose' IS DISTINCT FROM 'subject_access'),
+           count(DISTINCT a ->> 'at') FILTER (WHERE a ->> 'purpose' = 'subject_access'),
+           to_jsonb(max((a ->> 'at')::timestamptz) FILTER (WHERE a ->> 'purpose' IS DISTINCT FROM 'subject_access')),
+           string_agg(DISTINCT privacy_internal.html(a ->> 'purpose'), ', ') FILTER (WHERE a ->> 'purpose' <> 'subject_access')
+      INTO reads, report_reads, last_read, read_for
+      FROM jsonb_array_elements(r -> 'access') a;
+    h := h || '<p>'
+          || CASE WHEN reads = 0 THEN 'Our access log records no one reading your encrypted data.'
+                  ELSE 'Our staff and systems read your encrypted data '
+                       || CASE WHEN reads = 1 THEN 'once' ELSE reads || ' times' END
+                       || ', most recently on ' || privacy_internal.html_time(last_read)
+                       || coalesce(', for ' || read_for, '') || '.' END
+          || CASE WHEN report_reads = 0 THEN ''
+                  ELSE ' We also read it ' || CASE WHEN report_reads = 1 THEN 'once' ELSE report_reads || ' times' END
+                       || ' to prepare reports like this one for you.' END
+          || '</p>';
+    FOR x IN SELECT q FROM jsonb_array_elements(r -> 'requests') q WHERE (q ->> 'open')::boolean ORDER BY (q ->> 'request')::bigint LOOP
+        h := h || '<p>Your ' || privacy_internal.html(x ->> 'kind') || ' request of ' || privacy_internal.html_time(x -> 'received_at')
+              || ' is open; we answer it by ' || privacy_internal.html_time(x -> 'deadline') || '.</p>';
+    END LOOP;
+    h := h || '</section>' || E'\n';
+
+    -- the data
+    h := h || '<section id="data"><h2>The data we hold about you</h2>';
+    IF NOT held THEN
+        h := h || '<p class="empty">We hold no records about you'
+              || CASE WHEN erased_at IS NOT NULL THEN ': your data was erased on ' || privacy_internal.html_time(erased_at) ELSE '' END
+              || '.</p>';
+    ELSIF erased_at IS NOT NULL THEN
+        h := h || '<p>Your data was erased on ' || privacy_internal.html_time(erased_at)
+              || ': the records below are what is left, with your personal data removed.</p>';
+    END IF;
+    FOR t IN SELECT * FROM jsonb_array_elements(r -> 'data') LOOP
+        n := jsonb_array_length(t -> 'rows');
+        SELECT array_agg(c ->> 'name' ORDER BY o) INTO cols
+          FROM jsonb_array_elements(t -> 'columns') WITH ORDINALITY AS e(c, o);
+        h := h || '<h3>' || privacy_internal.html(t ->> 'table') || '</h3><p>'
+              || privacy_internal.html_count(n, 'record', 'records') || '.';
+        IF jsonb_typeof(t -> 'retention') = 'object' THEN
+            h := h || ' Kept for ' || privacy_internal.html(((t #>> '{retention,keep}')::interval)::text)
+                  || ' after <em>' || privacy_internal.html(t #>> '{retention,time_column}') || '</em>, then '
+                  || CASE WHEN t #>> '{retention,action}' = 'delete' THEN 'deleted'
+                          ELSE 'anonymized (' || privacy_internal.html((SELECT string_agg(a, ', ' ORDER BY a)
+                                                                  FROM jsonb_array_elements_text(t #> '{retention,anonymize}') a))
+                               || ' cleared)' END || '.';
+        ELSE
+            h := h || ' No retention period is set for these records: we keep them until you ask us to erase them.';
+        END IF;
+        h := h || '</p><table><thead><tr>';
+        FOR col IN SELECT * FROM jsonb_array_elements(t -> 'columns') LOOP
+            h := h || '<th>' || privacy_internal.html(col ->> 'name')
+                  || CASE WHEN col ->> 'category' IS NOT NULL
+                          THEN ' <span class="tag">' || privacy_internal.html(col ->> 'category') || '</span>' ELSE '' END
+                  || '</th>';
+        END LOOP;
+        h := h || '<th>Due for ' || CASE WHEN t #>> '{retention,action}' = 'anonymize' THEN 'anonymization' ELSE 'deletion' END
+              || '</th></tr></thead><tbody>';
+        FOR row_ IN SELECT * FROM jsonb_array_elements(t -> 'rows') LOOP
+            h := h || '<tr>';
+            h := h || coalesce((SELECT string_agg('<td>' || privacy_internal.html_value(row_ -> 'values' -> c) || '</td>', '' ORDER BY o)
+                                  FROM unnest(cols) WITH ORDINALITY AS u(c, o)), '');
+            h := h || '<td>' || privacy_internal.html_time(row_ -> 'due_at') || '</td></tr>';
+        END LOOP;
+        h := h || '</tbody></table>' || E'\n';
+    END LOOP;
+    h := h || '</section>';
+
+    -- purposes
+    h := h || '<section id="purposes"><h2>Why we use your data</h2>'
+          || CASE WHEN erased_at IS NOT NULL THEN '<p>Your data was erased, so none of these purposes uses it now. The table shows what each purpose is for.</p>'
+                  WHEN held THEN ''
+                  ELSE '<p>We hold no data about you, so none of these purposes uses any. The table shows what each purpose is for and the choices you have made.</p>' END
+          || '<table><thead><tr><th>Purpose</th><th>Legal basis</th><th>Kinds of data</th><th>Your choice</th><th>Uses your data now</th></tr></thead><tbody>';
+    FOR x IN SELECT p FROM jsonb_array_elements(r -> 'purposes') WITH ORDINALITY AS e(p, o)
+              ORDER BY p ->> 'purpose' = 'subject_access', o LOOP
+        IF x ->> 'purpose' = 'subject_access' THEN
+            -- the built-in purpose, in the customer's words
+            h := h || '<tr><td><strong>' || privacy_internal.html_purpose(x ->> 'purpose') || '</strong>'
+                  || '<br>We read your data only to prepare a report like this one when you ask for it (GDPR Art. 15 and 20).'
+                  || '</td><td>' || privacy_internal.html_basis(x ->> 'legal_basis') || '</td>'
+                  || '<td>all kinds, only for such a report</td>'
+                  || '<td>none needed: the law requires us to answer you</td>'
+                  || '<td>' || CASE WHEN held AND erased_at IS NULL THEN 'only while we prepare a report for you'
+                                    ELSE '<span class="none">&#8212;</span>' END
+                  || '</td></tr>';
+            CONTINUE;
+        END IF;
+        h := h || '<tr><td><strong>' || privacy_internal.html(x ->> 'purpose') || '</strong>'
+              || CASE WHEN coalesce(x ->> 'description', '') <> '' THEN '<br>' || privacy_internal.html(x ->> 'description') ELSE '' END
+              || '</td><td>' || privacy_internal.html_basis(x ->> 'legal_basis') || '</td><td>'
+              || coalesce((SELECT string_agg('<span class="tag">' || privacy_internal.html(c) || '</span>', ' ')
+                             FROM jsonb_array_elements_text(x -> 'categories') c), '<span class="none">none</span>')
+              || '</td><td>'
+              || CASE x ->> 'state'
+                      WHEN 'granted' THEN 'consent given ' || privacy_internal.html_time(x -> 'since')
+                      WHEN 'withdrawn' THEN 'consent withdrawn ' || privacy_internal.html_time(x -> 'since')
+                      WHEN 'objected' THEN 'you objected ' || privacy_internal.html_time(x -> 'since')
+                      ELSE CASE WHEN erased_at IS NOT NULL AND EXISTS (SELECT 1 FROM jsonb_array_elements(r -> 'consents') c
+                                                                       WHERE c ->> 'purpose' = x ->> 'purpose')
+                                THEN 'no longer on record: erased with your data'
+                                WHEN x ->> 'legal_basis' = 'consent' THEN 'no consent given'
+                                ELSE 'no objection' END END
+              || '</td><td>' || CASE WHEN NOT held OR erased_at IS NOT NULL THEN '<span class="none">&#8212;</span>'
+                                     WHEN (x ->> 'in_effect')::boolean THEN '<span class="yes">yes</span>'
+                                     ELSE '<span class="no">no</span>' END
+              || '</td></tr>';
+    END LOOP;
+    h := h || '</tbody></table></section>' || E'\n';
+
+    -- consents
+    h := h || '<section id="consents"><h2>Your consents and objections</h2>';
+    IF jsonb_array_length(r -> 'consents') = 0 THEN
+        h := h || '<p class="empty">You have not given, withdrawn or objected to anything.</p>';
+    END IF;
+    FOR x IN SELECT * FROM jsonb_array_elements(r -> 'consents') LOOP
+        h := h || '<h3>' || privacy_internal.html(x ->> 'purpose') || '</h3><p>'
+              || CASE x ->> 'state'
+                      WHEN 'granted' THEN 'You have given your consent; it is in effect since ' || privacy_internal.html_time(x -> 'since') || '.'
+                      WHEN 'withdrawn' THEN 'You withdrew your consent on ' || privacy_internal.html_time(x -> 'since') || '.'
+                      WHEN 'objected' THEN 'You objected on ' || privacy_internal.html_time(x -> 'since') || ': we do not use your data for this.'
+                      ELSE CASE WHEN erased_at IS NOT NULL
+                                THEN 'Your choice is no longer on record: it was erased with your data. We keep the history below as proof that your choices were respected.'
+                                ELSE 'No choice of yours is on record now.' END END
+              || '</p>'
+              || privacy_internal.html_table(ARRAY['When', 'What', 'Where it came from', 'Evidence'],
+                     (SELECT string_agg(privacy_internal.html_row(
+                                 privacy_internal.html_time(e -> 'at'),
+                                 privacy_internal.html(CASE e ->> 'action' WHEN 'grant' THEN 'consent given'
+                                                   WHEN 'withdraw' THEN 'consent withdrawn'
+                                                   WHEN 'object' THEN 'objection'
+                                                   WHEN 'lift_objection' THEN 'objection lifted' ELSE e ->> 'action' END),
+                                 privacy_internal.html(e ->> 'source'),
+                                 privacy_internal.html_value(e -> 'evidence')), '' ORDER BY o)
+                        FROM jsonb_array_elements(x -> 'history') WITH ORDINALITY AS hist(e, o)));
+    END LOOP;
+    h := h || '</section>' || E'\n';
+
+    -- access
+    h := h || '<section id="access"><h2>Who accessed your data</h2>';
+    IF jsonb_array_length(r -> 'access') = 0 THEN
+        h := h || '<p class="empty">Our access log records no access to your encrypted data.</p>';
+    ELSE
+        h := h || privacy_internal.html_table(
+                      ARRAY['When', 'Who', 'Application', 'Purpose', 'Where', 'Kinds of data', 'Values read'],
+                      (SELECT string_agg(privacy_internal.html_row(
+                                  privacy_internal.html_time(a -> 'at'), privacy_internal.html(a ->> 'role'),
+                                  privacy_internal.html_value(a -> 'application'),
+                                  CASE WHEN a ->> 'purpose' IS NULL THEN privacy_internal.html_value(a -> 'purpose')
+                                       ELSE privacy_internal.html_purpose(a ->> 'purpose') END,
+                                  privacy_internal.html_value(a -> 'table'),
+                                  coalesce((SELECT string_agg('<span class="tag">' || privacy_internal.html(c) || '</span>', ' ')
+                                              FROM jsonb_array_elements_text(a -> 'categories') c), ''),
+                                  privacy_internal.html(a ->> 'values')), '' ORDER BY o)
+                         FROM jsonb_array_elements(r -> 'access') WITH ORDINALITY AS l(a, o)));
+        h := h || '<p class="empty">Each entry is one statement that read your encrypted data.</p>';
+    END IF;
+    h := h || '</section>' || E'\n';
+
+    -- retention
+    h := h || '<section id="retention"><h2>When your data will be deleted</h2>';
+    IF NOT held THEN
+        h := h || '<p class="empty">There is nothing '
+              || CASE WHEN erased_at IS NOT NULL THEN 'left to delete: your data was erased on ' || privacy_internal.html_time(erased_at)
+                      ELSE 'to delete' END || '.</p>';
+    ELSE
+        h := h || privacy_internal.html_table(ARRAY['Records', 'Rule', 'First due', 'Last due'],
+                      (SELECT string_agg(privacy_internal.html_row(
+                                  privacy_internal.html(d ->> 'table'),
+                                  CASE WHEN jsonb_typeof(d -> 'retention') = 'object'
+                                       THEN CASE WHEN d #>> '{retention,action}' = 'delete' THEN 'deleted ' ELSE 'anonymized ' END
+                                            || privacy_internal.html(((d #>> '{retention,keep}')::interval)::text)
+                                            || ' after ' || privacy_internal.html(d #>> '{retention,time_column}')
+                                       ELSE 'kept until you ask us to erase them' END,
+                                  privacy_internal.html_time(due.first), privacy_internal.html_time(due.last)), '' ORDER BY o)
+                         FROM jsonb_array_elements(r -> 'data') WITH ORDINALITY AS e(d, o),
+                              LATERAL (SELECT to_jsonb(min((w ->> 'due_at')::timestamptz)) AS first,
+                                              to_jsonb(max((w ->> 'due_at')::timestamptz)) AS last
+                                         FROM jsonb_array_elements(d -> 'rows') w) due));
+    END IF;
+    IF hold_active THEN
+        h := h || '<p>A legal hold applies to your data (below): nothing is deleted while it lasts.</p>';
+    END IF;
+    h := h || '</section>' || E'\n';
+
+    -- holds, erasures, requests
+    h := h || '<section id="holds"><h2>Legal holds</h2>';
+    IF jsonb_array_length(r -> 'holds') = 0 THEN
+        h := h || '<p class="empty">No legal hold has been placed on your data.</p>';
+    ELSE
+        h := h || '<p>While a legal hold is active we must keep your data, even past its retention period or if you ask for erasure.</p>'
+              || privacy_internal.html_table(ARRAY['Placed', 'Until', 'Released', 'Active'],
+                     (SELECT string_agg(privacy_internal.html_row(
+                                 privacy_internal.html_time(hd -> 'placed_at'), privacy_internal.html_time(hd -> 'until'),
+                                 privacy_internal.html_time(hd -> 'released_at'),
+                                 CASE WHEN (hd ->> 'active')::boolean THEN 'yes' ELSE 'no' END), '' ORDER BY o)
+                        FROM jsonb_array_elements(r -> 'holds') WITH ORDINALITY AS e(hd, o)));
+    END IF;
+    h := h || '</section><section id="erasures"><h2>Erasures</h2>';
+    IF jsonb_array_length(r -> 'erasures') = 0 THEN
+        h := h || '<p class="empty">None of your data has been erased at your request.</p>';
+    ELSE
+        h := h || privacy_internal.html_table(ARRAY['Erasure', 'When', 'Why', 'What'],
+                      (SELECT string_agg(privacy_internal.html_row(
+                                  privacy_internal.html(er ->> 'erasure'), privacy_internal.html_time(er -> 'erased_at'),
+                                  privacy_internal.html(er ->> 'reason'),
+                                  coalesce((SELECT string_agg(privacy_internal.html(k) || ': '
+                                                              || privacy_internal.html_count((v ->> 'rows')::bigint, 'record', 'records')
+                                                              || ' ' || privacy_internal.html(v ->> 'action'), '; ' ORDER BY k)
+                                              FROM jsonb_each(er -> 'tables') AS tb(k, v)), '')), '' ORDER BY o)
+                         FROM jsonb_array_elements(r -> 'erasures') WITH ORDINALITY AS e(er, o)));
+    END IF;
+    h := h || '</section><section id="requests"><h2>Your requests</h2>';
+    IF jsonb_array_length(r -> 'requests') = 0 THEN
+        h := h || '<p class="empty">We have no request from you on record.</p>';
+    ELSE
+        h := h || privacy_internal.html_table(ARRAY['Request', 'Kind', 'Received', 'Answer due', 'Status', 'Note'],
+                      (SELECT string_agg(privacy_internal.html_row(
+                                  privacy_internal.html(q ->> 'request'), privacy_internal.html(q ->> 'kind'),
+                                  privacy_internal.html_time(q -> 'received_at'), privacy_internal.html_time(q -> 'deadline'),
+                                  privacy_internal.html(replace(q ->> 'status', '_', ' '))
+                                  || CASE WHEN q ->> 'closed_at' IS NOT NULL THEN ' ' || privacy_internal.html_time(q -> 'closed_at') ELSE '' END,
+                                  privacy_internal.html(coalesce(q ->> 'resolution', q ->> 'extension_reason', ''))), '' ORDER BY o)
+                         FROM jsonb_array_elements(r -> 'requests') WITH ORDINALITY AS e(q, o)));
+    END IF;
+    h := h || '</section><footer>Subject report, format version ' || privacy_internal.html(r ->> 'version')
+          || '. The same report is available as JSON for transfer to another service (GDPR Art. 20).</footer>'
+          || '</main></body></html>' || E'\n';
+    RETURN h;
+END
+$$;
+
+
+------------------------------------------------------------------------------
+-- Issue #19 (gdpr): verifying an erasure without a purpose.
+------------------------------------------------------------------------------
+-- Whether a value still carries a search tag that an equality search can
+-- match: one that shred_tag has not replaced (privacy.verify_erasure).
+CREATE FUNCTION privacy_internal.live_search_tag(privacy.encrypted_text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_live_search_tag' LANGUAGE C STRICT STABLE;
+CREATE FUNCTION privacy_internal.live_search_tag(privacy.encrypted_bytea) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_live_search_tag' LANGUAGE C STRICT STABLE;
+REVOKE ALL ON FUNCTION privacy_internal.live_search_tag(privacy.encrypted_text),
+    privacy_internal.live_search_tag(privacy.encrypted_bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION privacy_internal.live_search_tag(privacy.encrypted_text),
+    privacy_internal.live_search_tag(privacy.encrypted_bytea) TO PUBLIC;
+
+-- The condition that picks a subject's rows of a protected table (alias t):
+-- the subject column compared as bigint for integer columns, as text
+-- otherwise.
+CREATE FUNCTION privacy_internal.subject_match(tbl regclass, subject_column name, subject text) RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN a.atttypid IN ('bigint'::regtype, 'integer'::regtype, 'smallint'::regtype)
+                THEN format('t.%I = privacy_internal.subject_int8(%L)', subject_column, subject)
+                ELSE format('t.%I::pg_catalog.text = %L', subject_column, subject) END
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = subject_column
+$$;
+
+CREATE OR REPLACE FUNCTION privacy.erase_subject(subject text, reason text) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     SET track_counts = on
@@ -3164,6 +3743,13 @@ DECLARE
     stmt text;
     held text[];
     n bigint := 0;
+    hold record;
+    pt record;
+    fate record;
+    match text;
+    n bigint;
+    done jsonb := '{}';
+    roots regclass[];
     reach_rels oid[];
     reach_roots regclass[];
     before jsonb;
@@ -3942,6 +4528,249 @@ $$;
 
 CREATE OR REPLACE FUNCTION privacy_internal.erasure_action(tbl regclass, subject_column name,
                                                OUT action text, OUT sets text, OUT columns jsonb, OUT reason text)
+    checked_at_commit text;
+    current regclass;
+    cycle_error record;
+    blocked record;
+    con oid;
+    con_name text;
+    tab_name text;
+    sch_name text;
+    hash bytea;
+    stand_in text;
+    keys integer;
+    reduced bigint;
+    receipt jsonb;
+    erasure_id bigint;
+BEGIN
+    PERFORM privacy_internal.require_subject(subject);
+    IF reason IS NULL OR reason = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'an erasure needs a reason',
+            HINT = 'Name the request, for example its number.';
+    END IF;
+    SELECT h.reason, h.until INTO hold FROM privacy.active_holds h WHERE h.subject = erase_subject.subject LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('subject "%s" is under a legal hold', subject),
+            DETAIL = format('Hold: %s%s.', hold.reason,
+                            CASE WHEN hold.until IS NOT NULL THEN ', until ' || hold.until::text ELSE '' END),
+            HINT = 'Nothing was erased. Release the hold with privacy.release_hold() when the matter allows it.';
+    END IF;
+
+    -- the subject's rows, in every protected table (partitions and children
+    -- through their root), tables before the tables they reference
+    SELECT array_agg(p.tbl) INTO roots FROM privacy.protected_tables p WHERE p.parent IS NULL;
+    -- what the deletions can reach through ON DELETE actions, counted
+    -- before and after (the transaction's own counters)
+    SELECT array_agg(x.rel), array_agg(x.root) INTO reach_rels, reach_roots FROM privacy_internal.fk_reach(roots) x;
+    -- references checked at commit are checked after each statement: the
+    -- statements run in a security-restricted operation, where PostgreSQL
+    -- fires no deferred trigger
+    SELECT string_agg(DISTINCT format('%I.%I', ns.nspname, c.conname), ', ') INTO checked_at_commit
+      FROM pg_catalog.pg_depend d
+      JOIN pg_catalog.pg_constraint c ON c.oid = d.objid
+      JOIN pg_catalog.pg_class k ON k.oid = c.conrelid
+      JOIN pg_catalog.pg_namespace ns ON ns.oid = k.relnamespace
+     WHERE d.classid = 'pg_catalog.pg_constraint'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
+       AND d.refobjid = ANY (reach_rels) AND c.contype = 'f' AND c.confrelid = d.refobjid
+       AND c.condeferrable AND c.condeferred;
+    before := privacy_internal.change_counts(reach_rels);
+    BEGIN
+        IF checked_at_commit IS NOT NULL THEN
+            EXECUTE 'SET CONSTRAINTS ' || checked_at_commit || ' IMMEDIATE';
+        END IF;
+        FOR pt IN SELECT o.tbl, o.cycle, p.subject_column
+                    FROM privacy_internal.fk_order(roots) o
+                    JOIN privacy.protected_tables p ON p.tbl = o.tbl
+                   ORDER BY o.pos
+        LOOP
+            IF pt.cycle IS NOT NULL THEN
+                SELECT * INTO cycle_error FROM privacy_internal.fk_cycle_error(pt.cycle, 'erasure');
+                RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+                    MESSAGE = cycle_error.message, DETAIL = cycle_error.detail, HINT = cycle_error.hint;
+            END IF;
+            current := pt.tbl;
+            match := privacy_internal.subject_match(pt.tbl, pt.subject_column, subject);
+            SELECT * INTO fate FROM privacy_internal.erasure_action(pt.tbl, pt.subject_column);
+            -- as the table's owner: its triggers are its own code
+            IF fate.action = 'anonymized' THEN
+                n := privacy_internal.run_as_owner(pt.tbl, format('UPDATE %s t SET %s WHERE %s', pt.tbl, fate.sets, match));
+            ELSE
+                n := privacy_internal.run_as_owner(pt.tbl, format('DELETE FROM %s t WHERE %s', pt.tbl, match));
+            END IF;
+            done := done || jsonb_build_object(pt.tbl::text,
+                        jsonb_strip_nulls(jsonb_build_object('action', fate.action, 'rows', n,
+                                                             'columns', fate.columns, 'reason', fate.reason)));
+        END LOOP;
+        current := NULL;
+        IF checked_at_commit IS NOT NULL THEN
+            EXECUTE 'SET CONSTRAINTS ' || checked_at_commit || ' DEFERRED';
+        END IF;
+    EXCEPTION WHEN foreign_key_violation THEN
+        -- rows the erasure keeps reference rows it deletes: say which and
+        -- why, without the key values PostgreSQL's message gives
+        GET STACKED DIAGNOSTICS con_name = CONSTRAINT_NAME, tab_name = TABLE_NAME, sch_name = SCHEMA_NAME;
+        con := privacy_internal.fk_constraint(sch_name, tab_name, con_name);
+        SELECT e.* INTO blocked
+          FROM pg_catalog.pg_constraint c,
+               LATERAL privacy_internal.fk_blocked_error(c.oid, 'erasure',
+                   CASE WHEN NOT privacy_internal.graph_root(c.conrelid) = ANY (roots) THEN 'not processed'
+                        WHEN done -> privacy_internal.graph_root(c.conrelid)::text ->> 'action' = 'anonymized' THEN 'kept'
+                        ELSE 'deleted' END) e
+         WHERE c.oid = con AND c.confdeltype IN ('a', 'r')
+           -- not an anonymized row's own reference (a masking value that references nothing)
+           AND privacy_internal.graph_root(c.conrelid) IS DISTINCT FROM current;
+        IF blocked.message IS NULL THEN
+            RAISE;
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation',
+            MESSAGE = blocked.message, DETAIL = blocked.detail, HINT = blocked.hint;
+    END;
+    -- per table: rows deleted or set to NULL by other tables' deletions
+    -- (ON DELETE CASCADE, SET NULL, SET DEFAULT), the table's own rows apart
+    FOR ch IN SELECT * FROM privacy_internal.change_counts_since(before, reach_rels, reach_roots) c ORDER BY c.root::text LOOP
+        IF done ? ch.root::text THEN
+            done := jsonb_set(done, ARRAY[ch.root::text], (done -> ch.root::text) || jsonb_build_object(
+                'cascaded', ch.deleted - CASE WHEN done -> ch.root::text ->> 'action' = 'deleted'
+                                              THEN (done -> ch.root::text ->> 'rows')::bigint ELSE 0 END,
+                'set_null', ch.updated - CASE WHEN done -> ch.root::text ->> 'action' = 'anonymized'
+                                              THEN (done -> ch.root::text ->> 'rows')::bigint ELSE 0 END));
+        ELSIF ch.deleted > 0 OR ch.updated > 0 THEN
+            done := done || jsonb_build_object(ch.root::text,
+                                               jsonb_build_object('cascaded', ch.deleted, 'set_null', ch.updated));
+        END IF;
+    END LOOP;
+
+    -- every copy of the subject's encrypted values, anywhere, becomes unreadable
+    hash := privacy.subject_hash(subject);
+    stand_in := 'erased:' || encode(hash, 'hex');
+    keys := privacy.destroy_subject_key(subject);
+
+    -- consent: the current state goes; the history keeps what proves that
+    -- consent was honoured (purpose, action, time, source), not who
+    DELETE FROM privacy.consent_state cs WHERE cs.subject = erase_subject.subject;
+    reduced := privacy_internal.reduce_ledger(subject, stand_in);
+    UPDATE privacy.holds h SET subject = stand_in WHERE h.subject = erase_subject.subject;
+
+    INSERT INTO privacy.erasures (subject_hash, reason, erased_by, tables, keys_destroyed, consent_events_reduced)
+    VALUES (hash, reason, privacy_internal.caller(), done, keys, reduced)
+    RETURNING id INTO erasure_id;
+    SELECT jsonb_build_object('erasure', e.id, 'subject_hash', encode(e.subject_hash, 'hex'),
+                              'reason', e.reason, 'erased_at', e.erased_at, 'erased_by', e.erased_by,
+                              'tables', e.tables, 'keys_destroyed', e.keys_destroyed,
+                              'consent_events_reduced', e.consent_events_reduced)
+      INTO receipt FROM privacy.erasures e WHERE e.id = erasure_id;
+    RETURN receipt;
+END
+$$;
+
+-- What is left of a subject: for an officer checking an erasure, later (a
+-- restore of an old backup, a late import), without a purpose: rows of
+-- tables whose erasure deletes, values of kept (anonymized) rows that are
+-- still readable or searchable, live keys, consent state, ledger entries
+-- under the identifier.  Reads no value: counts rows as each table's owner
+-- (run_as_owner), looks only at stored forms (is_erased, live_search_tag).
+CREATE FUNCTION privacy.verify_erasure(subject text) RETURNS jsonb
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pt record;
+    fate record;
+    match text;
+    hash bytea;
+    n bigint;
+    leftover jsonb := '{}';
+    rows_left jsonb := '{}';
+    values_left jsonb := '{}';
+    tags_left jsonb := '{}';
+    kept jsonb := '{}';
+    remnant text;
+    tagged text;
+    erasure_id bigint;
+BEGIN
+    PERFORM privacy_internal.require_subject(subject);
+    hash := privacy.subject_hash(subject);
+    FOR pt IN SELECT p.tbl, p.subject_column FROM privacy.protected_tables p
+               WHERE p.parent IS NULL ORDER BY p.tbl::text
+    LOOP
+        match := privacy_internal.subject_match(pt.tbl, pt.subject_column, subject);
+        n := privacy_internal.run_as_owner(pt.tbl, format('SELECT 1 FROM %s t WHERE %s', pt.tbl, match));
+        CONTINUE WHEN n = 0;
+        SELECT * INTO fate FROM privacy_internal.erasure_action(pt.tbl, pt.subject_column);
+        IF fate.action <> 'anonymized' THEN
+            rows_left := rows_left || jsonb_build_object(pt.tbl::text, n);
+            CONTINUE;
+        END IF;
+        kept := kept || jsonb_build_object(pt.tbl::text, n);
+        -- kept rows: what the erasure clears must be cleared
+        SELECT string_agg(CASE c.what WHEN 'null' THEN format('t.%I IS NOT NULL', c.col)
+                                      WHEN 'masked' THEN format('t.%I::pg_catalog.text IS DISTINCT FROM %L', c.col,
+                                                                r.anonymize ->> c.col)
+                                      ELSE format('NOT privacy.is_erased(t.%I)', c.col) END, ' OR '),
+               string_agg(format('privacy_internal.live_search_tag(t.%I)', c.col), ' OR ')
+                   FILTER (WHERE c.what = 'shredded')
+          INTO remnant, tagged
+          FROM jsonb_each_text(fate.columns) AS c(col, what), privacy.retention_rules r
+         WHERE r.tbl = pt.tbl;
+        IF remnant IS NOT NULL THEN
+            n := privacy_internal.run_as_owner(pt.tbl, format('SELECT 1 FROM %s t WHERE %s AND (%s)', pt.tbl, match, remnant));
+            IF n > 0 THEN
+                values_left := values_left || jsonb_build_object(pt.tbl::text, n);
+            END IF;
+        END IF;
+        IF tagged IS NOT NULL THEN
+            n := privacy_internal.run_as_owner(pt.tbl, format('SELECT 1 FROM %s t WHERE %s AND (%s)', pt.tbl, match, tagged));
+            IF n > 0 THEN
+                tags_left := tags_left || jsonb_build_object(pt.tbl::text, n);
+            END IF;
+        END IF;
+    END LOOP;
+    IF rows_left <> '{}' THEN
+        leftover := leftover || jsonb_build_object('rows', rows_left);
+    END IF;
+    IF values_left <> '{}' THEN
+        leftover := leftover || jsonb_build_object('values', values_left);
+    END IF;
+    IF tags_left <> '{}' THEN
+        leftover := leftover || jsonb_build_object('search_tags', tags_left);
+    END IF;
+    SELECT count(*) INTO n FROM privacy.data_keys k
+     WHERE k.scope = 'subject' AND k.subject_hash = hash AND k.state <> 'destroyed';
+    IF n > 0 THEN
+        leftover := leftover || jsonb_build_object('keys', n);
+    END IF;
+    SELECT count(*) INTO n FROM privacy.consent_state cs WHERE cs.subject = verify_erasure.subject;
+    IF n > 0 THEN
+        leftover := leftover || jsonb_build_object('consent_state', n);
+    END IF;
+    SELECT count(*) INTO n FROM privacy.consent_events e WHERE e.subject = verify_erasure.subject;
+    IF n > 0 THEN
+        leftover := leftover || jsonb_build_object('consent_events', n);
+    END IF;
+    SELECT max(e.id) INTO erasure_id FROM privacy.erasures e WHERE e.subject_hash = hash;
+    RETURN jsonb_build_object('subject_hash', encode(hash, 'hex'), 'erasure', erasure_id,
+                              'verified', leftover = '{}', 'left', leftover, 'kept', kept,
+                              'checked_at', clock_timestamp());
+END
+$$;
+COMMENT ON FUNCTION privacy.verify_erasure(text) IS
+    'what is left of a subject, without a purpose and without reading a value: rows, readable or searchable values of kept rows, live keys, consent state and ledger entries; verified when nothing is';
+REVOKE ALL ON FUNCTION privacy.verify_erasure(text), privacy_internal.subject_match(regclass, name, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION privacy.verify_erasure(text) TO privacy_officer;
+
+------------------------------------------------------------------------------
+-- Issue #19 (gdpr): self-service for a customer portal (role privacy_portal).
+------------------------------------------------------------------------------
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'privacy_portal') THEN
+        CREATE ROLE privacy_portal NOLOGIN;
+    END IF;
+END
+$roles$;
+CREATE FUNCTION privacy_internal.portal_subject() RETURNS text
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -4058,3 +4887,66 @@ CREATE EVENT TRIGGER privacy_refuse_derived_values ON ddl_command_end
     EXECUTE FUNCTION privacy_internal.refuse_derived_values();
 GRANT EXECUTE ON FUNCTION privacy_internal.refuse_derived(regclass),
     privacy_internal.refuse_derived_values() TO PUBLIC;
+    subject text := current_setting('privacy.portal_subject', true);
+BEGIN
+    IF subject IS NULL OR subject = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = 'no subject is declared for the portal',
+            DETAIL  = 'The portal functions act on the subject the application has authenticated, and on no other.',
+            HINT    = 'Declare the customer for the transaction with SET LOCAL privacy.portal_subject = ''<subject>''.';
+    END IF;
+    RETURN subject;
+END
+$$;
+
+CREATE FUNCTION privacy.portal_report() RETURNS jsonb
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT privacy.subject_report(privacy_internal.portal_subject()) $$;
+COMMENT ON FUNCTION privacy.portal_report() IS
+    'the subject report of the subject declared in privacy.portal_subject (its own reads logged like every report''s)';
+
+CREATE FUNCTION privacy.portal_report_html() RETURNS text
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT privacy.subject_report_html(privacy_internal.portal_subject()) $$;
+COMMENT ON FUNCTION privacy.portal_report_html() IS
+    'the subject report of the subject declared in privacy.portal_subject, as a page for people';
+
+CREATE FUNCTION privacy.portal_grant_consent(purpose text, source text, evidence jsonb DEFAULT NULL) RETURNS bigint
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT privacy_internal.record_consent(privacy_internal.portal_subject(), purpose, 'grant', source, evidence) $$;
+COMMENT ON FUNCTION privacy.portal_grant_consent(text, text, jsonb) IS
+    'privacy.grant_consent for the subject declared in privacy.portal_subject';
+
+CREATE FUNCTION privacy.portal_withdraw_consent(purpose text, source text, evidence jsonb DEFAULT NULL) RETURNS bigint
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT privacy_internal.record_consent(privacy_internal.portal_subject(), purpose, 'withdraw', source, evidence) $$;
+COMMENT ON FUNCTION privacy.portal_withdraw_consent(text, text, jsonb) IS
+    'privacy.withdraw_consent for the subject declared in privacy.portal_subject';
+
+CREATE FUNCTION privacy.portal_object(purpose text, source text, evidence jsonb DEFAULT NULL) RETURNS bigint
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT privacy_internal.record_consent(privacy_internal.portal_subject(), purpose, 'object', source, evidence) $$;
+COMMENT ON FUNCTION privacy.portal_object(text, text, jsonb) IS
+    'privacy.object for the subject declared in privacy.portal_subject';
+
+CREATE FUNCTION privacy.portal_lift_objection(purpose text, source text, evidence jsonb DEFAULT NULL) RETURNS bigint
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT privacy_internal.record_consent(privacy_internal.portal_subject(), purpose, 'lift_objection', source, evidence) $$;
+COMMENT ON FUNCTION privacy.portal_lift_objection(text, text, jsonb) IS
+    'privacy.lift_objection for the subject declared in privacy.portal_subject';
+
+CREATE FUNCTION privacy.portal_open_request(kind text, note text DEFAULT NULL) RETURNS bigint
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT privacy.open_request(privacy_internal.portal_subject(), kind, pg_catalog.now(), note) $$;
+COMMENT ON FUNCTION privacy.portal_open_request(text, text) IS
+    'privacy.open_request for the subject declared in privacy.portal_subject, received now';
+REVOKE ALL ON FUNCTION privacy_internal.portal_subject(), privacy.portal_report(), privacy.portal_report_html(),
+    privacy.portal_grant_consent(text, text, jsonb), privacy.portal_withdraw_consent(text, text, jsonb),
+    privacy.portal_object(text, text, jsonb), privacy.portal_lift_objection(text, text, jsonb),
+    privacy.portal_open_request(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    privacy.portal_report(), privacy.portal_report_html(),
+    privacy.portal_grant_consent(text, text, jsonb), privacy.portal_withdraw_consent(text, text, jsonb),
+    privacy.portal_object(text, text, jsonb), privacy.portal_lift_objection(text, text, jsonb),
+    privacy.portal_open_request(text, text)
+  TO privacy_portal;

@@ -114,6 +114,7 @@ extern bool audit_statement_is_denial(const unsigned char *bytes, size_t len);
 extern void audit_canon_subject(StringInfo buf, int64 event, const unsigned char *hash,
 								const char *category, int64 opened);
 extern int	audit_unpack_next(Reader *r, LogchainEntry *e);
+extern void audit_put_offset(StringInfo offsets, uint32 off);
 extern int64 audit_subject_key(const unsigned char *hash);
 extern void audit_sort_int64(int64 *first, size_t n);
 extern Datum audit_bytea_datum(const unsigned char *b, size_t len);

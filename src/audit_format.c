@@ -15,10 +15,13 @@
  */
 #include "audit.h"
 
+#include "access/detoast.h"
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "nodes/primnodes.h"
+#include "nodes/supportnodes.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -520,4 +523,130 @@ privacy_access_log_subject_key(PG_FUNCTION_ARGS)
 						PRIVACY_SUBJECT_HASH_BYTES, (int) VARSIZE_ANY_EXHDR(h)),
 				 errhint("Use privacy.subject_hash(subject).")));
 	PG_RETURN_INT64(audit_subject_key((unsigned char *) VARDATA_ANY(h)));
+}
+
+/*
+ * privacy_internal.access_log_rows(internal): the planner support of
+ * access_log_statements and access_log_subject_entries.  Their declared
+ * ROWS is a whole batch row's worth; given a seq or a subject hash (any
+ * argument but a NULL constant, a join's outer column included) they return
+ * about one row, and saying so keeps a subject's trail, which looks up one
+ * statement per entry, from being costed as a product of whole batches.
+ */
+PG_FUNCTION_INFO_V1(privacy_access_log_rows);
+Datum
+privacy_access_log_rows(PG_FUNCTION_ARGS)
+{
+	Node	   *rawreq = (Node *) PG_GETARG_POINTER(0);
+	SupportRequestRows *req;
+	List	   *args;
+	Node	   *filter;
+
+	if (!IsA(rawreq, SupportRequestRows))
+		PG_RETURN_POINTER(NULL);
+	req = (SupportRequestRows *) rawreq;
+	if (req->node == NULL || !IsA(req->node, FuncExpr))
+		PG_RETURN_POINTER(NULL);
+	args = ((FuncExpr *) req->node)->args;
+	if (list_length(args) < 2)
+		PG_RETURN_POINTER(NULL);
+	filter = (Node *) lsecond(args);
+	if (IsA(filter, Const) && ((Const *) filter)->constisnull)
+		PG_RETURN_POINTER(NULL);
+	req->rows = 1;
+	PG_RETURN_POINTER(req);
+}
+
+/*
+ * Where each entry of a batch row starts (access_log_batches.offsets): its
+ * byte offset in entries, 4 bytes big-endian per entry, in seq order.  The
+ * writer stores them with the row; both columns are stored uncompressed,
+ * so that one entry is read as a slice (a TOAST chunk or two) instead of
+ * the whole row decompressed and unpacked.
+ */
+void
+audit_put_offset(StringInfo offsets, uint32 off)
+{
+	unsigned char b[4];
+
+	b[0] = off >> 24;
+	b[1] = off >> 16;
+	b[2] = off >> 8;
+	b[3] = off;
+	appendBinaryStringInfo(offsets, (const char *) b, 4);
+}
+
+static uint32
+get_offset(const unsigned char *p)
+{
+	return ((uint32) p[0] << 24) | ((uint32) p[1] << 16) | ((uint32) p[2] << 8) | p[3];
+}
+
+/*
+ * privacy_internal.access_log_offsets(entries) → bytea: the offsets of a
+ * batch row's entries, for rows written before the writer stored them
+ * (privacy--0.2--0.3.sql).
+ */
+PG_FUNCTION_INFO_V1(privacy_access_log_offsets);
+Datum
+privacy_access_log_offsets(PG_FUNCTION_ARGS)
+{
+	bytea	   *b = PG_GETARG_BYTEA_PP(0);
+	Reader		r;
+	LogchainEntry e;
+	StringInfoData out;
+	const unsigned char *base;
+	int			rc;
+
+	r.p = base = (unsigned char *) VARDATA_ANY(b);
+	r.end = r.p + VARSIZE_ANY_EXHDR(b);
+	initStringInfo(&out);
+	appendStringInfoSpaces(&out, VARHDRSZ);
+	for (;;)
+	{
+		uint32		off = (uint32) (r.p - base);
+
+		if ((rc = audit_unpack_next(&r, &e)) <= 0)
+			break;
+		audit_put_offset(&out, off);
+	}
+	if (rc < 0)
+		batch_corrupt();
+	SET_VARSIZE(out.data, out.len);
+	PG_RETURN_BYTEA_P((bytea *) out.data);
+}
+
+/*
+ * privacy_internal.access_log_entry(entries, offsets, i) → bytea: entry i
+ * (its seq minus the row's first_seq) of a batch row, packed alone, for
+ * the unpacking functions above; read as two slices of the row's columns,
+ * so that it costs the same in a row of eight entries or of eight
+ * thousand.  Empty when the row has no entry i.
+ */
+PG_FUNCTION_INFO_V1(privacy_access_log_entry);
+Datum
+privacy_access_log_entry(PG_FUNCTION_ARGS)
+{
+	int64		i = PG_GETARG_INT64(2);
+	Size		total = toast_raw_datum_size(PG_GETARG_DATUM(0)) - VARHDRSZ;
+	Size		noffsets = (toast_raw_datum_size(PG_GETARG_DATUM(1)) - VARHDRSZ) / 4;
+	bytea	   *o;
+	uint32		start;
+	uint32		end;
+
+	if (i < 0 || (uint64) i >= noffsets)
+	{
+		bytea	   *empty = palloc(VARHDRSZ);
+
+		SET_VARSIZE(empty, VARHDRSZ);
+		PG_RETURN_BYTEA_P(empty);
+	}
+	o = PG_GETARG_BYTEA_P_SLICE(1, (int32) (i * 4), 8);
+	if (VARSIZE(o) - VARHDRSZ < 4)
+		batch_corrupt();
+	start = get_offset((unsigned char *) VARDATA(o));
+	end = VARSIZE(o) - VARHDRSZ >= 8 ? get_offset((unsigned char *) VARDATA(o) + 4) : (uint32) total;
+	if (start > end || end > total)
+		batch_corrupt();
+	PG_RETURN_BYTEA_P(PG_GETARG_BYTEA_P_SLICE(0, (int32) start, (int32) (end - start)));
 }

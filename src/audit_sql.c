@@ -503,6 +503,11 @@ audit_trim_log(void)
 									  1, (Oid[]) {INT8OID}, &arg, NULL, false, 1) != SPI_OK_SELECT)
 				elog(ERROR, "could not trim the access log");
 			removed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			/* the subjects' trails into the removed entries (none before 0.3) */
+			if (OidIsValid(get_relname_relid("access_log_trail", catalog_namespace())) &&
+				SPI_execute_with_args("DELETE FROM " PRIVACY_SCHEMA ".access_log_trail WHERE seq <= $1",
+									  1, (Oid[]) {INT8OID}, &arg, NULL, false, 0) != SPI_OK_DELETE)
+				elog(ERROR, "could not trim the access log's subject trails");
 			if (removed > 0)
 			{
 				args[0] = Int64GetDatum(boundary + 1);

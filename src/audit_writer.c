@@ -79,10 +79,15 @@ typedef struct LogTarget
 	TupleTableSlot *slot;
 } LogTarget;
 
+/*
+ * Open one of the log's tables for inserts; natts columns, or min_natts
+ * in a schema from before 0.3 (the extension not yet updated).
+ */
 static void
-target_open(LogTarget *t, EState *estate, const char *relname, int natts)
+target_open(LogTarget *t, EState *estate, const char *relname, int min_natts, int natts)
 {
 	Oid			relid = get_relname_relid(relname, catalog_namespace());
+	int			have;
 
 	if (!OidIsValid(relid))
 		ereport(ERROR,
@@ -90,11 +95,12 @@ target_open(LogTarget *t, EState *estate, const char *relname, int natts)
 				 errmsg("relation \"%s.%s\" does not exist", PRIVACY_SCHEMA, relname),
 				 errhint("Is the extension privacy installed in this database?")));
 	t->rel = table_open(relid, RowExclusiveLock);
-	if (RelationGetDescr(t->rel)->natts != natts)
+	have = RelationGetDescr(t->rel)->natts;
+	if (have != natts && have != min_natts)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("relation \"%s.%s\" has %d columns, the access log writer expects %d",
-						PRIVACY_SCHEMA, relname, RelationGetDescr(t->rel)->natts, natts)));
+						PRIVACY_SCHEMA, relname, have, natts)));
 	t->rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(t->rri, t->rel, 1, NULL, 0);
 	ExecOpenIndices(t->rri, false);
@@ -126,7 +132,8 @@ target_close(LogTarget *t)
 	table_close(t->rel, NoLock);
 }
 
-#define ACCESS_LOG_BATCHES_NATTS 7
+#define ACCESS_LOG_BATCHES_NATTS 8	/* 7 before 0.3: no offsets */
+#define ACCESS_LOG_TRAIL_NATTS 2
 
 /*
  * One row of privacy.access_log_batches in the making: the packed entries
@@ -136,6 +143,7 @@ target_close(LogTarget *t)
 typedef struct BatchBuilder
 {
 	StringInfoData packed;
+	StringInfoData offsets;		/* where each entry starts in packed */
 	int64		first_seq;
 	int64		last_seq;
 	int			nentries;
@@ -154,6 +162,8 @@ batch_reset(BatchBuilder *bb)
 {
 	resetStringInfo(&bb->packed);
 	appendStringInfoSpaces(&bb->packed, VARHDRSZ);
+	resetStringInfo(&bb->offsets);
+	appendStringInfoSpaces(&bb->offsets, VARHDRSZ);
 	bb->first_seq = bb->last_seq = 0;
 	bb->nentries = 0;
 	bb->last_at = DT_NOBEGIN;
@@ -167,6 +177,7 @@ batch_init(BatchBuilder *bb, TimestampTz written_at, const unsigned char *chain_
 	memset(&bb->chain, 0, sizeof(bb->chain));
 	bb->chain_key = chain_key;
 	initStringInfo(&bb->packed);
+	initStringInfo(&bb->offsets);
 	bb->written_at = written_at;
 	bb->maxkeys = 256;
 	bb->keys = palloc(sizeof(int64) * bb->maxkeys);
@@ -191,9 +202,10 @@ batch_store(BatchBuilder *bb, LogTarget *t, EState *estate)
 		if (n == 0 || bb->keys[i] != DatumGetInt64(kd[n - 1]))
 			kd[n++] = Int64GetDatum(bb->keys[i]);
 	SET_VARSIZE(bb->packed.data, bb->packed.len);
+	SET_VARSIZE(bb->offsets.data, bb->offsets.len);
 
 	ExecClearTuple(s);
-	memset(s->tts_isnull, 0, sizeof(bool) * ACCESS_LOG_BATCHES_NATTS);
+	memset(s->tts_isnull, 0, sizeof(bool) * RelationGetDescr(t->rel)->natts);
 	s->tts_values[0] = Int64GetDatum(bb->first_seq);
 	s->tts_values[1] = Int64GetDatum(bb->last_seq);
 	s->tts_values[2] = TimestampTzGetDatum(bb->written_at);
@@ -202,6 +214,8 @@ batch_store(BatchBuilder *bb, LogTarget *t, EState *estate)
 	s->tts_values[4] = PointerGetDatum(keys);
 	s->tts_values[5] = PointerGetDatum(bb->packed.data);
 	s->tts_values[6] = audit_bytea_datum(bb->nonce, LOGCHAIN_NONCE_BYTES);
+	if (RelationGetDescr(t->rel)->natts > 7)
+		s->tts_values[7] = PointerGetDatum(bb->offsets.data);
 	target_insert(t, estate);
 	pfree(keys);
 	pfree(kd);
@@ -229,6 +243,7 @@ batch_begin_entry(BatchBuilder *bb, LogTarget *t, EState *estate, int64 seq)
 	}
 	bb->last_seq = seq;
 	bb->nentries++;
+	audit_put_offset(&bb->offsets, (uint32) (bb->packed.len - VARHDRSZ));
 	audit_put_i64(&bb->packed, seq);
 	lenpos = bb->packed.len;
 	audit_put_u32(&bb->packed, 0);
@@ -527,6 +542,7 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 	bool		tables_here;
 	Oid			log_relid;
 	Oid			head_relid;
+	Oid			trail_relid;
 	Oid			extension;
 	MemoryContext batch;
 	MemoryContext old;
@@ -591,9 +607,11 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 				return false;
 			}
 		}
-		/* the head, which a schema from before 0.3 does not have */
+		/* the head and the trail, which a schema from before 0.3 does not have */
 		head_relid = get_relname_relid("access_log_head", nsp);
-		if (OidIsValid(head_relid) && !ConditionalLockRelationOid(head_relid, RowExclusiveLock))
+		trail_relid = get_relname_relid("access_log_trail", nsp);
+		if ((OidIsValid(head_relid) && !ConditionalLockRelationOid(head_relid, RowExclusiveLock)) ||
+			(OidIsValid(trail_relid) && !ConditionalLockRelationOid(trail_relid, RowExclusiveLock)))
 		{
 			AbortCurrentTransaction();
 			MemoryContextDelete(batch);
@@ -615,10 +633,13 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 	{
 		EState	   *estate = CreateExecutorState();
 		LogTarget	log;
+		LogTarget	trail;
 		BatchBuilder bb;
 		PurposeUses uses = {0};
 
-		target_open(&log, estate, "access_log_batches", ACCESS_LOG_BATCHES_NATTS);
+		target_open(&log, estate, "access_log_batches", ACCESS_LOG_BATCHES_NATTS - 1, ACCESS_LOG_BATCHES_NATTS);
+		if (OidIsValid(trail_relid))
+			target_open(&trail, estate, "access_log_trail", ACCESS_LOG_TRAIL_NATTS, ACCESS_LOG_TRAIL_NATTS);
 		batch_init(&bb, GetCurrentTimestamp(), key);
 
 		pos = 0;
@@ -678,6 +699,15 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 					audit_canon_subject(&bb.packed, last_event, hash, category, opened);
 					batch_end_entry(&bb, lenpos, seq, mac);
 					batch_saw_subject(&bb, hash);
+					if (OidIsValid(trail_relid))
+					{
+						/* the subject's trail: its key, this entry */
+						ExecClearTuple(trail.slot);
+						trail.slot->tts_isnull[0] = trail.slot->tts_isnull[1] = false;
+						trail.slot->tts_values[0] = Int64GetDatum(audit_subject_key(hash));
+						trail.slot->tts_values[1] = Int64GetDatum(seq);
+						target_insert(&trail, estate);
+					}
 					pfree(category);
 				}
 			}
@@ -688,6 +718,8 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 		batch_store(&bb, &log, estate);
 		logchain_batch_end(&bb.chain);
 		target_close(&log);
+		if (OidIsValid(trail_relid))
+			target_close(&trail);
 		purpose_use_store(&uses);
 		FreeExecutorState(estate);
 	}

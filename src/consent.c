@@ -441,7 +441,7 @@ privacy_ledger_guard(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("%s is append-only", RelationGetRelationName(trigdata->tg_relation)),
 				 errdetail("Consent history is evidence: entries are never changed or removed."),
-				 errhint("Record a new event with privacy.grant_consent(), privacy.withdraw_consent() or privacy.object().")));
+				 errhint("Record a new event with privacy.grant_consent(), privacy.withdraw_consent(), privacy.object() or privacy.lift_objection().")));
 	if (TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
 		return PointerGetDatum(TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ? trigdata->tg_trigtuple : trigdata->tg_newtuple);
 	return PointerGetDatum(NULL);

@@ -14,6 +14,7 @@
 #include "keys.h"
 
 char	   *privacy_master_key_command = NULL;
+char	   *privacy_portal_subject = NULL;
 char	   *privacy_previous_master_key_command = NULL;
 char	   *privacy_purpose = NULL;
 int			privacy_on_denied = ON_DENIED_ERROR;
@@ -123,6 +124,16 @@ guc_define(void)
 							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("privacy.portal_subject",
+							   "The customer a self-service application acts for, as the subject's text form.",
+							   "The application sets it once it has authenticated the customer, with SET LOCAL for one transaction; "
+							   "the privacy.portal_* functions act on this subject and on no other.",
+							   &privacy_portal_subject,
+							   "",
+							   PGC_USERSET,
+							   0,
+							   NULL, NULL, NULL);
 
 	DefineCustomStringVariable("privacy.previous_master_key_command",
 							   "Shell command that prints the previous master key, during a master-key rotation.",

@@ -17,6 +17,7 @@
 
 /* guc.c — settings, all privacy.* */
 extern char *privacy_master_key_command;
+extern char *privacy_portal_subject;
 extern char *privacy_previous_master_key_command;
 extern char *privacy_purpose;
 typedef enum OnDenied

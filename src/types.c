@@ -1150,6 +1150,30 @@ privacy_shred_tag(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(shred_tag_common(PG_GETARG_BYTEA_PP(0)));
 }
 
+/*
+ * privacy_internal.live_search_tag(value): whether the value carries a
+ * search tag an equality search can still match, one shred_tag has not
+ * replaced.  Opens nothing.
+ */
+PG_FUNCTION_INFO_V1(privacy_live_search_tag);
+Datum
+privacy_live_search_tag(PG_FUNCTION_ARGS)
+{
+	EncValue	ev;
+	unsigned char tag[SEARCH_TAG_BYTES];
+	bool		live;
+
+	enc_parse(PG_GETARG_BYTEA_PP(0), &ev);
+	if (ev.tag == NULL)
+		PG_RETURN_BOOL(false);
+	if (ev.hdr.key_id == PRIVACY_TRANSIENT_KEY_ID)
+		PG_RETURN_BOOL(true);
+	shredded_tag(&ev, tag);
+	live = sodium_memcmp(tag, ev.tag, SEARCH_TAG_BYTES) != 0;
+	sodium_memzero(tag, sizeof(tag));
+	PG_RETURN_BOOL(live);
+}
+
 /* ------------------------------------------------------------------------
  * Inspection and maintenance
  * ------------------------------------------------------------------------

@@ -43,5 +43,8 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'privacy_officer') THEN
         CREATE ROLE privacy_officer NOLOGIN;
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'privacy_portal') THEN
+        CREATE ROLE privacy_portal NOLOGIN;
+    END IF;
 END
 $roles$;

@@ -387,3 +387,9 @@ BEGIN
     END LOOP;
 END
 $types$;
+-- Whether a value still carries a search tag that an equality search can
+-- match: one that shred_tag has not replaced (privacy.verify_erasure).
+CREATE FUNCTION privacy_internal.live_search_tag(privacy.encrypted_text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_live_search_tag' LANGUAGE C STRICT STABLE;
+CREATE FUNCTION privacy_internal.live_search_tag(privacy.encrypted_bytea) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_live_search_tag' LANGUAGE C STRICT STABLE;

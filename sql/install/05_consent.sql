@@ -10,7 +10,7 @@ CREATE TABLE privacy.consent_events (
     id          bigint PRIMARY KEY DEFAULT pg_catalog.nextval('privacy.consent_event_id_seq'),
     subject     text NOT NULL,
     purpose     text NOT NULL REFERENCES privacy.purposes,
-    action      text NOT NULL CHECK (action IN ('grant', 'withdraw', 'object')),
+    action      text NOT NULL CHECK (action IN ('grant', 'withdraw', 'object', 'lift_objection')),
     at          timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     source      text NOT NULL CHECK (source <> ''),
     evidence    jsonb,
@@ -18,7 +18,7 @@ CREATE TABLE privacy.consent_events (
 );
 CREATE INDEX ON privacy.consent_events (subject, purpose, id);
 COMMENT ON TABLE privacy.consent_events IS
-    'consent ledger: every grant, withdrawal and objection with its source and evidence; append-only';
+    'consent ledger: every grant, withdrawal, objection and lifted objection with its source and evidence; append-only';
 
 -- One row per subject and purpose: what the ledger's latest event says.
 CREATE TABLE privacy.consent_state (
@@ -76,6 +76,7 @@ DECLARE
     basis text;
     new_state text := CASE action WHEN 'grant' THEN 'granted' WHEN 'withdraw' THEN 'withdrawn' ELSE 'objected' END;
     event_id bigint;
+    current_state text;
 BEGIN
     IF subject IS NULL OR subject = '' THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -97,6 +98,33 @@ BEGIN
             MESSAGE = format('purpose "%s" is not based on consent', purpose),
             DETAIL  = format('Its legal basis is %s; consent can be granted or withdrawn only for purposes based on consent.', basis),
             HINT    = 'To stop processing under another legal basis, record an objection with privacy.object().';
+    END IF;
+    -- Lifting an objection: only one in force, and what is left is no
+    -- objection and no consent (a purpose based on consent needs a new
+    -- grant): withdrawn for those, no state at all for the others.
+    IF action = 'lift_objection' THEN
+        SELECT cs.state INTO current_state FROM privacy.consent_state cs
+         WHERE cs.purpose = record_consent.purpose AND cs.subject = record_consent.subject
+           FOR UPDATE;
+        IF current_state IS DISTINCT FROM 'objected' THEN
+            RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+                MESSAGE = format('subject has no objection to purpose "%s" to lift', purpose),
+                DETAIL  = CASE WHEN current_state IS NULL
+                               THEN 'Nothing was recorded for the subject and the purpose.'
+                               ELSE format('The subject''s state for the purpose is %s.', current_state) END,
+                HINT    = 'See the subject''s consent history in privacy.consent_events.';
+        END IF;
+        INSERT INTO privacy.consent_events (subject, purpose, action, source, evidence)
+        VALUES (subject, purpose, action, source, evidence)
+        RETURNING id INTO event_id;
+        IF basis = 'consent' THEN
+            UPDATE privacy.consent_state cs SET state = 'withdrawn', since = clock_timestamp(), last_event = event_id
+             WHERE cs.purpose = record_consent.purpose AND cs.subject = record_consent.subject;
+        ELSE
+            DELETE FROM privacy.consent_state cs
+             WHERE cs.purpose = record_consent.purpose AND cs.subject = record_consent.subject;
+        END IF;
+        RETURN event_id;
     END IF;
     -- The state row is locked first, so concurrent events for one subject and
     -- purpose reach the ledger in the order they take effect.
@@ -129,6 +157,12 @@ CREATE FUNCTION privacy.object(subject text, purpose text, source text, evidence
     AS $$ SELECT privacy_internal.record_consent(subject, purpose, 'object', source, evidence) $$;
 COMMENT ON FUNCTION privacy.object(text, text, text, jsonb) IS
     'record a subject''s objection (GDPR Art. 21): their rows are no longer shown for that purpose, whatever its legal basis';
+
+CREATE FUNCTION privacy.lift_objection(subject text, purpose text, source text, evidence jsonb DEFAULT NULL)
+    RETURNS bigint LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT privacy_internal.record_consent(subject, purpose, 'lift_objection', source, evidence) $$;
+COMMENT ON FUNCTION privacy.lift_objection(text, text, text, jsonb) IS
+    'record that a subject lifts their objection to a purpose: their rows are shown for it again (for a purpose based on consent, once consent is granted)';
 
 CREATE FUNCTION privacy.has_consent(subject text, purpose text) RETURNS boolean
     LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp

@@ -136,7 +136,7 @@ $$;
 
 -- Every table below a table: partitions and children of inheritance alike.
 CREATE FUNCTION privacy_internal.descendants(tbl regclass) RETURNS SETOF regclass
-    LANGUAGE sql STABLE
+    LANGUAGE sql STABLE ROWS 10
     SET search_path = pg_catalog, pg_temp
 AS $$
     WITH RECURSIVE d(relid) AS (

@@ -17,42 +17,67 @@ CREATE TABLE privacy.access_log_batches (
     last_at    timestamptz NOT NULL,
     subjects   bigint[] NOT NULL,
     entries    bytea NOT NULL,
-    nonce      bytea NOT NULL     -- the batch's MAC keys come from it (logchain.h)
+    nonce      bytea NOT NULL,    -- the batch's MAC keys come from it (logchain.h)
+    offsets    bytea NOT NULL     -- where each entry starts in entries: 4 bytes each
 );
-CREATE INDEX access_log_batches_subjects ON privacy.access_log_batches
-    USING gin (subjects) WITH (fastupdate = on);
--- pglz would take two thirds of the writer's time compressing the entries:
--- lz4 where the server was built with it, else no compression; the subject
--- keys (random) are not worth compressing
-ALTER TABLE privacy.access_log_batches ALTER COLUMN subjects SET STORAGE EXTERNAL;
-DO $$
-BEGIN
-    IF 'lz4' = ANY ((SELECT s.enumvals FROM pg_catalog.pg_settings s
-                      WHERE s.name = 'default_toast_compression')::text[]) THEN
-        ALTER TABLE privacy.access_log_batches ALTER COLUMN entries SET COMPRESSION lz4;
-    ELSE
-        ALTER TABLE privacy.access_log_batches ALTER COLUMN entries SET STORAGE EXTERNAL;
-    END IF;
-END
-$$;
+-- Uncompressed (pglz took two thirds of the writer's time; lz4 could only
+-- be read whole): one entry is read as a slice of entries and offsets,
+-- a TOAST chunk or two, whatever the size of the row.  The subject keys
+-- (random) are not worth compressing either.
+ALTER TABLE privacy.access_log_batches ALTER COLUMN subjects SET STORAGE EXTERNAL,
+    ALTER COLUMN entries SET STORAGE EXTERNAL, ALTER COLUMN offsets SET STORAGE EXTERNAL;
 COMMENT ON TABLE privacy.access_log_batches IS
-    'the access log as the writer stores it: entries first_seq to last_seq packed in entries (seq, canonical bytes, MAC each), the subjects they mention as 8-byte keys, the newest statement time (for retention)';
+    'the access log as the writer stores it: entries first_seq to last_seq packed in entries (seq, canonical bytes, MAC each) and where each starts (offsets), the subjects they mention as 8-byte keys, the newest statement time (for retention)';
 SELECT pg_catalog.pg_extension_config_dump('privacy.access_log_batches', '');
+
+-- Each subject's entries, written by the writer with them: a subject's
+-- access trail is an index range, then one slice of a batch row per entry
+-- (privacy_internal.access_log_for_subject).  Derived from the log, not
+-- chained: the report reads the entries themselves from the batches.
+CREATE TABLE privacy.access_log_trail (
+    subject_key bigint NOT NULL,  -- privacy_internal.access_log_subject_key(subject_hash)
+    seq         bigint NOT NULL   -- the subject entry's seq
+);
+CREATE INDEX access_log_trail_subject ON privacy.access_log_trail (subject_key, seq);
+COMMENT ON TABLE privacy.access_log_trail IS
+    'which access log entries are about which subject (by the first 8 bytes of its hash): kept by the log writer, trimmed with the log';
+SELECT pg_catalog.pg_extension_config_dump('privacy.access_log_trail', '');
+
+-- Row estimates (issue #19): a batch row holds about a hundred entries,
+-- one when a seq or a subject is asked for (the support function tells the
+-- planner which), so that a lookup in the log never looks like millions of
+-- rows to the planner, nor worth compiling with JIT.
+CREATE FUNCTION privacy_internal.access_log_rows(internal) RETURNS internal
+    AS 'MODULE_PATHNAME', 'privacy_access_log_rows' LANGUAGE C IMMUTABLE STRICT;
+COMMENT ON FUNCTION privacy_internal.access_log_rows(internal) IS
+    'planner support of the functions that unpack access log batches: one row when their filter argument is given';
 
 CREATE FUNCTION privacy_internal.access_log_statements(entries bytea, only_seq bigint DEFAULT NULL)
     RETURNS TABLE (seq bigint, at timestamptz, session_role text, acting_role text, application text,
                    client_addr text, backend_pid integer, purpose text, command text, relid oid,
                    relation text, columns text[], categories text[], rows bigint, query_id bigint,
                    level integer, outcome text, reason text, denied_category text, mac bytea)
-    AS 'MODULE_PATHNAME', 'privacy_access_log_statements' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'privacy_access_log_statements' LANGUAGE C IMMUTABLE PARALLEL SAFE
+    ROWS 100 SUPPORT privacy_internal.access_log_rows;
 COMMENT ON FUNCTION privacy_internal.access_log_statements(bytea, bigint) IS
     'the statement events packed in one access_log_batches.entries (only the one with seq = only_seq, when given)';
 
 CREATE FUNCTION privacy_internal.access_log_subject_entries(entries bytea, subject_hash bytea DEFAULT NULL)
     RETURNS TABLE (seq bigint, event bigint, subject_hash bytea, category text, opened bigint, mac bytea)
-    AS 'MODULE_PATHNAME', 'privacy_access_log_subject_entries' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+    AS 'MODULE_PATHNAME', 'privacy_access_log_subject_entries' LANGUAGE C IMMUTABLE PARALLEL SAFE
+    ROWS 100 SUPPORT privacy_internal.access_log_rows;
 COMMENT ON FUNCTION privacy_internal.access_log_subject_entries(bytea, bytea) IS
     'the subject entries packed in one access_log_batches.entries (only those of subject_hash, when given)';
+
+CREATE FUNCTION privacy_internal.access_log_entry(entries bytea, offsets bytea, i bigint) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'privacy_access_log_entry' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION privacy_internal.access_log_entry(bytea, bytea, bigint) IS
+    'entry i (seq - first_seq) of one access_log_batches row, packed alone, read as slices of entries and offsets';
+
+CREATE FUNCTION privacy_internal.access_log_offsets(entries bytea) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'privacy_access_log_offsets' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION privacy_internal.access_log_offsets(bytea) IS
+    'where each entry of one access_log_batches.entries starts: for rows written before the writer stored it';
 
 CREATE FUNCTION privacy_internal.access_log_subject_key(subject_hash bytea) RETURNS bigint
     AS 'MODULE_PATHNAME', 'privacy_access_log_subject_key' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
@@ -69,26 +94,31 @@ SELECT e.* FROM privacy.access_log_batches b, LATERAL privacy_internal.access_lo
 COMMENT ON VIEW privacy.access_log_subjects IS
     'whose encrypted values a logged statement (event = access_log.seq) opened: the subject''s keyed hash, the category and how many values';
 
--- Indexed lookups (the views above unpack every batch).  Both are inlined
--- SQL running as their caller: only who may read the log gets anything.
+-- Indexed lookups (the views above unpack every batch), each entry read
+-- alone from its batch row.  Both are inlined SQL running as their caller:
+-- only who may read the log gets anything.
 CREATE FUNCTION privacy_internal.access_log_for_subject(subject_hash bytea)
     RETURNS SETOF privacy.access_log_subjects
-    LANGUAGE sql STABLE PARALLEL SAFE
+    LANGUAGE sql STABLE PARALLEL SAFE ROWS 10
     AS $$
-SELECT e.* FROM privacy.access_log_batches b,
-       LATERAL privacy_internal.access_log_subject_entries(b.entries, $1) e
- WHERE b.subjects @> ARRAY[privacy_internal.access_log_subject_key($1)]
+SELECT e.* FROM privacy.access_log_trail t
+       CROSS JOIN LATERAL (SELECT b.first_seq, b.entries, b.offsets FROM privacy.access_log_batches b
+                            WHERE b.first_seq <= t.seq ORDER BY b.first_seq DESC LIMIT 1) b
+       CROSS JOIN LATERAL privacy_internal.access_log_subject_entries(
+                  privacy_internal.access_log_entry(b.entries, b.offsets, t.seq - b.first_seq), $1) e
+ WHERE t.subject_key = privacy_internal.access_log_subject_key($1)
 $$;
 COMMENT ON FUNCTION privacy_internal.access_log_for_subject(bytea) IS
-    'the rows of privacy.access_log_subjects of one subject hash, found through the batches'' subject index';
+    'the rows of privacy.access_log_subjects of one subject hash, found through privacy.access_log_trail';
 
 CREATE FUNCTION privacy_internal.access_log_event(seq bigint)
     RETURNS SETOF privacy.access_log
-    LANGUAGE sql STABLE PARALLEL SAFE
+    LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
     AS $$
-SELECT e.* FROM (SELECT b.entries FROM privacy.access_log_batches b
+SELECT e.* FROM (SELECT b.first_seq, b.entries, b.offsets FROM privacy.access_log_batches b
                   WHERE b.first_seq <= $1 ORDER BY b.first_seq DESC LIMIT 1) b,
-       LATERAL privacy_internal.access_log_statements(b.entries, $1) e
+       LATERAL privacy_internal.access_log_statements(
+                  privacy_internal.access_log_entry(b.entries, b.offsets, $1 - b.first_seq), $1) e
 $$;
 COMMENT ON FUNCTION privacy_internal.access_log_event(bigint) IS
     'the row of privacy.access_log with this seq, found through the batches'' primary key';
@@ -181,15 +211,18 @@ COMMENT ON FUNCTION privacy.trim_access_log() IS
 
 -- The log is written by the writer worker only; the compliance role reads it.
 REVOKE ALL ON privacy.access_log_batches, privacy.access_log, privacy.access_log_subjects,
-    privacy.access_log_anchors, privacy.access_log_verifications, privacy.access_log_purpose_use FROM PUBLIC;
+    privacy.access_log_anchors, privacy.access_log_verifications, privacy.access_log_purpose_use,
+    privacy.access_log_trail FROM PUBLIC;
 GRANT SELECT ON privacy.access_log_batches, privacy.access_log, privacy.access_log_subjects,
-    privacy.access_log_anchors, privacy.access_log_verifications, privacy.access_log_purpose_use TO privacy_officer;
+    privacy.access_log_anchors, privacy.access_log_verifications, privacy.access_log_purpose_use,
+    privacy.access_log_trail TO privacy_officer;
 GRANT SELECT ON privacy.access_log_head TO privacy_officer;
 REVOKE ALL ON FUNCTION privacy_internal.trim_access_log() FROM PUBLIC;
 REVOKE ALL ON FUNCTION privacy_internal.access_log_seal_head() FROM PUBLIC;
 -- (the views call these as the reading role)
 GRANT EXECUTE ON FUNCTION privacy_internal.access_log_statements(bytea, bigint),
     privacy_internal.access_log_subject_entries(bytea, bytea), privacy_internal.access_log_subject_key(bytea),
+    privacy_internal.access_log_entry(bytea, bytea, bigint),
     privacy_internal.access_log_for_subject(bytea), privacy_internal.access_log_event(bigint)
   TO privacy_officer;
 GRANT EXECUTE ON FUNCTION privacy.verify_access_log(), privacy.flush_access_log(integer),

@@ -392,7 +392,7 @@ $$;
 CREATE FUNCTION privacy.purge_preview()
     RETURNS TABLE (table_name regclass, action text, keep interval, rows_due bigint, rows_held bigint,
                    oldest_due timestamptz)
-    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 10
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -450,7 +450,7 @@ $$;
 -- them.
 CREATE FUNCTION privacy_internal.fk_order(tables regclass[])
     RETURNS TABLE (tbl regclass, pos integer, cycle oid[])
-    LANGUAGE plpgsql STABLE
+    LANGUAGE plpgsql STABLE ROWS 10
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -615,7 +615,7 @@ $$;
 -- plans are kept for the session (an SQL function with a SET clause is
 -- planned again at every call).
 CREATE FUNCTION privacy_internal.fk_reach(tables regclass[]) RETURNS TABLE (rel oid, root regclass)
-    LANGUAGE plpgsql STABLE
+    LANGUAGE plpgsql STABLE ROWS 20
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -661,7 +661,7 @@ END
 $$;
 CREATE FUNCTION privacy_internal.change_counts_since(before jsonb, rels oid[], roots regclass[])
     RETURNS TABLE (root regclass, deleted bigint, updated bigint)
-    LANGUAGE plpgsql VOLATILE
+    LANGUAGE plpgsql VOLATILE ROWS 10
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -976,7 +976,7 @@ $$;
 
 -- The tables of a run still to do, in its order.
 CREATE FUNCTION privacy_internal.purge_tables(run bigint) RETURNS SETOF regclass
-    LANGUAGE sql STABLE SECURITY DEFINER
+    LANGUAGE sql STABLE SECURITY DEFINER ROWS 10
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT prt.tbl FROM privacy.purge_run_tables prt

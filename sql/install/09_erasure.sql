@@ -85,6 +85,20 @@ BEGIN
 END
 $$;
 
+-- The condition that picks a subject's rows of a protected table (alias t):
+-- the subject column compared as bigint for integer columns, as text
+-- otherwise.
+CREATE FUNCTION privacy_internal.subject_match(tbl regclass, subject_column name, subject text) RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN a.atttypid IN ('bigint'::regtype, 'integer'::regtype, 'smallint'::regtype)
+                THEN format('t.%I = privacy_internal.subject_int8(%L)', subject_column, subject)
+                ELSE format('t.%I::pg_catalog.text = %L', subject_column, subject) END
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = subject_column
+$$;
+
 CREATE FUNCTION privacy.erase_subject(subject text, reason text) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -94,7 +108,6 @@ DECLARE
     hold record;
     pt record;
     fate record;
-    subject_type regtype;
     match text;
     n bigint;
     done jsonb := '{}';
@@ -166,11 +179,7 @@ BEGIN
                     MESSAGE = cycle_error.message, DETAIL = cycle_error.detail, HINT = cycle_error.hint;
             END IF;
             current := pt.tbl;
-            SELECT a.atttypid::regtype INTO subject_type FROM pg_catalog.pg_attribute a
-             WHERE a.attrelid = pt.tbl AND a.attname = pt.subject_column;
-            match := CASE WHEN subject_type IN ('bigint'::regtype, 'integer'::regtype, 'smallint'::regtype)
-                          THEN format('t.%I = privacy_internal.subject_int8(%L)', pt.subject_column, subject)
-                          ELSE format('t.%I::pg_catalog.text = %L', pt.subject_column, subject) END;
+            match := privacy_internal.subject_match(pt.tbl, pt.subject_column, subject);
             SELECT * INTO fate FROM privacy_internal.erasure_action(pt.tbl, pt.subject_column);
             -- as the table's owner: its triggers are its own code
             IF fate.action = 'anonymized' THEN
@@ -245,3 +254,96 @@ END
 $$;
 COMMENT ON FUNCTION privacy.erase_subject(text, text) IS
     'erase a subject in one transaction: their rows deleted or anonymized in every protected table (tables before the tables they reference), their keys destroyed, their consent history reduced; returns a receipt with what happened per table and column';
+
+-- What is left of a subject: for an officer checking an erasure, later (a
+-- restore of an old backup, a late import), without a purpose: rows of
+-- tables whose erasure deletes, values of kept (anonymized) rows that are
+-- still readable or searchable, live keys, consent state, ledger entries
+-- under the identifier.  Reads no value: counts rows as each table's owner
+-- (run_as_owner), looks only at stored forms (is_erased, live_search_tag).
+CREATE FUNCTION privacy.verify_erasure(subject text) RETURNS jsonb
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pt record;
+    fate record;
+    match text;
+    hash bytea;
+    n bigint;
+    leftover jsonb := '{}';
+    rows_left jsonb := '{}';
+    values_left jsonb := '{}';
+    tags_left jsonb := '{}';
+    kept jsonb := '{}';
+    remnant text;
+    tagged text;
+    erasure_id bigint;
+BEGIN
+    PERFORM privacy_internal.require_subject(subject);
+    hash := privacy.subject_hash(subject);
+    FOR pt IN SELECT p.tbl, p.subject_column FROM privacy.protected_tables p
+               WHERE p.parent IS NULL ORDER BY p.tbl::text
+    LOOP
+        match := privacy_internal.subject_match(pt.tbl, pt.subject_column, subject);
+        n := privacy_internal.run_as_owner(pt.tbl, format('SELECT 1 FROM %s t WHERE %s', pt.tbl, match));
+        CONTINUE WHEN n = 0;
+        SELECT * INTO fate FROM privacy_internal.erasure_action(pt.tbl, pt.subject_column);
+        IF fate.action <> 'anonymized' THEN
+            rows_left := rows_left || jsonb_build_object(pt.tbl::text, n);
+            CONTINUE;
+        END IF;
+        kept := kept || jsonb_build_object(pt.tbl::text, n);
+        -- kept rows: what the erasure clears must be cleared
+        SELECT string_agg(CASE c.what WHEN 'null' THEN format('t.%I IS NOT NULL', c.col)
+                                      WHEN 'masked' THEN format('t.%I::pg_catalog.text IS DISTINCT FROM %L', c.col,
+                                                                r.anonymize ->> c.col)
+                                      ELSE format('NOT privacy.is_erased(t.%I)', c.col) END, ' OR '),
+               string_agg(format('privacy_internal.live_search_tag(t.%I)', c.col), ' OR ')
+                   FILTER (WHERE c.what = 'shredded')
+          INTO remnant, tagged
+          FROM jsonb_each_text(fate.columns) AS c(col, what), privacy.retention_rules r
+         WHERE r.tbl = pt.tbl;
+        IF remnant IS NOT NULL THEN
+            n := privacy_internal.run_as_owner(pt.tbl, format('SELECT 1 FROM %s t WHERE %s AND (%s)', pt.tbl, match, remnant));
+            IF n > 0 THEN
+                values_left := values_left || jsonb_build_object(pt.tbl::text, n);
+            END IF;
+        END IF;
+        IF tagged IS NOT NULL THEN
+            n := privacy_internal.run_as_owner(pt.tbl, format('SELECT 1 FROM %s t WHERE %s AND (%s)', pt.tbl, match, tagged));
+            IF n > 0 THEN
+                tags_left := tags_left || jsonb_build_object(pt.tbl::text, n);
+            END IF;
+        END IF;
+    END LOOP;
+    IF rows_left <> '{}' THEN
+        leftover := leftover || jsonb_build_object('rows', rows_left);
+    END IF;
+    IF values_left <> '{}' THEN
+        leftover := leftover || jsonb_build_object('values', values_left);
+    END IF;
+    IF tags_left <> '{}' THEN
+        leftover := leftover || jsonb_build_object('search_tags', tags_left);
+    END IF;
+    SELECT count(*) INTO n FROM privacy.data_keys k
+     WHERE k.scope = 'subject' AND k.subject_hash = hash AND k.state <> 'destroyed';
+    IF n > 0 THEN
+        leftover := leftover || jsonb_build_object('keys', n);
+    END IF;
+    SELECT count(*) INTO n FROM privacy.consent_state cs WHERE cs.subject = verify_erasure.subject;
+    IF n > 0 THEN
+        leftover := leftover || jsonb_build_object('consent_state', n);
+    END IF;
+    SELECT count(*) INTO n FROM privacy.consent_events e WHERE e.subject = verify_erasure.subject;
+    IF n > 0 THEN
+        leftover := leftover || jsonb_build_object('consent_events', n);
+    END IF;
+    SELECT max(e.id) INTO erasure_id FROM privacy.erasures e WHERE e.subject_hash = hash;
+    RETURN jsonb_build_object('subject_hash', encode(hash, 'hex'), 'erasure', erasure_id,
+                              'verified', leftover = '{}', 'left', leftover, 'kept', kept,
+                              'checked_at', clock_timestamp());
+END
+$$;
+COMMENT ON FUNCTION privacy.verify_erasure(text) IS
+    'what is left of a subject, without a purpose and without reading a value: rows, readable or searchable values of kept rows, live keys, consent state and ledger entries; verified when nothing is';

@@ -577,7 +577,8 @@ BEGIN
                                  privacy_internal.html_time(e -> 'at'),
                                  privacy_internal.html(CASE e ->> 'action' WHEN 'grant' THEN 'consent given'
                                                    WHEN 'withdraw' THEN 'consent withdrawn'
-                                                   WHEN 'object' THEN 'objection' ELSE e ->> 'action' END),
+                                                   WHEN 'object' THEN 'objection'
+                                                   WHEN 'lift_objection' THEN 'objection lifted' ELSE e ->> 'action' END),
                                  privacy_internal.html(e ->> 'source'),
                                  privacy_internal.html_value(e -> 'evidence')), '' ORDER BY o)
                         FROM jsonb_array_elements(x -> 'history') WITH ORDINALITY AS hist(e, o)));

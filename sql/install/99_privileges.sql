@@ -85,7 +85,8 @@ GRANT EXECUTE ON FUNCTION
     privacy_internal.seal_text(text), privacy_internal.seal_bytea(bytea),
     privacy_internal.nests_encrypted(regtype),
     privacy_internal.refuse_derived(regclass), privacy_internal.refuse_derived_values(),
-    privacy_internal.shred_tag(privacy.encrypted_text), privacy_internal.shred_tag(privacy.encrypted_bytea)
+    privacy_internal.shred_tag(privacy.encrypted_text), privacy_internal.shred_tag(privacy.encrypted_bytea),
+    privacy_internal.live_search_tag(privacy.encrypted_text), privacy_internal.live_search_tag(privacy.encrypted_bytea)
   TO PUBLIC;
 GRANT EXECUTE ON FUNCTION privacy.classify(regclass, name, text, boolean, boolean),
     privacy.seal_for_subject(privacy.encrypted_text, text),
@@ -97,7 +98,8 @@ GRANT EXECUTE ON PROCEDURE privacy.reencrypt(regclass, name, integer) TO privacy
 -- these functions to); the policy helpers run for every reader.
 GRANT EXECUTE ON FUNCTION
     privacy.grant_consent(text, text, text, jsonb), privacy.withdraw_consent(text, text, text, jsonb),
-    privacy.object(text, text, text, jsonb), privacy.has_consent(text, text)
+    privacy.object(text, text, text, jsonb), privacy.lift_objection(text, text, text, jsonb),
+    privacy.has_consent(text, text)
   TO privacy_officer;
 GRANT SELECT ON privacy.consent_events, privacy.consent_state, privacy.consents
   TO privacy_officer, privacy_admin;
@@ -119,12 +121,20 @@ GRANT EXECUTE ON FUNCTION
     privacy_internal.purge_wait()
   TO privacy_officer;
 GRANT EXECUTE ON PROCEDURE privacy.purge(integer, interval, text, text) TO privacy_officer;
-GRANT EXECUTE ON FUNCTION privacy.erase_subject(text, text) TO privacy_officer;
+GRANT EXECUTE ON FUNCTION privacy.erase_subject(text, text), privacy.verify_erasure(text) TO privacy_officer;
 GRANT SELECT ON privacy.erasures TO privacy_officer, privacy_admin;
 GRANT SELECT ON privacy.retention_rules, privacy.holds, privacy.active_holds, privacy.purge_runs,
     privacy.purge_run_tables, privacy.purge_progress
   TO privacy_officer, privacy_admin;
 GRANT SELECT ON privacy.column_categories, privacy.classified_columns TO privacy_admin, privacy_officer;
+-- Self-service: the portal functions, acting on the subject the application
+-- declared, and nothing else.
+GRANT EXECUTE ON FUNCTION
+    privacy.portal_report(), privacy.portal_report_html(),
+    privacy.portal_grant_consent(text, text, jsonb), privacy.portal_withdraw_consent(text, text, jsonb),
+    privacy.portal_object(text, text, jsonb), privacy.portal_lift_objection(text, text, jsonb),
+    privacy.portal_open_request(text, text)
+  TO privacy_portal;
 -- pg_dump run by a privacy_admin member reads every table of the extension
 -- (data keys only ever wrapped) and its sequences
 GRANT SELECT ON ALL TABLES IN SCHEMA privacy TO privacy_admin;

@@ -455,7 +455,7 @@ sub auto_conf
 # A fresh database for the guide, the extension created in it (unless the
 # guide creates it), the guide's script, then everything the guide left in
 # the cluster removed: the database, the roles it created (the extension's
-# two roles included, so that the next guide finds the cluster as new) and
+# three roles included, so that the next guide finds the cluster as new) and
 # what it changed with ALTER SYSTEM (put back as it was before).
 sub run_guide
 {

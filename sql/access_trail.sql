@@ -1,0 +1,111 @@
+-- A subject's access trail is read in time proportional to its own entries
+-- (issue #19): 0.1 found the batch rows that mention the subject through a
+-- GIN index, then unpacked each of them whole, and again the whole batch of
+-- each entry's statement (0.4 ms an entry, growing with the batches).  Here
+-- 9,000 statements fill batch rows of thousands of entries, with
+-- subject 7 read three times among them; its trail must be exactly what
+-- the views say, and take a fraction of the time of finding the same
+-- entries by unpacking their batch rows.
+\set SHOW_CONTEXT never
+CREATE EXTENSION privacy;
+SELECT privacy.create_category('contact');
+SELECT privacy.create_purpose('billing', 'contract', '', ARRAY['contact']);
+CREATE ROLE at_app LOGIN;
+SELECT privacy.grant_purpose('at_app', 'billing');
+CREATE TABLE at_customers (id bigint PRIMARY KEY, email privacy.encrypted_text(contact));
+SELECT privacy.protect_table('at_customers', 'id');
+GRANT SELECT, INSERT ON at_customers TO at_app;
+-- the writer commits every second (or when the queue fills): large batch rows
+ALTER SYSTEM SET privacy.access_log_flush_interval = '1s';
+SELECT pg_reload_conf();
+SET ROLE at_app;
+SET privacy.purpose = 'billing';
+INSERT INTO at_customers SELECT g, 'c' || g || '@example.org' FROM generate_series(1, 100) g;
+-- (9,000 statements; their results are not shown)
+\set ECHO none
+\o /dev/null
+SELECT format('SELECT email FROM at_customers WHERE id = %s',
+              CASE WHEN i IN (3000, 6000, 8000) THEN 7 ELSE 11 + i % 90 END)
+  FROM generate_series(1, 9000) i
+\gexec
+\o
+\set ECHO all
+RESET ROLE;
+RESET privacy.purpose;
+SELECT privacy.flush_access_log();
+ALTER SYSTEM RESET privacy.access_log_flush_interval;
+SELECT pg_reload_conf();
+
+-- the batch rows that hold subject 7's entries are large
+SELECT min(last_seq - first_seq + 1) >= 200 AS large_batch_rows
+  FROM privacy.access_log_batches b, privacy.access_log_subjects s
+ WHERE s.subject_hash = privacy.subject_hash('7') AND s.seq BETWEEN b.first_seq AND b.last_seq;
+
+-- the best of five runs of a query, in milliseconds
+CREATE FUNCTION pg_temp.best_ms(q text) RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE
+    best float8;
+    t timestamptz;
+BEGIN
+    FOR i IN 1 .. 5 LOOP
+        t := clock_timestamp();
+        EXECUTE 'SELECT count(*) FROM (' || q || ') q';
+        best := least(best, 1000 * extract(epoch FROM clock_timestamp() - t));
+    END LOOP;
+    RETURN best;
+END
+$$;
+-- the report's query: a subject's entries, then the statement of each
+CREATE FUNCTION pg_temp.trail(subject text) RETURNS TABLE (seq bigint, event bigint, category text, opened bigint,
+                                                           command text, relation text, purpose text)
+LANGUAGE sql AS $$
+SELECT s.seq, s.event, s.category, s.opened, l.command, l.relation, l.purpose
+  FROM privacy_internal.access_log_for_subject(privacy.subject_hash(subject)) s
+  JOIN LATERAL privacy_internal.access_log_event(s.event) l ON true
+$$;
+-- the same from the views, which unpack the whole log
+CREATE FUNCTION pg_temp.trail_from_views(subject text) RETURNS TABLE (seq bigint, event bigint, category text, opened bigint,
+                                                                      command text, relation text, purpose text)
+LANGUAGE sql AS $$
+SELECT s.seq, s.event, s.category, s.opened, l.command, l.relation, l.purpose
+  FROM privacy.access_log_subjects s JOIN privacy.access_log l ON l.seq = s.event
+ WHERE s.subject_hash = privacy.subject_hash(subject)
+$$;
+
+SELECT count(*) AS entries_of_7 FROM pg_temp.trail('7');
+SELECT count(*) AS differences
+  FROM ((SELECT * FROM pg_temp.trail('7') EXCEPT SELECT * FROM pg_temp.trail_from_views('7'))
+        UNION ALL (SELECT * FROM pg_temp.trail_from_views('7') EXCEPT SELECT * FROM pg_temp.trail('7'))) d;
+SELECT command, relation, purpose, category, opened FROM pg_temp.trail('7') ORDER BY seq;
+SELECT count(*) AS entries_of_50 FROM pg_temp.trail('50');
+SELECT count(*) AS entries_of_nobody FROM pg_temp.trail('no such subject');
+
+-- the three entries and their statements, read alone, take a fraction of
+-- the time it takes to find them by unpacking their batch rows (as 0.1 did)
+CREATE FUNCTION pg_temp.trail_by_unpacking(subject text) RETURNS TABLE (seq bigint, event bigint, category text,
+                                                                        opened bigint, command text, relation text,
+                                                                        purpose text)
+LANGUAGE sql AS $$
+SELECT s.seq, s.event, s.category, s.opened, l.command, l.relation, l.purpose
+  FROM privacy.access_log_trail t
+  CROSS JOIN LATERAL (SELECT b.entries FROM privacy.access_log_batches b
+                       WHERE b.first_seq <= t.seq ORDER BY b.first_seq DESC LIMIT 1) b
+  CROSS JOIN LATERAL privacy_internal.access_log_subject_entries(b.entries, privacy.subject_hash(subject)) s
+  CROSS JOIN LATERAL (SELECT b.entries FROM privacy.access_log_batches b
+                       WHERE b.first_seq <= s.event ORDER BY b.first_seq DESC LIMIT 1) sb
+  CROSS JOIN LATERAL privacy_internal.access_log_statements(sb.entries, s.event) l
+ WHERE t.subject_key = privacy_internal.access_log_subject_key(privacy.subject_hash(subject)) AND s.seq = t.seq
+$$;
+SELECT count(*) AS entries_of_7_by_unpacking FROM pg_temp.trail_by_unpacking('7');
+SELECT pg_temp.best_ms($$SELECT * FROM pg_temp.trail('7')$$)
+       < pg_temp.best_ms($$SELECT * FROM pg_temp.trail_by_unpacking('7')$$) / 4 AS trail_reads_only_its_entries;
+
+-- the chain is what it was
+SELECT status, detail FROM privacy.verify_access_log();
+
+-- the log's last events written before the extension goes (they would
+-- reach the next test's log)
+SELECT privacy.flush_access_log();
+DROP TABLE at_customers;
+DROP EXTENSION privacy;
+DROP ROLE at_app;
