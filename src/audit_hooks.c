@@ -869,7 +869,7 @@ audit_init(void)
 {
 	audit_context = AllocSetContextCreate(TopMemoryContext, "privacy access log",
 										  ALLOCSET_DEFAULT_SIZES);
-	CacheRegisterRelcacheCallback(audit_relcache_callback, (Datum) 0);
+	catalog_on_relcache(audit_relcache_callback);
 	loose_context = AllocSetContextCreate(TopMemoryContext, "privacy access log subjects",
 										  ALLOCSET_DEFAULT_SIZES);
 	EnableQueryId();

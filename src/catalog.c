@@ -118,12 +118,40 @@ catalog_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		catalog_generation++;
 }
 
+/*
+ * The extension's parts share one relcache callback: PostgreSQL 15 has 10
+ * slots for the whole server process (MAX_RELCACHE_CALLBACKS), and Citus,
+ * loaded beside us, takes several of them ("out of relcache_callback_list
+ * slots" at CREATE EXTENSION citus when we took four).
+ */
+#define CATALOG_MAX_RELCACHE_LISTENERS 8
+static RelcacheCallbackFunction relcache_listeners[CATALOG_MAX_RELCACHE_LISTENERS];
+static int	n_relcache_listeners = 0;
+
+void
+catalog_on_relcache(RelcacheCallbackFunction fn)
+{
+	if (n_relcache_listeners >= CATALOG_MAX_RELCACHE_LISTENERS)
+		elog(FATAL, "out of privacy relcache listener slots");
+	relcache_listeners[n_relcache_listeners++] = fn;
+}
+
+static void
+catalog_relcache_dispatch(Datum arg, Oid relid)
+{
+	int			i;
+
+	catalog_relcache_callback(arg, relid);
+	for (i = 0; i < n_relcache_listeners; i++)
+		relcache_listeners[i] ((Datum) 0, relid);
+}
+
 void
 catalog_init(void)
 {
 	RegisterXactCallback(catalog_xact_callback, NULL);
 	RegisterSubXactCallback(catalog_subxact_callback, NULL);
-	CacheRegisterRelcacheCallback(catalog_relcache_callback, (Datum) 0);
+	CacheRegisterRelcacheCallback(catalog_relcache_dispatch, (Datum) 0);
 	/* verdicts depend on role membership; the schema may be dropped */
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, catalog_syscache_callback, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHOID, catalog_syscache_callback, (Datum) 0);

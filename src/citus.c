@@ -601,5 +601,5 @@ citus_init(void)
 	ProcessUtility_hook = citus_process_utility;
 	prev_planner = planner_hook;
 	planner_hook = citus_planner;
-	CacheRegisterRelcacheCallback(citus_relcache_callback, (Datum) 0);
+	catalog_on_relcache(citus_relcache_callback);
 }

@@ -851,7 +851,7 @@ keys_cache_init(void)
 	ProcessUtility_hook = keys_cache_process_utility;
 	RegisterXactCallback(keys_cache_xact_callback, NULL);
 	RegisterSubXactCallback(keys_cache_subxact_callback, NULL);
-	CacheRegisterRelcacheCallback(keys_cache_relcache_callback, (Datum) 0);
+	catalog_on_relcache(keys_cache_relcache_callback);
 }
 
 /* ------------------------------------------------------------------------

@@ -10,6 +10,7 @@
 #include "compat.h"
 #include "access/attnum.h"
 #include "nodes/nodes.h"
+#include "utils/inval.h"
 
 #define PRIVACY_SCHEMA "privacy"
 /* Helpers the API is built of: not documented, not for users to call. */
@@ -44,6 +45,8 @@ typedef struct CatalogUserState
 
 extern uint64 catalog_generation;
 extern void catalog_init(void);
+/* one relcache callback slot for every part (catalog.c dispatches) */
+extern void catalog_on_relcache(RelcacheCallbackFunction fn);
 extern Oid	catalog_namespace(void);
 extern Oid	catalog_relid(const char *relname);
 extern void catalog_accept_invalidations(void);
