@@ -3153,6 +3153,919 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION privacy_internal.purge_batch(run_id bigint, tbl regclass, batch_size integer) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET track_counts = on
+AS $$
+DECLARE
+    r privacy.retention_rules;
+    t privacy.purge_run_tables;
+    subject name;
+    stmt text;
+    held text[];
+    n bigint := 0;
+    reach_rels oid[];
+    reach_roots regclass[];
+    before jsonb;
+    ch record;
+    blocked record;
+    left_due bigint;
+    waits_for text := '';
+    st text;
+    msg text;
+    ctx text;
+    con_name text;
+    tab_name text;
+    sch_name text;
+    failure text;
+    saved_timeout text := pg_catalog.current_setting('lock_timeout');
+BEGIN
+    SELECT * INTO t FROM privacy.purge_run_tables prt WHERE prt.run_id = purge_batch.run_id AND prt.tbl = purge_batch.tbl;
+    IF t.status IS DISTINCT FROM 'pending' THEN
+        RETURN 0;               -- done, failed, or no table of the run
+    END IF;
+    SELECT * INTO r FROM privacy.retention_rules rr WHERE rr.tbl = purge_batch.tbl;
+    SELECT pt.subject_column INTO subject FROM privacy.protected_tables pt WHERE pt.tbl = r.tbl;
+    IF subject IS NULL THEN
+        failure := format('55000: table %s has no retention rule or is no longer protected', tbl);
+    ELSE
+        BEGIN
+            -- a foreign key checked at commit is checked here, where its error fails this table only
+            SET CONSTRAINTS ALL IMMEDIATE;
+            -- the rows are written as the table's owner (its triggers are its
+            -- own code); the subjects under hold are passed in, as the owner
+            -- may not read the holds
+            SELECT pg_catalog.array_agg(DISTINCT h.subject) INTO held FROM privacy.active_holds h;
+            IF r.action = 'delete' THEN
+                waits_for := privacy_internal.purge_waits_for(r.tbl);
+                stmt := format('DELETE FROM %s t WHERE %s', r.tbl,
+                               privacy_internal.batch_rows(r.tbl, privacy_internal.due_rows(r, subject, t.cutoff, held)
+                                                                  || waits_for, batch_size));
+                -- what its deletions can reach, to count what they did there
+                SELECT pg_catalog.array_agg(x.rel), pg_catalog.array_agg(x.root) INTO reach_rels, reach_roots
+                  FROM privacy_internal.fk_reach(ARRAY[r.tbl]) x;
+            ELSE
+                stmt := format('UPDATE %s t SET %s WHERE %s', r.tbl, privacy_internal.anonymize_sets(r),
+                               privacy_internal.batch_rows(r.tbl, privacy_internal.due_rows(r, subject, t.cutoff, held),
+                                                           batch_size));
+            END IF;
+            -- Usually no application holds a due row: write each row once.  If
+            -- one does, wait at most 100 ms, then redo the batch skipping locked
+            -- rows (which costs a lock on every row first).
+            BEGIN
+                -- a shorter lock_timeout of the session wins
+                PERFORM pg_catalog.set_config('lock_timeout',
+                    CASE WHEN pg_catalog.current_setting('lock_timeout') IN ('0', '')
+                           OR '100ms'::interval < pg_catalog.current_setting('lock_timeout')::interval
+                         THEN '100ms' ELSE pg_catalog.current_setting('lock_timeout') END, true);
+                before := privacy_internal.change_counts(reach_rels);
+                n := privacy_internal.run_as_owner(r.tbl, stmt || ')');
+            EXCEPTION WHEN lock_not_available THEN
+                before := privacy_internal.change_counts(reach_rels);
+                n := privacy_internal.run_as_owner(r.tbl, stmt || ' FOR UPDATE OF t SKIP LOCKED)');
+            END;
+            PERFORM pg_catalog.set_config('lock_timeout', saved_timeout, true);
+            -- rows of other tables (or of this one) its deletions removed or
+            -- set to NULL through their ON DELETE actions
+            FOR ch IN SELECT c.root, c.deleted - CASE WHEN c.root = r.tbl THEN n ELSE 0 END AS deleted, c.updated
+                        FROM privacy_internal.change_counts_since(before, reach_rels, reach_roots) c LOOP
+                CONTINUE WHEN ch.deleted = 0 AND ch.updated = 0;
+                INSERT INTO privacy.purge_run_tables AS prt (run_id, tbl, action, status, cascaded, set_null)
+                VALUES (purge_batch.run_id, ch.root, 'cascade', NULL, ch.deleted, ch.updated)
+                ON CONFLICT ON CONSTRAINT purge_run_tables_pkey DO UPDATE
+                   SET cascaded = prt.cascaded + EXCLUDED.cascaded, set_null = prt.set_null + EXCLUDED.set_null;
+            END LOOP;
+            IF n < batch_size AND waits_for <> '' THEN
+                -- done: what is still due waits for rows that reference it (or
+                -- was locked by another session); a count of the due rows, as
+                -- for matched, so only where rows can wait
+                EXECUTE format('SELECT count(*) FROM (%s) d', privacy_internal.due_query(r, subject, false, t.cutoff))
+                   INTO left_due;
+            END IF;
+            UPDATE privacy.purge_run_tables prt
+               SET purged = prt.purged + n, batches = prt.batches + 1,
+                   status = CASE WHEN n < batch_size THEN 'done' ELSE 'pending' END, waiting = left_due
+             WHERE prt.run_id = purge_batch.run_id AND prt.tbl = purge_batch.tbl;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, ctx = PG_EXCEPTION_CONTEXT,
+                                    con_name = CONSTRAINT_NAME, tab_name = TABLE_NAME, sch_name = SCHEMA_NAME;
+            IF st = '23503' THEN
+                -- rows of a table that this purge does not delete still reference the due rows
+                SELECT e.* INTO blocked
+                  FROM pg_catalog.pg_constraint c,
+                       LATERAL privacy_internal.fk_blocked_error(c.oid, 'purge',
+                           coalesce((SELECT CASE rr.action WHEN 'delete' THEN 'deleted' ELSE 'kept' END
+                                       FROM privacy.retention_rules rr
+                                      WHERE rr.tbl = privacy_internal.graph_root(c.conrelid)), 'not processed')) e
+                 WHERE c.oid = privacy_internal.fk_constraint(sch_name, tab_name, con_name);
+                IF blocked.message IS NOT NULL THEN
+                    failure := format('%s: %s. %s', st, blocked.message, blocked.detail);
+                END IF;
+            END IF;
+            failure := coalesce(failure, privacy_internal.purge_error_text(st, msg, ctx));
+            n := 0;
+        END;
+    END IF;
+    IF failure IS NOT NULL THEN
+        UPDATE privacy.purge_run_tables prt SET status = 'failed', error = failure
+         WHERE prt.run_id = purge_batch.run_id AND prt.tbl = purge_batch.tbl;
+    END IF;
+    RETURN n;
+END
+$$;
+
+REVOKE ALL ON FUNCTION privacy_internal.citus_distributed(regclass), privacy_internal.row_identity(regclass),
+    privacy_internal.due_where(regclass, text), privacy_internal.batch_rows(regclass, text, integer)
+  FROM PUBLIC;
+
+--------------------------------------------------------------------------------
+-- #13: personal data that is not text is encrypted too: the typed encrypted
+-- types (03_types.sql), classify() converting date, timestamptz, numeric,
+-- integer, bigint and jsonb columns (04_classify.sql), and every part that
+-- looked for encrypted_text and encrypted_bytea asking is_encrypted_type()
+-- instead (04_classify, 06_protect, 08_retention, 09_erasure, 10_requests,
+-- 99_privileges).
+--------------------------------------------------------------------------------
+------------------------------------------------------------------------------
+-- The typed encrypted types (#13): date, timestamptz, numeric, integer,
+-- bigint and jsonb, one type per base type (privacy.encrypted_<base>), so
+-- that a column reads back as its own type and an envelope of one cannot
+-- be replayed as another (the envelope's kind).  One C function per role
+-- serves them all (types.c); the statements are generated from this list.
+-- Equality search (searchable) compares search tags like encrypted_text;
+-- <, <=, > and >= raise an error (ordering and ranges are never answered
+-- without decrypting), and the btree operator class that unique indexes
+-- and equality search need uses operators in privacy_internal, which say
+-- nothing about the plaintext's order.  jsonb has no equality search.
+------------------------------------------------------------------------------
+CREATE FUNCTION privacy_internal.typed_bases(
+    OUT name text, OUT base regtype, OUT searchable boolean, OUT also_from regtype[])
+    RETURNS SETOF record LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    VALUES ('encrypted_date', 'date'::regtype, true, '{}'::regtype[]),
+           ('encrypted_timestamptz', 'timestamptz', true, '{}'),
+           ('encrypted_numeric', 'numeric', true, '{integer,bigint}'),
+           ('encrypted_integer', 'integer', true, '{}'),
+           ('encrypted_bigint', 'bigint', true, '{integer}'),
+           ('encrypted_jsonb', 'jsonb', false, '{}')
+$$;
+COMMENT ON FUNCTION privacy_internal.typed_bases() IS
+    'the typed encrypted types: base type, whether equality search is available, other types cast to it';
+
+CREATE FUNCTION privacy_internal.is_encrypted_type(oid) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_is_encrypted_type' LANGUAGE C STRICT STABLE PARALLEL SAFE;
+
+CREATE FUNCTION privacy_internal.encrypted_jsonb_typmod_in(cstring[]) RETURNS integer
+    AS 'MODULE_PATHNAME', 'encrypted_typmod_in_unsearchable' LANGUAGE C STRICT IMMUTABLE;
+
+DO $types$
+DECLARE
+    b record;
+    src regtype;
+    t text;
+    op text;
+    ops text[] := ARRAY['<', '<=', '>', '>='];
+    commutes text[] := ARRAY['>', '>=', '<', '<='];
+    negates text[] := ARRAY['>=', '>', '<=', '<'];
+    fns text[] := ARRAY['lt', 'le', 'gt', 'ge'];
+    i integer;
+BEGIN
+    FOR b IN SELECT * FROM privacy_internal.typed_bases() LOOP
+        t := 'privacy.' || b.name;
+        EXECUTE format('CREATE TYPE %s', t);
+        EXECUTE format($f$CREATE FUNCTION privacy_internal.%1$s_in(cstring, oid, integer) RETURNS %2$s
+            AS 'MODULE_PATHNAME', 'encrypted_typed_in' LANGUAGE C STRICT STABLE$f$, b.name, t);
+        EXECUTE format($f$CREATE FUNCTION privacy_internal.%1$s_out(%2$s) RETURNS cstring
+            AS 'MODULE_PATHNAME', 'encrypted_typed_out' LANGUAGE C STRICT STABLE$f$, b.name, t);
+        EXECUTE format($f$CREATE FUNCTION privacy_internal.%1$s_recv(internal, oid, integer) RETURNS %2$s
+            AS 'MODULE_PATHNAME', 'encrypted_typed_recv' LANGUAGE C STRICT STABLE$f$, b.name, t);
+        EXECUTE format($f$CREATE FUNCTION privacy_internal.%1$s_send(%2$s) RETURNS bytea
+            AS 'MODULE_PATHNAME', 'encrypted_typed_send' LANGUAGE C STRICT STABLE$f$, b.name, t);
+        EXECUTE format($f$CREATE TYPE %2$s (
+            INPUT = privacy_internal.%1$s_in, OUTPUT = privacy_internal.%1$s_out,
+            RECEIVE = privacy_internal.%1$s_recv, SEND = privacy_internal.%1$s_send,
+            TYPMOD_IN = privacy_internal.%3$s, TYPMOD_OUT = privacy_internal.encrypted_typmod_out,
+            ANALYZE = privacy_internal.encrypted_typanalyze,
+            INTERNALLENGTH = VARIABLE, STORAGE = external, CATEGORY = 'U')$f$,
+            b.name, t, CASE WHEN b.searchable THEN 'encrypted_typmod_in' ELSE 'encrypted_jsonb_typmod_in' END);
+        EXECUTE format($f$COMMENT ON TYPE %s IS %L$f$, t,
+            format('%s stored encrypted (XChaCha20-Poly1305); type modifier: (category%s)',
+                   b.base, CASE WHEN b.searchable THEN '[, searchable]' ELSE '' END));
+
+        -- assignment reseals under the column's category key; plain values
+        -- go in by assignment, plaintext comes out by an explicit cast
+        EXECUTE format($f$CREATE FUNCTION privacy_internal.%1$s(%2$s, integer, boolean) RETURNS %2$s
+            AS 'MODULE_PATHNAME', 'encrypted_typed_typmod' LANGUAGE C STRICT STABLE$f$, b.name, t);
+        EXECUTE format('CREATE CAST (%1$s AS %1$s) WITH FUNCTION privacy_internal.%2$s(%1$s, integer, boolean) AS IMPLICIT',
+                       t, b.name);
+        -- stable, not volatile: a parameter cast to the type ($1::privacy.encrypted_date)
+        -- is then an index condition (only its search tag is compared)
+        FOREACH src IN ARRAY ARRAY[b.base] || b.also_from LOOP
+            EXECUTE format($f$CREATE FUNCTION privacy_internal.%1$s(%3$s, integer, boolean) RETURNS %2$s
+                AS 'MODULE_PATHNAME', 'encrypted_typed_from_base' LANGUAGE C STRICT STABLE$f$, b.name, t, src);
+            EXECUTE format('CREATE CAST (%3$s AS %2$s) WITH FUNCTION privacy_internal.%1$s(%3$s, integer, boolean) AS ASSIGNMENT',
+                           b.name, t, src);
+        END LOOP;
+        EXECUTE format($f$CREATE FUNCTION privacy.plaintext(%1$s) RETURNS %2$s
+            AS 'MODULE_PATHNAME', 'encrypted_typed_to_base' LANGUAGE C STRICT STABLE$f$, t, b.base);
+        EXECUTE format('CREATE CAST (%1$s AS %2$s) WITH FUNCTION privacy.plaintext(%1$s)', t, b.base);
+
+        -- no ordering, no ranges, against the type itself or a plain value
+        FOREACH src IN ARRAY ARRAY[t::regtype, b.base] || b.also_from LOOP
+            EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_no_order(%1$s, %2$s) RETURNS boolean
+                AS 'MODULE_PATHNAME', 'encrypted_no_order' LANGUAGE C STRICT IMMUTABLE$f$, t, src);
+            FOREACH op IN ARRAY ops LOOP
+                EXECUTE format('CREATE OPERATOR pg_catalog.%3$s (LEFTARG = %1$s, RIGHTARG = %2$s, '
+                               'FUNCTION = privacy_internal.encrypted_no_order)', t, src, op);
+            END LOOP;
+        END LOOP;
+
+        IF b.searchable THEN
+            FOREACH op IN ARRAY ARRAY['eq', 'ne', 'lt', 'le', 'gt', 'ge'] LOOP
+                EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_%2$s(%1$s, %1$s) RETURNS boolean
+                    AS 'MODULE_PATHNAME', 'encrypted_%2$s' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE$f$, t, op);
+            END LOOP;
+            EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_cmp(%1$s, %1$s) RETURNS integer
+                AS 'MODULE_PATHNAME', 'encrypted_cmp' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE$f$, t);
+            EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_hash(%1$s) RETURNS integer
+                AS 'MODULE_PATHNAME', 'encrypted_hash' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE$f$, t);
+            EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_hash_extended(%1$s, bigint) RETURNS bigint
+                AS 'MODULE_PATHNAME', 'encrypted_hash_extended' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE$f$, t);
+            EXECUTE format('CREATE OPERATOR pg_catalog.= (LEFTARG = %1$s, RIGHTARG = %1$s, '
+                           'FUNCTION = privacy_internal.encrypted_eq, COMMUTATOR = OPERATOR(pg_catalog.=), '
+                           'NEGATOR = OPERATOR(pg_catalog.<>), RESTRICT = eqsel, JOIN = eqjoinsel, HASHES, MERGES)', t);
+            EXECUTE format('CREATE OPERATOR pg_catalog.<> (LEFTARG = %1$s, RIGHTARG = %1$s, '
+                           'FUNCTION = privacy_internal.encrypted_ne, COMMUTATOR = OPERATOR(pg_catalog.<>), '
+                           'NEGATOR = OPERATOR(pg_catalog.=), RESTRICT = neqsel, JOIN = neqjoinsel)', t);
+            FOR i IN 1 .. 4 LOOP
+                EXECUTE format('CREATE OPERATOR privacy_internal.%2$s (LEFTARG = %1$s, RIGHTARG = %1$s, '
+                               'FUNCTION = privacy_internal.encrypted_%3$s, '
+                               'COMMUTATOR = OPERATOR(privacy_internal.%4$s), NEGATOR = OPERATOR(privacy_internal.%5$s))',
+                               t, ops[i], fns[i], commutes[i], negates[i]);
+            END LOOP;
+            -- col = 42, col = $1 (a typed parameter): the plain value is
+            -- cast to the encrypted type (its search tag), in an SQL function
+            -- that the planner inlines, so that an index serves it
+            FOREACH src IN ARRAY ARRAY[b.base] || b.also_from LOOP
+                EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_eq(%1$s, %2$s) RETURNS boolean
+                    LANGUAGE sql STABLE AS 'SELECT $1 OPERATOR(pg_catalog.=) $2::%1$s'$f$, t, src);
+                EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_eq(%2$s, %1$s) RETURNS boolean
+                    LANGUAGE sql STABLE AS 'SELECT $2 OPERATOR(pg_catalog.=) $1::%1$s'$f$, t, src);
+                EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_ne(%1$s, %2$s) RETURNS boolean
+                    LANGUAGE sql STABLE AS 'SELECT $1 OPERATOR(pg_catalog.<>) $2::%1$s'$f$, t, src);
+                EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_ne(%2$s, %1$s) RETURNS boolean
+                    LANGUAGE sql STABLE AS 'SELECT $2 OPERATOR(pg_catalog.<>) $1::%1$s'$f$, t, src);
+                EXECUTE format('CREATE OPERATOR pg_catalog.= (LEFTARG = %1$s, RIGHTARG = %2$s, '
+                               'FUNCTION = privacy_internal.encrypted_eq, COMMUTATOR = OPERATOR(pg_catalog.=), '
+                               'NEGATOR = OPERATOR(pg_catalog.<>), RESTRICT = eqsel, JOIN = eqjoinsel)', t, src);
+                EXECUTE format('CREATE OPERATOR pg_catalog.= (LEFTARG = %2$s, RIGHTARG = %1$s, '
+                               'FUNCTION = privacy_internal.encrypted_eq, COMMUTATOR = OPERATOR(pg_catalog.=), '
+                               'NEGATOR = OPERATOR(pg_catalog.<>), RESTRICT = eqsel, JOIN = eqjoinsel)', t, src);
+                EXECUTE format('CREATE OPERATOR pg_catalog.<> (LEFTARG = %1$s, RIGHTARG = %2$s, '
+                               'FUNCTION = privacy_internal.encrypted_ne, COMMUTATOR = OPERATOR(pg_catalog.<>), '
+                               'NEGATOR = OPERATOR(pg_catalog.=), RESTRICT = neqsel, JOIN = neqjoinsel)', t, src);
+                EXECUTE format('CREATE OPERATOR pg_catalog.<> (LEFTARG = %2$s, RIGHTARG = %1$s, '
+                               'FUNCTION = privacy_internal.encrypted_ne, COMMUTATOR = OPERATOR(pg_catalog.<>), '
+                               'NEGATOR = OPERATOR(pg_catalog.=), RESTRICT = neqsel, JOIN = neqjoinsel)', t, src);
+            END LOOP;
+            EXECUTE format('CREATE OPERATOR CLASS privacy.%1$s_ops DEFAULT FOR TYPE %2$s USING btree AS '
+                           'OPERATOR 1 privacy_internal.<, OPERATOR 2 privacy_internal.<=, OPERATOR 3 pg_catalog.=, '
+                           'OPERATOR 4 privacy_internal.>=, OPERATOR 5 privacy_internal.>, '
+                           'FUNCTION 1 privacy_internal.encrypted_cmp(%2$s, %2$s)', b.name, t);
+            EXECUTE format('CREATE OPERATOR CLASS privacy.%1$s_hash_ops DEFAULT FOR TYPE %2$s USING hash AS '
+                           'OPERATOR 1 pg_catalog.=, FUNCTION 1 privacy_internal.encrypted_hash(%2$s), '
+                           'FUNCTION 2 privacy_internal.encrypted_hash_extended(%2$s, bigint)', b.name, t);
+        END IF;
+
+        -- inspection and maintenance, as for encrypted_text
+        EXECUTE format($f$CREATE FUNCTION privacy.envelope_info(%1$s) RETURNS privacy.envelope_info
+            AS 'MODULE_PATHNAME', 'encrypted_info' LANGUAGE C STRICT STABLE$f$, t);
+        EXECUTE format($f$CREATE FUNCTION privacy.is_erased(%1$s) RETURNS boolean
+            AS 'MODULE_PATHNAME', 'encrypted_is_erased' LANGUAGE C STRICT STABLE$f$, t);
+        EXECUTE format($f$CREATE FUNCTION privacy_internal.reseal(%1$s) RETURNS %1$s
+            AS 'MODULE_PATHNAME', 'encrypted_typed_reseal' LANGUAGE C STRICT VOLATILE$f$, t);
+        EXECUTE format($f$CREATE FUNCTION privacy.seal_for_subject(%1$s, subject text) RETURNS %1$s
+            AS 'MODULE_PATHNAME', 'encrypted_typed_seal_for_subject' LANGUAGE C STRICT VOLATILE$f$, t);
+        EXECUTE format($f$CREATE FUNCTION privacy_internal.needs_reseal(%1$s) RETURNS boolean
+            AS 'MODULE_PATHNAME', 'encrypted_needs_reseal' LANGUAGE C STRICT STABLE$f$, t);
+        EXECUTE format($f$CREATE FUNCTION privacy_internal.shred_tag(%1$s) RETURNS %1$s
+            AS 'MODULE_PATHNAME', 'privacy_shred_tag' LANGUAGE C STRICT IMMUTABLE$f$, t);
+    END LOOP;
+END
+$types$;
+
+CREATE OR REPLACE FUNCTION privacy.classify(tbl regclass, col name, category text,
+                                 searchable boolean DEFAULT false, encrypt boolean DEFAULT false)
+    RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    att record;
+    is_encrypted boolean;
+    target text;
+    typed record;
+    reason text;
+BEGIN
+    PERFORM privacy_internal.require_category(category);
+    IF category = 'unclassified' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'columns cannot be classified as "unclassified"',
+            HINT    = 'Name the category of personal data the column holds.';
+    END IF;
+    SELECT a.attnum, a.atttypid, a.atttypmod, a.attinhcount INTO att
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'undefined_column',
+            MESSAGE = format('column "%s" of relation %s does not exist', col, tbl);
+    END IF;
+    is_encrypted := privacy_internal.is_encrypted_type(att.atttypid);
+    IF NOT is_encrypted AND encrypt THEN
+        IF att.atttypid IN ('text'::regtype, 'character varying'::regtype) THEN
+            target := 'privacy.encrypted_text';
+        ELSIF att.atttypid = 'bytea'::regtype THEN
+            target := 'privacy.encrypted_bytea';
+        ELSE
+            -- date, timestamptz, numeric, integer, bigint, jsonb (03_types.sql)
+            SELECT 'privacy.' || b.name AS target, b.searchable INTO typed
+              FROM privacy_internal.typed_bases() b WHERE b.base = att.atttypid;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION USING
+                    ERRCODE = 'datatype_mismatch',
+                    MESSAGE = format('column "%s" of type %s cannot be encrypted', col, att.atttypid::regtype),
+                    HINT    = 'Columns of text, varchar, bytea, date, timestamptz, numeric, integer, bigint and jsonb convert to privacy.encrypted_<type>; convert the column to one of those first.';
+            END IF;
+            target := typed.target;
+            IF searchable AND NOT typed.searchable THEN
+                RAISE EXCEPTION USING
+                    ERRCODE = 'feature_not_supported',
+                    MESSAGE = format('column "%s" of type %s cannot be made searchable', col, att.atttypid::regtype),
+                    DETAIL  = format('%s has no equality search: documents equal as jsonb may differ in their bytes.', target),
+                    HINT    = 'Classify it with searchable => false, and put a field to search into a column of its own.';
+            END IF;
+            -- precision and scale are not kept (the type modifier is the
+            -- category): the values there keep their rounding, new ones
+            -- are stored as given
+            IF att.atttypmod <> -1 THEN
+                RAISE NOTICE USING
+                    MESSAGE = format('column "%s" becomes %s: its type modifier %s is no longer applied to new values',
+                                     col, target, format_type(att.atttypid, att.atttypmod)),
+                    HINT    = 'Round or truncate values before they are stored (the application, or a cast in the INSERT).';
+            END IF;
+        END IF;
+        is_encrypted := true;
+    ELSIF is_encrypted THEN
+        target := att.atttypid::regtype::text;
+    END IF;
+    IF searchable AND NOT is_encrypted THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('column "%s" is not encrypted, so it cannot be made searchable', col),
+            HINT    = 'Pass encrypt => true to convert it, or leave searchable false.';
+    END IF;
+    IF is_encrypted THEN
+        IF att.attinhcount > 0 THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_table_definition',
+                MESSAGE = format('column "%s" of %s is inherited', col, tbl),
+                HINT    = 'Classify the column on the parent table; partitions follow it.';
+        END IF;
+        -- an index on an encrypted column orders search tags, which only
+        -- searchable columns keep
+        IF NOT searchable THEN
+            SELECT i.indexrelid::regclass AS idx INTO typed
+              FROM pg_catalog.pg_index i
+             WHERE i.indrelid = tbl AND att.attnum = ANY (i.indkey::pg_catalog.int2[])
+             ORDER BY i.indexrelid LIMIT 1;
+            IF FOUND THEN
+                RAISE EXCEPTION USING
+                    ERRCODE = 'object_not_in_prerequisite_state',
+                    MESSAGE = format('column "%s" of %s is in index %s, so it cannot be encrypted without equality search',
+                                     col, tbl, typed.idx),
+                    DETAIL  = 'An index on an encrypted column compares search tags, which only searchable columns keep.',
+                    HINT    = 'Classify it with searchable => true (equal values become linkable), or drop the index first.';
+            END IF;
+        END IF;
+        -- a check constraint on a date or a number compares its plain
+        -- value (birth_date > '1900-01-01'), which it no longer has; on an
+        -- empty table the conversion would succeed and every insert fail
+        IF NOT privacy_internal.is_encrypted_type(att.atttypid)
+           AND target NOT IN ('privacy.encrypted_text', 'privacy.encrypted_bytea') THEN
+            SELECT c.conname INTO typed
+              FROM pg_catalog.pg_constraint c
+             WHERE c.conrelid = tbl AND c.contype = 'c' AND att.attnum = ANY (c.conkey)
+             ORDER BY c.conname LIMIT 1;
+            IF FOUND THEN
+                RAISE EXCEPTION USING
+                    ERRCODE = 'dependent_objects_still_exist',
+                    MESSAGE = format('column "%s" of %s cannot be encrypted: check constraint "%s" uses its plain values',
+                                     col, tbl, typed.conname),
+                    DETAIL  = format('%s answers equality search only; a check constraint on it could not be evaluated.', target),
+                    HINT    = 'Drop the check constraint (validate the value in the application, or before it is stored), then classify the column.';
+            END IF;
+        END IF;
+        PERFORM privacy_internal.ensure_internal_keys();
+        PERFORM privacy_internal.category_key(category);
+        -- rewrites the column: every value is (re)sealed under the category
+        -- key; as the table's owner (the rewrite evaluates its constraints
+        -- and index expressions, which are the owner's code); plain values
+        -- are sealed as the plaintext they are, whatever they look like
+        BEGIN
+            PERFORM privacy_internal.run_as_owner(tbl,
+                format('ALTER TABLE %s ALTER COLUMN %I TYPE %s(%s%s)%s', tbl, col, target,
+                       category, CASE WHEN searchable THEN ', searchable' ELSE '' END,
+                       CASE WHEN privacy_internal.is_encrypted_type(att.atttypid) THEN ''
+                            WHEN target = 'privacy.encrypted_bytea' THEN format(' USING privacy_internal.seal_bytea(%I)', col)
+                            WHEN target = 'privacy.encrypted_text'
+                                THEN format(' USING privacy_internal.seal_text(%I::pg_catalog.text)', col)
+                            -- the typed ones: the assignment cast from the base type
+                            ELSE '' END));
+        EXCEPTION WHEN undefined_function OR feature_not_supported THEN
+            -- a check constraint, index expression or predicate computes
+            -- with the plain values (score > 0, lower(email))
+            GET STACKED DIAGNOSTICS reason = MESSAGE_TEXT;
+            RAISE EXCEPTION USING
+                ERRCODE = 'dependent_objects_still_exist',
+                MESSAGE = format('column "%s" of %s cannot be encrypted: an expression on it needs its plain values', col, tbl),
+                DETAIL  = format('Converting it to %s failed: %s.', target, reason),
+                HINT    = 'Drop or rewrite the check constraints and index expressions that compute with the column (encrypted values answer equality search only), then classify it.';
+        END;
+    END IF;
+    INSERT INTO privacy.column_categories AS cc (tbl, col, category, searchable, encrypted)
+    VALUES (tbl, col, category, searchable, is_encrypted)
+    ON CONFLICT ON CONSTRAINT column_categories_pkey DO UPDATE
+       SET category = EXCLUDED.category, searchable = EXCLUDED.searchable,
+           encrypted = EXCLUDED.encrypted, classified_at = now(), classified_by = session_user;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION privacy_internal.register_column(tbl regclass, col name)
+    RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    att record;
+BEGIN
+    -- only what the catalog says, for the table's owner, never for
+    -- temporary tables (they leave without a trace the register could see)
+    SELECT a.atttypmod, c.relowner, c.relpersistence INTO att
+      FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+     WHERE a.attrelid = tbl AND a.attname = col AND NOT a.attisdropped
+       AND privacy_internal.is_encrypted_type(a.atttypid);
+    IF NOT FOUND OR att.relpersistence = 't' OR att.atttypmod = -1
+       OR NOT pg_catalog.pg_has_role(session_user, att.relowner, 'USAGE')
+       OR privacy_internal.typmod_category(att.atttypmod) IS NULL
+       OR privacy_internal.typmod_category(att.atttypmod) = 'unclassified' THEN
+        RETURN;
+    END IF;
+    INSERT INTO privacy.column_categories AS cc (tbl, col, category, searchable, encrypted)
+    VALUES (tbl, col, privacy_internal.typmod_category(att.atttypmod), (att.atttypmod >> 16) & 1 = 1, true)
+    ON CONFLICT ON CONSTRAINT column_categories_pkey DO UPDATE
+       SET category = EXCLUDED.category, searchable = EXCLUDED.searchable, encrypted = true;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION privacy_internal.classify_new_columns() RETURNS event_trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    -- values inside an array, domain, composite or range escape the seal
+    FOR r IN
+        SELECT DISTINCT a.attrelid::regclass AS tbl, a.attname, a.atttypid::regtype AS typ
+          FROM pg_catalog.pg_event_trigger_ddl_commands() d
+          JOIN pg_catalog.pg_class c ON c.oid = d.objid
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
+         WHERE d.classid = 'pg_catalog.pg_class'::regclass
+           AND c.relkind IN ('r', 'p', 'm', 'f')
+           AND a.attnum > 0 AND NOT a.attisdropped
+           AND privacy_internal.nests_encrypted(a.atttypid)
+    LOOP
+        RAISE EXCEPTION USING
+            ERRCODE = 'feature_not_supported',
+            MESSAGE = format('column "%s" of %s cannot hold encrypted values inside %s', r.attname, r.tbl, r.typ),
+            DETAIL  = 'Encrypted values are sealed for a column of an encrypted type (privacy.encrypted_text, privacy.encrypted_date...) itself; inside an array, domain, composite or range they would keep a key only the writing session holds.',
+            HINT    = 'Store each value in a column of its own, or in a table of its own with a row per value.';
+    END LOOP;
+    FOR r IN
+        SELECT DISTINCT a.attrelid::regclass AS tbl, a.attname, a.atttypid::regtype AS typ, c.relkind,
+               a.atttypmod, a.atthasdef
+          FROM pg_catalog.pg_event_trigger_ddl_commands() d
+          JOIN pg_catalog.pg_class c ON c.oid = d.objid
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
+         WHERE d.classid = 'pg_catalog.pg_class'::regclass
+           AND c.relkind IN ('r', 'p', 'm', 'f')
+           AND a.attnum > 0 AND NOT a.attisdropped AND a.attinhcount = 0
+           AND privacy_internal.is_encrypted_type(a.atttypid)
+    LOOP
+        -- a default would be sealed once, with the creating session's key
+        IF r.atthasdef THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_table_definition',
+                MESSAGE = format('encrypted column "%s" of %s cannot have a default', r.attname, r.tbl),
+                DETAIL  = 'A default value would be sealed once, when the table is defined, with a key only that session holds.',
+                HINT    = 'Set the value in the INSERT, or in a BEFORE INSERT trigger.';
+        END IF;
+        IF r.atttypmod <> -1 THEN
+            PERFORM privacy_internal.register_column(r.tbl, r.attname);
+            CONTINUE;
+        END IF;
+        IF r.relkind IN ('m', 'f') THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'invalid_table_definition',
+                MESSAGE = format('encrypted column "%s" of %s needs a category', r.attname, r.tbl),
+                HINT    = format('Cast it to a classified type, for example %s(contact).', r.typ);
+        END IF;
+        -- our own ALTER fires this trigger again: skip what it already did
+        CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                                   WHERE a.attrelid = r.tbl AND a.attname = r.attname AND a.atttypmod = -1);
+        RAISE NOTICE 'column "%" of % has no category yet; it is "unclassified" until privacy.classify() is run',
+            r.attname, r.tbl;
+        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I TYPE %s(unclassified)', r.tbl, r.attname, r.typ);
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE PROCEDURE privacy.reencrypt(tbl regclass, col name, batch_pages integer DEFAULT 64)
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    pages bigint;
+    first_page bigint := 0;
+    done bigint := 0;
+    n bigint;
+    started timestamptz := pg_catalog.clock_timestamp();
+BEGIN
+    IF batch_pages IS NULL OR batch_pages < 1 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'batch_pages must be at least 1';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid = tbl AND a.attname = col AND NOT a.attisdropped
+                      AND privacy_internal.is_encrypted_type(a.atttypid)) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('column "%s" of %s is not an encrypted column', col, tbl);
+    END IF;
+    pages := pg_catalog.pg_relation_size(tbl) / pg_catalog.current_setting('block_size')::integer;
+    WHILE first_page <= pages LOOP
+        EXECUTE pg_catalog.format(
+            'UPDATE %s SET %I = privacy_internal.reseal(%I) '
+            'WHERE ctid >= pg_catalog.format(''(%s,0)'', %s::bigint)::pg_catalog.tid '
+            '  AND ctid < pg_catalog.format(''(%s,0)'', %s::bigint)::pg_catalog.tid '
+            '  AND privacy_internal.needs_reseal(%I)',
+            tbl, col, col, '%s', first_page, '%s', first_page + batch_pages, col);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        done := done + n;
+        COMMIT;
+        first_page := first_page + batch_pages;
+        IF n > 0 THEN
+            RAISE NOTICE 'reencrypt %.%: % values resealed, % of % pages scanned',
+                tbl, col, done, LEAST(first_page, pages), pages;
+        END IF;
+    END LOOP;
+    RAISE NOTICE 'reencrypt %.% done: % values resealed in %', tbl, col, done,
+        pg_catalog.clock_timestamp() - started;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION privacy.unclassify(tbl regclass, col name) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    att record;
+    category text;
+BEGIN
+    SELECT a.atttypid, a.atttypmod INTO att
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'undefined_column',
+            MESSAGE = format('column "%s" of relation %s does not exist', col, tbl);
+    END IF;
+    IF privacy_internal.is_encrypted_type(att.atttypid)
+       AND att.atttypmod <> -1 THEN
+        category := privacy_internal.typmod_category(att.atttypmod);
+        IF category IS DISTINCT FROM 'unclassified' THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'object_not_in_prerequisite_state',
+                MESSAGE = format('column "%s" of %s is encrypted, so its classification cannot be removed', col, tbl),
+                DETAIL  = format('Its values are sealed under the key of category %s; an encrypted column always has a category.',
+                                 coalesce(format('"%s"', category), format('id %s', att.atttypmod & 65535))),
+                HINT    = 'Classify it into another category instead, or first convert it to plaintext (ALTER TABLE ... ALTER COLUMN ... TYPE text, with a purpose allowed its category).';
+        END IF;
+    END IF;
+    DELETE FROM privacy.column_categories cc WHERE cc.tbl = unclassify.tbl AND cc.col = unclassify.col;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'undefined_object',
+            MESSAGE = format('column "%s" of %s is not classified', col, tbl);
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION privacy_internal.protect_one(tbl regclass, subject_column name, parent regclass,
+                                     reseal boolean DEFAULT false) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel record;
+    base boolean;
+    kept jsonb;
+    late name;
+    sets text;
+BEGIN
+    SELECT c.relrowsecurity, c.relforcerowsecurity, c.relkind INTO rel
+      FROM pg_catalog.pg_class c WHERE c.oid = tbl;
+    -- the seal trigger must see each row as it will be stored: no BEFORE
+    -- row trigger on INSERT or UPDATE may fire after it (names decide)
+    SELECT t.tgname INTO late FROM pg_catalog.pg_trigger t
+     WHERE t.tgrelid = tbl AND NOT t.tgisinternal AND t.tgname <> 'privacy_seal_row'
+       AND t.tgname::text COLLATE "C" > 'privacy_seal_row'
+       AND (t.tgtype & 1) <> 0 AND (t.tgtype & 2) <> 0 AND (t.tgtype & (4 | 16)) <> 0
+     ORDER BY t.tgname LIMIT 1;
+    IF late IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_object_definition',
+            MESSAGE = format('trigger "%s" on %s would fire after privacy_seal_row', late, tbl),
+            DETAIL = 'BEFORE row triggers fire in the order of their names; values are sealed under their subject''s key by privacy_seal_row, which must see the row as it will be stored.',
+            HINT = format('Rename it so that its name sorts before "privacy_seal_row", for example ALTER TRIGGER %I ON %s RENAME TO %I.',
+                          late, tbl, 'a_' || late);
+    END IF;
+    -- a table without row-level security gets the extension's policies;
+    -- one that had its own keeps them, with the consent check added
+    base := NOT rel.relrowsecurity;
+    INSERT INTO privacy.protected_tables (tbl, subject_column, parent, rls_was_enabled, rls_was_forced, base_policy)
+    VALUES (tbl, subject_column, parent, rel.relrowsecurity, rel.relforcerowsecurity, base);
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
+    EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
+    -- (their CREATE and ALTER POLICY fire guard_policies, which reads the row)
+    kept := privacy_internal.add_policies(tbl, subject_column, NOT base);
+    UPDATE privacy.protected_tables pt SET own_policies = pt.own_policies || kept WHERE pt.tbl = protect_one.tbl;
+    -- row triggers on a partitioned table are cloned to its partitions
+    IF parent IS NULL OR NOT (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = tbl) THEN
+        PERFORM privacy_internal.create_seal_trigger(tbl, subject_column);
+    END IF;
+    IF parent IS NULL OR reseal THEN
+        -- rows already there move under their subject's key too: the seal
+        -- trigger reseals what each row's UPDATE writes, which runs as the
+        -- table's owner (the owner's triggers never run as the extension)
+        SELECT string_agg(format('%1$I = %1$I', a.attname), ', ')
+          INTO sets
+          FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+           AND privacy_internal.is_encrypted_type(a.atttypid);
+        IF sets IS NOT NULL THEN
+            PERFORM privacy_internal.run_as_owner(tbl,
+                format('UPDATE %s SET %s WHERE %I IS NOT NULL', tbl, sets, subject_column));
+        END IF;
+    END IF;
+    -- on Citus, the workers learn that the table's shards are protected
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+        PERFORM privacy_internal.citus_resend(tbl);
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION privacy.set_retention(tbl regclass, time_column name, keep interval, action text,
+                                      anonymize name[] DEFAULT NULL, masks jsonb DEFAULT NULL)
+    RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    col name;
+    att record;
+    spec jsonb := '{}';
+    subject name;
+BEGIN
+    SELECT pt.subject_column INTO subject FROM privacy.protected_tables pt
+     WHERE pt.tbl = set_retention.tbl AND pt.parent IS NULL;
+    IF subject IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('table %s is not protected', tbl),
+            HINT = 'Retention rules apply to protected tables: run privacy.protect_table() first.';
+    END IF;
+    SELECT a.atttypid INTO att FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = time_column AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_column',
+            MESSAGE = format('column "%s" of relation %s does not exist', time_column, tbl);
+    END IF;
+    IF att.atttypid NOT IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype) THEN
+        RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
+            MESSAGE = format('column "%s" of %s is of type %s, not a timestamp', time_column, tbl, att.atttypid::regtype),
+            HINT = 'The time column is a timestamp with or without time zone, or a date.';
+    END IF;
+    IF keep IS NULL OR keep <= interval '0' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('retention period must be positive, not %s', coalesce(keep::text, 'NULL'));
+    END IF;
+    IF action IS NULL OR action NOT IN ('delete', 'anonymize') THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('invalid retention action %s', coalesce(quote_literal(action), 'NULL')),
+            HINT = 'Use delete, or anonymize with the columns to clear.';
+    END IF;
+    IF action = 'delete' AND (coalesce(cardinality(anonymize), 0) > 0 OR masks IS NOT NULL) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'columns to anonymize are given for a rule that deletes rows';
+    END IF;
+    IF action = 'anonymize' THEN
+        IF coalesce(cardinality(anonymize), 0) = 0 THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'an anonymizing rule needs the columns to anonymize',
+                HINT = 'Pass them as ARRAY[''email'', ''phone''].';
+        END IF;
+        IF masks IS NOT NULL AND jsonb_typeof(masks) <> 'object' THEN
+            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                MESSAGE = 'masks must be a JSON object mapping columns to masking values';
+        END IF;
+        FOREACH col IN ARRAY anonymize LOOP
+            SELECT a.atttypid, a.attnotnull INTO att FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION USING ERRCODE = 'undefined_column',
+                    MESSAGE = format('column "%s" of relation %s does not exist', col, tbl);
+            END IF;
+            IF col IN (subject, time_column) THEN
+                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                    MESSAGE = format('column "%s" cannot be anonymized', col),
+                    DETAIL = 'The subject column and the time column identify what the rule applies to.';
+            END IF;
+            IF masks IS NOT NULL AND masks ? col THEN
+                IF privacy_internal.is_encrypted_type(att.atttypid)
+                   AND jsonb_typeof(masks -> col) <> 'null' THEN
+                    RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+                        MESSAGE = format('encrypted column "%s" can only be anonymized to NULL', col),
+                        HINT = 'Its subject''s values are shredded with the subject''s key; a masking value would be a new personal value.';
+                END IF;
+                spec := spec || jsonb_build_object(col, masks -> col);
+            ELSE
+                IF att.attnotnull THEN
+                    RAISE EXCEPTION USING ERRCODE = 'not_null_violation',
+                        MESSAGE = format('column "%s" of %s is NOT NULL and has no masking value', col, tbl),
+                        HINT = format('Give one: masks => ''{"%s": "..."}''.', col);
+                END IF;
+                spec := spec || jsonb_build_object(col, NULL::text);
+            END IF;
+        END LOOP;
+    END IF;
+    INSERT INTO privacy.retention_rules AS r (tbl, time_column, keep, action, anonymize)
+    VALUES (tbl, time_column, keep, action, spec)
+    ON CONFLICT ON CONSTRAINT retention_rules_pkey DO UPDATE
+       SET time_column = EXCLUDED.time_column, keep = EXCLUDED.keep, action = EXCLUDED.action,
+           anonymize = EXCLUDED.anonymize, created_at = now(), created_by = session_user;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION privacy_internal.erasure_action(tbl regclass, subject_column name,
+                                               OUT action text, OUT sets text, OUT columns jsonb, OUT reason text)
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r privacy.retention_rules;
+BEGIN
+    action := 'deleted';
+    SELECT * INTO r FROM privacy.retention_rules rr WHERE rr.tbl = erasure_action.tbl;
+    IF r.action IS DISTINCT FROM 'anonymize' THEN
+        RETURN;
+    END IF;
+    WITH cols AS (
+        SELECT a.attname AS col, a.attnum, a.attnotnull,
+               privacy_internal.is_encrypted_type(a.atttypid) AS shreddable,
+               cc.col IS NOT NULL AS classified
+          FROM pg_catalog.pg_attribute a
+          LEFT JOIN privacy.column_categories cc ON cc.tbl = erasure_action.tbl AND cc.col = a.attname
+         WHERE a.attrelid = erasure_action.tbl AND a.attnum > 0 AND NOT a.attisdropped
+           AND (cc.col IS NOT NULL OR r.anonymize ? a.attname
+                OR privacy_internal.is_encrypted_type(a.atttypid))),
+    fate AS (
+        SELECT c.*, CASE WHEN r.anonymize ? c.col
+                         THEN CASE WHEN jsonb_typeof(r.anonymize -> c.col) = 'null' THEN 'null' ELSE 'masked' END
+                         WHEN c.shreddable THEN 'shredded'
+                         ELSE 'null' END AS what
+          FROM cols c)
+    SELECT string_agg(CASE WHEN f.what = 'masked' THEN format('%I = %L', f.col, r.anonymize ->> f.col)
+                           WHEN f.what = 'null' THEN format('%I = NULL', f.col)
+                           ELSE format('%1$I = privacy_internal.shred_tag(%1$I)', f.col) END, ', ' ORDER BY f.attnum),
+           jsonb_object_agg(f.col, f.what),
+           (SELECT CASE WHEN g.col = subject_column
+                        THEN format('the subject column %s is classified', g.col)
+                        ELSE format('column %s is classified and NOT NULL, and the retention rule gives it no masking value', g.col) END
+              FROM fate g
+             WHERE g.classified AND (g.col = subject_column OR (g.what = 'null' AND g.attnotnull AND NOT r.anonymize ? g.col))
+             ORDER BY g.col <> subject_column, g.attnum LIMIT 1)
+      INTO sets, columns, reason
+      FROM fate f;
+    IF reason IS NULL THEN
+        action := 'anonymized';
+    ELSE
+        sets := NULL;
+        columns := NULL;
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE VIEW privacy_internal.personal_columns AS
+SELECT cc.tbl, cc.col, cc.category, cc.encrypted, cc.searchable, true AS registered
+  FROM privacy.column_categories cc
+ WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = cc.tbl)
+UNION ALL
+SELECT a.attrelid::pg_catalog.regclass, a.attname,
+       coalesce(privacy_internal.typmod_category(a.atttypmod), 'unclassified'),
+       true, a.atttypmod >= 0 AND (a.atttypmod >> 16) & 1 = 1, false
+  FROM pg_catalog.pg_attribute a
+  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+ WHERE privacy_internal.is_encrypted_type(a.atttypid)
+   AND a.attnum > 0 AND NOT a.attisdropped AND a.attinhcount = 0
+   AND c.relkind IN ('r', 'p') AND c.relpersistence <> 't'
+   AND NOT EXISTS (SELECT 1 FROM privacy.column_categories cc
+                    WHERE cc.tbl = a.attrelid AND cc.col = a.attname);
+
+COMMENT ON FUNCTION privacy.classify(regclass, name, text, boolean, boolean) IS
+    'declare the category of a column; encrypted columns are resealed under the category key (searchable enables equality search); encrypt converts a text, varchar, bytea, date, timestamptz, numeric, integer, bigint or jsonb column';
+
+-- The typed encrypted types (03_types.sql) are for everyone too, but for
+-- seal_for_subject, which is the administrator's like the others.  (Revoked
+-- first, so that an upgraded database has the same privileges as a new one.)
+DO $grants$
+DECLARE
+    f record;
+BEGIN
+    FOR f IN
+        SELECT p.oid::regprocedure AS fn, p.proname = 'seal_for_subject' AS admin_only
+          FROM pg_catalog.pg_proc p
+          JOIN pg_catalog.pg_type t
+            ON t.oid = ANY (p.prorettype || p.proargtypes::pg_catalog.oid[])
+           AND t.typnamespace = 'privacy'::regnamespace
+         WHERE t.typname IN (SELECT b.name FROM privacy_internal.typed_bases() b)
+         GROUP BY p.oid ORDER BY 1
+    LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f.fn);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s', f.fn,
+                       CASE WHEN f.admin_only THEN 'privacy_admin' ELSE 'PUBLIC' END);
+    END LOOP;
+END
+$grants$;
+REVOKE ALL ON FUNCTION privacy_internal.encrypted_jsonb_typmod_in(cstring[]),
+    privacy_internal.is_encrypted_type(oid), privacy_internal.typed_bases()
+  FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION privacy_internal.encrypted_jsonb_typmod_in(cstring[]),
+    privacy_internal.is_encrypted_type(oid), privacy_internal.typed_bases()
+  TO PUBLIC;
+
+-- #12 (review): index scans of an encrypted column ask the gate; index
+-- expressions and predicates, generated columns and extended statistics
+-- over encrypted columns are refused (04_classify.sql, src/derived.c)
+-- What PostgreSQL derives from an encrypted column on its own -- an index
+-- expression or predicate, a stored generated column, extended statistics
+-- -- is computed in the session of whoever writes or analyzes the table,
+-- with that session's purpose, and kept outside the column: refused when
+-- it is defined (src/derived.c).
+CREATE FUNCTION privacy_internal.refuse_derived(regclass) RETURNS void
+    AS 'MODULE_PATHNAME', 'privacy_refuse_derived' LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION privacy_internal.refuse_derived_values() RETURNS event_trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT CASE WHEN d.classid = 'pg_catalog.pg_statistic_ext'::regclass THEN s.stxrelid
+                             WHEN c.relkind IN ('i', 'I') THEN i.indrelid
+                             ELSE c.oid END::regclass AS tbl
+          FROM pg_catalog.pg_event_trigger_ddl_commands() d
+          LEFT JOIN pg_catalog.pg_class c
+                 ON d.classid = 'pg_catalog.pg_class'::regclass AND c.oid = d.objid
+          LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
+          LEFT JOIN pg_catalog.pg_statistic_ext s
+                 ON d.classid = 'pg_catalog.pg_statistic_ext'::regclass AND s.oid = d.objid
+         WHERE (c.relkind IN ('r', 'p', 'm', 'f', 'i', 'I') OR s.oid IS NOT NULL)
+    LOOP
+        CONTINUE WHEN r.tbl IS NULL;
+        PERFORM privacy_internal.refuse_derived(r.tbl);
+    END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER privacy_refuse_derived_values ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE INDEX', 'CREATE STATISTICS')
+    EXECUTE FUNCTION privacy_internal.refuse_derived_values();
+GRANT EXECUTE ON FUNCTION privacy_internal.refuse_derived(regclass),
+    privacy_internal.refuse_derived_values() TO PUBLIC;
+
 ------------------------------------------------------------------------------
 -- Issue #19 (gdpr): row estimates of every set-returning function, so that
 -- no call of ours looks worth compiling with JIT.
@@ -3737,12 +4650,6 @@ CREATE OR REPLACE FUNCTION privacy.erase_subject(subject text, reason text) RETU
     SET track_counts = on
 AS $$
 DECLARE
-    r privacy.retention_rules;
-    t privacy.purge_run_tables;
-    subject name;
-    stmt text;
-    held text[];
-    n bigint := 0;
     hold record;
     pt record;
     fate record;
@@ -3754,780 +4661,6 @@ DECLARE
     reach_roots regclass[];
     before jsonb;
     ch record;
-    blocked record;
-    left_due bigint;
-    waits_for text := '';
-    st text;
-    msg text;
-    ctx text;
-    con_name text;
-    tab_name text;
-    sch_name text;
-    failure text;
-    saved_timeout text := pg_catalog.current_setting('lock_timeout');
-BEGIN
-    SELECT * INTO t FROM privacy.purge_run_tables prt WHERE prt.run_id = purge_batch.run_id AND prt.tbl = purge_batch.tbl;
-    IF t.status IS DISTINCT FROM 'pending' THEN
-        RETURN 0;               -- done, failed, or no table of the run
-    END IF;
-    SELECT * INTO r FROM privacy.retention_rules rr WHERE rr.tbl = purge_batch.tbl;
-    SELECT pt.subject_column INTO subject FROM privacy.protected_tables pt WHERE pt.tbl = r.tbl;
-    IF subject IS NULL THEN
-        failure := format('55000: table %s has no retention rule or is no longer protected', tbl);
-    ELSE
-        BEGIN
-            -- a foreign key checked at commit is checked here, where its error fails this table only
-            SET CONSTRAINTS ALL IMMEDIATE;
-            -- the rows are written as the table's owner (its triggers are its
-            -- own code); the subjects under hold are passed in, as the owner
-            -- may not read the holds
-            SELECT pg_catalog.array_agg(DISTINCT h.subject) INTO held FROM privacy.active_holds h;
-            IF r.action = 'delete' THEN
-                waits_for := privacy_internal.purge_waits_for(r.tbl);
-                stmt := format('DELETE FROM %s t WHERE %s', r.tbl,
-                               privacy_internal.batch_rows(r.tbl, privacy_internal.due_rows(r, subject, t.cutoff, held)
-                                                                  || waits_for, batch_size));
-                -- what its deletions can reach, to count what they did there
-                SELECT pg_catalog.array_agg(x.rel), pg_catalog.array_agg(x.root) INTO reach_rels, reach_roots
-                  FROM privacy_internal.fk_reach(ARRAY[r.tbl]) x;
-            ELSE
-                stmt := format('UPDATE %s t SET %s WHERE %s', r.tbl, privacy_internal.anonymize_sets(r),
-                               privacy_internal.batch_rows(r.tbl, privacy_internal.due_rows(r, subject, t.cutoff, held),
-                                                           batch_size));
-            END IF;
-            -- Usually no application holds a due row: write each row once.  If
-            -- one does, wait at most 100 ms, then redo the batch skipping locked
-            -- rows (which costs a lock on every row first).
-            BEGIN
-                -- a shorter lock_timeout of the session wins
-                PERFORM pg_catalog.set_config('lock_timeout',
-                    CASE WHEN pg_catalog.current_setting('lock_timeout') IN ('0', '')
-                           OR '100ms'::interval < pg_catalog.current_setting('lock_timeout')::interval
-                         THEN '100ms' ELSE pg_catalog.current_setting('lock_timeout') END, true);
-                before := privacy_internal.change_counts(reach_rels);
-                n := privacy_internal.run_as_owner(r.tbl, stmt || ')');
-            EXCEPTION WHEN lock_not_available THEN
-                before := privacy_internal.change_counts(reach_rels);
-                n := privacy_internal.run_as_owner(r.tbl, stmt || ' FOR UPDATE OF t SKIP LOCKED)');
-            END;
-            PERFORM pg_catalog.set_config('lock_timeout', saved_timeout, true);
-            -- rows of other tables (or of this one) its deletions removed or
-            -- set to NULL through their ON DELETE actions
-            FOR ch IN SELECT c.root, c.deleted - CASE WHEN c.root = r.tbl THEN n ELSE 0 END AS deleted, c.updated
-                        FROM privacy_internal.change_counts_since(before, reach_rels, reach_roots) c LOOP
-                CONTINUE WHEN ch.deleted = 0 AND ch.updated = 0;
-                INSERT INTO privacy.purge_run_tables AS prt (run_id, tbl, action, status, cascaded, set_null)
-                VALUES (purge_batch.run_id, ch.root, 'cascade', NULL, ch.deleted, ch.updated)
-                ON CONFLICT ON CONSTRAINT purge_run_tables_pkey DO UPDATE
-                   SET cascaded = prt.cascaded + EXCLUDED.cascaded, set_null = prt.set_null + EXCLUDED.set_null;
-            END LOOP;
-            IF n < batch_size AND waits_for <> '' THEN
-                -- done: what is still due waits for rows that reference it (or
-                -- was locked by another session); a count of the due rows, as
-                -- for matched, so only where rows can wait
-                EXECUTE format('SELECT count(*) FROM (%s) d', privacy_internal.due_query(r, subject, false, t.cutoff))
-                   INTO left_due;
-            END IF;
-            UPDATE privacy.purge_run_tables prt
-               SET purged = prt.purged + n, batches = prt.batches + 1,
-                   status = CASE WHEN n < batch_size THEN 'done' ELSE 'pending' END, waiting = left_due
-             WHERE prt.run_id = purge_batch.run_id AND prt.tbl = purge_batch.tbl;
-        EXCEPTION WHEN OTHERS THEN
-            GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, ctx = PG_EXCEPTION_CONTEXT,
-                                    con_name = CONSTRAINT_NAME, tab_name = TABLE_NAME, sch_name = SCHEMA_NAME;
-            IF st = '23503' THEN
-                -- rows of a table that this purge does not delete still reference the due rows
-                SELECT e.* INTO blocked
-                  FROM pg_catalog.pg_constraint c,
-                       LATERAL privacy_internal.fk_blocked_error(c.oid, 'purge',
-                           coalesce((SELECT CASE rr.action WHEN 'delete' THEN 'deleted' ELSE 'kept' END
-                                       FROM privacy.retention_rules rr
-                                      WHERE rr.tbl = privacy_internal.graph_root(c.conrelid)), 'not processed')) e
-                 WHERE c.oid = privacy_internal.fk_constraint(sch_name, tab_name, con_name);
-                IF blocked.message IS NOT NULL THEN
-                    failure := format('%s: %s. %s', st, blocked.message, blocked.detail);
-                END IF;
-            END IF;
-            failure := coalesce(failure, privacy_internal.purge_error_text(st, msg, ctx));
-            n := 0;
-        END;
-    END IF;
-    IF failure IS NOT NULL THEN
-        UPDATE privacy.purge_run_tables prt SET status = 'failed', error = failure
-         WHERE prt.run_id = purge_batch.run_id AND prt.tbl = purge_batch.tbl;
-    END IF;
-    RETURN n;
-END
-$$;
-
-REVOKE ALL ON FUNCTION privacy_internal.citus_distributed(regclass), privacy_internal.row_identity(regclass),
-    privacy_internal.due_where(regclass, text), privacy_internal.batch_rows(regclass, text, integer)
-  FROM PUBLIC;
-
---------------------------------------------------------------------------------
--- #13: personal data that is not text is encrypted too: the typed encrypted
--- types (03_types.sql), classify() converting date, timestamptz, numeric,
--- integer, bigint and jsonb columns (04_classify.sql), and every part that
--- looked for encrypted_text and encrypted_bytea asking is_encrypted_type()
--- instead (04_classify, 06_protect, 08_retention, 09_erasure, 10_requests,
--- 99_privileges).
---------------------------------------------------------------------------------
-------------------------------------------------------------------------------
--- The typed encrypted types (#13): date, timestamptz, numeric, integer,
--- bigint and jsonb, one type per base type (privacy.encrypted_<base>), so
--- that a column reads back as its own type and an envelope of one cannot
--- be replayed as another (the envelope's kind).  One C function per role
--- serves them all (types.c); the statements are generated from this list.
--- Equality search (searchable) compares search tags like encrypted_text;
--- <, <=, > and >= raise an error (ordering and ranges are never answered
--- without decrypting), and the btree operator class that unique indexes
--- and equality search need uses operators in privacy_internal, which say
--- nothing about the plaintext's order.  jsonb has no equality search.
-------------------------------------------------------------------------------
-CREATE FUNCTION privacy_internal.typed_bases(
-    OUT name text, OUT base regtype, OUT searchable boolean, OUT also_from regtype[])
-    RETURNS SETOF record LANGUAGE sql IMMUTABLE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-    VALUES ('encrypted_date', 'date'::regtype, true, '{}'::regtype[]),
-           ('encrypted_timestamptz', 'timestamptz', true, '{}'),
-           ('encrypted_numeric', 'numeric', true, '{integer,bigint}'),
-           ('encrypted_integer', 'integer', true, '{}'),
-           ('encrypted_bigint', 'bigint', true, '{integer}'),
-           ('encrypted_jsonb', 'jsonb', false, '{}')
-$$;
-COMMENT ON FUNCTION privacy_internal.typed_bases() IS
-    'the typed encrypted types: base type, whether equality search is available, other types cast to it';
-
-CREATE FUNCTION privacy_internal.is_encrypted_type(oid) RETURNS boolean
-    AS 'MODULE_PATHNAME', 'privacy_is_encrypted_type' LANGUAGE C STRICT STABLE PARALLEL SAFE;
-
-CREATE FUNCTION privacy_internal.encrypted_jsonb_typmod_in(cstring[]) RETURNS integer
-    AS 'MODULE_PATHNAME', 'encrypted_typmod_in_unsearchable' LANGUAGE C STRICT IMMUTABLE;
-
-DO $types$
-DECLARE
-    b record;
-    src regtype;
-    t text;
-    op text;
-    ops text[] := ARRAY['<', '<=', '>', '>='];
-    commutes text[] := ARRAY['>', '>=', '<', '<='];
-    negates text[] := ARRAY['>=', '>', '<=', '<'];
-    fns text[] := ARRAY['lt', 'le', 'gt', 'ge'];
-    i integer;
-BEGIN
-    FOR b IN SELECT * FROM privacy_internal.typed_bases() LOOP
-        t := 'privacy.' || b.name;
-        EXECUTE format('CREATE TYPE %s', t);
-        EXECUTE format($f$CREATE FUNCTION privacy_internal.%1$s_in(cstring, oid, integer) RETURNS %2$s
-            AS 'MODULE_PATHNAME', 'encrypted_typed_in' LANGUAGE C STRICT STABLE$f$, b.name, t);
-        EXECUTE format($f$CREATE FUNCTION privacy_internal.%1$s_out(%2$s) RETURNS cstring
-            AS 'MODULE_PATHNAME', 'encrypted_typed_out' LANGUAGE C STRICT STABLE$f$, b.name, t);
-        EXECUTE format($f$CREATE FUNCTION privacy_internal.%1$s_recv(internal, oid, integer) RETURNS %2$s
-            AS 'MODULE_PATHNAME', 'encrypted_typed_recv' LANGUAGE C STRICT STABLE$f$, b.name, t);
-        EXECUTE format($f$CREATE FUNCTION privacy_internal.%1$s_send(%2$s) RETURNS bytea
-            AS 'MODULE_PATHNAME', 'encrypted_typed_send' LANGUAGE C STRICT STABLE$f$, b.name, t);
-        EXECUTE format($f$CREATE TYPE %2$s (
-            INPUT = privacy_internal.%1$s_in, OUTPUT = privacy_internal.%1$s_out,
-            RECEIVE = privacy_internal.%1$s_recv, SEND = privacy_internal.%1$s_send,
-            TYPMOD_IN = privacy_internal.%3$s, TYPMOD_OUT = privacy_internal.encrypted_typmod_out,
-            ANALYZE = privacy_internal.encrypted_typanalyze,
-            INTERNALLENGTH = VARIABLE, STORAGE = external, CATEGORY = 'U')$f$,
-            b.name, t, CASE WHEN b.searchable THEN 'encrypted_typmod_in' ELSE 'encrypted_jsonb_typmod_in' END);
-        EXECUTE format($f$COMMENT ON TYPE %s IS %L$f$, t,
-            format('%s stored encrypted (XChaCha20-Poly1305); type modifier: (category%s)',
-                   b.base, CASE WHEN b.searchable THEN '[, searchable]' ELSE '' END));
-
-        -- assignment reseals under the column's category key; plain values
-        -- go in by assignment, plaintext comes out by an explicit cast
-        EXECUTE format($f$CREATE FUNCTION privacy_internal.%1$s(%2$s, integer, boolean) RETURNS %2$s
-            AS 'MODULE_PATHNAME', 'encrypted_typed_typmod' LANGUAGE C STRICT STABLE$f$, b.name, t);
-        EXECUTE format('CREATE CAST (%1$s AS %1$s) WITH FUNCTION privacy_internal.%2$s(%1$s, integer, boolean) AS IMPLICIT',
-                       t, b.name);
-        -- stable, not volatile: a parameter cast to the type ($1::privacy.encrypted_date)
-        -- is then an index condition (only its search tag is compared)
-        FOREACH src IN ARRAY ARRAY[b.base] || b.also_from LOOP
-            EXECUTE format($f$CREATE FUNCTION privacy_internal.%1$s(%3$s, integer, boolean) RETURNS %2$s
-                AS 'MODULE_PATHNAME', 'encrypted_typed_from_base' LANGUAGE C STRICT STABLE$f$, b.name, t, src);
-            EXECUTE format('CREATE CAST (%3$s AS %2$s) WITH FUNCTION privacy_internal.%1$s(%3$s, integer, boolean) AS ASSIGNMENT',
-                           b.name, t, src);
-        END LOOP;
-        EXECUTE format($f$CREATE FUNCTION privacy.plaintext(%1$s) RETURNS %2$s
-            AS 'MODULE_PATHNAME', 'encrypted_typed_to_base' LANGUAGE C STRICT STABLE$f$, t, b.base);
-        EXECUTE format('CREATE CAST (%1$s AS %2$s) WITH FUNCTION privacy.plaintext(%1$s)', t, b.base);
-
-        -- no ordering, no ranges, against the type itself or a plain value
-        FOREACH src IN ARRAY ARRAY[t::regtype, b.base] || b.also_from LOOP
-            EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_no_order(%1$s, %2$s) RETURNS boolean
-                AS 'MODULE_PATHNAME', 'encrypted_no_order' LANGUAGE C STRICT IMMUTABLE$f$, t, src);
-            FOREACH op IN ARRAY ops LOOP
-                EXECUTE format('CREATE OPERATOR pg_catalog.%3$s (LEFTARG = %1$s, RIGHTARG = %2$s, '
-                               'FUNCTION = privacy_internal.encrypted_no_order)', t, src, op);
-            END LOOP;
-        END LOOP;
-
-        IF b.searchable THEN
-            FOREACH op IN ARRAY ARRAY['eq', 'ne', 'lt', 'le', 'gt', 'ge'] LOOP
-                EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_%2$s(%1$s, %1$s) RETURNS boolean
-                    AS 'MODULE_PATHNAME', 'encrypted_%2$s' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE$f$, t, op);
-            END LOOP;
-            EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_cmp(%1$s, %1$s) RETURNS integer
-                AS 'MODULE_PATHNAME', 'encrypted_cmp' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE$f$, t);
-            EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_hash(%1$s) RETURNS integer
-                AS 'MODULE_PATHNAME', 'encrypted_hash' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE$f$, t);
-            EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_hash_extended(%1$s, bigint) RETURNS bigint
-                AS 'MODULE_PATHNAME', 'encrypted_hash_extended' LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE$f$, t);
-            EXECUTE format('CREATE OPERATOR pg_catalog.= (LEFTARG = %1$s, RIGHTARG = %1$s, '
-                           'FUNCTION = privacy_internal.encrypted_eq, COMMUTATOR = OPERATOR(pg_catalog.=), '
-                           'NEGATOR = OPERATOR(pg_catalog.<>), RESTRICT = eqsel, JOIN = eqjoinsel, HASHES, MERGES)', t);
-            EXECUTE format('CREATE OPERATOR pg_catalog.<> (LEFTARG = %1$s, RIGHTARG = %1$s, '
-                           'FUNCTION = privacy_internal.encrypted_ne, COMMUTATOR = OPERATOR(pg_catalog.<>), '
-                           'NEGATOR = OPERATOR(pg_catalog.=), RESTRICT = neqsel, JOIN = neqjoinsel)', t);
-            FOR i IN 1 .. 4 LOOP
-                EXECUTE format('CREATE OPERATOR privacy_internal.%2$s (LEFTARG = %1$s, RIGHTARG = %1$s, '
-                               'FUNCTION = privacy_internal.encrypted_%3$s, '
-                               'COMMUTATOR = OPERATOR(privacy_internal.%4$s), NEGATOR = OPERATOR(privacy_internal.%5$s))',
-                               t, ops[i], fns[i], commutes[i], negates[i]);
-            END LOOP;
-            -- col = 42, col = $1 (a typed parameter): the plain value is
-            -- cast to the encrypted type (its search tag), in an SQL function
-            -- that the planner inlines, so that an index serves it
-            FOREACH src IN ARRAY ARRAY[b.base] || b.also_from LOOP
-                EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_eq(%1$s, %2$s) RETURNS boolean
-                    LANGUAGE sql STABLE AS 'SELECT $1 OPERATOR(pg_catalog.=) $2::%1$s'$f$, t, src);
-                EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_eq(%2$s, %1$s) RETURNS boolean
-                    LANGUAGE sql STABLE AS 'SELECT $2 OPERATOR(pg_catalog.=) $1::%1$s'$f$, t, src);
-                EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_ne(%1$s, %2$s) RETURNS boolean
-                    LANGUAGE sql STABLE AS 'SELECT $1 OPERATOR(pg_catalog.<>) $2::%1$s'$f$, t, src);
-                EXECUTE format($f$CREATE FUNCTION privacy_internal.encrypted_ne(%2$s, %1$s) RETURNS boolean
-                    LANGUAGE sql STABLE AS 'SELECT $2 OPERATOR(pg_catalog.<>) $1::%1$s'$f$, t, src);
-                EXECUTE format('CREATE OPERATOR pg_catalog.= (LEFTARG = %1$s, RIGHTARG = %2$s, '
-                               'FUNCTION = privacy_internal.encrypted_eq, COMMUTATOR = OPERATOR(pg_catalog.=), '
-                               'NEGATOR = OPERATOR(pg_catalog.<>), RESTRICT = eqsel, JOIN = eqjoinsel)', t, src);
-                EXECUTE format('CREATE OPERATOR pg_catalog.= (LEFTARG = %2$s, RIGHTARG = %1$s, '
-                               'FUNCTION = privacy_internal.encrypted_eq, COMMUTATOR = OPERATOR(pg_catalog.=), '
-                               'NEGATOR = OPERATOR(pg_catalog.<>), RESTRICT = eqsel, JOIN = eqjoinsel)', t, src);
-                EXECUTE format('CREATE OPERATOR pg_catalog.<> (LEFTARG = %1$s, RIGHTARG = %2$s, '
-                               'FUNCTION = privacy_internal.encrypted_ne, COMMUTATOR = OPERATOR(pg_catalog.<>), '
-                               'NEGATOR = OPERATOR(pg_catalog.=), RESTRICT = neqsel, JOIN = neqjoinsel)', t, src);
-                EXECUTE format('CREATE OPERATOR pg_catalog.<> (LEFTARG = %2$s, RIGHTARG = %1$s, '
-                               'FUNCTION = privacy_internal.encrypted_ne, COMMUTATOR = OPERATOR(pg_catalog.<>), '
-                               'NEGATOR = OPERATOR(pg_catalog.=), RESTRICT = neqsel, JOIN = neqjoinsel)', t, src);
-            END LOOP;
-            EXECUTE format('CREATE OPERATOR CLASS privacy.%1$s_ops DEFAULT FOR TYPE %2$s USING btree AS '
-                           'OPERATOR 1 privacy_internal.<, OPERATOR 2 privacy_internal.<=, OPERATOR 3 pg_catalog.=, '
-                           'OPERATOR 4 privacy_internal.>=, OPERATOR 5 privacy_internal.>, '
-                           'FUNCTION 1 privacy_internal.encrypted_cmp(%2$s, %2$s)', b.name, t);
-            EXECUTE format('CREATE OPERATOR CLASS privacy.%1$s_hash_ops DEFAULT FOR TYPE %2$s USING hash AS '
-                           'OPERATOR 1 pg_catalog.=, FUNCTION 1 privacy_internal.encrypted_hash(%2$s), '
-                           'FUNCTION 2 privacy_internal.encrypted_hash_extended(%2$s, bigint)', b.name, t);
-        END IF;
-
-        -- inspection and maintenance, as for encrypted_text
-        EXECUTE format($f$CREATE FUNCTION privacy.envelope_info(%1$s) RETURNS privacy.envelope_info
-            AS 'MODULE_PATHNAME', 'encrypted_info' LANGUAGE C STRICT STABLE$f$, t);
-        EXECUTE format($f$CREATE FUNCTION privacy.is_erased(%1$s) RETURNS boolean
-            AS 'MODULE_PATHNAME', 'encrypted_is_erased' LANGUAGE C STRICT STABLE$f$, t);
-        EXECUTE format($f$CREATE FUNCTION privacy_internal.reseal(%1$s) RETURNS %1$s
-            AS 'MODULE_PATHNAME', 'encrypted_typed_reseal' LANGUAGE C STRICT VOLATILE$f$, t);
-        EXECUTE format($f$CREATE FUNCTION privacy.seal_for_subject(%1$s, subject text) RETURNS %1$s
-            AS 'MODULE_PATHNAME', 'encrypted_typed_seal_for_subject' LANGUAGE C STRICT VOLATILE$f$, t);
-        EXECUTE format($f$CREATE FUNCTION privacy_internal.needs_reseal(%1$s) RETURNS boolean
-            AS 'MODULE_PATHNAME', 'encrypted_needs_reseal' LANGUAGE C STRICT STABLE$f$, t);
-        EXECUTE format($f$CREATE FUNCTION privacy_internal.shred_tag(%1$s) RETURNS %1$s
-            AS 'MODULE_PATHNAME', 'privacy_shred_tag' LANGUAGE C STRICT IMMUTABLE$f$, t);
-    END LOOP;
-END
-$types$;
-
-CREATE OR REPLACE FUNCTION privacy.classify(tbl regclass, col name, category text,
-                                 searchable boolean DEFAULT false, encrypt boolean DEFAULT false)
-    RETURNS void
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    att record;
-    is_encrypted boolean;
-    target text;
-    typed record;
-    reason text;
-BEGIN
-    PERFORM privacy_internal.require_category(category);
-    IF category = 'unclassified' THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'invalid_parameter_value',
-            MESSAGE = 'columns cannot be classified as "unclassified"',
-            HINT    = 'Name the category of personal data the column holds.';
-    END IF;
-    SELECT a.attnum, a.atttypid, a.atttypmod, a.attinhcount INTO att
-      FROM pg_catalog.pg_attribute a
-     WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'undefined_column',
-            MESSAGE = format('column "%s" of relation %s does not exist', col, tbl);
-    END IF;
-    is_encrypted := privacy_internal.is_encrypted_type(att.atttypid);
-    IF NOT is_encrypted AND encrypt THEN
-        IF att.atttypid IN ('text'::regtype, 'character varying'::regtype) THEN
-            target := 'privacy.encrypted_text';
-        ELSIF att.atttypid = 'bytea'::regtype THEN
-            target := 'privacy.encrypted_bytea';
-        ELSE
-            -- date, timestamptz, numeric, integer, bigint, jsonb (03_types.sql)
-            SELECT 'privacy.' || b.name AS target, b.searchable INTO typed
-              FROM privacy_internal.typed_bases() b WHERE b.base = att.atttypid;
-            IF NOT FOUND THEN
-                RAISE EXCEPTION USING
-                    ERRCODE = 'datatype_mismatch',
-                    MESSAGE = format('column "%s" of type %s cannot be encrypted', col, att.atttypid::regtype),
-                    HINT    = 'Columns of text, varchar, bytea, date, timestamptz, numeric, integer, bigint and jsonb convert to privacy.encrypted_<type>; convert the column to one of those first.';
-            END IF;
-            target := typed.target;
-            IF searchable AND NOT typed.searchable THEN
-                RAISE EXCEPTION USING
-                    ERRCODE = 'feature_not_supported',
-                    MESSAGE = format('column "%s" of type %s cannot be made searchable', col, att.atttypid::regtype),
-                    DETAIL  = format('%s has no equality search: documents equal as jsonb may differ in their bytes.', target),
-                    HINT    = 'Classify it with searchable => false, and put a field to search into a column of its own.';
-            END IF;
-            -- precision and scale are not kept (the type modifier is the
-            -- category): the values there keep their rounding, new ones
-            -- are stored as given
-            IF att.atttypmod <> -1 THEN
-                RAISE NOTICE USING
-                    MESSAGE = format('column "%s" becomes %s: its type modifier %s is no longer applied to new values',
-                                     col, target, format_type(att.atttypid, att.atttypmod)),
-                    HINT    = 'Round or truncate values before they are stored (the application, or a cast in the INSERT).';
-            END IF;
-        END IF;
-        is_encrypted := true;
-    ELSIF is_encrypted THEN
-        target := att.atttypid::regtype::text;
-    END IF;
-    IF searchable AND NOT is_encrypted THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('column "%s" is not encrypted, so it cannot be made searchable', col),
-            HINT    = 'Pass encrypt => true to convert it, or leave searchable false.';
-    END IF;
-    IF is_encrypted THEN
-        IF att.attinhcount > 0 THEN
-            RAISE EXCEPTION USING
-                ERRCODE = 'invalid_table_definition',
-                MESSAGE = format('column "%s" of %s is inherited', col, tbl),
-                HINT    = 'Classify the column on the parent table; partitions follow it.';
-        END IF;
-        -- an index on an encrypted column orders search tags, which only
-        -- searchable columns keep
-        IF NOT searchable THEN
-            SELECT i.indexrelid::regclass AS idx INTO typed
-              FROM pg_catalog.pg_index i
-             WHERE i.indrelid = tbl AND att.attnum = ANY (i.indkey::pg_catalog.int2[])
-             ORDER BY i.indexrelid LIMIT 1;
-            IF FOUND THEN
-                RAISE EXCEPTION USING
-                    ERRCODE = 'object_not_in_prerequisite_state',
-                    MESSAGE = format('column "%s" of %s is in index %s, so it cannot be encrypted without equality search',
-                                     col, tbl, typed.idx),
-                    DETAIL  = 'An index on an encrypted column compares search tags, which only searchable columns keep.',
-                    HINT    = 'Classify it with searchable => true (equal values become linkable), or drop the index first.';
-            END IF;
-        END IF;
-        -- a check constraint on a date or a number compares its plain
-        -- value (birth_date > '1900-01-01'), which it no longer has; on an
-        -- empty table the conversion would succeed and every insert fail
-        IF NOT privacy_internal.is_encrypted_type(att.atttypid)
-           AND target NOT IN ('privacy.encrypted_text', 'privacy.encrypted_bytea') THEN
-            SELECT c.conname INTO typed
-              FROM pg_catalog.pg_constraint c
-             WHERE c.conrelid = tbl AND c.contype = 'c' AND att.attnum = ANY (c.conkey)
-             ORDER BY c.conname LIMIT 1;
-            IF FOUND THEN
-                RAISE EXCEPTION USING
-                    ERRCODE = 'dependent_objects_still_exist',
-                    MESSAGE = format('column "%s" of %s cannot be encrypted: check constraint "%s" uses its plain values',
-                                     col, tbl, typed.conname),
-                    DETAIL  = format('%s answers equality search only; a check constraint on it could not be evaluated.', target),
-                    HINT    = 'Drop the check constraint (validate the value in the application, or before it is stored), then classify the column.';
-            END IF;
-        END IF;
-        PERFORM privacy_internal.ensure_internal_keys();
-        PERFORM privacy_internal.category_key(category);
-        -- rewrites the column: every value is (re)sealed under the category
-        -- key; as the table's owner (the rewrite evaluates its constraints
-        -- and index expressions, which are the owner's code); plain values
-        -- are sealed as the plaintext they are, whatever they look like
-        BEGIN
-            PERFORM privacy_internal.run_as_owner(tbl,
-                format('ALTER TABLE %s ALTER COLUMN %I TYPE %s(%s%s)%s', tbl, col, target,
-                       category, CASE WHEN searchable THEN ', searchable' ELSE '' END,
-                       CASE WHEN privacy_internal.is_encrypted_type(att.atttypid) THEN ''
-                            WHEN target = 'privacy.encrypted_bytea' THEN format(' USING privacy_internal.seal_bytea(%I)', col)
-                            WHEN target = 'privacy.encrypted_text'
-                                THEN format(' USING privacy_internal.seal_text(%I::pg_catalog.text)', col)
-                            -- the typed ones: the assignment cast from the base type
-                            ELSE '' END));
-        EXCEPTION WHEN undefined_function OR feature_not_supported THEN
-            -- a check constraint, index expression or predicate computes
-            -- with the plain values (score > 0, lower(email))
-            GET STACKED DIAGNOSTICS reason = MESSAGE_TEXT;
-            RAISE EXCEPTION USING
-                ERRCODE = 'dependent_objects_still_exist',
-                MESSAGE = format('column "%s" of %s cannot be encrypted: an expression on it needs its plain values', col, tbl),
-                DETAIL  = format('Converting it to %s failed: %s.', target, reason),
-                HINT    = 'Drop or rewrite the check constraints and index expressions that compute with the column (encrypted values answer equality search only), then classify it.';
-        END;
-    END IF;
-    INSERT INTO privacy.column_categories AS cc (tbl, col, category, searchable, encrypted)
-    VALUES (tbl, col, category, searchable, is_encrypted)
-    ON CONFLICT ON CONSTRAINT column_categories_pkey DO UPDATE
-       SET category = EXCLUDED.category, searchable = EXCLUDED.searchable,
-           encrypted = EXCLUDED.encrypted, classified_at = now(), classified_by = session_user;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION privacy_internal.register_column(tbl regclass, col name)
-    RETURNS void
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    att record;
-BEGIN
-    -- only what the catalog says, for the table's owner, never for
-    -- temporary tables (they leave without a trace the register could see)
-    SELECT a.atttypmod, c.relowner, c.relpersistence INTO att
-      FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
-     WHERE a.attrelid = tbl AND a.attname = col AND NOT a.attisdropped
-       AND privacy_internal.is_encrypted_type(a.atttypid);
-    IF NOT FOUND OR att.relpersistence = 't' OR att.atttypmod = -1
-       OR NOT pg_catalog.pg_has_role(session_user, att.relowner, 'USAGE')
-       OR privacy_internal.typmod_category(att.atttypmod) IS NULL
-       OR privacy_internal.typmod_category(att.atttypmod) = 'unclassified' THEN
-        RETURN;
-    END IF;
-    INSERT INTO privacy.column_categories AS cc (tbl, col, category, searchable, encrypted)
-    VALUES (tbl, col, privacy_internal.typmod_category(att.atttypmod), (att.atttypmod >> 16) & 1 = 1, true)
-    ON CONFLICT ON CONSTRAINT column_categories_pkey DO UPDATE
-       SET category = EXCLUDED.category, searchable = EXCLUDED.searchable, encrypted = true;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION privacy_internal.classify_new_columns() RETURNS event_trigger
--- #12 (review): index scans of an encrypted column ask the gate; index
--- expressions and predicates, generated columns and extended statistics
--- over encrypted columns are refused (04_classify.sql, src/derived.c)
--- What PostgreSQL derives from an encrypted column on its own -- an index
--- expression or predicate, a stored generated column, extended statistics
--- -- is computed in the session of whoever writes or analyzes the table,
--- with that session's purpose, and kept outside the column: refused when
--- it is defined (src/derived.c).
-CREATE FUNCTION privacy_internal.refuse_derived(regclass) RETURNS void
-    AS 'MODULE_PATHNAME', 'privacy_refuse_derived' LANGUAGE C STRICT VOLATILE;
-
-CREATE FUNCTION privacy_internal.refuse_derived_values() RETURNS event_trigger
-    LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    r record;
-BEGIN
-    -- values inside an array, domain, composite or range escape the seal
-    FOR r IN
-        SELECT DISTINCT a.attrelid::regclass AS tbl, a.attname, a.atttypid::regtype AS typ
-          FROM pg_catalog.pg_event_trigger_ddl_commands() d
-          JOIN pg_catalog.pg_class c ON c.oid = d.objid
-          JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
-         WHERE d.classid = 'pg_catalog.pg_class'::regclass
-           AND c.relkind IN ('r', 'p', 'm', 'f')
-           AND a.attnum > 0 AND NOT a.attisdropped
-           AND privacy_internal.nests_encrypted(a.atttypid)
-    LOOP
-        RAISE EXCEPTION USING
-            ERRCODE = 'feature_not_supported',
-            MESSAGE = format('column "%s" of %s cannot hold encrypted values inside %s', r.attname, r.tbl, r.typ),
-            DETAIL  = 'Encrypted values are sealed for a column of an encrypted type (privacy.encrypted_text, privacy.encrypted_date...) itself; inside an array, domain, composite or range they would keep a key only the writing session holds.',
-            HINT    = 'Store each value in a column of its own, or in a table of its own with a row per value.';
-    END LOOP;
-    FOR r IN
-        SELECT DISTINCT a.attrelid::regclass AS tbl, a.attname, a.atttypid::regtype AS typ, c.relkind,
-               a.atttypmod, a.atthasdef
-          FROM pg_catalog.pg_event_trigger_ddl_commands() d
-          JOIN pg_catalog.pg_class c ON c.oid = d.objid
-          JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
-         WHERE d.classid = 'pg_catalog.pg_class'::regclass
-           AND c.relkind IN ('r', 'p', 'm', 'f')
-           AND a.attnum > 0 AND NOT a.attisdropped AND a.attinhcount = 0
-           AND privacy_internal.is_encrypted_type(a.atttypid)
-    LOOP
-        -- a default would be sealed once, with the creating session's key
-        IF r.atthasdef THEN
-            RAISE EXCEPTION USING
-                ERRCODE = 'invalid_table_definition',
-                MESSAGE = format('encrypted column "%s" of %s cannot have a default', r.attname, r.tbl),
-                DETAIL  = 'A default value would be sealed once, when the table is defined, with a key only that session holds.',
-                HINT    = 'Set the value in the INSERT, or in a BEFORE INSERT trigger.';
-        END IF;
-        IF r.atttypmod <> -1 THEN
-            PERFORM privacy_internal.register_column(r.tbl, r.attname);
-            CONTINUE;
-        END IF;
-        IF r.relkind IN ('m', 'f') THEN
-            RAISE EXCEPTION USING
-                ERRCODE = 'invalid_table_definition',
-                MESSAGE = format('encrypted column "%s" of %s needs a category', r.attname, r.tbl),
-                HINT    = format('Cast it to a classified type, for example %s(contact).', r.typ);
-        END IF;
-        -- our own ALTER fires this trigger again: skip what it already did
-        CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-                                   WHERE a.attrelid = r.tbl AND a.attname = r.attname AND a.atttypmod = -1);
-        RAISE NOTICE 'column "%" of % has no category yet; it is "unclassified" until privacy.classify() is run',
-            r.attname, r.tbl;
-        EXECUTE format('ALTER TABLE %s ALTER COLUMN %I TYPE %s(unclassified)', r.tbl, r.attname, r.typ);
-    END LOOP;
-END
-$$;
-
-CREATE OR REPLACE PROCEDURE privacy.reencrypt(tbl regclass, col name, batch_pages integer DEFAULT 64)
-    LANGUAGE plpgsql
-AS $$
-DECLARE
-    pages bigint;
-    first_page bigint := 0;
-    done bigint := 0;
-    n bigint;
-    started timestamptz := pg_catalog.clock_timestamp();
-BEGIN
-    IF batch_pages IS NULL OR batch_pages < 1 THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'invalid_parameter_value',
-            MESSAGE = 'batch_pages must be at least 1';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-                    WHERE a.attrelid = tbl AND a.attname = col AND NOT a.attisdropped
-                      AND privacy_internal.is_encrypted_type(a.atttypid)) THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'invalid_parameter_value',
-            MESSAGE = pg_catalog.format('column "%s" of %s is not an encrypted column', col, tbl);
-    END IF;
-    pages := pg_catalog.pg_relation_size(tbl) / pg_catalog.current_setting('block_size')::integer;
-    WHILE first_page <= pages LOOP
-        EXECUTE pg_catalog.format(
-            'UPDATE %s SET %I = privacy_internal.reseal(%I) '
-            'WHERE ctid >= pg_catalog.format(''(%s,0)'', %s::bigint)::pg_catalog.tid '
-            '  AND ctid < pg_catalog.format(''(%s,0)'', %s::bigint)::pg_catalog.tid '
-            '  AND privacy_internal.needs_reseal(%I)',
-            tbl, col, col, '%s', first_page, '%s', first_page + batch_pages, col);
-        GET DIAGNOSTICS n = ROW_COUNT;
-        done := done + n;
-        COMMIT;
-        first_page := first_page + batch_pages;
-        IF n > 0 THEN
-            RAISE NOTICE 'reencrypt %.%: % values resealed, % of % pages scanned',
-                tbl, col, done, LEAST(first_page, pages), pages;
-        END IF;
-    END LOOP;
-    RAISE NOTICE 'reencrypt %.% done: % values resealed in %', tbl, col, done,
-        pg_catalog.clock_timestamp() - started;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION privacy.unclassify(tbl regclass, col name) RETURNS void
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    att record;
-    category text;
-BEGIN
-    SELECT a.atttypid, a.atttypmod INTO att
-      FROM pg_catalog.pg_attribute a
-     WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'undefined_column',
-            MESSAGE = format('column "%s" of relation %s does not exist', col, tbl);
-    END IF;
-    IF privacy_internal.is_encrypted_type(att.atttypid)
-       AND att.atttypmod <> -1 THEN
-        category := privacy_internal.typmod_category(att.atttypmod);
-        IF category IS DISTINCT FROM 'unclassified' THEN
-            RAISE EXCEPTION USING
-                ERRCODE = 'object_not_in_prerequisite_state',
-                MESSAGE = format('column "%s" of %s is encrypted, so its classification cannot be removed', col, tbl),
-                DETAIL  = format('Its values are sealed under the key of category %s; an encrypted column always has a category.',
-                                 coalesce(format('"%s"', category), format('id %s', att.atttypmod & 65535))),
-                HINT    = 'Classify it into another category instead, or first convert it to plaintext (ALTER TABLE ... ALTER COLUMN ... TYPE text, with a purpose allowed its category).';
-        END IF;
-    END IF;
-    DELETE FROM privacy.column_categories cc WHERE cc.tbl = unclassify.tbl AND cc.col = unclassify.col;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'undefined_object',
-            MESSAGE = format('column "%s" of %s is not classified', col, tbl);
-    END IF;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION privacy_internal.protect_one(tbl regclass, subject_column name, parent regclass,
-                                     reseal boolean DEFAULT false) RETURNS void
-    LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    rel record;
-    base boolean;
-    kept jsonb;
-    late name;
-    sets text;
-BEGIN
-    SELECT c.relrowsecurity, c.relforcerowsecurity, c.relkind INTO rel
-      FROM pg_catalog.pg_class c WHERE c.oid = tbl;
-    -- the seal trigger must see each row as it will be stored: no BEFORE
-    -- row trigger on INSERT or UPDATE may fire after it (names decide)
-    SELECT t.tgname INTO late FROM pg_catalog.pg_trigger t
-     WHERE t.tgrelid = tbl AND NOT t.tgisinternal AND t.tgname <> 'privacy_seal_row'
-       AND t.tgname::text COLLATE "C" > 'privacy_seal_row'
-       AND (t.tgtype & 1) <> 0 AND (t.tgtype & 2) <> 0 AND (t.tgtype & (4 | 16)) <> 0
-     ORDER BY t.tgname LIMIT 1;
-    IF late IS NOT NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_object_definition',
-            MESSAGE = format('trigger "%s" on %s would fire after privacy_seal_row', late, tbl),
-            DETAIL = 'BEFORE row triggers fire in the order of their names; values are sealed under their subject''s key by privacy_seal_row, which must see the row as it will be stored.',
-            HINT = format('Rename it so that its name sorts before "privacy_seal_row", for example ALTER TRIGGER %I ON %s RENAME TO %I.',
-                          late, tbl, 'a_' || late);
-    END IF;
-    -- a table without row-level security gets the extension's policies;
-    -- one that had its own keeps them, with the consent check added
-    base := NOT rel.relrowsecurity;
-    INSERT INTO privacy.protected_tables (tbl, subject_column, parent, rls_was_enabled, rls_was_forced, base_policy)
-    VALUES (tbl, subject_column, parent, rel.relrowsecurity, rel.relforcerowsecurity, base);
-    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
-    EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
-    -- (their CREATE and ALTER POLICY fire guard_policies, which reads the row)
-    kept := privacy_internal.add_policies(tbl, subject_column, NOT base);
-    UPDATE privacy.protected_tables pt SET own_policies = pt.own_policies || kept WHERE pt.tbl = protect_one.tbl;
-    -- row triggers on a partitioned table are cloned to its partitions
-    IF parent IS NULL OR NOT (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = tbl) THEN
-        PERFORM privacy_internal.create_seal_trigger(tbl, subject_column);
-    END IF;
-    IF parent IS NULL OR reseal THEN
-        -- rows already there move under their subject's key too: the seal
-        -- trigger reseals what each row's UPDATE writes, which runs as the
-        -- table's owner (the owner's triggers never run as the extension)
-        SELECT string_agg(format('%1$I = %1$I', a.attname), ', ')
-          INTO sets
-          FROM pg_catalog.pg_attribute a
-         WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
-           AND privacy_internal.is_encrypted_type(a.atttypid);
-        IF sets IS NOT NULL THEN
-            PERFORM privacy_internal.run_as_owner(tbl,
-                format('UPDATE %s SET %s WHERE %I IS NOT NULL', tbl, sets, subject_column));
-        END IF;
-    END IF;
-    -- on Citus, the workers learn that the table's shards are protected
-    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
-        PERFORM privacy_internal.citus_resend(tbl);
-    END IF;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION privacy.set_retention(tbl regclass, time_column name, keep interval, action text,
-                                      anonymize name[] DEFAULT NULL, masks jsonb DEFAULT NULL)
-    RETURNS void
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    col name;
-    att record;
-    spec jsonb := '{}';
-    subject name;
-BEGIN
-    SELECT pt.subject_column INTO subject FROM privacy.protected_tables pt
-     WHERE pt.tbl = set_retention.tbl AND pt.parent IS NULL;
-    IF subject IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
-            MESSAGE = format('table %s is not protected', tbl),
-            HINT = 'Retention rules apply to protected tables: run privacy.protect_table() first.';
-    END IF;
-    SELECT a.atttypid INTO att FROM pg_catalog.pg_attribute a
-     WHERE a.attrelid = tbl AND a.attname = time_column AND a.attnum > 0 AND NOT a.attisdropped;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'undefined_column',
-            MESSAGE = format('column "%s" of relation %s does not exist', time_column, tbl);
-    END IF;
-    IF att.atttypid NOT IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype) THEN
-        RAISE EXCEPTION USING ERRCODE = 'datatype_mismatch',
-            MESSAGE = format('column "%s" of %s is of type %s, not a timestamp', time_column, tbl, att.atttypid::regtype),
-            HINT = 'The time column is a timestamp with or without time zone, or a date.';
-    END IF;
-    IF keep IS NULL OR keep <= interval '0' THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('retention period must be positive, not %s', coalesce(keep::text, 'NULL'));
-    END IF;
-    IF action IS NULL OR action NOT IN ('delete', 'anonymize') THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = format('invalid retention action %s', coalesce(quote_literal(action), 'NULL')),
-            HINT = 'Use delete, or anonymize with the columns to clear.';
-    END IF;
-    IF action = 'delete' AND (coalesce(cardinality(anonymize), 0) > 0 OR masks IS NOT NULL) THEN
-        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = 'columns to anonymize are given for a rule that deletes rows';
-    END IF;
-    IF action = 'anonymize' THEN
-        IF coalesce(cardinality(anonymize), 0) = 0 THEN
-            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-                MESSAGE = 'an anonymizing rule needs the columns to anonymize',
-                HINT = 'Pass them as ARRAY[''email'', ''phone''].';
-        END IF;
-        IF masks IS NOT NULL AND jsonb_typeof(masks) <> 'object' THEN
-            RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-                MESSAGE = 'masks must be a JSON object mapping columns to masking values';
-        END IF;
-        FOREACH col IN ARRAY anonymize LOOP
-            SELECT a.atttypid, a.attnotnull INTO att FROM pg_catalog.pg_attribute a
-             WHERE a.attrelid = tbl AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
-            IF NOT FOUND THEN
-                RAISE EXCEPTION USING ERRCODE = 'undefined_column',
-                    MESSAGE = format('column "%s" of relation %s does not exist', col, tbl);
-            END IF;
-            IF col IN (subject, time_column) THEN
-                RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-                    MESSAGE = format('column "%s" cannot be anonymized', col),
-                    DETAIL = 'The subject column and the time column identify what the rule applies to.';
-            END IF;
-            IF masks IS NOT NULL AND masks ? col THEN
-                IF privacy_internal.is_encrypted_type(att.atttypid)
-                   AND jsonb_typeof(masks -> col) <> 'null' THEN
-                    RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-                        MESSAGE = format('encrypted column "%s" can only be anonymized to NULL', col),
-                        HINT = 'Its subject''s values are shredded with the subject''s key; a masking value would be a new personal value.';
-                END IF;
-                spec := spec || jsonb_build_object(col, masks -> col);
-            ELSE
-                IF att.attnotnull THEN
-                    RAISE EXCEPTION USING ERRCODE = 'not_null_violation',
-                        MESSAGE = format('column "%s" of %s is NOT NULL and has no masking value', col, tbl),
-                        HINT = format('Give one: masks => ''{"%s": "..."}''.', col);
-                END IF;
-                spec := spec || jsonb_build_object(col, NULL::text);
-            END IF;
-        END LOOP;
-    END IF;
-    INSERT INTO privacy.retention_rules AS r (tbl, time_column, keep, action, anonymize)
-    VALUES (tbl, time_column, keep, action, spec)
-    ON CONFLICT ON CONSTRAINT retention_rules_pkey DO UPDATE
-       SET time_column = EXCLUDED.time_column, keep = EXCLUDED.keep, action = EXCLUDED.action,
-           anonymize = EXCLUDED.anonymize, created_at = now(), created_by = session_user;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION privacy_internal.erasure_action(tbl regclass, subject_column name,
-                                               OUT action text, OUT sets text, OUT columns jsonb, OUT reason text)
     checked_at_commit text;
     current regclass;
     cycle_error record;
@@ -4775,118 +4908,6 @@ CREATE FUNCTION privacy_internal.portal_subject() RETURNS text
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    r privacy.retention_rules;
-BEGIN
-    action := 'deleted';
-    SELECT * INTO r FROM privacy.retention_rules rr WHERE rr.tbl = erasure_action.tbl;
-    IF r.action IS DISTINCT FROM 'anonymize' THEN
-        RETURN;
-    END IF;
-    WITH cols AS (
-        SELECT a.attname AS col, a.attnum, a.attnotnull,
-               privacy_internal.is_encrypted_type(a.atttypid) AS shreddable,
-               cc.col IS NOT NULL AS classified
-          FROM pg_catalog.pg_attribute a
-          LEFT JOIN privacy.column_categories cc ON cc.tbl = erasure_action.tbl AND cc.col = a.attname
-         WHERE a.attrelid = erasure_action.tbl AND a.attnum > 0 AND NOT a.attisdropped
-           AND (cc.col IS NOT NULL OR r.anonymize ? a.attname
-                OR privacy_internal.is_encrypted_type(a.atttypid))),
-    fate AS (
-        SELECT c.*, CASE WHEN r.anonymize ? c.col
-                         THEN CASE WHEN jsonb_typeof(r.anonymize -> c.col) = 'null' THEN 'null' ELSE 'masked' END
-                         WHEN c.shreddable THEN 'shredded'
-                         ELSE 'null' END AS what
-          FROM cols c)
-    SELECT string_agg(CASE WHEN f.what = 'masked' THEN format('%I = %L', f.col, r.anonymize ->> f.col)
-                           WHEN f.what = 'null' THEN format('%I = NULL', f.col)
-                           ELSE format('%1$I = privacy_internal.shred_tag(%1$I)', f.col) END, ', ' ORDER BY f.attnum),
-           jsonb_object_agg(f.col, f.what),
-           (SELECT CASE WHEN g.col = subject_column
-                        THEN format('the subject column %s is classified', g.col)
-                        ELSE format('column %s is classified and NOT NULL, and the retention rule gives it no masking value', g.col) END
-              FROM fate g
-             WHERE g.classified AND (g.col = subject_column OR (g.what = 'null' AND g.attnotnull AND NOT r.anonymize ? g.col))
-             ORDER BY g.col <> subject_column, g.attnum LIMIT 1)
-      INTO sets, columns, reason
-      FROM fate f;
-    IF reason IS NULL THEN
-        action := 'anonymized';
-    ELSE
-        sets := NULL;
-        columns := NULL;
-    END IF;
-END
-$$;
-
-CREATE OR REPLACE VIEW privacy_internal.personal_columns AS
-SELECT cc.tbl, cc.col, cc.category, cc.encrypted, cc.searchable, true AS registered
-  FROM privacy.column_categories cc
- WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = cc.tbl)
-UNION ALL
-SELECT a.attrelid::pg_catalog.regclass, a.attname,
-       coalesce(privacy_internal.typmod_category(a.atttypmod), 'unclassified'),
-       true, a.atttypmod >= 0 AND (a.atttypmod >> 16) & 1 = 1, false
-  FROM pg_catalog.pg_attribute a
-  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
- WHERE privacy_internal.is_encrypted_type(a.atttypid)
-   AND a.attnum > 0 AND NOT a.attisdropped AND a.attinhcount = 0
-   AND c.relkind IN ('r', 'p') AND c.relpersistence <> 't'
-   AND NOT EXISTS (SELECT 1 FROM privacy.column_categories cc
-                    WHERE cc.tbl = a.attrelid AND cc.col = a.attname);
-
-COMMENT ON FUNCTION privacy.classify(regclass, name, text, boolean, boolean) IS
-    'declare the category of a column; encrypted columns are resealed under the category key (searchable enables equality search); encrypt converts a text, varchar, bytea, date, timestamptz, numeric, integer, bigint or jsonb column';
-
--- The typed encrypted types (03_types.sql) are for everyone too, but for
--- seal_for_subject, which is the administrator's like the others.  (Revoked
--- first, so that an upgraded database has the same privileges as a new one.)
-DO $grants$
-DECLARE
-    f record;
-BEGIN
-    FOR f IN
-        SELECT p.oid::regprocedure AS fn, p.proname = 'seal_for_subject' AS admin_only
-          FROM pg_catalog.pg_proc p
-          JOIN pg_catalog.pg_type t
-            ON t.oid = ANY (p.prorettype || p.proargtypes::pg_catalog.oid[])
-           AND t.typnamespace = 'privacy'::regnamespace
-         WHERE t.typname IN (SELECT b.name FROM privacy_internal.typed_bases() b)
-         GROUP BY p.oid ORDER BY 1
-    LOOP
-        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f.fn);
-        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s', f.fn,
-                       CASE WHEN f.admin_only THEN 'privacy_admin' ELSE 'PUBLIC' END);
-    END LOOP;
-END
-$grants$;
-REVOKE ALL ON FUNCTION privacy_internal.encrypted_jsonb_typmod_in(cstring[]),
-    privacy_internal.is_encrypted_type(oid), privacy_internal.typed_bases()
-  FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION privacy_internal.encrypted_jsonb_typmod_in(cstring[]),
-    privacy_internal.is_encrypted_type(oid), privacy_internal.typed_bases()
-  TO PUBLIC;
-    FOR r IN
-        SELECT DISTINCT CASE WHEN d.classid = 'pg_catalog.pg_statistic_ext'::regclass THEN s.stxrelid
-                             WHEN c.relkind IN ('i', 'I') THEN i.indrelid
-                             ELSE c.oid END::regclass AS tbl
-          FROM pg_catalog.pg_event_trigger_ddl_commands() d
-          LEFT JOIN pg_catalog.pg_class c
-                 ON d.classid = 'pg_catalog.pg_class'::regclass AND c.oid = d.objid
-          LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
-          LEFT JOIN pg_catalog.pg_statistic_ext s
-                 ON d.classid = 'pg_catalog.pg_statistic_ext'::regclass AND s.oid = d.objid
-         WHERE (c.relkind IN ('r', 'p', 'm', 'f', 'i', 'I') OR s.oid IS NOT NULL)
-    LOOP
-        CONTINUE WHEN r.tbl IS NULL;
-        PERFORM privacy_internal.refuse_derived(r.tbl);
-    END LOOP;
-END
-$$;
-CREATE EVENT TRIGGER privacy_refuse_derived_values ON ddl_command_end
-    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE INDEX', 'CREATE STATISTICS')
-    EXECUTE FUNCTION privacy_internal.refuse_derived_values();
-GRANT EXECUTE ON FUNCTION privacy_internal.refuse_derived(regclass),
-    privacy_internal.refuse_derived_values() TO PUBLIC;
     subject text := current_setting('privacy.portal_subject', true);
 BEGIN
     IF subject IS NULL OR subject = '' THEN
