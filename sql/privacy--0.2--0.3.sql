@@ -4971,3 +4971,10 @@ GRANT EXECUTE ON FUNCTION
     privacy.portal_object(text, text, jsonb), privacy.portal_lift_objection(text, text, jsonb),
     privacy.portal_open_request(text, text)
   TO privacy_portal;
+
+-- Row estimates for the set-returning functions that came with the key
+-- caches (#14), the typed types (#13) and Citus (#16), as every other one
+-- of the extension has (#19)
+ALTER FUNCTION privacy.key_cache_status() ROWS 2;
+ALTER FUNCTION privacy_internal.typed_bases() ROWS 6;
+ALTER FUNCTION privacy.citus_verify_access_log() ROWS 10;

@@ -96,6 +96,7 @@ CREATE FUNCTION privacy.key_cache_status()
     LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION privacy.key_cache_status() IS
     'the caches of unwrapped data keys: this backend''s and the shared one (slots, keys held, this backend''s hits and misses, evictions, memory, whether the key material is locked)';
+ALTER FUNCTION privacy.key_cache_status() ROWS 2;
 
 CREATE VIEW privacy.keys AS
 SELECT k.id, k.scope, coalesce(k.category, k.name) AS category,

@@ -245,6 +245,7 @@ AS $$
 $$;
 COMMENT ON FUNCTION privacy_internal.typed_bases() IS
     'the typed encrypted types: base type, whether equality search is available, other types cast to it';
+ALTER FUNCTION privacy_internal.typed_bases() ROWS 6;
 
 CREATE FUNCTION privacy_internal.is_encrypted_type(oid) RETURNS boolean
     AS 'MODULE_PATHNAME', 'privacy_is_encrypted_type' LANGUAGE C STRICT STABLE PARALLEL SAFE;

@@ -339,3 +339,4 @@ END
 $$;
 COMMENT ON FUNCTION privacy.citus_verify_access_log() IS
     'on a Citus coordinator: privacy.verify_access_log() on every node of the cluster, one row per node';
+ALTER FUNCTION privacy.citus_verify_access_log() ROWS 10;
