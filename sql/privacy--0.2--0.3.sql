@@ -4978,3 +4978,10 @@ GRANT EXECUTE ON FUNCTION
 ALTER FUNCTION privacy.key_cache_status() ROWS 2;
 ALTER FUNCTION privacy_internal.typed_bases() ROWS 6;
 ALTER FUNCTION privacy.citus_verify_access_log() ROWS 10;
+
+-- #16 (citus2): a worker takes an INSERT without a purpose as forwarded by
+-- its coordinator only when the node the connection's Citus application
+-- name points to vouches for it (citus.c)
+CREATE FUNCTION privacy_internal.citus_vouch(gpid bigint, role text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_citus_vouch' LANGUAGE C VOLATILE STRICT;
+REVOKE ALL ON FUNCTION privacy_internal.citus_vouch(bigint, text) FROM PUBLIC;

@@ -53,6 +53,12 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "parser/parsetree.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
 
 /* a change that came through the outbox is being applied (12_citus.sql) */
 static bool citus_applying = false;
@@ -63,6 +69,8 @@ static bool citus_serving_key = false;
 
 static ProcessUtility_hook_type prev_process_utility = NULL;
 
+static char *citus_run_on_node(const char *host, int32 port, const char *command, bool *ok);
+
 /* Is this worker serving the subject report's query? */
 bool
 citus_serving_report(void)
@@ -70,25 +78,206 @@ citus_serving_report(void)
 	return citus_report;
 }
 
+/* ------------------------------------------------------------------------
+ * Who may insert without a purpose on a worker.
+ *
+ * Citus evaluates an INSERT's values on the coordinator and sends the shard
+ * an INSERT with no place for the purpose marker (below), so a worker takes
+ * an INSERT without a purpose as forwarded: the coordinator checked it (the
+ * distributed table is protected there too).  Citus names its connections
+ * application_name 'citus_internal gpid=<nodeid * 10^10 + pid>', which any
+ * client can set as well, so the name is only a claim.  The worker checks
+ * it once per connection: it asks the node the gpid names (over its own
+ * connection, as the extension's owner, like the key service) whether its
+ * backend <pid> is, right now, in a transaction whose INSERT passed the
+ * purpose check as the role the worker's session runs as.  That node
+ * publishes exactly this in shared memory (citus_publish_forwarding) when
+ * its purpose check passes for an INSERT, for the rest of that
+ * transaction.  A made-up gpid, a session that ended, one that declared no
+ * purpose or inserts nothing, or another role's session is not vouched for,
+ * and the INSERT must declare its purpose like any other.  What a forged
+ * claim can still win is what the role's own vouched session has: it holds
+ * a purpose for inserting and is inserting through the coordinator then.
+ * ------------------------------------------------------------------------
+ */
+typedef struct CitusForwardSlot
+{
+	slock_t		mutex;
+	int			pid;			/* the backend that published, 0: none */
+	LocalTransactionId lxid;	/* in this transaction */
+	char		role[NAMEDATALEN];	/* as this role */
+} CitusForwardSlot;
+
+static CitusForwardSlot *forward_slots = NULL;
+static shmem_request_hook_type prev_shmem_request = NULL;
+static shmem_startup_hook_type prev_shmem_startup = NULL;
+
+/* this backend's vouched claim: the gpid and the role it was vouched for */
+static uint64 vouched_gpid = 0;
+static Oid	vouched_role = InvalidOid;
+
+#define CITUS_GPID_FACTOR UINT64CONST(10000000000)
+#define CITUS_APP_PREFIX "citus_internal gpid="
+
+static Size
+citus_shmem_size(void)
+{
+	return mul_size(MaxBackends, sizeof(CitusForwardSlot));
+}
+
+static void
+citus_shmem_request(void)
+{
+	if (prev_shmem_request)
+		prev_shmem_request();
+	RequestAddinShmemSpace(citus_shmem_size());
+}
+
+static void
+citus_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup)
+		prev_shmem_startup();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	forward_slots = ShmemInitStruct("privacy citus forwarding", citus_shmem_size(), &found);
+	if (!found)
+	{
+		int			i;
+
+		for (i = 0; i < MaxBackends; i++)
+		{
+			SpinLockInit(&forward_slots[i].mutex);
+			forward_slots[i].pid = 0;
+		}
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+static CitusForwardSlot *
+citus_slot_of(BackendId id)
+{
+	if (forward_slots == NULL || id == InvalidBackendId || id < 1 || id > MaxBackends)
+		return NULL;
+	return &forward_slots[id - 1];
+}
+
 /*
- * An INSERT that a Citus coordinator forwards to a shard: Citus evaluates
- * an INSERT's values on the coordinator and leaves no place in the shard
- * query for the purpose, so the worker does not ask for one again.  The
- * coordinator asked (the distributed table is protected there too).  Told
- * by the connection's application_name, which Citus sets; a role that sets
- * it itself on a worker may insert rows without declaring a purpose there,
- * never read one (the consent check and the decryption gate still ask).
+ * The purpose check passed for an INSERT on a protected table: say so, for
+ * the rest of this transaction, to a worker that asks (citus_vouch).
+ */
+void
+citus_publish_forwarding(void)
+{
+	CitusForwardSlot *slot;
+	const char *role;
+
+	if (MyProc == NULL || !citus_loaded() || (slot = citus_slot_of(MyBackendId)) == NULL)
+		return;
+	role = GetUserNameFromId(GetUserId(), true);
+	if (role == NULL)
+		return;
+	SpinLockAcquire(&slot->mutex);
+	slot->pid = MyProcPid;
+	slot->lxid = MyProc->lxid;
+	strlcpy(slot->role, role, NAMEDATALEN);
+	SpinLockRelease(&slot->mutex);
+}
+
+/*
+ * privacy_internal.citus_vouch(gpid, role), on the node the gpid names: is
+ * its backend in a transaction whose INSERT passed the purpose check as
+ * that role?  EXECUTE: the extension's owner only.
+ */
+PG_FUNCTION_INFO_V1(privacy_citus_vouch);
+Datum
+privacy_citus_vouch(PG_FUNCTION_ARGS)
+{
+	int64		gpid = PG_GETARG_INT64(0);
+	char	   *role = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	int			pid = (int) (gpid % (int64) CITUS_GPID_FACTOR);
+	PGPROC	   *proc;
+	CitusForwardSlot *slot;
+	bool		vouched = false;
+
+	if (gpid <= 0 || pid <= 0)
+		PG_RETURN_BOOL(false);
+	proc = BackendPidGetProc(pid);
+	if (proc == NULL || (slot = citus_slot_of(proc->backendId)) == NULL)
+		PG_RETURN_BOOL(false);
+	SpinLockAcquire(&slot->mutex);
+	vouched = slot->pid == pid && slot->lxid == proc->lxid &&
+		proc->lxid != InvalidLocalTransactionId &&
+		strncmp(slot->role, role, NAMEDATALEN) == 0;
+	SpinLockRelease(&slot->mutex);
+	PG_RETURN_BOOL(vouched);
+}
+
+/* Ask the node the gpid names to vouch for it (as the extension's owner). */
+static bool
+citus_ask_vouch(uint64 gpid)
+{
+	CatalogUserState st;
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1];
+	const char *role = GetUserNameFromId(GetUserId(), true);
+	char	   *host;
+	int32		port;
+	bool		isnull;
+	bool		ok = false;
+	char	   *answer = NULL;
+	StringInfoData cmd;
+
+	if (role == NULL || gpid / CITUS_GPID_FACTOR > PG_INT32_MAX)
+		return false;
+	values[0] = Int32GetDatum((int32) (gpid / CITUS_GPID_FACTOR));
+	initStringInfo(&cmd);
+	appendStringInfo(&cmd, "SELECT %s.citus_vouch(" UINT64_FORMAT ", %s)",
+					 PRIVACY_INTERNAL_SCHEMA, gpid, quote_literal_cstr(role));
+	catalog_become_owner(&st);
+	if (SPI_execute_with_args("SELECT nodename, nodeport FROM pg_catalog.pg_dist_node "
+							  "WHERE nodeid OPERATOR(pg_catalog.=) $1 AND isactive",
+							  1, argtypes, values, NULL, true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+	{
+		host = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		port = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		answer = citus_run_on_node(host, port, cmd.data, &ok);
+	}
+	ok = ok && answer != NULL && strcmp(answer, "t") == 0;
+	catalog_restore_user(&st);
+	return ok;
+}
+
+/*
+ * An INSERT that a Citus coordinator forwards to a shard, with no purpose
+ * declared here: the claim of the connection's application_name, vouched
+ * for by the node it names (once per connection and role).
  */
 bool
 citus_forwarded_insert(void)
 {
 	const char *app;
+	uint64		gpid;
+	char	   *end;
 
-	if (!citus_loaded())
+	if (!citus_loaded() || (privacy_purpose != NULL && privacy_purpose[0] != '\0'))
 		return false;
 	app = GetConfigOption("application_name", true, false);
-	return app != NULL && strncmp(app, "citus_internal gpid=", 20) == 0 &&
-		(privacy_purpose == NULL || privacy_purpose[0] == '\0');
+	if (app == NULL || strncmp(app, CITUS_APP_PREFIX, strlen(CITUS_APP_PREFIX)) != 0)
+		return false;
+	errno = 0;
+	gpid = strtou64(app + strlen(CITUS_APP_PREFIX), &end, 10);
+	if (errno != 0 || *end != '\0' || gpid == 0)
+		return false;
+	if (gpid == vouched_gpid && GetUserId() == vouched_role)
+		return true;
+	if (!citus_ask_vouch(gpid))
+		return false;
+	vouched_gpid = gpid;
+	vouched_role = GetUserId();
+	return true;
 }
 
 /* Is Citus loaded in this server (cheap: one of its settings exists)? */
@@ -165,6 +354,33 @@ citus_attached(bool *coordinator)
 }
 
 /*
+ * One command on another node, over a connection of its own
+ * (pg_catalog.master_run_on_worker), as the current user (the callers are
+ * under catalog_become_owner): its answer, in the current memory context,
+ * and in *ok whether it succeeded.
+ */
+static char *
+citus_run_on_node(const char *host, int32 port, const char *command, bool *ok)
+{
+	Oid			argtypes[3] = {TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID};
+	Datum		values[3];
+	Datum		h = CStringGetTextDatum(host);
+	Datum		p = Int32GetDatum(port);
+	Datum		c = CStringGetTextDatum(command);
+	bool		isnull;
+
+	values[0] = PointerGetDatum(construct_array(&h, 1, TEXTOID, -1, false, TYPALIGN_INT));
+	values[1] = PointerGetDatum(construct_array(&p, 1, INT4OID, 4, true, TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_array(&c, 1, TEXTOID, -1, false, TYPALIGN_INT));
+	if (SPI_execute_with_args("SELECT success, result FROM pg_catalog.master_run_on_worker($1, $2, $3, false)",
+							  3, argtypes, values, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not reach the Citus node %s:%d", host, port);
+	*ok = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) && !isnull;
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+}
+
+/*
  * keys_create_hook: on an attached cluster, the coordinator creates the
  * key; returns its id, or 0 to let keys.c create it here (no Citus, or
  * this backend is the coordinator's key service).
@@ -222,23 +438,7 @@ citus_create_key_remote(char scope, const char *name, const unsigned char *subje
 				 errhint("On the coordinator, run SELECT citus_set_coordinator_host('<host>', <port>).")));
 	host = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	port = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	{
-		Oid			argtypes[3] = {TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID};
-		Datum		values[3];
-		Datum		h = CStringGetTextDatum(host);
-		Datum		p = Int32GetDatum(port);
-		Datum		c = CStringGetTextDatum(cmd.data);
-
-		values[0] = PointerGetDatum(construct_array(&h, 1, TEXTOID, -1, false, TYPALIGN_INT));
-		values[1] = PointerGetDatum(construct_array(&p, 1, INT4OID, 4, true, TYPALIGN_INT));
-		values[2] = PointerGetDatum(construct_array(&c, 1, TEXTOID, -1, false, TYPALIGN_INT));
-		if (SPI_execute_with_args("SELECT success, result FROM pg_catalog.master_run_on_worker($1, $2, $3, false)",
-								  3, argtypes, values, NULL, false, 1) != SPI_OK_SELECT ||
-			SPI_processed != 1)
-			elog(ERROR, "could not reach the Citus coordinator to create a data key");
-	}
-	ok = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	result = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	result = citus_run_on_node(host, port, cmd.data, &ok);
 	if (!ok || result == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -602,4 +802,8 @@ citus_init(void)
 	prev_planner = planner_hook;
 	planner_hook = citus_planner;
 	catalog_on_relcache(citus_relcache_callback);
+	prev_shmem_request = shmem_request_hook;
+	shmem_request_hook = citus_shmem_request;
+	prev_shmem_startup = shmem_startup_hook;
+	shmem_startup_hook = citus_shmem_startup;
 }
