@@ -199,6 +199,7 @@ extern bool citus_loaded(void);
 extern bool citus_serving_report(void);
 extern bool citus_forwarded_insert(void);
 extern void citus_publish_forwarding(void);
+extern bool privacy_citus_batch_keys;
 
 /* protect.c */
 extern bool protect_is_seal_trigger(Oid relid, const char *name);

@@ -22,17 +22,7 @@ plan skip_all => 'Citus is not installed (test/run builds it from ../shared/citu
 my $c = CitusCluster->new_cluster('trust', workers => 2);
 my $coord = $c->coordinator;
 
-$coord->safe_psql('postgres', q{
-CREATE EXTENSION privacy;
-SELECT privacy.create_category('contact', 'how to reach a customer', false);
-SELECT privacy.create_purpose('service', 'contract', 'customer service', ARRAY['contact']);
-CREATE ROLE app LOGIN;
-SELECT privacy.grant_purpose('app', 'service');
-CREATE TABLE customers (id bigint PRIMARY KEY, email privacy.encrypted_text(contact), note text);
-SELECT create_distributed_table('customers', 'id');
-SELECT privacy.protect_table('customers', 'id');
-GRANT SELECT, INSERT, UPDATE, DELETE ON customers TO app;
-});
+$c->protected_customers('email privacy.encrypted_text(contact), note text');
 
 # --- What Citus forwards still works: rows with and without an encrypted value.
 my ($out, $err) = CitusCluster::sql_on($coord, q{
