@@ -192,7 +192,7 @@ trail_check_entry(TrailCheck *tc, int64 seq, int64 key)
 {
 	if (tc == NULL || tc->portal == NULL || tc->detail != NULL)
 		return;
-	if (!tc->end && tc->seq < seq)
+	if (!tc->end && (tc->seq < seq || (tc->seq == seq && tc->key < key)))
 		trail_differs(tc, tc->seq, false);
 	else if (tc->end || tc->seq != seq || tc->key != key)
 		trail_differs(tc, seq, true);

@@ -326,8 +326,11 @@ BEGIN
     IF tags_left <> '{}' THEN
         leftover := leftover || jsonb_build_object('search_tags', tags_left);
     END IF;
+    -- one arm per partial index (as destroy_subject_key): state <> 'destroyed'
+    -- matches neither, and scanned every key (issue #19)
     SELECT count(*) INTO n FROM privacy.data_keys k
-     WHERE k.scope = 'subject' AND k.subject_hash = hash AND k.state <> 'destroyed';
+     WHERE k.scope = 'subject' AND k.subject_hash = hash
+       AND (k.state = 'active' OR k.state = 'retired');
     IF n > 0 THEN
         leftover := leftover || jsonb_build_object('keys', n);
     END IF;
