@@ -118,8 +118,8 @@ SELECT status, seq = :hidden_seq AS at_the_hidden_entry, regexp_replace(detail, 
 -- moved to another subject's key
 INSERT INTO privacy.access_log_trail
 SELECT privacy_internal.access_log_subject_key(privacy.subject_hash('8')), :hidden_seq;
-SELECT status, seq = :hidden_seq AS at_the_hidden_entry, regexp_replace(detail, '\d+', 'N') AS detail
-  FROM privacy.verify_access_log();
+-- (missing, or a row for another subject, as the keys sort)
+SELECT status, seq = :hidden_seq AS at_the_hidden_entry FROM privacy.verify_access_log();
 -- put back: the log verifies; then one row too many
 TRUNCATE privacy.access_log_trail;
 INSERT INTO privacy.access_log_trail SELECT * FROM pg_temp.trail_copy;
