@@ -44,6 +44,7 @@ typedef struct MemoEntry
 static MemoEntry memo[MEMO_ENTRIES];
 static uint64 memo_invalidations = 0;	/* relcache invalidations seen */
 static uint64 memo_missed_at = 0;	/* ... when memo_get last found nothing */
+static int	memo_victim = 0;
 
 static void
 memo_relcache(Datum arg, Oid relid)
@@ -137,7 +138,11 @@ privacy_memo_put(PG_FUNCTION_ARGS)
 	if (e == NULL)
 		e = memo_find("");
 	if (e == NULL)
-		elog(ERROR, "no room for memo \"%s\"", name);
+	{
+		/* full: the next entry in turn goes (it is computed again if asked) */
+		e = &memo[memo_victim];
+		memo_victim = (memo_victim + 1) % MEMO_ENTRIES;
+	}
 	if (e->cxt == NULL)
 		e->cxt = AllocSetContextCreate(TopMemoryContext, "privacy memo", ALLOCSET_SMALL_SIZES);
 	else
