@@ -68,6 +68,10 @@
 #                               their subject index); best of 3 sessions
 #   subject_report_p95          100 reports of different subjects, alternating
 #                               with the hand-written one: goal p95 <= 50 ms
+#   erase_subject_p95           50 erasures of different subjects, each
+#                               against a hand-written DELETE of another
+#                               subject's rows from the three tables by their
+#                               subject index: goal p95 <= 20 ms
 #   compliance_gaps_first_call, _next_call
 #                               ms of compliance_gaps() first and second in a
 #                               new session, against a catalog query listing
@@ -405,6 +409,44 @@ SQL
 read -r rp50 rp95 bp50 bp95 <<<"$lat"
 echo "subject_report of 100 subjects ($PER rows each): p50 $rp50 ms, p95 $rp95 ms (hand-written p50 $bp50 ms, p95 $bp95 ms)"
 
+# --- erasure --------------------------------------------------------------------------
+# 60 subjects erased in turn (the first 10 warm up), each against the
+# hand-written deletion of the same subject's rows from the three tables by
+# their subject index (another 60 subjects): privacy.erase_subject() also
+# destroys the key, reduces the consent history and writes the receipt.
+ERASE_FROM=$((SUBJECTS / 2))
+lat=$(bench_psql <<SQL
+CREATE TEMP TABLE lat (ours float8, base float8);
+DO \$\$
+DECLARE
+    t0 timestamptz;
+    b0 timestamptz;
+    s bigint;
+BEGIN
+    FOR k IN 1..60 LOOP
+        s := $ERASE_FROM + k;
+        t0 := clock_timestamp();
+        PERFORM privacy.erase_subject(s::text, 'bench');
+        b0 := clock_timestamp();
+        DELETE FROM subj WHERE subject = s + 1000;
+        DELETE FROM copy_subj WHERE subject = s + 1000;
+        DELETE FROM prot WHERE subject = s + 1000;
+        IF k > 10 THEN
+            INSERT INTO lat VALUES (extract(epoch FROM b0 - t0) * 1000, extract(epoch FROM clock_timestamp() - b0) * 1000);
+        END IF;
+    END LOOP;
+END \$\$;
+$(lat_percentiles)
+SQL
+)
+read -r ep50 ep95 eb50 eb95 <<<"$lat"
+left=$(bench_psql -c "SELECT (SELECT count(*) FROM subj WHERE subject BETWEEN $ERASE_FROM + 1 AND $ERASE_FROM + 60)
+                             + (SELECT count(*) FROM privacy.data_keys WHERE state <> 'destroyed' AND subject_hash IN
+                                  (SELECT privacy.subject_hash(g::text) FROM generate_series($ERASE_FROM + 1, $ERASE_FROM + 60) g))")
+[ "$left" = 0 ] || die "subjects not erased: $left rows or keys left"
+echo "erase_subject of 50 subjects ($PER rows each, after 10 to warm up): p50 $ep50 ms, p95 $ep95 ms" \
+	"(hand-written deletion of the rows: p50 $eb50 ms, p95 $eb95 ms)"
+
 # --- memory -------------------------------------------------------------------------
 read -r b_slots b_bytes < <(bench_psql -c "SELECT slots || ' ' || bytes FROM privacy.key_cache_status() WHERE cache = 'backend'")
 read -r s_slots s_used s_bytes s_locked < <(bench_psql -c "SELECT slots || ' ' || used || ' ' || bytes || ' ' || locked
@@ -424,5 +466,6 @@ figure protect_table_reader_wait "$reader_ms" ms protect_table "$protect_ms" "AC
 figure subject_report_first_call "$(min "${rep_first[@]}")" ms hand_written_first_call "$(min "${hand_first[@]}")"
 figure subject_report_next_call "$(min "${rep_next[@]}")" ms hand_written_next_call "$(min "${hand_next[@]}")"
 figure subject_report_p95 "$rp95" ms hand_written_p95 "$bp95" "p95 <= 50 ms"
+figure erase_subject_p95 "$ep95" ms hand_written_delete_p95 "$eb95" "p95 <= 20 ms"
 figure compliance_gaps_first_call "$(min "${gaps_first[@]}")" ms catalog_query_first_call "$(min "${hgaps_first[@]}")"
 figure compliance_gaps_next_call "$(min "${gaps_next[@]}")" ms catalog_query_first_call "$(min "${hgaps_first[@]}")"
