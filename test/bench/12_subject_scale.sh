@@ -29,6 +29,11 @@
 #                                 SELECT id, email FROM subj WHERE id = :id
 #                               against the same on cat: goal >= 0.9 (2 runs
 #                               each, alternating, after a warm-up; best)
+#   subject_point_lookup_no_access_log
+#                               the same with privacy.access_log = off (one
+#                               run each): the lookup without the log's
+#                               statement and subject entries, which the
+#                               unprotected table never writes (report)
 #   subject_copy                ms to COPY SCALE_COPY_ROWS rows (1,000,000) of
 #                               as many new subjects into an empty protected
 #                               table, against the same COPY into an empty
@@ -216,6 +221,12 @@ for _ in 1 2; do
 done
 max() { printf '%s\n' "$@" | sort -g | tail -n 1; }
 echo "point lookup TPS, pgbench -M prepared -c 2 -j 2 -T $SECS, runs: subj ${subj_tps[*]}, cat ${cat_tps[*]}"
+# the same without the access log (cat, not protected, is never logged)
+set_access_log off
+subj_nolog_tps=("$(tps subj "$SECS")")
+cat_nolog_tps=("$(tps cat "$SECS")")
+set_access_log on
+echo "the same with privacy.access_log = off, one run each: subj ${subj_nolog_tps[*]}, cat ${cat_nolog_tps[*]}"
 
 # --- COPY of new subjects ----------------------------------------------------------
 say "COPY of $COPY_ROWS rows of as many new subjects, 3 rounds"
@@ -456,6 +467,7 @@ echo "shared key cache: $s_slots slots, $s_used keys held, $s_bytes bytes, locke
 figure subject_scan_per_value "$(per_value "$s_best")" ns category_scan_per_value "$(per_value "$c_best")" "<= 1.5"
 figure subject_scan_per_value_no_access_log "$(per_value "$sn_best")" ns category_scan_per_value "$(per_value "$cn_best")"
 figure subject_point_lookup "$(max "${subj_tps[@]}")" tps category_point_lookup "$(max "${cat_tps[@]}")" ">= 0.9"
+figure subject_point_lookup_no_access_log "${subj_nolog_tps[0]}" tps category_point_lookup "${cat_nolog_tps[0]}"
 figure subject_copy "$(best copy_subj)" ms category_copy "$plain_ms" "<= 3.0"
 figure subject_copy_floor "$(awk -v p="$plain_ms" -v f="$floor_ms" -v s="$sodium_ms" 'BEGIN { printf "%.1f", p + f + s }')" ms category_copy "$plain_ms"
 figure subject_copy_floor_probed "$(awk -v p="$plain_ms" -v f="$probed_ms" -v s="$sodium_ms" 'BEGIN { printf "%.1f", p + f + s }')" ms category_copy "$plain_ms"
