@@ -197,6 +197,9 @@ set_access_log off
 read -r sn_best sn_med cn_best cn_med < <(scan "access log off")
 set_access_log on
 per_value() { awk -v ms="$1" -v n="$((3 * ROWS))" 'BEGIN { printf "%.1f", ms * 1e6 / n }'; }
+echo "the access log's share: $(awk -v on="$s_best" -v off="$sn_best" -v n="$SUBJECTS" 'BEGIN { printf "%.1f", (on - off) * 1000 / n }') µs" \
+	"per subject a scan opened (one subject entry each, written by the log's writer with its trail row;" \
+	"a statement waits for the writer once privacy.access_log_queue_size is full)"
 echo "spread (median / best): subj $(awk -v a="$s_med" -v b="$s_best" 'BEGIN { printf "%.2f", a / b }')," \
 	"cat $(awk -v a="$c_med" -v b="$c_best" 'BEGIN { printf "%.2f", a / b }')"
 bench_psql -c "SELECT format('  key cache %-8s %9s slots %9s keys %8s MB%s', cache, slots, used, round(bytes / 1048576.0, 1),
