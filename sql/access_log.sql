@@ -276,6 +276,25 @@ SELECT status FROM privacy.verify_access_log();
 DELETE FROM privacy.access_log_anchors WHERE first_seq = (SELECT max(first_seq) FROM privacy.access_log_anchors);
 SELECT status, detail FROM privacy.verify_access_log();
 
+-- Counting a statement's subjects (issue #14): past eight subjects the
+-- counts go to a table; a row's values of one subject are counted in the
+-- entry the value before used.  Twelve customers with two categories each,
+-- read in an order that mixes subjects and categories: every subject and
+-- category counted exactly, each value once.
+INSERT INTO al_customers SELECT g, 'n' || g, 'e' || g || '@example.org', 'DE' || g, 0 FROM generate_series(11, 22) g;
+INSERT INTO al_customers SELECT g, 'n' || g, 'e' || g || '@example.org', NULL, 0 FROM generate_series(23, 24) g;
+SELECT privacy.flush_access_log();
+SELECT max(seq) AS before FROM (SELECT seq FROM privacy.access_log UNION ALL SELECT seq FROM privacy.access_log_subjects) s \gset
+SET privacy.purpose = 'billing';
+SELECT sum(length(a) + coalesce(length(b), 0) + length(c)) > 0 AS read
+  FROM (SELECT email::text AS a, iban::text AS b, email::text AS c FROM al_customers WHERE id BETWEEN 11 AND 24
+        UNION ALL SELECT email::text, NULL, '' FROM al_customers WHERE id IN (11, 24)) x;
+RESET privacy.purpose;
+SELECT privacy.flush_access_log();
+SELECT (SELECT x.id FROM generate_series(11, 24) x(id) WHERE privacy.subject_hash(x.id::text) = s.subject_hash) AS subject,
+       s.category, s.opened
+  FROM privacy.access_log_subjects s WHERE s.seq > :before ORDER BY subject, category;
+
 DROP TABLE al_customers, al_plain;
 DROP FUNCTION al_email(bigint);
 DROP EXTENSION privacy;

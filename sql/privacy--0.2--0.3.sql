@@ -5640,3 +5640,28 @@ BEGIN
         'requests', requests);
 END
 $$;
+
+-- Subject keys at scale, costs (#14, branch scale-costs): the access
+-- log's indexed lookups pass the unpacking function the entry's slice
+-- alone, so that no Memoize node hashes a whole detoasted batch per entry
+CREATE OR REPLACE FUNCTION privacy_internal.access_log_for_subject(subject_hash bytea)
+    RETURNS SETOF privacy.access_log_subjects
+    LANGUAGE sql STABLE PARALLEL SAFE ROWS 10
+    AS $$
+SELECT e.* FROM privacy.access_log_trail t
+       CROSS JOIN LATERAL (SELECT privacy_internal.access_log_entry(b.entries, b.offsets, t.seq - b.first_seq) AS entry
+                             FROM privacy.access_log_batches b
+                            WHERE b.first_seq <= t.seq ORDER BY b.first_seq DESC LIMIT 1) b
+       CROSS JOIN LATERAL privacy_internal.access_log_subject_entries(b.entry, $1) e
+ WHERE t.subject_key = privacy_internal.access_log_subject_key($1)
+$$;
+
+CREATE OR REPLACE FUNCTION privacy_internal.access_log_event(seq bigint)
+    RETURNS SETOF privacy.access_log
+    LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
+    AS $$
+SELECT e.* FROM (SELECT privacy_internal.access_log_entry(b.entries, b.offsets, $1 - b.first_seq) AS entry
+                   FROM privacy.access_log_batches b
+                  WHERE b.first_seq <= $1 ORDER BY b.first_seq DESC LIMIT 1) b,
+       LATERAL privacy_internal.access_log_statements(b.entry, $1) e
+$$;

@@ -172,12 +172,22 @@ extern void audit_emit_json_framed(const char *data, Size len);
 /* audit_capture.c — events, subjects, frames sent to the queue */
 typedef struct SubjectCount
 {
-	uint32		key_id;			/* hash key, with category */
+	uint64		ident;			/* the key: category << 32 | key_id */
+	uint32		key_id;
 	uint16		category;
+	char		status;			/* simplehash's */
 	unsigned char hash[PRIVACY_SUBJECT_HASH_BYTES];
-	char		category_name[NAMEDATALEN];
 	int64		count;
 } SubjectCount;
+
+/* A category's name as a frame's subject entries carry it (copied: a frame may be sent in an abort). */
+typedef struct FrameCategory
+{
+	uint16		id;
+	char		name[NAMEDATALEN];
+} FrameCategory;
+
+struct subject_map_hash;
 
 /*
  * A frame is one executor run (or one COPY) in progress.  It holds an
@@ -193,7 +203,10 @@ typedef struct AuditFrame
 	int			level;
 	SubTransactionId subid;
 	List	   *events;			/* StatementEntry *, rows/outcome unset */
-	HTAB	   *subjects;		/* SubjectCount, created on first open */
+	struct subject_map_hash *subjects;	/* SubjectCount, created past the inline ones */
+	SubjectCount *last_subject; /* the entry the last open counted */
+	int			ncategories;	/* the names of the categories counted */
+	FrameCategory *categories;
 	int64		utility_rows;
 	int64		rows_run;		/* es_processed when its run last returned */
 	bool		flushed;		/* its events went out: never again */
@@ -219,6 +232,7 @@ extern StatementEntry *audit_new_event(const char *command, Oid relid, const Cat
 									   Bitmapset *cols, bool all_columns);
 extern void audit_flush_frame(AuditFrame *f, const char *outcome, int64 rows, bool in_abort);
 extern void audit_forget_subjects(AuditFrame *f);
+extern void audit_frame_category(AuditFrame *f, uint16 category, const char *name, MemoryContext cxt);
 
 /* audit_hooks.c — the backend side */
 extern unsigned char audit_chain_key_scratch[LOGCHAIN_KEY_BYTES];

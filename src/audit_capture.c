@@ -17,6 +17,7 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_authid.h"
+#include "common/hashfn.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -30,65 +31,117 @@
  * The subjects a frame counts: whose values it opened, per category.
  * ------------------------------------------------------------------------
  */
-typedef struct SubjectKey
-{
-	uint32		key_id;
-	uint16		category;
-} SubjectKey;
-
 #define INLINE_SUBJECTS 8
+
+/*
+ * Past the inline ones, an open-addressing table of the entries themselves
+ * (no chains, no per-entry allocation), walked in one pass when the frame
+ * is sent: a scan that opens a million subjects' values counts them in a
+ * million entries of 56 bytes.
+ */
+static inline uint32
+subject_slot_hash(uint64 ident)
+{
+	return murmurhash32((uint32) ident) ^ (uint32) (ident >> 32);
+}
+
+#define SUBJECT_IDENT(key_id, category) (((uint64) (category) << 32) | (uint64) (key_id))
+
+#define SH_PREFIX subject_map
+#define SH_ELEMENT_TYPE SubjectCount
+#define SH_KEY_TYPE uint64
+#define SH_KEY ident
+#define SH_HASH_KEY(tb, key) subject_slot_hash(key)
+#define SH_EQUAL(tb, a, b) ((a) == (b))
+#define SH_SCOPE static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
 
 bool
 audit_frame_has_subjects(AuditFrame *f)
 {
-	return f->ninline > 0 || (f->subjects != NULL && hash_get_num_entries(f->subjects) > 0);
+	return f->ninline > 0 || (f->subjects != NULL && f->subjects->members > 0);
 }
 
 /*
  * The count of one subject key and category in a frame: most statements
- * open a few subjects, kept in a small array; a hash table takes over
- * beyond that.
+ * open a few subjects, kept in a small array; a table takes over beyond
+ * that.  A row's values usually belong to one subject: the entry the last
+ * open counted is tried first.  The pointer is valid until the next call.
  */
 SubjectCount *
 audit_frame_subject(AuditFrame *f, uint32 key_id, uint16 category, MemoryContext cxt, bool *found)
 {
-	SubjectKey	k;
+	uint64		ident = SUBJECT_IDENT(key_id, category);
+	SubjectCount *sc;
 	int			i;
 
+	if (f->last_subject != NULL && f->last_subject->ident == ident)
+	{
+		*found = true;
+		return f->last_subject;
+	}
 	for (i = 0; i < f->ninline; i++)
-		if (f->inline_subjects[i].key_id == key_id && f->inline_subjects[i].category == category)
+		if (f->inline_subjects[i].ident == ident)
 		{
 			*found = true;
-			return &f->inline_subjects[i];
+			return f->last_subject = &f->inline_subjects[i];
 		}
 	if (f->subjects == NULL && f->ninline < INLINE_SUBJECTS)
 	{
-		SubjectCount *sc;
-
 		if (f->inline_subjects == NULL)
 			f->inline_subjects = MemoryContextAlloc(cxt, sizeof(SubjectCount) * INLINE_SUBJECTS);
 		sc = &f->inline_subjects[f->ninline++];
 		memset(sc, 0, sizeof(*sc));
+		sc->ident = ident;
 		sc->key_id = key_id;
 		sc->category = category;
 		*found = false;
-		return sc;
+		return f->last_subject = sc;
 	}
 	if (f->subjects == NULL)
+		f->subjects = subject_map_create(cxt, 256, NULL);
+	sc = subject_map_insert(f->subjects, ident, found);
+	if (!*found)
 	{
-		HASHCTL		ctl;
-
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(SubjectKey);
-		ctl.entrysize = sizeof(SubjectCount);
-		ctl.hcxt = cxt;
-		f->subjects = hash_create("privacy opened subjects", 64, &ctl,
-								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		sc->key_id = key_id;
+		sc->category = category;
+		sc->count = 0;
 	}
-	memset(&k, 0, sizeof(k));
-	k.key_id = key_id;
-	k.category = category;
-	return hash_search(f->subjects, &k, HASH_ENTER, found);
+	return f->last_subject = sc;
+}
+
+/* Keep the name of a category the frame counts subjects of (copied once). */
+void
+audit_frame_category(AuditFrame *f, uint16 category, const char *name, MemoryContext cxt)
+{
+	int			i;
+
+	for (i = 0; i < f->ncategories; i++)
+		if (f->categories[i].id == category)
+			return;
+	if (f->categories == NULL)
+		f->categories = MemoryContextAlloc(cxt, sizeof(FrameCategory) * 4);
+	else if ((f->ncategories & (f->ncategories - 1)) == 0 && f->ncategories >= 4)
+		f->categories = repalloc(f->categories, sizeof(FrameCategory) * f->ncategories * 2);
+	f->categories[f->ncategories].id = category;
+	if (name != NULL)
+		strlcpy(f->categories[f->ncategories].name, name, NAMEDATALEN);
+	else
+		snprintf(f->categories[f->ncategories].name, NAMEDATALEN, "category %u", category);
+	f->ncategories++;
+}
+
+static const char *
+frame_category_name(AuditFrame *f, uint16 category)
+{
+	int			i;
+
+	for (i = 0; i < f->ncategories; i++)
+		if (f->categories[i].id == category)
+			return f->categories[i].name;
+	return "";
 }
 
 /* ------------------------------------------------------------------------
@@ -315,7 +368,7 @@ send_record(Sender *s, StringInfo rec)
 static void
 send_subjects(AuditFrame *f, StringInfo rec, Sender *sender)
 {
-	HASH_SEQ_STATUS seq;
+	subject_map_iterator it = {0};
 	SubjectCount *sc;
 	int			n = 0;
 	int			count_at = 0;
@@ -324,12 +377,12 @@ send_subjects(AuditFrame *f, StringInfo rec, Sender *sender)
 	if (!audit_frame_has_subjects(f))
 		return;
 	if (f->subjects != NULL)
-		hash_seq_init(&seq, f->subjects);
+		subject_map_start_iterate(f->subjects, &it);
 	for (;;)
 	{
 		if (next_inline < f->ninline)
 			sc = &f->inline_subjects[next_inline++];
-		else if (f->subjects == NULL || (sc = hash_seq_search(&seq)) == NULL)
+		else if (f->subjects == NULL || (sc = subject_map_iterate(f->subjects, &it)) == NULL)
 			break;
 		if (n == 0)
 		{
@@ -341,7 +394,7 @@ send_subjects(AuditFrame *f, StringInfo rec, Sender *sender)
 			audit_put_u32(rec, 0);
 		}
 		appendBinaryStringInfo(rec, (char *) sc->hash, PRIVACY_SUBJECT_HASH_BYTES);
-		audit_put_str(rec, sc->category_name);
+		audit_put_str(rec, frame_category_name(f, sc->category));
 		audit_put_i64(rec, sc->count);
 		if (++n == SUBJECTS_PER_RECORD)
 		{
@@ -412,7 +465,8 @@ void
 audit_forget_subjects(AuditFrame *f)
 {
 	f->ninline = 0;
+	f->last_subject = NULL;
 	if (f->subjects != NULL)
-		hash_destroy(f->subjects);
+		subject_map_destroy(f->subjects);
 	f->subjects = NULL;
 }

@@ -173,8 +173,7 @@ pop_frame(AuditFrame *f)
 		active_frame = NULL;
 	if (last_run_frame == f)
 		last_run_frame = NULL;
-	if (f->subjects != NULL)
-		hash_destroy(f->subjects);
+	audit_forget_subjects(f);
 	/* the frame's strings live in audit_context until it is reset */
 	pfree(f);
 	if (frames == NULL)
@@ -297,10 +296,19 @@ audit_value_opened(uint32 key_id, uint16 category_id)
 	const unsigned char *hash;
 	SubjectCount *sc;
 	bool		found;
-	AuditFrame *f = active_frame;
+	MemoryContext cxt;
+	AuditFrame *f = active_frame != NULL ? active_frame : last_run_frame;
 
 	if (internal_depth > 0 || !privacy_access_log || audit_shared == NULL)
 		return;
+	/* the same subject and category as the value before (a row's other columns) */
+	if (f != NULL && f->last_subject != NULL && f->last_subject->key_id == key_id &&
+		f->last_subject->category == category_id)
+	{
+		f->last_subject->count++;
+		return;
+	}
+	f = active_frame;
 	hash = keys_key_subject(key_id);
 	if (hash == NULL)
 		return;
@@ -333,17 +341,13 @@ audit_value_opened(uint32 key_id, uint16 category_id)
 		frame_event_without_table(f);
 		MemoryContextSwitchTo(old);
 	}
-	sc = audit_frame_subject(f, key_id, category_id, f == loose_frame ? loose_context : audit_context, &found);
+	cxt = f == loose_frame ? loose_context : audit_context;
+	sc = audit_frame_subject(f, key_id, category_id, cxt, &found);
 	if (!found)
 	{
-		const char *cat = catalog_category_name(category_id);
-
 		memcpy(sc->hash, hash, PRIVACY_SUBJECT_HASH_BYTES);
-		if (cat != NULL)
-			strlcpy(sc->category_name, cat, NAMEDATALEN);
-		else
-			snprintf(sc->category_name, NAMEDATALEN, "category %u", category_id);
 		sc->count = 0;
+		audit_frame_category(f, category_id, catalog_category_name(category_id), cxt);
 	}
 	sc->count++;
 }
@@ -932,8 +936,8 @@ audit_record_report(Oid relid, int64 rows, const unsigned char *subject_hash,
 			continue;
 		sc = audit_frame_subject(&f, 0, (uint16) (i + 1), tmp, &found);
 		memcpy(sc->hash, subject_hash, PRIVACY_SUBJECT_HASH_BYTES);
-		strlcpy(sc->category_name, categories[i], NAMEDATALEN);
 		sc->count = opened[i];
+		audit_frame_category(&f, (uint16) (i + 1), categories[i], tmp);
 	}
 	audit_flush_frame(&f, "completed", rows, false);
 	MemoryContextSwitchTo(old);

@@ -368,19 +368,30 @@ privacy_citus_set_applying(PG_FUNCTION_ARGS)
 /*
  * Whether this database's extension is attached to a Citus cluster (Citus
  * is installed here and the outbox is one of its tables), and whether this
- * node is its coordinator.  Asked only when a key is about to be created,
- * which is rare enough not to cache it.
+ * node is its coordinator.  Asked when a key is about to be created: a
+ * COPY of new subjects asks once per key, so the answer that Citus is not
+ * installed is kept for the rest of the command (the catalog cannot change
+ * under one command but by the command itself, and creating an extension
+ * creates no data key).
  */
 static bool
 citus_attached(bool *coordinator)
 {
+	static LocalTransactionId absent_lxid = InvalidLocalTransactionId;
+	static CommandId absent_cid = InvalidCommandId;
 	bool		attached = false;
 	bool		isnull;
 	CatalogUserState st;
 
 	*coordinator = false;
-	if (!OidIsValid(get_extension_oid("citus", true)))
+	if (absent_lxid == MyProc->lxid && absent_cid == GetCurrentCommandId(false))
 		return false;
+	if (!OidIsValid(get_extension_oid("citus", true)))
+	{
+		absent_lxid = MyProc->lxid;
+		absent_cid = GetCurrentCommandId(false);
+		return false;
+	}
 	catalog_become_owner(&st);
 	if (SPI_execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition "
 					"WHERE logicalrelid OPERATOR(pg_catalog.=) "

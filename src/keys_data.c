@@ -206,34 +206,39 @@ typedef struct ActiveKeyEntry
 	uint32		key_id;
 } ActiveKeyEntry;
 
-static HTAB *active_keys = NULL;
-static uint64 active_keys_generation = 0;
+/* subjects' keys (bounded), and categories' (a few, kept however many subjects pass) */
+static HTAB *active_keys[2] = {NULL, NULL};
+static uint64 active_keys_generation[2] = {0, 0};
 
 static HTAB *
-active_map(void)
+active_map(const unsigned char *owner)
 {
-	if (active_keys == NULL || active_keys_generation != keys_generation ||
-		hash_get_num_entries(active_keys) >= 4L * privacy_backend_key_cache_size)
+	int			which = owner[0] == 's' ? 0 : 1;
+	HTAB	   *map = active_keys[which];
+
+	if (map == NULL || active_keys_generation[which] != keys_generation ||
+		hash_get_num_entries(map) >= 4L * privacy_backend_key_cache_size)
 	{
 		HASHCTL		ctl;
 
-		if (active_keys != NULL)
-			hash_destroy(active_keys);
+		if (map != NULL)
+			hash_destroy(map);
 		memset(&ctl, 0, sizeof(ctl));
 		ctl.keysize = PRIVACY_SUBJECT_HASH_BYTES + 1;
 		ctl.entrysize = sizeof(ActiveKeyEntry);
 		ctl.hcxt = TopMemoryContext;
-		active_keys = hash_create("privacy active key cache", 256, &ctl,
-								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		active_keys_generation = keys_generation;
+		map = hash_create(which == 0 ? "privacy active subject keys" : "privacy active category keys",
+						  which == 0 ? 256 : 16, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		active_keys[which] = map;
+		active_keys_generation[which] = keys_generation;
 	}
-	return active_keys;
+	return map;
 }
 
 static uint32
 active_get(const unsigned char *owner)
 {
-	ActiveKeyEntry *e = hash_search(active_map(), owner, HASH_FIND, NULL);
+	ActiveKeyEntry *e = hash_search(active_map(owner), owner, HASH_FIND, NULL);
 
 	return e != NULL ? e->key_id : 0;
 }
@@ -241,7 +246,7 @@ active_get(const unsigned char *owner)
 static void
 active_set(const unsigned char *owner, uint32 key_id)
 {
-	ActiveKeyEntry *e = hash_search(active_map(), owner, HASH_ENTER, NULL);
+	ActiveKeyEntry *e = hash_search(active_map(owner), owner, HASH_ENTER, NULL);
 
 	e->key_id = key_id;
 }
@@ -552,7 +557,7 @@ flush_pending(void)
 
 					owner[0] = 's';
 					memcpy(owner + 1, p->subject_hash, PRIVACY_SUBJECT_HASH_BYTES);
-					hash_search(active_map(), owner, HASH_REMOVE, NULL);
+					hash_search(active_map(owner), owner, HASH_REMOVE, NULL);
 				}
 		}
 		pending_clear();

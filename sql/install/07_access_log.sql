@@ -96,17 +96,21 @@ COMMENT ON VIEW privacy.access_log_subjects IS
     'whose encrypted values a logged statement (event = access_log.seq) opened: the subject''s keyed hash, the category and how many values';
 
 -- Indexed lookups (the views above unpack every batch), each entry read
--- alone from its batch row.  Both are inlined SQL running as their caller:
--- only who may read the log gets anything.
+-- alone from its batch row: the slice is taken inside the LATERAL
+-- subquery, so that the function unpacking it is passed the entry alone
+-- (a Memoize node the planner puts above it would otherwise hash the whole
+-- detoasted batch on every call: 2 ms an entry, issue #14).  Both are
+-- inlined SQL running as their caller: only who may read the log gets
+-- anything.
 CREATE FUNCTION privacy_internal.access_log_for_subject(subject_hash bytea)
     RETURNS SETOF privacy.access_log_subjects
     LANGUAGE sql STABLE PARALLEL SAFE ROWS 10
     AS $$
 SELECT e.* FROM privacy.access_log_trail t
-       CROSS JOIN LATERAL (SELECT b.first_seq, b.entries, b.offsets FROM privacy.access_log_batches b
+       CROSS JOIN LATERAL (SELECT privacy_internal.access_log_entry(b.entries, b.offsets, t.seq - b.first_seq) AS entry
+                             FROM privacy.access_log_batches b
                             WHERE b.first_seq <= t.seq ORDER BY b.first_seq DESC LIMIT 1) b
-       CROSS JOIN LATERAL privacy_internal.access_log_subject_entries(
-                  privacy_internal.access_log_entry(b.entries, b.offsets, t.seq - b.first_seq), $1) e
+       CROSS JOIN LATERAL privacy_internal.access_log_subject_entries(b.entry, $1) e
  WHERE t.subject_key = privacy_internal.access_log_subject_key($1)
 $$;
 COMMENT ON FUNCTION privacy_internal.access_log_for_subject(bytea) IS
@@ -116,10 +120,10 @@ CREATE FUNCTION privacy_internal.access_log_event(seq bigint)
     RETURNS SETOF privacy.access_log
     LANGUAGE sql STABLE PARALLEL SAFE ROWS 1
     AS $$
-SELECT e.* FROM (SELECT b.first_seq, b.entries, b.offsets FROM privacy.access_log_batches b
+SELECT e.* FROM (SELECT privacy_internal.access_log_entry(b.entries, b.offsets, $1 - b.first_seq) AS entry
+                   FROM privacy.access_log_batches b
                   WHERE b.first_seq <= $1 ORDER BY b.first_seq DESC LIMIT 1) b,
-       LATERAL privacy_internal.access_log_statements(
-                  privacy_internal.access_log_entry(b.entries, b.offsets, $1 - b.first_seq), $1) e
+       LATERAL privacy_internal.access_log_statements(b.entry, $1) e
 $$;
 COMMENT ON FUNCTION privacy_internal.access_log_event(bigint) IS
     'the row of privacy.access_log with this seq, found through the batches'' primary key';

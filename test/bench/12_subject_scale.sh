@@ -29,6 +29,11 @@
 #                                 SELECT id, email FROM subj WHERE id = :id
 #                               against the same on cat: goal >= 0.9 (2 runs
 #                               each, alternating, after a warm-up; best)
+#   subject_point_lookup_no_access_log
+#                               the same with privacy.access_log = off (one
+#                               run each): the lookup without the log's
+#                               statement and subject entries, which the
+#                               unprotected table never writes (report)
 #   subject_copy                ms to COPY SCALE_COPY_ROWS rows (1,000,000) of
 #                               as many new subjects into an empty protected
 #                               table, against the same COPY into an empty
@@ -42,6 +47,10 @@
 #                               what libsodium needs per row (3 opens, 3
 #                               seals, a key wrapped: bench-floor.env),
 #                               against the unprotected COPY (report)
+#   subject_copy_floor_probed   the same, each key row inserted only after
+#                               an index probe for its subject (a nested-loop
+#                               anti-join): what "a key for a subject that has
+#                               none" costs in the key table (report)
 #   key_cache_backend_bytes     bytes of a backend's key cache, against its
 #                               slots x 32 (the keys alone) (report)
 #   key_cache_shared_bytes      bytes of the shared key cache (mapping and
@@ -64,6 +73,10 @@
 #                               their subject index); best of 3 sessions
 #   subject_report_p95          100 reports of different subjects, alternating
 #                               with the hand-written one: goal p95 <= 50 ms
+#   erase_subject_p95           50 erasures of different subjects, each
+#                               against a hand-written DELETE of another
+#                               subject's rows from the three tables by their
+#                               subject index: goal p95 <= 20 ms
 #   compliance_gaps_first_call, _next_call
 #                               ms of compliance_gaps() first and second in a
 #                               new session, against a catalog query listing
@@ -184,6 +197,9 @@ set_access_log off
 read -r sn_best sn_med cn_best cn_med < <(scan "access log off")
 set_access_log on
 per_value() { awk -v ms="$1" -v n="$((3 * ROWS))" 'BEGIN { printf "%.1f", ms * 1e6 / n }'; }
+echo "the access log's share: $(awk -v on="$s_best" -v off="$sn_best" -v n="$SUBJECTS" 'BEGIN { printf "%.1f", (on - off) * 1000 / n }') µs" \
+	"per subject a scan opened (one subject entry each, written by the log's writer with its trail row;" \
+	"a statement waits for the writer once privacy.access_log_queue_size is full)"
 echo "spread (median / best): subj $(awk -v a="$s_med" -v b="$s_best" 'BEGIN { printf "%.2f", a / b }')," \
 	"cat $(awk -v a="$c_med" -v b="$c_best" 'BEGIN { printf "%.2f", a / b }')"
 bench_psql -c "SELECT format('  key cache %-8s %9s slots %9s keys %8s MB%s', cache, slots, used, round(bytes / 1048576.0, 1),
@@ -208,6 +224,12 @@ for _ in 1 2; do
 done
 max() { printf '%s\n' "$@" | sort -g | tail -n 1; }
 echo "point lookup TPS, pgbench -M prepared -c 2 -j 2 -T $SECS, runs: subj ${subj_tps[*]}, cat ${cat_tps[*]}"
+# the same without the access log (cat, not protected, is never logged)
+set_access_log off
+subj_nolog_tps=("$(tps subj "$SECS")")
+cat_nolog_tps=("$(tps cat "$SECS")")
+set_access_log on
+echo "the same with privacy.access_log = off, one run each: subj ${subj_nolog_tps[*]}, cat ${cat_nolog_tps[*]}"
 
 # --- COPY of new subjects ----------------------------------------------------------
 say "COPY of $COPY_ROWS rows of as many new subjects, 3 rounds"
@@ -235,32 +257,50 @@ check=$(bench_psql -c "SET privacy.purpose = 'service'" -c "SELECT count(*) || '
                                                             || ' ' || bool_and(email::text LIKE 'user%@example.org') FROM copy_subj")
 [ "$check" = "$COPY_ROWS $COPY_ROWS true" ] || die "copy_subj: expected $COPY_ROWS rows under as many keys, got $check"
 
-# the key table's floor: as many rows into a table shaped like privacy.data_keys
-floor_ms=$(bench_psql <<SQL | awk '/^Time:/ { print $2 }'
-CREATE TABLE keys_floor (LIKE privacy.data_keys INCLUDING DEFAULTS INCLUDING CONSTRAINTS) WITH (autovacuum_enabled = off);
-ALTER TABLE keys_floor ADD PRIMARY KEY (id);
-CREATE UNIQUE INDEX ON keys_floor (subject_hash) WHERE scope = 'subject' AND state = 'active';
+# the key table's floor: as many rows into a table shaped like privacy.data_keys;
+# and the same with each subject first looked up by its hash, one index probe
+# a row (a nested-loop anti-join), as creating a key only for a subject that
+# has none must
+read -r floor_ms probed_ms < <(bench_psql <<SQL | awk '/^Time:/ { printf "%s ", $2 } END { print "" }'
 CREATE TABLE keys_floor_input AS
 SELECT g AS id, sha256(('floor' || g)::bytea) AS h, sha256(('w' || g)::bytea) || sha256(('x' || g)::bytea) || sha256(('y' || g)::bytea) AS w
   FROM generate_series(1, $SUBJECTS + $COPY_ROWS) g;
+CREATE TABLE keys_floor (LIKE privacy.data_keys INCLUDING DEFAULTS INCLUDING CONSTRAINTS) WITH (autovacuum_enabled = off);
+ALTER TABLE keys_floor ADD PRIMARY KEY (id);
+CREATE UNIQUE INDEX ON keys_floor (subject_hash) WHERE scope = 'subject' AND state = 'active';
 INSERT INTO keys_floor (id, scope, subject_hash, wrapped_key, wrapped_by)
 SELECT id, 'subject', h, substr(w, 1, 72), 'fingerprint' FROM keys_floor_input WHERE id <= $SUBJECTS;
+CREATE TABLE keys_floor_probed (LIKE keys_floor INCLUDING ALL) WITH (autovacuum_enabled = off);
+INSERT INTO keys_floor_probed SELECT * FROM keys_floor;
+ANALYZE keys_floor_input, keys_floor, keys_floor_probed;
 CHECKPOINT;
 \timing on
 INSERT INTO keys_floor (id, scope, subject_hash, wrapped_key, wrapped_by)
 SELECT id, 'subject', h, substr(w, 1, 72), 'fingerprint' FROM keys_floor_input WHERE id > $SUBJECTS;
 \timing off
+SET enable_hashjoin = off;
+SET enable_mergejoin = off;
+SET enable_material = off;
+CHECKPOINT;
+\timing on
+INSERT INTO keys_floor_probed (id, scope, subject_hash, wrapped_key, wrapped_by)
+SELECT id, 'subject', h, substr(w, 1, 72), 'fingerprint' FROM keys_floor_input i
+ WHERE id > $SUBJECTS
+   AND NOT EXISTS (SELECT FROM keys_floor_probed k WHERE k.subject_hash = i.h AND k.scope = 'subject' AND k.state = 'active');
+\timing off
 SELECT 1;
-DROP TABLE keys_floor, keys_floor_input;
+DROP TABLE keys_floor, keys_floor_probed, keys_floor_input;
 SQL
 )
-[ -n "$floor_ms" ] || die "the key table's floor was not measured"
+[ -n "$floor_ms" ] && [ -n "$probed_ms" ] || die "the key table's floor was not measured"
 seal_ns=$(awk -v s="$SODIUM_SEAL_NS" -v r="$SODIUM_NONCE_NS" 'BEGIN { printf "%.1f", s - r }')
 sodium_ms=$(awk -v n="$COPY_ROWS" -v s="$seal_ns" -v o="$SODIUM_OPEN_NS" 'BEGIN { printf "%.1f", n * (3 * o + 4 * s) / 1e6 }')
 plain_ms=$(best copy_cat)
 echo "floor: the unprotected COPY $plain_ms ms + $COPY_ROWS rows into a copy of the key table $floor_ms ms" \
 	"(after $SUBJECTS rows; one statement) + libsodium $sodium_ms ms (per row 3 opens at $SODIUM_OPEN_NS ns and" \
 	"3 seals and a wrap at $seal_ns ns)"
+echo "the same floor with each subject first looked up in the key table's index (one probe a row, the" \
+	"anti-join): $probed_ms ms instead of $floor_ms ms"
 echo "lowest ratio libsodium alone allows (no key table): $(awk -v p="$plain_ms" -v s="$sodium_ms" 'BEGIN { printf "%.2f", (p + s) / p }')"
 
 # --- protect_table of a populated table --------------------------------------------
@@ -383,6 +423,44 @@ SQL
 read -r rp50 rp95 bp50 bp95 <<<"$lat"
 echo "subject_report of 100 subjects ($PER rows each): p50 $rp50 ms, p95 $rp95 ms (hand-written p50 $bp50 ms, p95 $bp95 ms)"
 
+# --- erasure --------------------------------------------------------------------------
+# 60 subjects erased in turn (the first 10 warm up), each against the
+# hand-written deletion of the same subject's rows from the three tables by
+# their subject index (another 60 subjects): privacy.erase_subject() also
+# destroys the key, reduces the consent history and writes the receipt.
+ERASE_FROM=$((SUBJECTS / 2))
+lat=$(bench_psql <<SQL
+CREATE TEMP TABLE lat (ours float8, base float8);
+DO \$\$
+DECLARE
+    t0 timestamptz;
+    b0 timestamptz;
+    s bigint;
+BEGIN
+    FOR k IN 1..60 LOOP
+        s := $ERASE_FROM + k;
+        t0 := clock_timestamp();
+        PERFORM privacy.erase_subject(s::text, 'bench');
+        b0 := clock_timestamp();
+        DELETE FROM subj WHERE subject = s + 1000;
+        DELETE FROM copy_subj WHERE subject = s + 1000;
+        DELETE FROM prot WHERE subject = s + 1000;
+        IF k > 10 THEN
+            INSERT INTO lat VALUES (extract(epoch FROM b0 - t0) * 1000, extract(epoch FROM clock_timestamp() - b0) * 1000);
+        END IF;
+    END LOOP;
+END \$\$;
+$(lat_percentiles)
+SQL
+)
+read -r ep50 ep95 eb50 eb95 <<<"$lat"
+left=$(bench_psql -c "SELECT (SELECT count(*) FROM subj WHERE subject BETWEEN $ERASE_FROM + 1 AND $ERASE_FROM + 60)
+                             + (SELECT count(*) FROM privacy.data_keys WHERE state <> 'destroyed' AND subject_hash IN
+                                  (SELECT privacy.subject_hash(g::text) FROM generate_series($ERASE_FROM + 1, $ERASE_FROM + 60) g))")
+[ "$left" = 0 ] || die "subjects not erased: $left rows or keys left"
+echo "erase_subject of 50 subjects ($PER rows each, after 10 to warm up): p50 $ep50 ms, p95 $ep95 ms" \
+	"(hand-written deletion of the rows: p50 $eb50 ms, p95 $eb95 ms)"
+
 # --- memory -------------------------------------------------------------------------
 read -r b_slots b_bytes < <(bench_psql -c "SELECT slots || ' ' || bytes FROM privacy.key_cache_status() WHERE cache = 'backend'")
 read -r s_slots s_used s_bytes s_locked < <(bench_psql -c "SELECT slots || ' ' || used || ' ' || bytes || ' ' || locked
@@ -392,8 +470,10 @@ echo "shared key cache: $s_slots slots, $s_used keys held, $s_bytes bytes, locke
 figure subject_scan_per_value "$(per_value "$s_best")" ns category_scan_per_value "$(per_value "$c_best")" "<= 1.5"
 figure subject_scan_per_value_no_access_log "$(per_value "$sn_best")" ns category_scan_per_value "$(per_value "$cn_best")"
 figure subject_point_lookup "$(max "${subj_tps[@]}")" tps category_point_lookup "$(max "${cat_tps[@]}")" ">= 0.9"
+figure subject_point_lookup_no_access_log "${subj_nolog_tps[0]}" tps category_point_lookup "${cat_nolog_tps[0]}"
 figure subject_copy "$(best copy_subj)" ms category_copy "$plain_ms" "<= 3.0"
 figure subject_copy_floor "$(awk -v p="$plain_ms" -v f="$floor_ms" -v s="$sodium_ms" 'BEGIN { printf "%.1f", p + f + s }')" ms category_copy "$plain_ms"
+figure subject_copy_floor_probed "$(awk -v p="$plain_ms" -v f="$probed_ms" -v s="$sodium_ms" 'BEGIN { printf "%.1f", p + f + s }')" ms category_copy "$plain_ms"
 figure key_cache_backend_bytes "$b_bytes" bytes keys_alone "$((b_slots * 32))"
 figure key_cache_shared_bytes_per_subject "$(awk -v b="$s_bytes" -v n="$SUBJECTS" 'BEGIN { printf "%.1f", b / n }')" bytes key_alone 32
 figure protect_table "$protect_ms" ms plain_update "$upd_ms" "<= 1.5"
@@ -401,5 +481,6 @@ figure protect_table_reader_wait "$reader_ms" ms protect_table "$protect_ms" "AC
 figure subject_report_first_call "$(min "${rep_first[@]}")" ms hand_written_first_call "$(min "${hand_first[@]}")"
 figure subject_report_next_call "$(min "${rep_next[@]}")" ms hand_written_next_call "$(min "${hand_next[@]}")"
 figure subject_report_p95 "$rp95" ms hand_written_p95 "$bp95" "p95 <= 50 ms"
+figure erase_subject_p95 "$ep95" ms hand_written_delete_p95 "$eb95" "p95 <= 20 ms"
 figure compliance_gaps_first_call "$(min "${gaps_first[@]}")" ms catalog_query_first_call "$(min "${hgaps_first[@]}")"
 figure compliance_gaps_next_call "$(min "${gaps_next[@]}")" ms catalog_query_first_call "$(min "${hgaps_first[@]}")"

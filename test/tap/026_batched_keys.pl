@@ -1,0 +1,142 @@
+# New subjects' keys are written in batches (issue #14): a COPY of new
+# subjects draws each key at once and writes 4,096 of them with one INSERT,
+# mid-statement and at its end.  What that leaves behind when the COPY does
+# not commit, and when two sessions create a key for the same subject.
+#
+#   - a COPY rolled back (whole, to a savepoint, or by an error in its last
+#     row) after batches were written leaves no key row, and the same
+#     subjects copied again get keys that open their values;
+#   - a backend killed in the middle of a COPY (crash recovery): the keys
+#     of the rows committed before are there and open every value, the
+#     interrupted COPY left neither rows nor keys, and copying it again
+#     works;
+#   - two sessions creating the same subject's key at once: one active key
+#     (the later one stored as retired, since a value was already sealed
+#     with it), every value opens, and erasure destroys both.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use PrivacyNode;
+
+my ($node) = PrivacyNode::new_node('batchkeys');
+$node->append_conf('postgresql.conf', "restart_after_crash = on\n");
+$node->start;
+
+$node->safe_psql('postgres', q{
+CREATE EXTENSION privacy;
+SELECT privacy.create_category('contact');
+SELECT privacy.create_purpose('service', 'contract', '', ARRAY['contact']);
+CREATE TABLE orders (id bigint PRIMARY KEY, customer bigint NOT NULL, email privacy.encrypted_text(contact));
+SELECT privacy.protect_table('orders', 'customer');
+});
+
+# a COPY file of rows FROM..TO, one new customer a row; $bad appends a
+# malformed last row
+sub copy_file
+{
+	my ($name, $from, $to, $bad) = @_;
+	my $file = $node->basedir . "/$name.txt";
+	open(my $fh, '>', $file) or die "$file: $!";
+	print $fh "$_\t$_\tc$_\@example.org\n" for $from .. $to;
+	print $fh "not a number\t1\tx\n" if $bad;
+	close $fh;
+	return $file;
+}
+
+my $subject_keys = "SELECT count(*) FROM privacy.data_keys WHERE scope = 'subject'";
+# rows of customers FROM..TO that read back, / rows, / their active keys
+sub readable
+{
+	my ($from, $to) = @_;
+	return $node->safe_psql('postgres', "SET privacy.purpose = 'service';
+SELECT count(*) FILTER (WHERE email::text = 'c' || customer || '\@example.org') || '/' || count(*) || '/' ||
+       (SELECT count(*) FROM privacy.data_keys k WHERE k.scope = 'subject' AND k.state = 'active'
+           AND k.subject_hash IN (SELECT privacy.subject_hash(g::text) FROM generate_series($from, $to) g))
+  FROM orders WHERE customer BETWEEN $from AND $to");
+}
+
+# --- rollback ---------------------------------------------------------------------
+my $f1 = copy_file('first', 1, 10000);
+is( $node->safe_psql('postgres', "SET privacy.purpose = 'service';
+BEGIN;
+COPY orders FROM '$f1';
+$subject_keys;
+ROLLBACK;
+$subject_keys;"),
+	"10000\n0",
+	'a COPY of 10,000 new subjects wrote its keys in batches inside its transaction, and its rollback left none');
+is(readable(1, 10000), '0/0/0', 'nothing of the rolled-back COPY is left');
+
+is( $node->safe_psql('postgres', "SET privacy.purpose = 'service';
+BEGIN;
+SAVEPOINT s;
+COPY orders FROM '$f1';
+ROLLBACK TO SAVEPOINT s;
+COPY orders FROM '" . copy_file('second', 10001, 15000) . "';
+COMMIT;
+$subject_keys;"),
+	'5000',
+	'a COPY rolled back to a savepoint leaves no key; the COPY after it keeps its 5,000');
+is(readable(10001, 15000), '5000/5000/5000', 'every value of the COPY after the savepoint opens, one key a subject');
+
+my ($rc, $out, $err) = $node->psql('postgres', "SET privacy.purpose = 'service';
+COPY orders FROM '" . copy_file('bad', 20001, 29000, 1) . "';");
+like($err, qr/invalid input syntax for type bigint/, 'a COPY whose last row is malformed fails');
+is($node->safe_psql('postgres', $subject_keys), '5000', 'it left no key of its 9,000 subjects (two batches were written)');
+
+# the same subjects again, in the same session after the failure
+($rc, $out, $err) = $node->psql('postgres', "SET privacy.purpose = 'service';
+COPY orders FROM '" . copy_file('bad', 20001, 29000, 1) . "';
+COPY orders FROM '$f1';
+$subject_keys;", on_error_stop => 0);
+is($out, '15000', 'after a failed COPY the same session copies new subjects');
+is(readable(1, 10000), '10000/10000/10000', 'and every value opens, under one key a subject');
+
+# --- a backend killed in the middle of a COPY -----------------------------------------
+my $session = PrivacyNode::open_session($node, 'postgres');
+my $pid = PrivacyNode::session_query($session, "SET privacy.purpose = 'service'; SELECT pg_backend_pid();");
+my $big = copy_file('big', 100001, 400000);
+$session->query_until(qr/started/, "\\echo started\nCOPY orders FROM '$big';\n");
+ok( $node->poll_query_until('postgres',
+		"SELECT tuples_processed > 20000 FROM pg_stat_progress_copy WHERE pid = $pid"),
+	'the COPY of 300,000 new subjects is under way (batches written)');
+ok(PrivacyNode::crash_and_restart($node, $pid), 'the backend killed, the server recovered');
+eval { $session->quit };
+
+is(readable(1, 15000), '15000/15000/15000', 'after the crash every committed value opens under its key');
+is( $node->safe_psql('postgres', "$subject_keys; SELECT count(*) FROM orders WHERE customer > 100000"),
+	"15000\n0", 'the interrupted COPY left neither keys nor rows');
+$node->safe_psql('postgres', "SET privacy.purpose = 'service'; COPY orders FROM '$big';");
+is(readable(100001, 400000), '300000/300000/300000', 'copied again after the crash, every value opens, one key a subject');
+
+# --- two sessions, one new subject ----------------------------------------------------
+my $s1 = PrivacyNode::open_session($node, 'postgres');
+my $s2 = PrivacyNode::open_session($node, 'postgres');
+PrivacyNode::session_query($s1, "SET privacy.purpose = 'service'; BEGIN;
+INSERT INTO orders VALUES (900001, 777777, 'c777777\@example.org');");
+my $pid2 = PrivacyNode::session_query($s2, "SET privacy.purpose = 'service'; BEGIN; SELECT pg_backend_pid();");
+# the second session's key for the same subject waits at its statement's
+# end, on the first session's uncommitted key row
+$s2->query_until(qr/sent/, "\\echo sent\nINSERT INTO orders VALUES (900002, 777777, 'c777777\@example.org');\n");
+ok( $node->poll_query_until('postgres',
+		"SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $pid2"),
+	'the second session waits for the first one\'s key of the same subject');
+PrivacyNode::session_query($s1, 'COMMIT');
+PrivacyNode::session_query($s2, 'COMMIT');
+$s1->quit;
+$s2->quit;
+is( $node->safe_psql('postgres', "SELECT string_agg(state, ',' ORDER BY state) FROM privacy.data_keys
+ WHERE subject_hash = privacy.subject_hash('777777')"),
+	'active,retired',
+	'one active key for the subject; the one sealed concurrently is kept as retired');
+is(readable(777777, 777777), '2/2/1', 'both values open');
+$node->safe_psql('postgres', "SELECT privacy.erase_subject('777777', 'test')");
+is( $node->safe_psql('postgres', "SELECT count(*) FILTER (WHERE state <> 'destroyed') FROM privacy.data_keys
+ WHERE subject_hash = privacy.subject_hash('777777')"),
+	'0', 'erasure destroys both keys');
+
+$node->stop;
+done_testing();
