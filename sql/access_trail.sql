@@ -81,7 +81,10 @@ SELECT count(*) AS entries_of_50 FROM pg_temp.trail('50');
 SELECT count(*) AS entries_of_nobody FROM pg_temp.trail('no such subject');
 
 -- the three entries and their statements, read alone, take a fraction of
--- the time it takes to find them by unpacking their batch rows (as 0.1 did)
+-- the time it takes to find them by unpacking their batch rows (as 0.1 did;
+-- since subject_hash() is STABLE, the unpacking below finds its rows
+-- through the trail's index as well, and costs about three times the trail
+-- here where it cost over four before: the factor asked is two)
 CREATE FUNCTION pg_temp.trail_by_unpacking(subject text) RETURNS TABLE (seq bigint, event bigint, category text,
                                                                         opened bigint, command text, relation text,
                                                                         purpose text)
@@ -98,7 +101,7 @@ SELECT s.seq, s.event, s.category, s.opened, l.command, l.relation, l.purpose
 $$;
 SELECT count(*) AS entries_of_7_by_unpacking FROM pg_temp.trail_by_unpacking('7');
 SELECT pg_temp.best_ms($$SELECT * FROM pg_temp.trail('7')$$)
-       < pg_temp.best_ms($$SELECT * FROM pg_temp.trail_by_unpacking('7')$$) / 4 AS trail_reads_only_its_entries;
+       < pg_temp.best_ms($$SELECT * FROM pg_temp.trail_by_unpacking('7')$$) / 2 AS trail_reads_only_its_entries;
 
 -- the chain is what it was
 SELECT status, detail FROM privacy.verify_access_log();
