@@ -81,7 +81,12 @@ SELECT count(*) AS entries_of_50 FROM pg_temp.trail('50');
 SELECT count(*) AS entries_of_nobody FROM pg_temp.trail('no such subject');
 
 -- the three entries and their statements, read alone, take a fraction of
--- the time it takes to find them by unpacking their batch rows (as 0.1 did)
+-- the time it takes to find them in the whole log (the views, as 0.1
+-- did).  Unpacking only their batch rows (below) is checked to give the
+-- same count, not timed: since subject_hash() is STABLE it finds its rows
+-- through the trail's index too, and costs 1.5 to 3 times the trail here,
+-- too close to assert under load (its 4 times before came from a scan of
+-- the whole trail that the VOLATILE hash forced)
 CREATE FUNCTION pg_temp.trail_by_unpacking(subject text) RETURNS TABLE (seq bigint, event bigint, category text,
                                                                         opened bigint, command text, relation text,
                                                                         purpose text)
@@ -98,7 +103,7 @@ SELECT s.seq, s.event, s.category, s.opened, l.command, l.relation, l.purpose
 $$;
 SELECT count(*) AS entries_of_7_by_unpacking FROM pg_temp.trail_by_unpacking('7');
 SELECT pg_temp.best_ms($$SELECT * FROM pg_temp.trail('7')$$)
-       < pg_temp.best_ms($$SELECT * FROM pg_temp.trail_by_unpacking('7')$$) / 4 AS trail_reads_only_its_entries;
+       < pg_temp.best_ms($$SELECT * FROM pg_temp.trail_from_views('7')$$) / 4 AS trail_reads_only_its_entries;
 
 -- the chain is what it was
 SELECT status, detail FROM privacy.verify_access_log();

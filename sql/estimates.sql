@@ -45,4 +45,18 @@ SELECT pg_temp.plan_rows($$SELECT * FROM (VALUES (1::bigint), (2)) v(s),
 -- the indexed lookups a report makes
 SELECT pg_temp.plan_rows($$SELECT * FROM privacy_internal.access_log_event(42)$$) AS one_event;
 
+-- a subject's trail by its identifier is one query (issue #19):
+-- subject_hash() is STABLE, so access_log_for_subject(subject_hash(x)) is
+-- inlined into the caller's query, not run (and planned) as a function
+CREATE FUNCTION pg_temp.plan_text(q text) RETURNS SETOF text LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY EXECUTE 'EXPLAIN (COSTS OFF) ' || q;
+END
+$$;
+SELECT p.provolatile AS subject_hash_volatility FROM pg_proc p WHERE p.oid = 'privacy.subject_hash(text)'::regprocedure;
+SELECT count(*) FILTER (WHERE l LIKE '%Function Scan on access_log_for_subject%') AS function_scans,
+       count(*) FILTER (WHERE l LIKE '%access_log_trail%') AS trail_scans
+  FROM pg_temp.plan_text($$SELECT count(*) FROM privacy_internal.access_log_for_subject(privacy.subject_hash('7')) s
+                           JOIN LATERAL privacy_internal.access_log_event(s.event) l ON true$$) l;
+
 DROP EXTENSION privacy;

@@ -5665,3 +5665,118 @@ SELECT e.* FROM (SELECT privacy_internal.access_log_entry(b.entries, b.offsets, 
                   WHERE b.first_seq <= $1 ORDER BY b.first_seq DESC LIMIT 1) b,
        LATERAL privacy_internal.access_log_statements(b.entry, $1) e
 $$;
+
+------------------------------------------------------------------------------
+-- Issue #19, the regulator role: subject_hash() is STABLE, so that
+-- access_log_for_subject(subject_hash(x)) is inlined into its caller's query
+------------------------------------------------------------------------------
+ALTER FUNCTION privacy.subject_hash(text) STABLE;
+
+-- The same condition with the subject as the text parameter $1: one
+-- statement text for every subject, whose plan run_as_owner keeps for the
+-- session (issue #19).
+CREATE FUNCTION privacy_internal.subject_param_match(tbl regclass, subject_column name) RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN a.atttypid IN ('bigint'::regtype, 'integer'::regtype, 'smallint'::regtype)
+                THEN format('t.%I = privacy_internal.subject_int8($1)', subject_column)
+                ELSE format('t.%I::pg_catalog.text = $1', subject_column) END
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = subject_column
+$$;
+REVOKE ALL ON FUNCTION privacy_internal.subject_param_match(regclass, name) FROM PUBLIC;
+
+-- verify_erasure: the subject a parameter of run_as_owner, whose plans are
+-- kept for the session (src/catalog.c)
+CREATE OR REPLACE FUNCTION privacy.verify_erasure(subject text) RETURNS jsonb
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pt record;
+    fate record;
+    match text;
+    hash bytea;
+    n bigint;
+    leftover jsonb := '{}';
+    rows_left jsonb := '{}';
+    values_left jsonb := '{}';
+    tags_left jsonb := '{}';
+    kept jsonb := '{}';
+    remnant text;
+    tagged text;
+    erasure_id bigint;
+BEGIN
+    PERFORM privacy_internal.require_subject(subject);
+    hash := privacy.subject_hash(subject);
+    FOR pt IN SELECT p.tbl, p.subject_column FROM privacy.protected_tables p
+               WHERE p.parent IS NULL ORDER BY p.tbl::text
+    LOOP
+        -- the subject a parameter: each statement planned once a session
+        match := privacy_internal.subject_param_match(pt.tbl, pt.subject_column);
+        n := privacy_internal.run_as_owner(pt.tbl, format('SELECT 1 FROM %s t WHERE %s', pt.tbl, match),
+                                           ARRAY[subject]);
+        CONTINUE WHEN n = 0;
+        SELECT * INTO fate FROM privacy_internal.erasure_action(pt.tbl, pt.subject_column);
+        IF fate.action <> 'anonymized' THEN
+            rows_left := rows_left || jsonb_build_object(pt.tbl::text, n);
+            CONTINUE;
+        END IF;
+        kept := kept || jsonb_build_object(pt.tbl::text, n);
+        -- kept rows: what the erasure clears must be cleared
+        SELECT string_agg(CASE c.what WHEN 'null' THEN format('t.%I IS NOT NULL', c.col)
+                                      WHEN 'masked' THEN format('t.%I::pg_catalog.text IS DISTINCT FROM %L', c.col,
+                                                                r.anonymize ->> c.col)
+                                      ELSE format('NOT privacy.is_erased(t.%I)', c.col) END, ' OR '),
+               string_agg(format('privacy_internal.live_search_tag(t.%I)', c.col), ' OR ')
+                   FILTER (WHERE c.what = 'shredded')
+          INTO remnant, tagged
+          FROM jsonb_each_text(fate.columns) AS c(col, what), privacy.retention_rules r
+         WHERE r.tbl = pt.tbl;
+        IF remnant IS NOT NULL THEN
+            n := privacy_internal.run_as_owner(pt.tbl, format('SELECT 1 FROM %s t WHERE %s AND (%s)', pt.tbl, match, remnant),
+                                               ARRAY[subject]);
+            IF n > 0 THEN
+                values_left := values_left || jsonb_build_object(pt.tbl::text, n);
+            END IF;
+        END IF;
+        IF tagged IS NOT NULL THEN
+            n := privacy_internal.run_as_owner(pt.tbl, format('SELECT 1 FROM %s t WHERE %s AND (%s)', pt.tbl, match, tagged),
+                                               ARRAY[subject]);
+            IF n > 0 THEN
+                tags_left := tags_left || jsonb_build_object(pt.tbl::text, n);
+            END IF;
+        END IF;
+    END LOOP;
+    IF rows_left <> '{}' THEN
+        leftover := leftover || jsonb_build_object('rows', rows_left);
+    END IF;
+    IF values_left <> '{}' THEN
+        leftover := leftover || jsonb_build_object('values', values_left);
+    END IF;
+    IF tags_left <> '{}' THEN
+        leftover := leftover || jsonb_build_object('search_tags', tags_left);
+    END IF;
+    -- one arm per partial index (as destroy_subject_key): state <> 'destroyed'
+    -- matches neither, and scanned every key (issue #19)
+    SELECT count(*) INTO n FROM privacy.data_keys k
+     WHERE k.scope = 'subject' AND k.subject_hash = hash
+       AND (k.state = 'active' OR k.state = 'retired');
+    IF n > 0 THEN
+        leftover := leftover || jsonb_build_object('keys', n);
+    END IF;
+    SELECT count(*) INTO n FROM privacy.consent_state cs WHERE cs.subject = verify_erasure.subject;
+    IF n > 0 THEN
+        leftover := leftover || jsonb_build_object('consent_state', n);
+    END IF;
+    SELECT count(*) INTO n FROM privacy.consent_events e WHERE e.subject = verify_erasure.subject;
+    IF n > 0 THEN
+        leftover := leftover || jsonb_build_object('consent_events', n);
+    END IF;
+    SELECT max(e.id) INTO erasure_id FROM privacy.erasures e WHERE e.subject_hash = hash;
+    RETURN jsonb_build_object('subject_hash', encode(hash, 'hex'), 'erasure', erasure_id,
+                              'verified', leftover = '{}', 'left', leftover, 'kept', kept,
+                              'checked_at', clock_timestamp());
+END
+$$;

@@ -65,6 +65,18 @@ RESET ROLE;
 SELECT privacy.flush_access_log();
 SELECT count(*) AS log_entries_of_verify FROM privacy.access_log WHERE session_role = 've_officer';
 
+-- the statements are planned once a session, the subject a parameter
+-- (issue #19): another subject gets its own answer, and a table changed
+-- since (a column added, a row added) is planned and read again
+SET ROLE ve_officer;
+SELECT privacy.verify_erasure('2') -> 'left' -> 'rows' AS left_of_2;
+RESET ROLE;
+ALTER TABLE ve_tickets ADD COLUMN channel text;
+INSERT INTO ve_tickets VALUES (100, '2', 'again', 'phone');
+SET ROLE ve_officer;
+SELECT privacy.verify_erasure('2') -> 'left' -> 'rows' AS left_of_2_after;
+RESET ROLE;
+
 -- bad input, privileges
 SET ROLE ve_officer;
 SELECT privacy.verify_erasure('');

@@ -347,6 +347,72 @@ catalog_restore_user(CatalogUserState *state)
  */
 int			catalog_maintenance_depth = 0;
 
+/*
+ * A statement with parameters is the same text at every call (the subject
+ * is $1): its plan is kept for the session, not parsed and planned again at
+ * each (issue #19: verify_erasure planned a statement per table a call).
+ * The plan cache replans it when a table it reads changes, or when it runs
+ * as another role; a new catalog generation prepares it again.  A few slots,
+ * reused in turn.
+ */
+#define OWNER_PLAN_SLOTS 32
+
+typedef struct OwnerPlan
+{
+	Oid			relid;
+	int			nargs;
+	uint64		generation;
+	char	   *sql;
+	SPIPlanPtr	plan;
+} OwnerPlan;
+
+static OwnerPlan owner_plans[OWNER_PLAN_SLOTS];
+static int	owner_plans_next = 0;
+
+static SPIPlanPtr
+owner_plan(Oid relid, const char *sql, int nargs, Oid *argtypes)
+{
+	OwnerPlan  *op = NULL;
+	SPIPlanPtr	plan;
+	int			i;
+
+	for (i = 0; i < OWNER_PLAN_SLOTS; i++)
+	{
+		if (owner_plans[i].sql != NULL && owner_plans[i].relid == relid &&
+			owner_plans[i].nargs == nargs && strcmp(owner_plans[i].sql, sql) == 0)
+		{
+			op = &owner_plans[i];
+			if (op->generation == catalog_generation)
+				return op->plan;
+			break;
+		}
+	}
+	if (op == NULL)
+	{
+		op = &owner_plans[owner_plans_next];
+		owner_plans_next = (owner_plans_next + 1) % OWNER_PLAN_SLOTS;
+	}
+	/* the slot is emptied first: an error below leaves no plan behind */
+	if (op->sql != NULL)
+	{
+		pfree(op->sql);
+		op->sql = NULL;
+		SPI_freeplan(op->plan);
+		op->plan = NULL;
+	}
+	plan = SPI_prepare(sql, nargs, argtypes);
+	if (plan == NULL)
+		elog(ERROR, "statement on a user's table failed: %s", SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "could not keep the plan of a statement on a user's table");
+	op->relid = relid;
+	op->nargs = nargs;
+	op->generation = catalog_generation;
+	op->plan = plan;
+	op->sql = MemoryContextStrdup(TopMemoryContext, sql);
+	return plan;
+}
+
 int64
 catalog_run_as_owner(Oid relid, const char *sql, int nargs, Oid *argtypes,
 					 Datum *values, const char *nulls)
@@ -385,7 +451,10 @@ catalog_run_as_owner(Oid relid, const char *sql, int nargs, Oid *argtypes,
 	catalog_maintenance_depth++;
 	PG_TRY();
 	{
-		rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0);
+		if (nargs > 0)
+			rc = SPI_execute_plan(owner_plan(relid, sql, nargs, argtypes), values, nulls, false, 0);
+		else
+			rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0);
 	}
 	PG_FINALLY();
 	{

@@ -99,6 +99,20 @@ AS $$
      WHERE a.attrelid = tbl AND a.attname = subject_column
 $$;
 
+-- The same condition with the subject as the text parameter $1: one
+-- statement text for every subject, whose plan run_as_owner keeps for the
+-- session (issue #19).
+CREATE FUNCTION privacy_internal.subject_param_match(tbl regclass, subject_column name) RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN a.atttypid IN ('bigint'::regtype, 'integer'::regtype, 'smallint'::regtype)
+                THEN format('t.%I = privacy_internal.subject_int8($1)', subject_column)
+                ELSE format('t.%I::pg_catalog.text = $1', subject_column) END
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = subject_column
+$$;
+
 CREATE FUNCTION privacy.erase_subject(subject text, reason text) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -303,8 +317,10 @@ BEGIN
     FOR pt IN SELECT p.tbl, p.subject_column FROM privacy.protected_tables p
                WHERE p.parent IS NULL ORDER BY p.tbl::text
     LOOP
-        match := privacy_internal.subject_match(pt.tbl, pt.subject_column, subject);
-        n := privacy_internal.run_as_owner(pt.tbl, format('SELECT 1 FROM %s t WHERE %s', pt.tbl, match));
+        -- the subject a parameter: each statement planned once a session
+        match := privacy_internal.subject_param_match(pt.tbl, pt.subject_column);
+        n := privacy_internal.run_as_owner(pt.tbl, format('SELECT 1 FROM %s t WHERE %s', pt.tbl, match),
+                                           ARRAY[subject]);
         CONTINUE WHEN n = 0;
         SELECT * INTO fate FROM privacy_internal.erasure_action(pt.tbl, pt.subject_column);
         IF fate.action <> 'anonymized' THEN
@@ -323,13 +339,15 @@ BEGIN
           FROM jsonb_each_text(fate.columns) AS c(col, what), privacy.retention_rules r
          WHERE r.tbl = pt.tbl;
         IF remnant IS NOT NULL THEN
-            n := privacy_internal.run_as_owner(pt.tbl, format('SELECT 1 FROM %s t WHERE %s AND (%s)', pt.tbl, match, remnant));
+            n := privacy_internal.run_as_owner(pt.tbl, format('SELECT 1 FROM %s t WHERE %s AND (%s)', pt.tbl, match, remnant),
+                                               ARRAY[subject]);
             IF n > 0 THEN
                 values_left := values_left || jsonb_build_object(pt.tbl::text, n);
             END IF;
         END IF;
         IF tagged IS NOT NULL THEN
-            n := privacy_internal.run_as_owner(pt.tbl, format('SELECT 1 FROM %s t WHERE %s AND (%s)', pt.tbl, match, tagged));
+            n := privacy_internal.run_as_owner(pt.tbl, format('SELECT 1 FROM %s t WHERE %s AND (%s)', pt.tbl, match, tagged),
+                                               ARRAY[subject]);
             IF n > 0 THEN
                 tags_left := tags_left || jsonb_build_object(pt.tbl::text, n);
             END IF;

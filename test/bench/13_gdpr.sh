@@ -33,6 +33,7 @@
 #   regulator   subject report 40, access trail of a subject 40, verify an
 #               erasure 20
 #   mixed       all of the above, each role's weights as given
+#   (floor)     not a role: the regulator's required part alone (below)
 #
 # Figures: tps of ours against plain per role (ratio = ours / plain, goals
 # >= 0.5 per role, >= 0.8 mixed), and for each operation its average
@@ -256,6 +257,24 @@ op regulator verify 20 "$S" \
 	"SELECT privacy.verify_erasure(':s') ->> 'verified';" \
 	"SELECT p_verify_erasure(':s');"
 
+# Floors of the regulator's operations (not a role; run after the roles):
+# the part of each that the design requires and the hand-written side does
+# not do, alone.  report_rows: the subject's rows read and opened under a
+# purpose, each table's read logged (ours: decryption and access-log
+# events; plain: the same rows in plaintext and its one audit row).
+# trail_index: the trail's index range alone, without reading each entry
+# from its MAC-chained batch (plain: its audit rows, the whole trail).
+op floor report_rows 50 "$S" \
+	"SELECT length((SELECT jsonb_agg(c) FROM customers c WHERE c.id = :s)::text
+              || (SELECT jsonb_agg(r ORDER BY r.id) FROM records r WHERE r.customer_id = :s)::text);" \
+	"$AUDIT VALUES ('subject_access', 'SELECT', 'p_customers,p_records', ':s');
+SELECT length((SELECT jsonb_agg(c) FROM p_customers c WHERE c.id = :s)::text
+              || (SELECT jsonb_agg(r ORDER BY r.id) FROM p_records r WHERE r.customer_id = :s)::text);"
+op floor trail_index 50 "$S" \
+	"SELECT count(*) FROM privacy.access_log_trail t
+ WHERE t.subject_key = privacy_internal.access_log_subject_key(privacy.subject_hash(':s'));" \
+	"SELECT count(*) FROM p_audit WHERE subject = ':s';"
+
 # run SIDE ROLE... -> "tps" on stdout; the pgbench output in $W/SIDE-LABEL.out
 run() {
 	local side=$1 label=$2 args=() role name weight
@@ -291,6 +310,13 @@ for role in controller customer processor regulator mixed; do
 	join <(latencies ours "$role" | sort) <(latencies plain "$role" | sort) |
 		awk '{ printf "  %-22s %9.2f %9.2f  x%.1f\n", $1, $2, $3, ($3 > 0 ? $2 / $3 : 0) }'
 done
+
+say "floors of the regulator's operations: $((2 * TX / 4)) transactions on each side"
+TX=$((TX / 4)) run plain floor floor >/dev/null
+TX=$((TX / 4)) run ours floor floor >/dev/null
+echo "what the design requires alone (average ms per operation, ours / plain):"
+join <(latencies ours floor | sort) <(latencies plain floor | sort) |
+	awk '{ printf "  %-22s %9.2f %9.2f  x%.1f\n", $1, $2, $3, ($3 > 0 ? $2 / $3 : 0) }'
 
 # both sides did the same: the erasures, the consent events
 bench_psql -c "SET privacy.purpose = 'billing'" -c "SELECT 'erased: ours ' || (SELECT count(*) FROM privacy.erasures) || ', plain ' || (SELECT count(*) FROM p_erasures)
