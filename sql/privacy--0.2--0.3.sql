@@ -5780,3 +5780,88 @@ BEGIN
                               'checked_at', clock_timestamp());
 END
 $$;
+
+-- #15 (churn): a consent event writes an existing state row once (the
+-- ledger id is drawn in DO UPDATE, once the row is locked), not twice
+-- (05_consent.sql)
+CREATE OR REPLACE FUNCTION privacy_internal.record_consent(subject text, purpose text, action text,
+                                        source text, evidence jsonb) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    basis text;
+    new_state text := CASE action WHEN 'grant' THEN 'granted' WHEN 'withdraw' THEN 'withdrawn' ELSE 'objected' END;
+    event_id bigint;
+    current_state text;
+BEGIN
+    IF subject IS NULL OR subject = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'subject must not be empty',
+            HINT = 'Pass the value of the subject column as text, for example customer_id::text.';
+    END IF;
+    IF source IS NULL OR source = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'the source of a consent event must be given',
+            HINT = 'Name where the event came from, for example web-form, call-centre or app-settings.';
+    END IF;
+    SELECT p.legal_basis INTO basis FROM privacy.purposes p WHERE p.name = record_consent.purpose;
+    IF basis IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('purpose "%s" does not exist', purpose);
+    END IF;
+    IF action IN ('grant', 'withdraw') AND basis <> 'consent' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('purpose "%s" is not based on consent', purpose),
+            DETAIL  = format('Its legal basis is %s; consent can be granted or withdrawn only for purposes based on consent.', basis),
+            HINT    = 'To stop processing under another legal basis, record an objection with privacy.object().';
+    END IF;
+    -- Lifting an objection: only one in force, and what is left is no
+    -- objection and no consent (a purpose based on consent needs a new
+    -- grant): withdrawn for those, no state at all for the others.
+    IF action = 'lift_objection' THEN
+        SELECT cs.state INTO current_state FROM privacy.consent_state cs
+         WHERE cs.purpose = record_consent.purpose AND cs.subject = record_consent.subject
+           FOR UPDATE;
+        IF current_state IS DISTINCT FROM 'objected' THEN
+            RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+                MESSAGE = format('subject has no objection to purpose "%s" to lift', purpose),
+                DETAIL  = CASE WHEN current_state IS NULL
+                               THEN 'Nothing was recorded for the subject and the purpose.'
+                               ELSE format('The subject''s state for the purpose is %s.', current_state) END,
+                HINT    = 'See the subject''s consent history in privacy.consent_events.';
+        END IF;
+        INSERT INTO privacy.consent_events (subject, purpose, action, source, evidence)
+        VALUES (subject, purpose, action, source, evidence)
+        RETURNING id INTO event_id;
+        IF basis = 'consent' THEN
+            UPDATE privacy.consent_state cs SET state = 'withdrawn', since = clock_timestamp(), last_event = event_id
+             WHERE cs.purpose = record_consent.purpose AND cs.subject = record_consent.subject;
+        ELSE
+            DELETE FROM privacy.consent_state cs
+             WHERE cs.purpose = record_consent.purpose AND cs.subject = record_consent.subject;
+        END IF;
+        RETURN event_id;
+    END IF;
+    -- The state row is locked first, so concurrent events for one subject and
+    -- purpose reach the ledger in the order they take effect: the ledger id
+    -- is drawn once the row is locked (in DO UPDATE, for a subject with a
+    -- state; after the insert, for a new one), and a state row that exists
+    -- is written once per event.
+    INSERT INTO privacy.consent_state AS cs (subject, purpose, state, since, last_event)
+    VALUES (subject, purpose, new_state, clock_timestamp(), 0)
+    ON CONFLICT ON CONSTRAINT consent_state_pkey DO UPDATE
+       SET state = EXCLUDED.state,
+           since = CASE WHEN cs.state = EXCLUDED.state THEN cs.since ELSE EXCLUDED.since END,
+           last_event = pg_catalog.nextval('privacy.consent_event_id_seq')
+    RETURNING cs.last_event INTO event_id;
+    IF event_id = 0 THEN
+        event_id := pg_catalog.nextval('privacy.consent_event_id_seq');
+        UPDATE privacy.consent_state cs SET last_event = event_id
+         WHERE cs.purpose = record_consent.purpose AND cs.subject = record_consent.subject;
+    END IF;
+    INSERT INTO privacy.consent_events (id, subject, purpose, action, source, evidence)
+    VALUES (event_id, subject, purpose, action, source, evidence);
+    RETURN event_id;
+END
+$$;

@@ -952,6 +952,16 @@ note_change(const char *purpose, const char *subject, int len, bool all)
 		mine_all = true;
 		return;
 	}
+	/*
+	 * The same subject and purpose again (an event writes its state row,
+	 * a trigger sees the old and the new version): one ring entry drops
+	 * every answer for it, so more would only make each reader settle the
+	 * same change again.
+	 */
+	if (mine_all || (nmine > 0 && mine[nmine - 1].purpose == ph &&
+					 mine[nmine - 1].subject.value == k.value &&
+					 mine[nmine - 1].subject.is_int == k.is_int))
+		return;
 	if (nmine == maxmine)
 	{
 		maxmine = maxmine ? maxmine * 2 : 64;

@@ -127,17 +127,24 @@ BEGIN
         RETURN event_id;
     END IF;
     -- The state row is locked first, so concurrent events for one subject and
-    -- purpose reach the ledger in the order they take effect.
+    -- purpose reach the ledger in the order they take effect: the ledger id
+    -- is drawn once the row is locked (in DO UPDATE, for a subject with a
+    -- state; after the insert, for a new one), and a state row that exists
+    -- is written once per event.
     INSERT INTO privacy.consent_state AS cs (subject, purpose, state, since, last_event)
     VALUES (subject, purpose, new_state, clock_timestamp(), 0)
     ON CONFLICT ON CONSTRAINT consent_state_pkey DO UPDATE
        SET state = EXCLUDED.state,
-           since = CASE WHEN cs.state = EXCLUDED.state THEN cs.since ELSE EXCLUDED.since END;
-    INSERT INTO privacy.consent_events (subject, purpose, action, source, evidence)
-    VALUES (subject, purpose, action, source, evidence)
-    RETURNING id INTO event_id;
-    UPDATE privacy.consent_state cs SET last_event = event_id
-     WHERE cs.purpose = record_consent.purpose AND cs.subject = record_consent.subject;
+           since = CASE WHEN cs.state = EXCLUDED.state THEN cs.since ELSE EXCLUDED.since END,
+           last_event = pg_catalog.nextval('privacy.consent_event_id_seq')
+    RETURNING cs.last_event INTO event_id;
+    IF event_id = 0 THEN
+        event_id := pg_catalog.nextval('privacy.consent_event_id_seq');
+        UPDATE privacy.consent_state cs SET last_event = event_id
+         WHERE cs.purpose = record_consent.purpose AND cs.subject = record_consent.subject;
+    END IF;
+    INSERT INTO privacy.consent_events (id, subject, purpose, action, source, evidence)
+    VALUES (event_id, subject, purpose, action, source, evidence);
     RETURN event_id;
 END
 $$;
