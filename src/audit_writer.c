@@ -17,6 +17,7 @@
 
 #include <sodium.h>
 
+#include "access/relation.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
@@ -528,6 +529,41 @@ purpose_use_store(PurposeUses *uses)
  * Commit what the queue holds between its tail and the head seen now.
  * Returns false when there was nothing to write.
  */
+
+/*
+ * Lock a table and each of its indexes in the given mode without waiting
+ * (false if any is taken).  The indexes too: the executor and the SPI
+ * queries open them with a waiting lock, and a DROP EXTENSION that has
+ * locked an index before its table would wait for the table this writer
+ * holds while the writer waits for the index (a deadlock that the detector
+ * may resolve by cancelling the DROP).
+ */
+static bool
+lock_with_indexes_now(Oid relid, LOCKMODE mode)
+{
+	Relation	rel;
+	List	   *indexes;
+	ListCell   *lc;
+	bool		ok = true;
+
+	if (!ConditionalLockRelationOid(relid, mode))
+		return false;
+	rel = try_relation_open(relid, NoLock);
+	if (rel == NULL)
+		return false;
+	indexes = RelationGetIndexList(rel);
+	relation_close(rel, NoLock);
+	foreach(lc, indexes)
+	{
+		if (!ConditionalLockRelationOid(lfirst_oid(lc), mode))
+		{
+			ok = false;
+			break;
+		}
+	}
+	list_free(indexes);
+	return ok;
+}
 /* A row of privacy.access_log_trail, collected during a drain */
 typedef struct TrailRow
 {
@@ -618,7 +654,7 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 		{
 			Oid			relid = get_relname_relid(names[i], nsp);
 
-			if (!OidIsValid(relid) || !ConditionalLockRelationOid(relid, modes[i]))
+			if (!OidIsValid(relid) || !lock_with_indexes_now(relid, modes[i]))
 			{
 				AbortCurrentTransaction();
 				MemoryContextDelete(batch);
@@ -628,8 +664,8 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 		/* the head and the trail, which a schema from before 0.3 does not have */
 		head_relid = get_relname_relid("access_log_head", nsp);
 		trail_relid = get_relname_relid("access_log_trail", nsp);
-		if ((OidIsValid(head_relid) && !ConditionalLockRelationOid(head_relid, RowExclusiveLock)) ||
-			(OidIsValid(trail_relid) && !ConditionalLockRelationOid(trail_relid, RowExclusiveLock)))
+		if ((OidIsValid(head_relid) && !lock_with_indexes_now(head_relid, RowExclusiveLock)) ||
+			(OidIsValid(trail_relid) && !lock_with_indexes_now(trail_relid, RowExclusiveLock)))
 		{
 			AbortCurrentTransaction();
 			MemoryContextDelete(batch);
