@@ -207,6 +207,13 @@ BEGIN
     n := privacy_internal.run_as_owner(job_tbl,
         format('UPDATE ONLY %s SET %s WHERE %s AND %s AND (%s)', job_tbl, sets, lower_bound, upper_bound, todo),
         coalesce(j.last_key, '{}') || boundary[1:nk]);
+    IF keys = ARRAY[subject] OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+                                             WHERE i.indrelid = job_tbl AND i.indisprimary) THEN
+        -- a key that is not unique: the batch took every row of its last value
+        covered := privacy_internal.run_as_owner(job_tbl,
+            format('SELECT FROM ONLY %s WHERE %s AND %s', job_tbl, lower_bound, upper_bound),
+            coalesce(j.last_key, '{}') || boundary[1:nk]);
+    END IF;
     UPDATE privacy.reseal_jobs r
        SET key_columns = keys, last_key = boundary[1:nk], rows_total = j.rows_total,
            rows_done = r.rows_done + covered, rows_resealed = r.rows_resealed + n,
@@ -239,8 +246,8 @@ BEGIN
            AND l.classid::integer = privacy_internal.reseal_lock_class()
            AND l.objid = tbl::oid AND l.objsubid = 2;
         RAISE EXCEPTION USING ERRCODE = 'object_in_use',
-            MESSAGE = format('table %s is being resealed by process %s', tbl, coalesce(holder::text, '?')),
-            DETAIL = 'One session at a time reseals a table.',
+            MESSAGE = format('table %s is being resealed by another session', tbl),
+            DETAIL = format('Process %s holds it; one session at a time reseals a table.', coalesce(holder::text, '?')),
             HINT = 'privacy.progress_reseal shows its progress; CALL privacy.reseal() again once it has ended, if it was interrupted.';
     END IF;
 END
@@ -305,7 +312,6 @@ DECLARE
     j record;
     n bigint;
     p record;
-    started timestamptz;
 BEGIN
     IF batch_rows IS NULL OR batch_rows < 1 THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = 'batch_rows must be at least 1';
@@ -313,18 +319,25 @@ BEGIN
     FOR j IN SELECT * FROM privacy_internal.reseal_pending(tbl, command, col) LOOP
         PERFORM privacy_internal.reseal_lock(j.tbl);
         COMMIT;
-        started := pg_catalog.clock_timestamp();
         LOOP
-            n := privacy_internal.reseal_batch(j.tbl, j.command, j.col, batch_rows);
-            SELECT * INTO p FROM privacy.progress_reseal r
-             WHERE r.relid = j.tbl AND r.command = j.command AND r.column_name IS NOT DISTINCT FROM j.col;
+            BEGIN
+                n := privacy_internal.reseal_batch(j.tbl, j.command, j.col, batch_rows);
+                SELECT * INTO p FROM privacy.progress_reseal r
+                 WHERE r.relid = j.tbl AND r.command = j.command AND r.column_name IS NOT DISTINCT FROM j.col;
+            EXCEPTION WHEN OTHERS OR query_canceled THEN
+                -- the batch is undone; the job waits for the next CALL
+                PERFORM privacy_internal.reseal_unlock(j.tbl);
+                RAISE;
+            END;
             COMMIT;
             EXIT WHEN n IS NULL OR n = 0;
             RAISE NOTICE '% %: % of % rows covered, % resealed', j.command, j.tbl, p.rows_done, p.rows_total, p.rows_resealed;
         END LOOP;
         PERFORM privacy_internal.reseal_unlock(j.tbl);
         COMMIT;
-        RAISE NOTICE '% %: done in %', j.command, j.tbl, pg_catalog.clock_timestamp() - started;
+        IF n IS NOT NULL THEN
+            RAISE NOTICE '% %: done', j.command, j.tbl;
+        END IF;
     END LOOP;
 END
 $$;
@@ -333,6 +346,9 @@ CREATE PROCEDURE privacy.reseal(tbl regclass DEFAULT NULL, batch_rows integer DE
     LANGUAGE plpgsql
 AS $$
 BEGIN
+    IF batch_rows IS NULL OR batch_rows < 1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = 'batch_rows must be at least 1';
+    END IF;
     IF tbl IS NOT NULL AND NOT EXISTS (SELECT 1 FROM privacy_internal.reseal_pending(tbl, NULL, NULL)) THEN
         IF NOT EXISTS (SELECT 1 FROM privacy.protected_tables pt WHERE pt.tbl = reseal.tbl) THEN
             RAISE EXCEPTION USING ERRCODE = 'undefined_object',
