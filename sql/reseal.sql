@@ -57,6 +57,11 @@ SELECT "Key Col", privacy_internal.under_category_key(email) AS under_category_k
 SELECT privacy_internal.reseal_batch('"Big Table"', 'protect_table', NULL, 500);
 SELECT phase, rows_total, rows_done, rows_resealed, batches FROM privacy.progress_reseal;
 SELECT last_key, key_columns FROM privacy.reseal_jobs;
+-- while a session holds the table (a second session is refused: see the
+-- isolation spec protect_online), the view shows its process
+SELECT privacy_internal.reseal_lock('"Big Table"');
+SELECT pid = pg_backend_pid() AS mine, phase FROM privacy.progress_reseal;
+SELECT privacy_internal.reseal_unlock('"Big Table"');
 
 -- the CALL resumes there; rows the application wrote meanwhile are left
 -- alone (1201 - 500 - 1 rows resealed, the new row 5000 covered)
@@ -83,11 +88,6 @@ CALL privacy.reseal('"Big Table"', 0);
 CALL privacy.reencrypt('loose', 'id');
 CALL privacy.reencrypt('loose', 'email', NULL);
 
--- a second session cannot reseal the table while this one holds it (the
--- isolation spec protect_online shows the other session's error)
-SELECT privacy_internal.reseal_lock('"Big Table"');
-SELECT pid = pg_backend_pid() AS mine, phase FROM privacy.progress_reseal;
-SELECT privacy_internal.reseal_unlock('"Big Table"');
 
 -- a table without a primary key goes by its subject column (a row without
 -- a subject stays under the category key, and is not counted as covered);

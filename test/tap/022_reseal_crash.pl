@@ -39,7 +39,7 @@ my ($ret, $out, $err) = $node->psql('app', q{SELECT privacy.protect_table('event
 is($ret, 0, 'protect_table: done at once');
 like($err, qr/holds more than 1000 rows: they are resealed online in batches/, 'protect_table: says the rows are resealed online');
 is($node->safe_psql('app', q{SELECT phase || '|' || rows_done FROM privacy.progress_reseal WHERE relid = 'events'::regclass}),
-	'interrupted|0', 'protect_table: a job waits, nothing done yet');
+	'waiting|0', 'protect_table: a job waits, nothing done yet');
 
 my $correct = q{SET privacy.purpose = 'billing';
 SELECT count(*) || '|' || count(*) FILTER (WHERE email::text = 'u' || id || '@example.org') FROM events};
