@@ -323,8 +323,8 @@ BEGIN
         LOOP
             BEGIN
                 n := privacy_internal.reseal_batch(j.tbl, j.command, j.col, batch_rows);
-                SELECT * INTO p FROM privacy.progress_reseal r
-                 WHERE r.relid = j.tbl AND r.command = j.command AND r.column_name IS NOT DISTINCT FROM j.col;
+                SELECT * INTO p FROM privacy.reseal_jobs r
+                 WHERE r.tbl = j.tbl AND r.command = j.command AND r.col IS NOT DISTINCT FROM j.col;
             EXCEPTION WHEN OTHERS OR query_canceled THEN
                 -- the batch is undone; the job waits for the next CALL
                 PERFORM privacy_internal.reseal_unlock(j.tbl);
