@@ -5117,6 +5117,7 @@ DECLARE
     boundary text[];
     covered bigint;
     n bigint;
+    rel text;
 BEGIN
     SELECT * INTO j FROM privacy.reseal_jobs r
      WHERE r.tbl = job_tbl AND r.command = job_command AND r.col IS NOT DISTINCT FROM job_col
@@ -5173,12 +5174,16 @@ BEGIN
           FROM unnest(keys) WITH ORDINALITY u(k, o)
           JOIN pg_catalog.pg_attribute a ON a.attrelid = job_tbl AND a.attname = u.k;
     END IF;
+    -- a parent of traditional inheritance without its children (each has a
+    -- job of its own); ONLY is left out elsewhere, for Citus's sake
+    rel := CASE WHEN (SELECT c.relhassubclass FROM pg_catalog.pg_class c WHERE c.oid = job_tbl)
+                THEN 'ONLY ' ELSE '' END || job_tbl::text;
     IF j.rows_total IS NULL THEN
-        j.rows_total := privacy_internal.run_as_owner(job_tbl, format('SELECT FROM ONLY %s', job_tbl));
+        j.rows_total := (privacy_internal.run_as_owner_row(job_tbl, format('SELECT count(*) FROM %s', rel)))[1]::bigint;
     END IF;
     -- the last key of the next batch_rows rows, and how many there are
-    stmt := format('SELECT %s, count(*) OVER () FROM (SELECT %s FROM ONLY %s WHERE %s AND %s ORDER BY %s LIMIT %s) s ORDER BY %s LIMIT 1',
-                   key_list, key_list, job_tbl, lower_bound,
+    stmt := format('SELECT %s, count(*) OVER () FROM (SELECT %s FROM %s WHERE %s AND %s ORDER BY %s LIMIT %s) s ORDER BY %s LIMIT 1',
+                   key_list, key_list, rel, lower_bound,
                    (SELECT string_agg(format('%I IS NOT NULL', k), ' AND ') FROM unnest(keys) k),
                    key_list, batch_rows,
                    (SELECT string_agg(format('%I DESC', k), ', ' ORDER BY o) FROM unnest(keys) WITH ORDINALITY u(k, o)));
@@ -5196,14 +5201,14 @@ BEGIN
       FROM unnest(keys) WITH ORDINALITY u(k, o)
       JOIN pg_catalog.pg_attribute a ON a.attrelid = job_tbl AND a.attname = u.k;
     n := privacy_internal.run_as_owner(job_tbl,
-        format('UPDATE ONLY %s SET %s WHERE %s AND %s AND (%s)', job_tbl, sets, lower_bound, upper_bound, todo),
+        format('UPDATE %s SET %s WHERE %s AND %s AND (%s)', rel, sets, lower_bound, upper_bound, todo),
         coalesce(j.last_key, '{}') || boundary[1:nk]);
     IF keys = ARRAY[subject] OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
                                              WHERE i.indrelid = job_tbl AND i.indisprimary) THEN
         -- a key that is not unique: the batch took every row of its last value
-        covered := privacy_internal.run_as_owner(job_tbl,
-            format('SELECT FROM ONLY %s WHERE %s AND %s', job_tbl, lower_bound, upper_bound),
-            coalesce(j.last_key, '{}') || boundary[1:nk]);
+        covered := (privacy_internal.run_as_owner_row(job_tbl,
+            format('SELECT count(*) FROM %s WHERE %s AND %s', rel, lower_bound, upper_bound),
+            coalesce(j.last_key, '{}') || boundary[1:nk]))[1]::bigint;
     END IF;
     UPDATE privacy.reseal_jobs r
        SET key_columns = keys, last_key = boundary[1:nk], rows_total = j.rows_total,
@@ -5282,7 +5287,9 @@ BEGIN
     IF command = 'protect_table' AND NOT privacy_internal.has_seal_trigger(tbl) THEN
         RETURN false;
     END IF;
-    IF privacy_internal.run_as_owner(tbl, format('SELECT FROM ONLY %s LIMIT %s', tbl, at_most + 1)) > at_most THEN
+    IF privacy_internal.run_as_owner(tbl, format('SELECT FROM %s%s LIMIT %s',
+            CASE WHEN (SELECT c.relhassubclass FROM pg_catalog.pg_class c WHERE c.oid = tbl) THEN 'ONLY ' ELSE '' END,
+            tbl, at_most + 1)) > at_most THEN
         RAISE NOTICE USING
             MESSAGE = format('%s holds more than %s rows: they are resealed online in batches', tbl, at_most),
             HINT = format('Run CALL privacy.reseal(%L); privacy.progress_reseal shows its progress.', tbl::text);
@@ -5633,3 +5640,184 @@ GRANT EXECUTE ON FUNCTION privacy_internal.reseal_batch(regclass, text, name, in
 -- (the view privacy.progress_reseal names it)
 GRANT EXECUTE ON FUNCTION privacy_internal.reseal_lock_class() TO PUBLIC;
 GRANT SELECT ON privacy.progress_reseal, privacy.reseal_jobs TO privacy_admin, privacy_officer;
+
+-- compliance_gaps() names tables whose reseal is not finished (#14)
+CREATE OR REPLACE FUNCTION privacy.compliance_gaps()
+    RETURNS TABLE (gap text, object text, detail text, hint text)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 10
+    SET search_path = pg_catalog, pg_temp
+    SET jit = off    -- catalog-sized queries: compiling them costs more than running them
+AS $$
+BEGIN
+    RETURN QUERY
+    -- personal data stored in plain text
+    SELECT 'column not encrypted', format('%s.%I', pc.tbl, pc.col),
+           format('Column %I of %s holds %s data in plain text%s.', pc.col, pc.tbl, pc.category,
+                  CASE WHEN c.special THEN ' (a special category, GDPR Art. 9)' ELSE '' END),
+           format('A member of privacy_admin converts it with privacy.classify(%L, %L, %L, encrypt => true).',
+                  pc.tbl::text, pc.col, pc.category)
+      FROM privacy_internal.personal_columns pc JOIN privacy.categories c ON c.name = pc.category
+     WHERE NOT pc.encrypted
+    UNION ALL
+    -- encrypted columns the register cannot describe
+    SELECT 'column not classified', format('%s.%I', pc.tbl, pc.col),
+           CASE WHEN pc.category = 'unclassified'
+                THEN format('Column %I of %s is encrypted as "unclassified": no purpose can read it, and the register cannot say what it holds.',
+                            pc.col, pc.tbl)
+                ELSE format('Encrypted column %I of %s names category %s in its type, but was never recorded.',
+                            pc.col, pc.tbl, pc.category) END,
+           format('A member of privacy_admin classifies it with privacy.classify(%L, %L, %s).',
+                  pc.tbl::text, pc.col,
+                  CASE WHEN pc.category = 'unclassified' THEN 'category' ELSE quote_literal(pc.category) END)
+      FROM privacy_internal.personal_columns pc
+     WHERE pc.category = 'unclassified' OR NOT pc.registered
+    UNION ALL
+    -- personal data held for no purpose
+    SELECT 'column without purpose', format('%s.%I', pc.tbl, pc.col),
+           format('Column %I of %s holds %s data, which no purpose is allowed.', pc.col, pc.tbl, pc.category),
+           format('Allow the category to the purposes that need it with privacy.allow_category(purpose, %L), or stop keeping the column.',
+                  pc.category)
+      FROM privacy_internal.personal_columns pc
+     WHERE pc.category <> 'unclassified'
+       AND NOT EXISTS (SELECT 1 FROM privacy.purpose_categories x WHERE x.category = pc.category)
+    UNION ALL
+    -- protection that is no longer intact (only a superuser can get there:
+    -- for everyone else the commands are refused)
+    SELECT 'protection not intact', pt.tbl::text,
+           format('Protected table %s %s.', pt.tbl,
+                  concat_ws(', ',
+                      CASE WHEN NOT c.relrowsecurity THEN 'has row-level security disabled' END,
+                      CASE WHEN NOT c.relforcerowsecurity THEN 'no longer forces row-level security on its owner' END,
+                      CASE WHEN pt.base_policy AND (SELECT count(*) FROM pg_catalog.pg_policy pol
+                                                    WHERE pol.polrelid = pt.tbl
+                                                      AND pol.polname IN ('privacy_select', 'privacy_insert', 'privacy_update', 'privacy_delete')) < 4
+                           THEN 'lacks some of its consent-check policies' END,
+                      CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_policy pol
+                                         WHERE pol.polrelid = pt.tbl AND pol.polpermissive AND pol.polcmd <> 'a'
+                                           AND coalesce(pg_catalog.pg_get_expr(pol.polqual, pol.polrelid), '') NOT LIKE '%privacy_internal.visible(%')
+                           THEN 'has a permissive policy without the consent check' END,
+                      CASE WHEN NOT c.relispartition AND NOT EXISTS (
+                                    SELECT 1 FROM pg_catalog.pg_trigger tg
+                                     WHERE tg.tgrelid = pt.tbl AND tg.tgname = 'privacy_seal_row' AND tg.tgenabled IN ('O', 'A'))
+                           THEN 'lacks an enabled seal trigger' END)),
+           format('A member of privacy_admin protects it again: SELECT privacy.unprotect_table(%L); SELECT privacy.protect_table(%L, %L);',
+                  coalesce(pt.parent, pt.tbl)::text, coalesce(pt.parent, pt.tbl)::text, pt.subject_column)
+      FROM privacy.protected_tables pt JOIN pg_catalog.pg_class c ON c.oid = pt.tbl
+     WHERE NOT c.relrowsecurity OR NOT c.relforcerowsecurity
+        OR (pt.base_policy AND (SELECT count(*) FROM pg_catalog.pg_policy pol
+                                 WHERE pol.polrelid = pt.tbl
+                                   AND pol.polname IN ('privacy_select', 'privacy_insert', 'privacy_update', 'privacy_delete')) < 4)
+        OR EXISTS (SELECT 1 FROM pg_catalog.pg_policy pol
+                    WHERE pol.polrelid = pt.tbl AND pol.polpermissive AND pol.polcmd <> 'a'
+                      AND coalesce(pg_catalog.pg_get_expr(pol.polqual, pol.polrelid), '') NOT LIKE '%privacy_internal.visible(%')
+        OR (NOT c.relispartition AND NOT EXISTS (
+                SELECT 1 FROM pg_catalog.pg_trigger tg
+                 WHERE tg.tgrelid = pt.tbl AND tg.tgname = 'privacy_seal_row' AND tg.tgenabled IN ('O', 'A')))
+    UNION ALL
+    -- rows of a protected table still under the category key: protect_table
+    -- left them to CALL privacy.reseal(), which has not finished
+    SELECT 'reseal pending', j.tbl::text,
+           format('Protected table %s has rows still under the category key (%s of %s covered by privacy.reseal()): destroying a subject''s key does not shred them yet.',
+                  j.tbl, j.rows_done, coalesce(j.rows_total::text, 'its rows')),
+           format('A member of privacy_admin finishes it: CALL privacy.reseal(%L);', j.tbl::text)
+      FROM privacy.reseal_jobs j
+     WHERE j.command = 'protect_table'
+    UNION ALL
+    -- personal data outside consent-aware row-level security
+    SELECT 'table not protected', t.tbl::text,
+           format('Table %s has personal columns (%s) but is not protected: its rows ignore consent and objections, are not shredded on erasure, and no retention rule can apply.',
+                  t.tbl, t.cols),
+           format('A member of privacy_admin protects it with privacy.protect_table(%L, subject_column).', t.tbl::text)
+      FROM (SELECT pc.tbl, string_agg(quote_ident(pc.col), ', ' ORDER BY pc.col) AS cols
+              FROM privacy_internal.personal_columns pc
+             WHERE NOT EXISTS (SELECT 1 FROM privacy.protected_tables pt WHERE pt.tbl = pc.tbl)
+             GROUP BY pc.tbl) t
+    UNION ALL
+    -- storage limitation (GDPR Art. 5(1)(e))
+    SELECT 'no retention rule', pt.tbl::text,
+           format('Protected table %s has no retention rule: its rows are kept for ever.', pt.tbl),
+           format('Set one with privacy.set_retention(%L, time_column, keep, ''delete'') (or ''anonymize'' with the columns to clear).',
+                  pt.tbl::text)
+      FROM privacy.protected_tables pt
+     WHERE pt.parent IS NULL
+       AND NOT EXISTS (SELECT 1 FROM privacy.retention_rules rr WHERE rr.tbl = pt.tbl)
+    UNION ALL
+    -- GDPR Art. 30(1)(c): the categories of personal data of each processing
+    SELECT 'purpose without categories', p.name,
+           format('Purpose %s (%s) is allowed no category of personal data: the register cannot say what it processes, and it can read no encrypted value.',
+                  p.name, p.legal_basis),
+           format('Allow it the categories it processes with privacy.allow_category(%L, category), or drop it with privacy.drop_purpose(%L).',
+                  p.name, p.name)
+      FROM privacy.purposes p
+     WHERE NOT EXISTS (SELECT 1 FROM privacy.purpose_categories x WHERE x.purpose = p.name)
+       AND p.name <> 'subject_access'    -- built in: every category, in the subject report only
+    UNION ALL
+    -- a purpose no role holds processes nothing, whatever the register says;
+    -- for consent, subjects are asked to agree to processing nobody does
+    SELECT 'purpose held by no role', p.name,
+           format('No role holds purpose %s (%s)%s.', p.name, p.legal_basis,
+                  CASE n.consents WHEN 0 THEN ''
+                                  WHEN 1 THEN ', yet 1 subject consents to it'
+                                  ELSE format(', yet %s subjects consent to it', n.consents) END),
+           format('Grant it to the role that processes it with privacy.grant_purpose(role, %L), or %s.', p.name,
+                  CASE WHEN p.legal_basis = 'consent' THEN 'stop collecting consent for it'
+                       ELSE format('drop it with privacy.drop_purpose(%L)', p.name) END)
+      FROM privacy.purposes p,
+           LATERAL (SELECT count(*) AS consents FROM privacy.consent_state cs
+                     WHERE cs.purpose = p.name AND cs.state = 'granted') n
+     WHERE NOT EXISTS (SELECT 1 FROM privacy.role_purposes rp JOIN pg_catalog.pg_roles r ON r.oid = rp.role
+                        WHERE rp.purpose = p.name)
+       AND p.name <> 'subject_access'    -- used through privacy.subject_report(), not held
+    UNION ALL
+    -- GDPR Art. 12(3)
+    SELECT 'request overdue', format('request %s', o.id),
+           format('%s request received %s, due %s%s: %s overdue.', initcap(o.kind),
+                  privacy_internal.request_time(o.received_at), privacy_internal.request_time(o.deadline),
+                  CASE WHEN o.extended_until IS NOT NULL THEN ' (extended)' ELSE '' END,
+                  CASE WHEN o.days_overdue = 1 THEN '1 day' ELSE o.days_overdue || ' days' END),
+           format('Answer it now and close it with privacy.complete_request(%s, note), or with privacy.reject_request(%s, reason) if it is not acted on.',
+                  o.id, o.id)
+      FROM privacy.overdue_requests o
+    UNION ALL
+    -- data minimisation: a grant nobody uses is access nobody needs.  A
+    -- purpose counts as used by a role when the role, or a member of it
+    -- other than a superuser, declared it in a logged statement; grants
+    -- younger than 30 days are left alone.
+    SELECT 'purpose never used', format('%s / %s', r.rolname, rp.purpose),
+           format('Role %I has held purpose %s since %s, and the access log shows no statement of it or its members under that purpose.',
+                  r.rolname, rp.purpose, privacy_internal.request_time(rp.granted_at)),
+           format('If it does not need it, revoke it with privacy.revoke_purpose(%L, %L).', r.rolname, rp.purpose)
+      FROM privacy.role_purposes rp
+      JOIN pg_catalog.pg_roles r ON r.oid = rp.role
+     WHERE rp.granted_at < pg_catalog.now() - interval '30 days'
+       AND rp.purpose <> 'subject_access'
+       AND NOT EXISTS (
+           SELECT 1
+             FROM privacy.access_log_purpose_use u
+             JOIN pg_catalog.pg_roles m ON m.rolname = u.acting_role
+            WHERE u.purpose = rp.purpose
+              -- a superuser is a member of every role: its use says nothing
+              AND (m.oid = rp.role OR
+                   (NOT m.rolsuper AND pg_catalog.pg_has_role(m.oid, rp.role, 'MEMBER'))))
+    UNION ALL
+    -- the log's tamper evidence is worth what its verification is
+    SELECT CASE WHEN v.status IS NULL THEN 'access log not verified'
+                WHEN v.status <> 'ok' THEN 'access log broken'
+                ELSE 'access log not verified' END,
+           'privacy.access_log',
+           CASE WHEN v.status IS NULL THEN 'privacy.verify_access_log() has never been run.'
+                WHEN v.status <> 'ok' THEN format('The last verification (%s) found the log %s at entry %s: %s.',
+                                                  privacy_internal.request_time(v.verified_at), v.status, v.seq, v.detail)
+                ELSE format('The access log was last verified %s, more than 7 days ago.',
+                            privacy_internal.request_time(v.verified_at)) END,
+           CASE WHEN v.status IS NOT NULL AND v.status <> 'ok'
+                THEN 'Keep the result as evidence, find out who changed the log, and restore the entries from a backup.'
+                ELSE 'Run SELECT * FROM privacy.verify_access_log() (as privacy_officer), and schedule it daily.' END
+      FROM (SELECT NULL) one
+      LEFT JOIN LATERAL (SELECT * FROM privacy.access_log_verifications
+                          ORDER BY verified_at DESC LIMIT 1) v ON true
+     WHERE EXISTS (SELECT 1 FROM privacy.access_log)
+       AND (v.status IS NULL OR v.status <> 'ok' OR v.verified_at < pg_catalog.now() - interval '7 days')
+    ORDER BY 1, 2;
+END
+$$;

@@ -37,6 +37,8 @@ SELECT relid, command, phase, rows_total, rows_done, rows_resealed, batches
   FROM privacy.progress_reseal;
 SELECT count(*) FILTER (WHERE privacy_internal.under_category_key(email)) AS under_category_keys
   FROM "Big Table";
+-- compliance_gaps() names it until the reseal is done
+SELECT gap, object, detail, hint FROM privacy.compliance_gaps() WHERE gap = 'reseal pending';
 
 -- reads and writes meanwhile: both keys' values open, new writes go under
 -- the subject's key
@@ -77,8 +79,9 @@ RESET privacy.purpose;
 -- the owner's trigger fired as the owner, once per row resealed (and once
 -- for the application's update)
 SELECT by_role, n FROM fired;
--- nothing left
+-- nothing left, no gap
 CALL privacy.reseal('"Big Table"');
+SELECT count(*) AS reseal_gaps FROM privacy.compliance_gaps() WHERE gap = 'reseal pending';
 
 -- errors
 CALL privacy.reseal('no_such_table');

@@ -127,6 +127,7 @@ DECLARE
     boundary text[];
     covered bigint;
     n bigint;
+    rel text;
 BEGIN
     SELECT * INTO j FROM privacy.reseal_jobs r
      WHERE r.tbl = job_tbl AND r.command = job_command AND r.col IS NOT DISTINCT FROM job_col
@@ -183,12 +184,16 @@ BEGIN
           FROM unnest(keys) WITH ORDINALITY u(k, o)
           JOIN pg_catalog.pg_attribute a ON a.attrelid = job_tbl AND a.attname = u.k;
     END IF;
+    -- a parent of traditional inheritance without its children (each has a
+    -- job of its own); ONLY is left out elsewhere, for Citus's sake
+    rel := CASE WHEN (SELECT c.relhassubclass FROM pg_catalog.pg_class c WHERE c.oid = job_tbl)
+                THEN 'ONLY ' ELSE '' END || job_tbl::text;
     IF j.rows_total IS NULL THEN
-        j.rows_total := privacy_internal.run_as_owner(job_tbl, format('SELECT FROM ONLY %s', job_tbl));
+        j.rows_total := (privacy_internal.run_as_owner_row(job_tbl, format('SELECT count(*) FROM %s', rel)))[1]::bigint;
     END IF;
     -- the last key of the next batch_rows rows, and how many there are
-    stmt := format('SELECT %s, count(*) OVER () FROM (SELECT %s FROM ONLY %s WHERE %s AND %s ORDER BY %s LIMIT %s) s ORDER BY %s LIMIT 1',
-                   key_list, key_list, job_tbl, lower_bound,
+    stmt := format('SELECT %s, count(*) OVER () FROM (SELECT %s FROM %s WHERE %s AND %s ORDER BY %s LIMIT %s) s ORDER BY %s LIMIT 1',
+                   key_list, key_list, rel, lower_bound,
                    (SELECT string_agg(format('%I IS NOT NULL', k), ' AND ') FROM unnest(keys) k),
                    key_list, batch_rows,
                    (SELECT string_agg(format('%I DESC', k), ', ' ORDER BY o) FROM unnest(keys) WITH ORDINALITY u(k, o)));
@@ -206,14 +211,14 @@ BEGIN
       FROM unnest(keys) WITH ORDINALITY u(k, o)
       JOIN pg_catalog.pg_attribute a ON a.attrelid = job_tbl AND a.attname = u.k;
     n := privacy_internal.run_as_owner(job_tbl,
-        format('UPDATE ONLY %s SET %s WHERE %s AND %s AND (%s)', job_tbl, sets, lower_bound, upper_bound, todo),
+        format('UPDATE %s SET %s WHERE %s AND %s AND (%s)', rel, sets, lower_bound, upper_bound, todo),
         coalesce(j.last_key, '{}') || boundary[1:nk]);
     IF keys = ARRAY[subject] OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
                                              WHERE i.indrelid = job_tbl AND i.indisprimary) THEN
         -- a key that is not unique: the batch took every row of its last value
-        covered := privacy_internal.run_as_owner(job_tbl,
-            format('SELECT FROM ONLY %s WHERE %s AND %s', job_tbl, lower_bound, upper_bound),
-            coalesce(j.last_key, '{}') || boundary[1:nk]);
+        covered := (privacy_internal.run_as_owner_row(job_tbl,
+            format('SELECT count(*) FROM %s WHERE %s AND %s', rel, lower_bound, upper_bound),
+            coalesce(j.last_key, '{}') || boundary[1:nk]))[1]::bigint;
     END IF;
     UPDATE privacy.reseal_jobs r
        SET key_columns = keys, last_key = boundary[1:nk], rows_total = j.rows_total,
@@ -292,7 +297,9 @@ BEGIN
     IF command = 'protect_table' AND NOT privacy_internal.has_seal_trigger(tbl) THEN
         RETURN false;
     END IF;
-    IF privacy_internal.run_as_owner(tbl, format('SELECT FROM ONLY %s LIMIT %s', tbl, at_most + 1)) > at_most THEN
+    IF privacy_internal.run_as_owner(tbl, format('SELECT FROM %s%s LIMIT %s',
+            CASE WHEN (SELECT c.relhassubclass FROM pg_catalog.pg_class c WHERE c.oid = tbl) THEN 'ONLY ' ELSE '' END,
+            tbl, at_most + 1)) > at_most THEN
         RAISE NOTICE USING
             MESSAGE = format('%s holds more than %s rows: they are resealed online in batches', tbl, at_most),
             HINT = format('Run CALL privacy.reseal(%L); privacy.progress_reseal shows its progress.', tbl::text);
