@@ -193,7 +193,7 @@ BEGIN
         EXIT WHEN EXISTS (SELECT 1 FROM probe_stop);
         PERFORM pg_sleep(0.002);
     END LOOP;
-    RAISE NOTICE 'probe % % ms', n, round(extract(epoch FROM worst) * 1000, 1);
+    RAISE WARNING 'probe % % ms', n, round(extract(epoch FROM worst) * 1000, 1);
 END \$\$" 2>"$PRIVACY_TMP/scale_probe.out" &
 	local probe=$!
 	sleep 1
@@ -204,7 +204,7 @@ END \$\$" 2>"$PRIVACY_TMP/scale_probe.out" &
 	wait $probe
 	catalog_ms=$(awk '/^Time:/ { print $2 }' "$PRIVACY_TMP/scale_protect.out")
 	reseal_ms=$(awk '/^Time:/ { print $2 }' "$PRIVACY_TMP/scale_reseal.out")
-	read -r probes hold_ms < <(awk '/NOTICE:  probe/ { print $3, $4 }' "$PRIVACY_TMP/scale_probe.out")
+	read -r probes hold_ms < <(awk '/WARNING:  probe/ { print $3, $4 }' "$PRIVACY_TMP/scale_probe.out") || true
 	[ -n "$upd_ms" ] && [ -n "$catalog_ms" ] && [ -n "$reseal_ms" ] && [ -n "$hold_ms" ] || die "protect_table: timings missing"
 	protect_ms=$(awk -v a="$catalog_ms" -v b="$reseal_ms" 'BEGIN { printf "%.1f", a + b }')
 	check=$(bench_psql -c "SET ROLE $APP" -c "SET privacy.purpose = 'service'" -c "$(q prot)" -c "$(q cat)" | paste -sd ' ')
