@@ -5067,12 +5067,17 @@ AS $$
         ARRAY[fallback])
 $$;
 
--- A new job (or the one already there, left as it is).
+-- A new job for the table and each table below it with storage (or the
+-- ones already there, left as they are).
 CREATE FUNCTION privacy_internal.reseal_enqueue(tbl regclass, command text, col name) RETURNS void
     LANGUAGE sql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
-    INSERT INTO privacy.reseal_jobs (tbl, command, col) VALUES (tbl, command, col)
+    INSERT INTO privacy.reseal_jobs (tbl, command, col)
+    SELECT d.t, command, col
+      FROM (SELECT tbl AS t UNION ALL SELECT privacy_internal.descendants(tbl)) d
+      JOIN pg_catalog.pg_class c ON c.oid = d.t
+     WHERE c.relkind = 'r'
     ON CONFLICT (tbl, command, col) DO NOTHING
 $$;
 
@@ -5384,10 +5389,7 @@ BEGIN
             ERRCODE = 'invalid_parameter_value',
             MESSAGE = pg_catalog.format('column "%s" of %s is not an encrypted column', col, tbl);
     END IF;
-    PERFORM privacy_internal.reseal_enqueue(t, 'reencrypt', col)
-       FROM (SELECT tbl AS t UNION ALL SELECT privacy_internal.descendants(tbl)) d
-       JOIN pg_catalog.pg_class c ON c.oid = d.t
-      WHERE c.relkind = 'r';
+    PERFORM privacy_internal.reseal_enqueue(tbl, 'reencrypt', col);
     COMMIT;
     CALL privacy_internal.reseal_run(tbl, 'reencrypt', col, batch_rows);
 END
