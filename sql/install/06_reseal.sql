@@ -133,6 +133,7 @@ DECLARE
     covered bigint;
     n bigint;
     rel text;
+    distributed boolean := false;
 BEGIN
     SELECT * INTO j FROM privacy.reseal_jobs r
      WHERE r.tbl = job_tbl AND r.command = job_command AND r.col IS NOT DISTINCT FROM job_col
@@ -154,6 +155,16 @@ BEGIN
           FROM pg_catalog.pg_attribute a
          WHERE a.attrelid = job_tbl AND a.attnum > 0 AND NOT a.attisdropped
            AND privacy_internal.is_encrypted_type(a.atttypid);
+        -- Citus refuses a STABLE function of a column in an UPDATE: there
+        -- every row of the batch with a subject is written (the seal
+        -- trigger leaves a value under its subject's key as it is)
+        IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+            EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1)'
+               INTO distributed USING job_tbl;
+        END IF;
+        IF distributed THEN
+            todo := format('%I IS NOT NULL', subject);
+        END IF;
     ELSE
         sets := format('%1$I = privacy_internal.reseal(%1$I)', job_col);
         todo := format('privacy_internal.needs_reseal(%I)', job_col);
