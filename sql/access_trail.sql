@@ -103,6 +103,36 @@ SELECT pg_temp.best_ms($$SELECT * FROM pg_temp.trail('7')$$)
 -- the chain is what it was
 SELECT status, detail FROM privacy.verify_access_log();
 
+-- Tampering with the trail (a DBA hides a read from the subject's report):
+-- verify_access_log() checks that the trail lists exactly the subject
+-- entries of the chained batches.  A row deleted is found at its entry
+-- (the report would miss it), a row moved to another subject too, and a
+-- row added that names no entry of that subject.
+CREATE TABLE pg_temp.trail_copy AS SELECT * FROM privacy.access_log_trail;
+SELECT min(seq) AS hidden_seq FROM pg_temp.trail('7') \gset
+DELETE FROM privacy.access_log_trail
+ WHERE subject_key = privacy_internal.access_log_subject_key(privacy.subject_hash('7')) AND seq = :hidden_seq;
+SELECT count(*) AS entries_of_7_after_delete FROM pg_temp.trail('7');
+SELECT status, seq = :hidden_seq AS at_the_hidden_entry, regexp_replace(detail, '\d+', 'N') AS detail
+  FROM privacy.verify_access_log();
+-- moved to another subject's key
+INSERT INTO privacy.access_log_trail
+SELECT privacy_internal.access_log_subject_key(privacy.subject_hash('8')), :hidden_seq;
+-- (missing, or a row for another subject, as the keys sort)
+SELECT status, seq = :hidden_seq AS at_the_hidden_entry FROM privacy.verify_access_log();
+-- put back: the log verifies; then one row too many
+TRUNCATE privacy.access_log_trail;
+INSERT INTO privacy.access_log_trail SELECT * FROM pg_temp.trail_copy;
+SELECT status, detail FROM privacy.verify_access_log();
+INSERT INTO privacy.access_log_trail
+SELECT privacy_internal.access_log_subject_key(privacy.subject_hash('7')), max(last_seq) FROM privacy.access_log_batches;
+SELECT status, seq = (SELECT max(last_seq) FROM privacy.access_log_batches) AS at_the_added_row,
+       regexp_replace(detail, '\d+', 'N') AS detail
+  FROM privacy.verify_access_log();
+TRUNCATE privacy.access_log_trail;
+INSERT INTO privacy.access_log_trail SELECT * FROM pg_temp.trail_copy;
+SELECT status, detail FROM privacy.verify_access_log();
+
 -- the log's last events written before the extension goes (they would
 -- reach the next test's log)
 SELECT privacy.flush_access_log();

@@ -135,6 +135,21 @@ SELECT t.key AS table_name, t.value AS what_happened
  WHERE t.key IN ('public.accounts', 'public.contacts') ORDER BY 1;
 RESET ROLE;
 
+-- An erasure keeps the foreign-key graph for the session (memo.c) until a
+-- relation of it changes: a table that starts referencing customers
+-- between two erasures of one session is in the second receipt.
+INSERT INTO customers (id, name) VALUES (19, 'Ann'), (20, 'Eve');
+SET ROLE fk_officer;
+SELECT privacy.erase_subject('19', 'request #19') -> 'tables' ? 'public.notes' AS notes_in_19;
+RESET ROLE;
+CREATE TABLE notes (customer_id bigint REFERENCES customers ON DELETE CASCADE, said text);
+INSERT INTO notes VALUES (20, 'called'), (20, 'called again');
+SET ROLE fk_officer;
+SELECT privacy.erase_subject('20', 'request #20') -> 'tables' -> 'public.notes' AS notes_in_20;
+RESET ROLE;
+SELECT count(*) AS notes_left FROM notes;
+DROP TABLE notes;
+
 ------------------------------------------------------------------------------
 -- Anonymizing or deleting: the rule's action, unless a classified column
 -- cannot be cleared

@@ -4979,6 +4979,456 @@ ALTER FUNCTION privacy.key_cache_status() ROWS 2;
 ALTER FUNCTION privacy_internal.typed_bases() ROWS 6;
 ALTER FUNCTION privacy.citus_verify_access_log() ROWS 10;
 
+
+
+------------------------------------------------------------------------------
+-- Issue #19 (gdpr-speed): the GDPR benchmark's bottlenecks.  The
+-- foreign-key graph of an erasure and the report's column descriptions are
+-- kept for the session (memo.c); verify_erasure looks for a subject's live
+-- keys through the partial indexes of privacy.data_keys (state <>
+-- 'destroyed' matched neither).
+------------------------------------------------------------------------------
+-- What purge and erasure derive from the catalogs (the foreign-key graph),
+-- kept for the session until a relation it was derived from changes
+-- (src/memo.c).  Executable by the extension's owner only.
+CREATE FUNCTION privacy_internal.memo_get(name text) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'privacy_memo_get' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION privacy_internal.memo_put(name text, rels oid[], value jsonb) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'privacy_memo_put' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION privacy_internal.memo_get(text) IS
+    'the value kept under name for this session, while the relations it was derived from are unchanged; else NULL';
+COMMENT ON FUNCTION privacy_internal.memo_put(text, oid[], jsonb) IS
+    'keep value under name for this session, derived from the relations rels (returns value)';
+REVOKE ALL ON FUNCTION privacy_internal.memo_get(text), privacy_internal.memo_put(text, oid[], jsonb) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION privacy.erase_subject(subject text, reason text) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET track_counts = on
+AS $$
+DECLARE
+    hold record;
+    pt record;
+    fate record;
+    match text;
+    n bigint;
+    done jsonb := '{}';
+    roots regclass[];
+    reach_rels oid[];
+    reach_roots regclass[];
+    before jsonb;
+    ch record;
+    checked_at_commit text;
+    current regclass;
+    cycle_error record;
+    blocked record;
+    con oid;
+    con_name text;
+    tab_name text;
+    sch_name text;
+    hash bytea;
+    stand_in text;
+    keys integer;
+    reduced bigint;
+    receipt jsonb;
+    erasure_id bigint;
+    graph jsonb;
+BEGIN
+    PERFORM privacy_internal.require_subject(subject);
+    IF reason IS NULL OR reason = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'an erasure needs a reason',
+            HINT = 'Name the request, for example its number.';
+    END IF;
+    SELECT h.reason, h.until INTO hold FROM privacy.active_holds h WHERE h.subject = erase_subject.subject LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('subject "%s" is under a legal hold', subject),
+            DETAIL = format('Hold: %s%s.', hold.reason,
+                            CASE WHEN hold.until IS NOT NULL THEN ', until ' || hold.until::text ELSE '' END),
+            HINT = 'Nothing was erased. Release the hold with privacy.release_hold() when the matter allows it.';
+    END IF;
+
+    -- what follows depends on the foreign-key graph only: kept for the
+    -- session until a relation of it changes (memo.c; issue #19)
+    graph := privacy_internal.memo_get('erasure');
+    IF graph IS NULL THEN
+        -- the subject's rows, in every protected table (partitions and children
+        -- through their root), tables before the tables they reference
+        SELECT array_agg(p.tbl) INTO roots FROM privacy.protected_tables p WHERE p.parent IS NULL;
+        -- what the deletions can reach through ON DELETE actions, counted
+        -- before and after (the transaction's own counters)
+        SELECT array_agg(x.rel), array_agg(x.root) INTO reach_rels, reach_roots FROM privacy_internal.fk_reach(roots) x;
+        -- references checked at commit are checked after each statement: the
+        -- statements run in a security-restricted operation, where PostgreSQL
+        -- fires no deferred trigger
+        SELECT string_agg(DISTINCT format('%I.%I', ns.nspname, c.conname), ', ') INTO checked_at_commit
+          FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_constraint c ON c.oid = d.objid
+          JOIN pg_catalog.pg_class k ON k.oid = c.conrelid
+          JOIN pg_catalog.pg_namespace ns ON ns.oid = k.relnamespace
+         WHERE d.classid = 'pg_catalog.pg_constraint'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
+           AND d.refobjid = ANY (reach_rels) AND c.contype = 'f' AND c.confrelid = d.refobjid
+           AND c.condeferrable AND c.condeferred;
+        graph := privacy_internal.memo_put('erasure', reach_rels, jsonb_build_object(
+            'roots', roots::oid[], 'reach_rels', reach_rels, 'reach_roots', reach_roots::oid[],
+            'checked_at_commit', checked_at_commit,
+            'order', (SELECT coalesce(jsonb_agg(jsonb_build_array(o.tbl::oid, o.cycle, p.subject_column) ORDER BY o.pos), '[]')
+                        FROM privacy_internal.fk_order(roots) o
+                        JOIN privacy.protected_tables p ON p.tbl = o.tbl)));
+    ELSE
+        roots := ARRAY(SELECT x::oid::regclass FROM jsonb_array_elements_text(graph -> 'roots') x);
+        reach_rels := ARRAY(SELECT x::oid FROM jsonb_array_elements_text(graph -> 'reach_rels') x);
+        reach_roots := ARRAY(SELECT x::oid::regclass FROM jsonb_array_elements_text(graph -> 'reach_roots') x);
+        checked_at_commit := graph ->> 'checked_at_commit';
+    END IF;
+    before := privacy_internal.change_counts(reach_rels);
+    BEGIN
+        IF checked_at_commit IS NOT NULL THEN
+            EXECUTE 'SET CONSTRAINTS ' || checked_at_commit || ' IMMEDIATE';
+        END IF;
+        FOR pt IN SELECT (o ->> 0)::oid::regclass AS tbl,
+                         ARRAY(SELECT c::oid FROM jsonb_array_elements_text(nullif(o -> 1, 'null')) c) AS cycle,
+                         (o ->> 2)::name AS subject_column
+                    FROM jsonb_array_elements(graph -> 'order') WITH ORDINALITY AS x(o, pos)
+                   ORDER BY x.pos
+        LOOP
+            IF cardinality(pt.cycle) > 0 THEN
+                SELECT * INTO cycle_error FROM privacy_internal.fk_cycle_error(pt.cycle, 'erasure');
+                RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+                    MESSAGE = cycle_error.message, DETAIL = cycle_error.detail, HINT = cycle_error.hint;
+            END IF;
+            current := pt.tbl;
+            match := privacy_internal.subject_match(pt.tbl, pt.subject_column, subject);
+            SELECT * INTO fate FROM privacy_internal.erasure_action(pt.tbl, pt.subject_column);
+            -- as the table's owner: its triggers are its own code
+            IF fate.action = 'anonymized' THEN
+                n := privacy_internal.run_as_owner(pt.tbl, format('UPDATE %s t SET %s WHERE %s', pt.tbl, fate.sets, match));
+            ELSE
+                n := privacy_internal.run_as_owner(pt.tbl, format('DELETE FROM %s t WHERE %s', pt.tbl, match));
+            END IF;
+            done := done || jsonb_build_object(pt.tbl::text,
+                        jsonb_strip_nulls(jsonb_build_object('action', fate.action, 'rows', n,
+                                                             'columns', fate.columns, 'reason', fate.reason)));
+        END LOOP;
+        current := NULL;
+        IF checked_at_commit IS NOT NULL THEN
+            EXECUTE 'SET CONSTRAINTS ' || checked_at_commit || ' DEFERRED';
+        END IF;
+    EXCEPTION WHEN foreign_key_violation THEN
+        -- rows the erasure keeps reference rows it deletes: say which and
+        -- why, without the key values PostgreSQL's message gives
+        GET STACKED DIAGNOSTICS con_name = CONSTRAINT_NAME, tab_name = TABLE_NAME, sch_name = SCHEMA_NAME;
+        con := privacy_internal.fk_constraint(sch_name, tab_name, con_name);
+        SELECT e.* INTO blocked
+          FROM pg_catalog.pg_constraint c,
+               LATERAL privacy_internal.fk_blocked_error(c.oid, 'erasure',
+                   CASE WHEN NOT privacy_internal.graph_root(c.conrelid) = ANY (roots) THEN 'not processed'
+                        WHEN done -> privacy_internal.graph_root(c.conrelid)::text ->> 'action' = 'anonymized' THEN 'kept'
+                        ELSE 'deleted' END) e
+         WHERE c.oid = con AND c.confdeltype IN ('a', 'r')
+           -- not an anonymized row's own reference (a masking value that references nothing)
+           AND privacy_internal.graph_root(c.conrelid) IS DISTINCT FROM current;
+        IF blocked.message IS NULL THEN
+            RAISE;
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation',
+            MESSAGE = blocked.message, DETAIL = blocked.detail, HINT = blocked.hint;
+    END;
+    -- per table: rows deleted or set to NULL by other tables' deletions
+    -- (ON DELETE CASCADE, SET NULL, SET DEFAULT), the table's own rows apart
+    FOR ch IN SELECT * FROM privacy_internal.change_counts_since(before, reach_rels, reach_roots) c ORDER BY c.root::text LOOP
+        IF done ? ch.root::text THEN
+            done := jsonb_set(done, ARRAY[ch.root::text], (done -> ch.root::text) || jsonb_build_object(
+                'cascaded', ch.deleted - CASE WHEN done -> ch.root::text ->> 'action' = 'deleted'
+                                              THEN (done -> ch.root::text ->> 'rows')::bigint ELSE 0 END,
+                'set_null', ch.updated - CASE WHEN done -> ch.root::text ->> 'action' = 'anonymized'
+                                              THEN (done -> ch.root::text ->> 'rows')::bigint ELSE 0 END));
+        ELSIF ch.deleted > 0 OR ch.updated > 0 THEN
+            done := done || jsonb_build_object(ch.root::text,
+                                               jsonb_build_object('cascaded', ch.deleted, 'set_null', ch.updated));
+        END IF;
+    END LOOP;
+
+    -- every copy of the subject's encrypted values, anywhere, becomes unreadable
+    hash := privacy.subject_hash(subject);
+    stand_in := 'erased:' || encode(hash, 'hex');
+    keys := privacy.destroy_subject_key(subject);
+
+    -- consent: the current state goes; the history keeps what proves that
+    -- consent was honoured (purpose, action, time, source), not who
+    DELETE FROM privacy.consent_state cs WHERE cs.subject = erase_subject.subject;
+    reduced := privacy_internal.reduce_ledger(subject, stand_in);
+    UPDATE privacy.holds h SET subject = stand_in WHERE h.subject = erase_subject.subject;
+
+    INSERT INTO privacy.erasures (subject_hash, reason, erased_by, tables, keys_destroyed, consent_events_reduced)
+    VALUES (hash, reason, privacy_internal.caller(), done, keys, reduced)
+    RETURNING id INTO erasure_id;
+    SELECT jsonb_build_object('erasure', e.id, 'subject_hash', encode(e.subject_hash, 'hex'),
+                              'reason', e.reason, 'erased_at', e.erased_at, 'erased_by', e.erased_by,
+                              'tables', e.tables, 'keys_destroyed', e.keys_destroyed,
+                              'consent_events_reduced', e.consent_events_reduced)
+      INTO receipt FROM privacy.erasures e WHERE e.id = erasure_id;
+    RETURN receipt;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION privacy.verify_erasure(subject text) RETURNS jsonb
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pt record;
+    fate record;
+    match text;
+    hash bytea;
+    n bigint;
+    leftover jsonb := '{}';
+    rows_left jsonb := '{}';
+    values_left jsonb := '{}';
+    tags_left jsonb := '{}';
+    kept jsonb := '{}';
+    remnant text;
+    tagged text;
+    erasure_id bigint;
+BEGIN
+    PERFORM privacy_internal.require_subject(subject);
+    hash := privacy.subject_hash(subject);
+    FOR pt IN SELECT p.tbl, p.subject_column FROM privacy.protected_tables p
+               WHERE p.parent IS NULL ORDER BY p.tbl::text
+    LOOP
+        match := privacy_internal.subject_match(pt.tbl, pt.subject_column, subject);
+        n := privacy_internal.run_as_owner(pt.tbl, format('SELECT 1 FROM %s t WHERE %s', pt.tbl, match));
+        CONTINUE WHEN n = 0;
+        SELECT * INTO fate FROM privacy_internal.erasure_action(pt.tbl, pt.subject_column);
+        IF fate.action <> 'anonymized' THEN
+            rows_left := rows_left || jsonb_build_object(pt.tbl::text, n);
+            CONTINUE;
+        END IF;
+        kept := kept || jsonb_build_object(pt.tbl::text, n);
+        -- kept rows: what the erasure clears must be cleared
+        SELECT string_agg(CASE c.what WHEN 'null' THEN format('t.%I IS NOT NULL', c.col)
+                                      WHEN 'masked' THEN format('t.%I::pg_catalog.text IS DISTINCT FROM %L', c.col,
+                                                                r.anonymize ->> c.col)
+                                      ELSE format('NOT privacy.is_erased(t.%I)', c.col) END, ' OR '),
+               string_agg(format('privacy_internal.live_search_tag(t.%I)', c.col), ' OR ')
+                   FILTER (WHERE c.what = 'shredded')
+          INTO remnant, tagged
+          FROM jsonb_each_text(fate.columns) AS c(col, what), privacy.retention_rules r
+         WHERE r.tbl = pt.tbl;
+        IF remnant IS NOT NULL THEN
+            n := privacy_internal.run_as_owner(pt.tbl, format('SELECT 1 FROM %s t WHERE %s AND (%s)', pt.tbl, match, remnant));
+            IF n > 0 THEN
+                values_left := values_left || jsonb_build_object(pt.tbl::text, n);
+            END IF;
+        END IF;
+        IF tagged IS NOT NULL THEN
+            n := privacy_internal.run_as_owner(pt.tbl, format('SELECT 1 FROM %s t WHERE %s AND (%s)', pt.tbl, match, tagged));
+            IF n > 0 THEN
+                tags_left := tags_left || jsonb_build_object(pt.tbl::text, n);
+            END IF;
+        END IF;
+    END LOOP;
+    IF rows_left <> '{}' THEN
+        leftover := leftover || jsonb_build_object('rows', rows_left);
+    END IF;
+    IF values_left <> '{}' THEN
+        leftover := leftover || jsonb_build_object('values', values_left);
+    END IF;
+    IF tags_left <> '{}' THEN
+        leftover := leftover || jsonb_build_object('search_tags', tags_left);
+    END IF;
+    -- one arm per partial index (as destroy_subject_key): state <> 'destroyed'
+    -- matches neither, and scanned every key (issue #19)
+    SELECT count(*) INTO n FROM privacy.data_keys k
+     WHERE k.scope = 'subject' AND k.subject_hash = hash
+       AND (k.state = 'active' OR k.state = 'retired');
+    IF n > 0 THEN
+        leftover := leftover || jsonb_build_object('keys', n);
+    END IF;
+    SELECT count(*) INTO n FROM privacy.consent_state cs WHERE cs.subject = verify_erasure.subject;
+    IF n > 0 THEN
+        leftover := leftover || jsonb_build_object('consent_state', n);
+    END IF;
+    SELECT count(*) INTO n FROM privacy.consent_events e WHERE e.subject = verify_erasure.subject;
+    IF n > 0 THEN
+        leftover := leftover || jsonb_build_object('consent_events', n);
+    END IF;
+    SELECT max(e.id) INTO erasure_id FROM privacy.erasures e WHERE e.subject_hash = hash;
+    RETURN jsonb_build_object('subject_hash', encode(hash, 'hex'), 'erasure', erasure_id,
+                              'verified', leftover = '{}', 'left', leftover, 'kept', kept,
+                              'checked_at', clock_timestamp());
+END
+$$;
+
+CREATE OR REPLACE FUNCTION privacy.subject_report(subject text) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET privacy.purpose = 'subject_access'
+    SET bytea_output = 'hex'
+    SET IntervalStyle = 'iso_8601'
+    -- one subject's rows never need JIT, which the planner's guesses for the
+    -- packed access log (1,000 entries per batch) would buy: 0.4 s a call
+    SET jit = off
+AS $$
+DECLARE
+    hash bytea;
+    stand_in text;
+    pt record;
+    rule privacy.retention_rules;
+    found_rows jsonb;
+    data jsonb := '[]';
+    purposes jsonb;
+    consents jsonb;
+    access jsonb;
+    holds jsonb;
+    erasures jsonb;
+    requests jsonb;
+    columns jsonb;
+    column_rels oid[];
+BEGIN
+    IF subject IS NULL OR subject = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'subject must not be empty',
+            HINT = 'Pass the value of the subject column as text, for example customer_id::text.';
+    END IF;
+    hash := privacy.subject_hash(subject);
+    stand_in := 'erased:' || encode(hash, 'hex');
+
+    -- each protected table's columns as the report describes them: kept for
+    -- the session until a table or the classification changes (memo.c)
+    columns := privacy_internal.memo_get('report_columns');
+    IF columns IS NULL THEN
+        SELECT coalesce(jsonb_object_agg(p.tbl::oid::text,
+                   (SELECT jsonb_agg(jsonb_build_object('name', a.attname, 'category', pc.category,
+                                                        'encrypted', coalesce(pc.encrypted, false))
+                                     ORDER BY a.attnum)
+                      FROM pg_attribute a
+                      LEFT JOIN privacy_internal.personal_columns pc ON pc.tbl = a.attrelid AND pc.col = a.attname
+                     WHERE a.attrelid = p.tbl AND a.attnum > 0 AND NOT a.attisdropped)), '{}'),
+               array_agg(p.tbl::oid)
+          INTO columns, column_rels
+          FROM privacy.protected_tables p WHERE p.parent IS NULL;
+        columns := privacy_internal.memo_put('report_columns', column_rels, columns);
+    END IF;
+
+    -- the subject's rows, once per protected table (partitions through their root)
+    FOR pt IN SELECT p.tbl, p.subject_column FROM privacy.protected_tables p
+               WHERE p.parent IS NULL ORDER BY p.tbl::text
+    LOOP
+        rule := NULL;
+        SELECT * INTO rule FROM privacy.retention_rules r WHERE r.tbl = pt.tbl;
+        found_rows := privacy_internal.report_table(pt.tbl, pt.subject_column, subject, rule.time_column, rule.keep);
+        CONTINUE WHEN jsonb_array_length(found_rows) = 0;
+        data := data || jsonb_build_array(jsonb_build_object(
+            'table', pt.tbl::text,
+            'subject_column', pt.subject_column,
+            'columns', columns -> (pt.tbl::oid::text),
+            'retention', CASE WHEN rule.tbl IS NULL THEN NULL ELSE jsonb_build_object(
+                'time_column', rule.time_column, 'keep', rule.keep, 'action', rule.action,
+                'anonymize', (SELECT coalesce(jsonb_agg(c.col ORDER BY c.col), '[]')
+                                FROM jsonb_object_keys(rule.anonymize) AS c(col))) END,
+            'rows', found_rows));
+    END LOOP;
+
+    -- every purpose, and whether it may use the subject's data now (the
+    -- visibility rule: consent given, or no objection for other bases)
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'purpose', p.name, 'legal_basis', p.legal_basis, 'description', p.description,
+               'categories', CASE WHEN p.name = 'subject_access'
+                                  THEN (SELECT coalesce(jsonb_agg(c.name ORDER BY c.name), '[]') FROM privacy.categories c)
+                                  ELSE (SELECT coalesce(jsonb_agg(pc.category ORDER BY pc.category), '[]')
+                                          FROM privacy.purpose_categories pc WHERE pc.purpose = p.name) END,
+               'state', cs.state, 'since', cs.since,
+               'in_effect', CASE WHEN p.legal_basis = 'consent' THEN coalesce(cs.state = 'granted', false)
+                                 ELSE cs.state IS DISTINCT FROM 'objected' END)
+             ORDER BY p.name), '[]')
+      INTO purposes
+      FROM privacy.purposes p
+      LEFT JOIN privacy.consent_state cs ON cs.purpose = p.name AND cs.subject = subject_report.subject;
+
+    -- consents and objections with their full history from the ledger
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'purpose', g.purpose, 'legal_basis', p.legal_basis, 'state', cs.state, 'since', cs.since,
+               'history', g.history)
+             ORDER BY g.purpose), '[]')
+      INTO consents
+      FROM (SELECT e.purpose,
+                   jsonb_agg(jsonb_build_object('event', e.id, 'action', e.action, 'at', e.at,
+                                                'source', e.source, 'evidence', e.evidence,
+                                                'recorded_by', e.recorded_by) ORDER BY e.id) AS history
+              FROM privacy.consent_events e
+             WHERE e.subject IN (subject_report.subject, stand_in)
+             GROUP BY e.purpose) g
+      JOIN privacy.purposes p ON p.name = g.purpose
+      LEFT JOIN privacy.consent_state cs ON cs.purpose = g.purpose AND cs.subject = subject_report.subject;
+
+    -- who opened the subject's encrypted values, when, why; never how many
+    -- rows the statement read in all (that is about other subjects too).
+    -- A statement refused after opening some of them (or shown some with
+    -- others masked) is a denial, with its reason; one refused before it
+    -- read a row names no subject and is in the access log only.
+    SELECT coalesce(jsonb_agg(x.entry ORDER BY x.seq), '[]')
+      INTO access
+      FROM (SELECT l.seq, jsonb_build_object(
+                       'entry', l.seq, 'at', l.at, 'role', l.acting_role, 'session_role', l.session_role,
+                       'application', l.application, 'purpose', l.purpose, 'command', l.command,
+                       'table', l.relation,
+                       'categories', to_jsonb(array_agg(DISTINCT s.category ORDER BY s.category)),
+                       'values', sum(s.opened), 'outcome', l.outcome)
+                   || CASE WHEN l.reason IS NULL THEN '{}'::jsonb
+                           ELSE jsonb_build_object('reason', l.reason, 'denied_category', l.denied_category) END
+                   AS entry
+              FROM privacy_internal.access_log_for_subject(hash) s
+              JOIN LATERAL privacy_internal.access_log_event(s.event) l ON true
+             -- never this call's own reads (the writer may store them
+             -- before the query below runs); earlier calls are listed
+             WHERE NOT (l.backend_pid = pg_catalog.pg_backend_pid()
+                        AND l.at >= pg_catalog.statement_timestamp())
+             GROUP BY l.seq, l.at, l.acting_role, l.session_role, l.application, l.purpose,
+                      l.command, l.relation, l.outcome, l.reason, l.denied_category) x;
+
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'placed_at', h.placed_at, 'until', h.until, 'released_at', h.released_at,
+               'active', h.released_at IS NULL AND (h.until IS NULL OR h.until > now()))
+             ORDER BY h.placed_at, h.id), '[]')
+      INTO holds
+      FROM privacy.holds h
+     WHERE h.subject IN (subject_report.subject, stand_in);
+
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'erasure', e.id, 'erased_at', e.erased_at, 'reason', e.reason,
+               'tables', e.tables, 'keys_destroyed', e.keys_destroyed)
+             ORDER BY e.id), '[]')
+      INTO erasures
+      FROM privacy.erasures e
+     WHERE e.subject_hash = hash;
+
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'request', r.id, 'kind', r.kind, 'status', r.status,
+               'open', r.status IN ('open', 'in_progress', 'extended'),
+               'received_at', r.received_at, 'due_at', r.due_at, 'deadline', r.deadline,
+               'extended_until', r.extended_until, 'extension_reason', r.extension_reason,
+               'closed_at', r.closed_at, 'resolution', r.resolution)
+             ORDER BY r.id), '[]')
+      INTO requests
+      FROM privacy.requests r
+     WHERE r.subject_hash = hash;
+
+    RETURN jsonb_build_object(
+        'version', 1,
+        'subject', subject,
+        'generated_at', clock_timestamp(),
+        'data', data,
+        'purposes', purposes,
+        'consents', consents,
+        'access', access,
+        'holds', holds,
+        'erasures', erasures,
+        'requests', requests);
+END
+$$;
+
 -- Online protect_table and reencrypt (#14): rows resealed in committed
 -- batches by key (privacy.reseal_jobs, CALL privacy.reseal()), with
 -- privacy.progress_reseal; reencrypt runs as the table's owner

@@ -123,6 +123,84 @@ privacy_access_log_status(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The access trail (privacy.access_log_trail) must list exactly the
+ * subject entries of the chained batches: the subject report finds a
+ * subject's entries through it alone, so a row deleted (or moved to
+ * another subject's key) hides an access from the report.  It is read in
+ * (seq, subject_key) order beside the batches and merged with their
+ * subject entries; the first difference is kept.
+ */
+typedef struct TrailCheck
+{
+	Portal		portal;			/* NULL: no trail to check */
+	SPITupleTable *tuples;
+	uint64		n;
+	uint64		i;
+	bool		end;			/* no trail rows left */
+	int64		seq;			/* the current trail row */
+	int64		key;
+	int64		bad_seq;		/* the first difference, if detail is set */
+	char	   *detail;			/* (in cxt) */
+	MemoryContext cxt;
+} TrailCheck;
+
+static void
+trail_advance(TrailCheck *tc)
+{
+	bool		isnull;
+
+	if (tc->end)
+		return;
+	if (tc->i >= tc->n)
+	{
+		if (tc->tuples != NULL)
+			SPI_freetuptable(tc->tuples);
+		tc->tuples = NULL;
+		SPI_cursor_fetch(tc->portal, true, 1000);
+		tc->tuples = SPI_tuptable;
+		tc->n = SPI_processed;
+		tc->i = 0;
+		if (tc->n == 0)
+		{
+			tc->end = true;
+			return;
+		}
+	}
+	tc->seq = DatumGetInt64(SPI_getbinval(tc->tuples->vals[tc->i], tc->tuples->tupdesc, 1, &isnull));
+	tc->key = DatumGetInt64(SPI_getbinval(tc->tuples->vals[tc->i], tc->tuples->tupdesc, 2, &isnull));
+	tc->i++;
+}
+
+static void
+trail_differs(TrailCheck *tc, int64 seq, bool missing)
+{
+	MemoryContext old = MemoryContextSwitchTo(tc->cxt);
+
+	tc->bad_seq = seq;
+	if (missing)
+		tc->detail = psprintf("entry " INT64_FORMAT " (a subject's) is missing from privacy.access_log_trail:"
+							  " the subject's report would not show it", seq);
+	else
+		tc->detail = psprintf("privacy.access_log_trail lists entry " INT64_FORMAT
+							  " for a subject the entry is not about", seq);
+	MemoryContextSwitchTo(old);
+}
+
+/* The subject entry seq, about the subject of key: is it in the trail? */
+static void
+trail_check_entry(TrailCheck *tc, int64 seq, int64 key)
+{
+	if (tc == NULL || tc->portal == NULL || tc->detail != NULL)
+		return;
+	if (!tc->end && (tc->seq < seq || (tc->seq == seq && tc->key < key)))
+		trail_differs(tc, tc->seq, false);
+	else if (tc->end || tc->seq != seq || tc->key != key)
+		trail_differs(tc, seq, true);
+	else
+		trail_advance(tc);
+}
+
+/*
  * Verify one batch row: its entries chain on from prev / expected.  Returns
  * NULL when they do (prev, expected and checked advanced), else the status,
  * with *bad_seq and *detail set.
@@ -135,7 +213,8 @@ privacy_access_log_status(PG_FUNCTION_ARGS)
 static const char *
 verify_batch(const unsigned char *key, bytea *nonce, unsigned char *prev, int64 *expected, int64 *checked,
 			 int64 first_seq, int64 last_seq, TimestampTz last_at, ArrayType *subjects,
-			 bytea *entries, int64 *bad_seq, char **detail, int64 *meta_seq, char **meta_detail)
+			 bytea *entries, int64 *bad_seq, char **detail, int64 *meta_seq, char **meta_detail,
+			 TrailCheck *trail)
 {
 	Reader		r;
 	LogchainEntry *es;
@@ -223,7 +302,11 @@ verify_batch(const unsigned char *key, bytea *nonce, unsigned char *prev, int64 
 				newest = at;
 		}
 		else if (es[i].len >= 1 + 8 + PRIVACY_SUBJECT_HASH_BYTES && es[i].bytes[0] == ENTRY_SUBJECT)
-			keys[nkeys++] = audit_subject_key(es[i].bytes + 1 + 8);
+		{
+			keys[nkeys] = audit_subject_key(es[i].bytes + 1 + 8);
+			trail_check_entry(trail, (int64) es[i].seq, keys[nkeys]);
+			nkeys++;
+		}
 	}
 	if (n == 0)
 		meta_ok = true;			/* all its entries were cut: the chain says so */
@@ -287,6 +370,7 @@ privacy_verify_access_log(PG_FUNCTION_ARGS)
 	char	   *meta_detail = NULL;
 	int64		log_start;
 	AuditChainEnd shm;
+	TrailCheck	trail;
 	MemoryContext caller = CurrentMemoryContext;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
@@ -294,6 +378,8 @@ privacy_verify_access_log(PG_FUNCTION_ARGS)
 	keys_require_master_key();
 	keys_access_log_key(key);
 	memset(prev, 0, sizeof(prev));
+	memset(&trail, 0, sizeof(trail));
+	trail.cxt = caller;
 
 	/*
 	 * What this server's writers committed, then a snapshot taken after it:
@@ -336,6 +422,14 @@ privacy_verify_access_log(PG_FUNCTION_ARGS)
 		bool		done = false;
 		bool		meta_copied = false;
 
+		if (OidIsValid(get_relname_relid("access_log_trail", catalog_namespace())))
+		{
+			trail.portal = SPI_cursor_open_with_args(NULL,
+													 "SELECT seq, subject_key FROM " PRIVACY_SCHEMA ".access_log_trail"
+													 " WHERE seq >= $1 ORDER BY seq, subject_key",
+													 1, (Oid[]) {INT8OID}, &arg, NULL, true, 0);
+			trail_advance(&trail);
+		}
 		portal = SPI_cursor_open_with_args(NULL,
 										   "SELECT first_seq, last_seq, last_at, subjects, entries, nonce"
 										   "  FROM " PRIVACY_SCHEMA ".access_log_batches WHERE last_seq >= $1 ORDER BY first_seq",
@@ -343,14 +437,19 @@ privacy_verify_access_log(PG_FUNCTION_ARGS)
 		while (!done)
 		{
 			uint64		i;
+			SPITupleTable *batches;
+			uint64		nbatches;
 
 			SPI_cursor_fetch(portal, true, 4);
-			if (SPI_processed == 0)
+			/* (the trail's fetches replace SPI_tuptable) */
+			batches = SPI_tuptable;
+			nbatches = SPI_processed;
+			if (nbatches == 0)
 				break;
-			for (i = 0; i < SPI_processed && !done; i++)
+			for (i = 0; i < nbatches && !done; i++)
 			{
-				HeapTuple	tup = SPI_tuptable->vals[i];
-				TupleDesc	td = SPI_tuptable->tupdesc;
+				HeapTuple	tup = batches->vals[i];
+				TupleDesc	td = batches->tupdesc;
 				bool		isnull;
 				MemoryContext old = MemoryContextSwitchTo(tmp);
 				const char *v;
@@ -372,7 +471,7 @@ privacy_verify_access_log(PG_FUNCTION_ARGS)
 								 DatumGetTimestampTz(SPI_getbinval(tup, td, 3, &isnull)),
 								 DatumGetArrayTypeP(subjects),
 								 DatumGetByteaPP(entries),
-								 &bad_seq, &detail, &meta_seq, &meta_detail);
+								 &bad_seq, &detail, &meta_seq, &meta_detail, &trail);
 				MemoryContextSwitchTo(old);
 				/* (copied out of SPI's memory, which catalog_restore_user frees) */
 				if (v != NULL)
@@ -388,10 +487,19 @@ privacy_verify_access_log(PG_FUNCTION_ARGS)
 				}
 				MemoryContextReset(tmp);
 			}
-			SPI_freetuptable(SPI_tuptable);
+			SPI_freetuptable(batches);
 		}
 		SPI_cursor_close(portal);
 		MemoryContextDelete(tmp);
+		/* trail rows past the last subject entry name none */
+		if (trail.portal != NULL)
+		{
+			if (!done && trail.detail == NULL && !trail.end)
+				trail_differs(&trail, trail.seq, false);
+			if (trail.tuples != NULL)
+				SPI_freetuptable(trail.tuples);
+			SPI_cursor_close(trail.portal);
+		}
 	}
 
 	/* entries cut off the end: the log must end where its head says */
@@ -415,6 +523,13 @@ privacy_verify_access_log(PG_FUNCTION_ARGS)
 		status = "altered";
 		bad_seq = meta_seq;
 		detail = meta_detail;
+	}
+	/* or the trail does not list them as they are */
+	if (strcmp(status, "ok") == 0 && trail.detail != NULL)
+	{
+		status = "altered";
+		bad_seq = trail.bad_seq;
+		detail = trail.detail;
 	}
 
 	/* every run is recorded, under the role that asked */

@@ -4,6 +4,8 @@
  * _PG_init only wires the parts together (see doc/internals.md for the map):
  *   catalog.c   the extension's tables seen from C: owner context, cache
  *               invalidation, category ids
+ *   memo.c      what purge and erasure derive from the catalogs (the
+ *               foreign-key graph), kept per session
  *   keys.c      master key and wrapping data keys
  *   keys_data.c data keys: active keys, batched creation, loading by id
  *   keys_cache.c  unwrapped keys: per backend and in shared memory, and
@@ -63,6 +65,7 @@ _PG_init(void)
 	keys_cache_init();
 	keys_data_init();
 	catalog_init();
+	memo_init();
 	consent_init();
 	consent_cache_init();
 	types_init();

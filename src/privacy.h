@@ -47,6 +47,9 @@ extern uint64 catalog_generation;
 extern void catalog_init(void);
 /* one relcache callback slot for every part (catalog.c dispatches) */
 extern void catalog_on_relcache(RelcacheCallbackFunction fn);
+
+/* memo.c — what purge and erasure derive from the catalogs, per session */
+extern void memo_init(void);
 extern Oid	catalog_namespace(void);
 extern Oid	catalog_relid(const char *relname);
 extern void catalog_accept_invalidations(void);

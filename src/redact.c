@@ -108,6 +108,7 @@ static HTAB *personal_funcs = NULL; /* functions of schema privacy */
 static HTAB *personal_names = NULL; /* names of the above outside the schema */
 static HTAB *privacy_names = NULL;	/* names of objects of schema privacy */
 static HTAB *judged_funcs = NULL;	/* users' functions judged by their body */
+static HTAB *judged_views = NULL;	/* views judged not personal (JudgedView) */
 static Oid	extension_nsps[2];	/* privacy, privacy_internal */
 static uint64 personal_generation = 0;	/* 0: never loaded */
 static bool extension_here = false;
@@ -203,7 +204,7 @@ redact_load(void)
 	else
 		MemoryContextReset(redact_cxt);
 	personal_relids = privacy_relids = personal_types = personal_funcs = NULL;
-	personal_names = privacy_names = judged_funcs = NULL;
+	personal_names = privacy_names = judged_funcs = judged_views = NULL;
 	extension_here = false;
 
 	nsp = get_namespace_oid(PRIVACY_SCHEMA, true);
@@ -362,11 +363,29 @@ remember_text(const char *text)
  * Does a query touch personal data?
  * ------------------------------------------------------------------------
  */
+#define PERSONAL_VIEW_DEPTH 16
+
 typedef struct PersonalWalk
 {
 	int			view_depth;
+	Oid			views[PERSONAL_VIEW_DEPTH];	/* the views being expanded */
 	bool		top_level;		/* the statement the client sent */
+	bool		cut;			/* a view was not expanded (too deep) */
 } PersonalWalk;
+
+/*
+ * A view found not personal, per kind of walk (under the statement the
+ * client sent, relations of schema privacy count): remembered so that a
+ * view is expanded once per generation, not at every mention.  Forgotten
+ * with the generation, and wholly when any judged view changes
+ * (redact_relcache: CREATE OR REPLACE VIEW sends the view's relcache
+ * invalidation, and a view over it may have become personal).
+ */
+typedef struct JudgedView
+{
+	Oid			relid;
+	bool		not_personal[2];	/* [top_level] */
+} JudgedView;
 
 static bool personal_walker(Node *node, void *context);
 
@@ -454,15 +473,51 @@ view_is_personal(Oid relid, PersonalWalk *walk)
 	Relation	rel;
 	bool		found = false;
 
-	if (walk->view_depth >= 16)
+	JudgedView *jv;
+	bool		cut;
+	int			i;
+
+	/*
+	 * A view's stored query names the view itself (PostgreSQL 15 keeps its
+	 * OLD and NEW entries in the range table): that mention is the view
+	 * being judged, not a way to personal data.  Expanding it again, twice
+	 * at every level down to the depth limit, cost 65,535 expansions a
+	 * view, and the first CALL privacy.purge() of a session half a second
+	 * to a second (issue #19).
+	 */
+	for (i = 0; i < walk->view_depth; i++)
+		if (walk->views[i] == relid)
+			return false;
+	if (walk->view_depth >= PERSONAL_VIEW_DEPTH)
+	{
+		walk->cut = true;
 		return false;
+	}
+	jv = judged_views == NULL ? NULL : hash_search(judged_views, &relid, HASH_FIND, NULL);
+	if (jv != NULL && jv->not_personal[walk->top_level])
+		return false;
+	cut = walk->cut;
+	walk->cut = false;
 	rel = relation_open(relid, AccessShareLock);
 	if (rel->rd_rel->relkind == RELKIND_VIEW && rel->rd_rules != NULL)
 	{
-		walk->view_depth++;
+		walk->views[walk->view_depth++] = relid;
 		found = personal_walker((Node *) get_view_query(rel), walk);
 		walk->view_depth--;
 	}
+	/* (a verdict cut short by the depth limit is not kept) */
+	if (!found && !walk->cut)
+	{
+		bool		known;
+
+		if (judged_views == NULL)
+			judged_views = oid_map("privacy judged views", sizeof(JudgedView));
+		jv = hash_search(judged_views, &relid, HASH_ENTER, &known);
+		if (!known)
+			jv->not_personal[0] = jv->not_personal[1] = false;
+		jv->not_personal[walk->top_level] = true;
+	}
+	walk->cut = walk->cut || cut;
 	if (found)
 	{
 		MemoryContext old = MemoryContextSwitchTo(redact_cxt);
@@ -994,9 +1049,22 @@ redact_emit_log(ErrorData *edata)
 	edata->output_to_server = false;
 }
 
+/* A judged view changed: forget every judged view (see JudgedView). */
+static void
+redact_relcache(Datum arg, Oid relid)
+{
+	if (judged_views != NULL &&
+		(!OidIsValid(relid) || hash_search(judged_views, &relid, HASH_FIND, NULL) != NULL))
+	{
+		hash_destroy(judged_views);
+		judged_views = NULL;
+	}
+}
+
 void
 redact_install_hooks(void)
 {
+	catalog_on_relcache(redact_relcache);
 	prev_post_parse_analyze = post_parse_analyze_hook;
 	post_parse_analyze_hook = redact_post_parse_analyze;
 	prev_executor_start = ExecutorStart_hook;

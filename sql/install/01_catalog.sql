@@ -113,6 +113,18 @@ CREATE FUNCTION privacy_internal.run_as_owner(tbl regclass, sql text, args text[
 CREATE FUNCTION privacy_internal.run_as_owner_row(tbl regclass, sql text, args text[] DEFAULT NULL) RETURNS text[]
     AS 'MODULE_PATHNAME', 'privacy_run_as_owner_row' LANGUAGE C;
 
+-- What purge and erasure derive from the catalogs (the foreign-key graph),
+-- kept for the session until a relation it was derived from changes
+-- (src/memo.c).  Executable by the extension's owner only.
+CREATE FUNCTION privacy_internal.memo_get(name text) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'privacy_memo_get' LANGUAGE C VOLATILE STRICT;
+CREATE FUNCTION privacy_internal.memo_put(name text, rels oid[], value jsonb) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'privacy_memo_put' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION privacy_internal.memo_get(text) IS
+    'the value kept under name for this session, while the relations it was derived from are unchanged; else NULL';
+COMMENT ON FUNCTION privacy_internal.memo_put(text, oid[], jsonb) IS
+    'keep value under name for this session, derived from the relations rels (returns value)';
+
 ------------------------------------------------------------------------------
 -- Validation helpers (internal).
 ------------------------------------------------------------------------------

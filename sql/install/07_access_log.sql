@@ -33,7 +33,8 @@ SELECT pg_catalog.pg_extension_config_dump('privacy.access_log_batches', '');
 -- Each subject's entries, written by the writer with them: a subject's
 -- access trail is an index range, then one slice of a batch row per entry
 -- (privacy_internal.access_log_for_subject).  Derived from the log, not
--- chained: the report reads the entries themselves from the batches.
+-- chained: the report reads the entries themselves from the batches, and
+-- verify_access_log() checks that it lists exactly their subject entries.
 CREATE TABLE privacy.access_log_trail (
     subject_key bigint NOT NULL,  -- privacy_internal.access_log_subject_key(subject_hash)
     seq         bigint NOT NULL   -- the subject entry's seq

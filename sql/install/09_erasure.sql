@@ -130,6 +130,7 @@ DECLARE
     reduced bigint;
     receipt jsonb;
     erasure_id bigint;
+    graph jsonb;
 BEGIN
     PERFORM privacy_internal.require_subject(subject);
     IF reason IS NULL OR reason = '' THEN
@@ -146,34 +147,51 @@ BEGIN
             HINT = 'Nothing was erased. Release the hold with privacy.release_hold() when the matter allows it.';
     END IF;
 
-    -- the subject's rows, in every protected table (partitions and children
-    -- through their root), tables before the tables they reference
-    SELECT array_agg(p.tbl) INTO roots FROM privacy.protected_tables p WHERE p.parent IS NULL;
-    -- what the deletions can reach through ON DELETE actions, counted
-    -- before and after (the transaction's own counters)
-    SELECT array_agg(x.rel), array_agg(x.root) INTO reach_rels, reach_roots FROM privacy_internal.fk_reach(roots) x;
-    -- references checked at commit are checked after each statement: the
-    -- statements run in a security-restricted operation, where PostgreSQL
-    -- fires no deferred trigger
-    SELECT string_agg(DISTINCT format('%I.%I', ns.nspname, c.conname), ', ') INTO checked_at_commit
-      FROM pg_catalog.pg_depend d
-      JOIN pg_catalog.pg_constraint c ON c.oid = d.objid
-      JOIN pg_catalog.pg_class k ON k.oid = c.conrelid
-      JOIN pg_catalog.pg_namespace ns ON ns.oid = k.relnamespace
-     WHERE d.classid = 'pg_catalog.pg_constraint'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
-       AND d.refobjid = ANY (reach_rels) AND c.contype = 'f' AND c.confrelid = d.refobjid
-       AND c.condeferrable AND c.condeferred;
+    -- what follows depends on the foreign-key graph only: kept for the
+    -- session until a relation of it changes (memo.c; issue #19)
+    graph := privacy_internal.memo_get('erasure');
+    IF graph IS NULL THEN
+        -- the subject's rows, in every protected table (partitions and children
+        -- through their root), tables before the tables they reference
+        SELECT array_agg(p.tbl) INTO roots FROM privacy.protected_tables p WHERE p.parent IS NULL;
+        -- what the deletions can reach through ON DELETE actions, counted
+        -- before and after (the transaction's own counters)
+        SELECT array_agg(x.rel), array_agg(x.root) INTO reach_rels, reach_roots FROM privacy_internal.fk_reach(roots) x;
+        -- references checked at commit are checked after each statement: the
+        -- statements run in a security-restricted operation, where PostgreSQL
+        -- fires no deferred trigger
+        SELECT string_agg(DISTINCT format('%I.%I', ns.nspname, c.conname), ', ') INTO checked_at_commit
+          FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_constraint c ON c.oid = d.objid
+          JOIN pg_catalog.pg_class k ON k.oid = c.conrelid
+          JOIN pg_catalog.pg_namespace ns ON ns.oid = k.relnamespace
+         WHERE d.classid = 'pg_catalog.pg_constraint'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
+           AND d.refobjid = ANY (reach_rels) AND c.contype = 'f' AND c.confrelid = d.refobjid
+           AND c.condeferrable AND c.condeferred;
+        graph := privacy_internal.memo_put('erasure', reach_rels, jsonb_build_object(
+            'roots', roots::oid[], 'reach_rels', reach_rels, 'reach_roots', reach_roots::oid[],
+            'checked_at_commit', checked_at_commit,
+            'order', (SELECT coalesce(jsonb_agg(jsonb_build_array(o.tbl::oid, o.cycle, p.subject_column) ORDER BY o.pos), '[]')
+                        FROM privacy_internal.fk_order(roots) o
+                        JOIN privacy.protected_tables p ON p.tbl = o.tbl)));
+    ELSE
+        roots := ARRAY(SELECT x::oid::regclass FROM jsonb_array_elements_text(graph -> 'roots') x);
+        reach_rels := ARRAY(SELECT x::oid FROM jsonb_array_elements_text(graph -> 'reach_rels') x);
+        reach_roots := ARRAY(SELECT x::oid::regclass FROM jsonb_array_elements_text(graph -> 'reach_roots') x);
+        checked_at_commit := graph ->> 'checked_at_commit';
+    END IF;
     before := privacy_internal.change_counts(reach_rels);
     BEGIN
         IF checked_at_commit IS NOT NULL THEN
             EXECUTE 'SET CONSTRAINTS ' || checked_at_commit || ' IMMEDIATE';
         END IF;
-        FOR pt IN SELECT o.tbl, o.cycle, p.subject_column
-                    FROM privacy_internal.fk_order(roots) o
-                    JOIN privacy.protected_tables p ON p.tbl = o.tbl
-                   ORDER BY o.pos
+        FOR pt IN SELECT (o ->> 0)::oid::regclass AS tbl,
+                         ARRAY(SELECT c::oid FROM jsonb_array_elements_text(nullif(o -> 1, 'null')) c) AS cycle,
+                         (o ->> 2)::name AS subject_column
+                    FROM jsonb_array_elements(graph -> 'order') WITH ORDINALITY AS x(o, pos)
+                   ORDER BY x.pos
         LOOP
-            IF pt.cycle IS NOT NULL THEN
+            IF cardinality(pt.cycle) > 0 THEN
                 SELECT * INTO cycle_error FROM privacy_internal.fk_cycle_error(pt.cycle, 'erasure');
                 RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
                     MESSAGE = cycle_error.message, DETAIL = cycle_error.detail, HINT = cycle_error.hint;
@@ -326,8 +344,11 @@ BEGIN
     IF tags_left <> '{}' THEN
         leftover := leftover || jsonb_build_object('search_tags', tags_left);
     END IF;
+    -- one arm per partial index (as destroy_subject_key): state <> 'destroyed'
+    -- matches neither, and scanned every key (issue #19)
     SELECT count(*) INTO n FROM privacy.data_keys k
-     WHERE k.scope = 'subject' AND k.subject_hash = hash AND k.state <> 'destroyed';
+     WHERE k.scope = 'subject' AND k.subject_hash = hash
+       AND (k.state = 'active' OR k.state = 'retired');
     IF n > 0 THEN
         leftover := leftover || jsonb_build_object('keys', n);
     END IF;

@@ -90,6 +90,8 @@ DECLARE
     holds jsonb;
     erasures jsonb;
     requests jsonb;
+    columns jsonb;
+    column_rels oid[];
 BEGIN
     IF subject IS NULL OR subject = '' THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
@@ -98,6 +100,23 @@ BEGIN
     END IF;
     hash := privacy.subject_hash(subject);
     stand_in := 'erased:' || encode(hash, 'hex');
+
+    -- each protected table's columns as the report describes them: kept for
+    -- the session until a table or the classification changes (memo.c)
+    columns := privacy_internal.memo_get('report_columns');
+    IF columns IS NULL THEN
+        SELECT coalesce(jsonb_object_agg(p.tbl::oid::text,
+                   (SELECT jsonb_agg(jsonb_build_object('name', a.attname, 'category', pc.category,
+                                                        'encrypted', coalesce(pc.encrypted, false))
+                                     ORDER BY a.attnum)
+                      FROM pg_attribute a
+                      LEFT JOIN privacy_internal.personal_columns pc ON pc.tbl = a.attrelid AND pc.col = a.attname
+                     WHERE a.attrelid = p.tbl AND a.attnum > 0 AND NOT a.attisdropped)), '{}'),
+               array_agg(p.tbl::oid)
+          INTO columns, column_rels
+          FROM privacy.protected_tables p WHERE p.parent IS NULL;
+        columns := privacy_internal.memo_put('report_columns', column_rels, columns);
+    END IF;
 
     -- the subject's rows, once per protected table (partitions through their root)
     FOR pt IN SELECT p.tbl, p.subject_column FROM privacy.protected_tables p
@@ -110,12 +129,7 @@ BEGIN
         data := data || jsonb_build_array(jsonb_build_object(
             'table', pt.tbl::text,
             'subject_column', pt.subject_column,
-            'columns', (SELECT jsonb_agg(jsonb_build_object('name', a.attname, 'category', pc.category,
-                                                            'encrypted', coalesce(pc.encrypted, false))
-                                        ORDER BY a.attnum)
-                          FROM pg_attribute a
-                          LEFT JOIN privacy_internal.personal_columns pc ON pc.tbl = a.attrelid AND pc.col = a.attname
-                         WHERE a.attrelid = pt.tbl AND a.attnum > 0 AND NOT a.attisdropped),
+            'columns', columns -> (pt.tbl::oid::text),
             'retention', CASE WHEN rule.tbl IS NULL THEN NULL ELSE jsonb_build_object(
                 'time_column', rule.time_column, 'keep', rule.keep, 'action', rule.action,
                 'anonymize', (SELECT coalesce(jsonb_agg(c.col ORDER BY c.col), '[]')

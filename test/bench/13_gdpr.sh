@@ -42,7 +42,7 @@ set -eu -o pipefail
 
 N=${BENCH_SUBJECTS:-20000}
 PER=${BENCH_RECORDS_PER:-10}
-TX=${BENCH_TX:-300}
+TX=${BENCH_TX:-2000}
 SEED=${BENCH_SEED:-4711}
 bench_db bench_gdpr
 bench_drop_at_exit

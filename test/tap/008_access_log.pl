@@ -239,7 +239,10 @@ sub recorded_head_in_log
  WHERE e.mac = '\\x$outside_mac'});
 }
 is(recorded_head_in_log(), '1', 'the head recorded outside the database is in the log');
+# (with the trail rows of the entries cut: verify_access_log() checks the
+# trail against the batches, and would report the rows left behind)
 $node->safe_psql('postgres', qq{DELETE FROM privacy.access_log_batches WHERE first_seq > $copied;
+DELETE FROM privacy.access_log_trail WHERE seq > $copied;
 DELETE FROM privacy.access_log_head; INSERT INTO privacy.access_log_head SELECT * FROM head_copy});
 is(verdict(), 'missing' . ($copied + 1), 'cut back to an old copy of the head: found while the server runs');
 $node->restart;
