@@ -5429,6 +5429,218 @@ BEGIN
 END
 $$;
 
+-- #16 (citus2): a worker takes an INSERT without a purpose as forwarded by
+-- its coordinator only when the node the connection's Citus application
+-- name points to vouches for it (citus.c)
+CREATE FUNCTION privacy_internal.citus_vouch(gpid bigint, role text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_citus_vouch' LANGUAGE C VOLATILE STRICT;
+REVOKE ALL ON FUNCTION privacy_internal.citus_vouch(bigint, text) FROM PUBLIC;
+
+-- #16 (citus2): the bulk path for new subjects' keys on Citus (citus.c)
+CREATE FUNCTION privacy_internal.citus_create_keys(subject_hashes bytea[]) RETURNS integer
+    AS 'MODULE_PATHNAME', 'privacy_citus_create_keys' LANGUAGE C VOLATILE STRICT;
+REVOKE ALL ON FUNCTION privacy_internal.citus_create_keys(bytea[]) FROM PUBLIC;
+
+-- #16 (citus2): the subject report on a Citus coordinator lists the
+-- workers' access entries for the subject too (11_report.sql)
+-- The access entries of one subject on this node, oldest first, as the
+-- report lists them.  Its own reads are left out: on the node the report
+-- runs on, those of its backend since its statement began (own_pid); on a
+-- Citus worker, which serves them over Citus's connections, those under
+-- subject_access since then.
+CREATE FUNCTION privacy_internal.subject_access_entries(hash bytea, own_pid integer, since timestamptz)
+    RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_agg(x.entry ORDER BY x.seq), '[]')
+      FROM (SELECT l.seq, jsonb_build_object(
+                       'entry', l.seq, 'at', l.at, 'role', l.acting_role, 'session_role', l.session_role,
+                       'application', l.application, 'purpose', l.purpose, 'command', l.command,
+                       'table', l.relation,
+                       'categories', to_jsonb(array_agg(DISTINCT s.category ORDER BY s.category)),
+                       'values', sum(s.opened), 'outcome', l.outcome)
+                   || CASE WHEN l.reason IS NULL THEN '{}'::jsonb
+                           ELSE jsonb_build_object('reason', l.reason, 'denied_category', l.denied_category) END
+                   AS entry
+              FROM privacy_internal.access_log_for_subject(hash) s
+              JOIN LATERAL privacy_internal.access_log_event(s.event) l ON true
+             WHERE NOT (l.at >= since AND (coalesce(l.backend_pid = own_pid, false)
+                                           OR (own_pid IS NULL AND l.purpose IS NOT DISTINCT FROM 'subject_access')))
+             GROUP BY l.seq, l.at, l.acting_role, l.session_role, l.application, l.purpose,
+                      l.command, l.relation, l.outcome, l.reason, l.denied_category) x
+$$;
+REVOKE ALL ON FUNCTION privacy_internal.subject_access_entries(bytea, integer, timestamptz) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION privacy.subject_report(subject text) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET privacy.purpose = 'subject_access'
+    SET bytea_output = 'hex'
+    SET IntervalStyle = 'iso_8601'
+    -- one subject's rows never need JIT, which the planner's guesses for the
+    -- packed access log (1,000 entries per batch) would buy: 0.4 s a call
+    SET jit = off
+AS $$
+DECLARE
+    hash bytea;
+    stand_in text;
+    pt record;
+    rule privacy.retention_rules;
+    found_rows jsonb;
+    data jsonb := '[]';
+    purposes jsonb;
+    consents jsonb;
+    access jsonb;
+    holds jsonb;
+    erasures jsonb;
+    requests jsonb;
+    columns jsonb;
+    column_rels oid[];
+BEGIN
+    IF subject IS NULL OR subject = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'subject must not be empty',
+            HINT = 'Pass the value of the subject column as text, for example customer_id::text.';
+    END IF;
+    hash := privacy.subject_hash(subject);
+    stand_in := 'erased:' || encode(hash, 'hex');
+
+    -- each protected table's columns as the report describes them: kept for
+    -- the session until a table or the classification changes (memo.c)
+    columns := privacy_internal.memo_get('report_columns');
+    IF columns IS NULL THEN
+        SELECT coalesce(jsonb_object_agg(p.tbl::oid::text,
+                   (SELECT jsonb_agg(jsonb_build_object('name', a.attname, 'category', pc.category,
+                                                        'encrypted', coalesce(pc.encrypted, false))
+                                     ORDER BY a.attnum)
+                      FROM pg_attribute a
+                      LEFT JOIN privacy_internal.personal_columns pc ON pc.tbl = a.attrelid AND pc.col = a.attname
+                     WHERE a.attrelid = p.tbl AND a.attnum > 0 AND NOT a.attisdropped)), '{}'),
+               array_agg(p.tbl::oid)
+          INTO columns, column_rels
+          FROM privacy.protected_tables p WHERE p.parent IS NULL;
+        columns := privacy_internal.memo_put('report_columns', column_rels, columns);
+    END IF;
+
+    -- the subject's rows, once per protected table (partitions through their root)
+    FOR pt IN SELECT p.tbl, p.subject_column FROM privacy.protected_tables p
+               WHERE p.parent IS NULL ORDER BY p.tbl::text
+    LOOP
+        rule := NULL;
+        SELECT * INTO rule FROM privacy.retention_rules r WHERE r.tbl = pt.tbl;
+        found_rows := privacy_internal.report_table(pt.tbl, pt.subject_column, subject, rule.time_column, rule.keep);
+        CONTINUE WHEN jsonb_array_length(found_rows) = 0;
+        data := data || jsonb_build_array(jsonb_build_object(
+            'table', pt.tbl::text,
+            'subject_column', pt.subject_column,
+            'columns', columns -> (pt.tbl::oid::text),
+            'retention', CASE WHEN rule.tbl IS NULL THEN NULL ELSE jsonb_build_object(
+                'time_column', rule.time_column, 'keep', rule.keep, 'action', rule.action,
+                'anonymize', (SELECT coalesce(jsonb_agg(c.col ORDER BY c.col), '[]')
+                                FROM jsonb_object_keys(rule.anonymize) AS c(col))) END,
+            'rows', found_rows));
+    END LOOP;
+
+    -- every purpose, and whether it may use the subject's data now (the
+    -- visibility rule: consent given, or no objection for other bases)
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'purpose', p.name, 'legal_basis', p.legal_basis, 'description', p.description,
+               'categories', CASE WHEN p.name = 'subject_access'
+                                  THEN (SELECT coalesce(jsonb_agg(c.name ORDER BY c.name), '[]') FROM privacy.categories c)
+                                  ELSE (SELECT coalesce(jsonb_agg(pc.category ORDER BY pc.category), '[]')
+                                          FROM privacy.purpose_categories pc WHERE pc.purpose = p.name) END,
+               'state', cs.state, 'since', cs.since,
+               'in_effect', CASE WHEN p.legal_basis = 'consent' THEN coalesce(cs.state = 'granted', false)
+                                 ELSE cs.state IS DISTINCT FROM 'objected' END)
+             ORDER BY p.name), '[]')
+      INTO purposes
+      FROM privacy.purposes p
+      LEFT JOIN privacy.consent_state cs ON cs.purpose = p.name AND cs.subject = subject_report.subject;
+
+    -- consents and objections with their full history from the ledger
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'purpose', g.purpose, 'legal_basis', p.legal_basis, 'state', cs.state, 'since', cs.since,
+               'history', g.history)
+             ORDER BY g.purpose), '[]')
+      INTO consents
+      FROM (SELECT e.purpose,
+                   jsonb_agg(jsonb_build_object('event', e.id, 'action', e.action, 'at', e.at,
+                                                'source', e.source, 'evidence', e.evidence,
+                                                'recorded_by', e.recorded_by) ORDER BY e.id) AS history
+              FROM privacy.consent_events e
+             WHERE e.subject IN (subject_report.subject, stand_in)
+             GROUP BY e.purpose) g
+      JOIN privacy.purposes p ON p.name = g.purpose
+      LEFT JOIN privacy.consent_state cs ON cs.purpose = g.purpose AND cs.subject = subject_report.subject;
+
+    -- who opened the subject's encrypted values, when, why; never how many
+    -- rows the statement read in all (that is about other subjects too).
+    -- A statement refused after opening some of them (or shown some with
+    -- others masked) is a denial, with its reason; one refused before it
+    -- read a row names no subject and is in the access log only.  Never
+    -- this call's own reads (the writer may store them before the query
+    -- runs); earlier calls are listed.  On a Citus coordinator, the values
+    -- of distributed tables are opened on the workers, which log them in
+    -- their own chains: their entries come too, each naming its node.
+    access := privacy_internal.subject_access_entries(hash, pg_catalog.pg_backend_pid(),
+                                                      pg_catalog.statement_timestamp());
+    IF privacy_internal.citus_local_group() = 0 THEN
+        -- one list, oldest first (the coordinator's entries name no node)
+        SELECT coalesce(jsonb_agg(a.e ORDER BY (a.e ->> 'at')::timestamptz, a.e ->> 'node' NULLS FIRST,
+                                  (a.e ->> 'entry')::bigint), '[]')
+          INTO access
+          FROM (SELECT e FROM jsonb_array_elements(access) e
+                UNION ALL
+                SELECT e0 || jsonb_build_object('node', w.nodename || ':' || w.nodeport)
+                  FROM pg_catalog.run_command_on_workers(format(
+                           'SELECT privacy_internal.subject_access_entries(%L::bytea, NULL, %L::timestamptz)',
+                           hash, pg_catalog.statement_timestamp())) w
+                 CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN w.success THEN w.result::jsonb
+                                                              ELSE '[]' END) e0) a(e);
+    END IF;
+
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'placed_at', h.placed_at, 'until', h.until, 'released_at', h.released_at,
+               'active', h.released_at IS NULL AND (h.until IS NULL OR h.until > now()))
+             ORDER BY h.placed_at, h.id), '[]')
+      INTO holds
+      FROM privacy.holds h
+     WHERE h.subject IN (subject_report.subject, stand_in);
+
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'erasure', e.id, 'erased_at', e.erased_at, 'reason', e.reason,
+               'tables', e.tables, 'keys_destroyed', e.keys_destroyed)
+             ORDER BY e.id), '[]')
+      INTO erasures
+      FROM privacy.erasures e
+     WHERE e.subject_hash = hash;
+
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'request', r.id, 'kind', r.kind, 'status', r.status,
+               'open', r.status IN ('open', 'in_progress', 'extended'),
+               'received_at', r.received_at, 'due_at', r.due_at, 'deadline', r.deadline,
+               'extended_until', r.extended_until, 'extension_reason', r.extension_reason,
+               'closed_at', r.closed_at, 'resolution', r.resolution)
+             ORDER BY r.id), '[]')
+      INTO requests
+      FROM privacy.requests r
+     WHERE r.subject_hash = hash;
+
+    RETURN jsonb_build_object(
+        'version', 1,
+        'subject', subject,
+        'generated_at', clock_timestamp(),
+        'data', data,
+        'purposes', purposes,
+        'consents', consents,
+        'access', access,
+        'holds', holds,
+        'erasures', erasures,
+        'requests', requests);
+END
+$$;
+
 -- Online protect_table and reencrypt (#14): rows resealed in committed
 -- batches by key (privacy.reseal_jobs, CALL privacy.reseal()), with
 -- privacy.progress_reseal; reencrypt runs as the table's owner

@@ -504,7 +504,12 @@ consent_executor_start(QueryDesc *queryDesc, int eflags)
 					check_enable_rls(rte->relid, InvalidOid, true) == RLS_ENABLED)
 				{
 					if (!(queryDesc->operation == CMD_INSERT && citus_forwarded_insert()))
+					{
 						consent_require_purpose(NULL);
+						/* on Citus, for the worker the INSERT is forwarded to */
+						if (queryDesc->operation == CMD_INSERT)
+							citus_publish_forwarding();
+					}
 					break;
 				}
 			}

@@ -211,6 +211,15 @@ guc_define(void)
 							 0,
 							 NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("privacy.citus_batch_keys",
+							 "On a Citus coordinator, creates the missing keys of a multi-row INSERT's subjects in one request.",
+							 "Off: each worker asks the coordinator for each new subject's key as it seals the row (one round trip per subject).",
+							 &privacy_citus_batch_keys,
+							 true,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
 	DefineCustomBoolVariable("privacy.access_log_strict",
 							 "Makes a statement on a protected table wait until its access events are durable.",
 							 "Off: events reach the disk within privacy.access_log_flush_interval, and a server crash can lose that much. "

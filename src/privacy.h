@@ -201,6 +201,8 @@ extern bool citus_applying_change(void);
 extern bool citus_loaded(void);
 extern bool citus_serving_report(void);
 extern bool citus_forwarded_insert(void);
+extern void citus_publish_forwarding(void);
+extern bool privacy_citus_batch_keys;
 
 /* protect.c */
 extern bool protect_is_seal_trigger(Oid relid, const char *name);

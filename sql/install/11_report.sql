@@ -58,6 +58,34 @@ CREATE FUNCTION privacy_internal.report_table(tbl regclass, subject_column name,
 COMMENT ON FUNCTION privacy_internal.report_table(regclass, name, text, name, interval) IS
     'a subject''s rows of one protected table with their retention due dates, decrypted under subject_access, and that access logged; called by privacy.subject_report() only';
 
+-- The access entries of one subject on this node, oldest first, as the
+-- report lists them.  Its own reads are left out: on the node the report
+-- runs on, those of its backend since its statement began (own_pid); on a
+-- Citus worker, which serves them over Citus's connections, those under
+-- subject_access since then.
+CREATE FUNCTION privacy_internal.subject_access_entries(hash bytea, own_pid integer, since timestamptz)
+    RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_agg(x.entry ORDER BY x.seq), '[]')
+      FROM (SELECT l.seq, jsonb_build_object(
+                       'entry', l.seq, 'at', l.at, 'role', l.acting_role, 'session_role', l.session_role,
+                       'application', l.application, 'purpose', l.purpose, 'command', l.command,
+                       'table', l.relation,
+                       'categories', to_jsonb(array_agg(DISTINCT s.category ORDER BY s.category)),
+                       'values', sum(s.opened), 'outcome', l.outcome)
+                   || CASE WHEN l.reason IS NULL THEN '{}'::jsonb
+                           ELSE jsonb_build_object('reason', l.reason, 'denied_category', l.denied_category) END
+                   AS entry
+              FROM privacy_internal.access_log_for_subject(hash) s
+              JOIN LATERAL privacy_internal.access_log_event(s.event) l ON true
+             WHERE NOT (l.at >= since AND (coalesce(l.backend_pid = own_pid, false)
+                                           OR (own_pid IS NULL AND l.purpose IS NOT DISTINCT FROM 'subject_access')))
+             GROUP BY l.seq, l.at, l.acting_role, l.session_role, l.application, l.purpose,
+                      l.command, l.relation, l.outcome, l.reason, l.denied_category) x
+$$;
+
 -- The report.  Version 1 of its shape is documented in doc/developer.md
 -- ("The subject report (JSON)"); a change that removes or renames a key, or
 -- changes what a value means, gets a new version number.  Subjects match as
@@ -173,26 +201,27 @@ BEGIN
     -- rows the statement read in all (that is about other subjects too).
     -- A statement refused after opening some of them (or shown some with
     -- others masked) is a denial, with its reason; one refused before it
-    -- read a row names no subject and is in the access log only.
-    SELECT coalesce(jsonb_agg(x.entry ORDER BY x.seq), '[]')
-      INTO access
-      FROM (SELECT l.seq, jsonb_build_object(
-                       'entry', l.seq, 'at', l.at, 'role', l.acting_role, 'session_role', l.session_role,
-                       'application', l.application, 'purpose', l.purpose, 'command', l.command,
-                       'table', l.relation,
-                       'categories', to_jsonb(array_agg(DISTINCT s.category ORDER BY s.category)),
-                       'values', sum(s.opened), 'outcome', l.outcome)
-                   || CASE WHEN l.reason IS NULL THEN '{}'::jsonb
-                           ELSE jsonb_build_object('reason', l.reason, 'denied_category', l.denied_category) END
-                   AS entry
-              FROM privacy_internal.access_log_for_subject(hash) s
-              JOIN LATERAL privacy_internal.access_log_event(s.event) l ON true
-             -- never this call's own reads (the writer may store them
-             -- before the query below runs); earlier calls are listed
-             WHERE NOT (l.backend_pid = pg_catalog.pg_backend_pid()
-                        AND l.at >= pg_catalog.statement_timestamp())
-             GROUP BY l.seq, l.at, l.acting_role, l.session_role, l.application, l.purpose,
-                      l.command, l.relation, l.outcome, l.reason, l.denied_category) x;
+    -- read a row names no subject and is in the access log only.  Never
+    -- this call's own reads (the writer may store them before the query
+    -- runs); earlier calls are listed.  On a Citus coordinator, the values
+    -- of distributed tables are opened on the workers, which log them in
+    -- their own chains: their entries come too, each naming its node.
+    access := privacy_internal.subject_access_entries(hash, pg_catalog.pg_backend_pid(),
+                                                      pg_catalog.statement_timestamp());
+    IF privacy_internal.citus_local_group() = 0 THEN
+        -- one list, oldest first (the coordinator's entries name no node)
+        SELECT coalesce(jsonb_agg(a.e ORDER BY (a.e ->> 'at')::timestamptz, a.e ->> 'node' NULLS FIRST,
+                                  (a.e ->> 'entry')::bigint), '[]')
+          INTO access
+          FROM (SELECT e FROM jsonb_array_elements(access) e
+                UNION ALL
+                SELECT e0 || jsonb_build_object('node', w.nodename || ':' || w.nodeport)
+                  FROM pg_catalog.run_command_on_workers(format(
+                           'SELECT privacy_internal.subject_access_entries(%L::bytea, NULL, %L::timestamptz)',
+                           hash, pg_catalog.statement_timestamp())) w
+                 CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN w.success THEN w.result::jsonb
+                                                              ELSE '[]' END) e0) a(e);
+    END IF;
 
     SELECT coalesce(jsonb_agg(jsonb_build_object(
                'placed_at', h.placed_at, 'until', h.until, 'released_at', h.released_at,

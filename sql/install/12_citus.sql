@@ -268,6 +268,18 @@ COMMENT ON FUNCTION privacy.citus_attach() IS
 CREATE FUNCTION privacy_internal.citus_create_key(scope text, name text, subject_hash bytea) RETURNS integer
     AS 'MODULE_PATHNAME', 'privacy_citus_create_key' LANGUAGE C VOLATILE;
 
+-- The bulk path (citus.c): the keys of many subjects in one request, from
+-- the coordinator's planner before a multi-row INSERT; returns how many.
+CREATE FUNCTION privacy_internal.citus_create_keys(subject_hashes bytea[]) RETURNS integer
+    AS 'MODULE_PATHNAME', 'privacy_citus_create_keys' LANGUAGE C VOLATILE STRICT;
+
+-- Who may insert without a purpose on a worker (citus.c): the node a
+-- connection's Citus application name points to vouches that its backend is
+-- inserting, as that role, in a transaction whose purpose check passed.
+-- Asked by the worker as the extension's owner; nobody else may call it.
+CREATE FUNCTION privacy_internal.citus_vouch(gpid bigint, role text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'privacy_citus_vouch' LANGUAGE C VOLATILE STRICT;
+
 -- The purpose travels with the query (citus.c): the coordinator ANDs this
 -- call, with the session's purpose, to a query on a distributed table; a
 -- worker's planner reads it and sets privacy.purpose for its transaction.

@@ -23,8 +23,10 @@
 #
 # pgbench -n -c 2 -j 2 -T CITUS_SECONDS (default 10), after a 3 s warm-up;
 # 2 runs of each, alternating; best of 2.
-# Figure, transactions per second:
+# Figures: transactions per second (and new customers per second, at the end):
 #   citus_point_lookup   TPS ours (enc) vs TPS plain: goal report
+#   citus_new_subjects   new customers/s through multi-row INSERTs, keys in
+#                        bulk vs one key request each (see the end): report
 #
 # Skipped (no figure, exit 0) when Citus is not installed: test/run citus
 # builds it from ../shared/citus.
@@ -157,3 +159,31 @@ plain_best=$(max "${plain_tps[@]}")
 echo "TPS, pgbench -c 2 -j 2 -T $SECS on the coordinator, runs: enc ${enc_tps[*]}, plain ${plain_tps[*]}"
 
 figure citus_point_lookup "$enc_best" tps plain_citus_lookup "$plain_best"
+
+# New customers through the coordinator (issue #16, the bulk path for keys):
+# CITUS_NEW (default 400) customers with no key yet, as the application
+# writes them, in multi-row INSERTs of 200 rows, timed with psql's wall
+# clock; first with privacy.citus_batch_keys off (each worker asks the
+# coordinator for each new customer's key as it seals the row: the path
+# before), then on (the coordinator sends the statement's new subjects to
+# the key service in one request).  New customers per second, on vs off.
+M=${CITUS_NEW:-400}
+new_customers() {
+	local from=$1 batch=$2 t0 t1
+	t0=$(date +%s%N)
+	PGOPTIONS="-c privacy.purpose=service -c privacy.citus_batch_keys=$batch" PGUSER=$APP \
+		node_psql "$COORD" -v from="$from" -v n="$M" >/dev/null <<'SQL'
+SELECT format('INSERT INTO enc VALUES %s',
+              string_agg(format('(%s, %L)', g, 'new' || g || '@example.org'), ', '))
+  FROM generate_series(:from + 1, :from + :n) g GROUP BY (g - :from - 1) / 200 \gexec
+SQL
+	t1=$(date +%s%N)
+	awk -v n="$M" -v ns=$((t1 - t0)) 'BEGIN { printf "%.1f\n", n / (ns / 1e9) }'
+}
+echo "load average before timing: $(cut -d' ' -f1-3 /proc/loadavg)"
+off_rate=$(new_customers $((N + 1000)) off)
+on_rate=$(new_customers $((N + 1000 + M)) on)
+keys_after=$(node_psql "$COORD" -c "SELECT count(*) FROM privacy.data_keys WHERE scope = 'subject'")
+[ "$keys_after" -eq $((keys + 2 * M)) ] || die "expected $((keys + 2 * M)) subject keys, found $keys_after"
+echo "new customers per second, $M each way, multi-row INSERTs of 200: batch on $on_rate, off (one key request per customer) $off_rate"
+figure citus_new_subjects "$on_rate" subjects/s one_key_request_each "$off_rate"

@@ -129,11 +129,7 @@ my $keys = q{SELECT string_agg(format('%s/%s', id, encode(wrapped_key, 'hex')), 
   FROM privacy.data_keys WHERE scope <> 'subject'};
 is($w3->safe_psql('postgres', $keys), $coord->safe_psql('postgres', $keys),
 	'the node added later has the same data keys');
-($out, $err) = CitusCluster::sql_on($coord, qq{
-SELECT citus_move_shard_placement(get_shard_id_for_distribution_column('customers', 1),
-  '127.0.0.1', (SELECT nodeport FROM pg_dist_shard_placement
-                 WHERE shardid = get_shard_id_for_distribution_column('customers', 1)),
-  '127.0.0.1', @{[ $w3->port ]}, shard_transfer_mode => 'block_writes')});
+($out, $err) = $c->move_shard('customers', 1, $w3);
 is($err, '', 'a shard of the protected table moves to the new node');
 ($out, $err) = CitusCluster::sql_on($coord, q{
 SET ROLE app;

@@ -112,6 +112,39 @@ SELECT p.nodeport FROM pg_dist_shard_placement p
 	return $w;
 }
 
+# protected_customers(columns): on the coordinator, the extension, category
+# contact, purpose service (contract) held by role app, and the table
+# customers (id bigint PRIMARY KEY, <columns>) distributed by id, protected,
+# with SELECT, INSERT, UPDATE and DELETE granted to app.
+sub protected_customers
+{
+	my ($self, $columns) = @_;
+	$self->coordinator->safe_psql('postgres', qq{
+CREATE EXTENSION privacy;
+SELECT privacy.create_category('contact', 'how to reach a customer', false);
+SELECT privacy.create_purpose('service', 'contract', 'customer service', ARRAY['contact']);
+CREATE ROLE app LOGIN;
+SELECT privacy.grant_purpose('app', 'service');
+CREATE TABLE customers (id bigint PRIMARY KEY, $columns);
+SELECT create_distributed_table('customers', 'id');
+SELECT privacy.protect_table('customers', 'id');
+GRANT SELECT, INSERT, UPDATE, DELETE ON customers TO app;
+});
+}
+
+# move_shard(table, value, node): move the shard holding the row whose
+# distribution column is value to node (block_writes); returns
+# (stdout, stderr) of the coordinator's psql.
+sub move_shard
+{
+	my ($self, $table, $value, $node) = @_;
+	return sql_on($self->coordinator, qq{
+SELECT citus_move_shard_placement(get_shard_id_for_distribution_column('$table', $value),
+  '127.0.0.1', (SELECT nodeport FROM pg_dist_shard_placement
+                 WHERE shardid = get_shard_id_for_distribution_column('$table', $value)),
+  '127.0.0.1', @{[ $node->port ]}, shard_transfer_mode => 'block_writes')});
+}
+
 # The same query on every node, as a hash from node name to output.
 sub on_all
 {
