@@ -5865,3 +5865,865 @@ BEGIN
     RETURN event_id;
 END
 $$;
+
+-- Online protect_table and reencrypt (#14): rows resealed in committed
+-- batches by key (privacy.reseal_jobs, CALL privacy.reseal()), with
+-- privacy.progress_reseal; reencrypt runs as the table's owner
+CREATE FUNCTION privacy_internal.run_as_owner_row(tbl regclass, sql text, args text[] DEFAULT NULL) RETURNS text[]
+    AS 'MODULE_PATHNAME', 'privacy_run_as_owner_row' LANGUAGE C;
+REVOKE ALL ON FUNCTION privacy_internal.run_as_owner_row(regclass, text, text[]) FROM PUBLIC;
+CREATE FUNCTION privacy_internal.under_category_key(privacy.encrypted_text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'encrypted_under_category_key' LANGUAGE C STRICT STABLE;
+CREATE FUNCTION privacy_internal.under_category_key(privacy.encrypted_bytea) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'encrypted_under_category_key' LANGUAGE C STRICT STABLE;
+DO $types$
+DECLARE
+    t text;
+BEGIN
+    FOR t IN SELECT format('privacy.%I', b.name) FROM privacy_internal.typed_bases() b LOOP
+        EXECUTE format($f$CREATE FUNCTION privacy_internal.under_category_key(%1$s) RETURNS boolean
+            AS 'MODULE_PATHNAME', 'encrypted_under_category_key' LANGUAGE C STRICT STABLE$f$, t);
+        EXECUTE format('REVOKE ALL ON FUNCTION privacy_internal.under_category_key(%s) FROM PUBLIC', t);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION privacy_internal.under_category_key(%s) TO PUBLIC', t);
+    END LOOP;
+END
+$types$;
+GRANT EXECUTE ON FUNCTION privacy_internal.under_category_key(privacy.encrypted_text),
+    privacy_internal.under_category_key(privacy.encrypted_bytea) TO PUBLIC;
+DROP PROCEDURE privacy.reencrypt(regclass, name, integer);
+
+CREATE TABLE privacy.reseal_jobs (
+    tbl           regclass NOT NULL,
+    command       text NOT NULL CHECK (command IN ('protect_table', 'reencrypt')),
+    col           name,
+    key_columns   name[],
+    last_key      text[],
+    rows_total    bigint,
+    rows_done     bigint NOT NULL DEFAULT 0,
+    rows_resealed bigint NOT NULL DEFAULT 0,
+    batches       bigint NOT NULL DEFAULT 0,
+    created_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    created_by    name NOT NULL DEFAULT session_user,
+    started_at    timestamptz,
+    updated_at    timestamptz,
+    UNIQUE NULLS NOT DISTINCT (tbl, command, col)
+);
+COMMENT ON TABLE privacy.reseal_jobs IS
+    'tables whose values are being resealed in batches (after protect_table: under subject keys; reencrypt: under the active key), and the key where the last committed batch stopped';
+SELECT pg_catalog.pg_extension_config_dump('privacy.reseal_jobs', '');
+
+-- The advisory lock a session holds while it reseals a table: ('rsel', table).
+CREATE FUNCTION privacy_internal.reseal_lock_class() RETURNS integer
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$ SELECT 1920165228 $$;
+
+-- In the style of pg_stat_progress_*: one row per job, with the process
+-- running it (NULL: waiting for CALL privacy.reseal(), or interrupted).
+CREATE VIEW privacy.progress_reseal AS
+SELECT l.pid, j.tbl AS relid, j.command, j.col AS column_name,
+       CASE WHEN (l.pid IS NULL OR a.state IS DISTINCT FROM 'active') AND j.batches = 0 THEN 'waiting'
+            WHEN l.pid IS NULL OR a.state IS DISTINCT FROM 'active' THEN 'interrupted'
+            WHEN j.rows_total IS NULL THEN 'counting rows'
+            ELSE 'resealing' END AS phase,
+       j.rows_total, j.rows_done, j.rows_resealed, j.batches,
+       j.started_at, j.updated_at, j.created_at, j.created_by
+  FROM privacy.reseal_jobs j
+  LEFT JOIN pg_catalog.pg_locks l
+         ON l.locktype = 'advisory' AND l.granted AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                                                                    WHERE d.datname = pg_catalog.current_database())
+        AND l.classid::integer = privacy_internal.reseal_lock_class()
+        AND l.objid = j.tbl::oid AND l.objsubid = 2
+  LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid;
+COMMENT ON VIEW privacy.progress_reseal IS
+    'reseals under way or interrupted (pid NULL): rows covered of the rows counted when the job began, and rows rewritten';
+
+-- The key a table's batches follow: its primary key when no column of it
+-- is encrypted, else the given column (the subject column).
+CREATE FUNCTION privacy_internal.reseal_key(tbl regclass, fallback name) RETURNS name[]
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(
+        (SELECT array_agg(a.attname ORDER BY k.ord)
+           FROM pg_catalog.pg_index i
+          CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+          WHERE i.indrelid = tbl AND i.indisprimary
+         HAVING bool_and(NOT privacy_internal.is_encrypted_type(a.atttypid)) AND bool_and(k.attnum > 0)),
+        ARRAY[fallback])
+$$;
+
+-- A new job for the table and each table below it with storage (or the
+-- ones already there, left as they are).
+CREATE FUNCTION privacy_internal.reseal_enqueue(tbl regclass, command text, col name) RETURNS void
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO privacy.reseal_jobs (tbl, command, col)
+    SELECT d.t, command, col
+      FROM (SELECT tbl AS t UNION ALL SELECT privacy_internal.descendants(tbl)) d
+      JOIN pg_catalog.pg_class c ON c.oid = d.t
+     WHERE c.relkind = 'r'
+    ON CONFLICT (tbl, command, col) DO NOTHING
+$$;
+
+-- Whether the seal trigger is on the table (a partition's is cloned from
+-- its partitioned table's, which protect_table creates after the
+-- partitions are registered).
+CREATE FUNCTION privacy_internal.has_seal_trigger(tbl regclass) RETURNS boolean
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                    WHERE t.tgrelid = tbl AND t.tgname = 'privacy_seal_row' AND t.tgenabled <> 'D')
+$$;
+
+-- One batch of a job, in the caller's transaction, as the table's owner in
+-- a security-restricted operation (run_as_owner): the next batch_rows rows
+-- after last_key in key order are covered, and those still to reseal
+-- rewritten.  protect_table's batches assign each encrypted column to
+-- itself, and the seal trigger reseals the row under its subject's key;
+-- reencrypt's reseal one column with privacy_internal.reseal().  A row
+-- the application updates meanwhile keeps the application's values: the
+-- batch's UPDATE locks each row and, if another transaction changed it
+-- first, re-reads it (READ COMMITTED), and a row written since protection
+-- began is under its subject's key already and left out.  Returns the rows
+-- covered, 0 when the job is done (and gone), NULL when there is no job.
+CREATE FUNCTION privacy_internal.reseal_batch(job_tbl regclass, job_command text, job_col name,
+                                              batch_rows integer) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j privacy.reseal_jobs;
+    subject name;
+    keys name[];
+    nk integer;
+    key_list text;
+    lower_bound text := 'true';
+    upper_bound text;
+    sets text;
+    todo text;
+    stmt text;
+    boundary text[];
+    covered bigint;
+    n bigint;
+    rel text;
+    distributed boolean := false;
+BEGIN
+    SELECT * INTO j FROM privacy.reseal_jobs r
+     WHERE r.tbl = job_tbl AND r.command = job_command AND r.col IS NOT DISTINCT FROM job_col
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    SELECT pt.subject_column INTO subject FROM privacy.protected_tables pt WHERE pt.tbl = job_tbl;
+    IF job_command = 'protect_table' THEN
+        -- unprotected meanwhile: nothing is left to do
+        IF subject IS NULL THEN
+            DELETE FROM privacy.reseal_jobs r WHERE r.tbl = job_tbl AND r.command = job_command;
+            RETURN 0;
+        END IF;
+        SELECT string_agg(format('%1$I = %1$I', a.attname), ', ' ORDER BY a.attnum),
+               format('%I IS NOT NULL AND (%s)', subject,
+                      string_agg(format('privacy_internal.under_category_key(%I)', a.attname), ' OR ' ORDER BY a.attnum))
+          INTO sets, todo
+          FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = job_tbl AND a.attnum > 0 AND NOT a.attisdropped
+           AND privacy_internal.is_encrypted_type(a.atttypid);
+        -- Citus refuses a STABLE function of a column in an UPDATE: there
+        -- every row of the batch with a subject is written (the seal
+        -- trigger leaves a value under its subject's key as it is)
+        IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+            EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1)'
+               INTO distributed USING job_tbl;
+        END IF;
+        IF distributed THEN
+            todo := format('%I IS NOT NULL', subject);
+        END IF;
+    ELSE
+        sets := format('%1$I = privacy_internal.reseal(%1$I)', job_col);
+        todo := format('privacy_internal.needs_reseal(%I)', job_col);
+    END IF;
+    IF job_command = 'protect_table' AND NOT privacy_internal.has_seal_trigger(job_tbl) THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('table %s has no seal trigger', job_tbl),
+            HINT = 'Protect the table again with privacy.unprotect_table() and privacy.protect_table().';
+    END IF;
+    IF sets IS NULL THEN
+        DELETE FROM privacy.reseal_jobs r
+         WHERE r.tbl = j.tbl AND r.command = j.command AND r.col IS NOT DISTINCT FROM j.col;
+        RETURN 0;
+    END IF;
+    keys := privacy_internal.reseal_key(job_tbl, coalesce(subject,
+                (SELECT a.attname FROM pg_catalog.pg_attribute a
+                  WHERE a.attrelid = job_tbl AND a.attnum > 0 AND NOT a.attisdropped
+                    AND NOT privacy_internal.is_encrypted_type(a.atttypid)
+                  ORDER BY a.attnum LIMIT 1)));
+    IF j.key_columns IS DISTINCT FROM keys THEN
+        -- a new key (or the first batch): start from the beginning; rows
+        -- resealed already are left out by the filter
+        j.key_columns := keys;
+        j.last_key := NULL;
+    END IF;
+    nk := cardinality(keys);
+    SELECT string_agg(format('%I', k), ', ' ORDER BY o) INTO key_list
+      FROM unnest(keys) WITH ORDINALITY u(k, o);
+    IF j.last_key IS NOT NULL THEN
+        SELECT format('(%s) > (%s)', key_list,
+                      string_agg(format('$%s::%s', o, pg_catalog.format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY o))
+          INTO lower_bound
+          FROM unnest(keys) WITH ORDINALITY u(k, o)
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = job_tbl AND a.attname = u.k;
+    END IF;
+    -- a parent of traditional inheritance without its children (each has a
+    -- job of its own); ONLY is left out elsewhere, for Citus's sake
+    rel := CASE WHEN (SELECT c.relhassubclass FROM pg_catalog.pg_class c WHERE c.oid = job_tbl)
+                THEN 'ONLY ' ELSE '' END || job_tbl::text;
+    IF j.rows_total IS NULL THEN
+        j.rows_total := (privacy_internal.run_as_owner_row(job_tbl, format('SELECT count(*) FROM %s', rel)))[1]::bigint;
+    END IF;
+    -- the last key of the next batch_rows rows, and how many there are
+    stmt := format('SELECT %s, count(*) OVER () FROM (SELECT %s FROM %s WHERE %s AND %s ORDER BY %s LIMIT %s) s ORDER BY %s LIMIT 1',
+                   key_list, key_list, rel, lower_bound,
+                   (SELECT string_agg(format('%I IS NOT NULL', k), ' AND ') FROM unnest(keys) k),
+                   key_list, batch_rows,
+                   (SELECT string_agg(format('%I DESC', k), ', ' ORDER BY o) FROM unnest(keys) WITH ORDINALITY u(k, o)));
+    boundary := privacy_internal.run_as_owner_row(job_tbl, stmt, j.last_key);
+    IF boundary IS NULL THEN
+        DELETE FROM privacy.reseal_jobs r
+         WHERE r.tbl = j.tbl AND r.command = j.command AND r.col IS NOT DISTINCT FROM j.col;
+        RETURN 0;
+    END IF;
+    covered := boundary[nk + 1]::bigint;
+    SELECT format('(%s) <= (%s)', key_list,
+                  string_agg(format('$%s::%s', o + coalesce(cardinality(j.last_key), 0),
+                                    pg_catalog.format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY o))
+      INTO upper_bound
+      FROM unnest(keys) WITH ORDINALITY u(k, o)
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = job_tbl AND a.attname = u.k;
+    n := privacy_internal.run_as_owner(job_tbl,
+        format('UPDATE %s SET %s WHERE %s AND %s AND (%s)', rel, sets, lower_bound, upper_bound, todo),
+        coalesce(j.last_key, '{}') || boundary[1:nk]);
+    IF keys = ARRAY[subject] OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+                                             WHERE i.indrelid = job_tbl AND i.indisprimary) THEN
+        -- a key that is not unique: the batch took every row of its last value
+        covered := (privacy_internal.run_as_owner_row(job_tbl,
+            format('SELECT count(*) FROM %s WHERE %s AND %s', rel, lower_bound, upper_bound),
+            coalesce(j.last_key, '{}') || boundary[1:nk]))[1]::bigint;
+    END IF;
+    UPDATE privacy.reseal_jobs r
+       SET key_columns = keys, last_key = boundary[1:nk], rows_total = j.rows_total,
+           rows_done = r.rows_done + covered, rows_resealed = r.rows_resealed + n,
+           batches = r.batches + 1, started_at = coalesce(r.started_at, pg_catalog.clock_timestamp()),
+           updated_at = pg_catalog.clock_timestamp()
+     WHERE r.tbl = j.tbl AND r.command = j.command AND r.col IS NOT DISTINCT FROM j.col;
+    RETURN covered;
+END
+$$;
+
+-- The process that holds a table for resealing, if any.
+CREATE FUNCTION privacy_internal.reseal_holder(tbl regclass) RETURNS integer
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT l.pid FROM pg_catalog.pg_locks l
+     WHERE l.locktype = 'advisory' AND l.granted
+       AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
+       AND l.classid::integer = privacy_internal.reseal_lock_class()
+       AND l.objid = tbl::oid AND l.objsubid = 2
+     LIMIT 1
+$$;
+
+-- One session at a time per table: the session's advisory lock on it, kept
+-- across the batches' commits (and dropped by a crash or the session's end).
+-- A session that holds it already (a CALL it cancelled) goes on.
+CREATE FUNCTION privacy_internal.reseal_lock(tbl regclass) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    holder integer;
+BEGIN
+    holder := privacy_internal.reseal_holder(tbl);
+    IF holder = pg_catalog.pg_backend_pid() THEN
+        RETURN;
+    END IF;
+    IF NOT pg_catalog.pg_try_advisory_lock(privacy_internal.reseal_lock_class(), tbl::oid::integer) THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_in_use',
+            MESSAGE = format('table %s is being resealed by another session', tbl),
+            DETAIL = format('Process %s holds it; one session at a time reseals a table.',
+                            coalesce(privacy_internal.reseal_holder(tbl)::text, '?')),
+            HINT = 'privacy.progress_reseal shows its progress; CALL privacy.reseal() again once it has ended, if it was interrupted.';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION privacy_internal.reseal_unlock(tbl regclass) RETURNS void
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.pg_advisory_unlock(privacy_internal.reseal_lock_class(), tbl::oid::integer)
+     WHERE privacy_internal.reseal_holder(tbl) = pg_catalog.pg_backend_pid()
+$$;
+
+-- The jobs on a table and the tables below it (partitions, children).
+CREATE FUNCTION privacy_internal.reseal_pending(tbl regclass, command text, col name)
+    RETURNS TABLE (tbl regclass, command text, col name)
+    LANGUAGE sql STABLE SECURITY DEFINER ROWS 10
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT j.tbl, j.command, j.col FROM privacy.reseal_jobs j
+     WHERE (reseal_pending.tbl IS NULL OR j.tbl = reseal_pending.tbl
+            OR j.tbl IN (SELECT privacy_internal.descendants(reseal_pending.tbl)))
+       AND (reseal_pending.command IS NULL OR j.command = reseal_pending.command)
+       AND (reseal_pending.col IS NULL OR j.col = reseal_pending.col)
+     ORDER BY j.created_at, j.tbl::oid
+$$;
+
+-- A small table is resealed at once, in the caller's transaction (what
+-- protect_table did for every table before 0.3); a larger one is left to
+-- CALL privacy.reseal(), which the NOTICE names.  (A partition whose seal
+-- trigger is not cloned yet waits for protect_table to call this again.)
+CREATE FUNCTION privacy_internal.reseal_small(tbl regclass, command text, col name, at_most integer DEFAULT 1000)
+    RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF command = 'protect_table' AND NOT privacy_internal.has_seal_trigger(tbl) THEN
+        RETURN false;
+    END IF;
+    IF privacy_internal.run_as_owner(tbl, format('SELECT FROM %s%s LIMIT %s',
+            CASE WHEN (SELECT c.relhassubclass FROM pg_catalog.pg_class c WHERE c.oid = tbl) THEN 'ONLY ' ELSE '' END,
+            tbl, at_most + 1)) > at_most THEN
+        RAISE NOTICE USING
+            MESSAGE = format('%s holds more than %s rows: they are resealed online in batches', tbl, at_most),
+            HINT = format('Run CALL privacy.reseal(%L); privacy.progress_reseal shows its progress.', tbl::text);
+        RETURN false;
+    END IF;
+    WHILE privacy_internal.reseal_batch(tbl, command, col, at_most + 1) > 0 LOOP
+    END LOOP;
+    RETURN true;
+END
+$$;
+
+-- The batches of the jobs on a table (and below it), each committed, with a
+-- NOTICE per batch.  Called by privacy.reseal() and privacy.reencrypt().
+CREATE PROCEDURE privacy_internal.reseal_run(tbl regclass, command text, col name, batch_rows integer)
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    j record;
+    n bigint;
+    p record;
+BEGIN
+    IF batch_rows IS NULL OR batch_rows < 1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = 'batch_rows must be at least 1';
+    END IF;
+    FOR j IN SELECT * FROM privacy_internal.reseal_pending(tbl, command, col) LOOP
+        PERFORM privacy_internal.reseal_lock(j.tbl);
+        COMMIT;
+        LOOP
+            BEGIN
+                n := privacy_internal.reseal_batch(j.tbl, j.command, j.col, batch_rows);
+                SELECT * INTO p FROM privacy.reseal_jobs r
+                 WHERE r.tbl = j.tbl AND r.command = j.command AND r.col IS NOT DISTINCT FROM j.col;
+            EXCEPTION WHEN OTHERS OR query_canceled THEN
+                -- the batch is undone; the job waits for the next CALL
+                PERFORM privacy_internal.reseal_unlock(j.tbl);
+                RAISE;
+            END;
+            COMMIT;
+            EXIT WHEN n IS NULL OR n = 0;
+            RAISE NOTICE '% %: % of % rows covered, % resealed', j.command, j.tbl, p.rows_done, p.rows_total, p.rows_resealed;
+        END LOOP;
+        PERFORM privacy_internal.reseal_unlock(j.tbl);
+        COMMIT;
+        IF n IS NOT NULL THEN
+            RAISE NOTICE '% %: done', j.command, j.tbl;
+        END IF;
+    END LOOP;
+END
+$$;
+
+CREATE PROCEDURE privacy.reseal(tbl regclass DEFAULT NULL, batch_rows integer DEFAULT 1000)
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF batch_rows IS NULL OR batch_rows < 1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = 'batch_rows must be at least 1';
+    END IF;
+    IF tbl IS NOT NULL AND NOT EXISTS (SELECT 1 FROM privacy_internal.reseal_pending(tbl, NULL, NULL)) THEN
+        IF NOT EXISTS (SELECT 1 FROM privacy.protected_tables pt WHERE pt.tbl = reseal.tbl) THEN
+            RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+                MESSAGE = format('table %s is not protected', tbl),
+                HINT = 'privacy.protect_table() protects it; its rows are then resealed under their subjects'' keys.';
+        END IF;
+        RAISE NOTICE 'table % has nothing left to reseal', tbl;
+        RETURN;
+    END IF;
+    CALL privacy_internal.reseal_run(tbl, NULL, NULL, batch_rows);
+END
+$$;
+COMMENT ON PROCEDURE privacy.reseal(regclass, integer) IS
+    'reseal the rows of a table (and its partitions) that protect_table or reencrypt left to do, in committed batches by key; resumes where an interrupted run stopped (NULL: every table)';
+
+-- Rewrites values sealed with retired keys, in committed batches by key, as
+-- the table's owner: it holds no long lock and can be stopped and run again
+-- at any time (CALL privacy.reseal() resumes it too).
+CREATE PROCEDURE privacy.reencrypt(tbl regclass, col name, batch_rows integer DEFAULT 1000)
+    LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF batch_rows IS NULL OR batch_rows < 1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = 'batch_rows must be at least 1';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid = tbl AND a.attname = col AND NOT a.attisdropped AND a.attnum > 0
+                      AND privacy_internal.is_encrypted_type(a.atttypid)) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format('column "%s" of %s is not an encrypted column', col, tbl);
+    END IF;
+    PERFORM privacy_internal.reseal_enqueue(tbl, 'reencrypt', col);
+    COMMIT;
+    CALL privacy_internal.reseal_run(tbl, 'reencrypt', col, batch_rows);
+END
+$$;
+COMMENT ON PROCEDURE privacy.reencrypt(regclass, name, integer) IS
+    'reseal values of a column that use retired keys, as the table''s owner, committing after each batch of rows by key (resumable; privacy.progress_reseal shows it)';
+
+CREATE OR REPLACE FUNCTION privacy_internal.protect_one(tbl regclass, subject_column name, parent regclass,
+                                     reseal boolean DEFAULT false) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel record;
+    base boolean;
+    kept jsonb;
+    late name;
+BEGIN
+    SELECT c.relrowsecurity, c.relforcerowsecurity, c.relkind INTO rel
+      FROM pg_catalog.pg_class c WHERE c.oid = tbl;
+    -- the seal trigger must see each row as it will be stored: no BEFORE
+    -- row trigger on INSERT or UPDATE may fire after it (names decide)
+    SELECT t.tgname INTO late FROM pg_catalog.pg_trigger t
+     WHERE t.tgrelid = tbl AND NOT t.tgisinternal AND t.tgname <> 'privacy_seal_row'
+       AND t.tgname::text COLLATE "C" > 'privacy_seal_row'
+       AND (t.tgtype & 1) <> 0 AND (t.tgtype & 2) <> 0 AND (t.tgtype & (4 | 16)) <> 0
+     ORDER BY t.tgname LIMIT 1;
+    IF late IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_object_definition',
+            MESSAGE = format('trigger "%s" on %s would fire after privacy_seal_row', late, tbl),
+            DETAIL = 'BEFORE row triggers fire in the order of their names; values are sealed under their subject''s key by privacy_seal_row, which must see the row as it will be stored.',
+            HINT = format('Rename it so that its name sorts before "privacy_seal_row", for example ALTER TRIGGER %I ON %s RENAME TO %I.',
+                          late, tbl, 'a_' || late);
+    END IF;
+    -- a table without row-level security gets the extension's policies;
+    -- one that had its own keeps them, with the consent check added
+    base := NOT rel.relrowsecurity;
+    INSERT INTO privacy.protected_tables (tbl, subject_column, parent, rls_was_enabled, rls_was_forced, base_policy)
+    VALUES (tbl, subject_column, parent, rel.relrowsecurity, rel.relforcerowsecurity, base);
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
+    EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
+    -- (their CREATE and ALTER POLICY fire guard_policies, which reads the row)
+    kept := privacy_internal.add_policies(tbl, subject_column, NOT base);
+    UPDATE privacy.protected_tables pt SET own_policies = pt.own_policies || kept WHERE pt.tbl = protect_one.tbl;
+    -- row triggers on a partitioned table are cloned to its partitions
+    IF parent IS NULL OR NOT (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = tbl) THEN
+        PERFORM privacy_internal.create_seal_trigger(tbl, subject_column);
+    END IF;
+    -- rows already there move under their subject's key too, by batches
+    -- that the caller runs at once for a small table (reseal_small), and
+    -- CALL privacy.reseal() for a larger one (06_reseal.sql); meanwhile
+    -- both keys' values are read alike, and every row written is sealed
+    -- under its subject's key by the trigger
+    IF rel.relkind = 'r' AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                                      WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+                                        AND privacy_internal.is_encrypted_type(a.atttypid)) THEN
+        PERFORM privacy_internal.reseal_enqueue(tbl, 'protect_table', NULL);
+    END IF;
+    -- on Citus, the workers learn that the table's shards are protected
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+        PERFORM privacy_internal.citus_resend(tbl);
+    END IF;
+END
+$$;
+
+
+CREATE OR REPLACE FUNCTION privacy.protect_table(tbl regclass, subject_column name) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kind "char";
+    part regclass;
+BEGIN
+    SELECT c.relkind INTO kind FROM pg_catalog.pg_class c WHERE c.oid = tbl;
+    IF kind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
+            MESSAGE = format('%s is not a table', tbl),
+            HINT = 'Only ordinary and partitioned tables can be protected.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM privacy.protected_tables p WHERE p.tbl = protect_table.tbl) THEN
+        RAISE EXCEPTION USING ERRCODE = 'duplicate_object',
+            MESSAGE = format('table %s is already protected', tbl),
+            HINT = 'Use privacy.unprotect_table() first to change its subject column.';
+    END IF;
+    IF (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = tbl) THEN
+        RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
+            MESSAGE = format('%s is a partition', tbl),
+            HINT = 'Protect the partitioned table; its partitions, present and future, follow.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid = tbl AND a.attname = subject_column AND a.attnum > 0 AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_column',
+            MESSAGE = format('column "%s" of relation %s does not exist', subject_column, tbl);
+    END IF;
+    PERFORM privacy_internal.protect_one(tbl, subject_column, NULL);
+    -- (the event trigger may already have protected them, as protect_one's
+    -- ALTER TABLE commands fire it)
+    FOR part IN SELECT d FROM privacy_internal.descendants(tbl) d
+                 WHERE NOT EXISTS (SELECT 1 FROM privacy.protected_tables q WHERE q.tbl = d)
+    LOOP
+        -- children of inheritance are not covered by the UPDATE through the
+        -- parent above if their columns differ; reseal them on their own
+        PERFORM privacy_internal.protect_one(part, subject_column, tbl,
+                                     NOT (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = part));
+    END LOOP;
+    PERFORM privacy_internal.reseal_small(j.tbl, j.command, j.col)
+       FROM privacy_internal.reseal_pending(tbl, 'protect_table', NULL) j;
+END
+$$;
+
+
+CREATE OR REPLACE FUNCTION privacy.unprotect_table(tbl regclass) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p record;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM privacy.protected_tables pt WHERE pt.tbl = unprotect_table.tbl AND pt.parent IS NULL) THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('table %s is not protected', tbl);
+    END IF;
+    DELETE FROM privacy.reseal_jobs j
+     WHERE j.command = 'protect_table'
+       AND (j.tbl = unprotect_table.tbl OR j.tbl IN (SELECT privacy_internal.descendants(unprotect_table.tbl)));
+    -- forget first: the ALTER TABLE commands below fire the event trigger
+    -- that protects partitions of protected tables
+    FOR p IN WITH gone AS (
+                 DELETE FROM privacy.protected_tables pt
+                  WHERE pt.tbl = unprotect_table.tbl OR pt.parent = unprotect_table.tbl
+                 RETURNING *)
+             SELECT * FROM gone ORDER BY parent NULLS LAST
+    LOOP
+        PERFORM privacy_internal.drop_policies(p.tbl, p.own_policies);
+        IF p.parent IS NULL OR NOT (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = p.tbl) THEN
+            EXECUTE format('DROP TRIGGER IF EXISTS privacy_seal_row ON %s', p.tbl);
+        END IF;
+        IF NOT p.rls_was_forced THEN
+            EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY', p.tbl);
+        END IF;
+        IF NOT p.rls_was_enabled THEN
+            EXECUTE format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', p.tbl);
+        END IF;
+    END LOOP;
+END
+$$;
+
+
+CREATE OR REPLACE FUNCTION privacy_internal.protect_new_partitions() RETURNS event_trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    actual name;
+    touched oid[];
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM privacy.protected_tables) THEN
+        RETURN;
+    END IF;
+    -- tables touched by the command, and every table below them
+    SELECT array_agg(DISTINCT x.relid) INTO touched FROM (
+        SELECT c.oid AS relid FROM pg_catalog.pg_event_trigger_ddl_commands() d
+          JOIN pg_catalog.pg_class c ON c.oid = d.objid AND d.classid = 'pg_catalog.pg_class'::regclass
+         WHERE c.relkind IN ('r', 'p')) t
+    CROSS JOIN LATERAL (SELECT t.relid UNION ALL SELECT privacy_internal.descendants(t.relid::regclass)::oid) x(relid);
+    IF touched IS NULL THEN
+        RETURN;
+    END IF;
+
+    -- a renamed subject column: the policy follows the rename, the register
+    -- and the seal triggers follow the policy
+    FOR r IN SELECT pt.tbl, pt.subject_column FROM privacy.protected_tables pt
+              WHERE pt.parent IS NULL AND pt.tbl::oid = ANY (touched)
+    LOOP
+        actual := privacy_internal.policy_subject_column(r.tbl);
+        IF actual IS NOT NULL AND actual <> r.subject_column THEN
+            UPDATE privacy.protected_tables pt SET subject_column = actual
+             WHERE pt.tbl = r.tbl OR pt.parent = r.tbl;
+            PERFORM privacy_internal.create_seal_trigger(q.tbl, actual)
+               FROM privacy.protected_tables q JOIN pg_catalog.pg_class c ON c.oid = q.tbl
+              WHERE q.tbl = r.tbl OR (q.parent = r.tbl AND NOT c.relispartition);
+        END IF;
+    END LOOP;
+
+    -- a detached partition or a child no longer inheriting: it stays
+    -- protected, on its own
+    FOR r IN SELECT pt.tbl, pt.subject_column FROM privacy.protected_tables pt
+              WHERE pt.parent IS NOT NULL
+                AND (pt.tbl::oid = ANY (touched) OR pt.parent::oid = ANY (touched))
+                AND pt.tbl NOT IN (SELECT privacy_internal.descendants(pt.parent))
+    LOOP
+        UPDATE privacy.protected_tables pt SET parent = NULL WHERE pt.tbl = r.tbl;
+        PERFORM privacy_internal.create_seal_trigger(r.tbl, r.subject_column);
+    END LOOP;
+
+    -- new partitions and children of protected tables (CREATE TABLE ...
+    -- PARTITION OF / INHERITS names the new table, ATTACH PARTITION and
+    -- INHERIT name the parent: look at everything below what was touched)
+    FOR r IN
+        SELECT DISTINCT t.relid::regclass AS part, pt.tbl AS root, pt.subject_column
+          FROM pg_catalog.unnest(touched) t(relid)
+          JOIN privacy.protected_tables pt ON pt.parent IS NULL
+                                          AND t.relid IN (SELECT privacy_internal.descendants(pt.tbl)::oid)
+         WHERE NOT EXISTS (SELECT 1 FROM privacy.protected_tables q WHERE q.tbl::oid = t.relid)
+    LOOP
+        -- a table attached with rows brings them under subject keys
+        PERFORM privacy_internal.protect_one(r.part, r.subject_column, r.root, true);
+        PERFORM privacy_internal.reseal_small(j.tbl, j.command, j.col)
+           FROM privacy_internal.reseal_pending(r.part, 'protect_table', NULL) j;
+    END LOOP;
+END
+$$;
+
+
+CREATE OR REPLACE FUNCTION privacy_internal.forget_dropped() RETURNS event_trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM privacy.protected_tables pt
+     WHERE pt.tbl::oid IN (SELECT o.objid FROM pg_catalog.pg_event_trigger_dropped_objects() o
+                            WHERE o.classid = 'pg_catalog.pg_class'::regclass AND o.objsubid = 0);
+    DELETE FROM privacy.reseal_jobs j
+     WHERE j.tbl::oid IN (SELECT o.objid FROM pg_catalog.pg_event_trigger_dropped_objects() o
+                           WHERE o.classid = 'pg_catalog.pg_class'::regclass AND o.objsubid = 0);
+    DELETE FROM privacy.column_categories cc
+     WHERE cc.tbl::oid IN (SELECT o.objid FROM pg_catalog.pg_event_trigger_dropped_objects() o
+                            WHERE o.classid = 'pg_catalog.pg_class'::regclass AND o.objsubid = 0);
+    DELETE FROM privacy.retention_rules rr
+     WHERE rr.tbl::oid IN (SELECT o.objid FROM pg_catalog.pg_event_trigger_dropped_objects() o
+                            WHERE o.classid = 'pg_catalog.pg_class'::regclass AND o.objsubid = 0);
+END
+$$;
+
+
+REVOKE ALL ON TABLE privacy.reseal_jobs, privacy.progress_reseal FROM PUBLIC;
+REVOKE ALL ON FUNCTION privacy_internal.reseal_lock_class(), privacy_internal.reseal_key(regclass, name),
+    privacy_internal.reseal_holder(regclass),
+    privacy_internal.reseal_enqueue(regclass, text, name), privacy_internal.has_seal_trigger(regclass),
+    privacy_internal.reseal_batch(regclass, text, name, integer), privacy_internal.reseal_lock(regclass),
+    privacy_internal.reseal_unlock(regclass), privacy_internal.reseal_pending(regclass, text, name),
+    privacy_internal.reseal_small(regclass, text, name, integer)
+  FROM PUBLIC;
+REVOKE ALL ON PROCEDURE privacy_internal.reseal_run(regclass, text, name, integer), privacy.reseal(regclass, integer),
+    privacy.reencrypt(regclass, name, integer)
+  FROM PUBLIC;
+GRANT EXECUTE ON PROCEDURE privacy.reencrypt(regclass, name, integer), privacy.reseal(regclass, integer),
+    privacy_internal.reseal_run(regclass, text, name, integer)
+  TO privacy_admin;
+GRANT EXECUTE ON FUNCTION privacy_internal.reseal_batch(regclass, text, name, integer),
+    privacy_internal.reseal_lock(regclass), privacy_internal.reseal_unlock(regclass),
+    privacy_internal.reseal_pending(regclass, text, name), privacy_internal.reseal_enqueue(regclass, text, name)
+  TO privacy_admin;
+-- (the view privacy.progress_reseal names it)
+GRANT EXECUTE ON FUNCTION privacy_internal.reseal_lock_class() TO PUBLIC;
+GRANT SELECT ON privacy.progress_reseal, privacy.reseal_jobs TO privacy_admin, privacy_officer;
+
+-- compliance_gaps() names tables whose reseal is not finished (#14)
+CREATE OR REPLACE FUNCTION privacy.compliance_gaps()
+    RETURNS TABLE (gap text, object text, detail text, hint text)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 10
+    SET search_path = pg_catalog, pg_temp
+    SET jit = off    -- catalog-sized queries: compiling them costs more than running them
+AS $$
+BEGIN
+    RETURN QUERY
+    -- personal data stored in plain text
+    SELECT 'column not encrypted', format('%s.%I', pc.tbl, pc.col),
+           format('Column %I of %s holds %s data in plain text%s.', pc.col, pc.tbl, pc.category,
+                  CASE WHEN c.special THEN ' (a special category, GDPR Art. 9)' ELSE '' END),
+           format('A member of privacy_admin converts it with privacy.classify(%L, %L, %L, encrypt => true).',
+                  pc.tbl::text, pc.col, pc.category)
+      FROM privacy_internal.personal_columns pc JOIN privacy.categories c ON c.name = pc.category
+     WHERE NOT pc.encrypted
+    UNION ALL
+    -- encrypted columns the register cannot describe
+    SELECT 'column not classified', format('%s.%I', pc.tbl, pc.col),
+           CASE WHEN pc.category = 'unclassified'
+                THEN format('Column %I of %s is encrypted as "unclassified": no purpose can read it, and the register cannot say what it holds.',
+                            pc.col, pc.tbl)
+                ELSE format('Encrypted column %I of %s names category %s in its type, but was never recorded.',
+                            pc.col, pc.tbl, pc.category) END,
+           format('A member of privacy_admin classifies it with privacy.classify(%L, %L, %s).',
+                  pc.tbl::text, pc.col,
+                  CASE WHEN pc.category = 'unclassified' THEN 'category' ELSE quote_literal(pc.category) END)
+      FROM privacy_internal.personal_columns pc
+     WHERE pc.category = 'unclassified' OR NOT pc.registered
+    UNION ALL
+    -- personal data held for no purpose
+    SELECT 'column without purpose', format('%s.%I', pc.tbl, pc.col),
+           format('Column %I of %s holds %s data, which no purpose is allowed.', pc.col, pc.tbl, pc.category),
+           format('Allow the category to the purposes that need it with privacy.allow_category(purpose, %L), or stop keeping the column.',
+                  pc.category)
+      FROM privacy_internal.personal_columns pc
+     WHERE pc.category <> 'unclassified'
+       AND NOT EXISTS (SELECT 1 FROM privacy.purpose_categories x WHERE x.category = pc.category)
+    UNION ALL
+    -- protection that is no longer intact (only a superuser can get there:
+    -- for everyone else the commands are refused)
+    SELECT 'protection not intact', pt.tbl::text,
+           format('Protected table %s %s.', pt.tbl,
+                  concat_ws(', ',
+                      CASE WHEN NOT c.relrowsecurity THEN 'has row-level security disabled' END,
+                      CASE WHEN NOT c.relforcerowsecurity THEN 'no longer forces row-level security on its owner' END,
+                      CASE WHEN pt.base_policy AND (SELECT count(*) FROM pg_catalog.pg_policy pol
+                                                    WHERE pol.polrelid = pt.tbl
+                                                      AND pol.polname IN ('privacy_select', 'privacy_insert', 'privacy_update', 'privacy_delete')) < 4
+                           THEN 'lacks some of its consent-check policies' END,
+                      CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_policy pol
+                                         WHERE pol.polrelid = pt.tbl AND pol.polpermissive AND pol.polcmd <> 'a'
+                                           AND coalesce(pg_catalog.pg_get_expr(pol.polqual, pol.polrelid), '') NOT LIKE '%privacy_internal.visible(%')
+                           THEN 'has a permissive policy without the consent check' END,
+                      CASE WHEN NOT c.relispartition AND NOT EXISTS (
+                                    SELECT 1 FROM pg_catalog.pg_trigger tg
+                                     WHERE tg.tgrelid = pt.tbl AND tg.tgname = 'privacy_seal_row' AND tg.tgenabled IN ('O', 'A'))
+                           THEN 'lacks an enabled seal trigger' END)),
+           format('A member of privacy_admin protects it again: SELECT privacy.unprotect_table(%L); SELECT privacy.protect_table(%L, %L);',
+                  coalesce(pt.parent, pt.tbl)::text, coalesce(pt.parent, pt.tbl)::text, pt.subject_column)
+      FROM privacy.protected_tables pt JOIN pg_catalog.pg_class c ON c.oid = pt.tbl
+     WHERE NOT c.relrowsecurity OR NOT c.relforcerowsecurity
+        OR (pt.base_policy AND (SELECT count(*) FROM pg_catalog.pg_policy pol
+                                 WHERE pol.polrelid = pt.tbl
+                                   AND pol.polname IN ('privacy_select', 'privacy_insert', 'privacy_update', 'privacy_delete')) < 4)
+        OR EXISTS (SELECT 1 FROM pg_catalog.pg_policy pol
+                    WHERE pol.polrelid = pt.tbl AND pol.polpermissive AND pol.polcmd <> 'a'
+                      AND coalesce(pg_catalog.pg_get_expr(pol.polqual, pol.polrelid), '') NOT LIKE '%privacy_internal.visible(%')
+        OR (NOT c.relispartition AND NOT EXISTS (
+                SELECT 1 FROM pg_catalog.pg_trigger tg
+                 WHERE tg.tgrelid = pt.tbl AND tg.tgname = 'privacy_seal_row' AND tg.tgenabled IN ('O', 'A')))
+    UNION ALL
+    -- rows of a protected table still under the category key: protect_table
+    -- left them to CALL privacy.reseal(), which has not finished
+    SELECT 'reseal pending', j.tbl::text,
+           format('Protected table %s has rows still under the category key (%s of %s covered by privacy.reseal()): destroying a subject''s key does not shred them yet.',
+                  j.tbl, j.rows_done, coalesce(j.rows_total::text, 'its rows')),
+           format('A member of privacy_admin finishes it: CALL privacy.reseal(%L);', j.tbl::text)
+      FROM privacy.reseal_jobs j
+     WHERE j.command = 'protect_table'
+    UNION ALL
+    -- personal data outside consent-aware row-level security
+    SELECT 'table not protected', t.tbl::text,
+           format('Table %s has personal columns (%s) but is not protected: its rows ignore consent and objections, are not shredded on erasure, and no retention rule can apply.',
+                  t.tbl, t.cols),
+           format('A member of privacy_admin protects it with privacy.protect_table(%L, subject_column).', t.tbl::text)
+      FROM (SELECT pc.tbl, string_agg(quote_ident(pc.col), ', ' ORDER BY pc.col) AS cols
+              FROM privacy_internal.personal_columns pc
+             WHERE NOT EXISTS (SELECT 1 FROM privacy.protected_tables pt WHERE pt.tbl = pc.tbl)
+             GROUP BY pc.tbl) t
+    UNION ALL
+    -- storage limitation (GDPR Art. 5(1)(e))
+    SELECT 'no retention rule', pt.tbl::text,
+           format('Protected table %s has no retention rule: its rows are kept for ever.', pt.tbl),
+           format('Set one with privacy.set_retention(%L, time_column, keep, ''delete'') (or ''anonymize'' with the columns to clear).',
+                  pt.tbl::text)
+      FROM privacy.protected_tables pt
+     WHERE pt.parent IS NULL
+       AND NOT EXISTS (SELECT 1 FROM privacy.retention_rules rr WHERE rr.tbl = pt.tbl)
+    UNION ALL
+    -- GDPR Art. 30(1)(c): the categories of personal data of each processing
+    SELECT 'purpose without categories', p.name,
+           format('Purpose %s (%s) is allowed no category of personal data: the register cannot say what it processes, and it can read no encrypted value.',
+                  p.name, p.legal_basis),
+           format('Allow it the categories it processes with privacy.allow_category(%L, category), or drop it with privacy.drop_purpose(%L).',
+                  p.name, p.name)
+      FROM privacy.purposes p
+     WHERE NOT EXISTS (SELECT 1 FROM privacy.purpose_categories x WHERE x.purpose = p.name)
+       AND p.name <> 'subject_access'    -- built in: every category, in the subject report only
+    UNION ALL
+    -- a purpose no role holds processes nothing, whatever the register says;
+    -- for consent, subjects are asked to agree to processing nobody does
+    SELECT 'purpose held by no role', p.name,
+           format('No role holds purpose %s (%s)%s.', p.name, p.legal_basis,
+                  CASE n.consents WHEN 0 THEN ''
+                                  WHEN 1 THEN ', yet 1 subject consents to it'
+                                  ELSE format(', yet %s subjects consent to it', n.consents) END),
+           format('Grant it to the role that processes it with privacy.grant_purpose(role, %L), or %s.', p.name,
+                  CASE WHEN p.legal_basis = 'consent' THEN 'stop collecting consent for it'
+                       ELSE format('drop it with privacy.drop_purpose(%L)', p.name) END)
+      FROM privacy.purposes p,
+           LATERAL (SELECT count(*) AS consents FROM privacy.consent_state cs
+                     WHERE cs.purpose = p.name AND cs.state = 'granted') n
+     WHERE NOT EXISTS (SELECT 1 FROM privacy.role_purposes rp JOIN pg_catalog.pg_roles r ON r.oid = rp.role
+                        WHERE rp.purpose = p.name)
+       AND p.name <> 'subject_access'    -- used through privacy.subject_report(), not held
+    UNION ALL
+    -- GDPR Art. 12(3)
+    SELECT 'request overdue', format('request %s', o.id),
+           format('%s request received %s, due %s%s: %s overdue.', initcap(o.kind),
+                  privacy_internal.request_time(o.received_at), privacy_internal.request_time(o.deadline),
+                  CASE WHEN o.extended_until IS NOT NULL THEN ' (extended)' ELSE '' END,
+                  CASE WHEN o.days_overdue = 1 THEN '1 day' ELSE o.days_overdue || ' days' END),
+           format('Answer it now and close it with privacy.complete_request(%s, note), or with privacy.reject_request(%s, reason) if it is not acted on.',
+                  o.id, o.id)
+      FROM privacy.overdue_requests o
+    UNION ALL
+    -- data minimisation: a grant nobody uses is access nobody needs.  A
+    -- purpose counts as used by a role when the role, or a member of it
+    -- other than a superuser, declared it in a logged statement; grants
+    -- younger than 30 days are left alone.
+    SELECT 'purpose never used', format('%s / %s', r.rolname, rp.purpose),
+           format('Role %I has held purpose %s since %s, and the access log shows no statement of it or its members under that purpose.',
+                  r.rolname, rp.purpose, privacy_internal.request_time(rp.granted_at)),
+           format('If it does not need it, revoke it with privacy.revoke_purpose(%L, %L).', r.rolname, rp.purpose)
+      FROM privacy.role_purposes rp
+      JOIN pg_catalog.pg_roles r ON r.oid = rp.role
+     WHERE rp.granted_at < pg_catalog.now() - interval '30 days'
+       AND rp.purpose <> 'subject_access'
+       AND NOT EXISTS (
+           SELECT 1
+             FROM privacy.access_log_purpose_use u
+             JOIN pg_catalog.pg_roles m ON m.rolname = u.acting_role
+            WHERE u.purpose = rp.purpose
+              -- a superuser is a member of every role: its use says nothing
+              AND (m.oid = rp.role OR
+                   (NOT m.rolsuper AND pg_catalog.pg_has_role(m.oid, rp.role, 'MEMBER'))))
+    UNION ALL
+    -- the log's tamper evidence is worth what its verification is
+    SELECT CASE WHEN v.status IS NULL THEN 'access log not verified'
+                WHEN v.status <> 'ok' THEN 'access log broken'
+                ELSE 'access log not verified' END,
+           'privacy.access_log',
+           CASE WHEN v.status IS NULL THEN 'privacy.verify_access_log() has never been run.'
+                WHEN v.status <> 'ok' THEN format('The last verification (%s) found the log %s at entry %s: %s.',
+                                                  privacy_internal.request_time(v.verified_at), v.status, v.seq, v.detail)
+                ELSE format('The access log was last verified %s, more than 7 days ago.',
+                            privacy_internal.request_time(v.verified_at)) END,
+           CASE WHEN v.status IS NOT NULL AND v.status <> 'ok'
+                THEN 'Keep the result as evidence, find out who changed the log, and restore the entries from a backup.'
+                ELSE 'Run SELECT * FROM privacy.verify_access_log() (as privacy_officer), and schedule it daily.' END
+      FROM (SELECT NULL) one
+      LEFT JOIN LATERAL (SELECT * FROM privacy.access_log_verifications
+                          ORDER BY verified_at DESC LIMIT 1) v ON true
+     WHERE EXISTS (SELECT 1 FROM privacy.access_log)
+       AND (v.status IS NULL OR v.status <> 'ok' OR v.verified_at < pg_catalog.now() - interval '7 days')
+    ORDER BY 1, 2;
+END
+$$;

@@ -413,10 +413,17 @@ owner_plan(Oid relid, const char *sql, int nargs, Oid *argtypes)
 	return plan;
 }
 
-int64
-catalog_run_as_owner(Oid relid, const char *sql, int nargs, Oid *argtypes,
-					 Datum *values, const char *nulls)
+/*
+ * A statement on a user's table as its owner (as described above), keeping
+ * the first row the statement returned as text[] (its
+ * columns' output forms) in *first_row, or NULL when it returned none: the
+ * batched reseal finds the key that ends each batch this way.
+ */
+static int64
+run_as_owner_rows(Oid relid, const char *sql, int nargs, Oid *argtypes,
+				  Datum *values, const char *nulls, ArrayType **first_row)
 {
+	MemoryContext caller_cxt = CurrentMemoryContext;
 	HeapTuple	tup;
 	Oid			owner;
 	Oid			save_userid;
@@ -464,10 +471,68 @@ catalog_run_as_owner(Oid relid, const char *sql, int nargs, Oid *argtypes,
 	if (rc < 0)
 		elog(ERROR, "statement on a user's table failed: %s", SPI_result_code_string(rc));
 	n = (int64) SPI_processed;
+	if (first_row != NULL)
+	{
+		*first_row = NULL;
+		if (n > 0 && SPI_tuptable != NULL)
+		{
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			int			natts = desc->natts;
+			Datum	   *elems = palloc(natts * sizeof(Datum));
+			bool	   *elnulls = palloc(natts * sizeof(bool));
+			int			dims[1] = {natts};
+			int			lbs[1] = {1};
+			int			i;
+			MemoryContext spi_cxt;
+
+			for (i = 0; i < natts; i++)
+			{
+				char	   *str = SPI_getvalue(SPI_tuptable->vals[0], desc, i + 1);
+
+				elnulls[i] = str == NULL;
+				elems[i] = str == NULL ? (Datum) 0 : CStringGetTextDatum(str);
+			}
+			spi_cxt = MemoryContextSwitchTo(caller_cxt);
+			*first_row = construct_md_array(elems, elnulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT);
+			MemoryContextSwitchTo(spi_cxt);
+		}
+	}
 	SPI_finish();
 	AtEOXact_GUC(false, nest);
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	return n;
+}
+
+/* The text[] arguments of the SQL-callable forms, as SPI parameters. */
+typedef struct OwnerArgs
+{
+	int			n;
+	Oid		   *types;
+	Datum	   *values;
+	char	   *nulls;
+} OwnerArgs;
+
+static OwnerArgs
+owner_args(FunctionCallInfo fcinfo)
+{
+	OwnerArgs	a;
+	bool	   *elnulls = NULL;
+	int			i;
+
+	a.n = 0;
+	a.values = NULL;
+	if (!PG_ARGISNULL(2))
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), TEXTOID, -1, false, TYPALIGN_INT,
+						  &a.values, &elnulls, &a.n);
+	a.types = palloc(Max(a.n, 1) * sizeof(Oid));
+	a.nulls = palloc(Max(a.n, 1) + 1);
+	for (i = 0; i < a.n; i++)
+	{
+		a.types[i] = TEXTOID;
+		a.nulls[i] = elnulls[i] ? 'n' : ' ';
+	}
+	a.nulls[a.n] = '\0';
+	return a;
 }
 
 /* privacy_internal.run_as_owner(tbl, sql, args text[]): the above from SQL */
@@ -475,27 +540,35 @@ PG_FUNCTION_INFO_V1(privacy_run_as_owner);
 Datum
 privacy_run_as_owner(PG_FUNCTION_ARGS)
 {
-	Oid			relid = PG_GETARG_OID(0);
-	char	   *sql = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	Datum	   *elems = NULL;
-	bool	   *elnulls = NULL;
-	int			n = 0;
-	Oid		   *types;
-	char	   *nulls;
-	int			i;
+	OwnerArgs	a = owner_args(fcinfo);
 
-	if (!PG_ARGISNULL(2))
-		deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), TEXTOID, -1, false, TYPALIGN_INT,
-						  &elems, &elnulls, &n);
-	types = palloc(Max(n, 1) * sizeof(Oid));
-	nulls = palloc(Max(n, 1) + 1);
-	for (i = 0; i < n; i++)
-	{
-		types[i] = TEXTOID;
-		nulls[i] = elnulls[i] ? 'n' : ' ';
-	}
-	nulls[n] = '\0';
-	PG_RETURN_INT64(catalog_run_as_owner(relid, sql, n, types, elems, nulls));
+	PG_RETURN_INT64(catalog_run_as_owner(PG_GETARG_OID(0), text_to_cstring(PG_GETARG_TEXT_PP(1)),
+										 a.n, a.types, a.values, a.nulls));
+}
+
+int64
+catalog_run_as_owner(Oid relid, const char *sql, int nargs, Oid *argtypes,
+					 Datum *values, const char *nulls)
+{
+	return run_as_owner_rows(relid, sql, nargs, argtypes, values, nulls, NULL);
+}
+
+/*
+ * privacy_internal.run_as_owner_row(tbl, sql, args text[]): the same, and
+ * the statement's first row as text[] (NULL when it returned none).
+ */
+PG_FUNCTION_INFO_V1(privacy_run_as_owner_row);
+Datum
+privacy_run_as_owner_row(PG_FUNCTION_ARGS)
+{
+	OwnerArgs	a = owner_args(fcinfo);
+	ArrayType  *row;
+
+	(void) run_as_owner_rows(PG_GETARG_OID(0), text_to_cstring(PG_GETARG_TEXT_PP(1)),
+							 a.n, a.types, a.values, a.nulls, &row);
+	if (row == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_ARRAYTYPE_P(row);
 }
 
 /*

@@ -1323,6 +1323,24 @@ encrypted_needs_reseal(PG_FUNCTION_ARGS)
 }
 
 /*
+ * privacy_internal.under_category_key(value): whether a stored value is
+ * still sealed under a category's key, which is what the reseal of a newly
+ * protected table moves under its subject's key (rows the application
+ * wrote since are under it already, and are left alone).  Opens nothing.
+ */
+PG_FUNCTION_INFO_V1(encrypted_under_category_key);
+Datum
+encrypted_under_category_key(PG_FUNCTION_ARGS)
+{
+	EncValue	ev;
+
+	enc_parse(PG_GETARG_BYTEA_PP(0), &ev);
+	if (ev.hdr.key_id == PRIVACY_TRANSIENT_KEY_ID)
+		PG_RETURN_BOOL(false);
+	PG_RETURN_BOOL(keys_is_category_key(ev.hdr.key_id));
+}
+
+/*
  * Reseal a value under its subject's key, keeping its category: the
  * primitive behind protected tables, where destroying a subject's key
  * shreds every copy of that subject's values.  Not disclosure: the category

@@ -109,6 +109,9 @@ ALTER TABLE privacy.role_purposes ENABLE ALWAYS TRIGGER catalog_changed, ENABLE 
 -- statements they build themselves.
 CREATE FUNCTION privacy_internal.run_as_owner(tbl regclass, sql text, args text[] DEFAULT NULL) RETURNS bigint
     AS 'MODULE_PATHNAME', 'privacy_run_as_owner' LANGUAGE C;
+-- The same, returning the statement's first row as text[] (NULL: no row).
+CREATE FUNCTION privacy_internal.run_as_owner_row(tbl regclass, sql text, args text[] DEFAULT NULL) RETURNS text[]
+    AS 'MODULE_PATHNAME', 'privacy_run_as_owner_row' LANGUAGE C;
 
 -- What purge and erasure derive from the catalogs (the foreign-key graph),
 -- kept for the session until a relation it was derived from changes

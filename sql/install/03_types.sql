@@ -212,6 +212,12 @@ CREATE FUNCTION privacy_internal.needs_reseal(privacy.encrypted_text) RETURNS bo
     AS 'MODULE_PATHNAME', 'encrypted_needs_reseal' LANGUAGE C STRICT STABLE;
 CREATE FUNCTION privacy_internal.needs_reseal(privacy.encrypted_bytea) RETURNS boolean
     AS 'MODULE_PATHNAME', 'encrypted_needs_reseal' LANGUAGE C STRICT STABLE;
+-- Whether a value is still under a category's key: what the reseal of a
+-- newly protected table moves under its subject's key (06_reseal.sql).
+CREATE FUNCTION privacy_internal.under_category_key(privacy.encrypted_text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'encrypted_under_category_key' LANGUAGE C STRICT STABLE;
+CREATE FUNCTION privacy_internal.under_category_key(privacy.encrypted_bytea) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'encrypted_under_category_key' LANGUAGE C STRICT STABLE;
 -- An erased value's search tag is replaced (it would still match the
 -- plaintext's), without opening anything.
 CREATE FUNCTION privacy_internal.shred_tag(privacy.encrypted_text) RETURNS privacy.encrypted_text
@@ -383,6 +389,8 @@ BEGIN
             AS 'MODULE_PATHNAME', 'encrypted_typed_seal_for_subject' LANGUAGE C STRICT VOLATILE$f$, t);
         EXECUTE format($f$CREATE FUNCTION privacy_internal.needs_reseal(%1$s) RETURNS boolean
             AS 'MODULE_PATHNAME', 'encrypted_needs_reseal' LANGUAGE C STRICT STABLE$f$, t);
+        EXECUTE format($f$CREATE FUNCTION privacy_internal.under_category_key(%1$s) RETURNS boolean
+            AS 'MODULE_PATHNAME', 'encrypted_under_category_key' LANGUAGE C STRICT STABLE$f$, t);
         EXECUTE format($f$CREATE FUNCTION privacy_internal.shred_tag(%1$s) RETURNS %1$s
             AS 'MODULE_PATHNAME', 'privacy_shred_tag' LANGUAGE C STRICT IMMUTABLE$f$, t);
     END LOOP;

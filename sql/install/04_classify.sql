@@ -329,53 +329,7 @@ CREATE EVENT TRIGGER privacy_refuse_derived_values ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE INDEX', 'CREATE STATISTICS')
     EXECUTE FUNCTION privacy_internal.refuse_derived_values();
 
--- Rewrites values sealed with retired keys, one block range per transaction,
--- so it holds no long lock and can be stopped and run again at any time.
-CREATE PROCEDURE privacy.reencrypt(tbl regclass, col name, batch_pages integer DEFAULT 64)
-    LANGUAGE plpgsql
-AS $$
-DECLARE
-    pages bigint;
-    first_page bigint := 0;
-    done bigint := 0;
-    n bigint;
-    started timestamptz := pg_catalog.clock_timestamp();
-BEGIN
-    IF batch_pages IS NULL OR batch_pages < 1 THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'invalid_parameter_value',
-            MESSAGE = 'batch_pages must be at least 1';
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-                    WHERE a.attrelid = tbl AND a.attname = col AND NOT a.attisdropped
-                      AND privacy_internal.is_encrypted_type(a.atttypid)) THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'invalid_parameter_value',
-            MESSAGE = pg_catalog.format('column "%s" of %s is not an encrypted column', col, tbl);
-    END IF;
-    pages := pg_catalog.pg_relation_size(tbl) / pg_catalog.current_setting('block_size')::integer;
-    WHILE first_page <= pages LOOP
-        EXECUTE pg_catalog.format(
-            'UPDATE %s SET %I = privacy_internal.reseal(%I) '
-            'WHERE ctid >= pg_catalog.format(''(%s,0)'', %s::bigint)::pg_catalog.tid '
-            '  AND ctid < pg_catalog.format(''(%s,0)'', %s::bigint)::pg_catalog.tid '
-            '  AND privacy_internal.needs_reseal(%I)',
-            tbl, col, col, '%s', first_page, '%s', first_page + batch_pages, col);
-        GET DIAGNOSTICS n = ROW_COUNT;
-        done := done + n;
-        COMMIT;
-        first_page := first_page + batch_pages;
-        IF n > 0 THEN
-            RAISE NOTICE 'reencrypt %.%: % values resealed, % of % pages scanned',
-                tbl, col, done, LEAST(first_page, pages), pages;
-        END IF;
-    END LOOP;
-    RAISE NOTICE 'reencrypt %.% done: % values resealed in %', tbl, col, done,
-        pg_catalog.clock_timestamp() - started;
-END
-$$;
-COMMENT ON PROCEDURE privacy.reencrypt(regclass, name, integer) IS
-    'reseal values of a column that use retired keys, committing after each block range (resumable)';
+-- privacy.reencrypt() is in 06_reseal.sql, with the batches it shares with protect_table.
 
 ------------------------------------------------------------------------------
 -- Declarative classification: SECURITY LABEL FOR privacy (src/label.c).

@@ -180,7 +180,6 @@ DECLARE
     base boolean;
     kept jsonb;
     late name;
-    sets text;
 BEGIN
     SELECT c.relrowsecurity, c.relforcerowsecurity, c.relkind INTO rel
       FROM pg_catalog.pg_class c WHERE c.oid = tbl;
@@ -212,19 +211,15 @@ BEGIN
     IF parent IS NULL OR NOT (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = tbl) THEN
         PERFORM privacy_internal.create_seal_trigger(tbl, subject_column);
     END IF;
-    IF parent IS NULL OR reseal THEN
-        -- rows already there move under their subject's key too: the seal
-        -- trigger reseals what each row's UPDATE writes, which runs as the
-        -- table's owner (the owner's triggers never run as the extension)
-        SELECT string_agg(format('%1$I = %1$I', a.attname), ', ')
-          INTO sets
-          FROM pg_catalog.pg_attribute a
-         WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
-           AND privacy_internal.is_encrypted_type(a.atttypid);
-        IF sets IS NOT NULL THEN
-            PERFORM privacy_internal.run_as_owner(tbl,
-                format('UPDATE %s SET %s WHERE %I IS NOT NULL', tbl, sets, subject_column));
-        END IF;
+    -- rows already there move under their subject's key too, by batches
+    -- that the caller runs at once for a small table (reseal_small), and
+    -- CALL privacy.reseal() for a larger one (06_reseal.sql); meanwhile
+    -- both keys' values are read alike, and every row written is sealed
+    -- under its subject's key by the trigger
+    IF rel.relkind = 'r' AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                                      WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+                                        AND privacy_internal.is_encrypted_type(a.atttypid)) THEN
+        PERFORM privacy_internal.reseal_enqueue(tbl, 'protect_table', NULL);
     END IF;
     -- on Citus, the workers learn that the table's shards are protected
     IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
@@ -273,6 +268,8 @@ BEGIN
         PERFORM privacy_internal.protect_one(part, subject_column, tbl,
                                      NOT (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = part));
     END LOOP;
+    PERFORM privacy_internal.reseal_small(j.tbl, j.command, j.col)
+       FROM privacy_internal.reseal_pending(tbl, 'protect_table', NULL) j;
 END
 $$;
 COMMENT ON FUNCTION privacy.protect_table(regclass, name) IS
@@ -289,6 +286,9 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = format('table %s is not protected', tbl);
     END IF;
+    DELETE FROM privacy.reseal_jobs j
+     WHERE j.command = 'protect_table'
+       AND (j.tbl = unprotect_table.tbl OR j.tbl IN (SELECT privacy_internal.descendants(unprotect_table.tbl)));
     -- forget first: the ALTER TABLE commands below fire the event trigger
     -- that protects partitions of protected tables
     FOR p IN WITH gone AS (
@@ -374,6 +374,8 @@ BEGIN
     LOOP
         -- a table attached with rows brings them under subject keys
         PERFORM privacy_internal.protect_one(r.part, r.subject_column, r.root, true);
+        PERFORM privacy_internal.reseal_small(j.tbl, j.command, j.col)
+           FROM privacy_internal.reseal_pending(r.part, 'protect_table', NULL) j;
     END LOOP;
 END
 $$;
@@ -416,6 +418,9 @@ BEGIN
     DELETE FROM privacy.protected_tables pt
      WHERE pt.tbl::oid IN (SELECT o.objid FROM pg_catalog.pg_event_trigger_dropped_objects() o
                             WHERE o.classid = 'pg_catalog.pg_class'::regclass AND o.objsubid = 0);
+    DELETE FROM privacy.reseal_jobs j
+     WHERE j.tbl::oid IN (SELECT o.objid FROM pg_catalog.pg_event_trigger_dropped_objects() o
+                           WHERE o.classid = 'pg_catalog.pg_class'::regclass AND o.objsubid = 0);
     DELETE FROM privacy.column_categories cc
      WHERE cc.tbl::oid IN (SELECT o.objid FROM pg_catalog.pg_event_trigger_dropped_objects() o
                             WHERE o.classid = 'pg_catalog.pg_class'::regclass AND o.objsubid = 0);

@@ -465,6 +465,15 @@ BEGIN
                 SELECT 1 FROM pg_catalog.pg_trigger tg
                  WHERE tg.tgrelid = pt.tbl AND tg.tgname = 'privacy_seal_row' AND tg.tgenabled IN ('O', 'A')))
     UNION ALL
+    -- rows of a protected table still under the category key: protect_table
+    -- left them to CALL privacy.reseal(), which has not finished
+    SELECT 'reseal pending', j.tbl::text,
+           format('Protected table %s has rows still under the category key (%s of %s covered by privacy.reseal()): destroying a subject''s key does not shred them yet.',
+                  j.tbl, j.rows_done, coalesce(j.rows_total::text, 'its rows')),
+           format('A member of privacy_admin finishes it: CALL privacy.reseal(%L);', j.tbl::text)
+      FROM privacy.reseal_jobs j
+     WHERE j.command = 'protect_table'
+    UNION ALL
     -- personal data outside consent-aware row-level security
     SELECT 'table not protected', t.tbl::text,
            format('Table %s has personal columns (%s) but is not protected: its rows ignore consent and objections, are not shredded on erasure, and no retention rule can apply.',

@@ -80,6 +80,7 @@ GRANT EXECUTE ON FUNCTION
     privacy.is_erased(privacy.encrypted_text), privacy.is_erased(privacy.encrypted_bytea),
     privacy_internal.reseal(privacy.encrypted_text), privacy_internal.reseal(privacy.encrypted_bytea),
     privacy_internal.needs_reseal(privacy.encrypted_text), privacy_internal.needs_reseal(privacy.encrypted_bytea),
+    privacy_internal.under_category_key(privacy.encrypted_text), privacy_internal.under_category_key(privacy.encrypted_bytea),
     privacy_internal.classify_new_columns(), privacy_internal.typmod_category(integer),
     privacy_internal.register_column(regclass, name),
     privacy_internal.seal_text(text), privacy_internal.seal_bytea(bytea),
@@ -92,7 +93,16 @@ GRANT EXECUTE ON FUNCTION privacy.classify(regclass, name, text, boolean, boolea
     privacy.seal_for_subject(privacy.encrypted_text, text),
     privacy.seal_for_subject(privacy.encrypted_bytea, text)
   TO privacy_admin;
-GRANT EXECUTE ON PROCEDURE privacy.reencrypt(regclass, name, integer) TO privacy_admin;
+GRANT EXECUTE ON PROCEDURE privacy.reencrypt(regclass, name, integer), privacy.reseal(regclass, integer),
+    privacy_internal.reseal_run(regclass, text, name, integer)
+  TO privacy_admin;
+GRANT EXECUTE ON FUNCTION privacy_internal.reseal_batch(regclass, text, name, integer),
+    privacy_internal.reseal_lock(regclass), privacy_internal.reseal_unlock(regclass),
+    privacy_internal.reseal_pending(regclass, text, name), privacy_internal.reseal_enqueue(regclass, text, name)
+  TO privacy_admin;
+-- (the view privacy.progress_reseal names it)
+GRANT EXECUTE ON FUNCTION privacy_internal.reseal_lock_class() TO PUBLIC;
+GRANT SELECT ON privacy.progress_reseal, privacy.reseal_jobs TO privacy_admin, privacy_officer;
 
 -- Consent: recorded by the compliance role (and by applications a DBA grants
 -- these functions to); the policy helpers run for every reader.

@@ -128,9 +128,9 @@ ok($node->safe_psql($db, "SELECT pg_relation_size('customers') / current_setting
 my $photos_before = $node->safe_psql($db, 'SELECT md5(string_agg(photo::text, \'|\' ORDER BY id)) FROM customers');
 
 # reencrypt commits per batch, so it runs outside a transaction block (psql -c).
-my ($ret, $out, $err) = $node->psql($db, "CALL privacy.reencrypt('customers', 'email', 1)");
+my ($ret, $out, $err) = $node->psql($db, "CALL privacy.reencrypt('customers', 'email', 7)");
 is($ret, 0, 'reencrypt runs') or diag($err);
-like($err, qr/reencrypt (public\.)?customers\.email done: $old_rows values resealed/,
+like($err, qr/reencrypt customers: (\d+) of \1 rows covered, $old_rows resealed\n[^\n]*NOTICE:  reencrypt customers: done/,
 	"reencrypt reports the $old_rows values it resealed");
 is($key_of->('email'), $new_contact, 'after reencrypt every email is under the new key');
 is($node->safe_psql($db, 'SELECT count(*) FROM customers WHERE privacy_internal.needs_reseal(email)'), '0',
@@ -142,9 +142,10 @@ is($node->safe_psql($db, q{SELECT coalesce(string_agg(id::text, ','), '') FROM c
 	'77', 'equality search still works after reencrypt');
 
 my $stored_before_second = $node->safe_psql($db, $stored_sql);
-($ret, $out, $err) = $node->psql($db, "CALL privacy.reencrypt('customers', 'email', 1)");
+($ret, $out, $err) = $node->psql($db, "CALL privacy.reencrypt('customers', 'email', 7)");
 is($ret, 0, 'a second reencrypt runs') or diag($err);
-like($err, qr/done: 0 values resealed/, 'a second reencrypt reseals nothing');
+like($err, qr/rows covered, 0 resealed\n[^\n]*NOTICE:  reencrypt customers: done/, 'a second reencrypt reseals nothing');
+unlike($err, qr/rows covered, [1-9]/, 'a second reencrypt reseals nothing in any batch');
 is($node->safe_psql($db, $stored_sql), $stored_before_second, 'a second reencrypt changes no stored byte');
 
 # ---------------------------------------------------------------------------
