@@ -230,6 +230,9 @@ BEGIN
         END IF;
     END LOOP;
 
+    -- a reseal under way keeps no trace of the subject's identifier
+    PERFORM privacy_internal.reseal_forget_subject(subject);
+
     -- every copy of the subject's encrypted values, anywhere, becomes unreadable
     hash := privacy.subject_hash(subject);
     stand_in := 'erased:' || encode(hash, 'hex');
