@@ -260,7 +260,9 @@ $$;
 -- batch stopped may be the erased subject's.  The position moves back to
 -- the greatest key below it that is not the subject's (the rows in between
 -- are the subject's, covered already), or to the beginning.  Called by
--- erase_subject; the key values cross as in reseal_batch.
+-- erase_subject before it deletes the subject's rows: a batch locks its job
+-- row, then its rows, and so does the erasure (jobs in one order, for two
+-- erasures at once).  The key values cross as in reseal_batch.
 CREATE FUNCTION privacy_internal.reseal_forget_subject(subject text) RETURNS void
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -282,6 +284,7 @@ BEGIN
                FROM privacy.reseal_jobs r
                JOIN privacy.protected_tables pt ON pt.tbl = r.tbl
               WHERE r.last_key IS NOT NULL AND pt.subject_column = ANY (r.key_columns)
+              ORDER BY r.tbl::oid, r.command, r.col
                 FOR UPDATE OF r
     LOOP
         match := privacy_internal.subject_match(j.tbl, j.subject_column, subject);

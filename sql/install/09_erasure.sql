@@ -146,6 +146,11 @@ BEGIN
             HINT = 'Nothing was erased. Release the hold with privacy.release_hold() when the matter allows it.';
     END IF;
 
+    -- a reseal under way keeps no trace of the subject's identifier; its
+    -- job row is taken before the subject's rows, in the order a batch
+    -- takes them (or the two would deadlock)
+    PERFORM privacy_internal.reseal_forget_subject(subject);
+
     -- the subject's rows, in every protected table (partitions and children
     -- through their root), tables before the tables they reference
     SELECT array_agg(p.tbl) INTO roots FROM privacy.protected_tables p WHERE p.parent IS NULL;
@@ -229,9 +234,6 @@ BEGIN
                                                jsonb_build_object('cascaded', ch.deleted, 'set_null', ch.updated));
         END IF;
     END LOOP;
-
-    -- a reseal under way keeps no trace of the subject's identifier
-    PERFORM privacy_internal.reseal_forget_subject(subject);
 
     -- every copy of the subject's encrypted values, anywhere, becomes unreadable
     hash := privacy.subject_hash(subject);
