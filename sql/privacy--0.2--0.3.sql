@@ -6269,3 +6269,21 @@ BEGIN
     RETURN receipt;
 END
 $$;
+
+-- #14 review: progress_reseal does not call a reseal 'interrupted' to a
+-- viewer who may not see the session's state in pg_stat_activity
+CREATE OR REPLACE VIEW privacy.progress_reseal AS
+SELECT l.pid, j.tbl AS relid, j.command, j.col AS column_name,
+       CASE WHEN (l.pid IS NULL OR a.state <> 'active') AND j.batches = 0 THEN 'waiting'
+            WHEN l.pid IS NULL OR a.state <> 'active' THEN 'interrupted'
+            WHEN j.rows_total IS NULL THEN 'counting rows'
+            ELSE 'resealing' END AS phase,
+       j.rows_total, j.rows_done, j.rows_resealed, j.batches,
+       j.started_at, j.updated_at, j.created_at, j.created_by
+  FROM privacy.reseal_jobs j
+  LEFT JOIN pg_catalog.pg_locks l
+         ON l.locktype = 'advisory' AND l.granted AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                                                                    WHERE d.datname = pg_catalog.current_database())
+        AND l.classid::integer = privacy_internal.reseal_lock_class()
+        AND l.objid = j.tbl::oid AND l.objsubid = 2
+  LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid;

@@ -43,10 +43,12 @@ AS $$ SELECT 1920165228 $$;
 
 -- In the style of pg_stat_progress_*: one row per job, with the process
 -- running it (NULL: waiting for CALL privacy.reseal(), or interrupted).
+-- A session's state is NULL in pg_stat_activity to whoever may not see
+-- it (an officer, for an administrator's CALL): that is not idle.
 CREATE VIEW privacy.progress_reseal AS
 SELECT l.pid, j.tbl AS relid, j.command, j.col AS column_name,
-       CASE WHEN (l.pid IS NULL OR a.state IS DISTINCT FROM 'active') AND j.batches = 0 THEN 'waiting'
-            WHEN l.pid IS NULL OR a.state IS DISTINCT FROM 'active' THEN 'interrupted'
+       CASE WHEN (l.pid IS NULL OR a.state <> 'active') AND j.batches = 0 THEN 'waiting'
+            WHEN l.pid IS NULL OR a.state <> 'active' THEN 'interrupted'
             WHEN j.rows_total IS NULL THEN 'counting rows'
             ELSE 'resealing' END AS phase,
        j.rows_total, j.rows_done, j.rows_resealed, j.batches,
