@@ -116,8 +116,22 @@ CALL privacy.reseal('bysubject');
 SELECT count(*) FILTER (WHERE privacy_internal.under_category_key(email)) AS left_under_category_key,
        count(*) FILTER (WHERE subject = 'cust-0099') AS erased_rows FROM bysubject;
 
+-- the same with a numeric subject column, keyed with the subject first
+CREATE TABLE bynumber (subject bigint, n int, email privacy.encrypted_text(contact), PRIMARY KEY (subject, n));
+SET privacy.purpose = 'support';
+INSERT INTO bynumber SELECT g % 300, g, 'n' || g FROM generate_series(1, 1200) g;
+RESET privacy.purpose;
+SELECT privacy.protect_table('bynumber', 'subject');
+SELECT privacy_internal.reseal_batch('bynumber', 'protect_table', NULL, 400);
+SELECT key_columns, last_key FROM privacy.reseal_jobs WHERE tbl = 'bynumber'::regclass;
+SELECT privacy.erase_subject('99', 'test') ->> 'keys_destroyed' AS keys_destroyed;
+SELECT key_columns, last_key FROM privacy.reseal_jobs WHERE tbl = 'bynumber'::regclass;
+CALL privacy.reseal('bynumber');
+SELECT count(*) FILTER (WHERE privacy_internal.under_category_key(email)) AS left_under_category_key,
+       count(*) AS total FROM bynumber;
+
 -- clean up
-DROP TABLE cust, byday, retyped, swallowed, bysubject;
+DROP TABLE cust, byday, retyped, swallowed, bysubject, bynumber;
 REVOKE CREATE ON SCHEMA public FROM ra_owner;
 DROP EXTENSION privacy;
 DROP ROLE ra_owner;
