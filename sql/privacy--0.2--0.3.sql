@@ -5067,12 +5067,17 @@ AS $$
         ARRAY[fallback])
 $$;
 
--- A new job (or the one already there, left as it is).
+-- A new job for the table and each table below it with storage (or the
+-- ones already there, left as they are).
 CREATE FUNCTION privacy_internal.reseal_enqueue(tbl regclass, command text, col name) RETURNS void
     LANGUAGE sql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
-    INSERT INTO privacy.reseal_jobs (tbl, command, col) VALUES (tbl, command, col)
+    INSERT INTO privacy.reseal_jobs (tbl, command, col)
+    SELECT d.t, command, col
+      FROM (SELECT tbl AS t UNION ALL SELECT privacy_internal.descendants(tbl)) d
+      JOIN pg_catalog.pg_class c ON c.oid = d.t
+     WHERE c.relkind = 'r'
     ON CONFLICT (tbl, command, col) DO NOTHING
 $$;
 
@@ -5220,6 +5225,19 @@ BEGIN
 END
 $$;
 
+-- The process that holds a table for resealing, if any.
+CREATE FUNCTION privacy_internal.reseal_holder(tbl regclass) RETURNS integer
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT l.pid FROM pg_catalog.pg_locks l
+     WHERE l.locktype = 'advisory' AND l.granted
+       AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
+       AND l.classid::integer = privacy_internal.reseal_lock_class()
+       AND l.objid = tbl::oid AND l.objsubid = 2
+     LIMIT 1
+$$;
+
 -- One session at a time per table: the session's advisory lock on it, kept
 -- across the batches' commits (and dropped by a crash or the session's end).
 -- A session that holds it already (a CALL it cancelled) goes on.
@@ -5230,20 +5248,15 @@ AS $$
 DECLARE
     holder integer;
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
-                WHERE l.locktype = 'advisory' AND l.pid = pg_catalog.pg_backend_pid() AND l.granted
-                  AND l.classid::integer = privacy_internal.reseal_lock_class()
-                  AND l.objid = tbl::oid AND l.objsubid = 2) THEN
+    holder := privacy_internal.reseal_holder(tbl);
+    IF holder = pg_catalog.pg_backend_pid() THEN
         RETURN;
     END IF;
     IF NOT pg_catalog.pg_try_advisory_lock(privacy_internal.reseal_lock_class(), tbl::oid::integer) THEN
-        SELECT l.pid INTO holder FROM pg_catalog.pg_locks l
-         WHERE l.locktype = 'advisory' AND l.granted
-           AND l.classid::integer = privacy_internal.reseal_lock_class()
-           AND l.objid = tbl::oid AND l.objsubid = 2;
         RAISE EXCEPTION USING ERRCODE = 'object_in_use',
             MESSAGE = format('table %s is being resealed by another session', tbl),
-            DETAIL = format('Process %s holds it; one session at a time reseals a table.', coalesce(holder::text, '?')),
+            DETAIL = format('Process %s holds it; one session at a time reseals a table.',
+                            coalesce(privacy_internal.reseal_holder(tbl)::text, '?')),
             HINT = 'privacy.progress_reseal shows its progress; CALL privacy.reseal() again once it has ended, if it was interrupted.';
     END IF;
 END
@@ -5254,10 +5267,7 @@ CREATE FUNCTION privacy_internal.reseal_unlock(tbl regclass) RETURNS void
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.pg_advisory_unlock(privacy_internal.reseal_lock_class(), tbl::oid::integer)
-      FROM pg_catalog.pg_locks l
-     WHERE l.locktype = 'advisory' AND l.pid = pg_catalog.pg_backend_pid() AND l.granted
-       AND l.classid::integer = privacy_internal.reseal_lock_class()
-       AND l.objid = tbl::oid AND l.objsubid = 2
+     WHERE privacy_internal.reseal_holder(tbl) = pg_catalog.pg_backend_pid()
 $$;
 
 -- The jobs on a table and the tables below it (partitions, children).
@@ -5379,10 +5389,7 @@ BEGIN
             ERRCODE = 'invalid_parameter_value',
             MESSAGE = pg_catalog.format('column "%s" of %s is not an encrypted column', col, tbl);
     END IF;
-    PERFORM privacy_internal.reseal_enqueue(t, 'reencrypt', col)
-       FROM (SELECT tbl AS t UNION ALL SELECT privacy_internal.descendants(tbl)) d
-       JOIN pg_catalog.pg_class c ON c.oid = d.t
-      WHERE c.relkind = 'r';
+    PERFORM privacy_internal.reseal_enqueue(tbl, 'reencrypt', col);
     COMMIT;
     CALL privacy_internal.reseal_run(tbl, 'reencrypt', col, batch_rows);
 END
@@ -5622,6 +5629,7 @@ $$;
 
 REVOKE ALL ON TABLE privacy.reseal_jobs, privacy.progress_reseal FROM PUBLIC;
 REVOKE ALL ON FUNCTION privacy_internal.reseal_lock_class(), privacy_internal.reseal_key(regclass, name),
+    privacy_internal.reseal_holder(regclass),
     privacy_internal.reseal_enqueue(regclass, text, name), privacy_internal.has_seal_trigger(regclass),
     privacy_internal.reseal_batch(regclass, text, name, integer), privacy_internal.reseal_lock(regclass),
     privacy_internal.reseal_unlock(regclass), privacy_internal.reseal_pending(regclass, text, name),
@@ -5827,7 +5835,25 @@ $$;
 -- extra_float_digits; a job whose pass left rows to do (a key retyped
 -- mid-reseal, a trigger or rule that swallowed the batches) goes through
 -- the table again, then fails clearly instead of ending as done; an
--- erasure moves a job's position off the erased subject's identifier.
+-- erasure moves a job's position off the erased subject's identifier;
+-- progress_reseal does not call a reseal 'interrupted' to a viewer who
+-- may not see the session's state in pg_stat_activity.
+CREATE OR REPLACE VIEW privacy.progress_reseal AS
+SELECT l.pid, j.tbl AS relid, j.command, j.col AS column_name,
+       CASE WHEN (l.pid IS NULL OR a.state <> 'active') AND j.batches = 0 THEN 'waiting'
+            WHEN l.pid IS NULL OR a.state <> 'active' THEN 'interrupted'
+            WHEN j.rows_total IS NULL THEN 'counting rows'
+            ELSE 'resealing' END AS phase,
+       j.rows_total, j.rows_done, j.rows_resealed, j.batches,
+       j.started_at, j.updated_at, j.created_at, j.created_by
+  FROM privacy.reseal_jobs j
+  LEFT JOIN pg_catalog.pg_locks l
+         ON l.locktype = 'advisory' AND l.granted AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                                                                    WHERE d.datname = pg_catalog.current_database())
+        AND l.classid::integer = privacy_internal.reseal_lock_class()
+        AND l.objid = j.tbl::oid AND l.objsubid = 2
+  LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid;
+
 CREATE OR REPLACE FUNCTION privacy_internal.reseal_batch(job_tbl regclass, job_command text, job_col name,
                                               batch_rows integer) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
@@ -6269,21 +6295,3 @@ BEGIN
     RETURN receipt;
 END
 $$;
-
--- #14 review: progress_reseal does not call a reseal 'interrupted' to a
--- viewer who may not see the session's state in pg_stat_activity
-CREATE OR REPLACE VIEW privacy.progress_reseal AS
-SELECT l.pid, j.tbl AS relid, j.command, j.col AS column_name,
-       CASE WHEN (l.pid IS NULL OR a.state <> 'active') AND j.batches = 0 THEN 'waiting'
-            WHEN l.pid IS NULL OR a.state <> 'active' THEN 'interrupted'
-            WHEN j.rows_total IS NULL THEN 'counting rows'
-            ELSE 'resealing' END AS phase,
-       j.rows_total, j.rows_done, j.rows_resealed, j.batches,
-       j.started_at, j.updated_at, j.created_at, j.created_by
-  FROM privacy.reseal_jobs j
-  LEFT JOIN pg_catalog.pg_locks l
-         ON l.locktype = 'advisory' AND l.granted AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
-                                                                    WHERE d.datname = pg_catalog.current_database())
-        AND l.classid::integer = privacy_internal.reseal_lock_class()
-        AND l.objid = j.tbl::oid AND l.objsubid = 2
-  LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid;

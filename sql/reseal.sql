@@ -102,9 +102,11 @@ INSERT INTO nokey SELECT (g % 4)::text, 'k' || g FROM generate_series(1, 1010) g
 INSERT INTO nokey VALUES (NULL, 'nobody');
 INSERT INTO twokeys SELECT g % 7, 'b' || g, g % 2, 't' || g FROM generate_series(1, 1010) g;
 RESET privacy.purpose;
+SET ROLE privacy_admin;
 SELECT privacy.protect_table('nokey', 'subject');
 SELECT privacy.protect_table('twokeys', 'subject');
 CALL privacy.reseal(NULL, 400);
+RESET ROLE;
 SELECT (SELECT count(*) FROM nokey WHERE privacy_internal.under_category_key(email)) AS nokey_left,
        (SELECT count(*) FROM twokeys WHERE privacy_internal.under_category_key(email)) AS twokeys_left;
 
@@ -129,7 +131,12 @@ INSERT INTO loose SELECT g, 'l' || g FROM generate_series(1, 25) g;
 RESET privacy.purpose;
 SELECT privacy.rotate_key('contact') > 0 AS rotated;
 SELECT count(*) FILTER (WHERE privacy_internal.needs_reseal(email)) AS needs_reseal FROM loose;
+-- (as a member of privacy_admin, with no privilege on the table)
+CREATE ROLE reseal_admin IN ROLE privacy_admin;
+SET ROLE reseal_admin;
 CALL privacy.reencrypt('loose', 'email', 10);
+SELECT relid, command FROM privacy.progress_reseal;
+RESET ROLE;
 SELECT count(*) FILTER (WHERE privacy_internal.needs_reseal(email)) AS needs_reseal FROM loose;
 SET privacy.purpose = 'support';
 SELECT count(*) FILTER (WHERE email::text = 'l' || id) AS correct FROM loose;
@@ -140,4 +147,4 @@ DROP TABLE "Big Table", fired, loose, nokey, twokeys, parted;
 DROP FUNCTION note_fired();
 REVOKE CREATE ON SCHEMA public FROM reseal_owner;
 DROP EXTENSION privacy;
-DROP ROLE reseal_owner;
+DROP ROLE reseal_owner, reseal_admin;

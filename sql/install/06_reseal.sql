@@ -79,12 +79,17 @@ AS $$
         ARRAY[fallback])
 $$;
 
--- A new job (or the one already there, left as it is).
+-- A new job for the table and each table below it with storage (or the
+-- ones already there, left as they are).
 CREATE FUNCTION privacy_internal.reseal_enqueue(tbl regclass, command text, col name) RETURNS void
     LANGUAGE sql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
-    INSERT INTO privacy.reseal_jobs (tbl, command, col) VALUES (tbl, command, col)
+    INSERT INTO privacy.reseal_jobs (tbl, command, col)
+    SELECT d.t, command, col
+      FROM (SELECT tbl AS t UNION ALL SELECT privacy_internal.descendants(tbl)) d
+      JOIN pg_catalog.pg_class c ON c.oid = d.t
+     WHERE c.relkind = 'r'
     ON CONFLICT (tbl, command, col) DO NOTHING
 $$;
 
@@ -313,6 +318,19 @@ BEGIN
 END
 $$;
 
+-- The process that holds a table for resealing, if any.
+CREATE FUNCTION privacy_internal.reseal_holder(tbl regclass) RETURNS integer
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT l.pid FROM pg_catalog.pg_locks l
+     WHERE l.locktype = 'advisory' AND l.granted
+       AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
+       AND l.classid::integer = privacy_internal.reseal_lock_class()
+       AND l.objid = tbl::oid AND l.objsubid = 2
+     LIMIT 1
+$$;
+
 -- One session at a time per table: the session's advisory lock on it, kept
 -- across the batches' commits (and dropped by a crash or the session's end).
 -- A session that holds it already (a CALL it cancelled) goes on.
@@ -323,20 +341,15 @@ AS $$
 DECLARE
     holder integer;
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
-                WHERE l.locktype = 'advisory' AND l.pid = pg_catalog.pg_backend_pid() AND l.granted
-                  AND l.classid::integer = privacy_internal.reseal_lock_class()
-                  AND l.objid = tbl::oid AND l.objsubid = 2) THEN
+    holder := privacy_internal.reseal_holder(tbl);
+    IF holder = pg_catalog.pg_backend_pid() THEN
         RETURN;
     END IF;
     IF NOT pg_catalog.pg_try_advisory_lock(privacy_internal.reseal_lock_class(), tbl::oid::integer) THEN
-        SELECT l.pid INTO holder FROM pg_catalog.pg_locks l
-         WHERE l.locktype = 'advisory' AND l.granted
-           AND l.classid::integer = privacy_internal.reseal_lock_class()
-           AND l.objid = tbl::oid AND l.objsubid = 2;
         RAISE EXCEPTION USING ERRCODE = 'object_in_use',
             MESSAGE = format('table %s is being resealed by another session', tbl),
-            DETAIL = format('Process %s holds it; one session at a time reseals a table.', coalesce(holder::text, '?')),
+            DETAIL = format('Process %s holds it; one session at a time reseals a table.',
+                            coalesce(privacy_internal.reseal_holder(tbl)::text, '?')),
             HINT = 'privacy.progress_reseal shows its progress; CALL privacy.reseal() again once it has ended, if it was interrupted.';
     END IF;
 END
@@ -347,10 +360,7 @@ CREATE FUNCTION privacy_internal.reseal_unlock(tbl regclass) RETURNS void
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.pg_advisory_unlock(privacy_internal.reseal_lock_class(), tbl::oid::integer)
-      FROM pg_catalog.pg_locks l
-     WHERE l.locktype = 'advisory' AND l.pid = pg_catalog.pg_backend_pid() AND l.granted
-       AND l.classid::integer = privacy_internal.reseal_lock_class()
-       AND l.objid = tbl::oid AND l.objsubid = 2
+     WHERE privacy_internal.reseal_holder(tbl) = pg_catalog.pg_backend_pid()
 $$;
 
 -- The jobs on a table and the tables below it (partitions, children).
@@ -511,10 +521,7 @@ BEGIN
             ERRCODE = 'invalid_parameter_value',
             MESSAGE = pg_catalog.format('column "%s" of %s is not an encrypted column', col, tbl);
     END IF;
-    PERFORM privacy_internal.reseal_enqueue(t, 'reencrypt', col)
-       FROM (SELECT tbl AS t UNION ALL SELECT privacy_internal.descendants(tbl)) d
-       JOIN pg_catalog.pg_class c ON c.oid = d.t
-      WHERE c.relkind = 'r';
+    PERFORM privacy_internal.reseal_enqueue(tbl, 'reencrypt', col);
     COMMIT;
     CALL privacy_internal.reseal_run(tbl, 'reencrypt', col, batch_rows);
 END

@@ -60,9 +60,9 @@
 #                               hold): goal <= 100 ms
 #   protect_table_oltp_tps      pgbench TPS (2 clients, SCALE_SECONDS) of a
 #                               decrypting point lookup and a one-row UPDATE
-#                               on a third copy while CALL privacy.reseal()
-#                               reseals it, against the same on the protected
-#                               copy before the reseal: goal >= 0.7
+#                               on a second protected copy while CALL
+#                               privacy.reseal() reseals it, against the same
+#                               on the first copy, resealed: goal >= 0.7
 #   subject_report_first_call, _next_call
 #                               ms of an officer's first
 #                               privacy.subject_report() in a new session and
@@ -82,7 +82,8 @@
 #
 # SCALE_SUBJECTS, SCALE_ROWS_PER_SUBJECT, SCALE_COPY_ROWS, SCALE_SECONDS
 # scale it down (e.g. 100000, 2, 200000, 10 for a quick run);
-# SCALE_ONLY=protect_table loads cat alone and measures protect_table only.
+# SCALE_ONLY=protect_table loads cat alone and measures protect_table only;
+# SCALE_RESEAL_BATCH sets CALL privacy.reseal()'s batch_rows (1000).
 set -eu -o pipefail
 shopt -s inherit_errexit
 . "$(dirname "$0")/common.sh"
@@ -92,6 +93,7 @@ PER=${SCALE_ROWS_PER_SUBJECT:-10}
 ROWS=$((SUBJECTS * PER))
 COPY_ROWS=${SCALE_COPY_ROWS:-1000000}
 SECS=${SCALE_SECONDS:-15}
+BATCH=${SCALE_RESEAL_BATCH:-1000}
 CACHE=$((SUBJECTS + SUBJECTS / 4))
 APP=bench_scale_app
 SERVER_LOG=$PRIVACY_TMP/server.log
@@ -154,23 +156,28 @@ q() { echo "SELECT sum(length(email::text) + length(phone::text) + length(note::
 # SHARE on prot every few ms and keeps its longest wait, which is the
 # longest time the table was locked ACCESS EXCLUSIVE.  (B) protect_table
 # (prot2), then an OLTP mix (a decrypting point lookup and an UPDATE of
-# one row, pgbench -c 2) for SCALE_SECONDS alone, then the same while
-# CALL privacy.reseal(prot2) runs.
+# one row, pgbench -c 2) for SCALE_SECONDS on prot (resealed) alone, then
+# on prot2 while CALL privacy.reseal(prot2) runs.  Beside them, prot3 is
+# resealed in one statement (0.2's way, under no lock here) to show what
+# the batches add.
 protect_section() {
 	say "protect_table of $ROWS rows of $SUBJECTS new subjects, online, against UPDATE of the same columns"
-	local new=$((SUBJECTS * 100)) new2=$((SUBJECTS * 200)) keys_before reseal_pid
+	local new=$((SUBJECTS * 100)) new2=$((SUBJECTS * 200)) new3=$((SUBJECTS * 300)) keys_before reseal_pid
 	bench_psql >/dev/null <<SQL
 CREATE TABLE prot (LIKE cat INCLUDING ALL) WITH (autovacuum_enabled = off);
 CREATE TABLE prot2 (LIKE cat INCLUDING ALL) WITH (autovacuum_enabled = off);
+CREATE TABLE prot3 (LIKE cat INCLUDING ALL) WITH (autovacuum_enabled = off);
 CREATE TABLE upd (LIKE cat INCLUDING ALL) WITH (autovacuum_enabled = off);
 INSERT INTO prot SELECT id, subject + $new, email, phone, note FROM cat;
 INSERT INTO prot2 SELECT id, subject + $new2, email, phone, note FROM cat;
+INSERT INTO prot3 SELECT id, subject + $new3, email, phone, note FROM cat;
 INSERT INTO upd SELECT * FROM prot;
 CREATE INDEX ON prot (subject);
 CREATE INDEX ON prot2 (subject);
+CREATE INDEX ON prot3 (subject);
 CREATE INDEX ON upd (subject);
-VACUUM (FREEZE, ANALYZE) prot, prot2, upd;
-GRANT SELECT ON prot TO $APP;
+VACUUM (FREEZE, ANALYZE) prot, prot2, prot3, upd;
+GRANT SELECT, UPDATE ON prot TO $APP;
 GRANT SELECT, UPDATE ON prot2 TO $APP;
 CREATE TABLE probe_stop (stop boolean);
 SQL
@@ -193,18 +200,18 @@ BEGIN
         EXIT WHEN EXISTS (SELECT 1 FROM probe_stop);
         PERFORM pg_sleep(0.002);
     END LOOP;
-    RAISE NOTICE 'probe % % ms', n, round(extract(epoch FROM worst) * 1000, 1);
+    RAISE WARNING 'probe % % ms', n, round(extract(epoch FROM worst) * 1000, 1);
 END \$\$" 2>"$PRIVACY_TMP/scale_probe.out" &
 	local probe=$!
 	sleep 1
 	bench_psql -c '\timing on' -c "SELECT privacy.protect_table('prot', 'subject')" >"$PRIVACY_TMP/scale_protect.out" 2>&1
-	bench_psql -c '\timing on' -c "CALL privacy.reseal('prot', 1000)" >"$PRIVACY_TMP/scale_reseal.out" 2>&1
+	bench_psql -c '\timing on' -c "CALL privacy.reseal('prot', $BATCH)" >"$PRIVACY_TMP/scale_reseal.out" 2>&1
 	sleep 1
 	bench_psql -c "INSERT INTO probe_stop VALUES (true)" >/dev/null
 	wait $probe
 	catalog_ms=$(awk '/^Time:/ { print $2 }' "$PRIVACY_TMP/scale_protect.out")
 	reseal_ms=$(awk '/^Time:/ { print $2 }' "$PRIVACY_TMP/scale_reseal.out")
-	read -r probes hold_ms < <(awk '/NOTICE:  probe/ { print $3, $4 }' "$PRIVACY_TMP/scale_probe.out")
+	read -r probes hold_ms < <(awk '/WARNING:  probe/ { print $3, $4 }' "$PRIVACY_TMP/scale_probe.out") || true
 	[ -n "$upd_ms" ] && [ -n "$catalog_ms" ] && [ -n "$reseal_ms" ] && [ -n "$hold_ms" ] || die "protect_table: timings missing"
 	protect_ms=$(awk -v a="$catalog_ms" -v b="$reseal_ms" 'BEGIN { printf "%.1f", a + b }')
 	check=$(bench_psql -c "SET ROLE $APP" -c "SET privacy.purpose = 'service'" -c "$(q prot)" -c "$(q cat)" | paste -sd ' ')
@@ -216,30 +223,43 @@ END \$\$" 2>"$PRIVACY_TMP/scale_probe.out" &
 	echo "protect_table of $ROWS rows: catalog change $catalog_ms ms + CALL privacy.reseal $reseal_ms ms = $protect_ms ms" \
 		"(plain UPDATE $upd_ms ms); a reader waited at most $hold_ms ms for the table ($probes LOCK probes)"
 
-	# (B) OLTP on prot2 alone, then while it is resealed
-	cat >"$PRIVACY_TMP/scale_oltp.pgbench" <<PGB
+	# the same reseal as one statement in one transaction (what 0.2's
+	# protect_table did under its lock): what the batches add
+	bench_psql -c "SET client_min_messages = warning" -c "SELECT privacy.protect_table('prot3', 'subject')" >/dev/null
+	bench_psql -c "CHECKPOINT" -c '\timing on' \
+		-c "SELECT privacy_internal.reseal_batch('prot3', 'protect_table', NULL, $((ROWS + 1)))" >"$PRIVACY_TMP/scale_one.out"
+	one_ms=$(awk '/^Time:/ { print $2 }' "$PRIVACY_TMP/scale_one.out")
+	echo "the same reseal as one UPDATE in one transaction (prot3): $one_ms ms; the batches of $BATCH rows take" \
+		"$(awk -v a="$reseal_ms" -v b="$one_ms" 'BEGIN { printf "%.2f", a / b }') times that"
+
+	# (B) OLTP on prot (resealed) alone, then on prot2 while it is resealed
+	for t in prot prot2; do
+		cat >"$PRIVACY_TMP/scale_oltp_$t.pgbench" <<PGB
 \\set id random(1, $ROWS)
-SELECT email FROM prot2 WHERE id = :id \\gset
-UPDATE prot2 SET note = note WHERE id = :id;
+SELECT email FROM $t WHERE id = :id \\gset
+UPDATE $t SET note = note WHERE id = :id;
 PGB
+	done
 	bench_psql -c "SET client_min_messages = warning" -c "SELECT privacy.protect_table('prot2', 'subject')" >/dev/null
-	oltp_alone=$(bench_pgbench_tps service prepared "$APP" "$SECS" "$PRIVACY_TMP/scale_oltp.pgbench")
-	bench_psql -c '\timing on' -c "CALL privacy.reseal('prot2', 1000)" >"$PRIVACY_TMP/scale_reseal2.out" 2>&1 &
+	bench_pgbench_tps service prepared "$APP" 3 "$PRIVACY_TMP/scale_oltp_prot.pgbench" >/dev/null
+	oltp_alone=$(bench_pgbench_tps service prepared "$APP" "$SECS" "$PRIVACY_TMP/scale_oltp_prot.pgbench")
+	bench_psql -c '\timing on' -c "CALL privacy.reseal('prot2', $BATCH)" >"$PRIVACY_TMP/scale_reseal2.out" 2>&1 &
 	reseal_pid=$!
 	sleep 1
-	oltp_during=$(bench_pgbench_tps service prepared "$APP" "$SECS" "$PRIVACY_TMP/scale_oltp.pgbench")
+	oltp_during=$(bench_pgbench_tps service prepared "$APP" "$SECS" "$PRIVACY_TMP/scale_oltp_prot2.pgbench")
 	local still=yes
 	kill -0 $reseal_pid 2>/dev/null || still=no
 	wait $reseal_pid
 	reseal2_ms=$(awk '/^Time:/ { print $2 }' "$PRIVACY_TMP/scale_reseal2.out")
-	echo "OLTP (point lookup + one-row UPDATE, pgbench -c 2, $SECS s) on prot2: $oltp_alone TPS alone," \
-		"$oltp_during TPS during CALL privacy.reseal (which took $reseal2_ms ms; still running when pgbench ended: $still)"
+	echo "OLTP (point lookup + one-row UPDATE, pgbench -c 2, $SECS s): $oltp_alone TPS on prot alone (resealed)," \
+		"$oltp_during TPS on prot2 during CALL privacy.reseal (which took $reseal2_ms ms; still running when pgbench ended: $still)"
 	[ "$still" = yes ] || echo "  note: the reseal ended before pgbench: the TPS during it is overstated"
 }
 protect_figures() {
 	figure protect_table "$protect_ms" ms plain_update "$upd_ms" "<= 1.5"
 	figure protect_table_exclusive_hold "$hold_ms" ms protect_table "$protect_ms" "hold <= 100 ms"
 	figure protect_table_oltp_tps "$oltp_during" tps oltp_alone "$oltp_alone" ">= 0.7"
+	figure protect_table_batches "$reseal_ms" ms one_statement_reseal "$one_ms"
 }
 say "loading $ROWS rows of $SUBJECTS subjects into each table"
 load() {	# load TABLE: in statements of 1,000,000 rows
