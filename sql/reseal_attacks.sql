@@ -99,6 +99,22 @@ DROP TRIGGER min_update ON swallowed;
 CALL privacy.reseal('swallowed');
 SELECT count(*) FILTER (WHERE privacy_internal.under_category_key(email)) AS left_under_category_key FROM swallowed;
 
+-- the owner makes the seal trigger fire only on replicas (so nothing is
+-- resealed): the reseal says so at once, as compliance_gaps() does
+SET ROLE ra_owner;
+CREATE TABLE replica_only (id int PRIMARY KEY, subject int, email privacy.encrypted_text(contact));
+SET privacy.purpose = 'support';
+INSERT INTO replica_only SELECT g, g % 9, 'o' || g FROM generate_series(1, 1201) g;
+RESET privacy.purpose;
+RESET ROLE;
+SELECT privacy.protect_table('replica_only', 'subject');
+SET ROLE ra_owner;
+ALTER TABLE replica_only ENABLE REPLICA TRIGGER privacy_seal_row;
+RESET ROLE;
+CALL privacy.reseal('replica_only');
+SELECT count(*) AS jobs_left FROM privacy.reseal_jobs WHERE tbl = 'replica_only'::regclass;
+SELECT gap FROM privacy.compliance_gaps() WHERE object = 'public.replica_only' ORDER BY 1;
+
 -- 6. an erasure during a reseal keyed by the subject column (no primary
 -- key) leaves no trace of the subject's identifier in the job
 CREATE TABLE bysubject (subject text, email privacy.encrypted_text(contact));
@@ -131,7 +147,7 @@ SELECT count(*) FILTER (WHERE privacy_internal.under_category_key(email)) AS lef
        count(*) AS total FROM bynumber;
 
 -- clean up
-DROP TABLE cust, byday, retyped, swallowed, bysubject, bynumber;
+DROP TABLE cust, byday, retyped, swallowed, replica_only, bysubject, bynumber;
 REVOKE CREATE ON SCHEMA public FROM ra_owner;
 DROP EXTENSION privacy;
 DROP ROLE ra_owner;
