@@ -99,8 +99,8 @@ DROP TRIGGER min_update ON swallowed;
 CALL privacy.reseal('swallowed');
 SELECT count(*) FILTER (WHERE privacy_internal.under_category_key(email)) AS left_under_category_key FROM swallowed;
 
--- the owner makes the seal trigger fire only on replicas (so nothing is
--- resealed): the reseal says so at once, as compliance_gaps() does
+-- the owner tries to make the seal trigger fire only on replicas (so that
+-- nothing would be resealed): refused, and the reseal goes through
 SET ROLE ra_owner;
 CREATE TABLE replica_only (id int PRIMARY KEY, subject int, email privacy.encrypted_text(contact));
 SET privacy.purpose = 'support';
