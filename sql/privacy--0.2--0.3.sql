@@ -6727,3 +6727,498 @@ BEGIN
     ORDER BY 1, 2;
 END
 $$;
+
+-- #14 review (reseal attacks, sql/reseal_attacks.sql): a batch's key
+-- position is written and read under pinned DateStyle, IntervalStyle and
+-- extra_float_digits; a job whose pass left rows to do (a key retyped
+-- mid-reseal, a trigger or rule that swallowed the batches) goes through
+-- the table again, then fails clearly instead of ending as done; an
+-- erasure moves a job's position off the erased subject's identifier;
+-- progress_reseal does not call a reseal 'interrupted' to a viewer who
+-- may not see the session's state in pg_stat_activity.
+CREATE OR REPLACE VIEW privacy.progress_reseal AS
+SELECT l.pid, j.tbl AS relid, j.command, j.col AS column_name,
+       CASE WHEN (l.pid IS NULL OR a.state <> 'active') AND j.batches = 0 THEN 'waiting'
+            WHEN l.pid IS NULL OR a.state <> 'active' THEN 'interrupted'
+            WHEN j.rows_total IS NULL THEN 'counting rows'
+            ELSE 'resealing' END AS phase,
+       j.rows_total, j.rows_done, j.rows_resealed, j.batches,
+       j.started_at, j.updated_at, j.created_at, j.created_by
+  FROM privacy.reseal_jobs j
+  LEFT JOIN pg_catalog.pg_locks l
+         ON l.locktype = 'advisory' AND l.granted AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                                                                    WHERE d.datname = pg_catalog.current_database())
+        AND l.classid::integer = privacy_internal.reseal_lock_class()
+        AND l.objid = j.tbl::oid AND l.objsubid = 2
+  LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid;
+
+CREATE OR REPLACE FUNCTION privacy_internal.reseal_batch(job_tbl regclass, job_command text, job_col name,
+                                              batch_rows integer) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET DateStyle = 'ISO, MDY'
+    SET IntervalStyle = 'postgres'
+    SET extra_float_digits = 3
+AS $$
+DECLARE
+    j privacy.reseal_jobs;
+    subject name;
+    keys name[];
+    nk integer;
+    key_list text;
+    lower_bound text := 'true';
+    upper_bound text;
+    sets text;
+    todo text;
+    stmt text;
+    boundary text[];
+    covered bigint;
+    n bigint;
+    rel text;
+    distributed boolean := false;
+    passed_over bigint;
+BEGIN
+    SELECT * INTO j FROM privacy.reseal_jobs r
+     WHERE r.tbl = job_tbl AND r.command = job_command AND r.col IS NOT DISTINCT FROM job_col
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    SELECT pt.subject_column INTO subject FROM privacy.protected_tables pt WHERE pt.tbl = job_tbl;
+    IF job_command = 'protect_table' THEN
+        -- unprotected meanwhile: nothing is left to do
+        IF subject IS NULL THEN
+            DELETE FROM privacy.reseal_jobs r WHERE r.tbl = job_tbl AND r.command = job_command;
+            RETURN 0;
+        END IF;
+        SELECT string_agg(format('%1$I = %1$I', a.attname), ', ' ORDER BY a.attnum),
+               format('%I IS NOT NULL AND (%s)', subject,
+                      string_agg(format('privacy_internal.under_category_key(%I)', a.attname), ' OR ' ORDER BY a.attnum))
+          INTO sets, todo
+          FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = job_tbl AND a.attnum > 0 AND NOT a.attisdropped
+           AND privacy_internal.is_encrypted_type(a.atttypid);
+        -- Citus refuses a STABLE function of a column in an UPDATE: there
+        -- every row of the batch with a subject is written (the seal
+        -- trigger leaves a value under its subject's key as it is)
+        IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+            EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1)'
+               INTO distributed USING job_tbl;
+        END IF;
+        IF distributed THEN
+            todo := format('%I IS NOT NULL', subject);
+        END IF;
+    ELSE
+        sets := format('%1$I = privacy_internal.reseal(%1$I)', job_col);
+        todo := format('privacy_internal.needs_reseal(%I)', job_col);
+    END IF;
+    IF job_command = 'protect_table' AND NOT privacy_internal.has_seal_trigger(job_tbl) THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('table %s has no seal trigger', job_tbl),
+            HINT = 'Protect the table again with privacy.unprotect_table() and privacy.protect_table().';
+    END IF;
+    IF sets IS NULL THEN
+        DELETE FROM privacy.reseal_jobs r
+         WHERE r.tbl = j.tbl AND r.command = j.command AND r.col IS NOT DISTINCT FROM j.col;
+        RETURN 0;
+    END IF;
+    keys := privacy_internal.reseal_key(job_tbl, coalesce(subject,
+                (SELECT a.attname FROM pg_catalog.pg_attribute a
+                  WHERE a.attrelid = job_tbl AND a.attnum > 0 AND NOT a.attisdropped
+                    AND NOT privacy_internal.is_encrypted_type(a.atttypid)
+                  ORDER BY a.attnum LIMIT 1)));
+    IF j.key_columns IS DISTINCT FROM keys THEN
+        -- a new key (or the first batch): start from the beginning; rows
+        -- resealed already are left out by the filter
+        j.key_columns := keys;
+        j.last_key := NULL;
+    END IF;
+    nk := cardinality(keys);
+    SELECT string_agg(format('%I', k), ', ' ORDER BY o) INTO key_list
+      FROM unnest(keys) WITH ORDINALITY u(k, o);
+    IF j.last_key IS NOT NULL THEN
+        SELECT format('(%s) > (%s)', key_list,
+                      string_agg(format('$%s::%s', o, pg_catalog.format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY o))
+          INTO lower_bound
+          FROM unnest(keys) WITH ORDINALITY u(k, o)
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = job_tbl AND a.attname = u.k;
+    END IF;
+    -- a parent of traditional inheritance without its children (each has a
+    -- job of its own); ONLY is left out elsewhere, for Citus's sake
+    rel := CASE WHEN (SELECT c.relhassubclass FROM pg_catalog.pg_class c WHERE c.oid = job_tbl)
+                THEN 'ONLY ' ELSE '' END || job_tbl::text;
+    IF j.rows_total IS NULL THEN
+        j.rows_total := (privacy_internal.run_as_owner_row(job_tbl, format('SELECT count(*) FROM %s', rel)))[1]::bigint;
+    END IF;
+    -- the last key of the next batch_rows rows, and how many there are
+    stmt := format('SELECT %s, count(*) OVER () FROM (SELECT %s FROM %s WHERE %s AND %s ORDER BY %s LIMIT %s) s ORDER BY %s LIMIT 1',
+                   key_list, key_list, rel, lower_bound,
+                   (SELECT string_agg(format('%I IS NOT NULL', k), ' AND ') FROM unnest(keys) k),
+                   key_list, batch_rows,
+                   (SELECT string_agg(format('%I DESC', k), ', ' ORDER BY o) FROM unnest(keys) WITH ORDINALITY u(k, o)));
+    boundary := privacy_internal.run_as_owner_row(job_tbl, stmt, j.last_key);
+    IF boundary IS NULL THEN
+        passed_over := (privacy_internal.run_as_owner_row(job_tbl,
+            format('SELECT count(*) FROM %s WHERE %s', rel, todo)))[1]::bigint;
+        IF passed_over > 0 THEN
+            UPDATE privacy.reseal_jobs r
+               SET key_columns = NULL, last_key = NULL, rows_total = NULL, rows_done = 0,
+                   updated_at = pg_catalog.clock_timestamp()
+             WHERE r.tbl = j.tbl AND r.command = j.command AND r.col IS NOT DISTINCT FROM j.col;
+            RETURN -passed_over;
+        END IF;
+        DELETE FROM privacy.reseal_jobs r
+         WHERE r.tbl = j.tbl AND r.command = j.command AND r.col IS NOT DISTINCT FROM j.col;
+        RETURN 0;
+    END IF;
+    covered := boundary[nk + 1]::bigint;
+    SELECT format('(%s) <= (%s)', key_list,
+                  string_agg(format('$%s::%s', o + coalesce(cardinality(j.last_key), 0),
+                                    pg_catalog.format_type(a.atttypid, a.atttypmod)), ', ' ORDER BY o))
+      INTO upper_bound
+      FROM unnest(keys) WITH ORDINALITY u(k, o)
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = job_tbl AND a.attname = u.k;
+    n := privacy_internal.run_as_owner(job_tbl,
+        format('UPDATE %s SET %s WHERE %s AND %s AND (%s)', rel, sets, lower_bound, upper_bound, todo),
+        coalesce(j.last_key, '{}') || boundary[1:nk]);
+    IF keys = ARRAY[subject] OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+                                             WHERE i.indrelid = job_tbl AND i.indisprimary) THEN
+        -- a key that is not unique: the batch took every row of its last value
+        covered := (privacy_internal.run_as_owner_row(job_tbl,
+            format('SELECT count(*) FROM %s WHERE %s AND %s', rel, lower_bound, upper_bound),
+            coalesce(j.last_key, '{}') || boundary[1:nk]))[1]::bigint;
+    END IF;
+    UPDATE privacy.reseal_jobs r
+       SET key_columns = keys, last_key = boundary[1:nk], rows_total = j.rows_total,
+           rows_done = r.rows_done + covered, rows_resealed = r.rows_resealed + n,
+           batches = r.batches + 1, started_at = coalesce(r.started_at, pg_catalog.clock_timestamp()),
+           updated_at = pg_catalog.clock_timestamp()
+     WHERE r.tbl = j.tbl AND r.command = j.command AND r.col IS NOT DISTINCT FROM j.col;
+    RETURN covered;
+END
+$$;
+
+CREATE FUNCTION privacy_internal.reseal_forget_subject(subject text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    SET DateStyle = 'ISO, MDY'
+    SET IntervalStyle = 'postgres'
+    SET extra_float_digits = 3
+AS $$
+DECLARE
+    j record;
+    match text;
+    typed text;
+    in_t text;
+    in_k text;
+    desc_t text;
+    not_null text;
+    rel text;
+BEGIN
+    FOR j IN SELECT r.tbl, r.command, r.col, r.key_columns, r.last_key, pt.subject_column
+               FROM privacy.reseal_jobs r
+               JOIN privacy.protected_tables pt ON pt.tbl = r.tbl
+              WHERE r.last_key IS NOT NULL AND pt.subject_column = ANY (r.key_columns)
+              ORDER BY r.tbl::oid, r.command, r.col
+                FOR UPDATE OF r
+    LOOP
+        match := privacy_internal.subject_match(j.tbl, j.subject_column, subject);
+        SELECT string_agg(format('$%s::%s AS %I', o, pg_catalog.format_type(a.atttypid, a.atttypmod), k), ', ' ORDER BY o),
+               string_agg(format('t.%I', k), ', ' ORDER BY o),
+               string_agg(format('k.%I', k), ', ' ORDER BY o),
+               string_agg(format('t.%I DESC', k), ', ' ORDER BY o),
+               string_agg(format('t.%I IS NOT NULL', k), ' AND ' ORDER BY o)
+          INTO typed, in_t, in_k, desc_t, not_null
+          FROM unnest(j.key_columns) WITH ORDINALITY u(k, o)
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = j.tbl AND a.attname = u.k AND NOT a.attisdropped;
+        CONTINUE WHEN typed IS NULL OR privacy_internal.run_as_owner(j.tbl,
+            format('SELECT FROM (SELECT %s) t WHERE %s', typed, match), j.last_key) = 0;
+        rel := CASE WHEN (SELECT c.relhassubclass FROM pg_catalog.pg_class c WHERE c.oid = j.tbl)
+                    THEN 'ONLY ' ELSE '' END || j.tbl::text;
+        UPDATE privacy.reseal_jobs r
+           SET last_key = privacy_internal.run_as_owner_row(j.tbl,
+                   format('SELECT %s FROM %s t, (SELECT %s) k WHERE (%s) < (%s) AND %s AND NOT (%s) ORDER BY %s LIMIT 1',
+                          in_t, rel, typed, in_t, in_k, not_null, match, desc_t),
+                   j.last_key),
+               updated_at = pg_catalog.clock_timestamp()
+         WHERE r.tbl = j.tbl AND r.command = j.command AND r.col IS NOT DISTINCT FROM j.col;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION privacy_internal.reseal_forget_subject(text) FROM PUBLIC;
+
+CREATE FUNCTION privacy_internal.reseal_passed_over(tbl regclass, command text, left_over bigint) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+        MESSAGE = format('%s of %s left %s rows as they were, twice', command, tbl, left_over),
+        DETAIL = 'A rule or a trigger of the table keeps the rows the reseal updates as they were: a BEFORE UPDATE trigger that skips unchanged rows and fires before privacy_seal_row (triggers fire in the order of their names), such as one running suppress_redundant_updates_trigger(), does.',
+        HINT = 'Let that trigger fire after privacy_seal_row (rename it) or drop the rule, then CALL privacy.reseal() again; privacy.compliance_gaps() lists the table until then.';
+END
+$$;
+REVOKE ALL ON FUNCTION privacy_internal.reseal_passed_over(regclass, text, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION privacy_internal.reseal_passed_over(regclass, text, bigint) TO privacy_admin;
+
+CREATE OR REPLACE FUNCTION privacy_internal.reseal_small(tbl regclass, command text, col name, at_most integer DEFAULT 1000)
+    RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+    again boolean := false;
+BEGIN
+    IF command = 'protect_table' AND NOT privacy_internal.has_seal_trigger(tbl) THEN
+        RETURN false;
+    END IF;
+    IF privacy_internal.run_as_owner(tbl, format('SELECT FROM %s%s LIMIT %s',
+            CASE WHEN (SELECT c.relhassubclass FROM pg_catalog.pg_class c WHERE c.oid = tbl) THEN 'ONLY ' ELSE '' END,
+            tbl, at_most + 1)) > at_most THEN
+        RAISE NOTICE USING
+            MESSAGE = format('%s holds more than %s rows: they are resealed online in batches', tbl, at_most),
+            HINT = format('Run CALL privacy.reseal(%L); privacy.progress_reseal shows its progress.', tbl::text);
+        RETURN false;
+    END IF;
+    LOOP
+        n := privacy_internal.reseal_batch(tbl, command, col, at_most + 1);
+        EXIT WHEN n IS NULL OR n = 0;
+        IF n < 0 THEN
+            IF again THEN
+                PERFORM privacy_internal.reseal_passed_over(tbl, command, -n);
+            END IF;
+            again := true;
+        END IF;
+    END LOOP;
+    RETURN true;
+END
+$$;
+
+CREATE OR REPLACE PROCEDURE privacy_internal.reseal_run(tbl regclass, command text, col name, batch_rows integer)
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    j record;
+    n bigint;
+    p record;
+    again boolean;
+BEGIN
+    IF batch_rows IS NULL OR batch_rows < 1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = 'batch_rows must be at least 1';
+    END IF;
+    FOR j IN SELECT * FROM privacy_internal.reseal_pending(tbl, command, col) LOOP
+        PERFORM privacy_internal.reseal_lock(j.tbl);
+        COMMIT;
+        again := false;
+        LOOP
+            BEGIN
+                n := privacy_internal.reseal_batch(j.tbl, j.command, j.col, batch_rows);
+                SELECT * INTO p FROM privacy.reseal_jobs r
+                 WHERE r.tbl = j.tbl AND r.command = j.command AND r.col IS NOT DISTINCT FROM j.col;
+            EXCEPTION WHEN OTHERS OR query_canceled THEN
+                -- the batch is undone; the job waits for the next CALL
+                PERFORM privacy_internal.reseal_unlock(j.tbl);
+                RAISE;
+            END;
+            COMMIT;
+            EXIT WHEN n IS NULL OR n = 0;
+            IF n < 0 THEN
+                -- rows passed over: once more from the beginning, then give up
+                IF again THEN
+                    PERFORM privacy_internal.reseal_unlock(j.tbl);
+                    COMMIT;
+                    PERFORM privacy_internal.reseal_passed_over(j.tbl, j.command, -n);
+                END IF;
+                again := true;
+                RAISE NOTICE '% %: % rows were passed over (the table changed under the reseal, or a rule or trigger kept them as they were): going through it again',
+                    j.command, j.tbl, -n;
+                CONTINUE;
+            END IF;
+            RAISE NOTICE '% %: % of % rows covered, % resealed', j.command, j.tbl, p.rows_done, p.rows_total, p.rows_resealed;
+        END LOOP;
+        PERFORM privacy_internal.reseal_unlock(j.tbl);
+        COMMIT;
+        IF n IS NOT NULL THEN
+            RAISE NOTICE '% %: done', j.command, j.tbl;
+        END IF;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION privacy.erase_subject(subject text, reason text) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET track_counts = on
+AS $$
+DECLARE
+    hold record;
+    pt record;
+    fate record;
+    match text;
+    n bigint;
+    done jsonb := '{}';
+    roots regclass[];
+    reach_rels oid[];
+    reach_roots regclass[];
+    before jsonb;
+    ch record;
+    checked_at_commit text;
+    current regclass;
+    cycle_error record;
+    blocked record;
+    con oid;
+    con_name text;
+    tab_name text;
+    sch_name text;
+    hash bytea;
+    stand_in text;
+    keys integer;
+    reduced bigint;
+    receipt jsonb;
+    erasure_id bigint;
+    graph jsonb;
+BEGIN
+    PERFORM privacy_internal.require_subject(subject);
+    IF reason IS NULL OR reason = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'an erasure needs a reason',
+            HINT = 'Name the request, for example its number.';
+    END IF;
+    SELECT h.reason, h.until INTO hold FROM privacy.active_holds h WHERE h.subject = erase_subject.subject LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('subject "%s" is under a legal hold', subject),
+            DETAIL = format('Hold: %s%s.', hold.reason,
+                            CASE WHEN hold.until IS NOT NULL THEN ', until ' || hold.until::text ELSE '' END),
+            HINT = 'Nothing was erased. Release the hold with privacy.release_hold() when the matter allows it.';
+    END IF;
+
+    -- a reseal under way keeps no trace of the subject's identifier; its
+    -- job row is taken before the subject's rows, in the order a batch
+    -- takes them (or the two would deadlock)
+    PERFORM privacy_internal.reseal_forget_subject(subject);
+
+    -- what follows depends on the foreign-key graph only: kept for the
+    -- session until a relation of it changes (memo.c; issue #19)
+    graph := privacy_internal.memo_get('erasure');
+    IF graph IS NULL THEN
+        -- the subject's rows, in every protected table (partitions and children
+        -- through their root), tables before the tables they reference
+        SELECT array_agg(p.tbl) INTO roots FROM privacy.protected_tables p WHERE p.parent IS NULL;
+        -- what the deletions can reach through ON DELETE actions, counted
+        -- before and after (the transaction's own counters)
+        SELECT array_agg(x.rel), array_agg(x.root) INTO reach_rels, reach_roots FROM privacy_internal.fk_reach(roots) x;
+        -- references checked at commit are checked after each statement: the
+        -- statements run in a security-restricted operation, where PostgreSQL
+        -- fires no deferred trigger
+        SELECT string_agg(DISTINCT format('%I.%I', ns.nspname, c.conname), ', ') INTO checked_at_commit
+          FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_constraint c ON c.oid = d.objid
+          JOIN pg_catalog.pg_class k ON k.oid = c.conrelid
+          JOIN pg_catalog.pg_namespace ns ON ns.oid = k.relnamespace
+         WHERE d.classid = 'pg_catalog.pg_constraint'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
+           AND d.refobjid = ANY (reach_rels) AND c.contype = 'f' AND c.confrelid = d.refobjid
+           AND c.condeferrable AND c.condeferred;
+        graph := privacy_internal.memo_put('erasure', reach_rels, jsonb_build_object(
+            'roots', roots::oid[], 'reach_rels', reach_rels, 'reach_roots', reach_roots::oid[],
+            'checked_at_commit', checked_at_commit,
+            'order', (SELECT coalesce(jsonb_agg(jsonb_build_array(o.tbl::oid, o.cycle, p.subject_column) ORDER BY o.pos), '[]')
+                        FROM privacy_internal.fk_order(roots) o
+                        JOIN privacy.protected_tables p ON p.tbl = o.tbl)));
+    ELSE
+        roots := ARRAY(SELECT x::oid::regclass FROM jsonb_array_elements_text(graph -> 'roots') x);
+        reach_rels := ARRAY(SELECT x::oid FROM jsonb_array_elements_text(graph -> 'reach_rels') x);
+        reach_roots := ARRAY(SELECT x::oid::regclass FROM jsonb_array_elements_text(graph -> 'reach_roots') x);
+        checked_at_commit := graph ->> 'checked_at_commit';
+    END IF;
+    before := privacy_internal.change_counts(reach_rels);
+    BEGIN
+        IF checked_at_commit IS NOT NULL THEN
+            EXECUTE 'SET CONSTRAINTS ' || checked_at_commit || ' IMMEDIATE';
+        END IF;
+        FOR pt IN SELECT (o ->> 0)::oid::regclass AS tbl,
+                         ARRAY(SELECT c::oid FROM jsonb_array_elements_text(nullif(o -> 1, 'null')) c) AS cycle,
+                         (o ->> 2)::name AS subject_column
+                    FROM jsonb_array_elements(graph -> 'order') WITH ORDINALITY AS x(o, pos)
+                   ORDER BY x.pos
+        LOOP
+            IF cardinality(pt.cycle) > 0 THEN
+                SELECT * INTO cycle_error FROM privacy_internal.fk_cycle_error(pt.cycle, 'erasure');
+                RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+                    MESSAGE = cycle_error.message, DETAIL = cycle_error.detail, HINT = cycle_error.hint;
+            END IF;
+            current := pt.tbl;
+            match := privacy_internal.subject_match(pt.tbl, pt.subject_column, subject);
+            SELECT * INTO fate FROM privacy_internal.erasure_action(pt.tbl, pt.subject_column);
+            -- as the table's owner: its triggers are its own code
+            IF fate.action = 'anonymized' THEN
+                n := privacy_internal.run_as_owner(pt.tbl, format('UPDATE %s t SET %s WHERE %s', pt.tbl, fate.sets, match));
+            ELSE
+                n := privacy_internal.run_as_owner(pt.tbl, format('DELETE FROM %s t WHERE %s', pt.tbl, match));
+            END IF;
+            done := done || jsonb_build_object(pt.tbl::text,
+                        jsonb_strip_nulls(jsonb_build_object('action', fate.action, 'rows', n,
+                                                             'columns', fate.columns, 'reason', fate.reason)));
+        END LOOP;
+        current := NULL;
+        IF checked_at_commit IS NOT NULL THEN
+            EXECUTE 'SET CONSTRAINTS ' || checked_at_commit || ' DEFERRED';
+        END IF;
+    EXCEPTION WHEN foreign_key_violation THEN
+        -- rows the erasure keeps reference rows it deletes: say which and
+        -- why, without the key values PostgreSQL's message gives
+        GET STACKED DIAGNOSTICS con_name = CONSTRAINT_NAME, tab_name = TABLE_NAME, sch_name = SCHEMA_NAME;
+        con := privacy_internal.fk_constraint(sch_name, tab_name, con_name);
+        SELECT e.* INTO blocked
+          FROM pg_catalog.pg_constraint c,
+               LATERAL privacy_internal.fk_blocked_error(c.oid, 'erasure',
+                   CASE WHEN NOT privacy_internal.graph_root(c.conrelid) = ANY (roots) THEN 'not processed'
+                        WHEN done -> privacy_internal.graph_root(c.conrelid)::text ->> 'action' = 'anonymized' THEN 'kept'
+                        ELSE 'deleted' END) e
+         WHERE c.oid = con AND c.confdeltype IN ('a', 'r')
+           -- not an anonymized row's own reference (a masking value that references nothing)
+           AND privacy_internal.graph_root(c.conrelid) IS DISTINCT FROM current;
+        IF blocked.message IS NULL THEN
+            RAISE;
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation',
+            MESSAGE = blocked.message, DETAIL = blocked.detail, HINT = blocked.hint;
+    END;
+    -- per table: rows deleted or set to NULL by other tables' deletions
+    -- (ON DELETE CASCADE, SET NULL, SET DEFAULT), the table's own rows apart
+    FOR ch IN SELECT * FROM privacy_internal.change_counts_since(before, reach_rels, reach_roots) c ORDER BY c.root::text LOOP
+        IF done ? ch.root::text THEN
+            done := jsonb_set(done, ARRAY[ch.root::text], (done -> ch.root::text) || jsonb_build_object(
+                'cascaded', ch.deleted - CASE WHEN done -> ch.root::text ->> 'action' = 'deleted'
+                                              THEN (done -> ch.root::text ->> 'rows')::bigint ELSE 0 END,
+                'set_null', ch.updated - CASE WHEN done -> ch.root::text ->> 'action' = 'anonymized'
+                                              THEN (done -> ch.root::text ->> 'rows')::bigint ELSE 0 END));
+        ELSIF ch.deleted > 0 OR ch.updated > 0 THEN
+            done := done || jsonb_build_object(ch.root::text,
+                                               jsonb_build_object('cascaded', ch.deleted, 'set_null', ch.updated));
+        END IF;
+    END LOOP;
+
+    -- every copy of the subject's encrypted values, anywhere, becomes unreadable
+    hash := privacy.subject_hash(subject);
+    stand_in := 'erased:' || encode(hash, 'hex');
+    keys := privacy.destroy_subject_key(subject);
+
+    -- consent: the current state goes; the history keeps what proves that
+    -- consent was honoured (purpose, action, time, source), not who
+    DELETE FROM privacy.consent_state cs WHERE cs.subject = erase_subject.subject;
+    reduced := privacy_internal.reduce_ledger(subject, stand_in);
+    UPDATE privacy.holds h SET subject = stand_in WHERE h.subject = erase_subject.subject;
+
+    INSERT INTO privacy.erasures (subject_hash, reason, erased_by, tables, keys_destroyed, consent_events_reduced)
+    VALUES (hash, reason, privacy_internal.caller(), done, keys, reduced)
+    RETURNING id INTO erasure_id;
+    SELECT jsonb_build_object('erasure', e.id, 'subject_hash', encode(e.subject_hash, 'hex'),
+                              'reason', e.reason, 'erased_at', e.erased_at, 'erased_by', e.erased_by,
+                              'tables', e.tables, 'keys_destroyed', e.keys_destroyed,
+                              'consent_events_reduced', e.consent_events_reduced)
+      INTO receipt FROM privacy.erasures e WHERE e.id = erasure_id;
+    RETURN receipt;
+END
+$$;

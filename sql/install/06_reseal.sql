@@ -43,10 +43,12 @@ AS $$ SELECT 1920165228 $$;
 
 -- In the style of pg_stat_progress_*: one row per job, with the process
 -- running it (NULL: waiting for CALL privacy.reseal(), or interrupted).
+-- A session's state is NULL in pg_stat_activity to whoever may not see
+-- it (an officer, for an administrator's CALL): that is not idle.
 CREATE VIEW privacy.progress_reseal AS
 SELECT l.pid, j.tbl AS relid, j.command, j.col AS column_name,
-       CASE WHEN (l.pid IS NULL OR a.state IS DISTINCT FROM 'active') AND j.batches = 0 THEN 'waiting'
-            WHEN l.pid IS NULL OR a.state IS DISTINCT FROM 'active' THEN 'interrupted'
+       CASE WHEN (l.pid IS NULL OR a.state <> 'active') AND j.batches = 0 THEN 'waiting'
+            WHEN l.pid IS NULL OR a.state <> 'active' THEN 'interrupted'
             WHEN j.rows_total IS NULL THEN 'counting rows'
             ELSE 'resealing' END AS phase,
        j.rows_total, j.rows_done, j.rows_resealed, j.batches,
@@ -112,11 +114,25 @@ $$;
 -- batch's UPDATE locks each row and, if another transaction changed it
 -- first, re-reads it (READ COMMITTED), and a row written since protection
 -- began is under its subject's key already and left out.  Returns the rows
--- covered, 0 when the job is done (and gone), NULL when there is no job.
+-- covered, 0 when the job is done (and gone), minus the rows passed over
+-- when it starts again from the beginning, NULL when there is no job.
+--
+-- The key values cross between batches as text, written and read back
+-- under the same settings whatever the session's (DateStyle, IntervalStyle,
+-- extra_float_digits): a job a session with DateStyle 'SQL, DMY' began and
+-- one with 'MDY' resumes would otherwise read 11/01 back as November 1st,
+-- and pass over every row in between.  At the end, a row still to do (its
+-- key rewritten without a trigger, by ALTER COLUMN ... TYPE; a batch's
+-- UPDATE that a rule or a trigger of the table swallowed) sends the job
+-- back to the beginning: the batch returns minus their number, and
+-- reseal_run goes through the table once more before it gives up.
 CREATE FUNCTION privacy_internal.reseal_batch(job_tbl regclass, job_command text, job_col name,
                                               batch_rows integer) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET DateStyle = 'ISO, MDY'
+    SET IntervalStyle = 'postgres'
+    SET extra_float_digits = 3
 AS $$
 DECLARE
     j privacy.reseal_jobs;
@@ -134,6 +150,7 @@ DECLARE
     n bigint;
     rel text;
     distributed boolean := false;
+    passed_over bigint;
 BEGIN
     SELECT * INTO j FROM privacy.reseal_jobs r
      WHERE r.tbl = job_tbl AND r.command = job_command AND r.col IS NOT DISTINCT FROM job_col
@@ -215,6 +232,15 @@ BEGIN
                    (SELECT string_agg(format('%I DESC', k), ', ' ORDER BY o) FROM unnest(keys) WITH ORDINALITY u(k, o)));
     boundary := privacy_internal.run_as_owner_row(job_tbl, stmt, j.last_key);
     IF boundary IS NULL THEN
+        passed_over := (privacy_internal.run_as_owner_row(job_tbl,
+            format('SELECT count(*) FROM %s WHERE %s', rel, todo)))[1]::bigint;
+        IF passed_over > 0 THEN
+            UPDATE privacy.reseal_jobs r
+               SET key_columns = NULL, last_key = NULL, rows_total = NULL, rows_done = 0,
+                   updated_at = pg_catalog.clock_timestamp()
+             WHERE r.tbl = j.tbl AND r.command = j.command AND r.col IS NOT DISTINCT FROM j.col;
+            RETURN -passed_over;
+        END IF;
         DELETE FROM privacy.reseal_jobs r
          WHERE r.tbl = j.tbl AND r.command = j.command AND r.col IS NOT DISTINCT FROM j.col;
         RETURN 0;
@@ -243,6 +269,63 @@ BEGIN
            updated_at = pg_catalog.clock_timestamp()
      WHERE r.tbl = j.tbl AND r.command = j.command AND r.col IS NOT DISTINCT FROM j.col;
     RETURN covered;
+END
+$$;
+
+-- An erasure leaves no trace of the subject's identifier in a job: when a
+-- table's batches follow its subject column (a table without a primary
+-- key, or one whose key holds the subject column), the key where the last
+-- batch stopped may be the erased subject's.  The position moves back to
+-- the greatest key below it that is not the subject's (the rows in between
+-- are the subject's, covered already), or to the beginning.  Called by
+-- erase_subject before it deletes the subject's rows: a batch locks its job
+-- row, then its rows, and so does the erasure (jobs in one order, for two
+-- erasures at once).  The key values cross as in reseal_batch.
+CREATE FUNCTION privacy_internal.reseal_forget_subject(subject text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    SET DateStyle = 'ISO, MDY'
+    SET IntervalStyle = 'postgres'
+    SET extra_float_digits = 3
+AS $$
+DECLARE
+    j record;
+    match text;
+    typed text;
+    in_t text;
+    in_k text;
+    desc_t text;
+    not_null text;
+    rel text;
+BEGIN
+    FOR j IN SELECT r.tbl, r.command, r.col, r.key_columns, r.last_key, pt.subject_column
+               FROM privacy.reseal_jobs r
+               JOIN privacy.protected_tables pt ON pt.tbl = r.tbl
+              WHERE r.last_key IS NOT NULL AND pt.subject_column = ANY (r.key_columns)
+              ORDER BY r.tbl::oid, r.command, r.col
+                FOR UPDATE OF r
+    LOOP
+        match := privacy_internal.subject_match(j.tbl, j.subject_column, subject);
+        SELECT string_agg(format('$%s::%s AS %I', o, pg_catalog.format_type(a.atttypid, a.atttypmod), k), ', ' ORDER BY o),
+               string_agg(format('t.%I', k), ', ' ORDER BY o),
+               string_agg(format('k.%I', k), ', ' ORDER BY o),
+               string_agg(format('t.%I DESC', k), ', ' ORDER BY o),
+               string_agg(format('t.%I IS NOT NULL', k), ' AND ' ORDER BY o)
+          INTO typed, in_t, in_k, desc_t, not_null
+          FROM unnest(j.key_columns) WITH ORDINALITY u(k, o)
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = j.tbl AND a.attname = u.k AND NOT a.attisdropped;
+        CONTINUE WHEN typed IS NULL OR privacy_internal.run_as_owner(j.tbl,
+            format('SELECT FROM (SELECT %s) t WHERE %s', typed, match), j.last_key) = 0;
+        rel := CASE WHEN (SELECT c.relhassubclass FROM pg_catalog.pg_class c WHERE c.oid = j.tbl)
+                    THEN 'ONLY ' ELSE '' END || j.tbl::text;
+        UPDATE privacy.reseal_jobs r
+           SET last_key = privacy_internal.run_as_owner_row(j.tbl,
+                   format('SELECT %s FROM %s t, (SELECT %s) k WHERE (%s) < (%s) AND %s AND NOT (%s) ORDER BY %s LIMIT 1',
+                          in_t, rel, typed, in_t, in_k, not_null, match, desc_t),
+                   j.last_key),
+               updated_at = pg_catalog.clock_timestamp()
+         WHERE r.tbl = j.tbl AND r.command = j.command AND r.col IS NOT DISTINCT FROM j.col;
+    END LOOP;
 END
 $$;
 
@@ -305,6 +388,20 @@ AS $$
      ORDER BY j.created_at, j.tbl::oid
 $$;
 
+-- A job that went through its table twice and still left rows to do: a
+-- rule or a trigger of the table keeps the rows as they were.
+CREATE FUNCTION privacy_internal.reseal_passed_over(tbl regclass, command text, left_over bigint) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+        MESSAGE = format('%s of %s left %s rows as they were, twice', command, tbl, left_over),
+        DETAIL = 'A rule or a trigger of the table keeps the rows the reseal updates as they were: a BEFORE UPDATE trigger that skips unchanged rows and fires before privacy_seal_row (triggers fire in the order of their names), such as one running suppress_redundant_updates_trigger(), does.',
+        HINT = 'Let that trigger fire after privacy_seal_row (rename it) or drop the rule, then CALL privacy.reseal() again; privacy.compliance_gaps() lists the table until then.';
+END
+$$;
+
 -- A small table is resealed at once, in the caller's transaction (what
 -- protect_table did for every table before 0.3); a larger one is left to
 -- CALL privacy.reseal(), which the NOTICE names.  (A partition whose seal
@@ -314,6 +411,9 @@ CREATE FUNCTION privacy_internal.reseal_small(tbl regclass, command text, col na
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    n bigint;
+    again boolean := false;
 BEGIN
     IF command = 'protect_table' AND NOT privacy_internal.has_seal_trigger(tbl) THEN
         RETURN false;
@@ -326,7 +426,15 @@ BEGIN
             HINT = format('Run CALL privacy.reseal(%L); privacy.progress_reseal shows its progress.', tbl::text);
         RETURN false;
     END IF;
-    WHILE privacy_internal.reseal_batch(tbl, command, col, at_most + 1) > 0 LOOP
+    LOOP
+        n := privacy_internal.reseal_batch(tbl, command, col, at_most + 1);
+        EXIT WHEN n IS NULL OR n = 0;
+        IF n < 0 THEN
+            IF again THEN
+                PERFORM privacy_internal.reseal_passed_over(tbl, command, -n);
+            END IF;
+            again := true;
+        END IF;
     END LOOP;
     RETURN true;
 END
@@ -341,6 +449,7 @@ DECLARE
     j record;
     n bigint;
     p record;
+    again boolean;
 BEGIN
     IF batch_rows IS NULL OR batch_rows < 1 THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = 'batch_rows must be at least 1';
@@ -348,6 +457,7 @@ BEGIN
     FOR j IN SELECT * FROM privacy_internal.reseal_pending(tbl, command, col) LOOP
         PERFORM privacy_internal.reseal_lock(j.tbl);
         COMMIT;
+        again := false;
         LOOP
             BEGIN
                 n := privacy_internal.reseal_batch(j.tbl, j.command, j.col, batch_rows);
@@ -360,6 +470,18 @@ BEGIN
             END;
             COMMIT;
             EXIT WHEN n IS NULL OR n = 0;
+            IF n < 0 THEN
+                -- rows passed over: once more from the beginning, then give up
+                IF again THEN
+                    PERFORM privacy_internal.reseal_unlock(j.tbl);
+                    COMMIT;
+                    PERFORM privacy_internal.reseal_passed_over(j.tbl, j.command, -n);
+                END IF;
+                again := true;
+                RAISE NOTICE '% %: % rows were passed over (the table changed under the reseal, or a rule or trigger kept them as they were): going through it again',
+                    j.command, j.tbl, -n;
+                CONTINUE;
+            END IF;
             RAISE NOTICE '% %: % of % rows covered, % resealed', j.command, j.tbl, p.rows_done, p.rows_total, p.rows_resealed;
         END LOOP;
         PERFORM privacy_internal.reseal_unlock(j.tbl);

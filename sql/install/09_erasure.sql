@@ -161,6 +161,11 @@ BEGIN
             HINT = 'Nothing was erased. Release the hold with privacy.release_hold() when the matter allows it.';
     END IF;
 
+    -- a reseal under way keeps no trace of the subject's identifier; its
+    -- job row is taken before the subject's rows, in the order a batch
+    -- takes them (or the two would deadlock)
+    PERFORM privacy_internal.reseal_forget_subject(subject);
+
     -- what follows depends on the foreign-key graph only: kept for the
     -- session until a relation of it changes (memo.c; issue #19)
     graph := privacy_internal.memo_get('erasure');

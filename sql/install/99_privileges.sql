@@ -98,7 +98,8 @@ GRANT EXECUTE ON PROCEDURE privacy.reencrypt(regclass, name, integer), privacy.r
   TO privacy_admin;
 GRANT EXECUTE ON FUNCTION privacy_internal.reseal_batch(regclass, text, name, integer),
     privacy_internal.reseal_lock(regclass), privacy_internal.reseal_unlock(regclass),
-    privacy_internal.reseal_pending(regclass, text, name), privacy_internal.reseal_enqueue(regclass, text, name)
+    privacy_internal.reseal_pending(regclass, text, name), privacy_internal.reseal_enqueue(regclass, text, name),
+    privacy_internal.reseal_passed_over(regclass, text, bigint)
   TO privacy_admin;
 -- (the view privacy.progress_reseal names it)
 GRANT EXECUTE ON FUNCTION privacy_internal.reseal_lock_class() TO PUBLIC;
