@@ -6777,6 +6777,8 @@ DECLARE
     rel text;
     distributed boolean := false;
     passed_over bigint;
+    -- what is left to do, exactly (todo is wider on Citus, below)
+    left_to_do text;
 BEGIN
     SELECT * INTO j FROM privacy.reseal_jobs r
      WHERE r.tbl = job_tbl AND r.command = job_command AND r.col IS NOT DISTINCT FROM job_col
@@ -6805,12 +6807,14 @@ BEGIN
             EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1)'
                INTO distributed USING job_tbl;
         END IF;
+        left_to_do := todo;
         IF distributed THEN
             todo := format('%I IS NOT NULL', subject);
         END IF;
     ELSE
         sets := format('%1$I = privacy_internal.reseal(%1$I)', job_col);
         todo := format('privacy_internal.needs_reseal(%I)', job_col);
+        left_to_do := todo;
     END IF;
     IF job_command = 'protect_table' AND NOT privacy_internal.has_seal_trigger(job_tbl) THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -6859,7 +6863,7 @@ BEGIN
     boundary := privacy_internal.run_as_owner_row(job_tbl, stmt, j.last_key);
     IF boundary IS NULL THEN
         passed_over := (privacy_internal.run_as_owner_row(job_tbl,
-            format('SELECT count(*) FROM %s WHERE %s', rel, todo)))[1]::bigint;
+            format('SELECT count(*) FROM %s WHERE %s', rel, left_to_do)))[1]::bigint;
         IF passed_over > 0 THEN
             UPDATE privacy.reseal_jobs r
                SET key_columns = NULL, last_key = NULL, rows_total = NULL, rows_done = 0,
