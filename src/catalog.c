@@ -30,6 +30,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
 #include "commands/trigger.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -350,66 +351,70 @@ int			catalog_maintenance_depth = 0;
 /*
  * A statement with parameters is the same text at every call (the subject
  * is $1): its plan is kept for the session, not parsed and planned again at
- * each (issue #19: verify_erasure planned a statement per table a call).
- * The plan cache replans it when a table it reads changes, or when it runs
- * as another role; a new catalog generation prepares it again.  A few slots,
- * reused in turn.
+ * each (issue #19: verify_erasure planned a statement per table a call, the
+ * subject report a query per table).  Kept by table, statement and number
+ * of parameters; a new catalog generation prepares it again, and the plan
+ * cache replans it when a table it reads changes, or when it runs as
+ * another role.  The statements are the extension's own templates, so the
+ * number kept is bounded by templates times tables.
  */
-#define OWNER_PLAN_SLOTS 32
-
-typedef struct OwnerPlan
+typedef struct KeptPlanKey
 {
 	Oid			relid;
 	int			nargs;
+	uint32		sql_hash;
+} KeptPlanKey;
+
+typedef struct KeptPlan
+{
+	KeptPlanKey key;
 	uint64		generation;
 	char	   *sql;
 	SPIPlanPtr	plan;
-} OwnerPlan;
+} KeptPlan;
 
-static OwnerPlan owner_plans[OWNER_PLAN_SLOTS];
-static int	owner_plans_next = 0;
+static HTAB *kept_plans = NULL;
 
-static SPIPlanPtr
-owner_plan(Oid relid, const char *sql, int nargs, Oid *argtypes)
+SPIPlanPtr
+catalog_kept_plan(Oid relid, const char *sql, int nargs, Oid *argtypes)
 {
-	OwnerPlan  *op = NULL;
+	KeptPlanKey key;
+	KeptPlan   *kp;
 	SPIPlanPtr	plan;
-	int			i;
 
-	for (i = 0; i < OWNER_PLAN_SLOTS; i++)
+	if (kept_plans == NULL)
 	{
-		if (owner_plans[i].sql != NULL && owner_plans[i].relid == relid &&
-			owner_plans[i].nargs == nargs && strcmp(owner_plans[i].sql, sql) == 0)
-		{
-			op = &owner_plans[i];
-			if (op->generation == catalog_generation)
-				return op->plan;
-			break;
-		}
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(KeptPlanKey);
+		ctl.entrysize = sizeof(KeptPlan);
+		kept_plans = hash_create("privacy kept plans", 64, &ctl, HASH_ELEM | HASH_BLOBS);
 	}
-	if (op == NULL)
+	memset(&key, 0, sizeof(key));
+	key.relid = relid;
+	key.nargs = nargs;
+	key.sql_hash = hash_bytes((const unsigned char *) sql, strlen(sql));
+	kp = hash_search(kept_plans, &key, HASH_FIND, NULL);
+	if (kp != NULL)
 	{
-		op = &owner_plans[owner_plans_next];
-		owner_plans_next = (owner_plans_next + 1) % OWNER_PLAN_SLOTS;
-	}
-	/* the slot is emptied first: an error below leaves no plan behind */
-	if (op->sql != NULL)
-	{
-		pfree(op->sql);
-		op->sql = NULL;
-		SPI_freeplan(op->plan);
-		op->plan = NULL;
+		if (kp->generation == catalog_generation && strcmp(kp->sql, sql) == 0)
+			return kp->plan;
+		/* stale or another statement of the same hash: emptied first, so an
+		 * error below leaves no entry without a plan */
+		pfree(kp->sql);
+		SPI_freeplan(kp->plan);
+		hash_search(kept_plans, &key, HASH_REMOVE, NULL);
 	}
 	plan = SPI_prepare(sql, nargs, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "statement on a user's table failed: %s", SPI_result_code_string(SPI_result));
 	if (SPI_keepplan(plan) != 0)
 		elog(ERROR, "could not keep the plan of a statement on a user's table");
-	op->relid = relid;
-	op->nargs = nargs;
-	op->generation = catalog_generation;
-	op->plan = plan;
-	op->sql = MemoryContextStrdup(TopMemoryContext, sql);
+	kp = hash_search(kept_plans, &key, HASH_ENTER, NULL);
+	kp->generation = catalog_generation;
+	kp->sql = MemoryContextStrdup(TopMemoryContext, sql);
+	kp->plan = plan;
 	return plan;
 }
 
@@ -459,7 +464,7 @@ run_as_owner_rows(Oid relid, const char *sql, int nargs, Oid *argtypes,
 	PG_TRY();
 	{
 		if (nargs > 0)
-			rc = SPI_execute_plan(owner_plan(relid, sql, nargs, argtypes), values, nulls, false, 0);
+			rc = SPI_execute_plan(catalog_kept_plan(relid, sql, nargs, argtypes), values, nulls, false, 0);
 		else
 			rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0);
 	}

@@ -80,6 +80,7 @@ struct _SPI_plan;
 extern int	catalog_execute_plan_latest(struct _SPI_plan *plan, Datum *values, const char *nulls,
 										bool read_only, long tcount);
 extern int	catalog_maintenance_depth;
+extern struct _SPI_plan *catalog_kept_plan(Oid relid, const char *sql, int nargs, Oid *argtypes);
 extern int64 catalog_run_as_owner(Oid relid, const char *sql, int nargs, Oid *argtypes,
 								  Datum *values, const char *nulls);
 extern void catalog_restore_user(CatalogUserState *state);

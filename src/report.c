@@ -36,9 +36,7 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
-#include "utils/hsearch.h"
 #include "utils/jsonb.h"
-#include "utils/memutils.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
@@ -134,67 +132,13 @@ type_converts_itself(Oid typid, Oid privacy_nsp)
 }
 
 /*
- * The query of each table, prepared once per session and catalog
- * generation (the same text: the subject is a parameter), not parsed and
- * planned at every report (issue #19: a third of a report's time).  The
- * plan cache replans it when the table changes.
- */
-typedef struct ReportPlan
-{
-	Oid			relid;
-	uint64		generation;
-	char	   *query;
-	SPIPlanPtr	plan;
-} ReportPlan;
-
-static HTAB *report_plans = NULL;
-
-pg_noinline static SPIPlanPtr
-report_plan(Oid relid, const char *query, Oid *argtypes)
-{
-	ReportPlan *rp;
-	bool		found;
-	SPIPlanPtr	plan;
-
-	if (report_plans == NULL)
-	{
-		HASHCTL		ctl;
-
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(ReportPlan);
-		report_plans = hash_create("privacy report plans", 16, &ctl, HASH_ELEM | HASH_BLOBS);
-	}
-	rp = hash_search(report_plans, &relid, HASH_ENTER, &found);
-	if (found && rp->generation == catalog_generation && strcmp(rp->query, query) == 0)
-		return rp->plan;
-	if (found)
-	{
-		pfree(rp->query);
-		SPI_freeplan(rp->plan);
-	}
-	/* (an entry without a plan is never left behind by an error) */
-	hash_search(report_plans, &relid, HASH_REMOVE, NULL);
-	plan = SPI_prepare(query, 2, argtypes);
-	if (plan == NULL)
-		elog(ERROR, "subject report query failed: %s", SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "could not keep the subject report's plan");
-	rp = hash_search(report_plans, &relid, HASH_ENTER, NULL);
-	rp->generation = catalog_generation;
-	rp->query = MemoryContextStrdup(TopMemoryContext, query);
-	rp->plan = plan;
-	return plan;
-}
-
-/*
  * The only place report_in_progress is true: while the query that reads
  * the subject's rows runs, and never after it, however it ends.
  */
 static void
 run_report_query(Oid relid, const char *query, Oid *argtypes, Datum *values, const char *nulls)
 {
-	SPIPlanPtr	plan = report_plan(relid, query, argtypes);
+	SPIPlanPtr	plan = catalog_kept_plan(relid, query, 2, argtypes);
 
 	PG_TRY();
 	{
