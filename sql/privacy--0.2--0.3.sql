@@ -7226,3 +7226,330 @@ BEGIN
     RETURN receipt;
 END
 $$;
+-- Issue #19, the regulator role (regulator2): the subject report is one
+-- statement planned once a session, its access list PL/pgSQL (planned once,
+-- not at every report), the portal's report a PL/pgSQL call,
+-- privacy.access_trail() the subject's trail with a kept plan,
+-- verify_erasure's lookups folded into a few statements
+-- (sql/install/09_erasure.sql, 11_report.sql, 12_portal.sql).
+
+CREATE OR REPLACE FUNCTION privacy_internal.subject_access_entries(hash bytea, own_pid integer, since timestamptz)
+    RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN (SELECT coalesce(jsonb_agg(x.entry ORDER BY x.seq), '[]')
+      FROM (SELECT l.seq, jsonb_build_object(
+                       'entry', l.seq, 'at', l.at, 'role', l.acting_role, 'session_role', l.session_role,
+                       'application', l.application, 'purpose', l.purpose, 'command', l.command,
+                       'table', l.relation,
+                       'categories', to_jsonb(array_agg(DISTINCT s.category ORDER BY s.category)),
+                       'values', sum(s.opened), 'outcome', l.outcome)
+                   || CASE WHEN l.reason IS NULL THEN '{}'::jsonb
+                           ELSE jsonb_build_object('reason', l.reason, 'denied_category', l.denied_category) END
+                   AS entry
+              FROM privacy_internal.access_log_for_subject(hash) s
+              JOIN LATERAL privacy_internal.access_log_event(s.event) l ON true
+             WHERE NOT (l.at >= since AND (coalesce(l.backend_pid = own_pid, false)
+                                           OR (own_pid IS NULL AND l.purpose IS NOT DISTINCT FROM 'subject_access')))
+             GROUP BY l.seq, l.at, l.acting_role, l.session_role, l.application, l.purpose,
+                      l.command, l.relation, l.outcome, l.reason, l.denied_category) x);
+END
+$$;
+CREATE OR REPLACE FUNCTION privacy.access_trail(subject text)
+    RETURNS TABLE (entry bigint, at timestamptz, session_role text, acting_role text, application text,
+                   purpose text, command text, relation text, category text, opened bigint,
+                   outcome text, reason text, denied_category text)
+    LANGUAGE plpgsql STABLE STRICT ROWS 10
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT l.seq, l.at, l.session_role, l.acting_role, l.application, l.purpose, l.command, l.relation,
+           s.category, s.opened, l.outcome, l.reason, l.denied_category
+      FROM privacy_internal.access_log_for_subject(privacy.subject_hash(access_trail.subject)) s
+      JOIN LATERAL privacy_internal.access_log_event(s.event) l ON true
+     ORDER BY l.seq, s.category;
+END
+$$;
+COMMENT ON FUNCTION privacy.access_trail(text) IS
+    'the access log entries that opened a subject''s encrypted values, one row per statement and category, oldest first, read through the subject''s index range; runs as its caller';
+
+REVOKE ALL ON FUNCTION privacy.access_trail(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION privacy.access_trail(text) TO privacy_officer;
+
+CREATE OR REPLACE FUNCTION privacy.subject_report(subject text) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET privacy.purpose = 'subject_access'
+    SET bytea_output = 'hex'
+    SET IntervalStyle = 'iso_8601'
+    -- one subject's rows never need JIT, which the planner's guesses for the
+    -- packed access log (1,000 entries per batch) would buy: 0.4 s a call
+    SET jit = off
+AS $$
+DECLARE
+    hash bytea;
+    stand_in text;
+    report jsonb;
+    access jsonb;
+    columns jsonb;
+    column_rels oid[];
+BEGIN
+    IF subject IS NULL OR subject = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'subject must not be empty',
+            HINT = 'Pass the value of the subject column as text, for example customer_id::text.';
+    END IF;
+    hash := privacy.subject_hash(subject);
+    stand_in := 'erased:' || encode(hash, 'hex');
+
+    -- each protected table's columns as the report describes them: kept for
+    -- the session until a table or the classification changes (memo.c)
+    columns := privacy_internal.memo_get('report_columns');
+    IF columns IS NULL THEN
+        SELECT coalesce(jsonb_object_agg(p.tbl::oid::text,
+                   (SELECT jsonb_agg(jsonb_build_object('name', a.attname, 'category', pc.category,
+                                                        'encrypted', coalesce(pc.encrypted, false))
+                                     ORDER BY a.attnum)
+                      FROM pg_attribute a
+                      LEFT JOIN privacy_internal.personal_columns pc ON pc.tbl = a.attrelid AND pc.col = a.attname
+                     WHERE a.attrelid = p.tbl AND a.attnum > 0 AND NOT a.attisdropped)), '{}'),
+               array_agg(p.tbl::oid)
+          INTO columns, column_rels
+          FROM privacy.protected_tables p WHERE p.parent IS NULL;
+        columns := privacy_internal.memo_put('report_columns', column_rels, columns);
+    END IF;
+
+    -- One statement for the whole report, planned once a session (issue #19:
+    -- a statement per list cost more than the lists).  The subject's rows,
+    -- once per protected table (partitions through their root), in the
+    -- tables' order: report_table() reads and logs them.
+    --
+    -- Every purpose, and whether it may use the subject's data now (the
+    -- visibility rule: consent given, or no objection for other bases).
+    --
+    -- Consents and objections with their full history from the ledger.
+    --
+    -- Who opened the subject's encrypted values, when, why; never how many
+    -- rows the statement read in all (that is about other subjects too).
+    -- A statement refused after opening some of them (or shown some with
+    -- others masked) is a denial, with its reason; one refused before it
+    -- read a row names no subject and is in the access log only.  Never
+    -- this call's own reads (the writer may store them before the query
+    -- runs); earlier calls are listed.
+    SELECT jsonb_build_object(
+        'version', 1,
+        'subject', subject,
+        'generated_at', clock_timestamp(),
+        'data', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                            'table', d.tbl::text,
+                            'subject_column', d.subject_column,
+                            'columns', columns -> (d.tbl::oid::text),
+                            'retention', CASE WHEN d.action IS NULL THEN NULL ELSE jsonb_build_object(
+                                'time_column', d.time_column, 'keep', d.keep, 'action', d.action,
+                                'anonymize', (SELECT coalesce(jsonb_agg(c.col ORDER BY c.col), '[]')
+                                                FROM jsonb_object_keys(d.anonymize) AS c(col))) END,
+                            'rows', d.found_rows) ORDER BY d.o), '[]')
+                   FROM (SELECT t.*, privacy_internal.report_table(t.tbl, t.subject_column, subject_report.subject,
+                                                                   t.time_column, t.keep) AS found_rows
+                           FROM (SELECT p.tbl, p.subject_column, r.time_column, r.keep, r.action, r.anonymize,
+                                        row_number() OVER (ORDER BY p.tbl::text) AS o
+                                   FROM privacy.protected_tables p
+                                   LEFT JOIN privacy.retention_rules r ON r.tbl = p.tbl
+                                  WHERE p.parent IS NULL
+                                  ORDER BY p.tbl::text OFFSET 0) t) d
+                  WHERE jsonb_array_length(d.found_rows) > 0),
+        'purposes', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                                'purpose', p.name, 'legal_basis', p.legal_basis, 'description', p.description,
+                                'categories', CASE WHEN p.name = 'subject_access'
+                                                   THEN (SELECT coalesce(jsonb_agg(c.name ORDER BY c.name), '[]') FROM privacy.categories c)
+                                                   ELSE (SELECT coalesce(jsonb_agg(pc.category ORDER BY pc.category), '[]')
+                                                           FROM privacy.purpose_categories pc WHERE pc.purpose = p.name) END,
+                                'state', cs.state, 'since', cs.since,
+                                'in_effect', CASE WHEN p.legal_basis = 'consent' THEN coalesce(cs.state = 'granted', false)
+                                                  ELSE cs.state IS DISTINCT FROM 'objected' END)
+                              ORDER BY p.name), '[]')
+                       FROM privacy.purposes p
+                       LEFT JOIN privacy.consent_state cs ON cs.purpose = p.name AND cs.subject = subject_report.subject),
+        'consents', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                                'purpose', g.purpose, 'legal_basis', p.legal_basis, 'state', cs.state, 'since', cs.since,
+                                'history', g.history)
+                              ORDER BY g.purpose), '[]')
+                       FROM (SELECT e.purpose,
+                                    jsonb_agg(jsonb_build_object('event', e.id, 'action', e.action, 'at', e.at,
+                                                                 'source', e.source, 'evidence', e.evidence,
+                                                                 'recorded_by', e.recorded_by) ORDER BY e.id) AS history
+                               FROM privacy.consent_events e
+                              WHERE e.subject IN (subject_report.subject, stand_in)
+                              GROUP BY e.purpose) g
+                       JOIN privacy.purposes p ON p.name = g.purpose
+                       LEFT JOIN privacy.consent_state cs ON cs.purpose = g.purpose AND cs.subject = subject_report.subject),
+        'access', privacy_internal.subject_access_entries(hash, pg_catalog.pg_backend_pid(),
+                                                          pg_catalog.statement_timestamp()),
+        'holds', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                             'placed_at', h.placed_at, 'until', h.until, 'released_at', h.released_at,
+                             'active', h.released_at IS NULL AND (h.until IS NULL OR h.until > now()))
+                           ORDER BY h.placed_at, h.id), '[]')
+                    FROM privacy.holds h
+                   WHERE h.subject IN (subject_report.subject, stand_in)),
+        'erasures', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                                'erasure', e.id, 'erased_at', e.erased_at, 'reason', e.reason,
+                                'tables', e.tables, 'keys_destroyed', e.keys_destroyed)
+                              ORDER BY e.id), '[]')
+                       FROM privacy.erasures e
+                      WHERE e.subject_hash = hash),
+        'requests', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                                'request', r.id, 'kind', r.kind, 'status', r.status,
+                                'open', r.status IN ('open', 'in_progress', 'extended'),
+                                'received_at', r.received_at, 'due_at', r.due_at, 'deadline', r.deadline,
+                                'extended_until', r.extended_until, 'extension_reason', r.extension_reason,
+                                'closed_at', r.closed_at, 'resolution', r.resolution)
+                              ORDER BY r.id), '[]')
+                       FROM privacy.requests r
+                      WHERE r.subject_hash = hash))
+      INTO report;
+
+    -- On a Citus coordinator, the values of distributed tables are opened
+    -- on the workers, which log them in their own chains: their entries
+    -- come too, each naming its node, in one list, oldest first (the
+    -- coordinator's entries name no node).
+    IF privacy_internal.citus_local_group() = 0 THEN
+        SELECT coalesce(jsonb_agg(a.e ORDER BY (a.e ->> 'at')::timestamptz, a.e ->> 'node' NULLS FIRST,
+                                  (a.e ->> 'entry')::bigint), '[]')
+          INTO access
+          FROM (SELECT e FROM jsonb_array_elements(report -> 'access') e
+                UNION ALL
+                SELECT e0 || jsonb_build_object('node', w.nodename || ':' || w.nodeport)
+                  FROM pg_catalog.run_command_on_workers(format(
+                           'SELECT privacy_internal.subject_access_entries(%L::bytea, NULL, %L::timestamptz)',
+                           hash, pg_catalog.statement_timestamp())) w
+                 CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN w.success THEN w.result::jsonb
+                                                              ELSE '[]' END) e0) a(e);
+        report := jsonb_set(report, '{access}', access);
+    END IF;
+    RETURN report;
+END
+$$;
+CREATE OR REPLACE FUNCTION privacy.portal_report() RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ BEGIN RETURN privacy.subject_report(privacy_internal.portal_subject()); END $$;
+CREATE OR REPLACE FUNCTION privacy_internal.subject_param_match(tbl regclass, subject_column name) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN (SELECT CASE WHEN a.atttypid IN ('bigint'::regtype, 'integer'::regtype, 'smallint'::regtype)
+                        THEN format('t.%I = privacy_internal.subject_int8($1)', subject_param_match.subject_column)
+                        ELSE format('t.%I::pg_catalog.text = $1', subject_param_match.subject_column) END
+              FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = subject_param_match.tbl AND a.attname = subject_param_match.subject_column);
+END
+$$;
+CREATE OR REPLACE FUNCTION privacy.verify_erasure(subject text) RETURNS jsonb
+    LANGUAGE plpgsql STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pt record;
+    fate record;
+    match text;
+    hash bytea;
+    n bigint;
+    leftover jsonb := '{}';
+    rows_left jsonb := '{}';
+    values_left jsonb := '{}';
+    tags_left jsonb := '{}';
+    kept jsonb := '{}';
+    remnant text;
+    tagged text;
+    erasure_id bigint;
+    keys_left bigint;
+    state_left bigint;
+    events_left bigint;
+BEGIN
+    PERFORM privacy_internal.require_subject(subject);
+    hash := privacy.subject_hash(subject);
+    -- the subject a parameter: each statement planned once a session; the
+    -- erasure's action asked only of tables whose rule may anonymize (any
+    -- other's rows are deleted: erasure_action)
+    FOR pt IN SELECT p.tbl, p.subject_column,
+                     privacy_internal.subject_param_match(p.tbl, p.subject_column) AS match,
+                     r.action IS NOT DISTINCT FROM 'anonymize' AS may_keep
+                FROM privacy.protected_tables p
+                LEFT JOIN privacy.retention_rules r ON r.tbl = p.tbl
+               WHERE p.parent IS NULL ORDER BY p.tbl::text
+    LOOP
+        match := pt.match;
+        n := privacy_internal.run_as_owner(pt.tbl, format('SELECT 1 FROM %s t WHERE %s', pt.tbl, match),
+                                           ARRAY[subject]);
+        CONTINUE WHEN n = 0;
+        IF NOT pt.may_keep THEN
+            rows_left := rows_left || jsonb_build_object(pt.tbl::text, n);
+            CONTINUE;
+        END IF;
+        SELECT * INTO fate FROM privacy_internal.erasure_action(pt.tbl, pt.subject_column);
+        IF fate.action <> 'anonymized' THEN
+            rows_left := rows_left || jsonb_build_object(pt.tbl::text, n);
+            CONTINUE;
+        END IF;
+        kept := kept || jsonb_build_object(pt.tbl::text, n);
+        -- kept rows: what the erasure clears must be cleared
+        SELECT string_agg(CASE c.what WHEN 'null' THEN format('t.%I IS NOT NULL', c.col)
+                                      WHEN 'masked' THEN format('t.%I::pg_catalog.text IS DISTINCT FROM %L', c.col,
+                                                                r.anonymize ->> c.col)
+                                      ELSE format('NOT privacy.is_erased(t.%I)', c.col) END, ' OR '),
+               string_agg(format('privacy_internal.live_search_tag(t.%I)', c.col), ' OR ')
+                   FILTER (WHERE c.what = 'shredded')
+          INTO remnant, tagged
+          FROM jsonb_each_text(fate.columns) AS c(col, what), privacy.retention_rules r
+         WHERE r.tbl = pt.tbl;
+        IF remnant IS NOT NULL THEN
+            n := privacy_internal.run_as_owner(pt.tbl, format('SELECT 1 FROM %s t WHERE %s AND (%s)', pt.tbl, match, remnant),
+                                               ARRAY[subject]);
+            IF n > 0 THEN
+                values_left := values_left || jsonb_build_object(pt.tbl::text, n);
+            END IF;
+        END IF;
+        IF tagged IS NOT NULL THEN
+            n := privacy_internal.run_as_owner(pt.tbl, format('SELECT 1 FROM %s t WHERE %s AND (%s)', pt.tbl, match, tagged),
+                                               ARRAY[subject]);
+            IF n > 0 THEN
+                tags_left := tags_left || jsonb_build_object(pt.tbl::text, n);
+            END IF;
+        END IF;
+    END LOOP;
+    IF rows_left <> '{}' THEN
+        leftover := leftover || jsonb_build_object('rows', rows_left);
+    END IF;
+    IF values_left <> '{}' THEN
+        leftover := leftover || jsonb_build_object('values', values_left);
+    END IF;
+    IF tags_left <> '{}' THEN
+        leftover := leftover || jsonb_build_object('search_tags', tags_left);
+    END IF;
+    -- the rest in one statement.  Keys: one arm per partial index (as
+    -- destroy_subject_key): state <> 'destroyed' matches neither, and
+    -- scanned every key (issue #19)
+    SELECT (SELECT count(*) FROM privacy.data_keys k
+             WHERE k.scope = 'subject' AND k.subject_hash = hash
+               AND (k.state = 'active' OR k.state = 'retired')),
+           (SELECT count(*) FROM privacy.consent_state cs WHERE cs.subject = verify_erasure.subject),
+           (SELECT count(*) FROM privacy.consent_events e WHERE e.subject = verify_erasure.subject),
+           (SELECT max(e.id) FROM privacy.erasures e WHERE e.subject_hash = hash)
+      INTO keys_left, state_left, events_left, erasure_id;
+    IF keys_left > 0 THEN
+        leftover := leftover || jsonb_build_object('keys', keys_left);
+    END IF;
+    IF state_left > 0 THEN
+        leftover := leftover || jsonb_build_object('consent_state', state_left);
+    END IF;
+    IF events_left > 0 THEN
+        leftover := leftover || jsonb_build_object('consent_events', events_left);
+    END IF;
+    RETURN jsonb_build_object('subject_hash', encode(hash, 'hex'), 'erasure', erasure_id,
+                              'verified', leftover = '{}', 'left', leftover, 'kept', kept,
+                              'checked_at', clock_timestamp());
+END
+$$;

@@ -102,15 +102,18 @@ $$;
 -- The same condition with the subject as the text parameter $1: one
 -- statement text for every subject, whose plan run_as_owner keeps for the
 -- session (issue #19).
+-- PL/pgSQL so that its lookup is planned once a session, not at each call.
 CREATE FUNCTION privacy_internal.subject_param_match(tbl regclass, subject_column name) RETURNS text
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN a.atttypid IN ('bigint'::regtype, 'integer'::regtype, 'smallint'::regtype)
-                THEN format('t.%I = privacy_internal.subject_int8($1)', subject_column)
-                ELSE format('t.%I::pg_catalog.text = $1', subject_column) END
-      FROM pg_catalog.pg_attribute a
-     WHERE a.attrelid = tbl AND a.attname = subject_column
+BEGIN
+    RETURN (SELECT CASE WHEN a.atttypid IN ('bigint'::regtype, 'integer'::regtype, 'smallint'::regtype)
+                        THEN format('t.%I = privacy_internal.subject_int8($1)', subject_param_match.subject_column)
+                        ELSE format('t.%I::pg_catalog.text = $1', subject_param_match.subject_column) END
+              FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = subject_param_match.tbl AND a.attname = subject_param_match.subject_column);
+END
 $$;
 
 CREATE FUNCTION privacy.erase_subject(subject text, reason text) RETURNS jsonb
@@ -316,17 +319,30 @@ DECLARE
     remnant text;
     tagged text;
     erasure_id bigint;
+    keys_left bigint;
+    state_left bigint;
+    events_left bigint;
 BEGIN
     PERFORM privacy_internal.require_subject(subject);
     hash := privacy.subject_hash(subject);
-    FOR pt IN SELECT p.tbl, p.subject_column FROM privacy.protected_tables p
+    -- the subject a parameter: each statement planned once a session; the
+    -- erasure's action asked only of tables whose rule may anonymize (any
+    -- other's rows are deleted: erasure_action)
+    FOR pt IN SELECT p.tbl, p.subject_column,
+                     privacy_internal.subject_param_match(p.tbl, p.subject_column) AS match,
+                     r.action IS NOT DISTINCT FROM 'anonymize' AS may_keep
+                FROM privacy.protected_tables p
+                LEFT JOIN privacy.retention_rules r ON r.tbl = p.tbl
                WHERE p.parent IS NULL ORDER BY p.tbl::text
     LOOP
-        -- the subject a parameter: each statement planned once a session
-        match := privacy_internal.subject_param_match(pt.tbl, pt.subject_column);
+        match := pt.match;
         n := privacy_internal.run_as_owner(pt.tbl, format('SELECT 1 FROM %s t WHERE %s', pt.tbl, match),
                                            ARRAY[subject]);
         CONTINUE WHEN n = 0;
+        IF NOT pt.may_keep THEN
+            rows_left := rows_left || jsonb_build_object(pt.tbl::text, n);
+            CONTINUE;
+        END IF;
         SELECT * INTO fate FROM privacy_internal.erasure_action(pt.tbl, pt.subject_column);
         IF fate.action <> 'anonymized' THEN
             rows_left := rows_left || jsonb_build_object(pt.tbl::text, n);
@@ -367,23 +383,25 @@ BEGIN
     IF tags_left <> '{}' THEN
         leftover := leftover || jsonb_build_object('search_tags', tags_left);
     END IF;
-    -- one arm per partial index (as destroy_subject_key): state <> 'destroyed'
-    -- matches neither, and scanned every key (issue #19)
-    SELECT count(*) INTO n FROM privacy.data_keys k
-     WHERE k.scope = 'subject' AND k.subject_hash = hash
-       AND (k.state = 'active' OR k.state = 'retired');
-    IF n > 0 THEN
-        leftover := leftover || jsonb_build_object('keys', n);
+    -- the rest in one statement.  Keys: one arm per partial index (as
+    -- destroy_subject_key): state <> 'destroyed' matches neither, and
+    -- scanned every key (issue #19)
+    SELECT (SELECT count(*) FROM privacy.data_keys k
+             WHERE k.scope = 'subject' AND k.subject_hash = hash
+               AND (k.state = 'active' OR k.state = 'retired')),
+           (SELECT count(*) FROM privacy.consent_state cs WHERE cs.subject = verify_erasure.subject),
+           (SELECT count(*) FROM privacy.consent_events e WHERE e.subject = verify_erasure.subject),
+           (SELECT max(e.id) FROM privacy.erasures e WHERE e.subject_hash = hash)
+      INTO keys_left, state_left, events_left, erasure_id;
+    IF keys_left > 0 THEN
+        leftover := leftover || jsonb_build_object('keys', keys_left);
     END IF;
-    SELECT count(*) INTO n FROM privacy.consent_state cs WHERE cs.subject = verify_erasure.subject;
-    IF n > 0 THEN
-        leftover := leftover || jsonb_build_object('consent_state', n);
+    IF state_left > 0 THEN
+        leftover := leftover || jsonb_build_object('consent_state', state_left);
     END IF;
-    SELECT count(*) INTO n FROM privacy.consent_events e WHERE e.subject = verify_erasure.subject;
-    IF n > 0 THEN
-        leftover := leftover || jsonb_build_object('consent_events', n);
+    IF events_left > 0 THEN
+        leftover := leftover || jsonb_build_object('consent_events', events_left);
     END IF;
-    SELECT max(e.id) INTO erasure_id FROM privacy.erasures e WHERE e.subject_hash = hash;
     RETURN jsonb_build_object('subject_hash', encode(hash, 'hex'), 'erasure', erasure_id,
                               'verified', leftover = '{}', 'left', leftover, 'kept', kept,
                               'checked_at', clock_timestamp());

@@ -62,13 +62,16 @@ COMMENT ON FUNCTION privacy_internal.report_table(regclass, name, text, name, in
 -- report lists them.  Its own reads are left out: on the node the report
 -- runs on, those of its backend since its statement began (own_pid); on a
 -- Citus worker, which serves them over Citus's connections, those under
--- subject_access since then.
+-- subject_access since then.  PL/pgSQL rather than SQL so that its query
+-- is planned once a session, not at every report (issue #19: planning it
+-- was 40 % of a report).
 CREATE FUNCTION privacy_internal.subject_access_entries(hash bytea, own_pid integer, since timestamptz)
     RETURNS jsonb
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(jsonb_agg(x.entry ORDER BY x.seq), '[]')
+BEGIN
+    RETURN (SELECT coalesce(jsonb_agg(x.entry ORDER BY x.seq), '[]')
       FROM (SELECT l.seq, jsonb_build_object(
                        'entry', l.seq, 'at', l.at, 'role', l.acting_role, 'session_role', l.session_role,
                        'application', l.application, 'purpose', l.purpose, 'command', l.command,
@@ -83,8 +86,33 @@ AS $$
              WHERE NOT (l.at >= since AND (coalesce(l.backend_pid = own_pid, false)
                                            OR (own_pid IS NULL AND l.purpose IS NOT DISTINCT FROM 'subject_access')))
              GROUP BY l.seq, l.at, l.acting_role, l.session_role, l.application, l.purpose,
-                      l.command, l.relation, l.outcome, l.reason, l.denied_category) x
+                      l.command, l.relation, l.outcome, l.reason, l.denied_category) x);
+END
 $$;
+
+-- A subject's access trail for an officer (issue #19): what
+-- access_log_for_subject() joined to access_log_event() gives, one row per
+-- statement and category, oldest first.  PL/pgSQL so that the query is
+-- planned once a session (planning that join cost three times running it);
+-- it runs as its caller, so only who may read the access log gets anything.
+CREATE FUNCTION privacy.access_trail(subject text)
+    RETURNS TABLE (entry bigint, at timestamptz, session_role text, acting_role text, application text,
+                   purpose text, command text, relation text, category text, opened bigint,
+                   outcome text, reason text, denied_category text)
+    LANGUAGE plpgsql STABLE STRICT ROWS 10
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT l.seq, l.at, l.session_role, l.acting_role, l.application, l.purpose, l.command, l.relation,
+           s.category, s.opened, l.outcome, l.reason, l.denied_category
+      FROM privacy_internal.access_log_for_subject(privacy.subject_hash(access_trail.subject)) s
+      JOIN LATERAL privacy_internal.access_log_event(s.event) l ON true
+     ORDER BY l.seq, s.category;
+END
+$$;
+COMMENT ON FUNCTION privacy.access_trail(text) IS
+    'the access log entries that opened a subject''s encrypted values, one row per statement and category, oldest first, read through the subject''s index range; runs as its caller';
 
 -- The report.  Version 1 of its shape is documented in doc/developer.md
 -- ("The subject report (JSON)"); a change that removes or renames a key, or
@@ -108,16 +136,8 @@ AS $$
 DECLARE
     hash bytea;
     stand_in text;
-    pt record;
-    rule privacy.retention_rules;
-    found_rows jsonb;
-    data jsonb := '[]';
-    purposes jsonb;
-    consents jsonb;
+    report jsonb;
     access jsonb;
-    holds jsonb;
-    erasures jsonb;
-    requests jsonb;
     columns jsonb;
     column_rels oid[];
 BEGIN
@@ -146,74 +166,104 @@ BEGIN
         columns := privacy_internal.memo_put('report_columns', column_rels, columns);
     END IF;
 
-    -- the subject's rows, once per protected table (partitions through their root)
-    FOR pt IN SELECT p.tbl, p.subject_column FROM privacy.protected_tables p
-               WHERE p.parent IS NULL ORDER BY p.tbl::text
-    LOOP
-        rule := NULL;
-        SELECT * INTO rule FROM privacy.retention_rules r WHERE r.tbl = pt.tbl;
-        found_rows := privacy_internal.report_table(pt.tbl, pt.subject_column, subject, rule.time_column, rule.keep);
-        CONTINUE WHEN jsonb_array_length(found_rows) = 0;
-        data := data || jsonb_build_array(jsonb_build_object(
-            'table', pt.tbl::text,
-            'subject_column', pt.subject_column,
-            'columns', columns -> (pt.tbl::oid::text),
-            'retention', CASE WHEN rule.tbl IS NULL THEN NULL ELSE jsonb_build_object(
-                'time_column', rule.time_column, 'keep', rule.keep, 'action', rule.action,
-                'anonymize', (SELECT coalesce(jsonb_agg(c.col ORDER BY c.col), '[]')
-                                FROM jsonb_object_keys(rule.anonymize) AS c(col))) END,
-            'rows', found_rows));
-    END LOOP;
-
-    -- every purpose, and whether it may use the subject's data now (the
-    -- visibility rule: consent given, or no objection for other bases)
-    SELECT coalesce(jsonb_agg(jsonb_build_object(
-               'purpose', p.name, 'legal_basis', p.legal_basis, 'description', p.description,
-               'categories', CASE WHEN p.name = 'subject_access'
-                                  THEN (SELECT coalesce(jsonb_agg(c.name ORDER BY c.name), '[]') FROM privacy.categories c)
-                                  ELSE (SELECT coalesce(jsonb_agg(pc.category ORDER BY pc.category), '[]')
-                                          FROM privacy.purpose_categories pc WHERE pc.purpose = p.name) END,
-               'state', cs.state, 'since', cs.since,
-               'in_effect', CASE WHEN p.legal_basis = 'consent' THEN coalesce(cs.state = 'granted', false)
-                                 ELSE cs.state IS DISTINCT FROM 'objected' END)
-             ORDER BY p.name), '[]')
-      INTO purposes
-      FROM privacy.purposes p
-      LEFT JOIN privacy.consent_state cs ON cs.purpose = p.name AND cs.subject = subject_report.subject;
-
-    -- consents and objections with their full history from the ledger
-    SELECT coalesce(jsonb_agg(jsonb_build_object(
-               'purpose', g.purpose, 'legal_basis', p.legal_basis, 'state', cs.state, 'since', cs.since,
-               'history', g.history)
-             ORDER BY g.purpose), '[]')
-      INTO consents
-      FROM (SELECT e.purpose,
-                   jsonb_agg(jsonb_build_object('event', e.id, 'action', e.action, 'at', e.at,
-                                                'source', e.source, 'evidence', e.evidence,
-                                                'recorded_by', e.recorded_by) ORDER BY e.id) AS history
-              FROM privacy.consent_events e
-             WHERE e.subject IN (subject_report.subject, stand_in)
-             GROUP BY e.purpose) g
-      JOIN privacy.purposes p ON p.name = g.purpose
-      LEFT JOIN privacy.consent_state cs ON cs.purpose = g.purpose AND cs.subject = subject_report.subject;
-
-    -- who opened the subject's encrypted values, when, why; never how many
+    -- One statement for the whole report, planned once a session (issue #19:
+    -- a statement per list cost more than the lists).  The subject's rows,
+    -- once per protected table (partitions through their root), in the
+    -- tables' order: report_table() reads and logs them.
+    --
+    -- Every purpose, and whether it may use the subject's data now (the
+    -- visibility rule: consent given, or no objection for other bases).
+    --
+    -- Consents and objections with their full history from the ledger.
+    --
+    -- Who opened the subject's encrypted values, when, why; never how many
     -- rows the statement read in all (that is about other subjects too).
     -- A statement refused after opening some of them (or shown some with
     -- others masked) is a denial, with its reason; one refused before it
     -- read a row names no subject and is in the access log only.  Never
     -- this call's own reads (the writer may store them before the query
-    -- runs); earlier calls are listed.  On a Citus coordinator, the values
-    -- of distributed tables are opened on the workers, which log them in
-    -- their own chains: their entries come too, each naming its node.
-    access := privacy_internal.subject_access_entries(hash, pg_catalog.pg_backend_pid(),
-                                                      pg_catalog.statement_timestamp());
+    -- runs); earlier calls are listed.
+    SELECT jsonb_build_object(
+        'version', 1,
+        'subject', subject,
+        'generated_at', clock_timestamp(),
+        'data', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                            'table', d.tbl::text,
+                            'subject_column', d.subject_column,
+                            'columns', columns -> (d.tbl::oid::text),
+                            'retention', CASE WHEN d.action IS NULL THEN NULL ELSE jsonb_build_object(
+                                'time_column', d.time_column, 'keep', d.keep, 'action', d.action,
+                                'anonymize', (SELECT coalesce(jsonb_agg(c.col ORDER BY c.col), '[]')
+                                                FROM jsonb_object_keys(d.anonymize) AS c(col))) END,
+                            'rows', d.found_rows) ORDER BY d.o), '[]')
+                   FROM (SELECT t.*, privacy_internal.report_table(t.tbl, t.subject_column, subject_report.subject,
+                                                                   t.time_column, t.keep) AS found_rows
+                           FROM (SELECT p.tbl, p.subject_column, r.time_column, r.keep, r.action, r.anonymize,
+                                        row_number() OVER (ORDER BY p.tbl::text) AS o
+                                   FROM privacy.protected_tables p
+                                   LEFT JOIN privacy.retention_rules r ON r.tbl = p.tbl
+                                  WHERE p.parent IS NULL
+                                  ORDER BY p.tbl::text OFFSET 0) t) d
+                  WHERE jsonb_array_length(d.found_rows) > 0),
+        'purposes', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                                'purpose', p.name, 'legal_basis', p.legal_basis, 'description', p.description,
+                                'categories', CASE WHEN p.name = 'subject_access'
+                                                   THEN (SELECT coalesce(jsonb_agg(c.name ORDER BY c.name), '[]') FROM privacy.categories c)
+                                                   ELSE (SELECT coalesce(jsonb_agg(pc.category ORDER BY pc.category), '[]')
+                                                           FROM privacy.purpose_categories pc WHERE pc.purpose = p.name) END,
+                                'state', cs.state, 'since', cs.since,
+                                'in_effect', CASE WHEN p.legal_basis = 'consent' THEN coalesce(cs.state = 'granted', false)
+                                                  ELSE cs.state IS DISTINCT FROM 'objected' END)
+                              ORDER BY p.name), '[]')
+                       FROM privacy.purposes p
+                       LEFT JOIN privacy.consent_state cs ON cs.purpose = p.name AND cs.subject = subject_report.subject),
+        'consents', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                                'purpose', g.purpose, 'legal_basis', p.legal_basis, 'state', cs.state, 'since', cs.since,
+                                'history', g.history)
+                              ORDER BY g.purpose), '[]')
+                       FROM (SELECT e.purpose,
+                                    jsonb_agg(jsonb_build_object('event', e.id, 'action', e.action, 'at', e.at,
+                                                                 'source', e.source, 'evidence', e.evidence,
+                                                                 'recorded_by', e.recorded_by) ORDER BY e.id) AS history
+                               FROM privacy.consent_events e
+                              WHERE e.subject IN (subject_report.subject, stand_in)
+                              GROUP BY e.purpose) g
+                       JOIN privacy.purposes p ON p.name = g.purpose
+                       LEFT JOIN privacy.consent_state cs ON cs.purpose = g.purpose AND cs.subject = subject_report.subject),
+        'access', privacy_internal.subject_access_entries(hash, pg_catalog.pg_backend_pid(),
+                                                          pg_catalog.statement_timestamp()),
+        'holds', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                             'placed_at', h.placed_at, 'until', h.until, 'released_at', h.released_at,
+                             'active', h.released_at IS NULL AND (h.until IS NULL OR h.until > now()))
+                           ORDER BY h.placed_at, h.id), '[]')
+                    FROM privacy.holds h
+                   WHERE h.subject IN (subject_report.subject, stand_in)),
+        'erasures', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                                'erasure', e.id, 'erased_at', e.erased_at, 'reason', e.reason,
+                                'tables', e.tables, 'keys_destroyed', e.keys_destroyed)
+                              ORDER BY e.id), '[]')
+                       FROM privacy.erasures e
+                      WHERE e.subject_hash = hash),
+        'requests', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                                'request', r.id, 'kind', r.kind, 'status', r.status,
+                                'open', r.status IN ('open', 'in_progress', 'extended'),
+                                'received_at', r.received_at, 'due_at', r.due_at, 'deadline', r.deadline,
+                                'extended_until', r.extended_until, 'extension_reason', r.extension_reason,
+                                'closed_at', r.closed_at, 'resolution', r.resolution)
+                              ORDER BY r.id), '[]')
+                       FROM privacy.requests r
+                      WHERE r.subject_hash = hash))
+      INTO report;
+
+    -- On a Citus coordinator, the values of distributed tables are opened
+    -- on the workers, which log them in their own chains: their entries
+    -- come too, each naming its node, in one list, oldest first (the
+    -- coordinator's entries name no node).
     IF privacy_internal.citus_local_group() = 0 THEN
-        -- one list, oldest first (the coordinator's entries name no node)
         SELECT coalesce(jsonb_agg(a.e ORDER BY (a.e ->> 'at')::timestamptz, a.e ->> 'node' NULLS FIRST,
                                   (a.e ->> 'entry')::bigint), '[]')
           INTO access
-          FROM (SELECT e FROM jsonb_array_elements(access) e
+          FROM (SELECT e FROM jsonb_array_elements(report -> 'access') e
                 UNION ALL
                 SELECT e0 || jsonb_build_object('node', w.nodename || ':' || w.nodeport)
                   FROM pg_catalog.run_command_on_workers(format(
@@ -221,46 +271,9 @@ BEGIN
                            hash, pg_catalog.statement_timestamp())) w
                  CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN w.success THEN w.result::jsonb
                                                               ELSE '[]' END) e0) a(e);
+        report := jsonb_set(report, '{access}', access);
     END IF;
-
-    SELECT coalesce(jsonb_agg(jsonb_build_object(
-               'placed_at', h.placed_at, 'until', h.until, 'released_at', h.released_at,
-               'active', h.released_at IS NULL AND (h.until IS NULL OR h.until > now()))
-             ORDER BY h.placed_at, h.id), '[]')
-      INTO holds
-      FROM privacy.holds h
-     WHERE h.subject IN (subject_report.subject, stand_in);
-
-    SELECT coalesce(jsonb_agg(jsonb_build_object(
-               'erasure', e.id, 'erased_at', e.erased_at, 'reason', e.reason,
-               'tables', e.tables, 'keys_destroyed', e.keys_destroyed)
-             ORDER BY e.id), '[]')
-      INTO erasures
-      FROM privacy.erasures e
-     WHERE e.subject_hash = hash;
-
-    SELECT coalesce(jsonb_agg(jsonb_build_object(
-               'request', r.id, 'kind', r.kind, 'status', r.status,
-               'open', r.status IN ('open', 'in_progress', 'extended'),
-               'received_at', r.received_at, 'due_at', r.due_at, 'deadline', r.deadline,
-               'extended_until', r.extended_until, 'extension_reason', r.extension_reason,
-               'closed_at', r.closed_at, 'resolution', r.resolution)
-             ORDER BY r.id), '[]')
-      INTO requests
-      FROM privacy.requests r
-     WHERE r.subject_hash = hash;
-
-    RETURN jsonb_build_object(
-        'version', 1,
-        'subject', subject,
-        'generated_at', clock_timestamp(),
-        'data', data,
-        'purposes', purposes,
-        'consents', consents,
-        'access', access,
-        'holds', holds,
-        'erasures', erasures,
-        'requests', requests);
+    RETURN report;
 END
 $$;
 COMMENT ON FUNCTION privacy.subject_report(text) IS
@@ -726,10 +739,11 @@ COMMENT ON FUNCTION privacy.subject_report_html(text) IS
 
 REVOKE ALL ON FUNCTION privacy_internal.builtin_purpose_guard(),
     privacy_internal.report_table(regclass, name, text, name, interval),
-    privacy.subject_report(text), privacy_internal.html(text), privacy_internal.html_value(jsonb),
+    privacy.subject_report(text), privacy.access_trail(text), privacy_internal.html(text), privacy_internal.html_value(jsonb),
     privacy_internal.html_time(jsonb), privacy_internal.html_basis(text), privacy_internal.html_purpose(text),
     privacy_internal.html_why(text), privacy_internal.html_count(bigint, text, text), privacy_internal.html_row(text[]),
     privacy_internal.html_table(text[], text), privacy.subject_report_html(text)
   FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION privacy.subject_report(text), privacy.subject_report_html(text)
+GRANT EXECUTE ON FUNCTION privacy.subject_report(text), privacy.subject_report_html(text),
+    privacy.access_trail(text)
   TO privacy_officer;

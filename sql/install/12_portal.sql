@@ -30,9 +30,11 @@ BEGIN
 END
 $$;
 
+-- PL/pgSQL, not SQL: a SQL function with a setting is planned at every
+-- call, a PL/pgSQL expression once a session (issue #19).
 CREATE FUNCTION privacy.portal_report() RETURNS jsonb
-    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT privacy.subject_report(privacy_internal.portal_subject()) $$;
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ BEGIN RETURN privacy.subject_report(privacy_internal.portal_subject()); END $$;
 COMMENT ON FUNCTION privacy.portal_report() IS
     'the subject report of the subject declared in privacy.portal_subject (its own reads logged like every report''s)';
 
