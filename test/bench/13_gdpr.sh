@@ -250,8 +250,7 @@ op regulator report 40 "$S" \
 	"SELECT length(privacy.subject_report(':s')::text);" \
 	"SELECT length(p_subject_report(':s')::text);"
 op regulator trail 40 "$S" \
-	"SELECT count(*) FROM privacy_internal.access_log_for_subject(privacy.subject_hash(':s')) s
-  JOIN LATERAL privacy_internal.access_log_event(s.event) l ON true;" \
+	"SELECT count(*) FROM privacy.access_trail(':s');" \
 	"SELECT count(*) FROM p_audit WHERE subject = ':s';"
 op regulator verify 20 "$S" \
 	"SELECT privacy.verify_erasure(':s') ->> 'verified';" \
