@@ -54,7 +54,8 @@ $sql;
 }
 
 for my $call ("SELECT privacy.subject_report('7')", "SELECT privacy.subject_report_html('7')",
-	'SELECT * FROM privacy.compliance_gaps()', 'SELECT * FROM privacy.purge_preview()')
+	'SELECT * FROM privacy.compliance_gaps()', 'SELECT * FROM privacy.purge_preview()',
+	"SELECT * FROM privacy.access_trail('7')")
 {
 	my @plans = plans_of($call);
 	cmp_ok(scalar(@plans), '>=', 2, "$call: its nested plans were seen");
