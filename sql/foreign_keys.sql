@@ -149,6 +149,26 @@ SELECT privacy.erase_subject('20', 'request #20') -> 'tables' -> 'public.notes' 
 RESET ROLE;
 SELECT count(*) AS notes_left FROM notes;
 DROP TABLE notes;
+-- The same for a table that starts referencing a partition of orders
+-- without an ON DELETE action: the erasure after it is refused, naming the
+-- constraint (not PostgreSQL's message with the key values); once the
+-- table is dropped, the next erasure of the session goes through.
+INSERT INTO customers (id, name) VALUES (21, 'Kim'), (22, 'Lou');
+INSERT INTO orders SELECT g, CASE WHEN g < 220 THEN 21 ELSE 22 END, now(), NULL FROM generate_series(210, 221) g;
+SET ROLE fk_officer;
+SELECT privacy.erase_subject('22', 'request #22') -> 'tables' ? 'public.disputes' AS disputes_in_22;
+RESET ROLE;
+CREATE TABLE disputes (order_id bigint REFERENCES orders_0, said text);
+INSERT INTO disputes SELECT id, 'chargeback' FROM orders_0 WHERE customer_id = 21 LIMIT 1;
+SET ROLE fk_officer;
+SELECT privacy.erase_subject('21', 'request #21');
+RESET ROLE;
+SELECT count(*) AS orders_21 FROM orders WHERE customer_id = 21;
+DROP TABLE disputes;
+SET ROLE fk_officer;
+SELECT privacy.erase_subject('21', 'request #21') -> 'tables' -> 'public.orders' AS orders_in_21;
+RESET ROLE;
+SELECT count(*) AS orders_21 FROM orders WHERE customer_id = 21;
 
 ------------------------------------------------------------------------------
 -- Anonymizing or deleting: the rule's action, unless a classified column
