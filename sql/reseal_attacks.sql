@@ -163,6 +163,12 @@ SELECT privacy.erase_subject(:'last_subject', 'test') ->> 'keys_destroyed' AS ke
 SELECT count(*) AS erased_numbers_left FROM privacy.reseal_jobs r
  WHERE r.tbl = 'bymsisdn'::regclass AND NOT EXISTS (SELECT FROM bymsisdn b WHERE b.msisdn = r.last_key[1]);
 SELECT key_columns, last_key FROM privacy.reseal_jobs WHERE tbl = 'bymsisdn'::regclass;
+-- the job's position is a row's key in clear: an application role sees
+-- neither the jobs nor their progress
+SET ROLE ra_app;
+SELECT last_key FROM privacy.reseal_jobs;
+SELECT relid, rows_done FROM privacy.progress_reseal;
+RESET ROLE;
 CALL privacy.reseal('bymsisdn');
 SELECT count(*) FILTER (WHERE privacy_internal.under_category_key(email)) AS left_under_category_key,
        count(*) AS total FROM bymsisdn;
