@@ -189,6 +189,32 @@ SET ROLE fk_officer;
 SELECT privacy.erase_subject('25', 'request #25') -> 'tables' -> 'public.customers' ->> 'action' AS customers_25;
 RESET ROLE;
 DROP SCHEMA elsewhere CASCADE;
+-- A table protected inside the transaction of two erasures: the second
+-- one erases its rows (the transaction's own catalog change moves the
+-- generation at once).
+INSERT INTO customers (id, name) VALUES (26, 'Pia'), (27, 'Quy');
+CREATE TABLE memos (customer_id bigint NOT NULL, said text);
+INSERT INTO memos VALUES (27, 'called'), (26, 'called');
+BEGIN;
+SELECT privacy.erase_subject('26', 'request #26') -> 'tables' ? 'public.memos' AS memos_in_26;
+SELECT privacy.protect_table('memos', 'customer_id');
+SELECT privacy.erase_subject('27', 'request #27') -> 'tables' -> 'public.memos' AS memos_in_27;
+COMMIT;
+SELECT customer_id FROM memos ORDER BY 1;
+-- ... and a protection rolled back to a savepoint is forgotten with it: the
+-- next erasure leaves the unprotected table alone
+SELECT privacy.unprotect_table('memos');
+INSERT INTO customers (id, name) VALUES (28, 'Rey');
+INSERT INTO memos VALUES (28, 'called');
+BEGIN;
+SAVEPOINT before_protect;
+SELECT privacy.protect_table('memos', 'customer_id');
+SELECT privacy.erase_subject('26', 'request #26') -> 'tables' -> 'public.memos' AS memos_in_26;
+ROLLBACK TO SAVEPOINT before_protect;
+SELECT privacy.erase_subject('28', 'request #28') -> 'tables' ? 'public.memos' AS memos_in_28;
+COMMIT;
+SELECT customer_id FROM memos ORDER BY 1;
+DROP TABLE memos;
 
 ------------------------------------------------------------------------------
 -- Anonymizing or deleting: the rule's action, unless a classified column
