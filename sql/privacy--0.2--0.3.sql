@@ -7562,3 +7562,256 @@ BEGIN
                               'checked_at', clock_timestamp());
 END
 $$;
+
+-- ---------------------------------------------------------------------------
+-- review3 (review of the caches and shortcuts of #19 and #14)
+-- ---------------------------------------------------------------------------
+-- An erasure also moves a reseal job's position off a row of the subject's
+-- when the batches follow a primary key of the table's own (06_reseal.sql).
+-- An erasure leaves no trace of the subject's identifier in a job: when a
+-- table's batches follow its subject column (a table without a primary
+-- key, or one whose key holds the subject column), the key where the last
+-- batch stopped may be the erased subject's; when they follow a primary
+-- key of the table's own (a line's number), it may be the key of one of
+-- the subject's rows, as personal as the identifier.  The position moves back to
+-- the greatest key below it that is not the subject's (the rows in between
+-- are the subject's, covered already), or to the beginning.  Called by
+-- erase_subject before it deletes the subject's rows: a batch locks its job
+-- row, then its rows, and so does the erasure (jobs in one order, for two
+-- erasures at once).  The key values cross as in reseal_batch.
+CREATE OR REPLACE FUNCTION privacy_internal.reseal_forget_subject(subject text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    SET DateStyle = 'ISO, MDY'
+    SET IntervalStyle = 'postgres'
+    SET extra_float_digits = 3
+AS $$
+DECLARE
+    j record;
+    match text;
+    typed text;
+    in_t text;
+    in_k text;
+    desc_t text;
+    not_null text;
+    rel text;
+BEGIN
+    FOR j IN SELECT r.tbl, r.command, r.col, r.key_columns, r.last_key, pt.subject_column
+               FROM privacy.reseal_jobs r
+               JOIN privacy.protected_tables pt ON pt.tbl = r.tbl
+              WHERE r.last_key IS NOT NULL
+              ORDER BY r.tbl::oid, r.command, r.col
+                FOR UPDATE OF r
+    LOOP
+        match := privacy_internal.subject_match(j.tbl, j.subject_column, subject);
+        rel := CASE WHEN (SELECT c.relhassubclass FROM pg_catalog.pg_class c WHERE c.oid = j.tbl)
+                    THEN 'ONLY ' ELSE '' END || j.tbl::text;
+        SELECT string_agg(format('$%s::%s AS %I', o, pg_catalog.format_type(a.atttypid, a.atttypmod), k), ', ' ORDER BY o),
+               string_agg(format('t.%I', k), ', ' ORDER BY o),
+               string_agg(format('k.%I', k), ', ' ORDER BY o),
+               string_agg(format('t.%I DESC', k), ', ' ORDER BY o),
+               string_agg(format('t.%I IS NOT NULL', k), ' AND ' ORDER BY o)
+          INTO typed, in_t, in_k, desc_t, not_null
+          FROM unnest(j.key_columns) WITH ORDINALITY u(k, o)
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = j.tbl AND a.attname = u.k AND NOT a.attisdropped;
+        -- the key names the subject, or (a primary key of its own, such as
+        -- a line's number) is the key of a row of the subject's, which the
+        -- erasure is about to delete or anonymize
+        CONTINUE WHEN typed IS NULL OR privacy_internal.run_as_owner(j.tbl,
+            CASE WHEN j.subject_column = ANY (j.key_columns)
+                 THEN format('SELECT FROM (SELECT %s) t WHERE %s', typed, match)
+                 ELSE format('SELECT FROM %s t, (SELECT %s) k WHERE (%s) = (%s) AND %s', rel, typed, in_t, in_k, match)
+            END, j.last_key) = 0;
+        UPDATE privacy.reseal_jobs r
+           SET last_key = privacy_internal.run_as_owner_row(j.tbl,
+                   format('SELECT %s FROM %s t, (SELECT %s) k WHERE (%s) < (%s) AND %s AND NOT (%s) ORDER BY %s LIMIT 1',
+                          in_t, rel, typed, in_t, in_k, not_null, match, desc_t),
+                   j.last_key),
+               updated_at = pg_catalog.clock_timestamp()
+         WHERE r.tbl = j.tbl AND r.command = j.command AND r.col IS NOT DISTINCT FROM j.col;
+    END LOOP;
+END
+$$;
+
+-- erase_subject keeps its graph until the tables of the constraints it
+-- names for SET CONSTRAINTS change too (09_erasure.sql).
+CREATE OR REPLACE FUNCTION privacy.erase_subject(subject text, reason text) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET track_counts = on
+AS $$
+DECLARE
+    hold record;
+    pt record;
+    fate record;
+    match text;
+    n bigint;
+    done jsonb := '{}';
+    roots regclass[];
+    reach_rels oid[];
+    reach_roots regclass[];
+    before jsonb;
+    ch record;
+    checked_at_commit text;
+    current regclass;
+    cycle_error record;
+    blocked record;
+    con oid;
+    con_name text;
+    tab_name text;
+    sch_name text;
+    hash bytea;
+    stand_in text;
+    keys integer;
+    reduced bigint;
+    receipt jsonb;
+    erasure_id bigint;
+    graph jsonb;
+    named_rels oid[];
+BEGIN
+    PERFORM privacy_internal.require_subject(subject);
+    IF reason IS NULL OR reason = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'an erasure needs a reason',
+            HINT = 'Name the request, for example its number.';
+    END IF;
+    SELECT h.reason, h.until INTO hold FROM privacy.active_holds h WHERE h.subject = erase_subject.subject LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('subject "%s" is under a legal hold', subject),
+            DETAIL = format('Hold: %s%s.', hold.reason,
+                            CASE WHEN hold.until IS NOT NULL THEN ', until ' || hold.until::text ELSE '' END),
+            HINT = 'Nothing was erased. Release the hold with privacy.release_hold() when the matter allows it.';
+    END IF;
+
+    -- a reseal under way keeps no trace of the subject's identifier; its
+    -- job row is taken before the subject's rows, in the order a batch
+    -- takes them (or the two would deadlock)
+    PERFORM privacy_internal.reseal_forget_subject(subject);
+
+    -- what follows depends on the foreign-key graph only: kept for the
+    -- session until a relation of it changes (memo.c; issue #19)
+    graph := privacy_internal.memo_get('erasure');
+    IF graph IS NULL THEN
+        -- the subject's rows, in every protected table (partitions and children
+        -- through their root), tables before the tables they reference
+        SELECT array_agg(p.tbl) INTO roots FROM privacy.protected_tables p WHERE p.parent IS NULL;
+        -- what the deletions can reach through ON DELETE actions, counted
+        -- before and after (the transaction's own counters)
+        SELECT array_agg(x.rel), array_agg(x.root) INTO reach_rels, reach_roots FROM privacy_internal.fk_reach(roots) x;
+        -- references checked at commit are checked after each statement: the
+        -- statements run in a security-restricted operation, where PostgreSQL
+        -- fires no deferred trigger
+        SELECT string_agg(DISTINCT format('%I.%I', ns.nspname, c.conname), ', '), array_agg(DISTINCT c.conrelid)
+          INTO checked_at_commit, named_rels
+          FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_constraint c ON c.oid = d.objid
+          JOIN pg_catalog.pg_class k ON k.oid = c.conrelid
+          JOIN pg_catalog.pg_namespace ns ON ns.oid = k.relnamespace
+         WHERE d.classid = 'pg_catalog.pg_constraint'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
+           AND d.refobjid = ANY (reach_rels) AND c.contype = 'f' AND c.confrelid = d.refobjid
+           AND c.condeferrable AND c.condeferred;
+        -- (kept until those constraints' tables change too: a constraint
+        -- renamed or moved is named anew)
+        graph := privacy_internal.memo_put('erasure', reach_rels || named_rels, jsonb_build_object(
+            'roots', roots::oid[], 'reach_rels', reach_rels, 'reach_roots', reach_roots::oid[],
+            'checked_at_commit', checked_at_commit,
+            'order', (SELECT coalesce(jsonb_agg(jsonb_build_array(o.tbl::oid, o.cycle, p.subject_column) ORDER BY o.pos), '[]')
+                        FROM privacy_internal.fk_order(roots) o
+                        JOIN privacy.protected_tables p ON p.tbl = o.tbl)));
+    ELSE
+        roots := ARRAY(SELECT x::oid::regclass FROM jsonb_array_elements_text(graph -> 'roots') x);
+        reach_rels := ARRAY(SELECT x::oid FROM jsonb_array_elements_text(graph -> 'reach_rels') x);
+        reach_roots := ARRAY(SELECT x::oid::regclass FROM jsonb_array_elements_text(graph -> 'reach_roots') x);
+        checked_at_commit := graph ->> 'checked_at_commit';
+    END IF;
+    before := privacy_internal.change_counts(reach_rels);
+    BEGIN
+        IF checked_at_commit IS NOT NULL THEN
+            EXECUTE 'SET CONSTRAINTS ' || checked_at_commit || ' IMMEDIATE';
+        END IF;
+        FOR pt IN SELECT (o ->> 0)::oid::regclass AS tbl,
+                         ARRAY(SELECT c::oid FROM jsonb_array_elements_text(nullif(o -> 1, 'null')) c) AS cycle,
+                         (o ->> 2)::name AS subject_column
+                    FROM jsonb_array_elements(graph -> 'order') WITH ORDINALITY AS x(o, pos)
+                   ORDER BY x.pos
+        LOOP
+            IF cardinality(pt.cycle) > 0 THEN
+                SELECT * INTO cycle_error FROM privacy_internal.fk_cycle_error(pt.cycle, 'erasure');
+                RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+                    MESSAGE = cycle_error.message, DETAIL = cycle_error.detail, HINT = cycle_error.hint;
+            END IF;
+            current := pt.tbl;
+            match := privacy_internal.subject_match(pt.tbl, pt.subject_column, subject);
+            SELECT * INTO fate FROM privacy_internal.erasure_action(pt.tbl, pt.subject_column);
+            -- as the table's owner: its triggers are its own code
+            IF fate.action = 'anonymized' THEN
+                n := privacy_internal.run_as_owner(pt.tbl, format('UPDATE %s t SET %s WHERE %s', pt.tbl, fate.sets, match));
+            ELSE
+                n := privacy_internal.run_as_owner(pt.tbl, format('DELETE FROM %s t WHERE %s', pt.tbl, match));
+            END IF;
+            done := done || jsonb_build_object(pt.tbl::text,
+                        jsonb_strip_nulls(jsonb_build_object('action', fate.action, 'rows', n,
+                                                             'columns', fate.columns, 'reason', fate.reason)));
+        END LOOP;
+        current := NULL;
+        IF checked_at_commit IS NOT NULL THEN
+            EXECUTE 'SET CONSTRAINTS ' || checked_at_commit || ' DEFERRED';
+        END IF;
+    EXCEPTION WHEN foreign_key_violation THEN
+        -- rows the erasure keeps reference rows it deletes: say which and
+        -- why, without the key values PostgreSQL's message gives
+        GET STACKED DIAGNOSTICS con_name = CONSTRAINT_NAME, tab_name = TABLE_NAME, sch_name = SCHEMA_NAME;
+        con := privacy_internal.fk_constraint(sch_name, tab_name, con_name);
+        SELECT e.* INTO blocked
+          FROM pg_catalog.pg_constraint c,
+               LATERAL privacy_internal.fk_blocked_error(c.oid, 'erasure',
+                   CASE WHEN NOT privacy_internal.graph_root(c.conrelid) = ANY (roots) THEN 'not processed'
+                        WHEN done -> privacy_internal.graph_root(c.conrelid)::text ->> 'action' = 'anonymized' THEN 'kept'
+                        ELSE 'deleted' END) e
+         WHERE c.oid = con AND c.confdeltype IN ('a', 'r')
+           -- not an anonymized row's own reference (a masking value that references nothing)
+           AND privacy_internal.graph_root(c.conrelid) IS DISTINCT FROM current;
+        IF blocked.message IS NULL THEN
+            RAISE;
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation',
+            MESSAGE = blocked.message, DETAIL = blocked.detail, HINT = blocked.hint;
+    END;
+    -- per table: rows deleted or set to NULL by other tables' deletions
+    -- (ON DELETE CASCADE, SET NULL, SET DEFAULT), the table's own rows apart
+    FOR ch IN SELECT * FROM privacy_internal.change_counts_since(before, reach_rels, reach_roots) c ORDER BY c.root::text LOOP
+        IF done ? ch.root::text THEN
+            done := jsonb_set(done, ARRAY[ch.root::text], (done -> ch.root::text) || jsonb_build_object(
+                'cascaded', ch.deleted - CASE WHEN done -> ch.root::text ->> 'action' = 'deleted'
+                                              THEN (done -> ch.root::text ->> 'rows')::bigint ELSE 0 END,
+                'set_null', ch.updated - CASE WHEN done -> ch.root::text ->> 'action' = 'anonymized'
+                                              THEN (done -> ch.root::text ->> 'rows')::bigint ELSE 0 END));
+        ELSIF ch.deleted > 0 OR ch.updated > 0 THEN
+            done := done || jsonb_build_object(ch.root::text,
+                                               jsonb_build_object('cascaded', ch.deleted, 'set_null', ch.updated));
+        END IF;
+    END LOOP;
+
+    -- every copy of the subject's encrypted values, anywhere, becomes unreadable
+    hash := privacy.subject_hash(subject);
+    stand_in := 'erased:' || encode(hash, 'hex');
+    keys := privacy.destroy_subject_key(subject);
+
+    -- consent: the current state goes; the history keeps what proves that
+    -- consent was honoured (purpose, action, time, source), not who
+    DELETE FROM privacy.consent_state cs WHERE cs.subject = erase_subject.subject;
+    reduced := privacy_internal.reduce_ledger(subject, stand_in);
+    UPDATE privacy.holds h SET subject = stand_in WHERE h.subject = erase_subject.subject;
+
+    INSERT INTO privacy.erasures (subject_hash, reason, erased_by, tables, keys_destroyed, consent_events_reduced)
+    VALUES (hash, reason, privacy_internal.caller(), done, keys, reduced)
+    RETURNING id INTO erasure_id;
+    SELECT jsonb_build_object('erasure', e.id, 'subject_hash', encode(e.subject_hash, 'hex'),
+                              'reason', e.reason, 'erased_at', e.erased_at, 'erased_by', e.erased_by,
+                              'tables', e.tables, 'keys_destroyed', e.keys_destroyed,
+                              'consent_events_reduced', e.consent_events_reduced)
+      INTO receipt FROM privacy.erasures e WHERE e.id = erasure_id;
+    RETURN receipt;
+END
+$$;

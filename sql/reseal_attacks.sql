@@ -146,8 +146,35 @@ CALL privacy.reseal('bynumber');
 SELECT count(*) FILTER (WHERE privacy_internal.under_category_key(email)) AS left_under_category_key,
        count(*) AS total FROM bynumber;
 
+-- the same with a primary key of its own that identifies the subject (a
+-- telecom line's number) and a subject column outside the key: the row at
+-- last_key is the erased subject's, and its number must not stay in the
+-- job once the row is erased
+CREATE TABLE bymsisdn (msisdn text PRIMARY KEY, customer_id text NOT NULL, email privacy.encrypted_text(contact));
+SET privacy.purpose = 'support';
+INSERT INTO bymsisdn SELECT '+33 6 ' || lpad(g::text, 8, '0'), 'line-' || (g % 300), 'm' || g FROM generate_series(1, 1200) g;
+RESET privacy.purpose;
+SELECT privacy.protect_table('bymsisdn', 'customer_id');
+SELECT privacy_internal.reseal_batch('bymsisdn', 'protect_table', NULL, 400);
+SELECT key_columns, last_key FROM privacy.reseal_jobs WHERE tbl = 'bymsisdn'::regclass;
+SELECT b.customer_id AS last_subject FROM bymsisdn b, privacy.reseal_jobs r
+ WHERE r.tbl = 'bymsisdn'::regclass AND b.msisdn = r.last_key[1] \gset
+SELECT privacy.erase_subject(:'last_subject', 'test') ->> 'keys_destroyed' AS keys_destroyed;
+SELECT count(*) AS erased_numbers_left FROM privacy.reseal_jobs r
+ WHERE r.tbl = 'bymsisdn'::regclass AND NOT EXISTS (SELECT FROM bymsisdn b WHERE b.msisdn = r.last_key[1]);
+SELECT key_columns, last_key FROM privacy.reseal_jobs WHERE tbl = 'bymsisdn'::regclass;
+-- the job's position is a row's key in clear: an application role sees
+-- neither the jobs nor their progress
+SET ROLE ra_app;
+SELECT last_key FROM privacy.reseal_jobs;
+SELECT relid, rows_done FROM privacy.progress_reseal;
+RESET ROLE;
+CALL privacy.reseal('bymsisdn');
+SELECT count(*) FILTER (WHERE privacy_internal.under_category_key(email)) AS left_under_category_key,
+       count(*) AS total FROM bymsisdn;
+
 -- clean up
-DROP TABLE cust, byday, retyped, swallowed, replica_only, bysubject, bynumber;
+DROP TABLE cust, byday, retyped, swallowed, replica_only, bysubject, bynumber, bymsisdn;
 REVOKE CREATE ON SCHEMA public FROM ra_owner;
 DROP EXTENSION privacy;
 DROP ROLE ra_owner;

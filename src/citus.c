@@ -94,8 +94,9 @@ citus_serving_report(void)
  * distributed table is protected there too).  Citus names its connections
  * application_name 'citus_internal gpid=<nodeid * 10^10 + pid>', which any
  * client can set as well, so the name is only a claim.  The worker checks
- * it once per connection: it asks the node the gpid names (over its own
- * connection, as the extension's owner, like the key service) whether its
+ * it once per connection and catalog generation: it asks the node the gpid
+ * names (over its own connection, as the extension's owner, like the key
+ * service) whether its
  * backend <pid> is, right now, in a transaction whose INSERT passed the
  * purpose check as the role the worker's session runs as.  That node
  * publishes exactly this in shared memory (citus_publish_forwarding) when
@@ -104,7 +105,10 @@ citus_serving_report(void)
  * purpose or inserts nothing, or another role's session is not vouched for,
  * and the INSERT must declare its purpose like any other.  What a forged
  * claim can still win is what the role's own vouched session has: it holds
- * a purpose for inserting and is inserting through the coordinator then.
+ * a purpose for inserting and is inserting through the coordinator then;
+ * and, the vouch being kept for the connection, it keeps that until the
+ * extension's catalog next changes (a purpose revoked, for one), even
+ * after the vouched session ended.
  * ------------------------------------------------------------------------
  */
 typedef struct CitusForwardSlot
@@ -119,9 +123,14 @@ static CitusForwardSlot *forward_slots = NULL;
 static shmem_request_hook_type prev_shmem_request = NULL;
 static shmem_startup_hook_type prev_shmem_startup = NULL;
 
-/* this backend's vouched claim: the gpid and the role it was vouched for */
+/*
+ * this backend's vouched claim: the gpid and the role it was vouched for,
+ * under the catalog generation of then (a purpose revoked since, or any
+ * change of the extension's catalog, has it vouched for again)
+ */
 static uint64 vouched_gpid = 0;
 static Oid	vouched_role = InvalidOid;
+static uint64 vouched_generation = 0;
 
 #define CITUS_GPID_FACTOR UINT64CONST(10000000000)
 #define CITUS_APP_PREFIX "citus_internal gpid="
@@ -294,7 +303,8 @@ citus_require_attached_node(void)
 /*
  * An INSERT that a Citus coordinator forwards to a shard, with no purpose
  * declared here: the claim of the connection's application_name, vouched
- * for by the node it names (once per connection and role).
+ * for by the node it names (once per connection, role and catalog
+ * generation).
  */
 bool
 citus_forwarded_insert(void)
@@ -312,13 +322,16 @@ citus_forwarded_insert(void)
 	gpid = strtou64(app + strlen(CITUS_APP_PREFIX), &end, 10);
 	if (errno != 0 || *end != '\0' || gpid == 0)
 		return false;
-	if (gpid == vouched_gpid && GetUserId() == vouched_role)
+	catalog_accept_invalidations();
+	if (gpid == vouched_gpid && GetUserId() == vouched_role &&
+		vouched_generation == catalog_generation)
 		return true;
 	citus_require_attached_node();
 	if (!citus_ask_vouch(gpid))
 		return false;
 	vouched_gpid = gpid;
 	vouched_role = GetUserId();
+	vouched_generation = catalog_generation;
 	return true;
 }
 

@@ -14,13 +14,16 @@
  * referencing and the referenced table), or all relations do (an
  * invalidation without a relation, as after the queue overflowed).  A
  * value computed while any relation was invalidated is not kept: it may
- * describe the catalog from before the change.
+ * describe the catalog from before the change; nor is one computed under
+ * a transaction snapshot (REPEATABLE READ, SERIALIZABLE), which may be
+ * older than the invalidations already seen.
  *
  * Only the extension's SECURITY DEFINER functions call these (no grant to
  * anyone), and each backend has its own memo.
  */
 #include "privacy.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "utils/array.h"
@@ -133,6 +136,14 @@ privacy_memo_put(PG_FUNCTION_ARGS)
 				 errmsg("memo name \"%s\" is too long", name)));
 	/* a relation changed since the caller found nothing: maybe stale */
 	if (memo_invalidations != memo_missed_at)
+		PG_RETURN_JSONB_P(value);
+	/*
+	 * Under REPEATABLE READ or SERIALIZABLE the caller read the catalogs
+	 * with the transaction's snapshot, which may predate changes whose
+	 * invalidations were already seen (a table protected meanwhile): true
+	 * for this transaction only, never kept for the session's next ones.
+	 */
+	if (IsolationUsesXactSnapshot())
 		PG_RETURN_JSONB_P(value);
 	e = memo_find(name);
 	if (e == NULL)

@@ -111,6 +111,7 @@ static HTAB *judged_funcs = NULL;	/* users' functions judged by their body */
 static HTAB *judged_views = NULL;	/* views judged not personal (JudgedView) */
 static Oid	extension_nsps[2];	/* privacy, privacy_internal */
 static uint64 personal_generation = 0;	/* 0: never loaded */
+static bool judged_stale = false;	/* a function changed since they were judged */
 static bool extension_here = false;
 static bool loading = false;
 
@@ -377,7 +378,8 @@ typedef struct PersonalWalk
  * A view found not personal, per kind of walk (under the statement the
  * client sent, relations of schema privacy count): remembered so that a
  * view is expanded once per generation, not at every mention.  Forgotten
- * with the generation, and wholly when any judged view changes
+ * with the generation, after any function changed (a view may call it),
+ * and wholly when any judged view changes
  * (redact_relcache: CREATE OR REPLACE VIEW sends the view's relcache
  * invalidation, and a view over it may have become personal).
  */
@@ -408,7 +410,8 @@ typedef struct JudgedFunc
  * that calls it is personal from its analysis on, before the body runs,
  * which is when pgaudit and auto_explain already log the call.  Judged by
  * the names its source mentions, as log_statement lines are (a SQL-standard
- * body, already analysed, by walking it), once per catalog generation.
+ * body, already analysed, by walking it), once per catalog generation and
+ * again after any function changed (redact_proc_changed).
  * The extension's own functions do not count: its catalog reads and event
  * triggers call them under every statement.
  */
@@ -615,6 +618,16 @@ redact_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 	{
 		PersonalWalk walk = {0};
 
+		/* here, between walks: a walk holds entries of both maps */
+		if (judged_stale)
+		{
+			if (judged_funcs != NULL)
+				hash_destroy(judged_funcs);
+			if (judged_views != NULL)
+				hash_destroy(judged_views);
+			judged_funcs = judged_views = NULL;
+			judged_stale = false;
+		}
 		walk.top_level = pstate->p_sourcetext == debug_query_string;
 		if (personal_walker((Node *) query, &walk))
 		{
@@ -1061,10 +1074,23 @@ redact_relcache(Datum arg, Oid relid)
 	}
 }
 
+/*
+ * A function created, replaced or dropped: the verdicts on functions, and
+ * on views that call them, are judged again from the next statement on
+ * (CREATE OR REPLACE FUNCTION moves no catalog generation, and sends no
+ * relcache invalidation for the views that call the function).
+ */
+static void
+redact_proc_changed(Datum arg, int cacheid, uint32 hashvalue)
+{
+	judged_stale = true;
+}
+
 void
 redact_install_hooks(void)
 {
 	catalog_on_relcache(redact_relcache);
+	CacheRegisterSyscacheCallback(PROCOID, redact_proc_changed, (Datum) 0);
 	prev_post_parse_analyze = post_parse_analyze_hook;
 	post_parse_analyze_hook = redact_post_parse_analyze;
 	prev_executor_start = ExecutorStart_hook;

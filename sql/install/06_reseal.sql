@@ -279,7 +279,9 @@ $$;
 -- An erasure leaves no trace of the subject's identifier in a job: when a
 -- table's batches follow its subject column (a table without a primary
 -- key, or one whose key holds the subject column), the key where the last
--- batch stopped may be the erased subject's.  The position moves back to
+-- batch stopped may be the erased subject's; when they follow a primary
+-- key of the table's own (a line's number), it may be the key of one of
+-- the subject's rows, as personal as the identifier.  The position moves back to
 -- the greatest key below it that is not the subject's (the rows in between
 -- are the subject's, covered already), or to the beginning.  Called by
 -- erase_subject before it deletes the subject's rows: a batch locks its job
@@ -305,11 +307,13 @@ BEGIN
     FOR j IN SELECT r.tbl, r.command, r.col, r.key_columns, r.last_key, pt.subject_column
                FROM privacy.reseal_jobs r
                JOIN privacy.protected_tables pt ON pt.tbl = r.tbl
-              WHERE r.last_key IS NOT NULL AND pt.subject_column = ANY (r.key_columns)
+              WHERE r.last_key IS NOT NULL
               ORDER BY r.tbl::oid, r.command, r.col
                 FOR UPDATE OF r
     LOOP
         match := privacy_internal.subject_match(j.tbl, j.subject_column, subject);
+        rel := CASE WHEN (SELECT c.relhassubclass FROM pg_catalog.pg_class c WHERE c.oid = j.tbl)
+                    THEN 'ONLY ' ELSE '' END || j.tbl::text;
         SELECT string_agg(format('$%s::%s AS %I', o, pg_catalog.format_type(a.atttypid, a.atttypmod), k), ', ' ORDER BY o),
                string_agg(format('t.%I', k), ', ' ORDER BY o),
                string_agg(format('k.%I', k), ', ' ORDER BY o),
@@ -318,10 +322,14 @@ BEGIN
           INTO typed, in_t, in_k, desc_t, not_null
           FROM unnest(j.key_columns) WITH ORDINALITY u(k, o)
           JOIN pg_catalog.pg_attribute a ON a.attrelid = j.tbl AND a.attname = u.k AND NOT a.attisdropped;
+        -- the key names the subject, or (a primary key of its own, such as
+        -- a line's number) is the key of a row of the subject's, which the
+        -- erasure is about to delete or anonymize
         CONTINUE WHEN typed IS NULL OR privacy_internal.run_as_owner(j.tbl,
-            format('SELECT FROM (SELECT %s) t WHERE %s', typed, match), j.last_key) = 0;
-        rel := CASE WHEN (SELECT c.relhassubclass FROM pg_catalog.pg_class c WHERE c.oid = j.tbl)
-                    THEN 'ONLY ' ELSE '' END || j.tbl::text;
+            CASE WHEN j.subject_column = ANY (j.key_columns)
+                 THEN format('SELECT FROM (SELECT %s) t WHERE %s', typed, match)
+                 ELSE format('SELECT FROM %s t, (SELECT %s) k WHERE (%s) = (%s) AND %s', rel, typed, in_t, in_k, match)
+            END, j.last_key) = 0;
         UPDATE privacy.reseal_jobs r
            SET last_key = privacy_internal.run_as_owner_row(j.tbl,
                    format('SELECT %s FROM %s t, (SELECT %s) k WHERE (%s) < (%s) AND %s AND NOT (%s) ORDER BY %s LIMIT 1',

@@ -148,6 +148,7 @@ DECLARE
     receipt jsonb;
     erasure_id bigint;
     graph jsonb;
+    named_rels oid[];
 BEGIN
     PERFORM privacy_internal.require_subject(subject);
     IF reason IS NULL OR reason = '' THEN
@@ -182,7 +183,8 @@ BEGIN
         -- references checked at commit are checked after each statement: the
         -- statements run in a security-restricted operation, where PostgreSQL
         -- fires no deferred trigger
-        SELECT string_agg(DISTINCT format('%I.%I', ns.nspname, c.conname), ', ') INTO checked_at_commit
+        SELECT string_agg(DISTINCT format('%I.%I', ns.nspname, c.conname), ', '), array_agg(DISTINCT c.conrelid)
+          INTO checked_at_commit, named_rels
           FROM pg_catalog.pg_depend d
           JOIN pg_catalog.pg_constraint c ON c.oid = d.objid
           JOIN pg_catalog.pg_class k ON k.oid = c.conrelid
@@ -190,7 +192,9 @@ BEGIN
          WHERE d.classid = 'pg_catalog.pg_constraint'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
            AND d.refobjid = ANY (reach_rels) AND c.contype = 'f' AND c.confrelid = d.refobjid
            AND c.condeferrable AND c.condeferred;
-        graph := privacy_internal.memo_put('erasure', reach_rels, jsonb_build_object(
+        -- (kept until those constraints' tables change too: a constraint
+        -- renamed or moved is named anew)
+        graph := privacy_internal.memo_put('erasure', reach_rels || named_rels, jsonb_build_object(
             'roots', roots::oid[], 'reach_rels', reach_rels, 'reach_roots', reach_roots::oid[],
             'checked_at_commit', checked_at_commit,
             'order', (SELECT coalesce(jsonb_agg(jsonb_build_array(o.tbl::oid, o.cycle, p.subject_column) ORDER BY o.pos), '[]')

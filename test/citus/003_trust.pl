@@ -42,14 +42,16 @@ my $shard = $coord->safe_psql('postgres',
 	q{SELECT shard_name('customers', get_shard_id_for_distribution_column('customers', 9))});
 my $nodeid = $coord->safe_psql('postgres', q{SELECT nodeid FROM pg_dist_node WHERE groupid = 0});
 
-# A direct INSERT into the shard, as app, under Citus's application name.
+# A direct INSERT into the shard, as app, under Citus's application name,
+# with no encrypted value: sealing a plaintext value needs a purpose
+# whatever the vouch says, and would hide whether the claim was taken.
 sub forged_insert
 {
 	my ($gpid, $id) = @_;
 	my ($ret, $o, $e) = $w->psql('postgres', qq{
 SET application_name = 'citus_internal gpid=$gpid';
 SET ROLE app;
-INSERT INTO $shard (id, email, note) VALUES ($id, 'forged$id\@example.org', 'forged');
+INSERT INTO $shard (id, note) VALUES ($id, 'forged');
 SELECT 'inserted';
 });
 	return ($o, $e);
@@ -98,6 +100,46 @@ INSERT INTO $shard (id, email, note) VALUES (12, 'direct12\@example.org', 'direc
 SELECT 'inserted';
 });
 is($out, 'inserted', 'a direct INSERT on a worker with a purpose declared works') or diag($err);
+
+# --- A vouch is no licence for later (review of the caches): a client
+# that names itself after a live session of app while that session inserts
+# through the coordinator is taken as forwarded then (what a forged claim
+# can win, stated above); once the session has ended and app's purpose was
+# revoked, the same connection's next INSERT without a purpose is refused.
+# (It was taken: the worker remembered the vouch for the connection.)
+my ($cin, $cout, $cerr) = ('', '', '');
+my $ch = IPC::Run::start(['psql', '-XAtq', '-d', $coord->connstr('postgres'), '-v', 'ON_ERROR_STOP=1'],
+	'<', \$cin, '>', \$cout, '2>', \$cerr);
+$cin .= "SET ROLE app;\nSELECT 'gpid=' || citus_backend_gpid();\n"
+  . "BEGIN;\nSET LOCAL privacy.purpose = 'service';\n"
+  . "INSERT INTO customers VALUES (15, 'person15\@example.org', 'n15');\nSELECT 'inserting';\n";
+IPC::Run::pump($ch) until $cout =~ /^inserting$/m || !$ch->pumpable;
+my ($inserting) = $cout =~ /^gpid=(\d+)$/m;
+ok(defined $inserting, 'a coordinator session of app inside a transaction that inserted') or diag($cerr);
+my ($fin, $fout, $ferr) = ('', '', '');
+my $fh = IPC::Run::start(['psql', '-XAtq', '-d', $w->connstr('postgres')],
+	'<', \$fin, '>', \$fout, '2>', \$ferr);
+$fin .= "SET application_name = 'citus_internal gpid=" . ($inserting // 0) . "';\nSET ROLE app;\n";
+# each INSERT its own transaction; 'inserted <id>' only when it went through
+$fin .= "\\set ON_ERROR_STOP 0\n";
+sub forged_try
+{
+	my ($id) = @_;
+	$fin .= "INSERT INTO $shard (id, note) VALUES ($id, 'vouched');\n"
+	  . "\\if :ERROR\n\\echo refused $id\n\\else\n\\echo inserted $id\n\\endif\n"
+	  . "SELECT 'done $id';\n";
+	IPC::Run::pump($fh) until $fout =~ /^done $id$/m || !$fh->pumpable;
+	return $fout =~ /^inserted $id$/m;
+}
+ok(forged_try(16), 'a connection naming a session of app while it inserts is taken as forwarded (the stated limit)') or diag($ferr);
+$cin .= "COMMIT;\n\\q\n";
+$ch->finish;
+$coord->safe_psql('postgres', q{SELECT privacy.revoke_purpose('app', 'service')});
+ok(!forged_try(17), 'once that session has ended and app lost its purpose, the connection must declare one');
+like($ferr, qr/purpose/, '... refused for want of a purpose');
+$coord->safe_psql('postgres', q{SELECT privacy.grant_purpose('app', 'service')});
+$fin .= "\\q\n";
+$fh->finish;
 
 # --- The vouched connection keeps working after the refusals (cached per connection).
 ($out, $err) = CitusCluster::sql_on($coord, q{
