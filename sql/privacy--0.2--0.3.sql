@@ -7226,3 +7226,65 @@ BEGIN
     RETURN receipt;
 END
 $$;
+
+------------------------------------------------------------------------------
+-- Issue #14 (newkeys): the reseal's throttle, privacy.reseal_delay (a pause
+-- after each committed batch of CALL privacy.reseal() and reencrypt())
+------------------------------------------------------------------------------
+CREATE OR REPLACE PROCEDURE privacy_internal.reseal_run(tbl regclass, command text, col name, batch_rows integer)
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    j record;
+    n bigint;
+    p record;
+    again boolean;
+    pause interval;
+BEGIN
+    IF batch_rows IS NULL OR batch_rows < 1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = 'batch_rows must be at least 1';
+    END IF;
+    FOR j IN SELECT * FROM privacy_internal.reseal_pending(tbl, command, col) LOOP
+        PERFORM privacy_internal.reseal_lock(j.tbl);
+        COMMIT;
+        again := false;
+        LOOP
+            BEGIN
+                n := privacy_internal.reseal_batch(j.tbl, j.command, j.col, batch_rows);
+                SELECT * INTO p FROM privacy.reseal_jobs r
+                 WHERE r.tbl = j.tbl AND r.command = j.command AND r.col IS NOT DISTINCT FROM j.col;
+            EXCEPTION WHEN OTHERS OR query_canceled THEN
+                -- the batch is undone; the job waits for the next CALL
+                PERFORM privacy_internal.reseal_unlock(j.tbl);
+                RAISE;
+            END;
+            COMMIT;
+            EXIT WHEN n IS NULL OR n = 0;
+            IF n < 0 THEN
+                -- rows passed over: once more from the beginning, then give up
+                IF again THEN
+                    PERFORM privacy_internal.reseal_unlock(j.tbl);
+                    COMMIT;
+                    PERFORM privacy_internal.reseal_passed_over(j.tbl, j.command, -n);
+                END IF;
+                again := true;
+                RAISE NOTICE '% %: % rows were passed over (the table changed under the reseal, or a rule or trigger kept them as they were): going through it again',
+                    j.command, j.tbl, -n;
+                CONTINUE;
+            END IF;
+            RAISE NOTICE '% %: % of % rows covered, % resealed', j.command, j.tbl, p.rows_done, p.rows_total, p.rows_resealed;
+            -- the throttle: a pause between committed batches, in which
+            -- the application has the processor and the disk to itself
+            pause := pg_catalog.current_setting('privacy.reseal_delay')::interval;
+            IF pause > interval '0' THEN
+                PERFORM pg_catalog.pg_sleep_for(pause);
+            END IF;
+        END LOOP;
+        PERFORM privacy_internal.reseal_unlock(j.tbl);
+        COMMIT;
+        IF n IS NOT NULL THEN
+            RAISE NOTICE '% %: done', j.command, j.tbl;
+        END IF;
+    END LOOP;
+END
+$$;
