@@ -72,6 +72,12 @@
 #                               on a second protected copy while CALL
 #                               privacy.reseal() reseals it, against the same
 #                               on the first copy, resealed: goal >= 0.7
+#   protect_table_oltp_tps_throttled, protect_table_reseal_throttled
+#                               the same on a fourth copy while the reseal
+#                               runs with privacy.reseal_delay =
+#                               SCALE_RESEAL_DELAY: the TPS against alone
+#                               (goal >= 0.7), and the reseal's time
+#                               against the unthrottled one (report)
 #   subject_report_first_call, _next_call
 #                               ms of an officer's first
 #                               privacy.subject_report() in a new session and
@@ -96,7 +102,8 @@
 # SCALE_SUBJECTS, SCALE_ROWS_PER_SUBJECT, SCALE_COPY_ROWS, SCALE_SECONDS
 # scale it down (e.g. 100000, 2, 200000, 10 for a quick run);
 # SCALE_ONLY=protect_table loads cat alone and measures protect_table only;
-# SCALE_RESEAL_BATCH sets CALL privacy.reseal()'s batch_rows (1000).
+# SCALE_RESEAL_BATCH sets CALL privacy.reseal()'s batch_rows (1000);
+# SCALE_RESEAL_DELAY the privacy.reseal_delay of the throttled reseal (50 ms).
 set -eu -o pipefail
 shopt -s inherit_errexit
 . "$(dirname "$0")/common.sh"
@@ -107,6 +114,7 @@ ROWS=$((SUBJECTS * PER))
 COPY_ROWS=${SCALE_COPY_ROWS:-1000000}
 SECS=${SCALE_SECONDS:-15}
 BATCH=${SCALE_RESEAL_BATCH:-1000}
+DELAY=${SCALE_RESEAL_DELAY:-50}
 CACHE=$((SUBJECTS + SUBJECTS / 4))
 APP=bench_scale_app
 SERVER_LOG=$PRIVACY_TMP/server.log
@@ -175,23 +183,27 @@ q() { echo "SELECT sum(length(email::text) + length(phone::text) + length(note::
 # the batches add.
 protect_section() {
 	say "protect_table of $ROWS rows of $SUBJECTS new subjects, online, against UPDATE of the same columns"
-	local new=$((SUBJECTS * 100)) new2=$((SUBJECTS * 200)) new3=$((SUBJECTS * 300)) keys_before reseal_pid
+	local new=$((SUBJECTS * 100)) new2=$((SUBJECTS * 200)) new3=$((SUBJECTS * 300)) new4=$((SUBJECTS * 400)) keys_before reseal_pid
 	bench_psql >/dev/null <<SQL
 CREATE TABLE prot (LIKE cat INCLUDING ALL) WITH (autovacuum_enabled = off);
 CREATE TABLE prot2 (LIKE cat INCLUDING ALL) WITH (autovacuum_enabled = off);
 CREATE TABLE prot3 (LIKE cat INCLUDING ALL) WITH (autovacuum_enabled = off);
+CREATE TABLE prot4 (LIKE cat INCLUDING ALL) WITH (autovacuum_enabled = off);
 CREATE TABLE upd (LIKE cat INCLUDING ALL) WITH (autovacuum_enabled = off);
 INSERT INTO prot SELECT id, subject + $new, email, phone, note FROM cat;
 INSERT INTO prot2 SELECT id, subject + $new2, email, phone, note FROM cat;
 INSERT INTO prot3 SELECT id, subject + $new3, email, phone, note FROM cat;
+INSERT INTO prot4 SELECT id, subject + $new4, email, phone, note FROM cat;
 INSERT INTO upd SELECT * FROM prot;
 CREATE INDEX ON prot (subject);
 CREATE INDEX ON prot2 (subject);
 CREATE INDEX ON prot3 (subject);
+CREATE INDEX ON prot4 (subject);
 CREATE INDEX ON upd (subject);
-VACUUM (FREEZE, ANALYZE) prot, prot2, prot3, upd;
+VACUUM (FREEZE, ANALYZE) prot, prot2, prot3, prot4, upd;
 GRANT SELECT, UPDATE ON prot TO $APP;
 GRANT SELECT, UPDATE ON prot2 TO $APP;
+GRANT SELECT, UPDATE ON prot4 TO $APP;
 CREATE TABLE probe_stop (stop boolean);
 SQL
 	keys_before=$(bench_psql -c "SELECT count(*) FROM privacy.data_keys WHERE scope = 'subject'")
@@ -246,7 +258,7 @@ END \$\$" 2>"$PRIVACY_TMP/scale_probe.out" &
 		"$(awk -v a="$reseal_ms" -v b="$one_ms" 'BEGIN { printf "%.2f", a / b }') times that"
 
 	# (B) OLTP on prot (resealed) alone, then on prot2 while it is resealed
-	for t in prot prot2; do
+	for t in prot prot2 prot4; do
 		cat >"$PRIVACY_TMP/scale_oltp_$t.pgbench" <<PGB
 \\set id random(1, $ROWS)
 SELECT email FROM $t WHERE id = :id \\gset
@@ -267,12 +279,28 @@ PGB
 	echo "OLTP (point lookup + one-row UPDATE, pgbench -c 2, $SECS s): $oltp_alone TPS on prot alone (resealed)," \
 		"$oltp_during TPS on prot2 during CALL privacy.reseal (which took $reseal2_ms ms; still running when pgbench ended: $still)"
 	[ "$still" = yes ] || echo "  note: the reseal ended before pgbench: the TPS during it is overstated"
+
+	# (C) the same on prot4, the reseal throttled by privacy.reseal_delay
+	bench_psql -c "SET client_min_messages = warning" -c "SELECT privacy.protect_table('prot4', 'subject')" >/dev/null
+	bench_psql -c "SET privacy.reseal_delay = $DELAY" -c '\timing on' -c "CALL privacy.reseal('prot4', $BATCH)" >"$PRIVACY_TMP/scale_reseal4.out" 2>&1 &
+	reseal_pid=$!
+	sleep 1
+	oltp_throttled=$(bench_pgbench_tps service prepared "$APP" "$SECS" "$PRIVACY_TMP/scale_oltp_prot4.pgbench")
+	still=yes
+	kill -0 $reseal_pid 2>/dev/null || still=no
+	wait $reseal_pid
+	reseal4_ms=$(awk '/^Time:/ { print $2 }' "$PRIVACY_TMP/scale_reseal4.out")
+	echo "the same with privacy.reseal_delay = $DELAY ms (prot4): $oltp_throttled TPS during CALL privacy.reseal" \
+		"(which took $reseal4_ms ms against $reseal2_ms ms unthrottled; still running when pgbench ended: $still)"
+	[ "$still" = yes ] || echo "  note: the throttled reseal ended before pgbench: the TPS during it is overstated"
 }
 protect_figures() {
 	figure protect_table "$protect_ms" ms plain_update "$upd_ms" "<= 1.5"
 	figure protect_table_exclusive_hold "$hold_ms" ms protect_table "$protect_ms" "hold <= 100 ms"
 	figure protect_table_oltp_tps "$oltp_during" tps oltp_alone "$oltp_alone" ">= 0.7"
 	figure protect_table_batches "$reseal_ms" ms one_statement_reseal "$one_ms"
+	figure protect_table_oltp_tps_throttled "$oltp_throttled" tps oltp_alone "$oltp_alone" ">= 0.7"
+	figure protect_table_reseal_throttled "$reseal4_ms" ms reseal_unthrottled "$reseal2_ms"
 }
 say "loading $ROWS rows of $SUBJECTS subjects into each table"
 load() {	# load TABLE: in statements of 1,000,000 rows
