@@ -138,6 +138,20 @@ TRUNCATE privacy.access_log_trail;
 INSERT INTO privacy.access_log_trail SELECT * FROM pg_temp.trail_copy;
 SELECT status, detail FROM privacy.verify_access_log();
 
+-- The trail's index holds a subject's rows together, deduplicated (issue
+-- #14): the log's writer inserts a row for each subject a statement
+-- opened, at random keys, and at a million subjects the index must stay
+-- small enough for shared buffers.  On the subject key alone, 2,000 more
+-- rows of one subject add a few pages (3 here); on (subject_key, seq),
+-- 28 bytes a row, they added 8.
+SELECT pg_relation_size('privacy.access_log_trail_subject') AS trail_index_bytes \gset
+BEGIN;
+INSERT INTO privacy.access_log_trail SELECT 4242, g FROM generate_series(1, 2000) g;
+SELECT (pg_relation_size('privacy.access_log_trail_subject') - :trail_index_bytes)
+       / current_setting('block_size')::int <= 4 AS a_subjects_rows_share_pages;
+ROLLBACK;
+SELECT status, detail FROM privacy.verify_access_log();
+
 -- the log's last events written before the extension goes (they would
 -- reach the next test's log)
 SELECT privacy.flush_access_log();

@@ -112,6 +112,7 @@
 # SCALE_SUBJECTS, SCALE_ROWS_PER_SUBJECT, SCALE_COPY_ROWS, SCALE_SECONDS
 # scale it down (e.g. 100000, 2, 200000, 10 for a quick run);
 # SCALE_ONLY=protect_table loads cat alone and measures protect_table only;
+# SCALE_ONLY=scan measures the scans and the point lookups only;
 # SCALE_RESEAL_BATCH sets CALL privacy.reseal()'s batch_rows (1000);
 # SCALE_RESEAL_DELAY the privacy.reseal_delay of the throttled reseal (50 ms).
 set -eu -o pipefail
@@ -406,6 +407,18 @@ subj_nolog_tps=("$(tps subj "$SECS")")
 cat_nolog_tps=("$(tps cat "$SECS")")
 set_access_log on
 echo "the same with privacy.access_log = off, one run each: subj ${subj_nolog_tps[*]}, cat ${cat_nolog_tps[*]}"
+bench_psql -c "SELECT format('  access log: %s trail rows, trail %s, its index %s, batches %s', count(*),
+                              pg_size_pretty(pg_relation_size('privacy.access_log_trail')),
+                              pg_size_pretty(pg_relation_size('privacy.access_log_trail_subject')),
+                              pg_size_pretty(pg_total_relation_size('privacy.access_log_batches')))
+                 FROM privacy.access_log_trail"
+if [ "${SCALE_ONLY:-}" = scan ]; then
+	figure subject_scan_per_value "$(per_value "$s_best")" ns category_scan_per_value "$(per_value "$c_best")" "<= 1.5"
+	figure subject_scan_per_value_no_access_log "$(per_value "$sn_best")" ns category_scan_per_value "$(per_value "$cn_best")"
+	figure subject_point_lookup "$(max "${subj_tps[@]}")" tps category_point_lookup "$(max "${cat_tps[@]}")" ">= 0.9"
+	figure subject_point_lookup_no_access_log "${subj_nolog_tps[0]}" tps category_point_lookup "${cat_nolog_tps[0]}"
+	exit 0
+fi
 
 # --- COPY of new subjects ----------------------------------------------------------
 say "COPY of $COPY_ROWS rows of as many new subjects, 3 rounds"
