@@ -7815,3 +7815,127 @@ BEGIN
     RETURN receipt;
 END
 $$;
+
+
+------------------------------------------------------------------------------
+-- Issue #14 (newkeys): the reseal's throttle, privacy.reseal_delay (a pause
+-- after each committed batch of CALL privacy.reseal() and reencrypt()), and
+-- protect_one's single ALTER TABLE (the event triggers fire once under the
+-- ACCESS EXCLUSIVE lock, not twice)
+------------------------------------------------------------------------------
+CREATE OR REPLACE PROCEDURE privacy_internal.reseal_run(tbl regclass, command text, col name, batch_rows integer)
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    j record;
+    n bigint;
+    p record;
+    again boolean;
+    pause interval;
+BEGIN
+    IF batch_rows IS NULL OR batch_rows < 1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = 'batch_rows must be at least 1';
+    END IF;
+    FOR j IN SELECT * FROM privacy_internal.reseal_pending(tbl, command, col) LOOP
+        PERFORM privacy_internal.reseal_lock(j.tbl);
+        COMMIT;
+        again := false;
+        LOOP
+            BEGIN
+                n := privacy_internal.reseal_batch(j.tbl, j.command, j.col, batch_rows);
+                SELECT * INTO p FROM privacy.reseal_jobs r
+                 WHERE r.tbl = j.tbl AND r.command = j.command AND r.col IS NOT DISTINCT FROM j.col;
+            EXCEPTION WHEN OTHERS OR query_canceled THEN
+                -- the batch is undone; the job waits for the next CALL
+                PERFORM privacy_internal.reseal_unlock(j.tbl);
+                RAISE;
+            END;
+            COMMIT;
+            EXIT WHEN n IS NULL OR n = 0;
+            IF n < 0 THEN
+                -- rows passed over: once more from the beginning, then give up
+                IF again THEN
+                    PERFORM privacy_internal.reseal_unlock(j.tbl);
+                    COMMIT;
+                    PERFORM privacy_internal.reseal_passed_over(j.tbl, j.command, -n);
+                END IF;
+                again := true;
+                RAISE NOTICE '% %: % rows were passed over (the table changed under the reseal, or a rule or trigger kept them as they were): going through it again',
+                    j.command, j.tbl, -n;
+                CONTINUE;
+            END IF;
+            RAISE NOTICE '% %: % of % rows covered, % resealed', j.command, j.tbl, p.rows_done, p.rows_total, p.rows_resealed;
+            -- the throttle: a pause between committed batches, in which
+            -- the application has the processor and the disk to itself
+            pause := pg_catalog.current_setting('privacy.reseal_delay')::interval;
+            IF pause > interval '0' THEN
+                PERFORM pg_catalog.pg_sleep_for(pause);
+            END IF;
+        END LOOP;
+        PERFORM privacy_internal.reseal_unlock(j.tbl);
+        COMMIT;
+        IF n IS NOT NULL THEN
+            RAISE NOTICE '% %: done', j.command, j.tbl;
+        END IF;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION privacy_internal.protect_one(tbl regclass, subject_column name, parent regclass,
+                                     reseal boolean DEFAULT false) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel record;
+    base boolean;
+    kept jsonb;
+    late name;
+BEGIN
+    SELECT c.relrowsecurity, c.relforcerowsecurity, c.relkind INTO rel
+      FROM pg_catalog.pg_class c WHERE c.oid = tbl;
+    -- the seal trigger must see each row as it will be stored: no BEFORE
+    -- row trigger on INSERT or UPDATE may fire after it (names decide)
+    SELECT t.tgname INTO late FROM pg_catalog.pg_trigger t
+     WHERE t.tgrelid = tbl AND NOT t.tgisinternal AND t.tgname <> 'privacy_seal_row'
+       AND t.tgname::text COLLATE "C" > 'privacy_seal_row'
+       AND (t.tgtype & 1) <> 0 AND (t.tgtype & 2) <> 0 AND (t.tgtype & (4 | 16)) <> 0
+     ORDER BY t.tgname LIMIT 1;
+    IF late IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_object_definition',
+            MESSAGE = format('trigger "%s" on %s would fire after privacy_seal_row', late, tbl),
+            DETAIL = 'BEFORE row triggers fire in the order of their names; values are sealed under their subject''s key by privacy_seal_row, which must see the row as it will be stored.',
+            HINT = format('Rename it so that its name sorts before "privacy_seal_row", for example ALTER TRIGGER %I ON %s RENAME TO %I.',
+                          late, tbl, 'a_' || late);
+    END IF;
+    -- a table without row-level security gets the extension's policies;
+    -- one that had its own keeps them, with the consent check added
+    base := NOT rel.relrowsecurity;
+    INSERT INTO privacy.protected_tables (tbl, subject_column, parent, rls_was_enabled, rls_was_forced, base_policy)
+    VALUES (tbl, subject_column, parent, rel.relrowsecurity, rel.relforcerowsecurity, base);
+    -- one ALTER TABLE, which takes ACCESS EXCLUSIVE until the commit: the
+    -- event triggers on ALTER TABLE fire once, not twice, under the lock
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', tbl);
+    -- (their CREATE and ALTER POLICY fire guard_policies, which reads the row)
+    kept := privacy_internal.add_policies(tbl, subject_column, NOT base);
+    UPDATE privacy.protected_tables pt SET own_policies = pt.own_policies || kept WHERE pt.tbl = protect_one.tbl;
+    -- row triggers on a partitioned table are cloned to its partitions
+    IF parent IS NULL OR NOT (SELECT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = tbl) THEN
+        PERFORM privacy_internal.create_seal_trigger(tbl, subject_column);
+    END IF;
+    -- rows already there move under their subject's key too, by batches
+    -- that the caller runs at once for a small table (reseal_small), and
+    -- CALL privacy.reseal() for a larger one (06_reseal.sql); meanwhile
+    -- both keys' values are read alike, and every row written is sealed
+    -- under its subject's key by the trigger
+    IF rel.relkind = 'r' AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                                      WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+                                        AND privacy_internal.is_encrypted_type(a.atttypid)) THEN
+        PERFORM privacy_internal.reseal_enqueue(tbl, 'protect_table', NULL);
+    END IF;
+    -- on Citus, the workers learn that the table's shards are protected
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+        PERFORM privacy_internal.citus_resend(tbl);
+    END IF;
+END
+$$;

@@ -142,8 +142,37 @@ SET privacy.purpose = 'support';
 SELECT count(*) FILTER (WHERE email::text = 'l' || id) AS correct FROM loose;
 RESET privacy.purpose;
 
+-- the throttle: privacy.reseal_delay, a pause after each committed batch
+-- (any role may set it: it only slows its own reseal); bad values are
+-- refused and change nothing
+SHOW privacy.reseal_delay;
+SET privacy.reseal_delay = -1;
+SET privacy.reseal_delay = 10001;
+SET privacy.reseal_delay = 'soon';
+SHOW privacy.reseal_delay;
+SET ROLE reseal_owner;
+SET privacy.reseal_delay = '1s';
+SHOW privacy.reseal_delay;
+RESET ROLE;
+RESET privacy.reseal_delay;
+CREATE TABLE throttled (id int PRIMARY KEY, subject int, email privacy.encrypted_text(contact));
+SET privacy.purpose = 'support';
+INSERT INTO throttled SELECT g, g % 50, 't' || g FROM generate_series(1, 1001) g;
+RESET privacy.purpose;
+SET client_min_messages = warning;
+SELECT privacy.protect_table('throttled', 'subject');
+RESET client_min_messages;
+-- three batches of 400 rows, a pause of 200 ms after each: at least 0.6 s
+SET privacy.reseal_delay = 200;
+SELECT clock_timestamp() AS reseal_start \gset
+CALL privacy.reseal('throttled', 400);
+SELECT clock_timestamp() - :'reseal_start'::timestamptz >= interval '0.6 s' AS paused,
+       count(*) FILTER (WHERE privacy_internal.under_category_key(email)) AS left_over
+  FROM throttled;
+RESET privacy.reseal_delay;
+
 -- clean up
-DROP TABLE "Big Table", fired, loose, nokey, twokeys, parted;
+DROP TABLE "Big Table", fired, loose, nokey, twokeys, parted, throttled;
 DROP FUNCTION note_fired();
 REVOKE CREATE ON SCHEMA public FROM reseal_owner;
 DROP EXTENSION privacy;

@@ -21,6 +21,7 @@ int			privacy_on_denied = ON_DENIED_ERROR;
 int			privacy_purge_batch_size = 10000;
 int			privacy_purge_interval = 3600;
 int			privacy_purge_workers = 2;
+int			privacy_reseal_delay = 0;
 char	   *privacy_worker_database = NULL;
 bool		privacy_access_log = true;
 bool		privacy_access_log_strict = false;
@@ -162,6 +163,16 @@ guc_define(void)
 							3600, 0, 365 * 24 * 3600,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("privacy.reseal_delay",
+							"Pause after each committed batch of CALL privacy.reseal() and privacy.reencrypt().",
+							"Leaves the processor and the disk to the application between batches, as "
+							"vacuum_cost_delay does for VACUUM; 0 reseals without pausing.",
+							&privacy_reseal_delay,
+							0, 0, 10000,
+							PGC_USERSET,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("privacy.purge_workers",

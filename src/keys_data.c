@@ -161,6 +161,46 @@ hash_bytea(const unsigned char *hash)
 	return h;
 }
 
+/*
+ * The active key of a subject, found by probe_subject with its row in hand,
+ * goes into the caches at once: the value it is looked up for is sealed
+ * with it next, and would otherwise fetch the same row again through the
+ * primary key (load_key).  Quietly: a key that cannot be unwrapped here (its
+ * master key is not loaded) is left to load_key, which says why.
+ */
+static void
+preload_subject_key(uint32 key_id, HeapTuple tup, TupleDesc desc, uint64 mark,
+					const unsigned char *hash)
+{
+	static unsigned char *key = NULL;
+	KeyCacheEntry *meta;
+	unsigned char ad[KEYS_AD_MAX];
+	size_t		adlen;
+	bool		isnull;
+	Datum		d;
+	bytea	   *wrapped;
+	int			mslot;
+
+	(void) keys_cache_get(key_id, &meta);
+	if (meta != NULL)
+		return;
+	d = heap_getattr(tup, kt.att_wrapped_key, desc, &isnull);
+	if (isnull)
+		return;
+	wrapped = DatumGetByteaPP(d);
+	mslot = keys_master_slot(TextDatumGetCString(heap_getattr(tup, kt.att_wrapped_by, desc, &isnull)));
+	if (mslot < 0)
+		return;
+	if (key == NULL && (key = sodium_malloc(PRIVACY_DATA_KEY_BYTES)) == NULL)
+		return;
+	adlen = keys_wrap_ad(ad, key_id, 's', NULL, hash, PRIVACY_SUBJECT_HASH_BYTES);
+	if (keys_unwrap(mslot, (unsigned char *) VARDATA_ANY(wrapped), VARSIZE_ANY_EXHDR(wrapped), ad, adlen, key))
+		(void) keys_cache_put(key_id, DATA_KEY_ACTIVE, 's', hash, key,
+							  !TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(tup->t_data)),
+							  mark, &meta);
+	sodium_memzero(key, PRIVACY_DATA_KEY_BYTES);
+}
+
 /* The id of the subject's active key in the table, or 0. */
 static uint32
 probe_subject(const unsigned char *hash)
@@ -172,6 +212,8 @@ probe_subject(const unsigned char *hash)
 	Snapshot	snap;
 	uint32		key_id = 0;
 	bytea	   *h = hash_bytea(hash);
+	/* before the snapshot: see keys_cache_put */
+	uint64		mark = keys_cache_change_mark();
 
 	key_table();
 	rel = table_open(kt.relid, AccessShareLock);
@@ -186,7 +228,10 @@ probe_subject(const unsigned char *hash)
 		Datum		scope = heap_getattr(tup, kt.att_scope, desc, &isnull);
 
 		if (text_is(state, "active") && text_is(scope, "subject"))
+		{
 			key_id = (uint32) DatumGetInt32(heap_getattr(tup, kt.att_id, desc, &isnull));
+			preload_subject_key(key_id, tup, desc, mark, hash);
+		}
 	}
 	systable_endscan(scan);
 	UnregisterSnapshot(snap);

@@ -31,6 +31,7 @@ extern int	privacy_purge_batch_size;
 extern int	privacy_purge_interval;
 #define PRIVACY_MAX_PURGE_WORKERS 16
 extern int	privacy_purge_workers;
+extern int	privacy_reseal_delay;
 extern char *privacy_worker_database;
 extern void guc_define(void);
 

@@ -202,8 +202,9 @@ BEGIN
     base := NOT rel.relrowsecurity;
     INSERT INTO privacy.protected_tables (tbl, subject_column, parent, rls_was_enabled, rls_was_forced, base_policy)
     VALUES (tbl, subject_column, parent, rel.relrowsecurity, rel.relforcerowsecurity, base);
-    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
-    EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tbl);
+    -- one ALTER TABLE, which takes ACCESS EXCLUSIVE until the commit: the
+    -- event triggers on ALTER TABLE fire once, not twice, under the lock
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', tbl);
     -- (their CREATE and ALTER POLICY fire guard_policies, which reads the row)
     kept := privacy_internal.add_policies(tbl, subject_column, NOT base);
     UPDATE privacy.protected_tables pt SET own_policies = pt.own_policies || kept WHERE pt.tbl = protect_one.tbl;

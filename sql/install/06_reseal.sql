@@ -453,7 +453,8 @@ END
 $$;
 
 -- The batches of the jobs on a table (and below it), each committed, with a
--- NOTICE per batch.  Called by privacy.reseal() and privacy.reencrypt().
+-- NOTICE per batch, and a pause of privacy.reseal_delay after each.  Called
+-- by privacy.reseal() and privacy.reencrypt().
 CREATE PROCEDURE privacy_internal.reseal_run(tbl regclass, command text, col name, batch_rows integer)
     LANGUAGE plpgsql
 AS $$
@@ -462,6 +463,7 @@ DECLARE
     n bigint;
     p record;
     again boolean;
+    pause interval;
 BEGIN
     IF batch_rows IS NULL OR batch_rows < 1 THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = 'batch_rows must be at least 1';
@@ -495,6 +497,12 @@ BEGIN
                 CONTINUE;
             END IF;
             RAISE NOTICE '% %: % of % rows covered, % resealed', j.command, j.tbl, p.rows_done, p.rows_total, p.rows_resealed;
+            -- the throttle: a pause between committed batches, in which
+            -- the application has the processor and the disk to itself
+            pause := pg_catalog.current_setting('privacy.reseal_delay')::interval;
+            IF pause > interval '0' THEN
+                PERFORM pg_catalog.pg_sleep_for(pause);
+            END IF;
         END LOOP;
         PERFORM privacy_internal.reseal_unlock(j.tbl);
         COMMIT;

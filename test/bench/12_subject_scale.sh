@@ -39,6 +39,11 @@
 #                               table, against the same COPY into an empty
 #                               unprotected one: goal <= 3.0 (3 rounds, each
 #                               with subjects no earlier round used; best)
+#   subject_copy_existing_subjects
+#                               ms of the first round's COPY once more into
+#                               the emptied protected table, its subjects'
+#                               keys made by that round: finding a key
+#                               against creating it (report)
 #   subject_copy_floor          the lowest ratio the key table allows: the
 #                               unprotected COPY plus an INSERT of as many
 #                               rows into a table shaped like
@@ -72,6 +77,17 @@
 #                               on a second protected copy while CALL
 #                               privacy.reseal() reseals it, against the same
 #                               on the first copy, resealed: goal >= 0.7
+#   protect_table_oltp_tps_unresealed
+#                               the same mix on a fifth copy, protected but
+#                               not resealed, with nothing else running (its
+#                               updates create the subjects' keys): what the
+#                               mix can keep during a reseal (report)
+#   protect_table_oltp_tps_throttled, protect_table_reseal_throttled
+#                               the same on a fourth copy while the reseal
+#                               runs with privacy.reseal_delay =
+#                               SCALE_RESEAL_DELAY: the TPS against alone
+#                               (goal >= 0.7), and the reseal's time
+#                               against the unthrottled one (report)
 #   subject_report_first_call, _next_call
 #                               ms of an officer's first
 #                               privacy.subject_report() in a new session and
@@ -97,7 +113,8 @@
 # scale it down (e.g. 100000, 2, 200000, 10 for a quick run);
 # SCALE_ONLY=protect_table loads cat alone and measures protect_table only;
 # SCALE_ONLY=scan measures the scans and the point lookups only;
-# SCALE_RESEAL_BATCH sets CALL privacy.reseal()'s batch_rows (1000).
+# SCALE_RESEAL_BATCH sets CALL privacy.reseal()'s batch_rows (1000);
+# SCALE_RESEAL_DELAY the privacy.reseal_delay of the throttled reseal (50 ms).
 set -eu -o pipefail
 shopt -s inherit_errexit
 . "$(dirname "$0")/common.sh"
@@ -108,6 +125,7 @@ ROWS=$((SUBJECTS * PER))
 COPY_ROWS=${SCALE_COPY_ROWS:-1000000}
 SECS=${SCALE_SECONDS:-15}
 BATCH=${SCALE_RESEAL_BATCH:-1000}
+DELAY=${SCALE_RESEAL_DELAY:-50}
 CACHE=$((SUBJECTS + SUBJECTS / 4))
 APP=bench_scale_app
 SERVER_LOG=$PRIVACY_TMP/server.log
@@ -176,23 +194,30 @@ q() { echo "SELECT sum(length(email::text) + length(phone::text) + length(note::
 # the batches add.
 protect_section() {
 	say "protect_table of $ROWS rows of $SUBJECTS new subjects, online, against UPDATE of the same columns"
-	local new=$((SUBJECTS * 100)) new2=$((SUBJECTS * 200)) new3=$((SUBJECTS * 300)) keys_before reseal_pid
+	local new=$((SUBJECTS * 100)) new2=$((SUBJECTS * 200)) new3=$((SUBJECTS * 300)) new4=$((SUBJECTS * 400)) new5=$((SUBJECTS * 500)) keys_before
 	bench_psql >/dev/null <<SQL
 CREATE TABLE prot (LIKE cat INCLUDING ALL) WITH (autovacuum_enabled = off);
 CREATE TABLE prot2 (LIKE cat INCLUDING ALL) WITH (autovacuum_enabled = off);
 CREATE TABLE prot3 (LIKE cat INCLUDING ALL) WITH (autovacuum_enabled = off);
+CREATE TABLE prot4 (LIKE cat INCLUDING ALL) WITH (autovacuum_enabled = off);
+CREATE TABLE prot5 (LIKE cat INCLUDING ALL) WITH (autovacuum_enabled = off);
 CREATE TABLE upd (LIKE cat INCLUDING ALL) WITH (autovacuum_enabled = off);
 INSERT INTO prot SELECT id, subject + $new, email, phone, note FROM cat;
 INSERT INTO prot2 SELECT id, subject + $new2, email, phone, note FROM cat;
 INSERT INTO prot3 SELECT id, subject + $new3, email, phone, note FROM cat;
+INSERT INTO prot4 SELECT id, subject + $new4, email, phone, note FROM cat;
+INSERT INTO prot5 SELECT id, subject + $new5, email, phone, note FROM cat;
 INSERT INTO upd SELECT * FROM prot;
 CREATE INDEX ON prot (subject);
 CREATE INDEX ON prot2 (subject);
 CREATE INDEX ON prot3 (subject);
+CREATE INDEX ON prot4 (subject);
+CREATE INDEX ON prot5 (subject);
 CREATE INDEX ON upd (subject);
-VACUUM (FREEZE, ANALYZE) prot, prot2, prot3, upd;
+VACUUM (FREEZE, ANALYZE) prot, prot2, prot3, prot4, prot5, upd;
 GRANT SELECT, UPDATE ON prot TO $APP;
 GRANT SELECT, UPDATE ON prot2 TO $APP;
+GRANT SELECT, UPDATE ON prot4, prot5 TO $APP;
 CREATE TABLE probe_stop (stop boolean);
 SQL
 	keys_before=$(bench_psql -c "SELECT count(*) FROM privacy.data_keys WHERE scope = 'subject'")
@@ -246,34 +271,56 @@ END \$\$" 2>"$PRIVACY_TMP/scale_probe.out" &
 	echo "the same reseal as one UPDATE in one transaction (prot3): $one_ms ms; the batches of $BATCH rows take" \
 		"$(awk -v a="$reseal_ms" -v b="$one_ms" 'BEGIN { printf "%.2f", a / b }') times that"
 
-	# (B) OLTP on prot (resealed) alone, then on prot2 while it is resealed
-	for t in prot prot2; do
+	# (B) OLTP on prot (resealed) alone, on prot5 (protected, not yet
+	# resealed: its updates create the keys) with nothing else running, then
+	# on prot2 while it is resealed, and on prot4 while it is resealed with
+	# privacy.reseal_delay (C)
+	for t in prot prot2 prot4 prot5; do
 		cat >"$PRIVACY_TMP/scale_oltp_$t.pgbench" <<PGB
 \\set id random(1, $ROWS)
 SELECT email FROM $t WHERE id = :id \\gset
 UPDATE $t SET note = note WHERE id = :id;
 PGB
 	done
-	bench_psql -c "SET client_min_messages = warning" -c "SELECT privacy.protect_table('prot2', 'subject')" >/dev/null
+	bench_psql -c "SET client_min_messages = warning" -c "SELECT privacy.protect_table('prot2', 'subject')" \
+		-c "SELECT privacy.protect_table('prot4', 'subject')" -c "SELECT privacy.protect_table('prot5', 'subject')" >/dev/null
 	bench_pgbench_tps service prepared "$APP" 3 "$PRIVACY_TMP/scale_oltp_prot.pgbench" >/dev/null
 	oltp_alone=$(bench_pgbench_tps service prepared "$APP" "$SECS" "$PRIVACY_TMP/scale_oltp_prot.pgbench")
-	bench_psql -c '\timing on' -c "CALL privacy.reseal('prot2', $BATCH)" >"$PRIVACY_TMP/scale_reseal2.out" 2>&1 &
-	reseal_pid=$!
-	sleep 1
-	oltp_during=$(bench_pgbench_tps service prepared "$APP" "$SECS" "$PRIVACY_TMP/scale_oltp_prot2.pgbench")
-	local still=yes
-	kill -0 $reseal_pid 2>/dev/null || still=no
-	wait $reseal_pid
-	reseal2_ms=$(awk '/^Time:/ { print $2 }' "$PRIVACY_TMP/scale_reseal2.out")
+	oltp_unresealed=$(bench_pgbench_tps service prepared "$APP" "$SECS" "$PRIVACY_TMP/scale_oltp_prot5.pgbench")
+	oltp_during_reseal prot2 0
+	oltp_during=$during_tps reseal2_ms=$during_ms
 	echo "OLTP (point lookup + one-row UPDATE, pgbench -c 2, $SECS s): $oltp_alone TPS on prot alone (resealed)," \
-		"$oltp_during TPS on prot2 during CALL privacy.reseal (which took $reseal2_ms ms; still running when pgbench ended: $still)"
-	[ "$still" = yes ] || echo "  note: the reseal ended before pgbench: the TPS during it is overstated"
+		"$oltp_unresealed TPS on prot5 alone (protected, not resealed: its updates create the keys)," \
+		"$oltp_during TPS on prot2 during CALL privacy.reseal (which took $reseal2_ms ms; still running when pgbench ended: $during_still)"
+	oltp_during_reseal prot4 "$DELAY"
+	oltp_throttled=$during_tps reseal4_ms=$during_ms
+	echo "the same with privacy.reseal_delay = $DELAY ms (prot4): $oltp_throttled TPS during CALL privacy.reseal" \
+		"(which took $reseal4_ms ms against $reseal2_ms ms unthrottled; still running when pgbench ended: $during_still)"
+}
+# oltp_during_reseal TABLE DELAY: the OLTP mix on TABLE while CALL
+# privacy.reseal() reseals it with privacy.reseal_delay = DELAY; sets
+# during_tps, during_ms (the reseal's time) and during_still
+oltp_during_reseal() {
+	local t=$1 delay=$2 pid
+	bench_psql -c "SET privacy.reseal_delay = $delay" -c '\timing on' -c "CALL privacy.reseal('$t', $BATCH)" \
+		>"$PRIVACY_TMP/scale_reseal_$t.out" 2>&1 &
+	pid=$!
+	sleep 1
+	during_tps=$(bench_pgbench_tps service prepared "$APP" "$SECS" "$PRIVACY_TMP/scale_oltp_$t.pgbench")
+	during_still=yes
+	kill -0 $pid 2>/dev/null || during_still=no
+	wait $pid
+	during_ms=$(awk '/^Time:/ { print $2 }' "$PRIVACY_TMP/scale_reseal_$t.out")
+	[ "$during_still" = yes ] || echo "  note: the reseal of $t ended before pgbench: the TPS during it is overstated"
 }
 protect_figures() {
 	figure protect_table "$protect_ms" ms plain_update "$upd_ms" "<= 1.5"
 	figure protect_table_exclusive_hold "$hold_ms" ms protect_table "$protect_ms" "hold <= 100 ms"
 	figure protect_table_oltp_tps "$oltp_during" tps oltp_alone "$oltp_alone" ">= 0.7"
+	figure protect_table_oltp_tps_unresealed "$oltp_unresealed" tps oltp_alone "$oltp_alone"
 	figure protect_table_batches "$reseal_ms" ms one_statement_reseal "$one_ms"
+	figure protect_table_oltp_tps_throttled "$oltp_throttled" tps oltp_alone "$oltp_alone" ">= 0.7"
+	figure protect_table_reseal_throttled "$reseal4_ms" ms reseal_unthrottled "$reseal2_ms"
 }
 say "loading $ROWS rows of $SUBJECTS subjects into each table"
 load() {	# load TABLE: in statements of 1,000,000 rows
@@ -398,6 +445,13 @@ echo "ms per COPY of $COPY_ROWS rows, rounds: copy_subj $(awk '$1 == "copy_subj"
 check=$(bench_psql -c "SET privacy.purpose = 'service'" -c "SELECT count(*) || ' ' || count(DISTINCT (privacy.envelope_info(email)).key_id)
                                                             || ' ' || bool_and(email::text LIKE 'user%@example.org') FROM copy_subj")
 [ "$check" = "$COPY_ROWS $COPY_ROWS true" ] || die "copy_subj: expected $COPY_ROWS rows under as many keys, got $check"
+
+# the same COPY of round 1's rows once more, now that their subjects have
+# keys: what finding a subject's key costs against creating it
+existing_ms=$(bench_psql -c "TRUNCATE copy_subj" -c "CHECKPOINT" -c '\timing on' -c "COPY copy_subj FROM '$PRIVACY_TMP/scale_copy_1.txt'" |
+	awk '/^Time:/ { print $2 }')
+[ -n "$existing_ms" ] || die "the COPY of existing subjects was not timed"
+echo "the COPY of round 1's rows again, into an empty copy_subj, their subjects' keys made by round 1: $existing_ms ms"
 
 # the key table's floor: as many rows into a table shaped like privacy.data_keys;
 # and the same with each subject first looked up by its hash, one index probe
@@ -583,6 +637,7 @@ figure subject_scan_per_value_no_access_log "$(per_value "$sn_best")" ns categor
 figure subject_point_lookup "$(max "${subj_tps[@]}")" tps category_point_lookup "$(max "${cat_tps[@]}")" ">= 0.9"
 figure subject_point_lookup_no_access_log "${subj_nolog_tps[0]}" tps category_point_lookup "${cat_nolog_tps[0]}"
 figure subject_copy "$(best copy_subj)" ms category_copy "$plain_ms" "<= 3.0"
+figure subject_copy_existing_subjects "$existing_ms" ms category_copy "$plain_ms"
 figure subject_copy_floor "$(awk -v p="$plain_ms" -v f="$floor_ms" -v s="$sodium_ms" 'BEGIN { printf "%.1f", p + f + s }')" ms category_copy "$plain_ms"
 figure subject_copy_floor_probed "$(awk -v p="$plain_ms" -v f="$probed_ms" -v s="$sodium_ms" 'BEGIN { printf "%.1f", p + f + s }')" ms category_copy "$plain_ms"
 figure key_cache_backend_bytes "$b_bytes" bytes keys_alone "$((b_slots * 32))"
