@@ -42,6 +42,7 @@
 #include "utils/snapmgr.h"
 
 #define WRITER_IDLE_EXIT_MS 2000	/* well inside DROP DATABASE's 5 s wait */
+#define WRITER_KEY_LOCK_TIMEOUT "200ms"	/* below deadlock_timeout's 1 s */
 #define BATCH_MAX_BYTES (1024 * 1024)
 #define BATCH_MAX_ENTRIES 8192
 
@@ -564,6 +565,53 @@ lock_with_indexes_now(Oid relid, LOCKMODE mode)
 	list_free(indexes);
 	return ok;
 }
+/*
+ * The log's key, in a transaction of its own before the batch's.  The first
+ * batch after CREATE EXTENSION creates it: an insert into data_keys, its id
+ * drawn from data_key_id_seq, its foreign keys checked, each a lock taken
+ * waiting.  A DROP EXTENSION locks the sequence before the table; a writer
+ * holding the table and waiting for the sequence deadlocked with it, and the
+ * deadlock detector cancelled the DROP.  Here the waits are bounded by a
+ * lock timeout shorter than any deadlock_timeout a DBA would set: the writer
+ * gives way, and tries again at its next round.  False when it gave way.
+ */
+static bool
+writer_fetch_key(unsigned char *key)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	(void) set_config_option("lock_timeout", WRITER_KEY_LOCK_TIMEOUT, PGC_SUSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+	PG_TRY();
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		SPI_connect();
+		keys_access_log_key(key);
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+			PG_RE_THROW();
+		FlushErrorState();
+		FreeErrorData(edata);
+		AbortCurrentTransaction();
+		sodium_memzero(key, LOGCHAIN_KEY_BYTES);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
 /* A row of privacy.access_log_trail, collected during a drain */
 typedef struct TrailRow
 {
@@ -631,6 +679,9 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 		return true;
 	}
 	tables_missing_since = 0;
+
+	if (!writer_fetch_key(key))
+		return false;
 
 	len = (Size) (end - start);
 	audit_queue_copy(q, start, end, buf);
