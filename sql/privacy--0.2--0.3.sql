@@ -7226,6 +7226,7 @@ BEGIN
     RETURN receipt;
 END
 $$;
+
 ------------------------------------------------------------------------------
 -- Issue #19, the write paths of the controller and the customer (branch
 -- gdpr-writes): a purge with nothing due is one transaction and builds no
@@ -7631,7 +7632,6 @@ DECLARE
     keys integer;
     reduced bigint;
     receipt jsonb;
-    erasure_id bigint;
     graph jsonb;
 BEGIN
     PERFORM privacy_internal.require_subject(subject);
@@ -7770,14 +7770,13 @@ BEGIN
     reduced := privacy_internal.reduce_ledger(subject, stand_in);
     UPDATE privacy.holds h SET subject = stand_in WHERE h.subject = erase_subject.subject;
 
-    INSERT INTO privacy.erasures (subject_hash, reason, erased_by, tables, keys_destroyed, consent_events_reduced)
+    INSERT INTO privacy.erasures AS e (subject_hash, reason, erased_by, tables, keys_destroyed, consent_events_reduced)
     VALUES (hash, reason, privacy_internal.caller(), done, keys, reduced)
-    RETURNING id INTO erasure_id;
-    SELECT jsonb_build_object('erasure', e.id, 'subject_hash', encode(e.subject_hash, 'hex'),
-                              'reason', e.reason, 'erased_at', e.erased_at, 'erased_by', e.erased_by,
-                              'tables', e.tables, 'keys_destroyed', e.keys_destroyed,
-                              'consent_events_reduced', e.consent_events_reduced)
-      INTO receipt FROM privacy.erasures e WHERE e.id = erasure_id;
+    RETURNING jsonb_build_object('erasure', e.id, 'subject_hash', encode(e.subject_hash, 'hex'),
+                                 'reason', e.reason, 'erased_at', e.erased_at, 'erased_by', e.erased_by,
+                                 'tables', e.tables, 'keys_destroyed', e.keys_destroyed,
+                                 'consent_events_reduced', e.consent_events_reduced)
+      INTO receipt;
     RETURN receipt;
 END
 $$;
