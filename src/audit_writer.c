@@ -646,16 +646,8 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 	 */
 	{
 		Oid			nsp = catalog_namespace();
-		/*
-		 * data_keys and its sequence for writing: a batch may create an
-		 * internal key (the log's, after CREATE EXTENSION: an insert, its
-		 * id drawn from data_key_id_seq), and waiting for those while
-		 * holding data_keys deadlocked with a concurrent DROP EXTENSION
-		 */
-		const char *names[] = {"access_log_batches", "access_log_purpose_use", "access_log_anchors", "data_keys",
-		"data_key_id_seq"};
-		const LOCKMODE modes[] = {RowExclusiveLock, RowExclusiveLock, AccessShareLock, RowExclusiveLock,
-		RowExclusiveLock};
+		const char *names[] = {"access_log_batches", "access_log_purpose_use", "access_log_anchors", "data_keys"};
+		const LOCKMODE modes[] = {RowExclusiveLock, RowExclusiveLock, AccessShareLock, AccessShareLock};
 		int			i;
 
 		for (i = 0; i < lengthof(names); i++)
