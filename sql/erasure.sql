@@ -109,6 +109,25 @@ ROLLBACK;
 -- primary key starts with the purpose: a scan of the whole index)
 EXPLAIN (COSTS OFF) DELETE FROM privacy.consent_state cs WHERE cs.subject = '2500';
 
-DROP TABLE customers, orders, tickets, copies;
+-- Erasure's statements take the subject as a parameter, their plans kept
+-- for the session (#19): a table protected, or a table's new retention
+-- rule, between two erasures of one session is followed by the second.
+INSERT INTO customers VALUES (30, 'Cy', 'cy@example.org', NULL), (31, 'Di', 'di@example.org', NULL);
+INSERT INTO orders VALUES (30, 30, 'item 30', 'note 30'), (31, 31, 'item 31', 'note 31');
+INSERT INTO tickets VALUES (30, '30', 'hello'), (31, '31', 'hi');
+SELECT e -> 'public.tickets' AS tickets, e -> 'public.orders' AS orders
+  FROM (SELECT privacy.erase_subject('30', 'request #30') -> 'tables') x(e);
+CREATE TABLE notes (id bigint PRIMARY KEY, customer bigint NOT NULL, body text);
+INSERT INTO notes VALUES (30, 30, 'called'), (31, 31, 'wrote');
+SELECT privacy.protect_table('notes', 'customer');
+ALTER TABLE orders ADD COLUMN placed_at timestamptz;
+SELECT privacy.set_retention('orders', 'placed_at', interval '1 year', 'anonymize', ARRAY['item'], '{"item": "gone"}');
+SELECT e -> 'public.notes' AS notes, e -> 'public.orders' AS orders
+  FROM (SELECT privacy.erase_subject('31', 'request #31') -> 'tables') x(e);
+SELECT id, customer_id, item FROM orders WHERE id IN (30, 31) ORDER BY id;
+SELECT (SELECT count(*) FROM tickets WHERE id IN (30, 31)) AS tickets_left,
+       (SELECT count(*) FROM notes) AS notes_left;
+
+DROP TABLE customers, orders, tickets, copies, notes;
 DROP EXTENSION privacy;
 DROP ROLE era_officer, era_app;

@@ -7939,3 +7939,563 @@ BEGIN
     END IF;
 END
 $$;
+
+
+------------------------------------------------------------------------------
+-- Issue #19, the write paths of the controller and the customer (branch
+-- gdpr-writes): a purge with nothing due is one transaction and builds no
+-- batch; consent calls pass one SECURITY DEFINER layer, in PL/pgSQL (plans
+-- kept); erasure's statements on users' tables take the subject as a
+-- parameter (plans kept)
+------------------------------------------------------------------------------
+-- the runs still marked running (at most a few): every purge looks for them
+CREATE INDEX purge_runs_running ON privacy.purge_runs (id) WHERE outcome = 'running';
+
+CREATE OR REPLACE FUNCTION privacy_internal.purge_start(batch_size integer, time_budget interval, via text, caller name) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    run bigint;
+    r privacy.retention_rules;
+    p record;
+    subject name;
+    cutoff timestamptz := now();
+    due bigint;
+    held bigint;
+    live integer;
+    origin record;
+    prev bigint;
+    first integer;
+    total integer;
+    plan jsonb;
+    cycle_error text;
+    tables regclass[];
+    memo jsonb;
+    pending boolean := false;
+BEGIN
+    SELECT o.via, o.started_by INTO origin
+      FROM privacy_internal.purge_origin(purge_start.via, purge_start.caller) o;
+    -- one purge at a time: a run is live while its backend is busy with it;
+    -- one left behind by a crash, a cancel or a terminate is interrupted
+    PERFORM pg_advisory_xact_lock(hashtext('privacy.purge'));
+    -- (the activity of every backend is read only when a run is marked running)
+    IF EXISTS (SELECT 1 FROM privacy.purge_runs pr WHERE pr.outcome = 'running') THEN
+        SELECT pr.pid INTO live FROM privacy.purge_runs pr
+          JOIN pg_catalog.pg_stat_activity a ON a.pid = pr.pid
+         WHERE pr.outcome = 'running' AND a.state = 'active' AND a.pid <> pg_backend_pid()
+         LIMIT 1;
+        IF live IS NOT NULL THEN
+            RETURN NULL;
+        END IF;
+        -- the locks of this backend's runs that ended without purge_finish
+        PERFORM pg_advisory_unlock(1886549625, l.objid::integer) FROM pg_catalog.pg_locks l
+          JOIN privacy.purge_runs pr ON privacy_internal.purge_lock_key(pr.id) = l.objid::integer
+         WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.classid = 1886549625
+           AND l.objsubid = 2 AND pr.outcome = 'running';
+        UPDATE privacy.purge_runs pr SET outcome = 'interrupted', finished_at = coalesce(pr.finished_at, clock_timestamp())
+         WHERE pr.outcome = 'running';
+    END IF;
+    -- the last run, if it left tables pending: this one starts with them
+    SELECT pr.id INTO prev FROM privacy.purge_runs pr ORDER BY pr.id DESC LIMIT 1;
+    IF NOT EXISTS (SELECT 1 FROM privacy.purge_run_tables prt WHERE prt.run_id = prev AND prt.status = 'pending') THEN
+        prev := NULL;
+    END IF;
+    INSERT INTO privacy.purge_runs (batch_size, time_budget, via, started_by, pid, resumes)
+    VALUES (batch_size, time_budget, origin.via, origin.started_by, pg_backend_pid(), prev)
+    RETURNING id INTO run;
+    -- the order depends on the foreign-key graph of the tables with a rule:
+    -- kept for the session (memo.c) while those tables are the same and no
+    -- relation it was derived from changes
+    tables := ARRAY(SELECT rr.tbl FROM privacy.retention_rules rr
+                      JOIN privacy.protected_tables pt ON pt.tbl = rr.tbl AND pt.parent IS NULL
+                     ORDER BY rr.tbl::oid);
+    memo := privacy_internal.memo_get('purge');
+    IF memo IS NOT NULL AND memo -> 'tables' = to_jsonb(tables::oid[]) THEN
+        plan := nullif(memo -> 'plan', 'null');
+    ELSE
+        SELECT jsonb_agg(jsonb_build_object('tbl', o.tbl::oid, 'pos', o.pos, 'cycle', o.cycle) ORDER BY o.pos)
+          INTO plan
+          FROM privacy_internal.fk_order(tables) o;
+        PERFORM privacy_internal.memo_put('purge', ARRAY(SELECT x.rel FROM privacy_internal.fk_reach(tables) x),
+                                          jsonb_build_object('tables', to_jsonb(tables::oid[]), 'plan', plan));
+    END IF;
+    SELECT min((e ->> 'pos')::integer) INTO first
+      FROM jsonb_array_elements(plan) e
+      JOIN privacy.purge_run_tables prt ON prt.run_id = prev AND prt.tbl = (e ->> 'tbl')::oid::regclass
+                                       AND prt.status = 'pending';
+    total := coalesce(jsonb_array_length(plan), 0);
+    FOR p IN SELECT (e ->> 'tbl')::oid::regclass AS tbl,
+                    ARRAY(SELECT x::oid FROM jsonb_array_elements_text(nullif(e -> 'cycle', 'null')) x) AS cycle,
+                    ((e ->> 'pos')::integer - coalesce(first, 1) + total) % total + 1 AS pos
+               FROM jsonb_array_elements(plan) e LOOP
+        SELECT * INTO r FROM privacy.retention_rules rr WHERE rr.tbl = p.tbl;
+        SELECT pt.subject_column INTO subject FROM privacy.protected_tables pt WHERE pt.tbl = r.tbl;
+        IF NOT EXISTS (SELECT 1 FROM privacy.active_holds) THEN
+            -- no hold: nothing is held, and what is due needs no anti-join
+            EXECUTE format('SELECT count(*) FROM %s t WHERE t.%I < %L', r.tbl, r.time_column, cutoff - r.keep)
+               INTO due;
+            IF r.action = 'anonymize' THEN
+                EXECUTE format('SELECT count(*) FROM (%s) d', privacy_internal.due_query(r, subject, false, cutoff - r.keep))
+                   INTO due;
+            END IF;
+            held := 0;
+        ELSE
+            EXECUTE format('SELECT count(*) FROM (%s) d', privacy_internal.due_query(r, subject, false, cutoff - r.keep)) INTO due;
+            EXECUTE format('SELECT count(*) FROM (%s) d', privacy_internal.due_query(r, subject, true, cutoff - r.keep)) INTO held;
+        END IF;
+        cycle_error := NULL;
+        IF cardinality(p.cycle) > 0 THEN
+            SELECT format('55000: %s. %s', e.message, e.detail) INTO cycle_error
+              FROM privacy_internal.fk_cycle_error(p.cycle, 'purge') e;
+        END IF;
+        -- a table with nothing due is done at once: no batch, no statement
+        -- built for it (what becomes due later is counted by the next run)
+        INSERT INTO privacy.purge_run_tables (run_id, tbl, action, cutoff, matched, held, position, status, error)
+        VALUES (run, r.tbl, r.action, cutoff - r.keep, due, held, p.pos,
+                CASE WHEN cycle_error IS NOT NULL THEN 'failed' WHEN due = 0 THEN 'done' ELSE 'pending' END,
+                cycle_error);
+        pending := pending OR (cycle_error IS NULL AND due > 0);
+    END LOOP;
+    IF pending THEN
+        PERFORM pg_advisory_lock(1886549625, privacy_internal.purge_lock_key(run));
+    ELSE
+        -- nothing to do: the run ends in this transaction
+        PERFORM privacy_internal.purge_end(run, 'completed', NULL);
+    END IF;
+    RETURN run;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION privacy_internal.purge_tables(run bigint) RETURNS SETOF regclass
+    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 10
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY SELECT prt.tbl FROM privacy.purge_run_tables prt
+                  WHERE prt.run_id = purge_tables.run AND prt.status = 'pending' ORDER BY prt.position;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION privacy_internal.purge_end(run bigint, outcome text, error text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    failed text;
+BEGIN
+    -- a run that waits for this one starts after this commits (purge_start)
+    PERFORM pg_advisory_xact_lock(hashtext('privacy.purge'));
+    SELECT format('%s of %s tables failed: %s', count(*) FILTER (WHERE prt.status = 'failed'),
+                  count(*) FILTER (WHERE prt.position IS NOT NULL),
+                  string_agg(prt.tbl::text, ', ' ORDER BY prt.position) FILTER (WHERE prt.status = 'failed'))
+      INTO failed FROM privacy.purge_run_tables prt WHERE prt.run_id = run
+    HAVING count(*) FILTER (WHERE prt.status = 'failed') > 0;
+    UPDATE privacy.purge_runs pr
+       SET outcome = CASE WHEN purge_end.outcome = 'completed' AND failed IS NOT NULL THEN 'failed'
+                          ELSE purge_end.outcome END,
+           error = nullif(concat_ws('; ', purge_end.error, failed), ''),
+           finished_at = clock_timestamp()
+     WHERE pr.id = run;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION privacy_internal.purge_finish(run bigint, outcome text, error text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM privacy_internal.purge_end(run, outcome, error);
+    PERFORM pg_advisory_unlock(1886549625, l.objid::integer) FROM pg_catalog.pg_locks l
+     WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.classid = 1886549625
+       AND l.objid::integer = privacy_internal.purge_lock_key(run) AND l.objsubid = 2;
+END
+$$;
+
+CREATE OR REPLACE PROCEDURE privacy.purge(batch_size integer DEFAULT 10000, time_budget interval DEFAULT NULL,
+                               via text DEFAULT 'call', if_running text DEFAULT 'skip')
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    run bigint;
+    tables regclass[];
+    tab regclass;
+    n bigint;
+    total bigint := 0;
+    trimmed bigint;
+    batches integer := 0;
+    started timestamptz;
+    failure text;
+    out_of_time boolean := false;
+    failed record;
+BEGIN
+    IF batch_size IS NULL OR batch_size < 1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = 'batch_size must be at least 1';
+    END IF;
+    IF if_running IS NULL OR if_running NOT IN ('skip', 'wait') THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('invalid if_running %s', coalesce(quote_literal(if_running), 'NULL')),
+            HINT = 'Use skip (do nothing while another purge runs, the default) or wait (wait for it to end, then run).';
+    END IF;
+    LOOP
+        IF if_running = 'wait' THEN
+            PERFORM privacy_internal.purge_wait();
+            COMMIT;
+        END IF;
+        run := privacy_internal.purge_start(batch_size, time_budget, via, current_user);
+        EXIT WHEN run IS NOT NULL;
+        COMMIT;
+        IF if_running = 'skip' THEN
+            RAISE NOTICE USING MESSAGE = 'another purge is running in this database: this one does nothing',
+                HINT = 'privacy.purge_progress shows it; CALL privacy.purge(if_running => ''wait'') waits for it to end.';
+            RETURN;
+        END IF;
+    END LOOP;
+    -- a run with no table to do ended in purge_start: one transaction
+    tables := ARRAY(SELECT pt.tbl FROM privacy_internal.purge_tables(run) pt(tbl));
+    COMMIT;
+    -- the time budget counts from here, not from a wait
+    started := pg_catalog.clock_timestamp();
+    FOREACH tab IN ARRAY tables LOOP
+        LOOP
+            IF time_budget IS NOT NULL AND pg_catalog.clock_timestamp() - started > time_budget THEN
+                out_of_time := true;
+                EXIT;
+            END IF;
+            BEGIN
+                n := privacy_internal.purge_batch(run, tab, batch_size);
+            EXCEPTION WHEN OTHERS THEN
+                failure := SQLSTATE || ': ' || SQLERRM;
+            END;
+            IF failure IS NOT NULL THEN
+                EXIT;
+            END IF;
+            COMMIT;
+            total := total + n;
+            batches := batches + 1;
+            IF batches % 10 = 0 THEN
+                RAISE NOTICE 'purge run %: % rows purged so far (table %)', run, total, tab;
+            END IF;
+            EXIT WHEN n < batch_size;
+        END LOOP;
+        EXIT WHEN failure IS NOT NULL OR out_of_time;
+    END LOOP;
+    IF cardinality(tables) > 0 THEN
+        PERFORM privacy_internal.purge_finish(run, CASE WHEN failure IS NOT NULL THEN 'failed'
+                                                        WHEN out_of_time THEN 'stopped' ELSE 'completed' END, failure);
+        COMMIT;
+    END IF;
+    -- the access log's own retention
+    trimmed := privacy.trim_access_log();
+    IF trimmed > 0 THEN
+        RAISE NOTICE 'access log: % entries past privacy.access_log_retention removed', trimmed;
+    END IF;
+    COMMIT;
+    SELECT count(*) AS n, string_agg(format('%s: %s', prt.tbl, prt.error), E'\n' ORDER BY prt.position) AS errors
+      INTO failed FROM privacy.purge_run_tables prt WHERE prt.run_id = run AND prt.status = 'failed';
+    IF failure IS NOT NULL OR failed.n > 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'external_routine_exception',
+            MESSAGE = CASE WHEN failure IS NOT NULL THEN format('purge run %s failed', run)
+                           ELSE format('purge run %s failed for %s of its tables', run, failed.n) END,
+            DETAIL = concat_ws(E'\n', failure, failed.errors),
+            HINT = 'The other tables were purged, and the batches committed before a failure stay done; privacy.purge_run_tables says what failed. The next run tries again.';
+    END IF;
+    RAISE NOTICE 'purge run % %: % rows purged', run,
+        CASE WHEN out_of_time THEN 'stopped at its time budget' ELSE 'completed' END, total;
+END
+$$;
+
+REVOKE ALL ON FUNCTION privacy_internal.purge_end(bigint, text, text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION privacy_internal.record_consent(subject text, purpose text, action text,
+                                        source text, evidence jsonb) RETURNS bigint
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    basis text;
+    new_state text := CASE action WHEN 'grant' THEN 'granted' WHEN 'withdraw' THEN 'withdrawn' ELSE 'objected' END;
+    event_id bigint;
+    current_state text;
+BEGIN
+    IF subject IS NULL OR subject = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'subject must not be empty',
+            HINT = 'Pass the value of the subject column as text, for example customer_id::text.';
+    END IF;
+    IF source IS NULL OR source = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'the source of a consent event must be given',
+            HINT = 'Name where the event came from, for example web-form, call-centre or app-settings.';
+    END IF;
+    SELECT p.legal_basis INTO basis FROM privacy.purposes p WHERE p.name = record_consent.purpose;
+    IF basis IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = format('purpose "%s" does not exist', purpose);
+    END IF;
+    IF action IN ('grant', 'withdraw') AND basis <> 'consent' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = format('purpose "%s" is not based on consent', purpose),
+            DETAIL  = format('Its legal basis is %s; consent can be granted or withdrawn only for purposes based on consent.', basis),
+            HINT    = 'To stop processing under another legal basis, record an objection with privacy.object().';
+    END IF;
+    -- Lifting an objection: only one in force, and what is left is no
+    -- objection and no consent (a purpose based on consent needs a new
+    -- grant): withdrawn for those, no state at all for the others.
+    IF action = 'lift_objection' THEN
+        SELECT cs.state INTO current_state FROM privacy.consent_state cs
+         WHERE cs.purpose = record_consent.purpose AND cs.subject = record_consent.subject
+           FOR UPDATE;
+        IF current_state IS DISTINCT FROM 'objected' THEN
+            RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+                MESSAGE = format('subject has no objection to purpose "%s" to lift', purpose),
+                DETAIL  = CASE WHEN current_state IS NULL
+                               THEN 'Nothing was recorded for the subject and the purpose.'
+                               ELSE format('The subject''s state for the purpose is %s.', current_state) END,
+                HINT    = 'See the subject''s consent history in privacy.consent_events.';
+        END IF;
+        INSERT INTO privacy.consent_events (subject, purpose, action, source, evidence)
+        VALUES (subject, purpose, action, source, evidence)
+        RETURNING id INTO event_id;
+        IF basis = 'consent' THEN
+            UPDATE privacy.consent_state cs SET state = 'withdrawn', since = clock_timestamp(), last_event = event_id
+             WHERE cs.purpose = record_consent.purpose AND cs.subject = record_consent.subject;
+        ELSE
+            DELETE FROM privacy.consent_state cs
+             WHERE cs.purpose = record_consent.purpose AND cs.subject = record_consent.subject;
+        END IF;
+        RETURN event_id;
+    END IF;
+    -- The state row is locked first, so concurrent events for one subject and
+    -- purpose reach the ledger in the order they take effect: the ledger id
+    -- is drawn once the row is locked (in DO UPDATE, for a subject with a
+    -- state; after the insert, for a new one), and a state row that exists
+    -- is written once per event.
+    INSERT INTO privacy.consent_state AS cs (subject, purpose, state, since, last_event)
+    VALUES (subject, purpose, new_state, clock_timestamp(), 0)
+    ON CONFLICT ON CONSTRAINT consent_state_pkey DO UPDATE
+       SET state = EXCLUDED.state,
+           since = CASE WHEN cs.state = EXCLUDED.state THEN cs.since ELSE EXCLUDED.since END,
+           last_event = pg_catalog.nextval('privacy.consent_event_id_seq')
+    RETURNING cs.last_event INTO event_id;
+    IF event_id = 0 THEN
+        event_id := pg_catalog.nextval('privacy.consent_event_id_seq');
+        UPDATE privacy.consent_state cs SET last_event = event_id
+         WHERE cs.purpose = record_consent.purpose AND cs.subject = record_consent.subject;
+    END IF;
+    INSERT INTO privacy.consent_events (id, subject, purpose, action, source, evidence)
+    VALUES (event_id, subject, purpose, action, source, evidence);
+    RETURN event_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION privacy.grant_consent(subject text, purpose text, source text, evidence jsonb DEFAULT NULL)
+    RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ BEGIN RETURN privacy_internal.record_consent(subject, purpose, 'grant', source, evidence); END $$;
+CREATE OR REPLACE FUNCTION privacy.withdraw_consent(subject text, purpose text, source text, evidence jsonb DEFAULT NULL)
+    RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ BEGIN RETURN privacy_internal.record_consent(subject, purpose, 'withdraw', source, evidence); END $$;
+CREATE OR REPLACE FUNCTION privacy.object(subject text, purpose text, source text, evidence jsonb DEFAULT NULL)
+    RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ BEGIN RETURN privacy_internal.record_consent(subject, purpose, 'object', source, evidence); END $$;
+CREATE OR REPLACE FUNCTION privacy.lift_objection(subject text, purpose text, source text, evidence jsonb DEFAULT NULL)
+    RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ BEGIN RETURN privacy_internal.record_consent(subject, purpose, 'lift_objection', source, evidence); END $$;
+
+CREATE OR REPLACE FUNCTION privacy.portal_grant_consent(purpose text, source text, evidence jsonb DEFAULT NULL) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ BEGIN RETURN privacy_internal.record_consent(privacy_internal.portal_subject(), purpose, 'grant', source, evidence); END $$;
+CREATE OR REPLACE FUNCTION privacy.portal_withdraw_consent(purpose text, source text, evidence jsonb DEFAULT NULL) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ BEGIN RETURN privacy_internal.record_consent(privacy_internal.portal_subject(), purpose, 'withdraw', source, evidence); END $$;
+CREATE OR REPLACE FUNCTION privacy.portal_object(purpose text, source text, evidence jsonb DEFAULT NULL) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ BEGIN RETURN privacy_internal.record_consent(privacy_internal.portal_subject(), purpose, 'object', source, evidence); END $$;
+CREATE OR REPLACE FUNCTION privacy.portal_lift_objection(purpose text, source text, evidence jsonb DEFAULT NULL) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ BEGIN RETURN privacy_internal.record_consent(privacy_internal.portal_subject(), purpose, 'lift_objection', source, evidence); END $$;
+CREATE OR REPLACE FUNCTION privacy.portal_open_request(kind text, note text DEFAULT NULL) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ BEGIN RETURN privacy.open_request(privacy_internal.portal_subject(), kind, pg_catalog.now(), note); END $$;
+
+CREATE OR REPLACE FUNCTION privacy.erase_subject(subject text, reason text) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    SET track_counts = on
+AS $$
+DECLARE
+    hold record;
+    pt record;
+    fate record;
+    n bigint;
+    done jsonb := '{}';
+    roots regclass[];
+    reach_rels oid[];
+    reach_roots regclass[];
+    before jsonb;
+    ch record;
+    checked_at_commit text;
+    current regclass;
+    cycle_error record;
+    blocked record;
+    con oid;
+    con_name text;
+    tab_name text;
+    sch_name text;
+    hash bytea;
+    stand_in text;
+    keys integer;
+    reduced bigint;
+    receipt jsonb;
+    graph jsonb;
+    named_rels oid[];
+BEGIN
+    PERFORM privacy_internal.require_subject(subject);
+    IF reason IS NULL OR reason = '' THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'an erasure needs a reason',
+            HINT = 'Name the request, for example its number.';
+    END IF;
+    SELECT h.reason, h.until INTO hold FROM privacy.active_holds h WHERE h.subject = erase_subject.subject LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('subject "%s" is under a legal hold', subject),
+            DETAIL = format('Hold: %s%s.', hold.reason,
+                            CASE WHEN hold.until IS NOT NULL THEN ', until ' || hold.until::text ELSE '' END),
+            HINT = 'Nothing was erased. Release the hold with privacy.release_hold() when the matter allows it.';
+    END IF;
+
+    -- a reseal under way keeps no trace of the subject's identifier; its
+    -- job row is taken before the subject's rows, in the order a batch
+    -- takes them (or the two would deadlock)
+    PERFORM privacy_internal.reseal_forget_subject(subject);
+
+    -- what follows depends on the foreign-key graph only: kept for the
+    -- session until a relation of it changes (memo.c; issue #19)
+    graph := privacy_internal.memo_get('erasure');
+    IF graph IS NULL THEN
+        -- the subject's rows, in every protected table (partitions and children
+        -- through their root), tables before the tables they reference
+        SELECT array_agg(p.tbl) INTO roots FROM privacy.protected_tables p WHERE p.parent IS NULL;
+        -- what the deletions can reach through ON DELETE actions, counted
+        -- before and after (the transaction's own counters)
+        SELECT array_agg(x.rel), array_agg(x.root) INTO reach_rels, reach_roots FROM privacy_internal.fk_reach(roots) x;
+        -- references checked at commit are checked after each statement: the
+        -- statements run in a security-restricted operation, where PostgreSQL
+        -- fires no deferred trigger
+        SELECT string_agg(DISTINCT format('%I.%I', ns.nspname, c.conname), ', '), array_agg(DISTINCT c.conrelid)
+          INTO checked_at_commit, named_rels
+          FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_constraint c ON c.oid = d.objid
+          JOIN pg_catalog.pg_class k ON k.oid = c.conrelid
+          JOIN pg_catalog.pg_namespace ns ON ns.oid = k.relnamespace
+         WHERE d.classid = 'pg_catalog.pg_constraint'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
+           AND d.refobjid = ANY (reach_rels) AND c.contype = 'f' AND c.confrelid = d.refobjid
+           AND c.condeferrable AND c.condeferred;
+        -- (kept until those constraints' tables change too: a constraint
+        -- renamed or moved is named anew)
+        graph := privacy_internal.memo_put('erasure', reach_rels || named_rels, jsonb_build_object(
+            'roots', roots::oid[], 'reach_rels', reach_rels, 'reach_roots', reach_roots::oid[],
+            'checked_at_commit', checked_at_commit,
+            'order', (SELECT coalesce(jsonb_agg(jsonb_build_array(o.tbl::oid, o.cycle, p.subject_column,
+                                                                  privacy_internal.subject_param_match(o.tbl, p.subject_column))
+                                                ORDER BY o.pos), '[]')
+                        FROM privacy_internal.fk_order(roots) o
+                        JOIN privacy.protected_tables p ON p.tbl = o.tbl)));
+    ELSE
+        roots := ARRAY(SELECT x::oid::regclass FROM jsonb_array_elements_text(graph -> 'roots') x);
+        reach_rels := ARRAY(SELECT x::oid FROM jsonb_array_elements_text(graph -> 'reach_rels') x);
+        reach_roots := ARRAY(SELECT x::oid::regclass FROM jsonb_array_elements_text(graph -> 'reach_roots') x);
+        checked_at_commit := graph ->> 'checked_at_commit';
+    END IF;
+    before := privacy_internal.change_counts(reach_rels);
+    BEGIN
+        IF checked_at_commit IS NOT NULL THEN
+            EXECUTE 'SET CONSTRAINTS ' || checked_at_commit || ' IMMEDIATE';
+        END IF;
+        FOR pt IN SELECT (o ->> 0)::oid::regclass AS tbl,
+                         ARRAY(SELECT c::oid FROM jsonb_array_elements_text(nullif(o -> 1, 'null')) c) AS cycle,
+                         (o ->> 2)::name AS subject_column, o ->> 3 AS param_match
+                    FROM jsonb_array_elements(graph -> 'order') WITH ORDINALITY AS x(o, pos)
+                   ORDER BY x.pos
+        LOOP
+            IF cardinality(pt.cycle) > 0 THEN
+                SELECT * INTO cycle_error FROM privacy_internal.fk_cycle_error(pt.cycle, 'erasure');
+                RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+                    MESSAGE = cycle_error.message, DETAIL = cycle_error.detail, HINT = cycle_error.hint;
+            END IF;
+            current := pt.tbl;
+            SELECT * INTO fate FROM privacy_internal.erasure_action(pt.tbl, pt.subject_column);
+            -- as the table's owner: its triggers are its own code; the subject
+            -- a parameter, so that each statement is planned once a session
+            IF fate.action = 'anonymized' THEN
+                n := privacy_internal.run_as_owner(pt.tbl, format('UPDATE %s t SET %s WHERE %s', pt.tbl, fate.sets, pt.param_match),
+                                                   ARRAY[subject]);
+            ELSE
+                n := privacy_internal.run_as_owner(pt.tbl, format('DELETE FROM %s t WHERE %s', pt.tbl, pt.param_match),
+                                                   ARRAY[subject]);
+            END IF;
+            done := done || jsonb_build_object(pt.tbl::text,
+                        jsonb_strip_nulls(jsonb_build_object('action', fate.action, 'rows', n,
+                                                             'columns', fate.columns, 'reason', fate.reason)));
+        END LOOP;
+        current := NULL;
+        IF checked_at_commit IS NOT NULL THEN
+            EXECUTE 'SET CONSTRAINTS ' || checked_at_commit || ' DEFERRED';
+        END IF;
+    EXCEPTION WHEN foreign_key_violation THEN
+        -- rows the erasure keeps reference rows it deletes: say which and
+        -- why, without the key values PostgreSQL's message gives
+        GET STACKED DIAGNOSTICS con_name = CONSTRAINT_NAME, tab_name = TABLE_NAME, sch_name = SCHEMA_NAME;
+        con := privacy_internal.fk_constraint(sch_name, tab_name, con_name);
+        SELECT e.* INTO blocked
+          FROM pg_catalog.pg_constraint c,
+               LATERAL privacy_internal.fk_blocked_error(c.oid, 'erasure',
+                   CASE WHEN NOT privacy_internal.graph_root(c.conrelid) = ANY (roots) THEN 'not processed'
+                        WHEN done -> privacy_internal.graph_root(c.conrelid)::text ->> 'action' = 'anonymized' THEN 'kept'
+                        ELSE 'deleted' END) e
+         WHERE c.oid = con AND c.confdeltype IN ('a', 'r')
+           -- not an anonymized row's own reference (a masking value that references nothing)
+           AND privacy_internal.graph_root(c.conrelid) IS DISTINCT FROM current;
+        IF blocked.message IS NULL THEN
+            RAISE;
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation',
+            MESSAGE = blocked.message, DETAIL = blocked.detail, HINT = blocked.hint;
+    END;
+    -- per table: rows deleted or set to NULL by other tables' deletions
+    -- (ON DELETE CASCADE, SET NULL, SET DEFAULT), the table's own rows apart
+    FOR ch IN SELECT * FROM privacy_internal.change_counts_since(before, reach_rels, reach_roots) c ORDER BY c.root::text LOOP
+        IF done ? ch.root::text THEN
+            done := jsonb_set(done, ARRAY[ch.root::text], (done -> ch.root::text) || jsonb_build_object(
+                'cascaded', ch.deleted - CASE WHEN done -> ch.root::text ->> 'action' = 'deleted'
+                                              THEN (done -> ch.root::text ->> 'rows')::bigint ELSE 0 END,
+                'set_null', ch.updated - CASE WHEN done -> ch.root::text ->> 'action' = 'anonymized'
+                                              THEN (done -> ch.root::text ->> 'rows')::bigint ELSE 0 END));
+        ELSIF ch.deleted > 0 OR ch.updated > 0 THEN
+            done := done || jsonb_build_object(ch.root::text,
+                                               jsonb_build_object('cascaded', ch.deleted, 'set_null', ch.updated));
+        END IF;
+    END LOOP;
+
+    -- every copy of the subject's encrypted values, anywhere, becomes unreadable
+    hash := privacy.subject_hash(subject);
+    stand_in := 'erased:' || encode(hash, 'hex');
+    keys := privacy.destroy_subject_key(subject);
+
+    -- consent: the current state goes; the history keeps what proves that
+    -- consent was honoured (purpose, action, time, source), not who
+    DELETE FROM privacy.consent_state cs WHERE cs.subject = erase_subject.subject;
+    reduced := privacy_internal.reduce_ledger(subject, stand_in);
+    UPDATE privacy.holds h SET subject = stand_in WHERE h.subject = erase_subject.subject;
+
+    INSERT INTO privacy.erasures AS e (subject_hash, reason, erased_by, tables, keys_destroyed, consent_events_reduced)
+    VALUES (hash, reason, privacy_internal.caller(), done, keys, reduced)
+    RETURNING jsonb_build_object('erasure', e.id, 'subject_hash', encode(e.subject_hash, 'hex'),
+                                 'reason', e.reason, 'erased_at', e.erased_at, 'erased_by', e.erased_by,
+                                 'tables', e.tables, 'keys_destroyed', e.keys_destroyed,
+                                 'consent_events_reduced', e.consent_events_reduced)
+      INTO receipt;
+    RETURN receipt;
+END
+$$;
+

@@ -109,6 +109,35 @@ SELECT * FROM privacy.purge_preview();
 SELECT privacy.place_hold('1', 'x');
 RESET ROLE;
 
+-- A table with nothing due is done when the run starts: no batch is built
+-- for it, and a run where nothing is due ends in the transaction that
+-- started it (issue #19).  A row that becomes due later is purged by the
+-- next run.
+CALL privacy.purge();
+SELECT r.outcome, t.tbl, t.matched, t.purged, t.batches, t.status
+  FROM privacy.purge_runs r JOIN privacy.purge_run_tables t ON t.run_id = r.id
+ WHERE r.id = (SELECT max(id) FROM privacy.purge_runs) ORDER BY t.position;
+SELECT count(*) AS advisory_locks_left FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+INSERT INTO orders VALUES (2001, 7, now() - interval '10 years', 1);
+CALL privacy.purge();
+SELECT t.tbl, t.matched, t.purged, t.batches, t.status
+  FROM privacy.purge_run_tables t WHERE t.run_id = (SELECT max(id) FROM privacy.purge_runs) ORDER BY t.position;
+SELECT count(*) AS order_2001 FROM orders WHERE id = 2001;
+
+-- The run's order of tables is kept for the session: a foreign key added
+-- since, or a rule dropped, is seen by the next run.  customers came first
+-- (by name: no reference between the tables); once orders references it,
+-- orders comes first.
+ALTER TABLE orders ADD COLUMN buyer bigint REFERENCES customers ON DELETE SET NULL;
+CALL privacy.purge();
+SELECT t.tbl, t.position FROM privacy.purge_run_tables t
+ WHERE t.run_id = (SELECT max(id) FROM privacy.purge_runs) ORDER BY t.position;
+ALTER TABLE orders DROP COLUMN buyer;
+SELECT privacy.drop_retention('customers');
+CALL privacy.purge();
+SELECT t.tbl, t.position FROM privacy.purge_run_tables t
+ WHERE t.run_id = (SELECT max(id) FROM privacy.purge_runs) ORDER BY t.position;
+
 DROP TABLE orders, customers, loose;
 DROP EXTENSION privacy;
 DROP ROLE ret_officer, ret_app;

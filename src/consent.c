@@ -667,6 +667,8 @@ PG_FUNCTION_INFO_V1(privacy_reduce_ledger);
 Datum
 privacy_reduce_ledger(PG_FUNCTION_ARGS)
 {
+	/* prepared once a session: every erasure runs it (issue #19) */
+	static SPIPlanPtr plan = NULL;
 	text	   *subject = PG_GETARG_TEXT_PP(0);
 	text	   *stand_in = PG_GETARG_TEXT_PP(1);
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
@@ -677,13 +679,21 @@ privacy_reduce_ledger(PG_FUNCTION_ARGS)
 	values[0] = PointerGetDatum(subject);
 	values[1] = PointerGetDatum(stand_in);
 	catalog_become_owner(&st);
+	if (plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare("UPDATE " PRIVACY_SCHEMA ".consent_events "
+									"   SET subject = $2, evidence = NULL "
+									" WHERE subject OPERATOR(pg_catalog.=) $1",
+									2, argtypes);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "could not prepare the reduction of the consent ledger");
+		plan = p;
+	}
 	consent_ledger_unlocked = true;
 	PG_TRY();
 	{
-		if (SPI_execute_with_args("UPDATE " PRIVACY_SCHEMA ".consent_events "
-								  "   SET subject = $2, evidence = NULL "
-								  " WHERE subject OPERATOR(pg_catalog.=) $1",
-								  2, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
+		if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not reduce the consent ledger");
 		n = SPI_processed;
 	}

@@ -67,10 +67,13 @@ CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON privacy.consent_events
 CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON privacy.consent_events
     FOR EACH STATEMENT EXECUTE FUNCTION privacy_internal.ledger_guard();
 
+-- Called by the SECURITY DEFINER functions of the API (grant_consent and
+-- the others, the portal's) and runs in their context, with their pinned
+-- search_path: one such layer per call, not two (issue #19).  Executable by
+-- the extension's owner only.
 CREATE FUNCTION privacy_internal.record_consent(subject text, purpose text, action text,
                                         source text, evidence jsonb) RETURNS bigint
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
+    LANGUAGE plpgsql
 AS $$
 DECLARE
     basis text;
@@ -150,24 +153,24 @@ END
 $$;
 
 CREATE FUNCTION privacy.grant_consent(subject text, purpose text, source text, evidence jsonb DEFAULT NULL)
-    RETURNS bigint LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT privacy_internal.record_consent(subject, purpose, 'grant', source, evidence) $$;
+    RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ BEGIN RETURN privacy_internal.record_consent(subject, purpose, 'grant', source, evidence); END $$;
 COMMENT ON FUNCTION privacy.grant_consent(text, text, text, jsonb) IS
     'record that a subject consents to a purpose based on consent; returns the ledger entry id';
 CREATE FUNCTION privacy.withdraw_consent(subject text, purpose text, source text, evidence jsonb DEFAULT NULL)
-    RETURNS bigint LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT privacy_internal.record_consent(subject, purpose, 'withdraw', source, evidence) $$;
+    RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ BEGIN RETURN privacy_internal.record_consent(subject, purpose, 'withdraw', source, evidence); END $$;
 COMMENT ON FUNCTION privacy.withdraw_consent(text, text, text, jsonb) IS
     'record that a subject withdraws consent; effective for every statement that starts after the commit';
 CREATE FUNCTION privacy.object(subject text, purpose text, source text, evidence jsonb DEFAULT NULL)
-    RETURNS bigint LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT privacy_internal.record_consent(subject, purpose, 'object', source, evidence) $$;
+    RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ BEGIN RETURN privacy_internal.record_consent(subject, purpose, 'object', source, evidence); END $$;
 COMMENT ON FUNCTION privacy.object(text, text, text, jsonb) IS
     'record a subject''s objection (GDPR Art. 21): their rows are no longer shown for that purpose, whatever its legal basis';
 
 CREATE FUNCTION privacy.lift_objection(subject text, purpose text, source text, evidence jsonb DEFAULT NULL)
-    RETURNS bigint LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT privacy_internal.record_consent(subject, purpose, 'lift_objection', source, evidence) $$;
+    RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ BEGIN RETURN privacy_internal.record_consent(subject, purpose, 'lift_objection', source, evidence); END $$;
 COMMENT ON FUNCTION privacy.lift_objection(text, text, text, jsonb) IS
     'record that a subject lifts their objection to a purpose: their rows are shown for it again (for a purpose based on consent, once consent is granted)';
 

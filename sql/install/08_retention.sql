@@ -57,6 +57,8 @@ CREATE TABLE privacy.purge_runs (
     resumes      bigint
 );
 ALTER SEQUENCE privacy.purge_run_id_seq OWNED BY privacy.purge_runs.id;
+-- the runs still marked running (at most a few): every purge looks for them
+CREATE INDEX purge_runs_running ON privacy.purge_runs (id) WHERE outcome = 'running';
 CREATE TABLE privacy.purge_run_tables (
     run_id       bigint NOT NULL REFERENCES privacy.purge_runs ON DELETE CASCADE,
     tbl          regclass NOT NULL,
@@ -904,26 +906,32 @@ DECLARE
     total integer;
     plan jsonb;
     cycle_error text;
+    tables regclass[];
+    memo jsonb;
+    pending boolean := false;
 BEGIN
     SELECT o.via, o.started_by INTO origin
       FROM privacy_internal.purge_origin(purge_start.via, purge_start.caller) o;
     -- one purge at a time: a run is live while its backend is busy with it;
     -- one left behind by a crash, a cancel or a terminate is interrupted
     PERFORM pg_advisory_xact_lock(hashtext('privacy.purge'));
-    SELECT pr.pid INTO live FROM privacy.purge_runs pr
-      JOIN pg_catalog.pg_stat_activity a ON a.pid = pr.pid
-     WHERE pr.outcome = 'running' AND a.state = 'active' AND a.pid <> pg_backend_pid()
-     LIMIT 1;
-    IF live IS NOT NULL THEN
-        RETURN NULL;
+    -- (the activity of every backend is read only when a run is marked running)
+    IF EXISTS (SELECT 1 FROM privacy.purge_runs pr WHERE pr.outcome = 'running') THEN
+        SELECT pr.pid INTO live FROM privacy.purge_runs pr
+          JOIN pg_catalog.pg_stat_activity a ON a.pid = pr.pid
+         WHERE pr.outcome = 'running' AND a.state = 'active' AND a.pid <> pg_backend_pid()
+         LIMIT 1;
+        IF live IS NOT NULL THEN
+            RETURN NULL;
+        END IF;
+        -- the locks of this backend's runs that ended without purge_finish
+        PERFORM pg_advisory_unlock(1886549625, l.objid::integer) FROM pg_catalog.pg_locks l
+          JOIN privacy.purge_runs pr ON privacy_internal.purge_lock_key(pr.id) = l.objid::integer
+         WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.classid = 1886549625
+           AND l.objsubid = 2 AND pr.outcome = 'running';
+        UPDATE privacy.purge_runs pr SET outcome = 'interrupted', finished_at = coalesce(pr.finished_at, clock_timestamp())
+         WHERE pr.outcome = 'running';
     END IF;
-    -- the locks of this backend's runs that ended without purge_finish
-    PERFORM pg_advisory_unlock(1886549625, l.objid::integer) FROM pg_catalog.pg_locks l
-      JOIN privacy.purge_runs pr ON privacy_internal.purge_lock_key(pr.id) = l.objid::integer
-     WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.classid = 1886549625
-       AND l.objsubid = 2 AND pr.outcome = 'running';
-    UPDATE privacy.purge_runs pr SET outcome = 'interrupted', finished_at = coalesce(pr.finished_at, clock_timestamp())
-     WHERE pr.outcome = 'running';
     -- the last run, if it left tables pending: this one starts with them
     SELECT pr.id INTO prev FROM privacy.purge_runs pr ORDER BY pr.id DESC LIMIT 1;
     IF NOT EXISTS (SELECT 1 FROM privacy.purge_run_tables prt WHERE prt.run_id = prev AND prt.status = 'pending') THEN
@@ -932,10 +940,22 @@ BEGIN
     INSERT INTO privacy.purge_runs (batch_size, time_budget, via, started_by, pid, resumes)
     VALUES (batch_size, time_budget, origin.via, origin.started_by, pg_backend_pid(), prev)
     RETURNING id INTO run;
-    SELECT jsonb_agg(jsonb_build_object('tbl', o.tbl::oid, 'pos', o.pos, 'cycle', o.cycle) ORDER BY o.pos)
-      INTO plan
-      FROM privacy_internal.fk_order(ARRAY(SELECT rr.tbl FROM privacy.retention_rules rr
-                                             JOIN privacy.protected_tables pt ON pt.tbl = rr.tbl AND pt.parent IS NULL)) o;
+    -- the order depends on the foreign-key graph of the tables with a rule:
+    -- kept for the session (memo.c) while those tables are the same and no
+    -- relation it was derived from changes
+    tables := ARRAY(SELECT rr.tbl FROM privacy.retention_rules rr
+                      JOIN privacy.protected_tables pt ON pt.tbl = rr.tbl AND pt.parent IS NULL
+                     ORDER BY rr.tbl::oid);
+    memo := privacy_internal.memo_get('purge');
+    IF memo IS NOT NULL AND memo -> 'tables' = to_jsonb(tables::oid[]) THEN
+        plan := nullif(memo -> 'plan', 'null');
+    ELSE
+        SELECT jsonb_agg(jsonb_build_object('tbl', o.tbl::oid, 'pos', o.pos, 'cycle', o.cycle) ORDER BY o.pos)
+          INTO plan
+          FROM privacy_internal.fk_order(tables) o;
+        PERFORM privacy_internal.memo_put('purge', ARRAY(SELECT x.rel FROM privacy_internal.fk_reach(tables) x),
+                                          jsonb_build_object('tables', to_jsonb(tables::oid[]), 'plan', plan));
+    END IF;
     SELECT min((e ->> 'pos')::integer) INTO first
       FROM jsonb_array_elements(plan) e
       JOIN privacy.purge_run_tables prt ON prt.run_id = prev AND prt.tbl = (e ->> 'tbl')::oid::regclass
@@ -965,22 +985,35 @@ BEGIN
             SELECT format('55000: %s. %s', e.message, e.detail) INTO cycle_error
               FROM privacy_internal.fk_cycle_error(p.cycle, 'purge') e;
         END IF;
+        -- a table with nothing due is done at once: no batch, no statement
+        -- built for it (what becomes due later is counted by the next run)
         INSERT INTO privacy.purge_run_tables (run_id, tbl, action, cutoff, matched, held, position, status, error)
         VALUES (run, r.tbl, r.action, cutoff - r.keep, due, held, p.pos,
-                CASE WHEN cycle_error IS NULL THEN 'pending' ELSE 'failed' END, cycle_error);
+                CASE WHEN cycle_error IS NOT NULL THEN 'failed' WHEN due = 0 THEN 'done' ELSE 'pending' END,
+                cycle_error);
+        pending := pending OR (cycle_error IS NULL AND due > 0);
     END LOOP;
-    PERFORM pg_advisory_lock(1886549625, privacy_internal.purge_lock_key(run));
+    IF pending THEN
+        PERFORM pg_advisory_lock(1886549625, privacy_internal.purge_lock_key(run));
+    ELSE
+        -- nothing to do: the run ends in this transaction
+        PERFORM privacy_internal.purge_end(run, 'completed', NULL);
+    END IF;
     RETURN run;
 END
 $$;
 
 -- The tables of a run still to do, in its order.
+-- (PL/pgSQL, whose plan is kept for the session: an SQL function with a
+-- SET clause is planned again at every call.)
 CREATE FUNCTION privacy_internal.purge_tables(run bigint) RETURNS SETOF regclass
-    LANGUAGE sql STABLE SECURITY DEFINER ROWS 10
+    LANGUAGE plpgsql STABLE SECURITY DEFINER ROWS 10
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT prt.tbl FROM privacy.purge_run_tables prt
-     WHERE prt.run_id = run AND prt.status = 'pending' ORDER BY prt.position
+BEGIN
+    RETURN QUERY SELECT prt.tbl FROM privacy.purge_run_tables prt
+                  WHERE prt.run_id = purge_tables.run AND prt.status = 'pending' ORDER BY prt.position;
+END
 $$;
 
 -- Wait until the live run ends, if there is one: on its advisory lock,
@@ -1022,6 +1055,20 @@ CREATE FUNCTION privacy_internal.purge_finish(run bigint, outcome text, error te
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+    PERFORM privacy_internal.purge_end(run, outcome, error);
+    PERFORM pg_advisory_unlock(1886549625, l.objid::integer) FROM pg_catalog.pg_locks l
+     WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.classid = 1886549625
+       AND l.objid::integer = privacy_internal.purge_lock_key(run) AND l.objsubid = 2;
+END
+$$;
+
+-- The outcome and end of a run (purge_finish; purge_start for a run that
+-- found nothing to do, which took no advisory lock).
+CREATE FUNCTION privacy_internal.purge_end(run bigint, outcome text, error text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
     failed text;
 BEGIN
@@ -1033,14 +1080,11 @@ BEGIN
       INTO failed FROM privacy.purge_run_tables prt WHERE prt.run_id = run
     HAVING count(*) FILTER (WHERE prt.status = 'failed') > 0;
     UPDATE privacy.purge_runs pr
-       SET outcome = CASE WHEN purge_finish.outcome = 'completed' AND failed IS NOT NULL THEN 'failed'
-                          ELSE purge_finish.outcome END,
-           error = nullif(concat_ws('; ', purge_finish.error, failed), ''),
+       SET outcome = CASE WHEN purge_end.outcome = 'completed' AND failed IS NOT NULL THEN 'failed'
+                          ELSE purge_end.outcome END,
+           error = nullif(concat_ws('; ', purge_end.error, failed), ''),
            finished_at = clock_timestamp()
      WHERE pr.id = run;
-    PERFORM pg_advisory_unlock(1886549625, l.objid::integer) FROM pg_catalog.pg_locks l
-     WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.classid = 1886549625
-       AND l.objid::integer = privacy_internal.purge_lock_key(run) AND l.objsubid = 2;
 END
 $$;
 
@@ -1055,7 +1099,8 @@ CREATE PROCEDURE privacy.purge(batch_size integer DEFAULT 10000, time_budget int
 AS $$
 DECLARE
     run bigint;
-    t record;
+    tables regclass[];
+    tab regclass;
     n bigint;
     total bigint := 0;
     trimmed bigint;
@@ -1079,24 +1124,27 @@ BEGIN
             COMMIT;
         END IF;
         run := privacy_internal.purge_start(batch_size, time_budget, via, current_user);
-        COMMIT;
         EXIT WHEN run IS NOT NULL;
+        COMMIT;
         IF if_running = 'skip' THEN
             RAISE NOTICE USING MESSAGE = 'another purge is running in this database: this one does nothing',
                 HINT = 'privacy.purge_progress shows it; CALL privacy.purge(if_running => ''wait'') waits for it to end.';
             RETURN;
         END IF;
     END LOOP;
+    -- a run with no table to do ended in purge_start: one transaction
+    tables := ARRAY(SELECT pt.tbl FROM privacy_internal.purge_tables(run) pt(tbl));
+    COMMIT;
     -- the time budget counts from here, not from a wait
     started := pg_catalog.clock_timestamp();
-    FOR t IN SELECT pt.tbl FROM privacy_internal.purge_tables(run) pt(tbl) LOOP
+    FOREACH tab IN ARRAY tables LOOP
         LOOP
             IF time_budget IS NOT NULL AND pg_catalog.clock_timestamp() - started > time_budget THEN
                 out_of_time := true;
                 EXIT;
             END IF;
             BEGIN
-                n := privacy_internal.purge_batch(run, t.tbl, batch_size);
+                n := privacy_internal.purge_batch(run, tab, batch_size);
             EXCEPTION WHEN OTHERS THEN
                 failure := SQLSTATE || ': ' || SQLERRM;
             END;
@@ -1107,15 +1155,17 @@ BEGIN
             total := total + n;
             batches := batches + 1;
             IF batches % 10 = 0 THEN
-                RAISE NOTICE 'purge run %: % rows purged so far (table %)', run, total, t.tbl;
+                RAISE NOTICE 'purge run %: % rows purged so far (table %)', run, total, tab;
             END IF;
             EXIT WHEN n < batch_size;
         END LOOP;
         EXIT WHEN failure IS NOT NULL OR out_of_time;
     END LOOP;
-    PERFORM privacy_internal.purge_finish(run, CASE WHEN failure IS NOT NULL THEN 'failed'
-                                                    WHEN out_of_time THEN 'stopped' ELSE 'completed' END, failure);
-    COMMIT;
+    IF cardinality(tables) > 0 THEN
+        PERFORM privacy_internal.purge_finish(run, CASE WHEN failure IS NOT NULL THEN 'failed'
+                                                        WHEN out_of_time THEN 'stopped' ELSE 'completed' END, failure);
+        COMMIT;
+    END IF;
     -- the access log's own retention
     trimmed := privacy.trim_access_log();
     IF trimmed > 0 THEN

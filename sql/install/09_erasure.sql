@@ -125,7 +125,6 @@ DECLARE
     hold record;
     pt record;
     fate record;
-    match text;
     n bigint;
     done jsonb := '{}';
     roots regclass[];
@@ -146,7 +145,6 @@ DECLARE
     keys integer;
     reduced bigint;
     receipt jsonb;
-    erasure_id bigint;
     graph jsonb;
     named_rels oid[];
 BEGIN
@@ -197,7 +195,9 @@ BEGIN
         graph := privacy_internal.memo_put('erasure', reach_rels || named_rels, jsonb_build_object(
             'roots', roots::oid[], 'reach_rels', reach_rels, 'reach_roots', reach_roots::oid[],
             'checked_at_commit', checked_at_commit,
-            'order', (SELECT coalesce(jsonb_agg(jsonb_build_array(o.tbl::oid, o.cycle, p.subject_column) ORDER BY o.pos), '[]')
+            'order', (SELECT coalesce(jsonb_agg(jsonb_build_array(o.tbl::oid, o.cycle, p.subject_column,
+                                                                  privacy_internal.subject_param_match(o.tbl, p.subject_column))
+                                                ORDER BY o.pos), '[]')
                         FROM privacy_internal.fk_order(roots) o
                         JOIN privacy.protected_tables p ON p.tbl = o.tbl)));
     ELSE
@@ -213,7 +213,7 @@ BEGIN
         END IF;
         FOR pt IN SELECT (o ->> 0)::oid::regclass AS tbl,
                          ARRAY(SELECT c::oid FROM jsonb_array_elements_text(nullif(o -> 1, 'null')) c) AS cycle,
-                         (o ->> 2)::name AS subject_column
+                         (o ->> 2)::name AS subject_column, o ->> 3 AS param_match
                     FROM jsonb_array_elements(graph -> 'order') WITH ORDINALITY AS x(o, pos)
                    ORDER BY x.pos
         LOOP
@@ -223,13 +223,15 @@ BEGIN
                     MESSAGE = cycle_error.message, DETAIL = cycle_error.detail, HINT = cycle_error.hint;
             END IF;
             current := pt.tbl;
-            match := privacy_internal.subject_match(pt.tbl, pt.subject_column, subject);
             SELECT * INTO fate FROM privacy_internal.erasure_action(pt.tbl, pt.subject_column);
-            -- as the table's owner: its triggers are its own code
+            -- as the table's owner: its triggers are its own code; the subject
+            -- a parameter, so that each statement is planned once a session
             IF fate.action = 'anonymized' THEN
-                n := privacy_internal.run_as_owner(pt.tbl, format('UPDATE %s t SET %s WHERE %s', pt.tbl, fate.sets, match));
+                n := privacy_internal.run_as_owner(pt.tbl, format('UPDATE %s t SET %s WHERE %s', pt.tbl, fate.sets, pt.param_match),
+                                                   ARRAY[subject]);
             ELSE
-                n := privacy_internal.run_as_owner(pt.tbl, format('DELETE FROM %s t WHERE %s', pt.tbl, match));
+                n := privacy_internal.run_as_owner(pt.tbl, format('DELETE FROM %s t WHERE %s', pt.tbl, pt.param_match),
+                                                   ARRAY[subject]);
             END IF;
             done := done || jsonb_build_object(pt.tbl::text,
                         jsonb_strip_nulls(jsonb_build_object('action', fate.action, 'rows', n,
@@ -285,14 +287,13 @@ BEGIN
     reduced := privacy_internal.reduce_ledger(subject, stand_in);
     UPDATE privacy.holds h SET subject = stand_in WHERE h.subject = erase_subject.subject;
 
-    INSERT INTO privacy.erasures (subject_hash, reason, erased_by, tables, keys_destroyed, consent_events_reduced)
+    INSERT INTO privacy.erasures AS e (subject_hash, reason, erased_by, tables, keys_destroyed, consent_events_reduced)
     VALUES (hash, reason, privacy_internal.caller(), done, keys, reduced)
-    RETURNING id INTO erasure_id;
-    SELECT jsonb_build_object('erasure', e.id, 'subject_hash', encode(e.subject_hash, 'hex'),
-                              'reason', e.reason, 'erased_at', e.erased_at, 'erased_by', e.erased_by,
-                              'tables', e.tables, 'keys_destroyed', e.keys_destroyed,
-                              'consent_events_reduced', e.consent_events_reduced)
-      INTO receipt FROM privacy.erasures e WHERE e.id = erasure_id;
+    RETURNING jsonb_build_object('erasure', e.id, 'subject_hash', encode(e.subject_hash, 'hex'),
+                                 'reason', e.reason, 'erased_at', e.erased_at, 'erased_by', e.erased_by,
+                                 'tables', e.tables, 'keys_destroyed', e.keys_destroyed,
+                                 'consent_events_reduced', e.consent_events_reduced)
+      INTO receipt;
     RETURN receipt;
 END
 $$;

@@ -45,31 +45,31 @@ COMMENT ON FUNCTION privacy.portal_report_html() IS
     'the subject report of the subject declared in privacy.portal_subject, as a page for people';
 
 CREATE FUNCTION privacy.portal_grant_consent(purpose text, source text, evidence jsonb DEFAULT NULL) RETURNS bigint
-    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT privacy_internal.record_consent(privacy_internal.portal_subject(), purpose, 'grant', source, evidence) $$;
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ BEGIN RETURN privacy_internal.record_consent(privacy_internal.portal_subject(), purpose, 'grant', source, evidence); END $$;
 COMMENT ON FUNCTION privacy.portal_grant_consent(text, text, jsonb) IS
     'privacy.grant_consent for the subject declared in privacy.portal_subject';
 
 CREATE FUNCTION privacy.portal_withdraw_consent(purpose text, source text, evidence jsonb DEFAULT NULL) RETURNS bigint
-    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT privacy_internal.record_consent(privacy_internal.portal_subject(), purpose, 'withdraw', source, evidence) $$;
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ BEGIN RETURN privacy_internal.record_consent(privacy_internal.portal_subject(), purpose, 'withdraw', source, evidence); END $$;
 COMMENT ON FUNCTION privacy.portal_withdraw_consent(text, text, jsonb) IS
     'privacy.withdraw_consent for the subject declared in privacy.portal_subject';
 
 CREATE FUNCTION privacy.portal_object(purpose text, source text, evidence jsonb DEFAULT NULL) RETURNS bigint
-    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT privacy_internal.record_consent(privacy_internal.portal_subject(), purpose, 'object', source, evidence) $$;
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ BEGIN RETURN privacy_internal.record_consent(privacy_internal.portal_subject(), purpose, 'object', source, evidence); END $$;
 COMMENT ON FUNCTION privacy.portal_object(text, text, jsonb) IS
     'privacy.object for the subject declared in privacy.portal_subject';
 
 CREATE FUNCTION privacy.portal_lift_objection(purpose text, source text, evidence jsonb DEFAULT NULL) RETURNS bigint
-    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT privacy_internal.record_consent(privacy_internal.portal_subject(), purpose, 'lift_objection', source, evidence) $$;
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ BEGIN RETURN privacy_internal.record_consent(privacy_internal.portal_subject(), purpose, 'lift_objection', source, evidence); END $$;
 COMMENT ON FUNCTION privacy.portal_lift_objection(text, text, jsonb) IS
     'privacy.lift_objection for the subject declared in privacy.portal_subject';
 
 CREATE FUNCTION privacy.portal_open_request(kind text, note text DEFAULT NULL) RETURNS bigint
-    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT privacy.open_request(privacy_internal.portal_subject(), kind, pg_catalog.now(), note) $$;
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ BEGIN RETURN privacy.open_request(privacy_internal.portal_subject(), kind, pg_catalog.now(), note); END $$;
 COMMENT ON FUNCTION privacy.portal_open_request(text, text) IS
     'privacy.open_request for the subject declared in privacy.portal_subject, received now';
