@@ -161,6 +161,20 @@ hash_bytea(const unsigned char *hash)
 	return h;
 }
 
+/* Locked memory where one key is unwrapped on its way into the caches */
+static unsigned char *
+key_scratch(void)
+{
+	static unsigned char *key = NULL;
+
+	if (key == NULL && (key = sodium_malloc(PRIVACY_DATA_KEY_BYTES)) == NULL)
+		elog(ERROR, "could not allocate locked memory for a data key");
+	return key;
+}
+
+static const unsigned char *cache_key_row(uint32 key_id, HeapTuple tup, TupleDesc desc, uint64 mark,
+										  bool quiet, KeyCacheEntry **meta);
+
 /*
  * The active key of a subject, found by probe_subject with its row in hand,
  * goes into the caches at once: the value it is looked up for is sealed
@@ -169,36 +183,13 @@ hash_bytea(const unsigned char *hash)
  * master key is not loaded) is left to load_key, which says why.
  */
 static void
-preload_subject_key(uint32 key_id, HeapTuple tup, TupleDesc desc, uint64 mark,
-					const unsigned char *hash)
+preload_subject_key(uint32 key_id, HeapTuple tup, TupleDesc desc, uint64 mark)
 {
-	static unsigned char *key = NULL;
 	KeyCacheEntry *meta;
-	unsigned char ad[KEYS_AD_MAX];
-	size_t		adlen;
-	bool		isnull;
-	Datum		d;
-	bytea	   *wrapped;
-	int			mslot;
 
 	(void) keys_cache_get(key_id, &meta);
-	if (meta != NULL)
-		return;
-	d = heap_getattr(tup, kt.att_wrapped_key, desc, &isnull);
-	if (isnull)
-		return;
-	wrapped = DatumGetByteaPP(d);
-	mslot = keys_master_slot(TextDatumGetCString(heap_getattr(tup, kt.att_wrapped_by, desc, &isnull)));
-	if (mslot < 0)
-		return;
-	if (key == NULL && (key = sodium_malloc(PRIVACY_DATA_KEY_BYTES)) == NULL)
-		return;
-	adlen = keys_wrap_ad(ad, key_id, 's', NULL, hash, PRIVACY_SUBJECT_HASH_BYTES);
-	if (keys_unwrap(mslot, (unsigned char *) VARDATA_ANY(wrapped), VARSIZE_ANY_EXHDR(wrapped), ad, adlen, key))
-		(void) keys_cache_put(key_id, DATA_KEY_ACTIVE, 's', hash, key,
-							  !TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(tup->t_data)),
-							  mark, &meta);
-	sodium_memzero(key, PRIVACY_DATA_KEY_BYTES);
+	if (meta == NULL)
+		(void) cache_key_row(key_id, tup, desc, mark, true, &meta);
 }
 
 /* The id of the subject's active key in the table, or 0. */
@@ -230,7 +221,7 @@ probe_subject(const unsigned char *hash)
 		if (text_is(state, "active") && text_is(scope, "subject"))
 		{
 			key_id = (uint32) DatumGetInt32(heap_getattr(tup, kt.att_id, desc, &isnull));
-			preload_subject_key(key_id, tup, desc, mark, hash);
+			preload_subject_key(key_id, tup, desc, mark);
 		}
 	}
 	systable_endscan(scan);
@@ -787,7 +778,6 @@ lookup_active_key(const char *query, Oid argtype, Datum value)
 static const unsigned char *
 load_key(uint32 key_id, KeyCacheEntry **meta)
 {
-	static unsigned char *key = NULL;
 	PendingKey *p;
 	unsigned char ad[KEYS_AD_MAX];
 	size_t		adlen;
@@ -798,25 +788,13 @@ load_key(uint32 key_id, KeyCacheEntry **meta)
 	HeapTuple	tup;
 	Snapshot	snap;
 	TupleDesc	desc;
-	bool		isnull;
-	char	   *kstate;
-	char	   *wrapped_by = NULL;
-	char	   *scope;
-	char	   *name = NULL;
-	bytea	   *wrapped = NULL;
-	bytea	   *subject_hash = NULL;
-	bool		shareable;
-	Datum		d;
-	DataKeyState state;
 	const unsigned char *result;
-	int			mslot;
-
-	if (key == NULL && (key = sodium_malloc(PRIVACY_DATA_KEY_BYTES)) == NULL)
-		elog(ERROR, "could not allocate locked memory for a data key");
 
 	p = pending_by_id(key_id);
 	if (p != NULL)
 	{
+		unsigned char *key = key_scratch();
+
 		adlen = keys_wrap_ad(ad, key_id, 's', NULL, p->subject_hash, PRIVACY_SUBJECT_HASH_BYTES);
 		if (!keys_unwrap(0, p->wrapped, KEYS_WRAPPED_BYTES, ad, adlen, key))
 			elog(ERROR, "pending data key %u does not unwrap", key_id);
@@ -840,7 +818,39 @@ load_key(uint32 key_id, KeyCacheEntry **meta)
 				 errmsg("encrypted value refers to data key %u, which does not exist", key_id),
 				 errdetail("The value was sealed in another database, or its key table was not restored with it."),
 				 errhint("Restore privacy.data_keys from the same dump as the data; values cannot be read without their key.")));
+	result = cache_key_row(key_id, tup, desc, mark, false, meta);
+	systable_endscan(scan);
+	UnregisterSnapshot(snap);
+	table_close(rel, AccessShareLock);
+	return result;
+}
 
+/*
+ * A key's row (read under a snapshot taken after mark) unwrapped into the
+ * caches, the shared one too for a committed row version.  quiet: a key
+ * that cannot be unwrapped here (its master key not loaded, its row
+ * altered) is left out, *meta NULL, instead of the error that says why.
+ */
+static const unsigned char *
+cache_key_row(uint32 key_id, HeapTuple tup, TupleDesc desc, uint64 mark, bool quiet, KeyCacheEntry **meta)
+{
+	unsigned char *key = key_scratch();
+	unsigned char ad[KEYS_AD_MAX];
+	size_t		adlen;
+	bool		isnull;
+	char	   *kstate;
+	char	   *wrapped_by;
+	char	   *scope;
+	char	   *name = NULL;
+	bytea	   *wrapped = NULL;
+	bytea	   *subject_hash = NULL;
+	bool		shareable;
+	Datum		d;
+	DataKeyState state;
+	const unsigned char *result;
+	int			mslot;
+
+	*meta = NULL;
 	/* a row version this transaction wrote is nobody else's to share */
 	shareable = !TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(tup->t_data));
 	kstate = TextDatumGetCString(heap_getattr(tup, kt.att_state, desc, &isnull));
@@ -856,14 +866,11 @@ load_key(uint32 key_id, KeyCacheEntry **meta)
 	}
 	d = heap_getattr(tup, kt.att_wrapped_key, desc, &isnull);
 	if (!isnull)
-		wrapped = DatumGetByteaPCopy(d);
+		wrapped = DatumGetByteaPP(d);
 	d = heap_getattr(tup, kt.att_subject_hash, desc, &isnull);
 	if (!isnull)
-		subject_hash = DatumGetByteaPCopy(d);
+		subject_hash = DatumGetByteaPP(d);
 	wrapped_by = TextDatumGetCString(heap_getattr(tup, kt.att_wrapped_by, desc, &isnull));
-	systable_endscan(scan);
-	UnregisterSnapshot(snap);
-	table_close(rel, AccessShareLock);
 
 	if (subject_hash != NULL && VARSIZE_ANY_EXHDR(subject_hash) != PRIVACY_SUBJECT_HASH_BYTES)
 		subject_hash = NULL;
@@ -875,12 +882,16 @@ load_key(uint32 key_id, KeyCacheEntry **meta)
 	state = strcmp(kstate, "active") == 0 ? DATA_KEY_ACTIVE : DATA_KEY_RETIRED;
 	mslot = keys_master_slot(wrapped_by);
 	if (mslot < 0)
+	{
+		if (quiet)
+			return NULL;
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("data key %u was wrapped by master key %s, but this server runs master key %s",
 						key_id, wrapped_by, keys_master_fingerprint()),
 				 errdetail("Encrypted values can only be read with the master key that wrapped their data keys."),
 				 errhint("Start the server with that master key in privacy.master_key_command, or, during a rotation, in privacy.previous_master_key_command.")));
+	}
 	adlen = keys_wrap_ad(ad, key_id, scope[0], name,
 						 subject_hash ? (unsigned char *) VARDATA_ANY(subject_hash) : NULL,
 						 subject_hash ? PRIVACY_SUBJECT_HASH_BYTES : 0);
@@ -888,6 +899,8 @@ load_key(uint32 key_id, KeyCacheEntry **meta)
 					 ad, adlen, key))
 	{
 		sodium_memzero(key, PRIVACY_DATA_KEY_BYTES);
+		if (quiet)
+			return NULL;
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("data key %u failed authentication", key_id),
