@@ -527,11 +527,6 @@ purpose_use_store(PurposeUses *uses)
 }
 
 /*
- * Commit what the queue holds between its tail and the head seen now.
- * Returns false when there was nothing to write.
- */
-
-/*
  * Lock a table and each of its indexes in the given mode without waiting
  * (false if any is taken).  The indexes too: the executor and the SPI
  * queries open them with a waiting lock, and a DROP EXTENSION that has
@@ -565,6 +560,7 @@ lock_with_indexes_now(Oid relid, LOCKMODE mode)
 	list_free(indexes);
 	return ok;
 }
+
 /*
  * The log's key, in a transaction of its own before the batch's.  The first
  * batch after CREATE EXTENSION creates it: an insert into data_keys, its id
@@ -630,6 +626,10 @@ compare_trail_rows(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/*
+ * Commit what the queue holds between its tail and the head seen now.
+ * Returns false when there was nothing to write.
+ */
 static bool
 writer_drain(AuditQueue *q, unsigned char *buf)
 {
@@ -725,6 +725,7 @@ writer_drain(AuditQueue *q, unsigned char *buf)
 	}
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
+	/* (a copy from the cache writer_fetch_key filled, unless a key changed since) */
 	keys_access_log_key(key);
 	if (chain_extension != extension)
 	{
