@@ -396,7 +396,16 @@ writer_cost() {	# prints "cpu_us_per_entry wal_bytes_per_entry", or "n/a n/a"
 	hz=$(getconf CLK_TCK)
 	t0=$(awk '{ print $14 + $15 }' "/proc/$w/stat")
 	l0=$(bench_psql -c "SELECT pg_current_wal_insert_lsn()")
+	# the scan sends its entries when it ends: a lookup every half second
+	# keeps the writer from leaving, idle, in the meantime
+	touch "$PRIVACY_TMP/writer_cost.on"
+	while [ -f "$PRIVACY_TMP/writer_cost.on" ]; do
+		bench_psql -c "$setup" -c "SELECT count(email::text) FROM subj WHERE id = 1" >/dev/null
+		sleep 0.5
+	done &
 	bench_psql -c "$setup" -c "$(q subj)" -c "RESET ROLE" -c "SELECT privacy.flush_access_log()" >/dev/null
+	rm -f "$PRIVACY_TMP/writer_cost.on"
+	wait $!
 	t1=$(awk '{ print $14 + $15 }' "/proc/$w/stat" 2>/dev/null || echo "")
 	w2=$(bench_psql -c "SELECT writer_pid FROM privacy.access_log_status()")
 	if [ "$w" != "$w2" ] || [ -z "$t1" ]; then echo "n/a n/a"; return; fi
