@@ -152,6 +152,30 @@ SELECT (pg_relation_size('privacy.access_log_trail_subject') - :trail_index_byte
 ROLLBACK;
 SELECT status, detail FROM privacy.verify_access_log();
 
+-- One statement opening 2,500 subjects (issue #14): the writer stores the
+-- trail rows of a flush a thousand at a time (COPY's multi-row inserts);
+-- every subject entry of the statement has exactly its row, chunk
+-- boundaries included, and each subject finds its own entry.
+SET ROLE at_app;
+SET privacy.purpose = 'billing';
+INSERT INTO at_customers SELECT g, 'c' || g || '@example.org' FROM generate_series(1001, 3500) g;
+SELECT count(email::text) AS opened FROM at_customers WHERE id BETWEEN 1001 AND 3500;
+RESET ROLE;
+RESET privacy.purpose;
+SELECT privacy.flush_access_log();
+SELECT max(event) AS wide_event FROM privacy.access_log_subjects \gset
+SELECT count(*) AS entries_of_the_wide_read,
+       count(*) FILTER (WHERE t.n = 1) AS with_exactly_one_trail_row
+  FROM privacy.access_log_subjects s
+  LEFT JOIN LATERAL (SELECT count(*) AS n FROM privacy.access_log_trail t
+                      WHERE t.seq = s.seq AND t.subject_key = privacy_internal.access_log_subject_key(s.subject_hash)) t ON true
+ WHERE s.event = :wide_event;
+SELECT count(*) AS subjects_finding_their_entry
+  FROM generate_series(1001, 3500) g,
+       LATERAL privacy_internal.access_log_for_subject(privacy.subject_hash(g::text)) e
+ WHERE e.event = :wide_event;
+SELECT status, detail FROM privacy.verify_access_log();
+
 -- the log's last events written before the extension goes (they would
 -- reach the next test's log)
 SELECT privacy.flush_access_log();

@@ -25,6 +25,10 @@
 #                               the same with privacy.access_log = off
 #                               (reload): the key caches without the access
 #                               log's per-subject accounting (report)
+#   (printed beside them)       the log's writer per subject entry over
+#                               one more scan of subj: µs of its CPU time
+#                               (/proc; load inflates it far less than the
+#                               scans' wall time) and bytes of WAL
 #   subject_point_lookup        pgbench TPS (-M prepared, 2 clients, SCALE_SECONDS)
 #                                 SELECT id, email FROM subj WHERE id = :id
 #                               against the same on cat: goal >= 0.9 (2 runs
@@ -379,6 +383,38 @@ echo "the access log's share: $(awk -v on="$s_best" -v off="$sn_best" -v n="$SUB
 	"a statement waits for the writer once privacy.access_log_queue_size is full)"
 echo "spread (median / best): subj $(awk -v a="$s_med" -v b="$s_best" 'BEGIN { printf "%.2f", a / b }')," \
 	"cat $(awk -v a="$c_med" -v b="$c_best" 'BEGIN { printf "%.2f", a / b }')"
+# The writer's own cost per subject entry over one more scan of subj: its
+# CPU time (from /proc: the machine's load inflates it far less than the
+# scan's wall time, which waits for it past the queue's size) and the WAL
+# written.  Report only; "n/a" when the writer changed during the scan.
+writer_cost() {	# prints "cpu_us_per_entry wal_bytes_per_entry", or "n/a n/a"
+	local w w2 t0 t1 l0 hz
+	bench_psql -c "$setup" -c "SELECT count(email::text) FROM subj WHERE id = 1" >/dev/null
+	bench_psql -c "SELECT privacy.flush_access_log()" >/dev/null
+	w=$(bench_psql -c "SELECT writer_pid FROM privacy.access_log_status()")
+	if [ -z "$w" ] || [ ! -r "/proc/$w/stat" ]; then echo "n/a n/a"; return; fi
+	hz=$(getconf CLK_TCK)
+	t0=$(awk '{ print $14 + $15 }' "/proc/$w/stat")
+	l0=$(bench_psql -c "SELECT pg_current_wal_insert_lsn()")
+	# the scan sends its entries when it ends: a lookup every half second
+	# keeps the writer from leaving, idle, in the meantime
+	touch "$PRIVACY_TMP/writer_cost.on"
+	while [ -f "$PRIVACY_TMP/writer_cost.on" ]; do
+		bench_psql -c "$setup" -c "SELECT count(email::text) FROM subj WHERE id = 1" >/dev/null
+		sleep 0.5
+	done &
+	bench_psql -c "$setup" -c "$(q subj)" -c "RESET ROLE" -c "SELECT privacy.flush_access_log()" >/dev/null
+	rm -f "$PRIVACY_TMP/writer_cost.on"
+	wait $!
+	t1=$(awk '{ print $14 + $15 }' "/proc/$w/stat" 2>/dev/null || echo "")
+	w2=$(bench_psql -c "SELECT writer_pid FROM privacy.access_log_status()")
+	if [ "$w" != "$w2" ] || [ -z "$t1" ]; then echo "n/a n/a"; return; fi
+	bench_psql -c "SELECT round(($t1 - $t0) * 1e6 / $hz / $SUBJECTS, 2),
+	                      round(pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '$l0') / $SUBJECTS)" | tr '|' ' '
+}
+read -r wcpu wwal < <(writer_cost)
+echo "the log's writer per subject entry, over one more scan of subj: $wcpu µs of its CPU, $wwal bytes of WAL" \
+	"(entry, MAC, its trail row and index entry; the CPU is the writer's alone: the figure the scan waits for, less inflated by load)"
 bench_psql -c "SELECT format('  key cache %-8s %9s slots %9s keys %8s MB%s', cache, slots, used, round(bytes / 1048576.0, 1),
                               CASE WHEN locked THEN '' ELSE ' (NOT locked in memory: memlock limit)' END)
                  FROM privacy.key_cache_status()"
