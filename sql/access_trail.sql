@@ -152,6 +152,38 @@ SELECT (pg_relation_size('privacy.access_log_trail_subject') - :trail_index_byte
 ROLLBACK;
 SELECT status, detail FROM privacy.verify_access_log();
 
+-- privacy_internal.access_log_subject_trail(), the reader of the subject
+-- report and of access_trail(), gives exactly what the two lookups give,
+-- every field: also for entries far after their statement (one statement
+-- opens all 100 customers: the entries of the last are more than 64
+-- entries and 4 kB after it, read apart from it)
+SET ROLE at_app;
+SET privacy.purpose = 'billing';
+\o /dev/null
+SELECT email FROM at_customers ORDER BY id;
+\o
+RESET ROLE;
+RESET privacy.purpose;
+SELECT privacy.flush_access_log();
+CREATE FUNCTION pg_temp.trail_by_lookups(subject text) RETURNS SETOF text LANGUAGE sql AS $$
+SELECT ROW(s.seq, s.event, l.at, l.session_role, l.acting_role, l.application, l.backend_pid, l.purpose,
+           l.command, l.relation, s.category, s.opened, l.outcome, l.reason, l.denied_category)::text
+  FROM privacy_internal.access_log_for_subject(privacy.subject_hash(subject)) s
+  JOIN LATERAL privacy_internal.access_log_event(s.event) l ON true
+$$;
+CREATE FUNCTION pg_temp.trail_in_one(subject text) RETURNS SETOF text LANGUAGE sql AS $$
+SELECT t::text FROM privacy_internal.access_log_subject_trail(privacy.subject_hash(subject)) t
+$$;
+SELECT s AS subject, (SELECT count(*) FROM pg_temp.trail_in_one(s)) AS entries,
+       (SELECT count(*) FROM ((SELECT * FROM pg_temp.trail_by_lookups(s) EXCEPT ALL SELECT * FROM pg_temp.trail_in_one(s))
+                              UNION ALL
+                              (SELECT * FROM pg_temp.trail_in_one(s) EXCEPT ALL SELECT * FROM pg_temp.trail_by_lookups(s))) d)
+         AS differences
+  FROM unnest(ARRAY['1', '7', '50', '100', 'no such subject']) s;
+-- (in seq order)
+SELECT array_agg(t.seq ORDER BY t.seq) = array_agg(t.seq) AS in_seq_order
+  FROM privacy_internal.access_log_subject_trail(privacy.subject_hash('100')) t;
+
 -- the log's last events written before the extension goes (they would
 -- reach the next test's log)
 SELECT privacy.flush_access_log();

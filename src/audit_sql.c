@@ -1,5 +1,6 @@
 /*
- * audit_sql.c — the access log's SQL functions: flush, status, verify, trim.
+ * audit_sql.c — the access log's SQL functions: flush, status, verify, trim,
+ * and the reader of one subject's trail.
  *
  * privacy.verify_access_log() recomputes the MAC chain (logchain.c) over
  * the batch rows from the latest retention anchor, checks each row's own
@@ -14,6 +15,7 @@
 #include <sodium.h>
 
 #include "access/htup_details.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -22,9 +24,11 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/varlena.h"
 
 /*
  * privacy.flush_access_log(timeout_ms) → boolean: wait until every event
@@ -647,3 +651,385 @@ privacy_trim_access_log(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_INT64(audit_trim_log());
 }
+
+/*
+ * privacy_internal.access_log_subject_trail(subject_hash): the entries of
+ * the access log about one subject, each with the statement event that
+ * opened its values: what access_log_for_subject() joined to
+ * access_log_event() gives, in one call (issue #19: the two lookups of
+ * each entry were most of a subject report).  The subject's seqs come from
+ * privacy.access_log_trail (derived); the entries themselves from the
+ * chained batch rows, each read as slices of its row (audit_batch_offsets),
+ * and the statement event, most often a few entries before it in the same
+ * row, in the same slice.  The last batch rows and the last statement met
+ * are kept for the call.  An entry whose bytes are not at its seq or not
+ * about the subject (its 8-byte trail key is shared) is left out, as is a
+ * subject entry whose statement is not found.  Runs as its caller: SPI
+ * reads the log with the caller's rights.
+ */
+#define TRAIL_BATCHES 4			/* batch rows kept for a call */
+#define TRAIL_BACK_BYTES 4096	/* read before a subject entry, for its statement */
+#define TRAIL_BACK_ENTRIES 64
+
+typedef struct TrailBatch
+{
+	bool		valid;
+	int64		first_seq;
+	int64		last_seq;
+	Datum		entries;		/* the row's TOAST pointers (or values), copied */
+	Datum		offsets;
+} TrailBatch;
+
+/* The batch row holding seq (the greatest first_seq at or below it), or NULL. */
+static TrailBatch *
+trail_batch(TrailBatch *cache, int *next, int64 seq, MemoryContext cxt)
+{
+	static const char *sql = "SELECT first_seq, last_seq, entries, offsets FROM " PRIVACY_SCHEMA ".access_log_batches"
+		" WHERE first_seq OPERATOR(pg_catalog.<=) $1 ORDER BY first_seq DESC LIMIT 1";
+	Datum		arg = Int64GetDatum(seq);
+	TrailBatch *b;
+	HeapTuple	tup;
+	TupleDesc	td;
+	bool		isnull;
+	MemoryContext old;
+	int			i;
+
+	for (i = 0; i < TRAIL_BATCHES; i++)
+		if (cache[i].valid && cache[i].first_seq <= seq && seq <= cache[i].last_seq)
+			return &cache[i];
+	if (SPI_execute_plan(catalog_kept_plan(InvalidOid, sql, 1, (Oid[]) {INT8OID}), &arg, NULL, true, 1)
+		!= SPI_OK_SELECT)
+		elog(ERROR, "could not read the access log batches");
+	if (SPI_processed != 1)
+		return NULL;
+	tup = SPI_tuptable->vals[0];
+	td = SPI_tuptable->tupdesc;
+	b = &cache[*next];
+	*next = (*next + 1) % TRAIL_BATCHES;
+	if (b->valid)
+	{
+		pfree(DatumGetPointer(b->entries));
+		pfree(DatumGetPointer(b->offsets));
+	}
+	old = MemoryContextSwitchTo(cxt);
+	b->first_seq = DatumGetInt64(SPI_getbinval(tup, td, 1, &isnull));
+	b->last_seq = DatumGetInt64(SPI_getbinval(tup, td, 2, &isnull));
+	b->entries = datumCopy(SPI_getbinval(tup, td, 3, &isnull), false, -1);
+	b->offsets = datumCopy(SPI_getbinval(tup, td, 4, &isnull), false, -1);
+	b->valid = true;
+	MemoryContextSwitchTo(old);
+	SPI_freetuptable(SPI_tuptable);
+	return b;
+}
+
+/*
+ * The packed entry at bytes start to end of a slice that begins at byte
+ * base of its row: false when it is not at seq or not of the kind wanted.
+ */
+static bool
+trail_entry(const bytea *slice, uint32 base, uint32 start, uint32 end, int64 seq, char kind, LogchainEntry *e)
+{
+	Reader		r;
+
+	if (start < base || end - base > VARSIZE(slice) - VARHDRSZ)
+		audit_batch_corrupt();
+	r.p = (const unsigned char *) VARDATA(slice) + (start - base);
+	r.end = (const unsigned char *) VARDATA(slice) + (end - base);
+	if (audit_unpack_next(&r, e) != 1 || r.p != r.end)
+		audit_batch_corrupt();
+	return (int64) e->seq == seq && e->len > 0 && e->bytes[0] == kind;
+}
+
+/* The statement event seq of a batch row, parsed into *st: false when there is none. */
+static bool
+trail_statement(TrailBatch *b, int64 seq, const bytea *slice, uint32 base, const uint32 *off, int64 lo,
+				int64 window, StatementEntry *st)
+{
+	LogchainEntry e;
+	Reader		r;
+	uint32		own[2];
+	int64		last;
+	int64		i = seq - b->first_seq;
+
+	if (i >= window && slice != NULL)
+	{
+		/* in the slice read with the subject entry */
+		if (!trail_entry(slice, base, off[i - lo], off[i - lo + 1], seq, ENTRY_STATEMENT, &e))
+			return false;
+	}
+	else
+	{
+		if (!audit_batch_offsets(b->entries, b->offsets, i, i, own, &last))
+			return false;
+		slice = audit_batch_bytes(b->entries, own[0], own[1]);
+		if (!trail_entry(slice, own[0], own[0], own[1], seq, ENTRY_STATEMENT, &e))
+			return false;
+	}
+	r.p = e.bytes;
+	r.end = e.bytes + e.len;
+	audit_parse_statement(&r, st);
+	if (r.p != r.end)
+		audit_batch_corrupt();
+	return true;
+}
+
+/* One entry of a subject's trail with its statement's fields. */
+typedef struct TrailRow
+{
+	int64		seq;
+	int64		event;
+	TimestampTz at;
+	int32		backend_pid;
+	int64		opened;
+	char	   *category;
+	StatementEntry *st;			/* shared by the entries of one statement */
+} TrailRow;
+
+/*
+ * The entries of the subject of hash, in seq order, in the caller's memory
+ * (*n of them).  Connects to SPI itself.
+ */
+static TrailRow *
+trail_read(const unsigned char *hash, int *nrows)
+{
+	static const char *trail_sql = "SELECT seq FROM " PRIVACY_SCHEMA ".access_log_trail"
+		" WHERE subject_key OPERATOR(pg_catalog.=) $1 ORDER BY seq";
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext call_cxt;
+	MemoryContext entry_cxt;
+	MemoryContext old;
+	TrailBatch	cache[TRAIL_BATCHES];
+	int			next = 0;
+	int64	   *seqs;
+	uint64		nseqs;
+	uint64		n;
+	Datum		arg;
+	StatementEntry st;
+	StatementEntry *st_copy = NULL;	/* st in the caller's memory */
+	int64		st_seq = -1;	/* the statement in st, parsed once for its entries */
+	TrailRow   *rows;
+	int			count = 0;
+
+	call_cxt = AllocSetContextCreate(caller, "access trail", ALLOCSET_DEFAULT_SIZES);
+	entry_cxt = AllocSetContextCreate(call_cxt, "access trail entry", ALLOCSET_DEFAULT_SIZES);
+	memset(cache, 0, sizeof(cache));
+	memset(&st, 0, sizeof(st));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	arg = Int64GetDatum(audit_subject_key(hash));
+	if (SPI_execute_plan(catalog_kept_plan(InvalidOid, trail_sql, 1, (Oid[]) {INT8OID}), &arg, NULL, true, 0)
+		!= SPI_OK_SELECT)
+		elog(ERROR, "could not read the access trail");
+	nseqs = SPI_processed;
+	if (nseqs > (uint64) (MaxAllocSize / sizeof(TrailRow)))
+		elog(ERROR, "the access trail of a subject is too long to read at once");
+	seqs = MemoryContextAlloc(call_cxt, sizeof(int64) * (nseqs + 1));
+	rows = MemoryContextAlloc(caller, sizeof(TrailRow) * (nseqs + 1));
+	for (n = 0; n < nseqs; n++)
+	{
+		bool		isnull;
+
+		seqs[n] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[n], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SPI_freetuptable(SPI_tuptable);
+
+	for (n = 0; n < nseqs; n++)
+	{
+		int64		seq = seqs[n];
+		TrailBatch *b = trail_batch(cache, &next, seq, call_cxt);
+		int64		i;
+		int64		lo;
+		int64		window;
+		int64		last;
+		uint32	   *off;
+		bytea	   *slice;
+		LogchainEntry e;
+		Reader		r;
+		int64		event;
+		char	   *category;
+		int64		opened;
+
+		if (b == NULL)
+			continue;
+		old = MemoryContextSwitchTo(entry_cxt);
+		i = seq - b->first_seq;
+		lo = Max(i - TRAIL_BACK_ENTRIES, 0);
+		off = palloc(sizeof(uint32) * (i - lo + 2));
+		if (!audit_batch_offsets(b->entries, b->offsets, lo, i, off, &last) || last != i)
+			goto next;
+		/* the subject entry and the bytes before it, where its statement most often is */
+		for (window = i; window > lo && off[i - lo] - off[window - 1 - lo] <= TRAIL_BACK_BYTES; window--)
+			;
+		slice = audit_batch_bytes(b->entries, off[window - lo], off[i - lo + 1]);
+		if (!trail_entry(slice, off[window - lo], off[i - lo], off[i - lo + 1], seq, ENTRY_SUBJECT, &e))
+			goto next;
+		r.p = e.bytes + 1;
+		r.end = e.bytes + e.len;
+		event = audit_get_i64(&r);
+		if (r.end - r.p < PRIVACY_SUBJECT_HASH_BYTES)
+			audit_batch_corrupt();
+		if (memcmp(r.p, hash, PRIVACY_SUBJECT_HASH_BYTES) != 0)
+			goto next;
+		r.p += PRIVACY_SUBJECT_HASH_BYTES;
+		MemoryContextSwitchTo(caller);
+		category = audit_get_str(&r);
+		MemoryContextSwitchTo(entry_cxt);
+		opened = audit_get_i64(&r);
+		if (r.p != r.end)
+			audit_batch_corrupt();
+
+		if (event != st_seq)
+		{
+			bool		found;
+
+			st_seq = -1;
+			/* (its fields in the caller's memory, shared by its entries' rows) */
+			MemoryContextSwitchTo(caller);
+			if (event >= b->first_seq && event < seq)
+				found = trail_statement(b, event, slice, off[window - lo], off, lo, window, &st);
+			else
+			{
+				/* (another row: the cache may drop b) */
+				TrailBatch *sb = trail_batch(cache, &next, event, call_cxt);
+
+				found = sb != NULL && trail_statement(sb, event, NULL, 0, NULL, 0, 0, &st);
+			}
+			MemoryContextSwitchTo(entry_cxt);
+			if (!found)
+				goto next;
+			st_seq = event;
+			st_copy = MemoryContextAlloc(caller, sizeof(StatementEntry));
+			*st_copy = st;
+		}
+		rows[count].seq = seq;
+		rows[count].event = event;
+		rows[count].category = category;
+		rows[count].opened = opened;
+		rows[count].st = st_copy;
+		count++;
+next:
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(entry_cxt);
+	}
+	SPI_finish();
+	MemoryContextDelete(call_cxt);
+	*nrows = count;
+	return rows;
+}
+
+#define NTEXT(k, str) (nulls[k] = ((str) == NULL), values[k] = (str) ? CStringGetTextDatum(str) : (Datum) 0)
+
+/*
+ * privacy_internal.access_log_subject_trail(subject_hash): the rows of
+ * access_log_for_subject() joined to access_log_event(), in seq order.
+ */
+PG_FUNCTION_INFO_V1(privacy_access_log_subject_trail);
+Datum
+privacy_access_log_subject_trail(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bytea	   *want = PG_GETARG_BYTEA_PP(0);
+	TrailRow   *rows;
+	int			n;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (VARSIZE_ANY_EXHDR(want) != PRIVACY_SUBJECT_HASH_BYTES)
+		return (Datum) 0;
+	rows = trail_read((const unsigned char *) VARDATA_ANY(want), &n);
+	for (i = 0; i < n; i++)
+	{
+		StatementEntry *st = rows[i].st;
+		Datum		values[15];
+		bool		nulls[15];
+
+		memset(nulls, 0, sizeof(nulls));
+		values[0] = Int64GetDatum(rows[i].seq);
+		values[1] = Int64GetDatum(rows[i].event);
+		values[2] = TimestampTzGetDatum(st->at);
+		NTEXT(3, st->session_role);
+		NTEXT(4, st->acting_role);
+		NTEXT(5, st->application);
+		values[6] = Int32GetDatum(st->backend_pid);
+		NTEXT(7, st->purpose);
+		NTEXT(8, st->command);
+		NTEXT(9, st->relation);
+		NTEXT(10, rows[i].category);
+		values[11] = Int64GetDatum(rows[i].opened);
+		NTEXT(12, st->outcome);
+		NTEXT(13, st->reason);
+		NTEXT(14, st->denied_category);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/* By statement, then category (as text sorts in the database, nulls last). */
+static int
+trail_row_cmp(const void *a, const void *b)
+{
+	const TrailRow *x = (const TrailRow *) a;
+	const TrailRow *y = (const TrailRow *) b;
+
+	if (x->event != y->event)
+		return x->event < y->event ? -1 : 1;
+	if (x->category == NULL || y->category == NULL)
+		return (x->category == NULL) - (y->category == NULL);
+	{
+		int			c = varstr_cmp(x->category, strlen(x->category), y->category, strlen(y->category),
+								   DEFAULT_COLLATION_OID);
+
+		if (c != 0)
+			return c;
+	}
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/*
+ * privacy.access_trail(subject): a subject's access trail for an officer,
+ * one row per statement and category, oldest first.  C rather than
+ * PL/pgSQL around the reader (issue #19: the wrapper cost as much as the
+ * reading); it runs as its caller, so only who may read the access log
+ * gets anything.
+ */
+PG_FUNCTION_INFO_V1(privacy_access_trail);
+Datum
+privacy_access_trail(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	text	   *subject = PG_GETARG_TEXT_PP(0);
+	unsigned char hash[PRIVACY_SUBJECT_HASH_BYTES];
+	TrailRow   *rows;
+	int			n;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	keys_subject_hash(VARDATA_ANY(subject), VARSIZE_ANY_EXHDR(subject), hash);
+	rows = trail_read(hash, &n);
+	qsort(rows, n, sizeof(TrailRow), trail_row_cmp);
+	for (i = 0; i < n; i++)
+	{
+		StatementEntry *st = rows[i].st;
+		Datum		values[13];
+		bool		nulls[13];
+
+		memset(nulls, 0, sizeof(nulls));
+		values[0] = Int64GetDatum(rows[i].event);
+		values[1] = TimestampTzGetDatum(st->at);
+		NTEXT(2, st->session_role);
+		NTEXT(3, st->acting_role);
+		NTEXT(4, st->application);
+		NTEXT(5, st->purpose);
+		NTEXT(6, st->command);
+		NTEXT(7, st->relation);
+		NTEXT(8, rows[i].category);
+		values[9] = Int64GetDatum(rows[i].opened);
+		NTEXT(10, st->outcome);
+		NTEXT(11, st->reason);
+		NTEXT(12, st->denied_category);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+#undef NTEXT
