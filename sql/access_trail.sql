@@ -184,6 +184,38 @@ SELECT s AS subject, (SELECT count(*) FROM pg_temp.trail_in_one(s)) AS entries,
 SELECT array_agg(t.seq ORDER BY t.seq) = array_agg(t.seq) AS in_seq_order
   FROM privacy_internal.access_log_subject_trail(privacy.subject_hash('100')) t;
 
+-- the report's access list (C) is what the query over the trail gives,
+-- one object per statement, its own backend's reads since a time left out
+CREATE FUNCTION pg_temp.access_by_query(hash bytea, own_pid integer, since timestamptz) RETURNS jsonb
+LANGUAGE sql AS $$
+SELECT coalesce(jsonb_agg(x.entry ORDER BY x.event), '[]')
+  FROM (SELECT l.event, jsonb_build_object(
+                   'entry', l.event, 'at', l.at, 'role', l.acting_role, 'session_role', l.session_role,
+                   'application', l.application, 'purpose', l.purpose, 'command', l.command,
+                   'table', l.relation,
+                   'categories', to_jsonb(array_agg(DISTINCT l.category ORDER BY l.category)),
+                   'values', sum(l.opened), 'outcome', l.outcome)
+               || CASE WHEN l.reason IS NULL THEN '{}'::jsonb
+                       ELSE jsonb_build_object('reason', l.reason, 'denied_category', l.denied_category) END
+               AS entry
+          FROM privacy_internal.access_log_subject_trail(hash) l
+         WHERE NOT (l.at >= since AND (coalesce(l.backend_pid = own_pid, false)
+                                       OR (own_pid IS NULL AND l.purpose IS NOT DISTINCT FROM 'subject_access')))
+         GROUP BY l.event, l.at, l.acting_role, l.session_role, l.application, l.purpose,
+                  l.command, l.relation, l.outcome, l.reason, l.denied_category) x
+$$;
+SELECT s AS subject, p.label,
+       jsonb_array_length(privacy_internal.subject_access_entries(privacy.subject_hash(s), p.pid, p.since)) AS listed,
+       privacy_internal.subject_access_entries(privacy.subject_hash(s), p.pid, p.since)
+         = pg_temp.access_by_query(privacy.subject_hash(s), p.pid, p.since) AS same
+  FROM unnest(ARRAY['7', '100', 'no such subject']) s,
+       (VALUES ('another backend', pg_backend_pid() + 1, '-infinity'::timestamptz),
+               ('own, all since', pg_backend_pid(), '-infinity'),
+               ('own, none since', pg_backend_pid(), 'infinity'),
+               ('any backend, not subject_access', NULL, '-infinity')) p(label, pid, since)
+ ORDER BY 1, 2;
+SELECT privacy_internal.subject_access_entries(NULL, NULL, now()) AS no_subject;
+
 -- the log's last events written before the extension goes (they would
 -- reach the next test's log)
 SELECT privacy.flush_access_log();

@@ -8503,8 +8503,8 @@ $$;
 ------------------------------------------------------------------------------
 -- Issue #19, the read side of the GDPR benchmark: a subject's access
 -- entries and their statements read by C in one pass
--- (privacy_internal.access_log_subject_trail), for the subject report and
--- privacy.access_trail(), which is C now.
+-- (privacy_internal.access_log_subject_trail), for the subject report's
+-- list (subject_access_entries) and privacy.access_trail(), both C now.
 ------------------------------------------------------------------------------
 CREATE FUNCTION privacy_internal.access_log_subject_trail(subject_hash bytea)
     RETURNS TABLE (seq bigint, event bigint, at timestamptz, session_role text, acting_role text,
@@ -8518,27 +8518,7 @@ GRANT EXECUTE ON FUNCTION privacy_internal.access_log_subject_trail(bytea) TO pr
 
 CREATE OR REPLACE FUNCTION privacy_internal.subject_access_entries(hash bytea, own_pid integer, since timestamptz)
     RETURNS jsonb
-    LANGUAGE plpgsql STABLE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    RETURN (SELECT coalesce(jsonb_agg(x.entry ORDER BY x.event), '[]')
-      FROM (SELECT l.event, jsonb_build_object(
-                       'entry', l.event, 'at', l.at, 'role', l.acting_role, 'session_role', l.session_role,
-                       'application', l.application, 'purpose', l.purpose, 'command', l.command,
-                       'table', l.relation,
-                       'categories', to_jsonb(array_agg(DISTINCT l.category ORDER BY l.category)),
-                       'values', sum(l.opened), 'outcome', l.outcome)
-                   || CASE WHEN l.reason IS NULL THEN '{}'::jsonb
-                           ELSE jsonb_build_object('reason', l.reason, 'denied_category', l.denied_category) END
-                   AS entry
-              FROM privacy_internal.access_log_subject_trail(hash) l
-             WHERE NOT (l.at >= since AND (coalesce(l.backend_pid = own_pid, false)
-                                           OR (own_pid IS NULL AND l.purpose IS NOT DISTINCT FROM 'subject_access')))
-             GROUP BY l.event, l.at, l.acting_role, l.session_role, l.application, l.purpose,
-                      l.command, l.relation, l.outcome, l.reason, l.denied_category) x);
-END
-$$;
+    AS 'MODULE_PATHNAME', 'privacy_subject_access_entries' LANGUAGE C STABLE;
 
 CREATE OR REPLACE FUNCTION privacy.access_trail(subject text)
     RETURNS TABLE (entry bigint, at timestamptz, session_role text, acting_role text, application text,

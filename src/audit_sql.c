@@ -24,7 +24,10 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/datum.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -1007,7 +1010,8 @@ privacy_access_trail(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	keys_subject_hash(VARDATA_ANY(subject), VARSIZE_ANY_EXHDR(subject), hash);
 	rows = trail_read(hash, &n);
-	qsort(rows, n, sizeof(TrailRow), trail_row_cmp);
+	if (n > 1)
+		qsort(rows, n, sizeof(TrailRow), trail_row_cmp);
 	for (i = 0; i < n; i++)
 	{
 		StatementEntry *st = rows[i].st;
@@ -1033,3 +1037,109 @@ privacy_access_trail(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 #undef NTEXT
+
+/* A JSON string, or null. */
+static void
+json_text(StringInfo buf, const char *s)
+{
+	if (s == NULL)
+		appendStringInfoString(buf, "null");
+	else
+		escape_json(buf, s);
+}
+
+/*
+ * privacy_internal.subject_access_entries(hash, own_pid, since) → jsonb:
+ * the access entries of one subject on this node as the subject report
+ * lists them, one object per statement, oldest first: entry, at, role,
+ * session_role, application, purpose, command, table, categories (distinct,
+ * sorted), values (opened, summed), outcome, and a denial's reason and
+ * denied_category.  Its own reads are left out: those at or after since of
+ * backend own_pid, or when own_pid is NULL (a Citus worker serving the
+ * coordinator's report) those under subject_access.  C rather than a query
+ * over access_log_subject_trail() (issue #19: starting that query's
+ * aggregates cost more than reading the entries).  Runs as its caller.
+ */
+PG_FUNCTION_INFO_V1(privacy_subject_access_entries);
+Datum
+privacy_subject_access_entries(PG_FUNCTION_ARGS)
+{
+	bytea	   *want = PG_ARGISNULL(0) ? NULL : PG_GETARG_BYTEA_PP(0);
+	bool		any_pid = PG_ARGISNULL(1);
+	int32		own_pid = any_pid ? 0 : PG_GETARG_INT32(1);
+	bool		no_since = PG_ARGISNULL(2);
+	TimestampTz since = no_since ? 0 : PG_GETARG_TIMESTAMPTZ(2);
+	StringInfoData buf;
+	TrailRow   *rows = NULL;
+	int			n = 0;
+	int			i;
+	bool		first = true;
+
+	if (want != NULL && VARSIZE_ANY_EXHDR(want) == PRIVACY_SUBJECT_HASH_BYTES)
+		rows = trail_read((const unsigned char *) VARDATA_ANY(want), &n);
+	if (n > 1)
+		qsort(rows, n, sizeof(TrailRow), trail_row_cmp);
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '[');
+	for (i = 0; i < n;)
+	{
+		StatementEntry *st = rows[i].st;
+		int64		event = rows[i].event;
+		bool		own;
+		int			j;
+		int64		values = 0;
+		bool		first_cat = true;
+		char		at[MAXDATELEN + 1];
+
+		/* NOT (at >= since AND (own backend OR (any_pid AND subject_access))) */
+		own = any_pid ? (st->purpose != NULL && strcmp(st->purpose, "subject_access") == 0)
+			: st->backend_pid == own_pid;
+		if (own && (no_since || st->at >= since))
+		{
+			while (i < n && rows[i].event == event)
+				i++;
+			continue;
+		}
+		appendStringInfo(&buf, "%s{\"entry\": " INT64_FORMAT ", \"at\": \"%s\", \"role\": ",
+						 first ? "" : ", ", event,
+						 JsonEncodeDateTime(at, TimestampTzGetDatum(st->at), TIMESTAMPTZOID, NULL));
+		first = false;
+		json_text(&buf, st->acting_role);
+		appendStringInfoString(&buf, ", \"session_role\": ");
+		json_text(&buf, st->session_role);
+		appendStringInfoString(&buf, ", \"application\": ");
+		json_text(&buf, st->application);
+		appendStringInfoString(&buf, ", \"purpose\": ");
+		json_text(&buf, st->purpose);
+		appendStringInfoString(&buf, ", \"command\": ");
+		json_text(&buf, st->command);
+		appendStringInfoString(&buf, ", \"table\": ");
+		json_text(&buf, st->relation);
+		appendStringInfoString(&buf, ", \"categories\": [");
+		for (j = i; j < n && rows[j].event == event; j++)
+		{
+			values += rows[j].opened;
+			/* distinct: equal categories are next to each other */
+			if (j > i && (rows[j].category == NULL ? rows[j - 1].category == NULL :
+						  rows[j - 1].category != NULL && strcmp(rows[j].category, rows[j - 1].category) == 0))
+				continue;
+			if (!first_cat)
+				appendStringInfoString(&buf, ", ");
+			first_cat = false;
+			json_text(&buf, rows[j].category);
+		}
+		i = j;
+		appendStringInfo(&buf, "], \"values\": " INT64_FORMAT ", \"outcome\": ", values);
+		json_text(&buf, st->outcome);
+		if (st->reason != NULL)
+		{
+			appendStringInfoString(&buf, ", \"reason\": ");
+			json_text(&buf, st->reason);
+			appendStringInfoString(&buf, ", \"denied_category\": ");
+			json_text(&buf, st->denied_category);
+		}
+		appendStringInfoChar(&buf, '}');
+	}
+	appendStringInfoChar(&buf, ']');
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}

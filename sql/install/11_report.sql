@@ -59,36 +59,16 @@ COMMENT ON FUNCTION privacy_internal.report_table(regclass, name, text, name, in
     'a subject''s rows of one protected table with their retention due dates, decrypted under subject_access, and that access logged; called by privacy.subject_report() only';
 
 -- The access entries of one subject on this node, oldest first, as the
--- report lists them.  Its own reads are left out: on the node the report
--- runs on, those of its backend since its statement began (own_pid); on a
--- Citus worker, which serves them over Citus's connections, those under
--- subject_access since then.  PL/pgSQL rather than SQL so that its query
--- is planned once a session, not at every report (issue #19: planning it
--- was 40 % of a report); the entries come from access_log_subject_trail(),
--- one pass over the subject's entries and their statements.
+-- report lists them, one object per statement.  Its own reads are left
+-- out: on the node the report runs on, those of its backend since its
+-- statement began (own_pid); on a Citus worker, which serves them over
+-- Citus's connections, those under subject_access since then.  C (issue
+-- #19): the reader of access_log_subject_trail(), then the objects built
+-- as the query over it would build them (sql/access_trail.sql compares the
+-- two), without starting that query's aggregates at every report.
 CREATE FUNCTION privacy_internal.subject_access_entries(hash bytea, own_pid integer, since timestamptz)
     RETURNS jsonb
-    LANGUAGE plpgsql STABLE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    RETURN (SELECT coalesce(jsonb_agg(x.entry ORDER BY x.event), '[]')
-      FROM (SELECT l.event, jsonb_build_object(
-                       'entry', l.event, 'at', l.at, 'role', l.acting_role, 'session_role', l.session_role,
-                       'application', l.application, 'purpose', l.purpose, 'command', l.command,
-                       'table', l.relation,
-                       'categories', to_jsonb(array_agg(DISTINCT l.category ORDER BY l.category)),
-                       'values', sum(l.opened), 'outcome', l.outcome)
-                   || CASE WHEN l.reason IS NULL THEN '{}'::jsonb
-                           ELSE jsonb_build_object('reason', l.reason, 'denied_category', l.denied_category) END
-                   AS entry
-              FROM privacy_internal.access_log_subject_trail(hash) l
-             WHERE NOT (l.at >= since AND (coalesce(l.backend_pid = own_pid, false)
-                                           OR (own_pid IS NULL AND l.purpose IS NOT DISTINCT FROM 'subject_access')))
-             GROUP BY l.event, l.at, l.acting_role, l.session_role, l.application, l.purpose,
-                      l.command, l.relation, l.outcome, l.reason, l.denied_category) x);
-END
-$$;
+    AS 'MODULE_PATHNAME', 'privacy_subject_access_entries' LANGUAGE C STABLE;
 
 -- A subject's access trail for an officer (issue #19): what
 -- access_log_for_subject() joined to access_log_event() gives (read by the
