@@ -216,6 +216,27 @@ SELECT s AS subject, p.label,
  ORDER BY 1, 2;
 SELECT privacy_internal.subject_access_entries(NULL, NULL, now()) AS no_subject;
 
+-- the reader checks the caller's right to read the log as a query would
+SELECT privacy.subject_hash('7') AS hash7 \gset
+CREATE ROLE at_reader;
+GRANT USAGE ON SCHEMA privacy_internal TO at_reader;
+GRANT EXECUTE ON FUNCTION privacy_internal.access_log_subject_trail(bytea) TO at_reader;
+SET ROLE at_reader;
+SELECT count(*) FROM privacy_internal.access_log_subject_trail(:'hash7'::bytea);
+RESET ROLE;
+GRANT SELECT ON privacy.access_log_trail TO at_reader;
+SET ROLE at_reader;
+SELECT count(*) FROM privacy_internal.access_log_subject_trail(:'hash7'::bytea);
+RESET ROLE;
+GRANT SELECT ON privacy.access_log_batches TO at_reader;
+SET ROLE at_reader;
+SELECT count(*) FROM privacy_internal.access_log_subject_trail(:'hash7'::bytea);
+RESET ROLE;
+REVOKE ALL ON privacy.access_log_trail, privacy.access_log_batches FROM at_reader;
+REVOKE ALL ON FUNCTION privacy_internal.access_log_subject_trail(bytea) FROM at_reader;
+REVOKE ALL ON SCHEMA privacy_internal FROM at_reader;
+DROP ROLE at_reader;
+
 -- the log's last events written before the extension goes (they would
 -- reach the next test's log)
 SELECT privacy.flush_access_log();

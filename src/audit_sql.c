@@ -14,22 +14,30 @@
 
 #include <sodium.h>
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/nbtree.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
+#include "executor/tuptable.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/datetime.h"
 #include "utils/datum.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/varlena.h"
 
@@ -667,8 +675,10 @@ privacy_trim_access_log(PG_FUNCTION_ARGS)
  * row, in the same slice.  The last batch rows and the last statement met
  * are kept for the call.  An entry whose bytes are not at its seq or not
  * about the subject (its 8-byte trail key is shared) is left out, as is a
- * subject entry whose statement is not found.  Runs as its caller: SPI
- * reads the log with the caller's rights.
+ * subject entry whose statement is not found.  Both tables are read
+ * through their indexes directly, not by queries (issue #19: starting the
+ * executor for a lookup cost as much as the lookup), with the caller's
+ * rights checked as a query would check them, and the statement's snapshot.
  */
 #define TRAIL_BATCHES 4			/* batch rows kept for a call */
 #define TRAIL_BACK_BYTES 4096	/* read before a subject entry, for its statement */
@@ -683,16 +693,124 @@ typedef struct TrailBatch
 	Datum		offsets;
 } TrailBatch;
 
+/* The two tables, open for one call, and their columns. */
+typedef struct TrailRels
+{
+	Relation	trail;
+	Relation	trail_idx;		/* on subject_key */
+	TupleTableSlot *trail_slot;
+	AttrNumber	trail_seq;
+	Relation	batches;
+	Relation	batches_idx;	/* on first_seq */
+	TupleTableSlot *batch_slot;
+	IndexScanDesc batch_scan;
+	AttrNumber	b_first;
+	AttrNumber	b_last;
+	AttrNumber	b_entries;
+	AttrNumber	b_offsets;
+} TrailRels;
+
+static Relation
+trail_open(const char *name, bool index)
+{
+	Oid			relid = get_relname_relid(name, catalog_namespace());
+	AclResult	acl;
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "relation " PRIVACY_SCHEMA ".%s of the access log does not exist", name);
+	if (index)
+		return index_open(relid, AccessShareLock);
+	acl = pg_class_aclcheck(relid, GetUserId(), ACL_SELECT);
+	if (acl != ACLCHECK_OK)
+		aclcheck_error(acl, OBJECT_TABLE, name);
+	return table_open(relid, AccessShareLock);
+}
+
+static AttrNumber
+trail_attnum(Relation rel, const char *name)
+{
+	AttrNumber	n = get_attnum(RelationGetRelid(rel), name);
+
+	if (n == InvalidAttrNumber)
+		elog(ERROR, "column %s of " PRIVACY_SCHEMA ".%s does not exist", name, RelationGetRelationName(rel));
+	return n;
+}
+
+static void
+trail_rels_open(TrailRels *tr)
+{
+	AclResult	acl = pg_namespace_aclcheck(catalog_namespace(), GetUserId(), ACL_USAGE);
+
+	if (acl != ACLCHECK_OK)
+		aclcheck_error(acl, OBJECT_SCHEMA, PRIVACY_SCHEMA);
+	tr->trail = trail_open("access_log_trail", false);
+	tr->trail_idx = trail_open("access_log_trail_subject", true);
+	tr->trail_slot = table_slot_create(tr->trail, NULL);
+	tr->trail_seq = trail_attnum(tr->trail, "seq");
+	tr->batches = trail_open("access_log_batches", false);
+	tr->batches_idx = trail_open("access_log_batches_pkey", true);
+	tr->batch_slot = table_slot_create(tr->batches, NULL);
+	tr->batch_scan = NULL;
+	tr->b_first = trail_attnum(tr->batches, "first_seq");
+	tr->b_last = trail_attnum(tr->batches, "last_seq");
+	tr->b_entries = trail_attnum(tr->batches, "entries");
+	tr->b_offsets = trail_attnum(tr->batches, "offsets");
+}
+
+static void
+trail_rels_close(TrailRels *tr)
+{
+	if (tr->batch_scan != NULL)
+		index_endscan(tr->batch_scan);
+	ExecDropSingleTupleTableSlot(tr->trail_slot);
+	ExecDropSingleTupleTableSlot(tr->batch_slot);
+	index_close(tr->trail_idx, NoLock);
+	index_close(tr->batches_idx, NoLock);
+	table_close(tr->trail, NoLock);
+	table_close(tr->batches, NoLock);
+}
+
+/* The subject's seqs in the trail (sorted), in the current memory context. */
+static int64 *
+trail_seqs(TrailRels *tr, int64 key, uint64 *n)
+{
+	ScanKeyData sk;
+	IndexScanDesc scan;
+	uint64		max = 16;
+	int64	   *seqs = palloc(sizeof(int64) * max);
+
+	*n = 0;
+	ScanKeyInit(&sk, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(key));
+	scan = index_beginscan(tr->trail, tr->trail_idx, GetActiveSnapshot(), 1, 0);
+	index_rescan(scan, &sk, 1, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, tr->trail_slot))
+	{
+		bool		isnull;
+		Datum		d = slot_getattr(tr->trail_slot, tr->trail_seq, &isnull);
+
+		if (isnull)
+			continue;
+		if (*n == max)
+		{
+			if (max * 2 > MaxAllocSize / sizeof(int64))
+				elog(ERROR, "the access trail of a subject is too long to read at once");
+			max *= 2;
+			seqs = repalloc(seqs, sizeof(int64) * max);
+		}
+		seqs[(*n)++] = DatumGetInt64(d);
+	}
+	index_endscan(scan);
+	if (*n > 1)
+		audit_sort_int64(seqs, *n);
+	return seqs;
+}
+
 /* The batch row holding seq (the greatest first_seq at or below it), or NULL. */
 static TrailBatch *
-trail_batch(TrailBatch *cache, int *next, int64 seq, MemoryContext cxt)
+trail_batch(TrailRels *tr, TrailBatch *cache, int *next, int64 seq, MemoryContext cxt)
 {
-	static const char *sql = "SELECT first_seq, last_seq, entries, offsets FROM " PRIVACY_SCHEMA ".access_log_batches"
-		" WHERE first_seq OPERATOR(pg_catalog.<=) $1 ORDER BY first_seq DESC LIMIT 1";
-	Datum		arg = Int64GetDatum(seq);
 	TrailBatch *b;
-	HeapTuple	tup;
-	TupleDesc	td;
+	ScanKeyData sk;
 	bool		isnull;
 	MemoryContext old;
 	int			i;
@@ -700,13 +818,12 @@ trail_batch(TrailBatch *cache, int *next, int64 seq, MemoryContext cxt)
 	for (i = 0; i < TRAIL_BATCHES; i++)
 		if (cache[i].valid && cache[i].first_seq <= seq && seq <= cache[i].last_seq)
 			return &cache[i];
-	if (SPI_execute_plan(catalog_kept_plan(InvalidOid, sql, 1, (Oid[]) {INT8OID}), &arg, NULL, true, 1)
-		!= SPI_OK_SELECT)
-		elog(ERROR, "could not read the access log batches");
-	if (SPI_processed != 1)
+	ScanKeyInit(&sk, 1, BTLessEqualStrategyNumber, F_INT8LE, Int64GetDatum(seq));
+	if (tr->batch_scan == NULL)
+		tr->batch_scan = index_beginscan(tr->batches, tr->batches_idx, GetActiveSnapshot(), 1, 0);
+	index_rescan(tr->batch_scan, &sk, 1, NULL, 0);
+	if (!index_getnext_slot(tr->batch_scan, BackwardScanDirection, tr->batch_slot))
 		return NULL;
-	tup = SPI_tuptable->vals[0];
-	td = SPI_tuptable->tupdesc;
 	b = &cache[*next];
 	*next = (*next + 1) % TRAIL_BATCHES;
 	if (b->valid)
@@ -715,13 +832,13 @@ trail_batch(TrailBatch *cache, int *next, int64 seq, MemoryContext cxt)
 		pfree(DatumGetPointer(b->offsets));
 	}
 	old = MemoryContextSwitchTo(cxt);
-	b->first_seq = DatumGetInt64(SPI_getbinval(tup, td, 1, &isnull));
-	b->last_seq = DatumGetInt64(SPI_getbinval(tup, td, 2, &isnull));
-	b->entries = datumCopy(SPI_getbinval(tup, td, 3, &isnull), false, -1);
-	b->offsets = datumCopy(SPI_getbinval(tup, td, 4, &isnull), false, -1);
+	b->first_seq = DatumGetInt64(slot_getattr(tr->batch_slot, tr->b_first, &isnull));
+	b->last_seq = DatumGetInt64(slot_getattr(tr->batch_slot, tr->b_last, &isnull));
+	b->entries = datumCopy(slot_getattr(tr->batch_slot, tr->b_entries, &isnull), false, -1);
+	b->offsets = datumCopy(slot_getattr(tr->batch_slot, tr->b_offsets, &isnull), false, -1);
 	b->valid = true;
 	MemoryContextSwitchTo(old);
-	SPI_freetuptable(SPI_tuptable);
+	ExecClearTuple(tr->batch_slot);
 	return b;
 }
 
@@ -790,23 +907,21 @@ typedef struct TrailRow
 
 /*
  * The entries of the subject of hash, in seq order, in the caller's memory
- * (*n of them).  Connects to SPI itself.
+ * (*nrows of them).
  */
 static TrailRow *
 trail_read(const unsigned char *hash, int *nrows)
 {
-	static const char *trail_sql = "SELECT seq FROM " PRIVACY_SCHEMA ".access_log_trail"
-		" WHERE subject_key OPERATOR(pg_catalog.=) $1 ORDER BY seq";
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext call_cxt;
 	MemoryContext entry_cxt;
 	MemoryContext old;
+	TrailRels	tr;
 	TrailBatch	cache[TRAIL_BATCHES];
 	int			next = 0;
 	int64	   *seqs;
 	uint64		nseqs;
 	uint64		n;
-	Datum		arg;
 	StatementEntry st;
 	StatementEntry *st_copy = NULL;	/* st in the caller's memory */
 	int64		st_seq = -1;	/* the statement in st, parsed once for its entries */
@@ -818,29 +933,18 @@ trail_read(const unsigned char *hash, int *nrows)
 	memset(cache, 0, sizeof(cache));
 	memset(&st, 0, sizeof(st));
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	arg = Int64GetDatum(audit_subject_key(hash));
-	if (SPI_execute_plan(catalog_kept_plan(InvalidOid, trail_sql, 1, (Oid[]) {INT8OID}), &arg, NULL, true, 0)
-		!= SPI_OK_SELECT)
-		elog(ERROR, "could not read the access trail");
-	nseqs = SPI_processed;
-	if (nseqs > (uint64) (MaxAllocSize / sizeof(TrailRow)))
+	trail_rels_open(&tr);
+	old = MemoryContextSwitchTo(call_cxt);
+	seqs = trail_seqs(&tr, audit_subject_key(hash), &nseqs);
+	MemoryContextSwitchTo(old);
+	if (nseqs > (uint64) (MaxAllocSize / sizeof(TrailRow)) || nseqs > (uint64) PG_INT32_MAX)
 		elog(ERROR, "the access trail of a subject is too long to read at once");
-	seqs = MemoryContextAlloc(call_cxt, sizeof(int64) * (nseqs + 1));
 	rows = MemoryContextAlloc(caller, sizeof(TrailRow) * (nseqs + 1));
-	for (n = 0; n < nseqs; n++)
-	{
-		bool		isnull;
-
-		seqs[n] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[n], SPI_tuptable->tupdesc, 1, &isnull));
-	}
-	SPI_freetuptable(SPI_tuptable);
 
 	for (n = 0; n < nseqs; n++)
 	{
 		int64		seq = seqs[n];
-		TrailBatch *b = trail_batch(cache, &next, seq, call_cxt);
+		TrailBatch *b = trail_batch(&tr, cache, &next, seq, call_cxt);
 		int64		i;
 		int64		lo;
 		int64		window;
@@ -894,7 +998,7 @@ trail_read(const unsigned char *hash, int *nrows)
 			else
 			{
 				/* (another row: the cache may drop b) */
-				TrailBatch *sb = trail_batch(cache, &next, event, call_cxt);
+				TrailBatch *sb = trail_batch(&tr, cache, &next, event, call_cxt);
 
 				found = sb != NULL && trail_statement(sb, event, NULL, 0, NULL, 0, 0, &st);
 			}
@@ -915,7 +1019,7 @@ next:
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(entry_cxt);
 	}
-	SPI_finish();
+	trail_rels_close(&tr);
 	MemoryContextDelete(call_cxt);
 	*nrows = count;
 	return rows;
