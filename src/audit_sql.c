@@ -1025,7 +1025,35 @@ next:
 	return rows;
 }
 
-#define NTEXT(k, str) (nulls[k] = ((str) == NULL), values[k] = (str) ? CStringGetTextDatum(str) : (Datum) 0)
+/*
+ * The columns of access_log_subject_trail() for one row; privacy.access_trail()
+ * returns some of them (TRAIL_AS_ACCESS_TRAIL).
+ */
+#define TRAIL_COLUMNS 15
+static const int TRAIL_AS_ACCESS_TRAIL[] = {1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14};
+
+static void
+trail_row_values(const TrailRow *row, Datum *values, bool *nulls)
+{
+	const StatementEntry *st = row->st;
+	const char *texts[TRAIL_COLUMNS] = {
+		NULL, NULL, NULL, st->session_role, st->acting_role, st->application, NULL, st->purpose,
+		st->command, st->relation, row->category, NULL, st->outcome, st->reason, st->denied_category
+	};
+	int			k;
+
+	for (k = 0; k < TRAIL_COLUMNS; k++)
+	{
+		nulls[k] = texts[k] == NULL;
+		values[k] = texts[k] != NULL ? CStringGetTextDatum(texts[k]) : (Datum) 0;
+	}
+	values[0] = Int64GetDatum(row->seq);
+	values[1] = Int64GetDatum(row->event);
+	values[2] = TimestampTzGetDatum(st->at);
+	values[6] = Int32GetDatum(st->backend_pid);
+	values[11] = Int64GetDatum(row->opened);
+	nulls[0] = nulls[1] = nulls[2] = nulls[6] = nulls[11] = false;
+}
 
 /*
  * privacy_internal.access_log_subject_trail(subject_hash): the rows of
@@ -1047,26 +1075,10 @@ privacy_access_log_subject_trail(PG_FUNCTION_ARGS)
 	rows = trail_read((const unsigned char *) VARDATA_ANY(want), &n);
 	for (i = 0; i < n; i++)
 	{
-		StatementEntry *st = rows[i].st;
-		Datum		values[15];
-		bool		nulls[15];
+		Datum		values[TRAIL_COLUMNS];
+		bool		nulls[TRAIL_COLUMNS];
 
-		memset(nulls, 0, sizeof(nulls));
-		values[0] = Int64GetDatum(rows[i].seq);
-		values[1] = Int64GetDatum(rows[i].event);
-		values[2] = TimestampTzGetDatum(st->at);
-		NTEXT(3, st->session_role);
-		NTEXT(4, st->acting_role);
-		NTEXT(5, st->application);
-		values[6] = Int32GetDatum(st->backend_pid);
-		NTEXT(7, st->purpose);
-		NTEXT(8, st->command);
-		NTEXT(9, st->relation);
-		NTEXT(10, rows[i].category);
-		values[11] = Int64GetDatum(rows[i].opened);
-		NTEXT(12, st->outcome);
-		NTEXT(13, st->reason);
-		NTEXT(14, st->denied_category);
+		trail_row_values(&rows[i], values, nulls);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
@@ -1118,29 +1130,23 @@ privacy_access_trail(PG_FUNCTION_ARGS)
 		qsort(rows, n, sizeof(TrailRow), trail_row_cmp);
 	for (i = 0; i < n; i++)
 	{
-		StatementEntry *st = rows[i].st;
-		Datum		values[13];
-		bool		nulls[13];
+		Datum		all[TRAIL_COLUMNS];
+		bool		allnulls[TRAIL_COLUMNS];
+		Datum		values[lengthof(TRAIL_AS_ACCESS_TRAIL)];
+		bool		nulls[lengthof(TRAIL_AS_ACCESS_TRAIL)];
+		int			k;
 
-		memset(nulls, 0, sizeof(nulls));
-		values[0] = Int64GetDatum(rows[i].event);
-		values[1] = TimestampTzGetDatum(st->at);
-		NTEXT(2, st->session_role);
-		NTEXT(3, st->acting_role);
-		NTEXT(4, st->application);
-		NTEXT(5, st->purpose);
-		NTEXT(6, st->command);
-		NTEXT(7, st->relation);
-		NTEXT(8, rows[i].category);
-		values[9] = Int64GetDatum(rows[i].opened);
-		NTEXT(10, st->outcome);
-		NTEXT(11, st->reason);
-		NTEXT(12, st->denied_category);
+		trail_row_values(&rows[i], all, allnulls);
+		for (k = 0; k < lengthof(TRAIL_AS_ACCESS_TRAIL); k++)
+		{
+			values[k] = all[TRAIL_AS_ACCESS_TRAIL[k]];
+			nulls[k] = allnulls[TRAIL_AS_ACCESS_TRAIL[k]];
+		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
 }
-#undef NTEXT
+
 
 /* A JSON string, or null. */
 static void
