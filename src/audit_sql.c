@@ -898,8 +898,6 @@ typedef struct TrailRow
 {
 	int64		seq;
 	int64		event;
-	TimestampTz at;
-	int32		backend_pid;
 	int64		opened;
 	char	   *category;
 	StatementEntry *st;			/* shared by the entries of one statement */
