@@ -152,6 +152,90 @@ SELECT (pg_relation_size('privacy.access_log_trail_subject') - :trail_index_byte
 ROLLBACK;
 SELECT status, detail FROM privacy.verify_access_log();
 
+-- privacy_internal.access_log_subject_trail(), the reader of the subject
+-- report and of access_trail(), gives exactly what the two lookups give,
+-- every field: also for entries far after their statement (one statement
+-- opens all 100 customers: the entries of the last are more than 64
+-- entries and 4 kB after it, read apart from it)
+SET ROLE at_app;
+SET privacy.purpose = 'billing';
+\o /dev/null
+SELECT email FROM at_customers ORDER BY id;
+\o
+RESET ROLE;
+RESET privacy.purpose;
+SELECT privacy.flush_access_log();
+CREATE FUNCTION pg_temp.trail_by_lookups(subject text) RETURNS SETOF text LANGUAGE sql AS $$
+SELECT ROW(s.seq, s.event, l.at, l.session_role, l.acting_role, l.application, l.backend_pid, l.purpose,
+           l.command, l.relation, s.category, s.opened, l.outcome, l.reason, l.denied_category)::text
+  FROM privacy_internal.access_log_for_subject(privacy.subject_hash(subject)) s
+  JOIN LATERAL privacy_internal.access_log_event(s.event) l ON true
+$$;
+CREATE FUNCTION pg_temp.trail_in_one(subject text) RETURNS SETOF text LANGUAGE sql AS $$
+SELECT t::text FROM privacy_internal.access_log_subject_trail(privacy.subject_hash(subject)) t
+$$;
+SELECT s AS subject, (SELECT count(*) FROM pg_temp.trail_in_one(s)) AS entries,
+       (SELECT count(*) FROM ((SELECT * FROM pg_temp.trail_by_lookups(s) EXCEPT ALL SELECT * FROM pg_temp.trail_in_one(s))
+                              UNION ALL
+                              (SELECT * FROM pg_temp.trail_in_one(s) EXCEPT ALL SELECT * FROM pg_temp.trail_by_lookups(s))) d)
+         AS differences
+  FROM unnest(ARRAY['1', '7', '50', '100', 'no such subject']) s;
+-- (in seq order)
+SELECT array_agg(t.seq ORDER BY t.seq) = array_agg(t.seq) AS in_seq_order
+  FROM privacy_internal.access_log_subject_trail(privacy.subject_hash('100')) t;
+
+-- the report's access list (C) is what the query over the trail gives,
+-- one object per statement, its own backend's reads since a time left out
+CREATE FUNCTION pg_temp.access_by_query(hash bytea, own_pid integer, since timestamptz) RETURNS jsonb
+LANGUAGE sql AS $$
+SELECT coalesce(jsonb_agg(x.entry ORDER BY x.event), '[]')
+  FROM (SELECT l.event, jsonb_build_object(
+                   'entry', l.event, 'at', l.at, 'role', l.acting_role, 'session_role', l.session_role,
+                   'application', l.application, 'purpose', l.purpose, 'command', l.command,
+                   'table', l.relation,
+                   'categories', to_jsonb(array_agg(DISTINCT l.category ORDER BY l.category)),
+                   'values', sum(l.opened), 'outcome', l.outcome)
+               || CASE WHEN l.reason IS NULL THEN '{}'::jsonb
+                       ELSE jsonb_build_object('reason', l.reason, 'denied_category', l.denied_category) END
+               AS entry
+          FROM privacy_internal.access_log_subject_trail(hash) l
+         WHERE NOT (l.at >= since AND (coalesce(l.backend_pid = own_pid, false)
+                                       OR (own_pid IS NULL AND l.purpose IS NOT DISTINCT FROM 'subject_access')))
+         GROUP BY l.event, l.at, l.acting_role, l.session_role, l.application, l.purpose,
+                  l.command, l.relation, l.outcome, l.reason, l.denied_category) x
+$$;
+SELECT s AS subject, p.label,
+       jsonb_array_length(privacy_internal.subject_access_entries(privacy.subject_hash(s), p.pid, p.since)) AS listed,
+       privacy_internal.subject_access_entries(privacy.subject_hash(s), p.pid, p.since)
+         = pg_temp.access_by_query(privacy.subject_hash(s), p.pid, p.since) AS same
+  FROM unnest(ARRAY['7', '100', 'no such subject']) s,
+       (VALUES ('another backend', pg_backend_pid() + 1, '-infinity'::timestamptz),
+               ('own, all since', pg_backend_pid(), '-infinity'),
+               ('own, none since', pg_backend_pid(), 'infinity'),
+               ('any backend, not subject_access', NULL, '-infinity')) p(label, pid, since)
+ ORDER BY 1, 2;
+SELECT privacy_internal.subject_access_entries(NULL, NULL, now()) AS no_subject;
+
+-- the reader checks the caller's right to read the log as a query would
+SELECT privacy.subject_hash('7') AS hash7 \gset
+CREATE ROLE at_reader;
+GRANT USAGE ON SCHEMA privacy_internal TO at_reader;
+GRANT EXECUTE ON FUNCTION privacy_internal.access_log_subject_trail(bytea) TO at_reader;
+SET ROLE at_reader;
+SELECT count(*) FROM privacy_internal.access_log_subject_trail(:'hash7'::bytea);
+RESET ROLE;
+GRANT SELECT ON privacy.access_log_trail TO at_reader;
+SET ROLE at_reader;
+SELECT count(*) FROM privacy_internal.access_log_subject_trail(:'hash7'::bytea);
+RESET ROLE;
+GRANT SELECT ON privacy.access_log_batches TO at_reader;
+SET ROLE at_reader;
+SELECT count(*) FROM privacy_internal.access_log_subject_trail(:'hash7'::bytea);
+RESET ROLE;
+REVOKE ALL ON privacy.access_log_trail, privacy.access_log_batches FROM at_reader;
+REVOKE ALL ON FUNCTION privacy_internal.access_log_subject_trail(bytea) FROM at_reader;
+REVOKE ALL ON SCHEMA privacy_internal FROM at_reader;
+DROP ROLE at_reader;
 -- One statement opening 2,500 subjects (issue #14): the writer stores the
 -- trail rows of a flush a thousand at a time (COPY's multi-row inserts);
 -- every subject entry of the statement has exactly its row, chunk

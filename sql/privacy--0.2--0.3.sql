@@ -8499,3 +8499,29 @@ BEGIN
 END
 $$;
 
+
+------------------------------------------------------------------------------
+-- Issue #19, the read side of the GDPR benchmark: a subject's access
+-- entries and their statements read by C in one pass
+-- (privacy_internal.access_log_subject_trail), for the subject report's
+-- list (subject_access_entries) and privacy.access_trail(), both C now.
+------------------------------------------------------------------------------
+CREATE FUNCTION privacy_internal.access_log_subject_trail(subject_hash bytea)
+    RETURNS TABLE (seq bigint, event bigint, at timestamptz, session_role text, acting_role text,
+                   application text, backend_pid integer, purpose text, command text, relation text,
+                   category text, opened bigint, outcome text, reason text, denied_category text)
+    AS 'MODULE_PATHNAME', 'privacy_access_log_subject_trail' LANGUAGE C STABLE STRICT ROWS 10;
+COMMENT ON FUNCTION privacy_internal.access_log_subject_trail(bytea) IS
+    'the subject entries of one subject hash (seq, category, opened) with their statement event (event and its fields): access_log_for_subject() joined to access_log_event(), in one pass over the batches';
+REVOKE ALL ON FUNCTION privacy_internal.access_log_subject_trail(bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION privacy_internal.access_log_subject_trail(bytea) TO privacy_officer;
+
+CREATE OR REPLACE FUNCTION privacy_internal.subject_access_entries(hash bytea, own_pid integer, since timestamptz)
+    RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'privacy_subject_access_entries' LANGUAGE C STABLE;
+
+CREATE OR REPLACE FUNCTION privacy.access_trail(subject text)
+    RETURNS TABLE (entry bigint, at timestamptz, session_role text, acting_role text, application text,
+                   purpose text, command text, relation text, category text, opened bigint,
+                   outcome text, reason text, denied_category text)
+    AS 'MODULE_PATHNAME', 'privacy_access_trail' LANGUAGE C STABLE STRICT ROWS 10;

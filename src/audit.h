@@ -115,6 +115,9 @@ extern void audit_canon_subject(StringInfo buf, int64 event, const unsigned char
 								const char *category, int64 opened);
 extern int	audit_unpack_next(Reader *r, LogchainEntry *e);
 extern void audit_put_offset(StringInfo offsets, uint32 off);
+extern bool audit_batch_offsets(Datum entries, Datum offsets, int64 i, int64 j, uint32 *out, int64 *last);
+extern bytea *audit_batch_bytes(Datum entries, uint32 start, uint32 end);
+extern void audit_batch_corrupt(void) pg_attribute_noreturn();
 extern int64 audit_subject_key(const unsigned char *hash);
 extern void audit_sort_int64(int64 *first, size_t n);
 extern Datum audit_bytea_datum(const unsigned char *b, size_t len);

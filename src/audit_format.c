@@ -66,15 +66,13 @@ audit_put_str(StringInfo buf, const char *s)
 	}
 }
 
-static void batch_corrupt(void);
-
 uint32
 audit_get_u32(Reader *r)
 {
 	uint32		v;
 
 	if (r->end - r->p < 4)
-		batch_corrupt();
+		audit_batch_corrupt();
 	v = ((uint32) r->p[0] << 24) | ((uint32) r->p[1] << 16) | ((uint32) r->p[2] << 8) | r->p[3];
 	r->p += 4;
 	return v;
@@ -98,7 +96,7 @@ audit_get_str(Reader *r)
 	if (len == 0xFFFFFFFFu)
 		return NULL;
 	if ((size_t) (r->end - r->p) < len)
-		batch_corrupt();
+		audit_batch_corrupt();
 	s = palloc(len + 1);
 	memcpy(s, r->p, len);
 	s[len] = '\0';
@@ -160,7 +158,7 @@ audit_parse_statement(Reader *r, StatementEntry *e)
 	e->relation = audit_get_str(r);
 	e->ncolumns = (int) audit_get_u32(r);
 	if (e->ncolumns < 0 || e->ncolumns > MaxHeapAttributeNumber)
-		batch_corrupt();
+		audit_batch_corrupt();
 	e->columns = palloc(sizeof(char *) * (e->ncolumns + 1));
 	e->categories = palloc(sizeof(char *) * (e->ncolumns + 1));
 	for (i = 0; i < e->ncolumns; i++)
@@ -201,7 +199,7 @@ skip_str(Reader *r)
 	if (len == 0xFFFFFFFFu)
 		return;
 	if ((size_t) (r->end - r->p) < len)
-		batch_corrupt();
+		audit_batch_corrupt();
 	r->p += len;
 }
 
@@ -218,7 +216,7 @@ peek_str(Reader *r, int *len)
 		return NULL;
 	}
 	if ((size_t) (r->end - r->p) < l)
-		batch_corrupt();
+		audit_batch_corrupt();
 	p = (const char *) r->p;
 	r->p += l;
 	*len = (int) l;
@@ -261,7 +259,7 @@ audit_statement_is_denial(const unsigned char *bytes, size_t len)
 	skip_str(&r);				/* relation */
 	n = audit_get_u32(&r);
 	if (n > MaxHeapAttributeNumber)
-		batch_corrupt();
+		audit_batch_corrupt();
 	while (n-- > 0)
 	{
 		skip_str(&r);			/* column */
@@ -321,8 +319,9 @@ audit_subject_key(const unsigned char *hash)
 	return (int64) v;
 }
 
-static void
-batch_corrupt(void)
+/* (exported: the trail's reader in audit_sql.c reads batch rows too) */
+void
+audit_batch_corrupt(void)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_DATA_CORRUPTED),
@@ -415,7 +414,7 @@ privacy_access_log_statements(PG_FUNCTION_ARGS)
 		er.end = e.bytes + e.len;
 		audit_parse_statement(&er, &s);
 		if (er.p != er.end)
-			batch_corrupt();
+			audit_batch_corrupt();
 		memset(nulls, 0, sizeof(nulls));
 		values[0] = Int64GetDatum((int64) e.seq);
 		values[1] = TimestampTzGetDatum(s.at);
@@ -448,7 +447,7 @@ privacy_access_log_statements(PG_FUNCTION_ARGS)
 	}
 	MemoryContextDelete(tmp);
 	if (rc < 0)
-		batch_corrupt();
+		audit_batch_corrupt();
 	return (Datum) 0;
 }
 
@@ -486,7 +485,7 @@ privacy_access_log_subject_entries(PG_FUNCTION_ARGS)
 		er.end = e.bytes + e.len;
 		event = audit_get_i64(&er);
 		if (er.end - er.p < PRIVACY_SUBJECT_HASH_BYTES)
-			batch_corrupt();
+			audit_batch_corrupt();
 		hash = er.p;
 		er.p += PRIVACY_SUBJECT_HASH_BYTES;
 		if (want != NULL && memcmp(hash, VARDATA_ANY(want), PRIVACY_SUBJECT_HASH_BYTES) != 0)
@@ -501,11 +500,11 @@ privacy_access_log_subject_entries(PG_FUNCTION_ARGS)
 		values[4] = Int64GetDatum(audit_get_i64(&er));
 		values[5] = audit_bytea_datum(e.mac, LOGCHAIN_MAC_BYTES);
 		if (er.p != er.end)
-			batch_corrupt();
+			audit_batch_corrupt();
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	if (rc < 0)
-		batch_corrupt();
+		audit_batch_corrupt();
 	return (Datum) 0;
 }
 
@@ -611,9 +610,53 @@ privacy_access_log_offsets(PG_FUNCTION_ARGS)
 		audit_put_offset(&out, off);
 	}
 	if (rc < 0)
-		batch_corrupt();
+		audit_batch_corrupt();
 	SET_VARSIZE(out.data, out.len);
 	PG_RETURN_BYTEA_P((bytea *) out.data);
+}
+
+/*
+ * Where entries i to j of a batch row start (offsets[k - i] for entry k),
+ * and where entry j ends (offsets[j - i + 1]), read as one slice of the
+ * row's offsets column: false when the row has no entry i.  j is cut to the
+ * row's last entry; *last says which entry that is.
+ */
+bool
+audit_batch_offsets(Datum entries, Datum offsets, int64 i, int64 j, uint32 *out, int64 *last)
+{
+	Size		total = toast_raw_datum_size(entries) - VARHDRSZ;
+	Size		noffsets = (toast_raw_datum_size(offsets) - VARHDRSZ) / 4;
+	bytea	   *o;
+	int64		k;
+
+	if (i < 0 || (uint64) i >= noffsets || j < i)
+		return false;
+	if ((uint64) j >= noffsets)
+		j = (int64) noffsets - 1;
+	o = (bytea *) pg_detoast_datum_slice((struct varlena *) DatumGetPointer(offsets),
+										 (int32) (i * 4), (int32) ((j - i + 2) * 4));
+	if (VARSIZE(o) - VARHDRSZ < (Size) (j - i + 1) * 4)
+		audit_batch_corrupt();
+	for (k = 0; k <= j - i; k++)
+		out[k] = get_offset((unsigned char *) VARDATA(o) + k * 4);
+	out[j - i + 1] = VARSIZE(o) - VARHDRSZ >= (Size) (j - i + 2) * 4 ?
+		get_offset((unsigned char *) VARDATA(o) + (j - i + 1) * 4) : (uint32) total;
+	for (k = 0; k <= j - i; k++)
+		if (out[k] > out[k + 1])
+			audit_batch_corrupt();
+	if (out[j - i + 1] > total)
+		audit_batch_corrupt();
+	pfree(o);
+	*last = j;
+	return true;
+}
+
+/* Bytes start to end of a batch row's entries, read as one slice. */
+bytea *
+audit_batch_bytes(Datum entries, uint32 start, uint32 end)
+{
+	return (bytea *) pg_detoast_datum_slice((struct varlena *) DatumGetPointer(entries),
+											(int32) start, (int32) (end - start));
 }
 
 /*
@@ -627,26 +670,16 @@ PG_FUNCTION_INFO_V1(privacy_access_log_entry);
 Datum
 privacy_access_log_entry(PG_FUNCTION_ARGS)
 {
-	int64		i = PG_GETARG_INT64(2);
-	Size		total = toast_raw_datum_size(PG_GETARG_DATUM(0)) - VARHDRSZ;
-	Size		noffsets = (toast_raw_datum_size(PG_GETARG_DATUM(1)) - VARHDRSZ) / 4;
-	bytea	   *o;
-	uint32		start;
-	uint32		end;
+	uint32		off[2];
+	int64		last;
 
-	if (i < 0 || (uint64) i >= noffsets)
+	if (!audit_batch_offsets(PG_GETARG_DATUM(0), PG_GETARG_DATUM(1), PG_GETARG_INT64(2), PG_GETARG_INT64(2),
+							 off, &last))
 	{
 		bytea	   *empty = palloc(VARHDRSZ);
 
 		SET_VARSIZE(empty, VARHDRSZ);
 		PG_RETURN_BYTEA_P(empty);
 	}
-	o = PG_GETARG_BYTEA_P_SLICE(1, (int32) (i * 4), 8);
-	if (VARSIZE(o) - VARHDRSZ < 4)
-		batch_corrupt();
-	start = get_offset((unsigned char *) VARDATA(o));
-	end = VARSIZE(o) - VARHDRSZ >= 8 ? get_offset((unsigned char *) VARDATA(o) + 4) : (uint32) total;
-	if (start > end || end > total)
-		batch_corrupt();
-	PG_RETURN_BYTEA_P(PG_GETARG_BYTEA_P_SLICE(0, (int32) start, (int32) (end - start)));
+	PG_RETURN_BYTEA_P(audit_batch_bytes(PG_GETARG_DATUM(0), off[0], off[1]));
 }

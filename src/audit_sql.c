@@ -1,5 +1,6 @@
 /*
- * audit_sql.c — the access log's SQL functions: flush, status, verify, trim.
+ * audit_sql.c — the access log's SQL functions: flush, status, verify, trim,
+ * and the reader of one subject's trail.
  *
  * privacy.verify_access_log() recomputes the MAC chain (logchain.c) over
  * the batch rows from the latest retention anchor, checks each row's own
@@ -13,18 +14,32 @@
 
 #include <sodium.h>
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/nbtree.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
+#include "executor/tuptable.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/datetime.h"
+#include "utils/datum.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/varlena.h"
 
 /*
  * privacy.flush_access_log(timeout_ms) → boolean: wait until every event
@@ -646,4 +661,593 @@ Datum
 privacy_trim_access_log(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_INT64(audit_trim_log());
+}
+
+/*
+ * privacy_internal.access_log_subject_trail(subject_hash): the entries of
+ * the access log about one subject, each with the statement event that
+ * opened its values: what access_log_for_subject() joined to
+ * access_log_event() gives, in one call (issue #19: the two lookups of
+ * each entry were most of a subject report).  The subject's seqs come from
+ * privacy.access_log_trail (derived); the entries themselves from the
+ * chained batch rows, each read as slices of its row (audit_batch_offsets),
+ * and the statement event, most often a few entries before it in the same
+ * row, in the same slice.  The last batch rows and the last statement met
+ * are kept for the call.  An entry whose bytes are not at its seq or not
+ * about the subject (its 8-byte trail key is shared) is left out, as is a
+ * subject entry whose statement is not found.  Both tables are read
+ * through their indexes directly, not by queries (issue #19: starting the
+ * executor for a lookup cost as much as the lookup), with the caller's
+ * rights checked as a query would check them, and the statement's snapshot.
+ */
+#define TRAIL_BATCHES 4			/* batch rows kept for a call */
+#define TRAIL_BACK_BYTES 4096	/* read before a subject entry, for its statement */
+#define TRAIL_BACK_ENTRIES 64
+
+typedef struct TrailBatch
+{
+	bool		valid;
+	int64		first_seq;
+	int64		last_seq;
+	Datum		entries;		/* the row's TOAST pointers (or values), copied */
+	Datum		offsets;
+} TrailBatch;
+
+/* The two tables, open for one call, and their columns. */
+typedef struct TrailRels
+{
+	Relation	trail;
+	Relation	trail_idx;		/* on subject_key */
+	TupleTableSlot *trail_slot;
+	AttrNumber	trail_seq;
+	Relation	batches;
+	Relation	batches_idx;	/* on first_seq */
+	TupleTableSlot *batch_slot;
+	IndexScanDesc batch_scan;
+	AttrNumber	b_first;
+	AttrNumber	b_last;
+	AttrNumber	b_entries;
+	AttrNumber	b_offsets;
+} TrailRels;
+
+static Relation
+trail_open(const char *name, bool index)
+{
+	Oid			relid = get_relname_relid(name, catalog_namespace());
+	AclResult	acl;
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "relation " PRIVACY_SCHEMA ".%s of the access log does not exist", name);
+	if (index)
+		return index_open(relid, AccessShareLock);
+	acl = pg_class_aclcheck(relid, GetUserId(), ACL_SELECT);
+	if (acl != ACLCHECK_OK)
+		aclcheck_error(acl, OBJECT_TABLE, name);
+	return table_open(relid, AccessShareLock);
+}
+
+static AttrNumber
+trail_attnum(Relation rel, const char *name)
+{
+	AttrNumber	n = get_attnum(RelationGetRelid(rel), name);
+
+	if (n == InvalidAttrNumber)
+		elog(ERROR, "column %s of " PRIVACY_SCHEMA ".%s does not exist", name, RelationGetRelationName(rel));
+	return n;
+}
+
+static void
+trail_rels_open(TrailRels *tr)
+{
+	AclResult	acl = pg_namespace_aclcheck(catalog_namespace(), GetUserId(), ACL_USAGE);
+
+	if (acl != ACLCHECK_OK)
+		aclcheck_error(acl, OBJECT_SCHEMA, PRIVACY_SCHEMA);
+	tr->trail = trail_open("access_log_trail", false);
+	tr->trail_idx = trail_open("access_log_trail_subject", true);
+	tr->trail_slot = table_slot_create(tr->trail, NULL);
+	tr->trail_seq = trail_attnum(tr->trail, "seq");
+	tr->batches = trail_open("access_log_batches", false);
+	tr->batches_idx = trail_open("access_log_batches_pkey", true);
+	tr->batch_slot = table_slot_create(tr->batches, NULL);
+	tr->batch_scan = NULL;
+	tr->b_first = trail_attnum(tr->batches, "first_seq");
+	tr->b_last = trail_attnum(tr->batches, "last_seq");
+	tr->b_entries = trail_attnum(tr->batches, "entries");
+	tr->b_offsets = trail_attnum(tr->batches, "offsets");
+}
+
+static void
+trail_rels_close(TrailRels *tr)
+{
+	if (tr->batch_scan != NULL)
+		index_endscan(tr->batch_scan);
+	ExecDropSingleTupleTableSlot(tr->trail_slot);
+	ExecDropSingleTupleTableSlot(tr->batch_slot);
+	index_close(tr->trail_idx, NoLock);
+	index_close(tr->batches_idx, NoLock);
+	table_close(tr->trail, NoLock);
+	table_close(tr->batches, NoLock);
+}
+
+/* The subject's seqs in the trail (sorted), in the current memory context. */
+static int64 *
+trail_seqs(TrailRels *tr, int64 key, uint64 *n)
+{
+	ScanKeyData sk;
+	IndexScanDesc scan;
+	uint64		max = 16;
+	int64	   *seqs = palloc(sizeof(int64) * max);
+
+	*n = 0;
+	ScanKeyInit(&sk, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(key));
+	scan = index_beginscan(tr->trail, tr->trail_idx, GetActiveSnapshot(), 1, 0);
+	index_rescan(scan, &sk, 1, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, tr->trail_slot))
+	{
+		bool		isnull;
+		Datum		d = slot_getattr(tr->trail_slot, tr->trail_seq, &isnull);
+
+		if (isnull)
+			continue;
+		if (*n == max)
+		{
+			if (max * 2 > MaxAllocSize / sizeof(int64))
+				elog(ERROR, "the access trail of a subject is too long to read at once");
+			max *= 2;
+			seqs = repalloc(seqs, sizeof(int64) * max);
+		}
+		seqs[(*n)++] = DatumGetInt64(d);
+	}
+	index_endscan(scan);
+	if (*n > 1)
+		audit_sort_int64(seqs, *n);
+	return seqs;
+}
+
+/* The batch row holding seq (the greatest first_seq at or below it), or NULL. */
+static TrailBatch *
+trail_batch(TrailRels *tr, TrailBatch *cache, int *next, int64 seq, MemoryContext cxt)
+{
+	TrailBatch *b;
+	ScanKeyData sk;
+	bool		isnull;
+	MemoryContext old;
+	int			i;
+
+	for (i = 0; i < TRAIL_BATCHES; i++)
+		if (cache[i].valid && cache[i].first_seq <= seq && seq <= cache[i].last_seq)
+			return &cache[i];
+	ScanKeyInit(&sk, 1, BTLessEqualStrategyNumber, F_INT8LE, Int64GetDatum(seq));
+	if (tr->batch_scan == NULL)
+		tr->batch_scan = index_beginscan(tr->batches, tr->batches_idx, GetActiveSnapshot(), 1, 0);
+	index_rescan(tr->batch_scan, &sk, 1, NULL, 0);
+	if (!index_getnext_slot(tr->batch_scan, BackwardScanDirection, tr->batch_slot))
+		return NULL;
+	b = &cache[*next];
+	*next = (*next + 1) % TRAIL_BATCHES;
+	if (b->valid)
+	{
+		pfree(DatumGetPointer(b->entries));
+		pfree(DatumGetPointer(b->offsets));
+	}
+	old = MemoryContextSwitchTo(cxt);
+	b->first_seq = DatumGetInt64(slot_getattr(tr->batch_slot, tr->b_first, &isnull));
+	b->last_seq = DatumGetInt64(slot_getattr(tr->batch_slot, tr->b_last, &isnull));
+	b->entries = datumCopy(slot_getattr(tr->batch_slot, tr->b_entries, &isnull), false, -1);
+	b->offsets = datumCopy(slot_getattr(tr->batch_slot, tr->b_offsets, &isnull), false, -1);
+	b->valid = true;
+	MemoryContextSwitchTo(old);
+	ExecClearTuple(tr->batch_slot);
+	return b;
+}
+
+/*
+ * The packed entry at bytes start to end of a slice that begins at byte
+ * base of its row: false when it is not at seq or not of the kind wanted.
+ */
+static bool
+trail_entry(const bytea *slice, uint32 base, uint32 start, uint32 end, int64 seq, char kind, LogchainEntry *e)
+{
+	Reader		r;
+
+	if (start < base || end - base > VARSIZE(slice) - VARHDRSZ)
+		audit_batch_corrupt();
+	r.p = (const unsigned char *) VARDATA(slice) + (start - base);
+	r.end = (const unsigned char *) VARDATA(slice) + (end - base);
+	if (audit_unpack_next(&r, e) != 1 || r.p != r.end)
+		audit_batch_corrupt();
+	return (int64) e->seq == seq && e->len > 0 && e->bytes[0] == kind;
+}
+
+/* The statement event seq of a batch row, parsed into *st: false when there is none. */
+static bool
+trail_statement(TrailBatch *b, int64 seq, const bytea *slice, uint32 base, const uint32 *off, int64 lo,
+				int64 window, StatementEntry *st)
+{
+	LogchainEntry e;
+	Reader		r;
+	uint32		own[2];
+	int64		last;
+	int64		i = seq - b->first_seq;
+
+	if (i >= window && slice != NULL)
+	{
+		/* in the slice read with the subject entry */
+		if (!trail_entry(slice, base, off[i - lo], off[i - lo + 1], seq, ENTRY_STATEMENT, &e))
+			return false;
+	}
+	else
+	{
+		if (!audit_batch_offsets(b->entries, b->offsets, i, i, own, &last))
+			return false;
+		slice = audit_batch_bytes(b->entries, own[0], own[1]);
+		if (!trail_entry(slice, own[0], own[0], own[1], seq, ENTRY_STATEMENT, &e))
+			return false;
+	}
+	r.p = e.bytes;
+	r.end = e.bytes + e.len;
+	audit_parse_statement(&r, st);
+	if (r.p != r.end)
+		audit_batch_corrupt();
+	return true;
+}
+
+/* One entry of a subject's trail with its statement's fields. */
+typedef struct TrailRow
+{
+	int64		seq;
+	int64		event;
+	int64		opened;
+	char	   *category;
+	StatementEntry *st;			/* shared by the entries of one statement */
+} TrailRow;
+
+/*
+ * The entries of the subject of hash, in seq order, in the caller's memory
+ * (*nrows of them).
+ */
+static TrailRow *
+trail_read(const unsigned char *hash, int *nrows)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext call_cxt;
+	MemoryContext entry_cxt;
+	MemoryContext old;
+	TrailRels	tr;
+	TrailBatch	cache[TRAIL_BATCHES];
+	int			next = 0;
+	int64	   *seqs;
+	uint64		nseqs;
+	uint64		n;
+	StatementEntry st;
+	StatementEntry *st_copy = NULL;	/* st in the caller's memory */
+	int64		st_seq = -1;	/* the statement in st, parsed once for its entries */
+	TrailRow   *rows;
+	int			count = 0;
+
+	call_cxt = AllocSetContextCreate(caller, "access trail", ALLOCSET_DEFAULT_SIZES);
+	entry_cxt = AllocSetContextCreate(call_cxt, "access trail entry", ALLOCSET_DEFAULT_SIZES);
+	memset(cache, 0, sizeof(cache));
+	memset(&st, 0, sizeof(st));
+
+	trail_rels_open(&tr);
+	old = MemoryContextSwitchTo(call_cxt);
+	seqs = trail_seqs(&tr, audit_subject_key(hash), &nseqs);
+	MemoryContextSwitchTo(old);
+	if (nseqs > (uint64) (MaxAllocSize / sizeof(TrailRow)) || nseqs > (uint64) PG_INT32_MAX)
+		elog(ERROR, "the access trail of a subject is too long to read at once");
+	rows = MemoryContextAlloc(caller, sizeof(TrailRow) * (nseqs + 1));
+
+	for (n = 0; n < nseqs; n++)
+	{
+		int64		seq = seqs[n];
+		TrailBatch *b = trail_batch(&tr, cache, &next, seq, call_cxt);
+		int64		i;
+		int64		lo;
+		int64		window;
+		int64		last;
+		uint32	   *off;
+		bytea	   *slice;
+		LogchainEntry e;
+		Reader		r;
+		int64		event;
+		char	   *category;
+		int64		opened;
+
+		if (b == NULL)
+			continue;
+		old = MemoryContextSwitchTo(entry_cxt);
+		i = seq - b->first_seq;
+		lo = Max(i - TRAIL_BACK_ENTRIES, 0);
+		off = palloc(sizeof(uint32) * (i - lo + 2));
+		if (!audit_batch_offsets(b->entries, b->offsets, lo, i, off, &last) || last != i)
+			goto next;
+		/* the subject entry and the bytes before it, where its statement most often is */
+		for (window = i; window > lo && off[i - lo] - off[window - 1 - lo] <= TRAIL_BACK_BYTES; window--)
+			;
+		slice = audit_batch_bytes(b->entries, off[window - lo], off[i - lo + 1]);
+		if (!trail_entry(slice, off[window - lo], off[i - lo], off[i - lo + 1], seq, ENTRY_SUBJECT, &e))
+			goto next;
+		r.p = e.bytes + 1;
+		r.end = e.bytes + e.len;
+		event = audit_get_i64(&r);
+		if (r.end - r.p < PRIVACY_SUBJECT_HASH_BYTES)
+			audit_batch_corrupt();
+		if (memcmp(r.p, hash, PRIVACY_SUBJECT_HASH_BYTES) != 0)
+			goto next;
+		r.p += PRIVACY_SUBJECT_HASH_BYTES;
+		MemoryContextSwitchTo(caller);
+		category = audit_get_str(&r);
+		MemoryContextSwitchTo(entry_cxt);
+		opened = audit_get_i64(&r);
+		if (r.p != r.end)
+			audit_batch_corrupt();
+
+		if (event != st_seq)
+		{
+			bool		found;
+
+			st_seq = -1;
+			/* (its fields in the caller's memory, shared by its entries' rows) */
+			MemoryContextSwitchTo(caller);
+			if (event >= b->first_seq && event < seq)
+				found = trail_statement(b, event, slice, off[window - lo], off, lo, window, &st);
+			else
+			{
+				/* (another row: the cache may drop b) */
+				TrailBatch *sb = trail_batch(&tr, cache, &next, event, call_cxt);
+
+				found = sb != NULL && trail_statement(sb, event, NULL, 0, NULL, 0, 0, &st);
+			}
+			MemoryContextSwitchTo(entry_cxt);
+			if (!found)
+				goto next;
+			st_seq = event;
+			st_copy = MemoryContextAlloc(caller, sizeof(StatementEntry));
+			*st_copy = st;
+		}
+		rows[count].seq = seq;
+		rows[count].event = event;
+		rows[count].category = category;
+		rows[count].opened = opened;
+		rows[count].st = st_copy;
+		count++;
+next:
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(entry_cxt);
+	}
+	trail_rels_close(&tr);
+	MemoryContextDelete(call_cxt);
+	*nrows = count;
+	return rows;
+}
+
+/*
+ * The columns of access_log_subject_trail() for one row; privacy.access_trail()
+ * returns some of them (TRAIL_AS_ACCESS_TRAIL).
+ */
+#define TRAIL_COLUMNS 15
+static const int TRAIL_AS_ACCESS_TRAIL[] = {1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14};
+
+static void
+trail_row_values(const TrailRow *row, Datum *values, bool *nulls)
+{
+	const StatementEntry *st = row->st;
+	const char *texts[TRAIL_COLUMNS] = {
+		NULL, NULL, NULL, st->session_role, st->acting_role, st->application, NULL, st->purpose,
+		st->command, st->relation, row->category, NULL, st->outcome, st->reason, st->denied_category
+	};
+	int			k;
+
+	for (k = 0; k < TRAIL_COLUMNS; k++)
+	{
+		nulls[k] = texts[k] == NULL;
+		values[k] = texts[k] != NULL ? CStringGetTextDatum(texts[k]) : (Datum) 0;
+	}
+	values[0] = Int64GetDatum(row->seq);
+	values[1] = Int64GetDatum(row->event);
+	values[2] = TimestampTzGetDatum(st->at);
+	values[6] = Int32GetDatum(st->backend_pid);
+	values[11] = Int64GetDatum(row->opened);
+	nulls[0] = nulls[1] = nulls[2] = nulls[6] = nulls[11] = false;
+}
+
+/*
+ * privacy_internal.access_log_subject_trail(subject_hash): the rows of
+ * access_log_for_subject() joined to access_log_event(), in seq order.
+ */
+PG_FUNCTION_INFO_V1(privacy_access_log_subject_trail);
+Datum
+privacy_access_log_subject_trail(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bytea	   *want = PG_GETARG_BYTEA_PP(0);
+	TrailRow   *rows;
+	int			n;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (VARSIZE_ANY_EXHDR(want) != PRIVACY_SUBJECT_HASH_BYTES)
+		return (Datum) 0;
+	rows = trail_read((const unsigned char *) VARDATA_ANY(want), &n);
+	for (i = 0; i < n; i++)
+	{
+		Datum		values[TRAIL_COLUMNS];
+		bool		nulls[TRAIL_COLUMNS];
+
+		trail_row_values(&rows[i], values, nulls);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/* By statement, then category (as text sorts in the database, nulls last). */
+static int
+trail_row_cmp(const void *a, const void *b)
+{
+	const TrailRow *x = (const TrailRow *) a;
+	const TrailRow *y = (const TrailRow *) b;
+
+	if (x->event != y->event)
+		return x->event < y->event ? -1 : 1;
+	if (x->category == NULL || y->category == NULL)
+		return (x->category == NULL) - (y->category == NULL);
+	{
+		int			c = varstr_cmp(x->category, strlen(x->category), y->category, strlen(y->category),
+								   DEFAULT_COLLATION_OID);
+
+		if (c != 0)
+			return c;
+	}
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/*
+ * privacy.access_trail(subject): a subject's access trail for an officer,
+ * one row per statement and category, oldest first.  C rather than
+ * PL/pgSQL around the reader (issue #19: the wrapper cost as much as the
+ * reading); it runs as its caller, so only who may read the access log
+ * gets anything.
+ */
+PG_FUNCTION_INFO_V1(privacy_access_trail);
+Datum
+privacy_access_trail(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	text	   *subject = PG_GETARG_TEXT_PP(0);
+	unsigned char hash[PRIVACY_SUBJECT_HASH_BYTES];
+	TrailRow   *rows;
+	int			n;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	keys_subject_hash(VARDATA_ANY(subject), VARSIZE_ANY_EXHDR(subject), hash);
+	rows = trail_read(hash, &n);
+	if (n > 1)
+		qsort(rows, n, sizeof(TrailRow), trail_row_cmp);
+	for (i = 0; i < n; i++)
+	{
+		Datum		all[TRAIL_COLUMNS];
+		bool		allnulls[TRAIL_COLUMNS];
+		Datum		values[lengthof(TRAIL_AS_ACCESS_TRAIL)];
+		bool		nulls[lengthof(TRAIL_AS_ACCESS_TRAIL)];
+		int			k;
+
+		trail_row_values(&rows[i], all, allnulls);
+		for (k = 0; k < lengthof(TRAIL_AS_ACCESS_TRAIL); k++)
+		{
+			values[k] = all[TRAIL_AS_ACCESS_TRAIL[k]];
+			nulls[k] = allnulls[TRAIL_AS_ACCESS_TRAIL[k]];
+		}
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+
+/* A JSON string, or null. */
+static void
+json_text(StringInfo buf, const char *s)
+{
+	if (s == NULL)
+		appendStringInfoString(buf, "null");
+	else
+		escape_json(buf, s);
+}
+
+/*
+ * privacy_internal.subject_access_entries(hash, own_pid, since) → jsonb:
+ * the access entries of one subject on this node as the subject report
+ * lists them, one object per statement, oldest first: entry, at, role,
+ * session_role, application, purpose, command, table, categories (distinct,
+ * sorted), values (opened, summed), outcome, and a denial's reason and
+ * denied_category.  Its own reads are left out: those at or after since of
+ * backend own_pid, or when own_pid is NULL (a Citus worker serving the
+ * coordinator's report) those under subject_access.  C rather than a query
+ * over access_log_subject_trail() (issue #19: starting that query's
+ * aggregates cost more than reading the entries).  Runs as its caller.
+ */
+PG_FUNCTION_INFO_V1(privacy_subject_access_entries);
+Datum
+privacy_subject_access_entries(PG_FUNCTION_ARGS)
+{
+	bytea	   *want = PG_ARGISNULL(0) ? NULL : PG_GETARG_BYTEA_PP(0);
+	bool		any_pid = PG_ARGISNULL(1);
+	int32		own_pid = any_pid ? 0 : PG_GETARG_INT32(1);
+	bool		no_since = PG_ARGISNULL(2);
+	TimestampTz since = no_since ? 0 : PG_GETARG_TIMESTAMPTZ(2);
+	StringInfoData buf;
+	TrailRow   *rows = NULL;
+	int			n = 0;
+	int			i;
+	bool		first = true;
+
+	if (want != NULL && VARSIZE_ANY_EXHDR(want) == PRIVACY_SUBJECT_HASH_BYTES)
+		rows = trail_read((const unsigned char *) VARDATA_ANY(want), &n);
+	if (n > 1)
+		qsort(rows, n, sizeof(TrailRow), trail_row_cmp);
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '[');
+	for (i = 0; i < n;)
+	{
+		StatementEntry *st = rows[i].st;
+		int64		event = rows[i].event;
+		bool		own;
+		int			j;
+		int64		values = 0;
+		bool		first_cat = true;
+		char		at[MAXDATELEN + 1];
+
+		/* NOT (at >= since AND (own backend OR (any_pid AND subject_access))) */
+		own = any_pid ? (st->purpose != NULL && strcmp(st->purpose, "subject_access") == 0)
+			: st->backend_pid == own_pid;
+		if (own && (no_since || st->at >= since))
+		{
+			while (i < n && rows[i].event == event)
+				i++;
+			continue;
+		}
+		appendStringInfo(&buf, "%s{\"entry\": " INT64_FORMAT ", \"at\": \"%s\", \"role\": ",
+						 first ? "" : ", ", event,
+						 JsonEncodeDateTime(at, TimestampTzGetDatum(st->at), TIMESTAMPTZOID, NULL));
+		first = false;
+		json_text(&buf, st->acting_role);
+		appendStringInfoString(&buf, ", \"session_role\": ");
+		json_text(&buf, st->session_role);
+		appendStringInfoString(&buf, ", \"application\": ");
+		json_text(&buf, st->application);
+		appendStringInfoString(&buf, ", \"purpose\": ");
+		json_text(&buf, st->purpose);
+		appendStringInfoString(&buf, ", \"command\": ");
+		json_text(&buf, st->command);
+		appendStringInfoString(&buf, ", \"table\": ");
+		json_text(&buf, st->relation);
+		appendStringInfoString(&buf, ", \"categories\": [");
+		for (j = i; j < n && rows[j].event == event; j++)
+		{
+			values += rows[j].opened;
+			/* distinct: equal categories are next to each other */
+			if (j > i && (rows[j].category == NULL ? rows[j - 1].category == NULL :
+						  rows[j - 1].category != NULL && strcmp(rows[j].category, rows[j - 1].category) == 0))
+				continue;
+			if (!first_cat)
+				appendStringInfoString(&buf, ", ");
+			first_cat = false;
+			json_text(&buf, rows[j].category);
+		}
+		i = j;
+		appendStringInfo(&buf, "], \"values\": " INT64_FORMAT ", \"outcome\": ", values);
+		json_text(&buf, st->outcome);
+		if (st->reason != NULL)
+		{
+			appendStringInfoString(&buf, ", \"reason\": ");
+			json_text(&buf, st->reason);
+			appendStringInfoString(&buf, ", \"denied_category\": ");
+			json_text(&buf, st->denied_category);
+		}
+		appendStringInfoChar(&buf, '}');
+	}
+	appendStringInfoChar(&buf, ']');
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }

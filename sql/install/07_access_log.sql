@@ -133,6 +133,19 @@ $$;
 COMMENT ON FUNCTION privacy_internal.access_log_event(bigint) IS
     'the row of privacy.access_log with this seq, found through the batches'' primary key';
 
+-- Both in one call, for the subject report and the access trail (issue
+-- #19: the two lookups of each entry were most of a report): a subject's
+-- seqs from the trail, each entry and the statement that opened its values
+-- read from the chained batches as slices of their rows, the statement
+-- most often in the same slice as the entry.  C, running as its caller.
+CREATE FUNCTION privacy_internal.access_log_subject_trail(subject_hash bytea)
+    RETURNS TABLE (seq bigint, event bigint, at timestamptz, session_role text, acting_role text,
+                   application text, backend_pid integer, purpose text, command text, relation text,
+                   category text, opened bigint, outcome text, reason text, denied_category text)
+    AS 'MODULE_PATHNAME', 'privacy_access_log_subject_trail' LANGUAGE C STABLE STRICT ROWS 10;
+COMMENT ON FUNCTION privacy_internal.access_log_subject_trail(bytea) IS
+    'the subject entries of one subject hash (seq, category, opened) with their statement event (event and its fields): access_log_for_subject() joined to access_log_event(), in one pass over the batches';
+
 CREATE TABLE privacy.access_log_anchors (
     first_seq  bigint PRIMARY KEY,
     anchor     bytea NOT NULL,
@@ -233,7 +246,8 @@ REVOKE ALL ON FUNCTION privacy_internal.access_log_seal_head() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION privacy_internal.access_log_statements(bytea, bigint),
     privacy_internal.access_log_subject_entries(bytea, bytea), privacy_internal.access_log_subject_key(bytea),
     privacy_internal.access_log_entry(bytea, bytea, bigint),
-    privacy_internal.access_log_for_subject(bytea), privacy_internal.access_log_event(bigint)
+    privacy_internal.access_log_for_subject(bytea), privacy_internal.access_log_event(bigint),
+    privacy_internal.access_log_subject_trail(bytea)
   TO privacy_officer;
 GRANT EXECUTE ON FUNCTION privacy.verify_access_log(), privacy.flush_access_log(integer),
     privacy.access_log_status(), privacy.trim_access_log()

@@ -59,58 +59,28 @@ COMMENT ON FUNCTION privacy_internal.report_table(regclass, name, text, name, in
     'a subject''s rows of one protected table with their retention due dates, decrypted under subject_access, and that access logged; called by privacy.subject_report() only';
 
 -- The access entries of one subject on this node, oldest first, as the
--- report lists them.  Its own reads are left out: on the node the report
--- runs on, those of its backend since its statement began (own_pid); on a
--- Citus worker, which serves them over Citus's connections, those under
--- subject_access since then.  PL/pgSQL rather than SQL so that its query
--- is planned once a session, not at every report (issue #19: planning it
--- was 40 % of a report).
+-- report lists them, one object per statement.  Its own reads are left
+-- out: on the node the report runs on, those of its backend since its
+-- statement began (own_pid); on a Citus worker, which serves them over
+-- Citus's connections, those under subject_access since then.  C (issue
+-- #19): the reader of access_log_subject_trail(), then the objects built
+-- as the query over it would build them (sql/access_trail.sql compares the
+-- two), without starting that query's aggregates at every report.
 CREATE FUNCTION privacy_internal.subject_access_entries(hash bytea, own_pid integer, since timestamptz)
     RETURNS jsonb
-    LANGUAGE plpgsql STABLE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    RETURN (SELECT coalesce(jsonb_agg(x.entry ORDER BY x.seq), '[]')
-      FROM (SELECT l.seq, jsonb_build_object(
-                       'entry', l.seq, 'at', l.at, 'role', l.acting_role, 'session_role', l.session_role,
-                       'application', l.application, 'purpose', l.purpose, 'command', l.command,
-                       'table', l.relation,
-                       'categories', to_jsonb(array_agg(DISTINCT s.category ORDER BY s.category)),
-                       'values', sum(s.opened), 'outcome', l.outcome)
-                   || CASE WHEN l.reason IS NULL THEN '{}'::jsonb
-                           ELSE jsonb_build_object('reason', l.reason, 'denied_category', l.denied_category) END
-                   AS entry
-              FROM privacy_internal.access_log_for_subject(hash) s
-              JOIN LATERAL privacy_internal.access_log_event(s.event) l ON true
-             WHERE NOT (l.at >= since AND (coalesce(l.backend_pid = own_pid, false)
-                                           OR (own_pid IS NULL AND l.purpose IS NOT DISTINCT FROM 'subject_access')))
-             GROUP BY l.seq, l.at, l.acting_role, l.session_role, l.application, l.purpose,
-                      l.command, l.relation, l.outcome, l.reason, l.denied_category) x);
-END
-$$;
+    AS 'MODULE_PATHNAME', 'privacy_subject_access_entries' LANGUAGE C STABLE;
 
 -- A subject's access trail for an officer (issue #19): what
--- access_log_for_subject() joined to access_log_event() gives, one row per
--- statement and category, oldest first.  PL/pgSQL so that the query is
--- planned once a session (planning that join cost three times running it);
--- it runs as its caller, so only who may read the access log gets anything.
+-- access_log_for_subject() joined to access_log_event() gives (read by the
+-- reader of access_log_subject_trail()), one row per statement and
+-- category, oldest first.  C: a PL/pgSQL wrapper cost as much as the
+-- reading.  It runs as its caller, so only who may read the access log
+-- gets anything.
 CREATE FUNCTION privacy.access_trail(subject text)
     RETURNS TABLE (entry bigint, at timestamptz, session_role text, acting_role text, application text,
                    purpose text, command text, relation text, category text, opened bigint,
                    outcome text, reason text, denied_category text)
-    LANGUAGE plpgsql STABLE STRICT ROWS 10
-    SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    RETURN QUERY
-    SELECT l.seq, l.at, l.session_role, l.acting_role, l.application, l.purpose, l.command, l.relation,
-           s.category, s.opened, l.outcome, l.reason, l.denied_category
-      FROM privacy_internal.access_log_for_subject(privacy.subject_hash(access_trail.subject)) s
-      JOIN LATERAL privacy_internal.access_log_event(s.event) l ON true
-     ORDER BY l.seq, s.category;
-END
-$$;
+    AS 'MODULE_PATHNAME', 'privacy_access_trail' LANGUAGE C STABLE STRICT ROWS 10;
 COMMENT ON FUNCTION privacy.access_trail(text) IS
     'the access log entries that opened a subject''s encrypted values, one row per statement and category, oldest first, read through the subject''s index range; runs as its caller';
 
