@@ -39,7 +39,10 @@
 #include "access/xact.h"
 #include "access/heapam.h"
 #include "access/tableam.h"
+#include "catalog/pg_constraint.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "commands/sequence.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -55,6 +58,7 @@
 #include "utils/rel.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 /* New subjects' keys written to the table in one statement. */
@@ -567,10 +571,47 @@ typedef struct DirectBatch
 } DirectBatch;
 
 /*
+ * Whether an INSERT trigger of the key table may be left out of a direct
+ * write: only the check of a foreign key on columns the direct write leaves
+ * NULL (data_keys.category), which MATCH SIMPLE passes without a look.
+ */
+static bool
+trigger_vacuous(const Trigger *t)
+{
+	HeapTuple	tup;
+	bool		vacuous = false;
+
+	if (!t->tgisinternal || RI_FKey_trigger_type(t->tgfoid) != RI_TRIGGER_FK)
+		return false;
+	tup = SearchSysCache1(CONSTROID, ObjectIdGetDatum(t->tgconstraint));
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = SysCacheGetAttr(CONSTROID, tup, Anum_pg_constraint_conkey, &isnull);
+
+		if (!isnull)
+		{
+			ArrayType  *a = DatumGetArrayTypeP(d);
+			int16	   *cols = (int16 *) ARR_DATA_PTR(a);
+			int			n = ARR_DIMS(a)[0];
+			int			i;
+
+			vacuous = ARR_NDIM(a) == 1 && n > 0;
+			for (i = 0; i < n && vacuous; i++)
+				vacuous = cols[i] == kt.att_category || cols[i] == kt.att_name ||
+					cols[i] == kt.att_retired_at || cols[i] == kt.att_destroyed_at;
+		}
+		ReleaseSysCache(tup);
+	}
+	return vacuous;
+}
+
+/*
  * Whether privacy.data_keys is still the table this file writes rows into
- * directly: its eleven columns, nothing that runs on an INSERT (a trigger,
- * a rule, row security), no generated column.  Another shape (a later
- * release's, an administrator's trigger) goes through the INSERT.
+ * directly: its eleven columns, nothing that runs on an INSERT (a trigger
+ * other than trigger_vacuous's, a rule, row security), no generated column.
+ * Another shape (a later release's, an administrator's trigger) goes
+ * through the INSERT.
  */
 static bool
 key_table_direct(Relation rel)
@@ -580,17 +621,21 @@ key_table_direct(Relation rel)
 	int			i;
 
 	if (desc->natts != 11 || rel->rd_rules != NULL || rel->rd_rel->relrowsecurity ||
-		(desc->constr != NULL && desc->constr->has_generated_stored))
+		(desc->constr != NULL && desc->constr->has_generated_stored) ||
+		kt.att_created_at == InvalidAttrNumber || kt.att_retired_at == InvalidAttrNumber ||
+		kt.att_destroyed_at == InvalidAttrNumber)
 		return false;
 	for (i = 0; i < desc->natts; i++)
 		if (TupleDescAttr(desc, i)->attisdropped)
 			return false;
-	if (trig != NULL && (trig->trig_insert_before_row || trig->trig_insert_after_row ||
-						 trig->trig_insert_instead_row || trig->trig_insert_before_statement ||
+	if (trig != NULL && (trig->trig_insert_instead_row || trig->trig_insert_before_statement ||
 						 trig->trig_insert_after_statement || trig->trig_insert_new_table))
 		return false;
-	return kt.att_created_at != InvalidAttrNumber && kt.att_retired_at != InvalidAttrNumber &&
-		kt.att_destroyed_at != InvalidAttrNumber;
+	for (i = 0; trig != NULL && i < trig->numtriggers; i++)
+		if (TRIGGER_FOR_INSERT(trig->triggers[i].tgtype) && trig->triggers[i].tgenabled != TRIGGER_DISABLED &&
+			!trigger_vacuous(&trig->triggers[i]))
+			return false;
+	return true;
 }
 
 /*

@@ -173,6 +173,21 @@ SELECT count(*) FROM generate_series(500001, 505000) g
 	'5000', 'the indexes find every key written directly, by its subject and by its id');
 is(readable(500001, 505000), '5000/5000/5000', 'the values sealed with them open');
 
+# that the batch was written directly shows in the WAL: a key row written
+# by a one-row INSERT into orders comes as the heap's multi-insert record
+# (an INSERT statement writes an insert record a row)
+$node->safe_psql('postgres', 'CREATE EXTENSION pg_walinspect');
+my $direct_wal = sub {
+	my ($sql) = @_;
+	my $lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_insert_lsn()');
+	$node->safe_psql('postgres', $sql);
+	return $node->safe_psql('postgres', "SELECT split_part(record_type, '+', 1) FROM pg_get_wal_records_info('$lsn', pg_current_wal_flush_lsn())
+ WHERE resource_manager IN ('Heap', 'Heap2') AND record_type LIKE '%INSERT%'
+   AND block_ref LIKE '%/' || pg_relation_filenode('privacy.data_keys') || ' %' LIMIT 1");
+};
+is($direct_wal->("INSERT INTO orders VALUES (510001, 510001, 'c510001\@example.org')"),
+	'MULTI_INSERT', 'a new key is written straight into the key table (the foreign key on category is NULL)');
+
 # an administrator's INSERT trigger on the key table: the batch is an INSERT
 # again, and the trigger sees every key
 $node->safe_psql('postgres', q{
@@ -187,6 +202,8 @@ is( $node->safe_psql('postgres', "SELECT count(*) FROM key_audit a JOIN privacy.
  WHERE k.subject_hash IN (SELECT privacy.subject_hash(g::text) FROM generate_series(600001, 600301) g)"),
 	'301', 'a trigger on the key table fires for every new key');
 is(readable(600001, 600301), '301/301/301', 'and their values open');
+is($direct_wal->("INSERT INTO orders VALUES (600302, 600302, 'c600302\@example.org')"),
+	'INSERT', 'with the trigger, by an INSERT');
 $node->safe_psql('postgres', 'DROP TRIGGER key_audit ON privacy.data_keys');
 
 $node->stop;
