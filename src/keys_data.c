@@ -10,21 +10,23 @@
  * A protected table gives each new subject a key, so creating one must
  * cost what its cryptography costs: no query is planned for it, and no
  * round trip is made per key.  A new subject's key is drawn, wrapped and
- * used at once, and kept in a list of pending keys; the list is written to
- * privacy.data_keys by one INSERT of many rows (a prepared plan over
- * arrays) when it holds KEY_BATCH keys, when the statement that created
- * them ends, before any other statement of the transaction starts, and
- * before the transaction commits or prepares.  So the key is in the table,
- * in the same transaction, before any value sealed with it can be seen by
- * anyone, and the transaction's own later statements find it there.  Until
- * then this backend finds a pending key in the list.
+ * used at once, and kept in a list of pending keys; the list is written
+ * straight into privacy.data_keys' heap and indexes (write_key_rows, as
+ * COPY writes a table: no plan, no executor) when it holds KEY_BATCH keys,
+ * when the statement that created them ends, before any other statement of
+ * the transaction starts, and before the transaction commits or prepares.
+ * So the key is in the table, in the same transaction, before any value
+ * sealed with it can be seen by anyone, and the transaction's own later
+ * statements find it there.  Until then this backend finds a pending key
+ * in the list.
  *
  * One active key per subject is what the table's unique index allows.  When
  * another session created a key for the same subject first (both looked,
- * neither found one), the batch's INSERT ... ON CONFLICT DO NOTHING skips
- * ours, and ours is stored as retired instead: values were already sealed
- * with it, so it must be kept, and erasure destroys every key of a subject.
- * Later values of that subject get the winner's key.
+ * neither found one), the batch's write fails on that index and is undone,
+ * the batch is written again by an INSERT ... ON CONFLICT DO NOTHING that
+ * skips ours, and ours is stored as retired instead: values were already
+ * sealed with it, so it must be kept, and erasure destroys every key of a
+ * subject.  Later values of that subject get the winner's key.
  *
  * Lookups (the active key of a subject, a key by its id) read the table's
  * indexes directly with a snapshot taken now (the latest committed state,
