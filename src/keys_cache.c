@@ -38,7 +38,8 @@
  *
  * Where no commit callback runs, the caches are emptied instead: on a hot
  * standby (changes arrive by WAL replay; the trigger's relcache
- * invalidation of privacy.data_keys is replayed with the commit, and every
+ * invalidation of privacy.data_keys's TOAST table, signal_relid(), is
+ * replayed with the commit, and every
  * backend that receives it empties its own cache; the shared cache is not
  * used there), and after COMMIT PREPARED once any prepared transaction
  * changed keys.  A ring
@@ -54,6 +55,7 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -70,6 +72,7 @@
 #include "utils/datum.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -134,6 +137,7 @@ static bool changed_all = false;
 static SubTransactionId last_change_subid = InvalidSubTransactionId;
 
 static Oid	data_keys_relid = InvalidOid;
+static Oid	data_keys_toast_relid = InvalidOid;	/* the signal of key changes */
 static uint64 data_keys_relid_generation = 0;
 static uint64 changed_space = 0;
 
@@ -438,6 +442,30 @@ publish(uint64 space, const uint32 *ids, int n, bool all)
 		}
 }
 
+/*
+ * The relation whose relcache invalidation tells a hot standby that keys
+ * changed: the key table's TOAST table, which no plan names, so that the
+ * primary's backends keep their plans over privacy.data_keys when a key is
+ * destroyed (issue #19: every erasure had every session plan its
+ * statements on the key table again); the key table itself if it has none.
+ */
+static Oid
+signal_relid(Oid relid)
+{
+	HeapTuple	tup;
+	Oid			toast = InvalidOid;
+
+	if (!OidIsValid(relid))
+		return InvalidOid;
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (HeapTupleIsValid(tup))
+	{
+		toast = ((Form_pg_class) GETSTRUCT(tup))->reltoastrelid;
+		ReleaseSysCache(tup);
+	}
+	return OidIsValid(toast) ? toast : relid;
+}
+
 static void
 note_data_keys_relid(void)
 {
@@ -446,6 +474,7 @@ note_data_keys_relid(void)
 		Oid			nsp = get_namespace_oid(PRIVACY_SCHEMA, true);
 
 		data_keys_relid = OidIsValid(nsp) ? get_relname_relid("data_keys", nsp) : InvalidOid;
+		data_keys_toast_relid = signal_relid(data_keys_relid);
 		data_keys_relid_generation = catalog_generation;
 		if (space_of(data_keys_relid) != key_space)
 		{
@@ -724,7 +753,8 @@ column_differs(HeapTuple a, HeapTuple b, TupleDesc desc, const char *name)
  * privacy.data_keys.  A rewrap by a master-key rotation changes no key and
  * invalidates nothing; anything else about a key (its state, its owner) is
  * a change every backend must see.  The relcache invalidation is for hot
- * standbys, which replay it with the commit (see the file's comment).
+ * standbys, which replay it with the commit (see the file's comment); it
+ * names the key table's TOAST table, so that no plan is made again.
  */
 PG_FUNCTION_INFO_V1(privacy_data_keys_changed);
 Datum
@@ -737,7 +767,9 @@ privacy_data_keys_changed(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("privacy_internal.data_keys_changed() must be called as an AFTER trigger")));
-	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	CacheInvalidateRelcacheByRelid(OidIsValid(trigdata->tg_relation->rd_rel->reltoastrelid)
+								   ? trigdata->tg_relation->rd_rel->reltoastrelid
+								   : RelationGetRelid(trigdata->tg_relation));
 	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
 	{
 		note_change(RelationGetRelid(trigdata->tg_relation), 0, true);
@@ -812,8 +844,17 @@ keys_cache_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 static void
 keys_cache_relcache_callback(Datum arg, Oid relid)
 {
-	/* only acted upon on a hot standby (keys_cache_sync) */
+	/*
+	 * Only acted upon on a hot standby (keys_cache_sync).  A change of the
+	 * key table itself (VACUUM FULL gives it a new TOAST table) has the
+	 * signal looked up again.
+	 */
 	if (relid == InvalidOid || (OidIsValid(data_keys_relid) && relid == data_keys_relid))
+	{
+		standby_reset_pending = true;
+		data_keys_relid_generation = 0;
+	}
+	else if (OidIsValid(data_keys_toast_relid) && relid == data_keys_toast_relid)
 		standby_reset_pending = true;
 }
 

@@ -991,16 +991,19 @@ create_data_key(char scope, const char *name)
 /*
  * The id of the active key found by a one-parameter query on
  * privacy.data_keys (0 if there is none), read as the extension owner.
+ * The query's plan is kept in *plan, for the session (issue #19: the
+ * internal keys' lookup behind subject_hash() was planned at every call
+ * after a key changed anywhere).
  */
 static uint32
-lookup_active_key(const char *query, Oid argtype, Datum value)
+lookup_active_key(SPIPlanPtr *plan, const char *query, Oid argtype, Datum value)
 {
 	CatalogUserState st;
 	bool		isnull;
 	uint32		key_id = 0;
 
 	catalog_become_owner(&st);
-	if (SPI_execute_with_args(query, 1, &argtype, &value, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(kept_plan(plan, query, 1, &argtype), &value, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "data key lookup failed");
 	if (SPI_processed > 0)
 		key_id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -1234,8 +1237,9 @@ keys_category_key(const char *category)
 		static const char *query =
 			"SELECT id FROM " PRIVACY_SCHEMA ".data_keys WHERE scope OPERATOR(pg_catalog.=) 'category' "
 			"AND category OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'active'";
+		static SPIPlanPtr plan = NULL;
 
-		key_id = lookup_active_key(query, TEXTOID, CStringGetTextDatum(category));
+		key_id = lookup_active_key(&plan, query, TEXTOID, CStringGetTextDatum(category));
 		if (key_id == 0)
 			key_id = create_data_key('c', category);
 		active_set(owner, key_id);
@@ -1321,9 +1325,10 @@ keys_internal_key_id(const char *name)
 	static const char *query =
 		"SELECT id FROM " PRIVACY_SCHEMA ".data_keys WHERE scope OPERATOR(pg_catalog.=) 'internal' "
 		"AND name OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'active'";
+	static SPIPlanPtr plan = NULL;
 	uint32		key_id;
 
-	key_id = lookup_active_key(query, TEXTOID, CStringGetTextDatum(name));
+	key_id = lookup_active_key(&plan, query, TEXTOID, CStringGetTextDatum(name));
 	if (key_id == 0)
 		key_id = create_data_key('i', name);
 	return key_id;

@@ -202,8 +202,9 @@ op controller purge 5 "" \
 	"CALL privacy.purge();" \
 	"CALL p_purge();"
 
-# (one round trip, as the plain side's: the subject declared and the report
-# read in one query string, a transaction of its own)
+# (one round trip, as the plain side's: the subject declared and the
+# portal's call in one query string, a transaction of its own; so for the
+# customer's consent and erasure request below, which took four before)
 op customer read 40 "$S" \
 	"BEGIN \\; SET LOCAL privacy.portal_subject = ':s' \\;
 SELECT length(privacy.portal_report()::text) \\; COMMIT;" \
@@ -215,20 +216,16 @@ op customer rectify 20 "$S" \
 $AUDIT VALUES ('billing', 'UPDATE', 'p_customers', ':s');"
 op customer consent 30 "$S
 \\set g random(0, 2)" \
-	"BEGIN;
-SET LOCAL privacy.portal_subject = ':s';
+	"BEGIN \\; SET LOCAL privacy.portal_subject = ':s' \\;
 SELECT CASE :g WHEN 0 THEN privacy.portal_grant_consent('marketing', 'portal')
                WHEN 1 THEN privacy.portal_withdraw_consent('marketing', 'portal')
-               ELSE privacy.portal_object('analytics', 'portal') END;
-COMMIT;" \
+               ELSE privacy.portal_object('analytics', 'portal') END \\; COMMIT;" \
 	"SELECT CASE :g WHEN 0 THEN p_record_consent(':s', 'marketing', 'grant', 'portal')
                WHEN 1 THEN p_record_consent(':s', 'marketing', 'withdraw', 'portal')
                ELSE p_record_consent(':s', 'analytics', 'object', 'portal') END;"
 op customer erase 10 "$S" \
-	"BEGIN;
-SET LOCAL privacy.portal_subject = ':s';
-SELECT privacy.portal_open_request('erasure');
-COMMIT;" \
+	"BEGIN \\; SET LOCAL privacy.portal_subject = ':s' \\;
+SELECT privacy.portal_open_request('erasure') \\; COMMIT;" \
 	"INSERT INTO p_requests (subject, kind) VALUES (':s', 'erasure');"
 
 op processor by_key 70 "$S" \
@@ -285,7 +282,7 @@ run() {
 	done
 	# default settings (JIT included), the purpose the scripts do not set
 	PGOPTIONS="-c privacy.purpose=billing -c client_min_messages=warning" \
-		"$PG_BINDIR/pgbench" -n -M simple -c 2 -j 2 -t "$TX" --random-seed="$SEED" -r "${args[@]}" \
+		"$PG_BINDIR/pgbench" -n -M simple -c 2 -j 2 -t "$TX" --random-seed="$RUN_SEED" -r "${args[@]}" \
 		>"$W/$side-$label.out" 2>&1 || die "pgbench $side $label failed: $(tail -20 "$W/$side-$label.out")"
 	grep -q "^number of failed transactions: 0 " "$W/$side-$label.out" ||
 		die "pgbench $side $label had failures: $(tail -20 "$W/$side-$label.out")"
@@ -298,7 +295,15 @@ latencies() {
 	     /^ - latency average = / && name != "" { print name, $5; name = "" }' "$W/$1-$2.out"
 }
 
+# Each role's run draws its own subjects: a seed of its own (SEED, SEED+1,
+# ... in this order), the same on both sides.  With one seed for all, every
+# run drew the same subjects in the same order, and each run read the
+# subjects the runs before it had just worked on: the mix, last, read
+# subjects whose access trail four runs had lengthened (a report or a
+# customer's read lists it, an entry at a time).  BENCH_SAME_SEED=1 brings
+# that back.
 declare -A TPS_OURS TPS_PLAIN
+RUN_SEED=$SEED
 for role in controller customer processor regulator mixed; do
 	if [ "$role" = mixed ]; then set -- controller customer processor regulator; else set -- "$role"; fi
 	say "$role: $((2 * TX)) transactions on each side"
@@ -308,6 +313,7 @@ for role in controller customer processor regulator mixed; do
 	echo "where the time goes (average ms per operation, ours / plain):"
 	join <(latencies ours "$role" | sort) <(latencies plain "$role" | sort) |
 		awk '{ printf "  %-22s %9.2f %9.2f  x%.1f\n", $1, $2, $3, ($3 > 0 ? $2 / $3 : 0) }'
+	[ -n "${BENCH_SAME_SEED:-}" ] || RUN_SEED=$((RUN_SEED + 1))
 done
 
 say "floors of the regulator's operations: $((2 * TX / 4)) transactions on each side"
@@ -322,6 +328,16 @@ bench_psql -c "SET privacy.purpose = 'billing'" -c "SELECT 'erased: ours ' || (S
                    || '; consent events: ours ' || (SELECT count(*) FROM privacy.consent_events)
                    || ', plain ' || (SELECT count(*) FROM p_events)
                    || '; records: ours ' || (SELECT count(*) FROM records) || ', plain ' || (SELECT count(*) FROM p_records)"
+# what a report or a customer's read lists and ours reads an entry at a
+# time (see the seeds above): each side's trail per subject
+bench_psql -c "SELECT 'access trail: ours ' || (SELECT count(*) || ' entries of ' || count(DISTINCT subject_key) || ' subjects, at most '
+                                                       || coalesce(max(n), 0) || ' a subject'
+                                                  FROM (SELECT subject_key, count(*) OVER (PARTITION BY subject_key) n
+                                                          FROM privacy.access_log_trail) t)
+                   || '; plain ' || (SELECT count(*) || ' audit rows of ' || count(DISTINCT subject) || ' subjects, at most '
+                                            || coalesce(max(n), 0) || ' a subject'
+                                       FROM (SELECT subject, count(*) OVER (PARTITION BY subject) n
+                                               FROM p_audit WHERE subject IS NOT NULL) a)"
 
 for role in controller customer processor regulator; do
 	figure "gdpr_${role}_tps" "${TPS_OURS[$role]}" tps "plain_by_hand" "${TPS_PLAIN[$role]}" ">= 0.5"

@@ -183,6 +183,12 @@ session_query($session, q{SET privacy.purpose = 'support'});
 is(session_query($session, 'SELECT email, privacy.is_erased(email) FROM customers WHERE id = 42'),
 	"$phys{42}[0]|f", 'standby, long-lived session: subject 42 reads as plaintext before the key is destroyed');
 
+# (the primary signals key changes through the key table's TOAST table:
+# VACUUM FULL rewrites both, and the standby's sessions still follow)
+$primary->safe_psql('app', 'VACUUM FULL privacy.data_keys');
+$primary->wait_for_catchup($standby);
+is(session_query($session, 'SELECT email, privacy.is_erased(email) FROM customers WHERE id = 42'),
+	"$phys{42}[0]|f", 'standby, long-lived session: subject 42 reads as plaintext after VACUUM FULL of the key table');
 is($primary->safe_psql('app', q{SELECT privacy.destroy_subject_key('42')}), '1', 'primary: subject 42\'s key destroyed');
 $primary->wait_for_catchup($standby);
 

@@ -20,6 +20,8 @@ my ($node) = PrivacyNode::new_node('keycache');
 $node->append_conf('postgresql.conf', qq{
 max_prepared_transactions = 5
 privacy.shared_key_cache_size = 4096
+shared_preload_libraries = 'privacy,pg_stat_statements'
+pg_stat_statements.track_planning = on
 restart_after_crash = on
 });
 $node->start;
@@ -96,6 +98,23 @@ is(PrivacyNode::session_query($session, "SELECT count(*) FROM people WHERE email
 	'the other subjects read as before');
 $session->quit;
 
+# A key destroyed is a change of one key (issue #19): other sessions drop
+# that key from their caches, and keep the plans they hold over
+# privacy.data_keys (the invalidation a hot standby replays is not sent
+# for the key table itself, whose plans every session would make again)
+$node->safe_psql('two', 'CREATE EXTENSION pg_stat_statements');
+$session = PrivacyNode::open_session($node, 'two');
+PrivacyNode::session_query($session, "SET plan_cache_mode = force_generic_plan;
+PREPARE keys_of(text) AS SELECT count(*) FROM privacy.data_keys WHERE scope = \$1;
+EXECUTE keys_of('subject')");
+my $plans = q{SELECT sum(plans) FROM pg_stat_statements WHERE query LIKE 'PREPARE keys_of%'};
+is($node->safe_psql('two', $plans), '1', 'a session planned its statement over privacy.data_keys once');
+$node->safe_psql('two', "SELECT privacy.destroy_subject_key('6')");
+is(PrivacyNode::session_query($session, "EXECUTE keys_of('subject')"), '200',
+	'it reads the key table after a key was destroyed in another session');
+is($node->safe_psql('two', $plans), '1', 'without planning its statement again');
+$session->quit;
+
 # a crash: shared memory is reinitialised, and the shared cache with it
 my $victim = PrivacyNode::open_session($node, 'two');
 my $victim_pid = PrivacyNode::session_query($victim, 'SELECT pg_backend_pid()');
@@ -103,7 +122,7 @@ ok(PrivacyNode::crash_and_restart($node, $victim_pid), 'kill -9 of a backend, th
 eval { $victim->quit };
 is($node->safe_psql('two', "SELECT used FROM privacy.key_cache_status() WHERE cache = 'shared'"), '0',
 	'after the crash the shared cache is empty');
-is($node->safe_psql('two', read_sql()), '199/200', 'and database two reads back (subject 5 erased)');
+is($node->safe_psql('two', read_sql()), '198/200', 'and database two reads back (subjects 5 and 6 erased)');
 is($node->safe_psql('one', read_sql("'again'")), '200/200', 'and database one');
 
 $node->stop;
