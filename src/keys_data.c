@@ -10,21 +10,23 @@
  * A protected table gives each new subject a key, so creating one must
  * cost what its cryptography costs: no query is planned for it, and no
  * round trip is made per key.  A new subject's key is drawn, wrapped and
- * used at once, and kept in a list of pending keys; the list is written to
- * privacy.data_keys by one INSERT of many rows (a prepared plan over
- * arrays) when it holds KEY_BATCH keys, when the statement that created
- * them ends, before any other statement of the transaction starts, and
- * before the transaction commits or prepares.  So the key is in the table,
- * in the same transaction, before any value sealed with it can be seen by
- * anyone, and the transaction's own later statements find it there.  Until
- * then this backend finds a pending key in the list.
+ * used at once, and kept in a list of pending keys; the list is written
+ * straight into privacy.data_keys' heap and indexes (write_key_rows, as
+ * COPY writes a table: no plan, no executor) when it holds KEY_BATCH keys,
+ * when the statement that created them ends, before any other statement of
+ * the transaction starts, and before the transaction commits or prepares.
+ * So the key is in the table, in the same transaction, before any value
+ * sealed with it can be seen by anyone, and the transaction's own later
+ * statements find it there.  Until then this backend finds a pending key
+ * in the list.
  *
  * One active key per subject is what the table's unique index allows.  When
  * another session created a key for the same subject first (both looked,
- * neither found one), the batch's INSERT ... ON CONFLICT DO NOTHING skips
- * ours, and ours is stored as retired instead: values were already sealed
- * with it, so it must be kept, and erasure destroys every key of a subject.
- * Later values of that subject get the winner's key.
+ * neither found one), the batch's write fails on that index and is undone,
+ * the batch is written again by an INSERT ... ON CONFLICT DO NOTHING that
+ * skips ours, and ours is stored as retired instead: values were already
+ * sealed with it, so it must be kept, and erasure destroys every key of a
+ * subject.  Later values of that subject get the winner's key.
  *
  * Lookups (the active key of a subject, a key by its id) read the table's
  * indexes directly with a snapshot taken now (the latest committed state,
@@ -37,7 +39,12 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "access/heapam.h"
+#include "access/tableam.h"
+#include "catalog/pg_constraint.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "commands/sequence.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -53,6 +60,8 @@
 #include "utils/rel.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 /* New subjects' keys written to the table in one statement. */
 #define KEY_BATCH 4096
@@ -76,6 +85,9 @@ typedef struct KeyTable
 	AttrNumber	att_state;
 	AttrNumber	att_wrapped_key;
 	AttrNumber	att_wrapped_by;
+	AttrNumber	att_created_at;
+	AttrNumber	att_retired_at;
+	AttrNumber	att_destroyed_at;
 } KeyTable;
 
 static KeyTable kt;
@@ -121,6 +133,10 @@ key_table(void)
 	kt.att_state = column_or_error("state");
 	kt.att_wrapped_key = column_or_error("wrapped_key");
 	kt.att_wrapped_by = column_or_error("wrapped_by");
+	/* written only by write_key_rows, which checks for them */
+	kt.att_created_at = get_attnum(kt.relid, "created_at");
+	kt.att_retired_at = get_attnum(kt.relid, "retired_at");
+	kt.att_destroyed_at = get_attnum(kt.relid, "destroyed_at");
 	kt.generation = catalog_generation;
 }
 
@@ -323,13 +339,14 @@ pending_map(void)
 		ctl.keysize = PRIVACY_SUBJECT_HASH_BYTES;
 		ctl.entrysize = sizeof(PendingKey);
 		ctl.hcxt = TopMemoryContext;
-		pending = hash_create("privacy pending data keys", KEY_BATCH, &ctl,
+		/* small: most transactions create a key or none; the table grows */
+		pending = hash_create("privacy pending data keys", 64, &ctl,
 							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 		memset(&ctl, 0, sizeof(ctl));
 		ctl.keysize = sizeof(uint32);
 		ctl.entrysize = sizeof(PendingId);
 		ctl.hcxt = TopMemoryContext;
-		pending_ids = hash_create("privacy pending data key ids", KEY_BATCH, &ctl,
+		pending_ids = hash_create("privacy pending data key ids", 64, &ctl,
 								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
 	return pending;
@@ -372,13 +389,12 @@ pending_clear(void)
 }
 
 /*
- * Run a prepared INSERT into privacy.data_keys under a snapshot taken now
- * (catalog_execute_plan_latest), in a subtransaction: false, with nothing
- * written, when it fails with a serialization failure (or, with
+ * Run a write into privacy.data_keys in a subtransaction: false, with
+ * nothing written, when it fails with a serialization failure (or, with
  * unique_too, a unique violation); any other error is thrown again.
  */
 static bool
-insert_in_subxact(SPIPlanPtr plan, Datum *values, const char *nulls, bool unique_too, int *rc)
+run_in_subxact(int (*write) (void *arg), void *arg, bool unique_too, int *rc)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -389,7 +405,7 @@ insert_in_subxact(SPIPlanPtr plan, Datum *values, const char *nulls, bool unique
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		result = catalog_execute_plan_latest(plan, values, nulls, false, 0);
+		result = write(arg);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
@@ -413,6 +429,30 @@ insert_in_subxact(SPIPlanPtr plan, Datum *values, const char *nulls, bool unique
 	PG_END_TRY();
 	*rc = result;
 	return done;
+}
+
+typedef struct PlanRun
+{
+	SPIPlanPtr	plan;
+	Datum	   *values;
+	const char *nulls;
+} PlanRun;
+
+/* a prepared INSERT under a snapshot taken now (catalog_execute_plan_latest) */
+static int
+run_plan(void *arg)
+{
+	PlanRun    *r = arg;
+
+	return catalog_execute_plan_latest(r->plan, r->values, r->nulls, false, 0);
+}
+
+static bool
+insert_in_subxact(SPIPlanPtr plan, Datum *values, const char *nulls, bool unique_too, int *rc)
+{
+	PlanRun		r = {plan, values, nulls};
+
+	return run_in_subxact(run_plan, &r, unique_too, rc);
 }
 
 /*
@@ -460,37 +500,56 @@ compare_pending(const void *a, const void *b)
 }
 
 /*
- * The pending keys (all, or those the batch's INSERT did not store) as the
- * three array arguments of an INSERT, in subject-hash order: the index
- * entries of one batch then land on neighbouring pages.  Returns how many.
+ * The pending keys (all, or those the batch's first write did not store),
+ * in subject-hash order: the index entries of one batch then land on
+ * neighbouring pages.
  */
-static int
-pending_arrays(Datum *values, bool unstored_only)
+static PendingKey **
+sorted_pending(bool unstored_only, int *count)
 {
-	long		n = pending_count();
-	PendingKey **keys = palloc(Max(n, 1) * sizeof(PendingKey *));
-	Datum	   *ids = palloc(Max(n, 1) * sizeof(Datum));
-	Datum	   *hashes = palloc(Max(n, 1) * sizeof(Datum));
-	Datum	   *wrapped = palloc(Max(n, 1) * sizeof(Datum));
+	PendingKey **keys = palloc(Max(pending_count(), 1) * sizeof(PendingKey *));
 	HASH_SEQ_STATUS seq;
 	PendingKey *p;
-	int			count = 0;
-	int			i;
+	int			n = 0;
 
 	hash_seq_init(&seq, pending);
 	while ((p = hash_seq_search(&seq)) != NULL)
 		if (!unstored_only || !p->stored)
-			keys[count++] = p;
-	qsort(keys, count, sizeof(PendingKey *), compare_pending);
+			keys[n++] = p;
+	qsort(keys, n, sizeof(PendingKey *), compare_pending);
+	*count = n;
+	return keys;
+}
+
+static bytea *
+wrapped_bytea(const PendingKey *p)
+{
+	bytea	   *w = palloc(VARHDRSZ + KEYS_WRAPPED_BYTES);
+
+	SET_VARSIZE(w, VARHDRSZ + KEYS_WRAPPED_BYTES);
+	memcpy(VARDATA(w), p->wrapped, KEYS_WRAPPED_BYTES);
+	return w;
+}
+
+/*
+ * The same keys as the three array arguments of an INSERT.  Returns how
+ * many.
+ */
+static int
+pending_arrays(Datum *values, bool unstored_only)
+{
+	int			count;
+	PendingKey **keys = sorted_pending(unstored_only, &count);
+	Datum	   *ids = palloc(Max(count, 1) * sizeof(Datum));
+	Datum	   *hashes = palloc(Max(count, 1) * sizeof(Datum));
+	Datum	   *wrapped = palloc(Max(count, 1) * sizeof(Datum));
+	int			i;
+
 	for (i = 0; i < count; i++)
 	{
-		bytea	   *w = palloc(VARHDRSZ + KEYS_WRAPPED_BYTES);
-
-		SET_VARSIZE(w, VARHDRSZ + KEYS_WRAPPED_BYTES);
-		memcpy(VARDATA(w), keys[i]->wrapped, KEYS_WRAPPED_BYTES);
 		ids[i] = Int32GetDatum((int32) keys[i]->key_id);
 		hashes[i] = PointerGetDatum(hash_bytea(keys[i]->subject_hash));
-		wrapped[i] = PointerGetDatum(w);
+		wrapped[i] = PointerGetDatum(wrapped_bytea(keys[i]));
 	}
 	values[0] = PointerGetDatum(construct_array(ids, count, INT4OID, 4, true, TYPALIGN_INT));
 	values[1] = PointerGetDatum(construct_array(hashes, count, BYTEAOID, -1, false, TYPALIGN_INT));
@@ -498,17 +557,200 @@ pending_arrays(Datum *values, bool unstored_only)
 	return count;
 }
 
+/* ------------------------------------------------------------------------
+ * The batch written as COPY writes a table
+ * ------------------------------------------------------------------------
+ */
+
+/* rows written to the heap at a time, as COPY buffers them */
+#define KEY_ROWS_PER_WRITE 1000
+
+typedef struct DirectBatch
+{
+	PendingKey **keys;
+	int			count;
+	const char *fingerprint;
+} DirectBatch;
+
 /*
- * The batch's plain INSERT, in a subtransaction: false when a key of one
+ * Whether an INSERT trigger of the key table may be left out of a direct
+ * write: only the check of a foreign key on columns the direct write leaves
+ * NULL (data_keys.category), which MATCH SIMPLE passes without a look.
+ */
+static bool
+trigger_vacuous(const Trigger *t)
+{
+	HeapTuple	tup;
+	bool		vacuous = false;
+
+	if (!t->tgisinternal || RI_FKey_trigger_type(t->tgfoid) != RI_TRIGGER_FK)
+		return false;
+	tup = SearchSysCache1(CONSTROID, ObjectIdGetDatum(t->tgconstraint));
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = SysCacheGetAttr(CONSTROID, tup, Anum_pg_constraint_conkey, &isnull);
+
+		if (!isnull)
+		{
+			ArrayType  *a = DatumGetArrayTypeP(d);
+			int16	   *cols = (int16 *) ARR_DATA_PTR(a);
+			int			n = ARR_DIMS(a)[0];
+			int			i;
+
+			vacuous = ARR_NDIM(a) == 1 && n > 0;
+			for (i = 0; i < n && vacuous; i++)
+				vacuous = cols[i] == kt.att_category || cols[i] == kt.att_name ||
+					cols[i] == kt.att_retired_at || cols[i] == kt.att_destroyed_at;
+		}
+		ReleaseSysCache(tup);
+	}
+	return vacuous;
+}
+
+/*
+ * Whether privacy.data_keys is still the table this file writes rows into
+ * directly: its eleven columns, nothing that runs on an INSERT (a trigger
+ * other than trigger_vacuous's, a rule, row security), no generated column.
+ * Another shape (a later release's, an administrator's trigger) goes
+ * through the INSERT.
+ */
+static bool
+key_table_direct(Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	TriggerDesc *trig = rel->trigdesc;
+	int			i;
+
+	if (desc->natts != 11 || rel->rd_rules != NULL || rel->rd_rel->relrowsecurity ||
+		(desc->constr != NULL && desc->constr->has_generated_stored) ||
+		kt.att_created_at == InvalidAttrNumber || kt.att_retired_at == InvalidAttrNumber ||
+		kt.att_destroyed_at == InvalidAttrNumber)
+		return false;
+	for (i = 0; i < desc->natts; i++)
+		if (TupleDescAttr(desc, i)->attisdropped)
+			return false;
+	if (trig != NULL && (trig->trig_insert_instead_row || trig->trig_insert_before_statement ||
+						 trig->trig_insert_after_statement || trig->trig_insert_new_table))
+		return false;
+	for (i = 0; trig != NULL && i < trig->numtriggers; i++)
+		if (TRIGGER_FOR_INSERT(trig->triggers[i].tgtype) && trig->triggers[i].tgenabled != TRIGGER_DISABLED &&
+			!trigger_vacuous(&trig->triggers[i]))
+			return false;
+	return true;
+}
+
+/*
+ * Write the batch's rows (active subject keys) into privacy.data_keys and
+ * its indexes: the heap a thousand rows at a time (table_multi_insert, WAL
+ * logged as any INSERT's), then each row's index entries, the unique one's
+ * check included (ExecInsertIndexTuples).  Nothing is planned, no CHECK
+ * expression is read back from the catalog, no array is built: the rows
+ * are made here, valid by construction.  A key another session created
+ * for one of the subjects meanwhile is a unique violation, which the
+ * caller's subtransaction undoes.  Returns the number of rows written, or
+ * -1 when the table is not the shape written so (key_table_direct).
+ */
+static int
+write_key_rows(void *arg)
+{
+	DirectBatch *b = arg;
+	Relation	rel;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot *slots[KEY_ROWS_PER_WRITE];
+	BulkInsertState bistate = NULL;
+	CommandId	cid = GetCurrentCommandId(true);
+	Datum		scope = CStringGetTextDatum("subject");
+	Datum		state = CStringGetTextDatum("active");
+	Datum		wrapped_by = CStringGetTextDatum(b->fingerprint);
+	Datum		now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	int			nslots = Min(b->count, KEY_ROWS_PER_WRITE);
+	int			done = 0;
+	int			i;
+
+	key_table();
+	rel = table_open(kt.relid, RowExclusiveLock);
+	if (!key_table_direct(rel))
+	{
+		table_close(rel, RowExclusiveLock);
+		return -1;
+	}
+	estate = CreateExecutorState();
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	ExecOpenIndices(rri, false);
+	for (i = 0; i < nslots; i++)
+		slots[i] = table_slot_create(rel, NULL);
+	if (b->count > 1)
+		bistate = GetBulkInsertState();
+
+	while (done < b->count)
+	{
+		int			n = Min(b->count - done, KEY_ROWS_PER_WRITE);
+
+		for (i = 0; i < n; i++)
+		{
+			PendingKey *p = b->keys[done + i];
+			TupleTableSlot *slot = slots[i];
+
+			ExecClearTuple(slot);
+			memset(slot->tts_isnull, true, slot->tts_tupleDescriptor->natts * sizeof(bool));
+#define SET_COLUMN(att, d) (slot->tts_values[(att) - 1] = (d), slot->tts_isnull[(att) - 1] = false)
+			SET_COLUMN(kt.att_id, Int32GetDatum((int32) p->key_id));
+			SET_COLUMN(kt.att_scope, scope);
+			SET_COLUMN(kt.att_subject_hash, PointerGetDatum(hash_bytea(p->subject_hash)));
+			SET_COLUMN(kt.att_state, state);
+			SET_COLUMN(kt.att_wrapped_key, PointerGetDatum(wrapped_bytea(p)));
+			SET_COLUMN(kt.att_wrapped_by, wrapped_by);
+			SET_COLUMN(kt.att_created_at, now);
+#undef SET_COLUMN
+			ExecStoreVirtualTuple(slot);
+		}
+		table_multi_insert(rel, slots, n, cid, 0, bistate);
+		for (i = 0; i < n; i++)
+		{
+			List	   *recheck;
+
+			ResetPerTupleExprContext(estate);
+			recheck = ExecInsertIndexTuples(rri, slots[i], estate, false, false, NULL, NIL);
+			list_free(recheck);
+		}
+		done += n;
+	}
+
+	if (bistate != NULL)
+		FreeBulkInsertState(bistate);
+	for (i = 0; i < nslots; i++)
+		ExecDropSingleTupleTableSlot(slots[i]);
+	ExecCloseIndices(rri);
+	FreeExecutorState(estate);
+	table_close(rel, NoLock);
+	return done;
+}
+
+/*
+ * The batch's rows, written in a subtransaction: false when a key of one
  * of its subjects is already there (another session created it since this
  * one looked), which the unique index reports.  Without an ON CONFLICT
- * clause, no row pays for a check before its insertion.
+ * clause, no row pays for a check before its insertion.  Written directly
+ * (write_key_rows), or, where the key table is not the shape that knows,
+ * by the INSERT.
  */
 static bool
 insert_batch(SPIPlanPtr plan, Datum *values, const char *nulls)
 {
+	DirectBatch b;
 	int			rc;
 
+	b.keys = sorted_pending(false, &b.count);
+	b.fingerprint = keys_master_fingerprint();
+	if (!run_in_subxact(write_key_rows, &b, true, &rc))
+		return false;
+	if (rc == b.count)
+		return true;
+	Assert(rc == -1);
+	(void) pending_arrays(values, false);
 	if (!insert_in_subxact(plan, values, nulls, true, &rc))
 		return false;
 	if (rc != SPI_OK_INSERT)
@@ -517,7 +759,7 @@ insert_batch(SPIPlanPtr plan, Datum *values, const char *nulls)
 }
 
 /*
- * Write the pending keys: one INSERT for the batch.  When another session
+ * Write the pending keys: one write of the batch.  When another session
  * created a key for one of its subjects meanwhile, the batch is written
  * again with ON CONFLICT DO NOTHING, and the keys it skipped are stored as
  * retired (values were sealed with them already).  Runs as the extension's
@@ -548,12 +790,12 @@ flush_pending(void)
 		uint64		k;
 		bool		lost = false;
 
-		(void) pending_arrays(values, false);
 		values[3] = CStringGetTextDatum(keys_master_fingerprint());
 		values[4] = CStringGetTextDatum("active");
 		catalog_become_owner(&st);
 		if (!insert_batch(kept_plan(&insert_plain, insert_sql, 5, argtypes), values, nulls))
 		{
+			(void) pending_arrays(values, false);
 			hash_seq_init(&seq, pending);
 			while ((p = hash_seq_search(&seq)) != NULL)
 				p->stored = false;

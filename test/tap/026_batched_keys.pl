@@ -12,7 +12,12 @@
 #     works;
 #   - two sessions creating the same subject's key at once: one active key
 #     (the later one stored as retired, since a value was already sealed
-#     with it), every value opens, and erasure destroys both.
+#     with it), every value opens, and erasure destroys both;
+#   - the rows a batch writes straight into the key table (no INSERT
+#     statement, keys_data.c) are what the INSERT wrote: every column, the
+#     table's CHECK constraints hold, and its indexes find them; a trigger an
+#     administrator put on the key table makes the batch an INSERT again,
+#     and fires for every key.
 use strict;
 use warnings;
 
@@ -137,6 +142,69 @@ $node->safe_psql('postgres', "SELECT privacy.erase_subject('777777', 'test')");
 is( $node->safe_psql('postgres', "SELECT count(*) FILTER (WHERE state <> 'destroyed') FROM privacy.data_keys
  WHERE subject_hash = privacy.subject_hash('777777')"),
 	'0', 'erasure destroys both keys');
+
+# the rows written directly: each column as the INSERT wrote it, the CHECK
+# constraints hold (the direct write does not evaluate them), and both the
+# primary key and the active subjects' index find every row
+my $file = copy_file('direct', 500001, 505000);
+$node->safe_psql('postgres', "BEGIN; CREATE TEMP TABLE t0 AS SELECT now() AS t; COPY orders FROM '$file';
+CREATE TABLE direct_check AS
+SELECT count(*) AS n,
+       count(*) FILTER (WHERE k.scope = 'subject' AND k.state = 'active' AND k.category IS NULL AND k.name IS NULL
+                          AND k.created_at = (SELECT t FROM t0) AND k.retired_at IS NULL AND k.destroyed_at IS NULL
+                          AND k.wrapped_by = privacy.master_key_fingerprint()
+                          AND length(k.wrapped_key) = (SELECT length(wrapped_key) FROM privacy.data_keys
+                                                        WHERE scope = 'internal' LIMIT 1)
+                          AND ((k.scope = 'category') = (k.category IS NOT NULL)
+                               AND (k.scope = 'subject') = (k.subject_hash IS NOT NULL)
+                               AND (k.scope = 'internal') = (k.name IS NOT NULL))
+                          AND ((k.state = 'destroyed') = (k.wrapped_key IS NULL))) AS as_inserted
+  FROM privacy.data_keys k
+ WHERE k.subject_hash IN (SELECT privacy.subject_hash(g::text) FROM generate_series(500001, 505000) g);
+COMMIT;");
+is($node->safe_psql('postgres', 'SELECT n || \'/\' || as_inserted FROM direct_check'),
+	'5000/5000', 'a batch written directly: one row a subject, every column as the INSERT wrote it');
+is( $node->safe_psql('postgres', "SET enable_seqscan = off; SET enable_bitmapscan = off;
+SELECT count(*) FROM generate_series(500001, 505000) g
+ WHERE EXISTS (SELECT FROM privacy.data_keys k WHERE k.subject_hash = privacy.subject_hash(g::text)
+                  AND k.scope = 'subject' AND k.state = 'active')
+   AND EXISTS (SELECT FROM privacy.data_keys k JOIN orders o ON (privacy.envelope_info(o.email)).key_id = k.id
+                WHERE o.customer = g)"),
+	'5000', 'the indexes find every key written directly, by its subject and by its id');
+is(readable(500001, 505000), '5000/5000/5000', 'the values sealed with them open');
+
+# that the batch was written directly shows in the WAL: a key row written
+# by a one-row INSERT into orders comes as the heap's multi-insert record
+# (an INSERT statement writes an insert record a row)
+$node->safe_psql('postgres', 'CREATE EXTENSION pg_walinspect');
+my $direct_wal = sub {
+	my ($sql) = @_;
+	my $lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_insert_lsn()');
+	$node->safe_psql('postgres', $sql);
+	return $node->safe_psql('postgres', "SELECT split_part(record_type, '+', 1) FROM pg_get_wal_records_info('$lsn', pg_current_wal_flush_lsn())
+ WHERE resource_manager IN ('Heap', 'Heap2') AND record_type LIKE '%INSERT%'
+   AND block_ref LIKE '%/' || pg_relation_filenode('privacy.data_keys') || ' %' LIMIT 1");
+};
+is($direct_wal->("INSERT INTO orders VALUES (510001, 510001, 'c510001\@example.org')"),
+	'MULTI_INSERT', 'a new key is written straight into the key table (the foreign key on category is NULL)');
+
+# an administrator's INSERT trigger on the key table: the batch is an INSERT
+# again, and the trigger sees every key
+$node->safe_psql('postgres', q{
+CREATE TABLE key_audit (id integer);
+CREATE FUNCTION key_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO public.key_audit VALUES (NEW.id); RETURN NEW; END $$;
+CREATE TRIGGER key_audit AFTER INSERT ON privacy.data_keys FOR EACH ROW EXECUTE FUNCTION key_audit();
+});
+$file = copy_file('audited', 600001, 600300);
+$node->safe_psql('postgres', "COPY orders FROM '$file'; INSERT INTO orders VALUES (600301, 600301, 'c600301\@example.org')");
+is( $node->safe_psql('postgres', "SELECT count(*) FROM key_audit a JOIN privacy.data_keys k USING (id)
+ WHERE k.subject_hash IN (SELECT privacy.subject_hash(g::text) FROM generate_series(600001, 600301) g)"),
+	'301', 'a trigger on the key table fires for every new key');
+is(readable(600001, 600301), '301/301/301', 'and their values open');
+is($direct_wal->("INSERT INTO orders VALUES (600302, 600302, 'c600302\@example.org')"),
+	'INSERT', 'with the trigger, by an INSERT');
+$node->safe_psql('postgres', 'DROP TRIGGER key_audit ON privacy.data_keys');
 
 $node->stop;
 done_testing();
