@@ -713,7 +713,11 @@ write_key_rows(void *arg)
 			List	   *recheck;
 
 			ResetPerTupleExprContext(estate);
+#if PG_VERSION_NUM >= 160000
+			recheck = ExecInsertIndexTuples(rri, slots[i], estate, false, false, NULL, NIL, false);
+#else
 			recheck = ExecInsertIndexTuples(rri, slots[i], estate, false, false, NULL, NIL);
+#endif
 			list_free(recheck);
 		}
 		done += n;
