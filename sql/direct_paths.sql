@@ -95,7 +95,24 @@ BEGIN;
 DROP INDEX privacy.access_log_trail_subject;
 SELECT count(*) FROM privacy.access_trail('1');
 ROLLBACK;
+-- a column of another type than the reader reads: a clear error
+BEGIN;
+ALTER TABLE privacy.access_log_trail ALTER COLUMN seq TYPE numeric;
+SELECT count(*) FROM privacy.access_trail('1');
+ROLLBACK;
 SELECT count(*) AS intact_again FROM privacy.access_trail('1');
+
+-- objects named like the log's tables and index elsewhere, first in the
+-- search path (a schema, pg_temp): the reader reads the extension's own
+CREATE SCHEMA dp_evil;
+CREATE TABLE dp_evil.access_log_trail (subject_key bigint, seq bigint);
+CREATE INDEX access_log_trail_subject ON dp_evil.access_log_trail (subject_key);
+CREATE TEMP TABLE access_log_batches (first_seq bigint PRIMARY KEY, last_seq bigint, entries bytea, offsets bytea);
+SET search_path = pg_temp, dp_evil, public;
+SELECT count(*) AS own_tables_read FROM privacy.access_trail('1');
+RESET search_path;
+DROP SCHEMA dp_evil CASCADE;
+DROP TABLE pg_temp.access_log_batches;
 
 -- a tampered batch row fails loudly (as verify_access_log reports it), it
 -- is not read as other entries

@@ -834,6 +834,7 @@ trail_seqs(TrailRels *tr, int64 key, uint64 *n)
 		bool		isnull;
 		Datum		d = slot_getattr(tr->trail_slot, tr->trail_seq, &isnull);
 
+		CHECK_FOR_INTERRUPTS();
 		if (isnull)
 			continue;
 		if (*n == max)
@@ -1007,6 +1008,8 @@ trail_read(const unsigned char *hash, int *nrows)
 		char	   *category;
 		int64		opened;
 
+		/* (a long trail can be cancelled, statement_timeout included) */
+		CHECK_FOR_INTERRUPTS();
 		if (b == NULL)
 			continue;
 		old = MemoryContextSwitchTo(entry_cxt);
