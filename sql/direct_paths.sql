@@ -30,15 +30,17 @@ SELECT count(*) AS officer_sees FROM privacy.access_trail('1');
 -- an application role is refused the function; with EXECUTE on the internal
 -- reader and SELECT on only the columns it reads, it is refused the tables
 -- (the reader checks the table grant, as strict as or stricter than a query)
+SELECT privacy.subject_hash('1') AS h1 \gset
 SET ROLE dp_app;
 SELECT count(*) FROM privacy.access_trail('1');
+SELECT count(*) FROM privacy_internal.access_log_subject_trail(:'h1'::bytea);
+SELECT privacy_internal.subject_access_entries(:'h1'::bytea, NULL, NULL);
 RESET ROLE;
 GRANT USAGE ON SCHEMA privacy, privacy_internal TO dp_partial;
 GRANT EXECUTE ON FUNCTION privacy_internal.access_log_subject_trail(bytea),
     privacy_internal.subject_access_entries(bytea, integer, timestamptz) TO dp_partial;
 GRANT SELECT (seq, subject_key) ON privacy.access_log_trail TO dp_partial;
 GRANT SELECT (first_seq, last_seq, entries, offsets) ON privacy.access_log_batches TO dp_partial;
-SELECT privacy.subject_hash('1') AS h1 \gset
 SET ROLE dp_partial;
 SELECT count(*) FROM privacy_internal.access_log_subject_trail(:'h1'::bytea);
 SELECT privacy_internal.subject_access_entries(:'h1'::bytea, NULL, NULL);
@@ -57,6 +59,7 @@ RESET SESSION AUTHORIZATION;
 SELECT count(*) AS null_hash FROM privacy_internal.access_log_subject_trail(NULL);
 SELECT count(*) AS short_hash FROM privacy_internal.access_log_subject_trail('\x0102'::bytea);
 SELECT privacy_internal.subject_access_entries(NULL, NULL, NULL) AS null_entries;
+SELECT count(*) AS null_subject FROM privacy.access_trail(NULL);
 
 -- a trail row forged to point subject 1 at subject 2's entry: the reader
 -- checks the full hash in the entry, so subject 1 is not shown it
