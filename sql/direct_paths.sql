@@ -138,18 +138,52 @@ RESET ROLE;
 RESET privacy.purpose;
 ALTER TABLE privacy.data_keys DROP CONSTRAINT dp_frozen;
 
+-- an expression index the table's owner adds: the direct write fills it
+-- (the value is found through it), its function running as on the INSERT
+-- path, as the extension's owner in a security-restricted operation
+CREATE FUNCTION public.dp_index_fn(b bytea) RETURNS bytea LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF current_setting('dp.probe', true) = 'on' THEN
+        RAISE NOTICE 'index function as the extension owner: %',
+            current_user = (SELECT extowner::regrole::name FROM pg_extension WHERE extname = 'privacy');
+        BEGIN
+            PERFORM set_config('role', 'none', true);
+            RAISE NOTICE 'index function not restricted';
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE NOTICE 'index function restricted: %', SQLERRM;
+        END;
+    END IF;
+    RETURN b;
+END $$;
+CREATE INDEX dp_expr ON privacy.data_keys (public.dp_index_fn(subject_hash));
+SET dp.probe = 'on';
+SET ROLE dp_app;
+SET privacy.purpose = 'billing';
+INSERT INTO dp_customers VALUES (6, 'f@example.org');
+RESET ROLE;
+RESET privacy.purpose;
+RESET dp.probe;
+SET enable_seqscan = off;
+SELECT count(*) AS found_through_it FROM privacy.data_keys
+ WHERE public.dp_index_fn(subject_hash) = privacy.subject_hash('6');
+RESET enable_seqscan;
+
 -- a column the DBA adds (another shape): the INSERT writes the keys, its
--- default applied
+-- default applied; the index function runs there as it does above
 ALTER TABLE privacy.data_keys ADD COLUMN dp_note text DEFAULT 'added';
+SET dp.probe = 'on';
 SET ROLE dp_app;
 SET privacy.purpose = 'billing';
 INSERT INTO dp_customers VALUES (5, 'e@example.org');
 RESET ROLE;
 RESET privacy.purpose;
+RESET dp.probe;
+DROP INDEX privacy.dp_expr;
+DROP FUNCTION public.dp_index_fn(bytea);
 SELECT state, dp_note FROM privacy.data_keys WHERE subject_hash = privacy.subject_hash('5');
 ALTER TABLE privacy.data_keys DROP COLUMN dp_note;
 
--- only wrapped keys are stored, by the direct write (subjects 1, 2) and
+-- only wrapped keys are stored, by the direct write (subjects 1, 2, 6) and
 -- the INSERT (5) alike: nonce, key and tag, 24 + 32 + 16 bytes
 SELECT count(*) AS subject_keys, count(*) FILTER (WHERE length(wrapped_key) = 72) AS wrapped,
        count(DISTINCT wrapped_key) AS distinct_keys
