@@ -19,7 +19,10 @@
 #include "access/nbtree.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_collation.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_opfamily.h"
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "commands/extension.h"
@@ -711,29 +714,71 @@ typedef struct TrailRels
 } TrailRels;
 
 static Relation
-trail_open(const char *name, bool index)
+trail_open(const char *name)
 {
 	Oid			relid = get_relname_relid(name, catalog_namespace());
 	AclResult	acl;
 
 	if (!OidIsValid(relid))
 		elog(ERROR, "relation " PRIVACY_SCHEMA ".%s of the access log does not exist", name);
-	if (index)
-		return index_open(relid, AccessShareLock);
 	acl = pg_class_aclcheck(relid, GetUserId(), ACL_SELECT);
 	if (acl != ACLCHECK_OK)
 		aclcheck_error(acl, OBJECT_TABLE, name);
 	return table_open(relid, AccessShareLock);
 }
 
+/* A column of the access log's tables, of the type the reader reads it as. */
 static AttrNumber
-trail_attnum(Relation rel, const char *name)
+trail_attnum(Relation rel, const char *name, Oid type)
 {
 	AttrNumber	n = get_attnum(RelationGetRelid(rel), name);
 
 	if (n == InvalidAttrNumber)
 		elog(ERROR, "column %s of " PRIVACY_SCHEMA ".%s does not exist", name, RelationGetRelationName(rel));
+	if (TupleDescAttr(RelationGetDescr(rel), n - 1)->atttypid != type)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("column %s of " PRIVACY_SCHEMA ".%s is not of type %s", name,
+						RelationGetRelationName(rel), format_type_be(type))));
 	return n;
+}
+
+/*
+ * The index the reader scans on column attnum of heap: a whole, valid
+ * btree on that column first, over integers, the one the install script
+ * made.  Another index of that name (a partial one, on another column or
+ * table, left invalid by a failed CREATE INDEX CONCURRENTLY) would return
+ * fewer entries, or none, without a word: it is refused.
+ */
+static Relation
+trail_index_open(Relation heap, const char *name, AttrNumber attnum)
+{
+	Oid			relid = get_relname_relid(name, catalog_namespace());
+	const char *column = NameStr(TupleDescAttr(RelationGetDescr(heap), attnum - 1)->attname);
+	Relation	idx;
+	Form_pg_index ix;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("index " PRIVACY_SCHEMA ".%s of the access log does not exist", name),
+				 errhint("Create it again: CREATE INDEX %s ON " PRIVACY_SCHEMA ".%s (%s).",
+						 name, RelationGetRelationName(heap), column)));
+	idx = index_open(relid, AccessShareLock);
+	ix = idx->rd_index;
+	if (ix->indrelid != RelationGetRelid(heap) || !ix->indisvalid || !ix->indisready ||
+		idx->rd_rel->relam != BTREE_AM_OID || ix->indnkeyatts < 1 || ix->indkey.values[0] != attnum ||
+		idx->rd_opfamily[0] != INTEGER_BTREE_FAM_OID ||
+		!heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL) ||
+		!heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("index " PRIVACY_SCHEMA ".%s is not the access log's index on %s.%s", name,
+						RelationGetRelationName(heap), column),
+				 errdetail("The access trail is read through a valid btree index on that column, whole."),
+				 errhint("Drop it and create it again: CREATE INDEX %s ON " PRIVACY_SCHEMA ".%s (%s).",
+						 name, RelationGetRelationName(heap), column)));
+	return idx;
 }
 
 static void
@@ -743,18 +788,19 @@ trail_rels_open(TrailRels *tr)
 
 	if (acl != ACLCHECK_OK)
 		aclcheck_error(acl, OBJECT_SCHEMA, PRIVACY_SCHEMA);
-	tr->trail = trail_open("access_log_trail", false);
-	tr->trail_idx = trail_open("access_log_trail_subject", true);
+	tr->trail = trail_open("access_log_trail");
+	tr->trail_seq = trail_attnum(tr->trail, "seq", INT8OID);
+	tr->trail_idx = trail_index_open(tr->trail, "access_log_trail_subject",
+									 trail_attnum(tr->trail, "subject_key", INT8OID));
 	tr->trail_slot = table_slot_create(tr->trail, NULL);
-	tr->trail_seq = trail_attnum(tr->trail, "seq");
-	tr->batches = trail_open("access_log_batches", false);
-	tr->batches_idx = trail_open("access_log_batches_pkey", true);
+	tr->batches = trail_open("access_log_batches");
+	tr->b_first = trail_attnum(tr->batches, "first_seq", INT8OID);
+	tr->b_last = trail_attnum(tr->batches, "last_seq", INT8OID);
+	tr->b_entries = trail_attnum(tr->batches, "entries", BYTEAOID);
+	tr->b_offsets = trail_attnum(tr->batches, "offsets", BYTEAOID);
+	tr->batches_idx = trail_index_open(tr->batches, "access_log_batches_pkey", tr->b_first);
 	tr->batch_slot = table_slot_create(tr->batches, NULL);
 	tr->batch_scan = NULL;
-	tr->b_first = trail_attnum(tr->batches, "first_seq");
-	tr->b_last = trail_attnum(tr->batches, "last_seq");
-	tr->b_entries = trail_attnum(tr->batches, "entries");
-	tr->b_offsets = trail_attnum(tr->batches, "offsets");
 }
 
 static void
@@ -788,6 +834,7 @@ trail_seqs(TrailRels *tr, int64 key, uint64 *n)
 		bool		isnull;
 		Datum		d = slot_getattr(tr->trail_slot, tr->trail_seq, &isnull);
 
+		CHECK_FOR_INTERRUPTS();
 		if (isnull)
 			continue;
 		if (*n == max)
@@ -855,9 +902,10 @@ trail_entry(const bytea *slice, uint32 base, uint32 start, uint32 end, int64 seq
 		audit_batch_corrupt();
 	r.p = (const unsigned char *) VARDATA(slice) + (start - base);
 	r.end = (const unsigned char *) VARDATA(slice) + (end - base);
-	if (audit_unpack_next(&r, e) != 1 || r.p != r.end)
+	/* (the entries of a row are its seqs in order: another seq there is tampering) */
+	if (audit_unpack_next(&r, e) != 1 || r.p != r.end || (int64) e->seq != seq)
 		audit_batch_corrupt();
-	return (int64) e->seq == seq && e->len > 0 && e->bytes[0] == kind;
+	return e->len > 0 && e->bytes[0] == kind;
 }
 
 /* The statement event seq of a batch row, parsed into *st: false when there is none. */
@@ -880,7 +928,12 @@ trail_statement(TrailBatch *b, int64 seq, const bytea *slice, uint32 base, const
 	else
 	{
 		if (!audit_batch_offsets(b->entries, b->offsets, i, i, own, &last))
+		{
+			/* a row that says it holds seq but has no entry there is tampered with */
+			if (seq <= b->last_seq)
+				audit_batch_corrupt();
 			return false;
+		}
 		slice = audit_batch_bytes(b->entries, own[0], own[1]);
 		if (!trail_entry(slice, own[0], own[0], own[1], seq, ENTRY_STATEMENT, &e))
 			return false;
@@ -955,6 +1008,8 @@ trail_read(const unsigned char *hash, int *nrows)
 		char	   *category;
 		int64		opened;
 
+		/* (a long trail can be cancelled, statement_timeout included) */
+		CHECK_FOR_INTERRUPTS();
 		if (b == NULL)
 			continue;
 		old = MemoryContextSwitchTo(entry_cxt);
@@ -962,7 +1017,16 @@ trail_read(const unsigned char *hash, int *nrows)
 		lo = Max(i - TRAIL_BACK_ENTRIES, 0);
 		off = palloc(sizeof(uint32) * (i - lo + 2));
 		if (!audit_batch_offsets(b->entries, b->offsets, lo, i, off, &last) || last != i)
+		{
+			/*
+			 * Past the row's last entry: a trail row of a trimmed entry.
+			 * Within it: the row was tampered with, which is not read as
+			 * no entry (verify_access_log() says where).
+			 */
+			if (seq <= b->last_seq)
+				audit_batch_corrupt();
 			goto next;
+		}
 		/* the subject entry and the bytes before it, where its statement most often is */
 		for (window = i; window > lo && off[i - lo] - off[window - 1 - lo] <= TRAIL_BACK_BYTES; window--)
 			;

@@ -608,11 +608,46 @@ trigger_vacuous(const Trigger *t)
 	return vacuous;
 }
 
+/* The CHECK constraints of the install script, which the direct write's rows pass by construction. */
+static const char *const key_table_checks[] = {
+	"data_keys_scope_check", "data_keys_state_check", "data_key_owner", "data_key_material"
+};
+
+/*
+ * Whether the key table's constraints are only those the direct write's
+ * rows are valid for by construction (it evaluates none): the install's
+ * CHECKs, by name, and no NOT NULL on a column it leaves NULL.  An
+ * administrator's CHECK or NOT NULL sends the rows through the INSERT,
+ * which enforces it.  (A CHECK of the install's name redefined is not
+ * seen.)
+ */
+static bool
+key_table_constraints_known(TupleDesc desc)
+{
+	AttrNumber	left_null[] = {kt.att_category, kt.att_name, kt.att_retired_at, kt.att_destroyed_at};
+	int			i;
+	int			j;
+
+	for (i = 0; i < lengthof(left_null); i++)
+		if (left_null[i] == InvalidAttrNumber || TupleDescAttr(desc, left_null[i] - 1)->attnotnull)
+			return false;
+	for (i = 0; desc->constr != NULL && i < desc->constr->num_check; i++)
+	{
+		for (j = 0; j < lengthof(key_table_checks); j++)
+			if (strcmp(desc->constr->check[i].ccname, key_table_checks[j]) == 0)
+				break;
+		if (j == lengthof(key_table_checks))
+			return false;
+	}
+	return true;
+}
+
 /*
  * Whether privacy.data_keys is still the table this file writes rows into
  * directly: its eleven columns, nothing that runs on an INSERT (a trigger
- * other than trigger_vacuous's, a rule, row security), no generated column.
- * Another shape (a later release's, an administrator's trigger) goes
+ * other than trigger_vacuous's, a rule, row security), no generated column,
+ * no constraint but the install's (key_table_constraints_known).  Another
+ * shape (a later release's, an administrator's trigger or CHECK) goes
  * through the INSERT.
  */
 static bool
@@ -621,6 +656,9 @@ key_table_direct(Relation rel)
 	TupleDesc	desc = RelationGetDescr(rel);
 	TriggerDesc *trig = rel->trigdesc;
 	int			i;
+
+	if (!key_table_constraints_known(desc))
+		return false;
 
 	if (desc->natts != 11 || rel->rd_rules != NULL || rel->rd_rel->relrowsecurity ||
 		(desc->constr != NULL && desc->constr->has_generated_stored) ||
